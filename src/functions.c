@@ -1,0 +1,523 @@
+/*
+ * functions.c
+ *		The SQL-callable functions of the Bill Payments API.
+ *
+ * Each function checks every argument before anything is sent, names the
+ * argument in its error, calls the protocol layer, records the answer in
+ * the bookkeeping tables and returns it as a composite.
+ */
+#include "qiwi_kassa.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(qiwi_create_bill);
+PG_FUNCTION_INFO_V1(qiwi_bill_status);
+PG_FUNCTION_INFO_V1(qiwi_cancel_bill);
+PG_FUNCTION_INFO_V1(qiwi_refund);
+PG_FUNCTION_INFO_V1(qiwi_refund_status);
+
+/* Columns of the composite types, in the order of the SQL script */
+enum
+{
+	BILL_COL_BILL_ID, BILL_COL_SITE_ID, BILL_COL_AMOUNT, BILL_COL_CURRENCY,
+	BILL_COL_STATUS, BILL_COL_STATUS_CHANGED_AT, BILL_COL_CREATED_AT,
+	BILL_COL_EXPIRES_AT, BILL_COL_PAY_URL, BILL_COL_COMMENT,
+	BILL_COL_CUSTOMER, BILL_COL_CUSTOM_FIELDS, BILL_NCOLS
+};
+
+enum
+{
+	REFUND_COL_BILL_ID, REFUND_COL_REFUND_ID, REFUND_COL_AMOUNT,
+	REFUND_COL_CURRENCY, REFUND_COL_STATUS, REFUND_COL_CREATED_AT,
+	REFUND_NCOLS
+};
+
+/* QIWI's Number(6.2) */
+#define QIWI_MAX_AMOUNT "999999.99"
+
+/* ---------- argument checks ---------- */
+
+/* Fetch a required text argument, or raise naming it */
+static char *
+required_text(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* Fetch an optional text argument (NULL = omitted); empty is an error */
+static char *
+optional_text(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname),
+				 errhint("Pass NULL to leave it out.")));
+	return value;
+}
+
+/* Reject a string longer than max characters */
+static void
+check_length(const char *value, int max, const char *argname)
+{
+	int			len = pg_mbstrlen(value);
+
+	if (len > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long", argname),
+				 errdetail("It has %d characters; QIWI accepts at most %d.", len, max)));
+}
+
+/* Reject control characters, which no QIWI text field accepts */
+static void
+check_no_control_chars(const char *value, const char *argname)
+{
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if (*p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s contains a control character", argname),
+					 errdetail("Character U+%04X at byte %d.", *p,
+							   (int) ((const char *) p - value) + 1)));
+	}
+}
+
+/*
+ * A bill or refund id: 1-200 of Latin letters, digits, '_', '-' and '.',
+ * not starting with a dot.  That is what QIWI's form documents allow, and
+ * it keeps ids readable in URLs, logs and error messages.
+ */
+static char *
+required_id(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = required_text(fcinfo, argno, argname);
+
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	check_length(value, QIWI_MAX_ID_LENGTH, argname);
+	for (const char *p = value; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (!(isascii(c) && (isalnum(c) || c == '_' || c == '-' || c == '.')) ||
+			(p == value && c == '.'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s contains a character QIWI does not accept", argname),
+					 errdetail("Byte 0x%02X at position %d. Allowed: Latin letters, digits, \"_\", \"-\" and \".\" (not first).",
+							   c, (int) (p - value) + 1)));
+	}
+	return value;
+}
+
+/* An amount: finite, > 0, at most two decimals, within Number(6.2) */
+static Numeric
+required_amount(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	Numeric		amount;
+	Numeric		max_amount;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	amount = PG_GETARG_NUMERIC(argno);
+	if (numeric_is_nan(amount) || numeric_is_inf(amount))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite number", argname)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be greater than zero", argname)));
+	if (!qiwi_amount_has_cents_only(amount))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has more than two decimal places", argname),
+				 errdetail("QIWI takes amounts in whole kopecks; the extension never rounds money."),
+				 errhint("Round it yourself, e.g. round(amount, 2), if that is what you mean.")));
+	max_amount = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+													 CStringGetDatum(QIWI_MAX_AMOUNT),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(max_amount))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s exceeds QIWI's maximum of %s", argname, QIWI_MAX_AMOUNT)));
+	return amount;
+}
+
+/* A currency: a three-letter upper-case ISO 4217 code */
+static char *
+required_currency(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = required_text(fcinfo, argno, argname);
+
+	if (strlen(value) != 3 ||
+		!(value[0] >= 'A' && value[0] <= 'Z') ||
+		!(value[1] >= 'A' && value[1] <= 'Z') ||
+		!(value[2] >= 'A' && value[2] <= 'Z'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a three-letter ISO 4217 code such as 'RUB'", argname)));
+	return value;
+}
+
+/* An expiry: in the future and at most 45 days ahead, as QIWI allows */
+static TimestampTz
+required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	TimestampTz value;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	value = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_NOT_FINITE(value) || value <= now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be in the future", argname)));
+	if (value > now + (int64) QIWI_MAX_LIFETIME_DAYS * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most %d days ahead", argname, QIWI_MAX_LIFETIME_DAYS),
+				 errdetail("QIWI expires every bill at most %d days after it is created.",
+						   QIWI_MAX_LIFETIME_DAYS)));
+	return value;
+}
+
+/* A phone number in international format, digits only: 79123456789 */
+static char *
+optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = optional_text(fcinfo, argno, argname);
+	size_t		len;
+
+	if (value == NULL)
+		return NULL;
+	len = strlen(value);
+	if (len < 7 || len > 15 || strspn(value, "0123456789") != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be 7 to 15 digits in international format, e.g. 79123456789", argname)));
+	return value;
+}
+
+/* An e-mail address: one '@' with text on both sides, no spaces */
+static char *
+optional_email(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = optional_text(fcinfo, argno, argname);
+	const char *at;
+
+	if (value == NULL)
+		return NULL;
+	check_length(value, QIWI_MAX_FIELD_LENGTH, argname);
+	check_no_control_chars(value, argname);
+	at = strchr(value, '@');
+	if (at == NULL || at == value || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+		strchr(value, ' ') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not an e-mail address", argname)));
+	return value;
+}
+
+/* Free text QIWI stores for us: bounded length, no control characters */
+static char *
+optional_field(FunctionCallInfo fcinfo, int argno, const char *argname, int max)
+{
+	char	   *value = optional_text(fcinfo, argno, argname);
+
+	if (value == NULL)
+		return NULL;
+	check_length(value, max, argname);
+	check_no_control_chars(value, argname);
+	return value;
+}
+
+/* custom_fields: a JSON object whose values are strings of <= 255 characters */
+static Jsonb *
+optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	jb = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", argname)));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (key[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s has an empty key", argname)));
+			check_length(key, QIWI_MAX_FIELD_LENGTH, argname);
+		}
+		else if (tok == WJB_VALUE)
+		{
+			char	   *value;
+
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s must hold only string values", argname),
+						 errdetail("The value of key \"%s\" is not a string.", key)));
+			value = pnstrdup(v.val.string.val, v.val.string.len);
+			if (pg_mbstrlen(value) > QIWI_MAX_FIELD_LENGTH)
+				ereport(ERROR,
+						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+						 errmsg("%s is too long", argname),
+						 errdetail("The value of key \"%s\" has more than %d characters.",
+								   key, QIWI_MAX_FIELD_LENGTH)));
+		}
+	}
+	return jb;
+}
+
+/* An http(s) URL that libcurl can parse */
+static char *
+optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = optional_text(fcinfo, argno, argname);
+
+	if (value == NULL)
+		return NULL;
+	check_length(value, 2048, argname);
+	if (!http_url_is_valid(value, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an absolute http or https URL", argname)));
+	return value;
+}
+
+/* ---------- results ---------- */
+
+/* Build the qiwi_bill composite for a bill */
+static Datum
+bill_datum(FunctionCallInfo fcinfo, const QiwiBill *bill)
+{
+	TupleDesc	tupdesc;
+	Datum		values[BILL_NCOLS];
+	bool		nulls[BILL_NCOLS];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts != BILL_NCOLS)
+		elog(ERROR, "return type must be qiwi_bill");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	memset(nulls, false, sizeof(nulls));
+	values[BILL_COL_BILL_ID] = CStringGetTextDatum(bill->bill_id);
+	values[BILL_COL_SITE_ID] = bill->site_id ? CStringGetTextDatum(bill->site_id) : (Datum) 0;
+	nulls[BILL_COL_SITE_ID] = bill->site_id == NULL;
+	values[BILL_COL_AMOUNT] = NumericGetDatum(bill->amount);
+	values[BILL_COL_CURRENCY] = CStringGetTextDatum(bill->currency);
+	values[BILL_COL_STATUS] = CStringGetTextDatum(bill->status);
+	values[BILL_COL_STATUS_CHANGED_AT] = TimestampTzGetDatum(bill->status_changed_at);
+	nulls[BILL_COL_STATUS_CHANGED_AT] = !bill->has_status_changed_at;
+	values[BILL_COL_CREATED_AT] = TimestampTzGetDatum(bill->created_at);
+	nulls[BILL_COL_CREATED_AT] = !bill->has_created_at;
+	values[BILL_COL_EXPIRES_AT] = TimestampTzGetDatum(bill->expires_at);
+	nulls[BILL_COL_EXPIRES_AT] = !bill->has_expires_at;
+	values[BILL_COL_PAY_URL] = bill->pay_url ? CStringGetTextDatum(bill->pay_url) : (Datum) 0;
+	nulls[BILL_COL_PAY_URL] = bill->pay_url == NULL;
+	values[BILL_COL_COMMENT] = bill->comment ? CStringGetTextDatum(bill->comment) : (Datum) 0;
+	nulls[BILL_COL_COMMENT] = bill->comment == NULL;
+	values[BILL_COL_CUSTOMER] = PointerGetDatum(bill->customer);
+	nulls[BILL_COL_CUSTOMER] = bill->customer == NULL;
+	values[BILL_COL_CUSTOM_FIELDS] = PointerGetDatum(bill->custom_fields);
+	nulls[BILL_COL_CUSTOM_FIELDS] = bill->custom_fields == NULL;
+
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/* Build the qiwi_refund composite for a refund */
+static Datum
+refund_datum(FunctionCallInfo fcinfo, const QiwiRefund *refund)
+{
+	TupleDesc	tupdesc;
+	Datum		values[REFUND_NCOLS];
+	bool		nulls[REFUND_NCOLS];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts != REFUND_NCOLS)
+		elog(ERROR, "return type must be qiwi_refund");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	memset(nulls, false, sizeof(nulls));
+	values[REFUND_COL_BILL_ID] = CStringGetTextDatum(refund->bill_id);
+	values[REFUND_COL_REFUND_ID] = CStringGetTextDatum(refund->refund_id);
+	values[REFUND_COL_AMOUNT] = NumericGetDatum(refund->amount);
+	values[REFUND_COL_CURRENCY] = CStringGetTextDatum(refund->currency);
+	values[REFUND_COL_STATUS] = CStringGetTextDatum(refund->status);
+	values[REFUND_COL_CREATED_AT] = TimestampTzGetDatum(refund->created_at);
+	nulls[REFUND_COL_CREATED_AT] = !refund->has_created_at;
+
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/* Are two amounts equal as money? */
+static bool
+amounts_equal(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+											 NumericGetDatum(b))) == 0;
+}
+
+/* ---------- the functions ---------- */
+
+/*
+ * qiwi_create_bill(bill_id, amount, currency, expires_at, comment, phone,
+ *					email, account, custom_fields, success_url)
+ */
+Datum
+qiwi_create_bill(PG_FUNCTION_ARGS)
+{
+	QiwiCreateBillArgs args;
+	char	   *success_url;
+	QiwiBill	bill;
+	QiwiError	error;
+
+	args.bill_id = required_id(fcinfo, 0, "bill_id");
+	args.amount = required_amount(fcinfo, 1, "amount");
+	args.currency = required_currency(fcinfo, 2, "currency");
+	args.expires_at = required_expiry(fcinfo, 3, "expires_at");
+	args.comment = optional_text(fcinfo, 4, "comment");
+	if (args.comment != NULL)
+		check_length(args.comment, QIWI_MAX_COMMENT_LENGTH, "comment");
+	args.phone = optional_phone(fcinfo, 5, "phone");
+	args.email = optional_email(fcinfo, 6, "email");
+	args.account = optional_field(fcinfo, 7, "account", QIWI_MAX_FIELD_LENGTH);
+	args.custom_fields = optional_custom_fields(fcinfo, 8, "custom_fields");
+	success_url = optional_url(fcinfo, 9, "success_url");
+
+	if (!qiwi_create_bill_call(&args, &bill, &error))
+		qiwi_raise(&error);
+
+	/* QIWI answers a repeated billId with the bill it already has */
+	if (!amounts_equal(bill.amount, args.amount) ||
+		strcmp(bill.currency, args.currency) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
+				 errmsg("could not create bill \"%s\": QIWI already has a bill with this id for a different amount",
+						args.bill_id),
+				 errdetail("QIWI's bill is for %s %s; this call asked for %s %s.",
+						   qiwi_format_amount(bill.amount), bill.currency,
+						   qiwi_format_amount(args.amount), args.currency),
+				 errhint("Use a new bill_id for a new bill.")));
+
+	store_bill(&bill);
+
+	if (success_url != NULL && bill.pay_url != NULL)
+		bill.pay_url = http_append_query(bill.pay_url, "successUrl", success_url);
+
+	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
+}
+
+/* qiwi_bill_status(bill_id): the bill as QIWI has it now */
+Datum
+qiwi_bill_status(PG_FUNCTION_ARGS)
+{
+	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	QiwiBill	bill;
+	QiwiError	error;
+
+	if (!qiwi_get_bill_call(bill_id, &bill, &error))
+		qiwi_raise(&error);
+	store_bill(&bill);
+	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
+}
+
+/* qiwi_cancel_bill(bill_id): reject an unpaid bill */
+Datum
+qiwi_cancel_bill(PG_FUNCTION_ARGS)
+{
+	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	QiwiBill	bill;
+	QiwiError	error;
+
+	if (!qiwi_reject_bill_call(bill_id, &bill, &error))
+		qiwi_raise(&error);
+	store_bill(&bill);
+	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
+}
+
+/* qiwi_refund(bill_id, refund_id, amount, currency): return money of a paid bill */
+Datum
+qiwi_refund(PG_FUNCTION_ARGS)
+{
+	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	char	   *refund_id = required_id(fcinfo, 1, "refund_id");
+	Numeric		amount = required_amount(fcinfo, 2, "amount");
+	char	   *currency = required_currency(fcinfo, 3, "currency");
+	QiwiRefund	refund;
+	QiwiError	error;
+
+	if (!qiwi_refund_call(bill_id, refund_id, amount, currency, &refund, &error))
+		qiwi_raise(&error);
+
+	/* QIWI answers a repeated refundId with the refund it already made */
+	if (!amounts_equal(refund.amount, amount) || strcmp(refund.currency, currency) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
+				 errmsg("could not refund \"%s\" of bill \"%s\": QIWI already has a refund with this id for a different amount",
+						refund_id, bill_id),
+				 errdetail("QIWI's refund is for %s %s; this call asked for %s %s.",
+						   qiwi_format_amount(refund.amount), refund.currency,
+						   qiwi_format_amount(amount), currency),
+				 errhint("Use a new refund_id for a new refund.")));
+
+	store_refund(&refund);
+	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
+}
+
+/* qiwi_refund_status(bill_id, refund_id) */
+Datum
+qiwi_refund_status(PG_FUNCTION_ARGS)
+{
+	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	char	   *refund_id = required_id(fcinfo, 1, "refund_id");
+	QiwiRefund	refund;
+	QiwiError	error;
+
+	if (!qiwi_get_refund_call(bill_id, refund_id, &refund, &error))
+		qiwi_raise(&error);
+	store_refund(&refund);
+	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
+}

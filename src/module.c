@@ -1,0 +1,78 @@
+/*
+ * module.c
+ *		Start-up of the qiwi_kassa module: its configuration parameters.
+ */
+#include "qiwi_kassa.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+char	   *qiwi_api_url = NULL;
+char	   *qiwi_secret_key = NULL;
+char	   *qiwi_ca_file = NULL;
+int			qiwi_timeout_ms = 10000;
+int			qiwi_connect_timeout_ms = 3000;
+
+void		_PG_init(void);
+
+/* Define the qiwi.* parameters */
+void
+_PG_init(void)
+{
+	/*
+	 * Whoever can change the URL or the CA bundle can have the key sent to a
+	 * server of their own, so those three are superuser-only to set.
+	 */
+	DefineCustomStringVariable("qiwi.api_url",
+							   "Base URL of the QIWI API.",
+							   "The Bill Payments endpoints are appended to it.",
+							   &qiwi_api_url,
+							   "https://api.qiwi.com",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("qiwi.secret_key",
+							   "Secret key (SECRET_KEY) of the QIWI Bill Payments API.",
+							   "Readable by superusers only; sent only as the Authorization header.",
+							   &qiwi_secret_key,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("qiwi.ca_file",
+							   "CA bundle used to verify the QIWI server's certificate.",
+							   "Empty means the system's default trust store. Verification is always on.",
+							   &qiwi_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.timeout",
+							"Time limit of one QIWI request, connection included.",
+							NULL,
+							&qiwi_timeout_ms,
+							10000, 100, 600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.connect_timeout",
+							"Time limit for connecting to QIWI (TCP and TLS).",
+							NULL,
+							&qiwi_connect_timeout_ms,
+							3000, 100, 600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("qiwi");
+#else
+	EmitWarningsOnPlaceholders("qiwi");
+#endif
+}

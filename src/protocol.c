@@ -1,0 +1,711 @@
+/*
+ * protocol.c
+ *		The QIWI Bill Payments protocol: request URLs and bodies, response
+ *		parsing into C structs, and the mapping of failures to error classes.
+ *
+ * Nothing here raises on a bad answer: every call returns false with a
+ * filled QiwiError, so the SQL functions raise it and a background worker
+ * can record it and go on with the next bill.  JSON is read with
+ * PostgreSQL's own JSON lexer and jsonb, dates with its date/time input
+ * routines, amounts with numeric input.
+ */
+#include "qiwi_kassa.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#define QIWI_BILLS_PATH "/partner/bill/v1/bills/"
+
+/* Seconds east of UTC of a timestamp QIWI sends without an offset (Moscow) */
+#define QIWI_DEFAULT_UTC_OFFSET		(3 * SECS_PER_HOUR)
+
+/* ---------- amounts and timestamps ---------- */
+
+/* Round an amount to two decimals (callers have checked this is exact) */
+static Numeric
+amount_to_cents(Numeric amount)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_round,
+											   NumericGetDatum(amount),
+											   Int32GetDatum(2)));
+}
+
+/* Does the amount have at most two significant decimals? */
+bool
+qiwi_amount_has_cents_only(Numeric amount)
+{
+	Numeric		rounded = amount_to_cents(amount);
+
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(rounded),
+											 NumericGetDatum(amount))) == 0;
+}
+
+/* The amount as QIWI writes it: exactly two decimals ("1.00") */
+char *
+qiwi_format_amount(Numeric amount)
+{
+	return DatumGetCString(DirectFunctionCall1(numeric_out,
+											   NumericGetDatum(amount_to_cents(amount))));
+}
+
+/* Is this one of the final bill statuses of seed 001? */
+bool
+qiwi_status_is_final(const char *status)
+{
+	return strcmp(status, "PAID") == 0 ||
+		strcmp(status, "REJECTED") == 0 ||
+		strcmp(status, "EXPIRED") == 0;
+}
+
+/* Format a timestamp as QIWI expects: YYYY-MM-DDThh:mm:ss+00:00 */
+static char *
+format_qiwi_timestamp(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char		buf[MAXDATELEN + 1];
+
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	/* QIWI's format has whole seconds; an expiry truncated by < 1 s is fine */
+	EncodeDateTime(&tm, 0, true, 0, NULL, USE_XSD_DATES, buf);
+	return pstrdup(buf);
+}
+
+/*
+ * Parse a QIWI timestamp with PostgreSQL's date/time input routines.  QIWI
+ * writes 0-3 fractional digits and offsets as +03:00, +03 or not at all;
+ * a timestamp without an offset is Moscow time, as in every QIWI sample.
+ */
+static bool
+parse_qiwi_timestamp(const char *str, TimestampTz *result)
+{
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	int			tz;
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (strlen(str) >= MAXDATELEN)
+		return false;
+
+	/* without a zone argument, DecodeDateTime refuses input that has one */
+	if (ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
+					  MAXDATEFIELDS, &nf) != 0)
+		return false;
+	if (DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, NULL) == 0)
+		tz = -QIWI_DEFAULT_UTC_OFFSET;
+	else
+	{
+		if (ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
+						  MAXDATEFIELDS, &nf) != 0 ||
+			DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0)
+			return false;
+	}
+	if (dtype != DTK_DATE)
+		return false;
+	return tm2timestamp(&tm, fsec, &tz, result) == 0;
+}
+
+/* ---------- JSON reading ---------- */
+
+/* Parse a response body into jsonb without raising; NULL and *problem on failure */
+static Jsonb *
+parse_json_member_object(const char *body, size_t len, char **problem)
+{
+	char	   *text;
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+	Jsonb	   *jb;
+
+	if (len == 0)
+	{
+		*problem = pstrdup("the body is empty");
+		return NULL;
+	}
+	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
+	{
+		*problem = pstrdup("the body is not valid UTF-8");
+		return NULL;
+	}
+	text = pg_any_to_server(body, len, PG_UTF8);
+
+	/* validate first, so that jsonb_in below cannot raise */
+	lex = makeJsonLexContextCstringLen(text, strlen(text), GetDatabaseEncoding(), true);
+	rc = pg_parse_json(lex, &nullSemAction);
+	if (rc != JSON_SUCCESS)
+	{
+		*problem = psprintf("the body is not valid JSON: %s", json_errdetail(rc, lex));
+		return NULL;
+	}
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	if (!JB_ROOT_IS_OBJECT(jb))
+	{
+		*problem = pstrdup("the body is not a JSON object");
+		return NULL;
+	}
+	return jb;
+}
+
+/* Look a key up in a JSON object; JSON null counts as absent */
+static JsonbValue *
+json_field(JsonbContainer *object, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+
+	if (v != NULL && v->type == jbvNull)
+		return NULL;
+	return v;
+}
+
+/* Read a string field; absent is an error only when required */
+static bool
+json_string(JsonbContainer *object, const char *key, bool required,
+			char **out, char **problem)
+{
+	JsonbValue *v = json_field(object, key);
+
+	*out = NULL;
+	if (v == NULL)
+	{
+		if (required)
+			*problem = psprintf("field \"%s\" is missing", key);
+		return !required;
+	}
+	if (v->type != jbvString)
+	{
+		*problem = psprintf("field \"%s\" is not a string", key);
+		return false;
+	}
+	*out = pnstrdup(v->val.string.val, v->val.string.len);
+	return true;
+}
+
+/* Read an identifier that QIWI may send as a string or as a number */
+static bool
+json_identifier(JsonbContainer *object, const char *key, char **out, char **problem)
+{
+	JsonbValue *v = json_field(object, key);
+
+	if (v != NULL && v->type == jbvNumeric)
+	{
+		*out = DatumGetCString(DirectFunctionCall1(numeric_out,
+												   NumericGetDatum(v->val.numeric)));
+		return true;
+	}
+	return json_string(object, key, false, out, problem);
+}
+
+/* Read an optional nested object, as a container and as jsonb */
+static bool
+json_member_object(JsonbContainer *object, const char *key, bool required,
+			JsonbContainer **container, Jsonb **copy, char **problem)
+{
+	JsonbValue *v = json_field(object, key);
+
+	*container = NULL;
+	if (copy)
+		*copy = NULL;
+	if (v == NULL)
+	{
+		if (required)
+			*problem = psprintf("field \"%s\" is missing", key);
+		return !required;
+	}
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+	{
+		*problem = psprintf("field \"%s\" is not an object", key);
+		return false;
+	}
+	*container = v->val.binary.data;
+	if (copy)
+		*copy = JsonbValueToJsonb(v);
+	return true;
+}
+
+/* Read an optional timestamp given under one of two key spellings */
+static bool
+json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
+			   bool *present, TimestampTz *out, char **problem)
+{
+	char	   *str;
+	const char *used = key;
+
+	*present = false;
+	if (!json_string(object, key, false, &str, problem))
+		return false;
+	if (str == NULL && alt_key != NULL)
+	{
+		used = alt_key;
+		if (!json_string(object, alt_key, false, &str, problem))
+			return false;
+	}
+	if (str == NULL)
+		return true;
+	if (!parse_qiwi_timestamp(str, out))
+	{
+		*problem = psprintf("field \"%s\" is not a timestamp: \"%s\"", used, str);
+		return false;
+	}
+	*present = true;
+	return true;
+}
+
+/* Read amount{value,currency}: value as a JSON number or a numeric string */
+static bool
+json_amount(JsonbContainer *object, Numeric *amount, char **currency, char **problem)
+{
+	JsonbContainer *amount_obj;
+	JsonbValue *v;
+	Numeric		value;
+
+	if (!json_member_object(object, "amount", true, &amount_obj, NULL, problem))
+		return false;
+	if (!json_string(amount_obj, "currency", true, currency, problem))
+		return false;
+	v = json_field(amount_obj, "value");
+	if (v == NULL)
+	{
+		*problem = pstrdup("field \"amount.value\" is missing");
+		return false;
+	}
+	if (v->type == jbvNumeric)
+		value = v->val.numeric;
+	else if (v->type == jbvString &&
+			 IsValidJsonNumber(v->val.string.val, v->val.string.len))
+	{
+		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+
+		value = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+													ObjectIdGetDatum(InvalidOid),
+													Int32GetDatum(-1)));
+	}
+	else
+	{
+		*problem = pstrdup("field \"amount.value\" is neither a number nor a numeric string");
+		return false;
+	}
+	if (!qiwi_amount_has_cents_only(value))
+	{
+		/* never round money silently, not even QIWI's */
+		*problem = psprintf("amount %s has more than two decimals",
+							DatumGetCString(DirectFunctionCall1(numeric_out,
+																NumericGetDatum(value))));
+		return false;
+	}
+	*amount = amount_to_cents(value);
+	return true;
+}
+
+/* ---------- errors ---------- */
+
+/* Fill an error of the "QIWI's answer is malformed" class */
+static bool
+malformed(QiwiError *error, const char *context, const char *problem)
+{
+	error->sqlstate = ERRCODE_QIWI_MALFORMED;
+	error->message = psprintf("could not %s: QIWI's answer is malformed", context);
+	error->detail = pstrdup(problem);
+	error->hint = NULL;
+	error->retry_safe = false;
+	return false;
+}
+
+/* Turn a transport failure into an error of its class */
+static void
+error_from_transport(const HttpResponse *resp, const char *context,
+					 const char *retry_hint, QiwiError *error)
+{
+	error->detail = pstrdup(resp->error);
+	error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
+	error->retry_safe = true;
+	switch (resp->failure)
+	{
+		case HTTP_FAIL_TIMEOUT:
+			error->sqlstate = ERRCODE_QIWI_TIMEOUT;
+			error->message = psprintf("could not %s: QIWI did not answer in time", context);
+			break;
+		case HTTP_FAIL_TLS:
+			error->sqlstate = ERRCODE_QIWI_TLS;
+			error->message = psprintf("could not %s: TLS connection to QIWI failed", context);
+			error->hint = pstrdup("Check the server certificate and qiwi.ca_file; nothing was sent.");
+			error->retry_safe = false;
+			break;
+		case HTTP_FAIL_TOO_LARGE:
+			error->sqlstate = ERRCODE_QIWI_MALFORMED;
+			error->message = psprintf("could not %s: QIWI's answer is too large", context);
+			error->retry_safe = false;
+			break;
+		default:
+			error->sqlstate = ERRCODE_QIWI_NETWORK;
+			error->message = psprintf("could not %s: network failure talking to QIWI", context);
+			break;
+	}
+}
+
+/* Turn a non-2xx HTTP answer, with or without QIWI's error JSON, into an error */
+static void
+error_from_status(const HttpResponse *resp, const char *context,
+				  const char *retry_hint, QiwiError *error)
+{
+	char	   *problem = NULL;
+	Jsonb	   *jb = parse_json_member_object(resp->body, resp->body_len, &problem);
+	char	   *error_code = NULL;
+	char	   *description = NULL;
+	char	   *trace_id = NULL;
+	StringInfoData detail;
+	const char *reason;
+
+	if (jb != NULL)
+	{
+		/* all optional: a gateway's error page has none of them */
+		json_string(&jb->root, "errorCode", false, &error_code, &problem);
+		json_string(&jb->root, "description", false, &description, &problem);
+		json_string(&jb->root, "traceId", false, &trace_id, &problem);
+	}
+
+	error->hint = NULL;
+	error->retry_safe = false;
+	if (resp->status == 401 || resp->status == 403)
+	{
+		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
+		reason = "QIWI refused the secret key";
+		error->hint = pstrdup("Check qiwi.secret_key.");
+	}
+	else if (resp->status == 404)
+	{
+		error->sqlstate = ERRCODE_QIWI_NOT_FOUND;
+		reason = "QIWI does not know it";
+	}
+	else if (resp->status == 429)
+	{
+		error->sqlstate = ERRCODE_QIWI_RATE_LIMIT;
+		reason = "QIWI is limiting the request rate";
+		error->retry_safe = true;
+		error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
+	}
+	else if (resp->status >= 500 && resp->status < 600)
+	{
+		error->sqlstate = ERRCODE_QIWI_SERVER_ERROR;
+		reason = "QIWI failed to process it";
+		error->retry_safe = true;
+		error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
+	}
+	else if (resp->status >= 400 && resp->status < 500)
+	{
+		error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
+		reason = "QIWI rejected the request";
+	}
+	else
+	{
+		error->sqlstate = ERRCODE_QIWI_MALFORMED;
+		reason = "QIWI answered with an unexpected HTTP status";
+	}
+
+	if (description != NULL && description[0] != '\0')
+		error->message = psprintf("could not %s: %s: %s", context, reason, description);
+	else
+		error->message = psprintf("could not %s: %s", context, reason);
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "HTTP status %ld", resp->status);
+	if (error_code != NULL)
+		appendStringInfo(&detail, ", errorCode \"%s\"", error_code);
+	if (trace_id != NULL && trace_id[0] != '\0')
+		appendStringInfo(&detail, ", traceId \"%s\"", trace_id);
+	appendStringInfoChar(&detail, '.');
+	error->detail = detail.data;
+}
+
+/* Raise a QiwiError as an ERROR */
+void
+qiwi_raise(const QiwiError *error)
+{
+	ereport(ERROR,
+			(errcode(error->sqlstate),
+			 errmsg_internal("%s", error->message),
+			 error->detail ? errdetail_internal("%s", error->detail) : 0,
+			 error->hint ? errhint("%s", error->hint) : 0));
+	pg_unreachable();
+}
+
+/* ---------- requests ---------- */
+
+/* The secret key, or an error if the server has none configured */
+static const char *
+secret_key(void)
+{
+	if (qiwi_secret_key == NULL || qiwi_secret_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("qiwi.secret_key is not set"),
+				 errhint("A superuser sets it with ALTER SYSTEM, ALTER DATABASE or ALTER ROLE.")));
+	return qiwi_secret_key;
+}
+
+/* URL of a bill, or of one of its sub-resources when suffix is given */
+static char *
+bill_url(const char *bill_id, const char *suffix)
+{
+	StringInfoData url;
+	size_t		base_len = strlen(qiwi_api_url);
+
+	while (base_len > 0 && qiwi_api_url[base_len - 1] == '/')
+		base_len--;
+	initStringInfo(&url);
+	appendBinaryStringInfo(&url, qiwi_api_url, base_len);
+	appendStringInfoString(&url, QIWI_BILLS_PATH);
+	appendStringInfoString(&url, http_escape_path_segment(bill_id));
+	if (suffix != NULL)
+		appendStringInfoString(&url, suffix);
+	return url.data;
+}
+
+/* URL of one refund of a bill */
+static char *
+refund_url(const char *bill_id, const char *refund_id)
+{
+	return bill_url(bill_id, psprintf("/refunds/%s", http_escape_path_segment(refund_id)));
+}
+
+/* Send one request; true with the 2xx answer in *resp, or false with *error */
+static bool
+exchange(HttpMethod method, const char *url, const char *body,
+		 const char *context, const char *retry_hint,
+		 HttpResponse *resp, QiwiError *error)
+{
+	const char *key = secret_key();
+
+	http_perform(method, url, key, body, resp);
+	if (resp->failure != HTTP_OK)
+	{
+		error_from_transport(resp, context, retry_hint, error);
+		return false;
+	}
+	if (resp->status < 200 || resp->status >= 300)
+	{
+		error_from_status(resp, context, retry_hint, error);
+		return false;
+	}
+	return true;
+}
+
+/* Parse a Bill object answered for expected_bill_id */
+static bool
+parse_bill(const HttpResponse *resp, const char *expected_bill_id,
+		   const char *context, QiwiBill *bill, QiwiError *error)
+{
+	char	   *problem = NULL;
+	Jsonb	   *jb = parse_json_member_object(resp->body, resp->body_len, &problem);
+	JsonbContainer *root;
+	JsonbContainer *status;
+	JsonbContainer *ignored;
+
+	memset(bill, 0, sizeof(*bill));
+	if (jb == NULL)
+		return malformed(error, context, problem);
+	root = &jb->root;
+
+	if (!json_string(root, "billId", true, &bill->bill_id, &problem) ||
+		!json_identifier(root, "siteId", &bill->site_id, &problem) ||
+		!json_amount(root, &bill->amount, &bill->currency, &problem) ||
+		!json_member_object(root, "status", true, &status, NULL, &problem) ||
+		!json_string(status, "value", true, &bill->status, &problem) ||
+		!json_timestamp(status, "changedDateTime", "datetime",
+						&bill->has_status_changed_at, &bill->status_changed_at, &problem) ||
+		!json_timestamp(root, "creationDateTime", NULL,
+						&bill->has_created_at, &bill->created_at, &problem) ||
+		!json_timestamp(root, "expirationDateTime", NULL,
+						&bill->has_expires_at, &bill->expires_at, &problem) ||
+		!json_string(root, "payUrl", false, &bill->pay_url, &problem) ||
+		!json_string(root, "comment", false, &bill->comment, &problem) ||
+		!json_member_object(root, "customer", false, &ignored, &bill->customer, &problem) ||
+		!json_member_object(root, "customFields", false, &ignored, &bill->custom_fields, &problem))
+		return malformed(error, context, problem);
+
+	if (strcmp(bill->status, "WAITING") != 0 && !qiwi_status_is_final(bill->status))
+		return malformed(error, context,
+						 psprintf("unknown bill status \"%s\"", bill->status));
+	if (strcmp(bill->bill_id, expected_bill_id) != 0)
+		return malformed(error, context,
+						 psprintf("the answer is about bill \"%s\"", bill->bill_id));
+	return true;
+}
+
+/* Parse a Refund object answered for bill_id / expected_refund_id */
+static bool
+parse_refund(const HttpResponse *resp, const char *bill_id,
+			 const char *expected_refund_id, const char *context,
+			 QiwiRefund *refund, QiwiError *error)
+{
+	char	   *problem = NULL;
+	Jsonb	   *jb = parse_json_member_object(resp->body, resp->body_len, &problem);
+	JsonbContainer *root;
+
+	memset(refund, 0, sizeof(*refund));
+	if (jb == NULL)
+		return malformed(error, context, problem);
+	root = &jb->root;
+
+	refund->bill_id = pstrdup(bill_id);
+	if (!json_identifier(root, "refundId", &refund->refund_id, &problem) ||
+		!json_amount(root, &refund->amount, &refund->currency, &problem) ||
+		!json_string(root, "status", true, &refund->status, &problem) ||
+		!json_timestamp(root, "dateTime", "datetime",
+						&refund->has_created_at, &refund->created_at, &problem))
+		return malformed(error, context, problem);
+
+	if (refund->refund_id == NULL)
+		return malformed(error, context, "field \"refundId\" is missing");
+	if (strcmp(refund->status, "PARTIAL") != 0 && strcmp(refund->status, "FULL") != 0)
+		return malformed(error, context,
+						 psprintf("unknown refund status \"%s\"", refund->status));
+	if (strcmp(refund->refund_id, expected_refund_id) != 0)
+		return malformed(error, context,
+						 psprintf("the answer is about refund \"%s\"", refund->refund_id));
+	return true;
+}
+
+/* Append "key":"value" to a JSON object being built, with a leading comma */
+static void
+append_json_member(StringInfo buf, const char *key, const char *value, bool *first)
+{
+	if (!*first)
+		appendStringInfoChar(buf, ',');
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	escape_json(buf, value);
+}
+
+/* The JSON body of PUT bills/{billId}; absent optional members are omitted */
+static char *
+create_bill_body(const QiwiCreateBillArgs *args)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"amount\":{");
+	append_json_member(&buf, "currency", args->currency, &first);
+	append_json_member(&buf, "value", qiwi_format_amount(args->amount), &first);
+	appendStringInfoString(&buf, "},");
+	first = true;
+	append_json_member(&buf, "expirationDateTime",
+					   format_qiwi_timestamp(args->expires_at), &first);
+	if (args->comment != NULL)
+		append_json_member(&buf, "comment", args->comment, &first);
+	if (args->phone != NULL || args->email != NULL || args->account != NULL)
+	{
+		bool		first_customer = true;
+
+		appendStringInfoString(&buf, ",\"customer\":{");
+		if (args->phone != NULL)
+			append_json_member(&buf, "phone", args->phone, &first_customer);
+		if (args->email != NULL)
+			append_json_member(&buf, "email", args->email, &first_customer);
+		if (args->account != NULL)
+			append_json_member(&buf, "account", args->account, &first_customer);
+		appendStringInfoChar(&buf, '}');
+	}
+	if (args->custom_fields != NULL)
+	{
+		appendStringInfoString(&buf, ",\"customFields\":");
+		appendStringInfoString(&buf, JsonbToCString(NULL, &args->custom_fields->root,
+													VARSIZE(args->custom_fields)));
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+#define IDEMPOTENT_RETRY_HINT \
+	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
+
+/* PUT bills/{billId}: create a bill, or get it back if it already exists */
+bool
+qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError *error)
+{
+	char	   *context = psprintf("create bill \"%s\"", args->bill_id);
+	HttpResponse resp;
+
+	if (!exchange(HTTP_PUT, bill_url(args->bill_id, NULL), create_bill_body(args),
+				  context, IDEMPOTENT_RETRY_HINT, &resp, error))
+		return false;
+	return parse_bill(&resp, args->bill_id, context, bill, error);
+}
+
+/* GET bills/{billId} */
+bool
+qiwi_get_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error)
+{
+	char	   *context = psprintf("get the status of bill \"%s\"", bill_id);
+	HttpResponse resp;
+
+	if (!exchange(HTTP_GET, bill_url(bill_id, NULL), NULL,
+				  context, "Repeating the call is safe.", &resp, error))
+		return false;
+	return parse_bill(&resp, bill_id, context, bill, error);
+}
+
+/* POST bills/{billId}/reject */
+bool
+qiwi_reject_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error)
+{
+	char	   *context = psprintf("cancel bill \"%s\"", bill_id);
+	HttpResponse resp;
+
+	if (!exchange(HTTP_POST, bill_url(bill_id, "/reject"), NULL, context,
+				  "The request may have reached QIWI; check with qiwi_bill_status() before repeating it.",
+				  &resp, error))
+		return false;
+	return parse_bill(&resp, bill_id, context, bill, error);
+}
+
+/* PUT bills/{billId}/refunds/{refundId} */
+bool
+qiwi_refund_call(const char *bill_id, const char *refund_id, Numeric amount,
+				 const char *currency, QiwiRefund *refund, QiwiError *error)
+{
+	char	   *context = psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id);
+	StringInfoData body;
+	bool		first = true;
+	HttpResponse resp;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"amount\":{");
+	append_json_member(&body, "currency", currency, &first);
+	append_json_member(&body, "value", qiwi_format_amount(amount), &first);
+	appendStringInfoString(&body, "}}");
+
+	if (!exchange(HTTP_PUT, refund_url(bill_id, refund_id), body.data,
+				  context, IDEMPOTENT_RETRY_HINT, &resp, error))
+		return false;
+	return parse_refund(&resp, bill_id, refund_id, context, refund, error);
+}
+
+/* GET bills/{billId}/refunds/{refundId} */
+bool
+qiwi_get_refund_call(const char *bill_id, const char *refund_id,
+					 QiwiRefund *refund, QiwiError *error)
+{
+	char	   *context = psprintf("get refund \"%s\" of bill \"%s\"", refund_id, bill_id);
+	HttpResponse resp;
+
+	if (!exchange(HTTP_GET, refund_url(bill_id, refund_id), NULL,
+				  context, "Repeating the call is safe.", &resp, error))
+		return false;
+	return parse_refund(&resp, bill_id, refund_id, context, refund, error);
+}

@@ -1,0 +1,152 @@
+/*
+ * qiwi_kassa.h
+ *		Declarations shared by the files of the qiwi_kassa extension.
+ *
+ * module.c    GUCs and start-up
+ * http.c      the libcurl transport (one reused connection per backend)
+ * protocol.c  QIWI Bill Payments requests, responses and errors
+ * store.c     the qiwi_bills / qiwi_refunds bookkeeping tables
+ * functions.c the SQL-callable functions
+ */
+#ifndef QIWI_KASSA_H
+#define QIWI_KASSA_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+/* SQLSTATEs of the QIWI error classes; the README documents them */
+#define ERRCODE_QIWI_INVALID_REQUEST	MAKE_SQLSTATE('Q','K','4','0','0')
+#define ERRCODE_QIWI_AUTHENTICATION		MAKE_SQLSTATE('Q','K','4','0','1')
+#define ERRCODE_QIWI_NOT_FOUND			MAKE_SQLSTATE('Q','K','4','0','4')
+#define ERRCODE_QIWI_RATE_LIMIT			MAKE_SQLSTATE('Q','K','4','2','9')
+#define ERRCODE_QIWI_SERVER_ERROR		MAKE_SQLSTATE('Q','K','5','0','0')
+#define ERRCODE_QIWI_NETWORK			MAKE_SQLSTATE('Q','K','N','E','T')
+#define ERRCODE_QIWI_TIMEOUT			MAKE_SQLSTATE('Q','K','T','M','O')
+#define ERRCODE_QIWI_TLS				MAKE_SQLSTATE('Q','K','T','L','S')
+#define ERRCODE_QIWI_MALFORMED			MAKE_SQLSTATE('Q','K','B','A','D')
+
+/* Largest response body accepted from QIWI; a bill is well under 4 kB */
+#define QIWI_MAX_RESPONSE_BYTES		(256 * 1024)
+
+/* Limits of the Bill Payments API (seed 001) */
+#define QIWI_MAX_ID_LENGTH			200
+#define QIWI_MAX_COMMENT_LENGTH		255
+#define QIWI_MAX_FIELD_LENGTH		255
+#define QIWI_MAX_LIFETIME_DAYS		45
+
+/* module.c: GUC values */
+extern char *qiwi_api_url;
+extern char *qiwi_secret_key;
+extern char *qiwi_ca_file;
+extern int	qiwi_timeout_ms;
+extern int	qiwi_connect_timeout_ms;
+
+/* http.c: one HTTP exchange */
+typedef enum HttpMethod
+{
+	HTTP_GET,
+	HTTP_PUT,
+	HTTP_POST
+} HttpMethod;
+
+typedef enum HttpFailure
+{
+	HTTP_OK = 0,				/* an HTTP answer arrived (any status) */
+	HTTP_FAIL_NETWORK,			/* could not connect, connection reset, ... */
+	HTTP_FAIL_TIMEOUT,			/* qiwi.timeout or qiwi.connect_timeout hit */
+	HTTP_FAIL_TLS,				/* certificate or handshake failure */
+	HTTP_FAIL_TOO_LARGE			/* body above QIWI_MAX_RESPONSE_BYTES */
+} HttpFailure;
+
+typedef struct HttpResponse
+{
+	HttpFailure failure;
+	long		status;			/* HTTP status when failure == HTTP_OK */
+	char	   *body;			/* palloc'd, NUL-terminated */
+	size_t		body_len;
+	char	   *error;			/* palloc'd description when failure != OK */
+} HttpResponse;
+
+extern void http_perform(HttpMethod method, const char *url,
+						 const char *bearer, const char *body,
+						 HttpResponse *response);
+extern char *http_escape_path_segment(const char *segment);
+extern bool http_url_is_valid(const char *url, bool require_https_or_http);
+extern char *http_append_query(const char *url, const char *name, const char *value);
+
+/* protocol.c: the Bill Payments objects */
+typedef struct QiwiBill
+{
+	char	   *bill_id;
+	char	   *site_id;
+	Numeric		amount;
+	char	   *currency;
+	char	   *status;
+	bool		has_status_changed_at;
+	TimestampTz status_changed_at;
+	bool		has_created_at;
+	TimestampTz created_at;
+	bool		has_expires_at;
+	TimestampTz expires_at;
+	char	   *pay_url;
+	char	   *comment;
+	Jsonb	   *customer;
+	Jsonb	   *custom_fields;
+} QiwiBill;
+
+typedef struct QiwiRefund
+{
+	char	   *bill_id;
+	char	   *refund_id;
+	Numeric		amount;
+	char	   *currency;
+	char	   *status;
+	bool		has_created_at;
+	TimestampTz created_at;
+} QiwiRefund;
+
+typedef struct QiwiCreateBillArgs
+{
+	const char *bill_id;
+	Numeric		amount;			/* already validated: > 0, <= 2 decimals */
+	const char *currency;
+	TimestampTz expires_at;
+	const char *comment;		/* NULL = omitted */
+	const char *phone;
+	const char *email;
+	const char *account;
+	Jsonb	   *custom_fields;
+} QiwiCreateBillArgs;
+
+/* What went wrong with one QIWI call, in a form both raisers and the worker use */
+typedef struct QiwiError
+{
+	int			sqlstate;
+	char	   *message;		/* "QIWI rejected the request for bill \"x\"" */
+	char	   *detail;			/* errorCode, description, traceId, HTTP status */
+	char	   *hint;
+	bool		retry_safe;		/* a later identical call may succeed */
+} QiwiError;
+
+extern bool qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError *error);
+extern bool qiwi_get_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error);
+extern bool qiwi_reject_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error);
+extern bool qiwi_refund_call(const char *bill_id, const char *refund_id,
+							 Numeric amount, const char *currency,
+							 QiwiRefund *refund, QiwiError *error);
+extern bool qiwi_get_refund_call(const char *bill_id, const char *refund_id,
+								 QiwiRefund *refund, QiwiError *error);
+extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
+extern char *qiwi_format_amount(Numeric amount);
+extern bool qiwi_amount_has_cents_only(Numeric amount);
+extern bool qiwi_status_is_final(const char *status);
+
+/* store.c: bookkeeping in the extension's tables */
+extern void store_bill(const QiwiBill *bill);
+extern void store_refund(const QiwiRefund *refund);
+
+#endif							/* QIWI_KASSA_H */
