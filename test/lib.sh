@@ -1,0 +1,110 @@
+# Shared by test/demo.sh and test/run-tests.sh: packages, build, sandbox, TLS.
+# Sourced, not run.  Works as root on a bare Debian 12 (it installs what it
+# needs); PostgreSQL and the sandbox run as an unprivileged user.
+
+set -euo pipefail
+
+QIWI_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=/usr/bin/pg_config
+QIWI_RUN_AS=${QIWI_RUN_AS:-postgres}
+SANDBOX_SECRET=${SANDBOX_SECRET:-sandbox-secret-key-$(date +%s)}
+QIWI_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
+	libcurl4-openssl-dev libssl-dev python3 curl openssl make gcc libipc-run-perl
+	ca-certificates)
+
+# Print a progress line
+say() { printf '==> %s\n' "$*" >&2; }
+
+# Install the Debian packages that are missing (root only)
+install_packages() {
+	local missing=()
+	for p in "${QIWI_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
+		return 1
+	fi
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Build with -Werror and install into the PostgreSQL installation
+build_and_install() {
+	say "building qiwi_kassa"
+	# with_llvm=no: JIT bitcode is optional and would need clang
+	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no >/dev/null
+	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no install >/dev/null
+}
+
+# Run a command as the unprivileged user (PostgreSQL refuses root)
+as_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u "$QIWI_RUN_AS" -- env PATH="$PG_BIN:$PATH" "$@"
+	else
+		env PATH="$PG_BIN:$PATH" "$@"
+	fi
+}
+
+# A scratch directory the unprivileged user owns, removed on exit
+make_workdir() {
+	QIWI_WORK=$(mktemp -d /tmp/qiwi_kassa.XXXXXX)
+	chmod 755 "$QIWI_WORK"
+	[ "$(id -u)" -eq 0 ] && chown "$QIWI_RUN_AS" "$QIWI_WORK"
+	SANDBOX_PIDS=()
+	trap cleanup EXIT
+}
+
+# Stop the sandboxes and remove the scratch directory
+cleanup() {
+	for pid in "${SANDBOX_PIDS[@]:-}"; do
+		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	done
+	[ -n "${QIWI_KEEP_WORK:-}" ] || rm -rf "$QIWI_WORK"
+}
+
+# A TCP port nobody listens on right now
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# A throwaway CA and a server certificate for "localhost" only (no IP SAN)
+make_tls_material() {
+	local d=$QIWI_WORK/tls
+	mkdir -p "$d"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qiwi_kassa test CA" \
+		-keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+		-keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:localhost\n' >"$d/ext.cnf"
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+		-CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
+	[ "$(id -u)" -eq 0 ] && chown -R "$QIWI_RUN_AS" "$d"
+	chmod 644 "$d"/*.pem
+	TLS_DIR=$d
+}
+
+# Start a sandbox on a port (extra args: --tls-cert/--tls-key); wait until it answers
+start_sandbox() {
+	local port=$1; shift
+	local scheme=http
+	[ $# -gt 0 ] && scheme=https
+	as_user /usr/bin/python3 "$QIWI_SRC/test/qiwi_sandbox.py" --port "$port" \
+		--secret "$SANDBOX_SECRET" "$@" >"$QIWI_WORK/sandbox-$port.log" 2>&1 &
+	SANDBOX_PIDS+=($!)
+	for _ in $(seq 1 100); do
+		if curl -s -o /dev/null ${TLS_DIR:+--cacert "$TLS_DIR/ca.pem"} \
+			"$scheme://localhost:$port/sandbox/stats"; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "sandbox on port $port did not start:" >&2
+	cat "$QIWI_WORK/sandbox-$port.log" >&2
+	return 1
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The whole test suite: builds and installs qiwi_kassa, starts an HTTP and
+# an HTTPS sandbox, runs the pg_regress tests in a temporary cluster and the
+# TAP tests, checks the server log for the secret, and ends with a line
+# "N passed, N failed".  Run as root on Debian 12; it installs what it needs.
+source "$(dirname "$0")/lib.sh"
+
+install_packages
+build_and_install
+make_workdir
+make_tls_material
+
+HTTP_PORT=$(free_port)
+start_sandbox "$HTTP_PORT"
+HTTPS_PORT=$(free_port)
+start_sandbox "$HTTPS_PORT" --tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key"
+
+passed=0
+failed=0
+record() {	# record NAME STATUS
+	if [ "$2" -eq 0 ]; then
+		passed=$((passed + 1)); echo "ok   $1"
+	else
+		failed=$((failed + 1)); echo "FAIL $1"
+	fi
+}
+
+# ---- pg_regress, in a temporary instance configured for the sandbox ----
+REGRESS_DIR=$QIWI_WORK/regress
+as_user mkdir -p "$REGRESS_DIR"
+as_user tee "$QIWI_WORK/regress.conf" >/dev/null <<CONF
+qiwi.api_url = 'http://127.0.0.1:$HTTP_PORT'
+qiwi.secret_key = '$SANDBOX_SECRET'
+qiwi.timeout = 5000
+qiwi_test.sandbox_url = 'http://127.0.0.1:$HTTP_PORT'
+qiwi_test.https_url = 'https://localhost:$HTTPS_PORT'
+qiwi_test.https_wrong_host_url = 'https://127.0.0.1:$HTTPS_PORT'
+qiwi_test.ca_file = '$TLS_DIR/ca.pem'
+qiwi_test.unused_url = 'http://127.0.0.1:$(free_port)'
+log_min_messages = debug1
+log_min_error_statement = debug1
+log_error_verbosity = verbose
+CONF
+
+say "running pg_regress"
+PG_REGRESS=$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress
+REGRESS_TESTS=$(make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG regress-list)
+set +e
+(cd "$REGRESS_DIR" && as_user "$PG_REGRESS" \
+	--temp-instance="$REGRESS_DIR/tmp_check" \
+	--temp-config="$QIWI_WORK/regress.conf" \
+	--inputdir="$QIWI_SRC" --outputdir="$REGRESS_DIR" \
+	--bindir="$PG_BIN" --dbname=contrib_regression \
+	$REGRESS_TESTS) >"$QIWI_WORK/regress.out" 2>&1
+set -e
+cat "$QIWI_WORK/regress.out"
+for t in $REGRESS_TESTS; do
+	grep -Eq "^(test|     ) *$t +\.\.\. ok" "$QIWI_WORK/regress.out"
+	record "regress/$t" $?
+done
+if [ -s "$REGRESS_DIR/regression.diffs" ]; then
+	cat "$REGRESS_DIR/regression.diffs"
+fi
+
+# The secret must not appear anywhere in the server log (any level down to DEBUG1)
+! grep -rqF "$SANDBOX_SECRET" "$REGRESS_DIR/log"
+record "secret absent from the server log" $?
+
+# ---- TAP tests (PostgreSQL::Test::Cluster) ----
+say "running TAP tests"
+TAP_DIR=$QIWI_WORK/tap
+as_user mkdir -p "$TAP_DIR"
+for t in "$QIWI_SRC"/test/t/*.pl; do
+	[ -e "$t" ] || continue
+	set +e
+	(cd "$TAP_DIR" && as_user env \
+		PERL5LIB="$(dirname "$(pg_config --pgxs)")/../test/perl" \
+		PG_REGRESS="$PG_REGRESS" TESTDIR="$TAP_DIR" \
+		QIWI_SANDBOX_URL="http://127.0.0.1:$HTTP_PORT" \
+		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" \
+		prove -v "$t") 2>&1 | tee "$TAP_DIR/$(basename "$t").out"
+	record "tap/$(basename "$t")" "${PIPESTATUS[0]}"
+	set -e
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
