@@ -77,6 +77,8 @@ format_qiwi_timestamp(TimestampTz ts)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
+	/* the time is in UTC; EncodeDateTime prints an offset only if DST is known */
+	tm.tm_isdst = 0;
 	/* QIWI's format has whole seconds; an expiry truncated by < 1 s is fine */
 	EncodeDateTime(&tm, 0, true, 0, NULL, USE_XSD_DATES, buf);
 	return pstrdup(buf);
