@@ -141,17 +141,16 @@ static const char *
 http_timeout_phase(bool https)
 {
 	curl_off_t	connect_us = 0;
-	curl_off_t	tls_us = 0;
+	curl_off_t	request_sent_us = 0;
 	curl_off_t	first_byte_us = 0;
 
+	/* a reused connection has no connect time, but it has a pretransfer time */
 	curl_easy_getinfo(http_easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-	curl_easy_getinfo(http_easy, CURLINFO_APPCONNECT_TIME_T, &tls_us);
+	curl_easy_getinfo(http_easy, CURLINFO_PRETRANSFER_TIME_T, &request_sent_us);
 	curl_easy_getinfo(http_easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte_us);
 
-	if (connect_us == 0)
-		return "connecting";
-	if (https && tls_us == 0)
-		return "the TLS handshake";
+	if (request_sent_us == 0)
+		return (https && connect_us > 0) ? "the TLS handshake" : "connecting";
 	if (first_byte_us == 0)
 		return "waiting for the answer";
 	return "receiving the answer";

@@ -1,0 +1,42 @@
+-- Refunds against the sandbox, and their bookkeeping.
+SET TIME ZONE 'UTC';
+SELECT status FROM qiwi_create_bill('refund-1', 100, expires_at => now() + interval '1 day');
+
+-- Only a paid bill can be refunded
+SELECT try($$SELECT qiwi_refund('refund-1', 'r-early', 10)$$);
+SELECT sandbox('POST', '/sandbox/bills/refund-1/pay')->'status'->>'value' AS paid;
+
+-- A partial refund, then its status
+SELECT bill_id, refund_id, amount, currency, status, created_at IS NOT NULL AS has_created_at
+  FROM qiwi_refund('refund-1', 'r-1', 30.25);
+SELECT bill_id, refund_id, amount, status FROM qiwi_refund_status('refund-1', 'r-1');
+
+-- The same refund again is idempotent: no second refund
+SELECT refund_id, amount, status FROM qiwi_refund('refund-1', 'r-1', 30.25);
+SELECT (sandbox('GET', '/sandbox/stats')->>'refunds')::int AS refunds_at_sandbox;
+
+-- The same refund id for another amount is refused
+SELECT try($$SELECT qiwi_refund('refund-1', 'r-1', 1)$$);
+
+-- More than what is left is refused by QIWI (refund.incorrect.amount)
+SELECT try($$SELECT qiwi_refund('refund-1', 'r-2', 69.76)$$);
+
+-- The rest: the refund that completes it is FULL
+SELECT refund_id, amount, status FROM qiwi_refund('refund-1', 'r-2', 69.75);
+SELECT try($$SELECT qiwi_refund('refund-1', 'r-3', 0.01)$$);
+
+-- A refund in another currency than the bill's
+SELECT status FROM qiwi_create_bill('refund-2', 10, expires_at => now() + interval '1 day');
+SELECT sandbox('POST', '/sandbox/bills/refund-2/pay')->'status'->>'value' AS paid;
+SELECT try($$SELECT qiwi_refund('refund-2', 'r-1', 1, 'KZT')$$);
+
+-- Unknown bill, unknown refund
+SELECT try($$SELECT qiwi_refund('no-such-bill', 'r-1', 1)$$);
+SELECT try($$SELECT qiwi_refund_status('refund-1', 'no-such-refund')$$);
+
+-- Bookkeeping: what was refunded, per bill
+SELECT bill_id, refund_id, amount, currency, status FROM qiwi_refunds
+ WHERE bill_id LIKE 'refund-%' ORDER BY bill_id, refund_id;
+SELECT b.bill_id, b.amount, sum(r.amount) AS refunded
+  FROM qiwi_bills b JOIN qiwi_refunds r USING (bill_id)
+ WHERE b.bill_id LIKE 'refund-%' GROUP BY b.bill_id, b.amount;
