@@ -5,6 +5,7 @@
 #include "qiwi_kassa.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -17,10 +18,22 @@ int			qiwi_connect_timeout_ms = 3000;
 
 void		_PG_init(void);
 
-/* Define the qiwi.* parameters */
+/* Define the qiwi.* parameters; refuse to run unless preloaded */
 void
 _PG_init(void)
 {
+	/*
+	 * Until the library defines qiwi.secret_key, a value set in
+	 * postgresql.conf or by ALTER DATABASE/ROLE is a placeholder that any
+	 * role can SHOW.  Only preloading defines it before any session starts.
+	 */
+	if (!process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("qiwi_kassa must be loaded via shared_preload_libraries"),
+				 errdetail("Otherwise qiwi.secret_key is readable by every role until the library is loaded."),
+				 errhint("Add qiwi_kassa to shared_preload_libraries in postgresql.conf and restart the server.")));
+
 	/*
 	 * Whoever can change the URL or the CA bundle can have the key sent to a
 	 * server of their own, so those three are superuser-only to set.
