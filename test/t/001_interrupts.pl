@@ -1,0 +1,158 @@
+# A hung QIWI request ends promptly on a query cancel, on
+# pg_terminate_backend and on postmaster death; the backend stays usable
+# after a cancel; thousands of failing calls leave its memory flat.
+use strict;
+use warnings;
+
+use HTTP::Tiny;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(gettimeofday tv_interval);
+
+my $sandbox = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
+my $secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
+my $http = HTTP::Tiny->new;
+
+# Call a control endpoint of the sandbox
+sub sandbox
+{
+	my ($path, $body) = @_;
+	my $r = $http->post("$sandbox$path", { content => $body // '' });
+	die "sandbox $path: $r->{status} $r->{content}" unless $r->{success};
+	return $r->{content};
+}
+
+# A new node configured for the sandbox, with the extension installed
+sub new_node
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'qiwi_kassa'
+qiwi.api_url = '$sandbox'
+qiwi.secret_key = '$secret'
+qiwi.timeout = 30000
+});
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
+	return $node;
+}
+
+# Start a psql running $sql in the background
+sub start_psql
+{
+	my ($node, $sql, $out, $err) = @_;
+	return IPC::Run::start(
+		[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', $out, '2>', $err);
+}
+
+# Wait until a backend sits in a QIWI request (wait event "Extension"); its pid
+sub wait_for_hung_request
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE wait_event_type = 'Extension' AND query LIKE '%qiwi_bill_status%'})
+	  or die "no backend is waiting in a QIWI request";
+	return $node->safe_psql('postgres', q{
+		SELECT pid FROM pg_stat_activity
+		 WHERE wait_event_type = 'Extension' AND query LIKE '%qiwi_bill_status%'});
+}
+
+my $node = new_node('interrupts');
+sandbox('/sandbox/latency', '{"ms": 0}');
+is($node->safe_psql('postgres',
+		"SELECT status FROM qiwi_create_bill('tap-1', 10, expires_at => now() + interval '1 day')"),
+	'WAITING', 'a bill to ask about');
+
+# QIWI now takes 5 s to answer; the HTTP timeout is 30 s
+my $latency_s = 5;
+sandbox('/sandbox/latency', qq{{"ms": @{[ $latency_s * 1000 ]}}});
+
+# pg_cancel_backend
+my ($out, $err) = ('', '');
+my $h = start_psql($node, "SELECT status FROM qiwi_bill_status('tap-1')", \$out, \$err);
+my $pid = wait_for_hung_request($node);
+my $t0 = [gettimeofday];
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+$h->finish;
+my $cancel_s = tv_interval($t0);
+like($err, qr/canceling statement due to user request/, 'a cancel ends the request with PostgreSQL\'s own error');
+cmp_ok($cancel_s, '<', $latency_s / 2, 'the cancel took effect before QIWI answered');
+diag(sprintf('pg_cancel_backend ended the hung request in %.0f ms', $cancel_s * 1000));
+
+# the same session is usable after a cancel
+my $session = "SET statement_timeout = '300ms';\n"
+  . "SELECT qiwi_bill_status('tap-1');\n"
+  . "RESET statement_timeout;\n"
+  . "SELECT 'still usable';\n";
+($out, $err) = ('', '');
+IPC::Run::run([ 'psql', '-X', '-d', $node->connstr('postgres') ], '<', \$session, '>', \$out, '2>', \$err);
+like($err, qr/canceling statement due to statement timeout/, 'statement_timeout ends it too');
+like($out, qr/still usable/, 'the session goes on after the cancel');
+
+# pg_terminate_backend
+($out, $err) = ('', '');
+$h = start_psql($node, "SELECT status FROM qiwi_bill_status('tap-1')", \$out, \$err);
+$pid = wait_for_hung_request($node);
+$t0 = [gettimeofday];
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$h->finish;
+my $terminate_s = tv_interval($t0);
+like($err, qr/terminating connection due to administrator command/, 'pg_terminate_backend ends it');
+cmp_ok($terminate_s, '<', $latency_s / 2, 'the termination took effect before QIWI answered');
+diag(sprintf('pg_terminate_backend ended the hung request in %.0f ms', $terminate_s * 1000));
+
+# Memory: 3,000 failing calls of several kinds after a warm-up leave the
+# backend's private memory (RssAnon) and its memory contexts flat
+sandbox('/sandbox/latency', '{"ms": 0}');
+my $rss_sql = q{(SELECT (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+) kB'))[1]::int)};
+my $ctx_sql = q{(SELECT sum(total_bytes) FROM pg_backend_memory_contexts)};
+my $loop = q{
+DO $$
+BEGIN
+	FOR i IN 1..%d LOOP
+		BEGIN
+			CASE i % 3
+				WHEN 0 THEN PERFORM qiwi_bill_status('missing-' || i);
+				WHEN 1 THEN PERFORM qiwi_refund_status('tap-1', 'missing-' || i);
+				ELSE PERFORM qiwi_create_bill('tap-bad-' || i, 1, 'XXX');
+			END CASE;
+		EXCEPTION WHEN others THEN NULL;
+		END;
+	END LOOP;
+END $$;
+};
+my $memory = $node->safe_psql('postgres',
+	sprintf($loop, 500) . "SELECT $rss_sql, $ctx_sql;\n"
+	  . sprintf($loop, 3000) . "SELECT $rss_sql, $ctx_sql;\n");
+my ($before, $after) = split /\n/, $memory;
+my ($rss0, $ctx0) = split /\|/, $before;
+my ($rss1, $ctx1) = split /\|/, $after;
+diag("after 500 failing calls: RssAnon $rss0 kB, contexts $ctx0 B; after 3,000 more: $rss1 kB, $ctx1 B");
+cmp_ok($rss1 - $rss0, '<', 1024, 'private memory grows by less than 1 MB over 3,000 failing calls');
+cmp_ok($ctx1 - $ctx0, '<=', 0, 'memory contexts do not grow');
+
+# Postmaster death while a backend waits for QIWI: the backend exits
+sandbox('/sandbox/latency', qq{{"ms": @{[ $latency_s * 1000 ]}}});
+($out, $err) = ('', '');
+$h = start_psql($node, "SELECT status FROM qiwi_bill_status('tap-1')", \$out, \$err);
+$pid = wait_for_hung_request($node);
+$t0 = [gettimeofday];
+kill 'KILL', $node->{_pid};
+$h->finish;
+my $orphan_s = tv_interval($t0);
+like($err, qr/terminating QIWI request because the postmaster died/,
+	'the backend ends its request and exits when the postmaster dies');
+cmp_ok($orphan_s, '<', $latency_s / 2, 'it exits before QIWI answers');
+diag(sprintf('the client saw the backend exit %.0f ms after the postmaster died', $orphan_s * 1000));
+# the killed postmaster leaves its pid file behind; the cluster is gone
+unlink($node->data_dir . '/postmaster.pid');
+$node->_update_pid(0);
+sandbox('/sandbox/latency', '{"ms": 0}');
+
+done_testing();
