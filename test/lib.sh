@@ -108,3 +108,37 @@ start_sandbox() {
 	cat "$QIWI_WORK/sandbox-$port.log" >&2
 	return 1
 }
+
+# The HTTP and the HTTPS sandbox the tests use
+start_test_sandboxes() {
+	make_tls_material
+	HTTP_PORT=$(free_port)
+	start_sandbox "$HTTP_PORT"
+	HTTPS_PORT=$(free_port)
+	start_sandbox "$HTTPS_PORT" --tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key"
+}
+
+# Server settings for the test suite: the extension, the sandboxes, verbose logs
+write_server_conf() {
+	as_user tee "$1" >/dev/null <<CONF
+shared_preload_libraries = 'qiwi_kassa'
+qiwi.api_url = 'http://127.0.0.1:$HTTP_PORT'
+qiwi.secret_key = '$SANDBOX_SECRET'
+qiwi.timeout = 5000
+qiwi_test.sandbox_url = 'http://127.0.0.1:$HTTP_PORT'
+qiwi_test.https_url = 'https://localhost:$HTTPS_PORT'
+qiwi_test.https_wrong_host_url = 'https://127.0.0.1:$HTTPS_PORT'
+qiwi_test.ca_file = '$TLS_DIR/ca.pem'
+qiwi_test.unused_url = 'http://127.0.0.1:$(free_port)'
+log_min_messages = debug1
+log_min_error_statement = debug1
+log_error_verbosity = verbose
+CONF
+}
+
+# pg_regress of this PostgreSQL, and the regression tests the Makefile lists
+PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
+regress_tests() {
+	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG regress-list
+}

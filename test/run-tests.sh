@@ -8,12 +8,8 @@ source "$(dirname "$0")/lib.sh"
 install_packages
 build_and_install
 make_workdir
-make_tls_material
 
-HTTP_PORT=$(free_port)
-start_sandbox "$HTTP_PORT"
-HTTPS_PORT=$(free_port)
-start_sandbox "$HTTPS_PORT" --tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key"
+start_test_sandboxes
 
 passed=0
 failed=0
@@ -28,24 +24,10 @@ record() {	# record NAME STATUS
 # ---- pg_regress, in a temporary instance configured for the sandbox ----
 REGRESS_DIR=$QIWI_WORK/regress
 as_user mkdir -p "$REGRESS_DIR"
-as_user tee "$QIWI_WORK/regress.conf" >/dev/null <<CONF
-shared_preload_libraries = 'qiwi_kassa'
-qiwi.api_url = 'http://127.0.0.1:$HTTP_PORT'
-qiwi.secret_key = '$SANDBOX_SECRET'
-qiwi.timeout = 5000
-qiwi_test.sandbox_url = 'http://127.0.0.1:$HTTP_PORT'
-qiwi_test.https_url = 'https://localhost:$HTTPS_PORT'
-qiwi_test.https_wrong_host_url = 'https://127.0.0.1:$HTTPS_PORT'
-qiwi_test.ca_file = '$TLS_DIR/ca.pem'
-qiwi_test.unused_url = 'http://127.0.0.1:$(free_port)'
-log_min_messages = debug1
-log_min_error_statement = debug1
-log_error_verbosity = verbose
-CONF
+write_server_conf "$QIWI_WORK/regress.conf"
 
 say "running pg_regress"
-PG_REGRESS=$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress
-REGRESS_TESTS=$(make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG regress-list)
+REGRESS_TESTS=$(regress_tests)
 set +e
 (cd "$REGRESS_DIR" && as_user "$PG_REGRESS" \
 	--temp-instance="$REGRESS_DIR/tmp_check" \
@@ -78,7 +60,7 @@ for t in "$QIWI_SRC"/test/t/*.pl; do
 	[ -e "$t" ] || continue
 	set +e
 	(cd "$TAP_DIR" && as_user env \
-		PERL5LIB="$(dirname "$(pg_config --pgxs)")/../test/perl" \
+		PERL5LIB="$PGXS_DIR/src/test/perl" \
 		PG_REGRESS="$PG_REGRESS" TESTDIR="$TAP_DIR" \
 		QIWI_SANDBOX_URL="http://127.0.0.1:$HTTP_PORT" \
 		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" \
