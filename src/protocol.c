@@ -126,7 +126,7 @@ parse_qiwi_timestamp(const char *str, TimestampTz *result)
 
 /* Parse a response body into jsonb without raising; NULL and *problem on failure */
 static Jsonb *
-parse_json_member_object(const char *body, size_t len, char **problem)
+parse_json_object(const char *body, size_t len, char **problem)
 {
 	char	   *text;
 	JsonLexContext *lex;
@@ -267,8 +267,8 @@ json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
 }
 
 /* Read amount{value,currency}: value as a JSON number or a numeric string */
-static bool
-json_amount(JsonbContainer *object, Numeric *amount, char **currency, char **problem)
+bool
+qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char **problem)
 {
 	JsonbContainer *amount_obj;
 	JsonbValue *v;
@@ -287,7 +287,9 @@ json_amount(JsonbContainer *object, Numeric *amount, char **currency, char **pro
 	if (v->type == jbvNumeric)
 		value = v->val.numeric;
 	else if (v->type == jbvString &&
-			 IsValidJsonNumber(v->val.string.val, v->val.string.len))
+			 IsValidJsonNumber(v->val.string.val, v->val.string.len) &&
+			 memchr(v->val.string.val, 'e', v->val.string.len) == NULL &&
+			 memchr(v->val.string.val, 'E', v->val.string.len) == NULL)
 	{
 		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
 
@@ -297,7 +299,8 @@ json_amount(JsonbContainer *object, Numeric *amount, char **currency, char **pro
 	}
 	else
 	{
-		*problem = pstrdup("field \"amount.value\" is neither a number nor a numeric string");
+		/* exponents are refused: "1e999999" would overflow numeric input */
+		*problem = pstrdup("field \"amount.value\" is neither a number nor a decimal string");
 		return false;
 	}
 	if (!qiwi_amount_has_cents_only(value))
@@ -364,7 +367,7 @@ error_from_status(const HttpResponse *resp, const char *context,
 				  const char *retry_hint, QiwiError *error)
 {
 	char	   *problem = NULL;
-	Jsonb	   *jb = parse_json_member_object(resp->body, resp->body_len, &problem);
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &problem);
 	char	   *error_code = NULL;
 	char	   *description = NULL;
 	char	   *trace_id = NULL;
@@ -505,42 +508,49 @@ exchange(HttpMethod method, const char *url, const char *body,
 	return true;
 }
 
-/* Parse a Bill object answered for expected_bill_id */
+/* Read a Bill object (an API answer, or "bill" of a notification) */
+bool
+qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem)
+{
+	JsonbContainer *status;
+	JsonbContainer *ignored;
+
+	memset(bill, 0, sizeof(*bill));
+	if (!json_string(root, "billId", true, &bill->bill_id, problem) ||
+		!json_identifier(root, "siteId", &bill->site_id, problem) ||
+		!qiwi_json_amount(root, &bill->amount, &bill->currency, problem) ||
+		!json_member_object(root, "status", true, &status, NULL, problem) ||
+		!json_string(status, "value", true, &bill->status, problem) ||
+		!json_timestamp(status, "changedDateTime", "datetime",
+						&bill->has_status_changed_at, &bill->status_changed_at, problem) ||
+		!json_timestamp(root, "creationDateTime", NULL,
+						&bill->has_created_at, &bill->created_at, problem) ||
+		!json_timestamp(root, "expirationDateTime", NULL,
+						&bill->has_expires_at, &bill->expires_at, problem) ||
+		!json_string(root, "payUrl", false, &bill->pay_url, problem) ||
+		!json_string(root, "comment", false, &bill->comment, problem) ||
+		!json_member_object(root, "customer", false, &ignored, &bill->customer, problem) ||
+		!json_member_object(root, "customFields", false, &ignored, &bill->custom_fields, problem))
+		return false;
+
+	if (strcmp(bill->status, "WAITING") != 0 && !qiwi_status_is_final(bill->status))
+	{
+		*problem = psprintf("unknown bill status \"%s\"", bill->status);
+		return false;
+	}
+	return true;
+}
+
+/* Parse the Bill object answered for expected_bill_id */
 static bool
 parse_bill(const HttpResponse *resp, const char *expected_bill_id,
 		   const char *context, QiwiBill *bill, QiwiError *error)
 {
 	char	   *problem = NULL;
-	Jsonb	   *jb = parse_json_member_object(resp->body, resp->body_len, &problem);
-	JsonbContainer *root;
-	JsonbContainer *status;
-	JsonbContainer *ignored;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &problem);
 
-	memset(bill, 0, sizeof(*bill));
-	if (jb == NULL)
+	if (jb == NULL || !qiwi_parse_bill_object(&jb->root, bill, &problem))
 		return malformed(error, context, problem);
-	root = &jb->root;
-
-	if (!json_string(root, "billId", true, &bill->bill_id, &problem) ||
-		!json_identifier(root, "siteId", &bill->site_id, &problem) ||
-		!json_amount(root, &bill->amount, &bill->currency, &problem) ||
-		!json_member_object(root, "status", true, &status, NULL, &problem) ||
-		!json_string(status, "value", true, &bill->status, &problem) ||
-		!json_timestamp(status, "changedDateTime", "datetime",
-						&bill->has_status_changed_at, &bill->status_changed_at, &problem) ||
-		!json_timestamp(root, "creationDateTime", NULL,
-						&bill->has_created_at, &bill->created_at, &problem) ||
-		!json_timestamp(root, "expirationDateTime", NULL,
-						&bill->has_expires_at, &bill->expires_at, &problem) ||
-		!json_string(root, "payUrl", false, &bill->pay_url, &problem) ||
-		!json_string(root, "comment", false, &bill->comment, &problem) ||
-		!json_member_object(root, "customer", false, &ignored, &bill->customer, &problem) ||
-		!json_member_object(root, "customFields", false, &ignored, &bill->custom_fields, &problem))
-		return malformed(error, context, problem);
-
-	if (strcmp(bill->status, "WAITING") != 0 && !qiwi_status_is_final(bill->status))
-		return malformed(error, context,
-						 psprintf("unknown bill status \"%s\"", bill->status));
 	if (strcmp(bill->bill_id, expected_bill_id) != 0)
 		return malformed(error, context,
 						 psprintf("the answer is about bill \"%s\"", bill->bill_id));
@@ -554,7 +564,7 @@ parse_refund(const HttpResponse *resp, const char *bill_id,
 			 QiwiRefund *refund, QiwiError *error)
 {
 	char	   *problem = NULL;
-	Jsonb	   *jb = parse_json_member_object(resp->body, resp->body_len, &problem);
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &problem);
 	JsonbContainer *root;
 
 	memset(refund, 0, sizeof(*refund));
@@ -564,7 +574,7 @@ parse_refund(const HttpResponse *resp, const char *bill_id,
 
 	refund->bill_id = pstrdup(bill_id);
 	if (!json_identifier(root, "refundId", &refund->refund_id, &problem) ||
-		!json_amount(root, &refund->amount, &refund->currency, &problem) ||
+		!qiwi_json_amount(root, &refund->amount, &refund->currency, &problem) ||
 		!json_string(root, "status", true, &refund->status, &problem) ||
 		!json_timestamp(root, "dateTime", "datetime",
 						&refund->has_created_at, &refund->created_at, &problem))

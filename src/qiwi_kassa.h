@@ -141,6 +141,9 @@ extern bool qiwi_refund_call(const char *bill_id, const char *refund_id,
 extern bool qiwi_get_refund_call(const char *bill_id, const char *refund_id,
 								 QiwiRefund *refund, QiwiError *error);
 extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
+extern bool qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem);
+extern bool qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency,
+							 char **problem);
 extern char *qiwi_format_amount(Numeric amount);
 extern bool qiwi_amount_has_cents_only(Numeric amount);
 extern bool qiwi_status_is_final(const char *status);
