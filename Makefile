@@ -1,15 +1,15 @@
 # qiwi_kassa: PGXS build
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
-OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o
+OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o src/notification.o
 DATA = sql/qiwi_kassa--1.0.sql
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
-REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_parser qiwi_https qiwi_security
+REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_parser qiwi_https qiwi_security qiwi_signature
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
-SHLIB_LINK = -lcurl
+SHLIB_LINK = -lcurl -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

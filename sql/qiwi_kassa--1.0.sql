@@ -107,3 +107,69 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_cancel_bill(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_refund(text, text, numeric, text) FROM PUBLIC;
+
+-- ---------- notifications ----------
+
+CREATE FUNCTION qiwi_verify_signature(signature text, notification jsonb, secret text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_verify_signature'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION qiwi_sign_notification(notification jsonb, secret text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'qiwi_sign_notification'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Signing with qiwi.secret_key forges QIWI's word: the owner decides who may.
+REVOKE ALL ON FUNCTION qiwi_sign_notification(jsonb, text) FROM PUBLIC;
+
+CREATE FUNCTION qiwi_notification_verify()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_notification_verify'
+LANGUAGE C;
+
+-- Notifications as the web tier received them; the trigger decides.
+CREATE TABLE qiwi_notifications (
+	id bigserial PRIMARY KEY,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	signature text,			-- the X-Api-Signature-SHA256 header
+	body jsonb,				-- the request body
+	verified boolean,		-- set by the trigger
+	applied boolean,		-- set by the trigger: it moved qiwi_bills forward
+	error text,				-- set by the trigger: why not verified or not applied
+	bill_id text GENERATED ALWAYS AS (body->'bill'->>'billId') STORED,
+	status text GENERATED ALWAYS AS (body->'bill'->'status'->>'value') STORED
+);
+COMMENT ON TABLE qiwi_notifications IS 'QIWI payment notifications, verified and applied by qiwi_notification_verify()';
+CREATE INDEX qiwi_notifications_bill ON qiwi_notifications (bill_id, received_at);
+CREATE TRIGGER qiwi_notification_verify BEFORE INSERT ON qiwi_notifications
+	FOR EACH ROW EXECUTE FUNCTION qiwi_notification_verify('mark');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_notifications_id_seq', '');
+
+-- ---------- payment links ----------
+
+CREATE FUNCTION qiwi_payment_form_url(
+	bill_id text,
+	amount numeric,
+	public_key text DEFAULT NULL,
+	phone text DEFAULT NULL,
+	email text DEFAULT NULL,
+	account text DEFAULT NULL,
+	comment text DEFAULT NULL,
+	custom_fields jsonb DEFAULT NULL,
+	lifetime timestamptz DEFAULT NULL,
+	success_url text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'qiwi_payment_form_url'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION qiwi_pay_url(
+	pay_url text,
+	pay_source text DEFAULT NULL,
+	allowed_pay_sources text[] DEFAULT NULL,
+	success_url text DEFAULT NULL,
+	lifetime timestamptz DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'qiwi_pay_url'
+LANGUAGE C STABLE PARALLEL SAFE;

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -22,6 +23,8 @@ PG_FUNCTION_INFO_V1(qiwi_bill_status);
 PG_FUNCTION_INFO_V1(qiwi_cancel_bill);
 PG_FUNCTION_INFO_V1(qiwi_refund);
 PG_FUNCTION_INFO_V1(qiwi_refund_status);
+PG_FUNCTION_INFO_V1(qiwi_payment_form_url);
+PG_FUNCTION_INFO_V1(qiwi_pay_url);
 
 /* Columns of the composite types, in the order of the SQL script */
 enum
@@ -41,6 +44,9 @@ enum
 
 /* QIWI's Number(6.2) */
 #define QIWI_MAX_AMOUNT "999999.99"
+
+/* The payment form that creates a bill when opened (seed 001) */
+#define QIWI_FORM_URL "https://oplata.qiwi.com/create"
 
 /* ---------- argument checks ---------- */
 
@@ -185,18 +191,12 @@ required_currency(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return value;
 }
 
-/* An expiry: in the future and at most 45 days ahead, as QIWI allows */
-static TimestampTz
-required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname)
+/* Check an expiry: in the future and at most 45 days ahead, as QIWI allows */
+static void
+check_expiry(TimestampTz value, const char *argname)
 {
-	TimestampTz value;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	value = PG_GETARG_TIMESTAMPTZ(argno);
 	if (TIMESTAMP_NOT_FINITE(value) || value <= now)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -207,7 +207,42 @@ required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname)
 				 errmsg("%s must be at most %d days ahead", argname, QIWI_MAX_LIFETIME_DAYS),
 				 errdetail("QIWI expires every bill at most %d days after it is created.",
 						   QIWI_MAX_LIFETIME_DAYS)));
-	return value;
+}
+
+/* A required expiry argument */
+static TimestampTz
+required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	check_expiry(PG_GETARG_TIMESTAMPTZ(argno), argname);
+	return PG_GETARG_TIMESTAMPTZ(argno);
+}
+
+/*
+ * An optional lifetime for the payment form, as the form writes it:
+ * YYYY-MM-DDThhmm in Moscow time (UTC+3), cut to the minute, so the bill
+ * expires up to a minute early rather than late.
+ */
+static char *
+optional_lifetime(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	TimestampTz value;
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = PG_GETARG_TIMESTAMPTZ(argno);
+	check_expiry(value, argname);
+	if (timestamp2tm(value + (int64) 3 * USECS_PER_HOUR, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s is out of range", argname)));
+	return psprintf("%04d-%02d-%02dT%02d%02d",
+					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min);
 }
 
 /* A phone number in international format, digits only: 79123456789 */
@@ -442,7 +477,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 						   qiwi_format_amount(args.amount), args.currency),
 				 errhint("Use a new bill_id for a new bill.")));
 
-	store_bill(&bill);
+	store_bill(&bill, false, NULL);
 
 	if (success_url != NULL && bill.pay_url != NULL)
 		bill.pay_url = http_append_query(bill.pay_url, "successUrl", success_url);
@@ -460,7 +495,7 @@ qiwi_bill_status(PG_FUNCTION_ARGS)
 
 	if (!qiwi_get_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
-	store_bill(&bill);
+	store_bill(&bill, false, NULL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -474,7 +509,7 @@ qiwi_cancel_bill(PG_FUNCTION_ARGS)
 
 	if (!qiwi_reject_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
-	store_bill(&bill);
+	store_bill(&bill, false, NULL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -520,4 +555,161 @@ qiwi_refund_status(PG_FUNCTION_ARGS)
 		qiwi_raise(&error);
 	store_refund(&refund);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
+}
+
+/* ---------- payment links ---------- */
+
+/* Is this one of the payment methods of seed 001's payUrl options? */
+static bool
+is_pay_source(const char *value)
+{
+	return strcmp(value, "qw") == 0 || strcmp(value, "card") == 0 ||
+		strcmp(value, "mobile") == 0 || strcmp(value, "sovest") == 0;
+}
+
+/* A pay_source value, checked */
+static char *
+optional_pay_source(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = optional_text(fcinfo, argno, argname);
+
+	if (value != NULL && !is_pay_source(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be one of 'qw', 'card', 'mobile', 'sovest'", argname)));
+	return value;
+}
+
+/* allowed_pay_sources: a non-empty array of pay sources, joined with commas */
+static char *
+optional_pay_sources(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	ArrayType  *array;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+	StringInfoData joined;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", argname)));
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname),
+				 errhint("Pass NULL to allow every payment method.")));
+	initStringInfo(&joined);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *value;
+
+		if (elem_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain NULL", argname)));
+		value = TextDatumGetCString(elems[i]);
+		if (!is_pay_source(value))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s may contain only 'qw', 'card', 'mobile', 'sovest'", argname),
+					 errdetail("Element %d is \"%s\".", i + 1, value)));
+		if (i > 0)
+			appendStringInfoChar(&joined, ',');
+		appendStringInfoString(&joined, value);
+	}
+	return joined.data;
+}
+
+/* Add name=value to url when value is given */
+static char *
+add_query(char *url, const char *name, const char *value)
+{
+	return value == NULL ? url : http_append_query(url, name, value);
+}
+
+/*
+ * qiwi_payment_form_url(bill_id, amount, public_key, phone, email, account,
+ *						 comment, custom_fields, lifetime, success_url):
+ * the oplata.qiwi.com/create link that creates the bill when opened
+ */
+Datum
+qiwi_payment_form_url(PG_FUNCTION_ARGS)
+{
+	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	Numeric		amount = required_amount(fcinfo, 1, "amount");
+	char	   *public_key = optional_text(fcinfo, 2, "public_key");
+	char	   *phone = optional_phone(fcinfo, 3, "phone");
+	char	   *email = optional_email(fcinfo, 4, "email");
+	char	   *account = optional_field(fcinfo, 5, "account", QIWI_MAX_FIELD_LENGTH);
+	char	   *comment = optional_text(fcinfo, 6, "comment");
+	Jsonb	   *custom_fields = optional_custom_fields(fcinfo, 7, "custom_fields");
+	char	   *lifetime = optional_lifetime(fcinfo, 8, "lifetime");
+	char	   *success_url = optional_url(fcinfo, 9, "success_url");
+	char	   *url;
+
+	if (public_key == NULL)
+		public_key = qiwi_public_key;
+	if (public_key == NULL || public_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("public_key must not be NULL when qiwi.public_key is not set")));
+	check_no_control_chars(public_key, "public_key");
+	if (comment != NULL)
+		check_length(comment, QIWI_MAX_COMMENT_LENGTH, "comment");
+
+	url = http_append_query(QIWI_FORM_URL, "publicKey", public_key);
+	url = add_query(url, "billId", bill_id);
+	url = add_query(url, "amount", qiwi_format_amount(amount));
+	url = add_query(url, "phone", phone);
+	url = add_query(url, "email", email);
+	url = add_query(url, "account", account);
+	url = add_query(url, "comment", comment);
+	if (custom_fields != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&custom_fields->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *key = NULL;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				key = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (tok == WJB_VALUE)
+				url = add_query(url, psprintf("customFields[%s]", key),
+								pnstrdup(v.val.string.val, v.val.string.len));
+		}
+	}
+	url = add_query(url, "lifetime", lifetime);
+	url = add_query(url, "successUrl", success_url);
+	PG_RETURN_TEXT_P(cstring_to_text(url));
+}
+
+/*
+ * qiwi_pay_url(pay_url, pay_source, allowed_pay_sources, success_url, lifetime):
+ * a payUrl from qiwi_create_bill with the form's opening options added
+ */
+Datum
+qiwi_pay_url(PG_FUNCTION_ARGS)
+{
+	char	   *pay_url = optional_url(fcinfo, 0, "pay_url");
+	char	   *pay_source = optional_pay_source(fcinfo, 1, "pay_source");
+	char	   *allowed = optional_pay_sources(fcinfo, 2, "allowed_pay_sources");
+	char	   *success_url = optional_url(fcinfo, 3, "success_url");
+	char	   *lifetime = optional_lifetime(fcinfo, 4, "lifetime");
+
+	if (pay_url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pay_url must not be NULL")));
+	pay_url = add_query(pay_url, "paySource", pay_source);
+	pay_url = add_query(pay_url, "allowedPaySources", allowed);
+	pay_url = add_query(pay_url, "successUrl", success_url);
+	pay_url = add_query(pay_url, "lifetime", lifetime);
+	PG_RETURN_TEXT_P(cstring_to_text(pay_url));
 }

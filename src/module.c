@@ -13,6 +13,7 @@ PG_MODULE_MAGIC;
 char	   *qiwi_api_url = NULL;
 char	   *qiwi_secret_key = NULL;
 char	   *qiwi_ca_file = NULL;
+char	   *qiwi_public_key = NULL;
 int			qiwi_timeout_ms = 10000;
 int			qiwi_connect_timeout_ms = 3000;
 
@@ -60,6 +61,15 @@ _PG_init(void)
 							   "CA bundle used to verify the QIWI server's certificate.",
 							   "Empty means the system's default trust store. Verification is always on.",
 							   &qiwi_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("qiwi.public_key",
+							   "Public key (PUBLIC_KEY) of the QIWI payment form.",
+							   "Used by qiwi_payment_form_url() when no key is passed.",
+							   &qiwi_public_key,
 							   "",
 							   PGC_SUSET,
 							   0,

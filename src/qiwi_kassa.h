@@ -6,6 +6,7 @@
  * http.c      the libcurl transport (one reused connection per backend)
  * protocol.c  QIWI Bill Payments requests, responses and errors
  * store.c     the qiwi_bills / qiwi_refunds bookkeeping tables
+ * notification.c  notification signatures and the verifying trigger
  * functions.c the SQL-callable functions
  */
 #ifndef QIWI_KASSA_H
@@ -28,6 +29,7 @@
 #define ERRCODE_QIWI_TIMEOUT			MAKE_SQLSTATE('Q','K','T','M','O')
 #define ERRCODE_QIWI_TLS				MAKE_SQLSTATE('Q','K','T','L','S')
 #define ERRCODE_QIWI_MALFORMED			MAKE_SQLSTATE('Q','K','B','A','D')
+#define ERRCODE_QIWI_BAD_SIGNATURE		MAKE_SQLSTATE('Q','K','S','I','G')
 
 /* Largest response body accepted from QIWI; a bill is well under 4 kB */
 #define QIWI_MAX_RESPONSE_BYTES		(256 * 1024)
@@ -42,6 +44,7 @@
 extern char *qiwi_api_url;
 extern char *qiwi_secret_key;
 extern char *qiwi_ca_file;
+extern char *qiwi_public_key;
 extern int	qiwi_timeout_ms;
 extern int	qiwi_connect_timeout_ms;
 
@@ -149,7 +152,17 @@ extern bool qiwi_amount_has_cents_only(Numeric amount);
 extern bool qiwi_status_is_final(const char *status);
 
 /* store.c: bookkeeping in the extension's tables */
-extern void store_bill(const QiwiBill *bill);
+typedef enum StoreOutcome
+{
+	STORE_INSERTED,				/* a bill this database had not seen */
+	STORE_ADVANCED,				/* WAITING moved to a final status */
+	STORE_REFRESHED,			/* same status, details refreshed */
+	STORE_DUPLICATE,			/* a notification repeating the known status */
+	STORE_STALE					/* the row is final already; left alone */
+} StoreOutcome;
+
+extern StoreOutcome store_bill(const QiwiBill *bill, bool from_notification,
+							   char **recorded_status);
 extern void store_refund(const QiwiRefund *refund);
 
 #endif							/* QIWI_KASSA_H */

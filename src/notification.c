@@ -1,0 +1,433 @@
+/*
+ * notification.c
+ *		QIWI's payment notifications: their signature, and the trigger that
+ *		verifies stored notifications and applies them to qiwi_bills.
+ *
+ * The signed string is amount.currency|amount.value|billId|siteId|status.value
+ * of the notification's "bill", with amount.value written with exactly two
+ * decimals; the signature is the lowercase hex HMAC-SHA256 of it, keyed
+ * with the secret key's UTF-8 bytes (seed 001, and all four official SDKs).
+ */
+#include "qiwi_kassa.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+PG_FUNCTION_INFO_V1(qiwi_verify_signature);
+PG_FUNCTION_INFO_V1(qiwi_sign_notification);
+PG_FUNCTION_INFO_V1(qiwi_notification_verify);
+
+#define SIGNATURE_BYTES 32
+#define SIGNATURE_HEX_LENGTH (2 * SIGNATURE_BYTES)
+
+/*
+ * One HMAC context per backend, keyed once; re-initialising it for each
+ * message reuses the key schedule, which is what makes bulk checks cheap.
+ */
+static EVP_MAC *hmac_algorithm = NULL;
+static EVP_MAC_CTX *hmac_keyed = NULL;
+static char *hmac_key = NULL;	/* copy of the key, in TopMemoryContext */
+static size_t hmac_key_len = 0;
+
+/* Raise an error about OpenSSL's HMAC */
+static void
+hmac_failed(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SYSTEM_ERROR),
+			 errmsg("OpenSSL HMAC-SHA256 failed: %s", what)));
+}
+
+/* Make hmac_keyed an HMAC-SHA256 context keyed with key (UTF-8 bytes) */
+static void
+hmac_set_key(const char *key, size_t key_len)
+{
+	OSSL_PARAM	params[2];
+
+	if (hmac_keyed != NULL && key_len == hmac_key_len &&
+		CRYPTO_memcmp(key, hmac_key, key_len) == 0)
+		return;
+
+	if (hmac_algorithm == NULL)
+	{
+		hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		if (hmac_algorithm == NULL)
+			hmac_failed("no HMAC implementation");
+	}
+	if (hmac_keyed == NULL)
+	{
+		hmac_keyed = EVP_MAC_CTX_new(hmac_algorithm);
+		if (hmac_keyed == NULL)
+			hmac_failed("out of memory");
+	}
+	if (hmac_key != NULL)
+	{
+		explicit_bzero(hmac_key, hmac_key_len);
+		pfree(hmac_key);
+		hmac_key = NULL;
+	}
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (!EVP_MAC_init(hmac_keyed, (const unsigned char *) key, key_len, params))
+		hmac_failed("cannot set the key");
+
+	hmac_key = MemoryContextAlloc(TopMemoryContext, key_len + 1);
+	memcpy(hmac_key, key, key_len);
+	hmac_key_len = key_len;
+}
+
+/* Lowercase hex HMAC-SHA256 of message under the current key, into hex[65] */
+static void
+hmac_hex(const char *message, size_t len, char *hex)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	size_t		mac_len = 0;
+	static const char digits[] = "0123456789abcdef";
+
+	/* a NULL key re-initialises with the key already set */
+	if (!EVP_MAC_init(hmac_keyed, NULL, 0, NULL) ||
+		!EVP_MAC_update(hmac_keyed, (const unsigned char *) message, len) ||
+		!EVP_MAC_final(hmac_keyed, mac, &mac_len, sizeof(mac)) ||
+		mac_len != SIGNATURE_BYTES)
+		hmac_failed("cannot compute the MAC");
+	for (size_t i = 0; i < SIGNATURE_BYTES; i++)
+	{
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 0x0f];
+	}
+	hex[SIGNATURE_HEX_LENGTH] = '\0';
+}
+
+/* The optional secret argument of a function, or NULL */
+static const char *
+secret_argument(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* Key the HMAC with secret, or with qiwi.secret_key if it is NULL */
+static void
+use_secret(const char *secret)
+{
+	char	   *utf8;
+
+	if (secret == NULL)
+		secret = qiwi_secret_key;
+	if (secret == NULL || secret[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no secret key to sign or verify with"),
+				 errdetail("The secret argument is NULL or empty and qiwi.secret_key is not set.")));
+	utf8 = pg_server_to_any(secret, strlen(secret), PG_UTF8);
+	hmac_set_key(utf8, strlen(utf8));
+}
+
+/* Append a signed field's value, as UTF-8 */
+static void
+append_utf8(StringInfo buf, const char *value)
+{
+	appendStringInfoString(buf, pg_server_to_any(value, strlen(value), PG_UTF8));
+}
+
+/* Read a string (or, for ids, a number) field of an object */
+static bool
+signed_field(JsonbContainer *object, const char *key, bool number_ok,
+			 char **value, char **problem)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+
+	if (v != NULL && v->type == jbvString)
+	{
+		*value = pnstrdup(v->val.string.val, v->val.string.len);
+		return true;
+	}
+	if (v != NULL && v->type == jbvNumeric && number_ok)
+	{
+		*value = DatumGetCString(DirectFunctionCall1(numeric_out,
+													 NumericGetDatum(v->val.numeric)));
+		return true;
+	}
+	*problem = psprintf(v == NULL ? "bill.%s is missing" : "bill.%s is not a string", key);
+	return false;
+}
+
+/*
+ * Build the string QIWI signs from a notification; false with *problem
+ * when a signed field is missing or the amount is not a money amount.
+ */
+static bool
+signed_string(Jsonb *notification, StringInfo buf, char **problem)
+{
+	JsonbValue *bill_value;
+	JsonbContainer *bill;
+	JsonbValue *status_value;
+	Numeric		amount;
+	char	   *currency;
+	char	   *bill_id;
+	char	   *site_id;
+	char	   *status;
+
+	if (!JB_ROOT_IS_OBJECT(notification))
+	{
+		*problem = pstrdup("the notification is not a JSON object");
+		return false;
+	}
+	bill_value = getKeyJsonValueFromContainer(&notification->root, "bill", 4, NULL);
+	if (bill_value == NULL || bill_value->type != jbvBinary ||
+		!JsonContainerIsObject(bill_value->val.binary.data))
+	{
+		*problem = pstrdup("the notification has no \"bill\" object");
+		return false;
+	}
+	bill = bill_value->val.binary.data;
+
+	if (!qiwi_json_amount(bill, &amount, &currency, problem) ||
+		!signed_field(bill, "billId", false, &bill_id, problem) ||
+		!signed_field(bill, "siteId", true, &site_id, problem))
+		return false;
+	status_value = getKeyJsonValueFromContainer(bill, "status", 6, NULL);
+	if (status_value == NULL || status_value->type != jbvBinary ||
+		!JsonContainerIsObject(status_value->val.binary.data))
+	{
+		*problem = pstrdup("bill.status is missing");
+		return false;
+	}
+	if (!signed_field(status_value->val.binary.data, "value", false, &status, problem))
+	{
+		*problem = pstrdup("bill.status.value is missing");
+		return false;
+	}
+
+	append_utf8(buf, currency);
+	appendStringInfoChar(buf, '|');
+	appendStringInfoString(buf, qiwi_format_amount(amount));
+	appendStringInfoChar(buf, '|');
+	append_utf8(buf, bill_id);
+	appendStringInfoChar(buf, '|');
+	append_utf8(buf, site_id);
+	appendStringInfoChar(buf, '|');
+	append_utf8(buf, status);
+	return true;
+}
+
+/*
+ * Check a signature against a notification under the current key.  Hex
+ * case is ignored; the comparison takes the same time wherever they differ.
+ */
+static bool
+signature_matches(const char *signature, Jsonb *notification, char **problem)
+{
+	StringInfoData message;
+	char		expected[SIGNATURE_HEX_LENGTH + 1];
+	char		given[SIGNATURE_HEX_LENGTH];
+
+	initStringInfo(&message);
+	if (!signed_string(notification, &message, problem))
+		return false;
+	hmac_hex(message.data, message.len, expected);
+	pfree(message.data);
+
+	if (strlen(signature) != SIGNATURE_HEX_LENGTH)
+	{
+		*problem = pstrdup("the signature is not 64 hex digits");
+		return false;
+	}
+	for (int i = 0; i < SIGNATURE_HEX_LENGTH; i++)
+		given[i] = pg_ascii_tolower((unsigned char) signature[i]);
+	if (CRYPTO_memcmp(given, expected, SIGNATURE_HEX_LENGTH) != 0)
+	{
+		*problem = pstrdup("the signature does not match");
+		return false;
+	}
+	return true;
+}
+
+/* qiwi_verify_signature(signature, notification, secret): is it QIWI's? */
+Datum
+qiwi_verify_signature(PG_FUNCTION_ARGS)
+{
+	char	   *problem = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	use_secret(secret_argument(fcinfo, 2));
+	PG_RETURN_BOOL(signature_matches(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+									 PG_GETARG_JSONB_P(1), &problem));
+}
+
+/* qiwi_sign_notification(notification, secret): the signature QIWI would send */
+Datum
+qiwi_sign_notification(PG_FUNCTION_ARGS)
+{
+	StringInfoData message;
+	char	   *problem = NULL;
+	char		hex[SIGNATURE_HEX_LENGTH + 1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("notification must not be NULL")));
+	use_secret(secret_argument(fcinfo, 1));
+	initStringInfo(&message);
+	if (!signed_string(PG_GETARG_JSONB_P(0), &message, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("notification cannot be signed: %s", problem)));
+	hmac_hex(message.data, message.len, hex);
+	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}
+
+/* ---------- the trigger ---------- */
+
+/* Column numbers of a notification table */
+typedef struct NotificationColumns
+{
+	int			signature;
+	int			body;
+	int			verified;
+	int			applied;
+	int			error;
+} NotificationColumns;
+
+/* Find a column by name and check its type */
+static int
+notification_column(Relation rel, const char *name, Oid type)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" needs a column \"%s\" of type %s for qiwi_notification_verify()",
+						RelationGetRelationName(rel), name, format_type_be(type))));
+	return attnum;
+}
+
+/* Describe what applying a verified notification did, or NULL if it changed the bill */
+static char *
+apply_notification(Jsonb *body, bool *applied)
+{
+	JsonbValue *bill_value;
+	QiwiBill	bill;
+	char	   *problem = NULL;
+	char	   *recorded;
+
+	*applied = false;
+	bill_value = getKeyJsonValueFromContainer(&body->root, "bill", 4, NULL);
+	if (!qiwi_parse_bill_object(bill_value->val.binary.data, &bill, &problem))
+		return psprintf("verified but not applied: %s", problem);
+
+	switch (store_bill(&bill, true, &recorded))
+	{
+		case STORE_INSERTED:
+		case STORE_ADVANCED:
+			*applied = true;
+			return NULL;
+		case STORE_DUPLICATE:
+		case STORE_REFRESHED:
+			return psprintf("duplicate: bill \"%s\" is already %s", bill.bill_id, recorded);
+		case STORE_STALE:
+			break;
+	}
+	return psprintf("out of order: bill \"%s\" is already %s; the notification says %s",
+					bill.bill_id, recorded, bill.status);
+}
+
+/*
+ * qiwi_notification_verify(): BEFORE INSERT trigger on a table with columns
+ * signature text, body jsonb, verified boolean, applied boolean, error text.
+ * Argument 'mark' (default) stores an unverifiable notification with the
+ * reason; 'reject' makes its INSERT fail.
+ */
+Datum
+qiwi_notification_verify(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	HeapTuple	tuple;
+	NotificationColumns col;
+	bool		reject = false;
+	bool		isnull;
+	Datum		d;
+	char	   *problem = NULL;
+	bool		verified = false;
+	bool		applied = false;
+	Jsonb	   *body = NULL;
+	int			columns[3];
+	Datum		values[3];
+	bool		nulls[3];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("qiwi_notification_verify() must be a BEFORE INSERT ... FOR EACH ROW trigger")));
+	if (trigdata->tg_trigger->tgnargs > 1 ||
+		(trigdata->tg_trigger->tgnargs == 1 &&
+		 strcmp(trigdata->tg_trigger->tgargs[0], "mark") != 0 &&
+		 strcmp(trigdata->tg_trigger->tgargs[0], "reject") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qiwi_notification_verify() takes one argument, 'mark' or 'reject'")));
+	reject = trigdata->tg_trigger->tgnargs == 1 &&
+		strcmp(trigdata->tg_trigger->tgargs[0], "reject") == 0;
+
+	rel = trigdata->tg_relation;
+	tuple = trigdata->tg_trigtuple;
+	col.signature = notification_column(rel, "signature", TEXTOID);
+	col.body = notification_column(rel, "body", JSONBOID);
+	col.verified = notification_column(rel, "verified", BOOLOID);
+	col.applied = notification_column(rel, "applied", BOOLOID);
+	col.error = notification_column(rel, "error", TEXTOID);
+
+	d = SPI_getbinval(tuple, RelationGetDescr(rel), col.body, &isnull);
+	if (isnull)
+		problem = pstrdup("the notification has no body");
+	else
+	{
+		body = DatumGetJsonbP(d);
+		d = SPI_getbinval(tuple, RelationGetDescr(rel), col.signature, &isnull);
+		if (isnull)
+			problem = pstrdup("the notification has no signature");
+		else
+		{
+			use_secret(NULL);
+			verified = signature_matches(TextDatumGetCString(d), body, &problem);
+		}
+	}
+
+	if (!verified && reject)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_BAD_SIGNATURE),
+				 errmsg("QIWI notification rejected: %s", problem),
+				 errhint("Only notifications signed with qiwi.secret_key are accepted.")));
+	if (verified)
+		problem = apply_notification(body, &applied);
+
+	columns[0] = col.verified;
+	values[0] = BoolGetDatum(verified);
+	nulls[0] = false;
+	columns[1] = col.applied;
+	values[1] = BoolGetDatum(applied);
+	nulls[1] = false;
+	columns[2] = col.error;
+	values[2] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
+	nulls[2] = problem == NULL;
+
+	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 3,
+													 columns, values, nulls));
+}
