@@ -21,12 +21,19 @@ Control (no auth; loopback only; used by tests):
                                 "huge": bytes}
   DELETE /sandbox/faults
   POST /sandbox/latency  JSON: {"ms": N}   delay before every API answer
+  POST /sandbox/notifications JSON: {"url": U, "duplicates": N, "retry_ms": M}
+         POST a signed notification to U on every status change, as QIWI
+         does; N extra copies after a 200; a failed delivery is retried
+         every M ms (default 200), 50 times at most
   GET  /sandbox/stats    {"requests", "connections", "bills", "refunds"}
   POST /sandbox/reset    forget bills, refunds, faults, latency and stats
 """
 
 import argparse
+import hashlib
+import hmac
 import json
+import urllib.request
 import secrets
 import ssl
 import sys
@@ -106,6 +113,38 @@ def check_string_map(obj, what):
     return dict(obj)
 
 
+def notification_signature(secret, bill):
+    """HMAC-SHA256 of amount.currency|amount.value|billId|siteId|status.value."""
+    fields = [bill["amount"]["currency"], f"{Decimal(bill['amount']['value']):.2f}",
+              bill["billId"], bill["siteId"], bill["status"]["value"]]
+    return hmac.new(secret.encode(), "|".join(fields).encode(), hashlib.sha256).hexdigest()
+
+
+def post_notification(url, secret, body):
+    """One delivery attempt; True when the merchant answered 200."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    request = urllib.request.Request(url, data=payload, method="POST", headers={
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-Api-Signature-SHA256": notification_signature(secret, body["bill"]),
+    })
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def deliver(notify, secret, body):
+    """Deliver like QIWI: retry until a 200, then maybe send duplicates."""
+    for _ in range(50):
+        if post_notification(notify["url"], secret, body):
+            for _ in range(int(notify.get("duplicates", 0))):
+                post_notification(notify["url"], secret, body)
+            return
+        time.sleep(int(notify.get("retry_ms", 200)) / 1000.0)
+
+
 class Sandbox:
     """The bills and refunds, the fault queue and the counters."""
 
@@ -115,6 +154,7 @@ class Sandbox:
         self.reset()
 
     def reset(self):
+        self.notify = None
         self.bills = {}
         self.refunds = {}
         self.faults = []
@@ -136,10 +176,13 @@ class Sandbox:
         if bill["status"] == "WAITING" and now() >= bill["expires"]:
             self.set_status(bill, "EXPIRED", bill["expires"])
 
-    @staticmethod
-    def set_status(bill, status, when=None):
+    def set_status(self, bill, status, when=None):
         bill["status"] = status
         bill["changed"] = when or now()
+        if self.notify:
+            body = {"bill": self.bill_json(bill), "version": "1"}
+            threading.Thread(target=deliver, args=(dict(self.notify), self.secret, body),
+                             daemon=True).start()
 
     def bill_json(self, bill):
         body = {
@@ -333,6 +376,9 @@ def make_handler(sandbox):
                 if parts == ["faults"] and method == "POST":
                     args.setdefault("times", 1)
                     sandbox.faults.append(args)
+                    return self.send_json(200, {"ok": True})
+                if parts == ["notifications"] and method == "POST":
+                    sandbox.notify = args if args.get("url") else None
                     return self.send_json(200, {"ok": True})
                 if parts == ["faults"] and method == "DELETE":
                     sandbox.faults.clear()

@@ -63,7 +63,7 @@ for t in "$QIWI_SRC"/test/t/*.pl; do
 		PERL5LIB="$PGXS_DIR/src/test/perl" \
 		PG_REGRESS="$PG_REGRESS" TESTDIR="$TAP_DIR" \
 		QIWI_SANDBOX_URL="http://127.0.0.1:$HTTP_PORT" \
-		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" \
+		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" QIWI_SRC="$QIWI_SRC" \
 		prove -v "$t") 2>&1 | tee "$TAP_DIR/$(basename "$t").out"
 	record "tap/$(basename "$t")" "${PIPESTATUS[0]}"
 	set -e
