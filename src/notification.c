@@ -109,59 +109,97 @@ hmac_hex(const char *message, size_t len, char *hex)
 	hex[SIGNATURE_HEX_LENGTH] = '\0';
 }
 
-/* The optional secret argument of a function, or NULL */
-static const char *
-secret_argument(FunctionCallInfo fcinfo, int argno)
-{
-	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
-		return NULL;
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
-/* Key the HMAC with secret, or with qiwi.secret_key if it is NULL */
+/* Key the HMAC with a secret given as server-encoded bytes */
 static void
-use_secret(const char *secret)
+use_secret_bytes(const char *secret, int len)
 {
-	char	   *utf8;
-
-	if (secret == NULL)
-		secret = qiwi_secret_key;
-	if (secret == NULL || secret[0] == '\0')
+	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no secret key to sign or verify with"),
 				 errdetail("The secret argument is NULL or empty and qiwi.secret_key is not set.")));
-	utf8 = pg_server_to_any(secret, strlen(secret), PG_UTF8);
-	hmac_set_key(utf8, strlen(utf8));
+	/* QIWI keys with the UTF-8 bytes; most databases already hold them */
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		secret = pg_server_to_any(pnstrdup(secret, len), len, PG_UTF8);
+		len = strlen(secret);
+	}
+	hmac_set_key(secret, len);
 }
 
-/* Append a signed field's value, as UTF-8 */
+/* Key the HMAC with the secret argument, or with qiwi.secret_key if it is NULL */
 static void
-append_utf8(StringInfo buf, const char *value)
+use_secret(FunctionCallInfo fcinfo, int argno)
 {
-	appendStringInfoString(buf, pg_server_to_any(value, strlen(value), PG_UTF8));
+	if (fcinfo != NULL && PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	{
+		text	   *secret = PG_GETARG_TEXT_PP(argno);
+
+		use_secret_bytes(VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret));
+	}
+	else
+		use_secret_bytes(qiwi_secret_key ? qiwi_secret_key : "",
+						 qiwi_secret_key ? strlen(qiwi_secret_key) : 0);
 }
 
-/* Read a string (or, for ids, a number) field of an object */
+/* Append a JSON string's bytes to the signed string, as UTF-8 */
+static void
+append_utf8(StringInfo buf, const char *value, int len)
+{
+	if (GetDatabaseEncoding() == PG_UTF8)
+		appendBinaryStringInfo(buf, value, len);
+	else
+		appendStringInfoString(buf, pg_server_to_any(pnstrdup(value, len), len, PG_UTF8));
+}
+
+/* Append a signed field: a string (or, for ids, a number) member of object */
 static bool
-signed_field(JsonbContainer *object, const char *key, bool number_ok,
-			 char **value, char **problem)
+append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
+					bool number_ok, const char *path, char **problem)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
 
 	if (v != NULL && v->type == jbvString)
+		append_utf8(buf, v->val.string.val, v->val.string.len);
+	else if (v != NULL && v->type == jbvNumeric && number_ok)
+		appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(numeric_out,
+																		NumericGetDatum(v->val.numeric))));
+	else
 	{
-		*value = pnstrdup(v->val.string.val, v->val.string.len);
-		return true;
+		*problem = psprintf(v == NULL ? "%s is missing" : "%s is not a string", path);
+		return false;
 	}
-	if (v != NULL && v->type == jbvNumeric && number_ok)
-	{
-		*value = DatumGetCString(DirectFunctionCall1(numeric_out,
-													 NumericGetDatum(v->val.numeric)));
-		return true;
-	}
-	*problem = psprintf(v == NULL ? "bill.%s is missing" : "bill.%s is not a string", key);
-	return false;
+	appendStringInfoChar(buf, '|');
+	return true;
+}
+
+/*
+ * Is this amount string already written the way QIWI signs it, digits
+ * with exactly two decimals and no leading zero (as real notifications
+ * send it)?  Then it is its own normal form and needs no numeric round trip.
+ */
+static bool
+amount_is_normal_form(const char *s, int len)
+{
+	int			point = len - 3;
+
+	if (len < 4 || s[point] != '.' || (s[0] == '0' && point != 1))
+		return false;
+	for (int i = 0; i < len; i++)
+		if (i != point && (s[i] < '0' || s[i] > '9'))
+			return false;
+	return true;
+}
+
+/* Get a member that must be an object */
+static JsonbContainer *
+object_member(JsonbContainer *object, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		return NULL;
+	return v->val.binary.data;
 }
 
 /*
@@ -171,56 +209,74 @@ signed_field(JsonbContainer *object, const char *key, bool number_ok,
 static bool
 signed_string(Jsonb *notification, StringInfo buf, char **problem)
 {
-	JsonbValue *bill_value;
 	JsonbContainer *bill;
-	JsonbValue *status_value;
-	Numeric		amount;
-	char	   *currency;
-	char	   *bill_id;
-	char	   *site_id;
-	char	   *status;
+	JsonbContainer *amount;
+	JsonbContainer *status;
+	JsonbValue *value;
 
-	if (!JB_ROOT_IS_OBJECT(notification))
-	{
-		*problem = pstrdup("the notification is not a JSON object");
-		return false;
-	}
-	bill_value = getKeyJsonValueFromContainer(&notification->root, "bill", 4, NULL);
-	if (bill_value == NULL || bill_value->type != jbvBinary ||
-		!JsonContainerIsObject(bill_value->val.binary.data))
+	if (!JB_ROOT_IS_OBJECT(notification) ||
+		(bill = object_member(&notification->root, "bill")) == NULL)
 	{
 		*problem = pstrdup("the notification has no \"bill\" object");
 		return false;
 	}
-	bill = bill_value->val.binary.data;
-
-	if (!qiwi_json_amount(bill, &amount, &currency, problem) ||
-		!signed_field(bill, "billId", false, &bill_id, problem) ||
-		!signed_field(bill, "siteId", true, &site_id, problem))
+	if ((amount = object_member(bill, "amount")) == NULL)
+	{
+		*problem = pstrdup("bill.amount is missing");
 		return false;
-	status_value = getKeyJsonValueFromContainer(bill, "status", 6, NULL);
-	if (status_value == NULL || status_value->type != jbvBinary ||
-		!JsonContainerIsObject(status_value->val.binary.data))
+	}
+	if (!append_signed_field(buf, amount, "currency", false, "bill.amount.currency", problem))
+		return false;
+
+	value = getKeyJsonValueFromContainer(amount, "value", 5, NULL);
+	if (value != NULL && value->type == jbvString &&
+		amount_is_normal_form(value->val.string.val, value->val.string.len))
+		appendBinaryStringInfo(buf, value->val.string.val, value->val.string.len);
+	else
+	{
+		Numeric		cents;
+		char	   *currency;
+
+		if (!qiwi_json_amount(bill, &cents, &currency, problem))
+			return false;
+		appendStringInfoString(buf, qiwi_format_amount(cents));
+	}
+	appendStringInfoChar(buf, '|');
+
+	if (!append_signed_field(buf, bill, "billId", false, "bill.billId", problem) ||
+		!append_signed_field(buf, bill, "siteId", true, "bill.siteId", problem))
+		return false;
+	if ((status = object_member(bill, "status")) == NULL)
 	{
 		*problem = pstrdup("bill.status is missing");
 		return false;
 	}
-	if (!signed_field(status_value->val.binary.data, "value", false, &status, problem))
-	{
-		*problem = pstrdup("bill.status.value is missing");
+	if (!append_signed_field(buf, status, "value", false, "bill.status.value", problem))
 		return false;
-	}
-
-	append_utf8(buf, currency);
-	appendStringInfoChar(buf, '|');
-	appendStringInfoString(buf, qiwi_format_amount(amount));
-	appendStringInfoChar(buf, '|');
-	append_utf8(buf, bill_id);
-	appendStringInfoChar(buf, '|');
-	append_utf8(buf, site_id);
-	appendStringInfoChar(buf, '|');
-	append_utf8(buf, status);
+	buf->data[--buf->len] = '\0';	/* no separator after the last field */
 	return true;
+}
+
+/* A buffer for the signed string, reused from row to row */
+static StringInfo
+signed_string_buffer(void)
+{
+	static StringInfo buffer = NULL;
+
+	if (buffer == NULL || buffer->maxlen > 64 * 1024)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (buffer != NULL)
+		{
+			pfree(buffer->data);
+			pfree(buffer);
+		}
+		buffer = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(buffer);
+	return buffer;
 }
 
 /*
@@ -228,25 +284,27 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
  * case is ignored; the comparison takes the same time wherever they differ.
  */
 static bool
-signature_matches(const char *signature, Jsonb *notification, char **problem)
+signature_matches(const char *signature, int len, Jsonb *notification, char **problem)
 {
-	StringInfoData message;
+	StringInfo	message = signed_string_buffer();
 	char		expected[SIGNATURE_HEX_LENGTH + 1];
 	char		given[SIGNATURE_HEX_LENGTH];
 
-	initStringInfo(&message);
-	if (!signed_string(notification, &message, problem))
+	if (!signed_string(notification, message, problem))
 		return false;
-	hmac_hex(message.data, message.len, expected);
-	pfree(message.data);
+	hmac_hex(message->data, message->len, expected);
 
-	if (strlen(signature) != SIGNATURE_HEX_LENGTH)
+	if (len != SIGNATURE_HEX_LENGTH)
 	{
 		*problem = pstrdup("the signature is not 64 hex digits");
 		return false;
 	}
 	for (int i = 0; i < SIGNATURE_HEX_LENGTH; i++)
-		given[i] = pg_ascii_tolower((unsigned char) signature[i]);
+	{
+		char		c = signature[i];
+
+		given[i] = (c >= 'A' && c <= 'F') ? c + ('a' - 'A') : c;
+	}
 	if (CRYPTO_memcmp(given, expected, SIGNATURE_HEX_LENGTH) != 0)
 	{
 		*problem = pstrdup("the signature does not match");
@@ -260,11 +318,13 @@ Datum
 qiwi_verify_signature(PG_FUNCTION_ARGS)
 {
 	char	   *problem = NULL;
+	text	   *signature;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	use_secret(secret_argument(fcinfo, 2));
-	PG_RETURN_BOOL(signature_matches(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+	signature = PG_GETARG_TEXT_PP(0);
+	use_secret(fcinfo, 2);
+	PG_RETURN_BOOL(signature_matches(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
 									 PG_GETARG_JSONB_P(1), &problem));
 }
 
@@ -272,7 +332,7 @@ qiwi_verify_signature(PG_FUNCTION_ARGS)
 Datum
 qiwi_sign_notification(PG_FUNCTION_ARGS)
 {
-	StringInfoData message;
+	StringInfo	message;
 	char	   *problem = NULL;
 	char		hex[SIGNATURE_HEX_LENGTH + 1];
 
@@ -280,13 +340,13 @@ qiwi_sign_notification(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("notification must not be NULL")));
-	use_secret(secret_argument(fcinfo, 1));
-	initStringInfo(&message);
-	if (!signed_string(PG_GETARG_JSONB_P(0), &message, &problem))
+	use_secret(fcinfo, 1);
+	message = signed_string_buffer();
+	if (!signed_string(PG_GETARG_JSONB_P(0), message, &problem))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("notification cannot be signed: %s", problem)));
-	hmac_hex(message.data, message.len, hex);
+	hmac_hex(message->data, message->len, hex);
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
 }
 
@@ -405,8 +465,11 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 			problem = pstrdup("the notification has no signature");
 		else
 		{
-			use_secret(NULL);
-			verified = signature_matches(TextDatumGetCString(d), body, &problem);
+			text	   *signature = DatumGetTextPP(d);
+
+			use_secret(NULL, 0);
+			verified = signature_matches(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
+										 body, &problem);
 		}
 	}
 

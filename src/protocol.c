@@ -303,7 +303,9 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 		*problem = pstrdup("field \"amount.value\" is neither a number nor a decimal string");
 		return false;
 	}
-	if (!qiwi_amount_has_cents_only(value))
+	*amount = amount_to_cents(value);
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(*amount),
+										  NumericGetDatum(value))) != 0)
 	{
 		/* never round money silently, not even QIWI's */
 		*problem = psprintf("amount %s has more than two decimals",
@@ -311,7 +313,6 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 																NumericGetDatum(value))));
 		return false;
 	}
-	*amount = amount_to_cents(value);
 	return true;
 }
 

@@ -405,9 +405,11 @@ def make_handler(sandbox):
                     self.counted_connection = True
                     sandbox.connections += 1
                 latency = sandbox.latency_ms
+            # a fault belongs to the request that arrives first, even if that
+            # request then waits out the latency and its client is gone
+            fault = sandbox.take_fault()
             if latency:
                 time.sleep(latency / 1000.0)
-            fault = sandbox.take_fault()
             if fault and fault.get("drop") == "before":
                 self.close_connection = True
                 return
