@@ -69,5 +69,12 @@ for t in "$QIWI_SRC"/test/t/*.pl; do
 	set -e
 done
 
+# ---- the benchmarks still run (figures are not judged here) ----
+say "running bench/run.sh --quick"
+status=0
+bash "$QIWI_SRC/bench/run.sh" --quick >"$QIWI_WORK/bench.out" 2>&1 || status=1
+tail -n 5 "$QIWI_WORK/bench.out"
+record "bench/run.sh --quick" $status
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
