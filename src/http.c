@@ -1,15 +1,18 @@
 /*
  * http.c
- *		The HTTP transport: one libcurl handle per backend, kept alive.
+ *		The HTTP transport: kept-alive libcurl handles driven by one multi
+ *		handle per process.
  *
- * The easy handle is driven through a multi handle so that we wait in
- * curl_multi_poll() in short slices and look at PostgreSQL's interrupt
- * flags in between: a query cancel, statement_timeout, pg_terminate_backend
- * or postmaster death ends a hung request at once instead of when the
- * HTTP timeout expires.  Nothing in a libcurl callback can raise an error;
- * failures are recorded and reported after curl returns.  Everything curl
- * allocates is held in statics that are reclaimed at the start of the next
- * request, so an ERROR thrown mid-transfer leaks nothing.
+ * A SQL call sends one request, the reconciler many at once; both go
+ * through http_perform_many(), which waits in curl_multi_poll() in short
+ * slices and looks at PostgreSQL's interrupt flags in between: a query
+ * cancel, statement_timeout, pg_terminate_backend or postmaster death ends
+ * hung requests at once instead of when the HTTP timeout expires.  The multi
+ * handle's connection cache keeps connections and TLS sessions alive from
+ * call to call.  Nothing in a libcurl callback can raise an error; failures
+ * are recorded and reported after curl returns.  Everything curl allocates
+ * is held in statics that are reclaimed at the start of the next request,
+ * so an ERROR thrown mid-transfer leaks nothing.
  */
 #include "qiwi_kassa.h"
 
@@ -18,10 +21,14 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/pmsignal.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 /* How long one curl_multi_poll() may sleep before we look at interrupts */
 #define HTTP_POLL_SLICE_MS	100
+
+/* Most transfers in flight at once (qiwi.reconcile_concurrency's maximum) */
+#define HTTP_MAX_SLOTS		256
 
 typedef struct BodyBuffer
 {
@@ -32,50 +39,83 @@ typedef struct BodyBuffer
 	bool		out_of_memory;
 } BodyBuffer;
 
-static CURLM *http_multi = NULL;
-static CURL *http_easy = NULL;
-static bool http_easy_attached = false;
-static struct curl_slist *http_headers = NULL;
-static BodyBuffer http_body = {0};
-static char http_errbuf[CURL_ERROR_SIZE];
-
-/* Create the per-backend handles on first use */
-static void
-http_ensure_handles(void)
+/* One easy handle of the pool, with what its current transfer needs */
+typedef struct HttpSlot
 {
-	if (http_easy != NULL)
-		return;
+	CURL	   *easy;
+	bool		attached;		/* added to the multi handle */
+	int			request;		/* index of the request it carries, or -1 */
+	struct curl_slist *headers;
+	BodyBuffer	body;
+	char		errbuf[CURL_ERROR_SIZE];
+} HttpSlot;
 
+static CURLM *http_multi = NULL;
+static HttpSlot *http_slots = NULL;	/* HTTP_MAX_SLOTS, in TopMemoryContext */
+static int	http_nslots = 0;	/* how many have an easy handle */
+
+/* Create the multi handle and the slot array on first use */
+static void
+http_ensure_multi(void)
+{
+	if (http_multi != NULL)
+		return;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
-
+	http_slots = MemoryContextAllocZero(TopMemoryContext, sizeof(HttpSlot) * HTTP_MAX_SLOTS);
 	http_multi = curl_multi_init();
-	http_easy = curl_easy_init();
-	if (http_multi == NULL || http_easy == NULL)
+	if (http_multi == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not create a libcurl handle")));
+				 errmsg("could not create a libcurl multi handle")));
 }
 
-/* Undo whatever an earlier request, possibly interrupted by an ERROR, left */
+/* Make sure the first n slots have an easy handle */
 static void
-http_release_transfer(void)
+http_ensure_slots(int n)
 {
-	if (http_easy_attached)
+	http_ensure_multi();
+	for (; http_nslots < n; http_nslots++)
 	{
-		curl_multi_remove_handle(http_multi, http_easy);
-		http_easy_attached = false;
+		HttpSlot   *slot = &http_slots[http_nslots];
+
+		slot->easy = curl_easy_init();
+		if (slot->easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+		slot->request = -1;
 	}
-	if (http_headers != NULL)
+}
+
+/* Undo whatever a slot's last transfer, possibly cut short by an ERROR, left */
+static void
+http_release_slot(HttpSlot *slot)
+{
+	if (slot->attached)
 	{
-		curl_slist_free_all(http_headers);
-		http_headers = NULL;
+		curl_multi_remove_handle(http_multi, slot->easy);
+		slot->attached = false;
 	}
-	http_body.len = 0;
-	http_body.too_large = false;
-	http_body.out_of_memory = false;
+	if (slot->headers != NULL)
+	{
+		curl_slist_free_all(slot->headers);
+		slot->headers = NULL;
+	}
+	slot->request = -1;
+	slot->body.len = 0;
+	slot->body.too_large = false;
+	slot->body.out_of_memory = false;
+}
+
+/* Release every slot */
+static void
+http_release_all(void)
+{
+	for (int i = 0; i < http_nslots; i++)
+		http_release_slot(&http_slots[i]);
 }
 
 /* libcurl write callback: append to the bounded body buffer, never raise */
@@ -110,17 +150,17 @@ http_write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* Append one header to the request's list, failing cleanly on OOM */
+/* Append one header to a slot's list, failing cleanly on OOM */
 static void
-http_add_header(const char *header)
+http_add_header(HttpSlot *slot, const char *header)
 {
-	struct curl_slist *list = curl_slist_append(http_headers, header);
+	struct curl_slist *list = curl_slist_append(slot->headers, header);
 
 	if (list == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while building a QIWI request")));
-	http_headers = list;
+	slot->headers = list;
 }
 
 /* Set one curl option; a failure here is a build problem, not a network one */
@@ -134,20 +174,20 @@ http_setopt_check(CURLcode rc, const char *option)
 						option, curl_easy_strerror(rc))));
 }
 
-#define HTTP_SETOPT(opt, val) http_setopt_check(curl_easy_setopt(http_easy, opt, val), #opt)
+#define HTTP_SETOPT(easy, opt, val) http_setopt_check(curl_easy_setopt(easy, opt, val), #opt)
 
 /* Name the phase a timed-out transfer was in, from curl's timers */
 static const char *
-http_timeout_phase(bool https)
+http_timeout_phase(CURL *easy, bool https)
 {
 	curl_off_t	connect_us = 0;
 	curl_off_t	request_sent_us = 0;
 	curl_off_t	first_byte_us = 0;
 
 	/* a reused connection has no connect time, but it has a pretransfer time */
-	curl_easy_getinfo(http_easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-	curl_easy_getinfo(http_easy, CURLINFO_PRETRANSFER_TIME_T, &request_sent_us);
-	curl_easy_getinfo(http_easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte_us);
+	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+	curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &request_sent_us);
+	curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte_us);
 
 	if (request_sent_us == 0)
 		return (https && connect_us > 0) ? "the TLS handshake" : "connecting";
@@ -158,7 +198,7 @@ http_timeout_phase(bool https)
 
 /* Classify a finished transfer's libcurl result */
 static HttpFailure
-http_classify(CURLcode rc)
+http_classify(CURLcode rc, const BodyBuffer *body)
 {
 	switch (rc)
 	{
@@ -179,7 +219,7 @@ http_classify(CURLcode rc)
 		case CURLE_USE_SSL_FAILED:
 			return HTTP_FAIL_TLS;
 		case CURLE_WRITE_ERROR:
-			if (http_body.too_large)
+			if (body->too_large)
 				return HTTP_FAIL_TOO_LARGE;
 			return HTTP_FAIL_NETWORK;
 		default:
@@ -187,73 +227,74 @@ http_classify(CURLcode rc)
 	}
 }
 
-/* Set every option of one request on the reset easy handle */
+/* Set every option of one request on a slot's reset easy handle */
 static void
-http_prepare(HttpMethod method, const char *url, const char *bearer,
-			 const char *body)
+http_prepare(HttpSlot *slot, const HttpRequest *req, const char *bearer)
 {
+	CURL	   *easy = slot->easy;
 	StringInfoData auth;
 
-	/* reset keeps the live connection and TLS session, drops stale options */
-	curl_easy_reset(http_easy);
-	http_errbuf[0] = '\0';
+	/* reset keeps nothing but the handle; connections live in the multi */
+	curl_easy_reset(easy);
+	slot->errbuf[0] = '\0';
 
-	HTTP_SETOPT(CURLOPT_URL, url);
-	HTTP_SETOPT(CURLOPT_NOSIGNAL, 1L);	/* SIGALRM belongs to PostgreSQL */
+	HTTP_SETOPT(easy, CURLOPT_URL, req->url);
+	HTTP_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);	/* SIGALRM belongs to PostgreSQL */
 #if LIBCURL_VERSION_NUM >= 0x075500
-	HTTP_SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	HTTP_SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-	HTTP_SETOPT(CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	HTTP_SETOPT(easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	/* never follow a redirect: the key must only go to qiwi.api_url */
-	HTTP_SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-	HTTP_SETOPT(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-	HTTP_SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
-	HTTP_SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+	HTTP_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	HTTP_SETOPT(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+	HTTP_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	HTTP_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (qiwi_ca_file != NULL && qiwi_ca_file[0] != '\0')
-		HTTP_SETOPT(CURLOPT_CAINFO, qiwi_ca_file);
-	HTTP_SETOPT(CURLOPT_TIMEOUT_MS, (long) qiwi_timeout_ms);
-	HTTP_SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) qiwi_connect_timeout_ms);
-	HTTP_SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-	HTTP_SETOPT(CURLOPT_ERRORBUFFER, http_errbuf);
-	HTTP_SETOPT(CURLOPT_WRITEFUNCTION, http_write_body);
-	HTTP_SETOPT(CURLOPT_WRITEDATA, &http_body);
-	HTTP_SETOPT(CURLOPT_USERAGENT, "qiwi_kassa/1.0");
+		HTTP_SETOPT(easy, CURLOPT_CAINFO, qiwi_ca_file);
+	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) qiwi_timeout_ms);
+	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) qiwi_connect_timeout_ms);
+	HTTP_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	HTTP_SETOPT(easy, CURLOPT_ERRORBUFFER, slot->errbuf);
+	HTTP_SETOPT(easy, CURLOPT_WRITEFUNCTION, http_write_body);
+	HTTP_SETOPT(easy, CURLOPT_WRITEDATA, &slot->body);
+	HTTP_SETOPT(easy, CURLOPT_PRIVATE, slot);
+	HTTP_SETOPT(easy, CURLOPT_USERAGENT, "qiwi_kassa/1.0");
 
-	http_add_header("Accept: application/json");
+	http_add_header(slot, "Accept: application/json");
 	/* no "Expect: 100-continue" round trip for our small bodies */
-	http_add_header("Expect:");
+	http_add_header(slot, "Expect:");
 
-	switch (method)
+	switch (req->method)
 	{
 		case HTTP_GET:
-			HTTP_SETOPT(CURLOPT_HTTPGET, 1L);
+			HTTP_SETOPT(easy, CURLOPT_HTTPGET, 1L);
 			break;
 		case HTTP_PUT:
 		case HTTP_POST:
-			HTTP_SETOPT(CURLOPT_CUSTOMREQUEST, method == HTTP_PUT ? "PUT" : "POST");
-			HTTP_SETOPT(CURLOPT_POSTFIELDSIZE, (long) (body ? strlen(body) : 0));
-			HTTP_SETOPT(CURLOPT_COPYPOSTFIELDS, body ? body : "");
-			http_add_header("Content-Type: application/json;charset=UTF-8");
+			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST, req->method == HTTP_PUT ? "PUT" : "POST");
+			HTTP_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) (req->body ? strlen(req->body) : 0));
+			HTTP_SETOPT(easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
+			http_add_header(slot, "Content-Type: application/json;charset=UTF-8");
 			break;
 	}
 
 	initStringInfo(&auth);
 	appendStringInfo(&auth, "Authorization: Bearer %s", bearer);
-	http_add_header(auth.data);
+	http_add_header(slot, auth.data);
 	explicit_bzero(auth.data, auth.len);
 	pfree(auth.data);
 
-	HTTP_SETOPT(CURLOPT_HTTPHEADER, http_headers);
+	HTTP_SETOPT(easy, CURLOPT_HTTPHEADER, slot->headers);
 }
 
-/* Abort the transfer and let PostgreSQL report the interrupt it got */
+/* Abort the transfers and let PostgreSQL report the interrupt it got */
 static void
 http_handle_interrupts(void)
 {
 	if (QueryCancelPending || ProcDiePending)
 	{
-		http_release_transfer();
+		http_release_all();
 		CHECK_FOR_INTERRUPTS();
 		/* the interrupt was absorbed (e.g. it arrived for an older query) */
 		ereport(ERROR,
@@ -262,7 +303,7 @@ http_handle_interrupts(void)
 	}
 	if (!PostmasterIsAlive())
 	{
-		http_release_transfer();
+		http_release_all();
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("terminating QIWI request because the postmaster died")));
@@ -270,85 +311,149 @@ http_handle_interrupts(void)
 	CHECK_FOR_INTERRUPTS();
 }
 
-/*
- * Perform one request and fill *response.  Transport failures are reported
- * in response->failure; only interrupts and setup problems raise here.
- */
-void
-http_perform(HttpMethod method, const char *url, const char *bearer,
-			 const char *body, HttpResponse *response)
+/* Fill a request's response from its finished slot */
+static void
+http_finish(HttpSlot *slot, const HttpRequest *req, CURLcode result, HttpResponse *response)
 {
-	CURLcode	result = CURLE_OK;
-	CURLMcode	mc;
-	CURLMsg    *msg;
-	int			running = 1;
-	int			pending;
-	bool		https = (pg_strncasecmp(url, "https:", 6) == 0);
+	bool		https = (pg_strncasecmp(req->url, "https:", 6) == 0);
 
 	memset(response, 0, sizeof(*response));
-
-	http_ensure_handles();
-	http_release_transfer();
-	http_prepare(method, url, bearer, body);
-
-	mc = curl_multi_add_handle(http_multi, http_easy);
-	if (mc != CURLM_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not start a QIWI request: %s", curl_multi_strerror(mc))));
-	http_easy_attached = true;
-
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	for (;;)
-	{
-		mc = curl_multi_perform(http_multi, &running);
-		if (mc != CURLM_OK || running == 0)
-			break;
-		http_handle_interrupts();
-		mc = curl_multi_poll(http_multi, NULL, 0, HTTP_POLL_SLICE_MS, NULL);
-		if (mc != CURLM_OK)
-			break;
-		http_handle_interrupts();
-	}
-	pgstat_report_wait_end();
-
-	if (mc != CURLM_OK)
-	{
-		response->failure = HTTP_FAIL_NETWORK;
-		response->error = pstrdup(curl_multi_strerror(mc));
-		http_release_transfer();
-		return;
-	}
-
-	while ((msg = curl_multi_info_read(http_multi, &pending)) != NULL)
-	{
-		if (msg->msg == CURLMSG_DONE && msg->easy_handle == http_easy)
-			result = msg->data.result;
-	}
-
-	response->failure = http_classify(result);
+	response->failure = http_classify(result, &slot->body);
 	if (response->failure == HTTP_OK)
 	{
-		curl_easy_getinfo(http_easy, CURLINFO_RESPONSE_CODE, &response->status);
-		response->body = palloc(http_body.len + 1);
-		if (http_body.len > 0)
-			memcpy(response->body, http_body.data, http_body.len);
-		response->body[http_body.len] = '\0';
-		response->body_len = http_body.len;
+		curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &response->status);
+		response->body = palloc(slot->body.len + 1);
+		if (slot->body.len > 0)
+			memcpy(response->body, slot->body.data, slot->body.len);
+		response->body[slot->body.len] = '\0';
+		response->body_len = slot->body.len;
 	}
 	else if (response->failure == HTTP_FAIL_TIMEOUT)
 		response->error = psprintf("no complete answer within %d ms; timed out while %s",
-								   qiwi_timeout_ms, http_timeout_phase(https));
+								   qiwi_timeout_ms, http_timeout_phase(slot->easy, https));
 	else if (response->failure == HTTP_FAIL_TOO_LARGE)
 		response->error = psprintf("the answer is larger than %d bytes",
 								   QIWI_MAX_RESPONSE_BYTES);
-	else if (http_body.out_of_memory)
+	else if (slot->body.out_of_memory)
 		response->error = pstrdup("out of memory while receiving the answer");
 	else
-		response->error = pstrdup(http_errbuf[0] != '\0' ? http_errbuf
+		response->error = pstrdup(slot->errbuf[0] != '\0' ? slot->errbuf
 								  : curl_easy_strerror(result));
+}
 
-	http_release_transfer();
+/* Mark every request from index `from` on as failed with the same message */
+static void
+http_fail_rest(int from, int n, const char *message, HttpResponse *responses)
+{
+	for (int i = from; i < n; i++)
+	{
+		memset(&responses[i], 0, sizeof(HttpResponse));
+		responses[i].failure = HTTP_FAIL_NETWORK;
+		responses[i].error = pstrdup(message);
+	}
+}
+
+/*
+ * Perform n requests, at most `concurrency` at a time, and fill responses[i]
+ * for each.  Transport failures are reported in the responses; only
+ * interrupts and setup problems raise here.  If keep_going is given, it is
+ * asked between waits; when it says no, the requests not yet finished fail.
+ */
+void
+http_perform_many(const HttpRequest *requests, int n, int concurrency,
+				  const char *bearer, HttpResponse *responses,
+				  bool (*keep_going) (void))
+{
+	int			next = 0;
+	int			in_flight = 0;
+	int			finished = 0;
+
+	concurrency = Max(1, Min(Min(concurrency, n), HTTP_MAX_SLOTS));
+	http_ensure_slots(concurrency);
+	http_release_all();
+	curl_multi_setopt(http_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) concurrency);
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	while (finished < n)
+	{
+		CURLMcode	mc;
+		CURLMsg    *msg;
+		int			running;
+		int			pending;
+
+		/* fill the free slots */
+		for (int s = 0; s < concurrency && next < n; s++)
+		{
+			HttpSlot   *slot = &http_slots[s];
+
+			if (slot->request >= 0)
+				continue;
+			http_prepare(slot, &requests[next], bearer);
+			if (curl_multi_add_handle(http_multi, slot->easy) != CURLM_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_SYSTEM_ERROR),
+						 errmsg("could not start a QIWI request")));
+			slot->attached = true;
+			slot->request = next++;
+			in_flight++;
+		}
+
+		mc = curl_multi_perform(http_multi, &running);
+		while (mc == CURLM_OK && (msg = curl_multi_info_read(http_multi, &pending)) != NULL)
+		{
+			HttpSlot   *slot;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
+			http_finish(slot, &requests[slot->request], msg->data.result,
+						&responses[slot->request]);
+			http_release_slot(slot);
+			in_flight--;
+			finished++;
+		}
+		if (mc != CURLM_OK)
+		{
+			http_release_all();
+			http_fail_rest(finished, n, curl_multi_strerror(mc), responses);
+			break;
+		}
+		if (finished == n)
+			break;
+		if (next < n && in_flight < concurrency)
+			continue;			/* refill the freed slots before waiting */
+
+		http_handle_interrupts();
+		if (keep_going != NULL && !keep_going())
+		{
+			/* the requests still in flight or never sent are marked failed */
+			for (int s = 0; s < concurrency; s++)
+				if (http_slots[s].request >= 0)
+				{
+					http_fail_rest(http_slots[s].request, http_slots[s].request + 1,
+								   "abandoned", responses);
+					http_release_slot(&http_slots[s]);
+				}
+			http_fail_rest(next, n, "abandoned", responses);
+			break;
+		}
+		mc = curl_multi_poll(http_multi, NULL, 0, HTTP_POLL_SLICE_MS, NULL);
+		if (mc != CURLM_OK)
+		{
+			http_release_all();
+			http_fail_rest(finished, n, curl_multi_strerror(mc), responses);
+			break;
+		}
+		http_handle_interrupts();
+	}
+	pgstat_report_wait_end();
+}
+
+/* Perform one request */
+void
+http_perform(const HttpRequest *request, const char *bearer, HttpResponse *response)
+{
+	http_perform_many(request, 1, 1, bearer, response, NULL);
 }
 
 /* Percent-encode one URL path segment with libcurl */
@@ -358,8 +463,9 @@ http_escape_path_segment(const char *segment)
 	char	   *escaped;
 	char	   *result;
 
-	http_ensure_handles();
-	escaped = curl_easy_escape(http_easy, segment, 0);
+	/* curl_easy_escape ignores its handle since curl 7.82 */
+	http_ensure_slots(1);
+	escaped = curl_easy_escape(http_slots[0].easy, segment, 0);
 	if (escaped == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

@@ -493,9 +493,9 @@ exchange(HttpMethod method, const char *url, const char *body,
 		 const char *context, const char *retry_hint,
 		 HttpResponse *resp, QiwiError *error)
 {
-	const char *key = secret_key();
+	HttpRequest request = {method, (char *) url, (char *) body};
 
-	http_perform(method, url, key, body, resp);
+	http_perform(&request, secret_key(), resp);
 	if (resp->failure != HTTP_OK)
 	{
 		error_from_transport(resp, context, retry_hint, error);

@@ -74,9 +74,18 @@ typedef struct HttpResponse
 	char	   *error;			/* palloc'd description when failure != OK */
 } HttpResponse;
 
-extern void http_perform(HttpMethod method, const char *url,
-						 const char *bearer, const char *body,
+typedef struct HttpRequest
+{
+	HttpMethod	method;
+	char	   *url;
+	char	   *body;			/* JSON for PUT/POST, or NULL */
+} HttpRequest;
+
+extern void http_perform(const HttpRequest *request, const char *bearer,
 						 HttpResponse *response);
+extern void http_perform_many(const HttpRequest *requests, int n, int concurrency,
+							  const char *bearer, HttpResponse *responses,
+							  bool (*keep_going) (void));
 extern char *http_escape_path_segment(const char *segment);
 extern bool http_url_is_valid(const char *url, bool require_https_or_http);
 extern char *http_append_query(const char *url, const char *name, const char *value);
