@@ -1,7 +1,7 @@
 # qiwi_kassa: PGXS build
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
-OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o src/notification.o
+OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o src/notification.o src/worker.o
 DATA = sql/qiwi_kassa--1.0.sql
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)

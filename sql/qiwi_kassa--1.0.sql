@@ -41,7 +41,11 @@ CREATE TABLE qiwi_bills (
 	custom_fields jsonb,
 	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
 	checked_at timestamptz NOT NULL,	-- when QIWI last told us about it
-	next_check_at timestamptz NOT NULL DEFAULT clock_timestamp()	-- reconciler schedule
+	-- the reconciler's schedule for a WAITING bill
+	next_check_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	check_count integer NOT NULL DEFAULT 0,	-- WAITING answers so far
+	failures integer NOT NULL DEFAULT 0,	-- failed checks in a row
+	last_error text							-- why the last check failed
 );
 COMMENT ON TABLE qiwi_bills IS 'Latest known state of QIWI bills; maintained by qiwi_kassa';
 -- the reconciler scans the due WAITING bills; reports group by status
@@ -61,7 +65,21 @@ CREATE TABLE qiwi_refunds (
 );
 COMMENT ON TABLE qiwi_refunds IS 'Latest known state of QIWI refunds; maintained by qiwi_kassa';
 
+-- Every status change of a bill, whatever made it
+CREATE TABLE qiwi_bill_events (
+	id bigserial PRIMARY KEY,
+	bill_id text NOT NULL,
+	old_status text,			-- NULL when the bill was first seen
+	new_status text NOT NULL,
+	source text NOT NULL CHECK (source IN ('call', 'reconciler', 'notification')),
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE qiwi_bill_events IS 'Status changes of QIWI bills; each is also announced with NOTIFY qiwi_bill_status';
+CREATE INDEX qiwi_bill_events_bill ON qiwi_bill_events (bill_id, id);
+
 SELECT pg_catalog.pg_extension_config_dump('qiwi_bills', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_bill_events', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_bill_events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('qiwi_refunds', '');
 
 CREATE FUNCTION qiwi_create_bill(
@@ -173,3 +191,31 @@ CREATE FUNCTION qiwi_pay_url(
 RETURNS text
 AS 'MODULE_PATHNAME', 'qiwi_pay_url'
 LANGUAGE C STABLE PARALLEL SAFE;
+
+-- ---------- the reconciler ----------
+
+-- Make every WAITING bill due and wake the reconciler when this commits
+CREATE FUNCTION qiwi_reconcile_now()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'qiwi_reconcile_now'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qiwi_reconcile_now() FROM PUBLIC;
+
+CREATE FUNCTION qiwi_reconciler_state(
+	OUT running boolean,
+	OUT pid integer,
+	OUT database text,
+	OUT started_at timestamptz,
+	OUT rounds bigint,
+	OUT last_round_start timestamptz,
+	OUT last_round_duration interval,
+	OUT last_round_checked bigint,
+	OUT last_round_changed bigint,
+	OUT last_round_failed bigint,
+	OUT stopped_by_auth boolean,
+	OUT last_error text,
+	OUT last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'qiwi_reconciler_state'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW qiwi_reconciler_status AS SELECT * FROM qiwi_reconciler_state();

@@ -25,6 +25,8 @@ PG_FUNCTION_INFO_V1(qiwi_refund);
 PG_FUNCTION_INFO_V1(qiwi_refund_status);
 PG_FUNCTION_INFO_V1(qiwi_payment_form_url);
 PG_FUNCTION_INFO_V1(qiwi_pay_url);
+PG_FUNCTION_INFO_V1(qiwi_reconcile_now);
+PG_FUNCTION_INFO_V1(qiwi_reconciler_state);
 
 /* Columns of the composite types, in the order of the SQL script */
 enum
@@ -477,7 +479,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 						   qiwi_format_amount(args.amount), args.currency),
 				 errhint("Use a new bill_id for a new bill.")));
 
-	store_bill(&bill, false, NULL);
+	store_bill(&bill, SOURCE_CALL, NULL);
 
 	if (success_url != NULL && bill.pay_url != NULL)
 		bill.pay_url = http_append_query(bill.pay_url, "successUrl", success_url);
@@ -495,7 +497,7 @@ qiwi_bill_status(PG_FUNCTION_ARGS)
 
 	if (!qiwi_get_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
-	store_bill(&bill, false, NULL);
+	store_bill(&bill, SOURCE_CALL, NULL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -509,7 +511,7 @@ qiwi_cancel_bill(PG_FUNCTION_ARGS)
 
 	if (!qiwi_reject_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
-	store_bill(&bill, false, NULL);
+	store_bill(&bill, SOURCE_CALL, NULL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -712,4 +714,31 @@ qiwi_pay_url(PG_FUNCTION_ARGS)
 	pay_url = add_query(pay_url, "successUrl", success_url);
 	pay_url = add_query(pay_url, "lifetime", lifetime);
 	PG_RETURN_TEXT_P(cstring_to_text(pay_url));
+}
+
+/* ---------- the reconciler ---------- */
+
+/* qiwi_reconcile_now(): make every WAITING bill due, wake the reconciler at commit */
+Datum
+qiwi_reconcile_now(PG_FUNCTION_ARGS)
+{
+	int64		due = store_make_all_due();
+
+	reconciler_wake_at_commit();
+	PG_RETURN_INT64(due);
+}
+
+/* qiwi_reconciler_state(): what the reconciler is doing (qiwi_reconciler_status) */
+Datum
+qiwi_reconciler_state(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[13];
+	bool		nulls[13];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts != 13)
+		elog(ERROR, "return type must be a row of 13 columns");
+	reconciler_state(values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -341,14 +341,15 @@ http_finish(HttpSlot *slot, const HttpRequest *req, CURLcode result, HttpRespons
 								  : curl_easy_strerror(result));
 }
 
-/* Mark every request from index `from` on as failed with the same message */
+/* Mark the requests from index `from` to n as failed the same way */
 static void
-http_fail_rest(int from, int n, const char *message, HttpResponse *responses)
+http_fail_rest(int from, int n, HttpFailure failure, const char *message,
+			   HttpResponse *responses)
 {
 	for (int i = from; i < n; i++)
 	{
 		memset(&responses[i], 0, sizeof(HttpResponse));
-		responses[i].failure = HTTP_FAIL_NETWORK;
+		responses[i].failure = failure;
 		responses[i].error = pstrdup(message);
 	}
 }
@@ -415,7 +416,7 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 		if (mc != CURLM_OK)
 		{
 			http_release_all();
-			http_fail_rest(finished, n, curl_multi_strerror(mc), responses);
+			http_fail_rest(finished, n, HTTP_FAIL_NETWORK, curl_multi_strerror(mc), responses);
 			break;
 		}
 		if (finished == n)
@@ -431,17 +432,17 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 				if (http_slots[s].request >= 0)
 				{
 					http_fail_rest(http_slots[s].request, http_slots[s].request + 1,
-								   "abandoned", responses);
+								   HTTP_FAIL_ABANDONED, "abandoned", responses);
 					http_release_slot(&http_slots[s]);
 				}
-			http_fail_rest(next, n, "abandoned", responses);
+			http_fail_rest(next, n, HTTP_FAIL_ABANDONED, "abandoned", responses);
 			break;
 		}
 		mc = curl_multi_poll(http_multi, NULL, 0, HTTP_POLL_SLICE_MS, NULL);
 		if (mc != CURLM_OK)
 		{
 			http_release_all();
-			http_fail_rest(finished, n, curl_multi_strerror(mc), responses);
+			http_fail_rest(finished, n, HTTP_FAIL_NETWORK, curl_multi_strerror(mc), responses);
 			break;
 		}
 		http_handle_interrupts();

@@ -16,6 +16,11 @@ char	   *qiwi_ca_file = NULL;
 char	   *qiwi_public_key = NULL;
 int			qiwi_timeout_ms = 10000;
 int			qiwi_connect_timeout_ms = 3000;
+char	   *qiwi_database = NULL;
+int			qiwi_reconcile_interval_s = 10;
+int			qiwi_reconcile_max_interval_s = 3600;
+int			qiwi_reconcile_concurrency = 16;
+int			qiwi_reconcile_batch_size = 1000;
 
 void		_PG_init(void);
 
@@ -93,9 +98,56 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("qiwi.database",
+							   "Database whose qiwi_bills the reconciler keeps current.",
+							   "Empty turns the reconciler off.",
+							   &qiwi_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_interval",
+							"First wait before a WAITING bill is checked again, and between rounds.",
+							"Each further check of the same bill waits twice as long, up to qiwi.reconcile_max_interval.",
+							&qiwi_reconcile_interval_s,
+							10, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_max_interval",
+							"Longest wait between two checks of a WAITING bill.",
+							NULL,
+							&qiwi_reconcile_max_interval_s,
+							3600, 1, 86400 * 7,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_concurrency",
+							"Requests the reconciler keeps in flight at once.",
+							NULL,
+							&qiwi_reconcile_concurrency,
+							16, 1, 256,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_batch_size",
+							"Most bills one reconciler round checks.",
+							NULL,
+							&qiwi_reconcile_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("qiwi");
 #else
 	EmitWarningsOnPlaceholders("qiwi");
 #endif
+
+	reconciler_register();
 }

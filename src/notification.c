@@ -390,7 +390,7 @@ apply_notification(Jsonb *body, bool *applied)
 	if (!qiwi_parse_bill_object(bill_value->val.binary.data, &bill, &problem))
 		return psprintf("verified but not applied: %s", problem);
 
-	switch (store_bill(&bill, true, &recorded))
+	switch (store_bill(&bill, SOURCE_NOTIFICATION, &recorded))
 	{
 		case STORE_INSERTED:
 		case STORE_ADVANCED:

@@ -451,8 +451,8 @@ qiwi_raise(const QiwiError *error)
 /* ---------- requests ---------- */
 
 /* The secret key, or an error if the server has none configured */
-static const char *
-secret_key(void)
+const char *
+qiwi_require_secret_key(void)
 {
 	if (qiwi_secret_key == NULL || qiwi_secret_key[0] == '\0')
 		ereport(ERROR,
@@ -487,15 +487,11 @@ refund_url(const char *bill_id, const char *refund_id)
 	return bill_url(bill_id, psprintf("/refunds/%s", http_escape_path_segment(refund_id)));
 }
 
-/* Send one request; true with the 2xx answer in *resp, or false with *error */
+/* Is this a 2xx answer?  Otherwise fill *error with the failure's class */
 static bool
-exchange(HttpMethod method, const char *url, const char *body,
-		 const char *context, const char *retry_hint,
-		 HttpResponse *resp, QiwiError *error)
+answered_ok(const HttpResponse *resp, const char *context, const char *retry_hint,
+			QiwiError *error)
 {
-	HttpRequest request = {method, (char *) url, (char *) body};
-
-	http_perform(&request, secret_key(), resp);
 	if (resp->failure != HTTP_OK)
 	{
 		error_from_transport(resp, context, retry_hint, error);
@@ -507,6 +503,18 @@ exchange(HttpMethod method, const char *url, const char *body,
 		return false;
 	}
 	return true;
+}
+
+/* Send one request; true with the 2xx answer in *resp, or false with *error */
+static bool
+exchange(HttpMethod method, const char *url, const char *body,
+		 const char *context, const char *retry_hint,
+		 HttpResponse *resp, QiwiError *error)
+{
+	HttpRequest request = {method, (char *) url, (char *) body};
+
+	http_perform(&request, qiwi_require_secret_key(), resp);
+	return answered_ok(resp, context, retry_hint, error);
 }
 
 /* Read a Bill object (an API answer, or "bill" of a notification) */
@@ -660,17 +668,36 @@ qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError 
 	return parse_bill(&resp, args->bill_id, context, bill, error);
 }
 
+/* The GET bills/{billId} request (for callers that send many at once) */
+void
+qiwi_get_bill_request(const char *bill_id, HttpRequest *request)
+{
+	request->method = HTTP_GET;
+	request->url = bill_url(bill_id, NULL);
+	request->body = NULL;
+}
+
+/* What QIWI's answer to GET bills/{billId} says: true with *bill, or *error */
+bool
+qiwi_get_bill_answer(const char *bill_id, const HttpResponse *resp,
+					 QiwiBill *bill, QiwiError *error)
+{
+	char	   *context = psprintf("get the status of bill \"%s\"", bill_id);
+
+	return answered_ok(resp, context, "Repeating the call is safe.", error) &&
+		parse_bill(resp, bill_id, context, bill, error);
+}
+
 /* GET bills/{billId} */
 bool
 qiwi_get_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error)
 {
-	char	   *context = psprintf("get the status of bill \"%s\"", bill_id);
+	HttpRequest request;
 	HttpResponse resp;
 
-	if (!exchange(HTTP_GET, bill_url(bill_id, NULL), NULL,
-				  context, "Repeating the call is safe.", &resp, error))
-		return false;
-	return parse_bill(&resp, bill_id, context, bill, error);
+	qiwi_get_bill_request(bill_id, &request);
+	http_perform(&request, qiwi_require_secret_key(), &resp);
+	return qiwi_get_bill_answer(bill_id, &resp, bill, error);
 }
 
 /* POST bills/{billId}/reject */

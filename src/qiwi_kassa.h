@@ -7,6 +7,7 @@
  * protocol.c  QIWI Bill Payments requests, responses and errors
  * store.c     the qiwi_bills / qiwi_refunds bookkeeping tables
  * notification.c  notification signatures and the verifying trigger
+ * worker.c    the reconciler: launcher and background worker
  * functions.c the SQL-callable functions
  */
 #ifndef QIWI_KASSA_H
@@ -47,6 +48,11 @@ extern char *qiwi_ca_file;
 extern char *qiwi_public_key;
 extern int	qiwi_timeout_ms;
 extern int	qiwi_connect_timeout_ms;
+extern char *qiwi_database;
+extern int	qiwi_reconcile_interval_s;
+extern int	qiwi_reconcile_max_interval_s;
+extern int	qiwi_reconcile_concurrency;
+extern int	qiwi_reconcile_batch_size;
 
 /* http.c: one HTTP exchange */
 typedef enum HttpMethod
@@ -62,7 +68,8 @@ typedef enum HttpFailure
 	HTTP_FAIL_NETWORK,			/* could not connect, connection reset, ... */
 	HTTP_FAIL_TIMEOUT,			/* qiwi.timeout or qiwi.connect_timeout hit */
 	HTTP_FAIL_TLS,				/* certificate or handshake failure */
-	HTTP_FAIL_TOO_LARGE			/* body above QIWI_MAX_RESPONSE_BYTES */
+	HTTP_FAIL_TOO_LARGE,		/* body above QIWI_MAX_RESPONSE_BYTES */
+	HTTP_FAIL_ABANDONED			/* never finished: the caller stopped the batch */
 } HttpFailure;
 
 typedef struct HttpResponse
@@ -146,6 +153,10 @@ typedef struct QiwiError
 
 extern bool qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError *error);
 extern bool qiwi_get_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error);
+extern void qiwi_get_bill_request(const char *bill_id, HttpRequest *request);
+extern bool qiwi_get_bill_answer(const char *bill_id, const HttpResponse *resp,
+								 QiwiBill *bill, QiwiError *error);
+extern const char *qiwi_require_secret_key(void);
 extern bool qiwi_reject_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error);
 extern bool qiwi_refund_call(const char *bill_id, const char *refund_id,
 							 Numeric amount, const char *currency,
@@ -170,8 +181,23 @@ typedef enum StoreOutcome
 	STORE_STALE					/* the row is final already; left alone */
 } StoreOutcome;
 
-extern StoreOutcome store_bill(const QiwiBill *bill, bool from_notification,
+typedef enum StoreSource
+{
+	SOURCE_CALL,				/* a SQL function's call to QIWI */
+	SOURCE_RECONCILER,			/* the background worker */
+	SOURCE_NOTIFICATION			/* a verified notification */
+} StoreSource;
+
+extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   char **recorded_status);
+extern void store_check_result(const char *bill_id, bool failed, const char *error);
+extern char **store_due_bills(int limit, int *n);
+extern int64 store_make_all_due(void);
 extern void store_refund(const QiwiRefund *refund);
+
+/* worker.c: the reconciler */
+extern void reconciler_register(void);
+extern void reconciler_wake_at_commit(void);
+extern void reconciler_state(Datum *values, bool *nulls);
 
 #endif							/* QIWI_KASSA_H */

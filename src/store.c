@@ -15,9 +15,11 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -32,12 +34,17 @@ static SPIPlanPtr bill_lock_plan = NULL;
 static SPIPlanPtr bill_insert_plan = NULL;
 static SPIPlanPtr bill_update_plan = NULL;
 static SPIPlanPtr refund_upsert_plan = NULL;
+static SPIPlanPtr event_insert_plan = NULL;
+static SPIPlanPtr check_result_plan = NULL;
+static SPIPlanPtr due_bills_plan = NULL;
+static SPIPlanPtr make_due_plan = NULL;
 
 /* The user to restore after writing as the extension's owner */
 typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	MemoryContext caller_context;	/* survives SPI_finish */
 } OwnerContext;
 
 /* Find the installed extension's schema and owner in pg_extension */
@@ -100,6 +107,12 @@ prepare_plans(Oid schema)
 	Oid			refund_types[REFUND_NARGS] = {
 		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID
 	};
+	Oid			insert_types[BILL_NARGS + 1];
+	Oid			check_types[5] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
+	Oid			int_type[1] = {INT4OID};
+
+	memcpy(insert_types, bill_types, sizeof(bill_types));
+	insert_types[BILL_NARGS] = FLOAT8OID;	/* seconds until the first check */
 
 	if (plans_schema == schema && bill_lock_plan != NULL)
 		return;
@@ -107,16 +120,21 @@ prepare_plans(Oid schema)
 	free_plan(&bill_insert_plan);
 	free_plan(&bill_update_plan);
 	free_plan(&refund_upsert_plan);
+	free_plan(&event_insert_plan);
+	free_plan(&check_result_plan);
+	free_plan(&due_bills_plan);
+	free_plan(&make_due_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
 	bill_lock_plan = prepare_kept(psprintf(
 		"SELECT status FROM %s.qiwi_bills WHERE bill_id = $1 FOR UPDATE", nsp),
 		1, bill_types);
 	bill_insert_plan = prepare_kept(psprintf(
-		"INSERT INTO %s.qiwi_bills (%s, checked_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+		"INSERT INTO %s.qiwi_bills (%s, checked_at, next_check_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
+		" clock_timestamp() + make_interval(secs => $13))"
 		" ON CONFLICT (bill_id) DO NOTHING", nsp, bill_columns),
-		BILL_NARGS, bill_types);
+		BILL_NARGS + 1, insert_types);
 	bill_update_plan = prepare_kept(psprintf(
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
 		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
@@ -132,6 +150,38 @@ prepare_plans(Oid schema)
 		" created_at = coalesce(EXCLUDED.created_at, r.created_at),"
 		" checked_at = EXCLUDED.checked_at", nsp),
 		REFUND_NARGS, refund_types);
+	event_insert_plan = prepare_kept(psprintf(
+		"INSERT INTO %s.qiwi_bill_events (bill_id, old_status, new_status, source)"
+		" VALUES ($1, $2, $3, $4)", nsp),
+		4, bill_types);		/* four text parameters */
+
+	/*
+	 * A WAITING bill is checked again after base * 2^checks (capped), a
+	 * failed check after base * 2^failures (capped); a bill is due as soon
+	 * as it expires, and every base seconds once it has.
+	 */
+	check_result_plan = prepare_kept(psprintf(
+		"UPDATE %s.qiwi_bills SET"
+		" checked_at = CASE WHEN $2 THEN checked_at ELSE clock_timestamp() END,"
+		" check_count = check_count + CASE WHEN $2 THEN 0 ELSE 1 END,"
+		" failures = CASE WHEN $2 THEN failures + 1 ELSE 0 END,"
+		" last_error = $3,"
+		" next_check_at = CASE"
+		"  WHEN expires_at <= clock_timestamp() AND NOT $2 THEN clock_timestamp() + make_interval(secs => $4)"
+		"  ELSE least(clock_timestamp() + make_interval(secs => least($5, $4 * power(2, least(CASE WHEN $2 THEN failures + 1 ELSE check_count + 1 END, 30)))),"
+		"             coalesce(expires_at + interval '1 second', 'infinity'))"
+		"  END"
+		" WHERE bill_id = $1 AND status = 'WAITING'", nsp),
+		5, check_types);
+	due_bills_plan = prepare_kept(psprintf(
+		"SELECT bill_id FROM %s.qiwi_bills"
+		" WHERE status = 'WAITING' AND next_check_at <= clock_timestamp()"
+		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp),
+		1, int_type);
+	make_due_plan = prepare_kept(psprintf(
+		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
+		" WHERE status = 'WAITING'", nsp),
+		0, NULL);
 	plans_schema = schema;
 }
 
@@ -143,6 +193,7 @@ begin_as_owner(OwnerContext *ctx)
 	Oid			owner;
 
 	extension_schema_and_owner(&schema, &owner);
+	ctx->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
 	SetUserIdAndSecContext(owner, ctx->save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
@@ -179,22 +230,65 @@ text_or_null(const char *s, char *null)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+/* The name a source has in qiwi_bill_events */
+static const char *
+source_name(StoreSource source)
+{
+	switch (source)
+	{
+		case SOURCE_CALL:
+			return "call";
+		case SOURCE_RECONCILER:
+			return "reconciler";
+		case SOURCE_NOTIFICATION:
+			return "notification";
+	}
+	return "call";
+}
+
+/* Record a status change in qiwi_bill_events and announce it at commit */
+static void
+record_event(const char *bill_id, const char *old_status, const char *new_status,
+			 StoreSource source)
+{
+	Datum		values[4];
+	char		nulls[5] = "    ";
+	StringInfoData payload;
+
+	values[0] = CStringGetTextDatum(bill_id);
+	values[1] = text_or_null(old_status, &nulls[1]);
+	values[2] = CStringGetTextDatum(new_status);
+	values[3] = CStringGetTextDatum(source_name(source));
+	run_plan(event_insert_plan, values, nulls, SPI_OK_INSERT);
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"bill_id\":");
+	escape_json(&payload, bill_id);
+	appendStringInfoString(&payload, ",\"status\":");
+	escape_json(&payload, new_status);
+	appendStringInfoString(&payload, ",\"source\":");
+	escape_json(&payload, source_name(source));
+	appendStringInfoChar(&payload, '}');
+	Async_Notify("qiwi_bill_status", payload.data);
+}
+
 /*
  * Record what QIWI said about a bill in qiwi_bills, moving the row only
  * forward, and say what happened.  A repeated status refreshes the row for
- * an API answer and is left alone for a notification (a duplicate).
+ * an API answer and is left alone for a notification (a duplicate).  Each
+ * status change is recorded in qiwi_bill_events and NOTIFYed.
  */
 StoreOutcome
-store_bill(const QiwiBill *bill, bool from_notification, char **recorded_status)
+store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 {
-	Datum		values[BILL_NARGS];
-	char		nulls[BILL_NARGS + 1];
+	Datum		values[BILL_NARGS + 1];
+	char		nulls[BILL_NARGS + 2];
 	OwnerContext ctx;
 	StoreOutcome outcome;
 	char	   *old_status = NULL;
 
-	memset(nulls, ' ', BILL_NARGS);
-	nulls[BILL_NARGS] = '\0';
+	memset(nulls, ' ', BILL_NARGS + 1);
+	nulls[BILL_NARGS + 1] = '\0';
 	values[0] = CStringGetTextDatum(bill->bill_id);
 	values[1] = text_or_null(bill->site_id, &nulls[1]);
 	values[2] = NumericGetDatum(bill->amount);
@@ -212,6 +306,7 @@ store_bill(const QiwiBill *bill, bool from_notification, char **recorded_status)
 	nulls[10] = bill->customer ? ' ' : 'n';
 	values[11] = PointerGetDatum(bill->custom_fields);
 	nulls[11] = bill->custom_fields ? ' ' : 'n';
+	values[12] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 
 	begin_as_owner(&ctx);
 	for (;;)
@@ -233,7 +328,7 @@ store_bill(const QiwiBill *bill, bool from_notification, char **recorded_status)
 	if (old_status == NULL)
 		outcome = STORE_INSERTED;
 	else if (strcmp(old_status, bill->status) == 0)
-		outcome = from_notification ? STORE_DUPLICATE : STORE_REFRESHED;
+		outcome = (source == SOURCE_NOTIFICATION) ? STORE_DUPLICATE : STORE_REFRESHED;
 	else if (strcmp(old_status, "WAITING") == 0)
 		outcome = STORE_ADVANCED;
 	else
@@ -241,6 +336,8 @@ store_bill(const QiwiBill *bill, bool from_notification, char **recorded_status)
 
 	if (outcome == STORE_REFRESHED || outcome == STORE_ADVANCED)
 		run_plan(bill_update_plan, values, nulls, SPI_OK_UPDATE);
+	if (outcome == STORE_INSERTED || outcome == STORE_ADVANCED)
+		record_event(bill->bill_id, old_status, bill->status, source);
 	end_as_owner(&ctx);
 
 	if (recorded_status != NULL)
@@ -269,4 +366,58 @@ store_refund(const QiwiRefund *refund)
 	begin_as_owner(&ctx);
 	run_plan(refund_upsert_plan, values, nulls, SPI_OK_INSERT);
 	end_as_owner(&ctx);
+}
+
+/* Record a reconciler check that left a bill WAITING, or that failed */
+void
+store_check_result(const char *bill_id, bool failed, const char *error)
+{
+	Datum		values[5];
+	char		nulls[6] = "     ";
+	OwnerContext ctx;
+
+	values[0] = CStringGetTextDatum(bill_id);
+	values[1] = BoolGetDatum(failed);
+	values[2] = text_or_null(error, &nulls[2]);
+	values[3] = Float8GetDatum((double) qiwi_reconcile_interval_s);
+	values[4] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	begin_as_owner(&ctx);
+	run_plan(check_result_plan, values, nulls, SPI_OK_UPDATE);
+	end_as_owner(&ctx);
+}
+
+/* Up to limit WAITING bills due for a check, most overdue first; *n of them */
+char **
+store_due_bills(int limit, int *n)
+{
+	Datum		values[1] = {Int32GetDatum(limit)};
+	OwnerContext ctx;
+	char	  **ids;
+
+	begin_as_owner(&ctx);
+	/* rows another writer holds right now are skipped, not waited for */
+	*n = (int) run_plan(due_bills_plan, values, NULL, SPI_OK_SELECT);
+	ids = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		ids[i] = MemoryContextStrdup(ctx.caller_context, TextDatumGetCString(d));
+	}
+	end_as_owner(&ctx);
+	return ids;
+}
+
+/* Make every WAITING bill due now; how many */
+int64
+store_make_all_due(void)
+{
+	OwnerContext ctx;
+	uint64		n;
+
+	begin_as_owner(&ctx);
+	n = run_plan(make_due_plan, NULL, NULL, SPI_OK_UPDATE);
+	end_as_owner(&ctx);
+	return (int64) n;
 }

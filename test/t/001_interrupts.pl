@@ -34,6 +34,7 @@ sub new_node
 shared_preload_libraries = 'qiwi_kassa'
 qiwi.api_url = '$sandbox'
 qiwi.secret_key = '$secret'
+qiwi.database = ''
 qiwi.timeout = 30000
 });
 	$node->start;

@@ -30,6 +30,7 @@ $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'qiwi_kassa'
 qiwi.api_url = '$sandbox'
 qiwi.secret_key = '$secret'
+qiwi.database = ''
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
