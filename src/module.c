@@ -6,6 +6,8 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -23,6 +25,68 @@ int			qiwi_reconcile_concurrency = 16;
 int			qiwi_reconcile_batch_size = 1000;
 
 void		_PG_init(void);
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/* Replace every occurrence of the secret key in a log text */
+static char *
+redact(char *text)
+{
+	StringInfoData out;
+	const char *p = text;
+	const char *hit;
+	size_t		key_len = strlen(qiwi_secret_key);
+
+	initStringInfo(&out);
+	while ((hit = strstr(p, qiwi_secret_key)) != NULL)
+	{
+		appendBinaryStringInfo(&out, p, hit - p);
+		appendStringInfoString(&out, "********");
+		p = hit + key_len;
+	}
+	appendStringInfoString(&out, p);
+	return out.data;
+}
+
+/*
+ * Keep the secret key out of every log line of every process, the
+ * postmaster's "parameter changed to" on reload included (PostgreSQL prints
+ * a changed parameter's value whatever its flags).
+ */
+static void
+redact_secret_key(ErrorData *edata)
+{
+	if (qiwi_secret_key != NULL && qiwi_secret_key[0] != '\0')
+	{
+		if (edata->message && strstr(edata->message, qiwi_secret_key))
+			edata->message = redact(edata->message);
+		if (edata->detail && strstr(edata->detail, qiwi_secret_key))
+			edata->detail = redact(edata->detail);
+		if (edata->detail_log && strstr(edata->detail_log, qiwi_secret_key))
+			edata->detail_log = redact(edata->detail_log);
+		if (edata->context && strstr(edata->context, qiwi_secret_key))
+			edata->context = redact(edata->context);
+		if (edata->internalquery && strstr(edata->internalquery, qiwi_secret_key))
+			edata->internalquery = redact(edata->internalquery);
+		/* the statement is printed from elsewhere: hide it if it has the key */
+		if (debug_query_string && strstr(debug_query_string, qiwi_secret_key))
+			edata->hide_stmt = true;
+	}
+
+	/*
+	 * A statement that sets the key (ALTER SYSTEM SET qiwi.secret_key = ...)
+	 * carries a value that is not the key yet: hide its text, whether it is
+	 * logged as the message (log_statement) or after it.
+	 */
+	if (debug_query_string && strstr(debug_query_string, "qiwi.secret_key"))
+	{
+		edata->hide_stmt = true;
+		if (edata->message && strstr(edata->message, debug_query_string))
+			edata->message = pstrdup("statement hidden by qiwi_kassa: it names qiwi.secret_key");
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
 
 /* Define the qiwi.* parameters; refuse to run unless preloaded */
 void
@@ -148,6 +212,9 @@ _PG_init(void)
 #else
 	EmitWarningsOnPlaceholders("qiwi");
 #endif
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = redact_secret_key;
 
 	reconciler_register();
 }

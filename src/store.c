@@ -110,6 +110,7 @@ prepare_plans(Oid schema)
 	Oid			insert_types[BILL_NARGS + 1];
 	Oid			check_types[5] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
 	Oid			int_type[1] = {INT4OID};
+	Oid			event_types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
 	memcpy(insert_types, bill_types, sizeof(bill_types));
 	insert_types[BILL_NARGS] = FLOAT8OID;	/* seconds until the first check */
@@ -153,7 +154,7 @@ prepare_plans(Oid schema)
 	event_insert_plan = prepare_kept(psprintf(
 		"INSERT INTO %s.qiwi_bill_events (bill_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4)", nsp),
-		4, bill_types);		/* four text parameters */
+		4, event_types);
 
 	/*
 	 * A WAITING bill is checked again after base * 2^checks (capped), a
@@ -397,7 +398,7 @@ store_due_bills(int limit, int *n)
 	begin_as_owner(&ctx);
 	/* rows another writer holds right now are skipped, not waited for */
 	*n = (int) run_plan(due_bills_plan, values, NULL, SPI_OK_SELECT);
-	ids = palloc(sizeof(char *) * Max(*n, 1));
+	ids = MemoryContextAlloc(ctx.caller_context, sizeof(char *) * Max(*n, 1));
 	for (int i = 0; i < *n; i++)
 	{
 		bool		isnull;

@@ -15,6 +15,10 @@
  */
 #include "qiwi_kassa.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
@@ -196,10 +200,31 @@ available_database(void)
 {
 	Oid			dboid;
 
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+
 	if (qiwi_database == NULL || qiwi_database[0] == '\0')
 		return InvalidOid;
+
+	/*
+	 * Connected to no database, the launcher can read shared catalogs only
+	 * by heap scan (their indexes' descriptors may need pg_class).
+	 */
+	dboid = InvalidOid;
 	StartTransactionCommand();
-	dboid = get_database_oid(qiwi_database, true);
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (strcmp(NameStr(db->datname), qiwi_database) == 0)
+			dboid = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	if (OidIsValid(dboid) && database_wanted_by_others(dboid))
 		return InvalidOid;

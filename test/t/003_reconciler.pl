@@ -1,0 +1,215 @@
+# The reconciler: bills that change at QIWI reach qiwi_bills with no SQL
+# call; events and NOTIFY once per change; no transaction open during HTTP;
+# a stale answer never regresses a row; 401 stops it until a reload; faults
+# delay only the affected bills; it restarts after pg_terminate_backend;
+# SIGHUP changes its interval; DROP EXTENSION and DROP DATABASE are never
+# blocked by a round in flight.
+use strict;
+use warnings;
+
+use HTTP::Tiny;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(gettimeofday tv_interval);
+
+my $sandbox = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
+my $secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
+my $http = HTTP::Tiny->new;
+
+# Call a control endpoint of the sandbox
+sub sandbox
+{
+	my ($path, $body) = @_;
+	my $r = $http->post("$sandbox$path", { content => $body // '' });
+	die "sandbox $path: $r->{status} $r->{content}" unless $r->{success};
+	return $r->{content};
+}
+
+# API requests the sandbox has served so far
+sub sandbox_requests
+{
+	return $http->get("$sandbox/sandbox/stats")->{content} =~ /"requests":(\d+)/ ? $1 : die;
+}
+
+my $node = PostgreSQL::Test::Cluster->new('reconciler');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'qiwi_kassa'
+qiwi.api_url = '$sandbox'
+qiwi.secret_key = '$secret'
+qiwi.database = 'postgres'
+qiwi.reconcile_interval = '1s'
+qiwi.reconcile_max_interval = '2s'
+qiwi.reconcile_concurrency = 4
+});
+$node->start;
+sandbox('/sandbox/reset');
+
+# A query's single value
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# Wait until a query returns t
+sub wait_for
+{
+	my ($sql, $what) = @_;
+	ok($node->poll_query_until('postgres', $sql), $what);
+}
+
+# The reconciler waits for the extension, then runs
+ok($node->poll_query_until('postgres', q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'}),
+	'the launcher starts a reconciler');
+$node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
+wait_for(q{SELECT running AND pid IS NOT NULL FROM qiwi_reconciler_status}, 'qiwi_reconciler_status shows it running');
+like(slurp_file($node->logfile), qr/waiting for CREATE EXTENSION qiwi_kassa in database "postgres"/,
+	'before CREATE EXTENSION it said once that it waits');
+
+# Bills paid, rejected and expired at QIWI reach the table with no SQL call
+sql(q{SELECT qiwi_create_bill('rec-' || i, 10 + i, expires_at => now() + interval '1 day') FROM generate_series(1, 4) i});
+my ($listen_out, $listen_err) = ('', '');
+my $listener = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'),
+	  '-c', 'LISTEN qiwi_bill_status', '-c', 'SELECT pg_sleep(6)' ],
+	'>', \$listen_out, '2>', \$listen_err);
+wait_for(q{SELECT true FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(6)'}, 'a session LISTENs');
+sandbox('/sandbox/bills/rec-1/pay');
+sandbox('/sandbox/bills/rec-2/reject');
+sandbox('/sandbox/bills/rec-3/expire');
+sql('SELECT qiwi_reconcile_now()');
+wait_for(q{SELECT count(*) = 3 FROM qiwi_bills WHERE bill_id IN ('rec-1', 'rec-2', 'rec-3') AND status <> 'WAITING'},
+	'paid, rejected and expired bills become final by themselves');
+is(sql(q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id) FROM qiwi_bills WHERE bill_id LIKE 'rec-%'}),
+	'rec-1:PAID,rec-2:REJECTED,rec-3:EXPIRED,rec-4:WAITING', 'each with the status QIWI gave');
+is(sql(q{SELECT string_agg(bill_id || ':' || coalesce(old_status, '-') || '>' || new_status || ':' || source, ',' ORDER BY bill_id, id)
+	     FROM qiwi_bill_events WHERE bill_id IN ('rec-1', 'rec-2', 'rec-3')}),
+	'rec-1:->WAITING:call,rec-1:WAITING>PAID:reconciler,rec-2:->WAITING:call,rec-2:WAITING>REJECTED:reconciler,rec-3:->WAITING:call,rec-3:WAITING>EXPIRED:reconciler',
+	'one event per change, with its source');
+$listener->finish;
+my @reconciled = grep { /"source":"reconciler"/ } map { s/\\"/"/gr } ($listen_out =~ /with payload "(.*?)" received/g);
+is(scalar(@reconciled), 3, 'three NOTIFYs from the reconciler, one per change')
+  or diag($listen_out . $listen_err);
+like(join(' ', @reconciled), qr/\{"bill_id":"rec-1","status":"PAID","source":"reconciler"\}/, 'NOTIFY carries bill and status as JSON');
+my $rec4 = sql(q{SELECT check_count >= 1 AND next_check_at > checked_at FROM qiwi_bills WHERE bill_id = 'rec-4'});
+is($rec4, 't', 'a bill still WAITING is scheduled again');
+
+# No transaction is open while requests are in flight
+sandbox('/sandbox/latency', '{"ms": 2000}');
+sql('SELECT qiwi_reconcile_now()');
+wait_for(q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler' AND state = 'active' AND query LIKE 'qiwi_kassa: checking%'},
+	'a round is in flight');
+is(sql(q{SELECT xact_start IS NULL AND backend_xid IS NULL AND backend_xmin IS NULL
+	     FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'}),
+	't', 'with no transaction, xid or snapshot held');
+like(sql(q{SELECT query FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'}),
+	qr/checking \d+ bills with QIWI/, 'pg_stat_activity says what it does');
+sandbox('/sandbox/latency', '{"ms": 0}');
+
+# A stale WAITING answer never regresses a bill that became PAID meanwhile
+sql(q{SELECT qiwi_create_bill('rec-stale', 5, expires_at => now() + interval '1 day')});
+sandbox('/sandbox/bills/rec-stale/pay');
+wait_for(q{SELECT state = 'idle' FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'},
+	'the reconciler is between rounds');
+sandbox('/sandbox/latency', '{"ms": 1500}');
+sandbox('/sandbox/faults', '{"status": 200, "times": 1, "body": "{\"siteId\":\"270305\",\"billId\":\"rec-stale\",\"amount\":{\"currency\":\"RUB\",\"value\":\"5.00\"},\"status\":{\"value\":\"WAITING\"}}"}');
+sql(q{UPDATE qiwi_bills SET next_check_at = now() WHERE bill_id = 'rec-stale'});
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler' AND state = 'active' AND query LIKE 'qiwi_kassa: checking%'},
+	'the reconciler asks about it (and will hear WAITING)');
+is(sql(q{SELECT status FROM qiwi_bill_status('rec-stale')}), 'PAID', 'meanwhile a call hears PAID');
+sandbox('/sandbox/latency', '{"ms": 0}');
+wait_for(q{SELECT state = 'idle' FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'},
+	'the round with the stale answer ends');
+sleep 1;
+is(sql(q{SELECT status FROM qiwi_bills WHERE bill_id = 'rec-stale'}), 'PAID', 'the stale answer did not undo PAID');
+is(sql(q{SELECT count(*) FROM qiwi_bill_events WHERE bill_id = 'rec-stale' AND new_status = 'PAID'}), '1',
+	'one event for the change, from the call');
+
+# Faults delay only the affected bills
+sql(q{SELECT qiwi_create_bill('rec-f' || i, 1, expires_at => now() + interval '1 day') FROM generate_series(1, 5) i});
+sql(q{UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE status = 'WAITING' AND bill_id NOT LIKE 'rec-f%'});
+sql(q{UPDATE qiwi_bills SET next_check_at = now() - interval '1 minute', check_count = 0 WHERE bill_id LIKE 'rec-f%'});
+sandbox('/sandbox/faults', '{"status": 503, "times": 1}');
+sandbox('/sandbox/faults', '{"status": 200, "times": 1, "body": "{not json"}');
+wait_for(q{SELECT count(*) = 5 FROM qiwi_bills WHERE bill_id LIKE 'rec-f%' AND (check_count > 0 OR failures > 0)},
+	'all five are checked');
+is(sql(q{SELECT count(*) FILTER (WHERE failures = 1 AND last_error IS NOT NULL AND next_check_at > now()),
+	          count(*) FILTER (WHERE failures = 0 AND check_count = 1)
+	     FROM qiwi_bills WHERE bill_id LIKE 'rec-f%'}),
+	'2|3', 'the 503 and the malformed answer delay two bills; the other three are checked');
+
+# A wrong key: requests stop until the configuration is reloaded
+sql(q{ALTER SYSTEM SET qiwi.secret_key = 'wrong-key'});
+sql('SELECT pg_reload_conf()');
+sleep 1;
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}, 'a 401 stops the reconciler');
+my $before = sandbox_requests();
+sql(q{UPDATE qiwi_bills SET next_check_at = now() WHERE status = 'WAITING'});
+sleep 3;
+is(sandbox_requests(), $before, 'no request is sent while stopped');
+my $said = () = slurp_file($node->logfile) =~ /QIWI refused the secret key; the qiwi_kassa reconciler stops/g;
+is($said, 1, 'it says so once in the log');
+unlike(slurp_file($node->logfile), qr/\Q$secret\E|wrong-key/,
+	'no key is in the log, not even in the reload message or our own ALTER SYSTEM');
+sql(q{ALTER SYSTEM RESET qiwi.secret_key});
+sql('SELECT pg_reload_conf()');
+wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'a reload with the right key resumes it');
+sandbox('/sandbox/bills/rec-4/pay');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'rec-4'}, 'and it checks bills again');
+
+# SIGHUP changes the interval
+sql(q{ALTER SYSTEM SET qiwi.reconcile_interval = '7s'});
+sql(q{ALTER SYSTEM SET qiwi.reconcile_max_interval = '1h'});
+sql('SELECT pg_reload_conf()');
+sleep 1;
+sql(q{UPDATE qiwi_bills SET check_count = 0 WHERE bill_id = 'rec-f1'});
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT check_count = 1 FROM qiwi_bills WHERE bill_id = 'rec-f1'}, 'a bill is checked after the reload');
+is(sql(q{SELECT extract(epoch FROM next_check_at - checked_at)::int BETWEEN 13 AND 15 FROM qiwi_bills WHERE bill_id = 'rec-f1'}),
+	't', 'its next check is 2 x 7 s later');
+sql(q{ALTER SYSTEM SET qiwi.reconcile_interval = '1s'});
+sql('SELECT pg_reload_conf()');
+
+# pg_terminate_backend: the launcher starts it again within seconds
+my $pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
+sql(qq{SELECT pg_terminate_backend($pid)});
+wait_for(qq{SELECT running AND pid <> $pid FROM qiwi_reconciler_status}, 'a terminated reconciler is back');
+
+# DROP EXTENSION while a round waits for a slow QIWI
+sandbox('/sandbox/latency', '{"ms": 4000}');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler' AND state = 'active' AND query LIKE 'qiwi_kassa: checking%'},
+	'a slow round is in flight');
+my $t0 = [gettimeofday];
+sql('DROP EXTENSION qiwi_kassa');
+my $drop_s = tv_interval($t0);
+cmp_ok($drop_s, '<', 2, 'DROP EXTENSION is not blocked by it');
+diag(sprintf('DROP EXTENSION took %.0f ms during a round', $drop_s * 1000));
+
+# DROP DATABASE of the reconciler's database while a round is in flight
+sql('CREATE DATABASE shop');
+$node->safe_psql('shop', 'CREATE EXTENSION qiwi_kassa');
+sandbox('/sandbox/latency', '{"ms": 0}');
+$node->safe_psql('shop', q{SELECT qiwi_create_bill('shop-1', 1, expires_at => now() + interval '1 day')});
+sql(q{ALTER SYSTEM SET qiwi.database = 'shop'});
+sql('SELECT pg_reload_conf()');
+ok($node->poll_query_until('shop', q{SELECT running AND database = 'shop' FROM qiwi_reconciler_status}),
+	'changing qiwi.database moves the reconciler');
+sandbox('/sandbox/latency', '{"ms": 8000}');
+$node->safe_psql('shop', q{SELECT qiwi_reconcile_now()});
+ok($node->poll_query_until('postgres', q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler' AND datname = 'shop' AND state = 'active' AND query LIKE 'qiwi_kassa: checking%'}),
+	'a slow round is in flight in shop');
+$t0 = [gettimeofday];
+my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE shop');
+my $dropdb_s = tv_interval($t0);
+is($ret, 0, 'DROP DATABASE succeeds') or diag($stderr);
+cmp_ok($dropdb_s, '<', 5, 'without waiting for the round');
+diag(sprintf('DROP DATABASE took %.0f ms during a round', $dropdb_s * 1000));
+sandbox('/sandbox/latency', '{"ms": 0}');
+unlike(slurp_file($node->logfile), qr/terminated by signal|server process .* was terminated/,
+	'no backend crashed');
+
+$node->stop;
+done_testing();
