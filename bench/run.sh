@@ -86,6 +86,74 @@ BASE=$(best_of_three "SELECT count(*) FILTER (WHERE encode(hmac(concat_ws('|',
 		'bench-secret-key', 'sha256'), 'hex') = signature) FROM bench_notifications")
 report "verify $ROWS notifications (1 core)" "$OURS" "$BASE" s 4
 
+# ---- 2. reconciler throughput against a QIWI answering in 50 ms ----
+say "reconciler: starting a sandbox and pointing the reconciler at it"
+SANDBOX_PORT=$(free_port)
+start_sandbox "$SANDBOX_PORT"
+SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
+bench_sql >/dev/null <<SQL
+ALTER SYSTEM SET qiwi.api_url = '$SANDBOX_URL';
+ALTER SYSTEM SET qiwi.secret_key = '$SANDBOX_SECRET';
+ALTER SYSTEM SET qiwi.database = 'postgres';
+ALTER SYSTEM SET qiwi.reconcile_batch_size = 100000;
+ALTER SYSTEM SET qiwi.reconcile_interval = '1h';
+SELECT pg_reload_conf();
+SQL
+LATENCY_MS=50
+# the reconciler of this cluster starts once the reload reaches the launcher
+sleep 2
+
+# reconcile N WAITING bills at concurrency C in one round; prints
+# "round_seconds|writes_per_bill|status_events"
+reconcile_run() {
+	local n=$1 c=$2
+	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+	bench_sql <<SQL >/dev/null
+TRUNCATE qiwi_bills, qiwi_bill_events;
+SELECT count(qiwi_create_bill('bench-' || i, 1, expires_at => now() + interval '1 day')) FROM generate_series(1, $n) i;
+ALTER SYSTEM SET qiwi.reconcile_concurrency = $c;
+SELECT pg_reload_conf();
+SQL
+	sleep 1.5	# the reload reaches the worker; the stats are flushed
+	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d "{\"ms\": $LATENCY_MS}" >/dev/null
+	local rounds_before writes_before made_due
+	rounds_before=$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")
+	writes_before=$(bench_sql -c "SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = 'qiwi_bills'")
+	made_due=$(bench_sql -c "SELECT qiwi_reconcile_now()")
+	while [ "$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")" -le "$rounds_before" ]; do
+		sleep 0.1
+	done
+	sleep 0.5	# the worker's stats reach pg_stat_user_tables
+	bench_sql -c "SELECT round(extract(epoch FROM last_round_duration)::numeric, 2) || '|' ||
+		round(((SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = 'qiwi_bills')
+		       - $writes_before - $made_due)::numeric / last_round_checked, 2) || '|' ||
+		(SELECT count(*) FROM qiwi_bill_events WHERE source = 'reconciler')
+		FROM qiwi_reconciler_status WHERE last_round_checked = $n"
+}
+
+# report_reconcile N C: bills per second in a round against concurrency / latency
+report_reconcile() {
+	local out seconds writes events rate ideal pct met
+	out=$(reconcile_run "$1" "$2" | grep '|')
+	IFS='|' read -r seconds writes events <<<"$out"
+	rate=$(awk -v n="$1" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+	ideal=$(awk -v c="$2" -v l="$LATENCY_MS" 'BEGIN { printf "%.0f", c * 1000 / l }')
+	pct=$(awk -v r="$rate" -v i="$ideal" 'BEGIN { printf "%.0f", 100 * r / i }')
+	met=$(awk -v p="$pct" 'BEGIN { print (p >= 80) ? "met" : "MISSED" }')
+	RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "reconcile $1 bills, concurrency $2" "$rate/s" "$ideal/s" "$pct" ">= 80%" "$met")")
+	met=$(awk -v w="$writes" -v e="$events" 'BEGIN { print (w <= 1.0 && e == 0) ? "met" : "MISSED" }')
+	RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  writes per checked bill; status events" "$writes" "$events" "" "<= 1; 0" "$met")")
+}
+if [ $QUICK -eq 1 ]; then
+	report_reconcile 100 16
+else
+	report_reconcile 100 1
+	report_reconcile 1000 16
+	report_reconcile 10000 16
+	report_reconcile 1000 64
+	report_reconcile 10000 64
+fi
+
 echo
 printf '%-44s %12s %12s %9s %11s %7s\n' benchmark ours baseline ratio target result
 for line in "${RESULTS[@]}"; do echo "$line"; done

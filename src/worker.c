@@ -437,7 +437,8 @@ reconcile_round(MemoryContext round_context, bool *auth_failed)
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(round_context);
 	}
-	pgstat_report_stat(false);
+	/* once a round: monitoring and autovacuum see the writes right away */
+	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	SpinLockAcquire(&shared->mutex);

@@ -489,6 +489,9 @@ class QuietServer(ThreadingHTTPServer):
     """Clients that hang up (tests of TLS failures and dropped connections do) are normal."""
 
     daemon_threads = True
+    # many clients connect at once (the reconciler's pool); the default
+    # backlog of 5 drops their SYNs and costs each a 1 s retransmit
+    request_queue_size = 256
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
