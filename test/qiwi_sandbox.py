@@ -18,7 +18,7 @@ Control (no auth; loopback only; used by tests):
   POST /sandbox/bills/{billId}/pay | /reject | /expire
   POST /sandbox/faults   JSON: {"times": N, "status": S, "body": "...",
                                 "drop": "before"|"after"|"mid-answer",
-                                "huge": bytes}
+                                "huge": bytes, "delay_ms": D}
   DELETE /sandbox/faults
   POST /sandbox/latency  JSON: {"ms": N}   delay before every API answer
   POST /sandbox/notifications JSON: {"url": U, "duplicates": N, "retry_ms": M}
@@ -408,6 +408,8 @@ def make_handler(sandbox):
             # a fault belongs to the request that arrives first, even if that
             # request then waits out the latency and its client is gone
             fault = sandbox.take_fault()
+            if fault and "delay_ms" in fault:
+                latency += int(fault["delay_ms"])
             if latency:
                 time.sleep(latency / 1000.0)
             if fault and fault.get("drop") == "before":
