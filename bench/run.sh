@@ -7,6 +7,7 @@ source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
+QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR)
 
 install_packages
 build_and_install
@@ -23,6 +24,7 @@ port = $PGPORT
 shared_preload_libraries = 'qiwi_kassa'
 shared_buffers = '512MB'
 max_parallel_workers_per_gather = 0
+qiwi.database = ''
 CONF
 as_user pg_ctl -D "$QIWI_WORK/data" -l "$QIWI_WORK/postgres.log" -w start >/dev/null
 trap 'as_user pg_ctl -D "$QIWI_WORK/data" -m fast stop >/dev/null 2>&1 || true; cleanup' EXIT
@@ -32,6 +34,14 @@ as_user psql -X -q -d postgres -c "CREATE EXTENSION qiwi_kassa" -c "CREATE EXTEN
 bench_sql() { as_user psql -X -q -At -v ON_ERROR_STOP=1 -d postgres "$@"; }
 
 RESULTS=()
+# report_at_most NAME OURS BASELINE UNIT MAX_RATIO: ratio = ours / baseline (lower is better)
+report_at_most() {
+	local ratio met
+	ratio=$(awk -v o="$2" -v b="$3" 'BEGIN { printf "%.2f", o / b }')
+	met=$(awk -v r="$ratio" -v t="$5" 'BEGIN { print (r <= t) ? "met" : "MISSED" }')
+	RESULTS+=("$(printf '%-44s %12s %12s %8sx %8s %7s' "$1" "$2 $4" "$3 $4" "$ratio" "<= ${5}x" "$met")")
+}
+
 # report NAME OURS BASELINE UNIT TARGET_RATIO: ratio = baseline / ours (higher is better)
 report() {
 	local ratio met
@@ -86,12 +96,137 @@ BASE=$(best_of_three "SELECT count(*) FILTER (WHERE encode(hmac(concat_ws('|',
 		'bench-secret-key', 'sha256'), 'hex') = signature) FROM bench_notifications")
 report "verify $ROWS notifications (1 core)" "$OURS" "$BASE" s 4
 
-# ---- 2. reconciler throughput against a QIWI answering in 50 ms ----
+# ---- a fast static QIWI over TLS: nginx answers every GET of a bill ----
+NGINX_PORT=$(free_port)
+make_tls_material
+cat >"$QIWI_WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $QIWI_WORK/nginx.pid;
+error_log $QIWI_WORK/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	keepalive_requests 10000000;
+	keepalive_timeout 600s;
+	server {
+		listen 127.0.0.1:$NGINX_PORT ssl;
+		server_name localhost;
+		ssl_certificate $TLS_DIR/server.pem;
+		ssl_certificate_key $TLS_DIR/server.key;
+		location ~ ^/partner/bill/v1/bills/([^/]+)\$ {
+			default_type application/json;
+			return 200 '{"siteId":"270305","billId":"\$1","amount":{"currency":"RUB","value":"1.00"},"status":{"value":"WAITING","changedDateTime":"2026-11-22T10:00:00.000+03:00"},"comment":null,"creationDateTime":"2026-11-22T10:00:00.000+03:00","expirationDateTime":"2026-12-22T10:00:00.000+03:00","payUrl":"https://oplata.qiwi.com/form/?invoice_uid=0b1c"}';
+		}
+	}
+}
+NGINX
+nginx -c "$QIWI_WORK/nginx.conf" -p "$QIWI_WORK" &
+SANDBOX_PIDS+=($!)
+NGINX_URL="https://localhost:$NGINX_PORT"
+for _ in $(seq 1 50); do
+	curl -s -o /dev/null --cacert "$TLS_DIR/ca.pem" "$NGINX_URL/partner/bill/v1/bills/x" && break
+	sleep 0.1
+done
+# every session of this benchmark talks to nginx unless told otherwise
+bench_sql >/dev/null <<SQL
+ALTER DATABASE postgres SET qiwi.api_url = '$NGINX_URL';
+ALTER DATABASE postgres SET qiwi.ca_file = '$TLS_DIR/ca.pem';
+ALTER DATABASE postgres SET qiwi.secret_key = 'bench-key';
+SQL
+
+# ---- 1. one call over HTTPS: qiwi_bill_status, the C limit, plpython3u ----
+CALLS=10000
+PY_CALLS=1000
+[ $QUICK -eq 1 ] && CALLS=300 && PY_CALLS=50
+say "per call: the C limit, $CALLS GETs with one libcurl handle"
+gcc -O2 -o "$QIWI_WORK/limit" "$QIWI_SRC/bench/limit.c" -lcurl
+LIMIT_S=$(for _ in 1 2 3; do "$QIWI_WORK/limit" "$NGINX_URL/partner/bill/v1/bills/b" $CALLS "$TLS_DIR/ca.pem" bench-key; done | sort -n | head -1)
+
+say "per call: qiwi_bill_status, $CALLS calls in one backend"
+OURS_S=$(bench_sql <<SQL | tail -1
+CREATE TEMP TABLE timings (seconds float8);
+DO \$\$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+	FOR run IN 1..3 LOOP
+		t0 := clock_timestamp();
+		SELECT count(*) INTO n FROM generate_series(1, $CALLS) i, qiwi_bill_status('b' || i);
+		INSERT INTO timings VALUES (extract(epoch FROM clock_timestamp() - t0));
+	END LOOP;
+END \$\$;
+SELECT round(min(seconds)::numeric, 3) FROM timings;
+SQL
+)
+
+say "per call: plpython3u with urllib, $PY_CALLS calls"
+PY_S=$(bench_sql <<'SQL' | tail -1
+CREATE EXTENSION IF NOT EXISTS plpython3u;
+CREATE OR REPLACE FUNCTION py_bill_status(bill_id text) RETURNS qiwi_bill
+LANGUAGE plpython3u AS $py$
+import json, ssl, urllib.request
+from decimal import Decimal
+if 'ctx' not in SD:
+    settings = plpy.execute("SELECT current_setting('qiwi.api_url') AS url, current_setting('qiwi.ca_file') AS ca, current_setting('qiwi.secret_key') AS key")[0]
+    SD['ctx'] = ssl.create_default_context(cafile=settings['ca'])
+    SD['url'] = settings['url'] + '/partner/bill/v1/bills/'
+    SD['key'] = settings['key']
+req = urllib.request.Request(SD['url'] + urllib.parse.quote(bill_id, safe=''),
+                             headers={'Authorization': 'Bearer ' + SD['key'], 'Accept': 'application/json'})
+with urllib.request.urlopen(req, context=SD['ctx'], timeout=10) as answer:
+    b = json.loads(answer.read())
+return {'bill_id': b['billId'], 'site_id': b.get('siteId'),
+        'amount': Decimal(str(b['amount']['value'])).quantize(Decimal('0.01')),
+        'currency': b['amount']['currency'], 'status': b['status']['value'],
+        'status_changed_at': b['status'].get('changedDateTime'),
+        'created_at': b.get('creationDateTime'), 'expires_at': b.get('expirationDateTime'),
+        'pay_url': b.get('payUrl'), 'comment': b.get('comment'),
+        'customer': json.dumps(b['customer']) if 'customer' in b else None,
+        'custom_fields': json.dumps(b['customFields']) if 'customFields' in b else None}
+$py$;
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SQL
+)
+PY_S=$(bench_sql <<SQL | tail -1
+SELECT py_bill_status('warm-up');
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SELECT count(*) FROM generate_series(1, $PY_CALLS) i, py_bill_status('b' || i);
+SELECT round((extract(epoch FROM clock_timestamp()) - :t0)::numeric, 3);
+SQL
+)
+LIMIT_MS=$(awk -v s="$LIMIT_S" -v n=$CALLS 'BEGIN { printf "%.3f", 1000 * s / n }')
+OURS_MS=$(awk -v s="$OURS_S" -v n=$CALLS 'BEGIN { printf "%.3f", 1000 * s / n }')
+PY_MS=$(awk -v s="$PY_S" -v n=$PY_CALLS 'BEGIN { printf "%.3f", 1000 * s / n }')
+report_at_most "qiwi_bill_status vs the C limit, per call" "$OURS_MS" "$LIMIT_MS" ms 1.3
+report "qiwi_bill_status vs plpython3u, per call" "$OURS_MS" "$PY_MS" ms 10
+
+# ---- 4a. backend memory across many calls ----
+MEM_CALLS=100000
+[ $QUICK -eq 1 ] && MEM_CALLS=2000
+say "memory: $MEM_CALLS qiwi_bill_status calls in one backend"
+MEM=$(bench_sql <<SQL | grep '|'
+SELECT count(*) FROM generate_series(1, 1000) i, qiwi_bill_status('m' || (i % 100));
+SELECT (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] || '|' ||
+       (SELECT sum(total_bytes) FROM pg_backend_memory_contexts) AS before \gset
+SELECT count(*) FROM generate_series(1, $MEM_CALLS) i, qiwi_bill_status('m' || (i % 100));
+SELECT :'before' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] || '|' ||
+       (SELECT sum(total_bytes) FROM pg_backend_memory_contexts);
+SQL
+)
+IFS='|' read -r RSS0 CTX0 RSS1 CTX1 <<<"$MEM"
+GROWTH_KB=$(( RSS1 - RSS0 ))
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend RssAnon growth, $MEM_CALLS calls" "$GROWTH_KB kB" "$RSS0 kB" "" "< 1024 kB" "$([ $GROWTH_KB -lt 1024 ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend memory contexts growth" "$(( (CTX1 - CTX0) / 1024 )) kB" "$(( CTX0 / 1024 )) kB" "" "< 1024 kB" "$([ $(( CTX1 - CTX0 )) -lt 1048576 ] && echo met || echo MISSED)")")
+
+# ---- 3. reconciler throughput against a QIWI answering in 50 ms ----
 say "reconciler: starting a sandbox and pointing the reconciler at it"
 SANDBOX_PORT=$(free_port)
 start_sandbox "$SANDBOX_PORT"
 SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
 bench_sql >/dev/null <<SQL
+ALTER DATABASE postgres RESET qiwi.api_url;
+ALTER DATABASE postgres RESET qiwi.ca_file;
+ALTER DATABASE postgres RESET qiwi.secret_key;
 ALTER SYSTEM SET qiwi.api_url = '$SANDBOX_URL';
 ALTER SYSTEM SET qiwi.secret_key = '$SANDBOX_SECRET';
 ALTER SYSTEM SET qiwi.database = 'postgres';
@@ -153,6 +288,55 @@ else
 	report_reconcile 1000 64
 	report_reconcile 10000 64
 fi
+
+# ---- 3b. the raw ceiling: many bills against nginx at concurrency 64 ----
+CEILING=100000
+[ $QUICK -eq 1 ] && CEILING=2000
+say "reconciler: $CEILING WAITING bills against nginx at concurrency 64"
+bench_sql >/dev/null <<SQL
+ALTER SYSTEM SET qiwi.api_url = '$NGINX_URL';
+ALTER SYSTEM SET qiwi.ca_file = '$TLS_DIR/ca.pem';
+ALTER SYSTEM SET qiwi.reconcile_concurrency = 64;
+SELECT pg_reload_conf();
+TRUNCATE qiwi_bills, qiwi_bill_events;
+INSERT INTO qiwi_bills (bill_id, amount, currency, status, checked_at, next_check_at)
+SELECT 'c' || i, 1, 'RUB', 'WAITING', now(), 'infinity' FROM generate_series(1, $CEILING) i;
+VACUUM ANALYZE qiwi_bills;
+SQL
+sleep 1.5
+# one round over all of them; prints "checked|seconds|failed"
+ceiling_round() {
+	local rounds_before
+	rounds_before=$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")
+	bench_sql -c "SELECT qiwi_reconcile_now()" >/dev/null
+	while [ "$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")" -le "$rounds_before" ]; do
+		sleep 0.1
+	done
+	bench_sql -c "SELECT last_round_checked || '|' || extract(epoch FROM last_round_duration) || '|' || last_round_failed FROM qiwi_reconciler_status"
+}
+IFS="|" read -r CHECKED ROUND_S FAILED <<<"$(ceiling_round)"
+RATE=$(awk -v n="$CHECKED" -v s="$ROUND_S" 'BEGIN { printf "%.0f", n / s }')
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconcile $CHECKED bills vs nginx, concurrency 64" "$RATE/s" "" "" ">= 10000/s" "$([ "$RATE" -ge 10000 ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  failed requests" "$FAILED" "" "" "0" "$([ "$FAILED" -eq 0 ] && echo met || echo MISSED)")")
+
+# ---- 4b. the reconciler's memory across rounds ----
+ROUNDS=10
+ROUND_BILLS=10000
+[ $QUICK -eq 1 ] && ROUNDS=3 && ROUND_BILLS=500
+say "memory: the reconciler across $ROUNDS rounds of $ROUND_BILLS bills"
+bench_sql >/dev/null <<SQL
+ALTER SYSTEM SET qiwi.reconcile_batch_size = $ROUND_BILLS;
+SELECT pg_reload_conf();
+DELETE FROM qiwi_bills WHERE bill_id NOT IN (SELECT 'c' || i FROM generate_series(1, $ROUND_BILLS) i);
+SQL
+sleep 1.5
+ceiling_round >/dev/null
+RPID=$(bench_sql -c "SELECT pid FROM qiwi_reconciler_status")
+RRSS0=$(awk '/RssAnon/ {print $2}' "/proc/$RPID/status")
+for _ in $(seq 1 $ROUNDS); do ceiling_round >/dev/null; done
+RRSS1=$(awk '/RssAnon/ {print $2}' "/proc/$RPID/status")
+RGROWTH=$(( RRSS1 - RRSS0 ))
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 
 echo
 printf '%-44s %12s %12s %9s %11s %7s\n' benchmark ours baseline ratio target result

@@ -18,6 +18,7 @@
 #include "commands/async.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
@@ -30,9 +31,9 @@
 
 /* Prepared statements, valid for the schema they were prepared in */
 static Oid	plans_schema = InvalidOid;
-static SPIPlanPtr bill_lock_plan = NULL;
+static SPIPlanPtr bill_refresh_plan = NULL;
+static SPIPlanPtr bill_record_plan = NULL;
 static SPIPlanPtr bill_insert_plan = NULL;
-static SPIPlanPtr bill_update_plan = NULL;
 static SPIPlanPtr refund_upsert_plan = NULL;
 static SPIPlanPtr event_insert_plan = NULL;
 static SPIPlanPtr check_result_plan = NULL;
@@ -107,19 +108,20 @@ prepare_plans(Oid schema)
 	Oid			refund_types[REFUND_NARGS] = {
 		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID
 	};
-	Oid			insert_types[BILL_NARGS + 1];
+	Oid			record_types[BILL_NARGS + 2];
 	Oid			check_types[5] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
 	Oid			int_type[1] = {INT4OID};
 	Oid			event_types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-	memcpy(insert_types, bill_types, sizeof(bill_types));
-	insert_types[BILL_NARGS] = FLOAT8OID;	/* seconds until the first check */
+	memcpy(record_types, bill_types, sizeof(bill_types));
+	record_types[BILL_NARGS] = FLOAT8OID;	/* seconds until the first check */
+	record_types[BILL_NARGS + 1] = BOOLOID; /* from a notification */
 
-	if (plans_schema == schema && bill_lock_plan != NULL)
+	if (plans_schema == schema && bill_record_plan != NULL)
 		return;
-	free_plan(&bill_lock_plan);
+	free_plan(&bill_refresh_plan);
+	free_plan(&bill_record_plan);
 	free_plan(&bill_insert_plan);
-	free_plan(&bill_update_plan);
 	free_plan(&refund_upsert_plan);
 	free_plan(&event_insert_plan);
 	free_plan(&check_result_plan);
@@ -127,20 +129,34 @@ prepare_plans(Oid schema)
 	free_plan(&make_due_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
-	bill_lock_plan = prepare_kept(psprintf(
-		"SELECT status FROM %s.qiwi_bills WHERE bill_id = $1 FOR UPDATE", nsp),
-		1, bill_types);
+	/* the common case, an answer repeating the recorded status: one plain UPDATE */
+	bill_refresh_plan = prepare_kept(psprintf(
+		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
+		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+		" WHERE bill_id = $1 AND status = $5", nsp, bill_columns),
+		BILL_NARGS, record_types);
+
+	/*
+	 * Otherwise lock the bill's row, decide and update in one statement: a repeated
+	 * status refreshes the row (not for a notification: that is a
+	 * duplicate), WAITING moves to a final status, nothing else moves.  It
+	 * returns the status the row had, or NULL when there is no row yet.
+	 */
+	bill_record_plan = prepare_kept(psprintf(
+		"WITH old AS (SELECT status FROM %1$s.qiwi_bills WHERE bill_id = $1 FOR UPDATE),"
+		" upd AS (UPDATE %1$s.qiwi_bills b SET (%2$s, checked_at) ="
+		"  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+		"  FROM old WHERE b.bill_id = $1"
+		"  AND ((old.status = $5 AND NOT $14) OR (old.status = 'WAITING' AND $5 <> 'WAITING'))"
+		"  RETURNING 1)"
+		" SELECT (SELECT status FROM old), (SELECT count(*) FROM upd)", nsp, bill_columns),
+		BILL_NARGS + 2, record_types);
 	bill_insert_plan = prepare_kept(psprintf(
 		"INSERT INTO %s.qiwi_bills (%s, checked_at, next_check_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
 		" clock_timestamp() + make_interval(secs => $13))"
 		" ON CONFLICT (bill_id) DO NOTHING", nsp, bill_columns),
-		BILL_NARGS + 1, insert_types);
-	bill_update_plan = prepare_kept(psprintf(
-		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
-		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
-		" WHERE bill_id = $1", nsp, bill_columns),
-		BILL_NARGS, bill_types);
+		BILL_NARGS + 1, record_types);
 	refund_upsert_plan = prepare_kept(psprintf(
 		"INSERT INTO %s.qiwi_refunds AS r (bill_id, refund_id, amount, currency,"
 		" status, created_at, checked_at)"
@@ -190,10 +206,16 @@ prepare_plans(Oid schema)
 static void
 begin_as_owner(OwnerContext *ctx)
 {
-	Oid			schema;
-	Oid			owner;
+	static LocalTransactionId looked_up_in = InvalidLocalTransactionId;
+	static Oid	schema;
+	static Oid	owner;
 
-	extension_schema_and_owner(&schema, &owner);
+	/* the extension cannot move within a transaction: look it up once per transaction */
+	if (looked_up_in != MyProc->lxid)
+	{
+		extension_schema_and_owner(&schema, &owner);
+		looked_up_in = MyProc->lxid;
+	}
 	ctx->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
 	SetUserIdAndSecContext(owner, ctx->save_sec_context |
@@ -282,14 +304,14 @@ record_event(const char *bill_id, const char *old_status, const char *new_status
 StoreOutcome
 store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 {
-	Datum		values[BILL_NARGS + 1];
-	char		nulls[BILL_NARGS + 2];
+	Datum		values[BILL_NARGS + 2];
+	char		nulls[BILL_NARGS + 3];
 	OwnerContext ctx;
 	StoreOutcome outcome;
 	char	   *old_status = NULL;
 
-	memset(nulls, ' ', BILL_NARGS + 1);
-	nulls[BILL_NARGS + 1] = '\0';
+	memset(nulls, ' ', BILL_NARGS + 2);
+	nulls[BILL_NARGS + 2] = '\0';
 	values[0] = CStringGetTextDatum(bill->bill_id);
 	values[1] = text_or_null(bill->site_id, &nulls[1]);
 	values[2] = NumericGetDatum(bill->amount);
@@ -309,16 +331,29 @@ store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 	nulls[11] = bill->custom_fields ? ' ' : 'n';
 	values[12] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 
+	values[13] = BoolGetDatum(source == SOURCE_NOTIFICATION);
+
 	begin_as_owner(&ctx);
+	if (source != SOURCE_NOTIFICATION &&
+		run_plan(bill_refresh_plan, values, nulls, SPI_OK_UPDATE) > 0)
+	{
+		end_as_owner(&ctx);
+		if (recorded_status != NULL)
+			*recorded_status = pstrdup(bill->status);
+		return STORE_REFRESHED;
+	}
 	for (;;)
 	{
-		/* lock the row, so that no other writer decides at the same time */
-		if (run_plan(bill_lock_plan, values, nulls, SPI_OK_SELECT) > 0)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		bool		isnull;
+		Datum		d;
 
-			old_status = TextDatumGetCString(d);
+		/* lock the row and record the answer, deciding under the lock */
+		run_plan(bill_record_plan, values, nulls, SPI_OK_SELECT);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			/* it outlives SPI_finish: the caller reports it */
+			old_status = MemoryContextStrdup(ctx.caller_context, TextDatumGetCString(d));
 			break;
 		}
 		if (run_plan(bill_insert_plan, values, nulls, SPI_OK_INSERT) > 0)
@@ -335,8 +370,6 @@ store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 	else
 		outcome = STORE_STALE;	/* final already; never replaced */
 
-	if (outcome == STORE_REFRESHED || outcome == STORE_ADVANCED)
-		run_plan(bill_update_plan, values, nulls, SPI_OK_UPDATE);
 	if (outcome == STORE_INSERTED || outcome == STORE_ADVANCED)
 		record_event(bill->bill_id, old_status, bill->status, source);
 	end_as_owner(&ctx);

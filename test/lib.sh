@@ -57,13 +57,18 @@ make_workdir() {
 	chmod 755 "$QIWI_WORK"
 	[ "$(id -u)" -eq 0 ] && chown "$QIWI_RUN_AS" "$QIWI_WORK"
 	SANDBOX_PIDS=()
+	SANDBOX_PORTS=()
 	trap cleanup EXIT
 }
 
-# Stop the sandboxes and remove the scratch directory
+# Stop the sandboxes (and anything else started) and remove the scratch directory
 cleanup() {
 	for pid in "${SANDBOX_PIDS[@]:-}"; do
 		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	done
+	# runuser waits for its child rather than exec'ing it: end the sandboxes too
+	for port in "${SANDBOX_PORTS[@]:-}"; do
+		[ -n "$port" ] && pkill -f "qiwi_sandbox.py --port $port " 2>/dev/null || true
 	done
 	[ -n "${QIWI_KEEP_WORK:-}" ] || rm -rf "$QIWI_WORK"
 }
@@ -97,6 +102,7 @@ start_sandbox() {
 	as_user /usr/bin/python3 "$QIWI_SRC/test/qiwi_sandbox.py" --port "$port" \
 		--secret "$SANDBOX_SECRET" "$@" >"$QIWI_WORK/sandbox-$port.log" 2>&1 &
 	SANDBOX_PIDS+=($!)
+	SANDBOX_PORTS+=("$port")
 	for _ in $(seq 1 100); do
 		if curl -s -o /dev/null ${TLS_DIR:+--cacert "$TLS_DIR/ca.pem"} \
 			"$scheme://localhost:$port/sandbox/stats"; then
