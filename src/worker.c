@@ -172,11 +172,14 @@ database_wanted_by_others(Oid dboid)
 {
 	LOCKTAG		tag;
 	bool		busy;
+	MemoryContext caller_context = CurrentMemoryContext;
 
 	StartTransactionCommand();
 	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, dboid, 0);
 	busy = LockAcquire(&tag, AccessShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL;
 	CommitTransactionCommand();
+	/* commit leaves TopMemoryContext current; a round in flight allocates on */
+	MemoryContextSwitchTo(caller_context);
 	return busy;
 }
 
@@ -185,10 +188,12 @@ static bool
 extension_installed(void)
 {
 	bool		installed;
+	MemoryContext caller_context = CurrentMemoryContext;
 
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("qiwi_kassa", true));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller_context);
 	return installed;
 }
 
