@@ -14,20 +14,11 @@ build_and_install
 make_workdir
 
 say "starting a PostgreSQL cluster for the benchmarks"
-PGPORT=$(free_port)
-export PGPORT PGHOST=$QIWI_WORK
-as_user initdb -D "$QIWI_WORK/data" --auth=trust >/dev/null
-as_user tee -a "$QIWI_WORK/data/postgresql.conf" >/dev/null <<CONF
-listen_addresses = ''
-unix_socket_directories = '$QIWI_WORK'
-port = $PGPORT
-shared_preload_libraries = 'qiwi_kassa'
+start_cluster <<CONF
 shared_buffers = '512MB'
 max_parallel_workers_per_gather = 0
 qiwi.database = ''
 CONF
-as_user pg_ctl -D "$QIWI_WORK/data" -l "$QIWI_WORK/postgres.log" -w start >/dev/null
-trap 'as_user pg_ctl -D "$QIWI_WORK/data" -m fast stop >/dev/null 2>&1 || true; cleanup' EXIT
 as_user psql -X -q -d postgres -c "CREATE EXTENSION qiwi_kassa" -c "CREATE EXTENSION pgcrypto"
 
 # psql as the unprivileged user, unaligned, quiet

@@ -14,19 +14,10 @@ start_sandbox "$SANDBOX_PORT"
 SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
 
 say "starting a PostgreSQL cluster with qiwi_kassa"
-PGPORT=$(free_port)
-export PGPORT PGHOST=$QIWI_WORK
-as_user initdb -D "$QIWI_WORK/data" --auth=trust >/dev/null
-as_user tee -a "$QIWI_WORK/data/postgresql.conf" >/dev/null <<CONF
-listen_addresses = ''
-unix_socket_directories = '$QIWI_WORK'
-port = $PGPORT
-shared_preload_libraries = 'qiwi_kassa'
+start_cluster <<CONF
 qiwi.api_url = '$SANDBOX_URL'
 qiwi.secret_key = '$SANDBOX_SECRET'
 CONF
-as_user pg_ctl -D "$QIWI_WORK/data" -l "$QIWI_WORK/postgres.log" -w start >/dev/null
-trap 'as_user pg_ctl -D "$QIWI_WORK/data" -m fast stop >/dev/null; cleanup' EXIT
 
 sql() { as_user psql -X -q -d postgres -v ON_ERROR_STOP=1 -e "$@"; }
 pay_in_sandbox() {

@@ -148,3 +148,19 @@ PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
 regress_tests() {
 	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG regress-list
 }
+
+# Start a scratch cluster in $QIWI_WORK/data with qiwi_kassa preloaded; the
+# settings on standard input are added to postgresql.conf.  Sets PGHOST and
+# PGPORT; the cluster is stopped on exit.
+start_cluster() {
+	PGPORT=$(free_port)
+	export PGPORT PGHOST=$QIWI_WORK
+	as_user initdb -D "$QIWI_WORK/data" --auth=trust >/dev/null
+	{
+		printf "listen_addresses = ''\nunix_socket_directories = '%s'\nport = %s\n" "$QIWI_WORK" "$PGPORT"
+		printf "shared_preload_libraries = 'qiwi_kassa'\n"
+		cat
+	} | as_user tee -a "$QIWI_WORK/data/postgresql.conf" >/dev/null
+	as_user pg_ctl -D "$QIWI_WORK/data" -l "$QIWI_WORK/postgres.log" -w start >/dev/null
+	trap 'as_user pg_ctl -D "$QIWI_WORK/data" -m fast stop >/dev/null 2>&1 || true; cleanup' EXIT
+}

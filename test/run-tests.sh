@@ -60,7 +60,7 @@ for t in "$QIWI_SRC"/test/t/*.pl; do
 	[ -e "$t" ] || continue
 	set +e
 	(cd "$TAP_DIR" && as_user env \
-		PERL5LIB="$PGXS_DIR/src/test/perl" \
+		PERL5LIB="$PGXS_DIR/src/test/perl:$QIWI_SRC/test/perl" \
 		PG_REGRESS="$PG_REGRESS" TESTDIR="$TAP_DIR" \
 		QIWI_SANDBOX_URL="http://127.0.0.1:$HTTP_PORT" \
 		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" QIWI_SRC="$QIWI_SRC" \

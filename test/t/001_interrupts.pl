@@ -4,40 +4,19 @@
 use strict;
 use warnings;
 
-use HTTP::Tiny;
 use IPC::Run;
+use QiwiTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(gettimeofday tv_interval);
 
-my $sandbox = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
-my $secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
-my $http = HTTP::Tiny->new;
 
-# Call a control endpoint of the sandbox
-sub sandbox
-{
-	my ($path, $body) = @_;
-	my $r = $http->post("$sandbox$path", { content => $body // '' });
-	die "sandbox $path: $r->{status} $r->{content}" unless $r->{success};
-	return $r->{content};
-}
-
-# A new node configured for the sandbox, with the extension installed
+# A new node for the sandbox, with the extension installed and no reconciler
 sub new_node
 {
 	my ($name) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'qiwi_kassa'
-qiwi.api_url = '$sandbox'
-qiwi.secret_key = '$secret'
-qiwi.database = ''
-qiwi.timeout = 30000
-});
-	$node->start;
+	my $node = qiwi_node($name, "qiwi.database = ''\nqiwi.timeout = 30000\n");
 	$node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
 	return $node;
 }

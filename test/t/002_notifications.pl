@@ -8,31 +8,13 @@ use HTTP::Tiny;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use QiwiTest;
 use Test::More;
 
-my $sandbox = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
-my $secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
 my $src = $ENV{QIWI_SRC} or die "QIWI_SRC is not set";
 my $http = HTTP::Tiny->new;
 
-# Call a control endpoint of the sandbox
-sub sandbox
-{
-	my ($path, $body) = @_;
-	my $r = $http->post("$sandbox$path", { content => $body // '' });
-	die "sandbox $path: $r->{status} $r->{content}" unless $r->{success};
-	return $r->{content};
-}
-
-my $node = PostgreSQL::Test::Cluster->new('notifications');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'qiwi_kassa'
-qiwi.api_url = '$sandbox'
-qiwi.secret_key = '$secret'
-qiwi.database = ''
-});
-$node->start;
+my $node = qiwi_node('notifications', "qiwi.database = ''\n");
 $node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
 
 # The receiver, on a port of its own
@@ -67,14 +49,14 @@ sub wait_for
 is($node->safe_psql('postgres',
 		"SELECT status FROM qiwi_create_bill('e2e-1', 99.90, expires_at => now() + interval '1 day')"),
 	'WAITING', 'a new bill is WAITING');
-my $requests = $http->get("$sandbox/sandbox/stats")->{content} =~ /"requests":(\d+)/ ? $1 : die;
+my $requests = sandbox_requests();
 sandbox('/sandbox/bills/e2e-1/pay');
 wait_for("SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'e2e-1'",
 	'the bill turns PAID in qiwi_bills');
 is($node->safe_psql('postgres',
 		"SELECT verified, applied, error IS NULL FROM qiwi_notifications WHERE bill_id = 'e2e-1'"),
 	't|t|t', 'the notification was verified and applied');
-my $requests_after = $http->get("$sandbox/sandbox/stats")->{content} =~ /"requests":(\d+)/ ? $1 : die;
+my $requests_after = sandbox_requests();
 is($requests_after, $requests, 'without any request to the API');
 
 # QIWI may repeat a notification after a 200: the copy changes nothing

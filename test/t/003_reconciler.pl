@@ -7,44 +7,20 @@
 use strict;
 use warnings;
 
-use HTTP::Tiny;
 use IPC::Run;
+use QiwiTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(gettimeofday tv_interval);
 
-my $sandbox = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
-my $secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
-my $http = HTTP::Tiny->new;
 
-# Call a control endpoint of the sandbox
-sub sandbox
-{
-	my ($path, $body) = @_;
-	my $r = $http->post("$sandbox$path", { content => $body // '' });
-	die "sandbox $path: $r->{status} $r->{content}" unless $r->{success};
-	return $r->{content};
-}
-
-# API requests the sandbox has served so far
-sub sandbox_requests
-{
-	return $http->get("$sandbox/sandbox/stats")->{content} =~ /"requests":(\d+)/ ? $1 : die;
-}
-
-my $node = PostgreSQL::Test::Cluster->new('reconciler');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'qiwi_kassa'
-qiwi.api_url = '$sandbox'
-qiwi.secret_key = '$secret'
+my $node = qiwi_node('reconciler', q{
 qiwi.database = 'postgres'
 qiwi.reconcile_interval = '1s'
 qiwi.reconcile_max_interval = '2s'
 qiwi.reconcile_concurrency = 4
 });
-$node->start;
 sandbox('/sandbox/reset');
 
 # A query's single value
@@ -194,7 +170,7 @@ sleep 3;
 is(sandbox_requests(), $before, 'no request is sent while stopped');
 my $said = () = slurp_file($node->logfile) =~ /QIWI refused the secret key; the qiwi_kassa reconciler stops/g;
 is($said, 1, 'it says so once in the log');
-unlike(slurp_file($node->logfile), qr/\Q$secret\E|wrong-key/,
+unlike(slurp_file($node->logfile), qr/\Q$sandbox_secret\E|wrong-key/,
 	'no key is in the log, not even in the reload message or our own ALTER SYSTEM');
 sql(q{ALTER SYSTEM RESET qiwi.secret_key});
 sql('SELECT pg_reload_conf()');

@@ -1,0 +1,50 @@
+# Helpers shared by the TAP tests: the sandbox's control endpoints and a
+# node configured for it.
+package QiwiTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use HTTP::Tiny;
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests qiwi_node);
+
+our $sandbox_url = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
+our $sandbox_secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
+my $http = HTTP::Tiny->new;
+
+# POST to a control endpoint of the sandbox; its answer
+sub sandbox
+{
+	my ($path, $body) = @_;
+	my $r = $http->post("$sandbox_url$path", { content => $body // '' });
+	die "sandbox $path: $r->{status} $r->{content}" unless $r->{success};
+	return $r->{content};
+}
+
+# API requests the sandbox has served so far
+sub sandbox_requests
+{
+	my $stats = $http->get("$sandbox_url/sandbox/stats")->{content};
+	return $stats =~ /"requests":(\d+)/ ? $1 : die "no stats from the sandbox";
+}
+
+# A started node with qiwi_kassa preloaded and pointed at the sandbox;
+# extra settings are appended to postgresql.conf
+sub qiwi_node
+{
+	my ($name, $extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'qiwi_kassa'
+qiwi.api_url = '$sandbox_url'
+qiwi.secret_key = '$sandbox_secret'
+} . ($extra // ''));
+	$node->start;
+	return $node;
+}
+
+1;
