@@ -4,6 +4,8 @@
 SET TIME ZONE 'UTC';
 SET DateStyle = 'ISO, YMD';
 SELECT sandbox('POST', '/sandbox/reset');
+-- each canned answer is served once: no retries here (qiwi_retries tests them)
+SET qiwi.max_retries = 0;
 
 -- Serve body with status once, as the next API answer
 CREATE FUNCTION serve(status int, body text) RETURNS void LANGUAGE sql AS $$

@@ -18,8 +18,15 @@ SELECT (sandbox('GET', '/sandbox/stats')->>'refunds')::int AS refunds_at_sandbox
 -- The same refund id for another amount is refused
 SELECT try($$SELECT qiwi_refund('refund-1', 'r-1', 1)$$);
 
--- More than what is left is refused by QIWI (refund.incorrect.amount)
+-- More than what is left is refused before any request when our tables show it
+SELECT sandbox_requests() AS before \gset
 SELECT try($$SELECT qiwi_refund('refund-1', 'r-2', 69.76)$$);
+SELECT sandbox_requests() - :before AS requests_sent;
+-- ... and by QIWI when they do not (refund.incorrect.amount)
+BEGIN;
+DELETE FROM qiwi_refunds WHERE bill_id = 'refund-1';
+SELECT try($$SELECT qiwi_refund('refund-1', 'r-2', 69.76)$$);
+ROLLBACK;
 
 -- The rest: the refund that completes it is FULL
 SELECT refund_id, amount, status FROM qiwi_refund('refund-1', 'r-2', 69.75);

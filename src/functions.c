@@ -525,6 +525,29 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	char	   *currency = required_currency(fcinfo, 3, "currency");
 	QiwiRefund	refund;
 	QiwiError	error;
+	Numeric		paid;
+	Numeric		refunded;
+
+	/* more than is left to return is refused here when our tables show it */
+	if (store_refund_headroom(bill_id, refund_id, &paid, &refunded))
+	{
+		Numeric		total = DatumGetNumeric(DirectFunctionCall2(numeric_add,
+																NumericGetDatum(refunded),
+																NumericGetDatum(amount)));
+
+		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(total),
+											  NumericGetDatum(paid))) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_QIWI_INVALID_REQUEST),
+					 errmsg("could not refund \"%s\" of bill \"%s\": the amount is more than is left to refund",
+							refund_id, bill_id),
+					 errdetail("The bill is for %s; other refunds returned %s; %s is left, this call asks for %s. Nothing was sent to QIWI.",
+							   qiwi_format_amount(paid), qiwi_format_amount(refunded),
+							   qiwi_format_amount(DatumGetNumeric(DirectFunctionCall2(numeric_sub,
+																					  NumericGetDatum(paid),
+																					  NumericGetDatum(refunded)))),
+							   qiwi_format_amount(amount))));
+	}
 
 	if (!qiwi_refund_call(bill_id, refund_id, amount, currency, &refund, &error))
 		qiwi_raise(&error);

@@ -18,6 +18,7 @@ char	   *qiwi_ca_file = NULL;
 char	   *qiwi_public_key = NULL;
 int			qiwi_timeout_ms = 10000;
 int			qiwi_connect_timeout_ms = 3000;
+int			qiwi_max_retries = 3;
 char	   *qiwi_database = NULL;
 int			qiwi_reconcile_interval_s = 10;
 int			qiwi_reconcile_max_interval_s = 3600;
@@ -160,6 +161,15 @@ _PG_init(void)
 							3000, 100, 600000,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.max_retries",
+							"Retries of an idempotent QIWI call after a network failure, timeout, 429 or 5xx.",
+							"Retries wait 100 ms, 200 ms, 400 ms ... (with jitter, at most 5 s) and stop before statement_timeout would.",
+							&qiwi_max_retries,
+							3, 0, 10,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("qiwi.database",

@@ -11,9 +11,15 @@
  */
 #include "qiwi_kassa.h"
 
+#include "access/xact.h"
 #include "common/jsonapi.h"
+#include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -505,16 +511,70 @@ answered_ok(const HttpResponse *resp, const char *context, const char *retry_hin
 	return true;
 }
 
-/* Send one request; true with the 2xx answer in *resp, or false with *error */
+/* First wait before a retry, and the longest one, in milliseconds */
+#define RETRY_BASE_MS	100
+#define RETRY_MAX_MS	5000
+
+/*
+ * Wait before retry number attempt + 1: exponential backoff with jitter,
+ * interruptible.  False when statement_timeout would end the statement
+ * before another attempt could finish, so there is no point in trying.
+ */
+static bool
+retry_wait(int attempt)
+{
+	long		delay_ms = Min(RETRY_MAX_MS, (long) RETRY_BASE_MS << Min(attempt, 16));
+	TimestampTz until;
+
+	/* full jitter in the upper half: retries of many sessions spread out */
+	delay_ms = delay_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (delay_ms / 2));
+	if (StatementTimeout > 0)
+	{
+		long		spent_ms = (GetCurrentTimestamp() - GetCurrentStatementStartTimestamp()) / 1000;
+
+		if (spent_ms + delay_ms >= StatementTimeout)
+			return false;
+	}
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	for (;;)
+	{
+		long		left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (left_ms <= 0)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Send one request, retrying it after network failures, timeouts, 429 and
+ * 5xx when it is idempotent; true with the 2xx answer in *resp, or false
+ * with *error.  *attempts says how many were made.
+ */
 static bool
 exchange(HttpMethod method, const char *url, const char *body,
-		 const char *context, const char *retry_hint,
-		 HttpResponse *resp, QiwiError *error)
+		 const char *context, const char *retry_hint, bool idempotent,
+		 HttpResponse *resp, QiwiError *error, int *attempts)
 {
 	HttpRequest request = {method, (char *) url, (char *) body};
 
-	http_perform(&request, qiwi_require_secret_key(), resp);
-	return answered_ok(resp, context, retry_hint, error);
+	for (int attempt = 0;; attempt++)
+	{
+		http_perform(&request, qiwi_require_secret_key(), resp);
+		*attempts = attempt + 1;
+		if (answered_ok(resp, context, retry_hint, error))
+			return true;
+		if (!idempotent || !error->retry_safe || attempt >= qiwi_max_retries ||
+			!retry_wait(attempt))
+		{
+			if (attempt > 0)
+				error->detail = psprintf("%s %d attempts were made.", error->detail, attempt + 1);
+			return false;
+		}
+	}
 }
 
 /* Read a Bill object (an API answer, or "bill" of a notification) */
@@ -661,9 +721,11 @@ qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError 
 {
 	char	   *context = psprintf("create bill \"%s\"", args->bill_id);
 	HttpResponse resp;
+	int			attempts;
 
+	/* a PUT with our billId is idempotent: a retry gets the same bill back */
 	if (!exchange(HTTP_PUT, bill_url(args->bill_id, NULL), create_bill_body(args),
-				  context, IDEMPOTENT_RETRY_HINT, &resp, error))
+				  context, IDEMPOTENT_RETRY_HINT, true, &resp, error, &attempts))
 		return false;
 	return parse_bill(&resp, args->bill_id, context, bill, error);
 }
@@ -692,26 +754,37 @@ qiwi_get_bill_answer(const char *bill_id, const HttpResponse *resp,
 bool
 qiwi_get_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error)
 {
-	HttpRequest request;
+	char	   *context = psprintf("get the status of bill \"%s\"", bill_id);
 	HttpResponse resp;
+	int			attempts;
 
-	qiwi_get_bill_request(bill_id, &request);
-	http_perform(&request, qiwi_require_secret_key(), &resp);
-	return qiwi_get_bill_answer(bill_id, &resp, bill, error);
+	return exchange(HTTP_GET, bill_url(bill_id, NULL), NULL, context,
+					"Repeating the call is safe.", true, &resp, error, &attempts) &&
+		parse_bill(&resp, bill_id, context, bill, error);
 }
 
-/* POST bills/{billId}/reject */
+/*
+ * POST bills/{billId}/reject, made idempotent: it is retried like the
+ * idempotent calls, and when QIWI answers that the bill is no longer
+ * WAITING (a retry, or libcurl's own resend on a dead kept-alive
+ * connection, after the first attempt did it; or an earlier cancel), the
+ * bill is asked for, and REJECTED counts as success.
+ */
 bool
 qiwi_reject_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error)
 {
 	char	   *context = psprintf("cancel bill \"%s\"", bill_id);
 	HttpResponse resp;
+	int			attempts;
+	QiwiError	get_error;
 
-	if (!exchange(HTTP_POST, bill_url(bill_id, "/reject"), NULL, context,
-				  "The request may have reached QIWI; check with qiwi_bill_status() before repeating it.",
-				  &resp, error))
-		return false;
-	return parse_bill(&resp, bill_id, context, bill, error);
+	if (exchange(HTTP_POST, bill_url(bill_id, "/reject"), NULL, context,
+				 "Check with qiwi_bill_status() whether the bill was cancelled before repeating the call.",
+				 true, &resp, error, &attempts))
+		return parse_bill(&resp, bill_id, context, bill, error);
+	return error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST &&
+		qiwi_get_bill_call(bill_id, bill, &get_error) &&
+		strcmp(bill->status, "REJECTED") == 0;
 }
 
 /* PUT bills/{billId}/refunds/{refundId} */
@@ -723,6 +796,7 @@ qiwi_refund_call(const char *bill_id, const char *refund_id, Numeric amount,
 	StringInfoData body;
 	bool		first = true;
 	HttpResponse resp;
+	int			attempts;
 
 	initStringInfo(&body);
 	appendStringInfoString(&body, "{\"amount\":{");
@@ -730,8 +804,9 @@ qiwi_refund_call(const char *bill_id, const char *refund_id, Numeric amount,
 	append_json_member(&body, "value", qiwi_format_amount(amount), &first);
 	appendStringInfoString(&body, "}}");
 
+	/* a PUT with our refundId is idempotent: a retry gets the same refund back */
 	if (!exchange(HTTP_PUT, refund_url(bill_id, refund_id), body.data,
-				  context, IDEMPOTENT_RETRY_HINT, &resp, error))
+				  context, IDEMPOTENT_RETRY_HINT, true, &resp, error, &attempts))
 		return false;
 	return parse_refund(&resp, bill_id, refund_id, context, refund, error);
 }
@@ -743,9 +818,10 @@ qiwi_get_refund_call(const char *bill_id, const char *refund_id,
 {
 	char	   *context = psprintf("get refund \"%s\" of bill \"%s\"", refund_id, bill_id);
 	HttpResponse resp;
+	int			attempts;
 
 	if (!exchange(HTTP_GET, refund_url(bill_id, refund_id), NULL,
-				  context, "Repeating the call is safe.", &resp, error))
+				  context, "Repeating the call is safe.", true, &resp, error, &attempts))
 		return false;
 	return parse_refund(&resp, bill_id, refund_id, context, refund, error);
 }

@@ -48,6 +48,7 @@ extern char *qiwi_ca_file;
 extern char *qiwi_public_key;
 extern int	qiwi_timeout_ms;
 extern int	qiwi_connect_timeout_ms;
+extern int	qiwi_max_retries;
 extern char *qiwi_database;
 extern int	qiwi_reconcile_interval_s;
 extern int	qiwi_reconcile_max_interval_s;
@@ -193,6 +194,8 @@ extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 extern void store_check_result(const char *bill_id, bool failed, const char *error);
 extern char **store_due_bills(int limit, int *n);
 extern int64 store_make_all_due(void);
+extern bool store_refund_headroom(const char *bill_id, const char *refund_id,
+								  Numeric *paid, Numeric *refunded);
 extern void store_refund(const QiwiRefund *refund);
 
 /* worker.c: the reconciler */

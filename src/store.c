@@ -39,6 +39,7 @@ static SPIPlanPtr event_insert_plan = NULL;
 static SPIPlanPtr check_result_plan = NULL;
 static SPIPlanPtr due_bills_plan = NULL;
 static SPIPlanPtr make_due_plan = NULL;
+static SPIPlanPtr refund_headroom_plan = NULL;
 
 /* The user to restore after writing as the extension's owner */
 typedef struct OwnerContext
@@ -127,6 +128,7 @@ prepare_plans(Oid schema)
 	free_plan(&check_result_plan);
 	free_plan(&due_bills_plan);
 	free_plan(&make_due_plan);
+	free_plan(&refund_headroom_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
 	/* the common case, an answer repeating the recorded status: one plain UPDATE */
@@ -199,6 +201,11 @@ prepare_plans(Oid schema)
 		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
 		" WHERE status = 'WAITING'", nsp),
 		0, NULL);
+	refund_headroom_plan = prepare_kept(psprintf(
+		"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"
+		" FROM %1$s.qiwi_bills b LEFT JOIN %1$s.qiwi_refunds r ON r.bill_id = b.bill_id"
+		" WHERE b.bill_id = $1 GROUP BY b.amount", nsp),
+		2, event_types);
 	plans_schema = schema;
 }
 
@@ -454,4 +461,33 @@ store_make_all_due(void)
 	n = run_plan(make_due_plan, NULL, NULL, SPI_OK_UPDATE);
 	end_as_owner(&ctx);
 	return (int64) n;
+}
+
+/*
+ * What qiwi_bills and qiwi_refunds know of a bill's money: its amount and
+ * what other refunds than refund_id returned.  False if the bill is unknown.
+ */
+bool
+store_refund_headroom(const char *bill_id, const char *refund_id,
+					  Numeric *paid, Numeric *refunded)
+{
+	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(refund_id)};
+	OwnerContext ctx;
+	bool		known;
+
+	begin_as_owner(&ctx);
+	known = run_plan(refund_headroom_plan, values, NULL, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		bool		isnull;
+		MemoryContext spi_context = MemoryContextSwitchTo(ctx.caller_context);
+
+		*paid = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+		*refunded = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 2, &isnull));
+		MemoryContextSwitchTo(spi_context);
+	}
+	end_as_owner(&ctx);
+	return known;
 }
