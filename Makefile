@@ -14,6 +14,9 @@ SHLIB_LINK = -lcurl -lcrypto
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track header dependencies: every object depends on the one header
+$(OBJS): src/qiwi_kassa.h
+
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list
 regress-list:

@@ -31,7 +31,9 @@ CREATE TABLE qiwi_bills (
 	site_id text,
 	amount numeric NOT NULL CHECK (amount > 0 AND amount = round(amount, 2)),
 	currency text NOT NULL,
-	status text NOT NULL CHECK (status IN ('WAITING', 'PAID', 'REJECTED', 'EXPIRED')),
+	-- QIWI's statuses, and for qiwi_create_bill_after_commit() CREATING (not at
+	-- QIWI yet) and CREATE_FAILED (QIWI refused it; see last_error)
+	status text NOT NULL CHECK (status IN ('WAITING', 'PAID', 'REJECTED', 'EXPIRED', 'CREATING', 'CREATE_FAILED')),
 	status_changed_at timestamptz,
 	created_at timestamptz,
 	expires_at timestamptz,
@@ -49,7 +51,7 @@ CREATE TABLE qiwi_bills (
 );
 COMMENT ON TABLE qiwi_bills IS 'Latest known state of QIWI bills; maintained by qiwi_kassa';
 -- the reconciler scans the due WAITING bills; reports group by status
-CREATE INDEX qiwi_bills_waiting_due ON qiwi_bills (next_check_at) WHERE status = 'WAITING';
+CREATE INDEX qiwi_bills_waiting_due ON qiwi_bills (next_check_at) WHERE status IN ('WAITING', 'CREATING');
 CREATE INDEX qiwi_bills_status ON qiwi_bills (status, status_changed_at);
 
 CREATE TABLE qiwi_refunds (
@@ -121,7 +123,24 @@ RETURNS qiwi_refund
 AS 'MODULE_PATHNAME', 'qiwi_refund_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Record a bill in qiwi_bills now and create it at QIWI only after this
+-- transaction commits (the reconciler does): a rollback leaves no bill at QIWI
+CREATE FUNCTION qiwi_create_bill_after_commit(
+	bill_id text,
+	amount numeric,
+	currency text DEFAULT 'RUB',
+	expires_at timestamptz DEFAULT now() + interval '45 days',
+	comment text DEFAULT NULL,
+	phone text DEFAULT NULL,
+	email text DEFAULT NULL,
+	account text DEFAULT NULL,
+	custom_fields jsonb DEFAULT NULL)
+RETURNS qiwi_bill
+AS 'MODULE_PATHNAME', 'qiwi_create_bill_after_commit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- Money moves only for roles the owner trusts: GRANT EXECUTE to them.
+REVOKE ALL ON FUNCTION qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_cancel_bill(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_refund(text, text, numeric, text) FROM PUBLIC;

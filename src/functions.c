@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(qiwi_create_bill);
+PG_FUNCTION_INFO_V1(qiwi_create_bill_after_commit);
 PG_FUNCTION_INFO_V1(qiwi_bill_status);
 PG_FUNCTION_INFO_V1(qiwi_cancel_bill);
 PG_FUNCTION_INFO_V1(qiwi_refund);
@@ -429,6 +430,14 @@ refund_datum(FunctionCallInfo fcinfo, const QiwiRefund *refund)
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
+/* An amount (already checked to have at most two decimals) with exactly two */
+static Numeric
+amount_in_cents(Numeric amount)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_round, NumericGetDatum(amount),
+											   Int32GetDatum(2)));
+}
+
 /* Are two amounts equal as money? */
 static bool
 amounts_equal(Numeric a, Numeric b)
@@ -438,6 +447,86 @@ amounts_equal(Numeric a, Numeric b)
 }
 
 /* ---------- the functions ---------- */
+
+/* Check and collect the arguments a bill is created from (arguments 0-8) */
+static void
+create_bill_arguments(FunctionCallInfo fcinfo, QiwiCreateBillArgs *args)
+{
+	args->bill_id = required_id(fcinfo, 0, "bill_id");
+	args->amount = required_amount(fcinfo, 1, "amount");
+	args->currency = required_currency(fcinfo, 2, "currency");
+	args->expires_at = required_expiry(fcinfo, 3, "expires_at");
+	args->comment = optional_text(fcinfo, 4, "comment");
+	if (args->comment != NULL)
+		check_length(args->comment, QIWI_MAX_COMMENT_LENGTH, "comment");
+	args->phone = optional_phone(fcinfo, 5, "phone");
+	args->email = optional_email(fcinfo, 6, "email");
+	args->account = optional_field(fcinfo, 7, "account", QIWI_MAX_FIELD_LENGTH);
+	args->custom_fields = optional_custom_fields(fcinfo, 8, "custom_fields");
+}
+
+/* The customer object QIWI would echo for these arguments, or NULL */
+static Jsonb *
+customer_jsonb(const QiwiCreateBillArgs *args)
+{
+	JsonbParseState *state = NULL;
+	const char *keys[3] = {"phone", "email", "account"};
+	const char *values[3] = {args->phone, args->email, args->account};
+
+	if (args->phone == NULL && args->email == NULL && args->account == NULL)
+		return NULL;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < 3; i++)
+	{
+		JsonbValue	k;
+		JsonbValue	v;
+
+		if (values[i] == NULL)
+			continue;
+		k.type = jbvString;
+		k.val.string.val = (char *) keys[i];
+		k.val.string.len = strlen(keys[i]);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		v.type = jbvString;
+		v.val.string.val = (char *) values[i];
+		v.val.string.len = strlen(values[i]);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * qiwi_create_bill_after_commit(bill_id, amount, currency, expires_at,
+ *		comment, phone, email, account, custom_fields): record the bill as
+ *		CREATING; the reconciler creates it at QIWI once this transaction
+ *		commits, so a rollback leaves no bill at QIWI
+ */
+Datum
+qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
+{
+	QiwiCreateBillArgs args;
+	QiwiBill	bill;
+
+	create_bill_arguments(fcinfo, &args);
+	if (!store_bill_intent(&args, customer_jsonb(&args)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("bill \"%s\" is already in qiwi_bills", args.bill_id),
+				 errhint("Use a new bill_id for a new bill.")));
+	reconciler_wake_at_commit();
+
+	memset(&bill, 0, sizeof(bill));
+	bill.bill_id = (char *) args.bill_id;
+	bill.amount = amount_in_cents(args.amount);
+	bill.currency = (char *) args.currency;
+	bill.status = "CREATING";
+	bill.has_expires_at = true;
+	bill.expires_at = args.expires_at;
+	bill.comment = (char *) args.comment;
+	bill.customer = customer_jsonb(&args);
+	bill.custom_fields = args.custom_fields;
+	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
+}
 
 /*
  * qiwi_create_bill(bill_id, amount, currency, expires_at, comment, phone,
@@ -451,17 +540,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	QiwiBill	bill;
 	QiwiError	error;
 
-	args.bill_id = required_id(fcinfo, 0, "bill_id");
-	args.amount = required_amount(fcinfo, 1, "amount");
-	args.currency = required_currency(fcinfo, 2, "currency");
-	args.expires_at = required_expiry(fcinfo, 3, "expires_at");
-	args.comment = optional_text(fcinfo, 4, "comment");
-	if (args.comment != NULL)
-		check_length(args.comment, QIWI_MAX_COMMENT_LENGTH, "comment");
-	args.phone = optional_phone(fcinfo, 5, "phone");
-	args.email = optional_email(fcinfo, 6, "email");
-	args.account = optional_field(fcinfo, 7, "account", QIWI_MAX_FIELD_LENGTH);
-	args.custom_fields = optional_custom_fields(fcinfo, 8, "custom_fields");
+	create_bill_arguments(fcinfo, &args);
 	success_url = optional_url(fcinfo, 9, "success_url");
 
 	if (!qiwi_create_bill_call(&args, &bill, &error))

@@ -715,6 +715,26 @@ create_bill_body(const QiwiCreateBillArgs *args)
 #define IDEMPOTENT_RETRY_HINT \
 	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
 
+/* The PUT bills/{billId} request (for the reconciler's after-commit creations) */
+void
+qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request)
+{
+	request->method = HTTP_PUT;
+	request->url = bill_url(args->bill_id, NULL);
+	request->body = create_bill_body(args);
+}
+
+/* What QIWI's answer to PUT bills/{billId} says: true with *bill, or *error */
+bool
+qiwi_create_bill_answer(const char *bill_id, const HttpResponse *resp,
+						QiwiBill *bill, QiwiError *error)
+{
+	char	   *context = psprintf("create bill \"%s\"", bill_id);
+
+	return answered_ok(resp, context, IDEMPOTENT_RETRY_HINT, error) &&
+		parse_bill(resp, bill_id, context, bill, error);
+}
+
 /* PUT bills/{billId}: create a bill, or get it back if it already exists */
 bool
 qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError *error)

@@ -158,6 +158,9 @@ extern void qiwi_get_bill_request(const char *bill_id, HttpRequest *request);
 extern bool qiwi_get_bill_answer(const char *bill_id, const HttpResponse *resp,
 								 QiwiBill *bill, QiwiError *error);
 extern const char *qiwi_require_secret_key(void);
+extern void qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request);
+extern bool qiwi_create_bill_answer(const char *bill_id, const HttpResponse *resp,
+									QiwiBill *bill, QiwiError *error);
 extern bool qiwi_reject_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error);
 extern bool qiwi_refund_call(const char *bill_id, const char *refund_id,
 							 Numeric amount, const char *currency,
@@ -192,7 +195,17 @@ typedef enum StoreSource
 extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   char **recorded_status);
 extern void store_check_result(const char *bill_id, bool failed, const char *error);
-extern char **store_due_bills(int limit, int *n);
+/* A bill due for the reconciler: to check, or (creating) to create */
+typedef struct DueBill
+{
+	char	   *bill_id;
+	bool		creating;
+	QiwiCreateBillArgs create;	/* when creating */
+} DueBill;
+
+extern DueBill *store_due_bills(int limit, int *n);
+extern bool store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer);
+extern void store_create_failed(const char *bill_id, const char *reason);
 extern int64 store_make_all_due(void);
 extern bool store_refund_headroom(const char *bill_id, const char *refund_id,
 								  Numeric *paid, Numeric *refunded);

@@ -40,6 +40,8 @@ static SPIPlanPtr check_result_plan = NULL;
 static SPIPlanPtr due_bills_plan = NULL;
 static SPIPlanPtr make_due_plan = NULL;
 static SPIPlanPtr refund_headroom_plan = NULL;
+static SPIPlanPtr intent_insert_plan = NULL;
+static SPIPlanPtr create_failed_plan = NULL;
 
 /* The user to restore after writing as the extension's owner */
 typedef struct OwnerContext
@@ -113,6 +115,7 @@ prepare_plans(Oid schema)
 	Oid			check_types[5] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
 	Oid			int_type[1] = {INT4OID};
 	Oid			event_types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			intent_types[7] = {TEXTOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID};
 
 	memcpy(record_types, bill_types, sizeof(bill_types));
 	record_types[BILL_NARGS] = FLOAT8OID;	/* seconds until the first check */
@@ -129,12 +132,15 @@ prepare_plans(Oid schema)
 	free_plan(&due_bills_plan);
 	free_plan(&make_due_plan);
 	free_plan(&refund_headroom_plan);
+	free_plan(&intent_insert_plan);
+	free_plan(&create_failed_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
 	/* the common case, an answer repeating the recorded status: one plain UPDATE */
 	bill_refresh_plan = prepare_kept(psprintf(
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
-		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
+		" failures = 0, last_error = NULL"
 		" WHERE bill_id = $1 AND status = $5", nsp, bill_columns),
 		BILL_NARGS, record_types);
 
@@ -147,9 +153,10 @@ prepare_plans(Oid schema)
 	bill_record_plan = prepare_kept(psprintf(
 		"WITH old AS (SELECT status FROM %1$s.qiwi_bills WHERE bill_id = $1 FOR UPDATE),"
 		" upd AS (UPDATE %1$s.qiwi_bills b SET (%2$s, checked_at) ="
-		"  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+		"  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
+		"  failures = 0, last_error = NULL"
 		"  FROM old WHERE b.bill_id = $1"
-		"  AND ((old.status = $5 AND NOT $14) OR (old.status = 'WAITING' AND $5 <> 'WAITING'))"
+		"  AND ((old.status = $5 AND NOT $14) OR (old.status IN ('WAITING', 'CREATING') AND $5 <> old.status))"
 		"  RETURNING 1)"
 		" SELECT (SELECT status FROM old), (SELECT count(*) FROM upd)", nsp, bill_columns),
 		BILL_NARGS + 2, record_types);
@@ -190,21 +197,32 @@ prepare_plans(Oid schema)
 		"  ELSE least(clock_timestamp() + make_interval(secs => least($5, $4 * power(2, least(CASE WHEN $2 THEN failures + 1 ELSE check_count + 1 END, 30)))),"
 		"             coalesce(expires_at + interval '1 second', 'infinity'))"
 		"  END"
-		" WHERE bill_id = $1 AND status = 'WAITING'", nsp),
+		" WHERE bill_id = $1 AND status IN ('WAITING', 'CREATING')", nsp),
 		5, check_types);
 	due_bills_plan = prepare_kept(psprintf(
-		"SELECT bill_id FROM %s.qiwi_bills"
-		" WHERE status = 'WAITING' AND next_check_at <= clock_timestamp()"
+		"SELECT bill_id, status, amount, currency, expires_at, comment, customer, custom_fields"
+		" FROM %s.qiwi_bills"
+		" WHERE status IN ('WAITING', 'CREATING') AND next_check_at <= clock_timestamp()"
 		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp),
 		1, int_type);
 	make_due_plan = prepare_kept(psprintf(
 		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
-		" WHERE status = 'WAITING'", nsp),
+		" WHERE status IN ('WAITING', 'CREATING')", nsp),
 		0, NULL);
 	refund_headroom_plan = prepare_kept(psprintf(
 		"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"
 		" FROM %1$s.qiwi_bills b LEFT JOIN %1$s.qiwi_refunds r ON r.bill_id = b.bill_id"
 		" WHERE b.bill_id = $1 GROUP BY b.amount", nsp),
+		2, event_types);
+	intent_insert_plan = prepare_kept(psprintf(
+		"INSERT INTO %s.qiwi_bills (bill_id, amount, currency, status, expires_at, comment,"
+		" customer, custom_fields, checked_at, next_check_at)"
+		" VALUES ($1, $2, $3, 'CREATING', $4, $5, $6, $7, clock_timestamp(), clock_timestamp())"
+		" ON CONFLICT (bill_id) DO NOTHING", nsp),
+		7, intent_types);
+	create_failed_plan = prepare_kept(psprintf(
+		"UPDATE %s.qiwi_bills SET status = 'CREATE_FAILED', last_error = $2, checked_at = clock_timestamp()"
+		" WHERE bill_id = $1 AND status = 'CREATING'", nsp),
 		2, event_types);
 	plans_schema = schema;
 }
@@ -372,7 +390,7 @@ store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 		outcome = STORE_INSERTED;
 	else if (strcmp(old_status, bill->status) == 0)
 		outcome = (source == SOURCE_NOTIFICATION) ? STORE_DUPLICATE : STORE_REFRESHED;
-	else if (strcmp(old_status, "WAITING") == 0)
+	else if (strcmp(old_status, "WAITING") == 0 || strcmp(old_status, "CREATING") == 0)
 		outcome = STORE_ADVANCED;
 	else
 		outcome = STORE_STALE;	/* final already; never replaced */
@@ -427,30 +445,111 @@ store_check_result(const char *bill_id, bool failed, const char *error)
 	end_as_owner(&ctx);
 }
 
-/* Up to limit WAITING bills due for a check, most overdue first; *n of them */
-char **
+/* A string member of a jsonb object, or NULL */
+static char *
+jsonb_string_member(Jsonb *object, const char *key)
+{
+	JsonbValue *v;
+
+	if (object == NULL || !JB_ROOT_IS_OBJECT(object))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&object->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Up to limit bills due for the reconciler, most overdue first: WAITING
+ * ones to check, CREATING ones to create (with what to create); *n of them.
+ */
+DueBill *
 store_due_bills(int limit, int *n)
 {
 	Datum		values[1] = {Int32GetDatum(limit)};
 	OwnerContext ctx;
-	char	  **ids;
+	DueBill    *due;
 
 	begin_as_owner(&ctx);
 	/* rows another writer holds right now are skipped, not waited for */
 	*n = (int) run_plan(due_bills_plan, values, NULL, SPI_OK_SELECT);
-	ids = MemoryContextAlloc(ctx.caller_context, sizeof(char *) * Max(*n, 1));
+	due = MemoryContextAllocZero(ctx.caller_context, sizeof(DueBill) * Max(*n, 1));
 	for (int i = 0; i < *n; i++)
 	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spi_context = MemoryContextSwitchTo(ctx.caller_context);
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		d;
 
-		ids[i] = MemoryContextStrdup(ctx.caller_context, TextDatumGetCString(d));
+		due[i].bill_id = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+		due[i].creating = strcmp(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)), "CREATING") == 0;
+		if (due[i].creating)
+		{
+			QiwiCreateBillArgs *args = &due[i].create;
+			Jsonb	   *customer;
+
+			args->bill_id = due[i].bill_id;
+			args->amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 3, &isnull));
+			args->currency = TextDatumGetCString(SPI_getbinval(row, desc, 4, &isnull));
+			args->expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 5, &isnull));
+			d = SPI_getbinval(row, desc, 6, &isnull);
+			args->comment = isnull ? NULL : TextDatumGetCString(d);
+			d = SPI_getbinval(row, desc, 7, &isnull);
+			customer = isnull ? NULL : DatumGetJsonbPCopy(d);
+			args->phone = jsonb_string_member(customer, "phone");
+			args->email = jsonb_string_member(customer, "email");
+			args->account = jsonb_string_member(customer, "account");
+			d = SPI_getbinval(row, desc, 8, &isnull);
+			args->custom_fields = isnull ? NULL : DatumGetJsonbPCopy(d);
+		}
+		MemoryContextSwitchTo(spi_context);
 	}
 	end_as_owner(&ctx);
-	return ids;
+	return due;
 }
 
-/* Make every WAITING bill due now; how many */
+/* Record a bill to create at QIWI after commit; false if the id is taken */
+bool
+store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
+{
+	Datum		values[7];
+	char		nulls[8] = "       ";
+	OwnerContext ctx;
+	bool		inserted;
+
+	values[0] = CStringGetTextDatum(args->bill_id);
+	values[1] = NumericGetDatum(args->amount);
+	values[2] = CStringGetTextDatum(args->currency);
+	values[3] = TimestampTzGetDatum(args->expires_at);
+	values[4] = text_or_null(args->comment, &nulls[4]);
+	values[5] = PointerGetDatum(customer);
+	nulls[5] = customer ? ' ' : 'n';
+	values[6] = PointerGetDatum(args->custom_fields);
+	nulls[6] = args->custom_fields ? ' ' : 'n';
+
+	begin_as_owner(&ctx);
+	inserted = run_plan(intent_insert_plan, values, nulls, SPI_OK_INSERT) > 0;
+	if (inserted)
+		record_event(args->bill_id, NULL, "CREATING", SOURCE_CALL);
+	end_as_owner(&ctx);
+	return inserted;
+}
+
+/* QIWI refused to create a CREATING bill: record why */
+void
+store_create_failed(const char *bill_id, const char *reason)
+{
+	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(reason)};
+	OwnerContext ctx;
+
+	begin_as_owner(&ctx);
+	if (run_plan(create_failed_plan, values, NULL, SPI_OK_UPDATE) > 0)
+		record_event(bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
+	end_as_owner(&ctx);
+}
+
+/* Make every WAITING (or CREATING) bill due now; how many */
 int64
 store_make_all_due(void)
 {

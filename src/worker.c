@@ -37,6 +37,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -343,28 +344,50 @@ round_may_go_on(void)
 	return !database_wanted_by_others(MyDatabaseId);
 }
 
+/* Record a failed check or creation: backoff, or for good if QIWI refused it */
+static void
+record_failure(const DueBill *due, const QiwiError *error, bool *auth_failed)
+{
+	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
+		*auth_failed = true;
+	else if (due->creating && !error->retry_safe)
+		store_create_failed(due->bill_id, error->message);
+	else
+		store_check_result(due->bill_id, true, error->message);
+}
+
 /* Record one answer (or failure) for a bill; true if its status changed */
 static bool
-record_answer(const char *bill_id, const HttpResponse *resp, bool *failed, bool *auth_failed)
+record_answer(const DueBill *due, const HttpResponse *resp, bool *failed, bool *auth_failed)
 {
 	QiwiBill	bill;
 	QiwiError	error;
+	bool		ok;
 
 	*failed = false;
-	if (!qiwi_get_bill_answer(bill_id, resp, &bill, &error))
+	ok = due->creating ? qiwi_create_bill_answer(due->bill_id, resp, &bill, &error)
+		: qiwi_get_bill_answer(due->bill_id, resp, &bill, &error);
+	if (!ok)
 	{
-		if (error.sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-		{
-			*auth_failed = true;
-			return false;
-		}
-		*failed = true;
-		store_check_result(bill_id, true, error.message);
+		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
+		record_failure(due, &error, auth_failed);
 		return false;
 	}
-	if (strcmp(bill.status, "WAITING") == 0)
+	/* QIWI answers a reused billId with the bill it has: it must be ours */
+	if (due->creating &&
+		(DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(bill.amount),
+										   NumericGetDatum(due->create.amount))) != 0 ||
+		 strcmp(bill.currency, due->create.currency) != 0))
 	{
-		store_check_result(bill_id, false, NULL);
+		*failed = true;
+		store_create_failed(due->bill_id,
+							psprintf("QIWI already has a bill with this id for %s %s",
+									 qiwi_format_amount(bill.amount), bill.currency));
+		return false;
+	}
+	if (!due->creating && strcmp(bill.status, "WAITING") == 0)
+	{
+		store_check_result(due->bill_id, false, NULL);
 		return false;
 	}
 	switch (store_bill(&bill, SOURCE_RECONCILER, NULL))
@@ -385,7 +408,7 @@ static int
 reconcile_round(MemoryContext round_context, bool *auth_failed)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	char	  **ids;
+	DueBill    *due;
 	int			n;
 	HttpRequest *requests;
 	HttpResponse *responses;
@@ -399,7 +422,7 @@ reconcile_round(MemoryContext round_context, bool *auth_failed)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "qiwi_kassa: claiming due bills");
 	MemoryContextSwitchTo(round_context);
-	ids = store_due_bills(qiwi_reconcile_batch_size, &n);
+	due = store_due_bills(qiwi_reconcile_batch_size, &n);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_context);
@@ -415,7 +438,12 @@ reconcile_round(MemoryContext round_context, bool *auth_failed)
 	requests = palloc(sizeof(HttpRequest) * n);
 	responses = palloc(sizeof(HttpResponse) * n);
 	for (int i = 0; i < n; i++)
-		qiwi_get_bill_request(ids[i], &requests[i]);
+	{
+		if (due[i].creating)
+			qiwi_create_bill_request(&due[i].create, &requests[i]);
+		else
+			qiwi_get_bill_request(due[i].bill_id, &requests[i]);
+	}
 	http_perform_many(requests, n, qiwi_reconcile_concurrency, qiwi_secret_key,
 					  responses, round_may_go_on);
 
@@ -433,7 +461,7 @@ reconcile_round(MemoryContext round_context, bool *auth_failed)
 			/* an abandoned round leaves its bills due: they are checked next time */
 			if (responses[i].failure == HTTP_FAIL_ABANDONED)
 				continue;
-			if (record_answer(ids[i], &responses[i], &bill_failed, auth_failed))
+			if (record_answer(&due[i], &responses[i], &bill_failed, auth_failed))
 				changed++;
 			if (bill_failed)
 				failed++;

@@ -9,6 +9,7 @@ use warnings;
 
 use IPC::Run;
 use QiwiTest;
+use HTTP::Tiny;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -22,6 +23,7 @@ qiwi.reconcile_max_interval = '2s'
 qiwi.reconcile_concurrency = 4
 });
 sandbox('/sandbox/reset');
+my $http_stats = sub { HTTP::Tiny->new->get("$sandbox_url/sandbox/stats")->{content} };
 
 # A query's single value
 sub sql { return $node->safe_psql('postgres', $_[0]); }
@@ -191,6 +193,37 @@ is(sql(q{SELECT extract(epoch FROM next_check_at - checked_at)::int BETWEEN 13 A
 	't', 'its next check is 2 x 7 s later');
 sql(q{ALTER SYSTEM SET qiwi.reconcile_interval = '1s'});
 sql('SELECT pg_reload_conf()');
+
+# After-commit creation: a rolled-back order leaves no bill at QIWI; a
+# committed one is created by the reconciler, exactly once
+sub sandbox_bills { return $1 if ($http_stats->() =~ /"bills":(\d+)/); die; }
+my $bills_before = sandbox_bills();
+sql(q{BEGIN; SELECT qiwi_create_bill_after_commit('ac-1', 15); ROLLBACK;});
+sleep 2;
+is(sandbox_bills(), $bills_before, 'a rolled-back transaction leaves no bill at QIWI');
+is(sql(q{SELECT count(*) FROM qiwi_bills WHERE bill_id = 'ac-1'}), '0', 'nor in qiwi_bills');
+is(sql(q{BEGIN; SELECT status FROM qiwi_create_bill_after_commit('ac-2', 15, comment => 'after commit',
+	                                                             email => 'b@example.com'); COMMIT;}),
+	'CREATING', 'the bill is recorded as CREATING');
+wait_for(q{SELECT status = 'WAITING' AND pay_url IS NOT NULL FROM qiwi_bills WHERE bill_id = 'ac-2'},
+	'after commit the reconciler creates it at QIWI');
+is(sandbox_bills(), $bills_before + 1, 'exactly one bill at QIWI');
+is(sql(q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status || ':' || source, ',' ORDER BY id)
+	       FROM qiwi_bill_events WHERE bill_id = 'ac-2'}),
+	'->CREATING:call,CREATING>WAITING:reconciler', 'with an event for each step');
+is(sql(q{SELECT comment || ' ' || (customer->>'email') FROM qiwi_bills WHERE bill_id = 'ac-2'}),
+	'after commit b@example.com', 'as it was asked for');
+sql(q{SELECT qiwi_create_bill_after_commit('ac-3', 1, 'USD')});
+wait_for(q{SELECT status = 'CREATE_FAILED' FROM qiwi_bills WHERE bill_id = 'ac-3'},
+	'a bill QIWI refuses for good becomes CREATE_FAILED');
+like(sql(q{SELECT last_error FROM qiwi_bills WHERE bill_id = 'ac-3'}), qr/QIWI rejected the request/,
+	'with the reason');
+sandbox('/sandbox/faults', '{"status": 503, "times": 1}');
+sql(q{SELECT qiwi_create_bill_after_commit('ac-4', 2)});
+wait_for(q{SELECT status = 'WAITING' FROM qiwi_bills WHERE bill_id = 'ac-4'},
+	'a creation that meets a 503 is retried on its schedule');
+is(sql(q{SELECT failures = 0 AND last_error IS NULL FROM qiwi_bills WHERE bill_id = 'ac-4'}), 't',
+	'and its failure is cleared');
 
 # pg_terminate_backend: the launcher starts it again within seconds
 my $pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
