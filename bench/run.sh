@@ -7,7 +7,7 @@ source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
-QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR)
+QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR iproute2)
 
 install_packages
 build_and_install
@@ -105,6 +105,13 @@ http {
 		server_name localhost;
 		ssl_certificate $TLS_DIR/server.pem;
 		ssl_certificate_key $TLS_DIR/server.key;
+		location ~ ^/partner/bill/v1/bills/missing-[^/]+\$ {
+			default_type application/json;
+			return 404 '{"serviceName":"invoicing-api","errorCode":"api.invoice.not.found","description":"Invoice not found","userMessage":"Invoice not found","dateTime":"2026-11-22T10:00:00.000+03:00","traceId":"b3d41cafa0c6d088"}';
+		}
+		location ~ ^/partner/bill/v1/bills/busy-[^/]+\$ {
+			return 503 '<html><body>Service Unavailable</body></html>';
+		}
 		location ~ ^/partner/bill/v1/bills/([^/]+)\$ {
 			default_type application/json;
 			return 200 '{"siteId":"270305","billId":"\$1","amount":{"currency":"RUB","value":"1.00"},"status":{"value":"WAITING","changedDateTime":"2026-11-22T10:00:00.000+03:00"},"comment":null,"creationDateTime":"2026-11-22T10:00:00.000+03:00","expirationDateTime":"2026-12-22T10:00:00.000+03:00","payUrl":"https://oplata.qiwi.com/form/?invoice_uid=0b1c"}';
@@ -192,23 +199,45 @@ PY_MS=$(awk -v s="$PY_S" -v n=$PY_CALLS 'BEGIN { printf "%.3f", 1000 * s / n }')
 report_at_most "qiwi_bill_status vs the C limit, per call" "$OURS_MS" "$LIMIT_MS" ms 1.3
 report "qiwi_bill_status vs plpython3u, per call" "$OURS_MS" "$PY_MS" ms 10
 
-# ---- 4a. backend memory across many calls ----
+# ---- 4a. backend memory and sockets across many calls, half of them failing ----
 MEM_CALLS=100000
 [ $QUICK -eq 1 ] && MEM_CALLS=2000
-say "memory: $MEM_CALLS qiwi_bill_status calls in one backend"
+say "memory: $MEM_CALLS qiwi_bill_status calls in one backend, half of them failing"
 MEM=$(bench_sql <<SQL | grep '|'
-SELECT count(*) FROM generate_series(1, 1000) i, qiwi_bill_status('m' || (i % 100));
+SET qiwi.max_retries = 0;
+CREATE FUNCTION mixed_calls(n int) RETURNS int LANGUAGE plpgsql AS \$\$
+DECLARE failed int := 0;
+BEGIN
+	FOR i IN 1..n LOOP
+		BEGIN
+			CASE i % 6
+				WHEN 1 THEN PERFORM qiwi_bill_status('missing-' || i);	-- 404
+				WHEN 3 THEN PERFORM qiwi_bill_status('busy-' || i);		-- 503
+				WHEN 5 THEN PERFORM qiwi_bill_status('bad/' || i);		-- bad input, no request
+				ELSE PERFORM qiwi_bill_status('m' || (i % 100));
+			END CASE;
+		EXCEPTION WHEN OTHERS THEN failed := failed + 1;
+		END;
+	END LOOP;
+	RETURN failed;
+END \$\$;
+SELECT mixed_calls(1000);
 SELECT (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] || '|' ||
        (SELECT sum(total_bytes) FROM pg_backend_memory_contexts) AS before \gset
-SELECT count(*) FROM generate_series(1, $MEM_CALLS) i, qiwi_bill_status('m' || (i % 100));
+SELECT mixed_calls($MEM_CALLS) AS failed \gset
+CREATE TEMP TABLE ss_out (line text);
+COPY ss_out FROM PROGRAM 'ss -Htnp state established "( dport = :$NGINX_PORT )"';
 SELECT :'before' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] || '|' ||
-       (SELECT sum(total_bytes) FROM pg_backend_memory_contexts);
+       (SELECT sum(total_bytes) FROM pg_backend_memory_contexts) || '|' || :failed || '|' ||
+       (SELECT count(*) FROM ss_out WHERE line LIKE '%pid=' || pg_backend_pid() || ',%');
 SQL
 )
-IFS='|' read -r RSS0 CTX0 RSS1 CTX1 <<<"$MEM"
+IFS='|' read -r RSS0 CTX0 RSS1 CTX1 FAILED_CALLS SOCKETS <<<"$MEM"
 GROWTH_KB=$(( RSS1 - RSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend RssAnon growth, $MEM_CALLS calls" "$GROWTH_KB kB" "$RSS0 kB" "" "< 1024 kB" "$([ $GROWTH_KB -lt 1024 ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  of which failed (404, 503, bad input)" "$FAILED_CALLS" "" "" "half" "$([ "$FAILED_CALLS" -eq $(( MEM_CALLS / 2 )) ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend memory contexts growth" "$(( (CTX1 - CTX0) / 1024 )) kB" "$(( CTX0 / 1024 )) kB" "" "< 1024 kB" "$([ $(( CTX1 - CTX0 )) -lt 1048576 ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend connections to QIWI afterwards" "$SOCKETS" "" "" "<= 1" "$([ "$SOCKETS" -le 1 ] && echo met || echo MISSED)")")
 
 # ---- 3. reconciler throughput against a QIWI answering in 50 ms ----
 say "reconciler: starting a sandbox and pointing the reconciler at it"
