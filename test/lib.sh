@@ -136,8 +136,8 @@ qiwi_test.https_url = 'https://localhost:$HTTPS_PORT'
 qiwi_test.https_wrong_host_url = 'https://127.0.0.1:$HTTPS_PORT'
 qiwi_test.ca_file = '$TLS_DIR/ca.pem'
 qiwi_test.unused_url = 'http://127.0.0.1:$(free_port)'
-log_min_messages = debug1
-log_min_error_statement = debug1
+log_min_messages = debug5
+log_min_error_statement = debug5
 log_error_verbosity = verbose
 CONF
 }
