@@ -358,7 +358,7 @@ optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
 	if (value == NULL)
 		return NULL;
 	check_length(value, 2048, argname);
-	if (!http_url_is_valid(value, true))
+	if (!http_url_is_valid(value))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be an absolute http or https URL", argname)));

@@ -478,7 +478,7 @@ http_escape_path_segment(const char *segment)
 
 /* Is this an absolute URL that libcurl accepts, with scheme http or https? */
 bool
-http_url_is_valid(const char *url, bool require_https_or_http)
+http_url_is_valid(const char *url)
 {
 	CURLU	   *u = curl_url();
 	char	   *scheme = NULL;
@@ -490,7 +490,7 @@ http_url_is_valid(const char *url, bool require_https_or_http)
 				 errmsg("out of memory while checking a URL")));
 	ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK;
-	if (ok && require_https_or_http)
+	if (ok)
 		ok = pg_strcasecmp(scheme, "http") == 0 || pg_strcasecmp(scheme, "https") == 0;
 	curl_free(scheme);
 	curl_url_cleanup(u);

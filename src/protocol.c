@@ -62,7 +62,7 @@ qiwi_format_amount(Numeric amount)
 }
 
 /* Is this one of the final bill statuses of seed 001? */
-bool
+static bool
 qiwi_status_is_final(const char *status)
 {
 	return strcmp(status, "PAID") == 0 ||
@@ -457,7 +457,7 @@ qiwi_raise(const QiwiError *error)
 /* ---------- requests ---------- */
 
 /* The secret key, or an error if the server has none configured */
-const char *
+static const char *
 qiwi_require_secret_key(void)
 {
 	if (qiwi_secret_key == NULL || qiwi_secret_key[0] == '\0')

@@ -95,7 +95,7 @@ extern void http_perform_many(const HttpRequest *requests, int n, int concurrenc
 							  const char *bearer, HttpResponse *responses,
 							  bool (*keep_going) (void));
 extern char *http_escape_path_segment(const char *segment);
-extern bool http_url_is_valid(const char *url, bool require_https_or_http);
+extern bool http_url_is_valid(const char *url);
 extern char *http_append_query(const char *url, const char *name, const char *value);
 
 /* protocol.c: the Bill Payments objects */
@@ -157,7 +157,6 @@ extern bool qiwi_get_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *e
 extern void qiwi_get_bill_request(const char *bill_id, HttpRequest *request);
 extern bool qiwi_get_bill_answer(const char *bill_id, const HttpResponse *resp,
 								 QiwiBill *bill, QiwiError *error);
-extern const char *qiwi_require_secret_key(void);
 extern void qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request);
 extern bool qiwi_create_bill_answer(const char *bill_id, const HttpResponse *resp,
 									QiwiBill *bill, QiwiError *error);
@@ -173,7 +172,6 @@ extern bool qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **cur
 							 char **problem);
 extern char *qiwi_format_amount(Numeric amount);
 extern bool qiwi_amount_has_cents_only(Numeric amount);
-extern bool qiwi_status_is_final(const char *status);
 
 /* store.c: bookkeeping in the extension's tables */
 typedef enum StoreOutcome
