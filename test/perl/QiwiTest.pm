@@ -8,8 +8,9 @@ use warnings;
 use Exporter 'import';
 use HTTP::Tiny;
 use PostgreSQL::Test::Cluster;
+use Test::More;
 
-our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests qiwi_node);
+our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests qiwi_node query_value wait_true);
 
 our $sandbox_url = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
 our $sandbox_secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
@@ -45,6 +46,20 @@ qiwi.secret_key = '$sandbox_secret'
 } . ($extra // ''));
 	$node->start;
 	return $node;
+}
+
+# A query's single value, in database postgres of the node
+sub query_value
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# A test that a query comes to return t in database postgres of the node
+sub wait_true
+{
+	my ($node, $sql, $what) = @_;
+	ok($node->poll_query_until('postgres', $sql), $what);
 }
 
 1;

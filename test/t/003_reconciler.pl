@@ -25,15 +25,9 @@ qiwi.reconcile_concurrency = 4
 sandbox('/sandbox/reset');
 my $http_stats = sub { HTTP::Tiny->new->get("$sandbox_url/sandbox/stats")->{content} };
 
-# A query's single value
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-# Wait until a query returns t
-sub wait_for
-{
-	my ($sql, $what) = @_;
-	ok($node->poll_query_until('postgres', $sql), $what);
-}
+# A query's single value; a test that a query comes to return t
+sub sql { return query_value($node, @_); }
+sub wait_for { wait_true($node, @_); }
 
 # The reconciler waits for the extension, then runs
 ok($node->poll_query_until('postgres', q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'}),

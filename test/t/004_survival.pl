@@ -24,15 +24,9 @@ sandbox('/sandbox/reset');
 my $http_delete_faults = sub { HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults") };
 $node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
 
-# A query's single value
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-# Wait until a query returns t
-sub wait_for
-{
-	my ($sql, $what) = @_;
-	ok($node->poll_query_until('postgres', $sql), $what);
-}
+# A query's single value; a test that a query comes to return t
+sub sql { return query_value($node, @_); }
+sub wait_for { wait_true($node, @_); }
 
 # 300 WAITING bills, left out of the schedule until a test makes them due
 my $bills = 300;
