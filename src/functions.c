@@ -430,22 +430,6 @@ refund_datum(FunctionCallInfo fcinfo, const QiwiRefund *refund)
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
-/* An amount (already checked to have at most two decimals) with exactly two */
-static Numeric
-amount_in_cents(Numeric amount)
-{
-	return DatumGetNumeric(DirectFunctionCall2(numeric_round, NumericGetDatum(amount),
-											   Int32GetDatum(2)));
-}
-
-/* Are two amounts equal as money? */
-static bool
-amounts_equal(Numeric a, Numeric b)
-{
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
-											 NumericGetDatum(b))) == 0;
-}
-
 /* ---------- the functions ---------- */
 
 /* Check and collect the arguments a bill is created from (arguments 0-8) */
@@ -517,7 +501,7 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 
 	memset(&bill, 0, sizeof(bill));
 	bill.bill_id = (char *) args.bill_id;
-	bill.amount = amount_in_cents(args.amount);
+	bill.amount = qiwi_amount_to_cents(args.amount);
 	bill.currency = (char *) args.currency;
 	bill.status = "CREATING";
 	bill.has_expires_at = true;
@@ -545,18 +529,6 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 
 	if (!qiwi_create_bill_call(&args, &bill, &error))
 		qiwi_raise(&error);
-
-	/* QIWI answers a repeated billId with the bill it already has */
-	if (!amounts_equal(bill.amount, args.amount) ||
-		strcmp(bill.currency, args.currency) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
-				 errmsg("could not create bill \"%s\": QIWI already has a bill with this id for a different amount",
-						args.bill_id),
-				 errdetail("QIWI's bill is for %s %s; this call asked for %s %s.",
-						   qiwi_format_amount(bill.amount), bill.currency,
-						   qiwi_format_amount(args.amount), args.currency),
-				 errhint("Use a new bill_id for a new bill.")));
 
 	store_bill(&bill, SOURCE_CALL, NULL);
 
@@ -630,17 +602,6 @@ qiwi_refund(PG_FUNCTION_ARGS)
 
 	if (!qiwi_refund_call(bill_id, refund_id, amount, currency, &refund, &error))
 		qiwi_raise(&error);
-
-	/* QIWI answers a repeated refundId with the refund it already made */
-	if (!amounts_equal(refund.amount, amount) || strcmp(refund.currency, currency) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
-				 errmsg("could not refund \"%s\" of bill \"%s\": QIWI already has a refund with this id for a different amount",
-						refund_id, bill_id),
-				 errdetail("QIWI's refund is for %s %s; this call asked for %s %s.",
-						   qiwi_format_amount(refund.amount), refund.currency,
-						   qiwi_format_amount(amount), currency),
-				 errhint("Use a new refund_id for a new refund.")));
 
 	store_refund(&refund);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));

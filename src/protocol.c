@@ -34,8 +34,8 @@
 /* ---------- amounts and timestamps ---------- */
 
 /* Round an amount to two decimals (callers have checked this is exact) */
-static Numeric
-amount_to_cents(Numeric amount)
+Numeric
+qiwi_amount_to_cents(Numeric amount)
 {
 	return DatumGetNumeric(DirectFunctionCall2(numeric_round,
 											   NumericGetDatum(amount),
@@ -46,7 +46,7 @@ amount_to_cents(Numeric amount)
 bool
 qiwi_amount_has_cents_only(Numeric amount)
 {
-	Numeric		rounded = amount_to_cents(amount);
+	Numeric		rounded = qiwi_amount_to_cents(amount);
 
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 											 NumericGetDatum(rounded),
@@ -58,7 +58,7 @@ char *
 qiwi_format_amount(Numeric amount)
 {
 	return DatumGetCString(DirectFunctionCall1(numeric_out,
-											   NumericGetDatum(amount_to_cents(amount))));
+											   NumericGetDatum(qiwi_amount_to_cents(amount))));
 }
 
 /* Is this one of the final bill statuses of seed 001? */
@@ -309,7 +309,7 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 		*problem = pstrdup("field \"amount.value\" is neither a number nor a decimal string");
 		return false;
 	}
-	*amount = amount_to_cents(value);
+	*amount = qiwi_amount_to_cents(value);
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(*amount),
 										  NumericGetDatum(value))) != 0)
 	{
@@ -715,6 +715,39 @@ create_bill_body(const QiwiCreateBillArgs *args)
 #define IDEMPOTENT_RETRY_HINT \
 	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
 
+/*
+ * QIWI answers a PUT with a reused id with the bill or refund it already
+ * has: false with *error unless that is for the amount and currency asked.
+ */
+static bool
+same_money(Numeric amount, const char *currency, Numeric asked, const char *asked_currency,
+		   const char *context, const char *what, QiwiError *error)
+{
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(asked))) == 0 &&
+		strcmp(currency, asked_currency) == 0)
+		return true;
+	error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
+	error->message = psprintf("could not %s: QIWI already has a %s with this id for a different amount",
+							  context, what);
+	error->detail = psprintf("QIWI's %s is for %s %s; this call asked for %s %s.", what,
+							 qiwi_format_amount(amount), currency,
+							 qiwi_format_amount(asked), asked_currency);
+	error->hint = psprintf("Use a new %s_id for a new %s.", what, what);
+	error->retry_safe = false;
+	return false;
+}
+
+/* The created bill from a 2xx answer to PUT bills/{billId} */
+static bool
+created_bill(const QiwiCreateBillArgs *args, const HttpResponse *resp,
+			 const char *context, QiwiBill *bill, QiwiError *error)
+{
+	return parse_bill(resp, args->bill_id, context, bill, error) &&
+		same_money(bill->amount, bill->currency, args->amount, args->currency,
+				   context, "bill", error);
+}
+
 /* The PUT bills/{billId} request (for the reconciler's after-commit creations) */
 void
 qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request)
@@ -726,13 +759,13 @@ qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request)
 
 /* What QIWI's answer to PUT bills/{billId} says: true with *bill, or *error */
 bool
-qiwi_create_bill_answer(const char *bill_id, const HttpResponse *resp,
+qiwi_create_bill_answer(const QiwiCreateBillArgs *args, const HttpResponse *resp,
 						QiwiBill *bill, QiwiError *error)
 {
-	char	   *context = psprintf("create bill \"%s\"", bill_id);
+	char	   *context = psprintf("create bill \"%s\"", args->bill_id);
 
 	return answered_ok(resp, context, IDEMPOTENT_RETRY_HINT, error) &&
-		parse_bill(resp, bill_id, context, bill, error);
+		created_bill(args, resp, context, bill, error);
 }
 
 /* PUT bills/{billId}: create a bill, or get it back if it already exists */
@@ -747,7 +780,7 @@ qiwi_create_bill_call(const QiwiCreateBillArgs *args, QiwiBill *bill, QiwiError 
 	if (!exchange(HTTP_PUT, bill_url(args->bill_id, NULL), create_bill_body(args),
 				  context, IDEMPOTENT_RETRY_HINT, true, &resp, error, &attempts))
 		return false;
-	return parse_bill(&resp, args->bill_id, context, bill, error);
+	return created_bill(args, &resp, context, bill, error);
 }
 
 /* The GET bills/{billId} request (for callers that send many at once) */
@@ -828,7 +861,8 @@ qiwi_refund_call(const char *bill_id, const char *refund_id, Numeric amount,
 	if (!exchange(HTTP_PUT, refund_url(bill_id, refund_id), body.data,
 				  context, IDEMPOTENT_RETRY_HINT, true, &resp, error, &attempts))
 		return false;
-	return parse_refund(&resp, bill_id, refund_id, context, refund, error);
+	return parse_refund(&resp, bill_id, refund_id, context, refund, error) &&
+		same_money(refund->amount, refund->currency, amount, currency, context, "refund", error);
 }
 
 /* GET bills/{billId}/refunds/{refundId} */

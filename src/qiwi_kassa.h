@@ -158,7 +158,7 @@ extern void qiwi_get_bill_request(const char *bill_id, HttpRequest *request);
 extern bool qiwi_get_bill_answer(const char *bill_id, const HttpResponse *resp,
 								 QiwiBill *bill, QiwiError *error);
 extern void qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request);
-extern bool qiwi_create_bill_answer(const char *bill_id, const HttpResponse *resp,
+extern bool qiwi_create_bill_answer(const QiwiCreateBillArgs *args, const HttpResponse *resp,
 									QiwiBill *bill, QiwiError *error);
 extern bool qiwi_reject_bill_call(const char *bill_id, QiwiBill *bill, QiwiError *error);
 extern bool qiwi_refund_call(const char *bill_id, const char *refund_id,
@@ -171,6 +171,7 @@ extern bool qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **
 extern bool qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency,
 							 char **problem);
 extern char *qiwi_format_amount(Numeric amount);
+extern Numeric qiwi_amount_to_cents(Numeric amount);
 extern bool qiwi_amount_has_cents_only(Numeric amount);
 
 /* store.c: bookkeeping in the extension's tables */

@@ -37,7 +37,6 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
-#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -365,24 +364,12 @@ record_answer(const DueBill *due, const HttpResponse *resp, bool *failed, bool *
 	bool		ok;
 
 	*failed = false;
-	ok = due->creating ? qiwi_create_bill_answer(due->bill_id, resp, &bill, &error)
+	ok = due->creating ? qiwi_create_bill_answer(&due->create, resp, &bill, &error)
 		: qiwi_get_bill_answer(due->bill_id, resp, &bill, &error);
 	if (!ok)
 	{
 		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
 		record_failure(due, &error, auth_failed);
-		return false;
-	}
-	/* QIWI answers a reused billId with the bill it has: it must be ours */
-	if (due->creating &&
-		(DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(bill.amount),
-										   NumericGetDatum(due->create.amount))) != 0 ||
-		 strcmp(bill.currency, due->create.currency) != 0))
-	{
-		*failed = true;
-		store_create_failed(due->bill_id,
-							psprintf("QIWI already has a bill with this id for %s %s",
-									 qiwi_format_amount(bill.amount), bill.currency));
 		return false;
 	}
 	if (!due->creating && strcmp(bill.status, "WAITING") == 0)
