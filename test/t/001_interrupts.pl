@@ -21,26 +21,26 @@ sub new_node
 	return $node;
 }
 
-# Start a psql running $sql in the background
-sub start_psql
+# Start a call that hangs in QIWI (the sandbox is slow), interrupt it with
+# $interrupt->($pid) once it waits in the request (wait event "Extension"),
+# and return how long it took to end and what the client saw on stderr
+sub interrupt_hung_request
 {
-	my ($node, $sql, $out, $err) = @_;
-	return IPC::Run::start(
-		[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
-		'>', $out, '2>', $err);
-}
-
-# Wait until a backend sits in a QIWI request (wait event "Extension"); its pid
-sub wait_for_hung_request
-{
-	my ($node) = @_;
-	$node->poll_query_until('postgres', q{
-		SELECT count(*) = 1 FROM pg_stat_activity
-		 WHERE wait_event_type = 'Extension' AND query LIKE '%qiwi_bill_status%'})
+	my ($node, $interrupt) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+		  '-c', "SELECT status FROM qiwi_bill_status('tap-1')" ],
+		'>', \$out, '2>', \$err);
+	my $waiting = q{FROM pg_stat_activity
+		WHERE wait_event_type = 'Extension' AND query LIKE '%qiwi_bill_status%'};
+	$node->poll_query_until('postgres', "SELECT count(*) = 1 $waiting")
 	  or die "no backend is waiting in a QIWI request";
-	return $node->safe_psql('postgres', q{
-		SELECT pid FROM pg_stat_activity
-		 WHERE wait_event_type = 'Extension' AND query LIKE '%qiwi_bill_status%'});
+	my $pid = $node->safe_psql('postgres', "SELECT pid $waiting");
+	my $t0 = [gettimeofday];
+	$interrupt->($pid);
+	$h->finish;
+	return (tv_interval($t0), $err);
 }
 
 my $node = new_node('interrupts');
@@ -54,13 +54,8 @@ my $latency_s = 5;
 sandbox('/sandbox/latency', qq{{"ms": @{[ $latency_s * 1000 ]}}});
 
 # pg_cancel_backend
-my ($out, $err) = ('', '');
-my $h = start_psql($node, "SELECT status FROM qiwi_bill_status('tap-1')", \$out, \$err);
-my $pid = wait_for_hung_request($node);
-my $t0 = [gettimeofday];
-$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
-$h->finish;
-my $cancel_s = tv_interval($t0);
+my ($cancel_s, $err) = interrupt_hung_request($node,
+	sub { $node->safe_psql('postgres', "SELECT pg_cancel_backend($_[0])") });
 like($err, qr/canceling statement due to user request/, 'a cancel ends the request with PostgreSQL\'s own error');
 cmp_ok($cancel_s, '<', $latency_s / 2, 'the cancel took effect before QIWI answered');
 diag(sprintf('pg_cancel_backend ended the hung request in %.0f ms', $cancel_s * 1000));
@@ -70,19 +65,16 @@ my $session = "SET statement_timeout = '300ms';\n"
   . "SELECT qiwi_bill_status('tap-1');\n"
   . "RESET statement_timeout;\n"
   . "SELECT 'still usable';\n";
-($out, $err) = ('', '');
+my $out = '';
+$err = '';
 IPC::Run::run([ 'psql', '-X', '-d', $node->connstr('postgres') ], '<', \$session, '>', \$out, '2>', \$err);
 like($err, qr/canceling statement due to statement timeout/, 'statement_timeout ends it too');
 like($out, qr/still usable/, 'the session goes on after the cancel');
 
 # pg_terminate_backend
-($out, $err) = ('', '');
-$h = start_psql($node, "SELECT status FROM qiwi_bill_status('tap-1')", \$out, \$err);
-$pid = wait_for_hung_request($node);
-$t0 = [gettimeofday];
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-$h->finish;
-my $terminate_s = tv_interval($t0);
+my $terminate_s;
+($terminate_s, $err) = interrupt_hung_request($node,
+	sub { $node->safe_psql('postgres', "SELECT pg_terminate_backend($_[0])") });
 like($err, qr/terminating connection due to administrator command/, 'pg_terminate_backend ends it');
 cmp_ok($terminate_s, '<', $latency_s / 2, 'the termination took effect before QIWI answered');
 diag(sprintf('pg_terminate_backend ended the hung request in %.0f ms', $terminate_s * 1000));
@@ -119,13 +111,8 @@ cmp_ok($ctx1 - $ctx0, '<=', 0, 'memory contexts do not grow');
 
 # Postmaster death while a backend waits for QIWI: the backend exits
 sandbox('/sandbox/latency', qq{{"ms": @{[ $latency_s * 1000 ]}}});
-($out, $err) = ('', '');
-$h = start_psql($node, "SELECT status FROM qiwi_bill_status('tap-1')", \$out, \$err);
-$pid = wait_for_hung_request($node);
-$t0 = [gettimeofday];
-kill 'KILL', $node->{_pid};
-$h->finish;
-my $orphan_s = tv_interval($t0);
+my $orphan_s;
+($orphan_s, $err) = interrupt_hung_request($node, sub { kill 'KILL', $node->{_pid} });
 like($err, qr/terminating QIWI request because the postmaster died/,
 	'the backend ends its request and exits when the postmaster dies');
 cmp_ok($orphan_s, '<', $latency_s / 2, 'it exits before QIWI answers');
