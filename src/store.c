@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -48,8 +49,18 @@ typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	int			guc_nestlevel;	/* undoes the fixed search_path */
 	MemoryContext caller_context;	/* survives SPI_finish */
 } OwnerContext;
+
+/*
+ * The search_path of every statement run as the owner: the caller's path
+ * could name a schema of its own, whose functions and operators would then
+ * run with the owner's rights.  The extension's tables are named with
+ * their schema; pg_temp last, so it can shadow nothing.
+ */
+#define OWNER_SEARCH_PATH "pg_catalog, pg_temp"
+
 
 /* Find the installed extension's schema and owner in pg_extension */
 static void
@@ -246,6 +257,10 @@ begin_as_owner(OwnerContext *ctx)
 	SetUserIdAndSecContext(owner, ctx->save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	/* an error before end_as_owner undoes both at (sub)transaction abort */
+	ctx->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", OWNER_SEARCH_PATH, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans(schema);
@@ -256,6 +271,7 @@ static void
 end_as_owner(OwnerContext *ctx)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, ctx->guc_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 }
 
