@@ -9,6 +9,8 @@
 #include "qiwi_kassa.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -365,6 +367,47 @@ optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return value;
 }
 
+/* ---------- can the answer be recorded? ---------- */
+
+/*
+ * Refuse, before anything is sent, a call that would change something at
+ * QIWI in a transaction that cannot record QIWI's answer: QIWI would have
+ * the bill or refund and qiwi_bills would not.
+ */
+static void
+require_writable(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s on a hot standby", what),
+				 errdetail("QIWI's answer could not be recorded in qiwi_bills. Nothing was sent to QIWI."),
+				 errhint("Call it on the primary server.")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s in a read-only transaction", what),
+				 errdetail("QIWI's answer could not be recorded in qiwi_bills. Nothing was sent to QIWI."),
+				 errhint("Call it in a read-write transaction.")));
+}
+
+/*
+ * Can a reading call record what it learnt?  If not (a read-only
+ * transaction, a hot standby), it still answers, with a warning.
+ */
+static bool
+can_record(const char *what)
+{
+	if (!XactReadOnly)
+		return true;
+	ereport(WARNING,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s was not recorded: the transaction is read-only", what),
+			 errdetail(RecoveryInProgress() ? "This server is a hot standby." :
+					   "The answer is returned but qiwi_bills and qiwi_refunds are unchanged.")));
+	return false;
+}
+
 /* ---------- results ---------- */
 
 /* Build the qiwi_bill composite for a bill */
@@ -492,6 +535,7 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 	QiwiBill	bill;
 
 	create_bill_arguments(fcinfo, &args);
+	require_writable("record a bill to create");
 	if (!store_bill_intent(&args, customer_jsonb(&args)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -526,6 +570,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 
 	create_bill_arguments(fcinfo, &args);
 	success_url = optional_url(fcinfo, 9, "success_url");
+	require_writable("create a bill");
 
 	if (!qiwi_create_bill_call(&args, &bill, &error))
 		qiwi_raise(&error);
@@ -548,7 +593,8 @@ qiwi_bill_status(PG_FUNCTION_ARGS)
 
 	if (!qiwi_get_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
-	store_bill(&bill, SOURCE_CALL, NULL);
+	if (can_record(psprintf("the status of bill \"%s\"", bill_id)))
+		store_bill(&bill, SOURCE_CALL, NULL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -560,6 +606,7 @@ qiwi_cancel_bill(PG_FUNCTION_ARGS)
 	QiwiBill	bill;
 	QiwiError	error;
 
+	require_writable("cancel a bill");
 	if (!qiwi_reject_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
 	store_bill(&bill, SOURCE_CALL, NULL);
@@ -579,6 +626,7 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	Numeric		paid;
 	Numeric		refunded;
 
+	require_writable("refund a bill");
 	/* more than is left to return is refused here when our tables show it */
 	if (store_refund_headroom(bill_id, refund_id, &paid, &refunded))
 	{
@@ -618,7 +666,8 @@ qiwi_refund_status(PG_FUNCTION_ARGS)
 
 	if (!qiwi_get_refund_call(bill_id, refund_id, &refund, &error))
 		qiwi_raise(&error);
-	store_refund(&refund);
+	if (can_record(psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id)))
+		store_refund(&refund);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
 }
 
