@@ -2,10 +2,14 @@
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
 OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o src/notification.o src/worker.o
-DATA = sql/qiwi_kassa--1.0.sql
+# The version is written once, in the control file; sql/qiwi_kassa.sql is
+# installed as that version's script, older ones stay as released
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
-REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_https qiwi_security qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly
+REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_https qiwi_security qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
@@ -21,3 +25,10 @@ $(OBJS): src/qiwi_kassa.h
 .PHONY: regress-list
 regress-list:
 	@echo $(REGRESS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
+	cp $< $@
+
+.PHONY: extversion
+extversion:
+	@echo $(EXTVERSION)

@@ -20,6 +20,9 @@ SELECT bill_id, site_id, amount, currency, status, status_changed_at, created_at
 SELECT serve(200, $body${"siteId":"270305","billId":"cc961e8d-d4d6-4f02-b737-2297e51fb48e","amount":{"currency":"RUB","value":"200.34"},"status":{"value":"WAITING","changedDateTime":"2018-07-12T10:28:38.855+03:00"},"comment":"test","creationDateTime":"2018-07-12T10:28:38.855+03:00","expirationDateTime":"2018-08-26T10:28:38.855+03:00","payUrl":"https://oplata.qiwi.com/form/?invoice_uid=bb773791-9bd9-42c1-b8fc-3358cd108422&successUrl=http%3A%2F%2Ftest.ru%2F"}$body$);
 SELECT bill_id, site_id, amount, currency, status, status_changed_at, created_at, expires_at,
        comment, customer, custom_fields FROM qiwi_bill_status('cc961e8d-d4d6-4f02-b737-2297e51fb48e');
+-- (seed 001's two samples share a bill id but not an amount: forget the first,
+-- or the second is a MISMATCH, as qiwi_mismatch tests)
+DELETE FROM qiwi_bills WHERE bill_id = '893794793973';
 -- bill, cancelled, with customer and customFields, 3-digit fraction (seed 001, reject response example)
 SELECT serve(200, $body${"siteId":"23044","billId":"893794793973","amount":{"value":2.42,"currency":"RUB"},"status":{"value":"REJECTED","changedDateTime":"2018-02-28T11:43:23.386+03:00"},"customer":{"email":"test@qiwi.com","phone":"79191234567","account":"user_account"},"customFields":{"city":"Moscow"},"comment":"Text comment","creationDateTime":"2018-02-28T11:43:23.612+03:00","expirationDateTime":"2018-04-14T11:43:23+03:00","payUrl":"https://oplata.qiwi.com/form/?invoice_uid=6848dd49-e260-4343-b258-62199cffe8c1"}$body$);
 SELECT bill_id, site_id, amount, currency, status, status_changed_at, created_at, expires_at,

@@ -408,6 +408,50 @@ can_record(const char *what)
 	return false;
 }
 
+/* Are two amounts of money equal (whatever their scale) in the same currency? */
+static bool
+same_money(Numeric a, const char *a_currency, Numeric b, const char *b_currency)
+{
+	return strcmp(a_currency, b_currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+										  NumericGetDatum(b))) == 0;
+}
+
+/*
+ * Record a bill QIWI answered with.  If QIWI has it for other money than
+ * the shop asked, qiwi_bills keeps the shop's amount and flags the bill
+ * MISMATCH, and so does the returned row, now and later: a caller that
+ * ships on PAID must not ship it.
+ */
+static void
+record_bill(QiwiBill *bill)
+{
+	StoredBill	stored;
+
+	StoreOutcome outcome = store_bill(bill, SOURCE_CALL, &stored);
+
+	if (outcome != STORE_MISMATCH && strcmp(stored.status, "MISMATCH") == 0)
+	{
+		/* flagged before: it stays so whatever QIWI says now */
+		bill->status = "MISMATCH";
+		bill->amount = stored.amount;
+		bill->currency = stored.currency;
+		return;
+	}
+	if (outcome != STORE_MISMATCH)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
+			 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s",
+					bill->bill_id, qiwi_format_amount(bill->amount), bill->currency,
+					qiwi_format_amount(stored.amount), stored.currency),
+			 errdetail("QIWI says %s. The bill is recorded as MISMATCH, never as paid; qiwi_bills.qiwi_amount, qiwi_currency and qiwi_status hold what QIWI said.",
+					   bill->status)));
+	bill->status = "MISMATCH";
+	bill->amount = stored.amount;
+	bill->currency = stored.currency;
+}
+
 /* ---------- results ---------- */
 
 /* Build the qiwi_bill composite for a bill */
@@ -567,15 +611,24 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	char	   *success_url;
 	QiwiBill	bill;
 	QiwiError	error;
+	StoredBill	stored;
 
 	create_bill_arguments(fcinfo, &args);
 	success_url = optional_url(fcinfo, 9, "success_url");
 	require_writable("create a bill");
+	if (store_lock_bill(args.bill_id, &stored) &&
+		!same_money(stored.amount, stored.currency, args.amount, args.currency))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("bill \"%s\" is already in qiwi_bills for another amount", args.bill_id),
+				 errdetail("qiwi_bills has it for %s %s (%s); this call asks for %s %s. Nothing was sent to QIWI.",
+						   qiwi_format_amount(stored.amount), stored.currency, stored.status,
+						   qiwi_format_amount(args.amount), args.currency),
+				 errhint("Use a new bill_id for a new bill.")));
 
 	if (!qiwi_create_bill_call(&args, &bill, &error))
 		qiwi_raise(&error);
-
-	store_bill(&bill, SOURCE_CALL, NULL);
+	record_bill(&bill);
 
 	if (success_url != NULL && bill.pay_url != NULL)
 		bill.pay_url = http_append_query(bill.pay_url, "successUrl", success_url);
@@ -594,7 +647,7 @@ qiwi_bill_status(PG_FUNCTION_ARGS)
 	if (!qiwi_get_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("the status of bill \"%s\"", bill_id)))
-		store_bill(&bill, SOURCE_CALL, NULL);
+		record_bill(&bill);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -605,11 +658,13 @@ qiwi_cancel_bill(PG_FUNCTION_ARGS)
 	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
 	QiwiBill	bill;
 	QiwiError	error;
+	StoredBill	stored;
 
 	require_writable("cancel a bill");
+	(void) store_lock_bill(bill_id, &stored);
 	if (!qiwi_reject_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
-	store_bill(&bill, SOURCE_CALL, NULL);
+	record_bill(&bill);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -625,8 +680,10 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	QiwiError	error;
 	Numeric		paid;
 	Numeric		refunded;
+	StoredBill	stored;
 
 	require_writable("refund a bill");
+	(void) store_lock_bill(bill_id, &stored);
 	/* more than is left to return is refused here when our tables show it */
 	if (store_refund_headroom(bill_id, refund_id, &paid, &refunded))
 	{
@@ -793,7 +850,15 @@ qiwi_payment_form_url(PG_FUNCTION_ARGS)
 		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		{
 			if (tok == WJB_KEY)
+			{
 				key = pnstrdup(v.val.string.val, v.val.string.len);
+				/* the key goes unescaped into customFields[key]=: '=' or '&' would shift it */
+				if (strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(key))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("custom_fields key \"%s\" cannot be put in a payment-form URL", key),
+							 errdetail("Keys of the form's customFields may hold Latin letters, digits, \"_\", \"-\" and \".\".")));
+			}
 			else if (tok == WJB_VALUE)
 				url = add_query(url, psprintf("customFields[%s]", key),
 								pnstrdup(v.val.string.val, v.val.string.len));

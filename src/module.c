@@ -217,6 +217,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	notification_init();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("qiwi");
 #else

@@ -15,17 +15,23 @@
 #include <openssl/evp.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(qiwi_verify_signature);
 PG_FUNCTION_INFO_V1(qiwi_sign_notification);
 PG_FUNCTION_INFO_V1(qiwi_notification_verify);
+
+/* qiwi.site_id: the shop's siteId; notifications for another are not applied */
+char	   *qiwi_site_id = NULL;
 
 #define SIGNATURE_BYTES 32
 #define SIGNATURE_HEX_LENGTH (2 * SIGNATURE_BYTES)
@@ -159,6 +165,16 @@ append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
 
+	/*
+	 * The signed string joins its fields with '|' and cannot tell x|1 + y
+	 * from x + 1|y: a field holding one could be another notification's.
+	 */
+	if (v != NULL && v->type == jbvString &&
+		memchr(v->val.string.val, '|', v->val.string.len) != NULL)
+	{
+		*problem = psprintf("%s contains \"|\", which makes the signed string ambiguous", path);
+		return false;
+	}
 	if (v != NULL && v->type == jbvString)
 		append_utf8(buf, v->val.string.val, v->val.string.len);
 	else if (v != NULL && v->type == jbvNumeric && number_ok)
@@ -383,14 +399,18 @@ apply_notification(Jsonb *body, bool *applied)
 	JsonbValue *bill_value;
 	QiwiBill	bill;
 	char	   *problem = NULL;
-	char	   *recorded;
+	StoredBill	stored;
 
 	*applied = false;
 	bill_value = getKeyJsonValueFromContainer(&body->root, "bill", 4, NULL);
 	if (!qiwi_parse_bill_object(bill_value->val.binary.data, &bill, &problem))
 		return psprintf("verified but not applied: %s", problem);
+	if (qiwi_site_id[0] != '\0' &&
+		(bill.site_id == NULL || strcmp(bill.site_id, qiwi_site_id) != 0))
+		return psprintf("verified but not applied: siteId \"%s\" is not this shop's (qiwi.site_id is \"%s\")",
+						bill.site_id ? bill.site_id : "", qiwi_site_id);
 
-	switch (store_bill(&bill, SOURCE_NOTIFICATION, &recorded))
+	switch (store_bill(&bill, SOURCE_NOTIFICATION, &stored))
 	{
 		case STORE_INSERTED:
 		case STORE_ADVANCED:
@@ -398,12 +418,63 @@ apply_notification(Jsonb *body, bool *applied)
 			return NULL;
 		case STORE_DUPLICATE:
 		case STORE_REFRESHED:
-			return psprintf("duplicate: bill \"%s\" is already %s", bill.bill_id, recorded);
+			return psprintf("duplicate: bill \"%s\" is already %s", bill.bill_id, stored.status);
+		case STORE_MISMATCH:
+			return psprintf("amount mismatch: the notification says %s %s %s, the shop's bill \"%s\" is for %s %s; %s",
+							bill.status, qiwi_format_amount(bill.amount), bill.currency,
+							bill.bill_id, qiwi_format_amount(stored.amount), stored.currency,
+							strcmp(stored.status, "WAITING") == 0 || strcmp(stored.status, "CREATING") == 0 ||
+							strcmp(stored.status, "CREATE_FAILED") == 0 || strcmp(stored.status, "MISMATCH") == 0 ?
+							"the bill is flagged MISMATCH" : psprintf("the bill stays %s", stored.status));
+		case STORE_FOREIGN_SITE:
+			return psprintf("verified but not applied: bill \"%s\" belongs to another site than siteId \"%s\"",
+							bill.bill_id, bill.site_id);
 		case STORE_STALE:
 			break;
 	}
 	return psprintf("out of order: bill \"%s\" is already %s; the notification says %s",
-					bill.bill_id, recorded, bill.status);
+					bill.bill_id, stored.status, bill.status);
+}
+
+/*
+ * Apply a verified notification in a subtransaction: whatever it holds (an
+ * amount a table constraint refuses, say), the notification is stored,
+ * marked with the reason, and the INSERT goes on.
+ */
+static char *
+apply_notification_safely(Jsonb *body, bool *applied)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	char	   *problem = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		problem = apply_notification(body, applied);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+		/* a cancel or statement_timeout ends the statement, as it should */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		*applied = false;
+		problem = psprintf("verified but not applied: %s", edata->message);
+	}
+	PG_END_TRY();
+	return problem;
 }
 
 /*
@@ -479,7 +550,7 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 				 errmsg("QIWI notification rejected: %s", problem),
 				 errhint("Only notifications signed with qiwi.secret_key are accepted.")));
 	if (verified)
-		problem = apply_notification(body, &applied);
+		problem = apply_notification_safely(body, &applied);
 
 	columns[0] = col.verified;
 	values[0] = BoolGetDatum(verified);
@@ -493,4 +564,18 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 3,
 													 columns, values, nulls));
+}
+
+/* Define the notification settings (from _PG_init) */
+void
+notification_init(void)
+{
+	DefineCustomStringVariable("qiwi.site_id",
+							   "The shop's QIWI siteId.",
+							   "A verified notification for another siteId is stored but not applied. Empty: not checked.",
+							   &qiwi_site_id,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
 }

@@ -757,7 +757,11 @@ qiwi_create_bill_request(const QiwiCreateBillArgs *args, HttpRequest *request)
 	request->body = create_bill_body(args);
 }
 
-/* What QIWI's answer to PUT bills/{billId} says: true with *bill, or *error */
+/*
+ * What QIWI's answer to PUT bills/{billId} says: true with *bill, or
+ * *error.  The reconciler records a bill QIWI has for other money as
+ * MISMATCH, so the money is not compared here.
+ */
 bool
 qiwi_create_bill_answer(const QiwiCreateBillArgs *args, const HttpResponse *resp,
 						QiwiBill *bill, QiwiError *error)
@@ -765,7 +769,7 @@ qiwi_create_bill_answer(const QiwiCreateBillArgs *args, const HttpResponse *resp
 	char	   *context = psprintf("create bill \"%s\"", args->bill_id);
 
 	return answered_ok(resp, context, IDEMPOTENT_RETRY_HINT, error) &&
-		created_bill(args, resp, context, bill, error);
+		parse_bill(resp, args->bill_id, context, bill, error);
 }
 
 /* PUT bills/{billId}: create a bill, or get it back if it already exists */

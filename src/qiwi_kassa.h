@@ -31,6 +31,7 @@
 #define ERRCODE_QIWI_TLS				MAKE_SQLSTATE('Q','K','T','L','S')
 #define ERRCODE_QIWI_MALFORMED			MAKE_SQLSTATE('Q','K','B','A','D')
 #define ERRCODE_QIWI_BAD_SIGNATURE		MAKE_SQLSTATE('Q','K','S','I','G')
+#define ERRCODE_QIWI_AMOUNT_MISMATCH	MAKE_SQLSTATE('Q','K','A','M','T')
 
 /* Largest response body accepted from QIWI; a bill is well under 4 kB */
 #define QIWI_MAX_RESPONSE_BYTES		(256 * 1024)
@@ -181,8 +182,18 @@ typedef enum StoreOutcome
 	STORE_ADVANCED,				/* WAITING moved to a final status */
 	STORE_REFRESHED,			/* same status, details refreshed */
 	STORE_DUPLICATE,			/* a notification repeating the known status */
-	STORE_STALE					/* the row is final already; left alone */
+	STORE_STALE,				/* the row is final already; left alone */
+	STORE_MISMATCH,				/* QIWI's amount or currency is not the shop's */
+	STORE_FOREIGN_SITE			/* a notification from another site than the bill's */
 } StoreOutcome;
+
+/* What qiwi_bills holds for a bill: its status and the shop's money */
+typedef struct StoredBill
+{
+	char	   *status;
+	Numeric		amount;
+	char	   *currency;
+} StoredBill;
 
 typedef enum StoreSource
 {
@@ -192,14 +203,16 @@ typedef enum StoreSource
 } StoreSource;
 
 extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
-							   char **recorded_status);
+							   StoredBill *stored);
+extern bool store_lock_bill(const char *bill_id, StoredBill *stored);
 extern void store_check_result(const char *bill_id, bool failed, const char *error);
 /* A bill due for the reconciler: to check, or (creating) to create */
 typedef struct DueBill
 {
 	char	   *bill_id;
 	bool		creating;
-	QiwiCreateBillArgs create;	/* when creating */
+	QiwiCreateBillArgs create;	/* the shop's bill_id, amount and currency; the rest
+								 * when creating */
 } DueBill;
 
 extern DueBill *store_due_bills(int limit, int *n);
@@ -209,6 +222,10 @@ extern int64 store_make_all_due(void);
 extern bool store_refund_headroom(const char *bill_id, const char *refund_id,
 								  Numeric *paid, Numeric *refunded);
 extern void store_refund(const QiwiRefund *refund);
+
+/* notification.c */
+extern char *qiwi_site_id;
+extern void notification_init(void);
 
 /* worker.c: the reconciler */
 extern void reconciler_register(void);

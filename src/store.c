@@ -35,6 +35,7 @@ static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr bill_refresh_plan = NULL;
 static SPIPlanPtr bill_record_plan = NULL;
 static SPIPlanPtr bill_insert_plan = NULL;
+static SPIPlanPtr bill_lock_plan = NULL;
 static SPIPlanPtr refund_upsert_plan = NULL;
 static SPIPlanPtr event_insert_plan = NULL;
 static SPIPlanPtr check_result_plan = NULL;
@@ -137,6 +138,7 @@ prepare_plans(Oid schema)
 	free_plan(&bill_refresh_plan);
 	free_plan(&bill_record_plan);
 	free_plan(&bill_insert_plan);
+	free_plan(&bill_lock_plan);
 	free_plan(&refund_upsert_plan);
 	free_plan(&event_insert_plan);
 	free_plan(&check_result_plan);
@@ -147,29 +149,56 @@ prepare_plans(Oid schema)
 	free_plan(&create_failed_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
-	/* the common case, an answer repeating the recorded status: one plain UPDATE */
+	/* the common case, an answer repeating the recorded status and money: one plain UPDATE */
 	bill_refresh_plan = prepare_kept(psprintf(
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
 		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
 		" failures = 0, last_error = NULL"
-		" WHERE bill_id = $1 AND status = $5", nsp, bill_columns),
+		" WHERE bill_id = $1 AND status = $5 AND amount = $3 AND currency = $4",
+		nsp, bill_columns),
 		BILL_NARGS, record_types);
 
 	/*
-	 * Otherwise lock the bill's row, decide and update in one statement: a repeated
-	 * status refreshes the row (not for a notification: that is a
-	 * duplicate), WAITING moves to a final status, nothing else moves.  It
-	 * returns the status the row had, or NULL when there is no row yet.
+	 * Otherwise lock the bill's row, decide and update in one statement.
+	 * With the shop's amount and currency: a repeated status refreshes the
+	 * row (not for a notification: that is a duplicate), an open bill
+	 * (WAITING, CREATING, CREATE_FAILED) moves to another status, nothing
+	 * else moves.  A notification ($14) signs only money, ids and status:
+	 * it never replaces the other columns that an API answer gave.  With
+	 * other money the bill becomes MISMATCH, keeping the shop's amount and
+	 * what QIWI said beside it.  It returns the row's status, amount and
+	 * currency (NULL when there is no row yet) and whether anything moved.
 	 */
 	bill_record_plan = prepare_kept(psprintf(
-		"WITH old AS (SELECT status FROM %1$s.qiwi_bills WHERE bill_id = $1 FOR UPDATE),"
-		" upd AS (UPDATE %1$s.qiwi_bills b SET (%2$s, checked_at) ="
-		"  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
-		"  failures = 0, last_error = NULL"
-		"  FROM old WHERE b.bill_id = $1"
-		"  AND ((old.status = $5 AND NOT $14) OR (old.status IN ('WAITING', 'CREATING') AND $5 <> old.status))"
+		"WITH old AS (SELECT status, amount, currency, site_id,"
+		"  amount = $3 AND currency = $4 AS same_money,"
+		"  NOT $14 OR site_id IS NULL OR $2 IS NULL OR site_id = $2 AS same_site"
+		"  FROM %1$s.qiwi_bills WHERE bill_id = $1 FOR UPDATE),"
+		" upd AS (UPDATE %1$s.qiwi_bills b SET"
+		"  site_id = CASE WHEN $14 THEN coalesce(b.site_id, $2) ELSE $2 END,"
+		"  status = $5,"
+		"  status_changed_at = CASE WHEN $14 THEN clock_timestamp() ELSE $6 END,"
+		"  created_at = CASE WHEN $14 THEN coalesce(b.created_at, $7) ELSE $7 END,"
+		"  expires_at = CASE WHEN $14 THEN coalesce(b.expires_at, $8) ELSE $8 END,"
+		"  pay_url = CASE WHEN $14 THEN b.pay_url ELSE $9 END,"
+		"  comment = CASE WHEN $14 THEN coalesce(b.comment, $10) ELSE $10 END,"
+		"  customer = CASE WHEN $14 THEN coalesce(b.customer, $11) ELSE $11 END,"
+		"  custom_fields = CASE WHEN $14 THEN coalesce(b.custom_fields, $12) ELSE $12 END,"
+		"  checked_at = clock_timestamp(), failures = 0, last_error = NULL"
+		"  FROM old WHERE b.bill_id = $1 AND old.same_money AND old.same_site"
+		"  AND ((old.status = $5 AND NOT $14)"
+		"   OR (old.status IN ('WAITING', 'CREATING', 'CREATE_FAILED') AND $5 <> old.status))"
+		"  RETURNING 1),"
+		" mis AS (UPDATE %1$s.qiwi_bills b SET"
+		"  status = 'MISMATCH', qiwi_amount = $3, qiwi_currency = $4, qiwi_status = $5,"
+		"  status_changed_at = CASE WHEN old.status = 'MISMATCH' THEN b.status_changed_at ELSE clock_timestamp() END,"
+		"  checked_at = clock_timestamp(), failures = 0, last_error = NULL"
+		"  FROM old WHERE b.bill_id = $1 AND NOT old.same_money AND old.same_site"
+		"  AND old.status IN ('WAITING', 'CREATING', 'CREATE_FAILED', 'MISMATCH')"
 		"  RETURNING 1)"
-		" SELECT (SELECT status FROM old), (SELECT count(*) FROM upd)", nsp, bill_columns),
+		" SELECT old.status, old.amount, old.currency, old.same_money, old.same_site,"
+		"  (SELECT count(*) FROM upd) + (SELECT count(*) FROM mis)"
+		" FROM old", nsp),
 		BILL_NARGS + 2, record_types);
 	bill_insert_plan = prepare_kept(psprintf(
 		"INSERT INTO %s.qiwi_bills (%s, checked_at, next_check_at)"
@@ -177,6 +206,9 @@ prepare_plans(Oid schema)
 		" clock_timestamp() + make_interval(secs => $13))"
 		" ON CONFLICT (bill_id) DO NOTHING", nsp, bill_columns),
 		BILL_NARGS + 1, record_types);
+	bill_lock_plan = prepare_kept(psprintf(
+		"SELECT status, amount, currency FROM %s.qiwi_bills WHERE bill_id = $1 FOR UPDATE", nsp),
+		1, event_types);
 	refund_upsert_plan = prepare_kept(psprintf(
 		"INSERT INTO %s.qiwi_refunds AS r (bill_id, refund_id, amount, currency,"
 		" status, created_at, checked_at)"
@@ -338,18 +370,25 @@ record_event(const char *bill_id, const char *old_status, const char *new_status
 
 /*
  * Record what QIWI said about a bill in qiwi_bills, moving the row only
- * forward, and say what happened.  A repeated status refreshes the row for
- * an API answer and is left alone for a notification (a duplicate).  Each
- * status change is recorded in qiwi_bill_events and NOTIFYed.
+ * forward, and say what happened; *stored (if given) gets the row's status
+ * before the call and the shop's amount and currency.  A repeated status
+ * refreshes the row for an API answer and is left alone for a notification
+ * (a duplicate).  Other money than the shop's makes an open bill MISMATCH.
+ * Each status change is recorded in qiwi_bill_events and NOTIFYed.
  */
 StoreOutcome
-store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
+store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 {
 	Datum		values[BILL_NARGS + 2];
 	char		nulls[BILL_NARGS + 3];
 	OwnerContext ctx;
 	StoreOutcome outcome;
 	char	   *old_status = NULL;
+	Numeric		shop_amount = bill->amount;
+	char	   *shop_currency = bill->currency;
+	bool		same_money = true;
+	bool		same_site = true;
+	int64		moved = 0;
 
 	memset(nulls, ' ', BILL_NARGS + 2);
 	nulls[BILL_NARGS + 2] = '\0';
@@ -364,7 +403,8 @@ store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 	nulls[6] = bill->has_created_at ? ' ' : 'n';
 	values[7] = TimestampTzGetDatum(bill->expires_at);
 	nulls[7] = bill->has_expires_at ? ' ' : 'n';
-	values[8] = text_or_null(bill->pay_url, &nulls[8]);
+	/* a payment link is not signed: only an API answer may give one */
+	values[8] = text_or_null(source == SOURCE_NOTIFICATION ? NULL : bill->pay_url, &nulls[8]);
 	values[9] = text_or_null(bill->comment, &nulls[9]);
 	values[10] = PointerGetDatum(bill->customer);
 	nulls[10] = bill->customer ? ' ' : 'n';
@@ -379,22 +419,35 @@ store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 		run_plan(bill_refresh_plan, values, nulls, SPI_OK_UPDATE) > 0)
 	{
 		end_as_owner(&ctx);
-		if (recorded_status != NULL)
-			*recorded_status = pstrdup(bill->status);
+		if (stored != NULL)
+		{
+			stored->status = pstrdup(bill->status);
+			stored->amount = bill->amount;
+			stored->currency = bill->currency;
+		}
 		return STORE_REFRESHED;
 	}
 	for (;;)
 	{
+		HeapTuple	row;
+		TupleDesc	desc;
 		bool		isnull;
-		Datum		d;
+		MemoryContext spi_context;
 
 		/* lock the row and record the answer, deciding under the lock */
-		run_plan(bill_record_plan, values, nulls, SPI_OK_SELECT);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
+		if (run_plan(bill_record_plan, values, nulls, SPI_OK_SELECT) > 0)
 		{
-			/* it outlives SPI_finish: the caller reports it */
-			old_status = MemoryContextStrdup(ctx.caller_context, TextDatumGetCString(d));
+			row = SPI_tuptable->vals[0];
+			desc = SPI_tuptable->tupdesc;
+			/* they outlive SPI_finish: the caller reports them */
+			spi_context = MemoryContextSwitchTo(ctx.caller_context);
+			old_status = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+			shop_amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 2, &isnull));
+			shop_currency = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+			MemoryContextSwitchTo(spi_context);
+			same_money = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull));
+			same_site = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
+			moved = DatumGetInt64(SPI_getbinval(row, desc, 6, &isnull));
 			break;
 		}
 		if (run_plan(bill_insert_plan, values, nulls, SPI_OK_INSERT) > 0)
@@ -404,20 +457,60 @@ store_bill(const QiwiBill *bill, StoreSource source, char **recorded_status)
 
 	if (old_status == NULL)
 		outcome = STORE_INSERTED;
+	else if (!same_site)
+		outcome = STORE_FOREIGN_SITE;
+	else if (!same_money)
+		outcome = STORE_MISMATCH;
 	else if (strcmp(old_status, bill->status) == 0)
 		outcome = (source == SOURCE_NOTIFICATION) ? STORE_DUPLICATE : STORE_REFRESHED;
-	else if (strcmp(old_status, "WAITING") == 0 || strcmp(old_status, "CREATING") == 0)
+	else if (moved > 0)
 		outcome = STORE_ADVANCED;
 	else
 		outcome = STORE_STALE;	/* final already; never replaced */
 
 	if (outcome == STORE_INSERTED || outcome == STORE_ADVANCED)
 		record_event(bill->bill_id, old_status, bill->status, source);
+	else if (outcome == STORE_MISMATCH && moved > 0 && strcmp(old_status, "MISMATCH") != 0)
+		record_event(bill->bill_id, old_status, "MISMATCH", source);
 	end_as_owner(&ctx);
 
-	if (recorded_status != NULL)
-		*recorded_status = old_status ? old_status : pstrdup(bill->status);
+	if (stored != NULL)
+	{
+		stored->status = old_status ? old_status : pstrdup(bill->status);
+		stored->amount = shop_amount;
+		stored->currency = shop_currency;
+	}
 	return outcome;
+}
+
+/*
+ * Lock a bill's row before a call that changes it at QIWI, so that the
+ * answer can be recorded (a conflicting writer or a serialization failure
+ * shows now, before anything is sent); false if the bill is unknown.
+ */
+bool
+store_lock_bill(const char *bill_id, StoredBill *stored)
+{
+	Datum		values[1] = {CStringGetTextDatum(bill_id)};
+	OwnerContext ctx;
+	bool		known;
+
+	begin_as_owner(&ctx);
+	known = run_plan(bill_lock_plan, values, NULL, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi_context = MemoryContextSwitchTo(ctx.caller_context);
+
+		stored->status = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+		stored->amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 2, &isnull));
+		stored->currency = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+		MemoryContextSwitchTo(spi_context);
+	}
+	end_as_owner(&ctx);
+	return known;
 }
 
 /* Record what QIWI said about a refund in qiwi_refunds */
@@ -500,14 +593,14 @@ store_due_bills(int limit, int *n)
 
 		due[i].bill_id = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
 		due[i].creating = strcmp(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)), "CREATING") == 0;
+		due[i].create.bill_id = due[i].bill_id;
+		due[i].create.amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 3, &isnull));
+		due[i].create.currency = TextDatumGetCString(SPI_getbinval(row, desc, 4, &isnull));
 		if (due[i].creating)
 		{
 			QiwiCreateBillArgs *args = &due[i].create;
 			Jsonb	   *customer;
 
-			args->bill_id = due[i].bill_id;
-			args->amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 3, &isnull));
-			args->currency = TextDatumGetCString(SPI_getbinval(row, desc, 4, &isnull));
 			args->expires_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 5, &isnull));
 			d = SPI_getbinval(row, desc, 6, &isnull);
 			args->comment = isnull ? NULL : TextDatumGetCString(d);

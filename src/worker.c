@@ -343,13 +343,17 @@ round_may_go_on(void)
 	return !database_wanted_by_others(MyDatabaseId);
 }
 
-/* Record a failed check or creation: backoff, or for good if QIWI refused it */
+/*
+ * Record a failed check or creation: backoff, or for good if QIWI refused
+ * the creation.  A lost or malformed answer to a create is no refusal: the
+ * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
+ */
 static void
 record_failure(const DueBill *due, const QiwiError *error, bool *auth_failed)
 {
 	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
 		*auth_failed = true;
-	else if (due->creating && !error->retry_safe)
+	else if (due->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
 		store_create_failed(due->bill_id, error->message);
 	else
 		store_check_result(due->bill_id, true, error->message);
@@ -361,7 +365,9 @@ record_answer(const DueBill *due, const HttpResponse *resp, bool *failed, bool *
 {
 	QiwiBill	bill;
 	QiwiError	error;
+	StoredBill	stored;
 	bool		ok;
+	bool		shop_money;
 
 	*failed = false;
 	ok = due->creating ? qiwi_create_bill_answer(&due->create, resp, &bill, &error)
@@ -372,16 +378,26 @@ record_answer(const DueBill *due, const HttpResponse *resp, bool *failed, bool *
 		record_failure(due, &error, auth_failed);
 		return false;
 	}
-	if (!due->creating && strcmp(bill.status, "WAITING") == 0)
+	shop_money = strcmp(bill.currency, due->create.currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(bill.amount),
+										  NumericGetDatum(due->create.amount))) == 0;
+	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
 	{
 		store_check_result(due->bill_id, false, NULL);
 		return false;
 	}
-	switch (store_bill(&bill, SOURCE_RECONCILER, NULL))
+	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
 	{
 		case STORE_INSERTED:
 		case STORE_ADVANCED:
 			return true;
+		case STORE_MISMATCH:
+			ereport(LOG,
+					(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
+					 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s; it is recorded as MISMATCH",
+							bill.bill_id, qiwi_format_amount(bill.amount), bill.currency,
+							qiwi_format_amount(stored.amount), stored.currency)));
+			return strcmp(stored.status, "MISMATCH") != 0;
 		default:
 			return false;	/* a call or a notification got there first */
 	}
