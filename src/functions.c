@@ -47,9 +47,6 @@ enum
 	REFUND_NCOLS
 };
 
-/* QIWI's Number(6.2) */
-#define QIWI_MAX_AMOUNT "999999.99"
-
 /* The payment form that creates a bill when opened (seed 001) */
 #define QIWI_FORM_URL "https://oplata.qiwi.com/create"
 

@@ -7,11 +7,15 @@
  * filled QiwiError, so the SQL functions raise it and a background worker
  * can record it and go on with the next bill.  JSON is read with
  * PostgreSQL's own JSON lexer and jsonb, dates with its date/time input
- * routines, amounts with numeric input.
+ * routines, amounts with numeric input; an answer is read in a
+ * subtransaction, so that an error those raise on a hostile value is one
+ * more malformed answer (the callers are always in a transaction).
  */
 #include "qiwi_kassa.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "common/jsonapi.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
@@ -25,8 +29,24 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 
 #define QIWI_BILLS_PATH "/partner/bill/v1/bills/"
+
+/* Deepest JSON nesting read; QIWI's answers nest three levels */
+#define QIWI_MAX_JSON_DEPTH		64
+
+/* Longest amount read from a JSON string ("999999.99" and some zeros) */
+#define QIWI_MAX_AMOUNT_STRING	32
+
+/*
+ * What a QIWI timestamp looks like: ISO 8601 with digits, seconds and a
+ * fraction optional, offset Z, +HH, +HHMM, +HH:MM or none.  PostgreSQL's
+ * date/time input takes much more ("now", "epoch", Julian days, time zone
+ * names, which it can raise on).  The groups do not capture: twice as fast.
+ */
+#define QIWI_TIMESTAMP_PATTERN \
+	"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\\.[0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
 
 /* Seconds east of UTC of a timestamp QIWI sends without an offset (Moscow) */
 #define QIWI_DEFAULT_UTC_OFFSET		(3 * SECS_PER_HOUR)
@@ -91,9 +111,10 @@ format_qiwi_timestamp(TimestampTz ts)
 }
 
 /*
- * Parse a QIWI timestamp with PostgreSQL's date/time input routines.  QIWI
- * writes 0-3 fractional digits and offsets as +03:00, +03 or not at all;
- * a timestamp without an offset is Moscow time, as in every QIWI sample.
+ * Parse a QIWI timestamp with PostgreSQL's date/time input routines, once
+ * it has QIWI's shape.  QIWI writes 0-3 fractional digits and offsets as
+ * +03:00, +03 or not at all; a timestamp without an offset is Moscow time,
+ * as in every QIWI sample.
  */
 static bool
 parse_qiwi_timestamp(const char *str, TimestampTz *result)
@@ -107,7 +128,10 @@ parse_qiwi_timestamp(const char *str, TimestampTz *result)
 	struct pg_tm tm;
 	fsec_t		fsec;
 
-	if (strlen(str) >= MAXDATELEN)
+	if (strlen(str) >= MAXDATELEN ||
+		!DatumGetBool(DirectFunctionCall2Coll(textregexeq, C_COLLATION_OID,
+											  CStringGetTextDatum(str),
+											  CStringGetTextDatum(QIWI_TIMESTAMP_PATTERN))))
 		return false;
 
 	/* without a zone argument, DecodeDateTime refuses input that has one */
@@ -130,11 +154,85 @@ parse_qiwi_timestamp(const char *str, TimestampTz *result)
 
 /* ---------- JSON reading ---------- */
 
-/* Parse a response body into jsonb without raising; NULL and *problem on failure */
+/*
+ * Does JSON text nest deeper than QIWI_MAX_JSON_DEPTH?  Found with the
+ * lexer alone: PostgreSQL's JSON parser recurses, and would run out of
+ * stack on the text before it could say.  Text that does not lex is left
+ * to the parser to describe.
+ */
+static bool
+json_too_deep(char *text, size_t len)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
+	int			depth = 0;
+
+	while (json_lex(lex) == JSON_SUCCESS && lex->token_type != JSON_TOKEN_END)
+	{
+		if (lex->token_type == JSON_TOKEN_OBJECT_START ||
+			lex->token_type == JSON_TOKEN_ARRAY_START)
+		{
+			if (++depth > QIWI_MAX_JSON_DEPTH)
+				return true;
+		}
+		else if (lex->token_type == JSON_TOKEN_OBJECT_END ||
+				 lex->token_type == JSON_TOKEN_ARRAY_END)
+			depth--;
+	}
+	return false;
+}
+
+/*
+ * Valid UTF-8 text in the database encoding, without raising: a character
+ * the database encoding lacks becomes '?', and *lossy says there was one.
+ */
+static char *
+utf8_to_server(const char *text, size_t len, bool *lossy)
+{
+	int			encoding = GetDatabaseEncoding();
+	Oid			proc;
+	StringInfoData out;
+	size_t		done = 0;
+
+	*lossy = false;
+	if (encoding == PG_UTF8 || encoding == PG_SQL_ASCII)
+		return pnstrdup(text, len);
+	proc = FindDefaultConversionProc(PG_UTF8, encoding);
+	if (!OidIsValid(proc))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("default conversion function for encoding \"%s\" to \"%s\" does not exist",
+						pg_encoding_to_char(PG_UTF8), GetDatabaseEncodingName())));
+
+	initStringInfo(&out);
+	/* the most a conversion may need, so that it is never cut short */
+	enlargeStringInfo(&out, len * MAX_CONVERSION_GROWTH + 1);
+	while (done < len)
+	{
+		done += pg_do_encoding_conversion_buf(proc, PG_UTF8, encoding,
+											  (unsigned char *) text + done, len - done,
+											  (unsigned char *) out.data + out.len,
+											  out.maxlen - out.len, true);
+		out.len += strlen(out.data + out.len);
+		if (done < len)
+		{
+			appendStringInfoChar(&out, '?');
+			done += pg_utf_mblen((const unsigned char *) text + done);
+			*lossy = true;
+		}
+	}
+	return out.data;
+}
+
+/*
+ * Parse a response body into jsonb; NULL and *problem on failure.  With
+ * lossy NULL, a body with characters the database encoding lacks is a
+ * failure; otherwise they become '?' and *lossy says so.
+ */
 static Jsonb *
-parse_json_object(const char *body, size_t len, char **problem)
+parse_json_object(char *body, size_t len, bool *lossy, char **problem)
 {
 	char	   *text;
+	bool		lost;
 	JsonLexContext *lex;
 	JsonParseErrorType rc;
 	Jsonb	   *jb;
@@ -149,9 +247,22 @@ parse_json_object(const char *body, size_t len, char **problem)
 		*problem = pstrdup("the body is not valid UTF-8");
 		return NULL;
 	}
-	text = pg_any_to_server(body, len, PG_UTF8);
+	if (json_too_deep(body, len))
+	{
+		*problem = psprintf("the body nests deeper than %d levels", QIWI_MAX_JSON_DEPTH);
+		return NULL;
+	}
+	text = utf8_to_server(body, len, &lost);
+	if (lossy != NULL)
+		*lossy = lost;
+	else if (lost)
+	{
+		*problem = psprintf("the body has characters that the database encoding %s cannot represent",
+							GetDatabaseEncodingName());
+		return NULL;
+	}
 
-	/* validate first, so that jsonb_in below cannot raise */
+	/* validate first, for a description of what is wrong */
 	lex = makeJsonLexContextCstringLen(text, strlen(text), GetDatabaseEncoding(), true);
 	rc = pg_parse_json(lex, &nullSemAction);
 	if (rc != JSON_SUCCESS)
@@ -272,13 +383,17 @@ json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
 	return true;
 }
 
-/* Read amount{value,currency}: value as a JSON number or a numeric string */
+/*
+ * Read amount{value,currency}: value as a JSON number or a numeric string,
+ * above 0 and at most QIWI_MAX_AMOUNT, with at most two decimals
+ */
 bool
 qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char **problem)
 {
 	JsonbContainer *amount_obj;
 	JsonbValue *v;
 	Numeric		value;
+	Numeric		max_amount;
 
 	if (!json_member_object(object, "amount", true, &amount_obj, NULL, problem))
 		return false;
@@ -292,6 +407,13 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 	}
 	if (v->type == jbvNumeric)
 		value = v->val.numeric;
+	else if (v->type == jbvString && v->val.string.len > QIWI_MAX_AMOUNT_STRING)
+	{
+		/* numeric input of thousands of digits could overflow */
+		*problem = psprintf("field \"amount.value\" is a string of more than %d characters",
+							QIWI_MAX_AMOUNT_STRING);
+		return false;
+	}
 	else if (v->type == jbvString &&
 			 IsValidJsonNumber(v->val.string.val, v->val.string.len) &&
 			 memchr(v->val.string.val, 'e', v->val.string.len) == NULL &&
@@ -309,6 +431,19 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 		*problem = pstrdup("field \"amount.value\" is neither a number nor a decimal string");
 		return false;
 	}
+	max_amount = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(QIWI_MAX_AMOUNT),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
+										  NumericGetDatum(int64_to_numeric(0)))) <= 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
+										  NumericGetDatum(max_amount))) > 0)
+	{
+		/* not printed: it may have thousands of digits */
+		*problem = pstrdup("field \"amount.value\" is out of range: QIWI's amounts are above 0 and at most "
+						   QIWI_MAX_AMOUNT);
+		return false;
+	}
 	*amount = qiwi_amount_to_cents(value);
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(*amount),
 										  NumericGetDatum(value))) != 0)
@@ -317,6 +452,115 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 		*problem = psprintf("amount %s has more than two decimals",
 							DatumGetCString(DirectFunctionCall1(numeric_out,
 																NumericGetDatum(value))));
+		return false;
+	}
+	return true;
+}
+
+/* ---------- reading an answer ---------- */
+
+/* Reads an answer into *result; false with *problem if it cannot */
+typedef bool (*AnswerReader) (const HttpResponse *resp, void *result, char **problem);
+
+/*
+ * Run reader on an answer in a subtransaction: an error that PostgreSQL's
+ * input routines raise on a hostile value (a number that overflows
+ * numeric, ...) is one more *problem, and the caller's transaction, a
+ * background worker's included, goes on.  Errors about anything but the
+ * data (a cancel, out of memory) go on up.
+ */
+static bool
+read_answer(AnswerReader reader, const HttpResponse *resp, void *result, char **problem)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	BeginInternalSubTransaction(NULL);
+	/* what the reader makes outlives the subtransaction */
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		ok = reader(resp, result, problem);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+			ReThrowError(edata);
+		*problem = edata->message;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller_context);
+	CurrentResourceOwner = caller_owner;
+	return ok;
+}
+
+/* What an error answer says; QIWI's error JSON, all of it optional */
+typedef struct ErrorAnswer
+{
+	char	   *error_code;
+	char	   *description;
+	char	   *trace_id;
+	bool		lossy;			/* it had characters the database encoding lacks */
+} ErrorAnswer;
+
+/* Reader of an error answer (an AnswerReader) */
+static bool
+read_error_answer(const HttpResponse *resp, void *result, char **problem)
+{
+	ErrorAnswer *answer = (ErrorAnswer *) result;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &answer->lossy, problem);
+
+	if (jb == NULL)
+		return false;
+	/* a field of another type counts as absent */
+	json_string(&jb->root, "errorCode", false, &answer->error_code, problem);
+	json_string(&jb->root, "description", false, &answer->description, problem);
+	json_string(&jb->root, "traceId", false, &answer->trace_id, problem);
+	return true;
+}
+
+/* Reader of a Bill object answer (an AnswerReader) */
+static bool
+read_bill(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL && qiwi_parse_bill_object(&jb->root, (QiwiBill *) result, problem);
+}
+
+/* Reader of a Refund object answer (an AnswerReader) */
+static bool
+read_refund(const HttpResponse *resp, void *result, char **problem)
+{
+	QiwiRefund *refund = (QiwiRefund *) result;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	if (jb == NULL ||
+		!json_identifier(&jb->root, "refundId", &refund->refund_id, problem) ||
+		!qiwi_json_amount(&jb->root, &refund->amount, &refund->currency, problem) ||
+		!json_string(&jb->root, "status", true, &refund->status, problem) ||
+		!json_timestamp(&jb->root, "dateTime", "datetime",
+						&refund->has_created_at, &refund->created_at, problem))
+		return false;
+	if (refund->refund_id == NULL)
+	{
+		*problem = pstrdup("field \"refundId\" is missing");
+		return false;
+	}
+	if (strcmp(refund->status, "PARTIAL") != 0 && strcmp(refund->status, "FULL") != 0)
+	{
+		*problem = psprintf("unknown refund status \"%s\"", refund->status);
 		return false;
 	}
 	return true;
@@ -374,20 +618,12 @@ error_from_status(const HttpResponse *resp, const char *context,
 				  const char *retry_hint, QiwiError *error)
 {
 	char	   *problem = NULL;
-	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &problem);
-	char	   *error_code = NULL;
-	char	   *description = NULL;
-	char	   *trace_id = NULL;
+	ErrorAnswer answer = {0};
 	StringInfoData detail;
 	const char *reason;
 
-	if (jb != NULL)
-	{
-		/* all optional: a gateway's error page has none of them */
-		json_string(&jb->root, "errorCode", false, &error_code, &problem);
-		json_string(&jb->root, "description", false, &description, &problem);
-		json_string(&jb->root, "traceId", false, &trace_id, &problem);
-	}
+	/* a body that is not QIWI's JSON (a gateway's error page) says nothing */
+	(void) read_answer(read_error_answer, resp, &answer, &problem);
 
 	error->hint = NULL;
 	error->retry_safe = false;
@@ -427,18 +663,22 @@ error_from_status(const HttpResponse *resp, const char *context,
 		reason = "QIWI answered with an unexpected HTTP status";
 	}
 
-	if (description != NULL && description[0] != '\0')
-		error->message = psprintf("could not %s: %s: %s", context, reason, description);
+	/* a description with '?' for what the database cannot show would mislead */
+	if (answer.description != NULL && answer.description[0] != '\0' && !answer.lossy)
+		error->message = psprintf("could not %s: %s: %s", context, reason, answer.description);
 	else
 		error->message = psprintf("could not %s: %s", context, reason);
 
 	initStringInfo(&detail);
 	appendStringInfo(&detail, "HTTP status %ld", resp->status);
-	if (error_code != NULL)
-		appendStringInfo(&detail, ", errorCode \"%s\"", error_code);
-	if (trace_id != NULL && trace_id[0] != '\0')
-		appendStringInfo(&detail, ", traceId \"%s\"", trace_id);
+	if (answer.error_code != NULL)
+		appendStringInfo(&detail, ", errorCode \"%s\"", answer.error_code);
+	if (answer.trace_id != NULL && answer.trace_id[0] != '\0')
+		appendStringInfo(&detail, ", traceId \"%s\"", answer.trace_id);
 	appendStringInfoChar(&detail, '.');
+	if (answer.lossy)
+		appendStringInfo(&detail, " QIWI's error text has characters that the database encoding %s cannot represent; its description is not shown.",
+						 GetDatabaseEncodingName());
 	error->detail = detail.data;
 }
 
@@ -616,9 +856,8 @@ parse_bill(const HttpResponse *resp, const char *expected_bill_id,
 		   const char *context, QiwiBill *bill, QiwiError *error)
 {
 	char	   *problem = NULL;
-	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &problem);
 
-	if (jb == NULL || !qiwi_parse_bill_object(&jb->root, bill, &problem))
+	if (!read_answer(read_bill, resp, bill, &problem))
 		return malformed(error, context, problem);
 	if (strcmp(bill->bill_id, expected_bill_id) != 0)
 		return malformed(error, context,
@@ -633,27 +872,11 @@ parse_refund(const HttpResponse *resp, const char *bill_id,
 			 QiwiRefund *refund, QiwiError *error)
 {
 	char	   *problem = NULL;
-	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &problem);
-	JsonbContainer *root;
 
 	memset(refund, 0, sizeof(*refund));
-	if (jb == NULL)
-		return malformed(error, context, problem);
-	root = &jb->root;
-
 	refund->bill_id = pstrdup(bill_id);
-	if (!json_identifier(root, "refundId", &refund->refund_id, &problem) ||
-		!qiwi_json_amount(root, &refund->amount, &refund->currency, &problem) ||
-		!json_string(root, "status", true, &refund->status, &problem) ||
-		!json_timestamp(root, "dateTime", "datetime",
-						&refund->has_created_at, &refund->created_at, &problem))
+	if (!read_answer(read_refund, resp, refund, &problem))
 		return malformed(error, context, problem);
-
-	if (refund->refund_id == NULL)
-		return malformed(error, context, "field \"refundId\" is missing");
-	if (strcmp(refund->status, "PARTIAL") != 0 && strcmp(refund->status, "FULL") != 0)
-		return malformed(error, context,
-						 psprintf("unknown refund status \"%s\"", refund->status));
 	if (strcmp(refund->refund_id, expected_refund_id) != 0)
 		return malformed(error, context,
 						 psprintf("the answer is about refund \"%s\"", refund->refund_id));

@@ -41,6 +41,8 @@
 #define QIWI_MAX_COMMENT_LENGTH		255
 #define QIWI_MAX_FIELD_LENGTH		255
 #define QIWI_MAX_LIFETIME_DAYS		45
+/* QIWI's Number(6.2): the largest amount of a bill or a refund */
+#define QIWI_MAX_AMOUNT				"999999.99"
 
 /* module.c: GUC values */
 extern char *qiwi_api_url;

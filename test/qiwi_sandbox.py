@@ -18,7 +18,10 @@ Control (no auth; loopback only; used by tests):
   POST /sandbox/bills/{billId}/pay | /reject | /expire
   POST /sandbox/faults   JSON: {"times": N, "status": S, "body": "...",
                                 "drop": "before"|"after"|"mid-answer",
-                                "huge": bytes, "delay_ms": D}
+                                "huge": bytes, "delay_ms": D,
+                                "nest": N, "bill": billId}
+         "nest": each "@nest@" in the body becomes N "[" then N "]";
+         "bill": the fault is only for requests about that bill
   DELETE /sandbox/faults
   POST /sandbox/latency  JSON: {"ms": N}   delay before every API answer
   POST /sandbox/notifications JSON: {"url": U, "duplicates": N, "retry_ms": M}
@@ -162,10 +165,10 @@ class Sandbox:
         self.requests = 0
         self.connections = 0
 
-    def take_fault(self):
+    def take_fault(self, bill_id):
         with self.lock:
             for fault in self.faults:
-                if fault["times"] > 0:
+                if fault["times"] > 0 and fault.get("bill", bill_id) == bill_id:
                     fault["times"] -= 1
                     return fault
         return None
@@ -407,7 +410,7 @@ def make_handler(sandbox):
                 latency = sandbox.latency_ms
             # a fault belongs to the request that arrives first, even if that
             # request then waits out the latency and its client is gone
-            fault = sandbox.take_fault()
+            fault = sandbox.take_fault(unquote(rest.split("/")[0]))
             if fault and "delay_ms" in fault:
                 latency += int(fault["delay_ms"])
             if latency:
@@ -421,6 +424,8 @@ def make_handler(sandbox):
                 status = int(fault.get("status", 200))
                 payload = fault["body"] if "body" in fault else json.dumps(
                     error_body("internal.error", "Internal error"))
+                nest = int(fault.get("nest", 0))
+                payload = payload.replace("@nest@", "[" * nest + "]" * nest)
                 return self.send_raw(status, payload.encode())
 
             try:
