@@ -5,7 +5,7 @@ OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o src/no
 DATA = sql/qiwi_kassa--1.0.sql
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
-REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_https qiwi_security qiwi_signature qiwi_notifications qiwi_payform
+REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter

@@ -464,7 +464,7 @@ qiwi_require_secret_key(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("qiwi.secret_key is not set"),
-				 errhint("A superuser sets it with ALTER SYSTEM, ALTER DATABASE or ALTER ROLE.")));
+				 errhint("A superuser puts the key in the file named by qiwi.secret_key_file (see the README, \"Holding keys\").")));
 	return qiwi_secret_key;
 }
 

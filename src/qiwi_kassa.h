@@ -41,7 +41,7 @@
 #define QIWI_MAX_FIELD_LENGTH		255
 #define QIWI_MAX_LIFETIME_DAYS		45
 
-/* module.c: GUC values */
+/* module.c: GUC values; qiwi_secret_key is the key in effect (see module.c) */
 extern char *qiwi_api_url;
 extern char *qiwi_secret_key;
 extern char *qiwi_ca_file;
@@ -54,6 +54,7 @@ extern int	qiwi_reconcile_interval_s;
 extern int	qiwi_reconcile_max_interval_s;
 extern int	qiwi_reconcile_concurrency;
 extern int	qiwi_reconcile_batch_size;
+extern char *qiwi_redact_secrets(const char *text);
 
 /* http.c: one HTTP exchange */
 typedef enum HttpMethod
