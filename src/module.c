@@ -275,7 +275,7 @@ qiwi_redact_secrets(const char *text)
 
 /* Whether text contains needle (lower case) in any case */
 static bool
-contains_word(const char *text, const char *needle)
+contains_caseless(const char *text, const char *needle)
 {
 	size_t		len = strlen(needle);
 
@@ -293,7 +293,7 @@ contains_word(const char *text, const char *needle)
 static bool
 statement_names_secret(const char *statement)
 {
-	return contains_word(statement, "qiwi") && contains_word(statement, "secret");
+	return contains_caseless(statement, "qiwi") && contains_caseless(statement, "secret");
 }
 
 /*
