@@ -18,6 +18,7 @@ start_cluster <<CONF
 shared_buffers = '512MB'
 max_parallel_workers_per_gather = 0
 qiwi.database = ''
+qiwi.secret_key = 'bench-key'
 CONF
 as_user psql -X -q -d postgres -c "CREATE EXTENSION qiwi_kassa" -c "CREATE EXTENSION pgcrypto"
 
@@ -130,7 +131,6 @@ done
 bench_sql >/dev/null <<SQL
 ALTER DATABASE postgres SET qiwi.api_url = '$NGINX_URL';
 ALTER DATABASE postgres SET qiwi.ca_file = '$TLS_DIR/ca.pem';
-ALTER DATABASE postgres SET qiwi.secret_key = 'bench-key';
 SQL
 
 # ---- 1. one call over HTTPS: qiwi_bill_status, the C limit, plpython3u ----
@@ -250,7 +250,6 @@ SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
 bench_sql >/dev/null <<SQL
 ALTER DATABASE postgres RESET qiwi.api_url;
 ALTER DATABASE postgres RESET qiwi.ca_file;
-ALTER DATABASE postgres RESET qiwi.secret_key;
 ALTER SYSTEM SET qiwi.api_url = '$SANDBOX_URL';
 ALTER SYSTEM SET qiwi.secret_key = '$SANDBOX_SECRET';
 ALTER SYSTEM SET qiwi.database = 'postgres';

@@ -1,8 +1,13 @@
 /*
  * module.c
- *		Start-up of the qiwi_kassa module: its configuration parameters.
+ *		Start-up of the qiwi_kassa module: its configuration parameters, the
+ *		secret key they hold and the log hook that keeps it out of the logs.
  */
 #include "qiwi_kassa.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -11,6 +16,9 @@
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
+
+/* Longest qiwi.secret_key_file accepted; QIWI's keys are a few hundred bytes */
+#define SECRET_FILE_MAX_BYTES	8192
 
 char	   *qiwi_api_url = NULL;
 char	   *qiwi_secret_key = NULL;
@@ -25,65 +33,311 @@ int			qiwi_reconcile_max_interval_s = 3600;
 int			qiwi_reconcile_concurrency = 16;
 int			qiwi_reconcile_batch_size = 1000;
 
+/*
+ * qiwi_secret_key above is the key in effect.  The value of the GUC
+ * qiwi.secret_key is kept apart, so that the key read from
+ * qiwi.secret_key_file never becomes a value SHOW could print.
+ */
+static char *secret_key_setting = NULL;
+static char *secret_key_file = NULL;
+static char *file_key = NULL;	/* the GUC's "extra": owned by guc.c */
+static bool key_shadowed = false;
+
 void		_PG_init(void);
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* Replace every occurrence of the secret key in a log text */
-static char *
-redact(char *text)
+/* Make the file's key, if any, the key in effect; else qiwi.secret_key's value */
+static void
+choose_secret_key(char *setting, char *from_file)
 {
-	StringInfoData out;
-	const char *p = text;
-	const char *hit;
-	size_t		key_len = strlen(qiwi_secret_key);
+	bool		shadowed = from_file != NULL && setting != NULL && setting[0] != '\0';
 
-	initStringInfo(&out);
-	while ((hit = strstr(p, qiwi_secret_key)) != NULL)
-	{
-		appendBinaryStringInfo(&out, p, hit - p);
-		appendStringInfoString(&out, "********");
-		p = hit + key_len;
-	}
-	appendStringInfoString(&out, p);
-	return out.data;
+	qiwi_secret_key = from_file != NULL ? from_file : setting;
+
+	/* said once, by the postmaster, when it starts to be the case */
+	if (shadowed && !key_shadowed && !IsUnderPostmaster)
+		ereport(LOG,
+				(errmsg("qiwi.secret_key is ignored: the key read from qiwi.secret_key_file \"%s\" is used",
+						secret_key_file ? secret_key_file : "")));
+	key_shadowed = shadowed;
 }
 
 /*
- * Keep the secret key out of every log line of every process, the
+ * Refuse qiwi.secret_key per database, per role or per function: such
+ * values live in catalogs (pg_db_role_setting, pg_proc) that every role can
+ * read.  ALTER DATABASE/ROLE SET and CREATE FUNCTION ... SET validate with
+ * PGC_S_TEST; a value stored before this check existed arrives at session
+ * start with the database or role source, and is not applied.
+ */
+static bool
+check_secret_key(char **newval, void **extra, GucSource source)
+{
+	switch (source)
+	{
+		case PGC_S_TEST:
+			GUC_check_errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM);
+			GUC_check_errmsg("qiwi.secret_key cannot be set per database, per role or per function");
+			GUC_check_errdetail("Such a setting is stored in a catalog that every role can read.");
+			GUC_check_errhint("Put the key in the file named by qiwi.secret_key_file.");
+			return false;
+		case PGC_S_GLOBAL:
+		case PGC_S_DATABASE:
+		case PGC_S_USER:
+		case PGC_S_DATABASE_USER:
+			GUC_check_errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM);
+			GUC_check_errmsg("qiwi.secret_key set per database or per role is ignored");
+			GUC_check_errdetail("It is stored in pg_db_role_setting, which every role can read: consider that key disclosed.");
+			GUC_check_errhint("A superuser removes it with ALTER DATABASE ... RESET qiwi.secret_key or ALTER ROLE ... RESET qiwi.secret_key, and puts the key in the file named by qiwi.secret_key_file.");
+			return false;
+		default:
+			return true;
+	}
+}
+
+/* Keep the GUC's value apart from the key in effect */
+static void
+assign_secret_key(const char *newval, void *extra)
+{
+	choose_secret_key((char *) newval, file_key);
+}
+
+/*
+ * The key held in a file: NULL, with the reason set for the GUC error, if
+ * the file cannot be read, others may read it (the rule PostgreSQL applies to
+ * ssl_key_file), or it holds no single-line key.  The result is malloc'd, as
+ * guc.c frees a check hook's extra.
+ */
+static char *
+read_secret_key_file(const char *path)
+{
+	char		buf[SECRET_FILE_MAX_BYTES + 1];
+	size_t		len = 0;
+	struct stat st;
+	char	   *key = NULL;
+	int			fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+	{
+		GUC_check_errdetail("Could not open file \"%s\": %m.", path);
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		GUC_check_errdetail("Could not stat file \"%s\": %m.", path);
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode))
+	{
+		GUC_check_errdetail("\"%s\" is not a regular file.", path);
+		close(fd);
+		return NULL;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+	{
+		GUC_check_errdetail("File \"%s\" must be owned by the database user or root.", path);
+		close(fd);
+		return NULL;
+	}
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+	{
+		GUC_check_errdetail("File \"%s\" has group or world access.", path);
+		GUC_check_errhint("It must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.");
+		close(fd);
+		return NULL;
+	}
+	while (len < sizeof(buf))
+	{
+		ssize_t		n = read(fd, buf + len, sizeof(buf) - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			GUC_check_errdetail("Could not read file \"%s\": %m.", path);
+			close(fd);
+			explicit_bzero(buf, sizeof(buf));
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	close(fd);
+
+	if (len > SECRET_FILE_MAX_BYTES)
+		GUC_check_errdetail("File \"%s\" is larger than %d bytes; it must hold the key alone.",
+							path, SECRET_FILE_MAX_BYTES);
+	else
+	{
+		/* one trailing newline, as an editor leaves it */
+		if (len > 0 && buf[len - 1] == '\n')
+			len--;
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+		buf[len] = '\0';
+		if (len == 0)
+			GUC_check_errdetail("File \"%s\" is empty.", path);
+		else if (strlen(buf) != len || strpbrk(buf, "\r\n") != NULL)
+			GUC_check_errdetail("File \"%s\" must hold the key on one line.", path);
+		else if ((key = malloc(len + 1)) == NULL)
+			GUC_check_errdetail("Out of memory.");
+		else
+			memcpy(key, buf, len + 1);
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return key;
+}
+
+/* Read the key of qiwi.secret_key_file (in every process, at start and on reload) */
+static bool
+check_secret_key_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	*extra = read_secret_key_file(*newval);
+	return *extra != NULL;
+}
+
+/* Make the file's key the key in effect */
+static void
+assign_secret_key_file(const char *newval, void *extra)
+{
+	file_key = (char *) extra;
+	choose_secret_key(secret_key_setting, file_key);
+}
+
+/* Every secret the extension holds, longest first; how many */
+static int
+known_secrets(const char *secrets[2])
+{
+	int			n = 0;
+
+	if (file_key != NULL && file_key[0] != '\0')
+		secrets[n++] = file_key;
+	if (secret_key_setting != NULL && secret_key_setting[0] != '\0' &&
+		(file_key == NULL || strcmp(secret_key_setting, file_key) != 0))
+		secrets[n++] = secret_key_setting;
+	if (n == 2 && strlen(secrets[1]) > strlen(secrets[0]))
+	{
+		const char *longer = secrets[1];
+
+		secrets[1] = secrets[0];
+		secrets[0] = longer;
+	}
+	return n;
+}
+
+/* Whether a text contains any secret the extension holds */
+static bool
+mentions_secret(const char *text)
+{
+	const char *secrets[2];
+	int			n = known_secrets(secrets);
+
+	for (int i = 0; i < n; i++)
+		if (strstr(text, secrets[i]) != NULL)
+			return true;
+	return false;
+}
+
+/* A copy of text in which every secret the extension holds reads ******** */
+char *
+qiwi_redact_secrets(const char *text)
+{
+	const char *secrets[2];
+	int			n = known_secrets(secrets);
+	char	   *result = pstrdup(text);
+
+	for (int i = 0; i < n; i++)
+	{
+		StringInfoData out;
+		const char *p = result;
+		const char *hit;
+		size_t		len = strlen(secrets[i]);
+
+		initStringInfo(&out);
+		while ((hit = strstr(p, secrets[i])) != NULL)
+		{
+			appendBinaryStringInfo(&out, p, hit - p);
+			appendStringInfoString(&out, "********");
+			p = hit + len;
+		}
+		appendStringInfoString(&out, p);
+		pfree(result);
+		result = out.data;
+	}
+	return result;
+}
+
+/* Whether text contains needle (lower case) in any case */
+static bool
+contains_caseless(const char *text, const char *needle)
+{
+	size_t		len = strlen(needle);
+
+	for (; *text != '\0'; text++)
+		if (pg_strncasecmp(text, needle, len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a statement may carry a secret: it names qiwi and a secret in any
+ * case, quoting or spacing (ALTER SYSTEM SET "QIWI" . secret_key = ...).
+ * Deliberately broad: hiding a harmless statement costs only a log line.
+ */
+static bool
+statement_names_secret(const char *statement)
+{
+	return contains_caseless(statement, "qiwi") && contains_caseless(statement, "secret");
+}
+
+/*
+ * Keep the secrets out of every log line of every process, the
  * postmaster's "parameter changed to" on reload included (PostgreSQL prints
- * a changed parameter's value whatever its flags).
+ * a changed parameter's value whatever its flags).  The client receives the
+ * same redacted report.
  */
 static void
 redact_secret_key(ErrorData *edata)
 {
-	if (qiwi_secret_key != NULL && qiwi_secret_key[0] != '\0')
-	{
-		if (edata->message && strstr(edata->message, qiwi_secret_key))
-			edata->message = redact(edata->message);
-		if (edata->detail && strstr(edata->detail, qiwi_secret_key))
-			edata->detail = redact(edata->detail);
-		if (edata->detail_log && strstr(edata->detail_log, qiwi_secret_key))
-			edata->detail_log = redact(edata->detail_log);
-		if (edata->context && strstr(edata->context, qiwi_secret_key))
-			edata->context = redact(edata->context);
-		if (edata->internalquery && strstr(edata->internalquery, qiwi_secret_key))
-			edata->internalquery = redact(edata->internalquery);
-		/* the statement is printed from elsewhere: hide it if it has the key */
-		if (debug_query_string && strstr(debug_query_string, qiwi_secret_key))
-			edata->hide_stmt = true;
-	}
+	if (edata->message && mentions_secret(edata->message))
+		edata->message = qiwi_redact_secrets(edata->message);
+	if (edata->detail && mentions_secret(edata->detail))
+		edata->detail = qiwi_redact_secrets(edata->detail);
+	if (edata->detail_log && mentions_secret(edata->detail_log))
+		edata->detail_log = qiwi_redact_secrets(edata->detail_log);
+	if (edata->hint && mentions_secret(edata->hint))
+		edata->hint = qiwi_redact_secrets(edata->hint);
+	if (edata->context && mentions_secret(edata->context))
+		edata->context = qiwi_redact_secrets(edata->context);
+	if (edata->internalquery && mentions_secret(edata->internalquery))
+		edata->internalquery = qiwi_redact_secrets(edata->internalquery);
 
 	/*
-	 * A statement that sets the key (ALTER SYSTEM SET qiwi.secret_key = ...)
-	 * carries a value that is not the key yet: hide its text, whether it is
-	 * logged as the message (log_statement) or after it.
+	 * A statement that sets a key (ALTER SYSTEM SET qiwi.secret_key = ...)
+	 * carries a value that is no held secret yet: hide its text, whether it
+	 * is logged as the message (log_statement, with its parameters as
+	 * DETAIL), quoted by a syntax error, or printed after the message.
 	 */
-	if (debug_query_string && strstr(debug_query_string, "qiwi.secret_key"))
+	if (debug_query_string &&
+		(mentions_secret(debug_query_string) || statement_names_secret(debug_query_string)))
 	{
 		edata->hide_stmt = true;
 		if (edata->message && strstr(edata->message, debug_query_string))
-			edata->message = pstrdup("statement hidden by qiwi_kassa: it names qiwi.secret_key");
+		{
+			edata->message = pstrdup("statement hidden by qiwi_kassa: it names a secret");
+			edata->detail = NULL;
+		}
+		else if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR)
+		{
+			edata->message = pstrdup("syntax error in a statement hidden by qiwi_kassa: it names a secret");
+			edata->cursorpos = 0;
+		}
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -121,11 +375,20 @@ _PG_init(void)
 	DefineCustomStringVariable("qiwi.secret_key",
 							   "Secret key (SECRET_KEY) of the QIWI Bill Payments API.",
 							   "Readable by superusers only; sent only as the Authorization header.",
-							   &qiwi_secret_key,
+							   &secret_key_setting,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   check_secret_key, assign_secret_key, NULL);
+
+	DefineCustomStringVariable("qiwi.secret_key_file",
+							   "File holding the secret key of the QIWI Bill Payments API.",
+							   "Read at start and on reload; it must be readable by the server's user only. When set, it wins over qiwi.secret_key.",
+							   &secret_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   check_secret_key_file, assign_secret_key_file, NULL);
 
 	DefineCustomStringVariable("qiwi.ca_file",
 							   "CA bundle used to verify the QIWI server's certificate.",

@@ -686,10 +686,11 @@ error_from_status(const HttpResponse *resp, const char *context,
 void
 qiwi_raise(const QiwiError *error)
 {
+	/* QIWI's own text may echo a key: a caller's handler sees it redacted too */
 	ereport(ERROR,
 			(errcode(error->sqlstate),
-			 errmsg_internal("%s", error->message),
-			 error->detail ? errdetail_internal("%s", error->detail) : 0,
+			 errmsg_internal("%s", qiwi_redact_secrets(error->message)),
+			 error->detail ? errdetail_internal("%s", qiwi_redact_secrets(error->detail)) : 0,
 			 error->hint ? errhint("%s", error->hint) : 0));
 	pg_unreachable();
 }
@@ -704,7 +705,7 @@ qiwi_require_secret_key(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("qiwi.secret_key is not set"),
-				 errhint("A superuser sets it with ALTER SYSTEM, ALTER DATABASE or ALTER ROLE.")));
+				 errhint("A superuser puts the key in the file named by qiwi.secret_key_file (see the README, \"Holding keys\").")));
 	return qiwi_secret_key;
 }
 

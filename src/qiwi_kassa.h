@@ -44,7 +44,7 @@
 /* QIWI's Number(6.2): the largest amount of a bill or a refund */
 #define QIWI_MAX_AMOUNT				"999999.99"
 
-/* module.c: GUC values */
+/* module.c: GUC values; qiwi_secret_key is the key in effect (see module.c) */
 extern char *qiwi_api_url;
 extern char *qiwi_secret_key;
 extern char *qiwi_ca_file;
@@ -57,6 +57,7 @@ extern int	qiwi_reconcile_interval_s;
 extern int	qiwi_reconcile_max_interval_s;
 extern int	qiwi_reconcile_concurrency;
 extern int	qiwi_reconcile_batch_size;
+extern char *qiwi_redact_secrets(const char *text);
 
 /* http.c: one HTTP exchange */
 typedef enum HttpMethod

@@ -546,7 +546,7 @@ store_check_result(const char *bill_id, bool failed, const char *error)
 
 	values[0] = CStringGetTextDatum(bill_id);
 	values[1] = BoolGetDatum(failed);
-	values[2] = text_or_null(error, &nulls[2]);
+	values[2] = text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[2]);
 	values[3] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[4] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
 	begin_as_owner(&ctx);
@@ -649,7 +649,7 @@ store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 void
 store_create_failed(const char *bill_id, const char *reason)
 {
-	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(reason)};
+	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(qiwi_redact_secrets(reason))};
 	OwnerContext ctx;
 
 	begin_as_owner(&ctx);
