@@ -12,7 +12,7 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
+PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -DQIWI_KASSA_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK = -lcurl -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -20,6 +20,7 @@ include $(PGXS)
 
 # PGXS does not track header dependencies: every object depends on the one header
 $(OBJS): src/qiwi_kassa.h
+src/store.o: $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list

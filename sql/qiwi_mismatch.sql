@@ -104,10 +104,16 @@ SELECT * FROM mm_receive(mm_notification('mm-10', 'PAID', '10.00', site_id => '9
 SELECT site_id, status FROM qiwi_bills WHERE bill_id = 'mm-10';
 SELECT * FROM mm_receive(mm_notification('mm-10', 'PAID', '10.00'));
 
--- A notification whose amount a table constraint refuses is stored, marked
+-- A notification that qiwi_bills cannot take (an amount out of range; one
+-- a constraint of the shop's refuses) is stored, marked, and the INSERT goes on
 SELECT * FROM mm_receive(mm_notification('mm-zero', 'PAID', '0.00'));
 SELECT count(*) AS stored FROM qiwi_notifications WHERE bill_id = 'mm-zero';
 SELECT count(*) AS bills FROM qiwi_bills WHERE bill_id = 'mm-zero';
+ALTER TABLE qiwi_bills ADD CONSTRAINT shop_limit CHECK (amount <= 100000);
+SELECT * FROM mm_receive(mm_notification('mm-big', 'PAID', '200000.00'));
+SELECT count(*) AS stored FROM qiwi_notifications WHERE bill_id = 'mm-big';
+SELECT count(*) AS bills FROM qiwi_bills WHERE bill_id = 'mm-big';
+ALTER TABLE qiwi_bills DROP CONSTRAINT shop_limit;
 
 -- "|" inside a signed field could shift the fields: never trusted
 -- (signed here with pgcrypto: qiwi_sign_notification refuses to sign them)

@@ -219,6 +219,15 @@ typedef struct DueBill
 } DueBill;
 
 extern DueBill *store_due_bills(int limit, int *n);
+
+typedef enum ExtensionState
+{
+	EXTENSION_NOT_INSTALLED,
+	EXTENSION_OLD_VERSION,		/* waiting for ALTER EXTENSION ... UPDATE */
+	EXTENSION_READY
+} ExtensionState;
+
+extern ExtensionState store_extension_state(void);
 extern bool store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer);
 extern void store_create_failed(const char *bill_id, const char *reason);
 extern int64 store_make_all_due(void);

@@ -63,28 +63,55 @@ typedef struct OwnerContext
 #define OWNER_SEARCH_PATH "pg_catalog, pg_temp"
 
 
-/* Find the installed extension's schema and owner in pg_extension */
-static void
-extension_schema_and_owner(Oid *schema, Oid *owner)
+/*
+ * Look the extension up in pg_extension: its schema, its owner and its
+ * version (palloc'd); false if it is not installed in this database.
+ */
+static bool
+extension_lookup(Oid *schema, Oid *owner, char **version)
 {
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
+	bool		found;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
 				F_NAMEEQ, CStringGetDatum("qiwi_kassa"));
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
 	tuple = systable_getnext(scan);
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"qiwi_kassa\" is not installed in this database")));
-	*schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-	*owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	found = HeapTupleIsValid(tuple);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		*schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+		*owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+		*version = isnull ? pstrdup("") : TextDatumGetCString(d);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Is the extension installed here, and are its SQL objects the version
+ * this library was built for?  After a package upgrade and before ALTER
+ * EXTENSION ... UPDATE, the tables lack what the library writes.
+ */
+ExtensionState
+store_extension_state(void)
+{
+	Oid			schema;
+	Oid			owner;
+	char	   *version;
+
+	if (!extension_lookup(&schema, &owner, &version))
+		return EXTENSION_NOT_INSTALLED;
+	return strcmp(version, QIWI_KASSA_VERSION) == 0 ? EXTENSION_READY : EXTENSION_OLD_VERSION;
 }
 
 /* Prepare a statement and keep it for the backend's life */
@@ -281,7 +308,18 @@ begin_as_owner(OwnerContext *ctx)
 	/* the extension cannot move within a transaction: look it up once per transaction */
 	if (looked_up_in != MyProc->lxid)
 	{
-		extension_schema_and_owner(&schema, &owner);
+		char	   *version;
+
+		if (!extension_lookup(&schema, &owner, &version))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("extension \"qiwi_kassa\" is not installed in this database")));
+		if (strcmp(version, QIWI_KASSA_VERSION) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the SQL objects of qiwi_kassa are version %s, but its library is version %s",
+							version, QIWI_KASSA_VERSION),
+					 errhint("Run ALTER EXTENSION qiwi_kassa UPDATE.")));
 		looked_up_in = MyProc->lxid;
 	}
 	ctx->caller_context = CurrentMemoryContext;

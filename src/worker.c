@@ -22,7 +22,6 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
-#include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -183,18 +182,18 @@ database_wanted_by_others(Oid dboid)
 	return busy;
 }
 
-/* Is the extension installed in this database? */
-static bool
-extension_installed(void)
+/* Is the extension installed in this database, at the library's version? */
+static ExtensionState
+extension_state(void)
 {
-	bool		installed;
+	ExtensionState state;
 	MemoryContext caller_context = CurrentMemoryContext;
 
 	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("qiwi_kassa", true));
+	state = store_extension_state();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller_context);
-	return installed;
+	return state;
 }
 
 /* ---------- the launcher ---------- */
@@ -271,6 +270,7 @@ qiwi_launcher_main(Datum main_arg)
 	TimestampTz stopped = 0;
 	int			quick_failures = 0;
 	bool		said_missing = false;
+	bool		said_no_slot = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -325,7 +325,18 @@ qiwi_launcher_main(Datum main_arg)
 		handle = start_reconciler(dboid);
 		started = now;
 		if (handle == NULL)
-			stopped = now;		/* no free worker slot: try again later */
+		{
+			/* no free worker slot: say so once, show it, try again later */
+			if (!said_no_slot)
+				ereport(LOG,
+						(errmsg("qiwi_kassa reconciler cannot start: no background worker slot is free"),
+						 errhint("Raise max_worker_processes (the reconciler and its launcher need one each).")));
+			said_no_slot = true;
+			publish_error("no background worker slot is free: raise max_worker_processes");
+			stopped = now;
+		}
+		else
+			said_no_slot = false;
 	}
 }
 
@@ -501,7 +512,8 @@ qiwi_reconciler_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext round_context;
-	bool		said_no_extension = false;
+	ExtensionState said_about = EXTENSION_READY;
+	ExtensionState state;
 	bool		auth_failed = false;
 	long		wait_ms = 0;
 
@@ -553,16 +565,19 @@ qiwi_reconciler_main(Datum main_arg)
 		if (database_wanted_by_others(dboid))
 			proc_exit(0);
 
-		if (!extension_installed())
+		state = extension_state();
+		if (state != EXTENSION_READY)
 		{
-			if (!said_no_extension)
+			if (state != said_about)
 				ereport(LOG,
-						(errmsg("qiwi_kassa reconciler is waiting for CREATE EXTENSION qiwi_kassa in database \"%s\"",
+						(errmsg(state == EXTENSION_NOT_INSTALLED ?
+								"qiwi_kassa reconciler is waiting for CREATE EXTENSION qiwi_kassa in database \"%s\"" :
+								"qiwi_kassa reconciler is waiting for ALTER EXTENSION qiwi_kassa UPDATE in database \"%s\"",
 								shared->database)));
-			said_no_extension = true;
+			said_about = state;
 			continue;
 		}
-		said_no_extension = false;
+		said_about = EXTENSION_READY;
 		if (auth_failed)
 			continue;
 		if (qiwi_secret_key == NULL || qiwi_secret_key[0] == '\0')

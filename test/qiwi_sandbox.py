@@ -21,7 +21,8 @@ Control (no auth; loopback only; used by tests):
                                 "huge": bytes, "delay_ms": D,
                                 "nest": N, "bill": billId}
          "nest": each "@nest@" in the body becomes N "[" then N "]";
-         "bill": the fault is only for requests about that bill
+         "bill": the fault is only for requests about that bill;
+         "applied": true: the request takes effect, then status/body answer it
   DELETE /sandbox/faults
   POST /sandbox/latency  JSON: {"ms": N}   delay before every API answer
   POST /sandbox/notifications JSON: {"url": U, "duplicates": N, "retry_ms": M}
@@ -420,7 +421,7 @@ def make_handler(sandbox):
                 return
             if fault and "huge" in fault:
                 return self.send_raw(200, b"{\"pad\":\"" + b"x" * int(fault["huge"]) + b"\"}")
-            if fault and ("status" in fault or "body" in fault):
+            if fault and ("status" in fault or "body" in fault) and not fault.get("applied"):
                 status = int(fault.get("status", 200))
                 payload = fault["body"] if "body" in fault else json.dumps(
                     error_body("internal.error", "Internal error"))
@@ -433,6 +434,11 @@ def make_handler(sandbox):
             except ApiError as e:
                 status, answer = e.status, error_body(e.code, e.description)
 
+            if fault and fault.get("applied"):
+                # the request took effect, but the answer is the fault's
+                payload = fault["body"] if "body" in fault else json.dumps(
+                    error_body("internal.error", "Internal error"))
+                return self.send_raw(int(fault.get("status", 200)), payload.encode())
             if fault and fault.get("drop") == "after":
                 # the request took effect, but its answer never arrives
                 self.close_connection = True
