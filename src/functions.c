@@ -374,6 +374,7 @@ optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
 static void
 require_writable(const char *what)
 {
+	store_require_ready();
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -641,6 +642,7 @@ qiwi_bill_status(PG_FUNCTION_ARGS)
 	QiwiBill	bill;
 	QiwiError	error;
 
+	store_require_ready();
 	if (!qiwi_get_bill_call(bill_id, &bill, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("the status of bill \"%s\"", bill_id)))
@@ -718,6 +720,7 @@ qiwi_refund_status(PG_FUNCTION_ARGS)
 	QiwiRefund	refund;
 	QiwiError	error;
 
+	store_require_ready();
 	if (!qiwi_get_refund_call(bill_id, refund_id, &refund, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id)))

@@ -208,6 +208,7 @@ typedef enum StoreSource
 extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   StoredBill *stored);
 extern bool store_lock_bill(const char *bill_id, StoredBill *stored);
+extern void store_require_ready(void);
 extern void store_check_result(const char *bill_id, bool failed, const char *error);
 /* A bill due for the reconciler: to check, or (creating) to create */
 typedef struct DueBill

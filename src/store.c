@@ -297,20 +297,24 @@ prepare_plans(Oid schema)
 	plans_schema = schema;
 }
 
-/* Become the extension's owner and connect to SPI with the statements ready */
-static void
-begin_as_owner(OwnerContext *ctx)
-{
-	static LocalTransactionId looked_up_in = InvalidLocalTransactionId;
-	static Oid	schema;
-	static Oid	owner;
+static LocalTransactionId looked_up_in = InvalidLocalTransactionId;
+static Oid	extension_schema;
+static Oid	extension_owner;
 
+/*
+ * Check that the bookkeeping can run: the extension is installed here, at
+ * the library's version.  The SQL functions call it before any request,
+ * so that nothing is sent whose answer could not be recorded.
+ */
+void
+store_require_ready(void)
+{
 	/* the extension cannot move within a transaction: look it up once per transaction */
 	if (looked_up_in != MyProc->lxid)
 	{
 		char	   *version;
 
-		if (!extension_lookup(&schema, &owner, &version))
+		if (!extension_lookup(&extension_schema, &extension_owner, &version))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("extension \"qiwi_kassa\" is not installed in this database")));
@@ -322,9 +326,16 @@ begin_as_owner(OwnerContext *ctx)
 					 errhint("Run ALTER EXTENSION qiwi_kassa UPDATE.")));
 		looked_up_in = MyProc->lxid;
 	}
+}
+
+/* Become the extension's owner and connect to SPI with the statements ready */
+static void
+begin_as_owner(OwnerContext *ctx)
+{
+	store_require_ready();
 	ctx->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(owner, ctx->save_sec_context |
+	SetUserIdAndSecContext(extension_owner, ctx->save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	/* an error before end_as_owner undoes both at (sub)transaction abort */
@@ -333,7 +344,7 @@ begin_as_owner(OwnerContext *ctx)
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	prepare_plans(schema);
+	prepare_plans(extension_schema);
 }
 
 /* Disconnect from SPI and become the calling user again */

@@ -1,0 +1,234 @@
+# What needs a cluster of its own: 1.0 upgrades to 1.1 with its data kept
+# and the schema of a fresh 1.1; the reconciler never runs a function a
+# plain role planted in its path; a creation whose answer was lost is sent
+# again, never CREATE_FAILED; a missing worker slot is said; a hot standby
+# answers reading calls and moves no money.
+use strict;
+use warnings;
+
+use JSON::PP;
+use QiwiTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = qiwi_node('cluster', q{
+qiwi.database = 'postgres'
+qiwi.reconcile_interval = '1s'
+qiwi.reconcile_max_interval = '1s'
+});
+sandbox('/sandbox/reset');
+sub sql_in { my ($db, $query) = @_; return $node->safe_psql($db, $query); }
+
+# ---------- 1.0 -> 1.1 ----------
+
+# Everything that describes the extension's objects, one line each, sorted
+my $schema_query = q{
+WITH members AS (
+	SELECT classid, objid FROM pg_depend
+	 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+	   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'qiwi_kassa')),
+rels AS (SELECT objid AS oid FROM members WHERE classid = 'pg_class'::regclass)
+SELECT string_agg(line, E'\n' ORDER BY line) FROM (
+	SELECT 'object ' || pg_describe_object(classid, objid, 0) FROM members
+	UNION ALL
+	SELECT 'column ' || a.attrelid::regclass || ' #' || row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum)
+	       || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+	       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+	       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') || ' ' || a.attgenerated::text
+	       || coalesce(' comment ' || col_description(a.attrelid, a.attnum), '')
+	  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+	 WHERE a.attrelid IN (SELECT oid FROM rels) AND a.attnum > 0 AND NOT a.attisdropped
+	UNION ALL
+	SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+	  FROM pg_constraint WHERE conrelid IN (SELECT oid FROM rels)
+	UNION ALL
+	SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid IN (SELECT oid FROM rels)
+	UNION ALL
+	SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger
+	 WHERE tgrelid IN (SELECT oid FROM rels) AND NOT tgisinternal
+	UNION ALL
+	SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || c.relpersistence::text
+	       || ' acl ' || coalesce(c.relacl::text, 'default') || coalesce(' comment ' || obj_description(c.oid, 'pg_class'), '')
+	       || coalesce(' view ' || pg_get_viewdef(c.oid), '')
+	  FROM pg_class c WHERE c.oid IN (SELECT oid FROM rels)
+	UNION ALL
+	SELECT 'function ' || p.oid::regprocedure || ' returns ' || pg_get_function_result(p.oid)
+	       || ' args ' || pg_get_function_arguments(p.oid) || ' ' || p.provolatile::text || p.proparallel::text
+	       || p.prosecdef || p.proisstrict || ' ' || p.prosrc || ' acl ' || coalesce(p.proacl::text, 'default')
+	  FROM pg_proc p WHERE p.oid IN (SELECT objid FROM members WHERE classid = 'pg_proc'::regclass)
+	UNION ALL
+	SELECT 'type ' || t.oid::regtype || ' ' || coalesce((SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+	                                          FROM pg_attribute WHERE attrelid = t.typrelid AND attnum > 0), '')
+	  FROM pg_type t WHERE t.oid IN (SELECT objid FROM members WHERE classid = 'pg_type'::regclass)
+	UNION ALL
+	SELECT 'dumped with data ' || unnest(extconfig)::regclass FROM pg_extension WHERE extname = 'qiwi_kassa'
+) s(line)};
+
+# The rows of every table, as 1.0 had them
+my $data_query = q{
+SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
+	SELECT (bill_id, site_id, amount, currency, status, status_changed_at, created_at, expires_at, pay_url,
+	        comment, customer, custom_fields, first_seen_at, checked_at, next_check_at, check_count,
+	        failures, last_error)::text FROM qiwi_bills
+	UNION ALL SELECT r::text FROM qiwi_refunds r
+	UNION ALL SELECT e::text FROM qiwi_bill_events e
+	UNION ALL SELECT (id, received_at, signature, body, verified, applied, error)::text FROM qiwi_notifications
+	UNION ALL SELECT last_value::text FROM qiwi_bill_events_id_seq
+	UNION ALL SELECT last_value::text FROM qiwi_notifications_id_seq) s(r)};
+
+sql_in('postgres', 'CREATE DATABASE old');
+sql_in('postgres', 'CREATE DATABASE fresh');
+sql_in('old', q{CREATE EXTENSION qiwi_kassa VERSION '1.0'});
+# What 1.0 wrote, in every table: bills in every status, refunds, events,
+# notifications (this library refuses to write through 1.0's objects)
+sql_in('old', q{
+INSERT INTO qiwi_bills (bill_id, site_id, amount, currency, status, status_changed_at, created_at,
+                        expires_at, pay_url, comment, customer, custom_fields, checked_at, check_count,
+                        failures, last_error)
+SELECT 'up-' || s, '270305', 10 + i, 'RUB', s, now(), now(), now() + interval '1 day',
+       'https://oplata.qiwi.com/form/?invoice_uid=' || i, 'comment ' || i, '{"email": "a@b.c"}',
+       '{"cf1": "x"}', now(), i, i % 2, CASE WHEN s = 'CREATE_FAILED' THEN 'refused' END
+  FROM unnest(ARRAY['WAITING', 'PAID', 'REJECTED', 'EXPIRED', 'CREATING', 'CREATE_FAILED']) WITH ORDINALITY u(s, i);
+INSERT INTO qiwi_refunds (bill_id, refund_id, amount, currency, status, created_at, checked_at)
+VALUES ('up-PAID', 'r1', 1, 'RUB', 'PARTIAL', now(), now()), ('up-PAID', 'r2', 11, 'RUB', 'FULL', now(), now());
+INSERT INTO qiwi_bill_events (bill_id, old_status, new_status, source)
+SELECT bill_id, NULL, status, 'call' FROM qiwi_bills;
+INSERT INTO qiwi_notifications (signature, body)
+SELECT qiwi_sign_notification(n), n FROM (SELECT jsonb_build_object('bill', jsonb_build_object(
+	'siteId', '270305', 'billId', 'up-n', 'amount', jsonb_build_object('value', '5.00', 'currency', 'RUB'),
+	'status', jsonb_build_object('value', 'PAID')), 'version', '1') AS n) s;
+});
+my $data_before = sql_in('old', $data_query);
+my ($ok, $out, $err) = (undef, '', '');
+$node->psql('old', q{SELECT qiwi_bill_status('up-WAITING')}, stderr => \$err);
+like($err, qr/SQL objects of qiwi_kassa are version 1\.0, but its library is version 1\.1.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
+	'before the update, a call says to run ALTER EXTENSION ... UPDATE');
+
+sql_in('old', 'ALTER EXTENSION qiwi_kassa UPDATE');
+sql_in('fresh', 'CREATE EXTENSION qiwi_kassa');
+is(sql_in('old', q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.1', 'the upgrade reaches 1.1');
+is(sql_in('old', $data_query), $data_before, 'every row of every table survives the upgrade');
+is(sql_in('old', q{SELECT count(*) FROM qiwi_bills WHERE qiwi_amount IS NULL AND qiwi_status IS NULL}), '6',
+	'the new columns are empty for old bills');
+my $schema_upgraded = sql_in('old', $schema_query);
+my $schema_fresh = sql_in('fresh', $schema_query);
+ok(length($schema_fresh) > 5000, 'the schema description covers the objects');
+is($schema_upgraded, $schema_fresh, 'the upgraded schema equals a fresh 1.1 install');
+sql_in('old', q{SELECT qiwi_create_bill('up-new', 3, expires_at => now() + interval '1 day')});
+is(sql_in('old', q{SELECT status FROM qiwi_bills WHERE bill_id = 'up-new'}), 'WAITING', 'the upgraded install works');
+$node->psql('old', q{INSERT INTO qiwi_bills (bill_id, amount, currency, status, checked_at) VALUES ('x', 1, 'RUB', 'MISMATCH', now())},
+	stderr => \$err);
+is($err, '', 'the upgraded table takes MISMATCH');
+
+# ---------- the reconciler and a planted search_path ----------
+
+sql_in('postgres', 'CREATE EXTENSION qiwi_kassa');
+$node->poll_query_until('postgres', q{SELECT running FROM qiwi_reconciler_status}) or die 'no reconciler';
+sql_in('postgres', q{SELECT qiwi_create_bill('sp-' || i, 10, expires_at => now() + interval '1 day') FROM generate_series(1, 3) i});
+sql_in('postgres', q{SELECT qiwi_create_bill_after_commit('sp-later', 10, expires_at => now() + interval '1 day')});
+sandbox('/sandbox/bills/sp-1/pay');
+# a role with CREATE on public, and a database whose search_path puts public first
+sql_in('postgres', q{
+CREATE ROLE regress_mallory;
+GRANT CREATE ON SCHEMA public TO regress_mallory;
+ALTER DATABASE postgres SET search_path = public, pg_catalog;
+SET ROLE regress_mallory;
+CREATE TABLE public.hits (fn text, run_by name);
+GRANT INSERT ON public.hits TO PUBLIC;
+CREATE FUNCTION public.trap(fn text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.hits VALUES (fn, current_user);
+	IF current_user <> 'regress_mallory' THEN EXECUTE 'ALTER ROLE regress_mallory SUPERUSER'; END IF;
+END $$;
+CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS
+$$BEGIN PERFORM public.trap('clock_timestamp'); RETURN pg_catalog.clock_timestamp(); END$$;
+CREATE FUNCTION public.text_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN PERFORM public.trap('='); RETURN pg_catalog.texteq($1, $2); END$$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.text_eq);
+});
+# the reconciler reads the database's settings when it starts
+my $old_pid = sql_in('postgres', q{SET search_path = pg_catalog, public;
+	SELECT pid FROM qiwi_reconciler_status; SELECT pg_terminate_backend(pid) FROM qiwi_reconciler_status});
+($old_pid) = split /\n/, $old_pid;
+# (polls name no text or timestamp operator: the planted ones would run)
+ok($node->poll_query_until('postgres', qq{SELECT running AND pid <> $old_pid FROM qiwi_reconciler_status}),
+	'a new reconciler starts with the planted path');
+my $rounds = sql_in('postgres', q{SET search_path = pg_catalog, public; SELECT rounds FROM qiwi_reconciler_status});
+sql_in('postgres', q{SET search_path = pg_catalog, public; SELECT qiwi_reconcile_now()});
+ok($node->poll_query_until('postgres', qq{SELECT rounds > $rounds + 1 FROM qiwi_reconciler_status}),
+	'the reconciler runs rounds');
+is(sql_in('postgres', q{SET search_path = pg_catalog, public;
+	SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id) FROM qiwi_bills WHERE bill_id LIKE 'sp-%'}),
+	'sp-1:PAID,sp-2:WAITING,sp-3:WAITING,sp-later:WAITING', 'it checked, recorded and created bills');
+is(sql_in('postgres', q{SET search_path = pg_catalog, public; SELECT count(*) FROM public.hits}), '0',
+	'no planted function or operator ran in the reconciler');
+is(sql_in('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_mallory'}), 'f', 'the planting role is no superuser');
+sql_in('postgres', q{ALTER DATABASE postgres RESET search_path; DROP OWNED BY regress_mallory; DROP ROLE regress_mallory});
+
+# ---------- a creation applied at QIWI whose answer was garbage ----------
+
+sandbox('/sandbox/faults', encode_json({ bill => 'cf-1', applied => JSON::PP::true, status => 200, body => '<html>bad gateway</html>' }));
+$rounds = sql_in('postgres', q{SELECT rounds FROM qiwi_reconciler_status});
+sql_in('postgres', q{SELECT qiwi_create_bill_after_commit('cf-1', 25, expires_at => now() + interval '1 day')});
+ok($node->poll_query_until('postgres', q{SELECT failures > 0 FROM qiwi_bills WHERE bill_id = 'cf-1'}),
+	'the garbled answer to the creation is a failed check');
+is(sql_in('postgres', q{SELECT status FROM qiwi_bills WHERE bill_id = 'cf-1'}), 'CREATING', 'not CREATE_FAILED: it will be sent again');
+sandbox('/sandbox/bills/cf-1/pay');
+sql_in('postgres', q{SELECT qiwi_reconcile_now()});
+ok($node->poll_query_until('postgres', q{SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'cf-1'}),
+	'the buyer pays, and the bill becomes PAID');
+is(sql_in('postgres', q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status, ',' ORDER BY id)
+	FROM qiwi_bill_events WHERE bill_id = 'cf-1'}), '->CREATING,CREATING>PAID', 'with its events');
+
+# ---------- no free worker slot ----------
+
+my $tight = qiwi_node('tight', q{
+max_worker_processes = 1
+max_logical_replication_workers = 0
+qiwi.database = 'postgres'
+});
+$tight->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
+ok($tight->poll_query_until('postgres', q{SELECT last_error LIKE '%no background worker slot is free%' FROM qiwi_reconciler_status}),
+	'qiwi_reconciler_status says no worker slot is free');
+is($tight->safe_psql('postgres', q{SELECT running FROM qiwi_reconciler_status}), 'f', 'and that it does not run');
+like(slurp_file($tight->logfile), qr/qiwi_kassa reconciler cannot start: no background worker slot is free/,
+	'the log says so');
+$tight->stop;
+
+# ---------- a hot standby ----------
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'qiwi_kassa'
+qiwi.api_url = '$sandbox_url'
+qiwi.secret_key = '$sandbox_secret'
+qiwi.database = ''
+});
+$primary->start;
+$primary->safe_psql('postgres', q{CREATE EXTENSION qiwi_kassa;
+	SELECT qiwi_create_bill('hs-1', 40, expires_at => now() + interval '1 day')});
+sandbox('/sandbox/bills/hs-1/pay');
+$primary->safe_psql('postgres', q{SELECT qiwi_bill_status('hs-1')});
+$primary->backup('backup');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'backup', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+
+my $requests = sandbox_requests();
+$standby->psql('postgres', q{SELECT qiwi_refund('hs-1', 'hs-r1', 5)}, stderr => \$err);
+like($err, qr/cannot refund a bill on a hot standby/, 'a refund on a standby is refused');
+$standby->psql('postgres', q{SELECT qiwi_cancel_bill('hs-1')}, stderr => \$err);
+like($err, qr/cannot cancel a bill on a hot standby/, 'so is a cancel');
+$standby->psql('postgres', q{SELECT qiwi_create_bill('hs-2', 5, expires_at => now() + interval '1 day')}, stderr => \$err);
+like($err, qr/cannot create a bill on a hot standby/, 'and a creation');
+is(sandbox_requests(), $requests, 'nothing was sent to QIWI');
+$standby->psql('postgres', q{SELECT status FROM qiwi_bill_status('hs-1')}, stdout => \$out, stderr => \$err);
+is($out, 'PAID', 'a status call on the standby answers');
+like($err, qr/WARNING:.*was not recorded.*\n.*hot standby/, 'and says it could not record it');
+$standby->stop;
+$primary->stop;
+
+done_testing();
