@@ -15,7 +15,6 @@
 #include <openssl/evp.h>
 
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -24,7 +23,6 @@
 #include "utils/jsonb.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(qiwi_verify_signature);
 PG_FUNCTION_INFO_V1(qiwi_sign_notification);
@@ -436,6 +434,24 @@ apply_notification(Jsonb *body, bool *applied)
 					bill.bill_id, stored.status, bill.status);
 }
 
+/* A notification to apply, and what applying it said */
+typedef struct NotificationToApply
+{
+	Jsonb	   *body;
+	bool		applied;
+	char	   *outcome;
+} NotificationToApply;
+
+/* Apply a NotificationToApply (a GuardedFn) */
+static bool
+run_apply(void *arg, char **problem)
+{
+	NotificationToApply *n = (NotificationToApply *) arg;
+
+	n->outcome = apply_notification(n->body, &n->applied);
+	return true;
+}
+
 /*
  * Apply a verified notification in a subtransaction: whatever it holds (an
  * amount a table constraint refuses, say), the notification is stored,
@@ -444,37 +460,16 @@ apply_notification(Jsonb *body, bool *applied)
 static char *
 apply_notification_safely(Jsonb *body, bool *applied)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
+	NotificationToApply n = {body, false, NULL};
 	char	   *problem = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_context);
-	PG_TRY();
+	if (!qiwi_guarded(run_apply, &n, GUARD_ALL_BUT_CANCEL, &problem))
 	{
-		problem = apply_notification(body, applied);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-		/* a cancel or statement_timeout ends the statement, as it should */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
 		*applied = false;
-		problem = psprintf("verified but not applied: %s", edata->message);
+		return psprintf("verified but not applied: %s", problem);
 	}
-	PG_END_TRY();
-	return problem;
+	*applied = n.applied;
+	return n.outcome;
 }
 
 /*

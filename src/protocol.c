@@ -463,30 +463,30 @@ qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency, char 
 typedef bool (*AnswerReader) (const HttpResponse *resp, void *result, char **problem);
 
 /*
- * Run reader on an answer in a subtransaction: an error that PostgreSQL's
- * input routines raise on a hostile value (a number that overflows
- * numeric, ...) is one more *problem, and the caller's transaction, a
- * background worker's included, goes on.  Errors about anything but the
- * data (a cancel, out of memory) go on up.
+ * Run fn(arg, problem) in a subtransaction and say whether it succeeded.
+ * An error it raises that `which` allows is one more *problem (its
+ * message), and the caller's transaction, a background worker's included,
+ * goes on; any other error (a cancel, out of memory) goes on up.
  */
-static bool
-read_answer(AnswerReader reader, const HttpResponse *resp, void *result, char **problem)
+bool
+qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	ResourceOwner caller_owner = CurrentResourceOwner;
 	volatile bool ok = false;
 
 	BeginInternalSubTransaction(NULL);
-	/* what the reader makes outlives the subtransaction */
+	/* what fn makes outlives the subtransaction */
 	MemoryContextSwitchTo(caller_context);
 	PG_TRY();
 	{
-		ok = reader(resp, result, problem);
+		ok = fn(arg, problem);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		int			category;
 
 		MemoryContextSwitchTo(caller_context);
 		edata = CopyErrorData();
@@ -494,15 +494,48 @@ read_answer(AnswerReader reader, const HttpResponse *resp, void *result, char **
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller_context);
 		CurrentResourceOwner = caller_owner;
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
-			ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (which == GUARD_DATA_ERRORS ?
+			(category != ERRCODE_DATA_EXCEPTION && category != ERRCODE_PROGRAM_LIMIT_EXCEEDED) :
+			edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 		*problem = edata->message;
+		ok = false;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(caller_context);
 	CurrentResourceOwner = caller_owner;
 	return ok;
+}
+
+/* An answer and what to read it into, for a guarded AnswerReader */
+typedef struct AnswerToRead
+{
+	AnswerReader reader;
+	const HttpResponse *resp;
+	void	   *result;
+} AnswerToRead;
+
+/* Run an AnswerToRead's reader (a GuardedFn) */
+static bool
+run_reader(void *arg, char **problem)
+{
+	AnswerToRead *a = (AnswerToRead *) arg;
+
+	return a->reader(a->resp, a->result, problem);
+}
+
+/*
+ * Read an answer, guarded: an error that PostgreSQL's input routines raise
+ * on a hostile value (a number that overflows numeric, ...) is one more
+ * *problem.
+ */
+static bool
+read_answer(AnswerReader reader, const HttpResponse *resp, void *result, char **problem)
+{
+	AnswerToRead a = {reader, resp, result};
+
+	return qiwi_guarded(run_reader, &a, GUARD_DATA_ERRORS, problem);
 }
 
 /* What an error answer says; QIWI's error JSON, all of it optional */

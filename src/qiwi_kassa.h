@@ -171,6 +171,15 @@ extern bool qiwi_refund_call(const char *bill_id, const char *refund_id,
 extern bool qiwi_get_refund_call(const char *bill_id, const char *refund_id,
 								 QiwiRefund *refund, QiwiError *error);
 extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
+
+/* A function run guarded by qiwi_guarded(): true on success, else *problem */
+typedef bool (*GuardedFn) (void *arg, char **problem);
+typedef enum GuardedErrors
+{
+	GUARD_DATA_ERRORS,			/* data exceptions and program limits only */
+	GUARD_ALL_BUT_CANCEL		/* every error but a cancel */
+} GuardedErrors;
+extern bool qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem);
 extern bool qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem);
 extern bool qiwi_json_amount(JsonbContainer *object, Numeric *amount, char **currency,
 							 char **problem);
