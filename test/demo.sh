@@ -94,7 +94,7 @@ fi
 # --keep: nothing is stopped or removed on exit
 trap - EXIT INT TERM
 as_owner="" connect_as=""
-if [ "$(id -u)" -eq 0 ]; then
+if [ "$EUID" -eq 0 ]; then
 	as_owner="runuser -u $QIWI_RUN_AS -- "
 	connect_as=" -U $QIWI_RUN_AS"
 fi

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 SRC=$(cd "${1:-$(dirname "$0")/..}" && pwd)
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$EUID" -ne 0 ]; then
 	echo "run as root: the point is a checkout the unprivileged user cannot read" >&2
 	exit 1
 fi

@@ -21,7 +21,7 @@ QIWI_RUN_AS=${QIWI_RUN_AS:-postgres}
 SANDBOX_SECRET=${SANDBOX_SECRET:-sandbox-secret-key-$(date +%s)}
 QIWI_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
 	libcurl4-openssl-dev libssl-dev python3 curl openssl make gcc perl libipc-run-perl
-	ca-certificates util-linux findutils)
+	ca-certificates util-linux findutils mawk)
 
 # Print a progress line
 say() { printf '==> %s\n' "$*" >&2; }
@@ -33,7 +33,7 @@ install_packages() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
+	if [ "$EUID" -ne 0 ]; then
 		echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
 		return 1
 	fi
@@ -53,7 +53,7 @@ build_and_install() {
 
 # Run a command as the unprivileged user (PostgreSQL refuses root)
 as_user() {
-	if [ "$(id -u)" -eq 0 ]; then
+	if [ "$EUID" -eq 0 ]; then
 		runuser -u "$QIWI_RUN_AS" -- env PATH="$PG_BIN:$PATH" "$@"
 	else
 		env PATH="$PG_BIN:$PATH" "$@"
@@ -65,7 +65,7 @@ as_user() {
 # command's own (setpriv and env exec it, nothing waits in between)
 start_bg() {	# start_bg LOG COMMAND...
 	local log=$1; shift
-	if [ "$(id -u)" -eq 0 ]; then
+	if [ "$EUID" -eq 0 ]; then
 		setpriv --reuid="$QIWI_RUN_AS" --regid="$QIWI_RUN_AS" --init-groups -- \
 			env PATH="$PG_BIN:$PATH" HOME="$QIWI_WORK" "$@" >"$log" 2>&1 &
 	else
@@ -85,7 +85,7 @@ make_workdir() {
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	chmod 755 "$QIWI_WORK"
-	if [ "$(id -u)" -eq 0 ]; then
+	if [ "$EUID" -eq 0 ]; then
 		chown "$QIWI_RUN_AS" "$QIWI_WORK"
 	fi
 	QIWI_TREE=$QIWI_WORK/tree
@@ -103,7 +103,7 @@ cleanup() {
 	trap '' INT TERM
 	[ -d "${QIWI_WORK:-}" ] || return 0
 	while IFS= read -r -d '' pidfile; do
-		as_user pg_ctl -D "$(dirname "$pidfile")" -m fast -t 300 -w stop >/dev/null 2>&1 || true
+		as_user pg_ctl -D "${pidfile%/postmaster.pid}" -m fast -t 300 -w stop >/dev/null 2>&1 || true
 	done < <(find "$QIWI_WORK" -name postmaster.pid -print0 2>/dev/null)
 	for pid in "${QIWI_PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
@@ -130,7 +130,7 @@ make_tls_material() {
 	printf 'subjectAltName=DNS:localhost\n' >"$d/ext.cnf"
 	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
 		-CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
-	if [ "$(id -u)" -eq 0 ]; then
+	if [ "$EUID" -eq 0 ]; then
 		chown -R "$QIWI_RUN_AS" "$d"
 	fi
 	chmod 755 "$d"
