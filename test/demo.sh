@@ -22,8 +22,9 @@ make_workdir
 SANDBOX_PORT=$(free_port)
 start_sandbox "$SANDBOX_PORT"
 SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
-say "QIWI in this demo is a local sandbox, not the real QIWI: no money moves,"
-say "no account is needed (test/qiwi_sandbox.py, pid $SANDBOX_PID, $SANDBOX_URL)"
+say "the QIWI in this demo is a local sandbox, not the real QIWI:"
+say "no money moves and no account is needed"
+say "sandbox: test/qiwi_sandbox.py, pid $SANDBOX_PID, $SANDBOX_URL"
 
 say "starting a PostgreSQL cluster with qiwi_kassa"
 start_cluster <<CONF
@@ -110,7 +111,8 @@ Create a bill, pay it in the sandbox, see it PAID:
 Other sandbox controls (reject, expire, faults, latency): test/qiwi_sandbox.py
 Stop PostgreSQL (pid $CLUSTER_PID) and the sandbox (pid $SANDBOX_PID), remove
 the scratch directory:
-  (cd / && ${as_owner}$PG_BIN/pg_ctl -D $QIWI_WORK/data stop)
+  (cd / && ${as_owner}\\
+     $PG_BIN/pg_ctl -D $QIWI_WORK/data stop)
   kill $SANDBOX_PID
   rm -rf $QIWI_WORK
 KEEP
