@@ -121,7 +121,7 @@ http {
 }
 NGINX
 nginx -c "$QIWI_WORK/nginx.conf" -p "$QIWI_WORK" &
-SANDBOX_PIDS+=($!)
+QIWI_PIDS+=($!)
 NGINX_URL="https://localhost:$NGINX_PORT"
 for _ in $(seq 1 50); do
 	curl -s -o /dev/null --cacert "$TLS_DIR/ca.pem" "$NGINX_URL/partner/bill/v1/bills/x" && break

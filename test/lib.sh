@@ -1,8 +1,17 @@
 # Shared by test/demo.sh and test/run-tests.sh: packages, build, sandbox, TLS.
 # Sourced, not run.  Works as root on a bare Debian 12 (it installs what it
-# needs); PostgreSQL and the sandbox run as an unprivileged user.
+# needs); PostgreSQL and the sandbox run as an unprivileged user, from a copy
+# of the files they read in a scratch directory (the checkout may be private,
+# e.g. under /root), and everything started is stopped on exit or interrupt.
 
 set -euo pipefail
+
+# The expected outputs are UTF-8: every cluster, psql, perl and python runs in
+# C.UTF-8 (shipped with libc on Debian 12) whatever the caller's locale.
+# LANG too: PostgreSQL's TAP modules delete LC_ALL and leave LANG.
+unset LANGUAGE LC_CTYPE LC_NUMERIC LC_TIME LC_COLLATE LC_MONETARY LC_MESSAGES \
+	LC_PAPER LC_NAME LC_ADDRESS LC_TELEPHONE LC_MEASUREMENT LC_IDENTIFICATION
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
 QIWI_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=15
@@ -11,8 +20,8 @@ PG_CONFIG=/usr/bin/pg_config
 QIWI_RUN_AS=${QIWI_RUN_AS:-postgres}
 SANDBOX_SECRET=${SANDBOX_SECRET:-sandbox-secret-key-$(date +%s)}
 QIWI_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
-	libcurl4-openssl-dev libssl-dev python3 curl openssl make gcc libipc-run-perl
-	ca-certificates)
+	libcurl4-openssl-dev libssl-dev python3 curl openssl make gcc perl libipc-run-perl
+	ca-certificates util-linux findutils mawk)
 
 # Print a progress line
 say() { printf '==> %s\n' "$*" >&2; }
@@ -24,7 +33,7 @@ install_packages() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
+	if [ "$EUID" -ne 0 ]; then
 		echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
 		return 1
 	fi
@@ -44,31 +53,63 @@ build_and_install() {
 
 # Run a command as the unprivileged user (PostgreSQL refuses root)
 as_user() {
-	if [ "$(id -u)" -eq 0 ]; then
+	if [ "$EUID" -eq 0 ]; then
 		runuser -u "$QIWI_RUN_AS" -- env PATH="$PG_BIN:$PATH" "$@"
 	else
 		env PATH="$PG_BIN:$PATH" "$@"
 	fi
 }
 
-# A scratch directory the unprivileged user owns, removed on exit
-make_workdir() {
-	QIWI_WORK=$(mktemp -d /tmp/qiwi_kassa.XXXXXX)
-	chmod 755 "$QIWI_WORK"
-	[ "$(id -u)" -eq 0 ] && chown "$QIWI_RUN_AS" "$QIWI_WORK"
-	SANDBOX_PIDS=()
-	SANDBOX_PORTS=()
-	trap cleanup EXIT
+# Start a long-running command in the background as the unprivileged user,
+# output to a log file; the PID recorded in QIWI_PIDS for cleanup is the
+# command's own (setpriv and env exec it, nothing waits in between)
+start_bg() {	# start_bg LOG COMMAND...
+	local log=$1; shift
+	if [ "$EUID" -eq 0 ]; then
+		setpriv --reuid="$QIWI_RUN_AS" --regid="$QIWI_RUN_AS" --init-groups -- \
+			env PATH="$PG_BIN:$PATH" HOME="$QIWI_WORK" "$@" >"$log" 2>&1 &
+	else
+		env PATH="$PG_BIN:$PATH" "$@" >"$log" 2>&1 &
+	fi
+	QIWI_PIDS+=($!)
+	BG_PID=$!
 }
 
-# Stop the sandboxes (and anything else started) and remove the scratch directory
+# A scratch directory the unprivileged user owns, holding a copy of what it
+# reads (QIWI_TREE); everything started is stopped and the directory removed
+# on exit, Ctrl-C or SIGTERM.  The script continues from inside it.
+make_workdir() {
+	QIWI_WORK=$(mktemp -d /tmp/qiwi_kassa.XXXXXX)
+	QIWI_PIDS=()
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	chmod 755 "$QIWI_WORK"
+	if [ "$EUID" -eq 0 ]; then
+		chown "$QIWI_RUN_AS" "$QIWI_WORK"
+	fi
+	QIWI_TREE=$QIWI_WORK/tree
+	mkdir "$QIWI_TREE"
+	cp -R "$QIWI_SRC/sql" "$QIWI_SRC/expected" "$QIWI_SRC/test" "$QIWI_SRC/bench" "$QIWI_TREE/"
+	chmod -R a+rX,go-w "$QIWI_TREE"
+	cd "$QIWI_WORK"
+	say "scratch directory $QIWI_WORK"
+}
+
+# Stop every cluster under the scratch directory (pg_ctl) and every process
+# in QIWI_PIDS (by PID), then remove the directory
 cleanup() {
-	for pid in "${SANDBOX_PIDS[@]:-}"; do
-		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	local pidfile pid
+	trap '' INT TERM
+	[ -d "${QIWI_WORK:-}" ] || return 0
+	while IFS= read -r -d '' pidfile; do
+		as_user pg_ctl -D "${pidfile%/postmaster.pid}" -m fast -t 300 -w stop >/dev/null 2>&1 || true
+	done < <(find "$QIWI_WORK" -name postmaster.pid -print0 2>/dev/null)
+	for pid in "${QIWI_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
 	done
-	# runuser waits for its child rather than exec'ing it: end the sandboxes too
-	for port in "${SANDBOX_PORTS[@]:-}"; do
-		[ -n "$port" ] && pkill -f "qiwi_sandbox.py --port $port " 2>/dev/null || true
+	for pid in "${QIWI_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
 	done
 	[ -n "${QIWI_KEEP_WORK:-}" ] || rm -rf "$QIWI_WORK"
 }
@@ -89,20 +130,23 @@ make_tls_material() {
 	printf 'subjectAltName=DNS:localhost\n' >"$d/ext.cnf"
 	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
 		-CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
-	[ "$(id -u)" -eq 0 ] && chown -R "$QIWI_RUN_AS" "$d"
+	if [ "$EUID" -eq 0 ]; then
+		chown -R "$QIWI_RUN_AS" "$d"
+	fi
+	chmod 755 "$d"
 	chmod 644 "$d"/*.pem
 	TLS_DIR=$d
 }
 
-# Start a sandbox on a port (extra args: --tls-cert/--tls-key); wait until it answers
+# Start a sandbox on a port (extra args: --tls-cert/--tls-key); wait until
+# it answers.  Sets SANDBOX_PID.
 start_sandbox() {
 	local port=$1; shift
 	local scheme=http
 	[ $# -gt 0 ] && scheme=https
-	as_user /usr/bin/python3 "$QIWI_SRC/test/qiwi_sandbox.py" --port "$port" \
-		--secret "$SANDBOX_SECRET" "$@" >"$QIWI_WORK/sandbox-$port.log" 2>&1 &
-	SANDBOX_PIDS+=($!)
-	SANDBOX_PORTS+=("$port")
+	start_bg "$QIWI_WORK/sandbox-$port.log" /usr/bin/python3 "$QIWI_TREE/test/qiwi_sandbox.py" \
+		--port "$port" --secret "$SANDBOX_SECRET" "$@"
+	SANDBOX_PID=$BG_PID
 	for _ in $(seq 1 100); do
 		if curl -s -o /dev/null ${TLS_DIR:+--cacert "$TLS_DIR/ca.pem"} \
 			"$scheme://localhost:$port/sandbox/stats"; then
@@ -149,18 +193,18 @@ regress_tests() {
 	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG regress-list
 }
 
-# Start a scratch cluster in $QIWI_WORK/data with qiwi_kassa preloaded; the
-# settings on standard input are added to postgresql.conf.  Sets PGHOST and
-# PGPORT; the cluster is stopped on exit.
+# Start a scratch cluster (UTF-8) in $QIWI_WORK/data with qiwi_kassa
+# preloaded; the settings on standard input are added to postgresql.conf.
+# Sets PGHOST, PGPORT and CLUSTER_PID; cleanup stops it.
 start_cluster() {
 	PGPORT=$(free_port)
 	export PGPORT PGHOST=$QIWI_WORK
-	as_user initdb -D "$QIWI_WORK/data" --auth=trust >/dev/null
+	as_user initdb -D "$QIWI_WORK/data" --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
 	{
 		printf "listen_addresses = ''\nunix_socket_directories = '%s'\nport = %s\n" "$QIWI_WORK" "$PGPORT"
 		printf "shared_preload_libraries = 'qiwi_kassa'\n"
 		cat
 	} | as_user tee -a "$QIWI_WORK/data/postgresql.conf" >/dev/null
 	as_user pg_ctl -D "$QIWI_WORK/data" -l "$QIWI_WORK/postgres.log" -w start >/dev/null
-	trap 'as_user pg_ctl -D "$QIWI_WORK/data" -m fast stop >/dev/null 2>&1 || true; cleanup' EXIT
+	read -r CLUSTER_PID <"$QIWI_WORK/data/postmaster.pid"
 }

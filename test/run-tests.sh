@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: builds and installs qiwi_kassa, starts an HTTP and
 # an HTTPS sandbox, runs the pg_regress tests in a temporary cluster and the
-# TAP tests, checks the server log for the secret, and ends with a line
-# "N passed, N failed".  Run as root on Debian 12; it installs what it needs.
+# TAP tests, checks the server log for the secret, runs the demo as a new
+# user would (test/first_run.sh) and the benchmarks' smoke run, and ends
+# with a line "N passed, N failed".  Run as root on Debian 12, from any
+# directory, in any locale; it installs what it needs.
 source "$(dirname "$0")/lib.sh"
 
 install_packages
@@ -32,8 +34,8 @@ set +e
 (cd "$REGRESS_DIR" && as_user "$PG_REGRESS" \
 	--temp-instance="$REGRESS_DIR/tmp_check" \
 	--temp-config="$QIWI_WORK/regress.conf" \
-	--inputdir="$QIWI_SRC" --outputdir="$REGRESS_DIR" \
-	--bindir="$PG_BIN" --dbname=contrib_regression \
+	--inputdir="$QIWI_TREE" --outputdir="$REGRESS_DIR" \
+	--bindir="$PG_BIN" --dbname=contrib_regression --encoding=UTF8 \
 	$REGRESS_TESTS) >"$QIWI_WORK/regress.out" 2>&1
 set -e
 cat "$QIWI_WORK/regress.out"
@@ -56,18 +58,26 @@ record "secret absent from the server log" $status
 say "running TAP tests"
 TAP_DIR=$QIWI_WORK/tap
 as_user mkdir -p "$TAP_DIR"
-for t in "$QIWI_SRC"/test/t/*.pl; do
+for t in "$QIWI_TREE"/test/t/*.pl; do
 	[ -e "$t" ] || continue
 	set +e
 	(cd "$TAP_DIR" && as_user env \
-		PERL5LIB="$PGXS_DIR/src/test/perl:$QIWI_SRC/test/perl" \
+		PERL5LIB="$PGXS_DIR/src/test/perl:$QIWI_TREE/test/perl" \
 		PG_REGRESS="$PG_REGRESS" TESTDIR="$TAP_DIR" \
 		QIWI_SANDBOX_URL="http://127.0.0.1:$HTTP_PORT" \
-		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" QIWI_SRC="$QIWI_SRC" \
+		QIWI_SANDBOX_SECRET="$SANDBOX_SECRET" QIWI_SRC="$QIWI_TREE" \
 		prove -v "$t") 2>&1 | tee "$TAP_DIR/$(basename "$t").out"
 	record "tap/$(basename "$t")" "${PIPESTATUS[0]}"
 	set -e
 done
+
+# ---- a new user's first run: the demo from a private checkout, no locale ----
+say "running test/first_run.sh"
+status=0
+bash "$QIWI_SRC/test/first_run.sh" >"$QIWI_WORK/first_run.out" 2>&1 || status=1
+grep -E '^(ok|FAIL) ' "$QIWI_WORK/first_run.out" | sed 's/^/    /'
+[ $status -eq 0 ] || cat "$QIWI_WORK/first_run.out"
+record "first run: demo from a private checkout, no locale, nothing left running" $status
 
 # ---- the benchmarks still run (figures are not judged here) ----
 say "running bench/run.sh --quick"

@@ -13,7 +13,7 @@ start_test_sandboxes
 
 say "starting the server under valgrind"
 PGPORT=$(free_port)
-as_user initdb -D "$QIWI_WORK/data" --auth=trust >/dev/null
+as_user initdb -D "$QIWI_WORK/data" --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
 write_server_conf "$QIWI_WORK/valgrind.conf"
 as_user tee -a "$QIWI_WORK/data/postgresql.conf" >/dev/null <<CONF
 include '$QIWI_WORK/valgrind.conf'
@@ -21,21 +21,21 @@ listen_addresses = ''
 unix_socket_directories = '$QIWI_WORK'
 port = $PGPORT
 CONF
-as_user valgrind --quiet --error-limit=no --num-callers=30 \
+# cleanup stops it with pg_ctl (postmaster.pid), or by PID if it never got that far
+start_bg "$QIWI_WORK/postgres.log" valgrind --quiet --error-limit=no --num-callers=30 \
 	--leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
 	--log-file="$QIWI_WORK/valgrind.%p.log" \
-	"$PG_BIN/postgres" -D "$QIWI_WORK/data" >"$QIWI_WORK/postgres.log" 2>&1 &
+	"$PG_BIN/postgres" -D "$QIWI_WORK/data"
 for _ in $(seq 1 600); do
 	as_user pg_isready -q -h "$QIWI_WORK" -p "$PGPORT" && break
 	sleep 0.5
 done
-trap 'as_user pg_ctl -D "$QIWI_WORK/data" -m fast -t 300 stop >/dev/null 2>&1 || true; cleanup' EXIT
 
 say "running pg_regress against it"
 set +e
-(cd "$QIWI_WORK" && as_user "$PG_REGRESS" --host="$QIWI_WORK" --port="$PGPORT" \
-	--inputdir="$QIWI_SRC" --outputdir="$QIWI_WORK" --bindir="$PG_BIN" \
-	--dbname=contrib_regression $(regress_tests))
+as_user "$PG_REGRESS" --host="$QIWI_WORK" --port="$PGPORT" \
+	--inputdir="$QIWI_TREE" --outputdir="$QIWI_WORK" --bindir="$PG_BIN" \
+	--dbname=contrib_regression --encoding=UTF8 $(regress_tests)
 regress_status=$?
 set -e
 as_user pg_ctl -D "$QIWI_WORK/data" -m fast -t 300 stop >/dev/null 2>&1 || true
