@@ -1,7 +1,10 @@
 # qiwi_kassa: PGXS build
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
-OBJS = src/module.o src/http.o src/protocol.o src/store.o src/functions.o src/notification.o src/worker.o
+OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/codecs.o \
+	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/reconciler.o \
+	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
+	src/bill/bill_notification.o src/bill/bill_reconcile.o
 # The version is written once, in the control file; sql/qiwi_kassa.sql is
 # installed as that version's script, older ones stay as released
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -12,15 +15,14 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -DQIWI_KASSA_VERSION='"$(EXTVERSION)"'
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter -DQIWI_KASSA_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK = -lcurl -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS does not track header dependencies: every object depends on the one header
-$(OBJS): src/qiwi_kassa.h
-src/store.o: $(EXTENSION).control
+$(OBJS): src/core/core.h src/bill/bill.h $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list

@@ -42,7 +42,7 @@ as_user pg_ctl -D "$QIWI_WORK/data" -m fast -t 300 stop >/dev/null 2>&1 || true
 
 # Keep the memcheck reports (blank-line separated) that mention our code
 ours=$(cat "$QIWI_WORK"/valgrind.*.log | sed 's/^==[0-9]*== \{0,1\}//' |
-	awk 'BEGIN { RS = ""; ORS = "\n\n" } /qiwi_kassa\.so|[( ](module|http|protocol|store|functions|notification)\.c:/')
+	awk 'BEGIN { RS = ""; ORS = "\n\n" } /qiwi_kassa\.so|[( ](module|transport|exchange|codecs|validate|signature|ledger|reconciler|bill_[a-z]+)\.c:/')
 if [ -n "$ours" ]; then
 	echo "valgrind reports in qiwi_kassa:"
 	echo "$ours"

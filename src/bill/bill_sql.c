@@ -1,16 +1,19 @@
 /*
- * functions.c
+ * bill_sql.c
  *		The SQL-callable functions of the Bill Payments API.
  *
  * Each function checks every argument before anything is sent, names the
- * argument in its error, calls the protocol layer, records the answer in
- * the bookkeeping tables and returns it as a composite.
+ * argument in its error, hands the call's operation (bill_wire.c) to the
+ * exchange, records the answer in the bookkeeping tables (bill_store.c)
+ * and returns it as a composite.
  */
-#include "qiwi_kassa.h"
+#include "core/core.h"
+#include "bill/bill.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "utils/guc.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -19,6 +22,9 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
+
+char	   *qiwi_api_url = NULL;
+char	   *qiwi_public_key = NULL;
 
 PG_FUNCTION_INFO_V1(qiwi_create_bill);
 PG_FUNCTION_INFO_V1(qiwi_create_bill_after_commit);
@@ -52,177 +58,6 @@ enum
 
 /* ---------- argument checks ---------- */
 
-/* Fetch a required text argument, or raise naming it */
-static char *
-required_text(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
-/* Fetch an optional text argument (NULL = omitted); empty is an error */
-static char *
-optional_text(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value;
-
-	if (PG_ARGISNULL(argno))
-		return NULL;
-	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	if (value[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname),
-				 errhint("Pass NULL to leave it out.")));
-	return value;
-}
-
-/* Reject a string longer than max characters */
-static void
-check_length(const char *value, int max, const char *argname)
-{
-	int			len = pg_mbstrlen(value);
-
-	if (len > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-				 errmsg("%s is too long", argname),
-				 errdetail("It has %d characters; QIWI accepts at most %d.", len, max)));
-}
-
-/* Reject control characters, which no QIWI text field accepts */
-static void
-check_no_control_chars(const char *value, const char *argname)
-{
-	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
-	{
-		if (*p < 0x20 || *p == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s contains a control character", argname),
-					 errdetail("Character U+%04X at byte %d.", *p,
-							   (int) ((const char *) p - value) + 1)));
-	}
-}
-
-/*
- * A bill or refund id: 1-200 of Latin letters, digits, '_', '-' and '.',
- * not starting with a dot.  That is what QIWI's form documents allow, and
- * it keeps ids readable in URLs, logs and error messages.
- */
-static char *
-required_id(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value = required_text(fcinfo, argno, argname);
-
-	if (value[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname)));
-	check_length(value, QIWI_MAX_ID_LENGTH, argname);
-	for (const char *p = value; *p; p++)
-	{
-		unsigned char c = (unsigned char) *p;
-
-		if (!(isascii(c) && (isalnum(c) || c == '_' || c == '-' || c == '.')) ||
-			(p == value && c == '.'))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s contains a character QIWI does not accept", argname),
-					 errdetail("Byte 0x%02X at position %d. Allowed: Latin letters, digits, \"_\", \"-\" and \".\" (not first).",
-							   c, (int) (p - value) + 1)));
-	}
-	return value;
-}
-
-/* An amount: finite, > 0, at most two decimals, within Number(6.2) */
-static Numeric
-required_amount(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	Numeric		amount;
-	Numeric		max_amount;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	amount = PG_GETARG_NUMERIC(argno);
-	if (numeric_is_nan(amount) || numeric_is_inf(amount))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a finite number", argname)));
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be greater than zero", argname)));
-	if (!qiwi_amount_has_cents_only(amount))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s has more than two decimal places", argname),
-				 errdetail("QIWI takes amounts in whole kopecks; the extension never rounds money."),
-				 errhint("Round it yourself, e.g. round(amount, 2), if that is what you mean.")));
-	max_amount = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-													 CStringGetDatum(QIWI_MAX_AMOUNT),
-													 ObjectIdGetDatum(InvalidOid),
-													 Int32GetDatum(-1)));
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(max_amount))) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("%s exceeds QIWI's maximum of %s", argname, QIWI_MAX_AMOUNT)));
-	return amount;
-}
-
-/* A currency: a three-letter upper-case ISO 4217 code */
-static char *
-required_currency(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value = required_text(fcinfo, argno, argname);
-
-	if (strlen(value) != 3 ||
-		!(value[0] >= 'A' && value[0] <= 'Z') ||
-		!(value[1] >= 'A' && value[1] <= 'Z') ||
-		!(value[2] >= 'A' && value[2] <= 'Z'))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a three-letter ISO 4217 code such as 'RUB'", argname)));
-	return value;
-}
-
-/* Check an expiry: in the future and at most 45 days ahead, as QIWI allows */
-static void
-check_expiry(TimestampTz value, const char *argname)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (TIMESTAMP_NOT_FINITE(value) || value <= now)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be in the future", argname)));
-	if (value > now + (int64) QIWI_MAX_LIFETIME_DAYS * USECS_PER_DAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be at most %d days ahead", argname, QIWI_MAX_LIFETIME_DAYS),
-				 errdetail("QIWI expires every bill at most %d days after it is created.",
-						   QIWI_MAX_LIFETIME_DAYS)));
-}
-
-/* A required expiry argument */
-static TimestampTz
-required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	check_expiry(PG_GETARG_TIMESTAMPTZ(argno), argname);
-	return PG_GETARG_TIMESTAMPTZ(argno);
-}
-
 /*
  * An optional lifetime for the payment form, as the form writes it:
  * YYYY-MM-DDThhmm in Moscow time (UTC+3), cut to the minute, so the bill
@@ -238,130 +73,13 @@ optional_lifetime(FunctionCallInfo fcinfo, int argno, const char *argname)
 	if (PG_ARGISNULL(argno))
 		return NULL;
 	value = PG_GETARG_TIMESTAMPTZ(argno);
-	check_expiry(value, argname);
+	arg_check_expiry(value, argname, &bill_limits);
 	if (timestamp2tm(value + (int64) 3 * USECS_PER_HOUR, NULL, &tm, &fsec, NULL, NULL) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("%s is out of range", argname)));
 	return psprintf("%04d-%02d-%02dT%02d%02d",
 					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min);
-}
-
-/* A phone number in international format, digits only: 79123456789 */
-static char *
-optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value = optional_text(fcinfo, argno, argname);
-	size_t		len;
-
-	if (value == NULL)
-		return NULL;
-	len = strlen(value);
-	if (len < 7 || len > 15 || strspn(value, "0123456789") != len)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be 7 to 15 digits in international format, e.g. 79123456789", argname)));
-	return value;
-}
-
-/* An e-mail address: one '@' with text on both sides, no spaces */
-static char *
-optional_email(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value = optional_text(fcinfo, argno, argname);
-	const char *at;
-
-	if (value == NULL)
-		return NULL;
-	check_length(value, QIWI_MAX_FIELD_LENGTH, argname);
-	check_no_control_chars(value, argname);
-	at = strchr(value, '@');
-	if (at == NULL || at == value || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
-		strchr(value, ' ') != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is not an e-mail address", argname)));
-	return value;
-}
-
-/* Free text QIWI stores for us: bounded length, no control characters */
-static char *
-optional_field(FunctionCallInfo fcinfo, int argno, const char *argname, int max)
-{
-	char	   *value = optional_text(fcinfo, argno, argname);
-
-	if (value == NULL)
-		return NULL;
-	check_length(value, max, argname);
-	check_no_control_chars(value, argname);
-	return value;
-}
-
-/* custom_fields: a JSON object whose values are strings of <= 255 characters */
-static Jsonb *
-optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	Jsonb	   *jb;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
-
-	if (PG_ARGISNULL(argno))
-		return NULL;
-	jb = PG_GETARG_JSONB_P(argno);
-	if (!JB_ROOT_IS_OBJECT(jb))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a JSON object", argname)));
-
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			if (key[0] == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s has an empty key", argname)));
-			check_length(key, QIWI_MAX_FIELD_LENGTH, argname);
-		}
-		else if (tok == WJB_VALUE)
-		{
-			char	   *value;
-
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s must hold only string values", argname),
-						 errdetail("The value of key \"%s\" is not a string.", key)));
-			value = pnstrdup(v.val.string.val, v.val.string.len);
-			if (pg_mbstrlen(value) > QIWI_MAX_FIELD_LENGTH)
-				ereport(ERROR,
-						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-						 errmsg("%s is too long", argname),
-						 errdetail("The value of key \"%s\" has more than %d characters.",
-								   key, QIWI_MAX_FIELD_LENGTH)));
-		}
-	}
-	return jb;
-}
-
-/* An http(s) URL that libcurl can parse */
-static char *
-optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value = optional_text(fcinfo, argno, argname);
-
-	if (value == NULL)
-		return NULL;
-	check_length(value, 2048, argname);
-	if (!http_url_is_valid(value))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an absolute http or https URL", argname)));
-	return value;
 }
 
 /* ---------- can the answer be recorded? ---------- */
@@ -374,7 +92,7 @@ optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
 static void
 require_writable(const char *what)
 {
-	store_require_ready();
+	ledger_require_ready();
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -521,17 +239,17 @@ refund_datum(FunctionCallInfo fcinfo, const QiwiRefund *refund)
 static void
 create_bill_arguments(FunctionCallInfo fcinfo, QiwiCreateBillArgs *args)
 {
-	args->bill_id = required_id(fcinfo, 0, "bill_id");
-	args->amount = required_amount(fcinfo, 1, "amount");
-	args->currency = required_currency(fcinfo, 2, "currency");
-	args->expires_at = required_expiry(fcinfo, 3, "expires_at");
-	args->comment = optional_text(fcinfo, 4, "comment");
+	args->bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
+	args->amount = arg_required_amount(fcinfo, 1, "amount", &bill_limits);
+	args->currency = arg_required_currency(fcinfo, 2, "currency");
+	args->expires_at = arg_required_expiry(fcinfo, 3, "expires_at", &bill_limits);
+	args->comment = arg_optional_text(fcinfo, 4, "comment");
 	if (args->comment != NULL)
-		check_length(args->comment, QIWI_MAX_COMMENT_LENGTH, "comment");
-	args->phone = optional_phone(fcinfo, 5, "phone");
-	args->email = optional_email(fcinfo, 6, "email");
-	args->account = optional_field(fcinfo, 7, "account", QIWI_MAX_FIELD_LENGTH);
-	args->custom_fields = optional_custom_fields(fcinfo, 8, "custom_fields");
+		arg_check_length(args->comment, QIWI_MAX_COMMENT_LENGTH, "comment");
+	args->phone = arg_optional_phone(fcinfo, 5, "phone");
+	args->email = arg_optional_email(fcinfo, 6, "email", &bill_limits);
+	args->account = arg_optional_field(fcinfo, 7, "account", QIWI_MAX_FIELD_LENGTH);
+	args->custom_fields = arg_optional_custom_fields(fcinfo, 8, "custom_fields", &bill_limits);
 }
 
 /* The customer object QIWI would echo for these arguments, or NULL */
@@ -609,10 +327,11 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	char	   *success_url;
 	QiwiBill	bill;
 	QiwiError	error;
+	QiwiOperation op;
 	StoredBill	stored;
 
 	create_bill_arguments(fcinfo, &args);
-	success_url = optional_url(fcinfo, 9, "success_url");
+	success_url = arg_optional_url(fcinfo, 9, "success_url");
 	require_writable("create a bill");
 	if (store_lock_bill(args.bill_id, &stored) &&
 		!same_money(stored.amount, stored.currency, args.amount, args.currency))
@@ -624,7 +343,8 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 						   qiwi_format_amount(args.amount), args.currency),
 				 errhint("Use a new bill_id for a new bill.")));
 
-	if (!qiwi_create_bill_call(&args, &bill, &error))
+	bill_create_operation(&args, true, &bill, &op);
+	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	record_bill(&bill);
 
@@ -638,12 +358,14 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 Datum
 qiwi_bill_status(PG_FUNCTION_ARGS)
 {
-	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
 	QiwiBill	bill;
 	QiwiError	error;
+	QiwiOperation op;
 
-	store_require_ready();
-	if (!qiwi_get_bill_call(bill_id, &bill, &error))
+	ledger_require_ready();
+	bill_get_operation(bill_id, &bill, &op);
+	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("the status of bill \"%s\"", bill_id)))
 		record_bill(&bill);
@@ -654,14 +376,14 @@ qiwi_bill_status(PG_FUNCTION_ARGS)
 Datum
 qiwi_cancel_bill(PG_FUNCTION_ARGS)
 {
-	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
+	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
 	QiwiBill	bill;
 	QiwiError	error;
 	StoredBill	stored;
 
 	require_writable("cancel a bill");
 	(void) store_lock_bill(bill_id, &stored);
-	if (!qiwi_reject_bill_call(bill_id, &bill, &error))
+	if (!bill_reject(bill_id, &bill, &error))
 		qiwi_raise(&error);
 	record_bill(&bill);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
@@ -671,12 +393,13 @@ qiwi_cancel_bill(PG_FUNCTION_ARGS)
 Datum
 qiwi_refund(PG_FUNCTION_ARGS)
 {
-	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
-	char	   *refund_id = required_id(fcinfo, 1, "refund_id");
-	Numeric		amount = required_amount(fcinfo, 2, "amount");
-	char	   *currency = required_currency(fcinfo, 3, "currency");
+	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
+	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
+	Numeric		amount = arg_required_amount(fcinfo, 2, "amount", &bill_limits);
+	char	   *currency = arg_required_currency(fcinfo, 3, "currency");
 	QiwiRefund	refund;
 	QiwiError	error;
+	QiwiOperation op;
 	Numeric		paid;
 	Numeric		refunded;
 	StoredBill	stored;
@@ -704,7 +427,8 @@ qiwi_refund(PG_FUNCTION_ARGS)
 							   qiwi_format_amount(amount))));
 	}
 
-	if (!qiwi_refund_call(bill_id, refund_id, amount, currency, &refund, &error))
+	bill_refund_operation(bill_id, refund_id, amount, currency, &refund, &op);
+	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 
 	store_refund(&refund);
@@ -715,13 +439,15 @@ qiwi_refund(PG_FUNCTION_ARGS)
 Datum
 qiwi_refund_status(PG_FUNCTION_ARGS)
 {
-	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
-	char	   *refund_id = required_id(fcinfo, 1, "refund_id");
+	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
+	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
 	QiwiRefund	refund;
 	QiwiError	error;
+	QiwiOperation op;
 
-	store_require_ready();
-	if (!qiwi_get_refund_call(bill_id, refund_id, &refund, &error))
+	ledger_require_ready();
+	bill_get_refund_operation(bill_id, refund_id, &refund, &op);
+	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id)))
 		store_refund(&refund);
@@ -742,7 +468,7 @@ is_pay_source(const char *value)
 static char *
 optional_pay_source(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
-	char	   *value = optional_text(fcinfo, argno, argname);
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
 
 	if (value != NULL && !is_pay_source(value))
 		ereport(ERROR,
@@ -811,16 +537,16 @@ add_query(char *url, const char *name, const char *value)
 Datum
 qiwi_payment_form_url(PG_FUNCTION_ARGS)
 {
-	char	   *bill_id = required_id(fcinfo, 0, "bill_id");
-	Numeric		amount = required_amount(fcinfo, 1, "amount");
-	char	   *public_key = optional_text(fcinfo, 2, "public_key");
-	char	   *phone = optional_phone(fcinfo, 3, "phone");
-	char	   *email = optional_email(fcinfo, 4, "email");
-	char	   *account = optional_field(fcinfo, 5, "account", QIWI_MAX_FIELD_LENGTH);
-	char	   *comment = optional_text(fcinfo, 6, "comment");
-	Jsonb	   *custom_fields = optional_custom_fields(fcinfo, 7, "custom_fields");
+	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
+	Numeric		amount = arg_required_amount(fcinfo, 1, "amount", &bill_limits);
+	char	   *public_key = arg_optional_text(fcinfo, 2, "public_key");
+	char	   *phone = arg_optional_phone(fcinfo, 3, "phone");
+	char	   *email = arg_optional_email(fcinfo, 4, "email", &bill_limits);
+	char	   *account = arg_optional_field(fcinfo, 5, "account", QIWI_MAX_FIELD_LENGTH);
+	char	   *comment = arg_optional_text(fcinfo, 6, "comment");
+	Jsonb	   *custom_fields = arg_optional_custom_fields(fcinfo, 7, "custom_fields", &bill_limits);
 	char	   *lifetime = optional_lifetime(fcinfo, 8, "lifetime");
-	char	   *success_url = optional_url(fcinfo, 9, "success_url");
+	char	   *success_url = arg_optional_url(fcinfo, 9, "success_url");
 	char	   *url;
 
 	if (public_key == NULL)
@@ -829,9 +555,9 @@ qiwi_payment_form_url(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("public_key must not be NULL when qiwi.public_key is not set")));
-	check_no_control_chars(public_key, "public_key");
+	arg_check_no_control_chars(public_key, "public_key");
 	if (comment != NULL)
-		check_length(comment, QIWI_MAX_COMMENT_LENGTH, "comment");
+		arg_check_length(comment, QIWI_MAX_COMMENT_LENGTH, "comment");
 
 	url = http_append_query(QIWI_FORM_URL, "publicKey", public_key);
 	url = add_query(url, "billId", bill_id);
@@ -876,10 +602,10 @@ qiwi_payment_form_url(PG_FUNCTION_ARGS)
 Datum
 qiwi_pay_url(PG_FUNCTION_ARGS)
 {
-	char	   *pay_url = optional_url(fcinfo, 0, "pay_url");
+	char	   *pay_url = arg_optional_url(fcinfo, 0, "pay_url");
 	char	   *pay_source = optional_pay_source(fcinfo, 1, "pay_source");
 	char	   *allowed = optional_pay_sources(fcinfo, 2, "allowed_pay_sources");
-	char	   *success_url = optional_url(fcinfo, 3, "success_url");
+	char	   *success_url = arg_optional_url(fcinfo, 3, "success_url");
 	char	   *lifetime = optional_lifetime(fcinfo, 4, "lifetime");
 
 	if (pay_url == NULL)
@@ -918,4 +644,31 @@ qiwi_reconciler_state(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row of 13 columns");
 	reconciler_state(values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* Define the Bill Payments settings; make bills a kind to reconcile (from _PG_init) */
+void
+bill_init(void)
+{
+	/* whoever can change the URL can have the key sent to a server of theirs */
+	DefineCustomStringVariable("qiwi.api_url",
+							   "Base URL of the QIWI API.",
+							   "The Bill Payments endpoints are appended to it.",
+							   &qiwi_api_url,
+							   "https://api.qiwi.com",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("qiwi.public_key",
+							   "Public key (PUBLIC_KEY) of the QIWI payment form.",
+							   "Used by qiwi_payment_form_url() when no key is passed.",
+							   &qiwi_public_key,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	notification_init();
+	bill_reconcile_init();
 }

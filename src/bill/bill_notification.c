@@ -1,18 +1,16 @@
 /*
- * notification.c
- *		QIWI's payment notifications: their signature, and the trigger that
- *		verifies stored notifications and applies them to qiwi_bills.
+ * bill_notification.c
+ *		Bill Payments notifications: the string QIWI signs, the SQL functions
+ *		that sign and verify, and the trigger that verifies stored
+ *		notifications and applies them to qiwi_bills.
  *
  * The signed string is amount.currency|amount.value|billId|siteId|status.value
  * of the notification's "bill", with amount.value written with exactly two
  * decimals; the signature is the lowercase hex HMAC-SHA256 of it, keyed
  * with the secret key's UTF-8 bytes (seed 001, and all four official SDKs).
  */
-#include "qiwi_kassa.h"
-
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include "core/core.h"
+#include "bill/bill.h"
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
@@ -31,105 +29,6 @@ PG_FUNCTION_INFO_V1(qiwi_notification_verify);
 /* qiwi.site_id: the shop's siteId; notifications for another are not applied */
 char	   *qiwi_site_id = NULL;
 
-#define SIGNATURE_BYTES 32
-#define SIGNATURE_HEX_LENGTH (2 * SIGNATURE_BYTES)
-
-/*
- * One HMAC context per backend, keyed once; re-initialising it for each
- * message reuses the key schedule, which is what makes bulk checks cheap.
- */
-static EVP_MAC *hmac_algorithm = NULL;
-static EVP_MAC_CTX *hmac_keyed = NULL;
-static char *hmac_key = NULL;	/* copy of the key, in TopMemoryContext */
-static size_t hmac_key_len = 0;
-
-/* Raise an error about OpenSSL's HMAC */
-static void
-hmac_failed(const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_SYSTEM_ERROR),
-			 errmsg("OpenSSL HMAC-SHA256 failed: %s", what)));
-}
-
-/* Make hmac_keyed an HMAC-SHA256 context keyed with key (UTF-8 bytes) */
-static void
-hmac_set_key(const char *key, size_t key_len)
-{
-	OSSL_PARAM	params[2];
-
-	if (hmac_keyed != NULL && key_len == hmac_key_len &&
-		CRYPTO_memcmp(key, hmac_key, key_len) == 0)
-		return;
-
-	if (hmac_algorithm == NULL)
-	{
-		hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL);
-		if (hmac_algorithm == NULL)
-			hmac_failed("no HMAC implementation");
-	}
-	if (hmac_keyed == NULL)
-	{
-		hmac_keyed = EVP_MAC_CTX_new(hmac_algorithm);
-		if (hmac_keyed == NULL)
-			hmac_failed("out of memory");
-	}
-	if (hmac_key != NULL)
-	{
-		explicit_bzero(hmac_key, hmac_key_len);
-		pfree(hmac_key);
-		hmac_key = NULL;
-	}
-
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (!EVP_MAC_init(hmac_keyed, (const unsigned char *) key, key_len, params))
-		hmac_failed("cannot set the key");
-
-	hmac_key = MemoryContextAlloc(TopMemoryContext, key_len + 1);
-	memcpy(hmac_key, key, key_len);
-	hmac_key_len = key_len;
-}
-
-/* Lowercase hex HMAC-SHA256 of message under the current key, into hex[65] */
-static void
-hmac_hex(const char *message, size_t len, char *hex)
-{
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	size_t		mac_len = 0;
-	static const char digits[] = "0123456789abcdef";
-
-	/* a NULL key re-initialises with the key already set */
-	if (!EVP_MAC_init(hmac_keyed, NULL, 0, NULL) ||
-		!EVP_MAC_update(hmac_keyed, (const unsigned char *) message, len) ||
-		!EVP_MAC_final(hmac_keyed, mac, &mac_len, sizeof(mac)) ||
-		mac_len != SIGNATURE_BYTES)
-		hmac_failed("cannot compute the MAC");
-	for (size_t i = 0; i < SIGNATURE_BYTES; i++)
-	{
-		hex[2 * i] = digits[mac[i] >> 4];
-		hex[2 * i + 1] = digits[mac[i] & 0x0f];
-	}
-	hex[SIGNATURE_HEX_LENGTH] = '\0';
-}
-
-/* Key the HMAC with a secret given as server-encoded bytes */
-static void
-use_secret_bytes(const char *secret, int len)
-{
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no secret key to sign or verify with"),
-				 errdetail("The secret argument is NULL or empty and qiwi.secret_key is not set.")));
-	/* QIWI keys with the UTF-8 bytes; most databases already hold them */
-	if (GetDatabaseEncoding() != PG_UTF8)
-	{
-		secret = pg_server_to_any(pnstrdup(secret, len), len, PG_UTF8);
-		len = strlen(secret);
-	}
-	hmac_set_key(secret, len);
-}
 
 /* Key the HMAC with the secret argument, or with qiwi.secret_key if it is NULL */
 static void
@@ -139,21 +38,11 @@ use_secret(FunctionCallInfo fcinfo, int argno)
 	{
 		text	   *secret = PG_GETARG_TEXT_PP(argno);
 
-		use_secret_bytes(VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret));
+		signature_set_key_text(VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret));
 	}
 	else
-		use_secret_bytes(qiwi_secret_key ? qiwi_secret_key : "",
+		signature_set_key_text(qiwi_secret_key ? qiwi_secret_key : "",
 						 qiwi_secret_key ? strlen(qiwi_secret_key) : 0);
-}
-
-/* Append a JSON string's bytes to the signed string, as UTF-8 */
-static void
-append_utf8(StringInfo buf, const char *value, int len)
-{
-	if (GetDatabaseEncoding() == PG_UTF8)
-		appendBinaryStringInfo(buf, value, len);
-	else
-		appendStringInfoString(buf, pg_server_to_any(pnstrdup(value, len), len, PG_UTF8));
 }
 
 /* Append a signed field: a string (or, for ids, a number) member of object */
@@ -174,7 +63,7 @@ append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
 		return false;
 	}
 	if (v != NULL && v->type == jbvString)
-		append_utf8(buf, v->val.string.val, v->val.string.len);
+		signature_append_utf8(buf, v->val.string.val, v->val.string.len);
 	else if (v != NULL && v->type == jbvNumeric && number_ok)
 		appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(numeric_out,
 																		NumericGetDatum(v->val.numeric))));
@@ -251,7 +140,7 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 		Numeric		cents;
 		char	   *currency;
 
-		if (!qiwi_json_amount(bill, &cents, &currency, problem))
+		if (!qiwi_json_amount(bill, QIWI_MAX_AMOUNT, &cents, &currency, problem))
 			return false;
 		appendStringInfoString(buf, qiwi_format_amount(cents));
 	}
@@ -302,24 +191,17 @@ signature_matches(const char *signature, int len, Jsonb *notification, char **pr
 {
 	StringInfo	message = signed_string_buffer();
 	char		expected[SIGNATURE_HEX_LENGTH + 1];
-	char		given[SIGNATURE_HEX_LENGTH];
 
 	if (!signed_string(notification, message, problem))
 		return false;
-	hmac_hex(message->data, message->len, expected);
+	signature_hmac_hex(message->data, message->len, expected);
 
 	if (len != SIGNATURE_HEX_LENGTH)
 	{
 		*problem = pstrdup("the signature is not 64 hex digits");
 		return false;
 	}
-	for (int i = 0; i < SIGNATURE_HEX_LENGTH; i++)
-	{
-		char		c = signature[i];
-
-		given[i] = (c >= 'A' && c <= 'F') ? c + ('a' - 'A') : c;
-	}
-	if (CRYPTO_memcmp(given, expected, SIGNATURE_HEX_LENGTH) != 0)
+	if (!signature_hex_equal(signature, len, expected))
 	{
 		*problem = pstrdup("the signature does not match");
 		return false;
@@ -360,7 +242,7 @@ qiwi_sign_notification(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("notification cannot be signed: %s", problem)));
-	hmac_hex(message->data, message->len, hex);
+	signature_hmac_hex(message->data, message->len, hex);
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
 }
 

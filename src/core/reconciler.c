@@ -1,19 +1,21 @@
 /*
- * worker.c
- *		The reconciler: background workers that keep every WAITING bill in
- *		qiwi_bills current by asking QIWI about it.
+ * reconciler.c
+ *		The reconciler: background workers that keep every open item of
+ *		every API (a WAITING bill, ...) current by asking QIWI about it.  Each
+ *		API registers a kind of thing to reconcile (reconciler_add_kind);
+ *		this file knows none of them.
  *
  * A launcher, connected to no database, starts the reconciler for
  * qiwi.database as a dynamic worker and starts it again when it ends.  The
  * reconciler works in rounds: it claims the due bills in a short
  * transaction, asks QIWI about all of them with no transaction open (up to
- * qiwi.reconcile_concurrency requests at once, through the same protocol
- * code as qiwi_bill_status), then records the answers in short
+ * qiwi.reconcile_concurrency requests at once, through the same
+ * operations as the SQL functions), then records the answers in short
  * transactions.  It leaves as soon as someone waits to drop or alter its
  * database, so DROP DATABASE is never blocked; it holds no lock between its
  * short transactions, so DROP EXTENSION is not either.
  */
-#include "qiwi_kassa.h"
+#include "core/core.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -36,6 +38,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -75,6 +78,25 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 
 static bool wake_registered = false;
+
+/* The kinds of things to reconcile, registered by the APIs in _PG_init */
+#define MAX_KINDS 8
+static const ReconcileKind *kinds[MAX_KINDS];
+static int	nkinds = 0;
+
+/* What a round did, over all kinds */
+typedef struct RoundCounts
+{
+	int64		checked;
+	int64		changed;
+	int64		failed;
+} RoundCounts;
+
+char	   *qiwi_database = NULL;
+int			qiwi_reconcile_interval_s = 10;
+int			qiwi_reconcile_max_interval_s = 3600;
+int			qiwi_reconcile_concurrency = 16;
+int			qiwi_reconcile_batch_size = 1000;
 static TimestampTz last_drop_check = 0;
 
 /* ---------- shared memory ---------- */
@@ -130,11 +152,65 @@ reconciler_detach(int code, Datum arg)
 
 /* ---------- registration ---------- */
 
-/* Register the launcher and the shared state (from _PG_init) */
+/* Add a kind of thing to reconcile (from an API's init, in _PG_init) */
 void
-reconciler_register(void)
+reconciler_add_kind(const ReconcileKind *kind)
+{
+	if (nkinds >= MAX_KINDS)
+		elog(ERROR, "too many kinds of things to reconcile");
+	kinds[nkinds++] = kind;
+}
+
+/* Define the reconciler's settings; register the launcher and the shared state (from _PG_init) */
+void
+reconciler_init(void)
 {
 	BackgroundWorker worker;
+
+	DefineCustomStringVariable("qiwi.database",
+							   "Database whose qiwi_bills the reconciler keeps current.",
+							   "Empty turns the reconciler off.",
+							   &qiwi_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_interval",
+							"First wait before a WAITING bill is checked again, and between rounds.",
+							"Each further check of the same bill waits twice as long, up to qiwi.reconcile_max_interval.",
+							&qiwi_reconcile_interval_s,
+							10, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_max_interval",
+							"Longest wait between two checks of a WAITING bill.",
+							NULL,
+							&qiwi_reconcile_max_interval_s,
+							3600, 1, 86400 * 7,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_concurrency",
+							"Requests the reconciler keeps in flight at once.",
+							NULL,
+							&qiwi_reconcile_concurrency,
+							16, 1, 256,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.reconcile_batch_size",
+							"Most bills one reconciler round checks.",
+							NULL,
+							&qiwi_reconcile_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	if (IsBinaryUpgrade)
 		return;
@@ -190,7 +266,7 @@ extension_state(void)
 	MemoryContext caller_context = CurrentMemoryContext;
 
 	StartTransactionCommand();
-	state = store_extension_state();
+	state = ledger_extension_state();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller_context);
 	return state;
@@ -355,111 +431,41 @@ round_may_go_on(void)
 }
 
 /*
- * Record a failed check or creation: backoff, or for good if QIWI refused
- * the creation.  A lost or malformed answer to a create is no refusal: the
- * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
- */
-static void
-record_failure(const DueBill *due, const QiwiError *error, bool *auth_failed)
-{
-	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-		*auth_failed = true;
-	else if (due->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
-		store_create_failed(due->bill_id, error->message);
-	else
-		store_check_result(due->bill_id, true, error->message);
-}
-
-/* Record one answer (or failure) for a bill; true if its status changed */
-static bool
-record_answer(const DueBill *due, const HttpResponse *resp, bool *failed, bool *auth_failed)
-{
-	QiwiBill	bill;
-	QiwiError	error;
-	StoredBill	stored;
-	bool		ok;
-	bool		shop_money;
-
-	*failed = false;
-	ok = due->creating ? qiwi_create_bill_answer(&due->create, resp, &bill, &error)
-		: qiwi_get_bill_answer(due->bill_id, resp, &bill, &error);
-	if (!ok)
-	{
-		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
-		record_failure(due, &error, auth_failed);
-		return false;
-	}
-	shop_money = strcmp(bill.currency, due->create.currency) == 0 &&
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(bill.amount),
-										  NumericGetDatum(due->create.amount))) == 0;
-	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
-	{
-		store_check_result(due->bill_id, false, NULL);
-		return false;
-	}
-	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
-	{
-		case STORE_INSERTED:
-		case STORE_ADVANCED:
-			return true;
-		case STORE_MISMATCH:
-			ereport(LOG,
-					(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
-					 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s; it is recorded as MISMATCH",
-							bill.bill_id, qiwi_format_amount(bill.amount), bill.currency,
-							qiwi_format_amount(stored.amount), stored.currency)));
-			return strcmp(stored.status, "MISMATCH") != 0;
-		default:
-			return false;	/* a call or a notification got there first */
-	}
-}
-
-/*
- * One round: claim the due bills, ask QIWI about them, record the answers.
- * Returns how many bills it claimed.
+ * One round of one kind: claim its due items, ask QIWI about them, record
+ * the answers.  Adds to the round's counts; returns how many it claimed.
  */
 static int
-reconcile_round(MemoryContext round_context, bool *auth_failed)
+reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCounts *counts,
+			   bool *auth_failed)
 {
-	TimestampTz start = GetCurrentTimestamp();
-	DueBill    *due;
+	void	   *items;
 	int			n;
-	HttpRequest *requests;
+	QiwiOperation *ops;
 	HttpResponse *responses;
-	int64		changed = 0;
-	int64		failed = 0;
 	char		activity[128];
 
 	/* claim */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "qiwi_kassa: claiming due bills");
+	snprintf(activity, sizeof(activity), "qiwi_kassa: claiming due %s", kind->what);
+	pgstat_report_activity(STATE_RUNNING, activity);
 	MemoryContextSwitchTo(round_context);
-	due = store_due_bills(qiwi_reconcile_batch_size, &n);
+	items = kind->claim(qiwi_reconcile_batch_size, &n);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_context);
 	if (n == 0)
-	{
-		pgstat_report_activity(STATE_IDLE, NULL);
 		return 0;
-	}
 
 	/* ask QIWI, with no transaction open */
-	snprintf(activity, sizeof(activity), "qiwi_kassa: checking %d bills with QIWI", n);
+	snprintf(activity, sizeof(activity), "qiwi_kassa: checking %d %s with QIWI", n, kind->what);
 	pgstat_report_activity(STATE_RUNNING, activity);
-	requests = palloc(sizeof(HttpRequest) * n);
+	ops = palloc0(sizeof(QiwiOperation) * n);
 	responses = palloc(sizeof(HttpResponse) * n);
 	for (int i = 0; i < n; i++)
-	{
-		if (due[i].creating)
-			qiwi_create_bill_request(&due[i].create, &requests[i]);
-		else
-			qiwi_get_bill_request(due[i].bill_id, &requests[i]);
-	}
-	http_perform_many(requests, n, qiwi_reconcile_concurrency, qiwi_secret_key,
-					  responses, round_may_go_on);
+		kind->operation(items, i, &ops[i]);
+	qiwi_exchange_batch(ops, n, qiwi_reconcile_concurrency, responses, round_may_go_on);
 
 	/* record, a chunk per short transaction */
 	pgstat_report_activity(STATE_RUNNING, "qiwi_kassa: recording answers");
@@ -470,19 +476,44 @@ reconcile_round(MemoryContext round_context, bool *auth_failed)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		for (int i = first; i < Min(n, first + WRITE_CHUNK); i++)
 		{
-			bool		bill_failed;
+			bool		failed = false;
 
-			/* an abandoned round leaves its bills due: they are checked next time */
+			/* an abandoned round leaves its items due: they are checked next time */
 			if (responses[i].failure == HTTP_FAIL_ABANDONED)
 				continue;
-			if (record_answer(&due[i], &responses[i], &bill_failed, auth_failed))
-				changed++;
-			if (bill_failed)
-				failed++;
+			if (kind->record(items, i, &ops[i], &responses[i], &failed, auth_failed))
+				counts->changed++;
+			if (failed)
+				counts->failed++;
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(round_context);
+	}
+	counts->checked += n;
+	return n;
+}
+
+/*
+ * One round: every kind's due items.  Returns whether some kind claimed a
+ * full batch (more are due).
+ */
+static bool
+reconcile_round(MemoryContext round_context, bool *auth_failed)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	RoundCounts counts = {0, 0, 0};
+	bool		full = false;
+
+	for (int k = 0; k < nkinds && !*auth_failed; k++)
+	{
+		if (reconcile_kind(kinds[k], round_context, &counts, auth_failed) >= qiwi_reconcile_batch_size)
+			full = true;
+	}
+	if (counts.checked == 0)
+	{
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return false;
 	}
 	/* once a round: monitoring and autovacuum see the writes right away */
 	pgstat_report_stat(true);
@@ -492,14 +523,14 @@ reconcile_round(MemoryContext round_context, bool *auth_failed)
 	shared->rounds++;
 	shared->last_round_start = start;
 	shared->last_round_us = GetCurrentTimestamp() - start;
-	shared->checked = n;
-	shared->changed = changed;
-	shared->failed = failed;
+	shared->checked = counts.checked;
+	shared->changed = counts.changed;
+	shared->failed = counts.failed;
 	SpinLockRelease(&shared->mutex);
-	if (failed > 0)
-		publish_error(psprintf("%lld of %d checks failed in the last round",
-							   (long long) failed, n));
-	return n;
+	if (counts.failed > 0)
+		publish_error(psprintf("%lld of %lld checks failed in the last round",
+							   (long long) counts.failed, (long long) counts.checked));
+	return full;
 }
 
 /*
@@ -536,7 +567,7 @@ qiwi_reconciler_main(Datum main_arg)
 										  ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		int			claimed;
+		bool		more_due;
 
 		if (wait_ms > 0)
 		{
@@ -587,7 +618,7 @@ qiwi_reconciler_main(Datum main_arg)
 		}
 
 		MemoryContextReset(round_context);
-		claimed = reconcile_round(round_context, &auth_failed);
+		more_due = reconcile_round(round_context, &auth_failed);
 		MemoryContextSwitchTo(TopMemoryContext);
 		if (auth_failed)
 		{
@@ -600,8 +631,8 @@ qiwi_reconciler_main(Datum main_arg)
 			shared->stopped_by_auth = true;
 			SpinLockRelease(&shared->mutex);
 		}
-		else if (claimed >= qiwi_reconcile_batch_size)
-			wait_ms = 0;		/* more are due */
+		else if (more_due)
+			wait_ms = 0;
 	}
 }
 

@@ -1,14 +1,15 @@
 /*
- * store.c
+ * bill_store.c
  *		Bookkeeping of bills and refunds in the extension's tables.
  *
  * The SQL functions record every answer QIWI gives in qiwi_bills and
- * qiwi_refunds, in the caller's transaction.  The writes run as the
- * extension's owner, so a role needs EXECUTE on a function, not write
- * access to the tables.  A bill only moves forward: a final status is
- * never replaced by WAITING nor by another final status.
+ * qiwi_refunds, in the caller's transaction, through the ledger (as the
+ * extension's owner).  A bill only moves forward: a final status is never
+ * replaced by WAITING nor by another final status, and never by a status
+ * for other money than the shop's (MISMATCH).
  */
-#include "qiwi_kassa.h"
+#include "core/core.h"
+#include "bill/bill.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -45,95 +46,7 @@ static SPIPlanPtr refund_headroom_plan = NULL;
 static SPIPlanPtr intent_insert_plan = NULL;
 static SPIPlanPtr create_failed_plan = NULL;
 
-/* The user to restore after writing as the extension's owner */
-typedef struct OwnerContext
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			guc_nestlevel;	/* undoes the fixed search_path */
-	MemoryContext caller_context;	/* survives SPI_finish */
-} OwnerContext;
 
-/*
- * The search_path of every statement run as the owner: the caller's path
- * could name a schema of its own, whose functions and operators would then
- * run with the owner's rights.  The extension's tables are named with
- * their schema; pg_temp last, so it can shadow nothing.
- */
-#define OWNER_SEARCH_PATH "pg_catalog, pg_temp"
-
-
-/*
- * Look the extension up in pg_extension: its schema, its owner and its
- * version (palloc'd); false if it is not installed in this database.
- */
-static bool
-extension_lookup(Oid *schema, Oid *owner, char **version)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	bool		found;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("qiwi_kassa"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	found = HeapTupleIsValid(tuple);
-	if (found)
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		*schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-		*owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
-		*version = isnull ? pstrdup("") : TextDatumGetCString(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
-/*
- * Is the extension installed here, and are its SQL objects the version
- * this library was built for?  After a package upgrade and before ALTER
- * EXTENSION ... UPDATE, the tables lack what the library writes.
- */
-ExtensionState
-store_extension_state(void)
-{
-	Oid			schema;
-	Oid			owner;
-	char	   *version;
-
-	if (!extension_lookup(&schema, &owner, &version))
-		return EXTENSION_NOT_INSTALLED;
-	return strcmp(version, QIWI_KASSA_VERSION) == 0 ? EXTENSION_READY : EXTENSION_OLD_VERSION;
-}
-
-/* Prepare a statement and keep it for the backend's life */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/* Free a kept statement, if any */
-static void
-free_plan(SPIPlanPtr *plan)
-{
-	if (*plan != NULL)
-		SPI_freeplan(*plan);
-	*plan = NULL;
-}
 
 /* (Re)build the statements for the schema the extension lives in */
 static void
@@ -162,22 +75,22 @@ prepare_plans(Oid schema)
 
 	if (plans_schema == schema && bill_record_plan != NULL)
 		return;
-	free_plan(&bill_refresh_plan);
-	free_plan(&bill_record_plan);
-	free_plan(&bill_insert_plan);
-	free_plan(&bill_lock_plan);
-	free_plan(&refund_upsert_plan);
-	free_plan(&event_insert_plan);
-	free_plan(&check_result_plan);
-	free_plan(&due_bills_plan);
-	free_plan(&make_due_plan);
-	free_plan(&refund_headroom_plan);
-	free_plan(&intent_insert_plan);
-	free_plan(&create_failed_plan);
+	ledger_free_plan(&bill_refresh_plan);
+	ledger_free_plan(&bill_record_plan);
+	ledger_free_plan(&bill_insert_plan);
+	ledger_free_plan(&bill_lock_plan);
+	ledger_free_plan(&refund_upsert_plan);
+	ledger_free_plan(&event_insert_plan);
+	ledger_free_plan(&check_result_plan);
+	ledger_free_plan(&due_bills_plan);
+	ledger_free_plan(&make_due_plan);
+	ledger_free_plan(&refund_headroom_plan);
+	ledger_free_plan(&intent_insert_plan);
+	ledger_free_plan(&create_failed_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
 	/* the common case, an answer repeating the recorded status and money: one plain UPDATE */
-	bill_refresh_plan = prepare_kept(psprintf(
+	bill_refresh_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
 		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
 		" failures = 0, last_error = NULL"
@@ -196,7 +109,7 @@ prepare_plans(Oid schema)
 	 * what QIWI said beside it.  It returns the row's status, amount and
 	 * currency (NULL when there is no row yet) and whether anything moved.
 	 */
-	bill_record_plan = prepare_kept(psprintf(
+	bill_record_plan = ledger_prepare(psprintf(
 		"WITH old AS (SELECT status, amount, currency, site_id,"
 		"  amount = $3 AND currency = $4 AS same_money,"
 		"  NOT $14 OR site_id IS NULL OR $2 IS NULL OR site_id = $2 AS same_site"
@@ -227,16 +140,16 @@ prepare_plans(Oid schema)
 		"  (SELECT count(*) FROM upd) + (SELECT count(*) FROM mis)"
 		" FROM old", nsp),
 		BILL_NARGS + 2, record_types);
-	bill_insert_plan = prepare_kept(psprintf(
+	bill_insert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_bills (%s, checked_at, next_check_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
 		" clock_timestamp() + make_interval(secs => $13))"
 		" ON CONFLICT (bill_id) DO NOTHING", nsp, bill_columns),
 		BILL_NARGS + 1, record_types);
-	bill_lock_plan = prepare_kept(psprintf(
+	bill_lock_plan = ledger_prepare(psprintf(
 		"SELECT status, amount, currency FROM %s.qiwi_bills WHERE bill_id = $1 FOR UPDATE", nsp),
 		1, event_types);
-	refund_upsert_plan = prepare_kept(psprintf(
+	refund_upsert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_refunds AS r (bill_id, refund_id, amount, currency,"
 		" status, created_at, checked_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())"
@@ -246,7 +159,7 @@ prepare_plans(Oid schema)
 		" created_at = coalesce(EXCLUDED.created_at, r.created_at),"
 		" checked_at = EXCLUDED.checked_at", nsp),
 		REFUND_NARGS, refund_types);
-	event_insert_plan = prepare_kept(psprintf(
+	event_insert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_bill_events (bill_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4)", nsp),
 		4, event_types);
@@ -256,7 +169,7 @@ prepare_plans(Oid schema)
 	 * failed check after base * 2^failures (capped); a bill is due as soon
 	 * as it expires, and every base seconds once it has.
 	 */
-	check_result_plan = prepare_kept(psprintf(
+	check_result_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET"
 		" checked_at = CASE WHEN $2 THEN checked_at ELSE clock_timestamp() END,"
 		" check_count = check_count + CASE WHEN $2 THEN 0 ELSE 1 END,"
@@ -269,110 +182,40 @@ prepare_plans(Oid schema)
 		"  END"
 		" WHERE bill_id = $1 AND status IN ('WAITING', 'CREATING')", nsp),
 		5, check_types);
-	due_bills_plan = prepare_kept(psprintf(
+	due_bills_plan = ledger_prepare(psprintf(
 		"SELECT bill_id, status, amount, currency, expires_at, comment, customer, custom_fields"
 		" FROM %s.qiwi_bills"
 		" WHERE status IN ('WAITING', 'CREATING') AND next_check_at <= clock_timestamp()"
 		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp),
 		1, int_type);
-	make_due_plan = prepare_kept(psprintf(
+	make_due_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
 		" WHERE status IN ('WAITING', 'CREATING')", nsp),
 		0, NULL);
-	refund_headroom_plan = prepare_kept(psprintf(
+	refund_headroom_plan = ledger_prepare(psprintf(
 		"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"
 		" FROM %1$s.qiwi_bills b LEFT JOIN %1$s.qiwi_refunds r ON r.bill_id = b.bill_id"
 		" WHERE b.bill_id = $1 GROUP BY b.amount", nsp),
 		2, event_types);
-	intent_insert_plan = prepare_kept(psprintf(
+	intent_insert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_bills (bill_id, amount, currency, status, expires_at, comment,"
 		" customer, custom_fields, checked_at, next_check_at)"
 		" VALUES ($1, $2, $3, 'CREATING', $4, $5, $6, $7, clock_timestamp(), clock_timestamp())"
 		" ON CONFLICT (bill_id) DO NOTHING", nsp),
 		7, intent_types);
-	create_failed_plan = prepare_kept(psprintf(
+	create_failed_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET status = 'CREATE_FAILED', last_error = $2, checked_at = clock_timestamp()"
 		" WHERE bill_id = $1 AND status = 'CREATING'", nsp),
 		2, event_types);
 	plans_schema = schema;
 }
 
-static LocalTransactionId looked_up_in = InvalidLocalTransactionId;
-static Oid	extension_schema;
-static Oid	extension_owner;
-
-/*
- * Check that the bookkeeping can run: the extension is installed here, at
- * the library's version.  The SQL functions call it before any request,
- * so that nothing is sent whose answer could not be recorded.
- */
-void
-store_require_ready(void)
-{
-	/* the extension cannot move within a transaction: look it up once per transaction */
-	if (looked_up_in != MyProc->lxid)
-	{
-		char	   *version;
-
-		if (!extension_lookup(&extension_schema, &extension_owner, &version))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("extension \"qiwi_kassa\" is not installed in this database")));
-		if (strcmp(version, QIWI_KASSA_VERSION) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the SQL objects of qiwi_kassa are version %s, but its library is version %s",
-							version, QIWI_KASSA_VERSION),
-					 errhint("Run ALTER EXTENSION qiwi_kassa UPDATE.")));
-		looked_up_in = MyProc->lxid;
-	}
-}
-
-/* Become the extension's owner and connect to SPI with the statements ready */
+/* Begin bookkeeping as the owner, with the bill statements ready */
 static void
-begin_as_owner(OwnerContext *ctx)
+begin_bill_ledger(OwnerContext *ctx)
 {
-	store_require_ready();
-	ctx->caller_context = CurrentMemoryContext;
-	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(extension_owner, ctx->save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	/* an error before end_as_owner undoes both at (sub)transaction abort */
-	ctx->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", OWNER_SEARCH_PATH, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	prepare_plans(extension_schema);
-}
-
-/* Disconnect from SPI and become the calling user again */
-static void
-end_as_owner(OwnerContext *ctx)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, ctx->guc_nestlevel);
-	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
-}
-
-/* Run a kept statement, checking its result code */
-static uint64
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "recording a QIWI answer failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/* A text Datum, or a NULL marker, for a possibly absent string */
-static Datum
-text_or_null(const char *s, char *null)
-{
-	*null = (s == NULL) ? 'n' : ' ';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
+	ledger_begin(ctx);
+	prepare_plans(ctx->schema);
 }
 
 /* The name a source has in qiwi_bill_events */
@@ -401,10 +244,10 @@ record_event(const char *bill_id, const char *old_status, const char *new_status
 	StringInfoData payload;
 
 	values[0] = CStringGetTextDatum(bill_id);
-	values[1] = text_or_null(old_status, &nulls[1]);
+	values[1] = ledger_text_or_null(old_status, &nulls[1]);
 	values[2] = CStringGetTextDatum(new_status);
 	values[3] = CStringGetTextDatum(source_name(source));
-	run_plan(event_insert_plan, values, nulls, SPI_OK_INSERT);
+	ledger_run(event_insert_plan, values, nulls, SPI_OK_INSERT);
 
 	initStringInfo(&payload);
 	appendStringInfoString(&payload, "{\"bill_id\":");
@@ -442,7 +285,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	memset(nulls, ' ', BILL_NARGS + 2);
 	nulls[BILL_NARGS + 2] = '\0';
 	values[0] = CStringGetTextDatum(bill->bill_id);
-	values[1] = text_or_null(bill->site_id, &nulls[1]);
+	values[1] = ledger_text_or_null(bill->site_id, &nulls[1]);
 	values[2] = NumericGetDatum(bill->amount);
 	values[3] = CStringGetTextDatum(bill->currency);
 	values[4] = CStringGetTextDatum(bill->status);
@@ -453,8 +296,8 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	values[7] = TimestampTzGetDatum(bill->expires_at);
 	nulls[7] = bill->has_expires_at ? ' ' : 'n';
 	/* a payment link is not signed: only an API answer may give one */
-	values[8] = text_or_null(source == SOURCE_NOTIFICATION ? NULL : bill->pay_url, &nulls[8]);
-	values[9] = text_or_null(bill->comment, &nulls[9]);
+	values[8] = ledger_text_or_null(source == SOURCE_NOTIFICATION ? NULL : bill->pay_url, &nulls[8]);
+	values[9] = ledger_text_or_null(bill->comment, &nulls[9]);
 	values[10] = PointerGetDatum(bill->customer);
 	nulls[10] = bill->customer ? ' ' : 'n';
 	values[11] = PointerGetDatum(bill->custom_fields);
@@ -463,11 +306,11 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 
 	values[13] = BoolGetDatum(source == SOURCE_NOTIFICATION);
 
-	begin_as_owner(&ctx);
+	begin_bill_ledger(&ctx);
 	if (source != SOURCE_NOTIFICATION &&
-		run_plan(bill_refresh_plan, values, nulls, SPI_OK_UPDATE) > 0)
+		ledger_run(bill_refresh_plan, values, nulls, SPI_OK_UPDATE) > 0)
 	{
-		end_as_owner(&ctx);
+		ledger_end(&ctx);
 		if (stored != NULL)
 		{
 			stored->status = pstrdup(bill->status);
@@ -484,7 +327,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 		MemoryContext spi_context;
 
 		/* lock the row and record the answer, deciding under the lock */
-		if (run_plan(bill_record_plan, values, nulls, SPI_OK_SELECT) > 0)
+		if (ledger_run(bill_record_plan, values, nulls, SPI_OK_SELECT) > 0)
 		{
 			row = SPI_tuptable->vals[0];
 			desc = SPI_tuptable->tupdesc;
@@ -499,7 +342,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 			moved = DatumGetInt64(SPI_getbinval(row, desc, 6, &isnull));
 			break;
 		}
-		if (run_plan(bill_insert_plan, values, nulls, SPI_OK_INSERT) > 0)
+		if (ledger_run(bill_insert_plan, values, nulls, SPI_OK_INSERT) > 0)
 			break;
 		/* a concurrent writer inserted it first: lock and decide again */
 	}
@@ -521,7 +364,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 		record_event(bill->bill_id, old_status, bill->status, source);
 	else if (outcome == STORE_MISMATCH && moved > 0 && strcmp(old_status, "MISMATCH") != 0)
 		record_event(bill->bill_id, old_status, "MISMATCH", source);
-	end_as_owner(&ctx);
+	ledger_end(&ctx);
 
 	if (stored != NULL)
 	{
@@ -544,8 +387,8 @@ store_lock_bill(const char *bill_id, StoredBill *stored)
 	OwnerContext ctx;
 	bool		known;
 
-	begin_as_owner(&ctx);
-	known = run_plan(bill_lock_plan, values, NULL, SPI_OK_SELECT) > 0;
+	begin_bill_ledger(&ctx);
+	known = ledger_run(bill_lock_plan, values, NULL, SPI_OK_SELECT) > 0;
 	if (known)
 	{
 		HeapTuple	row = SPI_tuptable->vals[0];
@@ -558,7 +401,7 @@ store_lock_bill(const char *bill_id, StoredBill *stored)
 		stored->currency = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
 		MemoryContextSwitchTo(spi_context);
 	}
-	end_as_owner(&ctx);
+	ledger_end(&ctx);
 	return known;
 }
 
@@ -580,9 +423,9 @@ store_refund(const QiwiRefund *refund)
 	values[5] = TimestampTzGetDatum(refund->created_at);
 	nulls[5] = refund->has_created_at ? ' ' : 'n';
 
-	begin_as_owner(&ctx);
-	run_plan(refund_upsert_plan, values, nulls, SPI_OK_INSERT);
-	end_as_owner(&ctx);
+	begin_bill_ledger(&ctx);
+	ledger_run(refund_upsert_plan, values, nulls, SPI_OK_INSERT);
+	ledger_end(&ctx);
 }
 
 /* Record a reconciler check that left a bill WAITING, or that failed */
@@ -595,12 +438,12 @@ store_check_result(const char *bill_id, bool failed, const char *error)
 
 	values[0] = CStringGetTextDatum(bill_id);
 	values[1] = BoolGetDatum(failed);
-	values[2] = text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[2]);
+	values[2] = ledger_text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[2]);
 	values[3] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[4] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
-	begin_as_owner(&ctx);
-	run_plan(check_result_plan, values, nulls, SPI_OK_UPDATE);
-	end_as_owner(&ctx);
+	begin_bill_ledger(&ctx);
+	ledger_run(check_result_plan, values, nulls, SPI_OK_UPDATE);
+	ledger_end(&ctx);
 }
 
 /* A string member of a jsonb object, or NULL */
@@ -628,9 +471,9 @@ store_due_bills(int limit, int *n)
 	OwnerContext ctx;
 	DueBill    *due;
 
-	begin_as_owner(&ctx);
+	begin_bill_ledger(&ctx);
 	/* rows another writer holds right now are skipped, not waited for */
-	*n = (int) run_plan(due_bills_plan, values, NULL, SPI_OK_SELECT);
+	*n = (int) ledger_run(due_bills_plan, values, NULL, SPI_OK_SELECT);
 	due = MemoryContextAllocZero(ctx.caller_context, sizeof(DueBill) * Max(*n, 1));
 	for (int i = 0; i < *n; i++)
 	{
@@ -663,7 +506,7 @@ store_due_bills(int limit, int *n)
 		}
 		MemoryContextSwitchTo(spi_context);
 	}
-	end_as_owner(&ctx);
+	ledger_end(&ctx);
 	return due;
 }
 
@@ -680,17 +523,17 @@ store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 	values[1] = NumericGetDatum(args->amount);
 	values[2] = CStringGetTextDatum(args->currency);
 	values[3] = TimestampTzGetDatum(args->expires_at);
-	values[4] = text_or_null(args->comment, &nulls[4]);
+	values[4] = ledger_text_or_null(args->comment, &nulls[4]);
 	values[5] = PointerGetDatum(customer);
 	nulls[5] = customer ? ' ' : 'n';
 	values[6] = PointerGetDatum(args->custom_fields);
 	nulls[6] = args->custom_fields ? ' ' : 'n';
 
-	begin_as_owner(&ctx);
-	inserted = run_plan(intent_insert_plan, values, nulls, SPI_OK_INSERT) > 0;
+	begin_bill_ledger(&ctx);
+	inserted = ledger_run(intent_insert_plan, values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)
 		record_event(args->bill_id, NULL, "CREATING", SOURCE_CALL);
-	end_as_owner(&ctx);
+	ledger_end(&ctx);
 	return inserted;
 }
 
@@ -701,10 +544,10 @@ store_create_failed(const char *bill_id, const char *reason)
 	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(qiwi_redact_secrets(reason))};
 	OwnerContext ctx;
 
-	begin_as_owner(&ctx);
-	if (run_plan(create_failed_plan, values, NULL, SPI_OK_UPDATE) > 0)
+	begin_bill_ledger(&ctx);
+	if (ledger_run(create_failed_plan, values, NULL, SPI_OK_UPDATE) > 0)
 		record_event(bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
-	end_as_owner(&ctx);
+	ledger_end(&ctx);
 }
 
 /* Make every WAITING (or CREATING) bill due now; how many */
@@ -714,9 +557,9 @@ store_make_all_due(void)
 	OwnerContext ctx;
 	uint64		n;
 
-	begin_as_owner(&ctx);
-	n = run_plan(make_due_plan, NULL, NULL, SPI_OK_UPDATE);
-	end_as_owner(&ctx);
+	begin_bill_ledger(&ctx);
+	n = ledger_run(make_due_plan, NULL, NULL, SPI_OK_UPDATE);
+	ledger_end(&ctx);
 	return (int64) n;
 }
 
@@ -732,8 +575,8 @@ store_refund_headroom(const char *bill_id, const char *refund_id,
 	OwnerContext ctx;
 	bool		known;
 
-	begin_as_owner(&ctx);
-	known = run_plan(refund_headroom_plan, values, NULL, SPI_OK_SELECT) > 0;
+	begin_bill_ledger(&ctx);
+	known = ledger_run(refund_headroom_plan, values, NULL, SPI_OK_SELECT) > 0;
 	if (known)
 	{
 		bool		isnull;
@@ -745,6 +588,6 @@ store_refund_headroom(const char *bill_id, const char *refund_id,
 													  SPI_tuptable->tupdesc, 2, &isnull));
 		MemoryContextSwitchTo(spi_context);
 	}
-	end_as_owner(&ctx);
+	ledger_end(&ctx);
 	return known;
 }

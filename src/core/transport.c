@@ -1,7 +1,8 @@
 /*
- * http.c
+ * transport.c
  *		The HTTP transport: kept-alive libcurl handles driven by one multi
- *		handle per process.
+ *		handle per process.  It knows nothing of QIWI: a request carries its
+ *		method, URL, headers, body and content type, a batch its options.
  *
  * A SQL call sends one request, the reconciler many at once; both go
  * through http_perform_many(), which waits in curl_multi_poll() in short
@@ -14,7 +15,7 @@
  * is held in statics that are reclaimed at the start of the next request,
  * so an ERROR thrown mid-transfer leaks nothing.
  */
-#include "qiwi_kassa.h"
+#include "core/core.h"
 
 #include <curl/curl.h>
 
@@ -125,7 +126,7 @@ http_write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	BodyBuffer *buf = (BodyBuffer *) userdata;
 	size_t		n = size * nmemb;
 
-	if (buf->len + n > QIWI_MAX_RESPONSE_BYTES)
+	if (buf->len + n > HTTP_MAX_RESPONSE_BYTES)
 	{
 		buf->too_large = true;
 		return 0;
@@ -135,7 +136,7 @@ http_write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 		size_t		newcap = Max(buf->cap * 2, Max(buf->len + n + 1, 4096));
 		char	   *p;
 
-		newcap = Min(newcap, QIWI_MAX_RESPONSE_BYTES + 1);
+		newcap = Min(newcap, HTTP_MAX_RESPONSE_BYTES + 1);
 		p = realloc(buf->data, newcap);
 		if (p == NULL)
 		{
@@ -229,10 +230,9 @@ http_classify(CURLcode rc, const BodyBuffer *body)
 
 /* Set every option of one request on a slot's reset easy handle */
 static void
-http_prepare(HttpSlot *slot, const HttpRequest *req, const char *bearer)
+http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 {
 	CURL	   *easy = slot->easy;
-	StringInfoData auth;
 
 	/* reset keeps nothing but the handle; connections live in the multi */
 	curl_easy_reset(easy);
@@ -245,25 +245,26 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const char *bearer)
 #else
 	HTTP_SETOPT(easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-	/* never follow a redirect: the key must only go to qiwi.api_url */
+	/* never follow a redirect: credentials must only go where they were meant to */
 	HTTP_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	HTTP_SETOPT(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
 	HTTP_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	HTTP_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (qiwi_ca_file != NULL && qiwi_ca_file[0] != '\0')
-		HTTP_SETOPT(easy, CURLOPT_CAINFO, qiwi_ca_file);
-	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) qiwi_timeout_ms);
-	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) qiwi_connect_timeout_ms);
+	if (options->ca_file != NULL && options->ca_file[0] != '\0')
+		HTTP_SETOPT(easy, CURLOPT_CAINFO, options->ca_file);
+	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) options->timeout_ms);
+	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) options->connect_timeout_ms);
 	HTTP_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	HTTP_SETOPT(easy, CURLOPT_ERRORBUFFER, slot->errbuf);
 	HTTP_SETOPT(easy, CURLOPT_WRITEFUNCTION, http_write_body);
 	HTTP_SETOPT(easy, CURLOPT_WRITEDATA, &slot->body);
 	HTTP_SETOPT(easy, CURLOPT_PRIVATE, slot);
-	HTTP_SETOPT(easy, CURLOPT_USERAGENT, "qiwi_kassa/1.0");
+	HTTP_SETOPT(easy, CURLOPT_USERAGENT, "qiwi_kassa/" QIWI_KASSA_VERSION);
 
-	http_add_header(slot, "Accept: application/json");
 	/* no "Expect: 100-continue" round trip for our small bodies */
 	http_add_header(slot, "Expect:");
+	for (int i = 0; i < req->nheaders; i++)
+		http_add_header(slot, req->headers[i]);
 
 	switch (req->method)
 	{
@@ -275,15 +276,10 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const char *bearer)
 			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST, req->method == HTTP_PUT ? "PUT" : "POST");
 			HTTP_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) (req->body ? strlen(req->body) : 0));
 			HTTP_SETOPT(easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
-			http_add_header(slot, "Content-Type: application/json;charset=UTF-8");
+			if (req->content_type != NULL)
+				http_add_header(slot, psprintf("Content-Type: %s", req->content_type));
 			break;
 	}
-
-	initStringInfo(&auth);
-	appendStringInfo(&auth, "Authorization: Bearer %s", bearer);
-	http_add_header(slot, auth.data);
-	explicit_bzero(auth.data, auth.len);
-	pfree(auth.data);
 
 	HTTP_SETOPT(easy, CURLOPT_HTTPHEADER, slot->headers);
 }
@@ -313,7 +309,8 @@ http_handle_interrupts(void)
 
 /* Fill a request's response from its finished slot */
 static void
-http_finish(HttpSlot *slot, const HttpRequest *req, CURLcode result, HttpResponse *response)
+http_finish(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options,
+			CURLcode result, HttpResponse *response)
 {
 	bool		https = (pg_strncasecmp(req->url, "https:", 6) == 0);
 
@@ -330,10 +327,10 @@ http_finish(HttpSlot *slot, const HttpRequest *req, CURLcode result, HttpRespons
 	}
 	else if (response->failure == HTTP_FAIL_TIMEOUT)
 		response->error = psprintf("no complete answer within %d ms; timed out while %s",
-								   qiwi_timeout_ms, http_timeout_phase(slot->easy, https));
+								   options->timeout_ms, http_timeout_phase(slot->easy, https));
 	else if (response->failure == HTTP_FAIL_TOO_LARGE)
 		response->error = psprintf("the answer is larger than %d bytes",
-								   QIWI_MAX_RESPONSE_BYTES);
+								   HTTP_MAX_RESPONSE_BYTES);
 	else if (slot->body.out_of_memory)
 		response->error = pstrdup("out of memory while receiving the answer");
 	else
@@ -362,7 +359,7 @@ http_fail_rest(int from, int n, HttpFailure failure, const char *message,
  */
 void
 http_perform_many(const HttpRequest *requests, int n, int concurrency,
-				  const char *bearer, HttpResponse *responses,
+				  const HttpOptions *options, HttpResponse *responses,
 				  bool (*keep_going) (void))
 {
 	int			next = 0;
@@ -389,7 +386,7 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 
 			if (slot->request >= 0)
 				continue;
-			http_prepare(slot, &requests[next], bearer);
+			http_prepare(slot, &requests[next], options);
 			if (curl_multi_add_handle(http_multi, slot->easy) != CURLM_OK)
 				ereport(ERROR,
 						(errcode(ERRCODE_SYSTEM_ERROR),
@@ -407,7 +404,7 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
-			http_finish(slot, &requests[slot->request], msg->data.result,
+			http_finish(slot, &requests[slot->request], options, msg->data.result,
 						&responses[slot->request]);
 			http_release_slot(slot);
 			in_flight--;
@@ -452,9 +449,9 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 
 /* Perform one request */
 void
-http_perform(const HttpRequest *request, const char *bearer, HttpResponse *response)
+http_perform(const HttpRequest *request, const HttpOptions *options, HttpResponse *response)
 {
-	http_perform_many(request, 1, 1, bearer, response, NULL);
+	http_perform_many(request, 1, 1, options, response, NULL);
 }
 
 /* Percent-encode one URL path segment with libcurl */

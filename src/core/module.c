@@ -3,7 +3,8 @@
  *		Start-up of the qiwi_kassa module: its configuration parameters, the
  *		secret key they hold and the log hook that keeps it out of the logs.
  */
-#include "qiwi_kassa.h"
+#include "core/core.h"
+#include "bill/bill.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -20,18 +21,7 @@ PG_MODULE_MAGIC;
 /* Longest qiwi.secret_key_file accepted; QIWI's keys are a few hundred bytes */
 #define SECRET_FILE_MAX_BYTES	8192
 
-char	   *qiwi_api_url = NULL;
 char	   *qiwi_secret_key = NULL;
-char	   *qiwi_ca_file = NULL;
-char	   *qiwi_public_key = NULL;
-int			qiwi_timeout_ms = 10000;
-int			qiwi_connect_timeout_ms = 3000;
-int			qiwi_max_retries = 3;
-char	   *qiwi_database = NULL;
-int			qiwi_reconcile_interval_s = 10;
-int			qiwi_reconcile_max_interval_s = 3600;
-int			qiwi_reconcile_concurrency = 16;
-int			qiwi_reconcile_batch_size = 1000;
 
 /*
  * qiwi_secret_key above is the key in effect.  The value of the GUC
@@ -359,19 +349,7 @@ _PG_init(void)
 				 errdetail("Otherwise qiwi.secret_key is readable by every role until the library is loaded."),
 				 errhint("Add qiwi_kassa to shared_preload_libraries in postgresql.conf and restart the server.")));
 
-	/*
-	 * Whoever can change the URL or the CA bundle can have the key sent to a
-	 * server of their own, so those three are superuser-only to set.
-	 */
-	DefineCustomStringVariable("qiwi.api_url",
-							   "Base URL of the QIWI API.",
-							   "The Bill Payments endpoints are appended to it.",
-							   &qiwi_api_url,
-							   "https://api.qiwi.com",
-							   PGC_SUSET,
-							   0,
-							   NULL, NULL, NULL);
-
+	/* each concern defines its own settings */
 	DefineCustomStringVariable("qiwi.secret_key",
 							   "Secret key (SECRET_KEY) of the QIWI Bill Payments API.",
 							   "Readable by superusers only; sent only as the Authorization header.",
@@ -390,97 +368,9 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
 							   check_secret_key_file, assign_secret_key_file, NULL);
 
-	DefineCustomStringVariable("qiwi.ca_file",
-							   "CA bundle used to verify the QIWI server's certificate.",
-							   "Empty means the system's default trust store. Verification is always on.",
-							   &qiwi_ca_file,
-							   "",
-							   PGC_SUSET,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("qiwi.public_key",
-							   "Public key (PUBLIC_KEY) of the QIWI payment form.",
-							   "Used by qiwi_payment_form_url() when no key is passed.",
-							   &qiwi_public_key,
-							   "",
-							   PGC_SUSET,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.timeout",
-							"Time limit of one QIWI request, connection included.",
-							NULL,
-							&qiwi_timeout_ms,
-							10000, 100, 600000,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.connect_timeout",
-							"Time limit for connecting to QIWI (TCP and TLS).",
-							NULL,
-							&qiwi_connect_timeout_ms,
-							3000, 100, 600000,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.max_retries",
-							"Retries of an idempotent QIWI call after a network failure, timeout, 429 or 5xx.",
-							"Retries wait 100 ms, 200 ms, 400 ms ... (with jitter, at most 5 s) and stop before statement_timeout would.",
-							&qiwi_max_retries,
-							3, 0, 10,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomStringVariable("qiwi.database",
-							   "Database whose qiwi_bills the reconciler keeps current.",
-							   "Empty turns the reconciler off.",
-							   &qiwi_database,
-							   "postgres",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_interval",
-							"First wait before a WAITING bill is checked again, and between rounds.",
-							"Each further check of the same bill waits twice as long, up to qiwi.reconcile_max_interval.",
-							&qiwi_reconcile_interval_s,
-							10, 1, 86400,
-							PGC_SIGHUP,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_max_interval",
-							"Longest wait between two checks of a WAITING bill.",
-							NULL,
-							&qiwi_reconcile_max_interval_s,
-							3600, 1, 86400 * 7,
-							PGC_SIGHUP,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_concurrency",
-							"Requests the reconciler keeps in flight at once.",
-							NULL,
-							&qiwi_reconcile_concurrency,
-							16, 1, 256,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_batch_size",
-							"Most bills one reconciler round checks.",
-							NULL,
-							&qiwi_reconcile_batch_size,
-							1000, 1, 100000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	notification_init();
+	exchange_init();
+	bill_init();
+	reconciler_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("qiwi");
@@ -490,6 +380,4 @@ _PG_init(void)
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = redact_secret_key;
-
-	reconciler_register();
 }

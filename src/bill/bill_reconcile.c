@@ -1,0 +1,119 @@
+/*
+ * bill_reconcile.c
+ *		Bills as a kind of thing the reconciler keeps current: WAITING bills
+ *		are asked about, CREATING ones created, with the same operations as
+ *		the SQL functions, and the answers recorded like theirs.
+ */
+#include "core/core.h"
+#include "bill/bill.h"
+
+#include "utils/builtins.h"
+
+/* The due bills of a round and QIWI's answers about them */
+typedef struct DueBills
+{
+	DueBill    *due;
+	QiwiBill   *answers;
+} DueBills;
+
+/* Claim up to limit due bills, in a transaction (a ReconcileKind's claim) */
+static void *
+claim_due_bills(int limit, int *n)
+{
+	DueBills   *bills = palloc(sizeof(DueBills));
+
+	bills->due = store_due_bills(limit, n);
+	bills->answers = palloc0(sizeof(QiwiBill) * Max(*n, 1));
+	return bills;
+}
+
+/* The operation that checks or creates due bill i (a ReconcileKind's operation) */
+static void
+due_bill_operation(void *items, int i, QiwiOperation *op)
+{
+	DueBills   *bills = (DueBills *) items;
+	DueBill    *due = &bills->due[i];
+
+	if (due->creating)
+		bill_create_operation(&due->create, false, &bills->answers[i], op);
+	else
+		bill_get_operation(due->bill_id, &bills->answers[i], op);
+}
+
+/*
+ * Record a failed check or creation: backoff, or for good if QIWI refused
+ * the creation.  A lost or malformed answer to a create is no refusal: the
+ * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
+ */
+static void
+record_failure(const DueBill *due, const QiwiError *error, bool *auth_failed)
+{
+	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
+		*auth_failed = true;
+	else if (due->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+		store_create_failed(due->bill_id, error->message);
+	else
+		store_check_result(due->bill_id, true, error->message);
+}
+
+
+/*
+ * Record QIWI's answer (or failure) for due bill i, in a transaction; true
+ * if its status changed (a ReconcileKind's record)
+ */
+static bool
+record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *resp,
+				   bool *failed, bool *auth_failed)
+{
+	DueBill    *due = &((DueBills *) items)->due[i];
+	QiwiBill	bill;
+	QiwiError	error;
+	StoredBill	stored;
+	bool		shop_money;
+
+	*failed = false;
+	if (!qiwi_exchange_answer(op, resp, &error))
+	{
+		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
+		record_failure(due, &error, auth_failed);
+		return false;
+	}
+	bill = *(QiwiBill *) op->result;
+	shop_money = strcmp(bill.currency, due->create.currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(bill.amount),
+										  NumericGetDatum(due->create.amount))) == 0;
+	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
+	{
+		store_check_result(due->bill_id, false, NULL);
+		return false;
+	}
+	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
+	{
+		case STORE_INSERTED:
+		case STORE_ADVANCED:
+			return true;
+		case STORE_MISMATCH:
+			ereport(LOG,
+					(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
+					 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s; it is recorded as MISMATCH",
+							bill.bill_id, qiwi_format_amount(bill.amount), bill.currency,
+							qiwi_format_amount(stored.amount), stored.currency)));
+			return strcmp(stored.status, "MISMATCH") != 0;
+		default:
+			return false;	/* a call or a notification got there first */
+	}
+}
+
+static const ReconcileKind bill_kind = {
+	.what = "bills",
+	.claim = claim_due_bills,
+	.operation = due_bill_operation,
+	.record = record_bill_answer,
+};
+
+/* Make bills a kind of thing to reconcile (from _PG_init) */
+void
+bill_reconcile_init(void)
+{
+	reconciler_add_kind(&bill_kind);
+}

@@ -1,0 +1,277 @@
+/*
+ * core.h
+ *		What every QIWI API shares, knowing no single API; one section per
+ *		file of src/core.
+ *
+ * module.c      start-up and the keys: qiwi.secret_key, qiwi.secret_key_file, log redaction
+ * transport.c   HTTP over kept-alive libcurl handles
+ * exchange.c    the one path to QIWI: operations, retries, error classes
+ * codecs.c      money, timestamps, JSON
+ * validate.c    checks of SQL arguments
+ * signature.c   keyed HMAC signatures
+ * ledger.c      the bookkeeping write path, as the extension's owner
+ * reconciler.c  the background worker and its rounds over registered kinds
+ */
+#ifndef QIWI_CORE_H
+#define QIWI_CORE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+/* SQLSTATEs of the QIWI error classes; the README documents them */
+#define ERRCODE_QIWI_INVALID_REQUEST	MAKE_SQLSTATE('Q','K','4','0','0')
+#define ERRCODE_QIWI_AUTHENTICATION		MAKE_SQLSTATE('Q','K','4','0','1')
+#define ERRCODE_QIWI_NOT_FOUND			MAKE_SQLSTATE('Q','K','4','0','4')
+#define ERRCODE_QIWI_RATE_LIMIT			MAKE_SQLSTATE('Q','K','4','2','9')
+#define ERRCODE_QIWI_SERVER_ERROR		MAKE_SQLSTATE('Q','K','5','0','0')
+#define ERRCODE_QIWI_NETWORK			MAKE_SQLSTATE('Q','K','N','E','T')
+#define ERRCODE_QIWI_TIMEOUT			MAKE_SQLSTATE('Q','K','T','M','O')
+#define ERRCODE_QIWI_TLS				MAKE_SQLSTATE('Q','K','T','L','S')
+#define ERRCODE_QIWI_MALFORMED			MAKE_SQLSTATE('Q','K','B','A','D')
+#define ERRCODE_QIWI_BAD_SIGNATURE		MAKE_SQLSTATE('Q','K','S','I','G')
+#define ERRCODE_QIWI_AMOUNT_MISMATCH	MAKE_SQLSTATE('Q','K','A','M','T')
+
+/* ---------- module.c ---------- */
+
+/* the key in effect: qiwi.secret_key_file's, else qiwi.secret_key's */
+extern char *qiwi_secret_key;
+extern char *qiwi_redact_secrets(const char *text);
+
+/* ---------- transport.c ---------- */
+
+/* Largest response body accepted; a QIWI object is well under 4 kB */
+#define HTTP_MAX_RESPONSE_BYTES		(256 * 1024)
+
+typedef enum HttpMethod
+{
+	HTTP_GET,
+	HTTP_PUT,
+	HTTP_POST
+} HttpMethod;
+
+typedef enum HttpFailure
+{
+	HTTP_OK = 0,				/* an HTTP answer arrived (any status) */
+	HTTP_FAIL_NETWORK,			/* could not connect, connection reset, ... */
+	HTTP_FAIL_TIMEOUT,			/* the timeout or the connect timeout hit */
+	HTTP_FAIL_TLS,				/* certificate or handshake failure */
+	HTTP_FAIL_TOO_LARGE,		/* body above HTTP_MAX_RESPONSE_BYTES */
+	HTTP_FAIL_ABANDONED			/* never finished: the caller stopped the batch */
+} HttpFailure;
+
+typedef struct HttpResponse
+{
+	HttpFailure failure;
+	long		status;			/* HTTP status when failure == HTTP_OK */
+	char	   *body;			/* palloc'd, NUL-terminated */
+	size_t		body_len;
+	char	   *error;			/* palloc'd description when failure != OK */
+} HttpResponse;
+
+typedef struct HttpRequest
+{
+	HttpMethod	method;
+	char	   *url;
+	const char **headers;		/* whole header lines, "Name: value" */
+	int			nheaders;
+	char	   *body;			/* for PUT/POST, or NULL */
+	const char *content_type;	/* of the body (PUT/POST), or NULL */
+} HttpRequest;
+
+/* How a batch of requests is sent; TLS is always verified */
+typedef struct HttpOptions
+{
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	const char *ca_file;		/* NULL or empty: the system's trust store */
+} HttpOptions;
+
+extern void http_perform(const HttpRequest *request, const HttpOptions *options,
+						 HttpResponse *response);
+extern void http_perform_many(const HttpRequest *requests, int n, int concurrency,
+							  const HttpOptions *options, HttpResponse *responses,
+							  bool (*keep_going) (void));
+extern char *http_escape_path_segment(const char *segment);
+extern bool http_url_is_valid(const char *url);
+extern char *http_append_query(const char *url, const char *name, const char *value);
+
+/* ---------- exchange.c ---------- */
+
+extern int	qiwi_timeout_ms;
+extern int	qiwi_connect_timeout_ms;
+extern int	qiwi_max_retries;
+extern char *qiwi_ca_file;
+
+/* What went wrong with one QIWI call, in a form both raisers and the worker use */
+typedef struct QiwiError
+{
+	int			sqlstate;
+	char	   *message;		/* "could not create bill \"x\": QIWI rejected ..." */
+	char	   *detail;			/* errorCode, description, traceId, HTTP status */
+	char	   *hint;
+	bool		retry_safe;		/* a later identical call may succeed */
+} QiwiError;
+
+typedef struct QiwiOperation QiwiOperation;
+
+/* Reads a 2xx answer to an operation into op->result; false with *error */
+typedef bool (*QiwiOperationReader) (QiwiOperation *op, const HttpResponse *resp,
+									 QiwiError *error);
+
+/* One call of one API, as its wire format builds it */
+struct QiwiOperation
+{
+	HttpRequest request;
+	char	   *context;		/* what it does, for messages: "create bill \"x\"" */
+	const char *retry_hint;		/* the HINT when a retry is safe */
+	bool		idempotent;		/* may be sent again after a failure */
+	QiwiOperationReader read;
+	const void *args;			/* what read checks the answer against */
+	void	   *result;			/* what read fills */
+};
+
+/* Reads an answer body into *result; false with *problem if it cannot */
+typedef bool (*QiwiAnswerReader) (const HttpResponse *resp, void *result, char **problem);
+
+/* A function run by qiwi_guarded(): true on success, else *problem */
+typedef bool (*GuardedFn) (void *arg, char **problem);
+typedef enum GuardedErrors
+{
+	GUARD_DATA_ERRORS,			/* data exceptions and program limits only */
+	GUARD_ALL_BUT_CANCEL		/* every error but a cancel */
+} GuardedErrors;
+
+extern void exchange_init(void);
+extern bool qiwi_exchange(QiwiOperation *op, QiwiError *error);
+extern void qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency,
+								HttpResponse *responses, bool (*keep_going) (void));
+extern bool qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error);
+extern bool qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result,
+							 char **problem);
+extern bool qiwi_malformed(QiwiError *error, const char *context, const char *problem);
+extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
+extern bool qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem);
+
+/* ---------- codecs.c ---------- */
+
+extern Numeric qiwi_amount_to_cents(Numeric amount);
+extern bool qiwi_amount_has_cents_only(Numeric amount);
+extern char *qiwi_format_amount(Numeric amount);
+extern bool qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount,
+							 char **currency, char **problem);
+extern char *format_qiwi_timestamp(TimestampTz ts);
+extern bool parse_qiwi_timestamp(const char *str, TimestampTz *result);
+extern Jsonb *parse_json_object(char *body, size_t len, bool *lossy, char **problem);
+extern JsonbValue *json_field(JsonbContainer *object, const char *key);
+extern bool json_string(JsonbContainer *object, const char *key, bool required,
+						char **out, char **problem);
+extern bool json_identifier(JsonbContainer *object, const char *key, char **out, char **problem);
+extern bool json_member_object(JsonbContainer *object, const char *key, bool required,
+							   JsonbContainer **container, Jsonb **copy, char **problem);
+extern bool json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
+						   bool *present, TimestampTz *out, char **problem);
+extern void append_json_member(StringInfo buf, const char *key, const char *value, bool *first);
+
+/* ---------- validate.c ---------- */
+
+/* An API's limits on what the argument checks accept */
+typedef struct ArgLimits
+{
+	int			max_id_length;
+	int			max_field_length;
+	const char *max_amount;		/* numeric literal */
+	int			max_lifetime_days;
+} ArgLimits;
+
+extern char *arg_required_text(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern char *arg_optional_text(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern void arg_check_length(const char *value, int max, const char *argname);
+extern void arg_check_no_control_chars(const char *value, const char *argname);
+extern char *arg_required_id(FunctionCallInfo fcinfo, int argno, const char *argname,
+							 const ArgLimits *limits);
+extern Numeric arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname,
+								   const ArgLimits *limits);
+extern char *arg_required_currency(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern void arg_check_expiry(TimestampTz value, const char *argname, const ArgLimits *limits);
+extern TimestampTz arg_required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname,
+									   const ArgLimits *limits);
+extern char *arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern char *arg_optional_email(FunctionCallInfo fcinfo, int argno, const char *argname,
+								const ArgLimits *limits);
+extern char *arg_optional_field(FunctionCallInfo fcinfo, int argno, const char *argname, int max);
+extern Jsonb *arg_optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argname,
+										 const ArgLimits *limits);
+extern char *arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *argname);
+
+/* ---------- signature.c ---------- */
+
+#define SIGNATURE_BYTES 32
+#define SIGNATURE_HEX_LENGTH (2 * SIGNATURE_BYTES)
+
+extern void signature_set_key_text(const char *secret, int len);
+extern void signature_hmac_hex(const char *message, size_t len, char *hex);
+extern void signature_append_utf8(StringInfo buf, const char *value, int len);
+extern bool signature_hex_equal(const char *given, int len, const char *expected);
+
+/* ---------- ledger.c ---------- */
+
+/* The user and search_path to restore after writing as the extension's owner */
+typedef struct OwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			guc_nestlevel;	/* undoes the fixed search_path */
+	MemoryContext caller_context;	/* survives SPI_finish */
+	Oid			schema;			/* the extension's schema */
+} OwnerContext;
+
+typedef enum ExtensionState
+{
+	EXTENSION_NOT_INSTALLED,
+	EXTENSION_OLD_VERSION,		/* waiting for ALTER EXTENSION ... UPDATE */
+	EXTENSION_READY
+} ExtensionState;
+
+extern ExtensionState ledger_extension_state(void);
+extern void ledger_require_ready(void);
+extern void ledger_begin(OwnerContext *ctx);
+extern void ledger_end(OwnerContext *ctx);
+extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
+extern void ledger_free_plan(struct _SPI_plan **plan);
+extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
+extern Datum ledger_text_or_null(const char *s, char *null);
+
+/* ---------- reconciler.c ---------- */
+
+extern char *qiwi_database;
+extern int	qiwi_reconcile_interval_s;
+extern int	qiwi_reconcile_max_interval_s;
+extern int	qiwi_reconcile_concurrency;
+extern int	qiwi_reconcile_batch_size;
+
+/*
+ * A kind of thing to reconcile, registered by an API: how to claim its due
+ * items (in a transaction), the operation for each (built with no
+ * transaction open), and how to record an answer (in a transaction; true
+ * if the item changed, *failed if the check failed).
+ */
+typedef struct ReconcileKind
+{
+	const char *what;			/* "bills", for pg_stat_activity */
+	void	   *(*claim) (int limit, int *n);
+	void		(*operation) (void *items, int i, QiwiOperation *op);
+	bool		(*record) (void *items, int i, QiwiOperation *op, const HttpResponse *resp,
+						   bool *failed, bool *auth_failed);
+} ReconcileKind;
+
+extern void reconciler_init(void);
+extern void reconciler_add_kind(const ReconcileKind *kind);
+extern void reconciler_wake_at_commit(void);
+extern void reconciler_state(Datum *values, bool *nulls);
+
+#endif							/* QIWI_CORE_H */

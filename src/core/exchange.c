@@ -1,0 +1,437 @@
+/*
+ * exchange.c
+ *		The one path to QIWI, for every API: an operation (its request, how
+ *		to read its answer, whether it may be sent again) is sent once, with
+ *		retries, for a SQL function, or in a batch for the reconciler, and
+ *		its answer read the same way in both.  Failures become QiwiErrors of
+ *		a stable class; nothing here raises on a bad answer.
+ */
+#include "core/core.h"
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+/* First wait before a retry, and the longest one, in milliseconds */
+#define RETRY_BASE_MS	100
+#define RETRY_MAX_MS	5000
+
+int			qiwi_timeout_ms = 10000;
+int			qiwi_connect_timeout_ms = 3000;
+int			qiwi_max_retries = 3;
+char	   *qiwi_ca_file = NULL;
+
+/* ---------- reading answers ---------- */
+
+/*
+ * Run fn(arg, problem) in a subtransaction and say whether it succeeded.
+ * An error it raises that `which` allows is one more *problem (its
+ * message), and the caller's transaction, a background worker's included,
+ * goes on; any other error (a cancel, out of memory) goes on up.
+ */
+bool
+qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	BeginInternalSubTransaction(NULL);
+	/* what fn makes outlives the subtransaction */
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		ok = fn(arg, problem);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			category;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
+		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (which == GUARD_DATA_ERRORS ?
+			(category != ERRCODE_DATA_EXCEPTION && category != ERRCODE_PROGRAM_LIMIT_EXCEEDED) :
+			edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		*problem = edata->message;
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller_context);
+	CurrentResourceOwner = caller_owner;
+	return ok;
+}
+
+/* An answer and what to read it into, for a guarded QiwiAnswerReader */
+typedef struct AnswerToRead
+{
+	QiwiAnswerReader reader;
+	const HttpResponse *resp;
+	void	   *result;
+} AnswerToRead;
+
+/* Run an AnswerToRead's reader (a GuardedFn) */
+static bool
+run_reader(void *arg, char **problem)
+{
+	AnswerToRead *a = (AnswerToRead *) arg;
+
+	return a->reader(a->resp, a->result, problem);
+}
+
+/*
+ * Read an answer, guarded: an error that PostgreSQL's input routines raise
+ * on a hostile value (a number that overflows numeric, ...) is one more
+ * *problem.
+ */
+bool
+qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result, char **problem)
+{
+	AnswerToRead a = {reader, resp, result};
+
+	return qiwi_guarded(run_reader, &a, GUARD_DATA_ERRORS, problem);
+}
+
+/* What an error answer says; QIWI's error JSON, all of it optional */
+typedef struct ErrorAnswer
+{
+	char	   *error_code;
+	char	   *description;
+	char	   *trace_id;
+	bool		lossy;			/* it had characters the database encoding lacks */
+} ErrorAnswer;
+
+/* Reader of an error answer (a QiwiAnswerReader) */
+static bool
+read_error_answer(const HttpResponse *resp, void *result, char **problem)
+{
+	ErrorAnswer *answer = (ErrorAnswer *) result;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &answer->lossy, problem);
+
+	if (jb == NULL)
+		return false;
+	/* a field of another type counts as absent */
+	json_string(&jb->root, "errorCode", false, &answer->error_code, problem);
+	json_string(&jb->root, "description", false, &answer->description, problem);
+	json_string(&jb->root, "traceId", false, &answer->trace_id, problem);
+	return true;
+}
+
+
+/* Fill an error of the "QIWI's answer is malformed" class */
+bool
+qiwi_malformed(QiwiError *error, const char *context, const char *problem)
+{
+	error->sqlstate = ERRCODE_QIWI_MALFORMED;
+	error->message = psprintf("could not %s: QIWI's answer is malformed", context);
+	error->detail = pstrdup(problem);
+	error->hint = NULL;
+	error->retry_safe = false;
+	return false;
+}
+
+/* ---------- errors ---------- */
+
+/* Turn a transport failure into an error of its class */
+static void
+error_from_transport(const HttpResponse *resp, const char *context,
+					 const char *retry_hint, QiwiError *error)
+{
+	error->detail = pstrdup(resp->error);
+	error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
+	error->retry_safe = true;
+	switch (resp->failure)
+	{
+		case HTTP_FAIL_TIMEOUT:
+			error->sqlstate = ERRCODE_QIWI_TIMEOUT;
+			error->message = psprintf("could not %s: QIWI did not answer in time", context);
+			break;
+		case HTTP_FAIL_TLS:
+			error->sqlstate = ERRCODE_QIWI_TLS;
+			error->message = psprintf("could not %s: TLS connection to QIWI failed", context);
+			error->hint = pstrdup("Check the server certificate and qiwi.ca_file; nothing was sent.");
+			error->retry_safe = false;
+			break;
+		case HTTP_FAIL_TOO_LARGE:
+			error->sqlstate = ERRCODE_QIWI_MALFORMED;
+			error->message = psprintf("could not %s: QIWI's answer is too large", context);
+			error->retry_safe = false;
+			break;
+		default:
+			error->sqlstate = ERRCODE_QIWI_NETWORK;
+			error->message = psprintf("could not %s: network failure talking to QIWI", context);
+			break;
+	}
+}
+
+/* Turn a non-2xx HTTP answer, with or without QIWI's error JSON, into an error */
+static void
+error_from_status(const HttpResponse *resp, const char *context,
+				  const char *retry_hint, QiwiError *error)
+{
+	char	   *problem = NULL;
+	ErrorAnswer answer = {0};
+	StringInfoData detail;
+	const char *reason;
+
+	/* a body that is not QIWI's JSON (a gateway's error page) says nothing */
+	(void) qiwi_read_answer(read_error_answer, resp, &answer, &problem);
+
+	error->hint = NULL;
+	error->retry_safe = false;
+	if (resp->status == 401 || resp->status == 403)
+	{
+		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
+		reason = "QIWI refused the secret key";
+		error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
+	}
+	else if (resp->status == 404)
+	{
+		error->sqlstate = ERRCODE_QIWI_NOT_FOUND;
+		reason = "QIWI does not know it";
+	}
+	else if (resp->status == 429)
+	{
+		error->sqlstate = ERRCODE_QIWI_RATE_LIMIT;
+		reason = "QIWI is limiting the request rate";
+		error->retry_safe = true;
+		error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
+	}
+	else if (resp->status >= 500 && resp->status < 600)
+	{
+		error->sqlstate = ERRCODE_QIWI_SERVER_ERROR;
+		reason = "QIWI failed to process it";
+		error->retry_safe = true;
+		error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
+	}
+	else if (resp->status >= 400 && resp->status < 500)
+	{
+		error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
+		reason = "QIWI rejected the request";
+	}
+	else
+	{
+		error->sqlstate = ERRCODE_QIWI_MALFORMED;
+		reason = "QIWI answered with an unexpected HTTP status";
+	}
+
+	/* a description with '?' for what the database cannot show would mislead */
+	if (answer.description != NULL && answer.description[0] != '\0' && !answer.lossy)
+		error->message = psprintf("could not %s: %s: %s", context, reason, answer.description);
+	else
+		error->message = psprintf("could not %s: %s", context, reason);
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "HTTP status %ld", resp->status);
+	if (answer.error_code != NULL)
+		appendStringInfo(&detail, ", errorCode \"%s\"", answer.error_code);
+	if (answer.trace_id != NULL && answer.trace_id[0] != '\0')
+		appendStringInfo(&detail, ", traceId \"%s\"", answer.trace_id);
+	appendStringInfoChar(&detail, '.');
+	if (answer.lossy)
+		appendStringInfo(&detail, " QIWI's error text has characters that the database encoding %s cannot represent; its description is not shown.",
+						 GetDatabaseEncodingName());
+	error->detail = detail.data;
+}
+
+/* Raise a QiwiError as an ERROR */
+void
+qiwi_raise(const QiwiError *error)
+{
+	/* QIWI's own text may echo a key: a caller's handler sees it redacted too */
+	ereport(ERROR,
+			(errcode(error->sqlstate),
+			 errmsg_internal("%s", qiwi_redact_secrets(error->message)),
+			 error->detail ? errdetail_internal("%s", qiwi_redact_secrets(error->detail)) : 0,
+			 error->hint ? errhint("%s", error->hint) : 0));
+	pg_unreachable();
+}
+
+/* Is this a 2xx answer?  Otherwise fill *error with the failure's class */
+static bool
+answered_ok(const HttpResponse *resp, const char *context, const char *retry_hint,
+			QiwiError *error)
+{
+	if (resp->failure != HTTP_OK)
+	{
+		error_from_transport(resp, context, retry_hint, error);
+		return false;
+	}
+	if (resp->status < 200 || resp->status >= 300)
+	{
+		error_from_status(resp, context, retry_hint, error);
+		return false;
+	}
+	return true;
+}
+
+/* ---------- sending ---------- */
+
+/* The transport options of qiwi.timeout, qiwi.connect_timeout, qiwi.ca_file */
+static HttpOptions
+exchange_options(void)
+{
+	HttpOptions options = {qiwi_timeout_ms, qiwi_connect_timeout_ms, qiwi_ca_file};
+
+	return options;
+}
+
+/* Wipe the credentials in an operation's headers once it is done */
+static void
+wipe_headers(QiwiOperation *op)
+{
+	for (int i = 0; i < op->request.nheaders; i++)
+		if (pg_strncasecmp(op->request.headers[i], "Authorization:", 14) == 0)
+			explicit_bzero((char *) op->request.headers[i], strlen(op->request.headers[i]));
+	op->request.nheaders = 0;
+}
+
+/*
+ * Wait before retry number attempt + 1: exponential backoff with jitter,
+ * interruptible.  False when statement_timeout would end the statement
+ * before another attempt could finish, so there is no point in trying.
+ */
+static bool
+retry_wait(int attempt)
+{
+	long		delay_ms = Min(RETRY_MAX_MS, (long) RETRY_BASE_MS << Min(attempt, 16));
+	TimestampTz until;
+
+	/* full jitter in the upper half: retries of many sessions spread out */
+	delay_ms = delay_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (delay_ms / 2));
+	if (StatementTimeout > 0)
+	{
+		long		spent_ms = (GetCurrentTimestamp() - GetCurrentStatementStartTimestamp()) / 1000;
+
+		if (spent_ms + delay_ms >= StatementTimeout)
+			return false;
+	}
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	for (;;)
+	{
+		long		left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (left_ms <= 0)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+
+/* What an answer to an operation says: true with op->result filled, or *error */
+bool
+qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return answered_ok(resp, op->context, op->retry_hint, error) &&
+		op->read(op, resp, error);
+}
+
+/*
+ * Perform one operation for a SQL call: sent, and when it is idempotent sent
+ * again after network failures, timeouts, 429 and 5xx (with backoff, within
+ * qiwi.max_retries and statement_timeout); true with op->result, or false
+ * with *error.
+ */
+bool
+qiwi_exchange(QiwiOperation *op, QiwiError *error)
+{
+	HttpOptions options = exchange_options();
+	HttpResponse resp;
+
+	for (int attempt = 0;; attempt++)
+	{
+		http_perform(&op->request, &options, &resp);
+		if (answered_ok(&resp, op->context, op->retry_hint, error))
+			break;
+		if (!op->idempotent || !error->retry_safe || attempt >= qiwi_max_retries ||
+			!retry_wait(attempt))
+		{
+			if (attempt > 0)
+				error->detail = psprintf("%s %d attempts were made.", error->detail, attempt + 1);
+			wipe_headers(op);
+			return false;
+		}
+	}
+	wipe_headers(op);
+	return op->read(op, &resp, error);
+}
+
+/*
+ * Send n operations for the reconciler, up to concurrency at once, once
+ * each and with no transaction needed: responses[i] is what came back for
+ * ops[i] (HTTP_FAIL_ABANDONED if keep_going stopped the batch first).
+ * qiwi_exchange_answer() reads each, as for a single call.
+ */
+void
+qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency, HttpResponse *responses,
+					bool (*keep_going) (void))
+{
+	HttpOptions options = exchange_options();
+	HttpRequest *requests = palloc(sizeof(HttpRequest) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		requests[i] = ops[i].request;
+	http_perform_many(requests, n, concurrency, &options, responses, keep_going);
+	for (int i = 0; i < n; i++)
+		wipe_headers(&ops[i]);
+	pfree(requests);
+}
+
+/* Define the settings of every exchange (from _PG_init) */
+void
+exchange_init(void)
+{
+	/* whoever can change the CA bundle can have a key sent to a server of theirs */
+	DefineCustomStringVariable("qiwi.ca_file",
+							   "CA bundle used to verify the QIWI server's certificate.",
+							   "Empty means the system's default trust store. Verification is always on.",
+							   &qiwi_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.timeout",
+							"Time limit of one QIWI request, connection included.",
+							NULL,
+							&qiwi_timeout_ms,
+							10000, 100, 600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.connect_timeout",
+							"Time limit for connecting to QIWI (TCP and TLS).",
+							NULL,
+							&qiwi_connect_timeout_ms,
+							3000, 100, 600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("qiwi.max_retries",
+							"Retries of an idempotent QIWI call after a network failure, timeout, 429 or 5xx.",
+							"Retries wait 100 ms, 200 ms, 400 ms ... (with jitter, at most 5 s) and stop before statement_timeout would.",
+							&qiwi_max_retries,
+							3, 0, 10,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+}

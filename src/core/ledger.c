@@ -1,0 +1,183 @@
+/*
+ * ledger.c
+ *		The bookkeeping write path every API shares: its statements run as
+ *		the extension's owner (so a caller needs EXECUTE on a function, not
+ *		write access to the tables), with a fixed search_path, once the
+ *		extension is known to be installed at the library's version.  Each
+ *		API's store prepares its own statements on top of it.
+ */
+#include "core/core.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
+
+/*
+ * The search_path of every statement run as the owner: the caller's path
+ * could name a schema of its own, whose functions and operators would then
+ * run with the owner's rights.  The extension's tables are named with
+ * their schema; pg_temp last, so it can shadow nothing.
+ */
+#define OWNER_SEARCH_PATH "pg_catalog, pg_temp"
+
+static LocalTransactionId looked_up_in = InvalidLocalTransactionId;
+static Oid	extension_schema;
+static Oid	extension_owner;
+
+/*
+ * Look the extension up in pg_extension: its schema, its owner and its
+ * version (palloc'd); false if it is not installed in this database.
+ */
+static bool
+extension_lookup(Oid *schema, Oid *owner, char **version)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("qiwi_kassa"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	found = HeapTupleIsValid(tuple);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		*schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+		*owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+		*version = isnull ? pstrdup("") : TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Is the extension installed here, and are its SQL objects the version
+ * this library was built for?  After a package upgrade and before ALTER
+ * EXTENSION ... UPDATE, the tables lack what the library writes.
+ */
+ExtensionState
+ledger_extension_state(void)
+{
+	Oid			schema;
+	Oid			owner;
+	char	   *version;
+
+	if (!extension_lookup(&schema, &owner, &version))
+		return EXTENSION_NOT_INSTALLED;
+	return strcmp(version, QIWI_KASSA_VERSION) == 0 ? EXTENSION_READY : EXTENSION_OLD_VERSION;
+}
+
+/*
+ * Check that the bookkeeping can run: the extension is installed here, at
+ * the library's version.  The SQL functions call it before any request,
+ * so that nothing is sent whose answer could not be recorded.
+ */
+void
+ledger_require_ready(void)
+{
+	/* the extension cannot move within a transaction: look it up once per transaction */
+	if (looked_up_in != MyProc->lxid)
+	{
+		char	   *version;
+
+		if (!extension_lookup(&extension_schema, &extension_owner, &version))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("extension \"qiwi_kassa\" is not installed in this database")));
+		if (strcmp(version, QIWI_KASSA_VERSION) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the SQL objects of qiwi_kassa are version %s, but its library is version %s",
+							version, QIWI_KASSA_VERSION),
+					 errhint("Run ALTER EXTENSION qiwi_kassa UPDATE.")));
+		looked_up_in = MyProc->lxid;
+	}
+}
+
+/*
+ * Become the extension's owner, with a fixed search_path, and connect to
+ * SPI; ctx->schema is the extension's schema, for the caller's statements.
+ */
+void
+ledger_begin(OwnerContext *ctx)
+{
+	ledger_require_ready();
+	ctx->schema = extension_schema;
+	ctx->caller_context = CurrentMemoryContext;
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
+	SetUserIdAndSecContext(extension_owner, ctx->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	/* an error before end_as_owner undoes both at (sub)transaction abort */
+	ctx->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", OWNER_SEARCH_PATH, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/* Disconnect from SPI and become the calling user again */
+void
+ledger_end(OwnerContext *ctx)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, ctx->guc_nestlevel);
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/* Prepare a statement and keep it for the backend's life */
+SPIPlanPtr
+ledger_prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* Free a kept statement, if any */
+void
+ledger_free_plan(SPIPlanPtr *plan)
+{
+	if (*plan != NULL)
+		SPI_freeplan(*plan);
+	*plan = NULL;
+}
+
+/* Run a kept statement, checking its result code */
+uint64
+ledger_run(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "recording a QIWI answer failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* A text Datum, or a NULL marker, for a possibly absent string */
+Datum
+ledger_text_or_null(const char *s, char *null)
+{
+	*null = (s == NULL) ? 'n' : ' ';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}

@@ -1,0 +1,302 @@
+/*
+ * validate.c
+ *		Checks of SQL arguments, before anything is sent: every bad input is
+ *		an error that names the argument.  The limits are each API's own
+ *		(ArgLimits).
+ */
+#include "core/core.h"
+
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+/* Fetch a required text argument, or raise naming it */
+char *
+arg_required_text(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* Fetch an optional text argument (NULL = omitted); empty is an error */
+char *
+arg_optional_text(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname),
+				 errhint("Pass NULL to leave it out.")));
+	return value;
+}
+
+/* Reject a string longer than max characters */
+void
+arg_check_length(const char *value, int max, const char *argname)
+{
+	int			len = pg_mbstrlen(value);
+
+	if (len > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long", argname),
+				 errdetail("It has %d characters; QIWI accepts at most %d.", len, max)));
+}
+
+/* Reject control characters, which no QIWI text field accepts */
+void
+arg_check_no_control_chars(const char *value, const char *argname)
+{
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if (*p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s contains a control character", argname),
+					 errdetail("Character U+%04X at byte %d.", *p,
+							   (int) ((const char *) p - value) + 1)));
+	}
+}
+
+/*
+ * A bill or refund id: 1-200 of Latin letters, digits, '_', '-' and '.',
+ * not starting with a dot.  That is what QIWI's form documents allow, and
+ * it keeps ids readable in URLs, logs and error messages.
+ */
+char *
+arg_required_id(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
+{
+	char	   *value = arg_required_text(fcinfo, argno, argname);
+
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	arg_check_length(value, limits->max_id_length, argname);
+	for (const char *p = value; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (!(isascii(c) && (isalnum(c) || c == '_' || c == '-' || c == '.')) ||
+			(p == value && c == '.'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s contains a character QIWI does not accept", argname),
+					 errdetail("Byte 0x%02X at position %d. Allowed: Latin letters, digits, \"_\", \"-\" and \".\" (not first).",
+							   c, (int) (p - value) + 1)));
+	}
+	return value;
+}
+
+/* An amount: finite, > 0, at most two decimals, within Number(6.2) */
+Numeric
+arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
+{
+	Numeric		amount;
+	Numeric		max_amount;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	amount = PG_GETARG_NUMERIC(argno);
+	if (numeric_is_nan(amount) || numeric_is_inf(amount))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite number", argname)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be greater than zero", argname)));
+	if (!qiwi_amount_has_cents_only(amount))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has more than two decimal places", argname),
+				 errdetail("QIWI takes amounts in whole kopecks; the extension never rounds money."),
+				 errhint("Round it yourself, e.g. round(amount, 2), if that is what you mean.")));
+	max_amount = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+													 CStringGetDatum(limits->max_amount),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(max_amount))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s exceeds QIWI's maximum of %s", argname, limits->max_amount)));
+	return amount;
+}
+
+/* A currency: a three-letter upper-case ISO 4217 code */
+char *
+arg_required_currency(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = arg_required_text(fcinfo, argno, argname);
+
+	if (strlen(value) != 3 ||
+		!(value[0] >= 'A' && value[0] <= 'Z') ||
+		!(value[1] >= 'A' && value[1] <= 'Z') ||
+		!(value[2] >= 'A' && value[2] <= 'Z'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a three-letter ISO 4217 code such as 'RUB'", argname)));
+	return value;
+}
+
+/* Check an expiry: in the future and at most 45 days ahead, as QIWI allows */
+void
+arg_check_expiry(TimestampTz value, const char *argname, const ArgLimits *limits)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TIMESTAMP_NOT_FINITE(value) || value <= now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be in the future", argname)));
+	if (value > now + (int64) limits->max_lifetime_days * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most %d days ahead", argname, limits->max_lifetime_days),
+				 errdetail("QIWI expires every bill at most %d days after it is created.",
+						   limits->max_lifetime_days)));
+}
+
+/* A required expiry argument */
+TimestampTz
+arg_required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	arg_check_expiry(PG_GETARG_TIMESTAMPTZ(argno), argname, limits);
+	return PG_GETARG_TIMESTAMPTZ(argno);
+}
+
+/* A phone number in international format, digits only: 79123456789 */
+char *
+arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
+	size_t		len;
+
+	if (value == NULL)
+		return NULL;
+	len = strlen(value);
+	if (len < 7 || len > 15 || strspn(value, "0123456789") != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be 7 to 15 digits in international format, e.g. 79123456789", argname)));
+	return value;
+}
+
+/* An e-mail address: one '@' with text on both sides, no spaces */
+char *
+arg_optional_email(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
+{
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
+	const char *at;
+
+	if (value == NULL)
+		return NULL;
+	arg_check_length(value, limits->max_field_length, argname);
+	arg_check_no_control_chars(value, argname);
+	at = strchr(value, '@');
+	if (at == NULL || at == value || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+		strchr(value, ' ') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not an e-mail address", argname)));
+	return value;
+}
+
+/* Free text QIWI stores for us: bounded length, no control characters */
+char *
+arg_optional_field(FunctionCallInfo fcinfo, int argno, const char *argname, int max)
+{
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
+
+	if (value == NULL)
+		return NULL;
+	arg_check_length(value, max, argname);
+	arg_check_no_control_chars(value, argname);
+	return value;
+}
+
+/* custom_fields: a JSON object whose values are strings of <= 255 characters */
+Jsonb *
+arg_optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
+{
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	jb = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", argname)));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (key[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s has an empty key", argname)));
+			arg_check_length(key, limits->max_field_length, argname);
+		}
+		else if (tok == WJB_VALUE)
+		{
+			char	   *value;
+
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s must hold only string values", argname),
+						 errdetail("The value of key \"%s\" is not a string.", key)));
+			value = pnstrdup(v.val.string.val, v.val.string.len);
+			if (pg_mbstrlen(value) > limits->max_field_length)
+				ereport(ERROR,
+						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+						 errmsg("%s is too long", argname),
+						 errdetail("The value of key \"%s\" has more than %d characters.",
+								   key, limits->max_field_length)));
+		}
+	}
+	return jb;
+}
+
+/* An http(s) URL that libcurl can parse */
+char *
+arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
+
+	if (value == NULL)
+		return NULL;
+	arg_check_length(value, 2048, argname);
+	if (!http_url_is_valid(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an absolute http or https URL", argname)));
+	return value;
+}
