@@ -90,9 +90,9 @@ wait_for(q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa re
 	'the reconciler asks about it (and will hear WAITING)');
 is(sql(q{SELECT status FROM qiwi_bill_status('rec-stale')}), 'PAID', 'meanwhile a call hears PAID');
 sandbox('/sandbox/latency', '{"ms": 0}');
+# (the reconciler reports idle once its answers are committed)
 wait_for(q{SELECT state = 'idle' FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'},
 	'the round with the stale answer ends');
-sleep 1;
 is(sql(q{SELECT status FROM qiwi_bills WHERE bill_id = 'rec-stale'}), 'PAID', 'the stale answer did not undo PAID');
 is(sql(q{SELECT count(*) FROM qiwi_bill_events WHERE bill_id = 'rec-stale' AND new_status = 'PAID'}), '1',
 	'one event for the change, from the call');
@@ -101,7 +101,7 @@ is(sql(q{SELECT count(*) FROM qiwi_bill_events WHERE bill_id = 'rec-stale' AND n
 # connection and an answer slower than qiwi.timeout, among eight bills
 sql(q{ALTER SYSTEM SET qiwi.timeout = '1s'});
 sql('SELECT pg_reload_conf()');
-sleep 1;
+wait_for(q{SELECT current_setting('qiwi.timeout') = '1s'}, 'the reload reached the server');
 sql(q{SELECT qiwi_create_bill('rec-f' || i, 1, expires_at => now() + interval '1 day') FROM generate_series(1, 8) i});
 sql(q{UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE status = 'WAITING' AND bill_id NOT LIKE 'rec-f%'});
 sandbox('/sandbox/faults', '{"status": 503, "times": 1}');
@@ -157,7 +157,7 @@ is(sql(q{SELECT max(n) FROM (SELECT count(*) AS n FROM qiwi_bill_events WHERE bi
 # A wrong key: requests stop until the configuration is reloaded
 sql(q{ALTER SYSTEM SET qiwi.secret_key = 'wrong-key'});
 sql('SELECT pg_reload_conf()');
-sleep 1;
+wait_for(q{SELECT current_setting('qiwi.secret_key') = 'wrong-key'}, 'the wrong key reached the server');
 sql(q{SELECT qiwi_reconcile_now()});
 wait_for(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}, 'a 401 stops the reconciler');
 my $before = sandbox_requests();
@@ -179,7 +179,7 @@ wait_for(q{SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'rec-4'}, 'and
 sql(q{ALTER SYSTEM SET qiwi.reconcile_interval = '7s'});
 sql(q{ALTER SYSTEM SET qiwi.reconcile_max_interval = '1h'});
 sql('SELECT pg_reload_conf()');
-sleep 1;
+wait_for(q{SELECT current_setting('qiwi.reconcile_interval') = '7s'}, 'the new interval reached the server');
 sql(q{UPDATE qiwi_bills SET check_count = 0 WHERE bill_id = 'rec-f1'});
 sql(q{SELECT qiwi_reconcile_now()});
 wait_for(q{SELECT check_count = 1 FROM qiwi_bills WHERE bill_id = 'rec-f1'}, 'a bill is checked after the reload');

@@ -38,7 +38,7 @@ sql(q{UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE bill_id LIKE 'sv-%'
 my $unused = PostgreSQL::Test::Cluster::get_free_port();
 sql(qq{ALTER SYSTEM SET qiwi.api_url = 'http://127.0.0.1:$unused'});
 sql('SELECT pg_reload_conf()');
-sleep 1;
+wait_for(qq{SELECT current_setting('qiwi.api_url') = 'http://127.0.0.1:$unused'}, 'the reload reached the server');
 for my $i (1 .. 100) { sandbox("/sandbox/bills/sv-$i/pay"); }
 sql('SELECT qiwi_reconcile_now()');
 wait_for(q{SELECT count(*) >= 100 FROM qiwi_bills WHERE bill_id LIKE 'sv-%' AND failures > 0},
