@@ -51,27 +51,32 @@ run() {
 	return "$rc"
 }
 
-# Install the Debian packages whose commands are missing (root only)
+# Install Debian packages (root only): apt_install PACKAGE...
+apt_install() {
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing packages: $* (run as root, or install them)" >&2
+		return 1
+	fi
+	say "installing $*"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! run / "$WORK/apt.log" apt-get update -qq ||
+		! run / "$WORK/apt.log" apt-get install -y -qq --no-install-recommends "$@"; then
+		cat "$WORK/apt.log" >&2
+		return 1
+	fi
+}
+
+# Install the Debian packages whose commands are missing; npm only after
+# nodejs, since some builds of nodejs bring npm with them
 install_packages() {
 	local missing=()
 	command -v node >/dev/null || missing+=(nodejs)
-	command -v npm >/dev/null || missing+=(npm)
 	command -v python3 >/dev/null || missing+=(python3)
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v curl >/dev/null || missing+=(curl)
 	[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
-	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
-		return 1
-	fi
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	if ! run / "$WORK/apt.log" apt-get update -qq ||
-		! run / "$WORK/apt.log" apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
-		cat "$WORK/apt.log" >&2
-		return 1
-	fi
+	[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+	command -v npm >/dev/null || apt_install npm
 }
 
 # A throwaway CA and a certificate for api.qiwi.com signed by it, in $WORK/tls
@@ -101,7 +106,7 @@ start_sandbox() {
 		runner=(runuser -u "$user" --)
 	fi
 	SANDBOX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	"${runner[@]}" python3 "$WORK/qiwi_sandbox.py" --host 127.0.0.1 --port "$SANDBOX_PORT" \
+	"${runner[@]}" /usr/bin/python3 "$WORK/qiwi_sandbox.py" --host 127.0.0.1 --port "$SANDBOX_PORT" \
 		--secret "$SANDBOX_SECRET" --tls-cert "$WORK/tls/server.pem" \
 		--tls-key "$WORK/tls/server.key" >"$WORK/sandbox.log" 2>&1 &
 	SANDBOX_PID=$!
