@@ -4,8 +4,9 @@
 It speaks QIWI's JSON shapes, statuses and error format (seed 001 and
 shared/qiwi-api.md), keeps connections alive like QIWI's HTTP/1.1 front end,
 and can serve TLS.  It is as strict as QIWI where QIWI's documents say what
-it does; where they are silent, the choice is noted in README.md ("The
-sandbox").
+it does; where QIWI's own SDK test suites record how it answered, it answers
+the same (test/sdk/run-sdk-suite.sh runs the Node SDK's); where both are
+silent, the choice is noted in README.md ("The sandbox").
 
 API (Authorization: Bearer <secret> required):
   PUT  /partner/bill/v1/bills/{billId}                    create (idempotent)
@@ -117,6 +118,12 @@ def check_string_map(obj, what):
     return dict(obj)
 
 
+def check_refund_id(refund_id):
+    """Checked after the bill: QIWI names an unknown bill before a bad refundId."""
+    if not refund_id or len(refund_id) > MAX_ID_LENGTH:
+        raise ApiError(400, "validation.error", "refundId must be 1 to 200 characters")
+
+
 def notification_signature(secret, bill):
     """HMAC-SHA256 of amount.currency|amount.value|billId|siteId|status.value."""
     fields = [bill["amount"]["currency"], f"{Decimal(bill['amount']['value']):.2f}",
@@ -222,6 +229,8 @@ class Sandbox:
         return bill
 
     def create_bill(self, bill_id, body):
+        if not bill_id:
+            raise ApiError(400, "validation.error", "billId must be 1 to 200 characters")
         amount, currency = parse_amount(body.get("amount"))
         expires_raw = body.get("expirationDateTime")
         if not isinstance(expires_raw, str):
@@ -269,6 +278,7 @@ class Sandbox:
 
     def refund(self, bill_id, refund_id, body):
         bill = self.get_bill(bill_id)
+        check_refund_id(refund_id)
         amount, currency = parse_amount(body.get("amount"))
         key = (bill_id, refund_id)
         existing = self.refunds.get(key)
@@ -294,6 +304,7 @@ class Sandbox:
 
     def get_refund(self, bill_id, refund_id):
         self.get_bill(bill_id)
+        check_refund_id(refund_id)
         refund = self.refunds.get((bill_id, refund_id))
         if refund is None:
             raise ApiError(404, "api.refund.not.found", "Refund not found")
@@ -463,7 +474,9 @@ def make_handler(sandbox):
                 raise ApiError(406, "http.media.type.not.acceptable", "Accept must allow application/json")
             segments = [unquote(s) for s in rest.split("/")]
             bill_id = segments[0]
-            if not bill_id or len(bill_id) > MAX_ID_LENGTH:
+            # an empty billId names no bill: QIWI answers 404 (the Node SDK's
+            # suite records it); only creating a bill with it is invalid
+            if len(bill_id) > MAX_ID_LENGTH:
                 raise ApiError(400, "validation.error", "billId must be 1 to 200 characters")
 
             parsed = None
@@ -487,8 +500,6 @@ def make_handler(sandbox):
                     return 200, sandbox.bill_json(sandbox.reject_bill(bill_id))
                 if len(segments) == 3 and segments[1] == "refunds":
                     refund_id = segments[2]
-                    if not refund_id or len(refund_id) > MAX_ID_LENGTH:
-                        raise ApiError(400, "validation.error", "refundId must be 1 to 200 characters")
                     if method == "PUT":
                         return 200, sandbox.refund_json(sandbox.refund(bill_id, refund_id, parsed))
                     if method == "GET":
