@@ -79,6 +79,13 @@ grep -E '^(ok|FAIL) ' "$QIWI_WORK/first_run.out" | sed 's/^/    /'
 [ $status -eq 0 ] || cat "$QIWI_WORK/first_run.out"
 record "first run: demo from a private checkout, no locale, nothing left running" $status
 
+# ---- the official Node SDK's own suite against the sandbox ----
+say "running test/sdk/run-sdk-suite.sh"
+status=0
+bash "$QIWI_SRC/test/sdk/run-sdk-suite.sh" >"$QIWI_WORK/sdk.out" 2>&1 || status=1
+tail -n 20 "$QIWI_WORK/sdk.out"
+record "sdk/QiwiBillPaymentsAPI.spec.js (official Node SDK 3.2.1 suite)" $status
+
 # ---- the benchmarks still run (figures are not judged here) ----
 say "running bench/run.sh --quick"
 status=0
