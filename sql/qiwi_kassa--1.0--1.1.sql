@@ -17,3 +17,317 @@ REVOKE ALL ON FUNCTION qiwi_notification_verify() FROM PUBLIC;
 -- Both read the clock (an expiry must lie ahead)
 ALTER FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text) VOLATILE;
 ALTER FUNCTION qiwi_pay_url(text, text, text[], text, timestamptz) VOLATILE;
+
+-- ---------- reports ----------
+-- security_invoker: a view reads the tables with the caller's rights, so a
+-- role sees money through a report only when it may read qiwi_bills itself.
+
+-- Money per day: PAID bills (by the day their status changed) and refunds
+-- (by the day QIWI made them).  MISMATCH bills never count as paid.
+CREATE VIEW qiwi_money_per_day WITH (security_invoker = true) AS
+SELECT m.day, m.merchant, m.currency,
+       sum(m.paid) AS paid, sum(m.refunded) AS refunded, sum(m.paid) - sum(m.refunded) AS net,
+       count(*) FILTER (WHERE m.paid > 0) AS paid_bills,
+       count(*) FILTER (WHERE m.refunded > 0) AS refunds
+  FROM (SELECT coalesce(b.status_changed_at, b.first_seen_at)::date AS day, b.site_id AS merchant,
+               b.currency, b.amount AS paid, 0::numeric AS refunded
+          FROM qiwi_bills b
+         WHERE b.status = 'PAID'
+        UNION ALL
+        SELECT coalesce(r.created_at, r.first_seen_at)::date, b.site_id, r.currency, 0::numeric, r.amount
+          FROM qiwi_refunds r LEFT JOIN qiwi_bills b ON b.bill_id = r.bill_id) m
+ GROUP BY m.day, m.merchant, m.currency;
+
+-- Bills waiting for the buyer (or for the reconciler to create them)
+CREATE VIEW qiwi_open_bills WITH (security_invoker = true) AS
+SELECT b.bill_id, b.site_id AS merchant, b.amount, b.currency, b.status,
+       coalesce(b.created_at, b.first_seen_at) AS created_at,
+       now() - coalesce(b.created_at, b.first_seen_at) AS age,
+       b.expires_at, b.expires_at - now() AS time_left,
+       b.next_check_at, b.failures, b.last_error
+  FROM qiwi_bills b
+ WHERE b.status IN ('WAITING', 'CREATING');
+
+-- Bills whose status changed today (the session's TimeZone decides the day)
+CREATE VIEW qiwi_bills_changed_today WITH (security_invoker = true) AS
+SELECT b.bill_id, b.site_id AS merchant, b.amount, b.currency, b.status, b.status_changed_at,
+       b.qiwi_status, b.qiwi_amount, b.qiwi_currency
+  FROM qiwi_bills b
+ WHERE b.status_changed_at >= current_date AND b.status_changed_at < current_date + 1;
+
+-- What was paid, refunded and is left to refund, per bill that has either
+CREATE VIEW qiwi_refunds_per_bill WITH (security_invoker = true) AS
+SELECT b.bill_id, b.site_id AS merchant, b.currency, b.status,
+       CASE WHEN b.status = 'PAID' THEN b.amount ELSE 0 END AS paid,
+       coalesce(r.refunded, 0) AS refunded,
+       CASE WHEN b.status = 'PAID' THEN b.amount ELSE 0 END - coalesce(r.refunded, 0) AS left_to_refund,
+       coalesce(r.refunds, 0) AS refunds, r.last_refund_at
+  FROM qiwi_bills b
+  LEFT JOIN (SELECT r.bill_id, sum(r.amount) AS refunded, count(*) AS refunds,
+                    max(coalesce(r.created_at, r.first_seen_at)) AS last_refund_at
+               FROM qiwi_refunds r GROUP BY r.bill_id) r ON r.bill_id = b.bill_id
+ WHERE b.status = 'PAID' OR r.bill_id IS NOT NULL;
+
+-- One row: is the reconciler keeping up?
+CREATE VIEW qiwi_reconciler_health WITH (security_invoker = true) AS
+SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
+       s.last_round_checked, s.last_round_changed, s.last_round_failed, s.stopped_by_auth,
+       b.open_bills, b.due_bills, coalesce(now() - b.oldest_due_at, interval '0') AS lag,
+       b.failing_bills, b.max_failures, b.bill_error,
+       s.last_error, s.last_error_at
+  FROM qiwi_reconciler_status s,
+       (SELECT count(*) AS open_bills,
+               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
+               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
+               count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
+               coalesce(max(q.failures), 0) AS max_failures,
+               (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
+                    FILTER (WHERE q.failures > 0))[1] AS bill_error
+          FROM qiwi_bills q
+         WHERE q.status IN ('WAITING', 'CREATING')) b;
+
+-- Bills final at QIWI that disagree with the shop's own order table
+CREATE FUNCTION qiwi_reconcile_orders(
+	orders regclass,
+	bill_id_column name,
+	amount_column name,
+	cancelled_column name DEFAULT NULL)
+RETURNS TABLE (bill_id text, problem text, qiwi_status text, qiwi_amount numeric, order_amount numeric)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	bills text;
+BEGIN
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders must not be NULL' USING ERRCODE = '22004';
+	ELSIF bill_id_column IS NULL THEN
+		RAISE EXCEPTION 'bill_id_column must not be NULL' USING ERRCODE = '22004';
+	ELSIF amount_column IS NULL THEN
+		RAISE EXCEPTION 'amount_column must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	-- the extension's own qiwi_bills, whatever the caller's search_path
+	SELECT pg_catalog.format('%I.qiwi_bills', n.nspname) INTO bills
+	  FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+	 WHERE e.extname = 'qiwi_kassa';
+	RETURN QUERY EXECUTE pg_catalog.format($q$
+WITH o AS (
+	SELECT (o.%1$I)::pg_catalog.text AS bill_id, (o.%2$I)::pg_catalog.numeric AS amount,
+	       %3$s AS cancelled
+	  FROM %4$s o
+	 WHERE o.%1$I IS NOT NULL),
+b AS (
+	SELECT b.bill_id, b.status, b.amount,
+	       CASE WHEN b.status = 'MISMATCH' THEN b.qiwi_status ELSE b.status END AS qiwi_status,
+	       CASE WHEN b.status = 'MISMATCH' THEN b.qiwi_amount ELSE b.amount END AS qiwi_amount
+	  FROM %5$s b)
+SELECT p.bill_id, p.problem, p.qiwi_status, p.qiwi_amount, p.order_amount FROM (
+	SELECT b.bill_id, 'missing order' AS problem, b.qiwi_status, b.qiwi_amount, NULL::pg_catalog.numeric AS order_amount
+	  FROM b WHERE b.status = 'PAID' AND NOT EXISTS (SELECT FROM o WHERE o.bill_id = b.bill_id)
+	UNION ALL
+	SELECT b.bill_id, 'other amount', b.qiwi_status, b.qiwi_amount, o.amount
+	  FROM b JOIN o ON o.bill_id = b.bill_id
+	 WHERE b.status = 'PAID' AND o.amount IS DISTINCT FROM b.amount
+	UNION ALL
+	SELECT b.bill_id, 'paid but order cancelled', b.qiwi_status, b.qiwi_amount, o.amount
+	  FROM b JOIN o ON o.bill_id = b.bill_id
+	 WHERE b.status = 'PAID' AND o.cancelled
+	UNION ALL
+	SELECT b.bill_id, 'QIWI reported other money', b.qiwi_status, b.qiwi_amount, o.amount
+	  FROM b LEFT JOIN o ON o.bill_id = b.bill_id
+	 WHERE b.status = 'MISMATCH'
+	UNION ALL
+	SELECT o.bill_id, 'unknown bill', NULL, NULL, o.amount
+	  FROM o WHERE NOT o.cancelled AND NOT EXISTS (SELECT FROM b WHERE b.bill_id = o.bill_id)
+	UNION ALL
+	SELECT b.bill_id, 'bill not paid', b.qiwi_status, b.qiwi_amount, o.amount
+	  FROM b JOIN o ON o.bill_id = b.bill_id
+	 WHERE NOT o.cancelled AND b.status IN ('REJECTED', 'EXPIRED', 'CREATE_FAILED')
+	UNION ALL
+	SELECT o.bill_id, 'several orders', pg_catalog.min(b.qiwi_status), pg_catalog.min(b.qiwi_amount), NULL
+	  FROM o LEFT JOIN b ON b.bill_id = o.bill_id
+	 WHERE NOT o.cancelled
+	 GROUP BY o.bill_id HAVING pg_catalog.count(*) > 1) p
+ ORDER BY p.bill_id, p.problem, p.order_amount$q$,
+		bill_id_column, amount_column,
+		CASE WHEN cancelled_column IS NULL THEN 'false'
+		     ELSE pg_catalog.format('coalesce((o.%I)::pg_catalog.bool, false)', cancelled_column) END,
+		orders, bills);
+END
+$fn$;
+
+-- ---------- documentation in the catalog (\d+, \df+, \dT+) ----------
+-- Every object and column of the extension has a comment; the regression
+-- test qiwi_catalog_docs fails on one that has none.
+
+COMMENT ON TYPE qiwi_bill IS $$A bill as QIWI answered for it: returned by qiwi_create_bill, qiwi_bill_status, qiwi_cancel_bill and qiwi_create_bill_after_commit$$;
+COMMENT ON COLUMN qiwi_bill.bill_id IS $$The shop's bill id (QIWI billId)$$;
+COMMENT ON COLUMN qiwi_bill.site_id IS $$QIWI merchant (siteId) the bill belongs to$$;
+COMMENT ON COLUMN qiwi_bill.amount IS $$Amount QIWI reported, numeric exactly as QIWI has it (two decimals, never rounded)$$;
+COMMENT ON COLUMN qiwi_bill.currency IS $$ISO 4217 code of amount (RUB, KZT, ...)$$;
+COMMENT ON COLUMN qiwi_bill.status IS $$Status QIWI reported: WAITING (not paid yet), PAID, REJECTED (cancelled), EXPIRED (final); CREATING from qiwi_create_bill_after_commit until the reconciler created it$$;
+COMMENT ON COLUMN qiwi_bill.status_changed_at IS $$When the status last changed, as QIWI reported it$$;
+COMMENT ON COLUMN qiwi_bill.created_at IS $$When QIWI created the bill$$;
+COMMENT ON COLUMN qiwi_bill.expires_at IS $$When QIWI expires the bill if it is not paid$$;
+COMMENT ON COLUMN qiwi_bill.pay_url IS $$The payment form for the buyer (QIWI payUrl, with successUrl if one was given)$$;
+COMMENT ON COLUMN qiwi_bill.comment IS $$Comment shown to the buyer$$;
+COMMENT ON COLUMN qiwi_bill.customer IS $$The buyer as given at creation: JSON object with phone, email, account$$;
+COMMENT ON COLUMN qiwi_bill.custom_fields IS $$QIWI customFields (themeCode, ...): JSON object of strings$$;
+
+COMMENT ON TYPE qiwi_refund IS $$A refund as QIWI answered for it: returned by qiwi_refund and qiwi_refund_status$$;
+COMMENT ON COLUMN qiwi_refund.bill_id IS $$The refunded bill$$;
+COMMENT ON COLUMN qiwi_refund.refund_id IS $$The shop's refund id, unique per bill$$;
+COMMENT ON COLUMN qiwi_refund.amount IS $$Money returned by this refund, numeric exactly as QIWI has it$$;
+COMMENT ON COLUMN qiwi_refund.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_refund.status IS $$PARTIAL (part of the bill is refunded so far) or FULL (all of it)$$;
+COMMENT ON COLUMN qiwi_refund.created_at IS $$When QIWI made the refund$$;
+
+COMMENT ON TABLE qiwi_bills IS $$Latest known state of every QIWI bill this database created or asked about; maintained by qiwi_kassa (calls, the reconciler, verified notifications); a status only moves forward$$;
+COMMENT ON COLUMN qiwi_bills.bill_id IS $$The shop's bill id (QIWI billId): 1-200 of A-Z a-z 0-9 _ - .$$;
+COMMENT ON COLUMN qiwi_bills.site_id IS $$QIWI merchant (siteId) the bill belongs to; NULL until QIWI has answered for a CREATING bill$$;
+COMMENT ON COLUMN qiwi_bills.amount IS $$The shop's amount, numeric exactly as QIWI has it (two decimals, never rounded); for MISMATCH QIWI's own is in qiwi_amount$$;
+COMMENT ON COLUMN qiwi_bills.currency IS $$ISO 4217 code of amount (RUB, KZT, ...)$$;
+COMMENT ON COLUMN qiwi_bills.status IS $$WAITING: issued, not paid yet; PAID: paid (final); REJECTED: cancelled (final); EXPIRED: not paid in time (final); CREATING: recorded by qiwi_create_bill_after_commit, not at QIWI yet; CREATE_FAILED: QIWI refused to create it (see last_error); MISMATCH: QIWI reported another amount or currency than the shop's (see qiwi_amount, qiwi_currency, qiwi_status), never counted as paid$$;
+COMMENT ON COLUMN qiwi_bills.status_changed_at IS $$When the status last changed: QIWI's time for an answer, the time recorded here for a notification or a MISMATCH; NULL for a CREATING bill$$;
+COMMENT ON COLUMN qiwi_bills.created_at IS $$When QIWI created the bill; NULL while CREATING$$;
+COMMENT ON COLUMN qiwi_bills.expires_at IS $$When QIWI expires the bill if it is not paid; the reconciler checks it then$$;
+COMMENT ON COLUMN qiwi_bills.pay_url IS $$QIWI's payment form for the buyer (payUrl); NULL while CREATING$$;
+COMMENT ON COLUMN qiwi_bills.comment IS $$Comment shown to the buyer$$;
+COMMENT ON COLUMN qiwi_bills.customer IS $$The buyer as given at creation: JSON object with phone, email, account$$;
+COMMENT ON COLUMN qiwi_bills.custom_fields IS $$QIWI customFields (themeCode, ...): JSON object of strings$$;
+COMMENT ON COLUMN qiwi_bills.first_seen_at IS $$When this database first recorded the bill$$;
+COMMENT ON COLUMN qiwi_bills.checked_at IS $$When QIWI last told us about the bill (a call, the reconciler or a verified notification)$$;
+COMMENT ON COLUMN qiwi_bills.next_check_at IS $$When the reconciler asks QIWI about this WAITING or CREATING bill next (backs off after each WAITING answer or failure; due as soon as expires_at passes)$$;
+COMMENT ON COLUMN qiwi_bills.check_count IS $$WAITING answers the reconciler got so far (sets its back-off)$$;
+COMMENT ON COLUMN qiwi_bills.failures IS $$Failed checks in a row (network, timeout, 429, 5xx, malformed answer); 0 after an answer$$;
+COMMENT ON COLUMN qiwi_bills.last_error IS $$Why the last check failed, or why QIWI refused to create a CREATE_FAILED bill (keys replaced by ********)$$;
+COMMENT ON COLUMN qiwi_bills.qiwi_amount IS $$For MISMATCH: the amount QIWI reported (not the shop's); NULL otherwise$$;
+COMMENT ON COLUMN qiwi_bills.qiwi_currency IS $$For MISMATCH: the currency QIWI reported; NULL otherwise$$;
+COMMENT ON COLUMN qiwi_bills.qiwi_status IS $$For MISMATCH: the status QIWI reported for that other money (PAID means the buyer paid another amount); NULL otherwise$$;
+
+COMMENT ON TABLE qiwi_refunds IS $$Latest known state of every QIWI refund made or asked about from this database; maintained by qiwi_kassa$$;
+COMMENT ON COLUMN qiwi_refunds.bill_id IS $$The refunded bill (qiwi_bills.bill_id)$$;
+COMMENT ON COLUMN qiwi_refunds.refund_id IS $$The shop's refund id, unique per bill$$;
+COMMENT ON COLUMN qiwi_refunds.amount IS $$Money returned by this refund, numeric exactly as QIWI has it$$;
+COMMENT ON COLUMN qiwi_refunds.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_refunds.status IS $$PARTIAL (part of the bill is refunded so far) or FULL (all of it), as QIWI reported$$;
+COMMENT ON COLUMN qiwi_refunds.created_at IS $$When QIWI made the refund$$;
+COMMENT ON COLUMN qiwi_refunds.first_seen_at IS $$When this database first recorded the refund$$;
+COMMENT ON COLUMN qiwi_refunds.checked_at IS $$When QIWI last told us about the refund$$;
+
+COMMENT ON TABLE qiwi_bill_events IS $$Every status change of a QIWI bill, whatever made it; each is also announced with NOTIFY qiwi_bill_status$$;
+COMMENT ON COLUMN qiwi_bill_events.id IS $$Order of the changes$$;
+COMMENT ON COLUMN qiwi_bill_events.bill_id IS $$The bill (qiwi_bills.bill_id)$$;
+COMMENT ON COLUMN qiwi_bill_events.old_status IS $$Status before the change; NULL when the bill was first seen$$;
+COMMENT ON COLUMN qiwi_bill_events.new_status IS $$Status after the change (see qiwi_bills.status)$$;
+COMMENT ON COLUMN qiwi_bill_events.source IS $$What made the change: call (a qiwi_* function), reconciler, or notification$$;
+COMMENT ON COLUMN qiwi_bill_events.changed_at IS $$When the change was recorded here$$;
+COMMENT ON SEQUENCE qiwi_bill_events_id_seq IS $$Ids of qiwi_bill_events$$;
+
+COMMENT ON TABLE qiwi_notifications IS $$QIWI payment notifications as the web tier received them, verified and applied by the trigger qiwi_notification_verify()$$;
+COMMENT ON COLUMN qiwi_notifications.id IS $$Order of arrival$$;
+COMMENT ON COLUMN qiwi_notifications.received_at IS $$When the notification was stored$$;
+COMMENT ON COLUMN qiwi_notifications.signature IS $$The X-Api-Signature-SHA256 header as received$$;
+COMMENT ON COLUMN qiwi_notifications.body IS $$The request body as received$$;
+COMMENT ON COLUMN qiwi_notifications.verified IS $$Set by the trigger: the signature holds for qiwi.secret_key$$;
+COMMENT ON COLUMN qiwi_notifications.applied IS $$Set by the trigger: it moved the bill forward in qiwi_bills$$;
+COMMENT ON COLUMN qiwi_notifications.error IS $$Set by the trigger: why it was not verified or not applied (a duplicate, out of order, another merchant, ...)$$;
+COMMENT ON COLUMN qiwi_notifications.bill_id IS $$billId in the body (generated; unsigned until verified)$$;
+COMMENT ON COLUMN qiwi_notifications.status IS $$Bill status in the body (generated; unsigned until verified)$$;
+COMMENT ON SEQUENCE qiwi_notifications_id_seq IS $$Ids of qiwi_notifications$$;
+COMMENT ON TRIGGER qiwi_notification_verify ON qiwi_notifications IS $$Checks each notification's signature and applies verified ones to qiwi_bills ('mark': a bad one is stored with verified = false)$$;
+
+COMMENT ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text) IS $$Create a bill at QIWI now and record it in qiwi_bills (retry-safe: the same bill_id and amount give the same bill). bill_id: the shop's id; amount: > 0, two decimals at most; currency: default RUB; expires_at: default now() + 45 days; comment: shown to the buyer; phone, email, account: the buyer; custom_fields: JSON object of strings; success_url: appended to pay_url. Moves money: not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_bill_status(text) IS $$Ask QIWI for the bill bill_id, record the answer in qiwi_bills (forward only) and return what QIWI said$$;
+COMMENT ON FUNCTION qiwi_cancel_bill(text) IS $$Cancel the unpaid bill bill_id at QIWI (REJECTED); cancelling it again returns it. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_refund(text, text, numeric, text) IS $$Refund amount (in currency, default RUB) of the paid bill bill_id under the shop's refund_id (retry-safe); refused before sending when it exceeds what is left to refund. Moves money: not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_refund_status(text, text) IS $$Ask QIWI for the refund refund_id of bill bill_id and record it in qiwi_refunds$$;
+COMMENT ON FUNCTION qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb) IS $$Record a bill as CREATING now; the reconciler creates it at QIWI after this transaction commits, so a rollback leaves no bill at QIWI. Arguments as qiwi_create_bill: bill_id, amount, currency, expires_at, comment, phone, email, account, custom_fields. Moves money: not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_verify_signature(text, jsonb, text) IS $$Does signature (X-Api-Signature-SHA256) hold for the notification body under secret (NULL: qiwi.secret_key)? NULL if signature or notification is NULL; never an error$$;
+COMMENT ON FUNCTION qiwi_sign_notification(jsonb, text) IS $$The signature QIWI would send for notification under secret (NULL: qiwi.secret_key); for tests. Forges QIWI's word: not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, verified, applied, error: verifies the signature and applies a verified notification to qiwi_bills. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text) IS $$URL of QIWI's form that creates the bill bill_id for amount when the buyer opens it. public_key: NULL means qiwi.public_key; phone, email, account, comment, custom_fields as in qiwi_create_bill; lifetime: expiry (cut to the minute); success_url: where the buyer returns$$;
+COMMENT ON FUNCTION qiwi_pay_url(text, text, text[], text, timestamptz) IS $$pay_url (from qiwi_create_bill) with options added: pay_source (qw, card, mobile, sovest) preselected, allowed_pay_sources offered, success_url, lifetime$$;
+COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every WAITING and CREATING bill due now and wake the reconciler when this transaction commits; returns how many. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_reconciler_state() IS $$The reconciler's state for this server (read it through the view qiwi_reconciler_status)$$;
+COMMENT ON FUNCTION qiwi_reconcile_orders(regclass, name, name, name) IS $$Bills that disagree with the shop's order table orders (its columns bill_id_column, amount_column and, if given, the boolean cancelled_column): missing order, other amount, paid but order cancelled, QIWI reported other money, unknown bill, bill not paid, several orders. Runs with the caller's rights$$;
+
+COMMENT ON VIEW qiwi_reconciler_status IS $$Is the reconciler running (pid, database), its rounds, the last round's start, duration and bills checked, changed and failed, a 401 stop, and its last error$$;
+COMMENT ON COLUMN qiwi_reconciler_status.running IS $$A reconciler process is running$$;
+COMMENT ON COLUMN qiwi_reconciler_status.pid IS $$Its process id (see pg_stat_activity)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.database IS $$The database it serves (qiwi.database)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.started_at IS $$When the running process started$$;
+COMMENT ON COLUMN qiwi_reconciler_status.rounds IS $$Rounds completed since the server started$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_start IS $$When the last round started$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_duration IS $$How long the last round took$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_checked IS $$Bills the last round asked QIWI about$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_changed IS $$Bills whose status the last round changed$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_failed IS $$Checks that failed in the last round$$;
+COMMENT ON COLUMN qiwi_reconciler_status.stopped_by_auth IS $$QIWI answered 401: no request until the configuration is reloaded$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's last error (not a bill's: see qiwi_bills.last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happened$$;
+
+COMMENT ON VIEW qiwi_money_per_day IS $$Money per day (session time zone), merchant and currency: PAID bills by the day their status changed, refunds by the day QIWI made them; MISMATCH and unpaid bills never count. Reads qiwi_bills and qiwi_refunds with the caller's rights$$;
+COMMENT ON COLUMN qiwi_money_per_day.day IS $$The day (status_changed_at of a PAID bill, created_at of a refund)$$;
+COMMENT ON COLUMN qiwi_money_per_day.merchant IS $$QIWI merchant: the bill's site_id$$;
+COMMENT ON COLUMN qiwi_money_per_day.currency IS $$ISO 4217 code of the sums$$;
+COMMENT ON COLUMN qiwi_money_per_day.paid IS $$Sum of the amounts of the bills that became PAID that day$$;
+COMMENT ON COLUMN qiwi_money_per_day.refunded IS $$Sum of the refunds made that day$$;
+COMMENT ON COLUMN qiwi_money_per_day.net IS $$paid - refunded$$;
+COMMENT ON COLUMN qiwi_money_per_day.paid_bills IS $$Bills that became PAID that day$$;
+COMMENT ON COLUMN qiwi_money_per_day.refunds IS $$Refunds made that day$$;
+
+COMMENT ON VIEW qiwi_open_bills IS $$Bills not final yet: WAITING for the buyer or CREATING (qiwi_create_bill_after_commit, not at QIWI yet), with their age and time left. Reads qiwi_bills with the caller's rights$$;
+COMMENT ON COLUMN qiwi_open_bills.bill_id IS $$The shop's bill id$$;
+COMMENT ON COLUMN qiwi_open_bills.merchant IS $$QIWI merchant: the bill's site_id (NULL while CREATING)$$;
+COMMENT ON COLUMN qiwi_open_bills.amount IS $$The shop's amount, numeric exactly as QIWI has it$$;
+COMMENT ON COLUMN qiwi_open_bills.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_open_bills.status IS $$WAITING or CREATING$$;
+COMMENT ON COLUMN qiwi_open_bills.created_at IS $$When QIWI created it, or when it was recorded here while CREATING$$;
+COMMENT ON COLUMN qiwi_open_bills.age IS $$now() - created_at$$;
+COMMENT ON COLUMN qiwi_open_bills.expires_at IS $$When QIWI expires it if not paid$$;
+COMMENT ON COLUMN qiwi_open_bills.time_left IS $$expires_at - now(); negative when it expired and the reconciler has not seen it yet$$;
+COMMENT ON COLUMN qiwi_open_bills.next_check_at IS $$When the reconciler checks it next$$;
+COMMENT ON COLUMN qiwi_open_bills.failures IS $$Failed checks in a row$$;
+COMMENT ON COLUMN qiwi_open_bills.last_error IS $$Why the last check failed$$;
+
+COMMENT ON VIEW qiwi_bills_changed_today IS $$Bills whose status changed today (session time zone). Reads qiwi_bills with the caller's rights$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.bill_id IS $$The shop's bill id$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.merchant IS $$QIWI merchant: the bill's site_id$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.amount IS $$The shop's amount, numeric exactly as QIWI has it$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.status IS $$The status it changed to (see qiwi_bills.status)$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.status_changed_at IS $$When it changed$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.qiwi_status IS $$For MISMATCH: the status QIWI reported for other money$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.qiwi_amount IS $$For MISMATCH: the amount QIWI reported$$;
+COMMENT ON COLUMN qiwi_bills_changed_today.qiwi_currency IS $$For MISMATCH: the currency QIWI reported$$;
+
+COMMENT ON VIEW qiwi_refunds_per_bill IS $$Per bill that is PAID or has refunds: paid, refunded so far and left to refund (what qiwi_refund still accepts). Reads qiwi_bills and qiwi_refunds with the caller's rights$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.bill_id IS $$The shop's bill id$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.merchant IS $$QIWI merchant: the bill's site_id$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.currency IS $$ISO 4217 code of the sums$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.status IS $$The bill's status$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.paid IS $$The bill's amount if PAID, else 0$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.refunded IS $$Sum of its refunds in qiwi_refunds$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.left_to_refund IS $$paid - refunded (negative would mean more was refunded than paid)$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.refunds IS $$Number of its refunds$$;
+COMMENT ON COLUMN qiwi_refunds_per_bill.last_refund_at IS $$When QIWI made its last refund$$;
+
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is (lag of the oldest due bill) and the bills whose checks fail. Reads qiwi_bills and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
+COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_start IS $$When the last round started$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_duration IS $$How long the last round took$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_checked IS $$Bills the last round asked QIWI about$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_changed IS $$Bills whose status the last round changed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_failed IS $$Checks that failed in the last round$$;
+COMMENT ON COLUMN qiwi_reconciler_health.stopped_by_auth IS $$QIWI answered 401: no request until the configuration is reloaded$$;
+COMMENT ON COLUMN qiwi_reconciler_health.open_bills IS $$WAITING and CREATING bills$$;
+COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills whose next_check_at has passed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest next_check_at among the due bills; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.failing_bills IS $$Open bills whose last check failed (failures > 0)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.max_failures IS $$Most failed checks in a row of one open bill$$;
+COMMENT ON COLUMN qiwi_reconciler_health.bill_error IS $$last_error of the open bill with the most failures in a row$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_error IS $$The reconciler's own last error (no worker slot, 401, ...)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_error_at IS $$When last_error happened$$;

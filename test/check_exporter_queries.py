@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Run every query of monitoring/postgres_exporter_queries.yaml against a
+database with qiwi_kassa, as postgres_exporter would, and fail when a query
+errors, returns a column the file does not declare, lacks one it declares,
+declares a usage postgres_exporter does not know or no description, or
+gives a metric value that is not a number.
+
+Either against a database psql reaches with the usual PG* environment
+(PGHOST, PGPORT, PGDATABASE, PGUSER), where the extension is installed:
+
+    python3 test/check_exporter_queries.py
+
+or in a scratch cluster it makes in DIR (initdb, pg_ctl and psql on PATH,
+qiwi_kassa installed; not as root), seeded with bills in every status:
+
+    python3 test/check_exporter_queries.py --scratch DIR
+
+Needs PyYAML (Debian: python3-yaml).  Ends with "exporter queries: N ok, N failed".
+"""
+import argparse
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+
+import yaml
+
+YAML = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "monitoring",
+                    "postgres_exporter_queries.yaml")
+USAGES = {"LABEL", "COUNTER", "GAUGE", "DISCARD", "MAPPEDMETRIC", "DURATION", "HISTOGRAM"}
+
+# Bills in every status, refunds, a failing open bill: every query has rows
+SEED = """
+CREATE EXTENSION qiwi_kassa;
+INSERT INTO qiwi_bills (bill_id, site_id, amount, currency, status, status_changed_at, checked_at,
+                        next_check_at, failures, last_error, qiwi_amount, qiwi_currency, qiwi_status)
+SELECT 'ex-' || s, '270305', 10.50, 'RUB', s, now(), now(), now() - interval '1 minute',
+       CASE WHEN s = 'WAITING' THEN 2 ELSE 0 END, CASE WHEN s = 'WAITING' THEN 'QKNET: refused' END,
+       CASE WHEN s = 'MISMATCH' THEN 1 END, CASE WHEN s = 'MISMATCH' THEN 'RUB' END,
+       CASE WHEN s = 'MISMATCH' THEN 'PAID' END
+  FROM unnest(ARRAY['WAITING', 'PAID', 'REJECTED', 'EXPIRED', 'CREATING', 'CREATE_FAILED', 'MISMATCH']) s;
+INSERT INTO qiwi_refunds (bill_id, refund_id, amount, currency, status, created_at, checked_at)
+VALUES ('ex-PAID', 'r1', 0.50, 'RUB', 'PARTIAL', now(), now());
+"""
+
+
+def psql(sql, env):
+    """Run sql with psql; return (ok, header, rows, error text)."""
+    p = subprocess.run(["psql", "-X", "-q", "--csv", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        return False, [], [], p.stderr.strip()
+    table = list(csv.reader(io.StringIO(p.stdout)))
+    return True, (table[0] if table else []), table[1:], ""
+
+
+def check_namespace(name, spec, env):
+    """The problems of one namespace (an empty list when it is right)."""
+    problems = []
+    if not isinstance(spec, dict) or not isinstance(spec.get("query"), str):
+        return ["no query"]
+    declared = {}
+    for metric in spec.get("metrics") or []:
+        if not isinstance(metric, dict) or len(metric) != 1:
+            problems.append("a metric is not one column: %r" % (metric,))
+            continue
+        (column, info), = metric.items()
+        info = info or {}
+        if info.get("usage") not in USAGES:
+            problems.append("%s: usage %r is not one of %s" % (column, info.get("usage"), sorted(USAGES)))
+        if not str(info.get("description") or "").strip():
+            problems.append("%s: no description" % column)
+        declared[column] = info.get("usage")
+    if not declared:
+        problems.append("no metrics")
+    ok, header, rows, error = psql(spec["query"], env)
+    if not ok:
+        return problems + ["the query fails: " + error]
+    for column in header:
+        if column not in declared:
+            problems.append("the query returns %s, which is not declared" % column)
+    for column in declared:
+        if column not in header:
+            problems.append("%s is declared, but the query does not return it" % column)
+    if not rows:
+        problems.append("the query returns no row")
+    for row in rows:
+        for column, value in zip(header, row):
+            if declared.get(column) in ("GAUGE", "COUNTER"):
+                try:
+                    float(value)
+                except ValueError:
+                    problems.append("%s is not a number: %r" % (column, value))
+    return problems
+
+
+def free_port():
+    """A TCP port nobody listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--yaml", default=YAML)
+    parser.add_argument("--scratch", metavar="DIR", help="make, seed and stop a cluster in DIR")
+    args = parser.parse_args()
+    with open(args.yaml) as f:
+        queries = yaml.safe_load(f)
+
+    env = dict(os.environ)
+    data = None
+    if args.scratch:
+        data = os.path.join(os.path.abspath(args.scratch), "data")
+        port = str(free_port())
+        subprocess.run(["initdb", "-D", data, "--auth=trust", "-U", "postgres"], check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+            conf.write("listen_addresses = ''\nunix_socket_directories = '%s'\nport = %s\n"
+                       "shared_preload_libraries = 'qiwi_kassa'\nqiwi.database = ''\n"
+                       % (os.path.abspath(args.scratch), port))
+        subprocess.run(["pg_ctl", "-D", data, "-l", os.path.join(args.scratch, "postgres.log"),
+                        "-w", "start"], check=True, stdout=subprocess.DEVNULL)
+        env.update(PGHOST=os.path.abspath(args.scratch), PGPORT=port, PGDATABASE="postgres",
+                   PGUSER="postgres")
+    passed = failed = 0
+    try:
+        if args.scratch:
+            ok, _, _, error = psql(SEED, env)
+            if not ok:
+                print("FAIL seeding the scratch database: " + error)
+                failed += 1
+        for name, spec in (queries or {}).items():
+            problems = check_namespace(name, spec, env)
+            if problems:
+                failed += 1
+                print("FAIL %s" % name)
+                for problem in problems:
+                    print("     " + problem)
+            else:
+                passed += 1
+                print("ok   %s (%d metrics)" % (name, len(spec["metrics"])))
+        if not queries:
+            failed += 1
+            print("FAIL %s has no query" % args.yaml)
+    finally:
+        if data:
+            subprocess.run(["pg_ctl", "-D", data, "-m", "fast", "stop"], stdout=subprocess.DEVNULL)
+    print("exporter queries: %d ok, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
