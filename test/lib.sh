@@ -21,7 +21,7 @@ QIWI_RUN_AS=${QIWI_RUN_AS:-postgres}
 SANDBOX_SECRET=${SANDBOX_SECRET:-sandbox-secret-key-$(date +%s)}
 QIWI_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
 	libcurl4-openssl-dev libssl-dev python3 curl openssl make gcc perl libipc-run-perl
-	ca-certificates util-linux findutils mawk)
+	ca-certificates util-linux findutils mawk python3-yaml)
 
 # Print a progress line
 say() { printf '==> %s\n' "$*" >&2; }
@@ -90,7 +90,7 @@ make_workdir() {
 	fi
 	QIWI_TREE=$QIWI_WORK/tree
 	mkdir "$QIWI_TREE"
-	cp -R "$QIWI_SRC/sql" "$QIWI_SRC/expected" "$QIWI_SRC/test" "$QIWI_SRC/bench" "$QIWI_TREE/"
+	cp -R "$QIWI_SRC/sql" "$QIWI_SRC/expected" "$QIWI_SRC/test" "$QIWI_SRC/bench" "$QIWI_SRC/monitoring" "$QIWI_TREE/"
 	chmod -R a+rX,go-w "$QIWI_TREE"
 	cd "$QIWI_WORK"
 	say "scratch directory $QIWI_WORK"

@@ -79,6 +79,15 @@ grep -E '^(ok|FAIL) ' "$QIWI_WORK/first_run.out" | sed 's/^/    /'
 [ $status -eq 0 ] || cat "$QIWI_WORK/first_run.out"
 record "first run: demo from a private checkout, no locale, nothing left running" $status
 
+# ---- the postgres_exporter queries run ----
+say "running test/check_exporter_queries.py"
+status=0
+as_user mkdir -p "$QIWI_WORK/exporter"
+as_user /usr/bin/python3 "$QIWI_TREE/test/check_exporter_queries.py" --scratch "$QIWI_WORK/exporter" \
+	>"$QIWI_WORK/exporter.out" 2>&1 || status=1
+cat "$QIWI_WORK/exporter.out"
+record "monitoring/postgres_exporter_queries.yaml queries run" $status
+
 # ---- the official Node SDK's own suite against the sandbox ----
 say "running test/sdk/run-sdk-suite.sh"
 status=0
