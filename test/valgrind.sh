@@ -23,6 +23,7 @@ port = $PGPORT
 CONF
 # cleanup stops it with pg_ctl (postmaster.pid), or by PID if it never got that far
 start_bg "$QIWI_WORK/postgres.log" valgrind --quiet --error-limit=no --num-callers=30 \
+	--suppressions="$QIWI_TREE/test/valgrind.supp" \
 	--leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
 	--log-file="$QIWI_WORK/valgrind.%p.log" \
 	"$PG_BIN/postgres" -D "$QIWI_WORK/data"
