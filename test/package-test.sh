@@ -58,6 +58,8 @@ TREE=$WORK/qiwi-kassa-$VERSION
 mkdir "$TREE"
 cp -a "$SRC/." "$TREE/"
 rm -rf "$TREE/.git"
+# The build's test cluster (the postgres user) reads the package's files here
+chmod -R a+rX,go-w "$TREE"
 
 if ! (cd "$TREE" && dpkg-checkbuilddeps) >/dev/null 2>&1; then
 	say "installing the build dependencies of debian/control"
