@@ -14,12 +14,30 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
 REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_reports qiwi_catalog_docs
 
+# make installcheck (defined below): a UTF8 test database on the server at
+# PGHOST/PGPORT, which must preload the library (README)
+REGRESS_OPTS = --encoding=UTF8
+NO_INSTALLCHECK = 1
+
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter -DQIWI_KASSA_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK = -lcurl -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS's installcheck, run by test/with-sandbox.sh: the QIWI sandboxes are up
+# and the sessions' settings point at them while pg_regress runs
+installcheck:
+	bash $(srcdir)/test/with-sandbox.sh $(top_builddir)/src/test/regress/pg_regress \
+		--inputdir=$(srcdir) --bindir='$(bindir)' $(pg_regress_locale_flags) \
+		$(EXTRA_REGRESS_OPTS) $(REGRESS_OPTS) $(REGRESS)
+
+# make installcheck in a throwaway cluster that preloads the library
+# (pg_virtualenv, from Debian's postgresql-common)
+.PHONY: installcheck-virtualenv
+installcheck-virtualenv:
+	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
 $(OBJS): src/core/core.h src/bill/bill.h $(EXTENSION).control
