@@ -95,6 +95,13 @@ bash "$QIWI_SRC/test/sdk/run-sdk-suite.sh" >"$QIWI_WORK/sdk.out" 2>&1 || status=
 tail -n 20 "$QIWI_WORK/sdk.out"
 record "sdk/QiwiBillPaymentsAPI.spec.js (official Node SDK 3.2.1 suite)" $status
 
+# ---- the Debian package: built, installed with apt, make installcheck against it ----
+say "running test/package-test.sh"
+status=0
+bash "$QIWI_SRC/test/package-test.sh" >"$QIWI_WORK/package.out" 2>&1 || status=1
+tail -n 30 "$QIWI_WORK/package.out"
+record "debian package: built, installed with apt, make installcheck" $status
+
 # ---- the benchmarks still run (figures are not judged here) ----
 say "running bench/run.sh --quick"
 status=0
