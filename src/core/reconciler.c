@@ -418,6 +418,34 @@ qiwi_launcher_main(Datum main_arg)
 
 /* ---------- the reconciler ---------- */
 
+/*
+ * Wait up to wait_ms for the next round, or until the latch is set.  DROP
+ * DATABASE waits only 5 s for other sessions to leave: look every
+ * DROP_CHECK_INTERVAL_MS whether somebody wants the database, and leave.
+ */
+static void
+wait_between_rounds(long wait_ms, Oid dboid)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+
+	for (;;)
+	{
+		long		left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		int			rc;
+
+		if (left_ms <= 0)
+			return;
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   Min(left_ms, DROP_CHECK_INTERVAL_MS), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (rc & WL_LATCH_SET)
+			return;
+		CHECK_FOR_INTERRUPTS();
+		if (database_wanted_by_others(dboid))
+			proc_exit(0);
+	}
+}
+
 /* Between waits of a round in flight: go on unless the database is wanted */
 static bool
 round_may_go_on(void)
@@ -570,11 +598,7 @@ qiwi_reconciler_main(Datum main_arg)
 		bool		more_due;
 
 		if (wait_ms > 0)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+			wait_between_rounds(wait_ms, dboid);
 		CHECK_FOR_INTERRUPTS();
 		wait_ms = qiwi_reconcile_interval_s * 1000L;
 

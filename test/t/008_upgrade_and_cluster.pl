@@ -181,6 +181,24 @@ ok($node->poll_query_until('postgres', q{SELECT status = 'PAID' FROM qiwi_bills 
 is(sql_in('postgres', q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status, ',' ORDER BY id)
 	FROM qiwi_bill_events WHERE bill_id = 'cf-1'}), '->CREATING,CREATING>PAID', 'with its events');
 
+# ---------- DROP DATABASE with the default interval ----------
+
+# DROP DATABASE waits only 5 s for other sessions; the reconciler sleeps
+# qiwi.reconcile_interval (10 s by default) between rounds
+sql_in('postgres', q{ALTER SYSTEM SET qiwi.reconcile_interval = '60s'});
+sql_in('postgres', q{ALTER SYSTEM SET qiwi.database = 'dropme'});
+sql_in('postgres', 'CREATE DATABASE dropme');
+sql_in('dropme', 'CREATE EXTENSION qiwi_kassa');
+sql_in('postgres', 'SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', q{SELECT true FROM pg_stat_activity
+	WHERE backend_type = 'qiwi_kassa reconciler' AND datname = 'dropme'}), 'the reconciler serves the database');
+($ok, $out, $err) = (undef, '', '');
+$node->psql('postgres', 'DROP DATABASE dropme', stderr => \$err);
+is($err, '', 'DROP DATABASE is not blocked by the reconciler between its rounds');
+sql_in('postgres', q{ALTER SYSTEM RESET qiwi.database});
+sql_in('postgres', q{ALTER SYSTEM RESET qiwi.reconcile_interval});
+sql_in('postgres', 'SELECT pg_reload_conf()');
+
 # ---------- no free worker slot ----------
 
 my $tight = qiwi_node('tight', q{
