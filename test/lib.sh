@@ -122,14 +122,7 @@ free_port() {
 # A throwaway CA and a server certificate for "localhost" only (no IP SAN)
 make_tls_material() {
 	local d=$QIWI_WORK/tls
-	mkdir -p "$d"
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qiwi_kassa test CA" \
-		-keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-		-keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-	printf 'subjectAltName=DNS:localhost\n' >"$d/ext.cnf"
-	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
-		-CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
+	bash "$QIWI_SRC/test/make-tls.sh" "$d" localhost
 	if [ "$EUID" -eq 0 ]; then
 		chown -R "$QIWI_RUN_AS" "$d"
 	fi

@@ -55,14 +55,7 @@ start_sandbox() {
 
 # A throwaway CA and a certificate for "localhost" only (no IP SAN): the
 # HTTPS tests expect 127.0.0.1 to be refused
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qiwi_kassa test CA" \
-	-keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-	-keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost\n' >"$WORK/ext.cnf"
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
-	-CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/server.pem" 2>/dev/null
-chmod 644 "$WORK/ca.pem"
+bash "$SRC/test/make-tls.sh" "$WORK" localhost
 
 SECRET=sandbox-secret-$(openssl rand -hex 12)
 HTTP_PORT=$(free_port)

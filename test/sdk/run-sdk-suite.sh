@@ -81,16 +81,7 @@ install_packages() {
 
 # A throwaway CA and a certificate for api.qiwi.com signed by it, in $WORK/tls
 make_tls_material() {
-	local d=$WORK/tls
-	mkdir -p "$d"
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qiwi_kassa SDK suite CA" \
-		-keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-	openssl req -newkey rsa:2048 -nodes -subj "/CN=api.qiwi.com" \
-		-keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-	printf 'subjectAltName=DNS:api.qiwi.com\n' >"$d/ext.cnf"
-	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
-		-CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
-	chmod 644 "$d/ca.pem" "$d/server.pem"
+	bash "$QIWI_SRC/test/make-tls.sh" "$WORK/tls" api.qiwi.com
 }
 
 # Start the sandbox with TLS on a free loopback port, as an unprivileged user;
