@@ -70,9 +70,10 @@ arg_check_no_control_chars(const char *value, const char *argname)
 }
 
 /*
- * A bill or refund id: 1-200 of Latin letters, digits, '_', '-' and '.',
- * not starting with a dot.  That is what QIWI's form documents allow, and
- * it keeps ids readable in URLs, logs and error messages.
+ * An id of ours (a bill's, a refund's): 1 to limits->max_id_length Latin
+ * letters, digits, '_', '-' and '.', not starting with a dot.  That is what
+ * QIWI's form documents allow, it keeps ids readable in URLs, logs and
+ * error messages, and no '|' can make a signed string ambiguous.
  */
 char *
 arg_required_id(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
