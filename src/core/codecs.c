@@ -17,6 +17,7 @@
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -363,6 +364,38 @@ json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
 	return true;
 }
 
+/* How many numeric constants are kept parsed */
+#define NUMERIC_CONSTANTS 8
+
+/*
+ * A numeric constant, parsed once per backend: amounts are checked against
+ * their limits for every answer and every notification.
+ */
+static Numeric
+numeric_constant(const char *literal)
+{
+	static const char *literals[NUMERIC_CONSTANTS];
+	static Numeric values[NUMERIC_CONSTANTS];
+	static int	n = 0;
+	MemoryContext old;
+	Numeric		value;
+
+	for (int i = 0; i < n; i++)
+		if (strcmp(literals[i], literal) == 0)
+			return values[i];
+	old = MemoryContextSwitchTo(n < NUMERIC_CONSTANTS ? TopMemoryContext : CurrentMemoryContext);
+	value = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(literal),
+												ObjectIdGetDatum(InvalidOid),
+												Int32GetDatum(-1)));
+	if (n < NUMERIC_CONSTANTS)
+	{
+		literals[n] = pstrdup(literal);
+		values[n++] = value;
+	}
+	MemoryContextSwitchTo(old);
+	return value;
+}
+
 /*
  * Read amount{value,currency}: value as a JSON number or a numeric string,
  * above 0 and at most max_amount (a numeric literal), with at most two decimals
@@ -374,7 +407,6 @@ qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount
 	JsonbContainer *amount_obj;
 	JsonbValue *v;
 	Numeric		value;
-	Numeric		maximum;
 
 	if (!json_member_object(object, "amount", true, &amount_obj, NULL, problem))
 		return false;
@@ -412,13 +444,10 @@ qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount
 		*problem = pstrdup("field \"amount.value\" is neither a number nor a decimal string");
 		return false;
 	}
-	maximum = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(max_amount),
-													 ObjectIdGetDatum(InvalidOid),
-													 Int32GetDatum(-1)));
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
-										  NumericGetDatum(int64_to_numeric(0)))) <= 0 ||
+										  NumericGetDatum(numeric_constant("0")))) <= 0 ||
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
-										  NumericGetDatum(maximum))) > 0)
+										  NumericGetDatum(numeric_constant(max_amount)))) > 0)
 	{
 		/* not printed: it may have thousands of digits */
 		*problem = psprintf("field \"amount.value\" is out of range: QIWI's amounts are above 0 and at most %s",
