@@ -14,6 +14,27 @@ ALTER TABLE qiwi_bills
 -- owner grants it to may put it on a table of theirs.
 REVOKE ALL ON FUNCTION qiwi_notification_verify() FROM PUBLIC;
 
+-- 1.0's stored expressions could bind to operators planted in the schema the
+-- extension was created in (numeric > integer, jsonb -> unknown): rebuilt
+-- with pg_catalog's.
+ALTER TABLE qiwi_bills
+	DROP CONSTRAINT qiwi_bills_amount_check,
+	ADD CONSTRAINT qiwi_bills_amount_check CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2));
+ALTER TABLE qiwi_refunds
+	DROP CONSTRAINT qiwi_refunds_amount_check,
+	ADD CONSTRAINT qiwi_refunds_amount_check CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2));
+ALTER TABLE qiwi_notifications
+	DROP COLUMN bill_id,
+	DROP COLUMN status,
+	ADD COLUMN bill_id text GENERATED ALWAYS AS ((body OPERATOR(pg_catalog.->) 'bill'::text) OPERATOR(pg_catalog.->>) 'billId'::text) STORED,
+	ADD COLUMN status text GENERATED ALWAYS AS (((body OPERATOR(pg_catalog.->) 'bill'::text) OPERATOR(pg_catalog.->) 'status'::text) OPERATOR(pg_catalog.->>) 'value'::text) STORED;
+CREATE INDEX qiwi_notifications_bill ON qiwi_notifications (bill_id, received_at);
+
+-- Reading calls show the buyer's details and spend the shop's request quota:
+-- only roles the owner trusts.
+REVOKE ALL ON FUNCTION qiwi_bill_status(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_refund_status(text, text) FROM PUBLIC;
+
 -- Both read the clock (an expiry must lie ahead)
 ALTER FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text) VOLATILE;
 ALTER FUNCTION qiwi_pay_url(text, text, text[], text, timestamptz) VOLATILE;
@@ -27,8 +48,8 @@ ALTER FUNCTION qiwi_pay_url(text, text, text[], text, timestamptz) VOLATILE;
 CREATE VIEW qiwi_money_per_day WITH (security_invoker = true) AS
 SELECT m.day, m.merchant, m.currency,
        sum(m.paid) AS paid, sum(m.refunded) AS refunded, sum(m.paid) - sum(m.refunded) AS net,
-       count(*) FILTER (WHERE m.paid > 0) AS paid_bills,
-       count(*) FILTER (WHERE m.refunded > 0) AS refunds
+       count(*) FILTER (WHERE m.paid > 0::numeric) AS paid_bills,
+       count(*) FILTER (WHERE m.refunded > 0::numeric) AS refunds
   FROM (SELECT coalesce(b.status_changed_at, b.first_seen_at)::date AS day, b.site_id AS merchant,
                b.currency, b.amount AS paid, 0::numeric AS refunded
           FROM qiwi_bills b

@@ -3,6 +3,11 @@
 -- older installs to the same schema (test/t/008_upgrade_and_cluster.pl compares them).
 \echo Use "CREATE EXTENSION qiwi_kassa" to load this file. \quit
 
+-- Expressions stored here (constraints, generated columns, views) use operators
+-- whose argument types pg_catalog has exactly, or name pg_catalog's: CREATE
+-- EXTENSION runs with the target schema in its path, where a role could have
+-- planted a better-matching operator.
+
 CREATE TYPE qiwi_bill AS (
 	bill_id text,
 	site_id text,
@@ -31,7 +36,7 @@ CREATE TYPE qiwi_refund AS (
 CREATE TABLE qiwi_bills (
 	bill_id text PRIMARY KEY,
 	site_id text,
-	amount numeric NOT NULL CHECK (amount > 0 AND amount = round(amount, 2)),
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
 	currency text NOT NULL,
 	-- QIWI's statuses; for qiwi_create_bill_after_commit() CREATING (not at
 	-- QIWI yet) and CREATE_FAILED (QIWI refused it; see last_error); and
@@ -66,7 +71,7 @@ CREATE INDEX qiwi_bills_status ON qiwi_bills (status, status_changed_at);
 CREATE TABLE qiwi_refunds (
 	bill_id text NOT NULL,
 	refund_id text NOT NULL,
-	amount numeric NOT NULL CHECK (amount > 0 AND amount = round(amount, 2)),
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
 	currency text NOT NULL,
 	status text NOT NULL CHECK (status IN ('PARTIAL', 'FULL')),
 	created_at timestamptz,
@@ -154,6 +159,11 @@ REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, 
 REVOKE ALL ON FUNCTION qiwi_cancel_bill(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_refund(text, text, numeric, text) FROM PUBLIC;
 
+-- Reading calls show the buyer's details and spend the shop's request quota:
+-- only roles the owner trusts.
+REVOKE ALL ON FUNCTION qiwi_bill_status(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_refund_status(text, text) FROM PUBLIC;
+
 -- ---------- notifications ----------
 
 CREATE FUNCTION qiwi_verify_signature(signature text, notification jsonb, secret text DEFAULT NULL)
@@ -187,8 +197,8 @@ CREATE TABLE qiwi_notifications (
 	verified boolean,		-- set by the trigger
 	applied boolean,		-- set by the trigger: it moved qiwi_bills forward
 	error text,				-- set by the trigger: why not verified or not applied
-	bill_id text GENERATED ALWAYS AS (body->'bill'->>'billId') STORED,
-	status text GENERATED ALWAYS AS (body->'bill'->'status'->>'value') STORED
+	bill_id text GENERATED ALWAYS AS ((body OPERATOR(pg_catalog.->) 'bill'::text) OPERATOR(pg_catalog.->>) 'billId'::text) STORED,
+	status text GENERATED ALWAYS AS (((body OPERATOR(pg_catalog.->) 'bill'::text) OPERATOR(pg_catalog.->) 'status'::text) OPERATOR(pg_catalog.->>) 'value'::text) STORED
 );
 COMMENT ON TABLE qiwi_notifications IS 'QIWI payment notifications, verified and applied by qiwi_notification_verify()';
 CREATE INDEX qiwi_notifications_bill ON qiwi_notifications (bill_id, received_at);
@@ -261,8 +271,8 @@ CREATE VIEW qiwi_reconciler_status AS SELECT * FROM qiwi_reconciler_state();
 CREATE VIEW qiwi_money_per_day WITH (security_invoker = true) AS
 SELECT m.day, m.merchant, m.currency,
        sum(m.paid) AS paid, sum(m.refunded) AS refunded, sum(m.paid) - sum(m.refunded) AS net,
-       count(*) FILTER (WHERE m.paid > 0) AS paid_bills,
-       count(*) FILTER (WHERE m.refunded > 0) AS refunds
+       count(*) FILTER (WHERE m.paid > 0::numeric) AS paid_bills,
+       count(*) FILTER (WHERE m.refunded > 0::numeric) AS refunds
   FROM (SELECT coalesce(b.status_changed_at, b.first_seen_at)::date AS day, b.site_id AS merchant,
                b.currency, b.amount AS paid, 0::numeric AS refunded
           FROM qiwi_bills b

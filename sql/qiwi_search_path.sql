@@ -11,10 +11,11 @@ CREATE SCHEMA mal AUTHORIZATION regress_mallory;
 GRANT USAGE ON SCHEMA public TO regress_mallory;
 GRANT INSERT ON qiwi_notifications TO regress_mallory;
 GRANT USAGE ON SEQUENCE qiwi_notifications_id_seq TO regress_mallory;
--- the README's grants to a shop's role: every money-moving function
+-- the README's grants to a shop's role: every function that calls QIWI
 GRANT EXECUTE ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text),
 	qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb),
-	qiwi_cancel_bill(text), qiwi_refund(text, text, numeric, text), qiwi_reconcile_now()
+	qiwi_cancel_bill(text), qiwi_refund(text, text, numeric, text), qiwi_reconcile_now(),
+	qiwi_bill_status(text), qiwi_refund_status(text, text)
 	TO regress_mallory;
 
 SET ROLE regress_mallory;
@@ -103,7 +104,8 @@ DROP TABLE sp_signed;
 DROP SCHEMA mal CASCADE;
 REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text),
 	qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb),
-	qiwi_cancel_bill(text), qiwi_refund(text, text, numeric, text), qiwi_reconcile_now()
+	qiwi_cancel_bill(text), qiwi_refund(text, text, numeric, text), qiwi_reconcile_now(),
+	qiwi_bill_status(text), qiwi_refund_status(text, text)
 	FROM regress_mallory;
 REVOKE ALL ON qiwi_notifications FROM regress_mallory;
 REVOKE ALL ON SEQUENCE qiwi_notifications_id_seq FROM regress_mallory;

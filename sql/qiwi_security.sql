@@ -10,6 +10,12 @@ SELECT p.proname,
 SELECT c.relname, has_table_privilege('regress_qiwi_clerk', c.oid, 'SELECT') AS clerk_may_read
   FROM pg_class c WHERE c.relname IN ('qiwi_bills', 'qiwi_refunds') ORDER BY 1;
 
+-- a reading call shows the buyer's details: it needs a grant too
+SET ROLE regress_qiwi_clerk;
+SELECT try($$SELECT qiwi_bill_status('sec-0')$$);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION qiwi_bill_status(text) TO regress_qiwi_clerk;
+
 SET ROLE regress_qiwi_clerk;
 -- The key cannot be read by any route
 SELECT try($$SHOW qiwi.secret_key$$);
@@ -50,5 +56,6 @@ SELECT count(*) AS sessions_showing_key FROM pg_stat_activity
 
 REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text)
 	FROM regress_qiwi_clerk;
+REVOKE ALL ON FUNCTION qiwi_bill_status(text) FROM regress_qiwi_clerk;
 REVOKE USAGE ON SCHEMA public FROM regress_qiwi_clerk;
 DROP ROLE regress_qiwi_clerk;

@@ -102,6 +102,10 @@ http_release_slot(HttpSlot *slot)
 	}
 	if (slot->headers != NULL)
 	{
+		/* libcurl copied the header lines: wipe the credentials in the copies */
+		for (struct curl_slist *h = slot->headers; h != NULL; h = h->next)
+			if (pg_strncasecmp(h->data, "Authorization:", 14) == 0)
+				explicit_bzero(h->data, strlen(h->data));
 		curl_slist_free_all(slot->headers);
 		slot->headers = NULL;
 	}

@@ -121,6 +121,41 @@ $node->psql('old', q{INSERT INTO qiwi_bills (bill_id, amount, currency, status, 
 	stderr => \$err);
 is($err, '', 'the upgraded table takes MISMATCH');
 
+# ---------- operators planted before CREATE EXTENSION ----------
+
+# CREATE EXTENSION runs with the target schema in its path: an operator
+# planted there with a better match (numeric > integer) than pg_catalog's
+# would be bound into the stored expressions, and run as the owner
+sql_in('postgres', q{CREATE ROLE regress_planter; GRANT CREATE ON SCHEMA public TO regress_planter});
+my $plant = q{
+SET ROLE regress_planter;
+CREATE FUNCTION public.planted_gt(numeric, integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_user <> 'regress_planter' THEN EXECUTE 'ALTER ROLE regress_planter SUPERUSER'; END IF;
+	RETURN $1 OPERATOR(pg_catalog.>) $2::numeric;
+END $$;
+CREATE OPERATOR public.> (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = public.planted_gt);
+RESET ROLE;
+};
+my $bound = q{SELECT count(*) FROM pg_depend
+	WHERE refclassid = 'pg_operator'::regclass
+	  AND refobjid IN (SELECT oid FROM pg_operator WHERE oprnamespace = 'public'::regnamespace)};
+for my $case ([ 'planted_fresh', 'CREATE EXTENSION qiwi_kassa' ],
+	[ 'planted_upgraded', q{CREATE EXTENSION qiwi_kassa VERSION '1.0'; ALTER EXTENSION qiwi_kassa UPDATE} ])
+{
+	my ($db, $install) = @$case;
+	sql_in('postgres', "CREATE DATABASE $db");
+	sql_in($db, q{GRANT CREATE ON SCHEMA public TO regress_planter;} . $plant);
+	sql_in($db, $install);
+	is(sql_in($db, $bound), '0', "$db: no stored expression of the extension uses the planted operator");
+	sql_in($db, q{SELECT qiwi_create_bill('pl-' || current_database(), 5, expires_at => now() + interval '1 day');
+		SELECT * FROM qiwi_money_per_day});
+	is(sql_in('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_planter'}), 'f',
+		"$db: writing a bill and reading a report as a superuser run none of it");
+}
+sql_in('postgres', q{DROP DATABASE planted_fresh; DROP DATABASE planted_upgraded;});
+sql_in('postgres', q{REVOKE CREATE ON SCHEMA public FROM regress_planter; DROP ROLE regress_planter});
+
 # ---------- the reconciler and a planted search_path ----------
 
 sql_in('postgres', 'CREATE EXTENSION qiwi_kassa');
