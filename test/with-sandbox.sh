@@ -13,6 +13,13 @@ for tool in python3 openssl curl; do
 	command -v "$tool" >/dev/null || { echo "with-sandbox.sh: $tool is needed" >&2; exit 1; }
 done
 
+# A server that holds a key in qiwi.secret_key_file would use it instead of
+# the sandbox's, and send it to the sandbox: test servers only
+if [ -n "$(psql -X -At -c 'SHOW qiwi.secret_key_file' 2>/dev/null || true)" ]; then
+	echo "with-sandbox.sh: the server has qiwi.secret_key_file set; its key would be sent to the test sandbox. Run make installcheck against a test server." >&2
+	exit 1
+fi
+
 WORK=$(mktemp -d /tmp/qiwi_kassa-installcheck.XXXXXX)
 # The server reads the CA file as its own OS user
 chmod 755 "$WORK"
