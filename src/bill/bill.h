@@ -102,9 +102,10 @@ typedef enum StoreOutcome
 /* What qiwi_bills holds for a bill: its status and the shop's money */
 typedef struct StoredBill
 {
-	char	   *status;
+	char	   *status;			/* before the call */
 	Numeric		amount;
 	char	   *currency;
+	bool		moved;			/* the call changed the row (a MISMATCH flagged it) */
 } StoredBill;
 
 typedef enum StoreSource
@@ -126,6 +127,7 @@ typedef struct DueBill
 extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   StoredBill *stored);
 extern bool store_lock_bill(const char *bill_id, StoredBill *stored);
+extern void store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored);
 extern void store_check_result(const char *bill_id, bool failed, const char *error);
 extern DueBill *store_due_bills(int limit, int *n);
 extern bool store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer);

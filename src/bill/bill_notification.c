@@ -303,8 +303,7 @@ apply_notification(Jsonb *body, bool *applied)
 			return psprintf("amount mismatch: the notification says %s %s %s, the shop's bill \"%s\" is for %s %s; %s",
 							bill.status, qiwi_format_amount(bill.amount), bill.currency,
 							bill.bill_id, qiwi_format_amount(stored.amount), stored.currency,
-							strcmp(stored.status, "WAITING") == 0 || strcmp(stored.status, "CREATING") == 0 ||
-							strcmp(stored.status, "CREATE_FAILED") == 0 || strcmp(stored.status, "MISMATCH") == 0 ?
+							stored.moved ?
 							"the bill is flagged MISMATCH" : psprintf("the bill stays %s", stored.status));
 		case STORE_FOREIGN_SITE:
 			return psprintf("verified but not applied: bill \"%s\" belongs to another site than siteId \"%s\"",

@@ -79,9 +79,8 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 		return false;
 	}
 	bill = *(QiwiBill *) op->result;
-	shop_money = strcmp(bill.currency, due->create.currency) == 0 &&
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(bill.amount),
-										  NumericGetDatum(due->create.amount))) == 0;
+	shop_money = qiwi_same_money(bill.amount, bill.currency, due->create.amount,
+								 due->create.currency);
 	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
 	{
 		store_check_result(due->bill_id, false, NULL);
@@ -93,11 +92,7 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 		case STORE_ADVANCED:
 			return true;
 		case STORE_MISMATCH:
-			ereport(LOG,
-					(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
-					 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s; it is recorded as MISMATCH",
-							bill.bill_id, qiwi_format_amount(bill.amount), bill.currency,
-							qiwi_format_amount(stored.amount), stored.currency)));
+			store_report_mismatch(LOG, &bill, &stored);
 			return strcmp(stored.status, "MISMATCH") != 0;
 		default:
 			return false;	/* a call or a notification got there first */

@@ -124,15 +124,6 @@ can_record(const char *what)
 	return false;
 }
 
-/* Are two amounts of money equal (whatever their scale) in the same currency? */
-static bool
-same_money(Numeric a, const char *a_currency, Numeric b, const char *b_currency)
-{
-	return strcmp(a_currency, b_currency) == 0 &&
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
-										  NumericGetDatum(b))) == 0;
-}
-
 /*
  * Record a bill QIWI answered with.  If QIWI has it for other money than
  * the shop asked, qiwi_bills keeps the shop's amount and flags the bill
@@ -144,25 +135,11 @@ record_bill(QiwiBill *bill)
 {
 	StoredBill	stored;
 
-	StoreOutcome outcome = store_bill(bill, SOURCE_CALL, &stored);
-
-	if (outcome != STORE_MISMATCH && strcmp(stored.status, "MISMATCH") == 0)
-	{
-		/* flagged before: it stays so whatever QIWI says now */
-		bill->status = "MISMATCH";
-		bill->amount = stored.amount;
-		bill->currency = stored.currency;
+	if (store_bill(bill, SOURCE_CALL, &stored) == STORE_MISMATCH)
+		store_report_mismatch(WARNING, bill, &stored);
+	else if (strcmp(stored.status, "MISMATCH") != 0)
 		return;
-	}
-	if (outcome != STORE_MISMATCH)
-		return;
-	ereport(WARNING,
-			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
-			 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s",
-					bill->bill_id, qiwi_format_amount(bill->amount), bill->currency,
-					qiwi_format_amount(stored.amount), stored.currency),
-			 errdetail("QIWI says %s. The bill is recorded as MISMATCH, never as paid; qiwi_bills.qiwi_amount, qiwi_currency and qiwi_status hold what QIWI said.",
-					   bill->status)));
+	/* flagged now or before: it stays so whatever QIWI says */
 	bill->status = "MISMATCH";
 	bill->amount = stored.amount;
 	bill->currency = stored.currency;
@@ -334,7 +311,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	success_url = arg_optional_url(fcinfo, 9, "success_url");
 	require_writable("create a bill");
 	if (store_lock_bill(args.bill_id, &stored) &&
-		!same_money(stored.amount, stored.currency, args.amount, args.currency))
+		!qiwi_same_money(stored.amount, stored.currency, args.amount, args.currency))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg("bill \"%s\" is already in qiwi_bills for another amount", args.bill_id),

@@ -316,6 +316,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 			stored->status = pstrdup(bill->status);
 			stored->amount = bill->amount;
 			stored->currency = bill->currency;
+			stored->moved = true;
 		}
 		return STORE_REFRESHED;
 	}
@@ -371,8 +372,22 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 		stored->status = old_status ? old_status : pstrdup(bill->status);
 		stored->amount = shop_amount;
 		stored->currency = shop_currency;
+		stored->moved = old_status == NULL || moved > 0;
 	}
 	return outcome;
+}
+
+/* Say that QIWI reported a bill for other money than the shop's (STORE_MISMATCH) */
+void
+store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored)
+{
+	ereport(elevel,
+			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
+			 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s",
+					bill->bill_id, qiwi_format_amount(bill->amount), bill->currency,
+					qiwi_format_amount(stored->amount), stored->currency),
+			 errdetail("QIWI says %s. The bill is recorded as MISMATCH, never as paid; qiwi_bills.qiwi_amount, qiwi_currency and qiwi_status hold what QIWI said.",
+					   bill->status)));
 }
 
 /*
@@ -399,6 +414,7 @@ store_lock_bill(const char *bill_id, StoredBill *stored)
 		stored->status = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
 		stored->amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 2, &isnull));
 		stored->currency = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+		stored->moved = false;
 		MemoryContextSwitchTo(spi_context);
 	}
 	ledger_end(&ctx);

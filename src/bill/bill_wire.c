@@ -255,9 +255,7 @@ static bool
 same_money(Numeric amount, const char *currency, Numeric asked, const char *asked_currency,
 		   const char *context, const char *what, QiwiError *error)
 {
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(asked))) == 0 &&
-		strcmp(currency, asked_currency) == 0)
+	if (qiwi_same_money(amount, currency, asked, asked_currency))
 		return true;
 	error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
 	error->message = psprintf("could not %s: QIWI already has a %s with this id for a different amount",

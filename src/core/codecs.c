@@ -61,6 +61,15 @@ qiwi_amount_has_cents_only(Numeric amount)
 											 NumericGetDatum(amount))) == 0;
 }
 
+/* Are two amounts of money equal (whatever their scale) in the same currency? */
+bool
+qiwi_same_money(Numeric a, const char *a_currency, Numeric b, const char *b_currency)
+{
+	return strcmp(a_currency, b_currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+										  NumericGetDatum(b))) == 0;
+}
+
 /* The amount as QIWI writes it: exactly two decimals ("1.00") */
 char *
 qiwi_format_amount(Numeric amount)
@@ -371,8 +380,8 @@ json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
  * A numeric constant, parsed once per backend: amounts are checked against
  * their limits for every answer and every notification.
  */
-static Numeric
-numeric_constant(const char *literal)
+Numeric
+qiwi_numeric_constant(const char *literal)
 {
 	static const char *literals[NUMERIC_CONSTANTS];
 	static Numeric values[NUMERIC_CONSTANTS];
@@ -445,9 +454,9 @@ qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount
 		return false;
 	}
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
-										  NumericGetDatum(numeric_constant("0")))) <= 0 ||
+										  NumericGetDatum(qiwi_numeric_constant("0")))) <= 0 ||
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
-										  NumericGetDatum(numeric_constant(max_amount)))) > 0)
+										  NumericGetDatum(qiwi_numeric_constant(max_amount)))) > 0)
 	{
 		/* not printed: it may have thousands of digits */
 		*problem = psprintf("field \"amount.value\" is out of range: QIWI's amounts are above 0 and at most %s",

@@ -105,7 +105,6 @@ Numeric
 arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
 {
 	Numeric		amount;
-	Numeric		max_amount;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -117,7 +116,7 @@ arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname, con
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a finite number", argname)));
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+										  NumericGetDatum(qiwi_numeric_constant("0")))) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be greater than zero", argname)));
@@ -127,12 +126,8 @@ arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname, con
 				 errmsg("%s has more than two decimal places", argname),
 				 errdetail("QIWI takes amounts in whole kopecks; the extension never rounds money."),
 				 errhint("Round it yourself, e.g. round(amount, 2), if that is what you mean.")));
-	max_amount = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-													 CStringGetDatum(limits->max_amount),
-													 ObjectIdGetDatum(InvalidOid),
-													 Int32GetDatum(-1)));
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(max_amount))) > 0)
+										  NumericGetDatum(qiwi_numeric_constant(limits->max_amount)))) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("%s exceeds QIWI's maximum of %s", argname, limits->max_amount)));
