@@ -67,9 +67,13 @@ wait_for(q{SELECT count(*) = 100 FROM qiwi_bills WHERE bill_id LIKE 'sv-%' AND s
 
 # 3. Thousands of malformed answers in one round, then good ones
 sql(q{UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE status = 'WAITING'});
-sql(q{SELECT count(qiwi_create_bill('sm-' || i, 1, expires_at => now() + interval '1 day'))
-        FROM generate_series(1, 2000) i});
-sql(q{UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE bill_id LIKE 'sm-%'});
+# (made not due in the same transaction: a round between the commit and the
+# UPDATE would take some of the faults below)
+sql(q{BEGIN;
+      SELECT count(qiwi_create_bill('sm-' || i, 1, expires_at => now() + interval '1 day'))
+        FROM generate_series(1, 2000) i;
+      UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE bill_id LIKE 'sm-%';
+      COMMIT;});
 for my $i (1 .. 50) { sandbox("/sandbox/bills/sm-$i/expire"); }
 sandbox('/sandbox/faults', '{"status": 200, "times": 2000, "body": "{\"billId\": 42, \"amount\": \"lots\"}"}');
 my $rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
