@@ -3,16 +3,18 @@ EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
 OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/codecs.o \
 	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/reconciler.o \
+	src/core/merchant.o \
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
 	src/bill/bill_notification.o src/bill/bill_reconcile.o
-# The version is written once, in the control file; sql/qiwi_kassa.sql is
-# installed as that version's script, older ones stay as released
+# The version is written once, in the control file.  Its script is built
+# from sql/ext: the core first, then one file per API; older versions'
+# scripts and the upgrade scripts stay as released.
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
-REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_reports qiwi_catalog_docs
+REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_merchants qiwi_reports qiwi_catalog_docs
 
 # make installcheck (defined below): a UTF8 test database on the server at
 # PGHOST/PGPORT, which must preload the library (README)
@@ -47,8 +49,9 @@ $(OBJS): src/core/core.h src/bill/bill.h $(EXTENSION).control
 regress-list:
 	@echo $(REGRESS)
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
-	cp $< $@
+EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SOURCES) $(EXTENSION).control
+	cat $(EXT_SOURCES) > $@
 
 .PHONY: extversion
 extversion:

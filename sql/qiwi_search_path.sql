@@ -12,10 +12,10 @@ GRANT USAGE ON SCHEMA public TO regress_mallory;
 GRANT INSERT ON qiwi_notifications TO regress_mallory;
 GRANT USAGE ON SEQUENCE qiwi_notifications_id_seq TO regress_mallory;
 -- the README's grants to a shop's role: every function that calls QIWI
-GRANT EXECUTE ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text),
-	qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb),
-	qiwi_cancel_bill(text), qiwi_refund(text, text, numeric, text), qiwi_reconcile_now(),
-	qiwi_bill_status(text), qiwi_refund_status(text, text)
+GRANT EXECUTE ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text, text),
+	qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb, text),
+	qiwi_cancel_bill(text, text), qiwi_refund(text, text, numeric, text, text), qiwi_reconcile_now(),
+	qiwi_bill_status(text, text), qiwi_refund_status(text, text, text)
 	TO regress_mallory;
 
 SET ROLE regress_mallory;
@@ -102,10 +102,10 @@ SELECT verified, applied, error FROM qiwi_notifications WHERE bill_id = 'sp-wait
 
 DROP TABLE sp_signed;
 DROP SCHEMA mal CASCADE;
-REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text),
-	qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb),
-	qiwi_cancel_bill(text), qiwi_refund(text, text, numeric, text), qiwi_reconcile_now(),
-	qiwi_bill_status(text), qiwi_refund_status(text, text)
+REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text, text),
+	qiwi_create_bill_after_commit(text, numeric, text, timestamptz, text, text, text, text, jsonb, text),
+	qiwi_cancel_bill(text, text), qiwi_refund(text, text, numeric, text, text), qiwi_reconcile_now(),
+	qiwi_bill_status(text, text), qiwi_refund_status(text, text, text)
 	FROM regress_mallory;
 REVOKE ALL ON qiwi_notifications FROM regress_mallory;
 REVOKE ALL ON SEQUENCE qiwi_notifications_id_seq FROM regress_mallory;

@@ -14,7 +14,7 @@ SELECT c.relname, has_table_privilege('regress_qiwi_clerk', c.oid, 'SELECT') AS 
 SET ROLE regress_qiwi_clerk;
 SELECT try($$SELECT qiwi_bill_status('sec-0')$$);
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION qiwi_bill_status(text) TO regress_qiwi_clerk;
+GRANT EXECUTE ON FUNCTION qiwi_bill_status(text, text) TO regress_qiwi_clerk;
 
 SET ROLE regress_qiwi_clerk;
 -- The key cannot be read by any route
@@ -43,7 +43,7 @@ SELECT try($$SELECT qiwi_cancel_bill('sec-0')$$);
 RESET ROLE;
 
 -- The owner grants it
-GRANT EXECUTE ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text)
+GRANT EXECUTE ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text, text)
 	TO regress_qiwi_clerk;
 SET ROLE regress_qiwi_clerk;
 SELECT bill_id, amount, status FROM qiwi_create_bill('sec-1', 10, expires_at => now() + interval '1 day');
@@ -54,8 +54,8 @@ SELECT bill_id, status FROM qiwi_bills WHERE bill_id IN ('sec-0', 'sec-1') ORDER
 SELECT count(*) AS sessions_showing_key FROM pg_stat_activity
  WHERE strpos(query, current_setting('qiwi.secret_key')) > 0;
 
-REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text)
+REVOKE ALL ON FUNCTION qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text, text)
 	FROM regress_qiwi_clerk;
-REVOKE ALL ON FUNCTION qiwi_bill_status(text) FROM regress_qiwi_clerk;
+REVOKE ALL ON FUNCTION qiwi_bill_status(text, text) FROM regress_qiwi_clerk;
 REVOKE USAGE ON SCHEMA public FROM regress_qiwi_clerk;
 DROP ROLE regress_qiwi_clerk;

@@ -56,7 +56,6 @@ MAX_ID_LENGTH = 200
 MAX_FIELD_LENGTH = 255
 MAX_AMOUNT = Decimal("999999.99")
 CURRENCIES = ("RUB", "KZT")
-SITE_ID = "270305"
 
 
 def now():
@@ -159,8 +158,9 @@ def deliver(notify, secret, body):
 class Sandbox:
     """The bills and refunds, the fault queue and the counters."""
 
-    def __init__(self, secret):
+    def __init__(self, secret, site_id):
         self.secret = secret
+        self.site_id = site_id
         self.lock = threading.Lock()
         self.reset()
 
@@ -197,7 +197,7 @@ class Sandbox:
 
     def bill_json(self, bill):
         body = {
-            "siteId": SITE_ID,
+            "siteId": self.site_id,
             "billId": bill["billId"],
             "amount": {"currency": bill["currency"], "value": f"{bill['amount']:.2f}"},
             "status": {"value": bill["status"], "changedDateTime": qiwi_time(bill["changed"])},
@@ -528,12 +528,13 @@ def main():
     parser = argparse.ArgumentParser(description="QIWI Bill Payments API sandbox")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", required=True, help="the SECRET_KEY clients must send")
+    parser.add_argument("--site-id", default="270305", help="the siteId of this merchant's bills")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--tls-cert", help="PEM certificate; serves HTTPS when given")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
 
-    server = QuietServer((args.host, args.port), make_handler(Sandbox(args.secret)))
+    server = QuietServer((args.host, args.port), make_handler(Sandbox(args.secret, args.site_id)))
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)

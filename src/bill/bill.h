@@ -20,11 +20,14 @@
 #define QIWI_MAX_COMMENT_LENGTH		255
 #define QIWI_MAX_FIELD_LENGTH		255
 #define QIWI_MAX_LIFETIME_DAYS		45
+/* Where the API is when a merchant names no api_url */
+#define QIWI_DEFAULT_API_URL		"https://api.qiwi.com"
 /* QIWI's Number(6.2): the largest amount of a bill or a refund */
 #define QIWI_MAX_AMOUNT				"999999.99"
 
 typedef struct QiwiBill
 {
+	const char *merchant;		/* whose bill: "default" or a server's name */
 	char	   *bill_id;
 	char	   *site_id;
 	Numeric		amount;
@@ -44,6 +47,7 @@ typedef struct QiwiBill
 
 typedef struct QiwiRefund
 {
+	const char *merchant;
 	char	   *bill_id;
 	char	   *refund_id;
 	Numeric		amount;
@@ -55,6 +59,7 @@ typedef struct QiwiRefund
 
 typedef struct QiwiCreateBillArgs
 {
+	const char *merchant;
 	const char *bill_id;
 	Numeric		amount;			/* already validated: > 0, <= 2 decimals */
 	const char *currency;
@@ -69,16 +74,25 @@ typedef struct QiwiCreateBillArgs
 /* ---------- bill_wire.c ---------- */
 
 extern const ArgLimits bill_limits;
+extern int	bill_option_api_url;
+extern int	bill_option_site_id;
+extern int	bill_option_public_key;
+extern int	bill_option_secret_key;
 
 extern bool qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem);
-extern void bill_get_operation(const char *bill_id, QiwiBill *bill, QiwiOperation *op);
-extern void bill_create_operation(const QiwiCreateBillArgs *args, bool check_money,
-								  QiwiBill *bill, QiwiOperation *op);
-extern void bill_refund_operation(const char *bill_id, const char *refund_id, Numeric amount,
-								  const char *currency, QiwiRefund *refund, QiwiOperation *op);
-extern void bill_get_refund_operation(const char *bill_id, const char *refund_id,
-									  QiwiRefund *refund, QiwiOperation *op);
-extern bool bill_reject(const char *bill_id, QiwiBill *bill, QiwiError *error);
+extern void bill_get_operation(const Merchant *merchant, const char *bill_id, QiwiBill *bill,
+							   QiwiOperation *op);
+extern void bill_create_operation(const Merchant *merchant, const QiwiCreateBillArgs *args,
+								  bool check_money, QiwiBill *bill, QiwiOperation *op);
+extern void bill_refund_operation(const Merchant *merchant, const char *bill_id,
+								  const char *refund_id, Numeric amount, const char *currency,
+								  QiwiRefund *refund, QiwiOperation *op);
+extern void bill_get_refund_operation(const Merchant *merchant, const char *bill_id,
+									  const char *refund_id, QiwiRefund *refund,
+									  QiwiOperation *op);
+extern bool bill_reject(const Merchant *merchant, const char *bill_id, QiwiBill *bill,
+						QiwiError *error);
+extern void bill_define_merchant_options(void);
 
 /* ---------- bill_sql.c ---------- */
 
@@ -126,15 +140,16 @@ typedef struct DueBill
 
 extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   StoredBill *stored);
-extern bool store_lock_bill(const char *bill_id, StoredBill *stored);
+extern bool store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored);
 extern void store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored);
-extern void store_check_result(const char *bill_id, bool failed, const char *error);
-extern DueBill *store_due_bills(int limit, int *n);
+extern void store_check_result(const char *merchant, const char *bill_id, bool failed,
+							   const char *error);
+extern DueBill *store_due_bills(int limit, Datum skip_merchants, int *n);
 extern bool store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer);
-extern void store_create_failed(const char *bill_id, const char *reason);
+extern void store_create_failed(const char *merchant, const char *bill_id, const char *reason);
 extern int64 store_make_all_due(void);
-extern bool store_refund_headroom(const char *bill_id, const char *refund_id,
-								  Numeric *paid, Numeric *refunded);
+extern bool store_refund_headroom(const char *merchant, const char *bill_id,
+								  const char *refund_id, Numeric *paid, Numeric *refunded);
 extern void store_refund(const QiwiRefund *refund);
 
 /* ---------- bill_notification.c ---------- */

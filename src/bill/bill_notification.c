@@ -272,9 +272,37 @@ notification_column(Relation rel, const char *name, Oid type)
 	return attnum;
 }
 
-/* Describe what applying a verified notification did, or NULL if it changed the bill */
+/*
+ * The merchant a notification is for: the one whose site_id is its siteId
+ * (the default merchant's is qiwi.site_id); NULL with *problem if none is,
+ * or if the merchant has no key to verify with.
+ */
+static const Merchant *
+notification_merchant(Jsonb *body, char **problem)
+{
+	JsonbValue *bill_value = getKeyJsonValueFromContainer(&body->root, "bill", 4, NULL);
+	char	   *site_id = NULL;
+	const Merchant *merchant;
+
+	/* a malformed notification is refused by the signed-string check */
+	if (bill_value != NULL && bill_value->type == jbvBinary &&
+		JsonContainerIsObject(bill_value->val.binary.data))
+		(void) json_identifier(bill_value->val.binary.data, "siteId", &site_id, problem);
+	merchant = merchant_by_option(bill_option_site_id, site_id ? site_id : "", problem);
+	if (merchant == NULL)
+		return NULL;
+	if (merchant->server != InvalidOid &&
+		merchant_value(merchant, bill_option_secret_key) == NULL)
+	{
+		*problem = psprintf("merchant \"%s\" has no secret_key to verify with", merchant->name);
+		return NULL;
+	}
+	return merchant;
+}
+
+/* Describe what applying a merchant's verified notification did, or NULL if it changed the bill */
 static char *
-apply_notification(Jsonb *body, bool *applied)
+apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 {
 	JsonbValue *bill_value;
 	QiwiBill	bill;
@@ -285,10 +313,7 @@ apply_notification(Jsonb *body, bool *applied)
 	bill_value = getKeyJsonValueFromContainer(&body->root, "bill", 4, NULL);
 	if (!qiwi_parse_bill_object(bill_value->val.binary.data, &bill, &problem))
 		return psprintf("verified but not applied: %s", problem);
-	if (qiwi_site_id[0] != '\0' &&
-		(bill.site_id == NULL || strcmp(bill.site_id, qiwi_site_id) != 0))
-		return psprintf("verified but not applied: siteId \"%s\" is not this shop's (qiwi.site_id is \"%s\")",
-						bill.site_id ? bill.site_id : "", qiwi_site_id);
+	bill.merchant = merchant->name;
 
 	switch (store_bill(&bill, SOURCE_NOTIFICATION, &stored))
 	{
@@ -319,6 +344,7 @@ apply_notification(Jsonb *body, bool *applied)
 typedef struct NotificationToApply
 {
 	Jsonb	   *body;
+	const Merchant *merchant;
 	bool		applied;
 	char	   *outcome;
 } NotificationToApply;
@@ -329,7 +355,7 @@ run_apply(void *arg, char **problem)
 {
 	NotificationToApply *n = (NotificationToApply *) arg;
 
-	n->outcome = apply_notification(n->body, &n->applied);
+	n->outcome = apply_notification(n->body, n->merchant, &n->applied);
 	return true;
 }
 
@@ -339,9 +365,9 @@ run_apply(void *arg, char **problem)
  * marked with the reason, and the INSERT goes on.
  */
 static char *
-apply_notification_safely(Jsonb *body, bool *applied)
+apply_notification_safely(Jsonb *body, const Merchant *merchant, bool *applied)
 {
-	NotificationToApply n = {body, false, NULL};
+	NotificationToApply n = {body, merchant, false, NULL};
 	char	   *problem = NULL;
 
 	if (!qiwi_guarded(run_apply, &n, GUARD_ALL_BUT_CANCEL, &problem))
@@ -373,6 +399,7 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 	bool		verified = false;
 	bool		applied = false;
 	Jsonb	   *body = NULL;
+	const Merchant *merchant = NULL;
 	int			columns[3];
 	Datum		values[3];
 	bool		nulls[3];
@@ -414,9 +441,15 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 		{
 			text	   *signature = DatumGetTextPP(d);
 
-			use_secret(NULL, 0);
-			verified = signature_matches(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
-										 body, &problem);
+			merchant = notification_merchant(body, &problem);
+			if (merchant != NULL)
+			{
+				const char *key = merchant_value(merchant, bill_option_secret_key);
+
+				signature_set_key_text(key ? key : "", key ? strlen(key) : 0);
+				verified = signature_matches(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
+											 body, &problem);
+			}
 		}
 	}
 
@@ -426,7 +459,7 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 				 errmsg("QIWI notification rejected: %s", problem),
 				 errhint("Only notifications signed with qiwi.secret_key are accepted.")));
 	if (verified)
-		problem = apply_notification_safely(body, &applied);
+		problem = apply_notification_safely(body, merchant, &applied);
 
 	columns[0] = col.verified;
 	values[0] = BoolGetDatum(verified);

@@ -9,21 +9,54 @@
 
 #include "utils/builtins.h"
 
-/* The due bills of a round and QIWI's answers about them */
+/* The due bills of a round, their merchants and QIWI's answers about them */
 typedef struct DueBills
 {
 	DueBill    *due;
+	const Merchant **merchants;
 	QiwiBill   *answers;
 } DueBills;
 
-/* Claim up to limit due bills, in a transaction (a ReconcileKind's claim) */
+/* The merchant options without which no bill can be checked */
+static int	required_options[1];
+
+/*
+ * Claim up to limit due bills of the merchants not in skip, in a
+ * transaction (a ReconcileKind's claim).  A bill whose merchant's server
+ * was dropped is a failed check, with the reason.
+ */
 static void *
-claim_due_bills(int limit, int *n)
+claim_due_bills(int limit, Datum skip, int *n)
 {
 	DueBills   *bills = palloc(sizeof(DueBills));
+	int			claimed;
+	int			kept = 0;
 
-	bills->due = store_due_bills(limit, n);
-	bills->answers = palloc0(sizeof(QiwiBill) * Max(*n, 1));
+	bills->due = store_due_bills(limit, skip, &claimed);
+	bills->merchants = palloc(sizeof(Merchant *) * Max(claimed, 1));
+	for (int i = 0; i < claimed; i++)
+	{
+		const char *name = bills->due[i].create.merchant;
+		const Merchant *merchant = NULL;
+
+		/* bills come in no merchant's order; a round has few merchants */
+		for (int j = 0; j < kept && merchant == NULL; j++)
+			if (strcmp(bills->merchants[j]->name, name) == 0)
+				merchant = bills->merchants[j];
+		if (merchant == NULL)
+			merchant = merchant_by_name(name);
+		if (merchant == NULL)
+		{
+			store_check_result(name, bills->due[i].bill_id, true,
+							   psprintf("merchant \"%s\" no longer exists: there is no server %s of the wrapper qiwi",
+										name, quote_identifier(name)));
+			continue;
+		}
+		bills->due[kept] = bills->due[i];
+		bills->merchants[kept++] = merchant;
+	}
+	*n = kept;
+	bills->answers = palloc0(sizeof(QiwiBill) * Max(kept, 1));
 	return bills;
 }
 
@@ -35,9 +68,9 @@ due_bill_operation(void *items, int i, QiwiOperation *op)
 	DueBill    *due = &bills->due[i];
 
 	if (due->creating)
-		bill_create_operation(&due->create, false, &bills->answers[i], op);
+		bill_create_operation(bills->merchants[i], &due->create, false, &bills->answers[i], op);
 	else
-		bill_get_operation(due->bill_id, &bills->answers[i], op);
+		bill_get_operation(bills->merchants[i], due->bill_id, &bills->answers[i], op);
 }
 
 /*
@@ -46,14 +79,14 @@ due_bill_operation(void *items, int i, QiwiOperation *op)
  * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
  */
 static void
-record_failure(const DueBill *due, const QiwiError *error, bool *auth_failed)
+record_failure(const DueBill *due, const QiwiError *error, bool *key_refused)
 {
 	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-		*auth_failed = true;
+		*key_refused = true;
 	else if (due->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
-		store_create_failed(due->bill_id, error->message);
+		store_create_failed(due->create.merchant, due->bill_id, error->message);
 	else
-		store_check_result(due->bill_id, true, error->message);
+		store_check_result(due->create.merchant, due->bill_id, true, error->message);
 }
 
 
@@ -63,7 +96,7 @@ record_failure(const DueBill *due, const QiwiError *error, bool *auth_failed)
  */
 static bool
 record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *resp,
-				   bool *failed, bool *auth_failed)
+				   bool *failed, bool *key_refused)
 {
 	DueBill    *due = &((DueBills *) items)->due[i];
 	QiwiBill	bill;
@@ -75,7 +108,7 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 	if (!qiwi_exchange_answer(op, resp, &error))
 	{
 		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
-		record_failure(due, &error, auth_failed);
+		record_failure(due, &error, key_refused);
 		return false;
 	}
 	bill = *(QiwiBill *) op->result;
@@ -83,7 +116,7 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 								 due->create.currency);
 	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
 	{
-		store_check_result(due->bill_id, false, NULL);
+		store_check_result(due->create.merchant, due->bill_id, false, NULL);
 		return false;
 	}
 	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
@@ -101,6 +134,8 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 
 static const ReconcileKind bill_kind = {
 	.what = "bills",
+	.required_options = required_options,
+	.nrequired = 1,
 	.claim = claim_due_bills,
 	.operation = due_bill_operation,
 	.record = record_bill_answer,
@@ -110,5 +145,6 @@ static const ReconcileKind bill_kind = {
 void
 bill_reconcile_init(void)
 {
+	required_options[0] = bill_option_secret_key;
 	reconciler_add_kind(&bill_kind);
 }

@@ -229,6 +229,13 @@ create_bill_arguments(FunctionCallInfo fcinfo, QiwiCreateBillArgs *args)
 	args->custom_fields = arg_optional_custom_fields(fcinfo, 8, "custom_fields", &bill_limits);
 }
 
+/* The merchant named by argument argno (NULL or absent: the default one) */
+static const Merchant *
+merchant_argument(FunctionCallInfo fcinfo, int argno)
+{
+	return merchant_for_call(argno < PG_NARGS() ? arg_optional_text(fcinfo, argno, "merchant") : NULL);
+}
+
 /* The customer object QIWI would echo for these arguments, or NULL */
 static Jsonb *
 customer_jsonb(const QiwiCreateBillArgs *args)
@@ -270,8 +277,11 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 {
 	QiwiCreateBillArgs args;
 	QiwiBill	bill;
+	const Merchant *merchant;
 
 	create_bill_arguments(fcinfo, &args);
+	merchant = merchant_argument(fcinfo, 9);
+	args.merchant = merchant->name;
 	require_writable("record a bill to create");
 	if (!store_bill_intent(&args, customer_jsonb(&args)))
 		ereport(ERROR,
@@ -306,11 +316,14 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	QiwiError	error;
 	QiwiOperation op;
 	StoredBill	stored;
+	const Merchant *merchant;
 
 	create_bill_arguments(fcinfo, &args);
 	success_url = arg_optional_url(fcinfo, 9, "success_url");
+	merchant = merchant_argument(fcinfo, 10);
+	args.merchant = merchant->name;
 	require_writable("create a bill");
-	if (store_lock_bill(args.bill_id, &stored) &&
+	if (store_lock_bill(merchant->name, args.bill_id, &stored) &&
 		!qiwi_same_money(stored.amount, stored.currency, args.amount, args.currency))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -320,7 +333,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 						   qiwi_format_amount(args.amount), args.currency),
 				 errhint("Use a new bill_id for a new bill.")));
 
-	bill_create_operation(&args, true, &bill, &op);
+	bill_create_operation(merchant, &args, true, &bill, &op);
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	record_bill(&bill);
@@ -336,12 +349,13 @@ Datum
 qiwi_bill_status(PG_FUNCTION_ARGS)
 {
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
+	const Merchant *merchant = merchant_argument(fcinfo, 1);
 	QiwiBill	bill;
 	QiwiError	error;
 	QiwiOperation op;
 
 	ledger_require_ready();
-	bill_get_operation(bill_id, &bill, &op);
+	bill_get_operation(merchant, bill_id, &bill, &op);
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("the status of bill \"%s\"", bill_id)))
@@ -354,13 +368,14 @@ Datum
 qiwi_cancel_bill(PG_FUNCTION_ARGS)
 {
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
+	const Merchant *merchant = merchant_argument(fcinfo, 1);
 	QiwiBill	bill;
 	QiwiError	error;
 	StoredBill	stored;
 
 	require_writable("cancel a bill");
-	(void) store_lock_bill(bill_id, &stored);
-	if (!bill_reject(bill_id, &bill, &error))
+	(void) store_lock_bill(merchant->name, bill_id, &stored);
+	if (!bill_reject(merchant, bill_id, &bill, &error))
 		qiwi_raise(&error);
 	record_bill(&bill);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
@@ -374,6 +389,7 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
 	Numeric		amount = arg_required_amount(fcinfo, 2, "amount", &bill_limits);
 	char	   *currency = arg_required_currency(fcinfo, 3, "currency");
+	const Merchant *merchant = merchant_argument(fcinfo, 4);
 	QiwiRefund	refund;
 	QiwiError	error;
 	QiwiOperation op;
@@ -382,9 +398,9 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	StoredBill	stored;
 
 	require_writable("refund a bill");
-	(void) store_lock_bill(bill_id, &stored);
+	(void) store_lock_bill(merchant->name, bill_id, &stored);
 	/* more than is left to return is refused here when our tables show it */
-	if (store_refund_headroom(bill_id, refund_id, &paid, &refunded))
+	if (store_refund_headroom(merchant->name, bill_id, refund_id, &paid, &refunded))
 	{
 		Numeric		total = DatumGetNumeric(DirectFunctionCall2(numeric_add,
 																NumericGetDatum(refunded),
@@ -404,7 +420,7 @@ qiwi_refund(PG_FUNCTION_ARGS)
 							   qiwi_format_amount(amount))));
 	}
 
-	bill_refund_operation(bill_id, refund_id, amount, currency, &refund, &op);
+	bill_refund_operation(merchant, bill_id, refund_id, amount, currency, &refund, &op);
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 
@@ -418,12 +434,13 @@ qiwi_refund_status(PG_FUNCTION_ARGS)
 {
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
 	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
+	const Merchant *merchant = merchant_argument(fcinfo, 2);
 	QiwiRefund	refund;
 	QiwiError	error;
 	QiwiOperation op;
 
 	ledger_require_ready();
-	bill_get_refund_operation(bill_id, refund_id, &refund, &op);
+	bill_get_refund_operation(merchant, bill_id, refund_id, &refund, &op);
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	if (can_record(psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id)))
@@ -524,14 +541,19 @@ qiwi_payment_form_url(PG_FUNCTION_ARGS)
 	Jsonb	   *custom_fields = arg_optional_custom_fields(fcinfo, 7, "custom_fields", &bill_limits);
 	char	   *lifetime = optional_lifetime(fcinfo, 8, "lifetime");
 	char	   *success_url = arg_optional_url(fcinfo, 9, "success_url");
+	const Merchant *merchant = merchant_argument(fcinfo, 10);
 	char	   *url;
 
 	if (public_key == NULL)
-		public_key = qiwi_public_key;
-	if (public_key == NULL || public_key[0] == '\0')
+		public_key = (char *) merchant_value(merchant, bill_option_public_key);
+	if (public_key == NULL && merchant->server == InvalidOid)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("public_key must not be NULL when qiwi.public_key is not set")));
+	if (public_key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("public_key must not be NULL when merchant \"%s\" has no public_key", merchant->name)));
 	arg_check_no_control_chars(public_key, "public_key");
 	if (comment != NULL)
 		arg_check_length(comment, QIWI_MAX_COMMENT_LENGTH, "comment");
@@ -632,7 +654,7 @@ bill_init(void)
 							   "Base URL of the QIWI API.",
 							   "The Bill Payments endpoints are appended to it.",
 							   &qiwi_api_url,
-							   "https://api.qiwi.com",
+							   QIWI_DEFAULT_API_URL,
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
@@ -647,5 +669,6 @@ bill_init(void)
 							   NULL, NULL, NULL);
 
 	notification_init();
+	bill_define_merchant_options();
 	bill_reconcile_init();
 }

@@ -60,18 +60,19 @@ prepare_plans(Oid schema)
 		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID
 	};
-	Oid			refund_types[REFUND_NARGS] = {
-		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID
+	Oid			refund_types[REFUND_NARGS + 1] = {
+		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID
 	};
-	Oid			record_types[BILL_NARGS + 2];
-	Oid			check_types[5] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
-	Oid			int_type[1] = {INT4OID};
-	Oid			event_types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Oid			intent_types[7] = {TEXTOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID};
+	Oid			record_types[BILL_NARGS + 3];
+	Oid			check_types[6] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID, TEXTOID};
+	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
+	Oid			event_types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			intent_types[8] = {TEXTOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
 
 	memcpy(record_types, bill_types, sizeof(bill_types));
 	record_types[BILL_NARGS] = FLOAT8OID;	/* seconds until the first check */
 	record_types[BILL_NARGS + 1] = BOOLOID; /* from a notification */
+	record_types[BILL_NARGS + 2] = TEXTOID; /* the merchant */
 
 	if (plans_schema == schema && bill_record_plan != NULL)
 		return;
@@ -94,9 +95,9 @@ prepare_plans(Oid schema)
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
 		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
 		" failures = 0, last_error = NULL"
-		" WHERE bill_id = $1 AND status = $5 AND amount = $3 AND currency = $4",
+		" WHERE merchant = $15 AND bill_id = $1 AND status = $5 AND amount = $3 AND currency = $4",
 		nsp, bill_columns),
-		BILL_NARGS, record_types);
+		BILL_NARGS + 3, record_types);
 
 	/*
 	 * Otherwise lock the bill's row, decide and update in one statement.
@@ -113,7 +114,7 @@ prepare_plans(Oid schema)
 		"WITH old AS (SELECT status, amount, currency, site_id,"
 		"  amount = $3 AND currency = $4 AS same_money,"
 		"  NOT $14 OR site_id IS NULL OR $2 IS NULL OR site_id = $2 AS same_site"
-		"  FROM %1$s.qiwi_bills WHERE bill_id = $1 FOR UPDATE),"
+		"  FROM %1$s.qiwi_bills WHERE merchant = $15 AND bill_id = $1 FOR UPDATE),"
 		" upd AS (UPDATE %1$s.qiwi_bills b SET"
 		"  site_id = CASE WHEN $14 THEN coalesce(b.site_id, $2) ELSE $2 END,"
 		"  status = $5,"
@@ -125,7 +126,7 @@ prepare_plans(Oid schema)
 		"  customer = CASE WHEN $14 THEN coalesce(b.customer, $11) ELSE $11 END,"
 		"  custom_fields = CASE WHEN $14 THEN coalesce(b.custom_fields, $12) ELSE $12 END,"
 		"  checked_at = clock_timestamp(), failures = 0, last_error = NULL"
-		"  FROM old WHERE b.bill_id = $1 AND old.same_money AND old.same_site"
+		"  FROM old WHERE b.merchant = $15 AND b.bill_id = $1 AND old.same_money AND old.same_site"
 		"  AND ((old.status = $5 AND NOT $14)"
 		"   OR (old.status IN ('WAITING', 'CREATING', 'CREATE_FAILED') AND $5 <> old.status))"
 		"  RETURNING 1),"
@@ -133,36 +134,36 @@ prepare_plans(Oid schema)
 		"  status = 'MISMATCH', qiwi_amount = $3, qiwi_currency = $4, qiwi_status = $5,"
 		"  status_changed_at = CASE WHEN old.status = 'MISMATCH' THEN b.status_changed_at ELSE clock_timestamp() END,"
 		"  checked_at = clock_timestamp(), failures = 0, last_error = NULL"
-		"  FROM old WHERE b.bill_id = $1 AND NOT old.same_money AND old.same_site"
+		"  FROM old WHERE b.merchant = $15 AND b.bill_id = $1 AND NOT old.same_money AND old.same_site"
 		"  AND old.status IN ('WAITING', 'CREATING', 'CREATE_FAILED', 'MISMATCH')"
 		"  RETURNING 1)"
 		" SELECT old.status, old.amount, old.currency, old.same_money, old.same_site,"
 		"  (SELECT count(*) FROM upd) + (SELECT count(*) FROM mis)"
 		" FROM old", nsp),
-		BILL_NARGS + 2, record_types);
+		BILL_NARGS + 3, record_types);
 	bill_insert_plan = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_bills (%s, checked_at, next_check_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
+		"INSERT INTO %s.qiwi_bills (merchant, %s, checked_at, next_check_at)"
+		" VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
 		" clock_timestamp() + make_interval(secs => $13))"
-		" ON CONFLICT (bill_id) DO NOTHING", nsp, bill_columns),
-		BILL_NARGS + 1, record_types);
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", nsp, bill_columns),
+		BILL_NARGS + 3, record_types);
 	bill_lock_plan = ledger_prepare(psprintf(
-		"SELECT status, amount, currency FROM %s.qiwi_bills WHERE bill_id = $1 FOR UPDATE", nsp),
-		1, event_types);
+		"SELECT status, amount, currency FROM %s.qiwi_bills WHERE merchant = $1 AND bill_id = $2 FOR UPDATE", nsp),
+		2, event_types);
 	refund_upsert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_refunds AS r (bill_id, refund_id, amount, currency,"
-		" status, created_at, checked_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())"
-		" ON CONFLICT (bill_id, refund_id) DO UPDATE SET"
+		" status, created_at, checked_at, merchant)"
+		" VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7)"
+		" ON CONFLICT (merchant, bill_id, refund_id) DO UPDATE SET"
 		" amount = EXCLUDED.amount, currency = EXCLUDED.currency,"
 		" status = EXCLUDED.status,"
 		" created_at = coalesce(EXCLUDED.created_at, r.created_at),"
 		" checked_at = EXCLUDED.checked_at", nsp),
-		REFUND_NARGS, refund_types);
+		REFUND_NARGS + 1, refund_types);
 	event_insert_plan = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_bill_events (bill_id, old_status, new_status, source)"
-		" VALUES ($1, $2, $3, $4)", nsp),
-		4, event_types);
+		"INSERT INTO %s.qiwi_bill_events (bill_id, old_status, new_status, source, merchant)"
+		" VALUES ($1, $2, $3, $4, $5)", nsp),
+		5, event_types);
 
 	/*
 	 * A WAITING bill is checked again after base * 2^checks (capped), a
@@ -180,33 +181,36 @@ prepare_plans(Oid schema)
 		"  ELSE least(clock_timestamp() + make_interval(secs => least($5, $4 * power(2, least(CASE WHEN $2 THEN failures + 1 ELSE check_count + 1 END, 30)))),"
 		"             coalesce(expires_at + interval '1 second', 'infinity'))"
 		"  END"
-		" WHERE bill_id = $1 AND status IN ('WAITING', 'CREATING')", nsp),
-		5, check_types);
+		" WHERE merchant = $6 AND bill_id = $1 AND status IN ('WAITING', 'CREATING')", nsp),
+		6, check_types);
+	/* the merchants in $2 are left alone (QIWI refused their key, or they have none) */
 	due_bills_plan = ledger_prepare(psprintf(
-		"SELECT bill_id, status, amount, currency, expires_at, comment, customer, custom_fields"
-		" FROM %s.qiwi_bills"
+		"SELECT bill_id, status, amount, currency, expires_at, comment, customer, custom_fields,"
+		" merchant FROM %s.qiwi_bills"
 		" WHERE status IN ('WAITING', 'CREATING') AND next_check_at <= clock_timestamp()"
+		" AND merchant <> ALL ($2)"
 		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp),
-		1, int_type);
+		2, due_types);
 	make_due_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
 		" WHERE status IN ('WAITING', 'CREATING')", nsp),
 		0, NULL);
 	refund_headroom_plan = ledger_prepare(psprintf(
 		"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"
-		" FROM %1$s.qiwi_bills b LEFT JOIN %1$s.qiwi_refunds r ON r.bill_id = b.bill_id"
-		" WHERE b.bill_id = $1 GROUP BY b.amount", nsp),
-		2, event_types);
+		" FROM %1$s.qiwi_bills b LEFT JOIN %1$s.qiwi_refunds r"
+		"  ON r.merchant = b.merchant AND r.bill_id = b.bill_id"
+		" WHERE b.merchant = $3 AND b.bill_id = $1 GROUP BY b.amount", nsp),
+		3, event_types);
 	intent_insert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_bills (bill_id, amount, currency, status, expires_at, comment,"
-		" customer, custom_fields, checked_at, next_check_at)"
-		" VALUES ($1, $2, $3, 'CREATING', $4, $5, $6, $7, clock_timestamp(), clock_timestamp())"
-		" ON CONFLICT (bill_id) DO NOTHING", nsp),
-		7, intent_types);
+		" customer, custom_fields, checked_at, next_check_at, merchant)"
+		" VALUES ($1, $2, $3, 'CREATING', $4, $5, $6, $7, clock_timestamp(), clock_timestamp(), $8)"
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", nsp),
+		8, intent_types);
 	create_failed_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET status = 'CREATE_FAILED', last_error = $2, checked_at = clock_timestamp()"
-		" WHERE bill_id = $1 AND status = 'CREATING'", nsp),
-		2, event_types);
+		" WHERE merchant = $3 AND bill_id = $1 AND status = 'CREATING'", nsp),
+		3, event_types);
 	plans_schema = schema;
 }
 
@@ -236,22 +240,25 @@ source_name(StoreSource source)
 
 /* Record a status change in qiwi_bill_events and announce it at commit */
 static void
-record_event(const char *bill_id, const char *old_status, const char *new_status,
-			 StoreSource source)
+record_event(const char *merchant, const char *bill_id, const char *old_status,
+			 const char *new_status, StoreSource source)
 {
-	Datum		values[4];
-	char		nulls[5] = "    ";
+	Datum		values[5];
+	char		nulls[6] = "     ";
 	StringInfoData payload;
 
 	values[0] = CStringGetTextDatum(bill_id);
 	values[1] = ledger_text_or_null(old_status, &nulls[1]);
 	values[2] = CStringGetTextDatum(new_status);
 	values[3] = CStringGetTextDatum(source_name(source));
+	values[4] = CStringGetTextDatum(merchant);
 	ledger_run(event_insert_plan, values, nulls, SPI_OK_INSERT);
 
 	initStringInfo(&payload);
 	appendStringInfoString(&payload, "{\"bill_id\":");
 	escape_json(&payload, bill_id);
+	appendStringInfoString(&payload, ",\"merchant\":");
+	escape_json(&payload, merchant);
 	appendStringInfoString(&payload, ",\"status\":");
 	escape_json(&payload, new_status);
 	appendStringInfoString(&payload, ",\"source\":");
@@ -271,8 +278,8 @@ record_event(const char *bill_id, const char *old_status, const char *new_status
 StoreOutcome
 store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 {
-	Datum		values[BILL_NARGS + 2];
-	char		nulls[BILL_NARGS + 3];
+	Datum		values[BILL_NARGS + 3];
+	char		nulls[BILL_NARGS + 4];
 	OwnerContext ctx;
 	StoreOutcome outcome;
 	char	   *old_status = NULL;
@@ -282,8 +289,8 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	bool		same_site = true;
 	int64		moved = 0;
 
-	memset(nulls, ' ', BILL_NARGS + 2);
-	nulls[BILL_NARGS + 2] = '\0';
+	memset(nulls, ' ', BILL_NARGS + 3);
+	nulls[BILL_NARGS + 3] = '\0';
 	values[0] = CStringGetTextDatum(bill->bill_id);
 	values[1] = ledger_text_or_null(bill->site_id, &nulls[1]);
 	values[2] = NumericGetDatum(bill->amount);
@@ -305,6 +312,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	values[12] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 
 	values[13] = BoolGetDatum(source == SOURCE_NOTIFICATION);
+	values[14] = CStringGetTextDatum(bill->merchant);
 
 	begin_bill_ledger(&ctx);
 	if (source != SOURCE_NOTIFICATION &&
@@ -362,9 +370,9 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 		outcome = STORE_STALE;	/* final already; never replaced */
 
 	if (outcome == STORE_INSERTED || outcome == STORE_ADVANCED)
-		record_event(bill->bill_id, old_status, bill->status, source);
+		record_event(bill->merchant, bill->bill_id, old_status, bill->status, source);
 	else if (outcome == STORE_MISMATCH && moved > 0 && strcmp(old_status, "MISMATCH") != 0)
-		record_event(bill->bill_id, old_status, "MISMATCH", source);
+		record_event(bill->merchant, bill->bill_id, old_status, "MISMATCH", source);
 	ledger_end(&ctx);
 
 	if (stored != NULL)
@@ -396,9 +404,9 @@ store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored
  * shows now, before anything is sent); false if the bill is unknown.
  */
 bool
-store_lock_bill(const char *bill_id, StoredBill *stored)
+store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored)
 {
-	Datum		values[1] = {CStringGetTextDatum(bill_id)};
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
 	OwnerContext ctx;
 	bool		known;
 
@@ -425,12 +433,12 @@ store_lock_bill(const char *bill_id, StoredBill *stored)
 void
 store_refund(const QiwiRefund *refund)
 {
-	Datum		values[REFUND_NARGS];
-	char		nulls[REFUND_NARGS + 1];
+	Datum		values[REFUND_NARGS + 1];
+	char		nulls[REFUND_NARGS + 2];
 	OwnerContext ctx;
 
-	memset(nulls, ' ', REFUND_NARGS);
-	nulls[REFUND_NARGS] = '\0';
+	memset(nulls, ' ', REFUND_NARGS + 1);
+	nulls[REFUND_NARGS + 1] = '\0';
 	values[0] = CStringGetTextDatum(refund->bill_id);
 	values[1] = CStringGetTextDatum(refund->refund_id);
 	values[2] = NumericGetDatum(refund->amount);
@@ -438,6 +446,7 @@ store_refund(const QiwiRefund *refund)
 	values[4] = CStringGetTextDatum(refund->status);
 	values[5] = TimestampTzGetDatum(refund->created_at);
 	nulls[5] = refund->has_created_at ? ' ' : 'n';
+	values[6] = CStringGetTextDatum(refund->merchant);
 
 	begin_bill_ledger(&ctx);
 	ledger_run(refund_upsert_plan, values, nulls, SPI_OK_INSERT);
@@ -446,10 +455,10 @@ store_refund(const QiwiRefund *refund)
 
 /* Record a reconciler check that left a bill WAITING, or that failed */
 void
-store_check_result(const char *bill_id, bool failed, const char *error)
+store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
 {
-	Datum		values[5];
-	char		nulls[6] = "     ";
+	Datum		values[6];
+	char		nulls[7] = "      ";
 	OwnerContext ctx;
 
 	values[0] = CStringGetTextDatum(bill_id);
@@ -457,6 +466,7 @@ store_check_result(const char *bill_id, bool failed, const char *error)
 	values[2] = ledger_text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[2]);
 	values[3] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[4] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	values[5] = CStringGetTextDatum(merchant);
 	begin_bill_ledger(&ctx);
 	ledger_run(check_result_plan, values, nulls, SPI_OK_UPDATE);
 	ledger_end(&ctx);
@@ -481,9 +491,9 @@ jsonb_string_member(Jsonb *object, const char *key)
  * ones to check, CREATING ones to create (with what to create); *n of them.
  */
 DueBill *
-store_due_bills(int limit, int *n)
+store_due_bills(int limit, Datum skip_merchants, int *n)
 {
-	Datum		values[1] = {Int32GetDatum(limit)};
+	Datum		values[2] = {Int32GetDatum(limit), skip_merchants};
 	OwnerContext ctx;
 	DueBill    *due;
 
@@ -502,6 +512,7 @@ store_due_bills(int limit, int *n)
 		due[i].bill_id = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
 		due[i].creating = strcmp(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)), "CREATING") == 0;
 		due[i].create.bill_id = due[i].bill_id;
+		due[i].create.merchant = TextDatumGetCString(SPI_getbinval(row, desc, 9, &isnull));
 		due[i].create.amount = DatumGetNumericCopy(SPI_getbinval(row, desc, 3, &isnull));
 		due[i].create.currency = TextDatumGetCString(SPI_getbinval(row, desc, 4, &isnull));
 		if (due[i].creating)
@@ -530,8 +541,8 @@ store_due_bills(int limit, int *n)
 bool
 store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 {
-	Datum		values[7];
-	char		nulls[8] = "       ";
+	Datum		values[8];
+	char		nulls[9] = "        ";
 	OwnerContext ctx;
 	bool		inserted;
 
@@ -544,25 +555,27 @@ store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 	nulls[5] = customer ? ' ' : 'n';
 	values[6] = PointerGetDatum(args->custom_fields);
 	nulls[6] = args->custom_fields ? ' ' : 'n';
+	values[7] = CStringGetTextDatum(args->merchant);
 
 	begin_bill_ledger(&ctx);
 	inserted = ledger_run(intent_insert_plan, values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)
-		record_event(args->bill_id, NULL, "CREATING", SOURCE_CALL);
+		record_event(args->merchant, args->bill_id, NULL, "CREATING", SOURCE_CALL);
 	ledger_end(&ctx);
 	return inserted;
 }
 
 /* QIWI refused to create a CREATING bill: record why */
 void
-store_create_failed(const char *bill_id, const char *reason)
+store_create_failed(const char *merchant, const char *bill_id, const char *reason)
 {
-	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(qiwi_redact_secrets(reason))};
+	Datum		values[3] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(qiwi_redact_secrets(reason)),
+	CStringGetTextDatum(merchant)};
 	OwnerContext ctx;
 
 	begin_bill_ledger(&ctx);
 	if (ledger_run(create_failed_plan, values, NULL, SPI_OK_UPDATE) > 0)
-		record_event(bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
+		record_event(merchant, bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
 	ledger_end(&ctx);
 }
 
@@ -584,10 +597,11 @@ store_make_all_due(void)
  * what other refunds than refund_id returned.  False if the bill is unknown.
  */
 bool
-store_refund_headroom(const char *bill_id, const char *refund_id,
+store_refund_headroom(const char *merchant, const char *bill_id, const char *refund_id,
 					  Numeric *paid, Numeric *refunded)
 {
-	Datum		values[2] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(refund_id)};
+	Datum		values[3] = {CStringGetTextDatum(bill_id), CStringGetTextDatum(refund_id),
+	CStringGetTextDatum(merchant)};
 	OwnerContext ctx;
 	bool		known;
 

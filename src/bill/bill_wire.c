@@ -28,6 +28,12 @@ const ArgLimits bill_limits = {
 	.max_lifetime_days = QIWI_MAX_LIFETIME_DAYS,
 };
 
+/* The options a merchant has for this API (merchant_define_option numbers) */
+int			bill_option_api_url;
+int			bill_option_site_id;
+int			bill_option_public_key;
+int			bill_option_secret_key;
+
 /* ---------- objects ---------- */
 
 /* Is this one of the final bill statuses of seed 001? */
@@ -110,29 +116,41 @@ read_refund(const HttpResponse *resp, void *result, char **problem)
 
 /* ---------- requests ---------- */
 
-/* The secret key, or an error if the server has none configured */
+/* A merchant's secret key, or an error if it has none */
 static const char *
-require_secret_key(void)
+require_secret_key(const Merchant *merchant)
 {
-	if (qiwi_secret_key == NULL || qiwi_secret_key[0] == '\0')
+	const char *key = merchant_value(merchant, bill_option_secret_key);
+
+	if (key == NULL && merchant->server == InvalidOid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("qiwi.secret_key is not set"),
 				 errhint("Put the key in a file readable only by the server's user and name it in qiwi.secret_key_file (see \"Holding keys\" in the README).")));
-	return qiwi_secret_key;
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("merchant \"%s\" has no secret_key", merchant->name),
+				 errhint("A superuser gives it with CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (secret_key '...'); a mapping for a single role is not used.",
+						 quote_identifier(merchant->name))));
+	return key;
 }
 
-/* URL of a bill, or of one of its sub-resources when suffix is given */
+/* URL of a merchant's bill, or of one of its sub-resources when suffix is given */
 static char *
-bill_url(const char *bill_id, const char *suffix)
+bill_url(const Merchant *merchant, const char *bill_id, const char *suffix)
 {
 	StringInfoData url;
-	size_t		base_len = strlen(qiwi_api_url);
+	const char *base = merchant_value(merchant, bill_option_api_url);
+	size_t		base_len;
 
-	while (base_len > 0 && qiwi_api_url[base_len - 1] == '/')
+	if (base == NULL)
+		base = QIWI_DEFAULT_API_URL;
+	base_len = strlen(base);
+	while (base_len > 0 && base[base_len - 1] == '/')
 		base_len--;
 	initStringInfo(&url);
-	appendBinaryStringInfo(&url, qiwi_api_url, base_len);
+	appendBinaryStringInfo(&url, base, base_len);
 	appendStringInfoString(&url, QIWI_BILLS_PATH);
 	appendStringInfoString(&url, http_escape_path_segment(bill_id));
 	if (suffix != NULL)
@@ -140,11 +158,11 @@ bill_url(const char *bill_id, const char *suffix)
 	return url.data;
 }
 
-/* URL of one refund of a bill */
+/* URL of one refund of a merchant's bill */
 static char *
-refund_url(const char *bill_id, const char *refund_id)
+refund_url(const Merchant *merchant, const char *bill_id, const char *refund_id)
 {
-	return bill_url(bill_id, psprintf("/refunds/%s", http_escape_path_segment(refund_id)));
+	return bill_url(merchant, bill_id, psprintf("/refunds/%s", http_escape_path_segment(refund_id)));
 }
 
 /* The JSON body of PUT bills/{billId}; absent optional members are omitted */
@@ -188,18 +206,20 @@ create_bill_body(const QiwiCreateBillArgs *args)
 }
 
 /*
- * Start an operation: its request, with the headers every Bill Payments
- * call carries (JSON, and the key as a Bearer token), and what it does.
+ * Start an operation for a merchant: its request, with the headers every
+ * Bill Payments call carries (JSON, and the merchant's key as a Bearer
+ * token), and what it does.
  */
 static void
-bill_operation(QiwiOperation *op, HttpMethod method, char *url, char *body,
-			   char *context, const char *retry_hint)
+bill_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method, char *url,
+			   char *body, char *context, const char *retry_hint)
 {
 	const char **headers = palloc(sizeof(char *) * 2);
 
 	memset(op, 0, sizeof(*op));
 	headers[0] = "Accept: application/json";
-	headers[1] = psprintf("Authorization: Bearer %s", require_secret_key());
+	headers[1] = psprintf("Authorization: Bearer %s", require_secret_key(merchant));
+	op->merchant = merchant;
 	op->request.method = method;
 	op->request.url = url;
 	op->request.body = body;
@@ -214,9 +234,9 @@ bill_operation(QiwiOperation *op, HttpMethod method, char *url, char *body,
 
 /* ---------- answers ---------- */
 
-/* Parse the Bill object answered for expected_bill_id */
+/* Parse the Bill object answered for a merchant's expected_bill_id */
 static bool
-parse_bill(const HttpResponse *resp, const char *expected_bill_id,
+parse_bill(const HttpResponse *resp, const char *expected_bill_id, const char *merchant,
 		   const char *context, QiwiBill *bill, QiwiError *error)
 {
 	char	   *problem = NULL;
@@ -226,12 +246,13 @@ parse_bill(const HttpResponse *resp, const char *expected_bill_id,
 	if (strcmp(bill->bill_id, expected_bill_id) != 0)
 		return qiwi_malformed(error, context,
 						 psprintf("the answer is about bill \"%s\"", bill->bill_id));
+	bill->merchant = merchant;
 	return true;
 }
 
 /* Parse a Refund object answered for bill_id / expected_refund_id */
 static bool
-parse_refund(const HttpResponse *resp, const char *bill_id,
+parse_refund(const HttpResponse *resp, const char *bill_id, const char *merchant,
 			 const char *expected_refund_id, const char *context,
 			 QiwiRefund *refund, QiwiError *error)
 {
@@ -239,6 +260,7 @@ parse_refund(const HttpResponse *resp, const char *bill_id,
 
 	memset(refund, 0, sizeof(*refund));
 	refund->bill_id = pstrdup(bill_id);
+	refund->merchant = merchant;
 	if (!qiwi_read_answer(read_refund, resp, refund, &problem))
 		return qiwi_malformed(error, context, problem);
 	if (strcmp(refund->refund_id, expected_refund_id) != 0)
@@ -272,7 +294,8 @@ same_money(Numeric amount, const char *currency, Numeric asked, const char *aske
 static bool
 read_bill_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	return parse_bill(resp, (const char *) op->args, op->context, (QiwiBill *) op->result, error);
+	return parse_bill(resp, (const char *) op->args, op->merchant->name, op->context,
+					  (QiwiBill *) op->result, error);
 }
 
 /* Reader of a create answer: the bill, for the money asked */
@@ -282,7 +305,7 @@ read_created_bill(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	const QiwiCreateBillArgs *args = (const QiwiCreateBillArgs *) op->args;
 	QiwiBill   *bill = (QiwiBill *) op->result;
 
-	return parse_bill(resp, args->bill_id, op->context, bill, error) &&
+	return parse_bill(resp, args->bill_id, op->merchant->name, op->context, bill, error) &&
 		same_money(bill->amount, bill->currency, args->amount, args->currency,
 				   op->context, "bill", error);
 }
@@ -303,7 +326,8 @@ read_refund_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error
 	const RefundAsked *asked = (const RefundAsked *) op->args;
 	QiwiRefund *refund = (QiwiRefund *) op->result;
 
-	return parse_refund(resp, asked->bill_id, asked->refund_id, op->context, refund, error) &&
+	return parse_refund(resp, asked->bill_id, op->merchant->name, asked->refund_id, op->context,
+						refund, error) &&
 		(asked->amount == NULL ||
 		 same_money(refund->amount, refund->currency, asked->amount, asked->currency,
 					op->context, "refund", error));
@@ -311,11 +335,12 @@ read_refund_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error
 
 /* ---------- operations ---------- */
 
-/* GET bills/{billId}: the bill as QIWI has it, into *bill */
+/* GET bills/{billId}: the merchant's bill as QIWI has it, into *bill */
 void
-bill_get_operation(const char *bill_id, QiwiBill *bill, QiwiOperation *op)
+bill_get_operation(const Merchant *merchant, const char *bill_id, QiwiBill *bill,
+				   QiwiOperation *op)
 {
-	bill_operation(op, HTTP_GET, bill_url(bill_id, NULL), NULL,
+	bill_operation(op, merchant, HTTP_GET, bill_url(merchant, bill_id, NULL), NULL,
 				   psprintf("get the status of bill \"%s\"", bill_id), READ_RETRY_HINT);
 	op->read = read_bill_answer;
 	op->args = bill_id;
@@ -329,10 +354,11 @@ bill_get_operation(const char *bill_id, QiwiBill *bill, QiwiOperation *op)
  * bookkeeping, which records it as MISMATCH.
  */
 void
-bill_create_operation(const QiwiCreateBillArgs *args, bool check_money, QiwiBill *bill,
-					  QiwiOperation *op)
+bill_create_operation(const Merchant *merchant, const QiwiCreateBillArgs *args,
+					  bool check_money, QiwiBill *bill, QiwiOperation *op)
 {
-	bill_operation(op, HTTP_PUT, bill_url(args->bill_id, NULL), create_bill_body(args),
+	bill_operation(op, merchant, HTTP_PUT, bill_url(merchant, args->bill_id, NULL),
+				   create_bill_body(args),
 				   psprintf("create bill \"%s\"", args->bill_id), IDEMPOTENT_RETRY_HINT);
 	op->read = check_money ? read_created_bill : read_bill_answer;
 	op->args = check_money ? (const void *) args : (const void *) args->bill_id;
@@ -341,8 +367,9 @@ bill_create_operation(const QiwiCreateBillArgs *args, bool check_money, QiwiBill
 
 /* PUT bills/{billId}/refunds/{refundId}: return money of a paid bill */
 void
-bill_refund_operation(const char *bill_id, const char *refund_id, Numeric amount,
-					  const char *currency, QiwiRefund *refund, QiwiOperation *op)
+bill_refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
+					  Numeric amount, const char *currency, QiwiRefund *refund,
+					  QiwiOperation *op)
 {
 	RefundAsked *asked = palloc(sizeof(RefundAsked));
 	StringInfoData body;
@@ -353,7 +380,7 @@ bill_refund_operation(const char *bill_id, const char *refund_id, Numeric amount
 	append_json_member(&body, "currency", currency, &first);
 	append_json_member(&body, "value", qiwi_format_amount(amount), &first);
 	appendStringInfoString(&body, "}}");
-	bill_operation(op, HTTP_PUT, refund_url(bill_id, refund_id), body.data,
+	bill_operation(op, merchant, HTTP_PUT, refund_url(merchant, bill_id, refund_id), body.data,
 				   psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id),
 				   IDEMPOTENT_RETRY_HINT);
 	*asked = (RefundAsked) {bill_id, refund_id, amount, currency};
@@ -364,12 +391,12 @@ bill_refund_operation(const char *bill_id, const char *refund_id, Numeric amount
 
 /* GET bills/{billId}/refunds/{refundId} */
 void
-bill_get_refund_operation(const char *bill_id, const char *refund_id, QiwiRefund *refund,
-						  QiwiOperation *op)
+bill_get_refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
+						  QiwiRefund *refund, QiwiOperation *op)
 {
 	RefundAsked *asked = palloc(sizeof(RefundAsked));
 
-	bill_operation(op, HTTP_GET, refund_url(bill_id, refund_id), NULL,
+	bill_operation(op, merchant, HTTP_GET, refund_url(merchant, bill_id, refund_id), NULL,
 				   psprintf("get refund \"%s\" of bill \"%s\"", refund_id, bill_id),
 				   READ_RETRY_HINT);
 	*asked = (RefundAsked) {bill_id, refund_id, NULL, NULL};
@@ -386,12 +413,12 @@ bill_get_refund_operation(const char *bill_id, const char *refund_id, QiwiRefund
  * bill is asked for, and REJECTED counts as success.
  */
 bool
-bill_reject(const char *bill_id, QiwiBill *bill, QiwiError *error)
+bill_reject(const Merchant *merchant, const char *bill_id, QiwiBill *bill, QiwiError *error)
 {
 	QiwiOperation op;
 	QiwiError	get_error;
 
-	bill_operation(&op, HTTP_POST, bill_url(bill_id, "/reject"), NULL,
+	bill_operation(&op, merchant, HTTP_POST, bill_url(merchant, bill_id, "/reject"), NULL,
 				   psprintf("cancel bill \"%s\"", bill_id),
 				   "Check with qiwi_bill_status() whether the bill was cancelled before repeating the call.");
 	op.read = read_bill_answer;
@@ -401,6 +428,63 @@ bill_reject(const char *bill_id, QiwiBill *bill, QiwiError *error)
 		return true;
 	if (error->sqlstate != ERRCODE_QIWI_INVALID_REQUEST)
 		return false;
-	bill_get_operation(bill_id, bill, &op);
+	bill_get_operation(merchant, bill_id, bill, &op);
 	return qiwi_exchange(&op, &get_error) && strcmp(bill->status, "REJECTED") == 0;
+}
+
+/* ---------- merchants ---------- */
+
+/* Is this a URL the API can be reached at (a merchant's api_url)? */
+static bool
+check_api_url(const char *value, char **why)
+{
+	if (http_url_is_valid(value))
+		return true;
+	*why = pstrdup("api_url must be an http or https URL.");
+	return false;
+}
+
+/* Is this a siteId QIWI could sign (a merchant's site_id)? */
+static bool
+check_site_id(const char *value, char **why)
+{
+	/* '|' separates the fields of the signed string: it would make two readings */
+	if (value[0] != '\0' && strpbrk(value, "|\r\n\t") == NULL)
+		return true;
+	*why = pstrdup("site_id must be non-empty, without '|' or control characters.");
+	return false;
+}
+
+/* Is this a key a header can carry (secret_key, public_key)? */
+static bool
+check_key(const char *value, char **why)
+{
+	for (const char *c = value; *c != '\0'; c++)
+		if ((unsigned char) *c < 0x20 || *c == 0x7f)
+		{
+			*why = pstrdup("The key has a control character.");
+			return false;
+		}
+	if (value[0] != '\0' && strlen(value) <= 8192)
+		return true;
+	*why = pstrdup("The key must be non-empty and at most 8192 bytes.");
+	return false;
+}
+
+/*
+ * The options a merchant has for the Bill Payments API; the default
+ * merchant's are the qiwi.* settings (from _PG_init, after they exist).
+ */
+void
+bill_define_merchant_options(void)
+{
+	MerchantOptionDef api_url = {"api_url", MERCHANT_ON_SERVER, &qiwi_api_url, check_api_url};
+	MerchantOptionDef site_id = {"site_id", MERCHANT_ON_SERVER, &qiwi_site_id, check_site_id};
+	MerchantOptionDef public_key = {"public_key", MERCHANT_ON_SERVER, &qiwi_public_key, check_key};
+	MerchantOptionDef secret_key = {"secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, check_key};
+
+	bill_option_api_url = merchant_define_option(&api_url);
+	bill_option_site_id = merchant_define_option(&site_id);
+	bill_option_public_key = merchant_define_option(&public_key);
+	bill_option_secret_key = merchant_define_option(&secret_key);
 }

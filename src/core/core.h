@@ -4,6 +4,7 @@
  *		file of src/core.
  *
  * module.c      start-up and the keys: qiwi.secret_key, qiwi.secret_key_file, log redaction
+ * merchant.c    merchants: servers of the wrapper qiwi, their options and keys
  * transport.c   HTTP over kept-alive libcurl handles
  * exchange.c    the one path to QIWI: operations, retries, error classes
  * codecs.c      money, timestamps, JSON
@@ -20,6 +21,7 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -41,6 +43,46 @@
 /* the key in effect: qiwi.secret_key_file's, else qiwi.secret_key's */
 extern char *qiwi_secret_key;
 extern char *qiwi_redact_secrets(const char *text);
+
+/* ---------- merchant.c ---------- */
+
+/* The merchant of the qiwi.* settings, and the name no server may take */
+#define MERCHANT_DEFAULT "default"
+#define MERCHANT_MAX_OPTIONS 16
+
+/* Where an option is given: ids and endpoints on the server, keys on the mapping */
+typedef enum MerchantOptionPlace
+{
+	MERCHANT_ON_SERVER,
+	MERCHANT_ON_USER_MAPPING
+} MerchantOptionPlace;
+
+/* An option an API reads from its merchants */
+typedef struct MerchantOptionDef
+{
+	const char *name;
+	MerchantOptionPlace place;
+	char	  **setting;		/* the default merchant's value (a GUC), or NULL */
+	bool		(*check) (const char *value, char **why);	/* never shows value */
+} MerchantOptionDef;
+
+typedef struct Merchant
+{
+	char	   *name;			/* "default" or the server's name */
+	Oid			server;			/* InvalidOid for the default merchant */
+	Oid			owner;			/* the server's owner */
+	char	   *values[MERCHANT_MAX_OPTIONS];	/* by option number */
+} Merchant;
+
+extern int	merchant_define_option(const MerchantOptionDef *def);
+extern const Merchant *merchant_for_call(const char *name);
+extern const Merchant *merchant_by_name(const char *name);
+extern const Merchant *merchant_by_option(int option, const char *value, char **problem);
+extern const char *merchant_value(const Merchant *m, int option);
+extern List *merchant_unusable(const int *required, int nrequired);
+extern int	merchant_count(void);
+extern uint64 merchant_generation(void);
+extern int	merchant_secrets(const char ***list);
 
 /* ---------- transport.c ---------- */
 
@@ -129,6 +171,7 @@ struct QiwiOperation
 	HttpRequest request;
 	char	   *context;		/* what it does, for messages: "create bill \"x\"" */
 	const char *retry_hint;		/* the HINT when a retry is safe */
+	const Merchant *merchant;	/* whose credentials it carries */
 	bool		idempotent;		/* may be sent again after a failure */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
@@ -257,18 +300,22 @@ extern int	qiwi_reconcile_concurrency;
 extern int	qiwi_reconcile_batch_size;
 
 /*
- * A kind of thing to reconcile, registered by an API: how to claim its due
- * items (in a transaction), the operation for each (built with no
- * transaction open), and how to record an answer (in a transaction; true
- * if the item changed, *failed if the check failed).
+ * A kind of thing to reconcile, registered by an API: the merchant options
+ * it cannot work without, how to claim its due items (in a transaction;
+ * none of the merchants named in the text[] skip), the operation for each
+ * (built with no transaction open), and how to record an answer (in a
+ * transaction; true if the item changed, *failed if the check failed,
+ * *key_refused if QIWI refused the merchant's key).
  */
 typedef struct ReconcileKind
 {
 	const char *what;			/* "bills", for pg_stat_activity */
-	void	   *(*claim) (int limit, int *n);
+	const int  *required_options;
+	int			nrequired;
+	void	   *(*claim) (int limit, Datum skip, int *n);
 	void		(*operation) (void *items, int i, QiwiOperation *op);
 	bool		(*record) (void *items, int i, QiwiOperation *op, const HttpResponse *resp,
-						   bool *failed, bool *auth_failed);
+						   bool *failed, bool *key_refused);
 } ReconcileKind;
 
 extern void reconciler_init(void);

@@ -14,6 +14,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -181,7 +182,7 @@ error_from_transport(const HttpResponse *resp, const char *context,
 /* Turn a non-2xx HTTP answer, with or without QIWI's error JSON, into an error */
 static void
 error_from_status(const HttpResponse *resp, const char *context,
-				  const char *retry_hint, QiwiError *error)
+				  const char *retry_hint, const Merchant *merchant, QiwiError *error)
 {
 	char	   *problem = NULL;
 	ErrorAnswer answer = {0};
@@ -196,8 +197,17 @@ error_from_status(const HttpResponse *resp, const char *context,
 	if (resp->status == 401 || resp->status == 403)
 	{
 		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
-		reason = "QIWI refused the secret key";
-		error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
+		if (merchant == NULL || merchant->server == InvalidOid)
+		{
+			reason = "QIWI refused the secret key";
+			error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
+		}
+		else
+		{
+			reason = psprintf("QIWI refused the secret key of merchant \"%s\"", merchant->name);
+			error->hint = psprintf("Check the secret_key of the user mapping FOR PUBLIC of server %s.",
+								   quote_identifier(merchant->name));
+		}
 	}
 	else if (resp->status == 404)
 	{
@@ -261,19 +271,18 @@ qiwi_raise(const QiwiError *error)
 	pg_unreachable();
 }
 
-/* Is this a 2xx answer?  Otherwise fill *error with the failure's class */
+/* Is this a 2xx answer to op?  Otherwise fill *error with the failure's class */
 static bool
-answered_ok(const HttpResponse *resp, const char *context, const char *retry_hint,
-			QiwiError *error)
+answered_ok(const QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
 	if (resp->failure != HTTP_OK)
 	{
-		error_from_transport(resp, context, retry_hint, error);
+		error_from_transport(resp, op->context, op->retry_hint, error);
 		return false;
 	}
 	if (resp->status < 200 || resp->status >= 300)
 	{
-		error_from_status(resp, context, retry_hint, error);
+		error_from_status(resp, op->context, op->retry_hint, op->merchant, error);
 		return false;
 	}
 	return true;
@@ -339,7 +348,7 @@ retry_wait(int attempt)
 bool
 qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	return answered_ok(resp, op->context, op->retry_hint, error) &&
+	return answered_ok(op, resp, error) &&
 		op->read(op, resp, error);
 }
 
@@ -358,7 +367,7 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 	for (int attempt = 0;; attempt++)
 	{
 		http_perform(&op->request, &options, &resp);
-		if (answered_ok(&resp, op->context, op->retry_hint, error))
+		if (answered_ok(op, &resp, error))
 			break;
 		if (!op->idempotent || !error->retry_safe || attempt >= qiwi_max_retries ||
 			!retry_wait(attempt))

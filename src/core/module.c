@@ -200,24 +200,37 @@ assign_secret_key_file(const char *newval, void *extra)
 	choose_secret_key(secret_key_setting, file_key);
 }
 
-/* Every secret the extension holds, longest first; how many */
+/*
+ * Every secret the extension holds (the settings' key and the keys of the
+ * merchants this process has read), longest first, so that a key that
+ * contains another is hidden whole; how many.  *list is palloc'd.
+ */
 static int
-known_secrets(const char *secrets[2])
+known_secrets(const char ***list)
 {
+	const char **merchant_keys;
+	int			nmerchant = merchant_secrets(&merchant_keys);
+	const char **all = palloc(sizeof(char *) * (nmerchant + 2));
 	int			n = 0;
 
 	if (file_key != NULL && file_key[0] != '\0')
-		secrets[n++] = file_key;
+		all[n++] = file_key;
 	if (secret_key_setting != NULL && secret_key_setting[0] != '\0' &&
 		(file_key == NULL || strcmp(secret_key_setting, file_key) != 0))
-		secrets[n++] = secret_key_setting;
-	if (n == 2 && strlen(secrets[1]) > strlen(secrets[0]))
-	{
-		const char *longer = secrets[1];
+		all[n++] = secret_key_setting;
+	for (int i = 0; i < nmerchant; i++)
+		if (merchant_keys[i][0] != '\0')
+			all[n++] = merchant_keys[i];
+	/* insertion sort: a handful of keys */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && strlen(all[j]) > strlen(all[j - 1]); j--)
+		{
+			const char *longer = all[j];
 
-		secrets[1] = secrets[0];
-		secrets[0] = longer;
-	}
+			all[j] = all[j - 1];
+			all[j - 1] = longer;
+		}
+	*list = all;
 	return n;
 }
 
@@ -225,11 +238,17 @@ known_secrets(const char *secrets[2])
 static bool
 mentions_secret(const char *text)
 {
-	const char *secrets[2];
-	int			n = known_secrets(secrets);
+	const char **merchant_keys;
+	int			nmerchant = merchant_secrets(&merchant_keys);
 
-	for (int i = 0; i < n; i++)
-		if (strstr(text, secrets[i]) != NULL)
+	/* called for every log line: no allocation */
+	if (file_key != NULL && file_key[0] != '\0' && strstr(text, file_key) != NULL)
+		return true;
+	if (secret_key_setting != NULL && secret_key_setting[0] != '\0' &&
+		strstr(text, secret_key_setting) != NULL)
+		return true;
+	for (int i = 0; i < nmerchant; i++)
+		if (merchant_keys[i][0] != '\0' && strstr(text, merchant_keys[i]) != NULL)
 			return true;
 	return false;
 }
@@ -238,8 +257,8 @@ mentions_secret(const char *text)
 char *
 qiwi_redact_secrets(const char *text)
 {
-	const char *secrets[2];
-	int			n = known_secrets(secrets);
+	const char **secrets;
+	int			n = known_secrets(&secrets);
 	char	   *result = pstrdup(text);
 
 	for (int i = 0; i < n; i++)
@@ -260,6 +279,7 @@ qiwi_redact_secrets(const char *text)
 		pfree(result);
 		result = out.data;
 	}
+	pfree(secrets);
 	return result;
 }
 
@@ -276,14 +296,18 @@ contains_caseless(const char *text, const char *needle)
 }
 
 /*
- * Whether a statement may carry a secret: it names qiwi and a secret in any
- * case, quoting or spacing (ALTER SYSTEM SET "QIWI" . secret_key = ...).
- * Deliberately broad: hiding a harmless statement costs only a log line.
+ * Whether a statement may carry a secret: it names a secret and qiwi, a
+ * user mapping or a server, in any case, quoting or spacing (ALTER SYSTEM
+ * SET "QIWI" . secret_key = ..., CREATE USER MAPPING ... OPTIONS (secret_key
+ * ...), a key put on a server by mistake).  Deliberately broad: hiding a
+ * harmless statement costs only a log line.
  */
 static bool
 statement_names_secret(const char *statement)
 {
-	return contains_caseless(statement, "qiwi") && contains_caseless(statement, "secret");
+	return contains_caseless(statement, "secret") &&
+		(contains_caseless(statement, "qiwi") || contains_caseless(statement, "mapping") ||
+		 contains_caseless(statement, "server"));
 }
 
 /*

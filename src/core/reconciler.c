@@ -22,6 +22,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
@@ -37,6 +38,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -98,6 +100,15 @@ int			qiwi_reconcile_max_interval_s = 3600;
 int			qiwi_reconcile_concurrency = 16;
 int			qiwi_reconcile_batch_size = 1000;
 static TimestampTz last_drop_check = 0;
+
+/*
+ * The merchants whose key QIWI refused (in TopMemoryContext): their items
+ * are left alone until the configuration is reloaded or the merchants'
+ * catalogs change, since either may bring the right key.  Other merchants
+ * go on.
+ */
+static List *refused_merchants = NIL;
+static uint64 refused_generation = 0;
 
 /* ---------- shared memory ---------- */
 
@@ -458,13 +469,80 @@ round_may_go_on(void)
 	return !database_wanted_by_others(MyDatabaseId);
 }
 
+/* Forget the refused keys: a reload or a catalog change may have fixed them */
+static void
+forget_refused_merchants(const char *why)
+{
+	if (refused_merchants != NIL)
+		ereport(LOG, (errmsg("qiwi_kassa reconciler resumes after %s", why)));
+	list_free_deep(refused_merchants);
+	refused_merchants = NIL;
+	SpinLockAcquire(&shared->mutex);
+	shared->stopped_by_auth = false;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Stop asking QIWI for a merchant whose key it refused; said once */
+static void
+refuse_merchant(const char *merchant)
+{
+	MemoryContext old;
+
+	if (list_member(refused_merchants, makeString((char *) merchant)))
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	refused_merchants = lappend(refused_merchants, makeString(pstrdup(merchant)));
+	MemoryContextSwitchTo(old);
+	ereport(LOG,
+			(errcode(ERRCODE_QIWI_AUTHENTICATION),
+			 errmsg("QIWI refused the secret key of merchant \"%s\"; the qiwi_kassa reconciler leaves its items until the configuration is reloaded or the merchant's user mapping changes",
+					merchant)));
+	publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP 401); its items wait for a configuration reload or a new user mapping",
+						   merchant));
+	SpinLockAcquire(&shared->mutex);
+	shared->stopped_by_auth = true;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * The merchants a kind must leave alone this round, as a text[]: those
+ * whose key QIWI refused and those lacking an option the kind needs.  In a
+ * transaction (it reads the merchants).
+ */
+static Datum
+merchants_to_skip(const ReconcileKind *kind)
+{
+	List	   *unusable = merchant_unusable(kind->required_options, kind->nrequired);
+	List	   *skip = list_concat_copy(refused_merchants, NIL);
+	ArrayBuildState *astate = NULL;
+	ListCell   *lc;
+
+	/* a merchant's changed mapping or server may carry the right key now */
+	if (merchant_generation() != refused_generation)
+	{
+		if (refused_generation != 0)
+			forget_refused_merchants("a change of the merchants");
+		refused_generation = merchant_generation();
+		skip = NIL;
+	}
+	foreach(lc, unusable)
+		skip = lappend(skip, makeString(lfirst(lc)));
+	/* the only merchant lacking its key: say so, as before there were merchants */
+	if (list_length(unusable) == 1 && merchant_count() == 1)
+		publish_error(psprintf("qiwi.secret_key is not set"));
+	astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	foreach(lc, skip)
+		astate = accumArrayResult(astate, CStringGetTextDatum(strVal(lfirst(lc))), false,
+								  TEXTOID, CurrentMemoryContext);
+	return makeArrayResult(astate, CurrentMemoryContext);
+}
+
 /*
  * One round of one kind: claim its due items, ask QIWI about them, record
  * the answers.  Adds to the round's counts; returns how many it claimed.
  */
 static int
-reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCounts *counts,
-			   bool *auth_failed)
+reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCounts *counts)
 {
 	void	   *items;
 	int			n;
@@ -479,7 +557,7 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 	snprintf(activity, sizeof(activity), "qiwi_kassa: claiming due %s", kind->what);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	MemoryContextSwitchTo(round_context);
-	items = kind->claim(qiwi_reconcile_batch_size, &n);
+	items = kind->claim(qiwi_reconcile_batch_size, merchants_to_skip(kind), &n);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_context);
@@ -505,14 +583,17 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 		for (int i = first; i < Min(n, first + WRITE_CHUNK); i++)
 		{
 			bool		failed = false;
+			bool		key_refused = false;
 
 			/* an abandoned round leaves its items due: they are checked next time */
 			if (responses[i].failure == HTTP_FAIL_ABANDONED)
 				continue;
-			if (kind->record(items, i, &ops[i], &responses[i], &failed, auth_failed))
+			if (kind->record(items, i, &ops[i], &responses[i], &failed, &key_refused))
 				counts->changed++;
 			if (failed)
 				counts->failed++;
+			if (key_refused)
+				refuse_merchant(ops[i].merchant->name);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -527,15 +608,15 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
  * full batch (more are due).
  */
 static bool
-reconcile_round(MemoryContext round_context, bool *auth_failed)
+reconcile_round(MemoryContext round_context)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	RoundCounts counts = {0, 0, 0};
 	bool		full = false;
 
-	for (int k = 0; k < nkinds && !*auth_failed; k++)
+	for (int k = 0; k < nkinds; k++)
 	{
-		if (reconcile_kind(kinds[k], round_context, &counts, auth_failed) >= qiwi_reconcile_batch_size)
+		if (reconcile_kind(kinds[k], round_context, &counts) >= qiwi_reconcile_batch_size)
 			full = true;
 	}
 	if (counts.checked == 0)
@@ -573,7 +654,6 @@ qiwi_reconciler_main(Datum main_arg)
 	MemoryContext round_context;
 	ExtensionState said_about = EXTENSION_READY;
 	ExtensionState state;
-	bool		auth_failed = false;
 	long		wait_ms = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -607,12 +687,7 @@ qiwi_reconciler_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			/* a new configuration may carry the right key */
-			if (auth_failed)
-				ereport(LOG, (errmsg("qiwi_kassa reconciler resumes after a configuration reload")));
-			auth_failed = false;
-			SpinLockAcquire(&shared->mutex);
-			shared->stopped_by_auth = false;
-			SpinLockRelease(&shared->mutex);
+			forget_refused_merchants("a configuration reload");
 		}
 		/* qiwi.database now names another database: the launcher starts that one */
 		if (strcmp(qiwi_database, shared->database) != 0)
@@ -633,29 +708,11 @@ qiwi_reconciler_main(Datum main_arg)
 			continue;
 		}
 		said_about = EXTENSION_READY;
-		if (auth_failed)
-			continue;
-		if (qiwi_secret_key == NULL || qiwi_secret_key[0] == '\0')
-		{
-			publish_error("qiwi.secret_key is not set");
-			continue;
-		}
 
 		MemoryContextReset(round_context);
-		more_due = reconcile_round(round_context, &auth_failed);
+		more_due = reconcile_round(round_context);
 		MemoryContextSwitchTo(TopMemoryContext);
-		if (auth_failed)
-		{
-			/* said once; no request is sent until the configuration changes */
-			ereport(LOG,
-					(errcode(ERRCODE_QIWI_AUTHENTICATION),
-					 errmsg("QIWI refused the secret key; the qiwi_kassa reconciler stops until the configuration is reloaded")));
-			publish_error("QIWI refused the secret key (HTTP 401); waiting for a configuration reload");
-			SpinLockAcquire(&shared->mutex);
-			shared->stopped_by_auth = true;
-			SpinLockRelease(&shared->mutex);
-		}
-		else if (more_due)
+		if (more_due)
 			wait_ms = 0;
 	}
 }

@@ -1,5 +1,5 @@
-# What needs a cluster of its own: 1.0 upgrades to 1.1 with its data kept
-# and the schema of a fresh 1.1; the reconciler never runs a function a
+# What needs a cluster of its own: 1.0 and 1.1 upgrade to 1.2 with their
+# data kept and the schema of a fresh 1.2; the reconciler never runs a function a
 # plain role planted in its path; a creation whose answer was lost is sent
 # again, never CREATE_FAILED; a missing worker slot is said; a hot standby
 # answers reading calls and moves no money.
@@ -20,7 +20,7 @@ qiwi.reconcile_max_interval = '1s'
 sandbox('/sandbox/reset');
 sub sql_in { my ($db, $query) = @_; return $node->safe_psql($db, $query); }
 
-# ---------- 1.0 -> 1.1 ----------
+# ---------- 1.0 -> 1.2 and 1.1 -> 1.2 ----------
 
 # Everything that describes the extension's objects, one line each, sorted
 my $schema_query = q{
@@ -71,18 +71,30 @@ SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	SELECT (bill_id, site_id, amount, currency, status, status_changed_at, created_at, expires_at, pay_url,
 	        comment, customer, custom_fields, first_seen_at, checked_at, next_check_at, check_count,
 	        failures, last_error)::text FROM qiwi_bills
-	UNION ALL SELECT r::text FROM qiwi_refunds r
-	UNION ALL SELECT e::text FROM qiwi_bill_events e
+	UNION ALL SELECT (r.bill_id, r.refund_id, r.amount, r.currency, r.status, r.created_at, r.first_seen_at,
+	                  r.checked_at)::text FROM qiwi_refunds r
+	UNION ALL SELECT (e.id, e.bill_id, e.old_status, e.new_status, e.source, e.changed_at)::text FROM qiwi_bill_events e
 	UNION ALL SELECT (id, received_at, signature, body, verified, applied, error)::text FROM qiwi_notifications
 	UNION ALL SELECT last_value::text FROM qiwi_bill_events_id_seq
 	UNION ALL SELECT last_value::text FROM qiwi_notifications_id_seq) s(r)};
 
-sql_in('postgres', 'CREATE DATABASE old');
 sql_in('postgres', 'CREATE DATABASE fresh');
-sql_in('old', q{CREATE EXTENSION qiwi_kassa VERSION '1.0'});
-# What 1.0 wrote, in every table: bills in every status, refunds, events,
-# notifications (this library refuses to write through 1.0's objects)
-sql_in('old', q{
+sql_in('fresh', 'CREATE EXTENSION qiwi_kassa');
+my $schema_fresh = sql_in('fresh', $schema_query);
+ok(length($schema_fresh) > 5000, 'the schema description covers the objects');
+my ($ok, $out, $err) = (undef, '', '');
+for my $from ('1.0', '1.1')
+{
+	my $db = 'old' . ($from =~ s/\.//r);
+	sql_in('postgres', "CREATE DATABASE $db");
+	sql_in($db, qq{CREATE EXTENSION qiwi_kassa VERSION '$from'});
+	# a shop's role with EXECUTE on a function that moves money keeps it
+	sql_in($db, q{DO $$ BEGIN CREATE ROLE regress_shop_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$});
+	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_bill_status(text) TO regress_shop_app});
+	# What the old version wrote, in every table: bills in every status,
+	# refunds, events, notifications (this library refuses to write through
+	# an old version's objects)
+	sql_in($db, q{
 INSERT INTO qiwi_bills (bill_id, site_id, amount, currency, status, status_changed_at, created_at,
                         expires_at, pay_url, comment, customer, custom_fields, checked_at, check_count,
                         failures, last_error)
@@ -99,25 +111,24 @@ SELECT qiwi_sign_notification(n), n FROM (SELECT jsonb_build_object('bill', json
 	'siteId', '270305', 'billId', 'up-n', 'amount', jsonb_build_object('value', '5.00', 'currency', 'RUB'),
 	'status', jsonb_build_object('value', 'PAID')), 'version', '1') AS n) s;
 });
-my $data_before = sql_in('old', $data_query);
-my ($ok, $out, $err) = (undef, '', '');
-$node->psql('old', q{SELECT qiwi_bill_status('up-WAITING')}, stderr => \$err);
-like($err, qr/SQL objects of qiwi_kassa are version 1\.0, but its library is version 1\.1.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
-	'before the update, a call says to run ALTER EXTENSION ... UPDATE');
+	my $data_before = sql_in($db, $data_query);
+	$node->psql($db, q{SELECT qiwi_bill_status('up-WAITING')}, stderr => \$err);
+	like($err, qr/SQL objects of qiwi_kassa are version \Q$from\E, but its library is version 1\.2.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
+		"$from: before the update, a call says to run ALTER EXTENSION ... UPDATE");
 
-sql_in('old', 'ALTER EXTENSION qiwi_kassa UPDATE');
-sql_in('fresh', 'CREATE EXTENSION qiwi_kassa');
-is(sql_in('old', q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.1', 'the upgrade reaches 1.1');
-is(sql_in('old', $data_query), $data_before, 'every row of every table survives the upgrade');
-is(sql_in('old', q{SELECT count(*) FROM qiwi_bills WHERE qiwi_amount IS NULL AND qiwi_status IS NULL}), '6',
-	'the new columns are empty for old bills');
-my $schema_upgraded = sql_in('old', $schema_query);
-my $schema_fresh = sql_in('fresh', $schema_query);
-ok(length($schema_fresh) > 5000, 'the schema description covers the objects');
-is($schema_upgraded, $schema_fresh, 'the upgraded schema equals a fresh 1.1 install');
-sql_in('old', q{SELECT qiwi_create_bill('up-new', 3, expires_at => now() + interval '1 day')});
-is(sql_in('old', q{SELECT status FROM qiwi_bills WHERE bill_id = 'up-new'}), 'WAITING', 'the upgraded install works');
-$node->psql('old', q{INSERT INTO qiwi_bills (bill_id, amount, currency, status, checked_at) VALUES ('x', 1, 'RUB', 'MISMATCH', now())},
+	sql_in($db, 'ALTER EXTENSION qiwi_kassa UPDATE');
+	is(sql_in($db, q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.2', "$from: the upgrade reaches 1.2");
+	is(sql_in($db, $data_query), $data_before, "$from: every row of every table survives the upgrade");
+	is(sql_in($db, q{SELECT count(*) FROM qiwi_bills WHERE qiwi_amount IS NULL AND qiwi_status IS NULL AND merchant = 'default'}), '6',
+		"$from: the new columns are empty for old bills, which are the default merchant's");
+	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_bill_status(text, text)', 'EXECUTE')}), 't',
+		"$from: a role granted a function keeps it on its new signature");
+	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app});
+	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.2 install");
+}
+sql_in('old11', q{SELECT qiwi_create_bill('up-new', 3, expires_at => now() + interval '1 day')});
+is(sql_in('old11', q{SELECT status FROM qiwi_bills WHERE bill_id = 'up-new'}), 'WAITING', 'the upgraded install works');
+$node->psql('old10', q{INSERT INTO qiwi_bills (bill_id, amount, currency, status, checked_at) VALUES ('x', 1, 'RUB', 'MISMATCH', now())},
 	stderr => \$err);
 is($err, '', 'the upgraded table takes MISMATCH');
 

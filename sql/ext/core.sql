@@ -1,0 +1,59 @@
+-- qiwi_kassa, core: what every API's objects share (merchants, the
+-- reconciler's state).  The Makefile builds qiwi_kassa--<default_version>.sql
+-- from sql/ext/core.sql followed by one file per API (sql/ext/bill.sql, ...);
+-- sql/qiwi_kassa--A--B.sql upgrade older installs to the same schema
+-- (test/t/008_upgrade_and_cluster.pl compares them).
+--
+-- Expressions stored here (constraints, generated columns, views) use operators
+-- whose argument types pg_catalog has exactly, or name pg_catalog's: CREATE
+-- EXTENSION runs with the target schema in its path, where a role could have
+-- planted a better-matching operator.
+
+-- ---------- merchants ----------
+-- A merchant is a server of this wrapper: its ids and endpoints are server
+-- options, its keys the options of its user mapping FOR PUBLIC (which
+-- pg_user_mappings shows only to superusers and the server's owner).
+CREATE FUNCTION qiwi_fdw_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'qiwi_fdw_validator'
+LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER qiwi VALIDATOR qiwi_fdw_validator;
+COMMENT ON FUNCTION qiwi_fdw_validator(text[], oid) IS $$Validator of the wrapper qiwi: refuses unknown options, keys anywhere but on a user mapping, and invalid values (without showing them)$$;
+COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (site_id, api_url, public_key); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (secret_key). A role uses a merchant with USAGE on its server$$;
+
+-- ---------- the reconciler ----------
+
+CREATE FUNCTION qiwi_reconciler_state(
+	OUT running boolean,
+	OUT pid integer,
+	OUT database text,
+	OUT started_at timestamptz,
+	OUT rounds bigint,
+	OUT last_round_start timestamptz,
+	OUT last_round_duration interval,
+	OUT last_round_checked bigint,
+	OUT last_round_changed bigint,
+	OUT last_round_failed bigint,
+	OUT stopped_by_auth boolean,
+	OUT last_error text,
+	OUT last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'qiwi_reconciler_state'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW qiwi_reconciler_status AS SELECT * FROM qiwi_reconciler_state();
+COMMENT ON FUNCTION qiwi_reconciler_state() IS $$The reconciler's state for this server (read it through the view qiwi_reconciler_status)$$;
+COMMENT ON VIEW qiwi_reconciler_status IS $$Is the reconciler running (pid, database), its rounds, the last round's start, duration and bills checked, changed and failed, a 401 stop, and its last error$$;
+COMMENT ON COLUMN qiwi_reconciler_status.running IS $$A reconciler process is running$$;
+COMMENT ON COLUMN qiwi_reconciler_status.pid IS $$Its process id (see pg_stat_activity)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.database IS $$The database it serves (qiwi.database)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.started_at IS $$When the running process started$$;
+COMMENT ON COLUMN qiwi_reconciler_status.rounds IS $$Rounds completed since the server started$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_start IS $$When the last round started$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_duration IS $$How long the last round took$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_checked IS $$Bills the last round asked QIWI about$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_changed IS $$Bills whose status the last round changed$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_failed IS $$Checks that failed in the last round$$;
+COMMENT ON COLUMN qiwi_reconciler_status.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's items wait for a configuration reload or a change of its user mapping (last_error names it); other merchants go on$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's last error (not a bill's: see qiwi_bills.last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happened$$;

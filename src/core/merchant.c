@@ -1,0 +1,466 @@
+/*
+ * merchant.c
+ *		Merchants: named QIWI accounts, each with its endpoints and keys.
+ *
+ * A merchant is a foreign server of the wrapper "qiwi" (its endpoints and
+ * ids as server options) with a user mapping FOR PUBLIC (its keys), as
+ * postgres_fdw keeps remote credentials: pg_user_mappings shows a key only
+ * to superusers and the server's owner.  A mapping for one role is not
+ * used, since PostgreSQL shows that role its own mapping's options.  The
+ * merchant "default" is qiwi.* settings, so a single-shop installation
+ * needs no server.  Each API defines the options it reads; this file knows
+ * none of them.  Merchants are cached per backend and rebuilt when the
+ * catalogs change.
+ */
+#include "core/core.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(qiwi_fdw_validator);
+
+static MerchantOptionDef option_defs[MERCHANT_MAX_OPTIONS];
+static int	noptions = 0;
+
+/* The servers of the wrapper qiwi, as last read from the catalogs */
+static MemoryContext cache_context = NULL;
+static Merchant *servers = NULL;
+static int	nservers = 0;
+static bool cache_valid = false;
+static bool callbacks_registered = false;
+static uint64 generation = 0;
+
+/* The default merchant: its values are read from the settings when asked */
+static Merchant default_merchant = {.name = MERCHANT_DEFAULT, .server = InvalidOid};
+
+/* Every key of every server's mapping, for the log redaction (malloc'd) */
+static char **secrets = NULL;
+static int	nsecrets = 0;
+
+/* Make an option known to the validator and to merchants (from an API's init) */
+int
+merchant_define_option(const MerchantOptionDef *def)
+{
+	if (noptions >= MERCHANT_MAX_OPTIONS)
+		elog(ERROR, "too many merchant options");
+	option_defs[noptions] = *def;
+	return noptions++;
+}
+
+/* Forget the cached merchants (a syscache callback) */
+static void
+invalidate_merchants(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cache_valid = false;
+}
+
+/* Replace the redaction list with the keys of the servers just read */
+static void
+remember_secrets(void)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nsecrets; i++)
+	{
+		explicit_bzero(secrets[i], strlen(secrets[i]));
+		free(secrets[i]);
+	}
+	free(secrets);
+	secrets = NULL;
+	nsecrets = 0;
+	for (int s = 0; s < nservers; s++)
+		for (int o = 0; o < noptions; o++)
+			if (option_defs[o].place == MERCHANT_ON_USER_MAPPING && servers[s].values[o] != NULL)
+				n++;
+	if (n == 0)
+		return;
+	/* malloc: the log hook reads them in any context, even after an error */
+	secrets = malloc(sizeof(char *) * n);
+	if (secrets == NULL)
+		return;
+	for (int s = 0; s < nservers; s++)
+		for (int o = 0; o < noptions; o++)
+			if (option_defs[o].place == MERCHANT_ON_USER_MAPPING && servers[s].values[o] != NULL)
+			{
+				char	   *copy = strdup(servers[s].values[o]);
+
+				if (copy != NULL)
+					secrets[nsecrets++] = copy;
+			}
+}
+
+/* The number of a defined option, or -1 */
+static int
+option_number(const char *name)
+{
+	for (int o = 0; o < noptions; o++)
+		if (strcmp(option_defs[o].name, name) == 0)
+			return o;
+	return -1;
+}
+
+/* Copy the options of one place (server or mapping) into a merchant */
+static void
+take_options(Merchant *m, List *options, MerchantOptionPlace place)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		int			o = option_number(def->defname);
+
+		/* the validator admitted only known options; a library downgrade may not */
+		if (o >= 0 && option_defs[o].place == place)
+			m->values[o] = MemoryContextStrdup(cache_context, defGetString(def));
+	}
+}
+
+/* Read the servers of the wrapper qiwi and their mappings FOR PUBLIC */
+static void
+load_merchants(void)
+{
+	ForeignDataWrapper *fdw;
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int			allocated = 8;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_merchants, (Datum) 0);
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_merchants, (Datum) 0);
+		CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_merchants, (Datum) 0);
+		callbacks_registered = true;
+	}
+	if (cache_context == NULL)
+		cache_context = AllocSetContextCreate(CacheMemoryContext, "qiwi_kassa merchants",
+											  ALLOCSET_SMALL_SIZES);
+	else
+	{
+		/* the keys in the old cache are wiped before the memory is reused */
+		for (int s = 0; s < nservers; s++)
+			for (int o = 0; o < noptions; o++)
+				if (servers[s].values[o] != NULL)
+					explicit_bzero(servers[s].values[o], strlen(servers[s].values[o]));
+		MemoryContextReset(cache_context);
+	}
+	servers = NULL;
+	nservers = 0;
+	/* valid from here: an invalidation while reading makes it read again */
+	cache_valid = true;
+	generation++;
+
+	fdw = GetForeignDataWrapperByName("qiwi", true);
+	if (fdw == NULL)
+	{
+		remember_secrets();
+		return;
+	}
+	servers = MemoryContextAllocZero(cache_context, sizeof(Merchant) * allocated);
+	rel = table_open(ForeignServerRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_foreign_server form = (Form_pg_foreign_server) GETSTRUCT(tuple);
+		ForeignServer *server;
+		HeapTuple	mapping;
+		Merchant   *m;
+
+		if (form->srvfdw != fdw->fdwid)
+			continue;
+		/* "default" names the settings' merchant; such a server is never used */
+		if (strcmp(NameStr(form->srvname), MERCHANT_DEFAULT) == 0)
+			continue;
+		if (nservers == allocated)
+		{
+			allocated *= 2;
+			servers = repalloc(servers, sizeof(Merchant) * allocated);
+		}
+		m = &servers[nservers++];
+		memset(m, 0, sizeof(Merchant));
+		server = GetForeignServer(form->oid);
+		m->name = MemoryContextStrdup(cache_context, server->servername);
+		m->server = server->serverid;
+		m->owner = server->owner;
+		take_options(m, server->options, MERCHANT_ON_SERVER);
+
+		mapping = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+								  ObjectIdGetDatum(server->serverid));
+		if (HeapTupleIsValid(mapping))
+		{
+			bool		isnull;
+			Datum		d = SysCacheGetAttr(USERMAPPINGUSERSERVER, mapping,
+											Anum_pg_user_mapping_umoptions, &isnull);
+
+			if (!isnull)
+				take_options(m, untransformRelOptions(d), MERCHANT_ON_USER_MAPPING);
+			ReleaseSysCache(mapping);
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	remember_secrets();
+}
+
+/* The cached servers, read again if the catalogs changed */
+static void
+ensure_merchants(void)
+{
+	AcceptInvalidationMessages();
+	while (!cache_valid)
+		load_merchants();
+}
+
+/* A copy of a merchant in the current memory context */
+static const Merchant *
+merchant_copy(const Merchant *m)
+{
+	Merchant   *copy = palloc0(sizeof(Merchant));
+
+	copy->name = pstrdup(m->name);
+	copy->server = m->server;
+	copy->owner = m->owner;
+	for (int o = 0; o < noptions; o++)
+		copy->values[o] = m->values[o] ? pstrdup(m->values[o]) : NULL;
+	return copy;
+}
+
+/* The cached server named name, or NULL */
+static const Merchant *
+find_server(const char *name)
+{
+	for (int s = 0; s < nservers; s++)
+		if (strcmp(servers[s].name, name) == 0)
+			return &servers[s];
+	return NULL;
+}
+
+/*
+ * The merchant a SQL call names (NULL: "default"), for the current role:
+ * it must exist and the role must have USAGE on its server.  The result
+ * lives in the current memory context.
+ */
+const Merchant *
+merchant_for_call(const char *name)
+{
+	const Merchant *m;
+	AclResult	acl;
+
+	if (name == NULL || strcmp(name, MERCHANT_DEFAULT) == 0)
+		return &default_merchant;
+	ensure_merchants();
+	m = find_server(name);
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("merchant \"%s\" does not exist", name),
+				 errdetail("A merchant is a server of the foreign-data wrapper qiwi; \"default\" is the qiwi.* settings."),
+				 errhint("CREATE SERVER %s FOREIGN DATA WRAPPER qiwi OPTIONS (...) and CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (...).",
+						 quote_identifier(name), quote_identifier(name))));
+#if PG_VERSION_NUM >= 160000
+	acl = object_aclcheck(ForeignServerRelationId, m->server, GetUserId(), ACL_USAGE);
+#else
+	acl = pg_foreign_server_aclcheck(m->server, GetUserId(), ACL_USAGE);
+#endif
+	if (acl != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for merchant \"%s\"", name),
+				 errhint("The owner of server %s can GRANT USAGE ON FOREIGN SERVER %s to this role.",
+						 quote_identifier(name), quote_identifier(name))));
+	return merchant_copy(m);
+}
+
+/*
+ * The merchant of a stored item, for the reconciler and the trigger (which
+ * act for the extension's owner): NULL if no such server exists any more.
+ */
+const Merchant *
+merchant_by_name(const char *name)
+{
+	const Merchant *m;
+
+	if (strcmp(name, MERCHANT_DEFAULT) == 0)
+		return &default_merchant;
+	ensure_merchants();
+	m = find_server(name);
+	return m ? merchant_copy(m) : NULL;
+}
+
+/*
+ * The merchant whose option has value (a notification's siteId): NULL
+ * with *problem if none or several do.  No server having it, the default
+ * merchant answers when its own setting is value or unset.
+ */
+const Merchant *
+merchant_by_option(int option, const char *value, char **problem)
+{
+	const Merchant *found = NULL;
+	const char *setting = merchant_value(&default_merchant, option);
+
+	ensure_merchants();
+	for (int s = 0; s < nservers; s++)
+	{
+		if (servers[s].values[option] == NULL || strcmp(servers[s].values[option], value) != 0)
+			continue;
+		if (found != NULL)
+		{
+			*problem = psprintf("%s \"%s\" belongs to two merchants, \"%s\" and \"%s\"",
+								option_defs[option].name, value, found->name, servers[s].name);
+			return NULL;
+		}
+		found = &servers[s];
+	}
+	if (found != NULL)
+	{
+		if (setting != NULL && strcmp(setting, value) == 0)
+		{
+			*problem = psprintf("%s \"%s\" belongs to two merchants, \"%s\" and \"%s\"",
+								option_defs[option].name, value, MERCHANT_DEFAULT, found->name);
+			return NULL;
+		}
+		return merchant_copy(found);
+	}
+	if (setting == NULL || strcmp(setting, value) == 0)
+		return &default_merchant;
+	*problem = psprintf("%s \"%s\" belongs to no merchant (the default merchant's is \"%s\")",
+						option_defs[option].name, value, setting);
+	return NULL;
+}
+
+/* The value of an option for a merchant, or NULL when unset or empty */
+const char *
+merchant_value(const Merchant *m, int option)
+{
+	const char *value;
+
+	if (m->server == InvalidOid)
+		value = option_defs[option].setting ? *option_defs[option].setting : NULL;
+	else
+		value = m->values[option];
+	return (value == NULL || value[0] == '\0') ? NULL : value;
+}
+
+/*
+ * The names of the merchants lacking one of the options in required (the
+ * reconciler leaves their items alone); in a transaction.
+ */
+List *
+merchant_unusable(const int *required, int nrequired)
+{
+	List	   *unusable = NIL;
+
+	ensure_merchants();
+	for (int s = -1; s < nservers; s++)
+	{
+		const Merchant *m = s < 0 ? &default_merchant : &servers[s];
+
+		for (int r = 0; r < nrequired; r++)
+			if (merchant_value(m, required[r]) == NULL)
+			{
+				unusable = lappend(unusable, pstrdup(m->name));
+				break;
+			}
+	}
+	return unusable;
+}
+
+/* How many merchants there are, the default one included */
+int
+merchant_count(void)
+{
+	ensure_merchants();
+	return nservers + 1;
+}
+
+/* Changes whenever the merchants are read again from the catalogs */
+uint64
+merchant_generation(void)
+{
+	return generation;
+}
+
+/* The keys of the servers this process has read, for the log redaction */
+int
+merchant_secrets(const char ***list)
+{
+	*list = (const char **) secrets;
+	return nsecrets;
+}
+
+/* The options valid in a place, for a hint: "api_url, site_id" */
+static char *
+options_in(MerchantOptionPlace place)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int o = 0; o < noptions; o++)
+		if (option_defs[o].place == place)
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", option_defs[o].name);
+	return buf.data;
+}
+
+/*
+ * The wrapper qiwi's validator: only known options, each in its place (keys
+ * on user mappings, where other roles cannot read them), each value valid.
+ * No message shows a value: it may be a key.
+ */
+Datum
+qiwi_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		int			o = option_number(def->defname);
+		MerchantOptionPlace place;
+		char	   *why = NULL;
+
+		if (catalog == ForeignServerRelationId)
+			place = MERCHANT_ON_SERVER;
+		else if (catalog == UserMappingRelationId)
+			place = MERCHANT_ON_USER_MAPPING;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\"", def->defname),
+					 errdetail("The wrapper qiwi takes options on servers and user mappings only.")));
+		if (o < 0 || option_defs[o].place != place)
+		{
+			bool		elsewhere = o >= 0;
+
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\"", def->defname),
+					 elsewhere ?
+					 errdetail(place == MERCHANT_ON_SERVER ?
+							   "\"%s\" is a key: it belongs on the user mapping FOR PUBLIC, which other roles cannot read." :
+							   "\"%s\" belongs on the server.", def->defname) : 0,
+					 errhint("Valid options in this context are: %s.", options_in(place))));
+		}
+		if (option_defs[o].check != NULL && !option_defs[o].check(defGetString(def), &why))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\"", def->defname),
+					 errdetail("%s", why)));
+	}
+	PG_RETURN_VOID();
+}
