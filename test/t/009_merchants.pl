@@ -36,7 +36,7 @@ my $sandbox2 = start_server(
 	[ 'python3', "$src/test/qiwi_sandbox.py", '--port', $port2, '--secret', $secret2,
 	  '--site-id', '777001' ], $port2, '/sandbox/stats');
 # stopped by its process id, also when the test dies
-END { $sandbox2->kill_kill if $sandbox2; }
+END { local $?; $sandbox2->kill_kill if $sandbox2; }
 sub sandbox2 { my ($path) = @_; my $r = $http->post("$url2$path"); die "$path: $r->{content}" unless $r->{success}; }
 sub sandbox2_requests { return $http->get("$url2/sandbox/stats")->{content} =~ /"requests":(\d+)/ ? $1 : die; }
 sandbox('/sandbox/reset');
@@ -70,7 +70,7 @@ is(sql(q{SELECT status FROM qiwi_create_bill('m-1', 20, expires_at => now() + in
 is(sandbox2_requests(), $before2 + 1, 'only the second call reached the second QIWI');
 is(sql(q{SELECT string_agg(merchant || ' ' || amount || ' ' || site_id, ', ' ORDER BY merchant) FROM qiwi_bills WHERE bill_id = 'm-1'}),
 	'default 10.00 270305, shop2 20.00 777001', 'qiwi_bills holds one bill per merchant');
-my $r = $http->get("$url2/partner/bill/v1/bills/m-1", { headers => { Authorization => "Bearer $secret2" } });
+my $r = $http->get("$url2/partner/bill/v1/bills/m-1", { headers => { Authorization => "Bearer $secret2", Accept => 'application/json' } });
 like($r->{content}, qr/"value": ?"20\.00"/, 'the second QIWI has its bill, created with its key');
 
 # ---------- keys: no SQL route for a plain role ----------
@@ -108,7 +108,7 @@ my $port_r = PostgreSQL::Test::Cluster::get_free_port();
 my $receiver = start_server(
 	[ 'python3', "$src/test/notification_receiver.py", '--port', $port_r,
 	  '--dbname', $node->connstr('postgres') ], $port_r, '/');
-END { $receiver->kill_kill if $receiver; }
+END { local $?; $receiver->kill_kill if $receiver; }
 my $notify = qq{{"url": "http://127.0.0.1:$port_r/qiwi-notify", "retry_ms": 200}};
 sandbox('/sandbox/notifications', $notify);
 $r = $http->post("$url2/sandbox/notifications", { content => $notify });
