@@ -37,8 +37,8 @@ char	   *qiwi_site_id = NULL;
 static SignatureKey *
 notification_key(FunctionCallInfo fcinfo, int argno)
 {
-	const char *secret = qiwi_secret_key ? qiwi_secret_key : "";
-	int			len = strlen(secret);
+	const char *secret;
+	int			len;
 
 	if (fcinfo != NULL && PG_NARGS() > argno && !PG_ARGISNULL(argno))
 	{
@@ -46,6 +46,11 @@ notification_key(FunctionCallInfo fcinfo, int argno)
 
 		secret = VARDATA_ANY(arg);
 		len = VARSIZE_ANY_EXHDR(arg);
+	}
+	else
+	{
+		secret = qiwi_secret_key ? qiwi_secret_key : "";
+		len = strlen(secret);
 	}
 	if (len == 0)
 		ereport(ERROR,
@@ -56,7 +61,7 @@ notification_key(FunctionCallInfo fcinfo, int argno)
 }
 
 /* Append a signed field: a string (or, for ids, a number) member of object */
-static bool
+static inline bool
 append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
 					bool number_ok, const char *path, char **problem)
 {
@@ -122,7 +127,7 @@ append_plain_amount(StringInfo buf, const char *s, int len)
 }
 
 /* Get a member that must be an object */
-static JsonbContainer *
+static inline JsonbContainer *
 object_member(JsonbContainer *object, const char *key)
 {
 	JsonbValue	found;
