@@ -9,14 +9,15 @@
  * HMAC(K, m) = H((K' ^ opad) || H((K' ^ ipad) || m)), K' the key padded to
  * the hash's block (hashed first if longer).  The two keyed prefixes are
  * one block each: their hash states are what a key costs, so they are
- * kept, and each message copies them.  OpenSSL 3's EVP_MAC re-derives more
- * per message (provider context copies, cleanses and frees), which was
- * most of a notification's verification time.
+ * kept, and each message copies them.  OpenSSL 3's EVP_MAC and EVP digest
+ * contexts copy, cleanse and free provider contexts per message, which
+ * cost more than the hashing itself.
  */
 #include "core/core.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "common/base64.h"
 #include "mb/pg_wchar.h"
@@ -31,22 +32,28 @@
 /* The longest hash block OpenSSL has (SHA-512's); ours are 64 bytes */
 #define MAX_BLOCK	128
 
+/* A SHA state, copied as a plain struct */
+typedef union ShaState
+{
+	SHA256_CTX	sha256;
+	SHA_CTX		sha1;
+} ShaState;
+
 struct SignatureKey
 {
 	SignatureHash hash;
 	SignatureKeyEncoding encoding;
 	char	   *text;			/* the key as given, in TopMemoryContext */
 	int			text_len;
-	const EVP_MD *md;
-	EVP_MD_CTX *inner;			/* state after hashing K' ^ ipad */
-	EVP_MD_CTX *outer;			/* state after hashing K' ^ opad */
+	ShaState	inner;			/* state after hashing K' ^ ipad */
+	ShaState	outer;			/* state after hashing K' ^ opad */
+	int			mac_len;
 	uint64		last_used;		/* for LRU eviction; 0 = free slot */
 };
 
 static SignatureKey keys[SIGNATURE_KEYS_CACHED];
 static SignatureKey *last_key = NULL;	/* the common case: the same key again */
 static uint64 use_clock = 0;
-static EVP_MD_CTX *work = NULL; /* a copy of a keyed state, per message */
 
 /* Raise an error about OpenSSL's hashing */
 static void
@@ -83,12 +90,9 @@ forget_key(SignatureKey *key)
 		explicit_bzero(key->text, key->text_len);
 		pfree(key->text);
 	}
-	/* OpenSSL's SHA contexts are cleansed when freed */
-	EVP_MD_CTX_free(key->inner);
-	EVP_MD_CTX_free(key->outer);
 	if (last_key == key)
 		last_key = NULL;
-	memset(key, 0, sizeof(*key));
+	explicit_bzero(key, sizeof(*key));
 }
 
 /*
@@ -134,28 +138,42 @@ key_bytes(SignatureKeyEncoding encoding, const char *text, int text_len, int *le
 }
 
 /*
- * Hash one block of the key padded and XORed with pad into a new context;
- * NULL if OpenSSL fails (the caller raises the error once all is freed).
+ * Continue a SHA state with data (starting it first if start) and, unless
+ * out is NULL, finish it into out.  The one user of OpenSSL's low-level SHA
+ * functions, deprecated in 3.0: a keyed state copied as a plain struct
+ * costs nothing, while EVP_MD_CTX_copy_ex frees, allocates and cleanses
+ * the provider's context twice a message.  Measured on the benchmark's
+ * notifications: 711 ns a row with EVP_MD_CTX_copy_ex, 592 ns with this.
  */
-static EVP_MD_CTX *
-keyed_state(const EVP_MD *md, const unsigned char *padded, int block, unsigned char pad)
+static bool
+sha_continue(SignatureHash hash, ShaState *state, bool start, const void *data, size_t len,
+			 unsigned char *out)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	if (hash == SIGNATURE_SHA1)
+		return (!start || SHA1_Init(&state->sha1)) &&
+			SHA1_Update(&state->sha1, data, len) &&
+			(out == NULL || SHA1_Final(out, &state->sha1));
+	return (!start || SHA256_Init(&state->sha256)) &&
+		SHA256_Update(&state->sha256, data, len) &&
+		(out == NULL || SHA256_Final(out, &state->sha256));
+#pragma GCC diagnostic pop
+}
+
+/* Start a keyed state: hash one block of the key padded and XORed with pad */
+static bool
+keyed_state(SignatureHash hash, ShaState *state, const unsigned char *padded, int block,
+			unsigned char pad)
 {
 	unsigned char xored[MAX_BLOCK];
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	bool		ok;
 
 	for (int i = 0; i < block; i++)
 		xored[i] = padded[i] ^ pad;
-	ok = ctx != NULL &&
-		EVP_DigestInit_ex2(ctx, md, NULL) &&
-		EVP_DigestUpdate(ctx, xored, block);
-	OPENSSL_cleanse(xored, block);
-	if (!ok)
-	{
-		EVP_MD_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
+	ok = sha_continue(hash, state, true, xored, block, NULL);
+	explicit_bzero(xored, block);
+	return ok;
 }
 
 /* Compute a key's inner and outer states into an empty slot */
@@ -194,13 +212,11 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 	explicit_bzero(bytes, len);
 	pfree(bytes);
 
-	if (ok)
-	{
-		slot->inner = keyed_state(md, padded, block, 0x36);
-		slot->outer = keyed_state(md, padded, block, 0x5c);
-	}
-	OPENSSL_cleanse(padded, sizeof(padded));
-	if (slot->inner == NULL || slot->outer == NULL)
+	ok = ok &&
+		keyed_state(hash, &slot->inner, padded, block, 0x36) &&
+		keyed_state(hash, &slot->outer, padded, block, 0x5c);
+	explicit_bzero(padded, sizeof(padded));
+	if (!ok)
 	{
 		forget_key(slot);
 		hash_failed("cannot key the hash");
@@ -208,7 +224,7 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 
 	slot->hash = hash;
 	slot->encoding = encoding;
-	slot->md = md;
+	slot->mac_len = EVP_MD_get_size(md);
 	slot->text = MemoryContextAlloc(TopMemoryContext, text_len + 1);
 	memcpy(slot->text, text, text_len);
 	slot->text_len = text_len;
@@ -262,20 +278,15 @@ signature_key(SignatureHash hash, SignatureKeyEncoding encoding, const char *key
 static int
 keyed_hash(SignatureKey *key, const char *message, size_t len, unsigned char *mac)
 {
+	ShaState	work = key->inner;
 	unsigned char inner[EVP_MAX_MD_SIZE];
-	unsigned int inner_len;
-	unsigned int mac_len;
 
-	if (work == NULL && (work = EVP_MD_CTX_new()) == NULL)
-		hash_failed("out of memory");
-	if (!EVP_MD_CTX_copy_ex(work, key->inner) ||
-		!EVP_DigestUpdate(work, message, len) ||
-		!EVP_DigestFinal_ex(work, inner, &inner_len) ||
-		!EVP_MD_CTX_copy_ex(work, key->outer) ||
-		!EVP_DigestUpdate(work, inner, inner_len) ||
-		!EVP_DigestFinal_ex(work, mac, &mac_len))
+	if (!sha_continue(key->hash, &work, false, message, len, inner))
 		hash_failed("cannot compute the MAC");
-	return mac_len;
+	work = key->outer;
+	if (!sha_continue(key->hash, &work, false, inner, key->mac_len, mac))
+		hash_failed("cannot compute the MAC");
+	return key->mac_len;
 }
 
 /* Encode a MAC as lowercase hex or base64 into out; the encoded length */
