@@ -121,7 +121,15 @@ key_bytes(SignatureKeyEncoding encoding, const char *text, int text_len, int *le
 	else if (GetDatabaseEncoding() != PG_UTF8)
 	{
 		/* QIWI keys with the UTF-8 bytes; most databases already hold them */
-		char	   *copy = pnstrdup(text, text_len);
+		char	   *copy;
+
+		/* SQL_ASCII text is taken as UTF-8: check it here, whose error shows no byte */
+		if (GetDatabaseEncoding() == PG_SQL_ASCII &&
+			!pg_verify_mbstr(PG_UTF8, text, text_len, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+					 errmsg("the secret key is not valid UTF-8")));
+		copy = pnstrdup(text, text_len);
 
 		bytes = (unsigned char *) pg_server_to_any(copy, text_len, PG_UTF8);
 		*len = strlen((char *) bytes);
