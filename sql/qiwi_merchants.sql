@@ -51,6 +51,13 @@ SELECT try($$SELECT qiwi_refund('mb-2', 'mb-2-r', 1, merchant => 'm_test')$$);
 ALTER USER MAPPING FOR PUBLIC SERVER m_sandbox OPTIONS (SET secret_key 'not-the-key');
 SELECT try($$SELECT qiwi_bill_status('mb-2', merchant => 'm_sandbox')$$);
 
+-- Signatures use the merchant's key when no secret is given
+SELECT qiwi_sign_notification(n, merchant => 'm_sandbox') = qiwi_sign_notification(n, 'not-the-key') AS signs_with_merchant_key,
+       qiwi_sign_notification(n, merchant => 'm_sandbox') <> qiwi_sign_notification(n) AS not_with_default_key,
+       qiwi_verify_signature(qiwi_sign_notification(n, 'not-the-key'), n, merchant => 'm_sandbox') AS verifies
+  FROM (SELECT '{"bill": {"siteId": "270305", "billId": "mb-s", "amount": {"value": "1.00", "currency": "RUB"}, "status": {"value": "PAID"}}}'::jsonb AS n) s;
+SELECT try($$SELECT qiwi_sign_notification('{}', merchant => 'm_test')$$);
+
 -- "default" is the settings' merchant, whatever server takes its name
 CREATE SERVER "default" FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'http://127.0.0.1:1');
 SELECT bill_id, status FROM qiwi_bill_status('mb-2', merchant => 'default');

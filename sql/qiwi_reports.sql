@@ -17,10 +17,13 @@ VALUES ('rp-paid-1', 'rp-site-1', 1499.90, 'RUB', 'PAID', '2026-11-20 10:00+00',
        ('rp-rejected', 'rp-site-1', 33, 'RUB', 'REJECTED', '2026-11-20 11:00+00', '2026-11-20 09:00+00', '2026-12-20 09:00+00', now(), 'infinity', NULL, NULL, NULL),
        ('rp-expired', 'rp-site-1', 44, 'RUB', 'EXPIRED', '2026-11-20 11:00+00', '2026-11-20 09:00+00', '2026-11-20 10:00+00', now(), 'infinity', NULL, NULL, NULL),
        ('rp-failed', NULL, 55, 'RUB', 'CREATE_FAILED', NULL, NULL, '2026-12-20 09:00+00', now(), 'infinity', NULL, NULL, NULL);
+-- the merchants are named after their sites here
+UPDATE qiwi_bills SET merchant = site_id WHERE bill_id LIKE 'rp-%' AND site_id IS NOT NULL AND merchant = 'default';
 INSERT INTO qiwi_refunds (bill_id, refund_id, amount, currency, status, created_at, checked_at)
 VALUES ('rp-paid-1', 'r1', 499.90, 'RUB', 'PARTIAL', '2026-11-20 15:00+00', now()),
        ('rp-paid-1', 'r2', 0.10, 'RUB', 'PARTIAL', '2026-11-22 08:00+00', now()),
        ('rp-paid-3', 'r1', 50, 'KZT', 'FULL', '2026-11-21 10:00+00', now());
+UPDATE qiwi_refunds SET merchant = 'rp-site-1' WHERE bill_id IN ('rp-paid-1', 'rp-paid-3');
 
 -- ---------- qiwi_money_per_day ----------
 -- PAID by the day of status_changed_at, refunds by their day; MISMATCH,
@@ -61,6 +64,8 @@ VALUES ('rp-open-waiting', 'rp-site-1', 12.50, 'RUB', 'WAITING', now() - interva
         now() + interval '3 days', now() - interval '5 minutes', now(), now() + interval '1 hour'),
        ('rp-open-overdue', 'rp-site-1', 8, 'RUB', 'WAITING', now() - interval '2 days',
         now() - interval '1 minute', now() - interval '2 days', now(), now() + interval '1 hour');
+-- the merchants are named after their sites here
+UPDATE qiwi_bills SET merchant = site_id WHERE bill_id LIKE 'rp-%' AND site_id IS NOT NULL AND merchant = 'default';
 SELECT bill_id, merchant, amount, currency, status, created_at = now() - age AS created_at_is_age,
        age, time_left, failures
   FROM qiwi_open_bills WHERE bill_id LIKE 'rp-%' ORDER BY bill_id;
@@ -75,6 +80,8 @@ VALUES ('rp-today-now', 'rp-site-1', 1, 'RUB', 'PAID', now(), now(), 'infinity',
        ('rp-today-mismatch', 'rp-site-1', 3, 'RUB', 'MISMATCH', now(), now(), 'infinity', 0.03, 'RUB', 'PAID'),
        ('rp-yesterday', 'rp-site-1', 4, 'RUB', 'PAID', current_date - interval '1 second', now(), 'infinity', NULL, NULL, NULL),
        ('rp-tomorrow', 'rp-site-1', 5, 'RUB', 'PAID', current_date + 1, now(), 'infinity', NULL, NULL, NULL);
+-- the merchants are named after their sites here
+UPDATE qiwi_bills SET merchant = site_id WHERE bill_id LIKE 'rp-%' AND site_id IS NOT NULL AND merchant = 'default';
 SELECT bill_id, merchant, amount, status, qiwi_status, qiwi_amount, qiwi_currency
   FROM qiwi_bills_changed_today WHERE bill_id ~ '^rp-(today|yesterday|tomorrow)' ORDER BY bill_id;
 ROLLBACK;
@@ -89,6 +96,8 @@ VALUES ('rp-h-1', 1, 'RUB', 'WAITING', now(), now() - interval '5 minutes', 3, '
        ('rp-h-2', 1, 'RUB', 'WAITING', now(), now() - interval '1 minute', 1, 'QK500: HTTP 503'),
        ('rp-h-3', 1, 'RUB', 'CREATING', now(), now() + interval '1 hour', 0, NULL),
        ('rp-h-4', 1, 'RUB', 'PAID', now(), now() - interval '1 day', 7, 'not open: not counted');
+-- the merchants are named after their sites here
+UPDATE qiwi_bills SET merchant = site_id WHERE bill_id LIKE 'rp-%' AND site_id IS NOT NULL AND merchant = 'default';
 SELECT open_bills, due_bills, lag, failing_bills, max_failures, bill_error FROM qiwi_reconciler_health;
 -- and the reconciler's own status, one row
 SELECT count(*) AS rows, bool_and(h.rounds = s.rounds AND h.running = s.running) AS same_as_status

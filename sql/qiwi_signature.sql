@@ -38,6 +38,10 @@ INSERT INTO signature_cases VALUES
 ('currency KZT',       :'key', '{"bill":{"siteId":"9hh4jb-00","billId":"b1","amount":{"value":"5.00","currency":"KZT"},"status":{"value":"PAID"}}}', 'KZT|5.00|b1|9hh4jb-00|PAID'),
 ('non-ASCII secret',   'секрет-ключ', '{"bill":{"siteId":"23044","billId":"b1","amount":{"value":"5.00","currency":"RUB"},"status":{"value":"PAID"}}}', 'RUB|5.00|b1|23044|PAID'),
 ('unknown fields',     :'key', '{"bill":{"siteId":"23044","billId":"b1","amount":{"value":"5.00","currency":"RUB"},"status":{"value":"PAID","changedDateTime":"2021-01-18T15:25:18+03"},"customer":{},"customFields":{"x":"y"},"recipientPhoneNumber":"7900"},"version":"1"}', 'RUB|5.00|b1|23044|PAID'),
+('key of 63 bytes',    repeat('k', 63), '{"bill":{"siteId":"23044","billId":"b1","amount":{"value":"5.00","currency":"RUB"},"status":{"value":"PAID"}}}', 'RUB|5.00|b1|23044|PAID'),
+('key of 64 bytes',    repeat('k', 64), '{"bill":{"siteId":"23044","billId":"b1","amount":{"value":"5.00","currency":"RUB"},"status":{"value":"PAID"}}}', 'RUB|5.00|b1|23044|PAID'),
+('key of 65 bytes',    repeat('k', 65), '{"bill":{"siteId":"23044","billId":"b1","amount":{"value":"5.00","currency":"RUB"},"status":{"value":"PAID"}}}', 'RUB|5.00|b1|23044|PAID'),
+('key of 300 bytes',   repeat('к', 150), '{"bill":{"siteId":"23044","billId":"b1","amount":{"value":"5.00","currency":"RUB"},"status":{"value":"PAID"}}}', 'RUB|5.00|b1|23044|PAID'),
 ('seed 001 sample',    :'key', '{ "bill": { "siteId":"23044", "billId":"1519892138404fhr7i272a2", "amount":{ "value":"100", "currency":"RUB" }, "status":{ "value":"PAID", "datetime":"2018-03-01T11:16:12" }, "customer":{}, "customFields":{}, "creationDateTime":"2018-03-01T11:15:39", "expirationDateTime":"2018-04-01T11:15:39+03:00" }, "version":"1" }', 'RUB|100.00|1519892138404fhr7i272a2|23044|PAID');
 
 SELECT name,
@@ -46,6 +50,77 @@ SELECT name,
        qiwi_verify_signature(encode(hmac(convert_to(signed_string, 'UTF8'), convert_to(secret, 'UTF8'), 'sha256'), 'hex'),
                              notification, secret) AS verifies
   FROM signature_cases ORDER BY name;
+
+-- Amounts written every way.  Those QIWI's range holds (above 0, at most
+-- 999999.99, two decimals at most) are signed with exactly two decimals;
+-- the others cannot be signed, and no signature verifies them.
+CREATE TABLE amount_cases (name text, value jsonb, signed_amount text);
+INSERT INTO amount_cases VALUES
+('string "1"',          '"1"',          '1.00'),
+('string "0.5"',        '"0.5"',        '0.50'),
+('string "0.05"',       '"0.05"',       '0.05'),
+('string "10.50"',      '"10.50"',      '10.50'),
+('string "999999"',     '"999999"',     '999999.00'),
+('string "999999.99"',  '"999999.99"',  '999999.99'),
+('string "1.000"',      '"1.000"',      '1.00'),
+('string "1.500"',      '"1.500"',      '1.50'),
+('number 0.5',          '0.5',          '0.50'),
+('number 1.50',         '1.50',         '1.50'),
+('number 999999',       '999999',       '999999.00'),
+('number 1e2',          '1e2',          '100.00'),
+('number 1.000',        '1.000',        '1.00'),
+('number 0.010',        '0.010',        '0.01'),
+('string "0"',          '"0"',          NULL),
+('string "0.0"',        '"0.0"',        NULL),
+('string "0.00"',       '"0.00"',       NULL),
+('string "-0"',         '"-0"',         NULL),
+('string "-1.00"',      '"-1.00"',      NULL),
+('string "1000000"',    '"1000000"',    NULL),
+('string "1000000.00"', '"1000000.00"', NULL),
+('string "999999.999"', '"999999.999"', NULL),
+('string "1.005"',      '"1.005"',      NULL),
+('string "01.00"',      '"01.00"',      NULL),
+('string "10."',        '"10."',        NULL),
+('string ".5"',         '".5"',         NULL),
+('string "+1.00"',      '"+1.00"',      NULL),
+('string " 1.00"',      '" 1.00"',      NULL),
+('string "1,00"',       '"1,00"',       NULL),
+('string "1e2"',        '"1e2"',        NULL),
+('string ""',           '""',           NULL),
+('string of 40 digits', to_jsonb(repeat('1', 40)), NULL),
+('number 0',            '0',            NULL),
+('number -0',           '-0',           NULL),
+('number 0.00',         '0.00',         NULL),
+('number -1',           '-1',           NULL),
+('number 1000000',      '1000000',      NULL),
+('number 999999.991',   '999999.991',   NULL),
+('number 1e-2',         '1e-2',         '0.01'),
+('number 1e-3',         '1e-3',         NULL),
+('number 1e100',        '1e100',        NULL),
+('number 1e-10',        '1e-10',        NULL),
+('true',                'true',         NULL),
+('an object',           '{"value":1}',  NULL);
+SELECT name,
+       CASE WHEN signed_amount IS NULL
+            THEN try(format('SELECT qiwi_sign_notification(%L, %L)', n, :'key'))
+            ELSE (qiwi_sign_notification(n, :'key')
+                  = encode(hmac(convert_to('RUB|' || signed_amount || '|b1|23044|PAID', 'UTF8'), :'key', 'sha256'), 'hex'))::text
+       END AS signs_as,
+       qiwi_verify_signature(encode(hmac(convert_to('RUB|' || coalesce(signed_amount, value #>> '{}') || '|b1|23044|PAID', 'UTF8'),
+                                         :'key', 'sha256'), 'hex'), n, :'key') AS verifies
+  FROM (SELECT *, jsonb_build_object('bill', jsonb_build_object('siteId', '23044', 'billId', 'b1',
+               'amount', jsonb_build_object('value', value, 'currency', 'RUB'), 'status', '{"value":"PAID"}'::jsonb)) AS n
+          FROM amount_cases) c
+ ORDER BY signed_amount IS NULL, name;
+DROP TABLE amount_cases;
+
+-- Several keys in one scan, more than are cached at once: each notification
+-- verifies under its own key only
+SELECT bool_and(qiwi_verify_signature(qiwi_sign_notification(n, 'key-' || i % 11), n, 'key-' || i % 11)) AS own_key,
+       bool_or(qiwi_verify_signature(qiwi_sign_notification(n, 'key-' || i % 11), n, 'key-' || (i + 1) % 11)) AS next_key
+  FROM generate_series(1, 200) i,
+       LATERAL (SELECT jsonb_build_object('bill', jsonb_build_object('siteId', 's', 'billId', 'b' || i,
+                'amount', jsonb_build_object('value', i, 'currency', 'RUB'), 'status', '{"value":"PAID"}'::jsonb)) AS n) t;
 
 -- Broken or tampered notifications are false, never an error
 \set sig '07e0ebb10916d97760c196034105d010607a6c6b7d72bfa1c3451448ac484a3b'

@@ -30,27 +30,55 @@ PG_FUNCTION_INFO_V1(qiwi_notification_verify);
 char	   *qiwi_site_id = NULL;
 
 
-/* Key the HMAC with the secret argument, or with qiwi.secret_key if it is NULL */
-static void
-use_secret(FunctionCallInfo fcinfo, int argno)
-{
-	if (fcinfo != NULL && PG_NARGS() > argno && !PG_ARGISNULL(argno))
-	{
-		text	   *secret = PG_GETARG_TEXT_PP(argno);
+/* The length of a notification's signature: the hex of an HMAC-SHA256 */
+#define NOTIFICATION_SIGNATURE_LENGTH 64
 
-		signature_set_key_text(VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret));
+/* The signer keyed with secret (len bytes), or when it is NULL with the merchant's key */
+static SignatureKey *
+notification_key(const char *secret, int len, const Merchant *merchant)
+{
+	if (secret == NULL)
+	{
+		secret = merchant_value(merchant, bill_option_secret_key);
+		len = secret ? strlen(secret) : 0;
 	}
-	else
-		signature_set_key_text(qiwi_secret_key ? qiwi_secret_key : "",
-						 qiwi_secret_key ? strlen(qiwi_secret_key) : 0);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no secret key to sign or verify with"),
+				 merchant->server == InvalidOid ?
+				 errdetail("The secret argument is NULL or empty and qiwi.secret_key is not set.") :
+				 errdetail("The secret argument is NULL or empty and merchant \"%s\" has no secret_key.",
+						   merchant->name)));
+	return signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, secret, len);
+}
+
+/*
+ * The signer of a SQL function: its secret argument (argno), else the key of
+ * its merchant argument (argno + 1; NULL: the default merchant)
+ */
+static SignatureKey *
+argument_key(FunctionCallInfo fcinfo, int argno)
+{
+	const Merchant *merchant = merchant_for_call(PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1) ?
+												 text_to_cstring(PG_GETARG_TEXT_PP(argno + 1)) : NULL);
+
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	{
+		text	   *arg = PG_GETARG_TEXT_PP(argno);
+
+		return notification_key(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg), merchant);
+	}
+	return notification_key(NULL, 0, merchant);
 }
 
 /* Append a signed field: a string (or, for ids, a number) member of object */
-static bool
+static inline bool
 append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
 					bool number_ok, const char *path, char **problem)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+	JsonbValue	found;
+	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), &found);
 
 	/*
 	 * The signed string joins its fields with '|' and cannot tell x|1 + y
@@ -77,28 +105,45 @@ append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
 }
 
 /*
- * Is this amount string already written the way QIWI signs it, digits
- * with exactly two decimals and no leading zero (as real notifications
- * send it)?  Then it is its own normal form and needs no numeric round trip.
+ * Append an amount written plainly in QIWI's range (above 0, at most
+ * 999999.99, at most two decimals: "1", "10.5", "0.01", "999999.99") with
+ * exactly two decimals, as QIWI signs it; false, appending nothing, for
+ * anything else, which qiwi_json_amount then judges.  Real notifications
+ * send "1.00" or 1.5; the numeric round trip costs more than the HMAC.
  */
 static bool
-amount_is_normal_form(const char *s, int len)
+append_plain_amount(StringInfo buf, const char *s, int len)
 {
-	int			point = len - 3;
+	int			digits = 0;
+	int			decimals;
 
-	if (len < 4 || s[point] != '.' || (s[0] == '0' && point != 1))
+	while (digits < len && s[digits] >= '0' && s[digits] <= '9')
+		digits++;
+	decimals = digits < len ? len - digits - 1 : 0;
+	/* no leading zero but in 0.xx; at most 999999 */
+	if (digits == 0 || digits > 6 || (s[0] == '0' && digits > 1))
 		return false;
-	for (int i = 0; i < len; i++)
-		if (i != point && (s[i] < '0' || s[i] > '9'))
+	/* nothing but ".d" or ".dd" after the digits */
+	if (digits < len && (s[digits] != '.' || decimals < 1 || decimals > 2))
+		return false;
+	for (int i = digits + 1; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
 			return false;
+	/* zero is out of range */
+	if (s[0] == '0' && (decimals == 0 || (s[2] == '0' && (decimals == 1 || s[3] == '0'))))
+		return false;
+
+	appendBinaryStringInfo(buf, s, len);
+	appendBinaryStringInfo(buf, decimals == 0 ? ".00" : "0", decimals == 0 ? 3 : 2 - decimals);
 	return true;
 }
 
 /* Get a member that must be an object */
-static JsonbContainer *
+static inline JsonbContainer *
 object_member(JsonbContainer *object, const char *key)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+	JsonbValue	found;
+	JsonbValue *v = getKeyJsonValueFromContainer(object, key, strlen(key), &found);
 
 	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
 		return NULL;
@@ -115,7 +160,9 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	JsonbContainer *bill;
 	JsonbContainer *amount;
 	JsonbContainer *status;
+	JsonbValue	found;
 	JsonbValue *value;
+	bool		plain;
 
 	if (!JB_ROOT_IS_OBJECT(notification) ||
 		(bill = object_member(&notification->root, "bill")) == NULL)
@@ -131,11 +178,19 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	if (!append_signed_field(buf, amount, "currency", false, "bill.amount.currency", problem))
 		return false;
 
-	value = getKeyJsonValueFromContainer(amount, "value", 5, NULL);
-	if (value != NULL && value->type == jbvString &&
-		amount_is_normal_form(value->val.string.val, value->val.string.len))
-		appendBinaryStringInfo(buf, value->val.string.val, value->val.string.len);
+	value = getKeyJsonValueFromContainer(amount, "value", 5, &found);
+	if (value != NULL && value->type == jbvString)
+		plain = append_plain_amount(buf, value->val.string.val, value->val.string.len);
+	else if (value != NULL && value->type == jbvNumeric)
+	{
+		char	   *number = DatumGetCString(DirectFunctionCall1(numeric_out,
+																 NumericGetDatum(value->val.numeric)));
+
+		plain = append_plain_amount(buf, number, strlen(number));
+	}
 	else
+		plain = false;
+	if (!plain)
 	{
 		Numeric		cents;
 		char	   *currency;
@@ -183,25 +238,23 @@ signed_string_buffer(void)
 }
 
 /*
- * Check a signature against a notification under the current key.  Hex
- * case is ignored; the comparison takes the same time wherever they differ.
+ * Check a signature against a notification under key.  Hex case is
+ * ignored; the comparison takes the same time wherever they differ.
  */
 static bool
-signature_matches(const char *signature, int len, Jsonb *notification, char **problem)
+signature_matches(SignatureKey *key, const char *signature, int len, Jsonb *notification,
+				  char **problem)
 {
 	StringInfo	message = signed_string_buffer();
-	char		expected[SIGNATURE_HEX_LENGTH + 1];
 
 	if (!signed_string(notification, message, problem))
 		return false;
-	signature_hmac_hex(message->data, message->len, expected);
-
-	if (len != SIGNATURE_HEX_LENGTH)
+	if (len != NOTIFICATION_SIGNATURE_LENGTH)
 	{
 		*problem = pstrdup("the signature is not 64 hex digits");
 		return false;
 	}
-	if (!signature_hex_equal(signature, len, expected))
+	if (!signature_verify(key, SIGNATURE_HEX, message->data, message->len, signature, len))
 	{
 		*problem = pstrdup("the signature does not match");
 		return false;
@@ -215,12 +268,13 @@ qiwi_verify_signature(PG_FUNCTION_ARGS)
 {
 	char	   *problem = NULL;
 	text	   *signature;
+	SignatureKey *key;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	signature = PG_GETARG_TEXT_PP(0);
-	use_secret(fcinfo, 2);
-	PG_RETURN_BOOL(signature_matches(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
+	key = argument_key(fcinfo, 2);
+	PG_RETURN_BOOL(signature_matches(key, VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
 									 PG_GETARG_JSONB_P(1), &problem));
 }
 
@@ -230,20 +284,19 @@ qiwi_sign_notification(PG_FUNCTION_ARGS)
 {
 	StringInfo	message;
 	char	   *problem = NULL;
-	char		hex[SIGNATURE_HEX_LENGTH + 1];
+	SignatureKey *key;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("notification must not be NULL")));
-	use_secret(fcinfo, 1);
+	key = argument_key(fcinfo, 1);
 	message = signed_string_buffer();
 	if (!signed_string(PG_GETARG_JSONB_P(0), message, &problem))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("notification cannot be signed: %s", problem)));
-	signature_hmac_hex(message->data, message->len, hex);
-	PG_RETURN_TEXT_P(cstring_to_text(hex));
+	PG_RETURN_TEXT_P(cstring_to_text(signature_sign(key, SIGNATURE_HEX, message->data, message->len)));
 }
 
 /* ---------- the trigger ---------- */
@@ -443,13 +496,9 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 
 			merchant = notification_merchant(body, &problem);
 			if (merchant != NULL)
-			{
-				const char *key = merchant_value(merchant, bill_option_secret_key);
-
-				signature_set_key_text(key ? key : "", key ? strlen(key) : 0);
-				verified = signature_matches(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
+				verified = signature_matches(notification_key(NULL, 0, merchant),
+											 VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
 											 body, &problem);
-			}
 		}
 	}
 

@@ -255,13 +255,31 @@ extern char *arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *ar
 
 /* ---------- signature.c ---------- */
 
-#define SIGNATURE_BYTES 32
-#define SIGNATURE_HEX_LENGTH (2 * SIGNATURE_BYTES)
+typedef enum SignatureHash
+{
+	SIGNATURE_SHA256,
+	SIGNATURE_SHA1
+} SignatureHash;
+typedef enum SignatureKeyEncoding
+{
+	SIGNATURE_KEY_UTF8,
+	SIGNATURE_KEY_BASE64
+} SignatureKeyEncoding;
+typedef enum SignatureOutput
+{
+	SIGNATURE_HEX,
+	SIGNATURE_BASE64
+} SignatureOutput;
+typedef struct SignatureKey SignatureKey;	/* opaque; owned by the per-backend cache */
 
-extern void signature_set_key_text(const char *secret, int len);
-extern void signature_hmac_hex(const char *message, size_t len, char *hex);
+/* a keyed signer for key (server-encoded text; UTF8 = its UTF-8 bytes, BASE64 = decoded), cached per backend */
+extern SignatureKey *signature_key(SignatureHash hash, SignatureKeyEncoding encoding, const char *key, int len);
+/* the encoded signature (hex lowercase, or base64) of message, palloc'd */
+extern char *signature_sign(SignatureKey *key, SignatureOutput output, const char *message, size_t len);
+/* whether given (hex in either case, or base64) is the signature of message; constant time */
+extern bool signature_verify(SignatureKey *key, SignatureOutput output, const char *message, size_t len,
+							 const char *given, int given_len);
 extern void signature_append_utf8(StringInfo buf, const char *value, int len);
-extern bool signature_hex_equal(const char *given, int len, const char *expected);
 
 /* ---------- ledger.c ---------- */
 

@@ -159,6 +159,14 @@ serve_for_bill('lat-latin1-200', 200, $comment->('lat-latin1-200', 'café'));
 is(sql_in('latin1', q{SELECT status || ' ' || (comment = 'caf' || chr(233)) FROM qiwi_bill_status('lat-latin1-200')}),
 	'PAID true', 'LATIN1: a bill with a comment in LATIN1 is read');
 
+# Signatures in the LATIN1 database: key and fields are signed as UTF-8
+# bytes, so the signature is the one the UTF-8 database makes
+my $sign_latin1 = q{SELECT qiwi_sign_notification(jsonb_build_object('bill', jsonb_build_object(
+	'siteId', 's', 'billId', 'caf' || chr(233), 'amount', '{"value":"5.00","currency":"RUB"}'::jsonb,
+	'status', '{"value":"PAID"}'::jsonb)), 'cl' || chr(233))};
+is(sql_in('latin1', $sign_latin1), sql_in('postgres', $sign_latin1),
+	'LATIN1: a notification and key with an accented letter sign as in a UTF-8 database');
+
 # The reconciler in the LATIN1 database
 sql_in('postgres', q{ALTER SYSTEM SET qiwi.database = 'latin1'});
 sql_in('postgres', q{SELECT pg_reload_conf()});
