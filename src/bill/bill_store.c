@@ -31,6 +31,19 @@
 #define BILL_NARGS 12
 #define REFUND_NARGS 6
 
+/*
+ * qiwi_bills for the ledger: a bill moves out of WAITING, CREATING (not at
+ * QIWI yet) and CREATE_FAILED; the reconciler checks WAITING bills and
+ * creates CREATING ones.  MISMATCH is final for statuses, but keeps
+ * recording what QIWI says.
+ */
+static const char *const bill_open_statuses[] = {"WAITING", "CREATING", "CREATE_FAILED", NULL};
+static const char *const bill_reconciled_statuses[] = {"WAITING", "CREATING", NULL};
+static const LedgerTable bill_table = {
+	.open_statuses = bill_open_statuses,
+	.reconciled_statuses = bill_reconciled_statuses,
+};
+
 /* Prepared statements, valid for the schema they were prepared in */
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr bill_refresh_plan = NULL;
@@ -128,18 +141,19 @@ prepare_plans(Oid schema)
 		"  checked_at = clock_timestamp(), failures = 0, last_error = NULL"
 		"  FROM old WHERE b.merchant = $15 AND b.bill_id = $1 AND old.same_money AND old.same_site"
 		"  AND ((old.status = $5 AND NOT $14)"
-		"   OR (old.status IN ('WAITING', 'CREATING', 'CREATE_FAILED') AND $5 <> old.status))"
+		"   OR %2$s)"
 		"  RETURNING 1),"
 		" mis AS (UPDATE %1$s.qiwi_bills b SET"
 		"  status = 'MISMATCH', qiwi_amount = $3, qiwi_currency = $4, qiwi_status = $5,"
 		"  status_changed_at = CASE WHEN old.status = 'MISMATCH' THEN b.status_changed_at ELSE clock_timestamp() END,"
 		"  checked_at = clock_timestamp(), failures = 0, last_error = NULL"
 		"  FROM old WHERE b.merchant = $15 AND b.bill_id = $1 AND NOT old.same_money AND old.same_site"
-		"  AND old.status IN ('WAITING', 'CREATING', 'CREATE_FAILED', 'MISMATCH')"
+		"  AND (%3$s OR old.status = 'MISMATCH')"
 		"  RETURNING 1)"
 		" SELECT old.status, old.amount, old.currency, old.same_money, old.same_site,"
 		"  (SELECT count(*) FROM upd) + (SELECT count(*) FROM mis)"
-		" FROM old", nsp),
+		" FROM old", nsp, ledger_may_move(&bill_table, "old.status", "$5"),
+		ledger_is_open(&bill_table, "old.status")),
 		BILL_NARGS + 3, record_types);
 	bill_insert_plan = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_bills (merchant, %s, checked_at, next_check_at)"
@@ -181,19 +195,20 @@ prepare_plans(Oid schema)
 		"  ELSE least(clock_timestamp() + make_interval(secs => least($5, $4 * power(2, least(CASE WHEN $2 THEN failures + 1 ELSE check_count + 1 END, 30)))),"
 		"             coalesce(expires_at + interval '1 second', 'infinity'))"
 		"  END"
-		" WHERE merchant = $6 AND bill_id = $1 AND status IN ('WAITING', 'CREATING')", nsp),
+		" WHERE merchant = $6 AND bill_id = $1 AND %s", nsp, ledger_is_reconciled(&bill_table, "status")),
 		6, check_types);
 	/* the merchants in $2 are left alone (QIWI refused their key, or they have none) */
 	due_bills_plan = ledger_prepare(psprintf(
 		"SELECT bill_id, status, amount, currency, expires_at, comment, customer, custom_fields,"
 		" merchant FROM %s.qiwi_bills"
-		" WHERE status IN ('WAITING', 'CREATING') AND next_check_at <= clock_timestamp()"
+		" WHERE %s AND next_check_at <= clock_timestamp()"
 		" AND merchant <> ALL ($2)"
-		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp),
+		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp,
+		ledger_is_reconciled(&bill_table, "status")),
 		2, due_types);
 	make_due_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
-		" WHERE status IN ('WAITING', 'CREATING')", nsp),
+		" WHERE %s", nsp, ledger_is_reconciled(&bill_table, "status")),
 		0, NULL);
 	refund_headroom_plan = ledger_prepare(psprintf(
 		"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"

@@ -309,6 +309,22 @@ extern void ledger_free_plan(struct _SPI_plan **plan);
 extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
 extern Datum ledger_text_or_null(const char *s, char *null);
 
+/*
+ * What the ledger knows of an API's table of items: the statuses a row may
+ * still leave (the forward-only rule) and those the reconciler checks; each
+ * list ends with NULL.
+ */
+typedef struct LedgerTable
+{
+	const char *const *open_statuses;
+	const char *const *reconciled_statuses;
+} LedgerTable;
+
+extern char *ledger_may_move(const LedgerTable *table, const char *column,
+							 const char *new_status);
+extern char *ledger_is_open(const LedgerTable *table, const char *column);
+extern char *ledger_is_reconciled(const LedgerTable *table, const char *column);
+
 /* ---------- reconciler.c ---------- */
 
 extern char *qiwi_database;

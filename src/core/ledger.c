@@ -181,3 +181,44 @@ ledger_text_or_null(const char *s, char *null)
 	*null = (s == NULL) ? 'n' : ' ';
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
+
+/* SQL for "column is one of statuses": column IN ('A', 'B') */
+static char *
+status_in(const char *column, const char *const *statuses)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "%s IN (", column);
+	for (int i = 0; statuses[i] != NULL; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(statuses[i]));
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * The forward-only rule of a ledger table, as a condition on a row's
+ * current status (column) and the new one (new_status, an expression): the
+ * row may move only out of an open status, and only to another status.  A
+ * final status is never replaced, whatever wrote it.
+ */
+char *
+ledger_may_move(const LedgerTable *table, const char *column, const char *new_status)
+{
+	return psprintf("(%s AND %s <> %s)", status_in(column, table->open_statuses),
+					new_status, column);
+}
+
+/* The condition that a row is open: its status may still move */
+char *
+ledger_is_open(const LedgerTable *table, const char *column)
+{
+	return status_in(column, table->open_statuses);
+}
+
+/* The condition that a row is due for the reconciler's checks */
+char *
+ledger_is_reconciled(const LedgerTable *table, const char *column)
+{
+	return status_in(column, table->reconciled_statuses);
+}
