@@ -272,12 +272,12 @@ record_event(const char *merchant, const char *bill_id, const char *old_status,
 	initStringInfo(&payload);
 	appendStringInfoString(&payload, "{\"bill_id\":");
 	escape_json(&payload, bill_id);
-	appendStringInfoString(&payload, ",\"merchant\":");
-	escape_json(&payload, merchant);
 	appendStringInfoString(&payload, ",\"status\":");
 	escape_json(&payload, new_status);
 	appendStringInfoString(&payload, ",\"source\":");
 	escape_json(&payload, source_name(source));
+	appendStringInfoString(&payload, ",\"merchant\":");
+	escape_json(&payload, merchant);
 	appendStringInfoChar(&payload, '}');
 	Async_Notify("qiwi_bill_status", payload.data);
 }

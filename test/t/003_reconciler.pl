@@ -61,7 +61,8 @@ $listener->finish;
 my @reconciled = grep { /"source":"reconciler"/ } map { s/\\"/"/gr } ($listen_out =~ /with payload "(.*?)" received/g);
 is(scalar(@reconciled), 3, 'three NOTIFYs from the reconciler, one per change')
   or diag($listen_out . $listen_err);
-like(join(' ', @reconciled), qr/\{"bill_id":"rec-1","status":"PAID","source":"reconciler"\}/, 'NOTIFY carries bill and status as JSON');
+like(join(' ', @reconciled), qr/\{"bill_id":"rec-1","status":"PAID","source":"reconciler","merchant":"default"\}/,
+	'NOTIFY carries bill, status and merchant as JSON');
 my $rec4 = sql(q{SELECT check_count >= 1 AND next_check_at > checked_at FROM qiwi_bills WHERE bill_id = 'rec-4'});
 is($rec4, 't', 'a bill still WAITING is scheduled again');
 
@@ -164,7 +165,7 @@ my $before = sandbox_requests();
 sql(q{UPDATE qiwi_bills SET next_check_at = now() WHERE status = 'WAITING'});
 sleep 3;
 is(sandbox_requests(), $before, 'no request is sent while stopped');
-my $said = () = slurp_file($node->logfile) =~ /QIWI refused the secret key; the qiwi_kassa reconciler stops/g;
+my $said = () = slurp_file($node->logfile) =~ /QIWI refused the secret key of merchant "default"; the qiwi_kassa reconciler leaves its items/g;
 is($said, 1, 'it says so once in the log');
 unlike(slurp_file($node->logfile), qr/\Q$sandbox_secret\E|wrong-key/,
 	'no key is in the log, not even in the reload message or our own ALTER SYSTEM');
