@@ -134,12 +134,15 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 
 COMMENT ON FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text, text) IS $$URL of QIWI's form that creates the bill bill_id for amount when the buyer opens it. public_key: NULL means qiwi.public_key; phone, email, account, comment, custom_fields as in qiwi_create_bill; lifetime: expiry (cut to the minute); success_url: where the buyer returns. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;
 
--- What a shop granted on an old signature (to its roles, or back to PUBLIC)
--- it keeps on the new one
+-- The new signature gets exactly the old one's privileges: what a shop
+-- granted (to its roles, back to PUBLIC, with grant option) and what it
+-- revoked (PUBLIC's EXECUTE on a function that had it by default)
 DO $$
 DECLARE
 	pair record;
-	grantee text;
+	old_oid oid;
+	old_acl aclitem[];
+	entry record;
 BEGIN
 	FOR pair IN SELECT * FROM (VALUES
 		('qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text)', 'qiwi_create_bill(text, numeric, text, timestamptz, text, text, text, text, jsonb, text, text)'),
@@ -152,17 +155,24 @@ BEGIN
 		('qiwi_sign_notification(jsonb, text)', 'qiwi_sign_notification(jsonb, text, text)'),
 		('qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text)', 'qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text, text)')) v(old_sig, new_sig)
 	LOOP
-		FOR grantee IN
+		old_oid := pg_catalog.to_regprocedure('@extschema@.' OPERATOR(pg_catalog.||) pair.old_sig);
+		SELECT p.proacl INTO old_acl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) old_oid;
+		-- NULL is the default: PUBLIC and the owner may execute, as a new function
+		CONTINUE WHEN old_acl IS NULL;
+		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', pair.new_sig);
+		FOR entry IN
 			SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::oid THEN 'PUBLIC'
-			            ELSE pg_catalog.quote_ident(r.rolname) END
+			            ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
+			       a.is_grantable
 			  FROM pg_catalog.pg_proc p
-			  CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+			  CROSS JOIN LATERAL pg_catalog.aclexplode(old_acl) a
 			  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
-			 WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('@extschema@.' OPERATOR(pg_catalog.||) pair.old_sig)
+			 WHERE p.oid OPERATOR(pg_catalog.=) old_oid
 			   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
 			   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
 		LOOP
-			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO %s', pair.new_sig, grantee);
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO %s%s', pair.new_sig,
+									  entry.grantee, CASE WHEN entry.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 		END LOOP;
 	END LOOP;
 END

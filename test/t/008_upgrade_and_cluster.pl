@@ -55,7 +55,8 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
 	UNION ALL
 	SELECT 'function ' || p.oid::regprocedure || ' returns ' || pg_get_function_result(p.oid)
 	       || ' args ' || pg_get_function_arguments(p.oid) || ' ' || p.provolatile::text || p.proparallel::text
-	       || p.prosecdef || p.proisstrict || ' ' || p.prosrc || ' acl ' || coalesce(p.proacl::text, 'default')
+	       || p.prosecdef || p.proisstrict || ' ' || p.prosrc || ' acl '
+	       || (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(coalesce(p.proacl, acldefault('f', p.proowner))) x)
 	  FROM pg_proc p WHERE p.oid IN (SELECT objid FROM members WHERE classid = 'pg_proc'::regclass)
 	UNION ALL
 	SELECT 'type ' || t.oid::regtype || ' ' || coalesce((SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
@@ -90,7 +91,9 @@ for my $from ('1.0', '1.1')
 	sql_in($db, qq{CREATE EXTENSION qiwi_kassa VERSION '$from'});
 	# a shop's role with EXECUTE on a function that moves money keeps it
 	sql_in($db, q{DO $$ BEGIN CREATE ROLE regress_shop_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$});
-	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_bill_status(text) TO regress_shop_app});
+	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_bill_status(text) TO regress_shop_app WITH GRANT OPTION});
+	# and a function public by default that the shop closed
+	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text) FROM PUBLIC});
 	# What the old version wrote, in every table: bills in every status,
 	# refunds, events, notifications (this library refuses to write through
 	# an old version's objects)
@@ -121,9 +124,12 @@ SELECT qiwi_sign_notification(n), n FROM (SELECT jsonb_build_object('bill', json
 	is(sql_in($db, $data_query), $data_before, "$from: every row of every table survives the upgrade");
 	is(sql_in($db, q{SELECT count(*) FROM qiwi_bills WHERE qiwi_amount IS NULL AND qiwi_status IS NULL AND merchant = 'default'}), '6',
 		"$from: the new columns are empty for old bills, which are the default merchant's");
-	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_bill_status(text, text)', 'EXECUTE')}), 't',
-		"$from: a role granted a function keeps it on its new signature");
-	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app});
+	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_bill_status(text, text)', 'EXECUTE WITH GRANT OPTION')}), 't',
+		"$from: a role granted a function (with grant option) keeps it on its new signature");
+	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_verify_signature(text, jsonb, text, text)', 'EXECUTE')}), 'f',
+		"$from: a function the shop closed to PUBLIC stays closed");
+	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app CASCADE});
+	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text, text) TO PUBLIC});
 	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.2 install");
 }
 sql_in('old11', q{SELECT qiwi_create_bill('up-new', 3, expires_at => now() + interval '1 day')});
