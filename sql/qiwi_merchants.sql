@@ -7,6 +7,7 @@
 SELECT try($$CREATE SERVER m_bad FOREIGN DATA WRAPPER qiwi OPTIONS (apiurl 'http://x')$$);
 SELECT try($$CREATE SERVER m_bad FOREIGN DATA WRAPPER qiwi OPTIONS (secret_key 'k-on-server')$$);
 SELECT try($$CREATE SERVER m_bad FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'ftp://x')$$);
+SELECT try($$CREATE SERVER m_bad FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'http://api.qiwi.com')$$);
 SELECT try($$CREATE SERVER m_bad FOREIGN DATA WRAPPER qiwi OPTIONS (site_id '1|2')$$);
 SELECT try($$ALTER FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'http://x')$$);
 CREATE SERVER m_test FOREIGN DATA WRAPPER qiwi

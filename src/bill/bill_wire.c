@@ -438,9 +438,9 @@ bill_reject(const Merchant *merchant, const char *bill_id, QiwiBill *bill, QiwiE
 static bool
 check_api_url(const char *value, char **why)
 {
-	if (http_url_is_valid(value))
+	if (http_url_is_valid(value) && http_url_is_secure(value))
 		return true;
-	*why = pstrdup("api_url must be an http or https URL.");
+	*why = pstrdup("api_url must be an https URL (or http to this machine: 127.0.0.1, ::1, localhost), so that the key never travels in clear.");
 	return false;
 }
 

@@ -81,7 +81,7 @@ extern const Merchant *merchant_by_option(int option, const char *value, char **
 extern const char *merchant_value(const Merchant *m, int option);
 extern List *merchant_unusable(const int *required, int nrequired);
 extern int	merchant_count(void);
-extern uint64 merchant_generation(void);
+extern uint32 merchant_fingerprint(const Merchant *m);
 extern int	merchant_secrets(const char ***list);
 
 /* ---------- transport.c ---------- */
@@ -140,6 +140,7 @@ extern void http_perform_many(const HttpRequest *requests, int n, int concurrenc
 							  bool (*keep_going) (void));
 extern char *http_escape_path_segment(const char *segment);
 extern bool http_url_is_valid(const char *url);
+extern bool http_url_is_secure(const char *url);
 extern char *http_append_query(const char *url, const char *name, const char *value);
 
 /* ---------- exchange.c ---------- */

@@ -19,6 +19,7 @@
 #include "access/reloptions.h"
 #include "access/table.h"
 #include "catalog/pg_foreign_data_wrapper.h"
+#include "common/hashfn.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
@@ -41,7 +42,6 @@ static Merchant *servers = NULL;
 static int	nservers = 0;
 static bool cache_valid = false;
 static bool callbacks_registered = false;
-static uint64 generation = 0;
 
 /* The default merchant: its values are read from the settings when asked */
 static Merchant default_merchant = {.name = MERCHANT_DEFAULT, .server = InvalidOid};
@@ -100,6 +100,24 @@ remember_secrets(void)
 				if (copy != NULL)
 					secrets[nsecrets++] = copy;
 			}
+}
+
+/*
+ * Add a key a user mapping is being given to the redaction list of this
+ * process, so that the errors and context lines of the statement giving it
+ * hide it (until the list is rebuilt from the catalogs)
+ */
+static void
+remember_secret(const char *value)
+{
+	char	  **longer;
+	char	   *copy;
+
+	if (value[0] == '\0' || (longer = realloc(secrets, sizeof(char *) * (nsecrets + 1))) == NULL)
+		return;
+	secrets = longer;
+	if ((copy = strdup(value)) != NULL)
+		secrets[nsecrets++] = copy;
 }
 
 /* The number of a defined option, or -1 */
@@ -162,7 +180,6 @@ load_merchants(void)
 	nservers = 0;
 	/* valid from here: an invalidation while reading makes it read again */
 	cache_valid = true;
-	generation++;
 
 	fdw = GetForeignDataWrapperByName("qiwi", true);
 	if (fdw == NULL)
@@ -184,6 +201,14 @@ load_merchants(void)
 			continue;
 		/* "default" names the settings' merchant; such a server is never used */
 		if (strcmp(NameStr(form->srvname), MERCHANT_DEFAULT) == 0)
+			continue;
+		/*
+		 * Only a superuser's server is a merchant: a server's owner decides
+		 * where its bills are asked about, which siteId it claims and so
+		 * whose notifications it verifies, and the reconciler acts on that
+		 * for everyone.
+		 */
+		if (!superuser_arg(form->srvowner))
 			continue;
 		if (nservers == allocated)
 		{
@@ -265,12 +290,24 @@ merchant_for_call(const char *name)
 	ensure_merchants();
 	m = find_server(name);
 	if (m == NULL)
+	{
+		ForeignServer *server = GetForeignServerByName(name, true);
+
+		if (server != NULL && strcmp(name, MERCHANT_DEFAULT) != 0 &&
+			server->fdwid == GetForeignDataWrapperByName("qiwi", false)->fdwid)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("server \"%s\" is no merchant: its owner is not a superuser", name),
+					 errdetail("A merchant's server decides where its key is sent and whose notifications it verifies."),
+					 errhint("A superuser takes it over with ALTER SERVER %s OWNER TO a superuser.",
+							 quote_identifier(name))));
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("merchant \"%s\" does not exist", name),
 				 errdetail("A merchant is a server of the foreign-data wrapper qiwi; \"default\" is the qiwi.* settings."),
 				 errhint("CREATE SERVER %s FOREIGN DATA WRAPPER qiwi OPTIONS (...) and CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (...).",
 						 quote_identifier(name), quote_identifier(name))));
+	}
 #if PG_VERSION_NUM >= 160000
 	acl = object_aclcheck(ForeignServerRelationId, m->server, GetUserId(), ACL_USAGE);
 #else
@@ -387,11 +424,19 @@ merchant_count(void)
 	return nservers + 1;
 }
 
-/* Changes whenever the merchants are read again from the catalogs */
-uint64
-merchant_generation(void)
+/* A hash of every option value of a merchant: it changes when they do */
+uint32
+merchant_fingerprint(const Merchant *m)
 {
-	return generation;
+	uint32		hash = 0;
+
+	for (int o = 0; o < noptions; o++)
+	{
+		const char *value = merchant_value(m, o);
+
+		hash = hash_combine(hash, value ? hash_bytes((const unsigned char *) value, strlen(value)) : 0);
+	}
+	return hash;
 }
 
 /* The keys of the servers this process has read, for the log redaction */
@@ -456,6 +501,8 @@ qiwi_fdw_validator(PG_FUNCTION_ARGS)
 							   "\"%s\" belongs on the server.", def->defname) : 0,
 					 errhint("Valid options in this context are: %s.", options_in(place))));
 		}
+		if (place == MERCHANT_ON_USER_MAPPING)
+			remember_secret(defGetString(def));
 		if (option_defs[o].check != NULL && !option_defs[o].check(defGetString(def), &why))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),

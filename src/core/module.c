@@ -296,18 +296,19 @@ contains_caseless(const char *text, const char *needle)
 }
 
 /*
- * Whether a statement may carry a secret: it names a secret and qiwi, a
- * user mapping or a server, in any case, quoting or spacing (ALTER SYSTEM
- * SET "QIWI" . secret_key = ..., CREATE USER MAPPING ... OPTIONS (secret_key
- * ...), a key put on a server by mistake).  Deliberately broad: hiding a
- * harmless statement costs only a log line.
+ * Whether a statement may carry a secret: it names qiwi and a secret in any
+ * case, quoting or spacing (ALTER SYSTEM SET "QIWI" . secret_key = ...), or
+ * it is about a user mapping or a server's options, whose option names a
+ * U& escape can spell without the word (CREATE USER MAPPING ... OPTIONS
+ * (U&"s\0065cret_key" ...), a key put on a server by mistake).
+ * Deliberately broad: hiding a harmless statement costs only a log line.
  */
 static bool
 statement_names_secret(const char *statement)
 {
-	return contains_caseless(statement, "secret") &&
-		(contains_caseless(statement, "qiwi") || contains_caseless(statement, "mapping") ||
-		 contains_caseless(statement, "server"));
+	return (contains_caseless(statement, "secret") && contains_caseless(statement, "qiwi")) ||
+		contains_caseless(statement, "mapping") ||
+		(contains_caseless(statement, "server") && contains_caseless(statement, "options"));
 }
 
 /*
@@ -331,6 +332,11 @@ redact_secret_key(ErrorData *edata)
 		edata->context = qiwi_redact_secrets(edata->context);
 	if (edata->internalquery && mentions_secret(edata->internalquery))
 		edata->internalquery = qiwi_redact_secrets(edata->internalquery);
+	/* a statement run by a function (EXECUTE in plpgsql) shows in these */
+	if (edata->internalquery && statement_names_secret(edata->internalquery))
+		edata->internalquery = pstrdup("statement hidden by qiwi_kassa: it names a secret");
+	if (edata->context && statement_names_secret(edata->context))
+		edata->context = pstrdup("context hidden by qiwi_kassa: it names a secret");
 
 	/*
 	 * A statement that sets a key (ALTER SYSTEM SET qiwi.secret_key = ...)

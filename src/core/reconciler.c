@@ -102,13 +102,20 @@ int			qiwi_reconcile_batch_size = 1000;
 static TimestampTz last_drop_check = 0;
 
 /*
- * The merchants whose key QIWI refused (in TopMemoryContext): their items
- * are left alone until the configuration is reloaded or the merchants'
- * catalogs change, since either may bring the right key.  Other merchants
- * go on.
+ * A merchant whose key QIWI refused, with the fingerprint of the options it
+ * was refused with: its items are left alone until its options change (a
+ * reload of the settings, a new user mapping), and only then.  Other
+ * merchants go on.
  */
-static List *refused_merchants = NIL;
-static uint64 refused_generation = 0;
+typedef struct RefusedMerchant
+{
+	char		name[NAMEDATALEN];
+	uint32		fingerprint;
+} RefusedMerchant;
+
+#define MAX_REFUSED 64
+static RefusedMerchant refused[MAX_REFUSED];
+static int	nrefused = 0;
 
 /* ---------- shared memory ---------- */
 
@@ -469,71 +476,75 @@ round_may_go_on(void)
 	return !database_wanted_by_others(MyDatabaseId);
 }
 
-/* Forget the refused keys: a reload or a catalog change may have fixed them */
+/* Publish whether some merchant's key is refused */
 static void
-forget_refused_merchants(const char *why)
+publish_refusals(void)
 {
-	if (refused_merchants != NIL)
-		ereport(LOG, (errmsg("qiwi_kassa reconciler resumes after %s", why)));
-	list_free_deep(refused_merchants);
-	refused_merchants = NIL;
 	SpinLockAcquire(&shared->mutex);
-	shared->stopped_by_auth = false;
+	shared->stopped_by_auth = nrefused > 0;
 	SpinLockRelease(&shared->mutex);
 }
 
 /* Stop asking QIWI for a merchant whose key it refused; said once */
 static void
-refuse_merchant(const char *merchant)
+refuse_merchant(const Merchant *merchant)
 {
-	MemoryContext old;
-
-	if (list_member(refused_merchants, makeString((char *) merchant)))
-		return;
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	refused_merchants = lappend(refused_merchants, makeString(pstrdup(merchant)));
-	MemoryContextSwitchTo(old);
+	for (int i = 0; i < nrefused; i++)
+		if (strcmp(refused[i].name, merchant->name) == 0)
+			return;
+	if (nrefused == MAX_REFUSED)
+		return;					/* its next 401 stops it once a slot is free */
+	strlcpy(refused[nrefused].name, merchant->name, NAMEDATALEN);
+	refused[nrefused++].fingerprint = merchant_fingerprint(merchant);
 	ereport(LOG,
 			(errcode(ERRCODE_QIWI_AUTHENTICATION),
-			 errmsg("QIWI refused the secret key of merchant \"%s\"; the qiwi_kassa reconciler leaves its items until the configuration is reloaded or the merchant's user mapping changes",
-					merchant)));
-	publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP 401); its items wait for a configuration reload or a new user mapping",
-						   merchant));
-	SpinLockAcquire(&shared->mutex);
-	shared->stopped_by_auth = true;
-	SpinLockRelease(&shared->mutex);
+			 errmsg("QIWI refused the secret key of merchant \"%s\"; the qiwi_kassa reconciler leaves its items until its key changes",
+					merchant->name),
+			 errhint("Reload the configuration with the right key, or change the merchant's user mapping.")));
+	publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP 401); its items wait for its key to change",
+						   merchant->name));
+	publish_refusals();
 }
 
 /*
  * The merchants a kind must leave alone this round, as a text[]: those
- * whose key QIWI refused and those lacking an option the kind needs.  In a
- * transaction (it reads the merchants).
+ * whose key QIWI refused (until their options change) and those lacking an
+ * option the kind needs.  In a transaction (it reads the merchants).
  */
 static Datum
 merchants_to_skip(const ReconcileKind *kind)
 {
 	List	   *unusable = merchant_unusable(kind->required_options, kind->nrequired);
-	List	   *skip = list_concat_copy(refused_merchants, NIL);
-	ArrayBuildState *astate = NULL;
+	ArrayBuildState *astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	ListCell   *lc;
+	int			kept = 0;
 
-	/* a merchant's changed mapping or server may carry the right key now */
-	if (merchant_generation() != refused_generation)
+	for (int i = 0; i < nrefused; i++)
 	{
-		if (refused_generation != 0)
-			forget_refused_merchants("a change of the merchants");
-		refused_generation = merchant_generation();
-		skip = NIL;
+		const Merchant *m = merchant_by_name(refused[i].name);
+
+		if (m == NULL || merchant_fingerprint(m) != refused[i].fingerprint)
+		{
+			ereport(LOG,
+					(errmsg("qiwi_kassa reconciler resumes merchant \"%s\": its options changed",
+							refused[i].name)));
+			continue;
+		}
+		refused[kept++] = refused[i];
+		astate = accumArrayResult(astate, CStringGetTextDatum(refused[i].name), false,
+								  TEXTOID, CurrentMemoryContext);
+	}
+	if (kept != nrefused)
+	{
+		nrefused = kept;
+		publish_refusals();
 	}
 	foreach(lc, unusable)
-		skip = lappend(skip, makeString(lfirst(lc)));
+		astate = accumArrayResult(astate, CStringGetTextDatum(lfirst(lc)), false,
+								  TEXTOID, CurrentMemoryContext);
 	/* the only merchant lacking its key: say so, as before there were merchants */
 	if (list_length(unusable) == 1 && merchant_count() == 1)
 		publish_error(psprintf("qiwi.secret_key is not set"));
-	astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	foreach(lc, skip)
-		astate = accumArrayResult(astate, CStringGetTextDatum(strVal(lfirst(lc))), false,
-								  TEXTOID, CurrentMemoryContext);
 	return makeArrayResult(astate, CurrentMemoryContext);
 }
 
@@ -593,7 +604,7 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 			if (failed)
 				counts->failed++;
 			if (key_refused)
-				refuse_merchant(ops[i].merchant->name);
+				refuse_merchant(ops[i].merchant);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -686,8 +697,6 @@ qiwi_reconciler_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			/* a new configuration may carry the right key */
-			forget_refused_merchants("a configuration reload");
 		}
 		/* qiwi.database now names another database: the launcher starts that one */
 		if (strcmp(qiwi_database, shared->database) != 0)

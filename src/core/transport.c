@@ -498,6 +498,35 @@ http_url_is_valid(const char *url)
 	return ok;
 }
 
+/*
+ * Is url https, or http to this machine (a sandbox, a local proxy)?  A key
+ * sent over plain http to anywhere else travels in clear.
+ */
+bool
+http_url_is_secure(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	bool		ok = false;
+
+	if (u == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while checking a URL")));
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		ok = pg_strcasecmp(scheme, "https") == 0 ||
+			(pg_strcasecmp(scheme, "http") == 0 &&
+			 (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0 ||
+			  pg_strcasecmp(host, "localhost") == 0));
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return ok;
+}
+
 /* Return url with name=value (value percent-encoded) added to its query */
 char *
 http_append_query(const char *url, const char *name, const char *value)

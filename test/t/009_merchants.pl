@@ -102,6 +102,27 @@ is($clerk->(q{SELECT coalesce(umoptions::text, 'hidden') FROM pg_user_mappings W
 $clerk->(q{SELECT status FROM qiwi_bill_status('m-1', merchant => 'nosuch')});
 like($err, qr/merchant "nosuch" does not exist/, 'an unknown merchant is an error naming it');
 
+# ---------- a server that is no superuser's is no merchant ----------
+
+# a role allowed to make servers of the wrapper claims shop2's siteId and
+# the default merchant's, with a URL and key of its own
+$node->safe_psql('postgres', q{
+CREATE ROLE regress_tenant LOGIN;
+GRANT USAGE ON FOREIGN DATA WRAPPER qiwi TO regress_tenant;
+SET ROLE regress_tenant;
+CREATE SERVER tenant1 FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'https://127.0.0.1:9', site_id '777001');
+CREATE SERVER tenant2 FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'https://127.0.0.1:9', site_id '270305');
+CREATE USER MAPPING FOR PUBLIC SERVER tenant1 OPTIONS (secret_key 'tenant-key');
+});
+($rc, $out, $err) = (0, '', '');
+$node->psql('postgres', q{SELECT qiwi_bill_status('m-1', merchant => 'tenant1')}, stderr => \$err);
+like($err, qr/server "tenant1" is no merchant: its owner is not a superuser/, 'a server of a plain role is no merchant');
+$node->psql('postgres', q{CREATE SERVER insecure FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'http://api.qiwi.com')}, stderr => \$err);
+like($err, qr/invalid value for option "api_url"/, 'a key would travel in clear over http to another machine: refused');
+# a key given with its option name escaped is still no log line
+$node->safe_psql('postgres', q{CREATE SERVER shop3 FOREIGN DATA WRAPPER qiwi OPTIONS (site_id '888001');
+CREATE USER MAPPING FOR PUBLIC SERVER shop3 OPTIONS (U&"s\0065cret_key" 'escaped-spelling-key')});
+
 # ---------- notifications: verified with the key of their siteId's merchant ----------
 
 my $port_r = PostgreSQL::Test::Cluster::get_free_port();
@@ -178,6 +199,7 @@ wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'and the sto
 $node->stop;
 my $log = slurp_file($node->logfile);
 unlike($log, qr/\Q$secret2\E/, 'the second merchant\'s key is in no log line (log_statement = all)');
+unlike($log, qr/escaped-spelling-key|tenant-key/, 'nor a key whose option name is escaped, nor a tenant\'s');
 like($log, qr/statement hidden by qiwi_kassa/, 'statements naming a key are hidden');
 
 done_testing();
