@@ -67,6 +67,7 @@ import hashlib
 import heapq
 import hmac
 import json
+import re
 import urllib.error
 import urllib.request
 import secrets
@@ -362,7 +363,7 @@ class Sandbox:
 # - Auth comes first: an unknown siteId or another key is HTTP 401
 #   auth.unauthorized "Wrong authentication data" (§8: not 404).
 # - Money: amount.value is a JSON number or a string written with exactly
-#   two decimals (150.00, "150.00"); 150, 150.0 and 150.000 are 400
+#   two decimals (150.00, "150.00"); 150, 150.0, 150.000 and 1.5000e2 are 400
 #   validation.error with cause {"amount": ["Invalid money format. Should
 #   have 2 fraction digits"]} (§8).  Answers write amounts as strings
 #   ("150.00", as seed 004's sample); notifications as JSON numbers in
@@ -497,6 +498,15 @@ def payin_error_body(code, description, cause=None):
     return body
 
 
+class WrittenNumber(str):
+    """A JSON number with an exponent (5.00e0), kept as written: never valid money."""
+
+
+def payin_number(text):
+    """parse_float for Payin bodies: Decimal keeps 150.00 apart from 150.0."""
+    return Decimal(text) if re.fullmatch(r"-?[0-9]+\.[0-9]+", text) else WrittenNumber(text)
+
+
 def invalid(field, message):
     return PayinError(400, "validation.error", "Validation error", {field: [message]})
 
@@ -506,13 +516,11 @@ def payin_money(obj, test_mode=True):
     if not isinstance(obj, dict):
         raise invalid("amount", "must not be null")
     value, currency = obj.get("value"), obj.get("currency")
-    if isinstance(value, str):
-        try:
-            value = Decimal(value)
-        except InvalidOperation:
-            raise invalid("amount", MONEY_FORMAT)
-    if not isinstance(value, Decimal) or not value.is_finite() \
-            or value.as_tuple().exponent != -2:
+    if isinstance(value, str) and not isinstance(value, WrittenNumber) \
+            and re.fullmatch(r"-?[0-9]+\.[0-9]{2}", value):
+        value = Decimal(value)
+    # the number as written: digits, a point and two digits, no exponent
+    if not isinstance(value, Decimal) or value.as_tuple().exponent != -2:
         raise invalid("amount", MONEY_FORMAT)
     if value <= 0:
         raise invalid("amount", "must be greater than 0")
@@ -1437,7 +1445,7 @@ def make_handler(sandbox):
                     raise PayinError(415, "http.media.type.not.supported", "Content-Type must be application/json")
                 try:
                     # numbers as Decimal, so that 150.00 and 150.0 stay apart
-                    parsed = json.loads(body.decode("utf-8"), parse_float=Decimal)
+                    parsed = json.loads(body.decode("utf-8"), parse_float=payin_number)
                 except (ValueError, UnicodeDecodeError):
                     raise PayinError(400, "http.message.conversion.failed", "Bad request")
                 if not isinstance(parsed, dict):
