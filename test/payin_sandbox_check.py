@@ -386,6 +386,13 @@ def check_declines_and_3ds(c, site):
     b4, _, _ = site.invoice()
     _, p3, _ = site.pay(b3, expiry="03/30")
     _, p4, _ = site.pay(b4, expiry="04/30")
+    b8, _, _ = site.invoice()
+    _, p8, _ = site.pay(b8, expiry="03/30")
+    status, e8, _ = c.control("POST", f"/sites/{site.id}/bills/{b8}/expire")
+    _, g8, _ = site.api("GET", f"payments/{p8['paymentId']}")
+    c.ok(status == 200 and e8["status"]["value"] == "EXPIRED" and g8["status"]["value"] == "DECLINED"
+         and g8["status"].get("reason") == "INVALID_STATE",
+         "an invoice expiring while the bank decides declines the waiting payment (INVALID_STATE)")
     c.ok(p3["status"]["value"] == "WAITING" and p4["status"]["value"] == "WAITING",
          "cards with months 03 and 04: WAITING at first")
     time.sleep(1.5)
@@ -396,6 +403,9 @@ def check_declines_and_3ds(c, site):
     _, g4, _ = site.api("GET", f"payments/{p4['paymentId']}")
     c.ok(g3["status"]["value"] == "COMPLETED", "month 03: COMPLETED after 3 s")
     c.ok(g4["status"]["value"] == "DECLINED", "month 04: DECLINED after 3 s")
+    _, d8, _ = site.api("GET", f"bills/{b8}/details")
+    c.ok(d8["status"]["value"] == "EXPIRED" and d8["payments"][0]["status"]["value"] == "DECLINED",
+         "and the bank's late answer changes nothing: still EXPIRED and DECLINED")
 
     b5, _, _ = site.invoice()
     _, p5, _ = site.pay(b5, cvv="849")

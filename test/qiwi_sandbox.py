@@ -391,7 +391,9 @@ class Sandbox:
 #   PUT stores nothing, so its id stays free.
 # - Invoice: CREATED -> PAID when a payment is COMPLETED (authorised: for a
 #   two-step invoice capturedAmount stays 0.00 until the capture, §8) or
-#   -> EXPIRED when expirationDateTime passes without one.  A declined
+#   -> EXPIRED when expirationDateTime passes without one; a payment still
+#   waiting then is declined (PAYMENT_EXPIRED_3DS if it waited for 3-D
+#   Secure, INVALID_STATE if for the bank's 3 s answer).  A declined
 #   payment leaves the invoice CREATED, so the buyer may try another card.
 #   GET bills/{billId} answers the array of its payments, GET
 #   bills/{billId}/details the invoice with "payments".  Flags accepted:
@@ -653,9 +655,10 @@ class PayinSandbox:
         invoice["status"], invoice["changed"] = "EXPIRED", now()
         for pid in invoice["payments"]:
             payment = self.payments[pid]
-            if payment["status"] == "WAITING" and payment.get("threeDS"):
-                payment["threeDS"] = None
-                self.finish_payment(payment, ("DECLINED", "PAYMENT_EXPIRED_3DS"))
+            if payment["status"] == "WAITING":
+                reason = "PAYMENT_EXPIRED_3DS" if payment["threeDS"] else "INVALID_STATE"
+                payment["threeDS"] = payment["outcome"] = None
+                self.finish_payment(payment, ("DECLINED", reason))
 
     def deadline_passed(self, payment):
         site = self.sites[payment["site"]]
