@@ -988,7 +988,7 @@ class PayinSandbox:
             "createdDateTime": payin_time(payment["created"]),
             "status": status,
             "amount": {"value": money_number(payment["amount"]), "currency": payment["currency"]},
-            "paymentMethod": {k: v for k, v in payment["method"].items()},
+            "paymentMethod": dict(payment["method"]),
             "paymentCardInfo": self.payment_json(payment)["paymentCardInfo"],
             "billId": payment["billId"], "invoiceUid": payment["invoiceUid"],
             "flags": ["SALE"] if payment["sale"] else ["AUTH"],
