@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A stateful emulator of QIWI's Bill Payments API (v1), for tests and demos.
+"""A stateful emulator of QIWI's Bill Payments API (v1) and Payin API (v1),
+for tests and demos: one server answers both.
 
 It speaks QIWI's JSON shapes, statuses and error format (seed 001 and
 shared/qiwi-api.md), keeps connections alive like QIWI's HTTP/1.1 front end,
@@ -31,13 +32,43 @@ Control (no auth; loopback only; used by tests):
          does; N extra copies after a 200; a failed delivery is retried
          every M ms (default 200), 50 times at most
   GET  /sandbox/stats    {"requests", "connections", "bills", "refunds"}
-  POST /sandbox/reset    forget bills, refunds, faults, latency and stats
+  POST /sandbox/reset    forget bills, refunds, faults, latency and stats,
+                         and the Payin state (see below)
+
+Payin API v1 (Authorization: Bearer <the site's API key>), under
+/partner/payin/v1/sites/{siteId}:
+  PUT  bills/{billId}                          create an invoice (idempotent)
+  GET  bills/{billId}                          its payments (array)
+  GET  bills/{billId}/details                  the invoice with its payments
+  GET  payments/{paymentId}                    a payment
+  PUT|GET payments/{paymentId}/captures/{id}   capture a hold / its status
+  PUT|GET payments/{paymentId}/refunds/{id}    refund or reversal / status
+  GET  payments/{paymentId}/refunds            the refunds (array)
+  DELETE tokens  {"customerAccountId", "token"} delete a payment token (204)
+  GET  validation/card/requests/{requestUid}   a card check
+
+Payin control (no auth), under /sandbox/payin:
+  POST sites {"siteId", "apiKey", "notificationKey", "notificationUrl",
+              "holdHours", "deadlineAction", "retryUnitMs"}   add/replace a site
+  POST sites/{siteId}/bills/{billId}/pay  the buyer on the form:
+       {"pan", "expiry": "MM/YY", "cvv", "holderName", "threeDS": "pass"|"fail",
+        "reason"} or {"token"}
+  POST sites/{siteId}/bills/{billId}/expire        the invoice's time runs out
+  POST sites/{siteId}/payments/{paymentId}/3ds     {"result": "pass"|"fail"}
+  POST sites/{siteId}/payments/{paymentId}/deadline  the capture deadline passes
+  GET  notifications   every Payin notification: body, signature, attempts
+  GET  stats           Payin counters
+  POST reset           forget the Payin state (sites back to the default one)
+  POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
 """
 
 import argparse
 import hashlib
+import heapq
 import hmac
 import json
+import re
+import urllib.error
 import urllib.request
 import secrets
 import ssl
@@ -158,10 +189,11 @@ def deliver(notify, secret, body):
 class Sandbox:
     """The bills and refunds, the fault queue and the counters."""
 
-    def __init__(self, secret, site_id):
+    def __init__(self, secret, site_id, payin=None):
         self.secret = secret
         self.site_id = site_id
         self.lock = threading.Lock()
+        self.payin = payin
         self.reset()
 
     def reset(self):
@@ -173,10 +205,12 @@ class Sandbox:
         self.requests = 0
         self.connections = 0
 
-    def take_fault(self, bill_id):
+    def take_fault(self, api, keys):
+        """The first fault left for this API whose "bill", "site", "payment" match."""
         with self.lock:
             for fault in self.faults:
-                if fault["times"] > 0 and fault.get("bill", bill_id) == bill_id:
+                if fault["times"] > 0 and fault.get("api", "bill") == api and \
+                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment") if k in fault):
                     fault["times"] -= 1
                     return fault
         return None
@@ -311,6 +345,915 @@ class Sandbox:
         return refund
 
 
+
+# =====================================================================
+# Payin API v1 (/partner/payin/v1/sites/{siteId}/...)
+#
+# Built from seeds/004 (QIWI's Payin scenarios), shared/qiwi-api.md §2 and
+# its §8 corrections (§8 wins where they differ; each such place says so).
+# The sandbox emulates a site in test mode only.  Where the documents are
+# silent the sandbox chooses, as follows (README.md, "The sandbox: Payin"):
+#
+# - Sites: siteId -> API key (Bearer), notification key, notification URL,
+#   hold time (72 h by default; at most 5 days, seed 004), what happens at
+#   the capture deadline ("capture", the default, or "reverse"), and the
+#   unit of the retry schedule (1000 ms).  One site exists from the start:
+#   --site-id, with --secret as API key and --payin-notification-key
+#   (default: --secret) as notification key, and no notification URL.
+# - Auth comes first: an unknown siteId or another key is HTTP 401
+#   auth.unauthorized "Wrong authentication data" (§8: not 404).
+# - Money: amount.value is a JSON number or a string written with exactly
+#   two decimals (150.00, "150.00"); 150, 150.0, 150.000 and 1.5000e2 are 400
+#   validation.error with cause {"amount": ["Invalid money format. Should
+#   have 2 fraction digits"]} (§8).  Answers write amounts as strings
+#   ("150.00", as seed 004's sample); notifications as JSON numbers in
+#   their shortest form (5, 2.5, 2211.24: the documents' samples show
+#   numbers in several forms), signed with the amount written %.2f (§8).
+# - Timestamps in answers and notifications: Moscow time, whole seconds
+#   (2023-02-17T14:50:44+03:00, as seed 004's sample); the signature uses
+#   the date exactly as the body carries it.
+# - Test mode (§2): currency RUB only and at most 10.00 RUB per invoice
+#   (400 validation.error, cause amount.currency / amount); the card's
+#   expiry month decides (02 declined at once, 03 approved after 3 s, 04
+#   declined after 3 s, any other approved; the year is not checked, so the
+#   documents' test cards never expire); CVV 849 or a holder name containing
+#   "3ds" (any case) asks for 3-D Secure first.  A decline's reason is
+#   ACQUIRING_INSUFFICIENT_FUNDS unless the buyer's control call names
+#   another; a failed 3-D Secure, or one still open when the invoice
+#   expires, is PAYMENT_EXPIRED_3DS (the one 3-D Secure reason in the
+#   digest's list).  The limit of 100 operations a day is not
+#   emulated (the suite and the benchmarks create more).  PANs must pass
+#   the Luhn check (the documents' 4256000000000003 does).
+# - Idempotency: a PUT with an id already used returns the stored object
+#   (with its current state) when its body means the same (amounts compared
+#   as numbers, absent and null alike); any other body is HTTP 409
+#   payin.resource.already.exists (undocumented; §8 says so).  A refused
+#   PUT stores nothing, so its id stays free.
+# - Invoice: CREATED -> PAID when a payment is COMPLETED (authorised: for a
+#   two-step invoice capturedAmount stays 0.00 until the capture, §8) or
+#   -> EXPIRED when expirationDateTime passes without one; a payment still
+#   waiting then is declined (PAYMENT_EXPIRED_3DS if it waited for 3-D
+#   Secure, INVALID_STATE if for the bank's 3 s answer).  A declined
+#   payment leaves the invoice CREATED, so the buyer may try another card.
+#   GET bills/{billId} answers the array of its payments, GET
+#   bills/{billId}/details the invoice with "payments".  Flags accepted:
+#   SALE, BIND_PAYMENT_TOKEN (needs customer.account), CHECK_CARD (§8).
+# - Payment flags: ["SALE"] one-step, ["AUTH"] two-step (§2's operation
+#   types).  refundedAmount counts refunds and reversals (money back to the
+#   buyer, moved or released).  The hold's deadline is authorisation time
+#   plus the site's hold time; the control call .../deadline moves it to
+#   now.
+# - Capture: only of a two-step COMPLETED payment; it takes what is still
+#   held (the amount minus reversals); a second capture with another id is
+#   400 payin.incorrect-method-invocation "Successful capture already done
+#   for this payment" (§8's fixture), as is a capture of a one-step,
+#   declined, waiting or fully reversed payment (with its own message).
+#   The body may be empty or {callbackUrl, comment}.
+# - Refund: before the capture of a two-step payment it is a reversal
+#   (flags ["REVERSAL"]) of at most what is still held; after the capture,
+#   or of a one-step payment, at most captured minus refunded (flags []).
+#   More is 400 validation.error, cause {"amount": ["Refund amount exceeds
+#   the available amount"]}; nothing is stored.  Its currency must be the
+#   payment's.  Refunds and captures complete at once (status COMPLETED).
+# - Tokens: an invoice with BIND_PAYMENT_TOKEN and customer.account issues
+#   a token when its card payment (or card check) succeeds (TOKEN
+#   notification, status CREATED), or a TOKEN REJECTED notification when it
+#   fails.  The payment carries it as "createdToken" {token, name,
+#   expiredDate, account} (the name of the card check's field, §2).  A
+#   token pays, on the form, only invoices of its site whose
+#   customer.account is its account, without 3-D Secure; the outcome
+#   follows its card's expiry month.  DELETE tokens {customerAccountId,
+#   token} answers 204; an unknown or deleted token is 404.
+# - CHECK_CARD: an invoice with this flag only checks the card on the form
+#   (no payment, the invoice stays CREATED): a CHECK_CARD notification with
+#   checkPaymentMethod {requestUid, checkOperationDate, status, isValidCard,
+#   threeDsStatus, cardInfo, createdToken?}; GET
+#   validation/card/requests/{requestUid} answers it.
+# - Notifications go to the operation's own URL when it has one
+#   (customFields.invoice_callback_url for PAYMENT and CHECK_CARD,
+#   callbackUrl of the capture or refund), else to the site's; TOKEN to the
+#   site's.  Body {type: {...}, "type": T, "version": "1"}, header
+#   Signature (lowercase hex HMAC-SHA256 with the site's notification key:
+#   §8, not the API key of the 2022 text).  Delivered when the receiver
+#   answers 200; otherwise retried after 5, 60, 300, 300 and 300 units
+#   (§2: "1 try after 5 s, 1 after 1 min, then 3 every 5 min"; a unit is
+#   the site's retryUnitMs, 1000 by default), 6 attempts in all.
+# - Faults (POST /sandbox/faults) reach Payin requests only with
+#   "api": "payin" (so Bill Payments tests see exactly what they did), and
+#   may be narrowed with "site", "bill" or "payment"; their default body
+#   is payin-core's internal.error, "body": "" gives the empty 500 that
+#   means "send again" (§2).
+# =====================================================================
+
+PAYIN_PREFIX = "/partner/payin/v1/sites/"
+PAYIN_MAX_TEST_AMOUNT = Decimal("10.00")
+PAYIN_MAX_HOLD_HOURS = 120
+PAYIN_MAX_STRING = 256
+PAYIN_FLAGS = ("SALE", "BIND_PAYMENT_TOKEN", "CHECK_CARD")
+PAYIN_METHODS = ("CARD", "SBP", "QIWI_WALLET", "TOKEN")
+PAYIN_CUSTOM_FIELDS = ("cf1", "cf2", "cf3", "cf4", "cf5", "invoice_callback_url",
+                       "themeCode", "contractId")
+PAYIN_RETRY_SCHEDULE = (5, 60, 300, 300, 300)
+PAYIN_DELAYED_OUTCOME_S = 3
+MONEY_FORMAT = "Invalid money format. Should have 2 fraction digits"
+
+
+def payin_time(dt):
+    """Payin's timestamp format: 2023-02-17T14:50:44+03:00."""
+    return dt.astimezone(MSK).replace(microsecond=0).isoformat()
+
+
+def money(amount):
+    return f"{amount:.2f}"
+
+
+def money_number(amount):
+    """A JSON number in its shortest form: 5, 2.5, 2211.24."""
+    return int(amount) if amount == amount.to_integral_value() else float(amount)
+
+
+class ControlError(Exception):
+    """A control call that cannot be done: HTTP status and a message."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class PayinError(ApiError):
+    def __init__(self, status, code, description, cause=None):
+        super().__init__(status, code, description)
+        self.cause = cause
+
+
+def payin_error_body(code, description, cause=None):
+    body = {
+        "serviceName": "payin-core",
+        "errorCode": code,
+        "description": description,
+        "userMessage": description,
+        "dateTime": qiwi_time(now()),
+        "traceId": secrets.token_hex(8),
+    }
+    if cause:
+        body["cause"] = cause
+    return body
+
+
+class WrittenNumber(str):
+    """A JSON number with an exponent (5.00e0), kept as written: never valid money."""
+
+
+def payin_number(text):
+    """parse_float for Payin bodies: Decimal keeps 150.00 apart from 150.0."""
+    return Decimal(text) if re.fullmatch(r"-?[0-9]+\.[0-9]+", text) else WrittenNumber(text)
+
+
+def invalid(field, message):
+    return PayinError(400, "validation.error", "Validation error", {field: [message]})
+
+
+def payin_money(obj, test_mode=True):
+    """amount{value,currency}, value with exactly two decimals; (Decimal, currency)."""
+    if not isinstance(obj, dict):
+        raise invalid("amount", "must not be null")
+    value, currency = obj.get("value"), obj.get("currency")
+    if isinstance(value, str) and not isinstance(value, WrittenNumber) \
+            and re.fullmatch(r"-?[0-9]+\.[0-9]{2}", value):
+        value = Decimal(value)
+    # the number as written: digits, a point and two digits, no exponent
+    if not isinstance(value, Decimal) or value.as_tuple().exponent != -2:
+        raise invalid("amount", MONEY_FORMAT)
+    if value <= 0:
+        raise invalid("amount", "must be greater than 0")
+    if not isinstance(currency, str) or len(currency) != 3:
+        raise invalid("amount.currency", "must be a currency code")
+    if test_mode and currency != "RUB":
+        raise invalid("amount.currency", "Test mode: only RUB")
+    if test_mode and value > PAYIN_MAX_TEST_AMOUNT:
+        raise invalid("amount", "Test mode: at most 10.00 RUB per operation")
+    return value, currency
+
+
+def payin_string(obj, field, maximum=PAYIN_MAX_STRING):
+    value = obj.get(field.split(".")[-1])
+    if value is not None and (not isinstance(value, str) or len(value) > maximum):
+        raise invalid(field, f"must be a string of at most {maximum} characters")
+    return value
+
+
+def luhn_ok(pan):
+    digits = [int(c) for c in reversed(pan)]
+    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d * 2 > 9 else d * 2)
+                for i, d in enumerate(digits))
+    return total % 10 == 0
+
+
+def payin_signature(key, kind, obj):
+    """Signature of a notification: HMAC-SHA256 of the documented fields joined by '|'."""
+    if kind == "TOKEN":
+        fields = [obj["merchantSiteUid"], obj["account"], obj["status"]["value"],
+                  obj["status"]["changedDateTime"]]
+    elif kind == "CHECK_CARD":
+        fields = [obj["requestUid"], obj["checkOperationDate"]]
+    else:
+        ident = {"PAYMENT": "paymentId", "CAPTURE": "captureId", "REFUND": "refundId"}[kind]
+        fields = [obj[ident], obj["createdDateTime"],
+                  money(Decimal(str(obj["amount"]["value"])))]
+    return hmac.new(key.encode(), "|".join(fields).encode(), hashlib.sha256).hexdigest()
+
+
+class PayinSandbox:
+    """Payin's sites, invoices, payments, captures, refunds, tokens and notifications."""
+
+    BODY_KEYS = {"PAYMENT": "payment", "CAPTURE": "capture", "REFUND": "refund",
+                 "TOKEN": "token", "CHECK_CARD": "checkPaymentMethod"}
+
+    def __init__(self, site_id, api_key, notification_key):
+        self.default_site = {"siteId": site_id, "apiKey": api_key,
+                             "notificationKey": notification_key}
+        self.lock = threading.RLock()
+        self.generation = 0
+        self.reset()
+        threading.Thread(target=self.ticker, daemon=True).start()
+
+    def reset(self):
+        with self.lock:
+            self.generation += 1
+            self.sites = {}
+            self.configure_site(dict(self.default_site))
+            self.invoices = {}
+            self.payments = {}
+            self.captures = {}
+            self.refunds = {}
+            self.tokens = {}
+            self.checks = {}
+            self.notifications = []
+            self.requests = 0
+            self.next_payment = 4600000
+            # what falls due, as heaps of (when, sequence, key): card outcomes
+            # of months 03/04, invoice expiries, capture deadlines
+            self.due = {"outcome": [], "expiry": [], "deadline": []}
+            self.sequence = 0
+
+    def configure_site(self, args):
+        site_id, api_key = args.get("siteId"), args.get("apiKey")
+        if not isinstance(site_id, str) or not site_id or not isinstance(api_key, str) or not api_key:
+            raise ControlError(400, "siteId and apiKey are required")
+        hold = args.get("holdHours", 72)
+        if not isinstance(hold, (int, float)) or not 0 < hold <= PAYIN_MAX_HOLD_HOURS:
+            raise ControlError(400, "holdHours must be more than 0 and at most 120 (5 days)")
+        action = args.get("deadlineAction", "capture")
+        if action not in ("capture", "reverse"):
+            raise ControlError(400, "deadlineAction is capture or reverse")
+        site = {
+            "siteId": site_id, "apiKey": api_key,
+            "notificationKey": args.get("notificationKey") or api_key,
+            "notificationUrl": args.get("notificationUrl"),
+            "holdHours": hold, "deadlineAction": action,
+            "retryUnitMs": int(args.get("retryUnitMs", 1000)),
+        }
+        with self.lock:
+            self.sites[site_id] = site
+        return site
+
+    # ---- time ----
+
+    def ticker(self):
+        while True:
+            time.sleep(0.05)
+            self.advance()
+
+    def schedule(self, kind, when, key):
+        self.sequence += 1
+        heapq.heappush(self.due[kind], (when, self.sequence, key))
+
+    def take_due(self, kind, moment):
+        heap = self.due[kind]
+        while heap and heap[0][0] <= moment:
+            yield heapq.heappop(heap)[2]
+
+    def advance(self):
+        """Whatever is due by now: delayed card outcomes, expiries, capture deadlines."""
+        with self.lock:
+            moment = now()
+            for pid in self.take_due("outcome", moment):
+                payment = self.payments[pid]
+                if payment["status"] == "WAITING" and payment["outcome"]:
+                    outcome, payment["outcome"] = payment["outcome"], None
+                    self.finish_payment(payment, outcome)
+            for key in self.take_due("expiry", moment):
+                invoice = self.invoices[key]
+                if invoice["status"] == "CREATED" and invoice["expires"] <= moment:
+                    self.expire_invoice(invoice)
+            for pid in self.take_due("deadline", moment):
+                payment = self.payments[pid]
+                if self.held(payment) > 0 and payment["deadline"] <= moment:
+                    self.deadline_passed(payment)
+
+    def expire_invoice(self, invoice):
+        invoice["status"], invoice["changed"] = "EXPIRED", now()
+        for pid in invoice["payments"]:
+            payment = self.payments[pid]
+            if payment["status"] == "WAITING":
+                reason = "PAYMENT_EXPIRED_3DS" if payment["threeDS"] else "INVALID_STATE"
+                payment["threeDS"] = payment["outcome"] = None
+                self.finish_payment(payment, ("DECLINED", reason))
+
+    def deadline_passed(self, payment):
+        site = self.sites[payment["site"]]
+        if site["deadlineAction"] == "capture":
+            self.capture(payment, str(uuid.uuid4()), {})
+        else:
+            self.refund(payment, str(uuid.uuid4()), {
+                "amount": {"value": money(self.held(payment)), "currency": payment["currency"]}})
+
+    # ---- lookups ----
+
+    def authorize(self, site_id, header):
+        site = self.sites.get(site_id)
+        if site is None or header != f"Bearer {site['apiKey']}":
+            raise PayinError(401, "auth.unauthorized", "Wrong authentication data")
+        return site
+
+    def invoice(self, site_id, bill_id):
+        invoice = self.invoices.get((site_id, bill_id))
+        if invoice is None:
+            raise PayinError(404, "payin.resource.not.found", "Invoice not found")
+        return invoice
+
+    def payment(self, site_id, payment_id):
+        payment = self.payments.get(payment_id)
+        if payment is None or payment["site"] != site_id:
+            raise PayinError(404, "payin.resource.not.found", "Payment not found")
+        return payment
+
+    @staticmethod
+    def held(payment):
+        """What a two-step payment still holds: authorised, not captured, not reversed."""
+        if payment["status"] != "COMPLETED" or payment["sale"] or payment["captureId"]:
+            return Decimal("0.00")
+        return payment["amount"] - payment["reversed"]
+
+    # ---- invoices ----
+
+    def create_invoice(self, site, bill_id, body):
+        if not bill_id or len(bill_id) > MAX_ID_LENGTH:
+            raise invalid("billId", "must be 1 to 200 characters")
+        amount, currency = payin_money(body.get("amount"))
+        expires_raw = body.get("expirationDateTime")
+        if not isinstance(expires_raw, str):
+            raise invalid("expirationDateTime", "must not be null")
+        try:
+            expires = datetime.fromisoformat(expires_raw)
+        except ValueError:
+            raise invalid("expirationDateTime", "must be a date and time with an offset")
+        if expires.tzinfo is None:
+            raise invalid("expirationDateTime", "must be a date and time with an offset")
+        comment = payin_string(body, "comment")
+        customer = body.get("customer")
+        if customer is not None:
+            if not isinstance(customer, dict):
+                raise invalid("customer", "must be an object")
+            for key in ("account", "email", "phone"):
+                payin_string(customer, f"customer.{key}")
+        fields = body.get("customFields")
+        if fields is not None:
+            if not isinstance(fields, dict):
+                raise invalid("customFields", "must be an object")
+            for key in fields:
+                if key not in PAYIN_CUSTOM_FIELDS:
+                    raise invalid(f"customFields.{key}", "unknown field")
+                payin_string(fields, f"customFields.{key}")
+        methods = body.get("billPaymentMethodsType")
+        if methods is not None and (not isinstance(methods, list)
+                                    or any(m not in PAYIN_METHODS for m in methods)):
+            raise invalid("billPaymentMethodsType", f"must be a list of {', '.join(PAYIN_METHODS)}")
+        flags = body.get("flags") or []
+        if not isinstance(flags, list) or any(f not in PAYIN_FLAGS for f in flags):
+            raise invalid("flags", f"must be a list of {', '.join(PAYIN_FLAGS)}")
+        if "BIND_PAYMENT_TOKEN" in flags and not (customer or {}).get("account"):
+            raise invalid("customer.account", "is required to bind a payment token")
+
+        request = {"amount": amount, "currency": currency, "expires": expires,
+                   "comment": comment, "customer": customer or None,
+                   "customFields": fields or None, "methods": methods,
+                   "flags": sorted(flags)}
+        existing = self.invoices.get((site["siteId"], bill_id))
+        if existing is not None:
+            if existing["request"] != request:
+                raise PayinError(409, "payin.resource.already.exists",
+                                 "Invoice with this billId already exists with other parameters")
+            return existing
+        if expires <= now():
+            raise invalid("expirationDateTime", "must be in the future")
+        created = now()
+        uid = str(uuid.uuid4())
+        invoice = {
+            "site": site["siteId"], "billId": bill_id, "invoiceUid": uid,
+            "amount": amount, "currency": currency, "expires": expires,
+            "status": "CREATED", "changed": created, "created": created,
+            "comment": comment, "customer": customer or None,
+            "customFields": fields or None, "methods": methods, "flags": list(flags),
+            "payUrl": f"https://oplata.qiwi.com/form?invoiceUid={uid}",
+            "request": request, "payments": [],
+        }
+        self.invoices[(site["siteId"], bill_id)] = invoice
+        self.schedule("expiry", expires, (site["siteId"], bill_id))
+        return invoice
+
+    def invoice_json(self, invoice, details=False):
+        body = {
+            "billId": invoice["billId"],
+            "invoiceUid": invoice["invoiceUid"],
+            "amount": {"currency": invoice["currency"], "value": money(invoice["amount"])},
+            "expirationDateTime": payin_time(invoice["expires"]),
+            "status": {"value": invoice["status"], "changedDateTime": payin_time(invoice["changed"])},
+            "comment": invoice["comment"],
+            "flags": invoice["flags"],
+            "payUrl": invoice["payUrl"],
+        }
+        if invoice["customer"] is not None:
+            body["customer"] = invoice["customer"]
+        if invoice["customFields"] is not None:
+            body["customFields"] = invoice["customFields"]
+        if invoice["methods"] is not None:
+            body["billPaymentMethodsType"] = invoice["methods"]
+        if details:
+            body["payments"] = [self.payment_json(self.payments[p]) for p in invoice["payments"]]
+        return body
+
+    # ---- payments (the buyer on the form) ----
+
+    def pay(self, site_id, bill_id, args):
+        """The buyer pays an invoice on the form with a test card or a bound token."""
+        invoice = self.invoice(site_id, bill_id)
+        if invoice["status"] != "CREATED":
+            raise ControlError(409, f"invoice is {invoice['status']}")
+        if any(self.payments[p]["status"] == "WAITING" for p in invoice["payments"]):
+            raise ControlError(409, "a payment of this invoice is waiting")
+        token = None
+        if args.get("token") is not None:
+            token = self.tokens.get((site_id, args["token"]))
+            account = (invoice["customer"] or {}).get("account")
+            if token is None or token["status"] != "CREATED" or token["account"] != account:
+                raise ControlError(409, "no such token for this invoice's customer.account")
+            card = token["card"]
+        else:
+            card = self.card(args)
+        if "CHECK_CARD" in invoice["flags"]:
+            return self.check_card(invoice, card, args)
+        created = now()
+        payment_id = str(self.next_payment)
+        self.next_payment += 1
+        method = {"type": "TOKEN", "paymentToken": token["token"]} if token else {"type": "CARD"}
+        method["maskedPan"] = card["masked"]
+        payment = {
+            "paymentId": payment_id, "site": site_id, "billId": bill_id,
+            "invoiceUid": invoice["invoiceUid"], "amount": invoice["amount"],
+            "currency": invoice["currency"], "created": created, "changed": created,
+            "status": "WAITING", "reason": None, "sale": "SALE" in invoice["flags"],
+            "captured": Decimal("0.00"), "refunded": Decimal("0.00"),
+            "reversed": Decimal("0.00"), "captureId": None, "deadline": None,
+            "method": method, "card": card, "threeDS": None, "outcome": None,
+            "declineReason": args.get("reason") or "ACQUIRING_INSUFFICIENT_FUNDS",
+            "customer": invoice["customer"], "customFields": invoice["customFields"],
+            "createdToken": None,
+        }
+        self.payments[payment_id] = payment
+        invoice["payments"].append(payment_id)
+        if token is None and card["threeDS"]:
+            payment["threeDS"] = {"acsUrl": f"https://acs.sandbox.invalid/{payment_id}",
+                                  "pareq": secrets.token_hex(16)}
+            if args.get("threeDS") in ("pass", "fail"):
+                self.three_ds(payment, args["threeDS"] == "pass")
+        else:
+            self.authorise(payment)
+        return payment
+
+    @staticmethod
+    def card(args):
+        pan, expiry = str(args.get("pan", "")), str(args.get("expiry", ""))
+        if not (pan.isdigit() and 13 <= len(pan) <= 19 and luhn_ok(pan)):
+            raise ControlError(400, "pan must be 13 to 19 digits passing the Luhn check")
+        if len(expiry) != 5 or expiry[2] != "/" or not (expiry[:2] + expiry[3:]).isdigit() \
+                or not 1 <= int(expiry[:2]) <= 12:
+            raise ControlError(400, "expiry must be MM/YY")
+        cvv, holder = str(args.get("cvv", "")), str(args.get("holderName", ""))
+        if not (cvv.isdigit() and len(cvv) == 3):
+            raise ControlError(400, "cvv must be 3 digits")
+        return {"pan": pan, "expiry": expiry, "month": expiry[:2],
+                "masked": pan[:6] + "*" * (len(pan) - 10) + pan[-4:],
+                "threeDS": cvv == "849" or "3ds" in holder.lower(),
+                "system": {"2": "MIR", "4": "VISA", "5": "MASTERCARD"}.get(pan[0], "UNKNOWN")}
+
+    def three_ds(self, payment, passed):
+        if payment["status"] != "WAITING" or not payment["threeDS"]:
+            raise ControlError(409, "the payment does not wait for 3-D Secure")
+        payment["threeDS"] = None
+        if passed:
+            self.authorise(payment)
+        else:
+            self.finish_payment(payment, ("DECLINED", "PAYMENT_EXPIRED_3DS"))
+
+    def card_outcome(self, card, reason):
+        """The test-mode rule: the expiry month decides; (status, reason, delayed)."""
+        month = card["month"]
+        if month == "02":
+            return ("DECLINED", reason), False
+        if month == "03":
+            return ("COMPLETED", None), True
+        if month == "04":
+            return ("DECLINED", reason), True
+        return ("COMPLETED", None), False
+
+    def authorise(self, payment):
+        outcome, delayed = self.card_outcome(payment["card"], payment["declineReason"])
+        if delayed:
+            payment["outcome"] = outcome
+            self.schedule("outcome", now() + timedelta(seconds=PAYIN_DELAYED_OUTCOME_S),
+                          payment["paymentId"])
+        else:
+            self.finish_payment(payment, outcome)
+
+    def finish_payment(self, payment, outcome):
+        status, reason = outcome
+        moment = now()
+        payment["status"], payment["changed"], payment["reason"] = status, moment, reason
+        invoice = self.invoices[(payment["site"], payment["billId"])]
+        if status == "COMPLETED":
+            payment["method"]["rrn"] = str(secrets.randbelow(10 ** 12)).zfill(12)
+            payment["method"]["authCode"] = str(secrets.randbelow(10 ** 6)).zfill(6)
+            if payment["sale"]:
+                payment["captured"] = payment["amount"]
+            else:
+                hours = self.sites[payment["site"]]["holdHours"]
+                payment["deadline"] = moment + timedelta(hours=hours)
+                self.schedule("deadline", payment["deadline"], payment["paymentId"])
+            invoice["status"], invoice["changed"] = "PAID", moment
+        self.notify(payment["site"], "PAYMENT", self.payment_notification(payment),
+                    (invoice["customFields"] or {}).get("invoice_callback_url"))
+        if "BIND_PAYMENT_TOKEN" in invoice["flags"] and payment["method"]["type"] == "CARD":
+            payment["createdToken"] = self.bind_token(invoice, payment["card"], status == "COMPLETED")
+
+    def bind_token(self, invoice, card, success):
+        """Issue a token for the invoice's customer (TOKEN notification either way)."""
+        account = invoice["customer"]["account"]
+        moment = now()
+        token = {
+            "token": str(uuid.uuid4()), "site": invoice["site"], "account": account,
+            "card": card, "status": "CREATED" if success else "REJECTED", "changed": moment,
+            "expiredDate": f"20{card['expiry'][3:]}-{card['expiry'][:2]}-01T00:00:00+03:00",
+        }
+        if success:
+            self.tokens[(invoice["site"], token["token"])] = token
+        body = {"merchantSiteUid": invoice["site"], "account": account,
+                "status": {"value": token["status"], "changedDateTime": payin_time(moment)}}
+        if success:
+            body.update({"token": token["token"], "name": card["masked"],
+                         "expiredDate": token["expiredDate"]})
+        self.notify(invoice["site"], "TOKEN", body)
+        if not success:
+            return None
+        return {"token": token["token"], "name": card["masked"],
+                "expiredDate": token["expiredDate"], "account": account}
+
+    def check_card(self, invoice, card, args):
+        """An invoice flagged CHECK_CARD: the form checks the card, no money moves."""
+        if card["threeDS"] and args.get("threeDS") != "pass":
+            outcome, three_ds = ("DECLINED", None), "FAILED" if args.get("threeDS") == "fail" else "NOT_PASSED"
+        else:
+            outcome, _ = self.card_outcome(card, None)
+            three_ds = "PASSED" if card["threeDS"] else "WITHOUT"
+        valid = outcome[0] == "COMPLETED"
+        check = {
+            "requestUid": str(uuid.uuid4()), "site": invoice["site"],
+            "status": "SUCCESS" if valid else "DECLINE", "isValidCard": valid,
+            "threeDsStatus": three_ds, "checkOperationDate": payin_time(now()),
+            "cardInfo": {"paymentSystem": card["system"], "issuingCountry": "643",
+                         "issuingBank": "Sandbox bank", "fundingSource": "UNKNOWN",
+                         "paymentSystemProduct": "UNKNOWN"},
+            "createdToken": None,
+        }
+        if "BIND_PAYMENT_TOKEN" in invoice["flags"]:
+            check["createdToken"] = self.bind_token(invoice, card, valid)
+        self.checks[check["requestUid"]] = check
+        self.notify(invoice["site"], "CHECK_CARD", self.check_json(check),
+                    (invoice["customFields"] or {}).get("invoice_callback_url"))
+        return check
+
+    @staticmethod
+    def check_json(check):
+        body = {key: check[key] for key in ("requestUid", "status", "isValidCard",
+                                            "threeDsStatus", "checkOperationDate", "cardInfo")}
+        if check["createdToken"]:
+            body["createdToken"] = check["createdToken"]
+        return body
+
+    def payment_json(self, payment):
+        status = {"value": payment["status"], "changedDateTime": payin_time(payment["changed"])}
+        if payment["reason"]:
+            status["reason"] = payment["reason"]
+            status["reasonMessage"] = payment["reason"].replace("_", " ").capitalize()
+        body = {
+            "paymentId": payment["paymentId"],
+            "billId": payment["billId"],
+            "createdDateTime": payin_time(payment["created"]),
+            "amount": {"currency": payment["currency"], "value": money(payment["amount"])},
+            "capturedAmount": {"currency": payment["currency"], "value": money(payment["captured"])},
+            "refundedAmount": {"currency": payment["currency"], "value": money(payment["refunded"])},
+            "paymentMethod": dict(payment["method"]),
+            "status": status,
+            "paymentCardInfo": {"issuingCountry": "643", "issuingBank": "Sandbox bank",
+                                "paymentSystem": payment["card"]["system"],
+                                "fundingSource": "UNKNOWN", "paymentSystemProduct": "UNKNOWN"},
+            "flags": ["SALE"] if payment["sale"] else ["AUTH"],
+        }
+        if payment["threeDS"]:
+            body["requirements"] = {"threeDS": dict(payment["threeDS"])}
+        if payment["customFields"] is not None:
+            body["customFields"] = payment["customFields"]
+        if payment["createdToken"]:
+            body["createdToken"] = payment["createdToken"]
+        return body
+
+    def payment_notification(self, payment):
+        status = {"value": "SUCCESS" if payment["status"] == "COMPLETED" else "DECLINE",
+                  "changedDateTime": payin_time(payment["changed"])}
+        if payment["reason"]:
+            status["reasonCode"] = payment["reason"]
+            status["reasonMessage"] = payment["reason"].replace("_", " ").capitalize()
+        body = {
+            "paymentId": payment["paymentId"], "type": "PAYMENT",
+            "createdDateTime": payin_time(payment["created"]),
+            "status": status,
+            "amount": {"value": money_number(payment["amount"]), "currency": payment["currency"]},
+            "paymentMethod": dict(payment["method"]),
+            "paymentCardInfo": self.payment_json(payment)["paymentCardInfo"],
+            "billId": payment["billId"], "invoiceUid": payment["invoiceUid"],
+            "flags": ["SALE"] if payment["sale"] else ["AUTH"],
+        }
+        if payment["customer"] is not None:
+            body["customer"] = payment["customer"]
+        if payment["customFields"] is not None:
+            body["customFields"] = payment["customFields"]
+        return body
+
+    # ---- captures and refunds ----
+
+    @staticmethod
+    def optional_body(body):
+        body = body or {}
+        for key in ("callbackUrl", "comment"):
+            payin_string(body, key)
+        return {"callbackUrl": body.get("callbackUrl"), "comment": body.get("comment")}
+
+    def capture(self, payment, capture_id, body):
+        if not capture_id or len(capture_id) > MAX_ID_LENGTH:
+            raise invalid("captureId", "must be 1 to 200 characters")
+        request = self.optional_body(body)
+        existing = self.captures.get((payment["paymentId"], capture_id))
+        if existing is not None:
+            if existing["request"] != request:
+                raise PayinError(409, "payin.resource.already.exists",
+                                 "Capture with this captureId already exists with other parameters")
+            return existing
+        if payment["captureId"] is not None:
+            raise PayinError(400, "payin.incorrect-method-invocation",
+                             "Successful capture already done for this payment")
+        if payment["status"] != "COMPLETED":
+            raise PayinError(400, "payin.incorrect-method-invocation",
+                             f"Payment is {payment['status']}: only an authorised payment can be captured")
+        if payment["sale"]:
+            raise PayinError(400, "payin.incorrect-method-invocation",
+                             "Payment is one-step (SALE): it needs no capture")
+        amount = self.held(payment)
+        if amount <= 0:
+            raise PayinError(400, "payin.incorrect-method-invocation",
+                             "Payment hold has been reversed: nothing to capture")
+        moment = now()
+        capture = {"captureId": capture_id, "paymentId": payment["paymentId"],
+                   "created": moment, "changed": moment, "amount": amount,
+                   "currency": payment["currency"], "request": request}
+        self.captures[(payment["paymentId"], capture_id)] = capture
+        payment["captureId"] = capture_id
+        payment["captured"] = amount
+        self.notify(payment["site"], "CAPTURE", dict(self.capture_json(capture),
+                    type="CAPTURE", billId=payment["billId"],
+                    status={"value": "SUCCESS", "changedDateTime": payin_time(moment)},
+                    amount={"value": money_number(amount), "currency": payment["currency"]}),
+                    request["callbackUrl"])
+        return capture
+
+    @staticmethod
+    def capture_json(capture):
+        body = {"captureId": capture["captureId"], "paymentId": capture["paymentId"],
+                "createdDateTime": payin_time(capture["created"]),
+                "amount": {"currency": capture["currency"], "value": money(capture["amount"])},
+                "status": {"value": "COMPLETED", "changedDateTime": payin_time(capture["changed"])}}
+        if capture["request"]["comment"] is not None:
+            body["comment"] = capture["request"]["comment"]
+        return body
+
+    def refund(self, payment, refund_id, body):
+        if not refund_id or len(refund_id) > MAX_ID_LENGTH:
+            raise invalid("refundId", "must be 1 to 200 characters")
+        amount, currency = payin_money((body or {}).get("amount"))
+        request = dict(self.optional_body(body), amount=amount, currency=currency)
+        existing = self.refunds.get((payment["paymentId"], refund_id))
+        if existing is not None:
+            if existing["request"] != request:
+                raise PayinError(409, "payin.resource.already.exists",
+                                 "Refund with this refundId already exists with other parameters")
+            return existing
+        if payment["status"] != "COMPLETED":
+            raise PayinError(400, "payin.incorrect-method-invocation",
+                             f"Payment is {payment['status']}: only an authorised payment can be refunded")
+        if currency != payment["currency"]:
+            raise invalid("amount.currency", "must be the payment's currency")
+        reversal = not payment["sale"] and payment["captureId"] is None
+        left = self.held(payment) if reversal else payment["captured"] - (
+            payment["refunded"] - payment["reversed"])
+        if amount > left:
+            raise invalid("amount", "Refund amount exceeds the available amount")
+        moment = now()
+        refund = {"refundId": refund_id, "paymentId": payment["paymentId"],
+                  "created": moment, "changed": moment, "amount": amount,
+                  "currency": currency, "reversal": reversal, "request": request}
+        self.refunds[(payment["paymentId"], refund_id)] = refund
+        payment["refunded"] += amount
+        if reversal:
+            payment["reversed"] += amount
+        self.notify(payment["site"], "REFUND", dict(self.refund_json(refund),
+                    type="REFUND", billId=payment["billId"],
+                    status={"value": "SUCCESS", "changedDateTime": payin_time(moment)},
+                    amount={"value": money_number(amount), "currency": currency}),
+                    request["callbackUrl"])
+        return refund
+
+    @staticmethod
+    def refund_json(refund):
+        return {"refundId": refund["refundId"], "paymentId": refund["paymentId"],
+                "createdDateTime": payin_time(refund["created"]),
+                "amount": {"currency": refund["currency"], "value": money(refund["amount"])},
+                "status": {"value": "COMPLETED", "changedDateTime": payin_time(refund["changed"])},
+                "flags": ["REVERSAL"] if refund["reversal"] else []}
+
+    def delete_token(self, site_id, body):
+        account, token_id = body.get("customerAccountId"), body.get("token")
+        if not isinstance(account, str) or not account:
+            raise invalid("customerAccountId", "must not be null")
+        if not isinstance(token_id, str) or not token_id:
+            raise invalid("token", "must not be null")
+        token = self.tokens.get((site_id, token_id))
+        if token is None or token["status"] != "CREATED" or token["account"] != account:
+            raise PayinError(404, "payin.resource.not.found", "Token not found")
+        token["status"], token["changed"] = "DELETED", now()
+
+    # ---- notifications ----
+
+    def notify(self, site_id, kind, obj, url=None):
+        site = self.sites[site_id]
+        record = {
+            "id": len(self.notifications) + 1, "site": site_id, "type": kind,
+            "url": url or site["notificationUrl"],
+            "body": {self.BODY_KEYS[kind]: obj, "type": kind, "version": "1"},
+            "signature": payin_signature(site["notificationKey"], kind, obj),
+            "attempts": [], "delivered": False,
+        }
+        self.notifications.append(record)
+        if record["url"]:
+            threading.Thread(target=self.deliver, daemon=True,
+                             args=(record, site["retryUnitMs"], self.generation)).start()
+
+    def deliver(self, record, unit_ms, generation):
+        """QIWI's schedule: at once, then after 5, 60, 300, 300, 300 units."""
+        payload = json.dumps(record["body"], ensure_ascii=False, separators=(",", ":")).encode()
+        for wait in (0,) + PAYIN_RETRY_SCHEDULE:
+            time.sleep(wait * unit_ms / 1000.0)
+            if generation != self.generation:
+                return
+            request = urllib.request.Request(record["url"], data=payload, method="POST", headers={
+                "Content-Type": "application/json", "Signature": record["signature"]})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    status = answer.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError as e:
+                status = str(e)
+            with self.lock:
+                record["attempts"].append({"at": qiwi_time(now()), "status": status})
+                if status == 200:
+                    record["delivered"] = True
+                    return
+
+    # ---- the API ----
+
+    def call(self, method, site_id, segments, auth, body):
+        """One API request, after the plumbing; (status, JSON or None)."""
+        with self.lock:
+            self.requests += 1
+            site = self.authorize(site_id, auth)
+            self.advance()
+            n = len(segments)
+            if n == 2 and segments[0] == "bills":
+                if method == "PUT":
+                    return 200, self.invoice_json(self.create_invoice(site, segments[1], body))
+                if method == "GET":
+                    invoice = self.invoice(site_id, segments[1])
+                    return 200, [self.payment_json(self.payments[p]) for p in invoice["payments"]]
+            if n == 3 and segments[0] == "bills" and segments[2] == "details" and method == "GET":
+                return 200, self.invoice_json(self.invoice(site_id, segments[1]), details=True)
+            if n >= 2 and segments[0] == "payments":
+                payment = self.payment(site_id, segments[1])
+                if n == 2 and method == "GET":
+                    return 200, self.payment_json(payment)
+                if n == 4 and segments[2] == "captures":
+                    if method == "PUT":
+                        return 200, self.capture_json(self.capture(payment, segments[3], body))
+                    if method == "GET":
+                        capture = self.captures.get((payment["paymentId"], segments[3]))
+                        if capture is None:
+                            raise PayinError(404, "payin.resource.not.found", "Capture not found")
+                        return 200, self.capture_json(capture)
+                if n == 3 and segments[2] == "refunds" and method == "GET":
+                    return 200, [self.refund_json(r) for (p, _), r in self.refunds.items()
+                                 if p == payment["paymentId"]]
+                if n == 4 and segments[2] == "refunds":
+                    if method == "PUT":
+                        return 200, self.refund_json(self.refund(payment, segments[3], body))
+                    if method == "GET":
+                        refund = self.refunds.get((payment["paymentId"], segments[3]))
+                        if refund is None:
+                            raise PayinError(404, "payin.resource.not.found", "Refund not found")
+                        return 200, self.refund_json(refund)
+            if segments == ["tokens"] and method == "DELETE":
+                self.delete_token(site_id, body or {})
+                return 204, None
+            if n == 4 and segments[:3] == ["validation", "card", "requests"] and method == "GET":
+                check = self.checks.get(segments[3])
+                if check is None or check["site"] != site_id:
+                    raise PayinError(404, "payin.resource.not.found", "Card check not found")
+                return 200, self.check_json(check)
+        raise PayinError(404, "http.url.not.found", "Not found")
+
+    def control(self, method, parts, args):
+        """/sandbox/payin/...: the buyer, the clock and the sites; (status, JSON)."""
+        with self.lock:
+            self.advance()
+            if parts == ["sites"] and method == "POST":
+                try:
+                    site = self.configure_site(args)
+                except ControlError as e:
+                    return e.status, {"error": str(e)}
+                return 200, {k: v for k, v in site.items() if k not in ("apiKey", "notificationKey")}
+            if parts == ["reset"] and method == "POST":
+                self.reset()
+                return 200, {"ok": True}
+            if parts == ["notifications"] and method == "GET":
+                return 200, self.notifications
+            if parts == ["stats"] and method == "GET":
+                return 200, {"requests": self.requests, "invoices": len(self.invoices),
+                             "payments": len(self.payments), "captures": len(self.captures),
+                             "refunds": len(self.refunds), "notifications": len(self.notifications)}
+            if len(parts) == 5 and parts[0] == "sites" and method == "POST":
+                site_id, kind, ident, action = parts[1], parts[2], parts[3], parts[4]
+                if site_id not in self.sites:
+                    return 404, {"error": "no such site"}
+                try:
+                    if kind == "bills" and action == "pay":
+                        result = self.pay(site_id, ident, args)
+                        if "requestUid" in result:
+                            return 200, self.check_json(result)
+                        return 200, self.payment_json(result)
+                    if kind == "bills" and action == "expire":
+                        invoice = self.invoice(site_id, ident)
+                        if invoice["status"] != "CREATED":
+                            raise ControlError(409, f"invoice is {invoice['status']}")
+                        invoice["expires"] = now()
+                        self.expire_invoice(invoice)
+                        return 200, self.invoice_json(invoice)
+                    if kind == "payments" and action == "3ds":
+                        payment = self.payment(site_id, ident)
+                        if args.get("result") not in ("pass", "fail"):
+                            raise ControlError(400, "result is pass or fail")
+                        self.three_ds(payment, args["result"] == "pass")
+                        return 200, self.payment_json(payment)
+                    if kind == "payments" and action == "deadline":
+                        payment = self.payment(site_id, ident)
+                        if self.held(payment) <= 0:
+                            raise ControlError(409, "the payment holds nothing")
+                        payment["deadline"] = now()
+                        self.deadline_passed(payment)
+                        return 200, self.payment_json(payment)
+                except PayinError as e:
+                    return e.status, {"error": e.description}
+                except ControlError as e:
+                    return e.status, {"error": str(e)}
+        return 404, {"error": "unknown control endpoint"}
+
+
 def make_handler(sandbox):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -366,6 +1309,8 @@ def make_handler(sandbox):
                 self.control(method, path, body)
             elif path.startswith(BILLS_PREFIX):
                 self.api(method, path[len(BILLS_PREFIX):], body)
+            elif path.startswith(PAYIN_PREFIX):
+                self.payin_api(method, path[len(PAYIN_PREFIX):], body)
             else:
                 self.send_json(404, error_body("http.url.not.found", "Not found"))
 
@@ -377,6 +1322,8 @@ def make_handler(sandbox):
                 args = json.loads(body) if body else {}
             except ValueError:
                 return self.send_json(400, {"error": "bad JSON"})
+            if parts[:1] == ["payin"]:
+                return self.send_json(*sandbox.payin.control(method, [unquote(p) for p in parts[1:]], args))
             with sandbox.lock:
                 if parts == ["stats"] and method == "GET":
                     return self.send_json(200, {
@@ -384,6 +1331,7 @@ def make_handler(sandbox):
                         "bills": len(sandbox.bills), "refunds": len(sandbox.refunds)})
                 if parts == ["reset"] and method == "POST":
                     sandbox.reset()
+                    sandbox.payin.reset()
                     return self.send_json(200, {"ok": True})
                 if parts == ["latency"] and method == "POST":
                     sandbox.latency_ms = int(args.get("ms", 0))
@@ -422,7 +1370,27 @@ def make_handler(sandbox):
                 latency = sandbox.latency_ms
             # a fault belongs to the request that arrives first, even if that
             # request then waits out the latency and its client is gone
-            fault = sandbox.take_fault(unquote(rest.split("/")[0]))
+            fault = sandbox.take_fault("bill", {"bill": unquote(rest.split("/")[0])})
+            self.serve(fault, latency, lambda: self.api_call(method, rest, body),
+                       lambda e: error_body(e.code, e.description))
+
+        def payin_api(self, method, rest, body):
+            segments = [unquote(s) for s in rest.split("/")]
+            site_id, segments = segments[0], segments[1:]
+            keys = {"site": site_id}
+            if len(segments) >= 2 and segments[0] in ("bills", "payments"):
+                keys["bill" if segments[0] == "bills" else "payment"] = segments[1]
+            with sandbox.lock:
+                latency = sandbox.latency_ms
+            fault = sandbox.take_fault("payin", keys)
+            self.serve(fault, latency, lambda: self.payin_call(method, site_id, segments, body),
+                       lambda e: payin_error_body(e.code, e.description, getattr(e, "cause", None)),
+                       lambda: payin_error_body("internal.error", "Internal error"))
+
+        def serve(self, fault, latency, call, error, fault_body=None):
+            """Answer an API request: faults and latency first, then call()."""
+            default_fault = json.dumps(fault_body() if fault_body else
+                                       error_body("internal.error", "Internal error"))
             if fault and "delay_ms" in fault:
                 latency += int(fault["delay_ms"])
             if latency:
@@ -434,21 +1402,19 @@ def make_handler(sandbox):
                 return self.send_raw(200, b"{\"pad\":\"" + b"x" * int(fault["huge"]) + b"\"}")
             if fault and ("status" in fault or "body" in fault) and not fault.get("applied"):
                 status = int(fault.get("status", 200))
-                payload = fault["body"] if "body" in fault else json.dumps(
-                    error_body("internal.error", "Internal error"))
+                payload = fault["body"] if "body" in fault else default_fault
                 nest = int(fault.get("nest", 0))
                 payload = payload.replace("@nest@", "[" * nest + "]" * nest)
                 return self.send_raw(status, payload.encode())
 
             try:
-                status, answer = self.api_call(method, rest, body)
+                status, answer = call()
             except ApiError as e:
-                status, answer = e.status, error_body(e.code, e.description)
+                status, answer = e.status, error(e)
 
             if fault and fault.get("applied"):
                 # the request took effect, but the answer is the fault's
-                payload = fault["body"] if "body" in fault else json.dumps(
-                    error_body("internal.error", "Internal error"))
+                payload = fault["body"] if "body" in fault else default_fault
                 return self.send_raw(int(fault.get("status", 200)), payload.encode())
             if fault and fault.get("drop") == "after":
                 # the request took effect, but its answer never arrives
@@ -464,7 +1430,32 @@ def make_handler(sandbox):
                 self.wfile.flush()
                 self.close_connection = True
                 return
+            if answer is None:
+                return self.send_raw(status, b"")
             self.send_json(status, answer)
+
+        def payin_call(self, method, site_id, segments, body):
+            auth = self.headers.get("Authorization")
+            with sandbox.payin.lock:
+                sandbox.payin.authorize(site_id, auth)
+            accept = self.headers.get("Accept", "")
+            if "application/json" not in accept and "*/*" not in accept:
+                raise PayinError(406, "http.media.type.not.acceptable", "Accept must allow application/json")
+            parsed = None
+            if method in ("PUT", "DELETE") and body:
+                ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
+                if ctype != "application/json":
+                    raise PayinError(415, "http.media.type.not.supported", "Content-Type must be application/json")
+                try:
+                    # numbers as Decimal, so that 150.00 and 150.0 stay apart
+                    parsed = json.loads(body.decode("utf-8"), parse_float=payin_number)
+                except (ValueError, UnicodeDecodeError):
+                    raise PayinError(400, "http.message.conversion.failed", "Bad request")
+                if not isinstance(parsed, dict):
+                    raise PayinError(400, "http.message.conversion.failed", "Bad request")
+            elif method == "PUT" and segments[:1] == ["bills"]:
+                raise PayinError(400, "http.message.conversion.failed", "Required request body is missing")
+            return sandbox.payin.call(method, site_id, segments, auth, parsed)
 
         def api_call(self, method, rest, body):
             if self.headers.get("Authorization") != f"Bearer {sandbox.secret}":
@@ -528,13 +1519,18 @@ def main():
     parser = argparse.ArgumentParser(description="QIWI Bill Payments API sandbox")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", required=True, help="the SECRET_KEY clients must send")
-    parser.add_argument("--site-id", default="270305", help="the siteId of this merchant's bills")
+    parser.add_argument("--site-id", default="270305",
+                        help="the siteId of this merchant's bills, and of the default Payin site")
+    parser.add_argument("--payin-notification-key",
+                        help="the default Payin site's notification key (default: --secret)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--tls-cert", help="PEM certificate; serves HTTPS when given")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
 
-    server = QuietServer((args.host, args.port), make_handler(Sandbox(args.secret, args.site_id)))
+    server = QuietServer((args.host, args.port), make_handler(Sandbox(
+        args.secret, args.site_id,
+        PayinSandbox(args.site_id, args.secret, args.payin_notification_key or args.secret))))
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)
