@@ -206,6 +206,10 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no secret key to sign or verify with")));
 	}
+	/* before the key is spread further: forget_key wipes what is in the slot */
+	slot->text = MemoryContextAlloc(TopMemoryContext, text_len + 1);
+	memcpy(slot->text, text, text_len);
+	slot->text_len = text_len;
 
 	/* K': a key longer than a block is hashed first, then zero-padded */
 	memset(padded, 0, sizeof(padded));
@@ -233,9 +237,6 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 	slot->hash = hash;
 	slot->encoding = encoding;
 	slot->mac_len = EVP_MD_get_size(md);
-	slot->text = MemoryContextAlloc(TopMemoryContext, text_len + 1);
-	memcpy(slot->text, text, text_len);
-	slot->text_len = text_len;
 }
 
 /* Is this cached key the one asked for? */
