@@ -51,9 +51,11 @@ SELECT name,
                              notification, secret) AS verifies
   FROM signature_cases ORDER BY name;
 
--- Amounts written every way.  Those QIWI's range holds (above 0, at most
--- 999999.99, two decimals at most) are signed with exactly two decimals;
--- the others cannot be signed, and no signature verifies them.
+-- Amounts written every way.  A string with exactly two decimals is signed
+-- as sent, whatever its value (applying the notification judges it); other
+-- amounts that QIWI's range holds (above 0, at most 999999.99, two decimals
+-- at most) are signed with exactly two decimals; the rest cannot be signed,
+-- and no signature verifies them.
 CREATE TABLE amount_cases (name text, value jsonb, signed_amount text);
 INSERT INTO amount_cases VALUES
 ('string "1"',          '"1"',          '1.00'),
@@ -72,11 +74,12 @@ INSERT INTO amount_cases VALUES
 ('number 0.010',        '0.010',        '0.01'),
 ('string "0"',          '"0"',          NULL),
 ('string "0.0"',        '"0.0"',        NULL),
-('string "0.00"',       '"0.00"',       NULL),
+('string "0.00"',       '"0.00"',       '0.00'),
 ('string "-0"',         '"-0"',         NULL),
 ('string "-1.00"',      '"-1.00"',      NULL),
 ('string "1000000"',    '"1000000"',    NULL),
-('string "1000000.00"', '"1000000.00"', NULL),
+('string "1000000.00"', '"1000000.00"', '1000000.00'),
+('string of 35 digits ".00"', '"12345678901234567890123456789012345.00"', '12345678901234567890123456789012345.00'),
 ('string "999999.999"', '"999999.999"', NULL),
 ('string "1.005"',      '"1.005"',      NULL),
 ('string "01.00"',      '"01.00"',      NULL),

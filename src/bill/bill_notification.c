@@ -105,11 +105,31 @@ append_signed_field(StringInfo buf, JsonbContainer *object, const char *key,
 }
 
 /*
+ * Is this amount string already written the way QIWI signs it, digits
+ * with exactly two decimals and no leading zero (as real notifications
+ * send it)?  Then it is signed as sent, whatever its value: the value is
+ * judged when the notification is applied.
+ */
+static bool
+amount_is_normal_form(const char *s, int len)
+{
+	int			point = len - 3;
+
+	if (len < 4 || s[point] != '.' || (s[0] == '0' && point != 1))
+		return false;
+	for (int i = 0; i < len; i++)
+		if (i != point && (s[i] < '0' || s[i] > '9'))
+			return false;
+	return true;
+}
+
+/*
  * Append an amount written plainly in QIWI's range (above 0, at most
  * 999999.99, at most two decimals: "1", "10.5", "0.01", "999999.99") with
  * exactly two decimals, as QIWI signs it; false, appending nothing, for
- * anything else, which qiwi_json_amount then judges.  Real notifications
- * send "1.00" or 1.5; the numeric round trip costs more than the HMAC.
+ * anything else, which qiwi_json_amount then judges the same way.  Real
+ * notifications send "1.00" or 1.5; the numeric round trip costs more than
+ * the HMAC.
  */
 static bool
 append_plain_amount(StringInfo buf, const char *s, int len)
@@ -179,7 +199,13 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 		return false;
 
 	value = getKeyJsonValueFromContainer(amount, "value", 5, &found);
-	if (value != NULL && value->type == jbvString)
+	if (value != NULL && value->type == jbvString &&
+		amount_is_normal_form(value->val.string.val, value->val.string.len))
+	{
+		appendBinaryStringInfo(buf, value->val.string.val, value->val.string.len);
+		plain = true;
+	}
+	else if (value != NULL && value->type == jbvString)
 		plain = append_plain_amount(buf, value->val.string.val, value->val.string.len);
 	else if (value != NULL && value->type == jbvNumeric)
 	{

@@ -151,7 +151,7 @@ key_bytes(SignatureKeyEncoding encoding, const char *text, int text_len, int *le
  * functions, deprecated in 3.0: a keyed state copied as a plain struct
  * costs nothing, while EVP_MD_CTX_copy_ex frees, allocates and cleanses
  * the provider's context twice a message.  Measured on the benchmark's
- * notifications: 711 ns a row with EVP_MD_CTX_copy_ex, 592 ns with this.
+ * notifications: 703 ns a row with EVP_MD_CTX_copy_ex, 595 ns with this.
  */
 static bool
 sha_continue(SignatureHash hash, ShaState *state, bool start, const void *data, size_t len,
@@ -206,6 +206,10 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no secret key to sign or verify with")));
 	}
+	/* before the key is spread further: forget_key wipes what is in the slot */
+	slot->text = MemoryContextAlloc(TopMemoryContext, text_len + 1);
+	memcpy(slot->text, text, text_len);
+	slot->text_len = text_len;
 
 	/* K': a key longer than a block is hashed first, then zero-padded */
 	memset(padded, 0, sizeof(padded));
@@ -233,9 +237,6 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 	slot->hash = hash;
 	slot->encoding = encoding;
 	slot->mac_len = EVP_MD_get_size(md);
-	slot->text = MemoryContextAlloc(TopMemoryContext, text_len + 1);
-	memcpy(slot->text, text, text_len);
-	slot->text_len = text_len;
 }
 
 /* Is this cached key the one asked for? */
