@@ -70,7 +70,6 @@ typedef struct Merchant
 {
 	char	   *name;			/* "default" or the server's name */
 	Oid			server;			/* InvalidOid for the default merchant */
-	Oid			owner;			/* the server's owner */
 	char	   *values[MERCHANT_MAX_OPTIONS];	/* by option number */
 } Merchant;
 

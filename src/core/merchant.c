@@ -220,7 +220,6 @@ load_merchants(void)
 		server = GetForeignServer(form->oid);
 		m->name = MemoryContextStrdup(cache_context, server->servername);
 		m->server = server->serverid;
-		m->owner = server->owner;
 		take_options(m, server->options, MERCHANT_ON_SERVER);
 
 		mapping = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
@@ -258,7 +257,6 @@ merchant_copy(const Merchant *m)
 
 	copy->name = pstrdup(m->name);
 	copy->server = m->server;
-	copy->owner = m->owner;
 	for (int o = 0; o < noptions; o++)
 		copy->values[o] = m->values[o] ? pstrdup(m->values[o]) : NULL;
 	return copy;
