@@ -207,3 +207,23 @@ SELECT try($$SELECT qiwi_payin_create_invoice('inv-x', 1, merchant => 'pay_a')$$
 RESET ROLE;
 DROP OWNED BY payin_reader;
 DROP ROLE payin_reader;
+
+-- ---------- over HTTPS, verified ----------
+
+SELECT sandbox('POST', '/sandbox/payin/sites', '{"siteId": "site-tls", "apiKey": "payin-key-tls"}',
+               current_setting('qiwi_test.https_url'))->>'siteId' AS site_tls;
+DO $$ BEGIN
+	EXECUTE format('CREATE SERVER pay_tls FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id %L, payin_api_url %L)',
+	               'site-tls', current_setting('qiwi_test.https_url'));
+END $$;
+CREATE USER MAPPING FOR PUBLIC SERVER pay_tls OPTIONS (payin_api_key 'payin-key-tls');
+-- an untrusted certificate: nothing is sent
+SELECT try($$SELECT qiwi_payin_create_invoice('tls-1', 1, merchant => 'pay_tls')$$, false);
+SELECT set_config('qiwi.ca_file', current_setting('qiwi_test.ca_file'), false) IS NOT NULL AS ca_set;
+SELECT status, amount FROM qiwi_payin_create_invoice('tls-1', 1, capture => 'manual', merchant => 'pay_tls');
+SELECT sandbox('POST', '/sandbox/payin/sites/site-tls/bills/tls-1/pay',
+               '{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}',
+               current_setting('qiwi_test.https_url'))->>'paymentId' AS ptls \gset
+SELECT status, amount, captured_amount FROM qiwi_payin_payments('tls-1', merchant => 'pay_tls');
+SELECT capture_id, amount, status FROM qiwi_payin_capture(:'ptls', 'c-tls', merchant => 'pay_tls');
+RESET qiwi.ca_file;
