@@ -234,6 +234,14 @@ REVOKE ALL ON FUNCTION qiwi_payin_capture_status(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_payin_refund_status(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_payin_refunds(text, text) FROM PUBLIC;
 
+-- ---------- notifications ----------
+
+CREATE FUNCTION qiwi_payin_verify_signature(signature text, notification jsonb, key text DEFAULT NULL,
+	merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_payin_verify_signature'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 -- ---------- reports ----------
 
 -- Held payments: authorised, not captured, something still held; oldest first
@@ -444,6 +452,8 @@ COMMENT ON FUNCTION qiwi_payin_capture_status(text, text, text) IS $$Ask QIWI fo
 COMMENT ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of payment payment_id under the shop's refund_id: captured money is returned, held money released (flag REVERSAL). Refused before sending when it exceeds what is left; a lost answer is asked for by refund_id first. Moves money: not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_refund_status(text, text, text) IS $$Ask QIWI for the refund refund_id of payment payment_id and record it. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refund of payment payment_id, record and return them. Not PUBLIC. merchant: whose$$;
+
+COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
 
 COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_payin_holds.merchant IS $$Whose payment$$;

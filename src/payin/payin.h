@@ -9,6 +9,7 @@
  * payin_wire.c   URLs, bodies, answers, one operation per API call, options
  * payin_sql.c    the SQL functions
  * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _events
+ * payin_notification.c  the signatures of notifications
  */
 #ifndef QIWI_PAYIN_H
 #define QIWI_PAYIN_H
