@@ -5,7 +5,9 @@ OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/codec
 	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/reconciler.o \
 	src/core/merchant.o \
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
-	src/bill/bill_notification.o src/bill/bill_reconcile.o
+	src/bill/bill_notification.o src/bill/bill_reconcile.o \
+	src/payin/payin_wire.o src/payin/payin_sql.o src/payin/payin_store.o \
+	src/payin/payin_notification.o
 # The version is written once, in the control file.  Its script is built
 # from sql/ext: the core first, then one file per API; older versions'
 # scripts and the upgrade scripts stay as released.
@@ -14,7 +16,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
-REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_merchants qiwi_reports qiwi_catalog_docs
+REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_merchants qiwi_reports qiwi_payin qiwi_payin_validation qiwi_payin_signature qiwi_catalog_docs
 
 # make installcheck (defined below): a UTF8 test database on the server at
 # PGHOST/PGPORT, which must preload the library (README)
@@ -42,14 +44,14 @@ installcheck-virtualenv:
 	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
-$(OBJS): src/core/core.h src/bill/bill.h $(EXTENSION).control
+$(OBJS): src/core/core.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list
 regress-list:
 	@echo $(REGRESS)
 
-EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql
+EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql sql/ext/payin.sql
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SOURCES) $(EXTENSION).control
 	cat $(EXT_SOURCES) > $@
 

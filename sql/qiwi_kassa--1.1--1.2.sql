@@ -3,7 +3,8 @@
 -- ("default" for those made before, with the qiwi.* settings), and bill ids
 -- are unique per merchant.  Every function that talks to QIWI takes
 -- merchant text DEFAULT NULL; the privileges a shop granted on the old
--- signatures are granted on the new ones.
+-- signatures are granted on the new ones.  The Payin API arrives: its
+-- tables, functions and reports, as in a fresh install (sql/ext/payin.sql).
 \echo Use "ALTER EXTENSION qiwi_kassa UPDATE TO '1.2'" to load this file. \quit
 
 CREATE FUNCTION qiwi_fdw_validator(text[], oid)
@@ -15,7 +16,7 @@ LANGUAGE C STRICT;
 CREATE FOREIGN DATA WRAPPER qiwi VALIDATOR qiwi_fdw_validator;
 
 COMMENT ON FUNCTION qiwi_fdw_validator(text[], oid) IS $$Validator of the wrapper qiwi: refuses unknown options, keys anywhere but on a user mapping, and invalid values (without showing them)$$;
-COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (site_id, api_url, public_key); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (secret_key). A role uses a merchant with USAGE on its server$$;
+COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (site_id, api_url, public_key; for Payin payin_site_id, payin_api_url, capture_hours); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (secret_key; for Payin payin_api_key, payin_notification_key). A role uses a merchant with USAGE on its server$$;
 COMMENT ON COLUMN qiwi_reconciler_status.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's items wait for a configuration reload or a change of its user mapping (last_error names it); other merchants go on$$;
 
 -- ---------- whose bill ----------
@@ -235,3 +236,481 @@ SELECT b.bill_id, b.merchant, b.currency, b.status,
  WHERE b.status = 'PAID' OR r.bill_id IS NOT NULL;
 
 COMMENT ON COLUMN qiwi_refunds_per_bill.merchant IS $$The merchant: "default" (the qiwi.* settings) or a server of the wrapper qiwi$$;
+
+-- ---------- the Payin API (as sql/ext/payin.sql) ----------
+
+-- qiwi_kassa, the Payin API v1 (seed 004): its types, tables, functions and
+-- reports.  Follows sql/ext/bill.sql.  Payin has tables of its own (not
+-- qiwi_bills with an api column): an invoice has payments, and a payment
+-- captures and refunds, with statuses and amounts bills do not have.
+
+CREATE TYPE qiwi_payin_invoice AS (
+	bill_id text,
+	invoice_uid text,
+	site_id text,
+	amount numeric,
+	currency text,
+	status text,
+	flags text[],
+	pay_url text,
+	comment text,
+	created_at timestamptz,
+	expires_at timestamptz,
+	customer jsonb,
+	custom_fields jsonb
+);
+
+CREATE TYPE qiwi_payin_payment AS (
+	payment_id text,
+	bill_id text,
+	status text,
+	amount numeric,
+	currency text,
+	captured_amount numeric,
+	refunded_amount numeric,
+	method text,
+	masked_pan text,
+	reason_code text,
+	reason_message text,
+	created_at timestamptz,
+	status_changed_at timestamptz,
+	flags text[]
+);
+
+CREATE TYPE qiwi_payin_capture AS (
+	payment_id text,
+	capture_id text,
+	amount numeric,
+	currency text,
+	status text,
+	flags text[],
+	comment text,
+	created_at timestamptz,
+	status_changed_at timestamptz
+);
+
+CREATE TYPE qiwi_payin_refund AS (
+	payment_id text,
+	refund_id text,
+	amount numeric,
+	currency text,
+	status text,
+	flags text[],
+	comment text,
+	created_at timestamptz,
+	status_changed_at timestamptz
+);
+
+CREATE TABLE qiwi_payin_invoices (
+	merchant text NOT NULL,
+	bill_id text NOT NULL,
+	invoice_uid text,
+	site_id text,
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
+	currency text NOT NULL,
+	status text NOT NULL CHECK (status IN ('CREATED', 'PAID', 'EXPIRED', 'MISMATCH')),
+	capture text NOT NULL CHECK (capture IN ('auto', 'manual')),
+	flags text[],
+	pay_url text,
+	comment text,
+	customer jsonb,
+	custom_fields jsonb,
+	created_at timestamptz,
+	expires_at timestamptz,
+	status_changed_at timestamptz,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	checked_at timestamptz NOT NULL,
+	qiwi_amount numeric,
+	qiwi_currency text,
+	qiwi_status text,
+	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id)
+);
+CREATE INDEX qiwi_payin_invoices_status ON qiwi_payin_invoices (status, status_changed_at);
+
+CREATE TABLE qiwi_payin_payments (
+	merchant text NOT NULL,
+	payment_id text NOT NULL,
+	bill_id text,
+	status text NOT NULL CHECK (status IN ('WAITING', 'COMPLETED', 'DECLINED', 'MISMATCH')),
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
+	currency text NOT NULL,
+	captured_amount numeric NOT NULL DEFAULT 0 CHECK (captured_amount OPERATOR(pg_catalog.>=) 0::numeric),
+	refunded_amount numeric NOT NULL DEFAULT 0 CHECK (refunded_amount OPERATOR(pg_catalog.>=) 0::numeric),
+	method text,
+	masked_pan text,
+	reason_code text,
+	reason_message text,
+	flags text[],
+	created_at timestamptz,
+	status_changed_at timestamptz,
+	capture_deadline timestamptz,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	checked_at timestamptz NOT NULL,
+	qiwi_status text,
+	CONSTRAINT qiwi_payin_payments_pkey PRIMARY KEY (merchant, payment_id)
+);
+CREATE INDEX qiwi_payin_payments_bill ON qiwi_payin_payments (merchant, bill_id);
+
+CREATE TABLE qiwi_payin_captures (
+	merchant text NOT NULL,
+	payment_id text NOT NULL,
+	capture_id text NOT NULL,
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
+	currency text NOT NULL,
+	status text NOT NULL CHECK (status IN ('COMPLETED', 'DECLINED')),
+	comment text,
+	created_at timestamptz,
+	status_changed_at timestamptz,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	checked_at timestamptz NOT NULL,
+	CONSTRAINT qiwi_payin_captures_pkey PRIMARY KEY (merchant, payment_id, capture_id)
+);
+
+CREATE TABLE qiwi_payin_refunds (
+	merchant text NOT NULL,
+	payment_id text NOT NULL,
+	refund_id text NOT NULL,
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
+	currency text NOT NULL,
+	status text NOT NULL CHECK (status IN ('COMPLETED', 'DECLINED')),
+	reversal boolean NOT NULL,
+	flags text[],
+	comment text,
+	created_at timestamptz,
+	status_changed_at timestamptz,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	checked_at timestamptz NOT NULL,
+	CONSTRAINT qiwi_payin_refunds_pkey PRIMARY KEY (merchant, payment_id, refund_id)
+);
+
+CREATE TABLE qiwi_payin_events (
+	id bigserial PRIMARY KEY,
+	merchant text NOT NULL,
+	object text NOT NULL CHECK (object IN ('invoice', 'payment', 'capture', 'refund')),
+	object_id text NOT NULL,
+	old_status text,
+	new_status text NOT NULL,
+	source text NOT NULL CHECK (source IN ('call', 'reconciler', 'notification')),
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX qiwi_payin_events_object ON qiwi_payin_events (object, object_id, id);
+
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_invoices', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_payments', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_captures', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_refunds', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_events', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_events_id_seq', '');
+
+CREATE FUNCTION qiwi_payin_create_invoice(
+	bill_id text,
+	amount numeric,
+	currency text DEFAULT 'RUB',
+	expires_at timestamptz DEFAULT now() + interval '45 days',
+	capture text DEFAULT 'auto',
+	comment text DEFAULT NULL,
+	phone text DEFAULT NULL,
+	email text DEFAULT NULL,
+	account text DEFAULT NULL,
+	custom_fields jsonb DEFAULT NULL,
+	payment_methods text[] DEFAULT NULL,
+	callback_url text DEFAULT NULL,
+	bind_token boolean DEFAULT false,
+	merchant text DEFAULT NULL)
+RETURNS qiwi_payin_invoice
+AS 'MODULE_PATHNAME', 'qiwi_payin_create_invoice'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_invoice(bill_id text, merchant text DEFAULT NULL)
+RETURNS qiwi_payin_invoice
+AS 'MODULE_PATHNAME', 'qiwi_payin_invoice'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_payments(bill_id text, merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_payin_payment
+AS 'MODULE_PATHNAME', 'qiwi_payin_payments'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_payment(payment_id text, merchant text DEFAULT NULL)
+RETURNS qiwi_payin_payment
+AS 'MODULE_PATHNAME', 'qiwi_payin_payment'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_capture(payment_id text, capture_id text, comment text DEFAULT NULL,
+	merchant text DEFAULT NULL)
+RETURNS qiwi_payin_capture
+AS 'MODULE_PATHNAME', 'qiwi_payin_capture'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_capture_status(payment_id text, capture_id text, merchant text DEFAULT NULL)
+RETURNS qiwi_payin_capture
+AS 'MODULE_PATHNAME', 'qiwi_payin_capture_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_refund(payment_id text, refund_id text, amount numeric,
+	currency text DEFAULT 'RUB', merchant text DEFAULT NULL)
+RETURNS qiwi_payin_refund
+AS 'MODULE_PATHNAME', 'qiwi_payin_refund'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_refund_status(payment_id text, refund_id text, merchant text DEFAULT NULL)
+RETURNS qiwi_payin_refund
+AS 'MODULE_PATHNAME', 'qiwi_payin_refund_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_payin_refunds(payment_id text, merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_payin_refund
+AS 'MODULE_PATHNAME', 'qiwi_payin_refunds'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Money moves only for roles the owner trusts; reading calls show the
+-- buyer's details and spend the shop's quota: only trusted roles either.
+REVOKE ALL ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_capture(text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_invoice(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_payments(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_payment(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_capture_status(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_refund_status(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_refunds(text, text) FROM PUBLIC;
+
+-- ---------- notifications ----------
+
+CREATE FUNCTION qiwi_payin_verify_signature(signature text, notification jsonb, key text DEFAULT NULL,
+	merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_payin_verify_signature'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- ---------- reports ----------
+
+-- Held payments: authorised, not captured, something still held; oldest first
+CREATE VIEW qiwi_payin_holds WITH (security_invoker = true) AS
+SELECT p.merchant, p.payment_id, p.bill_id,
+       p.amount OPERATOR(pg_catalog.-) coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
+                                                  WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
+                                                    AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
+                                                    AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric) AS held,
+       p.currency, p.status_changed_at AS authorised_at, p.capture_deadline,
+       p.capture_deadline OPERATOR(pg_catalog.-) now() AS time_left
+  FROM qiwi_payin_payments p
+ WHERE p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text
+   AND p.captured_amount OPERATOR(pg_catalog.=) 0::numeric
+   AND p.capture_deadline IS NOT NULL
+   AND p.amount OPERATOR(pg_catalog.>) coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
+                                                  WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
+                                                    AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
+                                                    AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric)
+ ORDER BY p.status_changed_at, p.payment_id;
+
+-- All money by merchant, API and status, in one query.  received is money
+-- the shop has: PAID bills, captured Payin payments, less refunds; held
+-- and awaited money is listed with received 0.
+CREATE VIEW qiwi_money_by_status WITH (security_invoker = true) AS
+SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
+       sum(m.amount) AS amount, sum(m.received) AS received
+  FROM (SELECT b.merchant, 'bill'::text AS api, b.status, b.currency, b.amount,
+               CASE WHEN b.status OPERATOR(pg_catalog.=) 'PAID'::text THEN b.amount ELSE 0.00 END AS received
+          FROM qiwi_bills b
+        UNION ALL
+        SELECT r.merchant, 'bill', 'REFUNDED', r.currency, r.amount, OPERATOR(pg_catalog.-) r.amount
+          FROM qiwi_refunds r
+        UNION ALL
+        SELECT i.merchant, 'payin', 'INVOICE_' OPERATOR(pg_catalog.||) i.status, i.currency, i.amount, 0.00
+          FROM qiwi_payin_invoices i
+         WHERE i.status OPERATOR(pg_catalog.<>) 'PAID'::text
+        UNION ALL
+        SELECT p.merchant, 'payin',
+               CASE WHEN p.status OPERATOR(pg_catalog.<>) 'COMPLETED'::text THEN p.status
+                    WHEN p.captured_amount OPERATOR(pg_catalog.>) 0::numeric THEN 'CAPTURED'
+                    ELSE 'HELD' END,
+               p.currency,
+               CASE WHEN p.status OPERATOR(pg_catalog.<>) 'COMPLETED'::text THEN p.amount
+                    WHEN p.captured_amount OPERATOR(pg_catalog.>) 0::numeric THEN p.captured_amount
+                    ELSE p.amount OPERATOR(pg_catalog.-) rev.released END,
+               CASE WHEN p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text THEN p.captured_amount ELSE 0.00 END
+          FROM qiwi_payin_payments p,
+               LATERAL (SELECT coalesce(sum(r.amount), 0::numeric) AS released FROM qiwi_payin_refunds r
+                         WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
+                           AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
+                           AND r.reversal AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text) rev
+         WHERE p.status OPERATOR(pg_catalog.<>) 'COMPLETED'::text
+            OR p.captured_amount OPERATOR(pg_catalog.>) 0::numeric
+            OR p.amount OPERATOR(pg_catalog.>) rev.released
+        UNION ALL
+        SELECT r.merchant, 'payin', CASE WHEN r.reversal THEN 'RELEASED' ELSE 'REFUNDED' END,
+               r.currency, r.amount,
+               CASE WHEN r.reversal THEN 0.00 ELSE OPERATOR(pg_catalog.-) r.amount END
+          FROM qiwi_payin_refunds r
+         WHERE r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text) m
+ GROUP BY m.merchant, m.api, m.status, m.currency;
+
+-- ---------- documentation ----------
+
+COMMENT ON TYPE qiwi_payin_invoice IS $$A Payin invoice as QIWI answered (qiwi_payin_create_invoice, qiwi_payin_invoice)$$;
+COMMENT ON COLUMN qiwi_payin_invoice.bill_id IS $$The shop's invoice id (billId), unique per site$$;
+COMMENT ON COLUMN qiwi_payin_invoice.invoice_uid IS $$QIWI's id of the invoice (invoiceUid)$$;
+COMMENT ON COLUMN qiwi_payin_invoice.site_id IS $$The merchant's Payin site (siteId)$$;
+COMMENT ON COLUMN qiwi_payin_invoice.amount IS $$The shop's amount, numeric with two decimals$$;
+COMMENT ON COLUMN qiwi_payin_invoice.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_invoice.status IS $$CREATED (waiting for the buyer), PAID (a payment is authorised: for capture 'manual' the money is held, not received), EXPIRED, or MISMATCH (QIWI reported other money than the shop's)$$;
+COMMENT ON COLUMN qiwi_payin_invoice.flags IS $$QIWI's flags: SALE (one step), BIND_PAYMENT_TOKEN$$;
+COMMENT ON COLUMN qiwi_payin_invoice.pay_url IS $$The payment form to send the buyer to$$;
+COMMENT ON COLUMN qiwi_payin_invoice.comment IS $$Shown to the buyer$$;
+COMMENT ON COLUMN qiwi_payin_invoice.created_at IS $$When QIWI created it, if its answer says$$;
+COMMENT ON COLUMN qiwi_payin_invoice.expires_at IS $$When it expires unpaid$$;
+COMMENT ON COLUMN qiwi_payin_invoice.customer IS $$The buyer: account, email, phone$$;
+COMMENT ON COLUMN qiwi_payin_invoice.custom_fields IS $$cf1..cf5, invoice_callback_url, themeCode, contractId$$;
+
+COMMENT ON TYPE qiwi_payin_payment IS $$A Payin payment as QIWI answered (qiwi_payin_payment, qiwi_payin_payments)$$;
+COMMENT ON COLUMN qiwi_payin_payment.payment_id IS $$QIWI's payment id$$;
+COMMENT ON COLUMN qiwi_payin_payment.bill_id IS $$The invoice it pays$$;
+COMMENT ON COLUMN qiwi_payin_payment.status IS $$WAITING (3-D Secure or the bank pending), COMPLETED (authorised; see captured_amount), DECLINED (see reason_code), or MISMATCH (other money than its invoice)$$;
+COMMENT ON COLUMN qiwi_payin_payment.amount IS $$The amount authorised$$;
+COMMENT ON COLUMN qiwi_payin_payment.currency IS $$ISO 4217 code of the amounts$$;
+COMMENT ON COLUMN qiwi_payin_payment.captured_amount IS $$Money taken: the amount for one step, 0.00 while held, the capture's amount after it$$;
+COMMENT ON COLUMN qiwi_payin_payment.refunded_amount IS $$Money returned or released so far$$;
+COMMENT ON COLUMN qiwi_payin_payment.method IS $$Payment method type: CARD, TOKEN, ...$$;
+COMMENT ON COLUMN qiwi_payin_payment.masked_pan IS $$The card number, masked$$;
+COMMENT ON COLUMN qiwi_payin_payment.reason_code IS $$Why it was declined (QIWI's reason code)$$;
+COMMENT ON COLUMN qiwi_payin_payment.reason_message IS $$QIWI's text for reason_code$$;
+COMMENT ON COLUMN qiwi_payin_payment.created_at IS $$When the buyer started it$$;
+COMMENT ON COLUMN qiwi_payin_payment.status_changed_at IS $$When its status last changed (authorisation time for COMPLETED)$$;
+COMMENT ON COLUMN qiwi_payin_payment.flags IS $$SALE (one step) or AUTH (two steps: hold, then capture)$$;
+
+COMMENT ON TYPE qiwi_payin_capture IS $$A capture of held money as QIWI answered$$;
+COMMENT ON COLUMN qiwi_payin_capture.payment_id IS $$The captured payment$$;
+COMMENT ON COLUMN qiwi_payin_capture.capture_id IS $$The shop's capture id$$;
+COMMENT ON COLUMN qiwi_payin_capture.amount IS $$Money taken (what was still held)$$;
+COMMENT ON COLUMN qiwi_payin_capture.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_capture.status IS $$COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_capture.flags IS $$QIWI's flags, if any$$;
+COMMENT ON COLUMN qiwi_payin_capture.comment IS $$The capture's comment$$;
+COMMENT ON COLUMN qiwi_payin_capture.created_at IS $$When QIWI made it$$;
+COMMENT ON COLUMN qiwi_payin_capture.status_changed_at IS $$When its status was set$$;
+
+COMMENT ON TYPE qiwi_payin_refund IS $$A refund or reversal as QIWI answered$$;
+COMMENT ON COLUMN qiwi_payin_refund.payment_id IS $$The refunded payment$$;
+COMMENT ON COLUMN qiwi_payin_refund.refund_id IS $$The shop's refund id$$;
+COMMENT ON COLUMN qiwi_payin_refund.amount IS $$Money returned, or released from a hold$$;
+COMMENT ON COLUMN qiwi_payin_refund.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_refund.status IS $$COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_refund.flags IS $$REVERSAL: it released held money before a capture (no money moved)$$;
+COMMENT ON COLUMN qiwi_payin_refund.comment IS $$The refund's comment$$;
+COMMENT ON COLUMN qiwi_payin_refund.created_at IS $$When QIWI made it$$;
+COMMENT ON COLUMN qiwi_payin_refund.status_changed_at IS $$When its status was set$$;
+
+COMMENT ON TABLE qiwi_payin_invoices IS $$Latest known state of every Payin invoice created or asked about from this database; maintained by qiwi_kassa, forward only$$;
+COMMENT ON COLUMN qiwi_payin_invoices.merchant IS $$Whose invoice: a server of the wrapper qiwi (or "default")$$;
+COMMENT ON COLUMN qiwi_payin_invoices.bill_id IS $$The shop's invoice id$$;
+COMMENT ON COLUMN qiwi_payin_invoices.invoice_uid IS $$QIWI's id of the invoice$$;
+COMMENT ON COLUMN qiwi_payin_invoices.site_id IS $$The merchant's Payin site$$;
+COMMENT ON COLUMN qiwi_payin_invoices.amount IS $$The shop's amount (kept when QIWI reports another: see qiwi_amount)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_invoices.status IS $$CREATED, PAID (authorised; held for capture 'manual'), EXPIRED, or MISMATCH (QIWI reported other money: never paid)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.capture IS $$auto (one step, SALE) or manual (hold, then qiwi_payin_capture)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.flags IS $$QIWI's flags of the invoice$$;
+COMMENT ON COLUMN qiwi_payin_invoices.pay_url IS $$The payment form$$;
+COMMENT ON COLUMN qiwi_payin_invoices.comment IS $$Shown to the buyer$$;
+COMMENT ON COLUMN qiwi_payin_invoices.customer IS $$The buyer: account, email, phone$$;
+COMMENT ON COLUMN qiwi_payin_invoices.custom_fields IS $$The invoice's custom fields$$;
+COMMENT ON COLUMN qiwi_payin_invoices.created_at IS $$When QIWI created it, if an answer said$$;
+COMMENT ON COLUMN qiwi_payin_invoices.expires_at IS $$When it expires unpaid$$;
+COMMENT ON COLUMN qiwi_payin_invoices.status_changed_at IS $$When its status last changed$$;
+COMMENT ON COLUMN qiwi_payin_invoices.first_seen_at IS $$When this database first recorded it$$;
+COMMENT ON COLUMN qiwi_payin_invoices.checked_at IS $$When QIWI last told us about it$$;
+COMMENT ON COLUMN qiwi_payin_invoices.qiwi_amount IS $$For MISMATCH: the amount QIWI reported$$;
+COMMENT ON COLUMN qiwi_payin_invoices.qiwi_currency IS $$For MISMATCH: the currency QIWI reported$$;
+COMMENT ON COLUMN qiwi_payin_invoices.qiwi_status IS $$For MISMATCH: what QIWI said of that other money$$;
+
+COMMENT ON TABLE qiwi_payin_payments IS $$Latest known state of every Payin payment seen from this database; maintained by qiwi_kassa, forward only$$;
+COMMENT ON COLUMN qiwi_payin_payments.merchant IS $$Whose payment: a server of the wrapper qiwi (or "default")$$;
+COMMENT ON COLUMN qiwi_payin_payments.payment_id IS $$QIWI's payment id$$;
+COMMENT ON COLUMN qiwi_payin_payments.bill_id IS $$The invoice it pays (qiwi_payin_invoices.bill_id)$$;
+COMMENT ON COLUMN qiwi_payin_payments.status IS $$WAITING, COMPLETED (authorised), DECLINED, or MISMATCH (other money than its invoice: never paid; see qiwi_status)$$;
+COMMENT ON COLUMN qiwi_payin_payments.amount IS $$The amount authorised, as QIWI reported it (for MISMATCH not the invoice's: see qiwi_payin_invoices.amount)$$;
+COMMENT ON COLUMN qiwi_payin_payments.currency IS $$ISO 4217 code of the amounts$$;
+COMMENT ON COLUMN qiwi_payin_payments.captured_amount IS $$Money taken so far (only grows); 0 while held$$;
+COMMENT ON COLUMN qiwi_payin_payments.refunded_amount IS $$Money returned or released so far, as QIWI last said (only grows)$$;
+COMMENT ON COLUMN qiwi_payin_payments.method IS $$Payment method type$$;
+COMMENT ON COLUMN qiwi_payin_payments.masked_pan IS $$The card number, masked$$;
+COMMENT ON COLUMN qiwi_payin_payments.reason_code IS $$Why it was declined$$;
+COMMENT ON COLUMN qiwi_payin_payments.reason_message IS $$QIWI's text for reason_code$$;
+COMMENT ON COLUMN qiwi_payin_payments.flags IS $$SALE (one step) or AUTH (two steps)$$;
+COMMENT ON COLUMN qiwi_payin_payments.created_at IS $$When the buyer started it$$;
+COMMENT ON COLUMN qiwi_payin_payments.status_changed_at IS $$When its status last changed$$;
+COMMENT ON COLUMN qiwi_payin_payments.capture_deadline IS $$For an authorised two-step payment: authorisation + the merchant's capture_hours (72 by default), when QIWI captures or releases the hold by itself$$;
+COMMENT ON COLUMN qiwi_payin_payments.first_seen_at IS $$When this database first recorded it$$;
+COMMENT ON COLUMN qiwi_payin_payments.checked_at IS $$When QIWI last told us about it$$;
+COMMENT ON COLUMN qiwi_payin_payments.qiwi_status IS $$For MISMATCH: the status QIWI reported for the other money$$;
+
+COMMENT ON TABLE qiwi_payin_captures IS $$Every Payin capture made or asked about from this database; recorded once, then only confirmed$$;
+COMMENT ON COLUMN qiwi_payin_captures.merchant IS $$Whose capture$$;
+COMMENT ON COLUMN qiwi_payin_captures.payment_id IS $$The captured payment$$;
+COMMENT ON COLUMN qiwi_payin_captures.capture_id IS $$The shop's capture id$$;
+COMMENT ON COLUMN qiwi_payin_captures.amount IS $$Money taken$$;
+COMMENT ON COLUMN qiwi_payin_captures.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_captures.status IS $$COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_captures.comment IS $$The capture's comment$$;
+COMMENT ON COLUMN qiwi_payin_captures.created_at IS $$When QIWI made it$$;
+COMMENT ON COLUMN qiwi_payin_captures.status_changed_at IS $$When its status was set$$;
+COMMENT ON COLUMN qiwi_payin_captures.first_seen_at IS $$When this database first recorded it$$;
+COMMENT ON COLUMN qiwi_payin_captures.checked_at IS $$When QIWI last told us about it$$;
+
+COMMENT ON TABLE qiwi_payin_refunds IS $$Every Payin refund or reversal made or asked about from this database; recorded once, then only confirmed$$;
+COMMENT ON COLUMN qiwi_payin_refunds.merchant IS $$Whose refund$$;
+COMMENT ON COLUMN qiwi_payin_refunds.payment_id IS $$The refunded payment$$;
+COMMENT ON COLUMN qiwi_payin_refunds.refund_id IS $$The shop's refund id$$;
+COMMENT ON COLUMN qiwi_payin_refunds.amount IS $$Money returned or released$$;
+COMMENT ON COLUMN qiwi_payin_refunds.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_refunds.status IS $$COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_refunds.reversal IS $$It released held money before a capture (QIWI's flag REVERSAL): no money had moved$$;
+COMMENT ON COLUMN qiwi_payin_refunds.flags IS $$QIWI's flags$$;
+COMMENT ON COLUMN qiwi_payin_refunds.comment IS $$The refund's comment$$;
+COMMENT ON COLUMN qiwi_payin_refunds.created_at IS $$When QIWI made it$$;
+COMMENT ON COLUMN qiwi_payin_refunds.status_changed_at IS $$When its status was set$$;
+COMMENT ON COLUMN qiwi_payin_refunds.first_seen_at IS $$When this database first recorded it$$;
+COMMENT ON COLUMN qiwi_payin_refunds.checked_at IS $$When QIWI last told us about it$$;
+
+COMMENT ON TABLE qiwi_payin_events IS $$Every status change of a Payin invoice or payment and every capture and refund recorded; each is also announced with NOTIFY qiwi_payin_status$$;
+COMMENT ON COLUMN qiwi_payin_events.id IS $$Order of the changes$$;
+COMMENT ON COLUMN qiwi_payin_events.merchant IS $$Whose object$$;
+COMMENT ON COLUMN qiwi_payin_events.object IS $$invoice, payment, capture or refund$$;
+COMMENT ON COLUMN qiwi_payin_events.object_id IS $$Its id (bill_id, payment_id, capture_id or refund_id)$$;
+COMMENT ON COLUMN qiwi_payin_events.old_status IS $$Status before; NULL when first seen$$;
+COMMENT ON COLUMN qiwi_payin_events.new_status IS $$Status after$$;
+COMMENT ON COLUMN qiwi_payin_events.source IS $$What made the change: call (a qiwi_payin_* function), reconciler, or notification$$;
+COMMENT ON COLUMN qiwi_payin_events.changed_at IS $$When the change was recorded here$$;
+COMMENT ON SEQUENCE qiwi_payin_events_id_seq IS $$Ids of qiwi_payin_events$$;
+
+COMMENT ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text) IS $$Create a Payin invoice now and record it (retry-safe: the same bill_id and amount give the same invoice). bill_id: the shop's id; amount: > 0, two decimals at most, sent with two; currency: default RUB; expires_at: default now() + 45 days; capture: 'auto' (one step) or 'manual' (hold, then qiwi_payin_capture); comment: at most 256 characters; phone, email, account: the buyer; custom_fields: cf1..cf5, themeCode, contractId, invoice_callback_url; payment_methods: CARD, SBP, QIWI_WALLET; callback_url: where QIWI notifies about its payments; bind_token: ask for a payment token for account. Moves money: not PUBLIC. merchant: whose (a server of the wrapper qiwi with payin_site_id and a payin_api_key)$$;
+COMMENT ON FUNCTION qiwi_payin_invoice(text, text) IS $$Ask QIWI for the Payin invoice bill_id with its payments, record them (forward only) and return the invoice. Not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them. Not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_payment(text, text) IS $$Ask QIWI for the Payin payment payment_id, record and return it. Not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_capture(text, text, text, text) IS $$Capture the money held by the two-step payment payment_id under the shop's capture_id, with an optional comment; a lost answer is asked for by capture_id before anything is sent again, so it captures once. Moves money: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_capture_status(text, text, text) IS $$Ask QIWI for the capture capture_id of payment payment_id and record it. Not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of payment payment_id under the shop's refund_id: captured money is returned, held money released (flag REVERSAL). Refused before sending when it exceeds what is left; a lost answer is asked for by refund_id first. Moves money: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_refund_status(text, text, text) IS $$Ask QIWI for the refund refund_id of payment payment_id and record it. Not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refund of payment payment_id, record and return them. Not PUBLIC. merchant: whose$$;
+
+COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
+
+COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
+COMMENT ON COLUMN qiwi_payin_holds.merchant IS $$Whose payment$$;
+COMMENT ON COLUMN qiwi_payin_holds.payment_id IS $$The payment$$;
+COMMENT ON COLUMN qiwi_payin_holds.bill_id IS $$Its invoice$$;
+COMMENT ON COLUMN qiwi_payin_holds.held IS $$Money still held: the amount less reversals$$;
+COMMENT ON COLUMN qiwi_payin_holds.currency IS $$ISO 4217 code of held$$;
+COMMENT ON COLUMN qiwi_payin_holds.authorised_at IS $$When the payment was authorised$$;
+COMMENT ON COLUMN qiwi_payin_holds.capture_deadline IS $$When QIWI captures or releases it by itself$$;
+COMMENT ON COLUMN qiwi_payin_holds.time_left IS $$capture_deadline - now()$$;
+
+COMMENT ON VIEW qiwi_money_by_status IS $$All money by merchant, API (bill, payin), status and currency: bills by status and their refunds; Payin invoices not paid (INVOICE_CREATED, INVOICE_EXPIRED, INVOICE_MISMATCH), payments HELD (what is still held), CAPTURED, WAITING, DECLINED, MISMATCH (QIWI's amount), refunds REFUNDED and reversals RELEASED. Held money is never received. Reads the tables with the caller's rights$$;
+COMMENT ON COLUMN qiwi_money_by_status.merchant IS $$The merchant$$;
+COMMENT ON COLUMN qiwi_money_by_status.api IS $$bill (Bill Payments) or payin$$;
+COMMENT ON COLUMN qiwi_money_by_status.status IS $$The items' status (see the view's comment)$$;
+COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$;
+COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
+COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
+COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills and captured payments, less refunds (negative); 0 for held, awaited, declined, released or MISMATCH money$$;

@@ -20,7 +20,7 @@ LANGUAGE C STRICT;
 
 CREATE FOREIGN DATA WRAPPER qiwi VALIDATOR qiwi_fdw_validator;
 COMMENT ON FUNCTION qiwi_fdw_validator(text[], oid) IS $$Validator of the wrapper qiwi: refuses unknown options, keys anywhere but on a user mapping, and invalid values (without showing them)$$;
-COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (site_id, api_url, public_key); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (secret_key). A role uses a merchant with USAGE on its server$$;
+COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (site_id, api_url, public_key; for Payin payin_site_id, payin_api_url, capture_hours); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (secret_key; for Payin payin_api_key, payin_notification_key). A role uses a merchant with USAGE on its server$$;
 
 -- ---------- the reconciler ----------
 

@@ -84,44 +84,18 @@ optional_lifetime(FunctionCallInfo fcinfo, int argno, const char *argname)
 
 /* ---------- can the answer be recorded? ---------- */
 
-/*
- * Refuse, before anything is sent, a call that would change something at
- * QIWI in a transaction that cannot record QIWI's answer: QIWI would have
- * the bill or refund and qiwi_bills would not.
- */
+/* Refuse a call that changes something at QIWI where qiwi_bills cannot record it */
 static void
 require_writable(const char *what)
 {
-	ledger_require_ready();
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot %s on a hot standby", what),
-				 errdetail("QIWI's answer could not be recorded in qiwi_bills. Nothing was sent to QIWI."),
-				 errhint("Call it on the primary server.")));
-	if (XactReadOnly)
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot %s in a read-only transaction", what),
-				 errdetail("QIWI's answer could not be recorded in qiwi_bills. Nothing was sent to QIWI."),
-				 errhint("Call it in a read-write transaction.")));
+	ledger_require_writable(what, "qiwi_bills");
 }
 
-/*
- * Can a reading call record what it learnt?  If not (a read-only
- * transaction, a hot standby), it still answers, with a warning.
- */
+/* Can a reading call record what it learnt?  If not, it answers with a warning */
 static bool
 can_record(const char *what)
 {
-	if (!XactReadOnly)
-		return true;
-	ereport(WARNING,
-			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-			 errmsg("%s was not recorded: the transaction is read-only", what),
-			 errdetail(RecoveryInProgress() ? "This server is a hot standby." :
-					   "The answer is returned but qiwi_bills and qiwi_refunds are unchanged.")));
-	return false;
+	return ledger_can_record(what, "qiwi_bills and qiwi_refunds");
 }
 
 /*

@@ -413,18 +413,30 @@ bool
 qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount,
 				 char **currency, char **problem)
 {
+	return qiwi_json_money(object, "amount", false, max_amount, amount, currency, problem);
+}
+
+/*
+ * Read the money member key {value,currency} as qiwi_json_amount does; with
+ * allow_zero, 0 is valid too (what a payment has captured or refunded so far)
+ */
+bool
+qiwi_json_money(JsonbContainer *object, const char *key, bool allow_zero,
+				const char *max_amount, Numeric *amount, char **currency, char **problem)
+{
 	JsonbContainer *amount_obj;
 	JsonbValue *v;
 	Numeric		value;
+	int			sign;
 
-	if (!json_member_object(object, "amount", true, &amount_obj, NULL, problem))
+	if (!json_member_object(object, key, true, &amount_obj, NULL, problem))
 		return false;
 	if (!json_string(amount_obj, "currency", true, currency, problem))
 		return false;
 	v = json_field(amount_obj, "value");
 	if (v == NULL)
 	{
-		*problem = pstrdup("field \"amount.value\" is missing");
+		*problem = psprintf("field \"%s.value\" is missing", key);
 		return false;
 	}
 	if (v->type == jbvNumeric)
@@ -432,8 +444,8 @@ qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount
 	else if (v->type == jbvString && v->val.string.len > QIWI_MAX_AMOUNT_STRING)
 	{
 		/* numeric input of thousands of digits could overflow */
-		*problem = psprintf("field \"amount.value\" is a string of more than %d characters",
-							QIWI_MAX_AMOUNT_STRING);
+		*problem = psprintf("field \"%s.value\" is a string of more than %d characters",
+							key, QIWI_MAX_AMOUNT_STRING);
 		return false;
 	}
 	else if (v->type == jbvString &&
@@ -450,17 +462,18 @@ qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount
 	else
 	{
 		/* exponents are refused: "1e999999" would overflow numeric input */
-		*problem = pstrdup("field \"amount.value\" is neither a number nor a decimal string");
+		*problem = psprintf("field \"%s.value\" is neither a number nor a decimal string", key);
 		return false;
 	}
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
-										  NumericGetDatum(qiwi_numeric_constant("0")))) <= 0 ||
+	sign = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
+											 NumericGetDatum(qiwi_numeric_constant("0"))));
+	if (sign < 0 || (sign == 0 && !allow_zero) ||
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(value),
 										  NumericGetDatum(qiwi_numeric_constant(max_amount)))) > 0)
 	{
 		/* not printed: it may have thousands of digits */
-		*problem = psprintf("field \"amount.value\" is out of range: QIWI's amounts are above 0 and at most %s",
-							max_amount);
+		*problem = psprintf("field \"%s.value\" is out of range: QIWI's amounts are above 0 and at most %s",
+							key, max_amount);
 		return false;
 	}
 	*amount = qiwi_amount_to_cents(value);

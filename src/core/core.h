@@ -173,6 +173,7 @@ struct QiwiOperation
 	const char *retry_hint;		/* the HINT when a retry is safe */
 	const Merchant *merchant;	/* whose credentials it carries */
 	bool		idempotent;		/* may be sent again after a failure */
+	const char *key_option;		/* the merchant's key it carries; NULL: secret_key */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
 	void	   *result;			/* what read fills */
@@ -209,6 +210,9 @@ extern bool qiwi_same_money(Numeric a, const char *a_currency, Numeric b, const 
 extern Numeric qiwi_numeric_constant(const char *literal);
 extern bool qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount,
 							 char **currency, char **problem);
+extern bool qiwi_json_money(JsonbContainer *object, const char *key, bool allow_zero,
+							const char *max_amount, Numeric *amount, char **currency,
+							char **problem);
 extern char *format_qiwi_timestamp(TimestampTz ts);
 extern bool parse_qiwi_timestamp(const char *str, TimestampTz *result);
 extern Jsonb *parse_json_object(char *body, size_t len, bool *lossy, char **problem);
@@ -302,6 +306,8 @@ typedef enum ExtensionState
 
 extern ExtensionState ledger_extension_state(void);
 extern void ledger_require_ready(void);
+extern void ledger_require_writable(const char *what, const char *tables);
+extern bool ledger_can_record(const char *what, const char *tables);
 extern void ledger_begin(OwnerContext *ctx);
 extern void ledger_end(OwnerContext *ctx);
 extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);

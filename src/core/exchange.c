@@ -181,8 +181,8 @@ error_from_transport(const HttpResponse *resp, const char *context,
 
 /* Turn a non-2xx HTTP answer, with or without QIWI's error JSON, into an error */
 static void
-error_from_status(const HttpResponse *resp, const char *context,
-				  const char *retry_hint, const Merchant *merchant, QiwiError *error)
+error_from_status(const HttpResponse *resp, const char *context, const char *retry_hint,
+				  const Merchant *merchant, const char *key_option, QiwiError *error)
 {
 	char	   *problem = NULL;
 	ErrorAnswer answer = {0};
@@ -202,11 +202,17 @@ error_from_status(const HttpResponse *resp, const char *context,
 			reason = "QIWI refused the secret key";
 			error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
 		}
-		else
+		else if (key_option == NULL)
 		{
 			reason = psprintf("QIWI refused the secret key of merchant \"%s\"", merchant->name);
 			error->hint = psprintf("Check the secret_key of the user mapping FOR PUBLIC of server %s.",
 								   quote_identifier(merchant->name));
+		}
+		else
+		{
+			reason = psprintf("QIWI refused the %s of merchant \"%s\"", key_option, merchant->name);
+			error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
+								   key_option, quote_identifier(merchant->name));
 		}
 	}
 	else if (resp->status == 404)
@@ -282,7 +288,7 @@ answered_ok(const QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	}
 	if (resp->status < 200 || resp->status >= 300)
 	{
-		error_from_status(resp, op->context, op->retry_hint, op->merchant, error);
+		error_from_status(resp, op->context, op->retry_hint, op->merchant, op->key_option, error);
 		return false;
 	}
 	return true;

@@ -11,6 +11,8 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "executor/spi.h"
@@ -221,4 +223,44 @@ char *
 ledger_is_reconciled(const LedgerTable *table, const char *column)
 {
 	return status_in(column, table->reconciled_statuses);
+}
+
+/*
+ * Refuse, before anything is sent, a call that would change something at
+ * QIWI in a transaction that cannot record QIWI's answer (in tables): QIWI
+ * would have the object and the tables would not.
+ */
+void
+ledger_require_writable(const char *what, const char *tables)
+{
+	ledger_require_ready();
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s on a hot standby", what),
+				 errdetail("QIWI's answer could not be recorded in %s. Nothing was sent to QIWI.", tables),
+				 errhint("Call it on the primary server.")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s in a read-only transaction", what),
+				 errdetail("QIWI's answer could not be recorded in %s. Nothing was sent to QIWI.", tables),
+				 errhint("Call it in a read-write transaction.")));
+}
+
+/*
+ * Can a reading call record what it learnt in tables?  If not (a read-only
+ * transaction, a hot standby), it still answers, with a warning.
+ */
+bool
+ledger_can_record(const char *what, const char *tables)
+{
+	if (!XactReadOnly)
+		return true;
+	ereport(WARNING,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s was not recorded: the transaction is read-only", what),
+			 RecoveryInProgress() ? errdetail("This server is a hot standby.") :
+			 errdetail("The answer is returned but %s are unchanged.", tables)));
+	return false;
 }

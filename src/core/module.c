@@ -5,6 +5,7 @@
  */
 #include "core/core.h"
 #include "bill/bill.h"
+#include "payin/payin.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -400,6 +401,7 @@ _PG_init(void)
 
 	exchange_init();
 	bill_init();
+	payin_init();
 	reconciler_init();
 
 #if PG_VERSION_NUM >= 150000

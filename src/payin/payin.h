@@ -1,0 +1,161 @@
+/*
+ * payin.h
+ *		The Payin API v1 (seed 004, qiwi-api.md §2 and §8): invoices, card
+ *		payments in one or two steps, captures, refunds and reversals.  An
+ *		invoice is followed from its SQL function (payin_sql.c) to the wire
+ *		and back (payin_wire.c, and core/exchange.c) into the bookkeeping
+ *		(payin_store.c).
+ *
+ * payin_wire.c   URLs, bodies, answers, one operation per API call, options
+ * payin_sql.c    the SQL functions
+ * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _events
+ * payin_notification.c  the signatures of notifications
+ */
+#ifndef QIWI_PAYIN_H
+#define QIWI_PAYIN_H
+
+#include "core/core.h"
+
+/* Limits of the Payin API (§8: comment and custom fields are string(256)) */
+#define PAYIN_MAX_ID_LENGTH			200
+#define PAYIN_MAX_FIELD_LENGTH		256
+#define PAYIN_MAX_LIFETIME_DAYS		45
+#define PAYIN_MAX_AMOUNT			"999999.99"
+#define PAYIN_DEFAULT_API_URL		"https://api.qiwi.com"
+#define PAYIN_DEFAULT_CAPTURE_HOURS	72
+/* QIWI captures or releases a hold after at most 5 days (seed 004) */
+#define PAYIN_MAX_CAPTURE_HOURS		120
+
+typedef struct PayinInvoice
+{
+	const char *merchant;
+	char	   *bill_id;
+	char	   *invoice_uid;
+	char	   *site_id;
+	Numeric		amount;
+	char	   *currency;
+	char	   *status;			/* CREATED, PAID, EXPIRED; MISMATCH once recorded */
+	ArrayType  *flags;			/* text[] */
+	char	   *pay_url;
+	char	   *comment;
+	bool		has_created_at;
+	TimestampTz created_at;
+	bool		has_expires_at;
+	TimestampTz expires_at;
+	bool		has_status_changed_at;
+	TimestampTz status_changed_at;
+	Jsonb	   *customer;
+	Jsonb	   *custom_fields;
+	List	   *payments;		/* PayinPayment *, from bills/{billId}/details */
+} PayinInvoice;
+
+typedef struct PayinPayment
+{
+	const char *merchant;
+	char	   *payment_id;
+	char	   *bill_id;
+	char	   *status;			/* WAITING, COMPLETED, DECLINED; MISMATCH once recorded */
+	Numeric		amount;
+	char	   *currency;
+	Numeric		captured_amount;
+	Numeric		refunded_amount;
+	char	   *method;
+	char	   *masked_pan;
+	char	   *reason_code;
+	char	   *reason_message;
+	bool		has_created_at;
+	TimestampTz created_at;
+	bool		has_status_changed_at;
+	TimestampTz status_changed_at;
+	ArrayType  *flags;
+} PayinPayment;
+
+/* A capture or a refund: the same shape on the wire */
+typedef struct PayinOperationResult
+{
+	const char *merchant;
+	char	   *payment_id;
+	char	   *id;				/* captureId or refundId */
+	Numeric		amount;
+	char	   *currency;
+	char	   *status;			/* COMPLETED or DECLINED */
+	char	   *comment;
+	bool		reversal;		/* a refund that released a hold */
+	ArrayType  *flags;
+	bool		has_created_at;
+	TimestampTz created_at;
+	bool		has_status_changed_at;
+	TimestampTz status_changed_at;
+} PayinOperationResult;
+
+typedef struct PayinCreateArgs
+{
+	const char *bill_id;
+	Numeric		amount;
+	const char *currency;
+	TimestampTz expires_at;
+	bool		sale;			/* capture 'auto': flags ["SALE"] */
+	const char *comment;
+	const char *phone;
+	const char *email;
+	const char *account;
+	Jsonb	   *custom_fields;
+	List	   *payment_methods;	/* char * */
+	const char *callback_url;
+	bool		bind_token;
+} PayinCreateArgs;
+
+/* ---------- payin_wire.c ---------- */
+
+extern const ArgLimits payin_limits;
+extern int	payin_option_site_id;
+extern int	payin_option_api_url;
+extern int	payin_option_capture_hours;
+extern int	payin_option_api_key;
+extern int	payin_option_notification_key;
+extern char *qiwi_payin_site_id;
+extern char *qiwi_payin_api_url;
+
+extern void payin_define_merchant_options(void);
+extern int	payin_capture_hours(const Merchant *merchant);
+extern void payin_create_operation(const Merchant *merchant, const PayinCreateArgs *args,
+								   PayinInvoice *invoice, QiwiOperation *op);
+extern void payin_details_operation(const Merchant *merchant, const char *bill_id,
+									PayinInvoice *invoice, QiwiOperation *op);
+extern void payin_payment_operation(const Merchant *merchant, const char *payment_id,
+									PayinPayment *payment, QiwiOperation *op);
+extern void payin_capture_operation(const Merchant *merchant, const char *payment_id,
+									const char *capture_id, const char *comment, bool send,
+									PayinOperationResult *capture, QiwiOperation *op);
+extern void payin_refund_operation(const Merchant *merchant, const char *payment_id,
+								   const char *refund_id, Numeric amount, const char *currency,
+								   bool send, PayinOperationResult *refund, QiwiOperation *op);
+extern void payin_refunds_operation(const Merchant *merchant, const char *payment_id,
+									List **refunds, QiwiOperation *op);
+
+/* ---------- payin_store.c ---------- */
+
+/* What qiwi_payin_payments knows of a payment's money, for a refund */
+typedef struct PayinHeadroom
+{
+	Numeric		left;			/* held or captured, minus refunds known */
+	Numeric		refunded;		/* those refunds (other ids than this one) */
+	Numeric		base;			/* what they are subtracted from */
+	bool		captured;
+	char	   *status;
+} PayinHeadroom;
+
+extern void payin_store_invoice(PayinInvoice *invoice, const char *source);
+extern void payin_store_payment(PayinPayment *payment, const char *source);
+extern void payin_store_capture(const PayinOperationResult *capture);
+extern void payin_store_refund(const PayinOperationResult *refund);
+extern bool payin_store_headroom(const char *merchant, const char *payment_id,
+								 const char *refund_id, PayinHeadroom *headroom);
+extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,
+									 Numeric *amount, char **currency, char **status);
+
+/* ---------- payin_sql.c ---------- */
+
+extern void payin_init(void);
+
+#endif							/* QIWI_PAYIN_H */

@@ -1,0 +1,588 @@
+/*
+ * payin_store.c
+ *		Bookkeeping of Payin invoices, payments, captures and refunds in the
+ *		extension's tables, through the ledger (as the extension's owner).
+ *
+ * An invoice or a payment only moves forward (LedgerTable): out of CREATED
+ * or WAITING, never back, never from one final status to another.  An
+ * invoice or payment that QIWI reports for other money than the shop's
+ * invoice becomes MISMATCH, never PAID or COMPLETED.  Captures and refunds
+ * are recorded once and then only confirmed; what a payment captured and
+ * refunded only grows.  Each status change is a row of qiwi_payin_events
+ * and a NOTIFY qiwi_payin_status.
+ */
+#include "core/core.h"
+#include "payin/payin.h"
+
+#include "catalog/pg_type_d.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+static const char *const invoice_open_statuses[] = {"CREATED", NULL};
+static const LedgerTable invoice_table = {
+	.open_statuses = invoice_open_statuses,
+	.reconciled_statuses = invoice_open_statuses,
+};
+static const char *const payment_open_statuses[] = {"WAITING", NULL};
+static const LedgerTable payment_table = {
+	.open_statuses = payment_open_statuses,
+	.reconciled_statuses = payment_open_statuses,
+};
+
+/* The statements, in the order of plan_sql; valid for the schema they were prepared in */
+enum
+{
+	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
+	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, NPLANS
+};
+static Oid	plans_schema = InvalidOid;
+static SPIPlanPtr plans[NPLANS];
+
+/* Columns of an invoice write: $1..$16 */
+#define INVOICE_NARGS 16
+static const Oid invoice_types[INVOICE_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TEXTOID
+};
+
+/* Columns of a payment write: $1..$16 */
+#define PAYMENT_NARGS 16
+static const Oid payment_types[PAYMENT_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, NUMERICOID, NUMERICOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTARRAYOID,
+	INT4OID
+};
+
+/* Columns of a capture or refund write: $1..$12 */
+#define OPERATION_NARGS 12
+static const Oid operation_types[OPERATION_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
+	TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID
+};
+
+/* (Re)build the statements for the schema the extension lives in */
+static void
+prepare_plans(Oid schema)
+{
+	const char *nsp;
+	Oid			two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+
+	if (plans_schema == schema && plans[0] != NULL)
+		return;
+	for (int i = 0; i < NPLANS; i++)
+		ledger_free_plan(&plans[i]);
+	nsp = quote_identifier(get_namespace_name(schema));
+
+	plans[P_INVOICE_LOCK] = ledger_prepare(psprintf(
+		"SELECT status, amount, currency FROM %s.qiwi_payin_invoices"
+		" WHERE merchant = $1 AND bill_id = $2 FOR UPDATE", nsp), 2, two_text);
+	plans[P_INVOICE_INSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount,"
+		" currency, status, flags, capture, pay_url, comment, customer, custom_fields,"
+		" created_at, expires_at, status_changed_at, checked_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+		" CASE WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
+		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", nsp),
+		INVOICE_NARGS, (Oid *) invoice_types);
+	/* the shop's money: details refreshed, the status moved only forward */
+	plans[P_INVOICE_UPDATE] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_invoices SET invoice_uid = coalesce($3, invoice_uid),"
+		" site_id = coalesce($4, site_id), flags = $8, pay_url = coalesce($9, pay_url),"
+		" comment = $10, customer = $11, custom_fields = $12,"
+		" created_at = coalesce($13, created_at), expires_at = coalesce($14, expires_at),"
+		" status_changed_at = CASE WHEN status = $7 THEN status_changed_at"
+		"  ELSE coalesce($15, clock_timestamp()) END,"
+		" status = $7, checked_at = clock_timestamp()"
+		" WHERE merchant = $1 AND bill_id = $2 AND amount = $5 AND currency = $6"
+		" AND (status = $7 OR %s)", nsp, ledger_may_move(&invoice_table, "status", "$7")),
+		INVOICE_NARGS, (Oid *) invoice_types);
+	/* other money: never PAID; what QIWI said is kept beside the shop's */
+	plans[P_INVOICE_MISMATCH] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_invoices SET status = 'MISMATCH', qiwi_amount = $5,"
+		" qiwi_currency = $6, qiwi_status = $7, checked_at = clock_timestamp(),"
+		" status_changed_at = CASE WHEN status = 'MISMATCH' THEN status_changed_at"
+		"  ELSE clock_timestamp() END"
+		" WHERE merchant = $1 AND bill_id = $2 AND (%s OR status = 'MISMATCH')",
+		nsp, ledger_is_open(&invoice_table, "status")),
+		INVOICE_NARGS, (Oid *) invoice_types);
+
+	/* a payment's status and its invoice's money (NULL if the invoice is unknown) */
+	plans[P_PAYMENT_LOCK] = ledger_prepare(psprintf(
+		"SELECT (SELECT p.status FROM %1$s.qiwi_payin_payments p"
+		"  WHERE p.merchant = $1 AND p.payment_id = $2 FOR UPDATE),"
+		" (SELECT i.amount FROM %1$s.qiwi_payin_invoices i WHERE i.merchant = $1 AND i.bill_id = $3),"
+		" (SELECT i.currency FROM %1$s.qiwi_payin_invoices i WHERE i.merchant = $1 AND i.bill_id = $3)",
+		nsp), 3, two_text);
+	plans[P_PAYMENT_INSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
+		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
+		" reason_message, created_at, status_changed_at, flags, capture_deadline, checked_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+		" coalesce($14, clock_timestamp()), $15,"
+		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
+		"  THEN coalesce($14, clock_timestamp()) + make_interval(hours => $16) END,"
+		" clock_timestamp())"
+		" ON CONFLICT (merchant, payment_id) DO NOTHING", nsp),
+		PAYMENT_NARGS, (Oid *) payment_types);
+	plans[P_PAYMENT_UPDATE] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_payments SET bill_id = coalesce($3, bill_id),"
+		" captured_amount = greatest(captured_amount, $7),"
+		" refunded_amount = greatest(refunded_amount, $8),"
+		" method = coalesce($9, method), masked_pan = coalesce($10, masked_pan),"
+		" reason_code = coalesce($11, reason_code), reason_message = coalesce($12, reason_message),"
+		" created_at = coalesce($13, created_at), flags = $15,"
+		" status_changed_at = CASE WHEN status = $4 THEN status_changed_at"
+		"  ELSE coalesce($14, clock_timestamp()) END,"
+		" capture_deadline = CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
+		"  THEN coalesce(capture_deadline, coalesce($14, clock_timestamp()) + make_interval(hours => $16)) END,"
+		" status = $4, checked_at = clock_timestamp()"
+		" WHERE merchant = $1 AND payment_id = $2 AND (status = $4 OR %s)",
+		nsp, ledger_may_move(&payment_table, "status", "$4")),
+		PAYMENT_NARGS, (Oid *) payment_types);
+	plans[P_PAYMENT_MISMATCH] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_payments AS p (merchant, payment_id, bill_id, status, amount,"
+		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
+		" reason_message, created_at, status_changed_at, flags, qiwi_status, checked_at)"
+		" VALUES ($1, $2, $3, 'MISMATCH', $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+		" clock_timestamp(), $15, $4, clock_timestamp())"
+		" ON CONFLICT (merchant, payment_id) DO UPDATE SET"
+		" status_changed_at = CASE WHEN p.status = 'MISMATCH' THEN p.status_changed_at"
+		"  ELSE clock_timestamp() END,"
+		" status = 'MISMATCH', qiwi_status = $4, amount = $5, currency = $6,"
+		" captured_amount = greatest(p.captured_amount, $7),"
+		" refunded_amount = greatest(p.refunded_amount, $8), checked_at = clock_timestamp()"
+		" WHERE %s OR p.status = 'MISMATCH'",
+		nsp, ledger_is_open(&payment_table, "p.status")),
+		PAYMENT_NARGS, (Oid *) payment_types);
+
+	/* a capture or refund is final when recorded: a repeat only confirms it */
+	plans[P_CAPTURE_UPSERT] = ledger_prepare(psprintf(
+		"WITH c AS (INSERT INTO %1$s.qiwi_payin_captures AS c (merchant, payment_id, capture_id,"
+		"  amount, currency, status, comment, created_at, status_changed_at, checked_at)"
+		"  VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $11, clock_timestamp())"
+		"  ON CONFLICT (merchant, payment_id, capture_id) DO UPDATE SET checked_at = clock_timestamp()"
+		"  RETURNING (xmax = 0) AS inserted, status, amount),"
+		" p AS (UPDATE %1$s.qiwi_payin_payments p SET captured_amount = greatest(p.captured_amount, c.amount)"
+		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
+		" SELECT inserted, status FROM c", nsp),
+		OPERATION_NARGS, (Oid *) operation_types);
+	plans[P_REFUND_UPSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_refunds AS r (merchant, payment_id, refund_id, amount,"
+		" currency, status, comment, reversal, flags, created_at, status_changed_at, checked_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())"
+		" ON CONFLICT (merchant, payment_id, refund_id) DO UPDATE SET checked_at = clock_timestamp()"
+		" RETURNING (xmax = 0) AS inserted, status", nsp),
+		OPERATION_NARGS, (Oid *) operation_types);
+
+	/*
+	 * What is left to refund: before the capture of a two-step payment the
+	 * hold, less the reversals; after it (or for a one-step payment) what
+	 * was captured, less the refunds that were not reversals.
+	 */
+	plans[P_HEADROOM] = ledger_prepare(psprintf(
+		"SELECT p.status, x.captured, x.base, x.refunded, x.base - x.refunded"
+		" FROM %1$s.qiwi_payin_payments p,"
+		" LATERAL (SELECT p.captured_amount > 0 OR 'SALE' = ANY (p.flags) AS captured) c,"
+		" LATERAL (SELECT c.captured,"
+		"  CASE WHEN c.captured THEN greatest(p.captured_amount, CASE WHEN 'SALE' = ANY (p.flags) THEN p.amount ELSE 0 END)"
+		"   ELSE p.amount END AS base,"
+		"  coalesce((SELECT sum(r.amount) FROM %1$s.qiwi_payin_refunds r"
+		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
+		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded) x"
+		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
+	plans[P_EVENT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
+		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
+	plans_schema = schema;
+}
+
+/* Begin bookkeeping as the owner, with the Payin statements ready */
+static void
+begin_payin_ledger(OwnerContext *ctx)
+{
+	ledger_begin(ctx);
+	prepare_plans(ctx->schema);
+}
+
+/* Record a status change in qiwi_payin_events and announce it at commit */
+static void
+record_event(const char *merchant, const char *object, const char *id, const char *old_status,
+			 const char *new_status, const char *source)
+{
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	StringInfoData payload;
+
+	values[0] = CStringGetTextDatum(merchant);
+	values[1] = CStringGetTextDatum(object);
+	values[2] = CStringGetTextDatum(id);
+	values[3] = ledger_text_or_null(old_status, &nulls[3]);
+	values[4] = CStringGetTextDatum(new_status);
+	values[5] = CStringGetTextDatum(source);
+	ledger_run(plans[P_EVENT], values, nulls, SPI_OK_INSERT);
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"object\":");
+	escape_json(&payload, object);
+	appendStringInfoString(&payload, ",\"id\":");
+	escape_json(&payload, id);
+	appendStringInfoString(&payload, ",\"status\":");
+	escape_json(&payload, new_status);
+	appendStringInfoString(&payload, ",\"source\":");
+	escape_json(&payload, source);
+	appendStringInfoString(&payload, ",\"merchant\":");
+	escape_json(&payload, merchant);
+	appendStringInfoChar(&payload, '}');
+	Async_Notify("qiwi_payin_status", payload.data);
+}
+
+/* Column i of the first row SPI returned, as text in the caller's context, or NULL */
+static char *
+row_text(OwnerContext *ctx, int column)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+	MemoryContext spi_context;
+	char	   *value;
+
+	if (isnull)
+		return NULL;
+	spi_context = MemoryContextSwitchTo(ctx->caller_context);
+	value = TextDatumGetCString(d);
+	MemoryContextSwitchTo(spi_context);
+	return value;
+}
+
+/* Column i of the first row SPI returned, as numeric in the caller's context, or NULL */
+static Numeric
+row_numeric(OwnerContext *ctx, int column)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+	MemoryContext spi_context;
+	Numeric		value;
+
+	if (isnull)
+		return NULL;
+	spi_context = MemoryContextSwitchTo(ctx->caller_context);
+	value = DatumGetNumericCopy(d);
+	MemoryContextSwitchTo(spi_context);
+	return value;
+}
+
+/* Report that QIWI has an invoice or payment for other money than the shop's invoice */
+static void
+report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const char *qiwi_currency,
+				const char *qiwi_status, Numeric shop_amount, const char *shop_currency)
+{
+	ereport(WARNING,
+			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
+			 errmsg("QIWI reports %s \"%s\" for %s %s, but the shop's invoice is for %s %s",
+					what, id, qiwi_format_amount(qiwi_amount), qiwi_currency,
+					qiwi_format_amount(shop_amount), shop_currency),
+			 errdetail("QIWI says %s. It is recorded as MISMATCH, never as paid; qiwi_status holds what QIWI said.",
+					   qiwi_status)));
+}
+
+/*
+ * Record what QIWI said about an invoice (and the payments it came with),
+ * forward only.  Other money than the shop's makes it MISMATCH, and so
+ * does the invoice returned to the caller, now and later.
+ */
+void
+payin_store_invoice(PayinInvoice *invoice, const char *source)
+{
+	Datum		values[INVOICE_NARGS];
+	char		nulls[INVOICE_NARGS + 1];
+	OwnerContext ctx;
+	char	   *old_status = NULL;
+	Numeric		shop_amount = NULL;
+	char	   *shop_currency = NULL;
+	ListCell   *lc;
+
+	memset(nulls, ' ', INVOICE_NARGS);
+	nulls[INVOICE_NARGS] = '\0';
+	values[0] = CStringGetTextDatum(invoice->merchant);
+	values[1] = CStringGetTextDatum(invoice->bill_id);
+	values[2] = ledger_text_or_null(invoice->invoice_uid, &nulls[2]);
+	values[3] = ledger_text_or_null(invoice->site_id, &nulls[3]);
+	values[4] = NumericGetDatum(invoice->amount);
+	values[5] = CStringGetTextDatum(invoice->currency);
+	values[6] = CStringGetTextDatum(invoice->status);
+	values[7] = PointerGetDatum(invoice->flags);
+	values[8] = ledger_text_or_null(invoice->pay_url, &nulls[8]);
+	values[9] = ledger_text_or_null(invoice->comment, &nulls[9]);
+	values[10] = PointerGetDatum(invoice->customer);
+	nulls[10] = invoice->customer ? ' ' : 'n';
+	values[11] = PointerGetDatum(invoice->custom_fields);
+	nulls[11] = invoice->custom_fields ? ' ' : 'n';
+	values[12] = TimestampTzGetDatum(invoice->created_at);
+	nulls[12] = invoice->has_created_at ? ' ' : 'n';
+	values[13] = TimestampTzGetDatum(invoice->expires_at);
+	nulls[13] = invoice->has_expires_at ? ' ' : 'n';
+	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
+	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
+	values[15] = CStringGetTextDatum(source);
+
+	begin_payin_ledger(&ctx);
+	for (;;)
+	{
+		if (ledger_run(plans[P_INVOICE_LOCK], values, NULL, SPI_OK_SELECT) > 0)
+		{
+			old_status = row_text(&ctx, 1);
+			shop_amount = row_numeric(&ctx, 2);
+			shop_currency = row_text(&ctx, 3);
+			break;
+		}
+		if (ledger_run(plans[P_INVOICE_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		{
+			record_event(invoice->merchant, "invoice", invoice->bill_id, NULL, invoice->status, source);
+			break;
+		}
+		/* a concurrent writer inserted it first: lock and decide again */
+	}
+	if (old_status != NULL &&
+		!qiwi_same_money(shop_amount, shop_currency, invoice->amount, invoice->currency))
+	{
+		if (ledger_run(plans[P_INVOICE_MISMATCH], values, nulls, SPI_OK_UPDATE) > 0 &&
+			strcmp(old_status, "MISMATCH") != 0)
+		{
+			record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
+			report_mismatch("invoice", invoice->bill_id, invoice->amount, invoice->currency,
+							invoice->status, shop_amount, shop_currency);
+		}
+		invoice->status = "MISMATCH";
+		invoice->amount = shop_amount;
+		invoice->currency = shop_currency;
+	}
+	else if (old_status != NULL)
+	{
+		if (ledger_run(plans[P_INVOICE_UPDATE], values, nulls, SPI_OK_UPDATE) > 0 &&
+			strcmp(old_status, invoice->status) != 0)
+			record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, invoice->status, source);
+		else if (strcmp(old_status, invoice->status) != 0)
+			invoice->status = old_status;	/* final already, or MISMATCH: it stays */
+	}
+	ledger_end(&ctx);
+
+	foreach(lc, invoice->payments)
+	{
+		PayinPayment *payment = (PayinPayment *) lfirst(lc);
+
+		if (payment->bill_id == NULL)
+			payment->bill_id = invoice->bill_id;
+		payin_store_payment(payment, source);
+	}
+}
+
+/*
+ * Record what QIWI said about a payment, forward only; a payment for other
+ * money than its invoice (when the invoice is known) is MISMATCH, and so is
+ * its invoice.  *payment then says what was recorded.
+ */
+void
+payin_store_payment(PayinPayment *payment, const char *source)
+{
+	Datum		values[PAYMENT_NARGS];
+	char		nulls[PAYMENT_NARGS + 1];
+	OwnerContext ctx;
+	char	   *old_status;
+	Numeric		invoice_amount;
+	char	   *invoice_currency;
+	const Merchant *merchant = merchant_by_name(payment->merchant);
+
+	memset(nulls, ' ', PAYMENT_NARGS);
+	nulls[PAYMENT_NARGS] = '\0';
+	values[0] = CStringGetTextDatum(payment->merchant);
+	values[1] = CStringGetTextDatum(payment->payment_id);
+	values[2] = ledger_text_or_null(payment->bill_id, &nulls[2]);
+	values[3] = CStringGetTextDatum(payment->status);
+	values[4] = NumericGetDatum(payment->amount);
+	values[5] = CStringGetTextDatum(payment->currency);
+	values[6] = NumericGetDatum(payment->captured_amount);
+	values[7] = NumericGetDatum(payment->refunded_amount);
+	values[8] = ledger_text_or_null(payment->method, &nulls[8]);
+	values[9] = ledger_text_or_null(payment->masked_pan, &nulls[9]);
+	values[10] = ledger_text_or_null(payment->reason_code, &nulls[10]);
+	values[11] = ledger_text_or_null(payment->reason_message, &nulls[11]);
+	values[12] = TimestampTzGetDatum(payment->created_at);
+	nulls[12] = payment->has_created_at ? ' ' : 'n';
+	values[13] = TimestampTzGetDatum(payment->status_changed_at);
+	nulls[13] = payment->has_status_changed_at ? ' ' : 'n';
+	values[14] = PointerGetDatum(payment->flags);
+	values[15] = Int32GetDatum(merchant ? payin_capture_hours(merchant) : PAYIN_DEFAULT_CAPTURE_HOURS);
+
+	begin_payin_ledger(&ctx);
+	{
+		Datum		lock_values[3] = {values[0], values[1], values[2]};
+		char		lock_nulls[4] = {' ', ' ', nulls[2], '\0'};
+
+		ledger_run(plans[P_PAYMENT_LOCK], lock_values, lock_nulls, SPI_OK_SELECT);
+		old_status = row_text(&ctx, 1);
+		invoice_amount = row_numeric(&ctx, 2);
+		invoice_currency = row_text(&ctx, 3);
+	}
+	if (invoice_amount != NULL &&
+		!qiwi_same_money(invoice_amount, invoice_currency, payment->amount, payment->currency))
+	{
+		Datum		inv_values[INVOICE_NARGS];
+		char		inv_nulls[INVOICE_NARGS + 1];
+		Datum		invoice_key[2] = {values[0], values[2]};
+		char	   *invoice_status = "MISMATCH";
+
+		if (ledger_run(plans[P_PAYMENT_MISMATCH], values, nulls, SPI_OK_INSERT) > 0 &&
+			(old_status == NULL || strcmp(old_status, "MISMATCH") != 0))
+		{
+			record_event(payment->merchant, "payment", payment->payment_id, old_status, "MISMATCH", source);
+			report_mismatch("payment", payment->payment_id, payment->amount, payment->currency,
+							payment->status, invoice_amount, invoice_currency);
+		}
+		/* its invoice is not paid either */
+		if (ledger_run(plans[P_INVOICE_LOCK], invoice_key, NULL, SPI_OK_SELECT) > 0)
+			invoice_status = row_text(&ctx, 1);
+		memset(inv_nulls, 'n', INVOICE_NARGS);
+		inv_nulls[INVOICE_NARGS] = '\0';
+		inv_values[0] = values[0];
+		inv_values[1] = values[2];
+		inv_values[4] = values[4];
+		inv_values[5] = values[5];
+		inv_values[6] = CStringGetTextDatum(psprintf("payment %s", payment->status));
+		inv_nulls[0] = inv_nulls[1] = inv_nulls[4] = inv_nulls[5] = inv_nulls[6] = ' ';
+		if (ledger_run(plans[P_INVOICE_MISMATCH], inv_values, inv_nulls, SPI_OK_UPDATE) > 0 &&
+			strcmp(invoice_status, "MISMATCH") != 0)
+			record_event(payment->merchant, "invoice", payment->bill_id, invoice_status, "MISMATCH", source);
+		payment->status = "MISMATCH";
+	}
+	else if (old_status == NULL &&
+			 ledger_run(plans[P_PAYMENT_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		record_event(payment->merchant, "payment", payment->payment_id, NULL, payment->status, source);
+	else if (old_status == NULL || strcmp(old_status, payment->status) != 0)
+	{
+		if (ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
+			record_event(payment->merchant, "payment", payment->payment_id, old_status, payment->status, source);
+		else if (old_status != NULL)
+			payment->status = old_status;	/* final already, or MISMATCH: it stays */
+	}
+	else
+		ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+}
+
+/* Fill the Datums of a capture or refund write */
+static void
+operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
+{
+	memset(nulls, ' ', OPERATION_NARGS);
+	nulls[OPERATION_NARGS] = '\0';
+	values[0] = CStringGetTextDatum(r->merchant);
+	values[1] = CStringGetTextDatum(r->payment_id);
+	values[2] = CStringGetTextDatum(r->id);
+	values[3] = NumericGetDatum(r->amount);
+	values[4] = CStringGetTextDatum(r->currency);
+	values[5] = CStringGetTextDatum(r->status);
+	values[6] = ledger_text_or_null(r->comment, &nulls[6]);
+	values[7] = BoolGetDatum(r->reversal);
+	values[8] = PointerGetDatum(r->flags);
+	nulls[8] = r->flags ? ' ' : 'n';
+	values[9] = TimestampTzGetDatum(r->created_at);
+	nulls[9] = r->has_created_at ? ' ' : 'n';
+	values[10] = TimestampTzGetDatum(r->status_changed_at);
+	nulls[10] = r->has_status_changed_at ? ' ' : 'n';
+	values[11] = (Datum) 0;
+	nulls[11] = 'n';
+}
+
+/* Record a capture QIWI made or told of; its payment's captured amount grows */
+void
+payin_store_capture(const PayinOperationResult *capture)
+{
+	Datum		values[OPERATION_NARGS];
+	char		nulls[OPERATION_NARGS + 1];
+	OwnerContext ctx;
+	bool		isnull;
+
+	operation_values(capture, values, nulls);
+	begin_payin_ledger(&ctx);
+	ledger_run(plans[P_CAPTURE_UPSERT], values, nulls, SPI_OK_SELECT);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		record_event(capture->merchant, "capture", capture->id, NULL, capture->status, "call");
+	ledger_end(&ctx);
+}
+
+/* Record a refund (or reversal) QIWI made or told of */
+void
+payin_store_refund(const PayinOperationResult *refund)
+{
+	Datum		values[OPERATION_NARGS];
+	char		nulls[OPERATION_NARGS + 1];
+	OwnerContext ctx;
+	bool		isnull;
+
+	operation_values(refund, values, nulls);
+	begin_payin_ledger(&ctx);
+	ledger_run(plans[P_REFUND_UPSERT], values, nulls, SPI_OK_INSERT_RETURNING);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		record_event(refund->merchant, "refund", refund->id, NULL, refund->status, "call");
+	ledger_end(&ctx);
+}
+
+/*
+ * What is left to refund of a payment as the tables know it (other refunds
+ * than refund_id counted); false if the payment is unknown here.
+ */
+bool
+payin_store_headroom(const char *merchant, const char *payment_id, const char *refund_id,
+					 PayinHeadroom *headroom)
+{
+	Datum		values[3] = {CStringGetTextDatum(merchant), CStringGetTextDatum(payment_id),
+	CStringGetTextDatum(refund_id)};
+	OwnerContext ctx;
+	bool		known;
+	bool		isnull;
+
+	begin_payin_ledger(&ctx);
+	known = ledger_run(plans[P_HEADROOM], values, NULL, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		headroom->status = row_text(&ctx, 1);
+		headroom->captured = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 2, &isnull));
+		headroom->base = row_numeric(&ctx, 3);
+		headroom->refunded = row_numeric(&ctx, 4);
+		headroom->left = row_numeric(&ctx, 5);
+	}
+	ledger_end(&ctx);
+	return known;
+}
+
+/*
+ * Lock an invoice's row before a call that changes it at QIWI (a conflict
+ * shows before anything is sent); false if it is unknown.
+ */
+bool
+payin_store_lock_invoice(const char *merchant, const char *bill_id, Numeric *amount,
+						 char **currency, char **status)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
+	OwnerContext ctx;
+	bool		known;
+
+	begin_payin_ledger(&ctx);
+	known = ledger_run(plans[P_INVOICE_LOCK], values, NULL, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		*status = row_text(&ctx, 1);
+		*amount = row_numeric(&ctx, 2);
+		*currency = row_text(&ctx, 3);
+	}
+	ledger_end(&ctx);
+	return known;
+}

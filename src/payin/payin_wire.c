@@ -1,0 +1,885 @@
+/*
+ * payin_wire.c
+ *		The Payin API v1 on the wire (seed 004, qiwi-api.md §2 and §8): URLs
+ *		under /partner/payin/v1/sites/{siteId}, request bodies, the objects
+ *		in its answers, one operation per API call, and the options a
+ *		merchant has for it.  Nothing here raises on a bad answer: a reader
+ *		returns false with a QiwiError, for the caller to raise.
+ */
+#include "core/core.h"
+#include "payin/payin.h"
+
+#include "catalog/pg_type_d.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#define PAYIN_SITES_PATH "/partner/payin/v1/sites/"
+
+#define IDEMPOTENT_RETRY_HINT \
+	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
+#define READ_RETRY_HINT "Repeating the call is safe."
+
+/* The limits of the Payin API's arguments */
+const ArgLimits payin_limits = {
+	.max_id_length = PAYIN_MAX_ID_LENGTH,
+	.max_field_length = PAYIN_MAX_FIELD_LENGTH,
+	.max_amount = PAYIN_MAX_AMOUNT,
+	.max_lifetime_days = PAYIN_MAX_LIFETIME_DAYS,
+};
+
+/* The options a merchant has for this API (merchant_define_option numbers) */
+int			payin_option_site_id;
+int			payin_option_api_url;
+int			payin_option_capture_hours;
+int			payin_option_api_key;
+int			payin_option_notification_key;
+
+/* The default merchant's Payin settings */
+char	   *qiwi_payin_site_id = NULL;
+char	   *qiwi_payin_api_url = NULL;
+
+/* ---------- objects ---------- */
+
+/* Is status one of those listed (NULL-terminated)? */
+static bool
+status_in(const char *status, const char *const *statuses)
+{
+	for (int i = 0; statuses[i] != NULL; i++)
+		if (strcmp(status, statuses[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Read an optional array of strings (flags) as text[]; absent is an empty array */
+static bool
+json_string_array(JsonbContainer *object, const char *key, ArrayType **out, char **problem)
+{
+	JsonbValue *v = json_field(object, key);
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+	ArrayBuildState *build = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+
+	if (v != NULL && v->type == jbvNull)
+		v = NULL;
+	if (v != NULL && v->type != jbvBinary)
+	{
+		*problem = psprintf("field \"%s\" is not an array", key);
+		return false;
+	}
+	if (v != NULL)
+	{
+		if (!JsonContainerIsArray(v->val.binary.data))
+		{
+			*problem = psprintf("field \"%s\" is not an array", key);
+			return false;
+		}
+		it = JsonbIteratorInit(v->val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			if (elem.type != jbvString)
+			{
+				*problem = psprintf("field \"%s\" has an element that is not a string", key);
+				return false;
+			}
+			accumArrayResult(build,
+							 PointerGetDatum(cstring_to_text_with_len(elem.val.string.val,
+																	  elem.val.string.len)),
+							 false, TEXTOID, CurrentMemoryContext);
+		}
+	}
+	*out = DatumGetArrayTypeP(makeArrayResult(build, CurrentMemoryContext));
+	return true;
+}
+
+/* Does a text[] hold value? */
+static bool
+array_has(ArrayType *array, const char *value)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && strcmp(TextDatumGetCString(elems[i]), value) == 0)
+			return true;
+	return false;
+}
+
+/* Read a Payment object (seed 004; §2's Payment) */
+static bool
+parse_payment(JsonbContainer *root, PayinPayment *payment, char **problem)
+{
+	static const char *const statuses[] = {"WAITING", "COMPLETED", "DECLINED", NULL};
+	JsonbContainer *status;
+	JsonbContainer *method;
+	char	   *currency;
+
+	memset(payment, 0, sizeof(*payment));
+	if (!json_identifier(root, "paymentId", &payment->payment_id, problem) ||
+		!json_string(root, "billId", false, &payment->bill_id, problem) ||
+		!qiwi_json_money(root, "amount", false, PAYIN_MAX_AMOUNT, &payment->amount,
+						 &payment->currency, problem) ||
+		!json_member_object(root, "status", true, &status, NULL, problem) ||
+		!json_string(status, "value", true, &payment->status, problem) ||
+		!json_string(status, "reason", false, &payment->reason_code, problem) ||
+		!json_string(status, "reasonMessage", false, &payment->reason_message, problem) ||
+		!json_timestamp(status, "changedDateTime", NULL, &payment->has_status_changed_at,
+						&payment->status_changed_at, problem) ||
+		!json_timestamp(root, "createdDateTime", NULL, &payment->has_created_at,
+						&payment->created_at, problem) ||
+		!json_member_object(root, "paymentMethod", false, &method, NULL, problem) ||
+		!json_string_array(root, "flags", &payment->flags, problem))
+		return false;
+	if (payment->payment_id == NULL)
+	{
+		*problem = pstrdup("field \"paymentId\" is missing");
+		return false;
+	}
+	if (method != NULL &&
+		(!json_string(method, "type", false, &payment->method, problem) ||
+		 !json_string(method, "maskedPan", false, &payment->masked_pan, problem)))
+		return false;
+	/* older answers write DECLINE (§2) */
+	if (strcmp(payment->status, "DECLINE") == 0)
+		payment->status = "DECLINED";
+	if (!status_in(payment->status, statuses))
+	{
+		*problem = psprintf("unknown payment status \"%s\"", payment->status);
+		return false;
+	}
+	/* nothing captured or refunded yet may be written 0.00 or left out */
+	if (json_field(root, "capturedAmount") == NULL)
+		payment->captured_amount = qiwi_numeric_constant("0.00");
+	else if (!qiwi_json_money(root, "capturedAmount", true, PAYIN_MAX_AMOUNT,
+							  &payment->captured_amount, &currency, problem))
+		return false;
+	if (json_field(root, "refundedAmount") == NULL)
+		payment->refunded_amount = qiwi_numeric_constant("0.00");
+	else if (!qiwi_json_money(root, "refundedAmount", true, PAYIN_MAX_AMOUNT,
+							  &payment->refunded_amount, &currency, problem))
+		return false;
+	return true;
+}
+
+/* Read an Invoice object, with its payments when it has them (details) */
+static bool
+parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
+{
+	static const char *const statuses[] = {"CREATED", "PAID", "EXPIRED", NULL};
+	JsonbContainer *status;
+	JsonbContainer *ignored;
+	JsonbValue *payments;
+
+	memset(invoice, 0, sizeof(*invoice));
+	if (!json_string(root, "billId", true, &invoice->bill_id, problem) ||
+		!json_string(root, "invoiceUid", false, &invoice->invoice_uid, problem) ||
+		!json_string(root, "siteId", false, &invoice->site_id, problem) ||
+		!qiwi_json_money(root, "amount", false, PAYIN_MAX_AMOUNT, &invoice->amount,
+						 &invoice->currency, problem) ||
+		!json_member_object(root, "status", true, &status, NULL, problem) ||
+		!json_string(status, "value", true, &invoice->status, problem) ||
+		!json_timestamp(status, "changedDateTime", NULL, &invoice->has_status_changed_at,
+						&invoice->status_changed_at, problem) ||
+		!json_timestamp(root, "createdDateTime", "creationDateTime",
+						&invoice->has_created_at, &invoice->created_at, problem) ||
+		!json_timestamp(root, "expirationDateTime", NULL,
+						&invoice->has_expires_at, &invoice->expires_at, problem) ||
+		!json_string(root, "payUrl", false, &invoice->pay_url, problem) ||
+		!json_string(root, "comment", false, &invoice->comment, problem) ||
+		!json_member_object(root, "customer", false, &ignored, &invoice->customer, problem) ||
+		!json_member_object(root, "customFields", false, &ignored, &invoice->custom_fields,
+							problem) ||
+		!json_string_array(root, "flags", &invoice->flags, problem))
+		return false;
+	if (!status_in(invoice->status, statuses))
+	{
+		*problem = psprintf("unknown invoice status \"%s\"", invoice->status);
+		return false;
+	}
+	payments = json_field(root, "payments");
+	if (payments != NULL && payments->type == jbvBinary &&
+		JsonContainerIsArray(payments->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(payments->val.binary.data);
+		JsonbValue	elem;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+		{
+			PayinPayment *payment = palloc(sizeof(PayinPayment));
+
+			if (tok != WJB_ELEM)
+				continue;
+			if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
+			{
+				*problem = pstrdup("field \"payments\" has an element that is not an object");
+				return false;
+			}
+			if (!parse_payment(elem.val.binary.data, payment, problem))
+				return false;
+			invoice->payments = lappend(invoice->payments, payment);
+		}
+	}
+	else if (payments != NULL && payments->type != jbvNull)
+	{
+		*problem = pstrdup("field \"payments\" is not an array");
+		return false;
+	}
+	return true;
+}
+
+/* Read a Capture or Refund object (they share their shape) */
+static bool
+parse_operation_result(JsonbContainer *root, const char *id_key, PayinOperationResult *result,
+					   char **problem)
+{
+	static const char *const statuses[] = {"COMPLETED", "DECLINED", NULL};
+	JsonbContainer *status;
+
+	if (!json_identifier(root, id_key, &result->id, problem) ||
+		!qiwi_json_money(root, "amount", false, PAYIN_MAX_AMOUNT, &result->amount,
+						 &result->currency, problem) ||
+		!json_member_object(root, "status", true, &status, NULL, problem) ||
+		!json_string(status, "value", true, &result->status, problem) ||
+		!json_timestamp(status, "changedDateTime", NULL, &result->has_status_changed_at,
+						&result->status_changed_at, problem) ||
+		!json_timestamp(root, "createdDateTime", NULL, &result->has_created_at,
+						&result->created_at, problem) ||
+		!json_string(root, "comment", false, &result->comment, problem) ||
+		!json_string_array(root, "flags", &result->flags, problem))
+		return false;
+	if (result->id == NULL)
+	{
+		*problem = psprintf("field \"%s\" is missing", id_key);
+		return false;
+	}
+	if (strcmp(result->status, "DECLINE") == 0)
+		result->status = "DECLINED";
+	if (!status_in(result->status, statuses))
+	{
+		*problem = psprintf("unknown status \"%s\"", result->status);
+		return false;
+	}
+	result->reversal = array_has(result->flags, "REVERSAL");
+	return true;
+}
+
+/* ---------- requests ---------- */
+
+/* A merchant's option that a call cannot go without, or a 55000 error */
+static const char *
+require_option(const Merchant *merchant, int option, const char *name)
+{
+	const char *value = merchant_value(merchant, option);
+
+	if (value != NULL)
+		return value;
+	if (merchant->server == InvalidOid && option == payin_option_site_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("qiwi.payin_site_id is not set"),
+				 errhint("Set it, or create a merchant: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id '...').")));
+	if (merchant->server == InvalidOid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the default merchant has no Payin %s", name),
+				 errdetail("Payin keys are options of a merchant's user mapping; the qiwi.* settings hold none."),
+				 errhint("Create a merchant: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id '...'); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (payin_api_key '...'); and name it in the call's merchant argument.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("merchant \"%s\" has no %s", merchant->name, name),
+			 errhint(option == payin_option_api_key ?
+					 "A superuser gives it with CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (payin_api_key '...'); a mapping for a single role is not used." :
+					 "Its owner gives it with ALTER SERVER %s OPTIONS (ADD payin_site_id '...').",
+					 quote_identifier(merchant->name))));
+	pg_unreachable();
+}
+
+/* URL of a merchant's Payin resource: the site's base, then each segment escaped */
+static char *
+payin_url(const Merchant *merchant, int nsegments, const char *const *segments)
+{
+	StringInfoData url;
+	const char *base = merchant_value(merchant, payin_option_api_url);
+	const char *site_id = require_option(merchant, payin_option_site_id, "payin_site_id");
+	size_t		base_len;
+
+	if (base == NULL)
+		base = PAYIN_DEFAULT_API_URL;
+	base_len = strlen(base);
+	while (base_len > 0 && base[base_len - 1] == '/')
+		base_len--;
+	initStringInfo(&url);
+	appendBinaryStringInfo(&url, base, base_len);
+	appendStringInfoString(&url, PAYIN_SITES_PATH);
+	appendStringInfoString(&url, http_escape_path_segment(site_id));
+	for (int i = 0; i < nsegments; i++)
+	{
+		appendStringInfoChar(&url, '/');
+		/* fixed words pass through; ids are escaped */
+		appendStringInfoString(&url, i % 2 == 0 ? segments[i] : http_escape_path_segment(segments[i]));
+	}
+	return url.data;
+}
+
+/*
+ * Start an operation for a merchant: its request, with the headers every
+ * Payin call carries (JSON, and the merchant's API key as a Bearer token).
+ */
+static void
+payin_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method, char *url,
+				char *body, char *context, const char *retry_hint, bool idempotent)
+{
+	const char **headers = palloc(sizeof(char *) * 2);
+
+	memset(op, 0, sizeof(*op));
+	headers[0] = "Accept: application/json";
+	headers[1] = psprintf("Authorization: Bearer %s",
+						  require_option(merchant, payin_option_api_key, "payin_api_key"));
+	op->merchant = merchant;
+	op->request.method = method;
+	op->request.url = url;
+	op->request.body = body;
+	op->request.content_type = method == HTTP_GET ? NULL : "application/json;charset=UTF-8";
+	op->request.headers = headers;
+	op->request.nheaders = 2;
+	op->context = context;
+	op->retry_hint = retry_hint;
+	op->idempotent = idempotent;
+	op->key_option = "payin_api_key";
+}
+
+/* Append "key":{"currency":..,"value":..} with exactly two decimals */
+static void
+append_money(StringInfo buf, const char *key, Numeric amount, const char *currency)
+{
+	bool		first = true;
+
+	escape_json(buf, key);
+	appendStringInfoString(buf, ":{");
+	append_json_member(buf, "currency", currency, &first);
+	append_json_member(buf, "value", qiwi_format_amount(amount), &first);
+	appendStringInfoChar(buf, '}');
+}
+
+/* The JSON body of PUT bills/{billId}; absent optional members are omitted */
+static char *
+create_invoice_body(const PayinCreateArgs *args)
+{
+	StringInfoData buf;
+	bool		first = true;
+	bool		first_flag = true;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_money(&buf, "amount", args->amount, args->currency);
+	appendStringInfoChar(&buf, ',');
+	append_json_member(&buf, "expirationDateTime", format_qiwi_timestamp(args->expires_at), &first);
+	if (args->comment != NULL)
+		append_json_member(&buf, "comment", args->comment, &first);
+	if (args->phone != NULL || args->email != NULL || args->account != NULL)
+	{
+		bool		first_customer = true;
+
+		appendStringInfoString(&buf, ",\"customer\":{");
+		if (args->account != NULL)
+			append_json_member(&buf, "account", args->account, &first_customer);
+		if (args->email != NULL)
+			append_json_member(&buf, "email", args->email, &first_customer);
+		if (args->phone != NULL)
+			append_json_member(&buf, "phone", args->phone, &first_customer);
+		appendStringInfoChar(&buf, '}');
+	}
+	if (args->custom_fields != NULL || args->callback_url != NULL)
+	{
+		Jsonb	   *fields = args->custom_fields;
+
+		appendStringInfoString(&buf, ",\"customFields\":");
+		if (args->callback_url != NULL)
+		{
+			/* callback_url is the invoice's invoice_callback_url custom field */
+			JsonbParseState *state = NULL;
+			JsonbValue	k = {.type = jbvString};
+			JsonbValue	v = {.type = jbvString};
+			JsonbValue *merged;
+
+			k.val.string.val = "invoice_callback_url";
+			k.val.string.len = strlen(k.val.string.val);
+			v.val.string.val = (char *) args->callback_url;
+			v.val.string.len = strlen(args->callback_url);
+			pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+			if (fields != NULL)
+			{
+				JsonbIterator *it = JsonbIteratorInit(&fields->root);
+				JsonbValue	e;
+				JsonbIteratorToken tok;
+
+				while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+					if (tok == WJB_KEY || tok == WJB_VALUE)
+						pushJsonbValue(&state, tok, &e);
+			}
+			pushJsonbValue(&state, WJB_KEY, &k);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+			merged = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+			fields = JsonbValueToJsonb(merged);
+		}
+		appendStringInfoString(&buf, JsonbToCString(NULL, &fields->root, VARSIZE(fields)));
+	}
+	if (args->payment_methods != NIL)
+	{
+		appendStringInfoString(&buf, ",\"billPaymentMethodsType\":[");
+		foreach(lc, args->payment_methods)
+		{
+			if (lc != list_head(args->payment_methods))
+				appendStringInfoChar(&buf, ',');
+			escape_json(&buf, (const char *) lfirst(lc));
+		}
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoString(&buf, ",\"flags\":[");
+	if (args->sale)
+	{
+		escape_json(&buf, "SALE");
+		first_flag = false;
+	}
+	if (args->bind_token)
+	{
+		if (!first_flag)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, "BIND_PAYMENT_TOKEN");
+	}
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
+/* ---------- answers ---------- */
+
+/* false with *error: QIWI has this id for other money than the call asked */
+static bool
+other_money(Numeric amount, const char *currency, Numeric asked, const char *asked_currency,
+			const char *context, const char *what, QiwiError *error)
+{
+	error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
+	error->message = psprintf("could not %s: QIWI already has a %s with this id for a different amount",
+							  context, what);
+	error->detail = psprintf("QIWI's %s is for %s %s; this call asked for %s %s.", what,
+							 qiwi_format_amount(amount), currency,
+							 qiwi_format_amount(asked), asked_currency);
+	error->hint = psprintf("Use a new %s_id for a new %s.", what, what);
+	error->retry_safe = false;
+	return false;
+}
+
+/* What an invoice operation checks its answer against */
+typedef struct InvoiceAsked
+{
+	const char *bill_id;
+	const PayinCreateArgs *create;	/* NULL when only read */
+} InvoiceAsked;
+
+/* Reader of an Invoice object answer (a QiwiAnswerReader) */
+static bool
+read_invoice(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL && parse_invoice(&jb->root, (PayinInvoice *) result, problem);
+}
+
+/* Reader of an invoice answer: the invoice asked about (and for the money asked) */
+static bool
+read_invoice_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	const InvoiceAsked *asked = (const InvoiceAsked *) op->args;
+	PayinInvoice *invoice = (PayinInvoice *) op->result;
+	char	   *problem = NULL;
+	ListCell   *lc;
+
+	if (!qiwi_read_answer(read_invoice, resp, invoice, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	if (strcmp(invoice->bill_id, asked->bill_id) != 0)
+		return qiwi_malformed(error, op->context,
+							  psprintf("the answer is about invoice \"%s\"", invoice->bill_id));
+	invoice->merchant = op->merchant->name;
+	if (invoice->site_id == NULL)
+		invoice->site_id = pstrdup(merchant_value(op->merchant, payin_option_site_id));
+	foreach(lc, invoice->payments)
+		((PayinPayment *) lfirst(lc))->merchant = op->merchant->name;
+	if (asked->create != NULL &&
+		!qiwi_same_money(invoice->amount, invoice->currency, asked->create->amount,
+						 asked->create->currency))
+		return other_money(invoice->amount, invoice->currency, asked->create->amount,
+						   asked->create->currency, op->context, "invoice", error);
+	return true;
+}
+
+/* Reader of a Payment object answer (a QiwiAnswerReader) */
+static bool
+read_payment(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL && parse_payment(&jb->root, (PayinPayment *) result, problem);
+}
+
+/* Reader of a payment answer: the payment asked about */
+static bool
+read_payment_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	PayinPayment *payment = (PayinPayment *) op->result;
+	char	   *problem = NULL;
+
+	if (!qiwi_read_answer(read_payment, resp, payment, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	if (strcmp(payment->payment_id, (const char *) op->args) != 0)
+		return qiwi_malformed(error, op->context,
+							  psprintf("the answer is about payment \"%s\"", payment->payment_id));
+	payment->merchant = op->merchant->name;
+	return true;
+}
+
+/* What a capture or refund operation checks its answer against */
+typedef struct OperationAsked
+{
+	QiwiAnswerReader reader;	/* read_capture or read_refund */
+	const char *what;			/* capture or refund */
+	const char *id;
+	Numeric		amount;			/* NULL: any (a capture takes what is held) */
+	const char *currency;
+} OperationAsked;
+
+/* Reader of a Capture object answer (a QiwiAnswerReader) */
+static bool
+read_capture(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL &&
+		parse_operation_result(&jb->root, "captureId", (PayinOperationResult *) result, problem);
+}
+
+/* Reader of a Refund object answer (a QiwiAnswerReader) */
+static bool
+read_refund(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL &&
+		parse_operation_result(&jb->root, "refundId", (PayinOperationResult *) result, problem);
+}
+
+/* Reader of a capture or refund answer: the one asked about, for the money asked */
+static bool
+read_operation_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	const OperationAsked *asked = (const OperationAsked *) op->args;
+	PayinOperationResult *result = (PayinOperationResult *) op->result;
+	char	   *problem = NULL;
+	char	   *payment_id = result->payment_id;
+
+	memset(result, 0, sizeof(*result));
+	if (!qiwi_read_answer(asked->reader, resp, result, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	result->payment_id = payment_id;
+	result->merchant = op->merchant->name;
+	if (strcmp(result->id, asked->id) != 0)
+		return qiwi_malformed(error, op->context,
+							  psprintf("the answer is about %s \"%s\"", asked->what, result->id));
+	if (asked->amount != NULL &&
+		!qiwi_same_money(result->amount, result->currency, asked->amount, asked->currency))
+		return other_money(result->amount, result->currency, asked->amount, asked->currency,
+						   op->context, asked->what, error);
+	return true;
+}
+
+/* Reader of an array of Refund objects (a QiwiAnswerReader) */
+static bool
+read_refund_list(const HttpResponse *resp, void *result, char **problem)
+{
+	List	  **refunds = (List **) result;
+	char	   *wrapped;
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+
+	if (resp->body_len > 0 && resp->body[0] != '[')
+	{
+		*problem = pstrdup("the answer is not a JSON array");
+		return false;
+	}
+	/* parse_json_object (depth, encoding) reads objects: the array becomes a member */
+	wrapped = psprintf("{\"refunds\":%s}", resp->body);
+	jb = parse_json_object(wrapped, strlen(wrapped), NULL, problem);
+	if (jb == NULL)
+		return false;
+	elem = *json_field(&jb->root, "refunds");
+	if (elem.type != jbvBinary || !JsonContainerIsArray(elem.val.binary.data))
+	{
+		*problem = pstrdup("the answer is not a JSON array");
+		return false;
+	}
+	it = JsonbIteratorInit(elem.val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		PayinOperationResult *refund = palloc0(sizeof(PayinOperationResult));
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
+		{
+			*problem = pstrdup("an element of the array is not an object");
+			return false;
+		}
+		if (!parse_operation_result(elem.val.binary.data, "refundId", refund, problem))
+			return false;
+		*refunds = lappend(*refunds, refund);
+	}
+	return true;
+}
+
+/* Reader of the refunds of a payment */
+static bool
+read_refunds_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	List	  **refunds = (List **) op->result;
+	char	   *problem = NULL;
+	ListCell   *lc;
+
+	*refunds = NIL;
+	if (!qiwi_read_answer(read_refund_list, resp, refunds, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	foreach(lc, *refunds)
+	{
+		PayinOperationResult *refund = (PayinOperationResult *) lfirst(lc);
+
+		refund->merchant = op->merchant->name;
+		refund->payment_id = (char *) op->args;
+	}
+	return true;
+}
+
+/* ---------- operations ---------- */
+
+/*
+ * PUT bills/{billId}: create an invoice, or get it back if it exists (a PUT
+ * with the shop's billId is idempotent); other money is an error.
+ */
+void
+payin_create_operation(const Merchant *merchant, const PayinCreateArgs *args,
+					   PayinInvoice *invoice, QiwiOperation *op)
+{
+	const char *segments[] = {"bills", args->bill_id};
+	InvoiceAsked *asked = palloc(sizeof(InvoiceAsked));
+
+	payin_operation(op, merchant, HTTP_PUT, payin_url(merchant, 2, segments),
+					create_invoice_body(args),
+					psprintf("create Payin invoice \"%s\"", args->bill_id),
+					IDEMPOTENT_RETRY_HINT, true);
+	*asked = (InvoiceAsked) {args->bill_id, args};
+	op->read = read_invoice_answer;
+	op->args = asked;
+	op->result = invoice;
+}
+
+/* GET bills/{billId}/details: the invoice with its payments */
+void
+payin_details_operation(const Merchant *merchant, const char *bill_id, PayinInvoice *invoice,
+						QiwiOperation *op)
+{
+	const char *segments[] = {"bills", bill_id, "details"};
+	InvoiceAsked *asked = palloc(sizeof(InvoiceAsked));
+
+	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 3, segments), NULL,
+					psprintf("get Payin invoice \"%s\"", bill_id), READ_RETRY_HINT, true);
+	*asked = (InvoiceAsked) {bill_id, NULL};
+	op->read = read_invoice_answer;
+	op->args = asked;
+	op->result = invoice;
+}
+
+/* GET payments/{paymentId} */
+void
+payin_payment_operation(const Merchant *merchant, const char *payment_id,
+						PayinPayment *payment, QiwiOperation *op)
+{
+	const char *segments[] = {"payments", payment_id};
+
+	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 2, segments), NULL,
+					psprintf("get Payin payment \"%s\"", payment_id), READ_RETRY_HINT, true);
+	op->read = read_payment_answer;
+	op->args = payment_id;
+	op->result = payment;
+}
+
+/*
+ * PUT (send) or GET payments/{paymentId}/captures/{captureId}.  The PUT is
+ * never resent by the exchange: the caller asks for the capture first
+ * (payin_sql.c), since a repeat that QIWI did not take as the same capture
+ * would be refused, or worse.
+ */
+void
+payin_capture_operation(const Merchant *merchant, const char *payment_id,
+						const char *capture_id, const char *comment, bool send,
+						PayinOperationResult *capture, QiwiOperation *op)
+{
+	const char *segments[] = {"payments", payment_id, "captures", capture_id};
+	OperationAsked *asked = palloc(sizeof(OperationAsked));
+	StringInfoData body;
+	bool		first = true;
+
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '{');
+	if (comment != NULL)
+		append_json_member(&body, "comment", comment, &first);
+	appendStringInfoChar(&body, '}');
+	payin_operation(op, merchant, send ? HTTP_PUT : HTTP_GET, payin_url(merchant, 4, segments),
+					send ? body.data : NULL,
+					psprintf("%s \"%s\" of Payin payment \"%s\"",
+							 send ? "capture" : "get capture", capture_id, payment_id),
+					send ? "Repeating the same call is safe: it asks QIWI for the capture before sending it again." :
+					READ_RETRY_HINT, !send);
+	*asked = (OperationAsked) {read_capture, "capture", capture_id, NULL, NULL};
+	capture->payment_id = (char *) payment_id;
+	op->read = read_operation_answer;
+	op->args = asked;
+	op->result = capture;
+}
+
+/*
+ * PUT (send) or GET payments/{paymentId}/refunds/{refundId}; the PUT is
+ * never resent by the exchange (see payin_capture_operation).
+ */
+void
+payin_refund_operation(const Merchant *merchant, const char *payment_id, const char *refund_id,
+					   Numeric amount, const char *currency, bool send,
+					   PayinOperationResult *refund, QiwiOperation *op)
+{
+	const char *segments[] = {"payments", payment_id, "refunds", refund_id};
+	OperationAsked *asked = palloc(sizeof(OperationAsked));
+	StringInfoData body;
+
+	initStringInfo(&body);
+	if (send)
+	{
+		appendStringInfoChar(&body, '{');
+		append_money(&body, "amount", amount, currency);
+		appendStringInfoChar(&body, '}');
+	}
+	payin_operation(op, merchant, send ? HTTP_PUT : HTTP_GET, payin_url(merchant, 4, segments),
+					send ? body.data : NULL,
+					psprintf("%s \"%s\" of Payin payment \"%s\"",
+							 send ? "refund" : "get refund", refund_id, payment_id),
+					send ? "Repeating the same call is safe: it asks QIWI for the refund before sending it again." :
+					READ_RETRY_HINT, !send);
+	*asked = (OperationAsked) {read_refund, "refund", refund_id, amount, currency};
+	refund->payment_id = (char *) payment_id;
+	op->read = read_operation_answer;
+	op->args = asked;
+	op->result = refund;
+}
+
+/* GET payments/{paymentId}/refunds: every refund of a payment */
+void
+payin_refunds_operation(const Merchant *merchant, const char *payment_id, List **refunds,
+						QiwiOperation *op)
+{
+	const char *segments[] = {"payments", payment_id, "refunds"};
+
+	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 3, segments), NULL,
+					psprintf("get the refunds of Payin payment \"%s\"", payment_id),
+					READ_RETRY_HINT, true);
+	op->read = read_refunds_answer;
+	op->args = payment_id;
+	op->result = refunds;
+}
+
+/* ---------- merchants ---------- */
+
+/* Is this a URL the API can be reached at (payin_api_url)? */
+static bool
+check_api_url(const char *value, char **why)
+{
+	if (http_url_is_valid(value))
+		return true;
+	*why = pstrdup("payin_api_url must be an http or https URL.");
+	return false;
+}
+
+/* Is this a siteId a URL path and a signed string can carry (payin_site_id)? */
+static bool
+check_site_id(const char *value, char **why)
+{
+	if (value[0] != '\0' && strlen(value) <= PAYIN_MAX_ID_LENGTH &&
+		strpbrk(value, "|/\r\n\t") == NULL)
+		return true;
+	*why = pstrdup("payin_site_id must be non-empty, at most 200 bytes, without '|', '/' or control characters.");
+	return false;
+}
+
+/* Is this a number of hours QIWI can hold money for (capture_hours)? */
+static bool
+check_capture_hours(const char *value, char **why)
+{
+	char	   *end;
+	long		hours = strtol(value, &end, 10);
+
+	if (value[0] != '\0' && *end == '\0' && hours >= 1 && hours <= PAYIN_MAX_CAPTURE_HOURS)
+		return true;
+	*why = psprintf("capture_hours must be a whole number of hours from 1 to %d (QIWI holds money at most 5 days).",
+					PAYIN_MAX_CAPTURE_HOURS);
+	return false;
+}
+
+/* Is this a key a header can carry (payin_api_key, payin_notification_key)? */
+static bool
+check_key(const char *value, char **why)
+{
+	for (const char *c = value; *c != '\0'; c++)
+		if ((unsigned char) *c < 0x20 || *c == 0x7f)
+		{
+			*why = pstrdup("The key has a control character.");
+			return false;
+		}
+	if (value[0] != '\0' && strlen(value) <= 8192)
+		return true;
+	*why = pstrdup("The key must be non-empty and at most 8192 bytes.");
+	return false;
+}
+
+/* How long a merchant's holds last before QIWI captures or releases them */
+int
+payin_capture_hours(const Merchant *merchant)
+{
+	const char *value = merchant_value(merchant, payin_option_capture_hours);
+
+	return value != NULL ? atoi(value) : PAYIN_DEFAULT_CAPTURE_HOURS;
+}
+
+/*
+ * The options a merchant has for the Payin API; the default merchant's
+ * site and URL are qiwi.payin_* settings, and it has no Payin keys.
+ */
+void
+payin_define_merchant_options(void)
+{
+	MerchantOptionDef site_id = {"payin_site_id", MERCHANT_ON_SERVER, &qiwi_payin_site_id, check_site_id};
+	MerchantOptionDef api_url = {"payin_api_url", MERCHANT_ON_SERVER, &qiwi_payin_api_url, check_api_url};
+	MerchantOptionDef capture_hours = {"capture_hours", MERCHANT_ON_SERVER, NULL, check_capture_hours};
+	MerchantOptionDef api_key = {"payin_api_key", MERCHANT_ON_USER_MAPPING, NULL, check_key};
+	MerchantOptionDef notification_key = {"payin_notification_key", MERCHANT_ON_USER_MAPPING, NULL, check_key};
+
+	payin_option_site_id = merchant_define_option(&site_id);
+	payin_option_api_url = merchant_define_option(&api_url);
+	payin_option_capture_hours = merchant_define_option(&capture_hours);
+	payin_option_api_key = merchant_define_option(&api_key);
+	payin_option_notification_key = merchant_define_option(&notification_key);
+}
