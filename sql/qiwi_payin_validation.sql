@@ -71,10 +71,12 @@ SELECT try($$SELECT qiwi_payin_refund('p', 'r', 1, merchant => 'nosuch')$$);
 SELECT payin_requests() - :before AS requests_sent;
 
 -- amounts are sent with exactly two decimals, never rounded: 1, 1.5 and
--- 1.50 are the same invoice (the sandbox refuses any other writing)
+-- 1.50 are the same invoice (the sandbox refuses any other writing).  The
+-- same invoice again needs the same expiry: the default, now() + 45 days,
+-- differs in the next transaction, and QIWI refuses a changed invoice (409)
 SELECT amount FROM qiwi_payin_create_invoice('v-2', 1, merchant => 'pay_a');
-SELECT amount FROM qiwi_payin_create_invoice('v-3', 1.5, merchant => 'pay_a');
-SELECT amount FROM qiwi_payin_create_invoice('v-3', 1.50, merchant => 'pay_a');
+SELECT amount FROM qiwi_payin_create_invoice('v-3', 1.5, expires_at => date_trunc('day', now()) + interval '30 days', merchant => 'pay_a');
+SELECT amount FROM qiwi_payin_create_invoice('v-3', 1.50, expires_at => date_trunc('day', now()) + interval '30 days', merchant => 'pay_a');
 SELECT bill_id, amount FROM qiwi_payin_invoices WHERE bill_id IN ('v-2', 'v-3') ORDER BY 1;
 -- a method list, a callback URL and a token request reach QIWI as asked
 SELECT flags, custom_fields, customer FROM qiwi_payin_create_invoice('v-4', 2, payment_methods => '{CARD,SBP}',
