@@ -54,6 +54,7 @@ static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr bill_same_plan = NULL;
 static SPIPlanPtr bill_refresh_plan = NULL;
 static SPIPlanPtr bill_checked_plan = NULL;
+static SPIPlanPtr bill_checked_one_plan = NULL;
 static SPIPlanPtr bill_record_plan = NULL;
 static SPIPlanPtr bill_insert_plan = NULL;
 static SPIPlanPtr bill_lock_plan = NULL;
@@ -67,6 +68,22 @@ static SPIPlanPtr intent_insert_plan = NULL;
 static SPIPlanPtr create_failed_plan = NULL;
 
 
+
+/*
+ * Prepare a statement that joins an array of items to qiwi_bills, planned
+ * anew for each run: only a custom plan knows how many items the array
+ * holds, and a generic one would scan the whole table for a few.
+ */
+static SPIPlanPtr
+prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
 
 /* (Re)build the statements for the schema the extension lives in */
 static void
@@ -88,6 +105,7 @@ prepare_plans(Oid schema)
 	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
 	Oid			event_types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Oid			checked_types[3] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Oid			checked_one_types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Oid			intent_types[8] = {TEXTOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
 
 	memcpy(record_types, bill_types, sizeof(bill_types));
@@ -100,6 +118,7 @@ prepare_plans(Oid schema)
 	ledger_free_plan(&bill_same_plan);
 	ledger_free_plan(&bill_refresh_plan);
 	ledger_free_plan(&bill_checked_plan);
+	ledger_free_plan(&bill_checked_one_plan);
 	ledger_free_plan(&bill_record_plan);
 	ledger_free_plan(&bill_insert_plan);
 	ledger_free_plan(&bill_lock_plan);
@@ -128,13 +147,18 @@ prepare_plans(Oid schema)
 		" AND failures = 0 AND last_error IS NULL", nsp),
 		BILL_NARGS + 3, record_types);
 	/* their checked_at, once per transaction: the latest answer of each bill */
-	bill_checked_plan = ledger_prepare(psprintf(
+	bill_checked_plan = prepare_for_arrays(psprintf(
 		"UPDATE %s.qiwi_bills b SET checked_at = greatest(b.checked_at, a.at)"
 		" FROM (SELECT merchant, bill_id, max(at) AS at"
 		"  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(merchant, bill_id, at)"
 		"  GROUP BY merchant, bill_id) a"
 		" WHERE b.merchant = a.merchant AND b.bill_id = a.bill_id", nsp),
 		3, checked_types);
+	/* the same for one bill, the usual case of a call per transaction */
+	bill_checked_one_plan = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_bills SET checked_at = greatest(checked_at, $3)"
+		" WHERE merchant = $1 AND bill_id = $2", nsp),
+		3, checked_one_types);
 	/* an answer repeating the recorded status and money with other details: one plain UPDATE */
 	bill_refresh_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
@@ -216,7 +240,7 @@ prepare_plans(Oid schema)
 	 * failed check after base * 2^failures (capped); a bill is due as soon
 	 * as it expires, and every base seconds once it has.
 	 */
-	check_result_plan = ledger_prepare(psprintf(
+	check_result_plan = prepare_for_arrays(psprintf(
 		"UPDATE %s.qiwi_bills b SET"
 		" checked_at = CASE WHEN u.failed THEN b.checked_at ELSE clock_timestamp() END,"
 		" check_count = b.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
@@ -340,9 +364,6 @@ static bool checked_callbacks_registered = false;
 static void
 flush_checked_bills(void)
 {
-	Datum	   *merchants;
-	Datum	   *bill_ids;
-	Datum	   *ats;
 	Datum		values[3];
 	OwnerContext ctx;
 	int			n = nchecked_bills;
@@ -351,23 +372,33 @@ flush_checked_bills(void)
 	/* DROP EXTENSION after the calls took the rows with it */
 	if (n == 0 || ledger_extension_state() != EXTENSION_READY)
 		return;
-	merchants = palloc(sizeof(Datum) * n);
-	bill_ids = palloc(sizeof(Datum) * n);
-	ats = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
+	if (n == 1)
 	{
-		merchants[i] = CStringGetTextDatum(checked_bills[i].merchant);
-		bill_ids[i] = CStringGetTextDatum(checked_bills[i].bill_id);
-		ats[i] = TimestampTzGetDatum(checked_bills[i].at);
+		values[0] = CStringGetTextDatum(checked_bills[0].merchant);
+		values[1] = CStringGetTextDatum(checked_bills[0].bill_id);
+		values[2] = TimestampTzGetDatum(checked_bills[0].at);
 	}
-	values[0] = PointerGetDatum(construct_array(merchants, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(bill_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(ats, n, TIMESTAMPTZOID, sizeof(TimestampTz),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	else
+	{
+		Datum	   *merchants = palloc(sizeof(Datum) * n);
+		Datum	   *bill_ids = palloc(sizeof(Datum) * n);
+		Datum	   *ats = palloc(sizeof(Datum) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			merchants[i] = CStringGetTextDatum(checked_bills[i].merchant);
+			bill_ids[i] = CStringGetTextDatum(checked_bills[i].bill_id);
+			ats[i] = TimestampTzGetDatum(checked_bills[i].at);
+		}
+		values[0] = PointerGetDatum(construct_array(merchants, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[1] = PointerGetDatum(construct_array(bill_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(ats, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
 	/* at pre-commit the statements' snapshots are gone: SPI needs one */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	begin_bill_ledger(&ctx);
-	ledger_run(bill_checked_plan, values, NULL, SPI_OK_UPDATE);
+	ledger_run(n == 1 ? bill_checked_one_plan : bill_checked_plan, values, NULL, SPI_OK_UPDATE);
 	ledger_end(&ctx);
 	PopActiveSnapshot();
 }
