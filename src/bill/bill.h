@@ -142,6 +142,8 @@ extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   StoredBill *stored);
 extern bool store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored);
 extern void store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored);
+extern void store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
+								const bool *failed, const char *const *errors);
 extern void store_check_result(const char *merchant, const char *bill_id, bool failed,
 							   const char *error);
 extern DueBill *store_due_bills(int limit, Datum skip_merchants, int *n);

@@ -9,12 +9,21 @@
 
 #include "utils/builtins.h"
 
-/* The due bills of a round, their merchants and QIWI's answers about them */
+/*
+ * The due bills of a round, their merchants and QIWI's answers about them,
+ * and the checks of the chunk being recorded that leave a bill WAITING or
+ * failed: they are written together (flush_checks)
+ */
 typedef struct DueBills
 {
 	DueBill    *due;
 	const Merchant **merchants;
 	QiwiBill   *answers;
+	int			nchecks;
+	const char **check_merchants;
+	const char **check_bill_ids;
+	bool	   *check_failed;
+	const char **check_errors;
 } DueBills;
 
 /* The merchant options without which no bill can be checked */
@@ -57,6 +66,11 @@ claim_due_bills(int limit, Datum skip, int *n)
 	}
 	*n = kept;
 	bills->answers = palloc0(sizeof(QiwiBill) * Max(kept, 1));
+	bills->nchecks = 0;
+	bills->check_merchants = palloc(sizeof(char *) * Max(kept, 1));
+	bills->check_bill_ids = palloc(sizeof(char *) * Max(kept, 1));
+	bills->check_failed = palloc(sizeof(bool) * Max(kept, 1));
+	bills->check_errors = palloc(sizeof(char *) * Max(kept, 1));
 	return bills;
 }
 
@@ -73,20 +87,43 @@ due_bill_operation(void *items, int i, QiwiOperation *op)
 		bill_get_operation(bills->merchants[i], due->bill_id, &bills->answers[i], op);
 }
 
+/* Add a check of a due bill to the chunk's: it stayed WAITING, or failed with error */
+static void
+add_check(DueBills *bills, const DueBill *due, bool failed, const char *error)
+{
+	int			k = bills->nchecks++;
+
+	bills->check_merchants[k] = due->create.merchant;
+	bills->check_bill_ids[k] = due->bill_id;
+	bills->check_failed[k] = failed;
+	bills->check_errors[k] = error;
+}
+
+/* Write the chunk's checks in one statement (a ReconcileKind's flush) */
+static void
+flush_checks(void *items)
+{
+	DueBills   *bills = (DueBills *) items;
+
+	store_check_results(bills->nchecks, bills->check_merchants, bills->check_bill_ids,
+						bills->check_failed, bills->check_errors);
+	bills->nchecks = 0;
+}
+
 /*
  * Record a failed check or creation: backoff, or for good if QIWI refused
  * the creation.  A lost or malformed answer to a create is no refusal: the
  * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
  */
 static void
-record_failure(const DueBill *due, const QiwiError *error, bool *key_refused)
+record_failure(DueBills *bills, const DueBill *due, const QiwiError *error, bool *key_refused)
 {
 	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
 		*key_refused = true;
 	else if (due->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
 		store_create_failed(due->create.merchant, due->bill_id, error->message);
 	else
-		store_check_result(due->create.merchant, due->bill_id, true, error->message);
+		add_check(bills, due, true, error->message);
 }
 
 
@@ -98,7 +135,8 @@ static bool
 record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *resp,
 				   bool *failed, bool *key_refused)
 {
-	DueBill    *due = &((DueBills *) items)->due[i];
+	DueBills   *bills = (DueBills *) items;
+	DueBill    *due = &bills->due[i];
 	QiwiBill	bill;
 	QiwiError	error;
 	StoredBill	stored;
@@ -108,7 +146,7 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 	if (!qiwi_exchange_answer(op, resp, &error))
 	{
 		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
-		record_failure(due, &error, key_refused);
+		record_failure(bills, due, &error, key_refused);
 		return false;
 	}
 	bill = *(QiwiBill *) op->result;
@@ -116,7 +154,7 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 								 due->create.currency);
 	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
 	{
-		store_check_result(due->create.merchant, due->bill_id, false, NULL);
+		add_check(bills, due, false, NULL);
 		return false;
 	}
 	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
@@ -139,6 +177,7 @@ static const ReconcileKind bill_kind = {
 	.claim = claim_due_bills,
 	.operation = due_bill_operation,
 	.record = record_bill_answer,
+	.flush = flush_checks,
 };
 
 /* Make bills a kind of thing to reconcile (from _PG_init) */

@@ -6,12 +6,14 @@
  * qiwi_refunds, in the caller's transaction, through the ledger (as the
  * extension's owner).  A bill only moves forward: a final status is never
  * replaced by WAITING nor by another final status, and never by a status
- * for other money than the shop's (MISMATCH).
+ * for other money than the shop's (MISMATCH).  An answer that repeats a
+ * row exactly rewrites nothing; its checked_at is written at pre-commit.
  */
 #include "core/core.h"
 #include "bill/bill.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
@@ -20,12 +22,15 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #define BILL_NARGS 12
@@ -46,7 +51,10 @@ static const LedgerTable bill_table = {
 
 /* Prepared statements, valid for the schema they were prepared in */
 static Oid	plans_schema = InvalidOid;
+static SPIPlanPtr bill_same_plan = NULL;
 static SPIPlanPtr bill_refresh_plan = NULL;
+static SPIPlanPtr bill_checked_plan = NULL;
+static SPIPlanPtr bill_checked_one_plan = NULL;
 static SPIPlanPtr bill_record_plan = NULL;
 static SPIPlanPtr bill_insert_plan = NULL;
 static SPIPlanPtr bill_lock_plan = NULL;
@@ -60,6 +68,22 @@ static SPIPlanPtr intent_insert_plan = NULL;
 static SPIPlanPtr create_failed_plan = NULL;
 
 
+
+/*
+ * Prepare a statement that joins an array of items to qiwi_bills, planned
+ * anew for each run: only a custom plan knows how many items the array
+ * holds, and a generic one would scan the whole table for a few.
+ */
+static SPIPlanPtr
+prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
 
 /* (Re)build the statements for the schema the extension lives in */
 static void
@@ -77,9 +101,11 @@ prepare_plans(Oid schema)
 		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID
 	};
 	Oid			record_types[BILL_NARGS + 3];
-	Oid			check_types[6] = {TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID, TEXTOID};
+	Oid			check_types[6] = {TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID, TEXTARRAYOID};
 	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
 	Oid			event_types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			checked_types[3] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Oid			checked_one_types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Oid			intent_types[8] = {TEXTOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
 
 	memcpy(record_types, bill_types, sizeof(bill_types));
@@ -89,7 +115,10 @@ prepare_plans(Oid schema)
 
 	if (plans_schema == schema && bill_record_plan != NULL)
 		return;
+	ledger_free_plan(&bill_same_plan);
 	ledger_free_plan(&bill_refresh_plan);
+	ledger_free_plan(&bill_checked_plan);
+	ledger_free_plan(&bill_checked_one_plan);
 	ledger_free_plan(&bill_record_plan);
 	ledger_free_plan(&bill_insert_plan);
 	ledger_free_plan(&bill_lock_plan);
@@ -103,7 +132,34 @@ prepare_plans(Oid schema)
 	ledger_free_plan(&create_failed_plan);
 
 	nsp = quote_identifier(get_namespace_name(schema));
-	/* the common case, an answer repeating the recorded status and money: one plain UPDATE */
+
+	/*
+	 * The most common case, an answer repeating what the row holds, column
+	 * for column (an amount's scale too): found by key, nothing rewritten.
+	 */
+	bill_same_plan = ledger_prepare(psprintf(
+		"SELECT 1 FROM %s.qiwi_bills WHERE merchant = $15 AND bill_id = $1"
+		" AND status = $5 AND amount = $3 AND scale(amount) = scale($3) AND currency = $4"
+		" AND site_id IS NOT DISTINCT FROM $2 AND status_changed_at IS NOT DISTINCT FROM $6"
+		" AND created_at IS NOT DISTINCT FROM $7 AND expires_at IS NOT DISTINCT FROM $8"
+		" AND pay_url IS NOT DISTINCT FROM $9 AND comment IS NOT DISTINCT FROM $10"
+		" AND customer IS NOT DISTINCT FROM $11 AND custom_fields IS NOT DISTINCT FROM $12"
+		" AND failures = 0 AND last_error IS NULL", nsp),
+		BILL_NARGS + 3, record_types);
+	/* their checked_at, once per transaction: the latest answer of each bill */
+	bill_checked_plan = prepare_for_arrays(psprintf(
+		"UPDATE %s.qiwi_bills b SET checked_at = greatest(b.checked_at, a.at)"
+		" FROM (SELECT merchant, bill_id, max(at) AS at"
+		"  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(merchant, bill_id, at)"
+		"  GROUP BY merchant, bill_id) a"
+		" WHERE b.merchant = a.merchant AND b.bill_id = a.bill_id", nsp),
+		3, checked_types);
+	/* the same for one bill, the usual case of a call per transaction */
+	bill_checked_one_plan = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_bills SET checked_at = greatest(checked_at, $3)"
+		" WHERE merchant = $1 AND bill_id = $2", nsp),
+		3, checked_one_types);
+	/* an answer repeating the recorded status and money with other details: one plain UPDATE */
 	bill_refresh_plan = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_bills SET (%s, checked_at) ="
 		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
@@ -184,18 +240,20 @@ prepare_plans(Oid schema)
 	 * failed check after base * 2^failures (capped); a bill is due as soon
 	 * as it expires, and every base seconds once it has.
 	 */
-	check_result_plan = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_bills SET"
-		" checked_at = CASE WHEN $2 THEN checked_at ELSE clock_timestamp() END,"
-		" check_count = check_count + CASE WHEN $2 THEN 0 ELSE 1 END,"
-		" failures = CASE WHEN $2 THEN failures + 1 ELSE 0 END,"
-		" last_error = $3,"
+	check_result_plan = prepare_for_arrays(psprintf(
+		"UPDATE %s.qiwi_bills b SET"
+		" checked_at = CASE WHEN u.failed THEN b.checked_at ELSE clock_timestamp() END,"
+		" check_count = b.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
+		" failures = CASE WHEN u.failed THEN b.failures + 1 ELSE 0 END,"
+		" last_error = u.error,"
 		" next_check_at = CASE"
-		"  WHEN expires_at <= clock_timestamp() AND NOT $2 THEN clock_timestamp() + make_interval(secs => $4)"
-		"  ELSE least(clock_timestamp() + make_interval(secs => least($5, $4 * power(2, least(CASE WHEN $2 THEN failures + 1 ELSE check_count + 1 END, 30)))),"
-		"             coalesce(expires_at + interval '1 second', 'infinity'))"
+		"  WHEN b.expires_at <= clock_timestamp() AND NOT u.failed THEN clock_timestamp() + make_interval(secs => $4)"
+		"  ELSE least(clock_timestamp() + make_interval(secs => least($5, $4 * power(2, least(CASE WHEN u.failed THEN b.failures + 1 ELSE b.check_count + 1 END, 30)))),"
+		"             coalesce(b.expires_at + interval '1 second', 'infinity'))"
 		"  END"
-		" WHERE merchant = $6 AND bill_id = $1 AND %s", nsp, ledger_is_reconciled(&bill_table, "status")),
+		" FROM unnest($6::text[], $1::text[], $2::bool[], $3::text[]) AS u(merchant, bill_id, failed, error)"
+		" WHERE b.merchant = u.merchant AND b.bill_id = u.bill_id AND %s", nsp,
+		ledger_is_reconciled(&bill_table, "b.status")),
 		6, check_types);
 	/* the merchants in $2 are left alone (QIWI refused their key, or they have none) */
 	due_bills_plan = ledger_prepare(psprintf(
@@ -283,6 +341,134 @@ record_event(const char *merchant, const char *bill_id, const char *old_status,
 }
 
 /*
+ * The bills of this transaction that QIWI answered about exactly as their
+ * rows say: their checked_at is written once, at pre-commit, in one
+ * statement, instead of rewriting each row per answer.  In
+ * TopTransactionContext; an entry made in a subtransaction that rolls back
+ * is forgotten with it.
+ */
+typedef struct CheckedBill
+{
+	char	   *merchant;
+	char	   *bill_id;
+	TimestampTz at;
+	SubTransactionId subxact;
+} CheckedBill;
+
+static CheckedBill *checked_bills = NULL;
+static int	nchecked_bills = 0;
+static int	checked_bills_cap = 0;
+static bool checked_callbacks_registered = false;
+
+/* Write the checked_at of the transaction's unchanged bills */
+static void
+flush_checked_bills(void)
+{
+	Datum		values[3];
+	OwnerContext ctx;
+	int			n = nchecked_bills;
+
+	nchecked_bills = 0;
+	/* DROP EXTENSION after the calls took the rows with it */
+	if (n == 0 || ledger_extension_state() != EXTENSION_READY)
+		return;
+	if (n == 1)
+	{
+		values[0] = CStringGetTextDatum(checked_bills[0].merchant);
+		values[1] = CStringGetTextDatum(checked_bills[0].bill_id);
+		values[2] = TimestampTzGetDatum(checked_bills[0].at);
+	}
+	else
+	{
+		Datum	   *merchants = palloc(sizeof(Datum) * n);
+		Datum	   *bill_ids = palloc(sizeof(Datum) * n);
+		Datum	   *ats = palloc(sizeof(Datum) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			merchants[i] = CStringGetTextDatum(checked_bills[i].merchant);
+			bill_ids[i] = CStringGetTextDatum(checked_bills[i].bill_id);
+			ats[i] = TimestampTzGetDatum(checked_bills[i].at);
+		}
+		values[0] = PointerGetDatum(construct_array(merchants, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[1] = PointerGetDatum(construct_array(bill_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(ats, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+	/* at pre-commit the statements' snapshots are gone: SPI needs one */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	begin_bill_ledger(&ctx);
+	ledger_run(n == 1 ? bill_checked_one_plan : bill_checked_plan, values, NULL, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+	PopActiveSnapshot();
+}
+
+/* At pre-commit, write the checked_at of unchanged bills; forget them at the end */
+static void
+checked_bills_xact(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			flush_checked_bills();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* the memory went with TopTransactionContext */
+			checked_bills = NULL;
+			nchecked_bills = 0;
+			checked_bills_cap = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* When a subtransaction rolls back, forget the bills it (or a child) checked */
+static void
+checked_bills_subxact(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	/* subtransactions nest: every later id is this one's or a child's */
+	while (nchecked_bills > 0 && checked_bills[nchecked_bills - 1].subxact >= mySubid)
+		nchecked_bills--;
+}
+
+/* Remember that QIWI confirmed a bill's row as it is, for checked_at at pre-commit */
+static void
+defer_checked_at(const QiwiBill *bill)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	CheckedBill *c;
+
+	if (!checked_callbacks_registered)
+	{
+		RegisterXactCallback(checked_bills_xact, NULL);
+		RegisterSubXactCallback(checked_bills_subxact, NULL);
+		checked_callbacks_registered = true;
+	}
+	if (nchecked_bills == checked_bills_cap)
+	{
+		checked_bills_cap = Max(64, checked_bills_cap * 2);
+		checked_bills = checked_bills == NULL ?
+			palloc(sizeof(CheckedBill) * checked_bills_cap) :
+			repalloc(checked_bills, sizeof(CheckedBill) * checked_bills_cap);
+	}
+	c = &checked_bills[nchecked_bills++];
+	c->merchant = pstrdup(bill->merchant);
+	c->bill_id = pstrdup(bill->bill_id);
+	c->at = GetCurrentTimestamp();
+	c->subxact = GetCurrentSubTransactionId();
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Record what QIWI said about a bill in qiwi_bills, moving the row only
  * forward, and say what happened; *stored (if given) gets the row's status
  * before the call and the shop's amount and currency.  A repeated status
@@ -330,6 +516,20 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	values[14] = CStringGetTextDatum(bill->merchant);
 
 	begin_bill_ledger(&ctx);
+	if (source != SOURCE_NOTIFICATION &&
+		ledger_run(bill_same_plan, values, nulls, SPI_OK_SELECT) > 0)
+	{
+		ledger_end(&ctx);
+		defer_checked_at(bill);
+		if (stored != NULL)
+		{
+			stored->status = pstrdup(bill->status);
+			stored->amount = bill->amount;
+			stored->currency = bill->currency;
+			stored->moved = false;	/* nothing was written */
+		}
+		return STORE_REFRESHED;
+	}
 	if (source != SOURCE_NOTIFICATION &&
 		ledger_run(bill_refresh_plan, values, nulls, SPI_OK_UPDATE) > 0)
 	{
@@ -468,23 +668,56 @@ store_refund(const QiwiRefund *refund)
 	ledger_end(&ctx);
 }
 
-/* Record a reconciler check that left a bill WAITING, or that failed */
+/*
+ * Record n reconciler checks, in one statement: each left its bill WAITING,
+ * or failed (with its error)
+ */
+void
+store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
+					const bool *failed, const char *const *errors)
+{
+	Datum	   *m;
+	Datum	   *b;
+	Datum	   *f;
+	Datum	   *e;
+	bool	   *enulls;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Datum		values[6];
+	OwnerContext ctx;
+
+	if (n == 0)
+		return;
+	m = palloc(sizeof(Datum) * n);
+	b = palloc(sizeof(Datum) * n);
+	f = palloc(sizeof(Datum) * n);
+	e = palloc(sizeof(Datum) * n);
+	enulls = palloc(sizeof(bool) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		m[i] = CStringGetTextDatum(merchants[i]);
+		b[i] = CStringGetTextDatum(bill_ids[i]);
+		f[i] = BoolGetDatum(failed[i]);
+		enulls[i] = errors[i] == NULL;
+		e[i] = errors[i] ? CStringGetTextDatum(qiwi_redact_secrets(errors[i])) : (Datum) 0;
+	}
+	values[0] = PointerGetDatum(construct_array(b, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(f, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	values[2] = PointerGetDatum(construct_md_array(e, enulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = Float8GetDatum((double) qiwi_reconcile_interval_s);
+	values[4] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	values[5] = PointerGetDatum(construct_array(m, n, TEXTOID, -1, false, TYPALIGN_INT));
+	begin_bill_ledger(&ctx);
+	ledger_run(check_result_plan, values, NULL, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+}
+
+/* Record one reconciler check that left a bill WAITING, or that failed */
 void
 store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
 {
-	Datum		values[6];
-	char		nulls[7] = "      ";
-	OwnerContext ctx;
-
-	values[0] = CStringGetTextDatum(bill_id);
-	values[1] = BoolGetDatum(failed);
-	values[2] = ledger_text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[2]);
-	values[3] = Float8GetDatum((double) qiwi_reconcile_interval_s);
-	values[4] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
-	values[5] = CStringGetTextDatum(merchant);
-	begin_bill_ledger(&ctx);
-	ledger_run(check_result_plan, values, nulls, SPI_OK_UPDATE);
-	ledger_end(&ctx);
+	store_check_results(1, &merchant, &bill_id, &failed, &error);
 }
 
 /* A string member of a jsonb object, or NULL */

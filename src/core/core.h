@@ -134,9 +134,16 @@ typedef struct HttpOptions
 
 extern void http_perform(const HttpRequest *request, const HttpOptions *options,
 						 HttpResponse *response);
+/*
+ * Called by a batch before each wait, while its requests are in flight,
+ * with the requests that finished since the last call (indices; at the
+ * end too, with the last ones); false abandons the rest of the batch.
+ */
+typedef bool (*HttpProgress) (void *arg, const int *finished, int nfinished);
+
 extern void http_perform_many(const HttpRequest *requests, int n, int concurrency,
 							  const HttpOptions *options, HttpResponse *responses,
-							  bool (*keep_going) (void));
+							  HttpProgress progress, void *arg);
 extern char *http_escape_path_segment(const char *segment);
 extern bool http_url_is_valid(const char *url);
 extern bool http_url_is_secure(const char *url);
@@ -193,7 +200,7 @@ typedef enum GuardedErrors
 extern void exchange_init(void);
 extern bool qiwi_exchange(QiwiOperation *op, QiwiError *error);
 extern void qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency,
-								HttpResponse *responses, bool (*keep_going) (void));
+								HttpResponse *responses, HttpProgress progress, void *arg);
 extern bool qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error);
 extern bool qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result,
 							 char **problem);
@@ -345,7 +352,9 @@ extern int	qiwi_reconcile_batch_size;
  * none of the merchants named in the text[] skip), the operation for each
  * (built with no transaction open), and how to record an answer (in a
  * transaction; true if the item changed, *failed if the check failed,
- * *key_refused if QIWI refused the merchant's key).
+ * *key_refused if QIWI refused the merchant's key); flush writes what
+ * record left for one statement per chunk, before the chunk commits (NULL:
+ * record wrote everything).
  */
 typedef struct ReconcileKind
 {
@@ -356,6 +365,7 @@ typedef struct ReconcileKind
 	void		(*operation) (void *items, int i, QiwiOperation *op);
 	bool		(*record) (void *items, int i, QiwiOperation *op, const HttpResponse *resp,
 						   bool *failed, bool *key_refused);
+	void		(*flush) (void *items);
 } ReconcileKind;
 
 extern void reconciler_init(void);

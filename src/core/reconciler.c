@@ -8,10 +8,10 @@
  * A launcher, connected to no database, starts the reconciler for
  * qiwi.database as a dynamic worker and starts it again when it ends.  The
  * reconciler works in rounds: it claims the due bills in a short
- * transaction, asks QIWI about all of them with no transaction open (up to
- * qiwi.reconcile_concurrency requests at once, through the same
- * operations as the SQL functions), then records the answers in short
- * transactions.  It leaves as soon as someone waits to drop or alter its
+ * transaction, asks QIWI about all of them with no transaction open while
+ * it waits (up to qiwi.reconcile_concurrency requests at once, through the
+ * same operations as the SQL functions), and records the answers a chunk
+ * at a time in short transactions while the next requests are in flight.  It leaves as soon as someone waits to drop or alter its
  * database, so DROP DATABASE is never blocked; it holds no lock between its
  * short transactions, so DROP EXTENSION is not either.
  */
@@ -48,7 +48,7 @@
 PGDLLEXPORT void qiwi_launcher_main(Datum main_arg);
 PGDLLEXPORT void qiwi_reconciler_main(Datum main_arg);
 
-/* Answers recorded per transaction */
+/* Answers recorded per transaction, at least (more if more finished meanwhile) */
 #define WRITE_CHUNK 100
 
 /* How often, at most, a round in flight looks whether its database is wanted */
@@ -548,6 +548,73 @@ merchants_to_skip(const ReconcileKind *kind)
 	return makeArrayResult(astate, CurrentMemoryContext);
 }
 
+/* A kind's round in flight: its items, their answers, those not yet recorded */
+typedef struct RoundWork
+{
+	const ReconcileKind *kind;
+	void	   *items;
+	QiwiOperation *ops;
+	HttpResponse *responses;
+	int		   *unrecorded;		/* indices of finished requests */
+	int			nunrecorded;
+	MemoryContext round_context;
+	RoundCounts *counts;
+} RoundWork;
+
+/* Record the finished answers not yet recorded, in one short transaction */
+static void
+record_answers(RoundWork *w)
+{
+	if (w->nunrecorded == 0)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (int k = 0; k < w->nunrecorded; k++)
+	{
+		int			i = w->unrecorded[k];
+		bool		failed = false;
+		bool		key_refused = false;
+
+		/* an abandoned round leaves its items due: they are checked next time */
+		if (w->responses[i].failure == HTTP_FAIL_ABANDONED)
+			continue;
+		if (w->kind->record(w->items, i, &w->ops[i], &w->responses[i], &failed, &key_refused))
+			w->counts->changed++;
+		if (failed)
+			w->counts->failed++;
+		if (key_refused)
+			refuse_merchant(w->ops[i].merchant);
+		/* the answer is recorded: its body is not needed any more */
+		if (w->responses[i].body != NULL)
+			pfree(w->responses[i].body);
+		w->responses[i].body = NULL;
+	}
+	if (w->kind->flush != NULL)
+		w->kind->flush(w->items);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(w->round_context);
+	w->nunrecorded = 0;
+}
+
+/*
+ * Between waits of a round (an HttpProgress): the finished answers are
+ * recorded a chunk at a time while the next requests are in flight, and
+ * the round goes on unless someone wants the database.
+ */
+static bool
+round_progress(void *arg, const int *finished, int nfinished)
+{
+	RoundWork  *w = (RoundWork *) arg;
+
+	memcpy(w->unrecorded + w->nunrecorded, finished, sizeof(int) * nfinished);
+	w->nunrecorded += nfinished;
+	if (w->nunrecorded >= WRITE_CHUNK)
+		record_answers(w);
+	return round_may_go_on();
+}
+
 /*
  * One round of one kind: claim its due items, ask QIWI about them, record
  * the answers.  Adds to the round's counts; returns how many it claimed.
@@ -555,10 +622,8 @@ merchants_to_skip(const ReconcileKind *kind)
 static int
 reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCounts *counts)
 {
-	void	   *items;
+	RoundWork	w;
 	int			n;
-	QiwiOperation *ops;
-	HttpResponse *responses;
 	char		activity[128];
 
 	/* claim */
@@ -568,48 +633,30 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 	snprintf(activity, sizeof(activity), "qiwi_kassa: claiming due %s", kind->what);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	MemoryContextSwitchTo(round_context);
-	items = kind->claim(qiwi_reconcile_batch_size, merchants_to_skip(kind), &n);
+	w.items = kind->claim(qiwi_reconcile_batch_size, merchants_to_skip(kind), &n);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_context);
 	if (n == 0)
 		return 0;
 
-	/* ask QIWI, with no transaction open */
+	/*
+	 * Ask QIWI with no transaction open while waiting; the answers are
+	 * recorded, a chunk per short transaction, as they come.
+	 */
 	snprintf(activity, sizeof(activity), "qiwi_kassa: checking %d %s with QIWI", n, kind->what);
 	pgstat_report_activity(STATE_RUNNING, activity);
-	ops = palloc0(sizeof(QiwiOperation) * n);
-	responses = palloc(sizeof(HttpResponse) * n);
+	w.kind = kind;
+	w.ops = palloc0(sizeof(QiwiOperation) * n);
+	w.responses = palloc(sizeof(HttpResponse) * n);
+	w.unrecorded = palloc(sizeof(int) * n);
+	w.nunrecorded = 0;
+	w.round_context = round_context;
+	w.counts = counts;
 	for (int i = 0; i < n; i++)
-		kind->operation(items, i, &ops[i]);
-	qiwi_exchange_batch(ops, n, qiwi_reconcile_concurrency, responses, round_may_go_on);
-
-	/* record, a chunk per short transaction */
-	pgstat_report_activity(STATE_RUNNING, "qiwi_kassa: recording answers");
-	for (int first = 0; first < n; first += WRITE_CHUNK)
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		for (int i = first; i < Min(n, first + WRITE_CHUNK); i++)
-		{
-			bool		failed = false;
-			bool		key_refused = false;
-
-			/* an abandoned round leaves its items due: they are checked next time */
-			if (responses[i].failure == HTTP_FAIL_ABANDONED)
-				continue;
-			if (kind->record(items, i, &ops[i], &responses[i], &failed, &key_refused))
-				counts->changed++;
-			if (failed)
-				counts->failed++;
-			if (key_refused)
-				refuse_merchant(ops[i].merchant);
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(round_context);
-	}
+		kind->operation(w.items, i, &w.ops[i]);
+	qiwi_exchange_batch(w.ops, n, qiwi_reconcile_concurrency, w.responses, round_progress, &w);
+	record_answers(&w);
 	counts->checked += n;
 	return n;
 }

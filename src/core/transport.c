@@ -49,6 +49,8 @@ typedef struct HttpSlot
 	struct curl_slist *headers;
 	BodyBuffer	body;
 	char		errbuf[CURL_ERROR_SIZE];
+	bool		configured;		/* the options of every request are set */
+	char		ca_file[MAXPGPATH];	/* the qiwi.ca_file they were set for */
 } HttpSlot;
 
 static CURLM *http_multi = NULL;
@@ -232,17 +234,20 @@ http_classify(CURLcode rc, const BodyBuffer *body)
 	}
 }
 
-/* Set every option of one request on a slot's reset easy handle */
+/*
+ * Set the options that are the same for every request a slot carries: on a
+ * new handle, and again after a reset when qiwi.ca_file changed (only a
+ * reset gives libcurl's default trust store back).
+ */
 static void
-http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
+http_configure(HttpSlot *slot, const HttpOptions *options)
 {
 	CURL	   *easy = slot->easy;
+	const char *ca_file = options->ca_file != NULL ? options->ca_file : "";
 
 	/* reset keeps nothing but the handle; connections live in the multi */
 	curl_easy_reset(easy);
-	slot->errbuf[0] = '\0';
-
-	HTTP_SETOPT(easy, CURLOPT_URL, req->url);
+	slot->configured = false;
 	HTTP_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);	/* SIGALRM belongs to PostgreSQL */
 #if LIBCURL_VERSION_NUM >= 0x075500
 	HTTP_SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -254,16 +259,35 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 	HTTP_SETOPT(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
 	HTTP_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	HTTP_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (options->ca_file != NULL && options->ca_file[0] != '\0')
-		HTTP_SETOPT(easy, CURLOPT_CAINFO, options->ca_file);
-	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) options->timeout_ms);
-	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) options->connect_timeout_ms);
+	if (ca_file[0] != '\0')
+		HTTP_SETOPT(easy, CURLOPT_CAINFO, ca_file);
 	HTTP_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	HTTP_SETOPT(easy, CURLOPT_ERRORBUFFER, slot->errbuf);
 	HTTP_SETOPT(easy, CURLOPT_WRITEFUNCTION, http_write_body);
 	HTTP_SETOPT(easy, CURLOPT_WRITEDATA, &slot->body);
 	HTTP_SETOPT(easy, CURLOPT_PRIVATE, slot);
 	HTTP_SETOPT(easy, CURLOPT_USERAGENT, "qiwi_kassa/" QIWI_KASSA_VERSION);
+	strlcpy(slot->ca_file, ca_file, sizeof(slot->ca_file));
+	slot->configured = true;
+}
+
+/*
+ * Set what one request needs on a slot's handle: its URL, timeouts, method,
+ * body and headers; the rest was set once (http_configure).
+ */
+static void
+http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
+{
+	CURL	   *easy = slot->easy;
+	const char *ca_file = options->ca_file != NULL ? options->ca_file : "";
+
+	if (!slot->configured || strcmp(slot->ca_file, ca_file) != 0)
+		http_configure(slot, options);
+	slot->errbuf[0] = '\0';
+
+	HTTP_SETOPT(easy, CURLOPT_URL, req->url);
+	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) options->timeout_ms);
+	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) options->connect_timeout_ms);
 
 	/* no "Expect: 100-continue" round trip for our small bodies */
 	http_add_header(slot, "Expect:");
@@ -273,6 +297,8 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 	switch (req->method)
 	{
 		case HTTP_GET:
+			/* a PUT before on this handle left its method behind */
+			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST, (char *) NULL);
 			HTTP_SETOPT(easy, CURLOPT_HTTPGET, 1L);
 			break;
 		case HTTP_PUT:
@@ -342,33 +368,70 @@ http_finish(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options,
 								  : curl_easy_strerror(result));
 }
 
-/* Mark the requests from index `from` to n as failed the same way */
+/* Fail request i with a message, and count it finished */
 static void
-http_fail_rest(int from, int n, HttpFailure failure, const char *message,
-			   HttpResponse *responses)
+http_fail_one(int i, HttpFailure failure, const char *message, HttpResponse *responses,
+			  int *finished_order, int *finished)
 {
-	for (int i = from; i < n; i++)
-	{
-		memset(&responses[i], 0, sizeof(HttpResponse));
-		responses[i].failure = failure;
-		responses[i].error = pstrdup(message);
-	}
+	memset(&responses[i], 0, sizeof(HttpResponse));
+	responses[i].failure = failure;
+	responses[i].error = pstrdup(message);
+	finished_order[(*finished)++] = i;
+}
+
+/* Fail the requests in flight and those never sent (from next on) the same way */
+static void
+http_fail_unfinished(int concurrency, int next, int n, HttpFailure failure, const char *message,
+					 HttpResponse *responses, int *finished_order, int *finished)
+{
+	for (int s = 0; s < concurrency; s++)
+		if (http_slots[s].request >= 0)
+		{
+			http_fail_one(http_slots[s].request, failure, message, responses,
+						  finished_order, finished);
+			http_release_slot(&http_slots[s]);
+		}
+	for (int i = next; i < n; i++)
+		http_fail_one(i, failure, message, responses, finished_order, finished);
+}
+
+/*
+ * Tell progress (if any) which requests finished since it was last told,
+ * outside the wait event: it may write them down.  Its answer.
+ */
+static bool
+http_report_progress(HttpProgress progress, void *arg, const int *finished_order,
+					 int *reported, int finished)
+{
+	bool		go_on;
+	int			from = *reported;
+
+	if (progress == NULL)
+		return true;
+	*reported = finished;
+	pgstat_report_wait_end();
+	go_on = progress(arg, finished_order + from, finished - from);
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	return go_on;
 }
 
 /*
  * Perform n requests, at most `concurrency` at a time, and fill responses[i]
  * for each.  Transport failures are reported in the responses; only
- * interrupts and setup problems raise here.  If keep_going is given, it is
- * asked between waits; when it says no, the requests not yet finished fail.
+ * interrupts and setup problems raise here.  If progress is given, it is
+ * told before each wait which requests finished (while the others are in
+ * flight); when it says no, the requests not yet finished fail.
  */
 void
 http_perform_many(const HttpRequest *requests, int n, int concurrency,
 				  const HttpOptions *options, HttpResponse *responses,
-				  bool (*keep_going) (void))
+				  HttpProgress progress, void *arg)
 {
 	int			next = 0;
 	int			in_flight = 0;
 	int			finished = 0;
+	int			reported = 0;
+	int		   *finished_order = palloc(sizeof(int) * Max(n, 1));
 
 	concurrency = Max(1, Min(Min(concurrency, n), HTTP_MAX_SLOTS));
 	http_ensure_slots(concurrency);
@@ -410,14 +473,15 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
 			http_finish(slot, &requests[slot->request], options, msg->data.result,
 						&responses[slot->request]);
+			finished_order[finished] = slot->request;
 			http_release_slot(slot);
 			in_flight--;
 			finished++;
 		}
 		if (mc != CURLM_OK)
 		{
-			http_release_all();
-			http_fail_rest(finished, n, HTTP_FAIL_NETWORK, curl_multi_strerror(mc), responses);
+			http_fail_unfinished(concurrency, next, n, HTTP_FAIL_NETWORK,
+								 curl_multi_strerror(mc), responses, finished_order, &finished);
 			break;
 		}
 		if (finished == n)
@@ -426,36 +490,33 @@ http_perform_many(const HttpRequest *requests, int n, int concurrency,
 			continue;			/* refill the freed slots before waiting */
 
 		http_handle_interrupts();
-		if (keep_going != NULL && !keep_going())
+		if (!http_report_progress(progress, arg, finished_order, &reported, finished))
 		{
 			/* the requests still in flight or never sent are marked failed */
-			for (int s = 0; s < concurrency; s++)
-				if (http_slots[s].request >= 0)
-				{
-					http_fail_rest(http_slots[s].request, http_slots[s].request + 1,
-								   HTTP_FAIL_ABANDONED, "abandoned", responses);
-					http_release_slot(&http_slots[s]);
-				}
-			http_fail_rest(next, n, HTTP_FAIL_ABANDONED, "abandoned", responses);
+			http_fail_unfinished(concurrency, next, n, HTTP_FAIL_ABANDONED, "abandoned",
+								 responses, finished_order, &finished);
 			break;
 		}
 		mc = curl_multi_poll(http_multi, NULL, 0, HTTP_POLL_SLICE_MS, NULL);
 		if (mc != CURLM_OK)
 		{
-			http_release_all();
-			http_fail_rest(finished, n, HTTP_FAIL_NETWORK, curl_multi_strerror(mc), responses);
+			http_fail_unfinished(concurrency, next, n, HTTP_FAIL_NETWORK,
+								 curl_multi_strerror(mc), responses, finished_order, &finished);
 			break;
 		}
 		http_handle_interrupts();
 	}
+	/* the last ones, failed ones included */
+	(void) http_report_progress(progress, arg, finished_order, &reported, finished);
 	pgstat_report_wait_end();
+	pfree(finished_order);
 }
 
 /* Perform one request */
 void
 http_perform(const HttpRequest *request, const HttpOptions *options, HttpResponse *response)
 {
-	http_perform_many(request, 1, 1, options, response, NULL);
+	http_perform_many(request, 1, 1, options, response, NULL, NULL);
 }
 
 /* Percent-encode one URL path segment with libcurl */
