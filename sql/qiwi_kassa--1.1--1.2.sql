@@ -323,9 +323,14 @@ CREATE TABLE qiwi_payin_invoices (
 	qiwi_amount numeric,
 	qiwi_currency text,
 	qiwi_status text,
+	next_check_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	check_count integer NOT NULL DEFAULT 0,
+	failures integer NOT NULL DEFAULT 0,
+	last_error text,
 	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id)
 );
 CREATE INDEX qiwi_payin_invoices_status ON qiwi_payin_invoices (status, status_changed_at);
+CREATE INDEX qiwi_payin_invoices_due ON qiwi_payin_invoices (next_check_at) WHERE status IN ('CREATED', 'PAID');
 
 CREATE TABLE qiwi_payin_payments (
 	merchant text NOT NULL,
@@ -487,21 +492,19 @@ LANGUAGE C STABLE PARALLEL SAFE;
 
 -- Held payments: authorised, not captured, something still held; oldest first
 CREATE VIEW qiwi_payin_holds WITH (security_invoker = true) AS
-SELECT p.merchant, p.payment_id, p.bill_id,
-       p.amount OPERATOR(pg_catalog.-) coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
-                                                  WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
-                                                    AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
-                                                    AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric) AS held,
+SELECT p.merchant, p.payment_id, p.bill_id, p.amount OPERATOR(pg_catalog.-) rel.released AS held,
        p.currency, p.status_changed_at AS authorised_at, p.capture_deadline,
        p.capture_deadline OPERATOR(pg_catalog.-) now() AS time_left
-  FROM qiwi_payin_payments p
+  FROM qiwi_payin_payments p,
+       LATERAL (SELECT GREATEST(p.refunded_amount,
+                                coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
+                                           WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
+                                             AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
+                                             AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric)) AS released) rel
  WHERE p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text
    AND p.captured_amount OPERATOR(pg_catalog.=) 0::numeric
    AND p.capture_deadline IS NOT NULL
-   AND p.amount OPERATOR(pg_catalog.>) coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
-                                                  WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
-                                                    AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
-                                                    AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric)
+   AND p.amount OPERATOR(pg_catalog.>) rel.released
  ORDER BY p.status_changed_at, p.payment_id;
 
 -- All money by merchant, API and status, in one query.  received is money
@@ -531,7 +534,9 @@ SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
                     ELSE p.amount OPERATOR(pg_catalog.-) rev.released END,
                CASE WHEN p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text THEN p.captured_amount ELSE 0.00 END
           FROM qiwi_payin_payments p,
-               LATERAL (SELECT coalesce(sum(r.amount), 0::numeric) AS released FROM qiwi_payin_refunds r
+               LATERAL (SELECT GREATEST(CASE WHEN p.captured_amount OPERATOR(pg_catalog.=) 0::numeric
+                                             THEN p.refunded_amount ELSE 0::numeric END,
+                                        coalesce(sum(r.amount), 0::numeric)) AS released FROM qiwi_payin_refunds r
                          WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
                            AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
                            AND r.reversal AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text) rev
@@ -623,6 +628,10 @@ COMMENT ON COLUMN qiwi_payin_invoices.checked_at IS $$When QIWI last told us abo
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_amount IS $$For MISMATCH: the amount QIWI reported$$;
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_currency IS $$For MISMATCH: the currency QIWI reported$$;
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_status IS $$For MISMATCH: what QIWI said of that other money$$;
+COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED or one of its payments holds money (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.check_count IS $$Reconciler checks answered so far$$;
+COMMENT ON COLUMN qiwi_payin_invoices.failures IS $$Failed reconciler checks in a row (network, timeout, 429, 5xx, malformed answer, 404); 0 after an answer$$;
+COMMENT ON COLUMN qiwi_payin_invoices.last_error IS $$Why the last reconciler check failed (keys replaced by ********)$$;
 
 COMMENT ON TABLE qiwi_payin_payments IS $$Latest known state of every Payin payment seen from this database; maintained by qiwi_kassa, forward only$$;
 COMMENT ON COLUMN qiwi_payin_payments.merchant IS $$Whose payment: a server of the wrapper qiwi (or "default")$$;
@@ -700,7 +709,7 @@ COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments
 COMMENT ON COLUMN qiwi_payin_holds.merchant IS $$Whose payment$$;
 COMMENT ON COLUMN qiwi_payin_holds.payment_id IS $$The payment$$;
 COMMENT ON COLUMN qiwi_payin_holds.bill_id IS $$Its invoice$$;
-COMMENT ON COLUMN qiwi_payin_holds.held IS $$Money still held: the amount less reversals$$;
+COMMENT ON COLUMN qiwi_payin_holds.held IS $$Money still held: the amount less reversals (those recorded, or what QIWI reports released, whichever is more)$$;
 COMMENT ON COLUMN qiwi_payin_holds.currency IS $$ISO 4217 code of held$$;
 COMMENT ON COLUMN qiwi_payin_holds.authorised_at IS $$When the payment was authorised$$;
 COMMENT ON COLUMN qiwi_payin_holds.capture_deadline IS $$When QIWI captures or releases it by itself$$;

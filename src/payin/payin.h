@@ -10,6 +10,7 @@
  * payin_sql.c    the SQL functions
  * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _events
  * payin_notification.c  the signatures of notifications
+ * payin_reconcile.c  invoices as a kind of thing the reconciler keeps current
  */
 #ifndef QIWI_PAYIN_H
 #define QIWI_PAYIN_H
@@ -154,8 +155,24 @@ extern bool payin_store_headroom(const char *merchant, const char *payment_id,
 extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,
 									 Numeric *amount, char **currency, char **status);
 
+/* An invoice the reconciler follows: CREATED, or PAID with money held */
+typedef struct PayinDueInvoice
+{
+	char	   *merchant;
+	char	   *bill_id;
+	char	   *status;
+} PayinDueInvoice;
+
+extern PayinDueInvoice *payin_store_due_invoices(int limit, Datum skip_merchants, int *n);
+extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
+									 const char *error);
+
 /* ---------- payin_sql.c ---------- */
 
 extern void payin_init(void);
+
+/* ---------- payin_reconcile.c ---------- */
+
+extern void payin_reconcile_init(void);
 
 #endif							/* QIWI_PAYIN_H */

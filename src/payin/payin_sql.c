@@ -626,4 +626,5 @@ payin_init(void)
 							   NULL, NULL, NULL);
 
 	payin_define_merchant_options();
+	payin_reconcile_init();
 }

@@ -33,12 +33,17 @@ static const LedgerTable payment_table = {
 	.reconciled_statuses = payment_open_statuses,
 };
 
+/* The invoices the reconciler follows (alias i): not paid yet, or holding money */
+#define PAYIN_FOLLOWED \
+	"(i.status = 'CREATED' OR (i.status = 'PAID' AND EXISTS (SELECT FROM %1$s.qiwi_payin_holds h" \
+	" WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id)))"
+
 /* The statements, in the order of plan_sql; valid for the schema they were prepared in */
 enum
 {
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -73,6 +78,8 @@ prepare_plans(Oid schema)
 	const char *nsp;
 	Oid			two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
+	Oid			check_types[6] = {TEXTOID, TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
 
 	if (plans_schema == schema && plans[0] != NULL)
 		return;
@@ -198,6 +205,33 @@ prepare_plans(Oid schema)
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
 		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded) x"
 		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
+
+	/*
+	 * The reconciler follows an invoice while it is CREATED, or PAID with
+	 * money held (until it is captured or released).  It is due after
+	 * base * 2^checks (or 2^failures after a failure), capped, and at the
+	 * latest just after its deadline: expires_at, or the first capture
+	 * deadline of its holds.
+	 */
+	plans[P_DUE] = ledger_prepare(psprintf(
+		"SELECT i.merchant, i.bill_id, i.status FROM %1$s.qiwi_payin_invoices i"
+		" WHERE " PAYIN_FOLLOWED " AND i.next_check_at <= clock_timestamp()"
+		" AND i.merchant <> ALL ($2)"
+		" ORDER BY i.next_check_at LIMIT $1 FOR UPDATE OF i SKIP LOCKED", nsp),
+		2, due_types);
+	plans[P_CHECK_RESULT] = ledger_prepare(psprintf(
+		"UPDATE %1$s.qiwi_payin_invoices i SET"
+		" check_count = i.check_count + CASE WHEN $3 THEN 0 ELSE 1 END,"
+		" failures = CASE WHEN $3 THEN i.failures + 1 ELSE 0 END,"
+		" last_error = $4,"
+		" next_check_at = least(clock_timestamp() + make_interval(secs => least($6,"
+		"   $5 * power(2, least(CASE WHEN $3 THEN i.failures + 1 ELSE i.check_count + 1 END, 30)))),"
+		"  coalesce((SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN i.status = 'CREATED'"
+		"   THEN i.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
+		"    WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id) END AS deadline) d"
+		"   WHERE d.deadline > clock_timestamp()), 'infinity'))"
+		" WHERE i.merchant = $1 AND i.bill_id = $2", nsp),
+		6, check_types);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -585,4 +619,54 @@ payin_store_lock_invoice(const char *merchant, const char *bill_id, Numeric *amo
 	}
 	ledger_end(&ctx);
 	return known;
+}
+
+/*
+ * Up to limit invoices due for the reconciler, most overdue first, of the
+ * merchants not in skip_merchants; *n of them.  Rows another writer holds
+ * are skipped, not waited for.
+ */
+PayinDueInvoice *
+payin_store_due_invoices(int limit, Datum skip_merchants, int *n)
+{
+	Datum		values[2] = {Int32GetDatum(limit), skip_merchants};
+	OwnerContext ctx;
+	PayinDueInvoice *due;
+
+	begin_payin_ledger(&ctx);
+	*n = (int) ledger_run(plans[P_DUE], values, NULL, SPI_OK_SELECT);
+	due = MemoryContextAllocZero(ctx.caller_context, sizeof(PayinDueInvoice) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spi_context = MemoryContextSwitchTo(ctx.caller_context);
+		bool		isnull;
+
+		due[i].merchant = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+		due[i].bill_id = TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull));
+		due[i].status = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+		MemoryContextSwitchTo(spi_context);
+	}
+	ledger_end(&ctx);
+	return due;
+}
+
+/* Record a reconciler check of an invoice (answered or failed) and when it is due again */
+void
+payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
+{
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	OwnerContext ctx;
+
+	values[0] = CStringGetTextDatum(merchant);
+	values[1] = CStringGetTextDatum(bill_id);
+	values[2] = BoolGetDatum(failed);
+	values[3] = ledger_text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[3]);
+	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
+	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	begin_payin_ledger(&ctx);
+	ledger_run(plans[P_CHECK_RESULT], values, nulls, SPI_OK_UPDATE);
+	ledger_end(&ctx);
 }
