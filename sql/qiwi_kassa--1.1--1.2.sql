@@ -488,6 +488,36 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'qiwi_payin_verify_signature'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+CREATE FUNCTION qiwi_payin_notification_verify()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_payin_notification_verify'
+LANGUAGE C;
+
+-- The trigger applies QIWI's word to the qiwi_payin_* tables as the owner:
+-- only roles the owner grants it to may put it on a table of theirs.
+REVOKE ALL ON FUNCTION qiwi_payin_notification_verify() FROM PUBLIC;
+
+-- Payin notifications as the web tier received them; the trigger decides.
+-- A PAYMENT, CAPTURE or REFUND body names no site: the web tier stores the
+-- site_id of the URL it gave QIWI (one per site).
+CREATE TABLE qiwi_payin_notifications (
+	id bigserial PRIMARY KEY,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	site_id text,
+	signature text,
+	body jsonb,
+	merchant text,
+	verified boolean,
+	applied boolean,
+	error text,
+	type text GENERATED ALWAYS AS (body OPERATOR(pg_catalog.->>) 'type'::text) STORED
+);
+CREATE INDEX qiwi_payin_notifications_received ON qiwi_payin_notifications (received_at);
+CREATE TRIGGER qiwi_payin_notification_verify BEFORE INSERT ON qiwi_payin_notifications
+	FOR EACH ROW EXECUTE FUNCTION qiwi_payin_notification_verify('mark');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_notifications_id_seq', '');
+
 -- ---------- reports ----------
 
 -- Held payments: authorised, not captured, something still held; oldest first
@@ -704,6 +734,21 @@ COMMENT ON FUNCTION qiwi_payin_refund_status(text, text, text) IS $$Ask QIWI for
 COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refund of payment payment_id, record and return them. Not PUBLIC. merchant: whose$$;
 
 COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
+
+COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE or REFUND to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_payin_notifications IS $$QIWI Payin notifications as the web tier received them, verified and applied by the trigger qiwi_payin_notification_verify()$$;
+COMMENT ON COLUMN qiwi_payin_notifications.id IS $$Order of arrival$$;
+COMMENT ON COLUMN qiwi_payin_notifications.received_at IS $$When the notification was stored$$;
+COMMENT ON COLUMN qiwi_payin_notifications.site_id IS $$The site it was sent for, stored by the web tier (the notification URL it gave QIWI for that site); NULL: a TOKEN's merchantSiteUid, else unverifiable$$;
+COMMENT ON COLUMN qiwi_payin_notifications.signature IS $$The Signature header as received$$;
+COMMENT ON COLUMN qiwi_payin_notifications.body IS $$The request body as received$$;
+COMMENT ON COLUMN qiwi_payin_notifications.merchant IS $$Set by the trigger: the merchant whose key verified it$$;
+COMMENT ON COLUMN qiwi_payin_notifications.verified IS $$Set by the trigger: the signature holds for the merchant's payin_notification_key$$;
+COMMENT ON COLUMN qiwi_payin_notifications.applied IS $$Set by the trigger: it moved the qiwi_payin_* tables forward$$;
+COMMENT ON COLUMN qiwi_payin_notifications.error IS $$Set by the trigger: why it was not verified or not applied (a duplicate, out of order, a type not recorded, ...)$$;
+COMMENT ON COLUMN qiwi_payin_notifications.type IS $$PAYMENT, CAPTURE, REFUND, TOKEN, CHECK_CARD (generated from the body; unsigned until verified)$$;
+COMMENT ON SEQUENCE qiwi_payin_notifications_id_seq IS $$Ids of qiwi_payin_notifications$$;
+COMMENT ON TRIGGER qiwi_payin_notification_verify ON qiwi_payin_notifications IS $$Checks each notification's signature and applies verified ones to the qiwi_payin_* tables ('mark': a bad one is stored with verified = false)$$;
 
 COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_payin_holds.merchant IS $$Whose payment$$;

@@ -106,6 +106,22 @@ typedef struct PayinCreateArgs
 	bool		bind_token;
 } PayinCreateArgs;
 
+/* What a PAYMENT, CAPTURE or REFUND notification says */
+typedef enum PayinNoticeKind
+{
+	PAYIN_NOTICE_PAYMENT,
+	PAYIN_NOTICE_CAPTURE,
+	PAYIN_NOTICE_REFUND
+} PayinNoticeKind;
+
+typedef struct PayinNotice
+{
+	PayinNoticeKind kind;
+	char	   *type;
+	PayinPayment payment;		/* PAYMENT */
+	PayinOperationResult operation;	/* CAPTURE, REFUND */
+} PayinNotice;
+
 /* ---------- payin_wire.c ---------- */
 
 extern const ArgLimits payin_limits;
@@ -131,6 +147,7 @@ extern void payin_capture_operation(const Merchant *merchant, const char *paymen
 extern void payin_refund_operation(const Merchant *merchant, const char *payment_id,
 								   const char *refund_id, Numeric amount, const char *currency,
 								   bool send, PayinOperationResult *refund, QiwiOperation *op);
+extern bool payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem);
 extern void payin_refunds_operation(const Merchant *merchant, const char *payment_id,
 									List **refunds, QiwiOperation *op);
 
@@ -146,10 +163,24 @@ typedef struct PayinHeadroom
 	char	   *status;
 } PayinHeadroom;
 
+/* What recording a payment did */
+typedef enum PayinStored
+{
+	PAYIN_STORED_NEW,			/* first seen */
+	PAYIN_STORED_ADVANCED,		/* its status moved forward */
+	PAYIN_STORED_SAME,			/* the status recorded already */
+	PAYIN_STORED_STALE,			/* final already with another status: unchanged */
+	PAYIN_STORED_MISMATCH		/* other money than its invoice */
+} PayinStored;
+
 extern void payin_store_invoice(PayinInvoice *invoice, const char *source);
-extern void payin_store_payment(PayinPayment *payment, const char *source);
-extern void payin_store_capture(const PayinOperationResult *capture);
-extern void payin_store_refund(const PayinOperationResult *refund);
+extern PayinStored payin_store_payment(PayinPayment *payment, const char *source);
+extern bool payin_store_capture(const PayinOperationResult *capture, const char *source,
+								char **status);
+extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
+							   char **status);
+extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
+									 const char *source);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,
 								 const char *refund_id, PayinHeadroom *headroom);
 extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,

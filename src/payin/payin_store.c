@@ -43,7 +43,7 @@ enum
 {
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -129,10 +129,14 @@ prepare_plans(Oid schema)
 		" (SELECT i.currency FROM %1$s.qiwi_payin_invoices i WHERE i.merchant = $1 AND i.bill_id = $3)",
 		nsp), 3, two_text);
 	plans[P_PAYMENT_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
+		"INSERT INTO %1$s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
 		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
 		" reason_message, created_at, status_changed_at, flags, capture_deadline, checked_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+		" VALUES ($1, $2, $3, $4, $5, $6,"
+		/* a capture told of before its payment counts */
+		" greatest($7, (SELECT max(c.amount) FROM %1$s.qiwi_payin_captures c"
+		"  WHERE c.merchant = $1 AND c.payment_id = $2 AND c.status = 'COMPLETED')),"
+		" $8, $9, $10, $11, $12, $13,"
 		" coalesce($14, clock_timestamp()), $15,"
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
 		"  THEN coalesce($14, clock_timestamp()) + make_interval(hours => $16) END,"
@@ -232,6 +236,10 @@ prepare_plans(Oid schema)
 		"   WHERE d.deadline > clock_timestamp()), 'infinity'))"
 		" WHERE i.merchant = $1 AND i.bill_id = $2", nsp),
 		6, check_types);
+	plans[P_INVOICE_PAID] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_invoices SET status = 'PAID', status_changed_at = clock_timestamp(),"
+		" checked_at = clock_timestamp() WHERE merchant = $1 AND bill_id = $2 AND status = 'CREATED'",
+		nsp), 2, two_text);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -422,7 +430,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
  * money than its invoice (when the invoice is known) is MISMATCH, and so is
  * its invoice.  *payment then says what was recorded.
  */
-void
+PayinStored
 payin_store_payment(PayinPayment *payment, const char *source)
 {
 	Datum		values[PAYMENT_NARGS];
@@ -432,6 +440,7 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	Numeric		invoice_amount;
 	char	   *invoice_currency;
 	const Merchant *merchant = merchant_by_name(payment->merchant);
+	PayinStored stored;
 
 	memset(nulls, ' ', PAYMENT_NARGS);
 	nulls[PAYMENT_NARGS] = '\0';
@@ -494,20 +503,32 @@ payin_store_payment(PayinPayment *payment, const char *source)
 			strcmp(invoice_status, "MISMATCH") != 0)
 			record_event(payment->merchant, "invoice", payment->bill_id, invoice_status, "MISMATCH", source);
 		payment->status = "MISMATCH";
+		stored = PAYIN_STORED_MISMATCH;
 	}
 	else if (old_status == NULL &&
 			 ledger_run(plans[P_PAYMENT_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+	{
 		record_event(payment->merchant, "payment", payment->payment_id, NULL, payment->status, source);
+		stored = PAYIN_STORED_NEW;
+	}
 	else if (old_status == NULL || strcmp(old_status, payment->status) != 0)
 	{
+		stored = PAYIN_STORED_ADVANCED;
 		if (ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
 			record_event(payment->merchant, "payment", payment->payment_id, old_status, payment->status, source);
 		else if (old_status != NULL)
+		{
 			payment->status = old_status;	/* final already, or MISMATCH: it stays */
+			stored = PAYIN_STORED_STALE;
+		}
 	}
 	else
+	{
 		ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE);
+		stored = PAYIN_STORED_SAME;
+	}
 	ledger_end(&ctx);
+	return stored;
 }
 
 /* Fill the Datums of a capture or refund write */
@@ -534,38 +555,73 @@ operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
 	nulls[11] = 'n';
 }
 
-/* Record a capture QIWI made or told of; its payment's captured amount grows */
-void
-payin_store_capture(const PayinOperationResult *capture)
+/*
+ * Record a capture QIWI made or told of; its payment's captured amount
+ * grows.  True if it is new here; *status (unless NULL) is the one recorded.
+ */
+bool
+payin_store_capture(const PayinOperationResult *capture, const char *source, char **status)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
 	bool		isnull;
+	bool		inserted;
 
 	operation_values(capture, values, nulls);
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_CAPTURE_UPSERT], values, nulls, SPI_OK_SELECT);
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		record_event(capture->merchant, "capture", capture->id, NULL, capture->status, "call");
+	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (status != NULL)
+		*status = row_text(&ctx, 2);
+	if (inserted)
+		record_event(capture->merchant, "capture", capture->id, NULL, capture->status, source);
 	ledger_end(&ctx);
+	return inserted;
 }
 
-/* Record a refund (or reversal) QIWI made or told of */
-void
-payin_store_refund(const PayinOperationResult *refund)
+/*
+ * Record a refund (or reversal) QIWI made or told of.  True if it is new
+ * here; *status (unless NULL) is the one recorded.
+ */
+bool
+payin_store_refund(const PayinOperationResult *refund, const char *source, char **status)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
 	bool		isnull;
+	bool		inserted;
 
 	operation_values(refund, values, nulls);
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_REFUND_UPSERT], values, nulls, SPI_OK_INSERT_RETURNING);
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		record_event(refund->merchant, "refund", refund->id, NULL, refund->status, "call");
+	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (status != NULL)
+		*status = row_text(&ctx, 2);
+	if (inserted)
+		record_event(refund->merchant, "refund", refund->id, NULL, refund->status, source);
 	ledger_end(&ctx);
+	return inserted;
+}
+
+/*
+ * A payment of invoice bill_id was authorised: the invoice is PAID if it
+ * was CREATED (what QIWI does).  True if it moved.
+ */
+bool
+payin_store_invoice_paid(const char *merchant, const char *bill_id, const char *source)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
+	OwnerContext ctx;
+	bool		moved;
+
+	begin_payin_ledger(&ctx);
+	moved = ledger_run(plans[P_INVOICE_PAID], values, NULL, SPI_OK_UPDATE) > 0;
+	if (moved)
+		record_event(merchant, "invoice", bill_id, "CREATED", "PAID", source);
+	ledger_end(&ctx);
+	return moved;
 }
 
 /*
