@@ -115,12 +115,41 @@ SELECT regexp_replace(s.error, 'payment "[^"]*"', 'payment "…"') AS error, s.a
        store('ntf-a', d.b, sign(d.b, 'nk-a')) s;
 SELECT bill_id, status FROM qiwi_payin_invoices WHERE bill_id = 'ntf-2';
 
+-- ---------- payment tokens ----------
+SELECT status, flags FROM qiwi_payin_create_invoice('tok-1', 2.00, account => 'buyer-t', bind_token => true,
+                                                    merchant => 'ntf_a');
+SELECT sandbox('POST', '/sandbox/payin/sites/ntf-a/bills/tok-1/pay',
+               '{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}')->'status'->>'value' AS paid;
+-- a TOKEN names its site (merchantSiteUid): site_id may be NULL, and must agree when given
+SELECT s.* FROM sent('ntf-a', 'TOKEN') x, store('ntf-b', x.body, x.signature) s;
+SELECT s.* FROM sent('ntf-a', 'TOKEN') x, store(NULL, x.body, x.signature) s;
+SELECT account, token IS NOT NULL AS has_token, card, expires_at IS NOT NULL AS has_expiry,
+       bound_at IS NOT NULL AS has_bound_at FROM qiwi_payin_tokens;
+SELECT s.* FROM sent('ntf-a', 'TOKEN') x, store('ntf-a', x.body, x.signature) s;
+-- a binding QIWI refused (the card was declined) records nothing, and says so
+SELECT status FROM qiwi_payin_create_invoice('tok-0', 2.00, account => 'buyer-u', bind_token => true,
+                                             merchant => 'ntf_a');
+SELECT sandbox('POST', '/sandbox/payin/sites/ntf-a/bills/tok-0/pay',
+               '{"pan": "4256000000000003", "expiry": "02/30", "cvv": "123"}')->'status'->>'value' AS declined;
+SELECT s.* FROM sent('ntf-a', 'TOKEN') x, store('ntf-a', x.body, x.signature) s
+ WHERE x.body->'token'->'status'->>'value' = 'REJECTED';
+SELECT count(*) AS tokens FROM qiwi_payin_tokens;
+-- a later invoice for the same account is paid with the recorded token, without the card
+SELECT status FROM qiwi_payin_create_invoice('tok-2', 3.00, account => 'buyer-t', merchant => 'ntf_a');
+SELECT sandbox('POST', '/sandbox/payin/sites/ntf-a/bills/tok-2/pay',
+               jsonb_build_object('token', token)::text)->'status'->>'value' AS paid_with_token
+  FROM qiwi_payin_tokens WHERE account = 'buyer-t';
+SELECT status FROM qiwi_payin_invoice('tok-2', merchant => 'ntf_a');
+SELECT status, method, amount FROM qiwi_payin_payments WHERE bill_id = 'tok-2';
+
 -- ---------- 'reject' mode ----------
 CREATE TABLE strict_payin (LIKE qiwi_payin_notifications INCLUDING DEFAULTS);
 CREATE TRIGGER v BEFORE INSERT ON strict_payin FOR EACH ROW EXECUTE FUNCTION qiwi_payin_notification_verify('reject');
 SELECT try($$INSERT INTO strict_payin (site_id, body, signature)
-             SELECT 'ntf-a', jsonb_set(body, '{payment,amount,value}', '500'), signature FROM sent('ntf-a', 'PAYMENT')$$);
-INSERT INTO strict_payin (site_id, body, signature) SELECT 'ntf-a', body, signature FROM sent('ntf-a', 'PAYMENT');
+             SELECT 'ntf-a', jsonb_set(body, '{payment,amount,value}', '500'), signature FROM sent('ntf-a', 'PAYMENT')
+              WHERE body->'payment'->>'billId' = 'ntf-1'$$);
+INSERT INTO strict_payin (site_id, body, signature)
+SELECT 'ntf-a', body, signature FROM sent('ntf-a', 'PAYMENT') WHERE body->'payment'->>'billId' = 'ntf-1';
 SELECT verified, applied, regexp_replace(error, '"[^"]*"', '"…"') AS error FROM strict_payin;
 CREATE TRIGGER w BEFORE INSERT ON strict_payin FOR EACH ROW EXECUTE FUNCTION qiwi_payin_notification_verify('sometimes');
 DROP TRIGGER v ON strict_payin;

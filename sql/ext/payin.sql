@@ -247,6 +247,20 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'qiwi_payin_verify_signature'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Payment tokens QIWI bound for buyers' accounts (TOKEN notifications)
+CREATE TABLE qiwi_payin_tokens (
+	merchant text NOT NULL,
+	account text NOT NULL,
+	token text NOT NULL,
+	card text,
+	expires_at timestamptz,
+	bound_at timestamptz,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	CONSTRAINT qiwi_payin_tokens_pkey PRIMARY KEY (merchant, token)
+);
+CREATE INDEX qiwi_payin_tokens_account ON qiwi_payin_tokens (merchant, account);
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_tokens', '');
+
 CREATE FUNCTION qiwi_payin_notification_verify()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'qiwi_payin_notification_verify'
@@ -494,7 +508,16 @@ COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refun
 
 COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
 
-COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE or REFUND to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_payin_tokens IS $$Payment tokens QIWI bound for buyers' accounts (invoices with account and bind_token), recorded from verified TOKEN notifications; a later invoice for the same account can be paid with one, without the card$$;
+COMMENT ON COLUMN qiwi_payin_tokens.merchant IS $$Whose token: only that merchant's site can use it$$;
+COMMENT ON COLUMN qiwi_payin_tokens.account IS $$The buyer's account (customer.account) it was bound for$$;
+COMMENT ON COLUMN qiwi_payin_tokens.token IS $$QIWI's payment token$$;
+COMMENT ON COLUMN qiwi_payin_tokens.card IS $$The card it stands for, masked (the notification's name)$$;
+COMMENT ON COLUMN qiwi_payin_tokens.expires_at IS $$When it expires (the notification's expiredDate)$$;
+COMMENT ON COLUMN qiwi_payin_tokens.bound_at IS $$When QIWI bound it (status.changedDateTime)$$;
+COMMENT ON COLUMN qiwi_payin_tokens.first_seen_at IS $$When this database recorded it$$;
+
+COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE, REFUND or TOKEN to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
 COMMENT ON TABLE qiwi_payin_notifications IS $$QIWI Payin notifications as the web tier received them, verified and applied by the trigger qiwi_payin_notification_verify()$$;
 COMMENT ON COLUMN qiwi_payin_notifications.id IS $$Order of arrival$$;
 COMMENT ON COLUMN qiwi_payin_notifications.received_at IS $$When the notification was stored$$;

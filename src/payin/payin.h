@@ -106,12 +106,27 @@ typedef struct PayinCreateArgs
 	bool		bind_token;
 } PayinCreateArgs;
 
-/* What a PAYMENT, CAPTURE or REFUND notification says */
+/* A payment token QIWI bound (or refused to bind) for a buyer's account */
+typedef struct PayinToken
+{
+	const char *merchant;
+	char	   *account;
+	char	   *status;			/* CREATED or REJECTED */
+	char	   *token;			/* NULL when REJECTED */
+	char	   *name;			/* the card, masked */
+	bool		has_expires_at;
+	TimestampTz expires_at;
+	bool		has_bound_at;
+	TimestampTz bound_at;
+} PayinToken;
+
+/* What a PAYMENT, CAPTURE, REFUND or TOKEN notification says */
 typedef enum PayinNoticeKind
 {
 	PAYIN_NOTICE_PAYMENT,
 	PAYIN_NOTICE_CAPTURE,
-	PAYIN_NOTICE_REFUND
+	PAYIN_NOTICE_REFUND,
+	PAYIN_NOTICE_TOKEN
 } PayinNoticeKind;
 
 typedef struct PayinNotice
@@ -120,6 +135,7 @@ typedef struct PayinNotice
 	char	   *type;
 	PayinPayment payment;		/* PAYMENT */
 	PayinOperationResult operation;	/* CAPTURE, REFUND */
+	PayinToken	token;			/* TOKEN */
 } PayinNotice;
 
 /* ---------- payin_wire.c ---------- */
@@ -179,6 +195,7 @@ extern bool payin_store_capture(const PayinOperationResult *capture, const char 
 								char **status);
 extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
 							   char **status);
+extern bool payin_store_token(const PayinToken *token);
 extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
 									 const char *source);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,

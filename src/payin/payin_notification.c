@@ -273,6 +273,20 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 	*applied = false;
 	if (!payin_parse_notification(body, &notice, &problem))
 		return psprintf("verified but not applied: %s", problem);
+	if (notice.kind == PAYIN_NOTICE_TOKEN)
+	{
+		notice.token.merchant = merchant->name;
+		if (strcmp(notice.token.status, "CREATED") != 0)
+			return psprintf("no token: QIWI refused to bind a card for account \"%s\" (%s)",
+							notice.token.account, notice.token.status);
+		if (payin_store_token(&notice.token))
+		{
+			*applied = true;
+			return NULL;
+		}
+		return psprintf("duplicate: the token for account \"%s\" is already recorded",
+						notice.token.account);
+	}
 	if (notice.kind != PAYIN_NOTICE_PAYMENT)
 	{
 		what = notice.kind == PAYIN_NOTICE_CAPTURE ? "capture" : "refund";

@@ -43,7 +43,7 @@ enum
 {
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -62,6 +62,11 @@ static const Oid payment_types[PAYMENT_NARGS] = {
 	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, NUMERICOID, NUMERICOID,
 	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTARRAYOID,
 	INT4OID
+};
+
+/* Columns of a token write: $1..$6 */
+static const Oid token_types[6] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
 };
 
 /* Columns of a capture or refund write: $1..$12 */
@@ -240,6 +245,10 @@ prepare_plans(Oid schema)
 		"UPDATE %s.qiwi_payin_invoices SET status = 'PAID', status_changed_at = clock_timestamp(),"
 		" checked_at = clock_timestamp() WHERE merchant = $1 AND bill_id = $2 AND status = 'CREATED'",
 		nsp), 2, two_text);
+	plans[P_TOKEN_INSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant, token) DO NOTHING", nsp),
+		6, (Oid *) token_types);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -725,4 +734,27 @@ payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_CHECK_RESULT], values, nulls, SPI_OK_UPDATE);
 	ledger_end(&ctx);
+}
+
+/* Record a payment token QIWI bound for a buyer's account; true if it is new here */
+bool
+payin_store_token(const PayinToken *token)
+{
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	OwnerContext ctx;
+	bool		inserted;
+
+	values[0] = CStringGetTextDatum(token->merchant);
+	values[1] = CStringGetTextDatum(token->account);
+	values[2] = CStringGetTextDatum(token->token);
+	values[3] = ledger_text_or_null(token->name, &nulls[3]);
+	values[4] = TimestampTzGetDatum(token->expires_at);
+	nulls[4] = token->has_expires_at ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(token->bound_at);
+	nulls[5] = token->has_bound_at ? ' ' : 'n';
+	begin_payin_ledger(&ctx);
+	inserted = ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0;
+	ledger_end(&ctx);
+	return inserted;
 }

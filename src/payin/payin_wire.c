@@ -310,8 +310,38 @@ parse_operation_result(JsonbContainer *root, bool notice, const char *id_key,
 	return true;
 }
 
+/* Read the "token" object of a TOKEN notification (§8) */
+static bool
+parse_token(JsonbContainer *root, PayinToken *token, char **problem)
+{
+	static const char *const statuses[] = {"CREATED", "REJECTED", NULL};
+	JsonbContainer *status;
+
+	if (!json_string(root, "account", true, &token->account, problem) ||
+		!json_member_object(root, "status", true, &status, NULL, problem) ||
+		!json_string(status, "value", true, &token->status, problem) ||
+		!json_timestamp(status, "changedDateTime", NULL, &token->has_bound_at,
+						&token->bound_at, problem) ||
+		!json_string(root, "token", false, &token->token, problem) ||
+		!json_string(root, "name", false, &token->name, problem) ||
+		!json_timestamp(root, "expiredDate", NULL, &token->has_expires_at,
+						&token->expires_at, problem))
+		return false;
+	if (!status_in(token->status, statuses))
+	{
+		*problem = psprintf("unknown token status \"%s\"", token->status);
+		return false;
+	}
+	if (strcmp(token->status, "CREATED") == 0 && token->token == NULL)
+	{
+		*problem = pstrdup("field \"token\" is missing");
+		return false;
+	}
+	return true;
+}
+
 /*
- * Read the object of a PAYMENT, CAPTURE or REFUND notification into
+ * Read the object of a PAYMENT, CAPTURE, REFUND or TOKEN notification into
  * *notice; false with *problem if it is not one, or not a valid one
  */
 bool
@@ -329,6 +359,8 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 		notice->kind = PAYIN_NOTICE_CAPTURE;
 	else if (strcmp(type, "REFUND") == 0)
 		notice->kind = PAYIN_NOTICE_REFUND;
+	else if (strcmp(type, "TOKEN") == 0)
+		notice->kind = PAYIN_NOTICE_TOKEN;
 	else
 	{
 		*problem = psprintf("%s notifications are not recorded", type);
@@ -336,11 +368,14 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 	}
 	notice->type = type;
 	if (!json_member_object(&body->root, notice->kind == PAYIN_NOTICE_PAYMENT ? "payment" :
-							notice->kind == PAYIN_NOTICE_CAPTURE ? "capture" : "refund",
+							notice->kind == PAYIN_NOTICE_CAPTURE ? "capture" :
+							notice->kind == PAYIN_NOTICE_REFUND ? "refund" : "token",
 							true, &object, NULL, problem))
 		return false;
 	if (notice->kind == PAYIN_NOTICE_PAYMENT)
 		return parse_payment(object, true, &notice->payment, problem);
+	if (notice->kind == PAYIN_NOTICE_TOKEN)
+		return parse_token(object, &notice->token, problem);
 	return parse_operation_result(object, true,
 								  notice->kind == PAYIN_NOTICE_CAPTURE ? "captureId" : "refundId",
 								  &notice->operation, problem);

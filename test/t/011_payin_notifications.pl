@@ -2,7 +2,8 @@
 # one URL per site, retried on QIWI's schedule), the receiver stores them
 # through psql, and the trigger moves the qiwi_payin_* tables with no call
 # to QIWI and no reconciler: a held payment, its capture at the deadline, a
-# one-step payment, a refund; a receiver down meanwhile; forgeries.
+# one-step payment, a refund; a receiver down meanwhile; a token bound and
+# reused; forgeries.
 use strict;
 use warnings;
 
@@ -110,6 +111,17 @@ is(sql(q{SELECT status FROM qiwi_payin_invoices WHERE bill_id = 'nt-3'}), 'CREAT
 start_receiver();
 wait_for(q{SELECT status = 'PAID' FROM qiwi_payin_invoices WHERE bill_id = 'nt-3'},
 	'a retry on QIWI\'s schedule delivers the PAYMENT once the receiver is back');
+
+# ---------- a token bound by a TOKEN notification pays a later invoice ----------
+sql(q{SELECT qiwi_payin_create_invoice('nt-4', 2.00, account => 'buyer-9', bind_token => true, merchant => 'pa')});
+pay('nt-4');
+wait_for(q{SELECT true FROM qiwi_payin_tokens WHERE account = 'buyer-9'}, 'the TOKEN notification records the token');
+sql(q{SELECT qiwi_payin_create_invoice('nt-5', 2.50, account => 'buyer-9', merchant => 'pa')});
+sandbox('/sandbox/payin/sites/nt-a/bills/nt-5/pay',
+	'{"token": "' . sql(q{SELECT token FROM qiwi_payin_tokens WHERE account = 'buyer-9'}) . '"}');
+wait_for(q{SELECT status = 'PAID' FROM qiwi_payin_invoices WHERE bill_id = 'nt-5'},
+	'a later invoice for the same account, paid with it, turns PAID');
+is(sql(q{SELECT method FROM qiwi_payin_payments WHERE bill_id = 'nt-5'}), 'TOKEN', 'paid with the token, not a card');
 
 # ---------- forgeries are stored, marked, and change nothing ----------
 my $body = sql(q{SELECT body FROM qiwi_payin_notifications WHERE type = 'PAYMENT' AND body->'payment'->>'billId' = 'nt-3'});
