@@ -82,9 +82,14 @@ CREATE TABLE qiwi_payin_invoices (
 	qiwi_amount numeric,
 	qiwi_currency text,
 	qiwi_status text,
+	next_check_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	check_count integer NOT NULL DEFAULT 0,
+	failures integer NOT NULL DEFAULT 0,
+	last_error text,
 	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id)
 );
 CREATE INDEX qiwi_payin_invoices_status ON qiwi_payin_invoices (status, status_changed_at);
+CREATE INDEX qiwi_payin_invoices_due ON qiwi_payin_invoices (next_check_at) WHERE status IN ('CREATED', 'PAID');
 
 CREATE TABLE qiwi_payin_payments (
 	merchant text NOT NULL,
@@ -242,25 +247,67 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'qiwi_payin_verify_signature'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Payment tokens QIWI bound for buyers' accounts (TOKEN notifications)
+CREATE TABLE qiwi_payin_tokens (
+	merchant text NOT NULL,
+	account text NOT NULL,
+	token text NOT NULL,
+	card text,
+	expires_at timestamptz,
+	bound_at timestamptz,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	CONSTRAINT qiwi_payin_tokens_pkey PRIMARY KEY (merchant, token)
+);
+CREATE INDEX qiwi_payin_tokens_account ON qiwi_payin_tokens (merchant, account);
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_tokens', '');
+
+CREATE FUNCTION qiwi_payin_notification_verify()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_payin_notification_verify'
+LANGUAGE C;
+
+-- The trigger applies QIWI's word to the qiwi_payin_* tables as the owner:
+-- only roles the owner grants it to may put it on a table of theirs.
+REVOKE ALL ON FUNCTION qiwi_payin_notification_verify() FROM PUBLIC;
+
+-- Payin notifications as the web tier received them; the trigger decides.
+-- A PAYMENT, CAPTURE or REFUND body names no site: the web tier stores the
+-- site_id of the URL it gave QIWI (one per site).
+CREATE TABLE qiwi_payin_notifications (
+	id bigserial PRIMARY KEY,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	site_id text,
+	signature text,
+	body jsonb,
+	merchant text,
+	verified boolean,
+	applied boolean,
+	error text,
+	type text GENERATED ALWAYS AS (body OPERATOR(pg_catalog.->>) 'type'::text) STORED
+);
+CREATE INDEX qiwi_payin_notifications_received ON qiwi_payin_notifications (received_at);
+CREATE TRIGGER qiwi_payin_notification_verify BEFORE INSERT ON qiwi_payin_notifications
+	FOR EACH ROW EXECUTE FUNCTION qiwi_payin_notification_verify('mark');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_notifications_id_seq', '');
+
 -- ---------- reports ----------
 
 -- Held payments: authorised, not captured, something still held; oldest first
 CREATE VIEW qiwi_payin_holds WITH (security_invoker = true) AS
-SELECT p.merchant, p.payment_id, p.bill_id,
-       p.amount OPERATOR(pg_catalog.-) coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
-                                                  WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
-                                                    AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
-                                                    AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric) AS held,
+SELECT p.merchant, p.payment_id, p.bill_id, p.amount OPERATOR(pg_catalog.-) rel.released AS held,
        p.currency, p.status_changed_at AS authorised_at, p.capture_deadline,
        p.capture_deadline OPERATOR(pg_catalog.-) now() AS time_left
-  FROM qiwi_payin_payments p
+  FROM qiwi_payin_payments p,
+       LATERAL (SELECT GREATEST(p.refunded_amount,
+                                coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
+                                           WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
+                                             AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
+                                             AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric)) AS released) rel
  WHERE p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text
    AND p.captured_amount OPERATOR(pg_catalog.=) 0::numeric
    AND p.capture_deadline IS NOT NULL
-   AND p.amount OPERATOR(pg_catalog.>) coalesce((SELECT sum(r.amount) FROM qiwi_payin_refunds r
-                                                  WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
-                                                    AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
-                                                    AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text), 0::numeric)
+   AND p.amount OPERATOR(pg_catalog.>) rel.released
  ORDER BY p.status_changed_at, p.payment_id;
 
 -- All money by merchant, API and status, in one query.  received is money
@@ -290,7 +337,9 @@ SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
                     ELSE p.amount OPERATOR(pg_catalog.-) rev.released END,
                CASE WHEN p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text THEN p.captured_amount ELSE 0.00 END
           FROM qiwi_payin_payments p,
-               LATERAL (SELECT coalesce(sum(r.amount), 0::numeric) AS released FROM qiwi_payin_refunds r
+               LATERAL (SELECT GREATEST(CASE WHEN p.captured_amount OPERATOR(pg_catalog.=) 0::numeric
+                                             THEN p.refunded_amount ELSE 0::numeric END,
+                                        coalesce(sum(r.amount), 0::numeric)) AS released FROM qiwi_payin_refunds r
                          WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
                            AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
                            AND r.reversal AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text) rev
@@ -382,6 +431,10 @@ COMMENT ON COLUMN qiwi_payin_invoices.checked_at IS $$When QIWI last told us abo
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_amount IS $$For MISMATCH: the amount QIWI reported$$;
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_currency IS $$For MISMATCH: the currency QIWI reported$$;
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_status IS $$For MISMATCH: what QIWI said of that other money$$;
+COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED or one of its payments holds money (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.check_count IS $$Reconciler checks answered so far$$;
+COMMENT ON COLUMN qiwi_payin_invoices.failures IS $$Failed reconciler checks in a row (network, timeout, 429, 5xx, malformed answer, 404); 0 after an answer$$;
+COMMENT ON COLUMN qiwi_payin_invoices.last_error IS $$Why the last reconciler check failed (keys replaced by ********)$$;
 
 COMMENT ON TABLE qiwi_payin_payments IS $$Latest known state of every Payin payment seen from this database; maintained by qiwi_kassa, forward only$$;
 COMMENT ON COLUMN qiwi_payin_payments.merchant IS $$Whose payment: a server of the wrapper qiwi (or "default")$$;
@@ -455,11 +508,35 @@ COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refun
 
 COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
 
+COMMENT ON TABLE qiwi_payin_tokens IS $$Payment tokens QIWI bound for buyers' accounts (invoices with account and bind_token), recorded from verified TOKEN notifications; a later invoice for the same account can be paid with one, without the card$$;
+COMMENT ON COLUMN qiwi_payin_tokens.merchant IS $$Whose token: only that merchant's site can use it$$;
+COMMENT ON COLUMN qiwi_payin_tokens.account IS $$The buyer's account (customer.account) it was bound for$$;
+COMMENT ON COLUMN qiwi_payin_tokens.token IS $$QIWI's payment token$$;
+COMMENT ON COLUMN qiwi_payin_tokens.card IS $$The card it stands for, masked (the notification's name)$$;
+COMMENT ON COLUMN qiwi_payin_tokens.expires_at IS $$When it expires (the notification's expiredDate)$$;
+COMMENT ON COLUMN qiwi_payin_tokens.bound_at IS $$When QIWI bound it (status.changedDateTime)$$;
+COMMENT ON COLUMN qiwi_payin_tokens.first_seen_at IS $$When this database recorded it$$;
+
+COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE, REFUND or TOKEN to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_payin_notifications IS $$QIWI Payin notifications as the web tier received them, verified and applied by the trigger qiwi_payin_notification_verify()$$;
+COMMENT ON COLUMN qiwi_payin_notifications.id IS $$Order of arrival$$;
+COMMENT ON COLUMN qiwi_payin_notifications.received_at IS $$When the notification was stored$$;
+COMMENT ON COLUMN qiwi_payin_notifications.site_id IS $$The site it was sent for, stored by the web tier (the notification URL it gave QIWI for that site); NULL: a TOKEN's merchantSiteUid, else unverifiable$$;
+COMMENT ON COLUMN qiwi_payin_notifications.signature IS $$The Signature header as received$$;
+COMMENT ON COLUMN qiwi_payin_notifications.body IS $$The request body as received$$;
+COMMENT ON COLUMN qiwi_payin_notifications.merchant IS $$Set by the trigger: the merchant whose key verified it$$;
+COMMENT ON COLUMN qiwi_payin_notifications.verified IS $$Set by the trigger: the signature holds for the merchant's payin_notification_key$$;
+COMMENT ON COLUMN qiwi_payin_notifications.applied IS $$Set by the trigger: it moved the qiwi_payin_* tables forward$$;
+COMMENT ON COLUMN qiwi_payin_notifications.error IS $$Set by the trigger: why it was not verified or not applied (a duplicate, out of order, a type not recorded, ...)$$;
+COMMENT ON COLUMN qiwi_payin_notifications.type IS $$PAYMENT, CAPTURE, REFUND, TOKEN, CHECK_CARD (generated from the body; unsigned until verified)$$;
+COMMENT ON SEQUENCE qiwi_payin_notifications_id_seq IS $$Ids of qiwi_payin_notifications$$;
+COMMENT ON TRIGGER qiwi_payin_notification_verify ON qiwi_payin_notifications IS $$Checks each notification's signature and applies verified ones to the qiwi_payin_* tables ('mark': a bad one is stored with verified = false)$$;
+
 COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_payin_holds.merchant IS $$Whose payment$$;
 COMMENT ON COLUMN qiwi_payin_holds.payment_id IS $$The payment$$;
 COMMENT ON COLUMN qiwi_payin_holds.bill_id IS $$Its invoice$$;
-COMMENT ON COLUMN qiwi_payin_holds.held IS $$Money still held: the amount less reversals$$;
+COMMENT ON COLUMN qiwi_payin_holds.held IS $$Money still held: the amount less reversals (those recorded, or what QIWI reports released, whichever is more)$$;
 COMMENT ON COLUMN qiwi_payin_holds.currency IS $$ISO 4217 code of held$$;
 COMMENT ON COLUMN qiwi_payin_holds.authorised_at IS $$When the payment was authorised$$;
 COMMENT ON COLUMN qiwi_payin_holds.capture_deadline IS $$When QIWI captures or releases it by itself$$;

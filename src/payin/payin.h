@@ -10,6 +10,7 @@
  * payin_sql.c    the SQL functions
  * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _events
  * payin_notification.c  the signatures of notifications
+ * payin_reconcile.c  invoices as a kind of thing the reconciler keeps current
  */
 #ifndef QIWI_PAYIN_H
 #define QIWI_PAYIN_H
@@ -105,6 +106,38 @@ typedef struct PayinCreateArgs
 	bool		bind_token;
 } PayinCreateArgs;
 
+/* A payment token QIWI bound (or refused to bind) for a buyer's account */
+typedef struct PayinToken
+{
+	const char *merchant;
+	char	   *account;
+	char	   *status;			/* CREATED or REJECTED */
+	char	   *token;			/* NULL when REJECTED */
+	char	   *name;			/* the card, masked */
+	bool		has_expires_at;
+	TimestampTz expires_at;
+	bool		has_bound_at;
+	TimestampTz bound_at;
+} PayinToken;
+
+/* What a PAYMENT, CAPTURE, REFUND or TOKEN notification says */
+typedef enum PayinNoticeKind
+{
+	PAYIN_NOTICE_PAYMENT,
+	PAYIN_NOTICE_CAPTURE,
+	PAYIN_NOTICE_REFUND,
+	PAYIN_NOTICE_TOKEN
+} PayinNoticeKind;
+
+typedef struct PayinNotice
+{
+	PayinNoticeKind kind;
+	char	   *type;
+	PayinPayment payment;		/* PAYMENT */
+	PayinOperationResult operation;	/* CAPTURE, REFUND */
+	PayinToken	token;			/* TOKEN */
+} PayinNotice;
+
 /* ---------- payin_wire.c ---------- */
 
 extern const ArgLimits payin_limits;
@@ -130,6 +163,7 @@ extern void payin_capture_operation(const Merchant *merchant, const char *paymen
 extern void payin_refund_operation(const Merchant *merchant, const char *payment_id,
 								   const char *refund_id, Numeric amount, const char *currency,
 								   bool send, PayinOperationResult *refund, QiwiOperation *op);
+extern bool payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem);
 extern void payin_refunds_operation(const Merchant *merchant, const char *payment_id,
 									List **refunds, QiwiOperation *op);
 
@@ -145,17 +179,48 @@ typedef struct PayinHeadroom
 	char	   *status;
 } PayinHeadroom;
 
+/* What recording a payment did */
+typedef enum PayinStored
+{
+	PAYIN_STORED_NEW,			/* first seen */
+	PAYIN_STORED_ADVANCED,		/* its status moved forward */
+	PAYIN_STORED_SAME,			/* the status recorded already */
+	PAYIN_STORED_STALE,			/* final already with another status: unchanged */
+	PAYIN_STORED_MISMATCH		/* other money than its invoice */
+} PayinStored;
+
 extern void payin_store_invoice(PayinInvoice *invoice, const char *source);
-extern void payin_store_payment(PayinPayment *payment, const char *source);
-extern void payin_store_capture(const PayinOperationResult *capture);
-extern void payin_store_refund(const PayinOperationResult *refund);
+extern PayinStored payin_store_payment(PayinPayment *payment, const char *source);
+extern bool payin_store_capture(const PayinOperationResult *capture, const char *source,
+								char **status);
+extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
+							   char **status);
+extern bool payin_store_token(const PayinToken *token);
+extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
+									 const char *source);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,
 								 const char *refund_id, PayinHeadroom *headroom);
 extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,
 									 Numeric *amount, char **currency, char **status);
 
+/* An invoice the reconciler follows: CREATED, or PAID with money held */
+typedef struct PayinDueInvoice
+{
+	char	   *merchant;
+	char	   *bill_id;
+	char	   *status;
+} PayinDueInvoice;
+
+extern PayinDueInvoice *payin_store_due_invoices(int limit, Datum skip_merchants, int *n);
+extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
+									 const char *error);
+
 /* ---------- payin_sql.c ---------- */
 
 extern void payin_init(void);
+
+/* ---------- payin_reconcile.c ---------- */
+
+extern void payin_reconcile_init(void);
 
 #endif							/* QIWI_PAYIN_H */

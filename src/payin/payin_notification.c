@@ -4,15 +4,20 @@
  *		HMAC-SHA256, keyed with the merchant's notification key, over the
  *		documented fields of the notification's object joined by '|', the
  *		amount written with exactly two decimals and dates exactly as
- *		received.
+ *		received; and the trigger that verifies stored notifications and
+ *		applies them to the qiwi_payin_* tables.
  */
 #include "core/core.h"
 #include "payin/payin.h"
 
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 PG_FUNCTION_INFO_V1(qiwi_payin_verify_signature);
+PG_FUNCTION_INFO_V1(qiwi_payin_notification_verify);
 
 /* The length of a signature: the hex of an HMAC-SHA256 */
 #define PAYIN_SIGNATURE_LENGTH 64
@@ -130,6 +135,33 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 }
 
 /*
+ * Does signature hold for notification under key (key_len bytes)?  false
+ * with *problem when it does not, or when the notification cannot be signed
+ */
+static bool
+signature_holds(const char *key, int key_len, text *signature, Jsonb *notification, char **problem)
+{
+	StringInfoData message;
+
+	if (VARSIZE_ANY_EXHDR(signature) != PAYIN_SIGNATURE_LENGTH)
+	{
+		*problem = psprintf("the signature is not %d hex digits", PAYIN_SIGNATURE_LENGTH);
+		return false;
+	}
+	initStringInfo(&message);
+	if (!payin_signed_string(notification, &message, problem))
+		return false;
+	if (!signature_verify(signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, key, key_len),
+						  SIGNATURE_HEX, message.data, message.len,
+						  VARDATA_ANY(signature), PAYIN_SIGNATURE_LENGTH))
+	{
+		*problem = pstrdup("the signature does not match");
+		return false;
+	}
+	return true;
+}
+
+/*
  * qiwi_payin_verify_signature(signature, notification, key, merchant): is
  * the notification QIWI's?  The key argument, else the merchant's
  * payin_notification_key; NULL if signature or notification is NULL
@@ -142,7 +174,6 @@ qiwi_payin_verify_signature(PG_FUNCTION_ARGS)
 	const char *key_text = NULL;
 	int			key_len = 0;
 	text	   *signature;
-	StringInfoData message;
 	char	   *problem = NULL;
 
 	if (!PG_ARGISNULL(2))
@@ -163,11 +194,273 @@ qiwi_payin_verify_signature(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	signature = PG_GETARG_TEXT_PP(0);
-	initStringInfo(&message);
-	if (VARSIZE_ANY_EXHDR(signature) != PAYIN_SIGNATURE_LENGTH ||
-		!payin_signed_string(PG_GETARG_JSONB_P(1), &message, &problem))
-		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(signature_verify(signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, key_text, key_len),
-									SIGNATURE_HEX, message.data, message.len,
-									VARDATA_ANY(signature), PAYIN_SIGNATURE_LENGTH));
+	PG_RETURN_BOOL(signature_holds(key_text, key_len, signature, PG_GETARG_JSONB_P(1), &problem));
+}
+
+/* ---------- the trigger ---------- */
+
+/* Column numbers of a Payin notification table */
+typedef struct NotificationColumns
+{
+	int			signature;
+	int			body;
+	int			site_id;
+	int			merchant;
+	int			verified;
+	int			applied;
+	int			error;
+} NotificationColumns;
+
+/* Find a column by name and check its type */
+static int
+notification_column(Relation rel, const char *name, Oid type)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" needs a column \"%s\" of type %s for qiwi_payin_notification_verify()",
+						RelationGetRelationName(rel), name, format_type_be(type))));
+	return attnum;
+}
+
+/*
+ * The site a notification is for: the site_id the web tier stored (it
+ * knows at which of its URLs the notification arrived), else a TOKEN's
+ * merchantSiteUid; NULL with *problem if neither names one, or if they
+ * name two.
+ */
+static char *
+notification_site(const char *stored, Jsonb *body, char **problem)
+{
+	JsonbValue *token = getKeyJsonValueFromContainer(&body->root, "token", 5, NULL);
+	char	   *named = NULL;
+
+	if (JB_ROOT_IS_OBJECT(body) && token != NULL && token->type == jbvBinary &&
+		JsonContainerIsObject(token->val.binary.data) &&
+		!json_string(token->val.binary.data, "merchantSiteUid", false, &named, problem))
+		return NULL;
+	if (stored != NULL && named != NULL && strcmp(stored, named) != 0)
+	{
+		*problem = psprintf("site_id \"%s\" is not the notification's merchantSiteUid \"%s\"",
+							stored, named);
+		return NULL;
+	}
+	if (stored == NULL && named == NULL)
+	{
+		*problem = pstrdup("the notification names no site: site_id is NULL");
+		return NULL;
+	}
+	return stored ? pstrdup(stored) : named;
+}
+
+/*
+ * Describe what applying a merchant's verified notification did, or NULL
+ * if it moved the tables forward (*applied)
+ */
+static char *
+apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
+{
+	PayinNotice notice;
+	char	   *problem = NULL;
+	char	   *recorded = NULL;
+	PayinPayment *payment = &notice.payment;
+	PayinOperationResult *op = &notice.operation;
+	const char *what;
+	const char *said;
+
+	*applied = false;
+	if (!payin_parse_notification(body, &notice, &problem))
+		return psprintf("verified but not applied: %s", problem);
+	if (notice.kind == PAYIN_NOTICE_TOKEN)
+	{
+		notice.token.merchant = merchant->name;
+		if (strcmp(notice.token.status, "CREATED") != 0)
+			return psprintf("no token: QIWI refused to bind a card for account \"%s\" (%s)",
+							notice.token.account, notice.token.status);
+		if (payin_store_token(&notice.token))
+		{
+			*applied = true;
+			return NULL;
+		}
+		return psprintf("duplicate: the token for account \"%s\" is already recorded",
+						notice.token.account);
+	}
+	if (notice.kind != PAYIN_NOTICE_PAYMENT)
+	{
+		what = notice.kind == PAYIN_NOTICE_CAPTURE ? "capture" : "refund";
+		op->merchant = merchant->name;
+		if (notice.kind == PAYIN_NOTICE_CAPTURE ?
+			payin_store_capture(op, "notification", &recorded) :
+			payin_store_refund(op, "notification", &recorded))
+		{
+			*applied = true;
+			return NULL;
+		}
+		return psprintf("duplicate: %s \"%s\" of payment \"%s\" is already recorded (%s)",
+						what, op->id, op->payment_id, recorded);
+	}
+
+	payment->merchant = merchant->name;
+	said = payment->status;
+	switch (payin_store_payment(payment, "notification"))
+	{
+		case PAYIN_STORED_NEW:
+		case PAYIN_STORED_ADVANCED:
+			*applied = true;
+			break;
+		case PAYIN_STORED_SAME:
+			break;
+		case PAYIN_STORED_STALE:
+			return psprintf("out of order: payment \"%s\" is already %s; the notification says %s",
+							payment->payment_id, payment->status, said);
+		case PAYIN_STORED_MISMATCH:
+			return psprintf("amount mismatch: payment \"%s\" is for %s %s, not its invoice's money; it is flagged MISMATCH",
+							payment->payment_id, qiwi_format_amount(payment->amount), payment->currency);
+	}
+	/* QIWI's invoice is PAID once a payment of it is authorised */
+	if (strcmp(payment->status, "COMPLETED") == 0 && payment->bill_id != NULL &&
+		payin_store_invoice_paid(merchant->name, payment->bill_id, "notification"))
+		*applied = true;
+	if (*applied)
+		return NULL;
+	return psprintf("duplicate: payment \"%s\" is already %s", payment->payment_id, payment->status);
+}
+
+/* A notification to apply, and what applying it said */
+typedef struct NotificationToApply
+{
+	Jsonb	   *body;
+	const Merchant *merchant;
+	bool		applied;
+	char	   *outcome;
+} NotificationToApply;
+
+/* Apply a NotificationToApply (a GuardedFn) */
+static bool
+run_apply(void *arg, char **problem)
+{
+	NotificationToApply *n = (NotificationToApply *) arg;
+
+	n->outcome = apply_notification(n->body, n->merchant, &n->applied);
+	return true;
+}
+
+/*
+ * qiwi_payin_notification_verify(): BEFORE INSERT trigger on a table with
+ * columns signature text, body jsonb, site_id text, merchant text,
+ * verified boolean, applied boolean, error text.  It verifies with the
+ * payin_notification_key of the merchant whose payin_site_id the row
+ * names, and applies a verified notification in a subtransaction (whatever
+ * it holds, the row is stored, marked with the reason).  Argument 'mark'
+ * (default) stores an unverifiable notification with the reason; 'reject'
+ * makes its INSERT fail.
+ */
+Datum
+qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	NotificationColumns col;
+	bool		reject;
+	bool		isnull;
+	Datum		d;
+	char	   *problem = NULL;
+	bool		verified = false;
+	Jsonb	   *body = NULL;
+	const Merchant *merchant = NULL;
+	NotificationToApply n = {NULL, NULL, false, NULL};
+	int			columns[4];
+	Datum		values[4];
+	bool		nulls[4];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("qiwi_payin_notification_verify() must be a BEFORE INSERT ... FOR EACH ROW trigger")));
+	if (trigdata->tg_trigger->tgnargs > 1 ||
+		(trigdata->tg_trigger->tgnargs == 1 &&
+		 strcmp(trigdata->tg_trigger->tgargs[0], "mark") != 0 &&
+		 strcmp(trigdata->tg_trigger->tgargs[0], "reject") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qiwi_payin_notification_verify() takes one argument, 'mark' or 'reject'")));
+	reject = trigdata->tg_trigger->tgnargs == 1 &&
+		strcmp(trigdata->tg_trigger->tgargs[0], "reject") == 0;
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	tuple = trigdata->tg_trigtuple;
+	col.signature = notification_column(rel, "signature", TEXTOID);
+	col.body = notification_column(rel, "body", JSONBOID);
+	col.site_id = notification_column(rel, "site_id", TEXTOID);
+	col.merchant = notification_column(rel, "merchant", TEXTOID);
+	col.verified = notification_column(rel, "verified", BOOLOID);
+	col.applied = notification_column(rel, "applied", BOOLOID);
+	col.error = notification_column(rel, "error", TEXTOID);
+
+	d = SPI_getbinval(tuple, desc, col.body, &isnull);
+	if (isnull)
+		problem = pstrdup("the notification has no body");
+	else
+	{
+		Datum		sig = SPI_getbinval(tuple, desc, col.signature, &isnull);
+		bool		no_site;
+		Datum		site = SPI_getbinval(tuple, desc, col.site_id, &no_site);
+		char	   *site_id;
+
+		body = DatumGetJsonbP(d);
+		if (isnull)
+			problem = pstrdup("the notification has no signature");
+		else if ((site_id = notification_site(no_site ? NULL : TextDatumGetCString(site), body,
+											  &problem)) != NULL &&
+				 (merchant = merchant_by_option(payin_option_site_id, site_id, &problem)) != NULL)
+		{
+			const char *key = merchant_value(merchant, payin_option_notification_key);
+
+			if (key == NULL)
+				problem = psprintf("merchant \"%s\" has no payin_notification_key to verify with",
+								   merchant->name);
+			else
+				verified = signature_holds(key, strlen(key), DatumGetTextPP(sig), body, &problem);
+		}
+	}
+
+	if (!verified && reject)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_BAD_SIGNATURE),
+				 errmsg("QIWI Payin notification rejected: %s", problem),
+				 errhint("Only notifications signed with the payin_notification_key of the merchant whose payin_site_id they name are accepted.")));
+	if (verified)
+	{
+		n.body = body;
+		n.merchant = merchant;
+		if (!qiwi_guarded(run_apply, &n, GUARD_ALL_BUT_CANCEL, &problem))
+		{
+			n.applied = false;	/* what it did was rolled back */
+			problem = psprintf("verified but not applied: %s", problem);
+		}
+		else
+			problem = n.outcome;
+	}
+
+	columns[0] = col.verified;
+	values[0] = BoolGetDatum(verified);
+	nulls[0] = false;
+	columns[1] = col.applied;
+	values[1] = BoolGetDatum(n.applied);
+	nulls[1] = false;
+	columns[2] = col.error;
+	values[2] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
+	nulls[2] = problem == NULL;
+	columns[3] = col.merchant;
+	values[3] = verified ? CStringGetTextDatum(merchant->name) : (Datum) 0;
+	nulls[3] = !verified;
+
+	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 4, columns, values, nulls));
 }

@@ -482,7 +482,7 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
 	send_or_ask(&call);
-	payin_store_capture(&call.result);
+	payin_store_capture(&call.result, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
 													  &call.result)));
 }
@@ -504,7 +504,7 @@ qiwi_payin_capture_status(PG_FUNCTION_ARGS)
 		qiwi_raise(&error);
 	if (ledger_can_record(psprintf("capture \"%s\" of Payin payment \"%s\"", capture_id, payment_id),
 						  PAYIN_TABLES))
-		payin_store_capture(&capture);
+		payin_store_capture(&capture, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
 													  &capture)));
 }
@@ -544,7 +544,7 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 						   qiwi_format_amount(headroom.left), qiwi_format_amount(amount))));
 
 	send_or_ask(&call);
-	payin_store_refund(&call.result);
+	payin_store_refund(&call.result, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &call.result)));
 }
@@ -566,7 +566,7 @@ qiwi_payin_refund_status(PG_FUNCTION_ARGS)
 		qiwi_raise(&error);
 	if (ledger_can_record(psprintf("refund \"%s\" of Payin payment \"%s\"", refund_id, payment_id),
 						  PAYIN_TABLES))
-		payin_store_refund(&refund);
+		payin_store_refund(&refund, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &refund)));
 }
@@ -596,7 +596,7 @@ qiwi_payin_refunds(PG_FUNCTION_ARGS)
 		PayinOperationResult *refund = (PayinOperationResult *) lfirst(lc);
 
 		if (record)
-			payin_store_refund(refund);
+			payin_store_refund(refund, "call", NULL);
 		tuplestore_puttuple(rsinfo->setResult, operation_tuple(rsinfo->setDesc, refund));
 	}
 	return (Datum) 0;
@@ -626,4 +626,5 @@ payin_init(void)
 							   NULL, NULL, NULL);
 
 	payin_define_merchant_options();
+	payin_reconcile_init();
 }

@@ -33,12 +33,17 @@ static const LedgerTable payment_table = {
 	.reconciled_statuses = payment_open_statuses,
 };
 
+/* The invoices the reconciler follows (alias i): not paid yet, or holding money */
+#define PAYIN_FOLLOWED \
+	"(i.status = 'CREATED' OR (i.status = 'PAID' AND EXISTS (SELECT FROM %1$s.qiwi_payin_holds h" \
+	" WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id)))"
+
 /* The statements, in the order of plan_sql; valid for the schema they were prepared in */
 enum
 {
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -59,6 +64,11 @@ static const Oid payment_types[PAYMENT_NARGS] = {
 	INT4OID
 };
 
+/* Columns of a token write: $1..$6 */
+static const Oid token_types[6] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
 /* Columns of a capture or refund write: $1..$12 */
 #define OPERATION_NARGS 12
 static const Oid operation_types[OPERATION_NARGS] = {
@@ -73,6 +83,8 @@ prepare_plans(Oid schema)
 	const char *nsp;
 	Oid			two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
+	Oid			check_types[6] = {TEXTOID, TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
 
 	if (plans_schema == schema && plans[0] != NULL)
 		return;
@@ -122,10 +134,14 @@ prepare_plans(Oid schema)
 		" (SELECT i.currency FROM %1$s.qiwi_payin_invoices i WHERE i.merchant = $1 AND i.bill_id = $3)",
 		nsp), 3, two_text);
 	plans[P_PAYMENT_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
+		"INSERT INTO %1$s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
 		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
 		" reason_message, created_at, status_changed_at, flags, capture_deadline, checked_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+		" VALUES ($1, $2, $3, $4, $5, $6,"
+		/* a capture told of before its payment counts */
+		" greatest($7, (SELECT max(c.amount) FROM %1$s.qiwi_payin_captures c"
+		"  WHERE c.merchant = $1 AND c.payment_id = $2 AND c.status = 'COMPLETED')),"
+		" $8, $9, $10, $11, $12, $13,"
 		" coalesce($14, clock_timestamp()), $15,"
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
 		"  THEN coalesce($14, clock_timestamp()) + make_interval(hours => $16) END,"
@@ -198,6 +214,41 @@ prepare_plans(Oid schema)
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
 		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded) x"
 		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
+
+	/*
+	 * The reconciler follows an invoice while it is CREATED, or PAID with
+	 * money held (until it is captured or released).  It is due after
+	 * base * 2^checks (or 2^failures after a failure), capped, and at the
+	 * latest just after its deadline: expires_at, or the first capture
+	 * deadline of its holds.
+	 */
+	plans[P_DUE] = ledger_prepare(psprintf(
+		"SELECT i.merchant, i.bill_id, i.status FROM %1$s.qiwi_payin_invoices i"
+		" WHERE " PAYIN_FOLLOWED " AND i.next_check_at <= clock_timestamp()"
+		" AND i.merchant <> ALL ($2)"
+		" ORDER BY i.next_check_at LIMIT $1 FOR UPDATE OF i SKIP LOCKED", nsp),
+		2, due_types);
+	plans[P_CHECK_RESULT] = ledger_prepare(psprintf(
+		"UPDATE %1$s.qiwi_payin_invoices i SET"
+		" check_count = i.check_count + CASE WHEN $3 THEN 0 ELSE 1 END,"
+		" failures = CASE WHEN $3 THEN i.failures + 1 ELSE 0 END,"
+		" last_error = $4,"
+		" next_check_at = least(clock_timestamp() + make_interval(secs => least($6,"
+		"   $5 * power(2, least(CASE WHEN $3 THEN i.failures + 1 ELSE i.check_count + 1 END, 30)))),"
+		"  coalesce((SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN i.status = 'CREATED'"
+		"   THEN i.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
+		"    WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id) END AS deadline) d"
+		"   WHERE d.deadline > clock_timestamp()), 'infinity'))"
+		" WHERE i.merchant = $1 AND i.bill_id = $2", nsp),
+		6, check_types);
+	plans[P_INVOICE_PAID] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_invoices SET status = 'PAID', status_changed_at = clock_timestamp(),"
+		" checked_at = clock_timestamp() WHERE merchant = $1 AND bill_id = $2 AND status = 'CREATED'",
+		nsp), 2, two_text);
+	plans[P_TOKEN_INSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant, token) DO NOTHING", nsp),
+		6, (Oid *) token_types);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -388,7 +439,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
  * money than its invoice (when the invoice is known) is MISMATCH, and so is
  * its invoice.  *payment then says what was recorded.
  */
-void
+PayinStored
 payin_store_payment(PayinPayment *payment, const char *source)
 {
 	Datum		values[PAYMENT_NARGS];
@@ -398,6 +449,7 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	Numeric		invoice_amount;
 	char	   *invoice_currency;
 	const Merchant *merchant = merchant_by_name(payment->merchant);
+	PayinStored stored;
 
 	memset(nulls, ' ', PAYMENT_NARGS);
 	nulls[PAYMENT_NARGS] = '\0';
@@ -460,20 +512,32 @@ payin_store_payment(PayinPayment *payment, const char *source)
 			strcmp(invoice_status, "MISMATCH") != 0)
 			record_event(payment->merchant, "invoice", payment->bill_id, invoice_status, "MISMATCH", source);
 		payment->status = "MISMATCH";
+		stored = PAYIN_STORED_MISMATCH;
 	}
 	else if (old_status == NULL &&
 			 ledger_run(plans[P_PAYMENT_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+	{
 		record_event(payment->merchant, "payment", payment->payment_id, NULL, payment->status, source);
+		stored = PAYIN_STORED_NEW;
+	}
 	else if (old_status == NULL || strcmp(old_status, payment->status) != 0)
 	{
+		stored = PAYIN_STORED_ADVANCED;
 		if (ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
 			record_event(payment->merchant, "payment", payment->payment_id, old_status, payment->status, source);
 		else if (old_status != NULL)
+		{
 			payment->status = old_status;	/* final already, or MISMATCH: it stays */
+			stored = PAYIN_STORED_STALE;
+		}
 	}
 	else
+	{
 		ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE);
+		stored = PAYIN_STORED_SAME;
+	}
 	ledger_end(&ctx);
+	return stored;
 }
 
 /* Fill the Datums of a capture or refund write */
@@ -500,38 +564,73 @@ operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
 	nulls[11] = 'n';
 }
 
-/* Record a capture QIWI made or told of; its payment's captured amount grows */
-void
-payin_store_capture(const PayinOperationResult *capture)
+/*
+ * Record a capture QIWI made or told of; its payment's captured amount
+ * grows.  True if it is new here; *status (unless NULL) is the one recorded.
+ */
+bool
+payin_store_capture(const PayinOperationResult *capture, const char *source, char **status)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
 	bool		isnull;
+	bool		inserted;
 
 	operation_values(capture, values, nulls);
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_CAPTURE_UPSERT], values, nulls, SPI_OK_SELECT);
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		record_event(capture->merchant, "capture", capture->id, NULL, capture->status, "call");
+	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (status != NULL)
+		*status = row_text(&ctx, 2);
+	if (inserted)
+		record_event(capture->merchant, "capture", capture->id, NULL, capture->status, source);
 	ledger_end(&ctx);
+	return inserted;
 }
 
-/* Record a refund (or reversal) QIWI made or told of */
-void
-payin_store_refund(const PayinOperationResult *refund)
+/*
+ * Record a refund (or reversal) QIWI made or told of.  True if it is new
+ * here; *status (unless NULL) is the one recorded.
+ */
+bool
+payin_store_refund(const PayinOperationResult *refund, const char *source, char **status)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
 	bool		isnull;
+	bool		inserted;
 
 	operation_values(refund, values, nulls);
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_REFUND_UPSERT], values, nulls, SPI_OK_INSERT_RETURNING);
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		record_event(refund->merchant, "refund", refund->id, NULL, refund->status, "call");
+	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (status != NULL)
+		*status = row_text(&ctx, 2);
+	if (inserted)
+		record_event(refund->merchant, "refund", refund->id, NULL, refund->status, source);
 	ledger_end(&ctx);
+	return inserted;
+}
+
+/*
+ * A payment of invoice bill_id was authorised: the invoice is PAID if it
+ * was CREATED (what QIWI does).  True if it moved.
+ */
+bool
+payin_store_invoice_paid(const char *merchant, const char *bill_id, const char *source)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
+	OwnerContext ctx;
+	bool		moved;
+
+	begin_payin_ledger(&ctx);
+	moved = ledger_run(plans[P_INVOICE_PAID], values, NULL, SPI_OK_UPDATE) > 0;
+	if (moved)
+		record_event(merchant, "invoice", bill_id, "CREATED", "PAID", source);
+	ledger_end(&ctx);
+	return moved;
 }
 
 /*
@@ -585,4 +684,77 @@ payin_store_lock_invoice(const char *merchant, const char *bill_id, Numeric *amo
 	}
 	ledger_end(&ctx);
 	return known;
+}
+
+/*
+ * Up to limit invoices due for the reconciler, most overdue first, of the
+ * merchants not in skip_merchants; *n of them.  Rows another writer holds
+ * are skipped, not waited for.
+ */
+PayinDueInvoice *
+payin_store_due_invoices(int limit, Datum skip_merchants, int *n)
+{
+	Datum		values[2] = {Int32GetDatum(limit), skip_merchants};
+	OwnerContext ctx;
+	PayinDueInvoice *due;
+
+	begin_payin_ledger(&ctx);
+	*n = (int) ledger_run(plans[P_DUE], values, NULL, SPI_OK_SELECT);
+	due = MemoryContextAllocZero(ctx.caller_context, sizeof(PayinDueInvoice) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spi_context = MemoryContextSwitchTo(ctx.caller_context);
+		bool		isnull;
+
+		due[i].merchant = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+		due[i].bill_id = TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull));
+		due[i].status = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+		MemoryContextSwitchTo(spi_context);
+	}
+	ledger_end(&ctx);
+	return due;
+}
+
+/* Record a reconciler check of an invoice (answered or failed) and when it is due again */
+void
+payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
+{
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	OwnerContext ctx;
+
+	values[0] = CStringGetTextDatum(merchant);
+	values[1] = CStringGetTextDatum(bill_id);
+	values[2] = BoolGetDatum(failed);
+	values[3] = ledger_text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[3]);
+	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
+	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	begin_payin_ledger(&ctx);
+	ledger_run(plans[P_CHECK_RESULT], values, nulls, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+}
+
+/* Record a payment token QIWI bound for a buyer's account; true if it is new here */
+bool
+payin_store_token(const PayinToken *token)
+{
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	OwnerContext ctx;
+	bool		inserted;
+
+	values[0] = CStringGetTextDatum(token->merchant);
+	values[1] = CStringGetTextDatum(token->account);
+	values[2] = CStringGetTextDatum(token->token);
+	values[3] = ledger_text_or_null(token->name, &nulls[3]);
+	values[4] = TimestampTzGetDatum(token->expires_at);
+	nulls[4] = token->has_expires_at ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(token->bound_at);
+	nulls[5] = token->has_bound_at ? ' ' : 'n';
+	begin_payin_ledger(&ctx);
+	inserted = ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0;
+	ledger_end(&ctx);
+	return inserted;
 }

@@ -97,6 +97,23 @@ json_string_array(JsonbContainer *object, const char *key, ArrayType **out, char
 	return true;
 }
 
+/*
+ * A notification's status (SUCCESS or DECLINE, §2) as the API writes it;
+ * false with *problem for any other
+ */
+static bool
+notice_status(char **status, char **problem)
+{
+	if (strcmp(*status, "SUCCESS") == 0)
+		*status = "COMPLETED";
+	else if (strcmp(*status, "DECLINE") != 0)
+	{
+		*problem = psprintf("unknown notification status \"%s\"", *status);
+		return false;
+	}
+	return true;
+}
+
 /* Does a text[] hold value? */
 static bool
 array_has(ArrayType *array, const char *value)
@@ -112,9 +129,13 @@ array_has(ArrayType *array, const char *value)
 	return false;
 }
 
-/* Read a Payment object (seed 004; §2's Payment) */
+/*
+ * Read a Payment object (seed 004; §2's Payment), or a PAYMENT
+ * notification's "payment" (notice: status SUCCESS or DECLINE, the reason
+ * in reasonCode, no captured or refunded amount)
+ */
 static bool
-parse_payment(JsonbContainer *root, PayinPayment *payment, char **problem)
+parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, char **problem)
 {
 	static const char *const statuses[] = {"WAITING", "COMPLETED", "DECLINED", NULL};
 	JsonbContainer *status;
@@ -128,7 +149,7 @@ parse_payment(JsonbContainer *root, PayinPayment *payment, char **problem)
 						 &payment->currency, problem) ||
 		!json_member_object(root, "status", true, &status, NULL, problem) ||
 		!json_string(status, "value", true, &payment->status, problem) ||
-		!json_string(status, "reason", false, &payment->reason_code, problem) ||
+		!json_string(status, notice ? "reasonCode" : "reason", false, &payment->reason_code, problem) ||
 		!json_string(status, "reasonMessage", false, &payment->reason_message, problem) ||
 		!json_timestamp(status, "changedDateTime", NULL, &payment->has_status_changed_at,
 						&payment->status_changed_at, problem) ||
@@ -146,6 +167,8 @@ parse_payment(JsonbContainer *root, PayinPayment *payment, char **problem)
 		(!json_string(method, "type", false, &payment->method, problem) ||
 		 !json_string(method, "maskedPan", false, &payment->masked_pan, problem)))
 		return false;
+	if (notice && !notice_status(&payment->status, problem))
+		return false;
 	/* older answers write DECLINE (§2) */
 	if (strcmp(payment->status, "DECLINE") == 0)
 		payment->status = "DECLINED";
@@ -160,6 +183,9 @@ parse_payment(JsonbContainer *root, PayinPayment *payment, char **problem)
 	else if (!qiwi_json_money(root, "capturedAmount", true, PAYIN_MAX_AMOUNT,
 							  &payment->captured_amount, &currency, problem))
 		return false;
+	/* a one-step payment authorised is captured; a notification does not say so */
+	if (notice && strcmp(payment->status, "COMPLETED") == 0 && array_has(payment->flags, "SALE"))
+		payment->captured_amount = payment->amount;
 	if (json_field(root, "refundedAmount") == NULL)
 		payment->refunded_amount = qiwi_numeric_constant("0.00");
 	else if (!qiwi_json_money(root, "refundedAmount", true, PAYIN_MAX_AMOUNT,
@@ -222,7 +248,7 @@ parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 				*problem = pstrdup("field \"payments\" has an element that is not an object");
 				return false;
 			}
-			if (!parse_payment(elem.val.binary.data, payment, problem))
+			if (!parse_payment(elem.val.binary.data, false, payment, problem))
 				return false;
 			invoice->payments = lappend(invoice->payments, payment);
 		}
@@ -235,10 +261,14 @@ parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 	return true;
 }
 
-/* Read a Capture or Refund object (they share their shape) */
+/*
+ * Read a Capture or Refund object (they share their shape), or the object
+ * of a CAPTURE or REFUND notification (notice: status SUCCESS or DECLINE,
+ * and the paymentId it belongs to)
+ */
 static bool
-parse_operation_result(JsonbContainer *root, const char *id_key, PayinOperationResult *result,
-					   char **problem)
+parse_operation_result(JsonbContainer *root, bool notice, const char *id_key,
+					   PayinOperationResult *result, char **problem)
 {
 	static const char *const statuses[] = {"COMPLETED", "DECLINED", NULL};
 	JsonbContainer *status;
@@ -260,6 +290,15 @@ parse_operation_result(JsonbContainer *root, const char *id_key, PayinOperationR
 		*problem = psprintf("field \"%s\" is missing", id_key);
 		return false;
 	}
+	if (notice &&
+		(!notice_status(&result->status, problem) ||
+		 !json_identifier(root, "paymentId", &result->payment_id, problem)))
+		return false;
+	if (notice && result->payment_id == NULL)
+	{
+		*problem = pstrdup("field \"paymentId\" is missing");
+		return false;
+	}
 	if (strcmp(result->status, "DECLINE") == 0)
 		result->status = "DECLINED";
 	if (!status_in(result->status, statuses))
@@ -269,6 +308,77 @@ parse_operation_result(JsonbContainer *root, const char *id_key, PayinOperationR
 	}
 	result->reversal = array_has(result->flags, "REVERSAL");
 	return true;
+}
+
+/* Read the "token" object of a TOKEN notification (§8) */
+static bool
+parse_token(JsonbContainer *root, PayinToken *token, char **problem)
+{
+	static const char *const statuses[] = {"CREATED", "REJECTED", NULL};
+	JsonbContainer *status;
+
+	if (!json_string(root, "account", true, &token->account, problem) ||
+		!json_member_object(root, "status", true, &status, NULL, problem) ||
+		!json_string(status, "value", true, &token->status, problem) ||
+		!json_timestamp(status, "changedDateTime", NULL, &token->has_bound_at,
+						&token->bound_at, problem) ||
+		!json_string(root, "token", false, &token->token, problem) ||
+		!json_string(root, "name", false, &token->name, problem) ||
+		!json_timestamp(root, "expiredDate", NULL, &token->has_expires_at,
+						&token->expires_at, problem))
+		return false;
+	if (!status_in(token->status, statuses))
+	{
+		*problem = psprintf("unknown token status \"%s\"", token->status);
+		return false;
+	}
+	if (strcmp(token->status, "CREATED") == 0 && token->token == NULL)
+	{
+		*problem = pstrdup("field \"token\" is missing");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Read the object of a PAYMENT, CAPTURE, REFUND or TOKEN notification into
+ * *notice; false with *problem if it is not one, or not a valid one
+ */
+bool
+payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
+{
+	char	   *type = NULL;
+	JsonbContainer *object;
+
+	memset(notice, 0, sizeof(*notice));
+	if (!JB_ROOT_IS_OBJECT(body) || !json_string(&body->root, "type", true, &type, problem))
+		return false;
+	if (strcmp(type, "PAYMENT") == 0)
+		notice->kind = PAYIN_NOTICE_PAYMENT;
+	else if (strcmp(type, "CAPTURE") == 0)
+		notice->kind = PAYIN_NOTICE_CAPTURE;
+	else if (strcmp(type, "REFUND") == 0)
+		notice->kind = PAYIN_NOTICE_REFUND;
+	else if (strcmp(type, "TOKEN") == 0)
+		notice->kind = PAYIN_NOTICE_TOKEN;
+	else
+	{
+		*problem = psprintf("%s notifications are not recorded", type);
+		return false;
+	}
+	notice->type = type;
+	if (!json_member_object(&body->root, notice->kind == PAYIN_NOTICE_PAYMENT ? "payment" :
+							notice->kind == PAYIN_NOTICE_CAPTURE ? "capture" :
+							notice->kind == PAYIN_NOTICE_REFUND ? "refund" : "token",
+							true, &object, NULL, problem))
+		return false;
+	if (notice->kind == PAYIN_NOTICE_PAYMENT)
+		return parse_payment(object, true, &notice->payment, problem);
+	if (notice->kind == PAYIN_NOTICE_TOKEN)
+		return parse_token(object, &notice->token, problem);
+	return parse_operation_result(object, true,
+								  notice->kind == PAYIN_NOTICE_CAPTURE ? "captureId" : "refundId",
+								  &notice->operation, problem);
 }
 
 /* ---------- requests ---------- */
@@ -527,7 +637,7 @@ read_payment(const HttpResponse *resp, void *result, char **problem)
 {
 	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
 
-	return jb != NULL && parse_payment(&jb->root, (PayinPayment *) result, problem);
+	return jb != NULL && parse_payment(&jb->root, false, (PayinPayment *) result, problem);
 }
 
 /* Reader of a payment answer: the payment asked about */
@@ -563,7 +673,7 @@ read_capture(const HttpResponse *resp, void *result, char **problem)
 	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
 
 	return jb != NULL &&
-		parse_operation_result(&jb->root, "captureId", (PayinOperationResult *) result, problem);
+		parse_operation_result(&jb->root, false, "captureId", (PayinOperationResult *) result, problem);
 }
 
 /* Reader of a Refund object answer (a QiwiAnswerReader) */
@@ -573,7 +683,7 @@ read_refund(const HttpResponse *resp, void *result, char **problem)
 	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
 
 	return jb != NULL &&
-		parse_operation_result(&jb->root, "refundId", (PayinOperationResult *) result, problem);
+		parse_operation_result(&jb->root, false, "refundId", (PayinOperationResult *) result, problem);
 }
 
 /* Reader of a capture or refund answer: the one asked about, for the money asked */
@@ -639,7 +749,7 @@ read_refund_list(const HttpResponse *resp, void *result, char **problem)
 			*problem = pstrdup("an element of the array is not an object");
 			return false;
 		}
-		if (!parse_operation_result(elem.val.binary.data, "refundId", refund, problem))
+		if (!parse_operation_result(elem.val.binary.data, false, "refundId", refund, problem))
 			return false;
 		*refunds = lappend(*refunds, refund);
 	}
