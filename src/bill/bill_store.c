@@ -264,9 +264,17 @@ prepare_plans(Oid schema)
 		" ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED", nsp,
 		ledger_is_reconciled(&bill_table, "status")),
 		2, due_types);
+	/*
+	 * Rows another transaction holds are left to it: the reconciler is
+	 * recording them right now (and waiting for them here, while it holds
+	 * others in another order, would deadlock), or a call is changing them.
+	 */
 	make_due_plan = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_bills SET next_check_at = clock_timestamp(), failures = 0"
-		" WHERE %s", nsp, ledger_is_reconciled(&bill_table, "status")),
+		"UPDATE %1$s.qiwi_bills b SET next_check_at = clock_timestamp(), failures = 0"
+		" FROM (SELECT merchant, bill_id FROM %1$s.qiwi_bills WHERE %2$s"
+		"  FOR UPDATE SKIP LOCKED) due"
+		" WHERE b.merchant = due.merchant AND b.bill_id = due.bill_id",
+		nsp, ledger_is_reconciled(&bill_table, "status")),
 		0, NULL);
 	refund_headroom_plan = ledger_prepare(psprintf(
 		"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"
