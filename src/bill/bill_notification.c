@@ -337,20 +337,6 @@ typedef struct NotificationColumns
 	int			error;
 } NotificationColumns;
 
-/* Find a column by name and check its type */
-static int
-notification_column(Relation rel, const char *name, Oid type)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != type)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table \"%s\" needs a column \"%s\" of type %s for qiwi_notification_verify()",
-						RelationGetRelationName(rel), name, format_type_be(type))));
-	return attnum;
-}
-
 /*
  * The merchant a notification is for: the one whose site_id is its siteId
  * (the default merchant's is qiwi.site_id); NULL with *problem if none is,
@@ -483,29 +469,15 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3];
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("qiwi_notification_verify() must be a BEFORE INSERT ... FOR EACH ROW trigger")));
-	if (trigdata->tg_trigger->tgnargs > 1 ||
-		(trigdata->tg_trigger->tgnargs == 1 &&
-		 strcmp(trigdata->tg_trigger->tgargs[0], "mark") != 0 &&
-		 strcmp(trigdata->tg_trigger->tgargs[0], "reject") != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("qiwi_notification_verify() takes one argument, 'mark' or 'reject'")));
-	reject = trigdata->tg_trigger->tgnargs == 1 &&
-		strcmp(trigdata->tg_trigger->tgargs[0], "reject") == 0;
+	reject = arg_notification_trigger_rejects(fcinfo, "qiwi_notification_verify()");
 
 	rel = trigdata->tg_relation;
 	tuple = trigdata->tg_trigtuple;
-	col.signature = notification_column(rel, "signature", TEXTOID);
-	col.body = notification_column(rel, "body", JSONBOID);
-	col.verified = notification_column(rel, "verified", BOOLOID);
-	col.applied = notification_column(rel, "applied", BOOLOID);
-	col.error = notification_column(rel, "error", TEXTOID);
+	col.signature = arg_trigger_column(rel, "signature", TEXTOID, "qiwi_notification_verify()");
+	col.body = arg_trigger_column(rel, "body", JSONBOID, "qiwi_notification_verify()");
+	col.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_notification_verify()");
+	col.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_notification_verify()");
+	col.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_notification_verify()");
 
 	d = SPI_getbinval(tuple, RelationGetDescr(rel), col.body, &isnull);
 	if (isnull)

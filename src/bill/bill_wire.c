@@ -16,10 +16,6 @@
 
 #define QIWI_BILLS_PATH "/partner/bill/v1/bills/"
 
-#define IDEMPOTENT_RETRY_HINT \
-	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
-#define READ_RETRY_HINT "Repeating the call is safe."
-
 /* The limits of the Bill Payments API's arguments (seed 001) */
 const ArgLimits bill_limits = {
 	.max_id_length = QIWI_MAX_ID_LENGTH,
@@ -341,7 +337,7 @@ bill_get_operation(const Merchant *merchant, const char *bill_id, QiwiBill *bill
 				   QiwiOperation *op)
 {
 	bill_operation(op, merchant, HTTP_GET, bill_url(merchant, bill_id, NULL), NULL,
-				   psprintf("get the status of bill \"%s\"", bill_id), READ_RETRY_HINT);
+				   psprintf("get the status of bill \"%s\"", bill_id), QIWI_READ_RETRY_HINT);
 	op->read = read_bill_answer;
 	op->args = bill_id;
 	op->result = bill;
@@ -359,7 +355,7 @@ bill_create_operation(const Merchant *merchant, const QiwiCreateBillArgs *args,
 {
 	bill_operation(op, merchant, HTTP_PUT, bill_url(merchant, args->bill_id, NULL),
 				   create_bill_body(args),
-				   psprintf("create bill \"%s\"", args->bill_id), IDEMPOTENT_RETRY_HINT);
+				   psprintf("create bill \"%s\"", args->bill_id), QIWI_IDEMPOTENT_RETRY_HINT);
 	op->read = check_money ? read_created_bill : read_bill_answer;
 	op->args = check_money ? (const void *) args : (const void *) args->bill_id;
 	op->result = bill;
@@ -382,7 +378,7 @@ bill_refund_operation(const Merchant *merchant, const char *bill_id, const char 
 	appendStringInfoString(&body, "}}");
 	bill_operation(op, merchant, HTTP_PUT, refund_url(merchant, bill_id, refund_id), body.data,
 				   psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id),
-				   IDEMPOTENT_RETRY_HINT);
+				   QIWI_IDEMPOTENT_RETRY_HINT);
 	*asked = (RefundAsked) {bill_id, refund_id, amount, currency};
 	op->read = read_refund_answer;
 	op->args = asked;
@@ -398,7 +394,7 @@ bill_get_refund_operation(const Merchant *merchant, const char *bill_id, const c
 
 	bill_operation(op, merchant, HTTP_GET, refund_url(merchant, bill_id, refund_id), NULL,
 				   psprintf("get refund \"%s\" of bill \"%s\"", refund_id, bill_id),
-				   READ_RETRY_HINT);
+				   QIWI_READ_RETRY_HINT);
 	*asked = (RefundAsked) {bill_id, refund_id, NULL, NULL};
 	op->read = read_refund_answer;
 	op->args = asked;
@@ -434,16 +430,6 @@ bill_reject(const Merchant *merchant, const char *bill_id, QiwiBill *bill, QiwiE
 
 /* ---------- merchants ---------- */
 
-/* Is this a URL the API can be reached at (a merchant's api_url)? */
-static bool
-check_api_url(const char *value, char **why)
-{
-	if (http_url_is_valid(value) && http_url_is_secure(value))
-		return true;
-	*why = pstrdup("api_url must be an https URL (or http to this machine: 127.0.0.1, ::1, localhost), so that the key never travels in clear.");
-	return false;
-}
-
 /* Is this a siteId QIWI could sign (a merchant's site_id)? */
 static bool
 check_site_id(const char *value, char **why)
@@ -455,22 +441,6 @@ check_site_id(const char *value, char **why)
 	return false;
 }
 
-/* Is this a key a header can carry (secret_key, public_key)? */
-static bool
-check_key(const char *value, char **why)
-{
-	for (const char *c = value; *c != '\0'; c++)
-		if ((unsigned char) *c < 0x20 || *c == 0x7f)
-		{
-			*why = pstrdup("The key has a control character.");
-			return false;
-		}
-	if (value[0] != '\0' && strlen(value) <= 8192)
-		return true;
-	*why = pstrdup("The key must be non-empty and at most 8192 bytes.");
-	return false;
-}
-
 /*
  * The options a merchant has for the Bill Payments API; the default
  * merchant's are the qiwi.* settings (from _PG_init, after they exist).
@@ -478,10 +448,10 @@ check_key(const char *value, char **why)
 void
 bill_define_merchant_options(void)
 {
-	MerchantOptionDef api_url = {"api_url", MERCHANT_ON_SERVER, &qiwi_api_url, check_api_url};
+	MerchantOptionDef api_url = {"api_url", MERCHANT_ON_SERVER, &qiwi_api_url, merchant_check_url};
 	MerchantOptionDef site_id = {"site_id", MERCHANT_ON_SERVER, &qiwi_site_id, check_site_id};
-	MerchantOptionDef public_key = {"public_key", MERCHANT_ON_SERVER, &qiwi_public_key, check_key};
-	MerchantOptionDef secret_key = {"secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, check_key};
+	MerchantOptionDef public_key = {"public_key", MERCHANT_ON_SERVER, &qiwi_public_key, merchant_check_key};
+	MerchantOptionDef secret_key = {"secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, merchant_check_key};
 
 	bill_option_api_url = merchant_define_option(&api_url);
 	bill_option_site_id = merchant_define_option(&site_id);

@@ -23,6 +23,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 #include "utils/numeric.h"
 
 /* SQLSTATEs of the QIWI error classes; the README documents them */
@@ -82,6 +83,8 @@ extern List *merchant_unusable(const int *required, int nrequired);
 extern int	merchant_count(void);
 extern uint32 merchant_fingerprint(const Merchant *m);
 extern int	merchant_secrets(const char ***list);
+extern bool merchant_check_url(const char *value, char **why);
+extern bool merchant_check_key(const char *value, char **why);
 
 /* ---------- transport.c ---------- */
 
@@ -150,6 +153,11 @@ extern bool http_url_is_secure(const char *url);
 extern char *http_append_query(const char *url, const char *name, const char *value);
 
 /* ---------- exchange.c ---------- */
+
+/* The HINTs of a failed call that is safe to repeat */
+#define QIWI_IDEMPOTENT_RETRY_HINT \
+	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
+#define QIWI_READ_RETRY_HINT "Repeating the call is safe."
 
 extern int	qiwi_timeout_ms;
 extern int	qiwi_connect_timeout_ms;
@@ -263,6 +271,8 @@ extern char *arg_optional_field(FunctionCallInfo fcinfo, int argno, const char *
 extern Jsonb *arg_optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argname,
 										 const ArgLimits *limits);
 extern char *arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern bool arg_notification_trigger_rejects(FunctionCallInfo fcinfo, const char *trigger);
+extern int	arg_trigger_column(Relation rel, const char *name, Oid type, const char *trigger);
 
 /* ---------- signature.c ---------- */
 

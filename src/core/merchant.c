@@ -445,6 +445,35 @@ merchant_secrets(const char ***list)
 	return nsecrets;
 }
 
+/*
+ * Is this a URL an API can be reached at with a key (an option's check)?
+ * https, or http to this machine only, so that a key never travels in clear.
+ */
+bool
+merchant_check_url(const char *value, char **why)
+{
+	if (http_url_is_valid(value) && http_url_is_secure(value))
+		return true;
+	*why = pstrdup("The URL must be https (or http to this machine: 127.0.0.1, ::1, localhost), so that the key never travels in clear.");
+	return false;
+}
+
+/* Is this a key a header can carry (an option's check)? */
+bool
+merchant_check_key(const char *value, char **why)
+{
+	for (const char *c = value; *c != '\0'; c++)
+		if ((unsigned char) *c < 0x20 || *c == 0x7f)
+		{
+			*why = pstrdup("The key has a control character.");
+			return false;
+		}
+	if (value[0] != '\0' && strlen(value) <= 8192)
+		return true;
+	*why = pstrdup("The key must be non-empty and at most 8192 bytes.");
+	return false;
+}
+
 /* The options valid in a place, for a hint: "api_url, site_id" */
 static char *
 options_in(MerchantOptionPlace place)

@@ -6,6 +6,8 @@
  */
 #include "core/core.h"
 
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -295,4 +297,45 @@ arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *argname)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be an absolute http or https URL", argname)));
 	return value;
+}
+
+/*
+ * Check that a notification trigger (named trigger) fires BEFORE INSERT
+ * for each row with at most one argument, 'mark' (the default) or
+ * 'reject'; whether it rejects.
+ */
+bool
+arg_notification_trigger_rejects(FunctionCallInfo fcinfo, const char *trigger)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be a BEFORE INSERT ... FOR EACH ROW trigger", trigger)));
+	if (trigdata->tg_trigger->tgnargs > 1 ||
+		(trigdata->tg_trigger->tgnargs == 1 &&
+		 strcmp(trigdata->tg_trigger->tgargs[0], "mark") != 0 &&
+		 strcmp(trigdata->tg_trigger->tgargs[0], "reject") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s takes one argument, 'mark' or 'reject'", trigger)));
+	return trigdata->tg_trigger->tgnargs == 1 &&
+		strcmp(trigdata->tg_trigger->tgargs[0], "reject") == 0;
+}
+
+/* The number of a trigger table's column, which must have the given type */
+int
+arg_trigger_column(Relation rel, const char *name, Oid type, const char *trigger)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" needs a column \"%s\" of type %s for %s",
+						RelationGetRelationName(rel), name, format_type_be(type), trigger)));
+	return attnum;
 }

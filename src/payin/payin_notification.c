@@ -211,20 +211,6 @@ typedef struct NotificationColumns
 	int			error;
 } NotificationColumns;
 
-/* Find a column by name and check its type */
-static int
-notification_column(Relation rel, const char *name, Oid type)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != type)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table \"%s\" needs a column \"%s\" of type %s for qiwi_payin_notification_verify()",
-						RelationGetRelationName(rel), name, format_type_be(type))));
-	return attnum;
-}
-
 /*
  * The site a notification is for: the site_id the web tier stored (it
  * knows at which of its URLs the notification arrived), else a TOKEN's
@@ -377,32 +363,18 @@ qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4];
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("qiwi_payin_notification_verify() must be a BEFORE INSERT ... FOR EACH ROW trigger")));
-	if (trigdata->tg_trigger->tgnargs > 1 ||
-		(trigdata->tg_trigger->tgnargs == 1 &&
-		 strcmp(trigdata->tg_trigger->tgargs[0], "mark") != 0 &&
-		 strcmp(trigdata->tg_trigger->tgargs[0], "reject") != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("qiwi_payin_notification_verify() takes one argument, 'mark' or 'reject'")));
-	reject = trigdata->tg_trigger->tgnargs == 1 &&
-		strcmp(trigdata->tg_trigger->tgargs[0], "reject") == 0;
+	reject = arg_notification_trigger_rejects(fcinfo, "qiwi_payin_notification_verify()");
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
 	tuple = trigdata->tg_trigtuple;
-	col.signature = notification_column(rel, "signature", TEXTOID);
-	col.body = notification_column(rel, "body", JSONBOID);
-	col.site_id = notification_column(rel, "site_id", TEXTOID);
-	col.merchant = notification_column(rel, "merchant", TEXTOID);
-	col.verified = notification_column(rel, "verified", BOOLOID);
-	col.applied = notification_column(rel, "applied", BOOLOID);
-	col.error = notification_column(rel, "error", TEXTOID);
+	col.signature = arg_trigger_column(rel, "signature", TEXTOID, "qiwi_payin_notification_verify()");
+	col.body = arg_trigger_column(rel, "body", JSONBOID, "qiwi_payin_notification_verify()");
+	col.site_id = arg_trigger_column(rel, "site_id", TEXTOID, "qiwi_payin_notification_verify()");
+	col.merchant = arg_trigger_column(rel, "merchant", TEXTOID, "qiwi_payin_notification_verify()");
+	col.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_payin_notification_verify()");
+	col.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_payin_notification_verify()");
+	col.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_payin_notification_verify()");
 
 	d = SPI_getbinval(tuple, desc, col.body, &isnull);
 	if (isnull)

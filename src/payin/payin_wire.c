@@ -18,10 +18,6 @@
 
 #define PAYIN_SITES_PATH "/partner/payin/v1/sites/"
 
-#define IDEMPOTENT_RETRY_HINT \
-	"The request may have reached QIWI. Repeating the same call is safe: QIWI answers with the existing object."
-#define READ_RETRY_HINT "Repeating the call is safe."
-
 /* The limits of the Payin API's arguments */
 const ArgLimits payin_limits = {
 	.max_id_length = PAYIN_MAX_ID_LENGTH,
@@ -793,7 +789,7 @@ payin_create_operation(const Merchant *merchant, const PayinCreateArgs *args,
 	payin_operation(op, merchant, HTTP_PUT, payin_url(merchant, 2, segments),
 					create_invoice_body(args),
 					psprintf("create Payin invoice \"%s\"", args->bill_id),
-					IDEMPOTENT_RETRY_HINT, true);
+					QIWI_IDEMPOTENT_RETRY_HINT, true);
 	*asked = (InvoiceAsked) {args->bill_id, args};
 	op->read = read_invoice_answer;
 	op->args = asked;
@@ -809,7 +805,7 @@ payin_details_operation(const Merchant *merchant, const char *bill_id, PayinInvo
 	InvoiceAsked *asked = palloc(sizeof(InvoiceAsked));
 
 	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 3, segments), NULL,
-					psprintf("get Payin invoice \"%s\"", bill_id), READ_RETRY_HINT, true);
+					psprintf("get Payin invoice \"%s\"", bill_id), QIWI_READ_RETRY_HINT, true);
 	*asked = (InvoiceAsked) {bill_id, NULL};
 	op->read = read_invoice_answer;
 	op->args = asked;
@@ -824,7 +820,7 @@ payin_payment_operation(const Merchant *merchant, const char *payment_id,
 	const char *segments[] = {"payments", payment_id};
 
 	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 2, segments), NULL,
-					psprintf("get Payin payment \"%s\"", payment_id), READ_RETRY_HINT, true);
+					psprintf("get Payin payment \"%s\"", payment_id), QIWI_READ_RETRY_HINT, true);
 	op->read = read_payment_answer;
 	op->args = payment_id;
 	op->result = payment;
@@ -856,7 +852,7 @@ payin_capture_operation(const Merchant *merchant, const char *payment_id,
 					psprintf("%s \"%s\" of Payin payment \"%s\"",
 							 send ? "capture" : "get capture", capture_id, payment_id),
 					send ? "Repeating the same call is safe: it asks QIWI for the capture before sending it again." :
-					READ_RETRY_HINT, !send);
+					QIWI_READ_RETRY_HINT, !send);
 	*asked = (OperationAsked) {read_capture, "capture", capture_id, NULL, NULL};
 	capture->payment_id = (char *) payment_id;
 	op->read = read_operation_answer;
@@ -889,7 +885,7 @@ payin_refund_operation(const Merchant *merchant, const char *payment_id, const c
 					psprintf("%s \"%s\" of Payin payment \"%s\"",
 							 send ? "refund" : "get refund", refund_id, payment_id),
 					send ? "Repeating the same call is safe: it asks QIWI for the refund before sending it again." :
-					READ_RETRY_HINT, !send);
+					QIWI_READ_RETRY_HINT, !send);
 	*asked = (OperationAsked) {read_refund, "refund", refund_id, amount, currency};
 	refund->payment_id = (char *) payment_id;
 	op->read = read_operation_answer;
@@ -906,23 +902,13 @@ payin_refunds_operation(const Merchant *merchant, const char *payment_id, List *
 
 	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 3, segments), NULL,
 					psprintf("get the refunds of Payin payment \"%s\"", payment_id),
-					READ_RETRY_HINT, true);
+					QIWI_READ_RETRY_HINT, true);
 	op->read = read_refunds_answer;
 	op->args = payment_id;
 	op->result = refunds;
 }
 
 /* ---------- merchants ---------- */
-
-/* Is this a URL the API can be reached at (payin_api_url)? */
-static bool
-check_api_url(const char *value, char **why)
-{
-	if (http_url_is_valid(value))
-		return true;
-	*why = pstrdup("payin_api_url must be an http or https URL.");
-	return false;
-}
 
 /* Is this a siteId a URL path and a signed string can carry (payin_site_id)? */
 static bool
@@ -949,22 +935,6 @@ check_capture_hours(const char *value, char **why)
 	return false;
 }
 
-/* Is this a key a header can carry (payin_api_key, payin_notification_key)? */
-static bool
-check_key(const char *value, char **why)
-{
-	for (const char *c = value; *c != '\0'; c++)
-		if ((unsigned char) *c < 0x20 || *c == 0x7f)
-		{
-			*why = pstrdup("The key has a control character.");
-			return false;
-		}
-	if (value[0] != '\0' && strlen(value) <= 8192)
-		return true;
-	*why = pstrdup("The key must be non-empty and at most 8192 bytes.");
-	return false;
-}
-
 /* How long a merchant's holds last before QIWI captures or releases them */
 int
 payin_capture_hours(const Merchant *merchant)
@@ -982,10 +952,10 @@ void
 payin_define_merchant_options(void)
 {
 	MerchantOptionDef site_id = {"payin_site_id", MERCHANT_ON_SERVER, &qiwi_payin_site_id, check_site_id};
-	MerchantOptionDef api_url = {"payin_api_url", MERCHANT_ON_SERVER, &qiwi_payin_api_url, check_api_url};
+	MerchantOptionDef api_url = {"payin_api_url", MERCHANT_ON_SERVER, &qiwi_payin_api_url, merchant_check_url};
 	MerchantOptionDef capture_hours = {"capture_hours", MERCHANT_ON_SERVER, NULL, check_capture_hours};
-	MerchantOptionDef api_key = {"payin_api_key", MERCHANT_ON_USER_MAPPING, NULL, check_key};
-	MerchantOptionDef notification_key = {"payin_notification_key", MERCHANT_ON_USER_MAPPING, NULL, check_key};
+	MerchantOptionDef api_key = {"payin_api_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_key};
+	MerchantOptionDef notification_key = {"payin_notification_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_key};
 
 	payin_option_site_id = merchant_define_option(&site_id);
 	payin_option_api_url = merchant_define_option(&api_url);
