@@ -405,45 +405,6 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 					bill.bill_id, stored.status, bill.status);
 }
 
-/* A notification to apply, and what applying it said */
-typedef struct NotificationToApply
-{
-	Jsonb	   *body;
-	const Merchant *merchant;
-	bool		applied;
-	char	   *outcome;
-} NotificationToApply;
-
-/* Apply a NotificationToApply (a GuardedFn) */
-static bool
-run_apply(void *arg, char **problem)
-{
-	NotificationToApply *n = (NotificationToApply *) arg;
-
-	n->outcome = apply_notification(n->body, n->merchant, &n->applied);
-	return true;
-}
-
-/*
- * Apply a verified notification in a subtransaction: whatever it holds (an
- * amount a table constraint refuses, say), the notification is stored,
- * marked with the reason, and the INSERT goes on.
- */
-static char *
-apply_notification_safely(Jsonb *body, const Merchant *merchant, bool *applied)
-{
-	NotificationToApply n = {body, merchant, false, NULL};
-	char	   *problem = NULL;
-
-	if (!qiwi_guarded(run_apply, &n, GUARD_ALL_BUT_CANCEL, &problem))
-	{
-		*applied = false;
-		return psprintf("verified but not applied: %s", problem);
-	}
-	*applied = n.applied;
-	return n.outcome;
-}
-
 /*
  * qiwi_notification_verify(): BEFORE INSERT trigger on a table with columns
  * signature text, body jsonb, verified boolean, applied boolean, error text.
@@ -506,7 +467,7 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 				 errmsg("QIWI notification rejected: %s", problem),
 				 errhint("Only notifications signed with qiwi.secret_key are accepted.")));
 	if (verified)
-		problem = apply_notification_safely(body, merchant, &applied);
+		problem = qiwi_apply_notification(apply_notification, body, merchant, &applied);
 
 	columns[0] = col.verified;
 	values[0] = BoolGetDatum(verified);

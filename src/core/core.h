@@ -216,6 +216,11 @@ extern bool qiwi_malformed(QiwiError *error, const char *context, const char *pr
 extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
 extern bool qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem);
 
+/* Applies a merchant's verified notification: NULL, or why it changed nothing */
+typedef char *(*NotificationApplier) (Jsonb *body, const Merchant *merchant, bool *applied);
+extern char *qiwi_apply_notification(NotificationApplier apply, Jsonb *body,
+									 const Merchant *merchant, bool *applied);
+
 /* ---------- codecs.c ---------- */
 
 extern Numeric qiwi_amount_to_cents(Numeric amount);

@@ -107,6 +107,48 @@ qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result
 	return qiwi_guarded(run_reader, &a, GUARD_DATA_ERRORS, problem);
 }
 
+/* A verified notification to apply, and what applying it said */
+typedef struct NotificationToApply
+{
+	NotificationApplier apply;
+	Jsonb	   *body;
+	const Merchant *merchant;
+	bool		applied;
+	char	   *outcome;
+} NotificationToApply;
+
+/* Run a NotificationToApply's applier (a GuardedFn) */
+static bool
+run_applier(void *arg, char **problem)
+{
+	NotificationToApply *n = (NotificationToApply *) arg;
+
+	n->outcome = n->apply(n->body, n->merchant, &n->applied);
+	return true;
+}
+
+/*
+ * Apply a merchant's verified notification in a subtransaction: whatever it
+ * holds (an amount a table constraint refuses, say), the trigger stores it,
+ * marked with the outcome, and the INSERT goes on.  *applied says whether
+ * it changed the tables; the result is why not, or NULL.
+ */
+char *
+qiwi_apply_notification(NotificationApplier apply, Jsonb *body, const Merchant *merchant,
+						bool *applied)
+{
+	NotificationToApply n = {apply, body, merchant, false, NULL};
+	char	   *problem = NULL;
+
+	if (!qiwi_guarded(run_applier, &n, GUARD_ALL_BUT_CANCEL, &problem))
+	{
+		*applied = false;		/* what it did was rolled back */
+		return psprintf("verified but not applied: %s", problem);
+	}
+	*applied = n.applied;
+	return n.outcome;
+}
+
 /* What an error answer says; QIWI's error JSON, all of it optional */
 typedef struct ErrorAnswer
 {

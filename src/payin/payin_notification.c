@@ -314,25 +314,6 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 	return psprintf("duplicate: payment \"%s\" is already %s", payment->payment_id, payment->status);
 }
 
-/* A notification to apply, and what applying it said */
-typedef struct NotificationToApply
-{
-	Jsonb	   *body;
-	const Merchant *merchant;
-	bool		applied;
-	char	   *outcome;
-} NotificationToApply;
-
-/* Apply a NotificationToApply (a GuardedFn) */
-static bool
-run_apply(void *arg, char **problem)
-{
-	NotificationToApply *n = (NotificationToApply *) arg;
-
-	n->outcome = apply_notification(n->body, n->merchant, &n->applied);
-	return true;
-}
-
 /*
  * qiwi_payin_notification_verify(): BEFORE INSERT trigger on a table with
  * columns signature text, body jsonb, site_id text, merchant text,
@@ -358,7 +339,7 @@ qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 	bool		verified = false;
 	Jsonb	   *body = NULL;
 	const Merchant *merchant = NULL;
-	NotificationToApply n = {NULL, NULL, false, NULL};
+	bool		applied = false;
 	int			columns[4];
 	Datum		values[4];
 	bool		nulls[4];
@@ -409,23 +390,13 @@ qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 				 errmsg("QIWI Payin notification rejected: %s", problem),
 				 errhint("Only notifications signed with the payin_notification_key of the merchant whose payin_site_id they name are accepted.")));
 	if (verified)
-	{
-		n.body = body;
-		n.merchant = merchant;
-		if (!qiwi_guarded(run_apply, &n, GUARD_ALL_BUT_CANCEL, &problem))
-		{
-			n.applied = false;	/* what it did was rolled back */
-			problem = psprintf("verified but not applied: %s", problem);
-		}
-		else
-			problem = n.outcome;
-	}
+		problem = qiwi_apply_notification(apply_notification, body, merchant, &applied);
 
 	columns[0] = col.verified;
 	values[0] = BoolGetDatum(verified);
 	nulls[0] = false;
 	columns[1] = col.applied;
-	values[1] = BoolGetDatum(n.applied);
+	values[1] = BoolGetDatum(applied);
 	nulls[1] = false;
 	columns[2] = col.error;
 	values[2] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
