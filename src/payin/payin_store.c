@@ -565,11 +565,13 @@ operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
 }
 
 /*
- * Record a capture QIWI made or told of; its payment's captured amount
- * grows.  True if it is new here; *status (unless NULL) is the one recorded.
+ * Record a capture or refund (what: "capture", "refund") QIWI made or told
+ * of with its statement.  True if it is new here; *status (unless NULL) is
+ * the one recorded.
  */
-bool
-payin_store_capture(const PayinOperationResult *capture, const char *source, char **status)
+static bool
+store_operation(const PayinOperationResult *operation, int plan, int expected,
+				const char *what, const char *source, char **status)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
@@ -577,41 +579,31 @@ payin_store_capture(const PayinOperationResult *capture, const char *source, cha
 	bool		isnull;
 	bool		inserted;
 
-	operation_values(capture, values, nulls);
+	operation_values(operation, values, nulls);
 	begin_payin_ledger(&ctx);
-	ledger_run(plans[P_CAPTURE_UPSERT], values, nulls, SPI_OK_SELECT);
+	ledger_run(plans[plan], values, nulls, expected);
 	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (status != NULL)
 		*status = row_text(&ctx, 2);
 	if (inserted)
-		record_event(capture->merchant, "capture", capture->id, NULL, capture->status, source);
+		record_event(operation->merchant, what, operation->id, NULL, operation->status, source);
 	ledger_end(&ctx);
 	return inserted;
 }
 
-/*
- * Record a refund (or reversal) QIWI made or told of.  True if it is new
- * here; *status (unless NULL) is the one recorded.
- */
+/* Record a capture; its payment's captured amount grows (store_operation) */
+bool
+payin_store_capture(const PayinOperationResult *capture, const char *source, char **status)
+{
+	return store_operation(capture, P_CAPTURE_UPSERT, SPI_OK_SELECT, "capture", source, status);
+}
+
+/* Record a refund or reversal (store_operation) */
 bool
 payin_store_refund(const PayinOperationResult *refund, const char *source, char **status)
 {
-	Datum		values[OPERATION_NARGS];
-	char		nulls[OPERATION_NARGS + 1];
-	OwnerContext ctx;
-	bool		isnull;
-	bool		inserted;
-
-	operation_values(refund, values, nulls);
-	begin_payin_ledger(&ctx);
-	ledger_run(plans[P_REFUND_UPSERT], values, nulls, SPI_OK_INSERT_RETURNING);
-	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (status != NULL)
-		*status = row_text(&ctx, 2);
-	if (inserted)
-		record_event(refund->merchant, "refund", refund->id, NULL, refund->status, source);
-	ledger_end(&ctx);
-	return inserted;
+	return store_operation(refund, P_REFUND_UPSERT, SPI_OK_INSERT_RETURNING, "refund", source,
+						   status);
 }
 
 /*
