@@ -125,14 +125,9 @@ record_bill(QiwiBill *bill)
 static Datum
 bill_datum(FunctionCallInfo fcinfo, const QiwiBill *bill)
 {
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = arg_result_desc(fcinfo, BILL_NCOLS, "qiwi_bill");
 	Datum		values[BILL_NCOLS];
 	bool		nulls[BILL_NCOLS];
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
-		tupdesc->natts != BILL_NCOLS)
-		elog(ERROR, "return type must be qiwi_bill");
-	tupdesc = BlessTupleDesc(tupdesc);
 
 	memset(nulls, false, sizeof(nulls));
 	values[BILL_COL_BILL_ID] = CStringGetTextDatum(bill->bill_id);
@@ -163,14 +158,9 @@ bill_datum(FunctionCallInfo fcinfo, const QiwiBill *bill)
 static Datum
 refund_datum(FunctionCallInfo fcinfo, const QiwiRefund *refund)
 {
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = arg_result_desc(fcinfo, REFUND_NCOLS, "qiwi_refund");
 	Datum		values[REFUND_NCOLS];
 	bool		nulls[REFUND_NCOLS];
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
-		tupdesc->natts != REFUND_NCOLS)
-		elog(ERROR, "return type must be qiwi_refund");
-	tupdesc = BlessTupleDesc(tupdesc);
 
 	memset(nulls, false, sizeof(nulls));
 	values[REFUND_COL_BILL_ID] = CStringGetTextDatum(refund->bill_id);
@@ -608,15 +598,12 @@ qiwi_reconcile_now(PG_FUNCTION_ARGS)
 Datum
 qiwi_reconciler_state(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = arg_result_desc(fcinfo, 13, "a row of 13 columns");
 	Datum		values[13];
 	bool		nulls[13];
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
-		tupdesc->natts != 13)
-		elog(ERROR, "return type must be a row of 13 columns");
 	reconciler_state(values, nulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /* Define the Bill Payments settings; make bills a kind to reconcile (from _PG_init) */

@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
@@ -278,6 +279,7 @@ extern Jsonb *arg_optional_custom_fields(FunctionCallInfo fcinfo, int argno, con
 extern char *arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern bool arg_notification_trigger_rejects(FunctionCallInfo fcinfo, const char *trigger);
 extern int	arg_trigger_column(Relation rel, const char *name, Oid type, const char *trigger);
+extern TupleDesc arg_result_desc(FunctionCallInfo fcinfo, int ncols, const char *type);
 
 /* ---------- signature.c ---------- */
 

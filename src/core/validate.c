@@ -9,6 +9,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -338,4 +339,16 @@ arg_trigger_column(Relation rel, const char *name, Oid type, const char *trigger
 				 errmsg("table \"%s\" needs a column \"%s\" of type %s for %s",
 						RelationGetRelationName(rel), name, format_type_be(type), trigger)));
 	return attnum;
+}
+
+/* The blessed tuple descriptor of a function's composite result (type, ncols columns) */
+TupleDesc
+arg_result_desc(FunctionCallInfo fcinfo, int ncols, const char *type)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts != ncols)
+		elog(ERROR, "return type must be %s", type);
+	return BlessTupleDesc(tupdesc);
 }

@@ -176,18 +176,6 @@ comment_argument(FunctionCallInfo fcinfo, int argno)
 
 /* ---------- results ---------- */
 
-/* The tuple descriptor of a composite result of ncols columns */
-static TupleDesc
-result_desc(FunctionCallInfo fcinfo, int ncols, const char *type)
-{
-	TupleDesc	tupdesc;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
-		tupdesc->natts != ncols)
-		elog(ERROR, "return type must be %s", type);
-	return BlessTupleDesc(tupdesc);
-}
-
 /* A text Datum or NULL */
 static Datum
 text_or_null(const char *s, bool *isnull)
@@ -200,7 +188,7 @@ text_or_null(const char *s, bool *isnull)
 static Datum
 invoice_datum(FunctionCallInfo fcinfo, const PayinInvoice *invoice)
 {
-	TupleDesc	tupdesc = result_desc(fcinfo, INV_NCOLS, "qiwi_payin_invoice");
+	TupleDesc	tupdesc = arg_result_desc(fcinfo, INV_NCOLS, "qiwi_payin_invoice");
 	Datum		values[INV_NCOLS];
 	bool		nulls[INV_NCOLS];
 
@@ -465,7 +453,7 @@ qiwi_payin_payment(PG_FUNCTION_ARGS)
 		qiwi_raise(&error);
 	if (ledger_can_record(psprintf("Payin payment \"%s\"", payment_id), PAYIN_TABLES))
 		payin_store_payment(&payment, "call");
-	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(result_desc(fcinfo, PAY_NCOLS, "qiwi_payin_payment"),
+	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, PAY_NCOLS, "qiwi_payin_payment"),
 													&payment)));
 }
 
@@ -483,7 +471,7 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
 	send_or_ask(&call);
 	payin_store_capture(&call.result, "call", NULL);
-	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
+	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
 													  &call.result)));
 }
 
@@ -505,7 +493,7 @@ qiwi_payin_capture_status(PG_FUNCTION_ARGS)
 	if (ledger_can_record(psprintf("capture \"%s\" of Payin payment \"%s\"", capture_id, payment_id),
 						  PAYIN_TABLES))
 		payin_store_capture(&capture, "call", NULL);
-	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
+	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
 													  &capture)));
 }
 
@@ -545,7 +533,7 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 
 	send_or_ask(&call);
 	payin_store_refund(&call.result, "call", NULL);
-	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
+	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &call.result)));
 }
 
@@ -567,7 +555,7 @@ qiwi_payin_refund_status(PG_FUNCTION_ARGS)
 	if (ledger_can_record(psprintf("refund \"%s\" of Payin payment \"%s\"", refund_id, payment_id),
 						  PAYIN_TABLES))
 		payin_store_refund(&refund, "call", NULL);
-	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
+	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &refund)));
 }
 
