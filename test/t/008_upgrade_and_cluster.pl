@@ -1,5 +1,5 @@
-# What needs a cluster of its own: 1.0 and 1.1 upgrade to 1.2 with their
-# data kept and the schema of a fresh 1.2; the reconciler never runs a function a
+# What needs a cluster of its own: 1.0, 1.1 and 1.2 upgrade to 1.3 with their
+# data kept and the schema of a fresh 1.3; the reconciler never runs a function a
 # plain role planted in its path; a creation whose answer was lost is sent
 # again, never CREATE_FAILED; a missing worker slot is said; a hot standby
 # answers reading calls and moves no money.
@@ -20,7 +20,7 @@ qiwi.reconcile_max_interval = '1s'
 sandbox('/sandbox/reset');
 sub sql_in { my ($db, $query) = @_; return $node->safe_psql($db, $query); }
 
-# ---------- 1.0 -> 1.2 and 1.1 -> 1.2 ----------
+# ---------- 1.0, 1.1 and 1.2 -> 1.3 ----------
 
 # Everything that describes the extension's objects, one line each, sorted
 my $schema_query = q{
@@ -79,21 +79,39 @@ SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	UNION ALL SELECT last_value::text FROM qiwi_bill_events_id_seq
 	UNION ALL SELECT last_value::text FROM qiwi_notifications_id_seq) s(r)};
 
+# The rows of the Payin tables, which 1.2 brought
+my $payin_data_query = q{
+SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
+	SELECT t::text FROM qiwi_payin_invoices t
+	UNION ALL SELECT t::text FROM qiwi_payin_payments t
+	UNION ALL SELECT t::text FROM qiwi_payin_captures t
+	UNION ALL SELECT t::text FROM qiwi_payin_refunds t
+	UNION ALL SELECT t::text FROM qiwi_payin_events t
+	UNION ALL SELECT t::text FROM qiwi_payin_tokens t
+	UNION ALL SELECT (id, received_at, site_id, signature, body, merchant, verified, applied, error)::text
+	            FROM qiwi_payin_notifications
+	UNION ALL SELECT last_value::text FROM qiwi_payin_events_id_seq
+	UNION ALL SELECT last_value::text FROM qiwi_payin_notifications_id_seq) s(r)};
+
 sql_in('postgres', 'CREATE DATABASE fresh');
 sql_in('fresh', 'CREATE EXTENSION qiwi_kassa');
 my $schema_fresh = sql_in('fresh', $schema_query);
 ok(length($schema_fresh) > 5000, 'the schema description covers the objects');
 my ($ok, $out, $err) = (undef, '', '');
-for my $from ('1.0', '1.1')
+for my $from ('1.0', '1.1', '1.2')
 {
+	# 1.2 gave every function that talks to QIWI a merchant argument
+	my ($status_fn, $verify_fn) = $from eq '1.2'
+	  ? ('qiwi_bill_status(text, text)', 'qiwi_verify_signature(text, jsonb, text, text)')
+	  : ('qiwi_bill_status(text)', 'qiwi_verify_signature(text, jsonb, text)');
 	my $db = 'old' . ($from =~ s/\.//r);
 	sql_in('postgres', "CREATE DATABASE $db");
 	sql_in($db, qq{CREATE EXTENSION qiwi_kassa VERSION '$from'});
 	# a shop's role with EXECUTE on a function that moves money keeps it
 	sql_in($db, q{DO $$ BEGIN CREATE ROLE regress_shop_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$});
-	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_bill_status(text) TO regress_shop_app WITH GRANT OPTION});
+	sql_in($db, qq{GRANT EXECUTE ON FUNCTION $status_fn TO regress_shop_app WITH GRANT OPTION});
 	# and a function public by default that the shop closed
-	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text) FROM PUBLIC});
+	sql_in($db, qq{REVOKE EXECUTE ON FUNCTION $verify_fn FROM PUBLIC});
 	# What the old version wrote, in every table: bills in every status,
 	# refunds, events, notifications (this library refuses to write through
 	# an old version's objects)
@@ -114,14 +132,40 @@ SELECT qiwi_sign_notification(n), n FROM (SELECT jsonb_build_object('bill', json
 	'siteId', '270305', 'billId', 'up-n', 'amount', jsonb_build_object('value', '5.00', 'currency', 'RUB'),
 	'status', jsonb_build_object('value', 'PAID')), 'version', '1') AS n) s;
 });
+	# 1.2's Payin tables: an invoice paid in two steps, captured and partly
+	# refunded, a token, an event and a stored notification
+	sql_in($db, q{
+INSERT INTO qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount, currency, status, capture,
+                                 flags, pay_url, created_at, expires_at, status_changed_at, checked_at)
+VALUES ('default', 'up-p1', 'uid-1', 'sa3khn-00', 9.50, 'RUB', 'PAID', 'manual', '{}',
+        'https://oplata.qiwi.com/form?invoiceUid=uid-1', now(), now() + interval '1 day', now(), now());
+INSERT INTO qiwi_payin_payments (merchant, payment_id, bill_id, status, amount, currency, captured_amount,
+                                 refunded_amount, method, masked_pan, created_at, status_changed_at,
+                                 capture_deadline, checked_at)
+VALUES ('default', 'pay-1', 'up-p1', 'COMPLETED', 9.50, 'RUB', 9.50, 1.00, 'CARD', '424242******4242',
+        now(), now(), now() + interval '72 hours', now());
+INSERT INTO qiwi_payin_captures (merchant, payment_id, capture_id, amount, currency, status, created_at, checked_at)
+VALUES ('default', 'pay-1', 'cap-1', 9.50, 'RUB', 'COMPLETED', now(), now());
+INSERT INTO qiwi_payin_refunds (merchant, payment_id, refund_id, amount, currency, status, reversal, created_at, checked_at)
+VALUES ('default', 'pay-1', 'ref-1', 1.00, 'RUB', 'COMPLETED', false, now(), now());
+INSERT INTO qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)
+VALUES ('default', 'payment', 'pay-1', NULL, 'COMPLETED', 'call');
+INSERT INTO qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at)
+VALUES ('default', 'buyer-1', 'tok-1', '424242******4242', now() + interval '1 year', now());
+INSERT INTO qiwi_payin_notifications (site_id, signature, body)
+VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"}, "version": "1"}');
+}) if $from eq '1.2';
 	my $data_before = sql_in($db, $data_query);
+	my $payin_before = $from eq '1.2' ? sql_in($db, $payin_data_query) : undef;
 	$node->psql($db, q{SELECT qiwi_bill_status('up-WAITING')}, stderr => \$err);
-	like($err, qr/SQL objects of qiwi_kassa are version \Q$from\E, but its library is version 1\.2.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
+	like($err, qr/SQL objects of qiwi_kassa are version \Q$from\E, but its library is version 1\.3.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
 		"$from: before the update, a call says to run ALTER EXTENSION ... UPDATE");
 
 	sql_in($db, 'ALTER EXTENSION qiwi_kassa UPDATE');
-	is(sql_in($db, q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.2', "$from: the upgrade reaches 1.2");
+	is(sql_in($db, q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.3', "$from: the upgrade reaches 1.3");
 	is(sql_in($db, $data_query), $data_before, "$from: every row of every table survives the upgrade");
+	is(sql_in($db, $payin_data_query), $payin_before, "$from: every row of the Payin tables survives the upgrade")
+	  if $from eq '1.2';
 	is(sql_in($db, q{SELECT count(*) FROM qiwi_bills WHERE qiwi_amount IS NULL AND qiwi_status IS NULL AND merchant = 'default'}), '6',
 		"$from: the new columns are empty for old bills, which are the default merchant's");
 	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_bill_status(text, text)', 'EXECUTE WITH GRANT OPTION')}), 't',
@@ -130,7 +174,7 @@ SELECT qiwi_sign_notification(n), n FROM (SELECT jsonb_build_object('bill', json
 		"$from: a function the shop closed to PUBLIC stays closed");
 	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app CASCADE});
 	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text, text) TO PUBLIC});
-	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.2 install");
+	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.3 install");
 }
 sql_in('old11', q{SELECT qiwi_create_bill('up-new', 3, expires_at => now() + interval '1 day')});
 is(sql_in('old11', q{SELECT status FROM qiwi_bills WHERE bill_id = 'up-new'}), 'WAITING', 'the upgraded install works');
