@@ -151,6 +151,10 @@ class Check:
     def control(self, method, path, body=None):
         return self.http(method, "/sandbox/payin" + path, body)
 
+    def moved(self):
+        """How far POST /sandbox/payin/clock has moved the Payin clock."""
+        return timedelta(seconds=float(self.control("GET", "/clock")[1]["movedSeconds"]))
+
 
 class Site:
     """A fresh Payin site in the sandbox, with helpers for its API."""
@@ -650,6 +654,63 @@ def check_faults(c, site):
     c.ok(time.monotonic() - started >= 0.3, "a delay fault delays the next Payin answer")
 
 
+def check_clock(c, site):
+    """Run last: the Payin clock only moves forward (POST reset after it)."""
+    for bad in ({"seconds": 0}, {"seconds": -5}, {"seconds": "60"}, {"seconds": True}, {},
+                {"seconds": 47 * 86400}):
+        status, _, _ = c.control("POST", "/clock", bad)
+        c.ok(status == 400, f"POST clock refuses {json.dumps(bad)}")
+    status, body = c.control("GET", "/clock")[:2]
+    c.ok(status == 200 and body["movedSeconds"] == 0, "GET clock: not moved yet", str(body))
+    status, answer, _ = site.api("PUT", "bills/b-" + uuid.uuid4().hex[:8], {
+        "amount": {"currency": "RUB", "value": Decimal("1.00")}, "billPaymentMethodsType": ["TOKEN"],
+        "expirationDateTime": (datetime.now(MSK) + timedelta(days=1)).isoformat(timespec="seconds")})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "billPaymentMethodsType"),
+         "billPaymentMethodsType: CARD, SBP or QIWI_WALLET only (TOKEN is not a form's method)")
+
+    b3, _, _ = site.invoice()
+    b4, _, _ = site.invoice()
+    _, p3, _ = site.pay(b3, expiry="03/30")
+    _, p4, _ = site.pay(b4, expiry="04/30")
+    c.control("POST", "/clock", {"seconds": 2})
+    _, g3, _ = site.api("GET", f"payments/{p3['paymentId']}")
+    c.ok(g3["status"]["value"] == "WAITING", "clock +2 s: month 03 still WAITING")
+    c.control("POST", "/clock", {"seconds": 1.5})
+    _, g3, _ = site.api("GET", f"payments/{p3['paymentId']}")
+    _, g4, _ = site.api("GET", f"payments/{p4['paymentId']}")
+    c.ok(g3["status"]["value"] == "COMPLETED" and g4["status"]["value"] == "DECLINED"
+         and g4["status"].get("reason") == "ACQUIRING_INSUFFICIENT_FUNDS",
+         "clock +3.5 s: month 03 COMPLETED, month 04 DECLINED with its reason, without waiting")
+
+    hold_bill, _, _ = site.invoice(sale=False)
+    _, held, _ = site.pay(hold_bill, expiry="03/30")
+    soon = (datetime.now(MSK) + c.moved() + timedelta(hours=1)).isoformat(timespec="seconds")
+    late_bill, _, _ = site.invoice(expirationDateTime=soon)
+    c.control("POST", "/clock", {"seconds": 3600})
+    _, got, _ = site.api("GET", f"bills/{late_bill}/details")
+    c.ok(got["status"]["value"] == "EXPIRED", "clock +1 h: an invoice expires at its expirationDateTime")
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    c.ok(got["status"]["value"] == "COMPLETED" and got["capturedAmount"]["value"] == "0.00",
+         "a hold authorised by a delayed outcome during the move is still held an hour later")
+    c.control("POST", "/clock", {"seconds": 71 * 3600})
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    c.ok(got["capturedAmount"]["value"] == "0.00",
+         "72 h after the payment: still held (it was authorised 3 s after it)")
+    c.control("POST", "/clock", {"seconds": 5})
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    post = site.notification("CAPTURE", "paymentId", held["paymentId"])
+    c.ok(got["capturedAmount"]["value"] == "5.00" and post is not None and site.signed_ok(post, "CAPTURE"),
+         "past the deadline (authorisation + 72 h): QIWI captured the hold, with a signed CAPTURE")
+    authorised = datetime.fromisoformat(got["status"]["changedDateTime"])
+    captured = datetime.fromisoformat(post["body"]["capture"]["createdDateTime"])
+    c.ok(timedelta(hours=72) <= captured - authorised <= timedelta(hours=72, seconds=2),
+         "the capture is dated at the deadline, not at the end of the move",
+         f"{authorised} -> {captured}")
+    status, body = c.control("POST", "/reset")[:2]
+    status, body = c.control("GET", "/clock")[:2]
+    c.ok(body["movedSeconds"] == 0, "POST reset sets the clock back")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the running sandbox, e.g. http://127.0.0.1:8080")
@@ -668,6 +729,7 @@ def main():
         ("tokens and card checks", lambda: check_tokens_and_card_checks(c, Site(c, receiver))),
         ("notification delivery", lambda: check_delivery(c, receiver)),
         ("faults", lambda: check_faults(c, Site(c, receiver))),
+        ("the clock", lambda: check_clock(c, Site(c, receiver))),
     ]
     for name, run in groups:
         try:

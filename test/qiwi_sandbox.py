@@ -56,9 +56,13 @@ Payin control (no auth), under /sandbox/payin:
   POST sites/{siteId}/bills/{billId}/expire        the invoice's time runs out
   POST sites/{siteId}/payments/{paymentId}/3ds     {"result": "pass"|"fail"}
   POST sites/{siteId}/payments/{paymentId}/deadline  the capture deadline passes
+  POST clock {"seconds": N}  Payin's time moves N seconds forward (at most
+       46 days a call): what falls due meanwhile happens at its own time
+  GET  clock           {"now", "movedSeconds"}
   GET  notifications   every Payin notification: body, signature, attempts
   GET  stats           Payin counters
-  POST reset           forget the Payin state (sites back to the default one)
+  POST reset           forget the Payin state (sites back to the default one;
+                       the clock back to the wall clock)
   POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
 """
 
@@ -398,6 +402,10 @@ class Sandbox:
 #   GET bills/{billId} answers the array of its payments, GET
 #   bills/{billId}/details the invoice with "payments".  Flags accepted:
 #   SALE, BIND_PAYMENT_TOKEN (needs customer.account), CHECK_CARD (§8).
+#   billPaymentMethodsType: CARD, SBP (§8, DEV) and QIWI_WALLET (a PAYD
+#   sample); a token is not one (seed 004: the form offers bound tokens
+#   by customer.account).  Support never connected a method for a sandbox
+#   site, so the form takes a card whatever the list says (seed 004's table).
 # - Payment flags: ["SALE"] one-step, ["AUTH"] two-step (§2's operation
 #   types).  refundedAmount counts refunds and reversals (money back to the
 #   buyer, moved or released).  The hold's deadline is authorisation time
@@ -438,6 +446,12 @@ class Sandbox:
 #   answers 200; otherwise retried after 5, 60, 300, 300 and 300 units
 #   (§2: "1 try after 5 s, 1 after 1 min, then 3 every 5 min"; a unit is
 #   the site's retryUnitMs, 1000 by default), 6 attempts in all.
+# - Time: Payin's clock is the wall clock plus what POST
+#   /sandbox/payin/clock added; answers, notifications, expiries, capture
+#   deadlines and the 3 s card outcomes follow it.  A move takes the events
+#   falling due within it one by one at their own times (a hold authorised
+#   by a delayed outcome gets its deadline from that outcome).  It only
+#   moves forward; POST reset brings it back.
 # - Faults (POST /sandbox/faults) reach Payin requests only with
 #   "api": "payin" (so Bill Payments tests see exactly what they did), and
 #   may be narrowed with "site", "bill" or "payment"; their default body
@@ -450,11 +464,12 @@ PAYIN_MAX_TEST_AMOUNT = Decimal("10.00")
 PAYIN_MAX_HOLD_HOURS = 120
 PAYIN_MAX_STRING = 256
 PAYIN_FLAGS = ("SALE", "BIND_PAYMENT_TOKEN", "CHECK_CARD")
-PAYIN_METHODS = ("CARD", "SBP", "QIWI_WALLET", "TOKEN")
+PAYIN_METHODS = ("CARD", "SBP", "QIWI_WALLET")
 PAYIN_CUSTOM_FIELDS = ("cf1", "cf2", "cf3", "cf4", "cf5", "invoice_callback_url",
                        "themeCode", "contractId")
 PAYIN_RETRY_SCHEDULE = (5, 60, 300, 300, 300)
 PAYIN_DELAYED_OUTCOME_S = 3
+PAYIN_MAX_CLOCK_MOVE_S = 46 * 86400
 MONEY_FORMAT = "Invalid money format. Should have 2 fraction digits"
 
 
@@ -595,6 +610,7 @@ class PayinSandbox:
             # of months 03/04, invoice expiries, capture deadlines
             self.due = {"outcome": [], "expiry": [], "deadline": []}
             self.sequence = 0
+            self.offset = timedelta(0)
 
     def configure_site(self, args):
         site_id, api_key = args.get("siteId"), args.get("apiKey")
@@ -619,6 +635,28 @@ class PayinSandbox:
 
     # ---- time ----
 
+    def clock(self):
+        """Payin's time: the wall clock plus what POST /sandbox/payin/clock added."""
+        return now() + self.offset
+
+    def move_clock(self, args):
+        """Time passes: what falls due meanwhile happens, in order of its time."""
+        seconds = args.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not 0 < seconds <= PAYIN_MAX_CLOCK_MOVE_S:
+            raise ControlError(400, "seconds must be more than 0 and at most 46 days")
+        target = self.offset + timedelta(seconds=seconds)
+        # each event at its own time: a hold authorised by a delayed card
+        # outcome gets its deadline from the outcome's time, not the jump's end
+        while True:
+            due = [heap[0][0] for heap in self.due.values() if heap]
+            if not due or min(due) > now() + target:
+                break
+            self.offset = max(self.offset, min(due) - now())
+            self.advance()
+        self.offset = target
+        self.advance()
+
     def ticker(self):
         while True:
             time.sleep(0.05)
@@ -636,7 +674,7 @@ class PayinSandbox:
     def advance(self):
         """Whatever is due by now: delayed card outcomes, expiries, capture deadlines."""
         with self.lock:
-            moment = now()
+            moment = self.clock()
             for pid in self.take_due("outcome", moment):
                 payment = self.payments[pid]
                 if payment["status"] == "WAITING" and payment["outcome"]:
@@ -652,7 +690,7 @@ class PayinSandbox:
                     self.deadline_passed(payment)
 
     def expire_invoice(self, invoice):
-        invoice["status"], invoice["changed"] = "EXPIRED", now()
+        invoice["status"], invoice["changed"] = "EXPIRED", self.clock()
         for pid in invoice["payments"]:
             payment = self.payments[pid]
             if payment["status"] == "WAITING":
@@ -745,9 +783,9 @@ class PayinSandbox:
                 raise PayinError(409, "payin.resource.already.exists",
                                  "Invoice with this billId already exists with other parameters")
             return existing
-        if expires <= now():
+        if expires <= self.clock():
             raise invalid("expirationDateTime", "must be in the future")
-        created = now()
+        created = self.clock()
         uid = str(uuid.uuid4())
         invoice = {
             "site": site["siteId"], "billId": bill_id, "invoiceUid": uid,
@@ -803,7 +841,7 @@ class PayinSandbox:
             card = self.card(args)
         if "CHECK_CARD" in invoice["flags"]:
             return self.check_card(invoice, card, args)
-        created = now()
+        created = self.clock()
         payment_id = str(self.next_payment)
         self.next_payment += 1
         method = {"type": "TOKEN", "paymentToken": token["token"]} if token else {"type": "CARD"}
@@ -871,14 +909,14 @@ class PayinSandbox:
         outcome, delayed = self.card_outcome(payment["card"], payment["declineReason"])
         if delayed:
             payment["outcome"] = outcome
-            self.schedule("outcome", now() + timedelta(seconds=PAYIN_DELAYED_OUTCOME_S),
+            self.schedule("outcome", self.clock() + timedelta(seconds=PAYIN_DELAYED_OUTCOME_S),
                           payment["paymentId"])
         else:
             self.finish_payment(payment, outcome)
 
     def finish_payment(self, payment, outcome):
         status, reason = outcome
-        moment = now()
+        moment = self.clock()
         payment["status"], payment["changed"], payment["reason"] = status, moment, reason
         invoice = self.invoices[(payment["site"], payment["billId"])]
         if status == "COMPLETED":
@@ -899,7 +937,7 @@ class PayinSandbox:
     def bind_token(self, invoice, card, success):
         """Issue a token for the invoice's customer (TOKEN notification either way)."""
         account = invoice["customer"]["account"]
-        moment = now()
+        moment = self.clock()
         token = {
             "token": str(uuid.uuid4()), "site": invoice["site"], "account": account,
             "card": card, "status": "CREATED" if success else "REJECTED", "changed": moment,
@@ -929,7 +967,7 @@ class PayinSandbox:
         check = {
             "requestUid": str(uuid.uuid4()), "site": invoice["site"],
             "status": "SUCCESS" if valid else "DECLINE", "isValidCard": valid,
-            "threeDsStatus": three_ds, "checkOperationDate": payin_time(now()),
+            "threeDsStatus": three_ds, "checkOperationDate": payin_time(self.clock()),
             "cardInfo": {"paymentSystem": card["system"], "issuingCountry": "643",
                          "issuingBank": "Sandbox bank", "fundingSource": "UNKNOWN",
                          "paymentSystemProduct": "UNKNOWN"},
@@ -1031,7 +1069,7 @@ class PayinSandbox:
         if amount <= 0:
             raise PayinError(400, "payin.incorrect-method-invocation",
                              "Payment hold has been reversed: nothing to capture")
-        moment = now()
+        moment = self.clock()
         capture = {"captureId": capture_id, "paymentId": payment["paymentId"],
                    "created": moment, "changed": moment, "amount": amount,
                    "currency": payment["currency"], "request": request}
@@ -1076,7 +1114,7 @@ class PayinSandbox:
             payment["refunded"] - payment["reversed"])
         if amount > left:
             raise invalid("amount", "Refund amount exceeds the available amount")
-        moment = now()
+        moment = self.clock()
         refund = {"refundId": refund_id, "paymentId": payment["paymentId"],
                   "created": moment, "changed": moment, "amount": amount,
                   "currency": currency, "reversal": reversal, "request": request}
@@ -1108,7 +1146,7 @@ class PayinSandbox:
         token = self.tokens.get((site_id, token_id))
         if token is None or token["status"] != "CREATED" or token["account"] != account:
             raise PayinError(404, "payin.resource.not.found", "Token not found")
-        token["status"], token["changed"] = "DELETED", now()
+        token["status"], token["changed"] = "DELETED", self.clock()
 
     # ---- notifications ----
 
@@ -1213,6 +1251,13 @@ class PayinSandbox:
                 return 200, {"ok": True}
             if parts == ["notifications"] and method == "GET":
                 return 200, self.notifications
+            if parts == ["clock"] and method in ("GET", "POST"):
+                try:
+                    if method == "POST":
+                        self.move_clock(args)
+                except ControlError as e:
+                    return e.status, {"error": str(e)}
+                return 200, {"now": payin_time(self.clock()), "movedSeconds": self.offset.total_seconds()}
             if parts == ["stats"] and method == "GET":
                 return 200, {"requests": self.requests, "invoices": len(self.invoices),
                              "payments": len(self.payments), "captures": len(self.captures),
@@ -1231,7 +1276,7 @@ class PayinSandbox:
                         invoice = self.invoice(site_id, ident)
                         if invoice["status"] != "CREATED":
                             raise ControlError(409, f"invoice is {invoice['status']}")
-                        invoice["expires"] = now()
+                        invoice["expires"] = self.clock()
                         self.expire_invoice(invoice)
                         return 200, self.invoice_json(invoice)
                     if kind == "payments" and action == "3ds":
@@ -1244,7 +1289,7 @@ class PayinSandbox:
                         payment = self.payment(site_id, ident)
                         if self.held(payment) <= 0:
                             raise ControlError(409, "the payment holds nothing")
-                        payment["deadline"] = now()
+                        payment["deadline"] = self.clock()
                         self.deadline_passed(payment)
                         return 200, self.payment_json(payment)
                 except PayinError as e:
