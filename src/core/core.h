@@ -126,6 +126,9 @@ typedef struct HttpRequest
 	int			nheaders;
 	char	   *body;			/* for PUT/POST, or NULL */
 	const char *content_type;	/* of the body (PUT/POST), or NULL */
+	bool		fresh_connection;	/* not over a kept-alive connection: when
+									 * one dies unanswered, libcurl silently
+									 * sends the request again */
 } HttpRequest;
 
 /* How a batch of requests is sent; TLS is always verified */

@@ -288,6 +288,7 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 	HTTP_SETOPT(easy, CURLOPT_URL, req->url);
 	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) options->timeout_ms);
 	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) options->connect_timeout_ms);
+	HTTP_SETOPT(easy, CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
 
 	/* no "Expect: 100-continue" round trip for our small bodies */
 	http_add_header(slot, "Expect:");

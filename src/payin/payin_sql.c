@@ -290,11 +290,12 @@ money_operation(MoneyCall *call, bool send, QiwiOperation *op)
 }
 
 /*
- * Send a capture or refund once; if its answer is lost or QIWI failed (a
- * network failure, a timeout, 429, 5xx: with an empty body QIWI asks for
- * the same request again, with a body for a status check; asking first
- * serves both), ask for it by its id and send it again only when QIWI does
- * not know it, up to qiwi.max_retries times.  Raises what went wrong.
+ * Send a capture or refund once; if its answer is lost, unreadable or QIWI
+ * failed (a network failure, a timeout, a malformed answer, 429, 5xx: with
+ * an empty body QIWI asks for the same request again, with a body for a
+ * status check; asking first serves both), ask for it by its id and send it
+ * again only when QIWI does not know it, up to qiwi.max_retries times.
+ * Raises what went wrong.
  */
 static void
 send_or_ask(MoneyCall *call)
@@ -308,7 +309,8 @@ send_or_ask(MoneyCall *call)
 		money_operation(call, true, &op);
 		if (qiwi_exchange(&op, &error))
 			return;
-		if (!error.retry_safe)
+		/* a garbled answer may hide a capture or refund QIWI made */
+		if (!error.retry_safe && error.sqlstate != ERRCODE_QIWI_MALFORMED)
 			qiwi_raise(&error);
 		money_operation(call, false, &op);
 		if (qiwi_exchange(&op, &ask_error))

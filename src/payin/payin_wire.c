@@ -456,6 +456,8 @@ payin_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method, 
 	op->request.content_type = method == HTTP_GET ? NULL : "application/json;charset=UTF-8";
 	op->request.headers = headers;
 	op->request.nheaders = 2;
+	/* a capture or refund is sent again only after asking (payin_sql.c) */
+	op->request.fresh_connection = !idempotent;
 	op->context = context;
 	op->retry_hint = retry_hint;
 	op->idempotent = idempotent;
