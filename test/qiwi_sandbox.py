@@ -60,7 +60,8 @@ Payin control (no auth), under /sandbox/payin:
        46 days a call): what falls due meanwhile happens at its own time
   GET  clock           {"now", "movedSeconds"}
   GET  notifications   every Payin notification: body, signature, attempts
-  GET  stats           Payin counters
+  GET  stats           Payin counters: requests (those a fault answered without
+                       taking them are not counted), byMethod, objects, notifications
   POST reset           forget the Payin state (sites back to the default one;
                        the clock back to the wall clock)
   POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
@@ -605,6 +606,7 @@ class PayinSandbox:
             self.checks = {}
             self.notifications = []
             self.requests = 0
+            self.methods = {}
             self.next_payment = 4600000
             # what falls due, as heaps of (when, sequence, key): card outcomes
             # of months 03/04, invoice expiries, capture deadlines
@@ -1192,6 +1194,7 @@ class PayinSandbox:
         """One API request, after the plumbing; (status, JSON or None)."""
         with self.lock:
             self.requests += 1
+            self.methods[method] = self.methods.get(method, 0) + 1
             site = self.authorize(site_id, auth)
             self.advance()
             n = len(segments)
@@ -1259,7 +1262,7 @@ class PayinSandbox:
                     return e.status, {"error": str(e)}
                 return 200, {"now": payin_time(self.clock()), "movedSeconds": self.offset.total_seconds()}
             if parts == ["stats"] and method == "GET":
-                return 200, {"requests": self.requests, "invoices": len(self.invoices),
+                return 200, {"requests": self.requests, "byMethod": dict(self.methods), "invoices": len(self.invoices),
                              "payments": len(self.payments), "captures": len(self.captures),
                              "refunds": len(self.refunds), "notifications": len(self.notifications)}
             if len(parts) == 5 and parts[0] == "sites" and method == "POST":
