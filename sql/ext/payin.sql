@@ -150,7 +150,7 @@ CREATE TABLE qiwi_payin_refunds (
 CREATE TABLE qiwi_payin_events (
 	id bigserial PRIMARY KEY,
 	merchant text NOT NULL,
-	object text NOT NULL CHECK (object IN ('invoice', 'payment', 'capture', 'refund')),
+	object text NOT NULL CHECK (object IN ('invoice', 'payment', 'capture', 'refund', 'token', 'card_check')),
 	object_id text NOT NULL,
 	old_status text,
 	new_status text NOT NULL,
@@ -256,10 +256,34 @@ CREATE TABLE qiwi_payin_tokens (
 	expires_at timestamptz,
 	bound_at timestamptz,
 	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	deleted_at timestamptz,
 	CONSTRAINT qiwi_payin_tokens_pkey PRIMARY KEY (merchant, token)
 );
 CREATE INDEX qiwi_payin_tokens_account ON qiwi_payin_tokens (merchant, account);
 SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_tokens', '');
+
+-- Card checks QIWI made on its form (CHECK_CARD notifications)
+CREATE TABLE qiwi_payin_card_checks (
+	merchant text NOT NULL,
+	request_uid text NOT NULL,
+	status text NOT NULL,
+	is_valid_card boolean,
+	three_ds_status text,
+	check_operation_date timestamptz NOT NULL,
+	card_info jsonb,
+	created_token text,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	CONSTRAINT qiwi_payin_card_checks_pkey PRIMARY KEY (merchant, request_uid)
+);
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_card_checks', '');
+
+CREATE FUNCTION qiwi_payin_delete_token(account text, token text, merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_payin_delete_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- It changes what a buyer can pay with: only roles the owner trusts.
+REVOKE ALL ON FUNCTION qiwi_payin_delete_token(text, text, text) FROM PUBLIC;
 
 CREATE FUNCTION qiwi_payin_notification_verify()
 RETURNS trigger
@@ -485,11 +509,11 @@ COMMENT ON COLUMN qiwi_payin_refunds.status_changed_at IS $$When its status was 
 COMMENT ON COLUMN qiwi_payin_refunds.first_seen_at IS $$When this database first recorded it$$;
 COMMENT ON COLUMN qiwi_payin_refunds.checked_at IS $$When QIWI last told us about it$$;
 
-COMMENT ON TABLE qiwi_payin_events IS $$Every status change of a Payin invoice or payment and every capture and refund recorded; each is also announced with NOTIFY qiwi_payin_status$$;
+COMMENT ON TABLE qiwi_payin_events IS $$Every status change of a Payin invoice, payment or payment token and every capture, refund and card check recorded; each is also announced with NOTIFY qiwi_payin_status$$;
 COMMENT ON COLUMN qiwi_payin_events.id IS $$Order of the changes$$;
 COMMENT ON COLUMN qiwi_payin_events.merchant IS $$Whose object$$;
-COMMENT ON COLUMN qiwi_payin_events.object IS $$invoice, payment, capture or refund$$;
-COMMENT ON COLUMN qiwi_payin_events.object_id IS $$Its id (bill_id, payment_id, capture_id or refund_id)$$;
+COMMENT ON COLUMN qiwi_payin_events.object IS $$invoice, payment, capture, refund, token or card_check$$;
+COMMENT ON COLUMN qiwi_payin_events.object_id IS $$Its id (bill_id, payment_id, capture_id, refund_id, the token, or a card check's request_uid)$$;
 COMMENT ON COLUMN qiwi_payin_events.old_status IS $$Status before; NULL when first seen$$;
 COMMENT ON COLUMN qiwi_payin_events.new_status IS $$Status after$$;
 COMMENT ON COLUMN qiwi_payin_events.source IS $$What made the change: call (a qiwi_payin_* function), reconciler, or notification$$;
@@ -508,7 +532,7 @@ COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refun
 
 COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
 
-COMMENT ON TABLE qiwi_payin_tokens IS $$Payment tokens QIWI bound for buyers' accounts (invoices with account and bind_token), recorded from verified TOKEN notifications; a later invoice for the same account can be paid with one, without the card$$;
+COMMENT ON TABLE qiwi_payin_tokens IS $$Payment tokens QIWI bound for buyers' accounts (invoices with account and bind_token), recorded from verified TOKEN and CHECK_CARD notifications; a later invoice for the same account can be paid with one not deleted, without the card. Rows stay when deleted (qiwi_payin_delete_token)$$;
 COMMENT ON COLUMN qiwi_payin_tokens.merchant IS $$Whose token: only that merchant's site can use it$$;
 COMMENT ON COLUMN qiwi_payin_tokens.account IS $$The buyer's account (customer.account) it was bound for$$;
 COMMENT ON COLUMN qiwi_payin_tokens.token IS $$QIWI's payment token$$;
@@ -516,8 +540,22 @@ COMMENT ON COLUMN qiwi_payin_tokens.card IS $$The card it stands for, masked (th
 COMMENT ON COLUMN qiwi_payin_tokens.expires_at IS $$When it expires (the notification's expiredDate)$$;
 COMMENT ON COLUMN qiwi_payin_tokens.bound_at IS $$When QIWI bound it (status.changedDateTime)$$;
 COMMENT ON COLUMN qiwi_payin_tokens.first_seen_at IS $$When this database recorded it$$;
+COMMENT ON COLUMN qiwi_payin_tokens.deleted_at IS $$When qiwi_payin_delete_token deleted it (or found QIWI no longer knew it); NULL while it can pay$$;
 
-COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE, REFUND or TOKEN to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_payin_card_checks IS $$Card checks QIWI made on its form (invoices flagged CHECK_CARD), recorded once from verified CHECK_CARD notifications; no money moves$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.merchant IS $$Whose check$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.request_uid IS $$QIWI's id of the check (requestUid)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.status IS $$The check's status as QIWI wrote it (the documents list no values; the sandbox sends SUCCESS or DECLINE)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.is_valid_card IS $$Whether the card can pay (isValidCard)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.three_ds_status IS $$The 3-D Secure outcome (threeDsStatus)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.check_operation_date IS $$When QIWI checked the card (checkOperationDate)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.card_info IS $$What QIWI says of the card: payment system, issuing bank and country (cardInfo)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.created_token IS $$The payment token the check bound (createdToken), also recorded in qiwi_payin_tokens; NULL if none$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.first_seen_at IS $$When this database recorded it$$;
+
+COMMENT ON FUNCTION qiwi_payin_delete_token(text, text, text) IS $$Delete the payment token token of the buyer's account at QIWI (DELETE tokens) and record it deleted in qiwi_payin_tokens: true when QIWI deleted it now, false when QIWI no longer knew it for that account (deleted before, or never bound); retry-safe. account: at most 256 characters; token: at most 200. Changes what a buyer can pay with: not PUBLIC. merchant: whose$$;
+
+COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE, REFUND, TOKEN or CHECK_CARD to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
 COMMENT ON TABLE qiwi_payin_notifications IS $$QIWI Payin notifications as the web tier received them, verified and applied by the trigger qiwi_payin_notification_verify()$$;
 COMMENT ON COLUMN qiwi_payin_notifications.id IS $$Order of arrival$$;
 COMMENT ON COLUMN qiwi_payin_notifications.received_at IS $$When the notification was stored$$;

@@ -304,7 +304,10 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 			break;
 		case HTTP_PUT:
 		case HTTP_POST:
-			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST, req->method == HTTP_PUT ? "PUT" : "POST");
+		case HTTP_DELETE:
+			/* a DELETE carries its body like a PUT (Payin's DELETE tokens does) */
+			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST,
+						req->method == HTTP_PUT ? "PUT" : req->method == HTTP_POST ? "POST" : "DELETE");
 			HTTP_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) (req->body ? strlen(req->body) : 0));
 			HTTP_SETOPT(easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
 			if (req->content_type != NULL)

@@ -8,7 +8,8 @@
  *
  * payin_wire.c   URLs, bodies, answers, one operation per API call, options
  * payin_sql.c    the SQL functions
- * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _events
+ * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _tokens,
+ *                _card_checks, _events
  * payin_notification.c  the signatures of notifications
  * payin_reconcile.c  invoices as a kind of thing the reconciler keeps current
  */
@@ -120,13 +121,29 @@ typedef struct PayinToken
 	TimestampTz bound_at;
 } PayinToken;
 
-/* What a PAYMENT, CAPTURE, REFUND or TOKEN notification says */
+/* A card check QIWI made on the form (a CHECK_CARD notification's checkPaymentMethod) */
+typedef struct PayinCardCheck
+{
+	const char *merchant;
+	char	   *request_uid;
+	char	   *status;			/* as QIWI wrote it: the documents list no values */
+	bool		has_valid_card;
+	bool		valid_card;		/* isValidCard */
+	char	   *three_ds_status;
+	TimestampTz operation_date; /* checkOperationDate */
+	Jsonb	   *card_info;
+	bool		has_token;		/* createdToken: a token bound by the check */
+	PayinToken	token;
+} PayinCardCheck;
+
+/* What a PAYMENT, CAPTURE, REFUND, TOKEN or CHECK_CARD notification says */
 typedef enum PayinNoticeKind
 {
 	PAYIN_NOTICE_PAYMENT,
 	PAYIN_NOTICE_CAPTURE,
 	PAYIN_NOTICE_REFUND,
-	PAYIN_NOTICE_TOKEN
+	PAYIN_NOTICE_TOKEN,
+	PAYIN_NOTICE_CHECK_CARD
 } PayinNoticeKind;
 
 typedef struct PayinNotice
@@ -136,6 +153,7 @@ typedef struct PayinNotice
 	PayinPayment payment;		/* PAYMENT */
 	PayinOperationResult operation;	/* CAPTURE, REFUND */
 	PayinToken	token;			/* TOKEN */
+	PayinCardCheck check;		/* CHECK_CARD */
 } PayinNotice;
 
 /* ---------- payin_wire.c ---------- */
@@ -166,6 +184,8 @@ extern void payin_refund_operation(const Merchant *merchant, const char *payment
 extern bool payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem);
 extern void payin_refunds_operation(const Merchant *merchant, const char *payment_id,
 									List **refunds, QiwiOperation *op);
+extern void payin_delete_token_operation(const Merchant *merchant, const char *account,
+										 const char *token, bool *deleted, QiwiOperation *op);
 
 /* ---------- payin_store.c ---------- */
 
@@ -196,6 +216,9 @@ extern bool payin_store_capture(const PayinOperationResult *capture, const char 
 extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
 							   char **status);
 extern bool payin_store_token(const PayinToken *token);
+extern bool payin_store_token_deleted(const char *merchant, const char *account, const char *token,
+									  bool confirmed);
+extern bool payin_store_card_check(const PayinCardCheck *check);
 extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
 									 const char *source);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,

@@ -273,6 +273,20 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 		return psprintf("duplicate: the token for account \"%s\" is already recorded",
 						notice.token.account);
 	}
+	if (notice.kind == PAYIN_NOTICE_CHECK_CARD)
+	{
+		PayinCardCheck *check = &notice.check;
+
+		check->merchant = merchant->name;
+		check->token.merchant = merchant->name;
+		*applied = payin_store_card_check(check);
+		/* the token a check bound may have come first in its TOKEN notification */
+		if (check->has_token && payin_store_token(&check->token))
+			*applied = true;
+		if (*applied)
+			return NULL;
+		return psprintf("duplicate: card check \"%s\" is already recorded", check->request_uid);
+	}
 	if (notice.kind != PAYIN_NOTICE_PAYMENT)
 	{
 		what = notice.kind == PAYIN_NOTICE_CAPTURE ? "capture" : "refund";

@@ -6,7 +6,8 @@
  * argument in its error, hands the call's operation (payin_wire.c) to the
  * exchange, records the answer (payin_store.c) and returns it.  A capture
  * or refund whose answer was lost is asked for by its id before it is sent
- * again, so that money moves once.
+ * again, so that money moves once.  A payment token deleted already is
+ * no error: deleting it is what the caller wanted.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -32,6 +33,7 @@ PG_FUNCTION_INFO_V1(qiwi_payin_capture_status);
 PG_FUNCTION_INFO_V1(qiwi_payin_refund);
 PG_FUNCTION_INFO_V1(qiwi_payin_refund_status);
 PG_FUNCTION_INFO_V1(qiwi_payin_refunds);
+PG_FUNCTION_INFO_V1(qiwi_payin_delete_token);
 
 /* Columns of the composite types, in the order of sql/ext/payin.sql */
 enum
@@ -172,6 +174,14 @@ comment_argument(FunctionCallInfo fcinfo, int argno)
 	if (comment != NULL)
 		arg_check_length(comment, PAYIN_MAX_FIELD_LENGTH, "comment");
 	return comment;
+}
+
+/* A required text of at most max characters, without control characters */
+static char *
+required_field(FunctionCallInfo fcinfo, int argno, const char *argname, int max)
+{
+	(void) arg_required_text(fcinfo, argno, argname);
+	return arg_optional_field(fcinfo, argno, argname, max);
 }
 
 /* ---------- results ---------- */
@@ -590,6 +600,34 @@ qiwi_payin_refunds(PG_FUNCTION_ARGS)
 		tuplestore_puttuple(rsinfo->setResult, operation_tuple(rsinfo->setDesc, refund));
 	}
 	return (Datum) 0;
+}
+
+/*
+ * qiwi_payin_delete_token(account, token, merchant): the token no longer
+ * pays for the buyer's account.  True when QIWI deleted it now (204);
+ * false when QIWI no longer knows it for that account (404
+ * payin.resource.not.found: deleted before, by an earlier attempt of this
+ * very call whose answer was lost, say, or never bound for it).  Either
+ * way qiwi_payin_tokens records it deleted.
+ */
+Datum
+qiwi_payin_delete_token(PG_FUNCTION_ARGS)
+{
+	char	   *account = required_field(fcinfo, 0, "account", PAYIN_MAX_FIELD_LENGTH);
+	char	   *token = required_field(fcinfo, 1, "token", PAYIN_MAX_ID_LENGTH);
+	const Merchant *merchant = merchant_argument(fcinfo, 2);
+	QiwiOperation op;
+	QiwiError	error;
+	bool		deleted;
+
+	ledger_require_writable("delete a Payin payment token", PAYIN_TABLES);
+	payin_delete_token_operation(merchant, account, token, &deleted, &op);
+	if (!qiwi_exchange(&op, &error) &&
+		!(error.sqlstate == ERRCODE_QIWI_NOT_FOUND && error.error_code != NULL &&
+		  strcmp(error.error_code, "payin.resource.not.found") == 0))
+		qiwi_raise(&error);
+	payin_store_token_deleted(merchant->name, account, token, deleted);
+	PG_RETURN_BOOL(deleted);
 }
 
 /* Define the Payin settings and merchant options (from _PG_init) */

@@ -1,15 +1,17 @@
 /*
  * payin_store.c
- *		Bookkeeping of Payin invoices, payments, captures and refunds in the
- *		extension's tables, through the ledger (as the extension's owner).
+ *		Bookkeeping of Payin invoices, payments, captures, refunds, payment
+ *		tokens and card checks in the extension's tables, through the ledger
+ *		(as the extension's owner).
  *
  * An invoice or a payment only moves forward (LedgerTable): out of CREATED
  * or WAITING, never back, never from one final status to another.  An
  * invoice or payment that QIWI reports for other money than the shop's
  * invoice becomes MISMATCH, never PAID or COMPLETED.  Captures and refunds
  * are recorded once and then only confirmed; what a payment captured and
- * refunded only grows.  Each status change is a row of qiwi_payin_events
- * and a NOTIFY qiwi_payin_status.
+ * refunded only grows.  Tokens and card checks are recorded once; a token
+ * is deleted once, and its row stays.  Each status change is a row of
+ * qiwi_payin_events and a NOTIFY qiwi_payin_status.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -43,7 +45,8 @@ enum
 {
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
+	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -64,9 +67,16 @@ static const Oid payment_types[PAYMENT_NARGS] = {
 	INT4OID
 };
 
-/* Columns of a token write: $1..$6 */
-static const Oid token_types[6] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+/* Columns of a token write: $1..$7 ($7: recorded as deleted) */
+#define TOKEN_NARGS 7
+static const Oid token_types[TOKEN_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID
+};
+
+/* Columns of a card check write: $1..$8 */
+#define CARD_CHECK_NARGS 8
+static const Oid card_check_types[CARD_CHECK_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, TEXTOID
 };
 
 /* Columns of a capture or refund write: $1..$12 */
@@ -246,9 +256,22 @@ prepare_plans(Oid schema)
 		" checked_at = clock_timestamp() WHERE merchant = $1 AND bill_id = $2 AND status = 'CREATED'",
 		nsp), 2, two_text);
 	plans[P_TOKEN_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant, token) DO NOTHING", nsp),
-		6, (Oid *) token_types);
+		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN clock_timestamp() END)"
+		" ON CONFLICT (merchant, token) DO NOTHING", nsp),
+		TOKEN_NARGS, (Oid *) token_types);
+	plans[P_TOKEN_LOCK] = ledger_prepare(psprintf(
+		"SELECT account, deleted_at IS NOT NULL FROM %s.qiwi_payin_tokens"
+		" WHERE merchant = $1 AND token = $2 FOR UPDATE", nsp), 2, two_text);
+	/* a token is deleted once; its row stays, for the history */
+	plans[P_TOKEN_DELETE] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_tokens SET deleted_at = clock_timestamp()"
+		" WHERE merchant = $1 AND token = $2 AND deleted_at IS NULL", nsp), 2, two_text);
+	plans[P_CARD_CHECK_INSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_card_checks (merchant, request_uid, status, is_valid_card,"
+		" three_ds_status, check_operation_date, card_info, created_token)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING", nsp),
+		CARD_CHECK_NARGS, (Oid *) card_check_types);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -728,15 +751,12 @@ payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 	ledger_end(&ctx);
 }
 
-/* Record a payment token QIWI bound for a buyer's account; true if it is new here */
-bool
-payin_store_token(const PayinToken *token)
+/* Fill the Datums of a token write; deleted: the token is recorded deleted now */
+static void
+token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 {
-	Datum		values[6];
-	char		nulls[7] = "      ";
-	OwnerContext ctx;
-	bool		inserted;
-
+	memset(nulls, ' ', TOKEN_NARGS);
+	nulls[TOKEN_NARGS] = '\0';
 	values[0] = CStringGetTextDatum(token->merchant);
 	values[1] = CStringGetTextDatum(token->account);
 	values[2] = CStringGetTextDatum(token->token);
@@ -745,8 +765,112 @@ payin_store_token(const PayinToken *token)
 	nulls[4] = token->has_expires_at ? ' ' : 'n';
 	values[5] = TimestampTzGetDatum(token->bound_at);
 	nulls[5] = token->has_bound_at ? ' ' : 'n';
+	values[6] = BoolGetDatum(deleted);
+}
+
+/*
+ * Record a payment token QIWI bound for a buyer's account (told of by a
+ * notification); true if it is new here.  A token deleted here stays
+ * deleted: a late word of its binding is a duplicate.
+ */
+bool
+payin_store_token(const PayinToken *token)
+{
+	Datum		values[TOKEN_NARGS];
+	char		nulls[TOKEN_NARGS + 1];
+	OwnerContext ctx;
+	bool		inserted;
+
+	token_values(token, false, values, nulls);
 	begin_payin_ledger(&ctx);
 	inserted = ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0;
+	if (inserted)
+		record_event(token->merchant, "token", token->token, NULL, "CREATED", "notification");
+	ledger_end(&ctx);
+	return inserted;
+}
+
+/*
+ * Record that a merchant's token no longer pays for account: confirmed
+ * when QIWI deleted it now (204), else QIWI no longer knew it for that
+ * account (404).  A confirmed deletion marks the token whatever account
+ * the table has for it, and records a token the table never heard of (QIWI
+ * said it existed); an unconfirmed one only marks the token recorded for
+ * that account.  True if the table changed.
+ */
+bool
+payin_store_token_deleted(const char *merchant, const char *account, const char *token,
+						  bool confirmed)
+{
+	PayinToken	known = {.merchant = merchant, .account = (char *) account, .token = (char *) token};
+	Datum		values[TOKEN_NARGS];
+	char		nulls[TOKEN_NARGS + 1];
+	Datum		key[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(token)};
+	OwnerContext ctx;
+	bool		changed = false;
+
+	token_values(&known, true, values, nulls);
+	begin_payin_ledger(&ctx);
+	for (;;)
+	{
+		if (ledger_run(plans[P_TOKEN_LOCK], key, NULL, SPI_OK_SELECT) > 0)
+		{
+			bool		isnull;
+			bool		deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+			char	   *recorded_account = row_text(&ctx, 1);
+
+			if (!deleted && (confirmed || strcmp(recorded_account, account) == 0) &&
+				ledger_run(plans[P_TOKEN_DELETE], key, NULL, SPI_OK_UPDATE) > 0)
+			{
+				record_event(merchant, "token", token, "CREATED", "DELETED", "call");
+				changed = true;
+			}
+			break;
+		}
+		if (!confirmed)
+			break;
+		if (ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		{
+			record_event(merchant, "token", token, NULL, "DELETED", "call");
+			changed = true;
+			break;
+		}
+		/* a notification recorded it meanwhile: lock and decide again */
+	}
+	ledger_end(&ctx);
+	return changed;
+}
+
+/*
+ * Record a card check QIWI made (a CHECK_CARD notification), once; true if
+ * it is new here.  The token it bound, if any, is recorded by the caller.
+ */
+bool
+payin_store_card_check(const PayinCardCheck *check)
+{
+	Datum		values[CARD_CHECK_NARGS];
+	char		nulls[CARD_CHECK_NARGS + 1];
+	OwnerContext ctx;
+	bool		inserted;
+
+	memset(nulls, ' ', CARD_CHECK_NARGS);
+	nulls[CARD_CHECK_NARGS] = '\0';
+	values[0] = CStringGetTextDatum(check->merchant);
+	values[1] = CStringGetTextDatum(check->request_uid);
+	values[2] = CStringGetTextDatum(check->status);
+	values[3] = BoolGetDatum(check->valid_card);
+	nulls[3] = check->has_valid_card ? ' ' : 'n';
+	values[4] = ledger_text_or_null(check->three_ds_status, &nulls[4]);
+	values[5] = TimestampTzGetDatum(check->operation_date);
+	values[6] = PointerGetDatum(check->card_info);
+	nulls[6] = check->card_info ? ' ' : 'n';
+	values[7] = ledger_text_or_null(check->has_token ? check->token.token : NULL, &nulls[7]);
+	begin_payin_ledger(&ctx);
+	inserted = ledger_run(plans[P_CARD_CHECK_INSERT], values, nulls, SPI_OK_INSERT) > 0;
+	if (inserted)
+		record_event(check->merchant, "card_check", check->request_uid, NULL, check->status,
+					 "notification");
 	ledger_end(&ctx);
 	return inserted;
 }

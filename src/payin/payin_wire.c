@@ -337,8 +337,63 @@ parse_token(JsonbContainer *root, PayinToken *token, char **problem)
 }
 
 /*
- * Read the object of a PAYMENT, CAPTURE, REFUND or TOKEN notification into
- * *notice; false with *problem if it is not one, or not a valid one
+ * Read the "checkPaymentMethod" object of a CHECK_CARD notification (§2:
+ * requestUid, status, isValidCard, threeDsStatus, checkOperationDate,
+ * cardInfo, createdToken).  The documents give no status values, so the
+ * status is kept as written; a createdToken is the token the check bound,
+ * and must name it and its account.
+ */
+static bool
+parse_card_check(JsonbContainer *root, PayinCardCheck *check, char **problem)
+{
+	JsonbValue *valid = json_field(root, "isValidCard");
+	JsonbContainer *ignored;
+	JsonbContainer *token;
+	bool		has_date;
+
+	if (!json_identifier(root, "requestUid", &check->request_uid, problem) ||
+		!json_string(root, "status", true, &check->status, problem) ||
+		!json_string(root, "threeDsStatus", false, &check->three_ds_status, problem) ||
+		!json_timestamp(root, "checkOperationDate", NULL, &has_date, &check->operation_date,
+						problem) ||
+		!json_member_object(root, "cardInfo", false, &ignored, &check->card_info, problem) ||
+		!json_member_object(root, "createdToken", false, &token, NULL, problem))
+		return false;
+	if (check->request_uid == NULL || !has_date)
+	{
+		*problem = psprintf("field \"%s\" is missing",
+							check->request_uid == NULL ? "requestUid" : "checkOperationDate");
+		return false;
+	}
+	if (valid != NULL && valid->type != jbvBool)
+	{
+		*problem = pstrdup("field \"isValidCard\" is not a boolean");
+		return false;
+	}
+	check->has_valid_card = valid != NULL;
+	check->valid_card = valid != NULL && valid->val.boolean;
+	if (token == NULL)
+		return true;
+	check->has_token = true;
+	check->token.status = "CREATED";
+	check->token.has_bound_at = true;
+	check->token.bound_at = check->operation_date;
+	if (!json_string(token, "token", true, &check->token.token, problem) ||
+		!json_string(token, "account", true, &check->token.account, problem) ||
+		!json_string(token, "name", false, &check->token.name, problem) ||
+		!json_timestamp(token, "expiredDate", NULL, &check->token.has_expires_at,
+						&check->token.expires_at, problem))
+	{
+		*problem = psprintf("createdToken: %s", *problem);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Read the object of a PAYMENT, CAPTURE, REFUND, TOKEN or CHECK_CARD
+ * notification into *notice; false with *problem if it is not one, or not
+ * a valid one
  */
 bool
 payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
@@ -357,6 +412,8 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 		notice->kind = PAYIN_NOTICE_REFUND;
 	else if (strcmp(type, "TOKEN") == 0)
 		notice->kind = PAYIN_NOTICE_TOKEN;
+	else if (strcmp(type, "CHECK_CARD") == 0)
+		notice->kind = PAYIN_NOTICE_CHECK_CARD;
 	else
 	{
 		*problem = psprintf("%s notifications are not recorded", type);
@@ -365,13 +422,16 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 	notice->type = type;
 	if (!json_member_object(&body->root, notice->kind == PAYIN_NOTICE_PAYMENT ? "payment" :
 							notice->kind == PAYIN_NOTICE_CAPTURE ? "capture" :
-							notice->kind == PAYIN_NOTICE_REFUND ? "refund" : "token",
+							notice->kind == PAYIN_NOTICE_REFUND ? "refund" :
+							notice->kind == PAYIN_NOTICE_TOKEN ? "token" : "checkPaymentMethod",
 							true, &object, NULL, problem))
 		return false;
 	if (notice->kind == PAYIN_NOTICE_PAYMENT)
 		return parse_payment(object, true, &notice->payment, problem);
 	if (notice->kind == PAYIN_NOTICE_TOKEN)
 		return parse_token(object, &notice->token, problem);
+	if (notice->kind == PAYIN_NOTICE_CHECK_CARD)
+		return parse_card_check(object, &notice->check, problem);
 	return parse_operation_result(object, true,
 								  notice->kind == PAYIN_NOTICE_CAPTURE ? "captureId" : "refundId",
 								  &notice->operation, problem);
@@ -908,6 +968,42 @@ payin_refunds_operation(const Merchant *merchant, const char *payment_id, List *
 	op->read = read_refunds_answer;
 	op->args = payment_id;
 	op->result = refunds;
+}
+
+/* Reader of the answer to DELETE tokens: 204, no body (any 2xx is taken as done) */
+static bool
+read_deleted_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	*(bool *) op->result = true;
+	return true;
+}
+
+/*
+ * DELETE tokens, body {customerAccountId, token}: the token no longer pays
+ * for the buyer.  A DELETE is idempotent, so the exchange sends it again
+ * after a failure; a repeat that reached QIWI after an earlier attempt
+ * deleted the token is answered 404 (the caller's business).
+ */
+void
+payin_delete_token_operation(const Merchant *merchant, const char *account, const char *token,
+							 bool *deleted, QiwiOperation *op)
+{
+	const char *segments[] = {"tokens"};
+	StringInfoData body;
+	bool		first = true;
+
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '{');
+	append_json_member(&body, "customerAccountId", account, &first);
+	append_json_member(&body, "token", token, &first);
+	appendStringInfoChar(&body, '}');
+	payin_operation(op, merchant, HTTP_DELETE, payin_url(merchant, 1, segments), body.data,
+					psprintf("delete the Payin payment token of account \"%s\"", account),
+					"Repeating the call is safe: a token deleted already is reported, not an error.",
+					true);
+	*deleted = false;
+	op->read = read_deleted_answer;
+	op->result = deleted;
 }
 
 /* ---------- merchants ---------- */

@@ -87,7 +87,8 @@ SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	UNION ALL SELECT t::text FROM qiwi_payin_captures t
 	UNION ALL SELECT t::text FROM qiwi_payin_refunds t
 	UNION ALL SELECT t::text FROM qiwi_payin_events t
-	UNION ALL SELECT t::text FROM qiwi_payin_tokens t
+	UNION ALL SELECT (t.merchant, t.account, t.token, t.card, t.expires_at, t.bound_at, t.first_seen_at)::text
+	            FROM qiwi_payin_tokens t
 	UNION ALL SELECT (id, received_at, site_id, signature, body, merchant, verified, applied, error)::text
 	            FROM qiwi_payin_notifications
 	UNION ALL SELECT last_value::text FROM qiwi_payin_events_id_seq
