@@ -220,10 +220,12 @@ typedef struct NotificationColumns
 static char *
 notification_site(const char *stored, Jsonb *body, char **problem)
 {
-	JsonbValue *token = getKeyJsonValueFromContainer(&body->root, "token", 5, NULL);
+	/* only an object has members: an array's entries are no key/value pairs */
+	JsonbValue *token = JB_ROOT_IS_OBJECT(body) ?
+		getKeyJsonValueFromContainer(&body->root, "token", 5, NULL) : NULL;
 	char	   *named = NULL;
 
-	if (JB_ROOT_IS_OBJECT(body) && token != NULL && token->type == jbvBinary &&
+	if (token != NULL && token->type == jbvBinary &&
 		JsonContainerIsObject(token->val.binary.data) &&
 		!json_string(token->val.binary.data, "merchantSiteUid", false, &named, problem))
 		return NULL;

@@ -46,7 +46,7 @@ enum
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
 	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
-	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, NPLANS
+	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_PAYMENT_MONEY, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -150,7 +150,8 @@ prepare_plans(Oid schema)
 		" VALUES ($1, $2, $3, $4, $5, $6,"
 		/* a capture told of before its payment counts */
 		" greatest($7, (SELECT max(c.amount) FROM %1$s.qiwi_payin_captures c"
-		"  WHERE c.merchant = $1 AND c.payment_id = $2 AND c.status = 'COMPLETED')),"
+		"  WHERE c.merchant = $1 AND c.payment_id = $2 AND c.status = 'COMPLETED'"
+		"  AND c.currency = $6 AND c.amount <= $5)),"
 		" $8, $9, $10, $11, $12, $13,"
 		" coalesce($14, clock_timestamp()), $15,"
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
@@ -272,6 +273,9 @@ prepare_plans(Oid schema)
 		" three_ds_status, check_operation_date, card_info, created_token)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING", nsp),
 		CARD_CHECK_NARGS, (Oid *) card_check_types);
+	plans[P_PAYMENT_MONEY] = ledger_prepare(psprintf(
+		"SELECT amount, currency FROM %s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2",
+		nsp), 2, two_text);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -380,6 +384,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 	char	   *old_status = NULL;
 	Numeric		shop_amount = NULL;
 	char	   *shop_currency = NULL;
+	bool		paid_other_money = false;
 	ListCell   *lc;
 
 	memset(nulls, ' ', INVOICE_NARGS);
@@ -405,6 +410,23 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
 	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
 	values[15] = CStringGetTextDatum(source);
+
+	/*
+	 * QIWI's PAID is not taken when a payment it lists is for other money:
+	 * the invoice stays open here, and that payment makes it MISMATCH below.
+	 */
+	foreach(lc, invoice->payments)
+	{
+		PayinPayment *payment = (PayinPayment *) lfirst(lc);
+
+		if (strcmp(invoice->status, "PAID") == 0 &&
+			!qiwi_same_money(payment->amount, payment->currency, invoice->amount, invoice->currency))
+		{
+			invoice->status = "CREATED";
+			values[6] = CStringGetTextDatum(invoice->status);
+			paid_other_money = true;
+		}
+	}
 
 	begin_payin_ledger(&ctx);
 	for (;;)
@@ -455,6 +477,9 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 			payment->bill_id = invoice->bill_id;
 		payin_store_payment(payment, source);
 	}
+	/* an open invoice became MISMATCH with that payment */
+	if (paid_other_money && strcmp(invoice->status, "CREATED") == 0)
+		invoice->status = "MISMATCH";
 }
 
 /*
@@ -604,6 +629,23 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 
 	operation_values(operation, values, nulls);
 	begin_payin_ledger(&ctx);
+	/* other money than the payment's would be counted as captured or returned */
+	if (ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT) > 0)
+	{
+		Numeric		amount = row_numeric(&ctx, 1);
+		char	   *currency = row_text(&ctx, 2);
+
+		if (strcmp(currency, operation->currency) != 0 ||
+			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(operation->amount),
+											  NumericGetDatum(amount))) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_QIWI_MALFORMED),
+					 errmsg("QIWI reports %s \"%s\" of Payin payment \"%s\" for %s %s, but the payment is for %s %s",
+							what, operation->id, operation->payment_id,
+							qiwi_format_amount(operation->amount), operation->currency,
+							qiwi_format_amount(amount), currency),
+					 errdetail("A capture or refund of more than its payment, or in another currency, is not recorded.")));
+	}
 	ledger_run(plans[plan], values, nulls, expected);
 	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (status != NULL)

@@ -126,6 +126,25 @@ array_has(ArrayType *array, const char *value)
 }
 
 /*
+ * Is what a payment captured or refunded (key) in its currency and at most
+ * its amount?  Other money would count as money the shop received or
+ * returned.
+ */
+static bool
+within_payment(const PayinPayment *payment, const char *key, Numeric amount,
+			   const char *currency, char **problem)
+{
+	if (strcmp(currency, payment->currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(payment->amount))) <= 0)
+		return true;
+	*problem = psprintf("field \"%s\" (%s %s) is not within the payment's %s %s", key,
+						qiwi_format_amount(amount), currency,
+						qiwi_format_amount(payment->amount), payment->currency);
+	return false;
+}
+
+/*
  * Read a Payment object (seed 004; §2's Payment), or a PAYMENT
  * notification's "payment" (notice: status SUCCESS or DECLINE, the reason
  * in reasonCode, no captured or refunded amount)
@@ -177,7 +196,8 @@ parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, char **p
 	if (json_field(root, "capturedAmount") == NULL)
 		payment->captured_amount = qiwi_numeric_constant("0.00");
 	else if (!qiwi_json_money(root, "capturedAmount", true, PAYIN_MAX_AMOUNT,
-							  &payment->captured_amount, &currency, problem))
+							  &payment->captured_amount, &currency, problem) ||
+			 !within_payment(payment, "capturedAmount", payment->captured_amount, currency, problem))
 		return false;
 	/* a one-step payment authorised is captured; a notification does not say so */
 	if (notice && strcmp(payment->status, "COMPLETED") == 0 && array_has(payment->flags, "SALE"))
@@ -185,7 +205,8 @@ parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, char **p
 	if (json_field(root, "refundedAmount") == NULL)
 		payment->refunded_amount = qiwi_numeric_constant("0.00");
 	else if (!qiwi_json_money(root, "refundedAmount", true, PAYIN_MAX_AMOUNT,
-							  &payment->refunded_amount, &currency, problem))
+							  &payment->refunded_amount, &currency, problem) ||
+			 !within_payment(payment, "refundedAmount", payment->refunded_amount, currency, problem))
 		return false;
 	return true;
 }
@@ -680,7 +701,16 @@ read_invoice_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *erro
 	if (invoice->site_id == NULL)
 		invoice->site_id = pstrdup(merchant_value(op->merchant, payin_option_site_id));
 	foreach(lc, invoice->payments)
-		((PayinPayment *) lfirst(lc))->merchant = op->merchant->name;
+	{
+		PayinPayment *payment = (PayinPayment *) lfirst(lc);
+
+		/* a payment listed under another invoice would be recorded for that one */
+		if (payment->bill_id != NULL && strcmp(payment->bill_id, invoice->bill_id) != 0)
+			return qiwi_malformed(error, op->context,
+								  psprintf("payment \"%s\" of the answer is of invoice \"%s\"",
+										   payment->payment_id, payment->bill_id));
+		payment->merchant = op->merchant->name;
+	}
 	if (asked->create != NULL &&
 		!qiwi_same_money(invoice->amount, invoice->currency, asked->create->amount,
 						 asked->create->currency))
