@@ -242,4 +242,36 @@ REVOKE USAGE ON SCHEMA public FROM regress_payin_mallory;
 REVOKE USAGE ON FOREIGN SERVER sec_a FROM regress_payin_mallory;
 DROP ROLE regress_payin_mallory;
 
+-- ---------- a capture or refund locks its payment before sending ----------
+
+-- While one transaction refunds a hold, another's capture or refund of the
+-- same payment waits for it (here: gives up at lock_timeout) before
+-- anything is sent, so two of them never both pass the check of what is left
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS dblink;
+RESET client_min_messages;
+SELECT status FROM qiwi_payin_create_invoice('sec-lock', 5, capture => 'manual', merchant => 'sec_a');
+SELECT sec_pay('sec-lock') AS p_lock \gset
+SELECT status, captured_amount FROM qiwi_payin_payments('sec-lock', merchant => 'sec_a');
+SELECT dblink_connect('other', 'dbname=' || current_database()) AS connected;
+BEGIN;
+SELECT status, flags FROM qiwi_payin_refund(:'p_lock', 'sec-lock-r1', 1.00, merchant => 'sec_a');
+SELECT (sandbox('GET', '/sandbox/payin/stats')->>'requests')::int AS before_other \gset
+SELECT x AS other_session FROM dblink('other', format(
+	$q$SELECT CASE WHEN (SELECT set_config('lock_timeout', '200ms', false)) IS NOT NULL THEN
+	  (SELECT try(%L, false)) END$q$,
+	format('SELECT qiwi_payin_capture(%L, %L, merchant => %L)', :'p_lock', 'sec-lock-c1', 'sec_a')))
+	AS t(x text);
+SELECT x AS other_session FROM dblink('other', format(
+	$q$SELECT CASE WHEN (SELECT set_config('lock_timeout', '200ms', false)) IS NOT NULL THEN
+	  (SELECT try(%L, false)) END$q$,
+	format('SELECT qiwi_payin_refund(%L, %L, 4.00, merchant => %L)', :'p_lock', 'sec-lock-r2', 'sec_a')))
+	AS t(x text);
+SELECT (sandbox('GET', '/sandbox/payin/stats')->>'requests')::int - :before_other AS sent_by_the_other;
+COMMIT;
+SELECT dblink_disconnect('other');
+-- after the commit, the other refund sees what the first one left
+SELECT replace(try(format('SELECT qiwi_payin_refund(%L, %L, 4.01, merchant => %L)', :'p_lock', 'sec-lock-r2', 'sec_a')),
+               :'p_lock', '<p_lock>') AS refused;
+
 DROP FUNCTION hostile(jsonb, jsonb), sec_pay(text), sec_notify(text, jsonb);

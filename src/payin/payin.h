@@ -221,6 +221,7 @@ extern bool payin_store_token_deleted(const char *merchant, const char *account,
 extern bool payin_store_card_check(const PayinCardCheck *check);
 extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
 									 const char *source);
+extern void payin_store_lock_payment(const char *merchant, const char *payment_id);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,
 								 const char *refund_id, PayinHeadroom *headroom);
 extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,

@@ -481,6 +481,7 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 		.comment = comment, .is_refund = false};
 
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
+	payin_store_lock_payment(merchant->name, payment_id);
 	send_or_ask(&call);
 	payin_store_capture(&call.result, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),

@@ -224,7 +224,7 @@ prepare_plans(Oid schema)
 		"  coalesce((SELECT sum(r.amount) FROM %1$s.qiwi_payin_refunds r"
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
 		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded) x"
-		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
+		" WHERE p.merchant = $1 AND p.payment_id = $2 FOR UPDATE OF p", nsp), 3, two_text);
 
 	/*
 	 * The reconciler follows an invoice while it is CREATED, or PAID with
@@ -274,8 +274,8 @@ prepare_plans(Oid schema)
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING", nsp),
 		CARD_CHECK_NARGS, (Oid *) card_check_types);
 	plans[P_PAYMENT_MONEY] = ledger_prepare(psprintf(
-		"SELECT amount, currency FROM %s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2",
-		nsp), 2, two_text);
+		"SELECT amount, currency FROM %s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
+		" FOR UPDATE", nsp), 2, two_text);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -691,8 +691,25 @@ payin_store_invoice_paid(const char *merchant, const char *bill_id, const char *
 }
 
 /*
+ * Lock a payment's row, if the tables have it, before a capture is sent: a
+ * concurrent capture, refund or reconciler check of it waits, and a
+ * conflict shows before QIWI acts rather than when its answer is recorded.
+ */
+void
+payin_store_lock_payment(const char *merchant, const char *payment_id)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(payment_id)};
+	OwnerContext ctx;
+
+	begin_payin_ledger(&ctx);
+	ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT);
+	ledger_end(&ctx);
+}
+
+/*
  * What is left to refund of a payment as the tables know it (other refunds
- * than refund_id counted); false if the payment is unknown here.
+ * than refund_id counted), its row locked as payin_store_lock_payment does;
+ * false if the payment is unknown here.
  */
 bool
 payin_store_headroom(const char *merchant, const char *payment_id, const char *refund_id,
