@@ -10,10 +10,10 @@
  * invoice becomes MISMATCH, never PAID or COMPLETED.  Captures and refunds
  * are recorded once and then only confirmed; what a payment captured and
  * refunded only grows.  Tokens are recorded once; a token is deleted once,
- * and its row stays.  A card check moves forward once out of INIT or
+ * and its row stays.  A card check moves forward out of INIT or
  * WAITING_3DS (the form waits), never back to INIT, never from a final
- * status.  Each status change is a row of
- * qiwi_payin_events and a NOTIFY qiwi_payin_status.
+ * status.  Each status change is a row of qiwi_payin_events and a NOTIFY
+ * qiwi_payin_status.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -782,8 +782,9 @@ token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 
 /*
  * Record a payment token QIWI bound for a buyer's account (told of by a
- * notification, or a card check's answer); true if it is new here.  A token deleted here stays
- * deleted: a late word of its binding is a duplicate.
+ * notification, or a card check's answer); true if it is new here.  A
+ * token deleted here stays deleted: a late word of its binding is a
+ * duplicate.
  */
 bool
 payin_store_token(const PayinToken *token, const char *source)
