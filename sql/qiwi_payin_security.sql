@@ -142,7 +142,7 @@ GRANT USAGE ON FOREIGN SERVER sec_a TO regress_payin_mallory;
 GRANT INSERT ON qiwi_payin_notifications TO regress_payin_mallory;
 GRANT USAGE ON SEQUENCE qiwi_payin_notifications_id_seq TO regress_payin_mallory;
 GRANT EXECUTE ON FUNCTION
-	qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text),
+	qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text),
 	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_payment(text, text),
 	qiwi_payin_capture(text, text, text, text), qiwi_payin_capture_status(text, text, text),
 	qiwi_payin_refund(text, text, numeric, text, text), qiwi_payin_refund_status(text, text, text),
@@ -230,7 +230,7 @@ SELECT object, new_status, source FROM qiwi_payin_events
 DROP TABLE sec_signed;
 DROP SCHEMA pmal CASCADE;
 REVOKE ALL ON FUNCTION
-	qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text),
+	qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text),
 	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_payment(text, text),
 	qiwi_payin_capture(text, text, text, text), qiwi_payin_capture_status(text, text, text),
 	qiwi_payin_refund(text, text, numeric, text, text), qiwi_payin_refund_status(text, text, text),

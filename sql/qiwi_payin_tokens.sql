@@ -1,9 +1,9 @@
--- Payment tokens and card checks against the sandbox: a token bound (TOKEN
+-- Payment tokens against the sandbox: a token bound (TOKEN
 -- notification), reused for a later invoice of the same account, deleted
 -- (a repeat and a lost answer are no error), refused by the sandbox after;
--- bad arguments refused before any request; CHECK_CARD notifications
--- applied, duplicated, forged.  Uses sandbox(), try(), and sent() and
--- store() of qiwi_payin_notifications.
+-- bad arguments refused before any request (card checks:
+-- qiwi_payin_card_checks).  Uses sandbox(), try(), and sent() and store()
+-- of qiwi_payin_notifications.
 SELECT sandbox('POST', '/sandbox/payin/reset');
 SELECT sandbox('POST', '/sandbox/payin/sites',
                '{"siteId": "tok-a", "apiKey": "api-tok-a", "notificationKey": "nk-tok-a"}')->>'siteId' AS site;
@@ -129,61 +129,6 @@ SELECT old_status, new_status, source FROM qiwi_payin_events
 SELECT * FROM store_token('buyer-3');
 SELECT count(*) AS tokens, count(deleted_at) AS deleted FROM qiwi_payin_tokens WHERE merchant = 'tok_a';
 
--- ---------- card checks ----------
--- qiwi_payin_create_invoice asks for no card check: the invoice is made on the sandbox's API
-CREATE FUNCTION check_invoice(bill_id text, body jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-	result text;
-BEGIN
-	TRUNCATE sandbox_output;
-	EXECUTE format('COPY sandbox_output FROM PROGRAM %L WITH (FORMAT csv, QUOTE %L, DELIMITER %L)',
-	               format('curl -s -X PUT -H %s -H %s -H %s --data-binary %s %s',
-	                      shell_quote('Authorization: Bearer api-tok-a'), shell_quote('Accept: application/json'),
-	                      shell_quote('Content-Type: application/json'), shell_quote(body::text),
-	                      shell_quote(current_setting('qiwi_test.sandbox_url') || '/partner/payin/v1/sites/tok-a/bills/' || bill_id)),
-	               E'\x01', E'\x02');
-	SELECT string_agg(line, E'\n') INTO result FROM sandbox_output;
-	RETURN result::jsonb;
-END $$;
-SELECT check_invoice('chk-1', jsonb_build_object('amount', '{"currency": "RUB", "value": "1.00"}'::jsonb,
-                     'expirationDateTime', to_char(now() + interval '1 day', 'YYYY-MM-DD"T"HH24:MI:SSOF":00"'),
-                     'customer', '{"account": "buyer-4"}'::jsonb, 'flags', '["CHECK_CARD", "BIND_PAYMENT_TOKEN"]'::jsonb))->'flags' AS flags;
-SELECT tok_pay('chk-1')->>'isValidCard' AS valid_card;
-SELECT s.verified, s.applied, s.error FROM sent('tok-a', 'CHECK_CARD') x, store('tok-a', x.body, x.signature) s;
-SELECT status, is_valid_card, three_ds_status, check_operation_date IS NOT NULL AS has_date,
-       card_info->>'paymentSystem' AS payment_system, created_token = bound('buyer-4') AS bound_token
-  FROM qiwi_payin_card_checks WHERE merchant = 'tok_a';
-SELECT account, card, expires_at IS NOT NULL AS has_expiry, deleted_at FROM qiwi_payin_tokens WHERE account = 'buyer-4';
-SELECT object, old_status, new_status, source FROM qiwi_payin_events
- WHERE object = 'card_check' OR object_id = bound('buyer-4') ORDER BY id;
--- the token's own TOKEN notification: already recorded by the check
-SELECT * FROM store_token('buyer-4');
--- the same CHECK_CARD again: a duplicate
-SELECT s.applied, regexp_replace(s.error, '"[^"]*"', '"…"') AS error
-  FROM sent('tok-a', 'CHECK_CARD') x, store('tok-a', x.body, x.signature) s;
--- forged: another requestUid under the real signature, or another key
-SELECT s.verified, s.applied, s.error FROM sent('tok-a', 'CHECK_CARD') x,
-       store('tok-a', jsonb_set(x.body, '{checkPaymentMethod,requestUid}', '"forged"'), x.signature) s;
-SELECT s.verified, s.applied, s.error FROM sent('tok-a', 'CHECK_CARD') x,
-       store('tok-a', jsonb_set(x.body, '{checkPaymentMethod,requestUid}', '"forged"'),
-             encode(hmac(concat_ws('|', 'forged', x.body->'checkPaymentMethod'->>'checkOperationDate'), 'other', 'sha256'), 'hex')) s;
--- a declined card, no token asked for
-SELECT check_invoice('chk-2', jsonb_build_object('amount', '{"currency": "RUB", "value": "1.00"}'::jsonb,
-                     'expirationDateTime', to_char(now() + interval '1 day', 'YYYY-MM-DD"T"HH24:MI:SSOF":00"'),
-                     'flags', '["CHECK_CARD"]'::jsonb))->'flags' AS flags;
-SELECT tok_pay('chk-2', '{"pan": "4256000000000003", "expiry": "02/30", "cvv": "123"}')->>'isValidCard' AS valid_card;
-SELECT s.verified, s.applied, s.error FROM sent('tok-a', 'CHECK_CARD') x, store('tok-a', x.body, x.signature) s
- WHERE x.body->'checkPaymentMethod'->>'isValidCard' = 'false';
-SELECT status, is_valid_card, three_ds_status, created_token IS NOT NULL AS has_token FROM qiwi_payin_card_checks
- WHERE merchant = 'tok_a' ORDER BY first_seen_at;
--- a verified check that is malformed: stored, not applied
-SELECT s.verified, s.applied, s.error FROM (SELECT jsonb_build_object('type', 'CHECK_CARD', 'version', '1',
-         'checkPaymentMethod', jsonb_build_object('requestUid', 'chk-bad', 'checkOperationDate', '2024-01-01T10:00:00+03:00',
-                                                  'status', 'SUCCESS', 'isValidCard', 'yes')) AS b) d,
-       store('tok-a', d.b, encode(hmac('chk-bad|2024-01-01T10:00:00+03:00', 'nk-tok-a', 'sha256'), 'hex')) s;
-SELECT count(*) AS card_checks FROM qiwi_payin_card_checks WHERE merchant = 'tok_a';
-
-DROP FUNCTION check_invoice(text, jsonb);
 DROP FUNCTION bound(text);
 DROP FUNCTION store_token(text);
 DROP FUNCTION token_sent(text);

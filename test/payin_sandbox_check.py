@@ -571,16 +571,46 @@ def check_tokens_and_card_checks(c, site):
     c.ok(post is not None and post["body"]["token"]["status"]["value"] == "REJECTED" and site.signed_ok(post, "TOKEN"),
          "a declined card on a binding invoice: TOKEN REJECTED, signed")
 
-    b6, _, _ = site.invoice(flags=["CHECK_CARD"])
+    expires = (datetime.now(MSK) + timedelta(days=1)).isoformat(timespec="seconds")
+    b6 = "check-" + uuid.uuid4().hex[:12]
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"amount": {"currency": "RUB", "value": "1.00"},
+                                                       "expirationDateTime": expires, "flags": ["CHECK_CARD"]})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "amount"), "CHECK_CARD with an amount is refused")
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"expirationDateTime": expires, "flags": ["CHECK_CARD", "SALE"]})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "flags"), "CHECK_CARD with SALE is refused")
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"expirationDateTime": expires, "flags": ["CHECK_CARD"],
+                                                       "billPaymentMethodsType": ["SBP"]})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "billPaymentMethodsType"),
+         "CHECK_CARD with a method other than CARD is refused")
+    status, answer, _ = site.api("GET", f"validation/card/requests/{b6}")
+    c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"), "refused invoices made no card check")
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"expirationDateTime": expires, "flags": ["CHECK_CARD"]})
+    c.ok(status == 200 and answer["amount"] == {"currency": "RUB", "value": "0.00"} and answer["flags"] == ["CHECK_CARD"],
+         "a CHECK_CARD invoice has no amount: answered for 0.00 RUB")
+    status, got, _ = site.api("GET", f"validation/card/requests/{b6}")
+    c.ok(status == 200 and got == {"requestUid": b6, "status": "INIT"},
+         "its check exists at once, requestUid = billId, INIT (waits for the buyer)")
     status, check, _ = site.pay(b6)
-    c.ok(status == 200 and check.get("isValidCard") is True and check.get("requestUid"),
-         "CHECK_CARD: the form checks the card (isValidCard true)")
-    post = site.notification("CHECK_CARD", "requestUid", check.get("requestUid"))
+    c.ok(status == 200 and check.get("isValidCard") is True and check.get("status") == "SUCCESS"
+         and check.get("requestUid") == b6, "CHECK_CARD: the form checks the card (SUCCESS, isValidCard true)")
+    status, _, _ = site.pay(b6)
+    c.ok(status == 409, "the form checks the card of an invoice once")
+    post = site.notification("CHECK_CARD", "requestUid", b6)
     c.ok(site.signed_ok(post, "CHECK_CARD"), "a CHECK_CARD notification signed requestUid|checkOperationDate")
-    status, got, _ = site.api("GET", f"validation/card/requests/{check.get('requestUid')}")
-    c.ok(status == 200 and got == check, "GET validation/card/requests/{requestUid}")
+    status, got, _ = site.api("GET", f"validation/card/requests/{b6}")
+    c.ok(status == 200 and got == check == post["body"]["checkPaymentMethod"],
+         "GET validation/card/requests/{requestUid}: the check, as the notification says")
+    status, answer, _ = site.api("GET", f"validation/card/requests/{b6}", key="wrong")
+    c.ok(status == 401 and error_ok(answer, "auth.unauthorized"), "GET of a card check with another key: 401")
+    status, answer, _ = site.api("GET", "validation/card/requests/no-such-check")
+    c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"), "GET of an unknown card check: 404")
     _, details, _ = site.api("GET", f"bills/{b6}/details")
     c.ok(details["status"]["value"] == "CREATED" and details["payments"] == [], "a card check moves no money")
+    b7 = "check-" + uuid.uuid4().hex[:12]
+    site.api("PUT", f"bills/{b7}", {"expirationDateTime": expires, "flags": ["CHECK_CARD"]})
+    status, check, _ = site.pay(b7, expiry="02/30")
+    c.ok(status == 200 and check.get("status") == "ERROR" and check.get("isValidCard") is False
+         and "createdToken" not in check, "a declined card: ERROR, isValidCard false")
 
 
 def check_signatures(c):

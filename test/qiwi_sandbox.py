@@ -45,7 +45,8 @@ Payin API v1 (Authorization: Bearer <the site's API key>), under
   PUT|GET payments/{paymentId}/refunds/{id}    refund or reversal / status
   GET  payments/{paymentId}/refunds            the refunds (array)
   DELETE tokens  {"customerAccountId", "token"} delete a payment token (204)
-  GET  validation/card/requests/{requestUid}   a card check
+  GET  validation/card/requests/{requestUid}   a card check (of a CHECK_CARD
+                                               invoice: requestUid = billId)
 
 Payin control (no auth), under /sandbox/payin:
   POST sites {"siteId", "apiKey", "notificationKey", "notificationUrl",
@@ -439,11 +440,24 @@ class Sandbox:
 #   DELETE whose first attempt deleted the token sees).  No body is 400
 #   http.message.conversion.failed; a missing customerAccountId or token
 #   400 validation.error with the field in cause.
-# - CHECK_CARD: an invoice with this flag only checks the card on the form
-#   (no payment, the invoice stays CREATED): a CHECK_CARD notification with
-#   checkPaymentMethod {requestUid, checkOperationDate, status, isValidCard,
-#   threeDsStatus, cardInfo, createdToken?}; GET
-#   validation/card/requests/{requestUid} answers it.
+# - CHECK_CARD (QIWI's card check doc, payments-docs _card-check): an
+#   invoice with this flag has no amount (one sent is 400 validation.error,
+#   cause amount; with SALE, cause flags; billPaymentMethodsType other than
+#   ["CARD"], cause billPaymentMethodsType: the doc says none of this, a
+#   check is of a card and moves no money) and is answered for 0.00 RUB.
+#   It may carry BIND_PAYMENT_TOKEN (the doc's sample).  Its check exists
+#   from the invoice's creation with requestUid = billId (the doc: "put
+#   there billId ... as a unique identifier of the card verification"),
+#   status INIT ("awaiting for customer action"); the form checks the card
+#   once (again: 409): SUCCESS (isValidCard true) or ERROR (isValidCard
+#   false: a declined card, or 3-D Secure not passed), with a CHECK_CARD
+#   notification checkPaymentMethod {requestUid, checkOperationDate,
+#   status, isValidCard, threeDsStatus, cardInfo, createdToken?}.  No
+#   payment; the invoice stays CREATED.  GET
+#   validation/card/requests/{requestUid} answers the check as it is (INIT:
+#   requestUid and status only), 404 payin.resource.not.found for an id
+#   the site has no check for.  WAITING_3DS is not emulated: 3-D Secure is
+#   decided by the form's control call.
 # - Notifications go to the operation's own URL when it has one
 #   (customFields.invoice_callback_url for PAYMENT and CHECK_CARD,
 #   callbackUrl of the capture or refund), else to the site's; TOKEN to the
@@ -746,7 +760,18 @@ class PayinSandbox:
     def create_invoice(self, site, bill_id, body):
         if not bill_id or len(bill_id) > MAX_ID_LENGTH:
             raise invalid("billId", "must be 1 to 200 characters")
-        amount, currency = payin_money(body.get("amount"))
+        flags = body.get("flags") or []
+        if not isinstance(flags, list) or any(f not in PAYIN_FLAGS for f in flags):
+            raise invalid("flags", f"must be a list of {', '.join(PAYIN_FLAGS)}")
+        if "CHECK_CARD" in flags:
+            # QIWI's card check doc: "Do not specify invoice amount"; answered 0.00 RUB
+            if "SALE" in flags:
+                raise invalid("flags", "CHECK_CARD does not combine with SALE: a card check moves no money")
+            if body.get("amount") is not None:
+                raise invalid("amount", "must be absent for a card check (CHECK_CARD)")
+            amount, currency = Decimal("0.00"), "RUB"
+        else:
+            amount, currency = payin_money(body.get("amount"))
         expires_raw = body.get("expirationDateTime")
         if not isinstance(expires_raw, str):
             raise invalid("expirationDateTime", "must not be null")
@@ -775,9 +800,8 @@ class PayinSandbox:
         if methods is not None and (not isinstance(methods, list)
                                     or any(m not in PAYIN_METHODS for m in methods)):
             raise invalid("billPaymentMethodsType", f"must be a list of {', '.join(PAYIN_METHODS)}")
-        flags = body.get("flags") or []
-        if not isinstance(flags, list) or any(f not in PAYIN_FLAGS for f in flags):
-            raise invalid("flags", f"must be a list of {', '.join(PAYIN_FLAGS)}")
+        if "CHECK_CARD" in flags and methods is not None and methods != ["CARD"]:
+            raise invalid("billPaymentMethodsType", "a card check takes only CARD")
         if "BIND_PAYMENT_TOKEN" in flags and not (customer or {}).get("account"):
             raise invalid("customer.account", "is required to bind a payment token")
 
@@ -806,6 +830,12 @@ class PayinSandbox:
         }
         self.invoices[(site["siteId"], bill_id)] = invoice
         self.schedule("expiry", expires, (site["siteId"], bill_id))
+        if "CHECK_CARD" in flags:
+            # the check exists from now, waiting for the buyer; its id is the billId
+            self.checks[(site["siteId"], bill_id)] = {
+                "requestUid": bill_id, "site": site["siteId"], "status": "INIT",
+                "isValidCard": None, "threeDsStatus": None, "checkOperationDate": None,
+                "cardInfo": None, "createdToken": None}
         return invoice
 
     def invoice_json(self, invoice, details=False):
@@ -965,36 +995,35 @@ class PayinSandbox:
                 "expiredDate": token["expiredDate"], "account": account}
 
     def check_card(self, invoice, card, args):
-        """An invoice flagged CHECK_CARD: the form checks the card, no money moves."""
+        """An invoice flagged CHECK_CARD: the form checks the card once, no money moves."""
+        check = self.checks[(invoice["site"], invoice["billId"])]
+        if check["status"] != "INIT":
+            raise ControlError(409, f"the card of this invoice was checked already ({check['status']})")
         if card["threeDS"] and args.get("threeDS") != "pass":
             outcome, three_ds = ("DECLINED", None), "FAILED" if args.get("threeDS") == "fail" else "NOT_PASSED"
         else:
             outcome, _ = self.card_outcome(card, None)
             three_ds = "PASSED" if card["threeDS"] else "WITHOUT"
         valid = outcome[0] == "COMPLETED"
-        check = {
-            "requestUid": str(uuid.uuid4()), "site": invoice["site"],
-            "status": "SUCCESS" if valid else "DECLINE", "isValidCard": valid,
+        check.update({
+            "status": "SUCCESS" if valid else "ERROR", "isValidCard": valid,
             "threeDsStatus": three_ds, "checkOperationDate": payin_time(self.clock()),
             "cardInfo": {"paymentSystem": card["system"], "issuingCountry": "643",
                          "issuingBank": "Sandbox bank", "fundingSource": "UNKNOWN",
                          "paymentSystemProduct": "UNKNOWN"},
-            "createdToken": None,
-        }
+        })
         if "BIND_PAYMENT_TOKEN" in invoice["flags"]:
             check["createdToken"] = self.bind_token(invoice, card, valid)
-        self.checks[check["requestUid"]] = check
         self.notify(invoice["site"], "CHECK_CARD", self.check_json(check),
                     (invoice["customFields"] or {}).get("invoice_callback_url"))
         return check
 
     @staticmethod
     def check_json(check):
-        body = {key: check[key] for key in ("requestUid", "status", "isValidCard",
-                                            "threeDsStatus", "checkOperationDate", "cardInfo")}
-        if check["createdToken"]:
-            body["createdToken"] = check["createdToken"]
-        return body
+        """A card check as QIWI writes it: only what is known (INIT: requestUid and status)."""
+        return {key: check[key] for key in ("requestUid", "status", "isValidCard", "threeDsStatus",
+                                            "checkOperationDate", "cardInfo", "createdToken")
+                if check[key] is not None}
 
     def payment_json(self, payment):
         status = {"value": payment["status"], "changedDateTime": payin_time(payment["changed"])}
@@ -1239,8 +1268,8 @@ class PayinSandbox:
                 self.delete_token(site_id, body or {})
                 return 204, None
             if n == 4 and segments[:3] == ["validation", "card", "requests"] and method == "GET":
-                check = self.checks.get(segments[3])
-                if check is None or check["site"] != site_id:
+                check = self.checks.get((site_id, segments[3]))
+                if check is None:
                     raise PayinError(404, "payin.resource.not.found", "Card check not found")
                 return 200, self.check_json(check)
         raise PayinError(404, "http.url.not.found", "Not found")

@@ -105,6 +105,7 @@ typedef struct PayinCreateArgs
 	List	   *payment_methods;	/* char * */
 	const char *callback_url;
 	bool		bind_token;
+	bool		check_card;		/* flags ["CHECK_CARD"], no amount sent (amount is 0) */
 } PayinCreateArgs;
 
 /* A payment token QIWI bound (or refused to bind) for a buyer's account */
@@ -121,15 +122,19 @@ typedef struct PayinToken
 	TimestampTz bound_at;
 } PayinToken;
 
-/* A card check QIWI made on the form (a CHECK_CARD notification's checkPaymentMethod) */
+/*
+ * A card check QIWI made on the form (a CHECK_CARD notification's
+ * checkPaymentMethod, or the answer of GET validation/card/requests)
+ */
 typedef struct PayinCardCheck
 {
 	const char *merchant;
 	char	   *request_uid;
-	char	   *status;			/* as QIWI wrote it: the documents list no values */
+	char	   *status;			/* INIT, WAITING_3DS, SUCCESS, ERROR: kept as written */
 	bool		has_valid_card;
 	bool		valid_card;		/* isValidCard */
 	char	   *three_ds_status;
+	bool		has_operation_date; /* always in a notification; not while INIT */
 	TimestampTz operation_date; /* checkOperationDate */
 	Jsonb	   *card_info;
 	bool		has_token;		/* createdToken: a token bound by the check */
@@ -186,6 +191,8 @@ extern void payin_refunds_operation(const Merchant *merchant, const char *paymen
 									List **refunds, QiwiOperation *op);
 extern void payin_delete_token_operation(const Merchant *merchant, const char *account,
 										 const char *token, bool *deleted, QiwiOperation *op);
+extern void payin_card_check_operation(const Merchant *merchant, const char *request_uid,
+									   PayinCardCheck *check, QiwiOperation *op);
 
 /* ---------- payin_store.c ---------- */
 
@@ -215,10 +222,10 @@ extern bool payin_store_capture(const PayinOperationResult *capture, const char 
 								char **status);
 extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
 							   char **status);
-extern bool payin_store_token(const PayinToken *token);
+extern bool payin_store_token(const PayinToken *token, const char *source);
 extern bool payin_store_token_deleted(const char *merchant, const char *account, const char *token,
 									  bool confirmed);
-extern bool payin_store_card_check(const PayinCardCheck *check);
+extern bool payin_store_card_check(const PayinCardCheck *check, const char *source);
 extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
 									 const char *source);
 extern void payin_store_lock_payment(const char *merchant, const char *payment_id);

@@ -9,9 +9,11 @@
  * invoice or payment that QIWI reports for other money than the shop's
  * invoice becomes MISMATCH, never PAID or COMPLETED.  Captures and refunds
  * are recorded once and then only confirmed; what a payment captured and
- * refunded only grows.  Tokens and card checks are recorded once; a token
- * is deleted once, and its row stays.  Each status change is a row of
- * qiwi_payin_events and a NOTIFY qiwi_payin_status.
+ * refunded only grows.  Tokens are recorded once; a token is deleted once,
+ * and its row stays.  A card check moves forward out of INIT or
+ * WAITING_3DS (the form waits), never back to INIT, never from a final
+ * status.  Each status change is a row of qiwi_payin_events and a NOTIFY
+ * qiwi_payin_status.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -46,7 +48,8 @@ enum
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
 	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
-	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_PAYMENT_MONEY, NPLANS
+	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_CARD_CHECK_LOCK, P_CARD_CHECK_UPDATE,
+	P_PAYMENT_MONEY, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -110,7 +113,8 @@ prepare_plans(Oid schema)
 		" currency, status, flags, capture, pay_url, comment, customer, custom_fields,"
 		" created_at, expires_at, status_changed_at, checked_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-		" CASE WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
+		/* only a card check is for 0.00 (QIWI's answer to one may carry no flags) */
+		" CASE WHEN $5 = 0 THEN 'check' WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
 		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
 		" ON CONFLICT (merchant, bill_id) DO NOTHING", nsp),
 		INVOICE_NARGS, (Oid *) invoice_types);
@@ -276,6 +280,14 @@ prepare_plans(Oid schema)
 	plans[P_PAYMENT_MONEY] = ledger_prepare(psprintf(
 		"SELECT amount, currency FROM %s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
 		" FOR UPDATE", nsp), 2, two_text);
+	plans[P_CARD_CHECK_LOCK] = ledger_prepare(psprintf(
+		"SELECT status FROM %s.qiwi_payin_card_checks WHERE merchant = $1 AND request_uid = $2"
+		" FOR UPDATE", nsp), 2, two_text);
+	plans[P_CARD_CHECK_UPDATE] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_card_checks SET status = $3, is_valid_card = $4, three_ds_status = $5,"
+		" check_operation_date = $6, card_info = $7, created_token = $8"
+		" WHERE merchant = $1 AND request_uid = $2", nsp),
+		CARD_CHECK_NARGS, (Oid *) card_check_types);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -829,11 +841,12 @@ token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 
 /*
  * Record a payment token QIWI bound for a buyer's account (told of by a
- * notification); true if it is new here.  A token deleted here stays
- * deleted: a late word of its binding is a duplicate.
+ * notification, or a card check's answer); true if it is new here.  A
+ * token deleted here stays deleted: a late word of its binding is a
+ * duplicate.
  */
 bool
-payin_store_token(const PayinToken *token)
+payin_store_token(const PayinToken *token, const char *source)
 {
 	Datum		values[TOKEN_NARGS];
 	char		nulls[TOKEN_NARGS + 1];
@@ -844,7 +857,7 @@ payin_store_token(const PayinToken *token)
 	begin_payin_ledger(&ctx);
 	inserted = ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)
-		record_event(token->merchant, "token", token->token, NULL, "CREATED", "notification");
+		record_event(token->merchant, "token", token->token, NULL, "CREATED", source);
 	ledger_end(&ctx);
 	return inserted;
 }
@@ -901,17 +914,32 @@ payin_store_token_deleted(const char *merchant, const char *account, const char 
 	return changed;
 }
 
+/* The statuses of a card check that wait for the buyer (QIWI's card check doc) */
+static const char *const card_check_open_statuses[] = {"INIT", "WAITING_3DS", NULL};
+
+/* May a card check recorded as old move to new?  Out of a waiting status, not back to INIT */
+static bool
+card_check_may_move(const char *old, const char *new)
+{
+	bool		open = false;
+
+	for (int i = 0; card_check_open_statuses[i] != NULL; i++)
+		open |= strcmp(old, card_check_open_statuses[i]) == 0;
+	return open && strcmp(old, new) != 0 && strcmp(new, "INIT") != 0;
+}
+
 /*
- * Record a card check QIWI made (a CHECK_CARD notification), once; true if
- * it is new here.  The token it bound, if any, is recorded by the caller.
+ * Record a card check QIWI made or is making (a CHECK_CARD notification,
+ * or GET validation/card/requests), forward only; true if it is new here
+ * or moved forward.  The token it bound, if any, is recorded by the caller.
  */
 bool
-payin_store_card_check(const PayinCardCheck *check)
+payin_store_card_check(const PayinCardCheck *check, const char *source)
 {
 	Datum		values[CARD_CHECK_NARGS];
 	char		nulls[CARD_CHECK_NARGS + 1];
 	OwnerContext ctx;
-	bool		inserted;
+	bool		changed = false;
 
 	memset(nulls, ' ', CARD_CHECK_NARGS);
 	nulls[CARD_CHECK_NARGS] = '\0';
@@ -922,14 +950,35 @@ payin_store_card_check(const PayinCardCheck *check)
 	nulls[3] = check->has_valid_card ? ' ' : 'n';
 	values[4] = ledger_text_or_null(check->three_ds_status, &nulls[4]);
 	values[5] = TimestampTzGetDatum(check->operation_date);
+	nulls[5] = check->has_operation_date ? ' ' : 'n';
 	values[6] = PointerGetDatum(check->card_info);
 	nulls[6] = check->card_info ? ' ' : 'n';
 	values[7] = ledger_text_or_null(check->has_token ? check->token.token : NULL, &nulls[7]);
 	begin_payin_ledger(&ctx);
-	inserted = ledger_run(plans[P_CARD_CHECK_INSERT], values, nulls, SPI_OK_INSERT) > 0;
-	if (inserted)
-		record_event(check->merchant, "card_check", check->request_uid, NULL, check->status,
-					 "notification");
+	for (;;)
+	{
+		if (ledger_run(plans[P_CARD_CHECK_LOCK], values, NULL, SPI_OK_SELECT) > 0)
+		{
+			char	   *old = row_text(&ctx, 1);
+
+			if (card_check_may_move(old, check->status) &&
+				ledger_run(plans[P_CARD_CHECK_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
+			{
+				record_event(check->merchant, "card_check", check->request_uid, old, check->status,
+							 source);
+				changed = true;
+			}
+			break;
+		}
+		if (ledger_run(plans[P_CARD_CHECK_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		{
+			record_event(check->merchant, "card_check", check->request_uid, NULL, check->status,
+						 source);
+			changed = true;
+			break;
+		}
+		/* recorded meanwhile (a notification and a call at once): lock and decide again */
+	}
 	ledger_end(&ctx);
-	return inserted;
+	return changed;
 }

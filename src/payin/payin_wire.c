@@ -224,7 +224,8 @@ parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 	if (!json_string(root, "billId", true, &invoice->bill_id, problem) ||
 		!json_string(root, "invoiceUid", false, &invoice->invoice_uid, problem) ||
 		!json_string(root, "siteId", false, &invoice->site_id, problem) ||
-		!qiwi_json_money(root, "amount", false, PAYIN_MAX_AMOUNT, &invoice->amount,
+		/* 0.00 is a card check's (CHECK_CARD) */
+		!qiwi_json_money(root, "amount", true, PAYIN_MAX_AMOUNT, &invoice->amount,
 						 &invoice->currency, problem) ||
 		!json_member_object(root, "status", true, &status, NULL, problem) ||
 		!json_string(status, "value", true, &invoice->status, problem) ||
@@ -358,46 +359,46 @@ parse_token(JsonbContainer *root, PayinToken *token, char **problem)
 }
 
 /*
- * Read the "checkPaymentMethod" object of a CHECK_CARD notification (§2:
- * requestUid, status, isValidCard, threeDsStatus, checkOperationDate,
- * cardInfo, createdToken).  The documents give no status values, so the
- * status is kept as written; a createdToken is the token the check bound,
- * and must name it and its account.
+ * Read a card check (documented statuses INIT, WAITING_3DS, SUCCESS, ERROR;
+ * kept as written): the "checkPaymentMethod" object of a CHECK_CARD
+ * notification, which always carries its signed checkOperationDate, or the
+ * answer of GET validation/card/requests/{requestUid}, which has none while
+ * the form waits for the buyer.  A createdToken is the token the check
+ * bound, and must name it and its account.
  */
 static bool
-parse_card_check(JsonbContainer *root, PayinCardCheck *check, char **problem)
+parse_card_check(JsonbContainer *root, bool notification, PayinCardCheck *check, char **problem)
 {
 	JsonbValue *valid = json_field(root, "isValidCard");
 	JsonbContainer *ignored;
 	JsonbContainer *token;
-	bool		has_date;
 
 	if (!json_identifier(root, "requestUid", &check->request_uid, problem) ||
 		!json_string(root, "status", true, &check->status, problem) ||
 		!json_string(root, "threeDsStatus", false, &check->three_ds_status, problem) ||
-		!json_timestamp(root, "checkOperationDate", NULL, &has_date, &check->operation_date,
-						problem) ||
+		!json_timestamp(root, "checkOperationDate", NULL, &check->has_operation_date,
+						&check->operation_date, problem) ||
 		!json_member_object(root, "cardInfo", false, &ignored, &check->card_info, problem) ||
 		!json_member_object(root, "createdToken", false, &token, NULL, problem))
 		return false;
-	if (check->request_uid == NULL || !has_date)
+	if (check->request_uid == NULL || (notification && !check->has_operation_date))
 	{
 		*problem = psprintf("field \"%s\" is missing",
 							check->request_uid == NULL ? "requestUid" : "checkOperationDate");
 		return false;
 	}
-	if (valid != NULL && valid->type != jbvBool)
+	if (valid != NULL && valid->type != jbvNull && valid->type != jbvBool)
 	{
 		*problem = pstrdup("field \"isValidCard\" is not a boolean");
 		return false;
 	}
-	check->has_valid_card = valid != NULL;
-	check->valid_card = valid != NULL && valid->val.boolean;
+	check->has_valid_card = valid != NULL && valid->type == jbvBool;
+	check->valid_card = check->has_valid_card && valid->val.boolean;
 	if (token == NULL)
 		return true;
 	check->has_token = true;
 	check->token.status = "CREATED";
-	check->token.has_bound_at = true;
+	check->token.has_bound_at = check->has_operation_date;
 	check->token.bound_at = check->operation_date;
 	if (!json_string(token, "token", true, &check->token.token, problem) ||
 		!json_string(token, "account", true, &check->token.account, problem) ||
@@ -452,7 +453,7 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 	if (notice->kind == PAYIN_NOTICE_TOKEN)
 		return parse_token(object, &notice->token, problem);
 	if (notice->kind == PAYIN_NOTICE_CHECK_CARD)
-		return parse_card_check(object, &notice->check, problem);
+		return parse_card_check(object, true, &notice->check, problem);
 	return parse_operation_result(object, true,
 								  notice->kind == PAYIN_NOTICE_CAPTURE ? "captureId" : "refundId",
 								  &notice->operation, problem);
@@ -569,8 +570,12 @@ create_invoice_body(const PayinCreateArgs *args)
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	append_money(&buf, "amount", args->amount, args->currency);
-	appendStringInfoChar(&buf, ',');
+	/* QIWI's card check doc: "Do not specify invoice amount" */
+	if (!args->check_card)
+	{
+		append_money(&buf, "amount", args->amount, args->currency);
+		appendStringInfoChar(&buf, ',');
+	}
 	append_json_member(&buf, "expirationDateTime", format_qiwi_timestamp(args->expires_at), &first);
 	if (args->comment != NULL)
 		append_json_member(&buf, "comment", args->comment, &first);
@@ -634,9 +639,9 @@ create_invoice_body(const PayinCreateArgs *args)
 		appendStringInfoChar(&buf, ']');
 	}
 	appendStringInfoString(&buf, ",\"flags\":[");
-	if (args->sale)
+	if (args->sale || args->check_card)
 	{
-		escape_json(&buf, "SALE");
+		escape_json(&buf, args->check_card ? "CHECK_CARD" : "SALE");
 		first_flag = false;
 	}
 	if (args->bind_token)
@@ -1034,6 +1039,50 @@ payin_delete_token_operation(const Merchant *merchant, const char *account, cons
 	*deleted = false;
 	op->read = read_deleted_answer;
 	op->result = deleted;
+}
+
+/* Reader of a card check object answer (a QiwiAnswerReader) */
+static bool
+read_card_check(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL && parse_card_check(&jb->root, false, (PayinCardCheck *) result, problem);
+}
+
+/* Reader of a card check answer: the check asked about */
+static bool
+read_card_check_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	PayinCardCheck *check = (PayinCardCheck *) op->result;
+	char	   *problem = NULL;
+
+	memset(check, 0, sizeof(*check));
+	if (!qiwi_read_answer(read_card_check, resp, check, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	if (strcmp(check->request_uid, (const char *) op->args) != 0)
+		return qiwi_malformed(error, op->context,
+							  psprintf("the answer is about card check \"%s\"", check->request_uid));
+	check->merchant = op->merchant->name;
+	check->token.merchant = op->merchant->name;
+	return true;
+}
+
+/*
+ * GET validation/card/requests/{requestUid}: a card check (for one made on
+ * QIWI's form, requestUid is its invoice's billId)
+ */
+void
+payin_card_check_operation(const Merchant *merchant, const char *request_uid,
+						   PayinCardCheck *check, QiwiOperation *op)
+{
+	const char *segments[] = {"validation", "card", "requests", request_uid};
+
+	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 4, segments), NULL,
+					psprintf("get Payin card check \"%s\"", request_uid), QIWI_READ_RETRY_HINT, true);
+	op->read = read_card_check_answer;
+	op->args = request_uid;
+	op->result = check;
 }
 
 /* ---------- merchants ---------- */
