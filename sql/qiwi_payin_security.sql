@@ -146,7 +146,7 @@ GRANT EXECUTE ON FUNCTION
 	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_payment(text, text),
 	qiwi_payin_capture(text, text, text, text), qiwi_payin_capture_status(text, text, text),
 	qiwi_payin_refund(text, text, numeric, text, text), qiwi_payin_refund_status(text, text, text),
-	qiwi_payin_refunds(text, text)
+	qiwi_payin_refunds(text, text), qiwi_payin_delete_token(text, text, text), qiwi_payin_card_check(text, text)
 	TO regress_payin_mallory;
 CREATE TABLE sec_signed AS
 	SELECT 'CAPTURE'::text AS kind, jsonb_build_object('captureId', 'sec-c7n', 'paymentId', 'sec-p7n',
@@ -208,6 +208,9 @@ SELECT status FROM qiwi_payin_payment(:'p7', merchant => 'sec_a');
 SELECT status FROM qiwi_payin_refund(:'p7', 'sec-r7b', 1, merchant => 'sec_a');
 SELECT status FROM qiwi_payin_refund_status(:'p7', 'sec-r7b', merchant => 'sec_a');
 SELECT count(*) FROM qiwi_payin_refunds(:'p7', merchant => 'sec_a');
+SELECT qiwi_payin_delete_token('sec-buyer', 'sec-token', merchant => 'sec_a') AS deleted_now;
+SELECT status, amount FROM qiwi_payin_create_invoice('sec-7c', check_card => true, merchant => 'sec_a');
+SELECT status FROM qiwi_payin_card_check('sec-7c', merchant => 'sec_a');
 SET search_path = pg_temp, pmal, pg_catalog, public;
 SELECT status FROM qiwi_payin_payment(:'p7', merchant => 'sec_a');
 INSERT INTO qiwi_payin_notifications (site_id, body, signature)
@@ -234,7 +237,7 @@ REVOKE ALL ON FUNCTION
 	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_payment(text, text),
 	qiwi_payin_capture(text, text, text, text), qiwi_payin_capture_status(text, text, text),
 	qiwi_payin_refund(text, text, numeric, text, text), qiwi_payin_refund_status(text, text, text),
-	qiwi_payin_refunds(text, text)
+	qiwi_payin_refunds(text, text), qiwi_payin_delete_token(text, text, text), qiwi_payin_card_check(text, text)
 	FROM regress_payin_mallory;
 REVOKE ALL ON qiwi_payin_notifications FROM regress_payin_mallory;
 REVOKE ALL ON SEQUENCE qiwi_payin_notifications_id_seq FROM regress_payin_mallory;
