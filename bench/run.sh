@@ -122,6 +122,64 @@ SQL
 report "verify $ROWS notifications (1 core)" "$OURS" "$BASE" s 5
 fi
 
+# ---- 1b. verifying stored Payin PAYMENT notifications, the same way ----
+say "signatures: generating $ROWS signed Payin PAYMENT notifications"
+bench_sql <<SQL
+CREATE TABLE bench_payin_notifications AS
+SELECT encode(hmac((body->'payment'->>'paymentId') || '|' || (body->'payment'->>'createdDateTime') || '|' ||
+                   to_char((body->'payment'->'amount'->>'value')::numeric, 'FM999999990.00'),
+                   'bench-secret-key', 'sha256'), 'hex') AS signature, body
+  FROM (SELECT jsonb_build_object('type', 'PAYMENT', 'version', '1', 'payment', jsonb_build_object(
+               'paymentId', (4000000 + i)::text, 'type', 'PAYMENT', 'billId', 'order-' || i,
+               'createdDateTime', '2026-11-22T10:' || lpad((i % 60)::text, 2, '0') || ':' || lpad((i / 60 % 60)::text, 2, '0') || '+03:00',
+               'status', jsonb_build_object('value', 'SUCCESS', 'changedDateTime', '2026-11-22T10:05:00+03:00'),
+               'amount', jsonb_build_object('currency', 'RUB',
+                         'value', CASE WHEN i % 2 = 0 THEN to_jsonb(round((i % 100000) / 100.0 + 1, 2))
+                                       ELSE to_jsonb(trim_scale((i % 100000) / 100.0 + 1)) END),
+               'paymentMethod', jsonb_build_object('type', 'CARD', 'maskedPan', '425600******0003'),
+               'customer', jsonb_build_object('account', 'buyer-' || (i % 1000)))) AS body
+          FROM generate_series(1, $ROWS) i) s;
+VACUUM ANALYZE bench_payin_notifications;
+SQL
+
+# ours and pgcrypto's check of the Payin table, and ours of the bills' table,
+# alternately RUNS times each; prints "ours|baseline|bill check", each best
+say "signatures: qiwi_payin_verify_signature, the same check with pgcrypto in SQL and qiwi_verify_signature on the bills' table, alternately, $RUNS runs each"
+IFS='|' read -r PAYIN_OURS PAYIN_BASE BILL_OURS <<<"$(bench_sql <<SQL
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE timings (side text, seconds float8);
+DO \$\$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+	FOR run IN 1..$RUNS LOOP
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE qiwi_payin_verify_signature(signature, body, 'bench-secret-key'))
+		  INTO n FROM bench_payin_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'ours verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('ours', extract(epoch FROM clock_timestamp() - t0));
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE encode(hmac((body->'payment'->>'paymentId') || '|' ||
+				(body->'payment'->>'createdDateTime') || '|' ||
+				to_char((body->'payment'->'amount'->>'value')::numeric, 'FM999999990.00'),
+				'bench-secret-key', 'sha256'), 'hex') = signature)
+		  INTO n FROM bench_payin_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'pgcrypto verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('pgcrypto', extract(epoch FROM clock_timestamp() - t0));
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE qiwi_verify_signature(signature, body, 'bench-secret-key'))
+		  INTO n FROM bench_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'the bill check verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('bill', extract(epoch FROM clock_timestamp() - t0));
+	END LOOP;
+END \$\$;
+SELECT round(min(seconds) FILTER (WHERE side = 'ours')::numeric, 3) || '|' ||
+       round(min(seconds) FILTER (WHERE side = 'pgcrypto')::numeric, 3) || '|' ||
+       round(min(seconds) FILTER (WHERE side = 'bill')::numeric, 3) FROM timings;
+SQL
+)"
+report "verify $ROWS Payin notifications (1 core)" "$PAYIN_OURS" "$PAYIN_BASE" s 5
+report_at_most "  Payin check vs the bill check, same rows" "$PAYIN_OURS" "$BILL_OURS" s 1
+
 # print the results table
 print_results() {
 	echo
@@ -353,14 +411,15 @@ LATENCY_MS=50
 # the reconciler of this cluster starts once the reload reaches the launcher
 sleep 2
 
-# reconcile N WAITING bills at concurrency C in one round; prints
-# "round_seconds|writes_per_bill|status_events"
+# reconcile_run N C TABLE EVENTS SETUP: reconcile the N open items that SQL
+# SETUP leaves in TABLE (and nothing else open) at concurrency C in one
+# round; prints "round_seconds|writes_per_item|status_events" (EVENTS: the
+# table of their status events)
 reconcile_run() {
-	local n=$1 c=$2
+	local n=$1 c=$2 table=$3 events=$4 setup=$5
 	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
 	bench_sql <<SQL >/dev/null
-TRUNCATE qiwi_bills, qiwi_bill_events;
-SELECT count(qiwi_create_bill('bench-' || i, 1, expires_at => now() + interval '1 day')) FROM generate_series(1, $n) i;
+$setup
 ALTER SYSTEM SET qiwi.reconcile_concurrency = $c;
 SELECT pg_reload_conf();
 SQL
@@ -368,41 +427,89 @@ SQL
 	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d "{\"ms\": $LATENCY_MS}" >/dev/null
 	local rounds_before writes_before made_due
 	rounds_before=$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")
-	writes_before=$(bench_sql -c "SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = 'qiwi_bills'")
+	writes_before=$(bench_sql -c "SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table'")
 	made_due=$(bench_sql -c "SELECT qiwi_reconcile_now()")
 	while [ "$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")" -le "$rounds_before" ]; do
 		sleep 0.1
 	done
 	sleep 0.5	# the worker's stats reach pg_stat_user_tables
 	bench_sql -c "SELECT round(extract(epoch FROM last_round_duration)::numeric, 2) || '|' ||
-		round(((SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = 'qiwi_bills')
+		round(((SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table')
 		       - $writes_before - $made_due)::numeric / last_round_checked, 2) || '|' ||
-		(SELECT count(*) FROM qiwi_bill_events WHERE source = 'reconciler')
+		(SELECT count(*) FROM $events WHERE source = 'reconciler')
 		FROM qiwi_reconciler_status WHERE last_round_checked = $n"
 }
 
-# report_reconcile N C: bills per second in a round against concurrency / latency
+# report_reconcile N C WHAT SETUP TABLE EVENTS: items per second in a round
+# against concurrency / latency
 report_reconcile() {
 	local out seconds writes events rate ideal pct met
-	out=$(reconcile_run "$1" "$2" | grep '|')
+	out=$(reconcile_run "$1" "$2" "$5" "$6" "$4" | grep '|')
 	IFS='|' read -r seconds writes events <<<"$out"
 	rate=$(awk -v n="$1" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
 	ideal=$(awk -v c="$2" -v l="$LATENCY_MS" 'BEGIN { printf "%.0f", c * 1000 / l }')
 	pct=$(awk -v r="$rate" -v i="$ideal" 'BEGIN { printf "%.0f", 100 * r / i }')
 	met=$(awk -v p="$pct" 'BEGIN { print (p >= 90) ? "met" : "MISSED" }')
-	RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "reconcile $1 bills, concurrency $2" "$rate/s" "$ideal/s" "$pct" ">= 90%" "$met")")
-	met=$(awk -v w="$writes" -v e="$events" 'BEGIN { print (w <= 1.0 && e == 0) ? "met" : "MISSED" }')
-	RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  writes per checked bill; status events" "$writes" "$events" "" "<= 1; 0" "$met")")
+	RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "reconcile $1 $3, concurrency $2" "$rate/s" "$ideal/s" "$pct" ">= 90%" "$met")")
+	if [ "$3" = bills ]; then
+		met=$(awk -v w="$writes" -v e="$events" 'BEGIN { print (w <= 1.0 && e == 0) ? "met" : "MISSED" }')
+		RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  writes per checked bill; status events" "$writes" "$events" "" "<= 1; 0" "$met")")
+	else
+		met=$(awk -v e="$events" 'BEGIN { print (e == 0) ? "met" : "MISSED" }')
+		RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  writes per checked invoice; status events" "$writes" "$events" "" "none; 0" "$met")")
+	fi
+}
+# report_bills N C: N WAITING bills (created at the sandbox) at concurrency C
+report_bills() {
+	report_reconcile "$1" "$2" bills "TRUNCATE qiwi_bills, qiwi_bill_events;
+SELECT count(qiwi_create_bill('bench-' || i, 1, expires_at => now() + interval '1 day')) FROM generate_series(1, $1) i;" \
+		qiwi_bills qiwi_bill_events
 }
 if [ $QUICK -eq 1 ]; then
-	report_reconcile 100 16
+	report_bills 100 16
 else
-	report_reconcile 100 1
-	report_reconcile 1000 16
-	report_reconcile 10000 16
-	report_reconcile 1000 64
-	report_reconcile 10000 64
+	report_bills 100 1
+	report_bills 1000 16
+	report_bills 10000 16
+	report_bills 1000 64
+	report_bills 10000 64
 fi
+
+# ---- 3a. the same with Payin invoices ----
+# CREATED invoices of one Payin merchant, created at the sandbox once
+# (qiwi_payin_create_invoice) and kept aside; each run puts N of them back
+# as they were created and makes them due
+PAYIN_INVOICES=10000
+[ $QUICK -eq 1 ] && PAYIN_INVOICES=100
+say "reconciler: creating $PAYIN_INVOICES Payin invoices at the sandbox"
+curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+curl -s -X POST "$SANDBOX_URL/sandbox/payin/sites" \
+	-d '{"siteId": "bench-site", "apiKey": "bench-payin-key", "notificationKey": "bench-notification-key"}' >/dev/null
+bench_sql >/dev/null <<SQL
+CREATE SERVER bench_payin FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'bench-site', payin_api_url '$SANDBOX_URL');
+CREATE USER MAPPING FOR PUBLIC SERVER bench_payin OPTIONS (payin_api_key 'bench-payin-key');
+TRUNCATE qiwi_bills, qiwi_bill_events;
+SELECT count(qiwi_payin_create_invoice('bench-' || i, 1.00, merchant => 'bench_payin')) FROM generate_series(1, $PAYIN_INVOICES) i;
+-- due only when qiwi_reconcile_now makes them so (a reload wakes the worker)
+CREATE TABLE bench_payin_invoices AS SELECT * FROM qiwi_payin_invoices;
+UPDATE bench_payin_invoices SET next_check_at = 'infinity';
+SQL
+# report_invoices N C: N CREATED Payin invoices at concurrency C
+report_invoices() {
+	report_reconcile "$1" "$2" "Payin invoices" "TRUNCATE qiwi_bills, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events;
+INSERT INTO qiwi_payin_invoices SELECT * FROM bench_payin_invoices ORDER BY bill_id LIMIT $1;" \
+		qiwi_payin_invoices qiwi_payin_events
+}
+if [ $QUICK -eq 1 ]; then
+	report_invoices 100 16
+else
+	report_invoices 100 1
+	report_invoices 1000 16
+	report_invoices 10000 16
+	report_invoices 1000 64
+	report_invoices 10000 64
+fi
+bench_sql -c "TRUNCATE qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events" >/dev/null
 
 # ---- 3b. the raw ceiling: many bills against nginx at concurrency 64 ----
 CEILING=100000

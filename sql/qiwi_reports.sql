@@ -99,9 +99,34 @@ VALUES ('rp-h-1', 1, 'RUB', 'WAITING', now(), now() - interval '5 minutes', 3, '
 -- the merchants are named after their sites here
 UPDATE qiwi_bills SET merchant = site_id WHERE bill_id LIKE 'rp-%' AND site_id IS NOT NULL AND merchant = 'default';
 SELECT open_bills, due_bills, lag, failing_bills, max_failures, bill_error FROM qiwi_reconciler_health;
+-- the Payin invoices the reconciler follows: CREATED, and PAID with money held
+DELETE FROM qiwi_payin_invoices WHERE status IN ('CREATED', 'PAID');
+SELECT payin_open_invoices, payin_due_invoices, payin_lag, payin_failing_invoices, payin_max_failures,
+       payin_invoice_error FROM qiwi_reconciler_health;
+INSERT INTO qiwi_payin_invoices (merchant, bill_id, amount, currency, status, capture, checked_at, next_check_at,
+                                 failures, last_error)
+VALUES ('rp', 'rp-i-1', 1, 'RUB', 'CREATED', 'auto', now(), now() - interval '3 minutes', 2, 'QK500: HTTP 503'),
+       ('rp', 'rp-i-2', 2, 'RUB', 'PAID', 'manual', now(), now() - interval '1 minute', 0, NULL),
+       ('rp', 'rp-i-3', 3, 'RUB', 'CREATED', 'auto', now(), now() + interval '1 hour', 1, 'QKNET: timeout'),
+       ('rp', 'rp-i-4', 4, 'RUB', 'PAID', 'manual', now(), now() - interval '1 day', 5, 'captured: not followed'),
+       ('rp', 'rp-i-5', 5, 'RUB', 'EXPIRED', 'auto', now(), now() - interval '1 day', 4, 'final: not followed');
+INSERT INTO qiwi_payin_payments (merchant, payment_id, bill_id, status, amount, currency, captured_amount,
+                                 capture_deadline, checked_at)
+VALUES ('rp', 'rp-p-2', 'rp-i-2', 'COMPLETED', 2, 'RUB', 0, now() + interval '3 days', now()),
+       ('rp', 'rp-p-4', 'rp-i-4', 'COMPLETED', 4, 'RUB', 4, now() + interval '3 days', now());
+SELECT payin_open_invoices, payin_due_invoices, payin_lag, payin_failing_invoices, payin_max_failures,
+       payin_invoice_error FROM qiwi_reconciler_health;
+-- the bills' columns count no invoice
+SELECT open_bills, due_bills, lag, failing_bills FROM qiwi_reconciler_health;
 -- and the reconciler's own status, one row
 SELECT count(*) AS rows, bool_and(h.rounds = s.rounds AND h.running = s.running) AS same_as_status
   FROM qiwi_reconciler_health h, qiwi_reconciler_status s;
+-- qiwi_reconcile_now makes the open bills and the followed invoices due, and only them
+SELECT qiwi_reconcile_now() AS made_due;
+SELECT bill_id, failures FROM qiwi_bills WHERE next_check_at >= now() AND next_check_at <= clock_timestamp()
+UNION ALL
+SELECT bill_id, failures FROM qiwi_payin_invoices WHERE next_check_at >= now() AND next_check_at <= clock_timestamp()
+ORDER BY 1;
 ROLLBACK;
 
 -- ---------- qiwi_reconcile_orders ----------

@@ -236,16 +236,6 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'qiwi_pay_url'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 
--- ---------- the reconciler ----------
-
--- Make every WAITING bill due and wake the reconciler when this commits
-CREATE FUNCTION qiwi_reconcile_now()
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'qiwi_reconcile_now'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
-REVOKE ALL ON FUNCTION qiwi_reconcile_now() FROM PUBLIC;
-
-
 -- ---------- reports ----------
 -- security_invoker: a view reads the tables with the caller's rights, so a
 -- role sees money through a report only when it may read qiwi_bills itself.
@@ -296,24 +286,6 @@ SELECT b.bill_id, b.merchant, b.currency, b.status,
                FROM qiwi_refunds r GROUP BY r.merchant, r.bill_id) r
     ON r.merchant = b.merchant AND r.bill_id = b.bill_id
  WHERE b.status = 'PAID' OR r.bill_id IS NOT NULL;
-
--- One row: is the reconciler keeping up?
-CREATE VIEW qiwi_reconciler_health WITH (security_invoker = true) AS
-SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
-       s.last_round_checked, s.last_round_changed, s.last_round_failed, s.stopped_by_auth,
-       b.open_bills, b.due_bills, coalesce(now() - b.oldest_due_at, interval '0') AS lag,
-       b.failing_bills, b.max_failures, b.bill_error,
-       s.last_error, s.last_error_at
-  FROM qiwi_reconciler_status s,
-       (SELECT count(*) AS open_bills,
-               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
-               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
-               count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
-               coalesce(max(q.failures), 0) AS max_failures,
-               (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
-                    FILTER (WHERE q.failures > 0))[1] AS bill_error
-          FROM qiwi_bills q
-         WHERE q.status IN ('WAITING', 'CREATING')) b;
 
 -- Bills final at QIWI that disagree with the shop's own order table
 CREATE FUNCTION qiwi_reconcile_orders(
@@ -480,7 +452,6 @@ COMMENT ON FUNCTION qiwi_sign_notification(jsonb, text, text) IS $$The signature
 COMMENT ON FUNCTION qiwi_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, verified, applied, error: verifies the signature and applies a verified notification to qiwi_bills. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
 COMMENT ON FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text, text) IS $$URL of QIWI's form that creates the bill bill_id for amount when the buyer opens it. public_key: NULL means qiwi.public_key; phone, email, account, comment, custom_fields as in qiwi_create_bill; lifetime: expiry (cut to the minute); success_url: where the buyer returns. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;
 COMMENT ON FUNCTION qiwi_pay_url(text, text, text[], text, timestamptz) IS $$pay_url (from qiwi_create_bill) with options added: pay_source (qw, card, mobile, sovest) preselected, allowed_pay_sources offered, success_url, lifetime$$;
-COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every WAITING and CREATING bill due now and wake the reconciler when this transaction commits; returns how many. Not PUBLIC$$;
 COMMENT ON FUNCTION qiwi_reconcile_orders(regclass, name, name, name) IS $$Bills that disagree with the shop's order table orders (its columns bill_id_column, amount_column and, if given, the boolean cancelled_column): missing order, other amount, paid but order cancelled, QIWI reported other money, unknown bill, bill not paid, several orders. Runs with the caller's rights$$;
 
 
@@ -530,21 +501,3 @@ COMMENT ON COLUMN qiwi_refunds_per_bill.left_to_refund IS $$paid - refunded (neg
 COMMENT ON COLUMN qiwi_refunds_per_bill.refunds IS $$Number of its refunds$$;
 COMMENT ON COLUMN qiwi_refunds_per_bill.last_refund_at IS $$When QIWI made its last refund$$;
 
-COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is (lag of the oldest due bill) and the bills whose checks fail. Reads qiwi_bills and qiwi_reconciler_status with the caller's rights$$;
-COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
-COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
-COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_round_start IS $$When the last round started$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_round_duration IS $$How long the last round took$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_round_checked IS $$Bills the last round asked QIWI about$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_round_changed IS $$Bills whose status the last round changed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_round_failed IS $$Checks that failed in the last round$$;
-COMMENT ON COLUMN qiwi_reconciler_health.stopped_by_auth IS $$QIWI answered 401: no request until the configuration is reloaded$$;
-COMMENT ON COLUMN qiwi_reconciler_health.open_bills IS $$WAITING and CREATING bills$$;
-COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest next_check_at among the due bills; 0 when none is due$$;
-COMMENT ON COLUMN qiwi_reconciler_health.failing_bills IS $$Open bills whose last check failed (failures > 0)$$;
-COMMENT ON COLUMN qiwi_reconciler_health.max_failures IS $$Most failed checks in a row of one open bill$$;
-COMMENT ON COLUMN qiwi_reconciler_health.bill_error IS $$last_error of the open bill with the most failures in a row$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_error IS $$The reconciler's own last error (no worker slot, 401, ...)$$;
-COMMENT ON COLUMN qiwi_reconciler_health.last_error_at IS $$When last_error happened$$;

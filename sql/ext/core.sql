@@ -42,8 +42,17 @@ AS 'MODULE_PATHNAME', 'qiwi_reconciler_state'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 CREATE VIEW qiwi_reconciler_status AS SELECT * FROM qiwi_reconciler_state();
+
+-- Make every item the reconciler follows due (each API's: open bills, open
+-- Payin invoices) and wake it when this commits
+CREATE FUNCTION qiwi_reconcile_now()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'qiwi_reconcile_now'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qiwi_reconcile_now() FROM PUBLIC;
+
 COMMENT ON FUNCTION qiwi_reconciler_state() IS $$The reconciler's state for this server (read it through the view qiwi_reconciler_status)$$;
-COMMENT ON VIEW qiwi_reconciler_status IS $$Is the reconciler running (pid, database), its rounds, the last round's start, duration and bills checked, changed and failed, a 401 stop, and its last error$$;
+COMMENT ON VIEW qiwi_reconciler_status IS $$Is the reconciler running (pid, database), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error$$;
 COMMENT ON COLUMN qiwi_reconciler_status.running IS $$A reconciler process is running$$;
 COMMENT ON COLUMN qiwi_reconciler_status.pid IS $$Its process id (see pg_stat_activity)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.database IS $$The database it serves (qiwi.database)$$;
@@ -51,9 +60,10 @@ COMMENT ON COLUMN qiwi_reconciler_status.started_at IS $$When the running proces
 COMMENT ON COLUMN qiwi_reconciler_status.rounds IS $$Rounds completed since the server started$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_round_start IS $$When the last round started$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_round_duration IS $$How long the last round took$$;
-COMMENT ON COLUMN qiwi_reconciler_status.last_round_checked IS $$Bills the last round asked QIWI about$$;
-COMMENT ON COLUMN qiwi_reconciler_status.last_round_changed IS $$Bills whose status the last round changed$$;
-COMMENT ON COLUMN qiwi_reconciler_status.last_round_failed IS $$Checks that failed in the last round$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_checked IS $$Items the last round asked QIWI about: bills and Payin invoices$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_changed IS $$Items (bills, Payin invoices) whose status the last round changed$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_round_failed IS $$Checks (of bills and Payin invoices) that failed in the last round$$;
 COMMENT ON COLUMN qiwi_reconciler_status.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's items wait for a configuration reload or a change of its user mapping (last_error names it); other merchants go on$$;
-COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's last error (not a bill's: see qiwi_bills.last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's last error (not an item's: see qiwi_bills.last_error, qiwi_payin_invoices.last_error)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happened$$;
+COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held), leaving rows another transaction holds, and wake the reconciler when this transaction commits; returns how many of all kinds. Not PUBLIC$$;

@@ -402,6 +402,42 @@ SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
          WHERE r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text) m
  GROUP BY m.merchant, m.api, m.status, m.currency;
 
+-- One row: is the reconciler keeping up, with bills and with Payin
+-- invoices?  Here, after every API's tables, since it reads them all.
+CREATE VIEW qiwi_reconciler_health WITH (security_invoker = true) AS
+SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
+       s.last_round_checked, s.last_round_changed, s.last_round_failed, s.stopped_by_auth,
+       b.open_bills, b.due_bills, coalesce(now() - b.oldest_due_at, interval '0') AS lag,
+       b.failing_bills, b.max_failures, b.bill_error,
+       s.last_error, s.last_error_at,
+       p.payin_open_invoices, p.payin_due_invoices,
+       coalesce(now() OPERATOR(pg_catalog.-) p.oldest_due_at, interval '0') AS payin_lag,
+       p.payin_failing_invoices, p.payin_max_failures, p.payin_invoice_error
+  FROM qiwi_reconciler_status s,
+       (SELECT count(*) AS open_bills,
+               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
+               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
+               count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
+               coalesce(max(q.failures), 0) AS max_failures,
+               (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
+                    FILTER (WHERE q.failures > 0))[1] AS bill_error
+          FROM qiwi_bills q
+         WHERE q.status IN ('WAITING', 'CREATING')) b,
+       -- the invoices the reconciler follows (payin_store.c's PAYIN_FOLLOWED)
+       (SELECT count(*) AS payin_open_invoices,
+               count(*) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
+               min(i.next_check_at) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0) AS payin_failing_invoices,
+               coalesce(max(i.failures), 0) AS payin_max_failures,
+               (array_agg(i.last_error ORDER BY i.failures DESC, i.next_check_at)
+                    FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0))[1] AS payin_invoice_error
+          FROM qiwi_payin_invoices i
+         WHERE i.status OPERATOR(pg_catalog.=) 'CREATED'::text
+            OR (i.status OPERATOR(pg_catalog.=) 'PAID'::text
+                AND EXISTS (SELECT FROM qiwi_payin_holds h
+                             WHERE h.merchant OPERATOR(pg_catalog.=) i.merchant
+                               AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id))) p;
+
 -- ---------- documentation ----------
 
 COMMENT ON TYPE qiwi_payin_invoice IS $$A Payin invoice as QIWI answered (qiwi_payin_create_invoice, qiwi_payin_invoice)$$;
@@ -621,3 +657,28 @@ COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$
 COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
 COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
 COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills and captured payments, less refunds (negative); 0 for held, awaited, declined, released or MISMATCH money$$;
+
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error) and for Payin invoices (payin_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
+COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_start IS $$When the last round started$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_duration IS $$How long the last round took$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_checked IS $$Items the last round asked QIWI about: bills and Payin invoices$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_changed IS $$Items (bills, Payin invoices) whose status the last round changed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_failed IS $$Checks (of bills and Payin invoices) that failed in the last round$$;
+COMMENT ON COLUMN qiwi_reconciler_health.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's bills and Payin invoices wait for its options to change (last_error names it); other merchants go on$$;
+COMMENT ON COLUMN qiwi_reconciler_health.open_bills IS $$WAITING and CREATING bills$$;
+COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills whose next_check_at has passed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest next_check_at among the due bills; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.failing_bills IS $$Open bills whose last check failed (failures > 0)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.max_failures IS $$Most failed checks in a row of one open bill$$;
+COMMENT ON COLUMN qiwi_reconciler_health.bill_error IS $$last_error of the open bill with the most failures in a row$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_error IS $$The reconciler's own last error (no worker slot, 401, ...)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_open_invoices IS $$Payin invoices the reconciler follows: CREATED, or PAID with money held (in qiwi_payin_holds)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_due_invoices IS $$Followed Payin invoices whose next_check_at has passed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_lag IS $$now() - the oldest next_check_at among the due Payin invoices; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_failing_invoices IS $$Followed Payin invoices whose last check failed (failures > 0)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_max_failures IS $$Most failed checks in a row of one followed Payin invoice$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_invoice_error IS $$last_error of the followed Payin invoice with the most failures in a row$$;

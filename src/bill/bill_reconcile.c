@@ -178,6 +178,7 @@ static const ReconcileKind bill_kind = {
 	.operation = due_bill_operation,
 	.record = record_bill_answer,
 	.flush = flush_checks,
+	.make_due = store_make_all_due,
 };
 
 /* Make bills a kind of thing to reconcile (from _PG_init) */

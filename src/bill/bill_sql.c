@@ -34,7 +34,6 @@ PG_FUNCTION_INFO_V1(qiwi_refund);
 PG_FUNCTION_INFO_V1(qiwi_refund_status);
 PG_FUNCTION_INFO_V1(qiwi_payment_form_url);
 PG_FUNCTION_INFO_V1(qiwi_pay_url);
-PG_FUNCTION_INFO_V1(qiwi_reconcile_now);
 PG_FUNCTION_INFO_V1(qiwi_reconciler_state);
 
 /* Columns of the composite types, in the order of the SQL script */
@@ -583,16 +582,6 @@ qiwi_pay_url(PG_FUNCTION_ARGS)
 }
 
 /* ---------- the reconciler ---------- */
-
-/* qiwi_reconcile_now(): make every WAITING bill due, wake the reconciler at commit */
-Datum
-qiwi_reconcile_now(PG_FUNCTION_ARGS)
-{
-	int64		due = store_make_all_due();
-
-	reconciler_wake_at_commit();
-	PG_RETURN_INT64(due);
-}
 
 /* qiwi_reconciler_state(): what the reconciler is doing (qiwi_reconciler_status) */
 Datum

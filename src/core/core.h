@@ -376,7 +376,9 @@ extern int	qiwi_reconcile_batch_size;
  * transaction; true if the item changed, *failed if the check failed,
  * *key_refused if QIWI refused the merchant's key); flush writes what
  * record left for one statement per chunk, before the chunk commits (NULL:
- * record wrote everything).
+ * record wrote everything); make_due makes every item the kind follows due
+ * now, in the caller's transaction, leaving rows another transaction holds
+ * (for qiwi_reconcile_now; returns how many).
  */
 typedef struct ReconcileKind
 {
@@ -388,6 +390,7 @@ typedef struct ReconcileKind
 	bool		(*record) (void *items, int i, QiwiOperation *op, const HttpResponse *resp,
 						   bool *failed, bool *key_refused);
 	void		(*flush) (void *items);
+	int64		(*make_due) (void);
 } ReconcileKind;
 
 extern void reconciler_init(void);

@@ -48,6 +48,8 @@
 PGDLLEXPORT void qiwi_launcher_main(Datum main_arg);
 PGDLLEXPORT void qiwi_reconciler_main(Datum main_arg);
 
+PG_FUNCTION_INFO_V1(qiwi_reconcile_now);
+
 /* Answers recorded per transaction, at least (more if more finished meanwhile) */
 #define WRITE_CHUNK 100
 
@@ -793,6 +795,21 @@ wake_at_commit(XactEvent event, void *arg)
 		UnregisterXactCallback(wake_at_commit, NULL);
 		wake_registered = false;
 	}
+}
+
+/*
+ * qiwi_reconcile_now(): make every kind's followed items due now (each
+ * kind's own statement), wake the reconciler at commit; how many
+ */
+Datum
+qiwi_reconcile_now(PG_FUNCTION_ARGS)
+{
+	int64		due = 0;
+
+	for (int k = 0; k < nkinds; k++)
+		due += kinds[k]->make_due();
+	reconciler_wake_at_commit();
+	PG_RETURN_INT64(due);
 }
 
 /* Wake the reconciler when the current transaction commits */

@@ -245,6 +245,7 @@ typedef struct PayinDueInvoice
 extern PayinDueInvoice *payin_store_due_invoices(int limit, Datum skip_merchants, int *n);
 extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 									 const char *error);
+extern int64 payin_store_make_all_due(void);
 
 /* ---------- payin_sql.c ---------- */
 

@@ -126,6 +126,7 @@ static const ReconcileKind payin_kind = {
 	.claim = claim_due_invoices,
 	.operation = due_invoice_operation,
 	.record = record_invoice_answer,
+	.make_due = payin_store_make_all_due,
 };
 
 /* Make Payin invoices a kind of thing to reconcile (from _PG_init) */

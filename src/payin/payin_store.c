@@ -49,7 +49,7 @@ enum
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
 	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
 	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_CARD_CHECK_LOCK, P_CARD_CHECK_UPDATE,
-	P_PAYMENT_MONEY, NPLANS
+	P_PAYMENT_MONEY, P_MAKE_DUE, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -288,6 +288,12 @@ prepare_plans(Oid schema)
 		" check_operation_date = $6, card_info = $7, created_token = $8"
 		" WHERE merchant = $1 AND request_uid = $2", nsp),
 		CARD_CHECK_NARGS, (Oid *) card_check_types);
+	/* qiwi_reconcile_now: rows another writer holds are left to it, as for bills */
+	plans[P_MAKE_DUE] = ledger_prepare(psprintf(
+		"UPDATE %1$s.qiwi_payin_invoices u SET next_check_at = clock_timestamp(), failures = 0"
+		" FROM (SELECT i.merchant, i.bill_id FROM %1$s.qiwi_payin_invoices i WHERE " PAYIN_FOLLOWED
+		"  FOR UPDATE OF i SKIP LOCKED) due"
+		" WHERE u.merchant = due.merchant AND u.bill_id = due.bill_id", nsp), 0, NULL);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -820,6 +826,19 @@ payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_CHECK_RESULT], values, nulls, SPI_OK_UPDATE);
 	ledger_end(&ctx);
+}
+
+/* Make every invoice the reconciler follows due now; how many */
+int64
+payin_store_make_all_due(void)
+{
+	OwnerContext ctx;
+	uint64		n;
+
+	begin_payin_ledger(&ctx);
+	n = ledger_run(plans[P_MAKE_DUE], NULL, NULL, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+	return (int64) n;
 }
 
 /* Fill the Datums of a token write; deleted: the token is recorded deleted now */

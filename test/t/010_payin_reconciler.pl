@@ -3,14 +3,19 @@
 # the tables with no SQL call, with events from the reconciler; no
 # transaction is open while it asks; a failed check backs off; a Payin key
 # QIWI refuses stops only its merchant, until its mapping changes.
+# qiwi_reconcile_now() makes the followed invoices due (not final ones, not
+# rows another transaction holds); qiwi_reconciler_status counts their
+# checks; qiwi_reconciler_health shows their lag and failures.
 use strict;
 use warnings;
 
+use IPC::Run;
 use QiwiTest;
 use HTTP::Tiny;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(gettimeofday tv_interval);
 
 my $node = qiwi_node('payin_reconciler', q{
 qiwi.database = 'postgres'
@@ -132,6 +137,89 @@ sql(q{ALTER USER MAPPING FOR PUBLIC SERVER pa OPTIONS (SET payin_api_key 'key-a2
 wait_for(q{SELECT status = 'PAID' FROM qiwi_payin_invoices WHERE bill_id = 'a-later'},
 	'a new key for pa resumes it');
 wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'and the stop is cleared');
+
+# ---------- qiwi_reconcile_now, the status and the health view ----------
+sql(q{SELECT qiwi_payin_create_invoice('now-paid', 2.00, merchant => 'pa');
+      SELECT qiwi_payin_create_invoice('now-expired', 3.00, merchant => 'pb');
+      SELECT qiwi_payin_create_invoice('now-held', 4.00, capture => 'manual', merchant => 'pa')});
+pay('rec-a', 'now-held');
+wait_for(q{SELECT EXISTS (SELECT FROM qiwi_payin_holds WHERE bill_id = 'now-held')}, 'a new hold is recorded');
+# Rounds and checks an hour apart from now on: what follows happens only
+# because of qiwi_reconcile_now.  One round with the new setting schedules
+# every followed invoice an hour ahead.
+$node->append_conf('postgresql.conf', qq{qiwi.reconcile_interval = '1h'\nqiwi.reconcile_max_interval = '1h'\n});
+$node->reload;
+wait_for(q{SELECT current_setting('qiwi.reconcile_interval') = '1h'}, 'the setting is reloaded');
+sleep(2);	# the worker's 1 s wait ends: it reads the setting
+my $rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'a round with the new setting');
+wait_for(q{SELECT bool_and(next_check_at > now() + interval '30 minutes') FROM qiwi_payin_invoices
+	       WHERE status = 'CREATED' OR bill_id = 'now-held'},
+	'every followed invoice is next checked in an hour');
+is(sql(q{SELECT payin_open_invoices || '/' || payin_due_invoices || '/' || payin_lag || '/' || payin_failing_invoices
+	     FROM qiwi_reconciler_health}),
+	'4/0/00:00:00/0', 'qiwi_reconciler_health: four Payin invoices followed (three CREATED, one holding money), none due');
+
+pay('rec-a', 'now-paid');
+sandbox('/sandbox/payin/sites/rec-b/bills/now-expired/expire');
+$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+my $t0 = [gettimeofday];
+my ($made_due, $which) = split /\n/, sql(q{BEGIN;
+	SELECT qiwi_reconcile_now();
+	SELECT string_agg(bill_id, ',' ORDER BY bill_id) FROM qiwi_payin_invoices WHERE next_check_at BETWEEN now() AND clock_timestamp();
+	COMMIT});
+is($made_due, '4', 'qiwi_reconcile_now counts the Payin invoices it made due');
+is($which, 'now-expired,now-held,now-paid,waiting', 'the CREATED ones and the one holding money, not the final ones');
+wait_for(q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id) = 'now-expired:EXPIRED,now-held:PAID,now-paid:PAID'
+	       FROM qiwi_payin_invoices WHERE bill_id LIKE 'now-%'},
+	'the reconciler then reaches PAID and EXPIRED');
+cmp_ok(tv_interval($t0), '<', 15, 'within seconds, not the hour they were scheduled for');
+wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'the round is published');
+is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
+	'4/2/0', 'qiwi_reconciler_status counts the Payin invoices checked and changed in the round');
+
+# a row another transaction holds is left to it, not waited for
+my ($lock_out, $lock_err) = ('', '');
+my $locker = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c',
+	  q{BEGIN; SELECT FROM qiwi_payin_invoices WHERE bill_id = 'waiting' FOR UPDATE; SELECT pg_sleep(4); COMMIT;} ],
+	'>', \$lock_out, '2>', \$lock_err);
+wait_for(q{SELECT true FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%'},
+	'another session holds the CREATED invoice');
+$t0 = [gettimeofday];
+my $skipped = sql(q{BEGIN;
+	SELECT qiwi_reconcile_now();
+	ROLLBACK});
+cmp_ok(tv_interval($t0), '<', 3, 'qiwi_reconcile_now does not wait for it');
+is($skipped, '1', 'and makes only the other followed invoice due (the one holding money)');
+$locker->finish;
+
+# a failing check: counted in the round, shown with its error
+sandbox('/sandbox/faults', '{"api": "payin", "bill": "waiting", "status": 503, "times": 1000}');
+$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+is(sql(q{SELECT qiwi_reconcile_now()}), '2', 'qiwi_reconcile_now makes the two followed invoices due');
+wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'the next round is published');
+is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
+	'2/0/1', 'qiwi_reconciler_status counts the failed Payin check');
+is(sql(q{SELECT payin_open_invoices || '/' || payin_due_invoices || '/' || payin_failing_invoices || '/' || payin_max_failures
+	     || '/' || (payin_invoice_error = (SELECT last_error FROM qiwi_payin_invoices WHERE bill_id = 'waiting'))
+	     || '/' || (payin_invoice_error LIKE '%waiting%')
+	     FROM qiwi_reconciler_health}),
+	'2/0/1/1/true/true', 'qiwi_reconciler_health shows the failing Payin invoice and its error');
+is(sql(q{SELECT open_bills || '/' || failing_bills || '/' || lag FROM qiwi_reconciler_health}), '0/0/00:00:00',
+	'and counts it in no bill column');
+
+# falling behind: QIWI slow to answer, the due invoices wait
+HTTP::Tiny->new->request('DELETE', "$sandbox_url/sandbox/faults");
+sandbox('/sandbox/latency', '{"ms": 4000}');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT payin_due_invoices = 2 AND payin_lag > interval '2 seconds' FROM qiwi_reconciler_health},
+	'qiwi_reconciler_health shows the due Payin invoices and their lag while QIWI is slow');
+sandbox('/sandbox/latency', '{"ms": 0}');
+wait_for(q{SELECT payin_due_invoices = 0 AND payin_lag = interval '0' AND payin_failing_invoices = 0
+	       FROM qiwi_reconciler_health},
+	'once they are answered, nothing is due or failing');
 
 $node->stop;
 done_testing();
