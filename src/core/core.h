@@ -313,6 +313,16 @@ extern char *signature_sign(SignatureKey *key, SignatureOutput output, const cha
 extern bool signature_verify(SignatureKey *key, SignatureOutput output, const char *message, size_t len,
 							 const char *given, int given_len);
 extern void signature_append_utf8(StringInfo buf, const char *value, int len);
+/* the strings notifications sign: fields, each followed by '|', in a buffer reused from row to row */
+extern StringInfo signature_message_buffer(void);
+/* a signed field (NULL: missing): a string, or with number_ok a JSON number; false with *problem */
+extern bool signature_append_field(StringInfo buf, JsonbValue *v, bool number_ok, const char *path,
+								   char **problem);
+/* an amount object's value (NULL: missing) with exactly two decimals; parent holds "amount" */
+extern bool signature_append_amount(StringInfo buf, JsonbValue *value, JsonbContainer *parent,
+									const char *max_amount, char **problem);
+/* drop the separator after the last field */
+extern void signature_end_message(StringInfo buf);
 
 /* ---------- ledger.c ---------- */
 

@@ -38,28 +38,16 @@ static const SignedType signed_types[] = {
 	{"CHECK_CARD", "checkPaymentMethod", NULL},
 };
 
-/* Append a string field of object and a '|'; false with *problem if it cannot be signed */
-static bool
+/* Append a string field of object (NULL: missing) and a '|'; false with *problem if it cannot be signed */
+static inline bool
 append_field(StringInfo buf, JsonbContainer *object, const char *key, const char *path,
 			 char **problem)
 {
 	JsonbValue	found;
-	JsonbValue *v = object ? getKeyJsonValueFromContainer(object, key, strlen(key), &found) : NULL;
 
-	if (v == NULL || v->type != jbvString)
-	{
-		*problem = psprintf(v == NULL ? "%s is missing" : "%s is not a string", path);
-		return false;
-	}
-	/* '|' separates the fields: x|1 + y would read as x + 1|y */
-	if (memchr(v->val.string.val, '|', v->val.string.len) != NULL)
-	{
-		*problem = psprintf("%s contains \"|\", which makes the signed string ambiguous", path);
-		return false;
-	}
-	signature_append_utf8(buf, v->val.string.val, v->val.string.len);
-	appendStringInfoChar(buf, '|');
-	return true;
+	return signature_append_field(buf, object ? getKeyJsonValueFromContainer(object, key, strlen(key),
+																			  &found) : NULL,
+								  false, path, problem);
 }
 
 /* An object member of object, or NULL */
@@ -80,20 +68,23 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 {
 	JsonbContainer *object = NULL;
 	const SignedType *kind = NULL;
-	char	   *type;
+	JsonbValue	found;
+	JsonbValue *type = JB_ROOT_IS_OBJECT(notification) ?
+		getKeyJsonValueFromContainer(&notification->root, "type", 4, &found) : NULL;
 
-	if (!JB_ROOT_IS_OBJECT(notification) ||
-		!json_string(&notification->root, "type", true, &type, problem))
+	if (type == NULL || type->type != jbvString)
 	{
 		*problem = pstrdup("the notification has no \"type\"");
 		return false;
 	}
-	for (size_t i = 0; i < lengthof(signed_types); i++)
-		if (strcmp(type, signed_types[i].type) == 0)
+	for (size_t i = 0; i < lengthof(signed_types) && kind == NULL; i++)
+		if (strlen(signed_types[i].type) == (size_t) type->val.string.len &&
+			memcmp(signed_types[i].type, type->val.string.val, type->val.string.len) == 0)
 			kind = &signed_types[i];
 	if (kind == NULL)
 	{
-		*problem = psprintf("notification type \"%s\" has no documented signature", type);
+		*problem = psprintf("notification type \"%s\" has no documented signature",
+							pnstrdup(type->val.string.val, type->val.string.len));
 		return false;
 	}
 	object = object_member(&notification->root, kind->member);
@@ -104,16 +95,17 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	}
 	if (kind->id_key != NULL)
 	{
-		Numeric		amount;
-		char	   *currency;
+		JsonbContainer *amount = object_member(object, "amount");
+		JsonbValue	value_found;
+		JsonbValue *value = amount ?
+			getKeyJsonValueFromContainer(amount, "value", 5, &value_found) : NULL;
 
-		if (!append_field(buf, object, kind->id_key, kind->id_key, problem) ||
-			!append_field(buf, object, "createdDateTime", "createdDateTime", problem))
-			return false;
 		/* the amount as QIWI signs it: exactly two decimals, never rounded */
-		if (!qiwi_json_amount(object, PAYIN_MAX_AMOUNT, &amount, &currency, problem))
+		if (!append_field(buf, object, kind->id_key, kind->id_key, problem) ||
+			!append_field(buf, object, "createdDateTime", "createdDateTime", problem) ||
+			!signature_append_amount(buf, value, object, PAYIN_MAX_AMOUNT, problem))
 			return false;
-		appendStringInfoString(buf, qiwi_format_amount(amount));
+		signature_end_message(buf);
 		return true;
 	}
 	if (strcmp(kind->type, "TOKEN") == 0)
@@ -130,7 +122,7 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 			 !append_field(buf, object, "checkOperationDate", "checkPaymentMethod.checkOperationDate",
 						   problem))
 		return false;
-	buf->data[--buf->len] = '\0';	/* no separator after the last field */
+	signature_end_message(buf);
 	return true;
 }
 
@@ -141,18 +133,17 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 static bool
 signature_holds(const char *key, int key_len, text *signature, Jsonb *notification, char **problem)
 {
-	StringInfoData message;
+	StringInfo	message = signature_message_buffer();
 
 	if (VARSIZE_ANY_EXHDR(signature) != PAYIN_SIGNATURE_LENGTH)
 	{
 		*problem = psprintf("the signature is not %d hex digits", PAYIN_SIGNATURE_LENGTH);
 		return false;
 	}
-	initStringInfo(&message);
-	if (!payin_signed_string(notification, &message, problem))
+	if (!payin_signed_string(notification, message, problem))
 		return false;
 	if (!signature_verify(signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, key, key_len),
-						  SIGNATURE_HEX, message.data, message.len,
+						  SIGNATURE_HEX, message->data, message->len,
 						  VARDATA_ANY(signature), PAYIN_SIGNATURE_LENGTH))
 	{
 		*problem = pstrdup("the signature does not match");
