@@ -204,8 +204,6 @@ typedef struct JsonbBuild
 static bool
 jsonb_build_enter(JsonbBuild *b)
 {
-	if (b->too_deep)
-		return false;
 	if (++b->depth > QIWI_MAX_JSON_DEPTH)
 	{
 		/*
