@@ -13,6 +13,7 @@
 #include "bill/bill.h"
 
 #include "access/genam.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -20,6 +21,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/async.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/array.h"
@@ -27,8 +29,10 @@
 #include "utils/json.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -51,7 +55,6 @@ static const LedgerTable bill_table = {
 
 /* Prepared statements, valid for the schema they were prepared in */
 static Oid	plans_schema = InvalidOid;
-static SPIPlanPtr bill_same_plan = NULL;
 static SPIPlanPtr bill_refresh_plan = NULL;
 static SPIPlanPtr bill_checked_plan = NULL;
 static SPIPlanPtr bill_checked_one_plan = NULL;
@@ -115,7 +118,6 @@ prepare_plans(Oid schema)
 
 	if (plans_schema == schema && bill_record_plan != NULL)
 		return;
-	ledger_free_plan(&bill_same_plan);
 	ledger_free_plan(&bill_refresh_plan);
 	ledger_free_plan(&bill_checked_plan);
 	ledger_free_plan(&bill_checked_one_plan);
@@ -133,19 +135,6 @@ prepare_plans(Oid schema)
 
 	nsp = quote_identifier(get_namespace_name(schema));
 
-	/*
-	 * The most common case, an answer repeating what the row holds, column
-	 * for column (an amount's scale too): found by key, nothing rewritten.
-	 */
-	bill_same_plan = ledger_prepare(psprintf(
-		"SELECT 1 FROM %s.qiwi_bills WHERE merchant = $15 AND bill_id = $1"
-		" AND status = $5 AND amount = $3 AND scale(amount) = scale($3) AND currency = $4"
-		" AND site_id IS NOT DISTINCT FROM $2 AND status_changed_at IS NOT DISTINCT FROM $6"
-		" AND created_at IS NOT DISTINCT FROM $7 AND expires_at IS NOT DISTINCT FROM $8"
-		" AND pay_url IS NOT DISTINCT FROM $9 AND comment IS NOT DISTINCT FROM $10"
-		" AND customer IS NOT DISTINCT FROM $11 AND custom_fields IS NOT DISTINCT FROM $12"
-		" AND failures = 0 AND last_error IS NULL", nsp),
-		BILL_NARGS + 3, record_types);
 	/* their checked_at, once per transaction: the latest answer of each bill */
 	bill_checked_plan = prepare_for_arrays(psprintf(
 		"UPDATE %s.qiwi_bills b SET checked_at = greatest(b.checked_at, a.at)"
@@ -476,6 +465,215 @@ defer_checked_at(const QiwiBill *bill)
 	MemoryContextSwitchTo(old);
 }
 
+/* How the unchanged-row probe compares a column with the answer's value */
+typedef enum ProbeCompare
+{
+	PROBE_TEXT,
+	PROBE_AMOUNT,
+	PROBE_TIMESTAMP,
+	PROBE_JSONB
+} ProbeCompare;
+
+/* A column of qiwi_bills the probe compares, with the parameter ($n - 1) it holds */
+typedef struct ProbeColumn
+{
+	const char *name;
+	int			param;
+	Oid			type;
+	ProbeCompare compare;
+} ProbeColumn;
+
+static const ProbeColumn probe_columns[] = {
+	{"site_id", 1, TEXTOID, PROBE_TEXT},
+	{"amount", 2, NUMERICOID, PROBE_AMOUNT},
+	{"currency", 3, TEXTOID, PROBE_TEXT},
+	{"status", 4, TEXTOID, PROBE_TEXT},
+	{"status_changed_at", 5, TIMESTAMPTZOID, PROBE_TIMESTAMP},
+	{"created_at", 6, TIMESTAMPTZOID, PROBE_TIMESTAMP},
+	{"expires_at", 7, TIMESTAMPTZOID, PROBE_TIMESTAMP},
+	{"pay_url", 8, TEXTOID, PROBE_TEXT},
+	{"comment", 9, TEXTOID, PROBE_TEXT},
+	{"customer", 10, JSONBOID, PROBE_JSONB},
+	{"custom_fields", 11, JSONBOID, PROBE_JSONB},
+};
+
+#define PROBE_NCOLUMNS ((int) lengthof(probe_columns))
+
+/*
+ * What the probe knows of qiwi_bills: its columns' numbers and collations
+ * and its primary key (merchant, bill_id).  relid is reset when the table
+ * changes (a relcache callback), and the rest is then looked up again.
+ */
+static struct
+{
+	Oid			relid;
+	Oid			schema;
+	Oid			pkey;
+	Oid			key_collations[2];
+	AttrNumber	attnums[PROBE_NCOLUMNS];
+	Oid			collations[PROBE_NCOLUMNS];
+	AttrNumber	failures;
+	AttrNumber	last_error;
+	AttrNumber	last;			/* the highest of them */
+	bool		callback_registered;
+} probe;
+
+/* Forget the probe's look-ups when qiwi_bills (or every relation) changes */
+static void
+probe_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == probe.relid)
+		probe.relid = InvalidOid;
+}
+
+/* The number of a column of qiwi_bills, which must have the given type */
+static AttrNumber
+probe_attnum(Relation rel, const char *name, Oid type)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), name);
+
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != type)
+		elog(ERROR, "column qiwi_bills.%s is missing or has another type", name);
+	probe.last = Max(probe.last, attnum);
+	return attnum;
+}
+
+/* Look qiwi_bills up in the extension's schema for the probe */
+static void
+probe_lookup(Oid schema)
+{
+	Oid			relid = get_relname_relid("qiwi_bills", schema);
+	Relation	rel;
+	Relation	pkey;
+	AttrNumber	merchant;
+	AttrNumber	bill_id;
+
+	if (!probe.callback_registered)
+	{
+		CacheRegisterRelcacheCallback(probe_invalidate, (Datum) 0);
+		probe.callback_registered = true;
+	}
+	if (!OidIsValid(relid))
+		elog(ERROR, "table qiwi_bills is missing");
+	rel = table_open(relid, AccessShareLock);
+	probe.last = 0;
+	for (int i = 0; i < PROBE_NCOLUMNS; i++)
+	{
+		probe.attnums[i] = probe_attnum(rel, probe_columns[i].name, probe_columns[i].type);
+		probe.collations[i] = TupleDescAttr(RelationGetDescr(rel), probe.attnums[i] - 1)->attcollation;
+	}
+	probe.failures = probe_attnum(rel, "failures", INT4OID);
+	probe.last_error = probe_attnum(rel, "last_error", TEXTOID);
+	merchant = probe_attnum(rel, "merchant", TEXTOID);
+	bill_id = probe_attnum(rel, "bill_id", TEXTOID);
+	probe.pkey = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(probe.pkey))
+		elog(ERROR, "table qiwi_bills has no primary key");
+	pkey = index_open(probe.pkey, AccessShareLock);
+	if (pkey->rd_index->indnkeyatts != 2 || pkey->rd_index->indkey.values[0] != merchant ||
+		pkey->rd_index->indkey.values[1] != bill_id)
+		elog(ERROR, "the primary key of qiwi_bills is not (merchant, bill_id)");
+	probe.key_collations[0] = pkey->rd_indcollation[0];
+	probe.key_collations[1] = pkey->rd_indcollation[1];
+	index_close(pkey, NoLock);
+	table_close(rel, NoLock);
+	probe.schema = schema;
+	probe.relid = relid;
+}
+
+/* Does a column of the row hold the answer's value (SQL's IS NOT DISTINCT FROM)? */
+static bool
+probe_column_same(const ProbeColumn *column, Oid collation, Datum row, bool row_null,
+				  Datum value, bool value_null)
+{
+	Numeric		a;
+	Numeric		b;
+
+	if (row_null || value_null)
+		return row_null && value_null && column->compare != PROBE_AMOUNT;
+	switch (column->compare)
+	{
+		case PROBE_TEXT:
+			return DatumGetBool(DirectFunctionCall2Coll(texteq, collation, row, value));
+		case PROBE_AMOUNT:
+			/* the same amount at the same scale; NaN and infinity have no scale */
+			a = DatumGetNumeric(row);
+			b = DatumGetNumeric(value);
+			return !numeric_is_nan(a) && !numeric_is_inf(a) &&
+				DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(a), NumericGetDatum(b))) &&
+				DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(a))) ==
+				DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(b)));
+		case PROBE_TIMESTAMP:
+			return DatumGetTimestampTz(row) == DatumGetTimestampTz(value);
+		case PROBE_JSONB:
+			return DatumGetBool(DirectFunctionCall2(jsonb_eq, row, value));
+	}
+	return false;
+}
+
+/*
+ * Does the bill's row repeat the answer column for column (an amount's
+ * scale too), with no failed check to clear?  values and nulls are
+ * bill_record_plan's parameters.  The most common answer: the row is found
+ * through the primary key without the executor, in the snapshot a
+ * statement would use, and compared in place.
+ */
+static bool
+bill_row_unchanged(Oid schema, Datum *values, const char *nulls)
+{
+	Relation	rel;
+	Relation	pkey;
+	Snapshot	snapshot;
+	ScanKeyData keys[2];
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	bool		same = false;
+
+	for (;;)
+	{
+		if (probe.relid == InvalidOid || probe.schema != schema)
+			probe_lookup(schema);
+		rel = table_open(probe.relid, AccessShareLock);
+		/* locking it took in what changed it since it was looked up */
+		if (probe.relid == RelationGetRelid(rel))
+			break;
+		table_close(rel, NoLock);
+	}
+	pkey = index_open(probe.pkey, AccessShareLock);
+	/* as SPI does for each statement: our own writes so far are visible */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   probe.key_collations[0], F_TEXTEQ, values[BILL_NARGS + 2]);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   probe.key_collations[1], F_TEXTEQ, values[0]);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, pkey, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		slot_getsomeattrs(slot, probe.last);
+		same = !slot->tts_isnull[probe.failures - 1] &&
+			DatumGetInt32(slot->tts_values[probe.failures - 1]) == 0 &&
+			slot->tts_isnull[probe.last_error - 1];
+		for (int i = 0; same && i < PROBE_NCOLUMNS; i++)
+		{
+			int			param = probe_columns[i].param;
+			AttrNumber	attnum = probe.attnums[i];
+
+			same = probe_column_same(&probe_columns[i], probe.collations[i],
+									 slot->tts_values[attnum - 1], slot->tts_isnull[attnum - 1],
+									 values[param], nulls[param] == 'n');
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(pkey, NoLock);
+	table_close(rel, NoLock);
+	return same;
+}
+
 /*
  * Record what QIWI said about a bill in qiwi_bills, moving the row only
  * forward, and say what happened; *stored (if given) gets the row's status
@@ -524,8 +722,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	values[14] = CStringGetTextDatum(bill->merchant);
 
 	begin_bill_ledger(&ctx);
-	if (source != SOURCE_NOTIFICATION &&
-		ledger_run(bill_same_plan, values, nulls, SPI_OK_SELECT) > 0)
+	if (source != SOURCE_NOTIFICATION && bill_row_unchanged(ctx.schema, values, nulls))
 	{
 		ledger_end(&ctx);
 		defer_checked_at(bill);

@@ -185,30 +185,125 @@ parse_qiwi_timestamp(const char *str, TimestampTz *result)
 /* ---------- JSON ---------- */
 
 /*
- * Does JSON text nest deeper than QIWI_MAX_JSON_DEPTH?  Found with the
- * lexer alone: PostgreSQL's JSON parser recurses, and would run out of
- * stack on the text before it could say.  Text that does not lex is left
- * to the parser to describe.
+ * A jsonb value built in one pass of PostgreSQL's JSON parser, as jsonb_in
+ * builds it, but refusing to nest deeper than QIWI_MAX_JSON_DEPTH: the
+ * parser recurses, and would run out of stack on a hostile body before it
+ * could say what is wrong.
  */
-static bool
-json_too_deep(char *text, size_t len)
+typedef struct JsonbBuild
 {
-	JsonLexContext *lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
-	int			depth = 0;
+	JsonLexContext *lex;
+	JsonbParseState *state;
+	JsonbValue *result;			/* the root, once complete */
+	int			depth;
+	bool		too_deep;
+	bool		root_scalar;
+} JsonbBuild;
 
-	while (json_lex(lex) == JSON_SUCCESS && lex->token_type != JSON_TOKEN_END)
+/* Enter an object or an array; past the bound, end the parse */
+static bool
+jsonb_build_enter(JsonbBuild *b)
+{
+	if (++b->depth > QIWI_MAX_JSON_DEPTH)
 	{
-		if (lex->token_type == JSON_TOKEN_OBJECT_START ||
-			lex->token_type == JSON_TOKEN_ARRAY_START)
-		{
-			if (++depth > QIWI_MAX_JSON_DEPTH)
-				return true;
-		}
-		else if (lex->token_type == JSON_TOKEN_OBJECT_END ||
-				 lex->token_type == JSON_TOKEN_ARRAY_END)
-			depth--;
+		/*
+		 * Actions cannot stop pg_parse_json: leave the lexer nothing more to
+		 * read, and the parser returns at once, failing on the missing end
+		 */
+		b->too_deep = true;
+		b->lex->token_terminator = b->lex->input + b->lex->input_length;
+		return false;
 	}
-	return false;
+	return true;
+}
+
+/* Semantic action: an object starts */
+static void
+jsonb_build_object_start(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	if (jsonb_build_enter(b))
+		(void) pushJsonbValue(&b->state, WJB_BEGIN_OBJECT, NULL);
+}
+
+/* Semantic action: an object ends */
+static void
+jsonb_build_object_end(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	b->depth--;
+	b->result = pushJsonbValue(&b->state, WJB_END_OBJECT, NULL);
+}
+
+/* Semantic action: an array starts */
+static void
+jsonb_build_array_start(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	if (jsonb_build_enter(b))
+		(void) pushJsonbValue(&b->state, WJB_BEGIN_ARRAY, NULL);
+}
+
+/* Semantic action: an array ends */
+static void
+jsonb_build_array_end(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	b->depth--;
+	b->result = pushJsonbValue(&b->state, WJB_END_ARRAY, NULL);
+}
+
+/* Semantic action: an object's key (bodies are far below jsonb's string limit) */
+static void
+jsonb_build_key(void *arg, char *fname, bool isnull)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.len = strlen(fname);
+	v.val.string.val = fname;
+	(void) pushJsonbValue(&b->state, WJB_KEY, &v);
+}
+
+/* Semantic action: a scalar, as jsonb_in reads it (numbers through numeric_in) */
+static void
+jsonb_build_scalar(void *arg, char *token, JsonTokenType tokentype)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+	JsonbValue	v;
+
+	switch (tokentype)
+	{
+		case JSON_TOKEN_STRING:
+			v.type = jbvString;
+			v.val.string.len = strlen(token);
+			v.val.string.val = token;
+			break;
+		case JSON_TOKEN_NUMBER:
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(token),
+																ObjectIdGetDatum(InvalidOid),
+																Int32GetDatum(-1)));
+			break;
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			v.type = jbvBool;
+			v.val.boolean = tokentype == JSON_TOKEN_TRUE;
+			break;
+		default:
+			v.type = jbvNull;
+			break;
+	}
+	if (b->state == NULL)
+		b->root_scalar = true;	/* not an object: nothing to build */
+	else
+		(void) pushJsonbValue(&b->state,
+							  b->state->contVal.type == jbvArray ? WJB_ELEM : WJB_VALUE, &v);
 }
 
 /*
@@ -263,9 +358,9 @@ parse_json_object(char *body, size_t len, bool *lossy, char **problem)
 {
 	char	   *text;
 	bool		lost;
-	JsonLexContext *lex;
+	JsonbBuild	build;
+	JsonSemAction sem;
 	JsonParseErrorType rc;
-	Jsonb	   *jb;
 
 	if (len == 0)
 	{
@@ -275,11 +370,6 @@ parse_json_object(char *body, size_t len, bool *lossy, char **problem)
 	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
 	{
 		*problem = pstrdup("the body is not valid UTF-8");
-		return NULL;
-	}
-	if (json_too_deep(body, len))
-	{
-		*problem = psprintf("the body nests deeper than %d levels", QIWI_MAX_JSON_DEPTH);
 		return NULL;
 	}
 	text = utf8_to_server(body, len, &lost);
@@ -292,21 +382,36 @@ parse_json_object(char *body, size_t len, bool *lossy, char **problem)
 		return NULL;
 	}
 
-	/* validate first, for a description of what is wrong */
-	lex = makeJsonLexContextCstringLen(text, strlen(text), GetDatabaseEncoding(), true);
-	rc = pg_parse_json(lex, &nullSemAction);
-	if (rc != JSON_SUCCESS)
+	/* one pass: validated, bounded in depth and built into jsonb */
+	memset(&build, 0, sizeof(build));
+	build.lex = makeJsonLexContextCstringLen(text, strlen(text), GetDatabaseEncoding(), true);
+	sem.semstate = &build;
+	sem.object_start = jsonb_build_object_start;
+	sem.object_end = jsonb_build_object_end;
+	sem.array_start = jsonb_build_array_start;
+	sem.array_end = jsonb_build_array_end;
+	sem.object_field_start = jsonb_build_key;
+	sem.object_field_end = NULL;
+	sem.array_element_start = NULL;
+	sem.array_element_end = NULL;
+	sem.scalar = jsonb_build_scalar;
+	rc = pg_parse_json(build.lex, &sem);
+	if (build.too_deep)
 	{
-		*problem = psprintf("the body is not valid JSON: %s", json_errdetail(rc, lex));
+		*problem = psprintf("the body nests deeper than %d levels", QIWI_MAX_JSON_DEPTH);
 		return NULL;
 	}
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	if (!JB_ROOT_IS_OBJECT(jb))
+	if (rc != JSON_SUCCESS)
+	{
+		*problem = psprintf("the body is not valid JSON: %s", json_errdetail(rc, build.lex));
+		return NULL;
+	}
+	if (build.root_scalar || build.result->type != jbvObject)
 	{
 		*problem = pstrdup("the body is not a JSON object");
 		return NULL;
 	}
-	return jb;
+	return JsonbValueToJsonb(build.result);
 }
 
 /* Look a key up in a JSON object; JSON null counts as absent */
