@@ -31,22 +31,27 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PGDLLEXPORT void qiwi_launcher_main(Datum main_arg);
 PGDLLEXPORT void qiwi_reconciler_main(Datum main_arg);
+PGDLLEXPORT void qiwi_requester_main(Datum main_arg);
 
 /* Answers recorded per transaction, at least (more if more finished meanwhile) */
 #define WRITE_CHUNK 100
@@ -548,6 +553,371 @@ merchants_to_skip(const ReconcileKind *kind)
 	return makeArrayResult(astate, CurrentMemoryContext);
 }
 
+/* ---------- the requester ---------- */
+
+/*
+ * A round's requests are sent by a second process, the requester, while
+ * the reconciler reads and records the answers: one process could not do
+ * both at once, and recording takes as long as requesting.  The requester
+ * is connected to no database and opens no transaction; it gets the
+ * requests in a dynamic shared memory segment and sends each answer back
+ * through a queue in it.  If it dies, the answers not yet back count as
+ * abandoned: their items stay due and are checked next round.
+ */
+
+#define REQUESTER_MAGIC 0x71776b72
+#define REQUESTER_QUEUE_BYTES (1024 * 1024)
+#define REQUESTER_KEY_BATCH 1
+#define REQUESTER_KEY_REQUESTS 2
+#define REQUESTER_KEY_QUEUE 3
+
+/* A batch for the requester, at the start of its segment */
+typedef struct RequesterBatch
+{
+	int			n;
+	int			concurrency;
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	bool		has_ca_file;
+	char		ca_file[MAXPGPATH];
+	Size		requests_bytes;
+} RequesterBatch;
+
+/* What precedes an answer's body and error in the queue */
+typedef struct RequesterAnswer
+{
+	int32		index;
+	int32		failure;
+	int64		status;
+	int32		body_len;		/* -1: no body */
+	int32		error_len;		/* -1: no error */
+} RequesterAnswer;
+
+/* Put a string (or NULL) at *pos, length first; only measure when buf is NULL */
+static void
+put_string(char *buf, Size *pos, const char *s)
+{
+	int32		len = s == NULL ? -1 : (int32) strlen(s);
+
+	if (buf != NULL)
+		memcpy(buf + *pos, &len, sizeof(len));
+	*pos += sizeof(len);
+	if (s == NULL)
+		return;
+	if (buf != NULL)
+		memcpy(buf + *pos, s, len + 1);
+	*pos += len + 1;
+}
+
+/* The string put at *pos, in place (NULL if none) */
+static char *
+get_string(char *buf, Size *pos)
+{
+	int32		len;
+	char	   *s;
+
+	memcpy(&len, buf + *pos, sizeof(len));
+	*pos += sizeof(len);
+	if (len < 0)
+		return NULL;
+	s = buf + *pos;
+	*pos += len + 1;
+	return s;
+}
+
+/* Write n requests into buf, or only measure them when buf is NULL; their size */
+static Size
+put_requests(char *buf, const HttpRequest *requests, int n)
+{
+	Size		pos = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int32		head[2] = {(int32) requests[i].method, requests[i].nheaders};
+
+		if (buf != NULL)
+			memcpy(buf + pos, head, sizeof(head));
+		pos += sizeof(head);
+		put_string(buf, &pos, requests[i].url);
+		for (int h = 0; h < requests[i].nheaders; h++)
+			put_string(buf, &pos, requests[i].headers[h]);
+		put_string(buf, &pos, requests[i].body);
+		put_string(buf, &pos, requests[i].content_type);
+	}
+	return pos;
+}
+
+/* Read the n requests put_requests wrote, pointing into buf */
+static HttpRequest *
+get_requests(char *buf, int n)
+{
+	HttpRequest *requests = palloc(sizeof(HttpRequest) * Max(n, 1));
+	Size		pos = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int32		head[2];
+
+		memcpy(head, buf + pos, sizeof(head));
+		pos += sizeof(head);
+		requests[i].method = (HttpMethod) head[0];
+		requests[i].nheaders = head[1];
+		requests[i].url = get_string(buf, &pos);
+		requests[i].headers = palloc(sizeof(char *) * Max(head[1], 1));
+		for (int h = 0; h < head[1]; h++)
+			requests[i].headers[h] = get_string(buf, &pos);
+		requests[i].body = get_string(buf, &pos);
+		requests[i].content_type = get_string(buf, &pos);
+	}
+	return requests;
+}
+
+/* The requester's side of its batch */
+typedef struct RequesterState
+{
+	shm_mq_handle *mqh;
+	HttpResponse *responses;
+} RequesterState;
+
+/*
+ * Send the requester's finished answers to the reconciler (an HttpProgress);
+ * false once the reconciler is gone
+ */
+static bool
+send_answers(void *arg, const int *finished, int nfinished)
+{
+	RequesterState *state = (RequesterState *) arg;
+
+	for (int k = 0; k < nfinished; k++)
+	{
+		HttpResponse *resp = &state->responses[finished[k]];
+		RequesterAnswer head;
+		shm_mq_iovec iov[3];
+		shm_mq_result res;
+
+		head.index = finished[k];
+		head.failure = (int32) resp->failure;
+		head.status = resp->status;
+		head.body_len = resp->body == NULL ? -1 : (int32) resp->body_len;
+		head.error_len = resp->error == NULL ? -1 : (int32) strlen(resp->error);
+		iov[0].data = (const char *) &head;
+		iov[0].len = sizeof(head);
+		iov[1].data = resp->body;
+		iov[1].len = Max(head.body_len, 0);
+		iov[2].data = resp->error;
+		iov[2].len = Max(head.error_len, 0);
+		/* made visible to the reconciler at the last answer of the call */
+		res = shm_mq_sendv(state->mqh, iov, 3, false, k == nfinished - 1);
+		if (resp->body != NULL)
+			pfree(resp->body);
+		if (resp->error != NULL)
+			pfree(resp->error);
+		resp->body = resp->error = NULL;
+		if (res != SHM_MQ_SUCCESS)
+			return false;
+	}
+	return true;
+}
+
+/* The requester: sends the batch in the segment main_arg, then ends */
+void
+qiwi_requester_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	shm_toc    *toc;
+	RequesterBatch *batch;
+	RequesterState state;
+	HttpRequest *requests;
+	HttpOptions options;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	/* connected to no database: only to be seen in pg_stat_activity */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("qiwi_kassa requester");
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "qiwi_kassa requester");
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		proc_exit(0);			/* the reconciler gave up on it already */
+	toc = shm_toc_attach(REQUESTER_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		elog(ERROR, "bad qiwi_kassa requester segment");
+	batch = shm_toc_lookup(toc, REQUESTER_KEY_BATCH, false);
+	state.mqh = shm_mq_attach(shm_toc_lookup(toc, REQUESTER_KEY_QUEUE, false), seg, NULL);
+	shm_mq_set_sender(shm_mq_get_queue(state.mqh), MyProc);
+	requests = get_requests(shm_toc_lookup(toc, REQUESTER_KEY_REQUESTS, false), batch->n);
+	options.timeout_ms = batch->timeout_ms;
+	options.connect_timeout_ms = batch->connect_timeout_ms;
+	options.ca_file = batch->has_ca_file ? batch->ca_file : NULL;
+	state.responses = palloc0(sizeof(HttpResponse) * Max(batch->n, 1));
+	http_perform_many(requests, batch->n, batch->concurrency, &options, state.responses,
+					  send_answers, &state);
+	shm_mq_detach(state.mqh);
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/* Start the requester for the segment; NULL if no worker slot is free */
+static BackgroundWorkerHandle *
+start_requester(dsm_segment *seg)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "qiwi_kassa");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "qiwi_requester_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "qiwi_kassa requester");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "qiwi_kassa requester");
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return NULL;
+	return handle;
+}
+
+/* Fill responses[i] from an answer the requester sent */
+static int
+take_answer(const char *data, Size len, int n, HttpResponse *responses)
+{
+	RequesterAnswer head;
+	HttpResponse *resp;
+
+	if (len < sizeof(head))
+		elog(ERROR, "short message from the qiwi_kassa requester");
+	memcpy(&head, data, sizeof(head));
+	if (head.index < 0 || head.index >= n ||
+		len != sizeof(head) + Max(head.body_len, 0) + Max(head.error_len, 0))
+		elog(ERROR, "bad message from the qiwi_kassa requester");
+	resp = &responses[head.index];
+	resp->failure = (HttpFailure) head.failure;
+	resp->status = head.status;
+	resp->body = head.body_len < 0 ? NULL : pnstrdup(data + sizeof(head), head.body_len);
+	resp->body_len = Max(head.body_len, 0);
+	resp->error = head.error_len < 0 ? NULL :
+		pnstrdup(data + sizeof(head) + Max(head.body_len, 0), head.error_len);
+	return head.index;
+}
+
+/*
+ * Send a round's requests through the requester while this process records
+ * the answers (an HttpBatchPerformer); in this process when no worker slot
+ * or segment is to be had.  Answers that never come back are abandoned.
+ */
+static void
+perform_in_requester(const HttpRequest *requests, int n, int concurrency,
+					 const HttpOptions *options, HttpResponse *responses,
+					 HttpProgress progress, void *arg)
+{
+	Size		requests_bytes = put_requests(NULL, requests, n);
+	shm_toc_estimator e;
+	dsm_segment *seg;
+	shm_toc    *toc;
+	RequesterBatch *batch;
+	char	   *buf;
+	shm_mq	   *mq;
+	shm_mq_handle *mqh;
+	BackgroundWorkerHandle *handle;
+	bool	   *answered = palloc0(sizeof(bool) * Max(n, 1));
+	int		   *order = palloc(sizeof(int) * Max(n, 1));
+	int			nanswered = 0;
+	int			reported = 0;
+	bool		go_on = true;
+
+	shm_toc_initialize_estimator(&e);
+	shm_toc_estimate_chunk(&e, sizeof(RequesterBatch));
+	shm_toc_estimate_chunk(&e, requests_bytes);
+	shm_toc_estimate_chunk(&e, REQUESTER_QUEUE_BYTES);
+	shm_toc_estimate_keys(&e, 3);
+	seg = dsm_create(shm_toc_estimate(&e), DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+	{
+		http_perform_many(requests, n, concurrency, options, responses, progress, arg);
+		return;
+	}
+	toc = shm_toc_create(REQUESTER_MAGIC, dsm_segment_address(seg), shm_toc_estimate(&e));
+	batch = shm_toc_allocate(toc, sizeof(RequesterBatch));
+	batch->n = n;
+	batch->concurrency = concurrency;
+	batch->timeout_ms = options->timeout_ms;
+	batch->connect_timeout_ms = options->connect_timeout_ms;
+	batch->has_ca_file = options->ca_file != NULL;
+	strlcpy(batch->ca_file, options->ca_file ? options->ca_file : "", MAXPGPATH);
+	batch->requests_bytes = requests_bytes;
+	shm_toc_insert(toc, REQUESTER_KEY_BATCH, batch);
+	buf = shm_toc_allocate(toc, requests_bytes);
+	put_requests(buf, requests, n);
+	shm_toc_insert(toc, REQUESTER_KEY_REQUESTS, buf);
+	mq = shm_mq_create(shm_toc_allocate(toc, REQUESTER_QUEUE_BYTES), REQUESTER_QUEUE_BYTES);
+	shm_toc_insert(toc, REQUESTER_KEY_QUEUE, mq);
+	shm_mq_set_receiver(mq, MyProc);
+
+	handle = start_requester(seg);
+	if (handle == NULL)
+	{
+		explicit_bzero(buf, requests_bytes);
+		dsm_detach(seg);
+		http_perform_many(requests, n, concurrency, options, responses, progress, arg);
+		return;
+	}
+	/* with the handle, a requester that dies or never starts detaches the queue */
+	mqh = shm_mq_attach(mq, seg, handle);
+
+	while (nanswered < n)
+	{
+		Size		len;
+		void	   *data;
+		shm_mq_result res = shm_mq_receive(mqh, &len, &data, true);
+
+		if (res == SHM_MQ_SUCCESS)
+		{
+			int			i = take_answer(data, len, n, responses);
+
+			if (!answered[i])
+				order[nanswered++] = i;
+			answered[i] = true;
+			/* a chunk came: record it while the requester goes on */
+			if (nanswered - reported < WRITE_CHUNK)
+				continue;
+		}
+		else if (res == SHM_MQ_DETACHED)
+			break;
+		go_on = progress(arg, order + reported, nanswered - reported);
+		reported = nanswered;
+		if (!go_on)
+			break;
+		if (res == SHM_MQ_SUCCESS)
+			continue;
+		/* nothing new: wait for more */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 DROP_CHECK_INTERVAL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	/* the requests in the requester's copy hold credentials */
+	explicit_bzero(buf, requests_bytes);
+	if (nanswered < n)
+		TerminateBackgroundWorker(handle);
+	shm_mq_detach(mqh);
+	dsm_detach(seg);
+	for (int i = 0; i < n; i++)
+		if (!answered[i])
+		{
+			responses[i].failure = HTTP_FAIL_ABANDONED;
+			responses[i].status = 0;
+			responses[i].body = NULL;
+			responses[i].body_len = 0;
+			responses[i].error = pstrdup(go_on ? "the requester ended before answering" : "abandoned");
+			order[nanswered++] = i;
+		}
+	(void) progress(arg, order + reported, nanswered - reported);
+	pfree(answered);
+	pfree(order);
+}
+
 /* A kind's round in flight: its items, their answers, those not yet recorded */
 typedef struct RoundWork
 {
@@ -655,7 +1025,8 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 	w.counts = counts;
 	for (int i = 0; i < n; i++)
 		kind->operation(w.items, i, &w.ops[i]);
-	qiwi_exchange_batch(w.ops, n, qiwi_reconcile_concurrency, w.responses, round_progress, &w);
+	qiwi_exchange_batch(w.ops, n, qiwi_reconcile_concurrency, w.responses, perform_in_requester,
+						round_progress, &w);
 	record_answers(&w);
 	counts->checked += n;
 	return n;
