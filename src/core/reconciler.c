@@ -10,8 +10,10 @@
  * reconciler works in rounds: it claims the due bills in a short
  * transaction, asks QIWI about all of them with no transaction open while
  * it waits (up to qiwi.reconcile_concurrency requests at once, through the
- * same operations as the SQL functions), and records the answers a chunk
- * at a time in short transactions while the next requests are in flight.  It leaves as soon as someone waits to drop or alter its
+ * same operations as the SQL functions, sent by a second process, the
+ * requester), and records the answers a chunk at a time in short
+ * transactions while the next requests are in flight.  It leaves as soon as
+ * someone waits to drop or alter its
  * database, so DROP DATABASE is never blocked; it holds no lock between its
  * short transactions, so DROP EXTENSION is not either.
  */
@@ -429,7 +431,7 @@ qiwi_launcher_main(Datum main_arg)
 			if (!said_no_slot)
 				ereport(LOG,
 						(errmsg("qiwi_kassa reconciler cannot start: no background worker slot is free"),
-						 errhint("Raise max_worker_processes (the reconciler and its launcher need one each).")));
+						 errhint("Raise max_worker_processes (the reconciler and its launcher need one each, its requester one more during a round).")));
 			said_no_slot = true;
 			publish_error("no background worker slot is free: raise max_worker_processes");
 			stopped = now;

@@ -78,28 +78,6 @@ like(sql(q{SELECT query FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa r
 	qr/checking \d+ bills with QIWI/, 'pg_stat_activity says what it does');
 sandbox('/sandbox/latency', '{"ms": 0}');
 
-# The requests are sent by a second process; if it dies, the round ends
-# and its bills stay due, to be checked again
-sql(q{SELECT count(qiwi_create_bill('rec-rq' || i, 1, expires_at => now() + interval '1 day')) FROM generate_series(1, 3) i});
-wait_for(q{SELECT state = 'idle' FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'},
-	'the reconciler is between rounds');
-sql(q{UPDATE qiwi_bills SET next_check_at = 'infinity' WHERE status = 'WAITING'});
-my $rq_checks = sql(q{SELECT sum(check_count) FROM qiwi_bills WHERE bill_id LIKE 'rec-rq%'});
-sandbox('/sandbox/latency', '{"ms": 3000}');
-sql(q{UPDATE qiwi_bills SET next_check_at = now() WHERE bill_id LIKE 'rec-rq%'});
-wait_for(q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'},
-	'a requester process sends the round\'s requests');
-sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'});
-wait_for(q{SELECT state = 'idle' FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'},
-	'the round ends when its requester dies');
-is(sql(q{SELECT count(*) FILTER (WHERE next_check_at <= now()) || '|' || sum(check_count)
-	     FROM qiwi_bills WHERE bill_id LIKE 'rec-rq%'}),
-	"3|$rq_checks", 'its bills were not recorded as checked: they stay due');
-is(sql(q{SELECT running FROM qiwi_reconciler_status}), 't', 'the reconciler goes on');
-sandbox('/sandbox/latency', '{"ms": 0}');
-wait_for(qq{SELECT sum(check_count) >= $rq_checks + 3 FROM qiwi_bills WHERE bill_id LIKE 'rec-rq%'},
-	'and checks them in a later round');
-
 # A stale WAITING answer never regresses a bill that became PAID meanwhile
 sql(q{SELECT qiwi_create_bill('rec-stale', 5, expires_at => now() + interval '1 day')});
 sandbox('/sandbox/bills/rec-stale/pay');
