@@ -4,6 +4,7 @@
 #   bash bench/run.sh               # the full run
 #   bash bench/run.sh --quick       # a smoke run (CI uses it to keep the benchmarks working)
 #   bash bench/run.sh --signatures  # only the signature benchmark (with --quick: on small data)
+#   bash bench/run.sh --calls       # only the per-call benchmark
 #   bash bench/run.sh --reconciler  # only the reconciler's benchmarks (with --quick: on small data)
 # With QIWI_PGROOT=DIR it installs into a private copy of PostgreSQL under
 # DIR (made on first use) instead of the system's.
@@ -11,13 +12,15 @@ source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=0
 ONLY_SIGNATURES=0
+ONLY_CALLS=0
 ONLY_RECONCILER=0
 for arg in "$@"; do
 	case "$arg" in
 		--quick) QUICK=1 ;;
 		--signatures) ONLY_SIGNATURES=1 ;;
+		--calls) ONLY_CALLS=1 ;;
 		--reconciler) ONLY_RECONCILER=1 ;;
-		*) echo "usage: bash bench/run.sh [--quick] [--signatures | --reconciler]" >&2; exit 2 ;;
+		*) echo "usage: bash bench/run.sh [--quick] [--signatures | --calls | --reconciler]" >&2; exit 2 ;;
 	esac
 done
 QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR iproute2)
@@ -70,7 +73,7 @@ report() {
 }
 
 # ---- 1. verifying stored notifications: qiwi_verify_signature vs pgcrypto ----
-if [ $ONLY_RECONCILER -eq 0 ]; then
+if [ $ONLY_CALLS -eq 0 ] && [ $ONLY_RECONCILER -eq 0 ]; then
 ROWS=1000000
 [ $QUICK -eq 1 ] && ROWS=20000
 say "signatures: generating $ROWS signed notifications"
@@ -290,6 +293,10 @@ report "qiwi_bill_status vs plpython3u kept alive" "$OURS_MS" "$PY_KEPT_MS" ms 1
 # no target: a connection per call is what a careless baseline does, not a limit
 RESULTS+=("$(printf '%-44s %12s %12s %8sx %8s %7s' "qiwi_bill_status vs plpython3u, TLS per call" "$OURS_MS ms" "$PY_CONN_MS ms" "$(awk -v o="$OURS_MS" -v b="$PY_CONN_MS" 'BEGIN { printf "%.1f", b / o }')" "none" "")")
 RESULTS+=("$(printf '%-44s %12s' "  parts: libcurl; row write; durable write" "$LIMIT_MS ms; $WRITE_MS ms; $(awk -v u="${BEST[xact_write]}" 'BEGIN { printf "%.4f", u / 1000 }') ms")")
+if [ $ONLY_CALLS -eq 1 ]; then
+	print_results
+	exit 0
+fi
 
 # ---- 4a. backend memory and sockets across many calls, half of them failing ----
 MEM_CALLS=100000

@@ -97,7 +97,7 @@ SELECT s.* FROM sent('ntf-a', 'PAYMENT') x, store('ntf-b', x.body, x.signature) 
 -- no signature, no body
 SELECT s.* FROM sent('ntf-a', 'PAYMENT') x, store('ntf-a', x.body, NULL) s;
 SELECT * FROM store('ntf-a', NULL, 'x');
--- a type that is verified but not recorded
+-- a CHECK_CARD without its status: verified, not applied (qiwi_payin_tokens applies whole ones)
 SELECT s.verified, s.applied, s.error FROM (SELECT '{"type": "CHECK_CARD", "version": "1", "checkPaymentMethod": {"requestUid": "u1", "checkOperationDate": "2023-01-01T00:00:00+03:00"}}'::jsonb AS b) d,
        store('ntf-a', d.b, encode(hmac('u1|2023-01-01T00:00:00+03:00', 'nk-a', 'sha256'), 'hex')) s;
 -- a verified notification whose object is malformed is stored, not applied

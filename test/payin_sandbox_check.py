@@ -151,6 +151,10 @@ class Check:
     def control(self, method, path, body=None):
         return self.http(method, "/sandbox/payin" + path, body)
 
+    def moved(self):
+        """How far POST /sandbox/payin/clock has moved the Payin clock."""
+        return timedelta(seconds=float(self.control("GET", "/clock")[1]["movedSeconds"]))
+
 
 class Site:
     """A fresh Payin site in the sandbox, with helpers for its API."""
@@ -541,8 +545,20 @@ def check_tokens_and_card_checks(c, site):
     c.ok(status == 409, "the token does not pay an invoice of another account")
     status, answer, _ = site.api("DELETE", "tokens", {"customerAccountId": account})
     c.ok(status == 400 and error_ok(answer, "validation.error", "token"), "DELETE tokens without token is refused")
+    status, answer, _ = site.api("DELETE", "tokens", {"token": token})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "customerAccountId"),
+         "DELETE tokens without customerAccountId is refused")
+    status, answer, _ = site.api("DELETE", "tokens")
+    c.ok(status == 400 and error_ok(answer, "http.message.conversion.failed"), "DELETE tokens without a body is refused")
+    status, answer, _ = site.api("DELETE", "tokens", {"customerAccountId": account, "token": token}, key="wrong")
+    c.ok(status == 401 and error_ok(answer, "auth.unauthorized"), "DELETE tokens with another key: 401")
+    status, answer, _ = site.api("DELETE", "tokens", {"customerAccountId": "someone-else", "token": token})
+    c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"), "DELETE tokens for another account: 404")
+    b2b, _, _ = site.invoice(customer={"account": account})
+    status, _, _ = site.pay(b2b, token=token)
+    c.ok(status == 200, "a refused DELETE leaves the token paying")
     status, _, raw = site.api("DELETE", "tokens", {"customerAccountId": account, "token": token})
-    c.ok(status == 204 and raw == b"", "DELETE tokens {customerAccountId, token}: 204")
+    c.ok(status == 204 and raw == b"", "DELETE tokens {customerAccountId, token}: 204, no body")
     status, answer, _ = site.api("DELETE", "tokens", {"customerAccountId": account, "token": token})
     c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"), "deleting it again: 404")
     b4, _, _ = site.invoice(customer={"account": account})
@@ -555,16 +571,46 @@ def check_tokens_and_card_checks(c, site):
     c.ok(post is not None and post["body"]["token"]["status"]["value"] == "REJECTED" and site.signed_ok(post, "TOKEN"),
          "a declined card on a binding invoice: TOKEN REJECTED, signed")
 
-    b6, _, _ = site.invoice(flags=["CHECK_CARD"])
+    expires = (datetime.now(MSK) + timedelta(days=1)).isoformat(timespec="seconds")
+    b6 = "check-" + uuid.uuid4().hex[:12]
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"amount": {"currency": "RUB", "value": "1.00"},
+                                                       "expirationDateTime": expires, "flags": ["CHECK_CARD"]})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "amount"), "CHECK_CARD with an amount is refused")
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"expirationDateTime": expires, "flags": ["CHECK_CARD", "SALE"]})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "flags"), "CHECK_CARD with SALE is refused")
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"expirationDateTime": expires, "flags": ["CHECK_CARD"],
+                                                       "billPaymentMethodsType": ["SBP"]})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "billPaymentMethodsType"),
+         "CHECK_CARD with a method other than CARD is refused")
+    status, answer, _ = site.api("GET", f"validation/card/requests/{b6}")
+    c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"), "refused invoices made no card check")
+    status, answer, _ = site.api("PUT", f"bills/{b6}", {"expirationDateTime": expires, "flags": ["CHECK_CARD"]})
+    c.ok(status == 200 and answer["amount"] == {"currency": "RUB", "value": "0.00"} and answer["flags"] == ["CHECK_CARD"],
+         "a CHECK_CARD invoice has no amount: answered for 0.00 RUB")
+    status, got, _ = site.api("GET", f"validation/card/requests/{b6}")
+    c.ok(status == 200 and got == {"requestUid": b6, "status": "INIT"},
+         "its check exists at once, requestUid = billId, INIT (waits for the buyer)")
     status, check, _ = site.pay(b6)
-    c.ok(status == 200 and check.get("isValidCard") is True and check.get("requestUid"),
-         "CHECK_CARD: the form checks the card (isValidCard true)")
-    post = site.notification("CHECK_CARD", "requestUid", check.get("requestUid"))
+    c.ok(status == 200 and check.get("isValidCard") is True and check.get("status") == "SUCCESS"
+         and check.get("requestUid") == b6, "CHECK_CARD: the form checks the card (SUCCESS, isValidCard true)")
+    status, _, _ = site.pay(b6)
+    c.ok(status == 409, "the form checks the card of an invoice once")
+    post = site.notification("CHECK_CARD", "requestUid", b6)
     c.ok(site.signed_ok(post, "CHECK_CARD"), "a CHECK_CARD notification signed requestUid|checkOperationDate")
-    status, got, _ = site.api("GET", f"validation/card/requests/{check.get('requestUid')}")
-    c.ok(status == 200 and got == check, "GET validation/card/requests/{requestUid}")
+    status, got, _ = site.api("GET", f"validation/card/requests/{b6}")
+    c.ok(status == 200 and got == check == post["body"]["checkPaymentMethod"],
+         "GET validation/card/requests/{requestUid}: the check, as the notification says")
+    status, answer, _ = site.api("GET", f"validation/card/requests/{b6}", key="wrong")
+    c.ok(status == 401 and error_ok(answer, "auth.unauthorized"), "GET of a card check with another key: 401")
+    status, answer, _ = site.api("GET", "validation/card/requests/no-such-check")
+    c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"), "GET of an unknown card check: 404")
     _, details, _ = site.api("GET", f"bills/{b6}/details")
     c.ok(details["status"]["value"] == "CREATED" and details["payments"] == [], "a card check moves no money")
+    b7 = "check-" + uuid.uuid4().hex[:12]
+    site.api("PUT", f"bills/{b7}", {"expirationDateTime": expires, "flags": ["CHECK_CARD"]})
+    status, check, _ = site.pay(b7, expiry="02/30")
+    c.ok(status == 200 and check.get("status") == "ERROR" and check.get("isValidCard") is False
+         and "createdToken" not in check, "a declined card: ERROR, isValidCard false")
 
 
 def check_signatures(c):
@@ -650,6 +696,63 @@ def check_faults(c, site):
     c.ok(time.monotonic() - started >= 0.3, "a delay fault delays the next Payin answer")
 
 
+def check_clock(c, site):
+    """Run last: the Payin clock only moves forward (POST reset after it)."""
+    for bad in ({"seconds": 0}, {"seconds": -5}, {"seconds": "60"}, {"seconds": True}, {},
+                {"seconds": 47 * 86400}):
+        status, _, _ = c.control("POST", "/clock", bad)
+        c.ok(status == 400, f"POST clock refuses {json.dumps(bad)}")
+    status, body = c.control("GET", "/clock")[:2]
+    c.ok(status == 200 and body["movedSeconds"] == 0, "GET clock: not moved yet", str(body))
+    status, answer, _ = site.api("PUT", "bills/b-" + uuid.uuid4().hex[:8], {
+        "amount": {"currency": "RUB", "value": Decimal("1.00")}, "billPaymentMethodsType": ["TOKEN"],
+        "expirationDateTime": (datetime.now(MSK) + timedelta(days=1)).isoformat(timespec="seconds")})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "billPaymentMethodsType"),
+         "billPaymentMethodsType: CARD, SBP or QIWI_WALLET only (TOKEN is not a form's method)")
+
+    b3, _, _ = site.invoice()
+    b4, _, _ = site.invoice()
+    _, p3, _ = site.pay(b3, expiry="03/30")
+    _, p4, _ = site.pay(b4, expiry="04/30")
+    c.control("POST", "/clock", {"seconds": 2})
+    _, g3, _ = site.api("GET", f"payments/{p3['paymentId']}")
+    c.ok(g3["status"]["value"] == "WAITING", "clock +2 s: month 03 still WAITING")
+    c.control("POST", "/clock", {"seconds": 1.5})
+    _, g3, _ = site.api("GET", f"payments/{p3['paymentId']}")
+    _, g4, _ = site.api("GET", f"payments/{p4['paymentId']}")
+    c.ok(g3["status"]["value"] == "COMPLETED" and g4["status"]["value"] == "DECLINED"
+         and g4["status"].get("reason") == "ACQUIRING_INSUFFICIENT_FUNDS",
+         "clock +3.5 s: month 03 COMPLETED, month 04 DECLINED with its reason, without waiting")
+
+    hold_bill, _, _ = site.invoice(sale=False)
+    _, held, _ = site.pay(hold_bill, expiry="03/30")
+    soon = (datetime.now(MSK) + c.moved() + timedelta(hours=1)).isoformat(timespec="seconds")
+    late_bill, _, _ = site.invoice(expirationDateTime=soon)
+    c.control("POST", "/clock", {"seconds": 3600})
+    _, got, _ = site.api("GET", f"bills/{late_bill}/details")
+    c.ok(got["status"]["value"] == "EXPIRED", "clock +1 h: an invoice expires at its expirationDateTime")
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    c.ok(got["status"]["value"] == "COMPLETED" and got["capturedAmount"]["value"] == "0.00",
+         "a hold authorised by a delayed outcome during the move is still held an hour later")
+    c.control("POST", "/clock", {"seconds": 71 * 3600})
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    c.ok(got["capturedAmount"]["value"] == "0.00",
+         "72 h after the payment: still held (it was authorised 3 s after it)")
+    c.control("POST", "/clock", {"seconds": 5})
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    post = site.notification("CAPTURE", "paymentId", held["paymentId"])
+    c.ok(got["capturedAmount"]["value"] == "5.00" and post is not None and site.signed_ok(post, "CAPTURE"),
+         "past the deadline (authorisation + 72 h): QIWI captured the hold, with a signed CAPTURE")
+    authorised = datetime.fromisoformat(got["status"]["changedDateTime"])
+    captured = datetime.fromisoformat(post["body"]["capture"]["createdDateTime"])
+    c.ok(timedelta(hours=72) <= captured - authorised <= timedelta(hours=72, seconds=2),
+         "the capture is dated at the deadline, not at the end of the move",
+         f"{authorised} -> {captured}")
+    status, body = c.control("POST", "/reset")[:2]
+    status, body = c.control("GET", "/clock")[:2]
+    c.ok(body["movedSeconds"] == 0, "POST reset sets the clock back")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the running sandbox, e.g. http://127.0.0.1:8080")
@@ -668,6 +771,7 @@ def main():
         ("tokens and card checks", lambda: check_tokens_and_card_checks(c, Site(c, receiver))),
         ("notification delivery", lambda: check_delivery(c, receiver)),
         ("faults", lambda: check_faults(c, Site(c, receiver))),
+        ("the clock", lambda: check_clock(c, Site(c, receiver))),
     ]
     for name, run in groups:
         try:

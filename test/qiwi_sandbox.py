@@ -45,7 +45,8 @@ Payin API v1 (Authorization: Bearer <the site's API key>), under
   PUT|GET payments/{paymentId}/refunds/{id}    refund or reversal / status
   GET  payments/{paymentId}/refunds            the refunds (array)
   DELETE tokens  {"customerAccountId", "token"} delete a payment token (204)
-  GET  validation/card/requests/{requestUid}   a card check
+  GET  validation/card/requests/{requestUid}   a card check (of a CHECK_CARD
+                                               invoice: requestUid = billId)
 
 Payin control (no auth), under /sandbox/payin:
   POST sites {"siteId", "apiKey", "notificationKey", "notificationUrl",
@@ -56,9 +57,14 @@ Payin control (no auth), under /sandbox/payin:
   POST sites/{siteId}/bills/{billId}/expire        the invoice's time runs out
   POST sites/{siteId}/payments/{paymentId}/3ds     {"result": "pass"|"fail"}
   POST sites/{siteId}/payments/{paymentId}/deadline  the capture deadline passes
+  POST clock {"seconds": N}  Payin's time moves N seconds forward (at most
+       46 days a call): what falls due meanwhile happens at its own time
+  GET  clock           {"now", "movedSeconds"}
   GET  notifications   every Payin notification: body, signature, attempts
-  GET  stats           Payin counters
-  POST reset           forget the Payin state (sites back to the default one)
+  GET  stats           Payin counters: requests (those a fault answered without
+                       taking them are not counted), byMethod, objects, notifications
+  POST reset           forget the Payin state (sites back to the default one;
+                       the clock back to the wall clock)
   POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
 """
 
@@ -398,6 +404,10 @@ class Sandbox:
 #   GET bills/{billId} answers the array of its payments, GET
 #   bills/{billId}/details the invoice with "payments".  Flags accepted:
 #   SALE, BIND_PAYMENT_TOKEN (needs customer.account), CHECK_CARD (§8).
+#   billPaymentMethodsType: CARD, SBP (§8, DEV) and QIWI_WALLET (a PAYD
+#   sample); a token is not one (seed 004: the form offers bound tokens
+#   by customer.account).  Support never connected a method for a sandbox
+#   site, so the form takes a card whatever the list says (seed 004's table).
 # - Payment flags: ["SALE"] one-step, ["AUTH"] two-step (§2's operation
 #   types).  refundedAmount counts refunds and reversals (money back to the
 #   buyer, moved or released).  The hold's deadline is authorisation time
@@ -422,13 +432,32 @@ class Sandbox:
 #   expiredDate, account} (the name of the card check's field, §2).  A
 #   token pays, on the form, only invoices of its site whose
 #   customer.account is its account, without 3-D Secure; the outcome
-#   follows its card's expiry month.  DELETE tokens {customerAccountId,
-#   token} answers 204; an unknown or deleted token is 404.
-# - CHECK_CARD: an invoice with this flag only checks the card on the form
-#   (no payment, the invoice stays CREATED): a CHECK_CARD notification with
-#   checkPaymentMethod {requestUid, checkOperationDate, status, isValidCard,
-#   threeDsStatus, cardInfo, createdToken?}; GET
-#   validation/card/requests/{requestUid} answers it.
+#   follows its card's expiry month; a deleted one pays nothing (the
+#   control call answers 409).  DELETE tokens {customerAccountId, token}
+#   answers 204 with no body; a token that is unknown, deleted already, or
+#   another account's is 404 payin.resource.not.found "Token not found"
+#   (the documents are silent on a repeated delete; this is what a retried
+#   DELETE whose first attempt deleted the token sees).  No body is 400
+#   http.message.conversion.failed; a missing customerAccountId or token
+#   400 validation.error with the field in cause.
+# - CHECK_CARD (QIWI's card check doc, payments-docs _card-check): an
+#   invoice with this flag has no amount (one sent is 400 validation.error,
+#   cause amount; with SALE, cause flags; billPaymentMethodsType other than
+#   ["CARD"], cause billPaymentMethodsType: the doc says none of this, a
+#   check is of a card and moves no money) and is answered for 0.00 RUB.
+#   It may carry BIND_PAYMENT_TOKEN (the doc's sample).  Its check exists
+#   from the invoice's creation with requestUid = billId (the doc: "put
+#   there billId ... as a unique identifier of the card verification"),
+#   status INIT ("awaiting for customer action"); the form checks the card
+#   once (again: 409): SUCCESS (isValidCard true) or ERROR (isValidCard
+#   false: a declined card, or 3-D Secure not passed), with a CHECK_CARD
+#   notification checkPaymentMethod {requestUid, checkOperationDate,
+#   status, isValidCard, threeDsStatus, cardInfo, createdToken?}.  No
+#   payment; the invoice stays CREATED.  GET
+#   validation/card/requests/{requestUid} answers the check as it is (INIT:
+#   requestUid and status only), 404 payin.resource.not.found for an id
+#   the site has no check for.  WAITING_3DS is not emulated: 3-D Secure is
+#   decided by the form's control call.
 # - Notifications go to the operation's own URL when it has one
 #   (customFields.invoice_callback_url for PAYMENT and CHECK_CARD,
 #   callbackUrl of the capture or refund), else to the site's; TOKEN to the
@@ -438,6 +467,12 @@ class Sandbox:
 #   answers 200; otherwise retried after 5, 60, 300, 300 and 300 units
 #   (§2: "1 try after 5 s, 1 after 1 min, then 3 every 5 min"; a unit is
 #   the site's retryUnitMs, 1000 by default), 6 attempts in all.
+# - Time: Payin's clock is the wall clock plus what POST
+#   /sandbox/payin/clock added; answers, notifications, expiries, capture
+#   deadlines and the 3 s card outcomes follow it.  A move takes the events
+#   falling due within it one by one at their own times (a hold authorised
+#   by a delayed outcome gets its deadline from that outcome).  It only
+#   moves forward; POST reset brings it back.
 # - Faults (POST /sandbox/faults) reach Payin requests only with
 #   "api": "payin" (so Bill Payments tests see exactly what they did), and
 #   may be narrowed with "site", "bill" or "payment"; their default body
@@ -450,11 +485,12 @@ PAYIN_MAX_TEST_AMOUNT = Decimal("10.00")
 PAYIN_MAX_HOLD_HOURS = 120
 PAYIN_MAX_STRING = 256
 PAYIN_FLAGS = ("SALE", "BIND_PAYMENT_TOKEN", "CHECK_CARD")
-PAYIN_METHODS = ("CARD", "SBP", "QIWI_WALLET", "TOKEN")
+PAYIN_METHODS = ("CARD", "SBP", "QIWI_WALLET")
 PAYIN_CUSTOM_FIELDS = ("cf1", "cf2", "cf3", "cf4", "cf5", "invoice_callback_url",
                        "themeCode", "contractId")
 PAYIN_RETRY_SCHEDULE = (5, 60, 300, 300, 300)
 PAYIN_DELAYED_OUTCOME_S = 3
+PAYIN_MAX_CLOCK_MOVE_S = 46 * 86400
 MONEY_FORMAT = "Invalid money format. Should have 2 fraction digits"
 
 
@@ -590,11 +626,13 @@ class PayinSandbox:
             self.checks = {}
             self.notifications = []
             self.requests = 0
+            self.methods = {}
             self.next_payment = 4600000
             # what falls due, as heaps of (when, sequence, key): card outcomes
             # of months 03/04, invoice expiries, capture deadlines
             self.due = {"outcome": [], "expiry": [], "deadline": []}
             self.sequence = 0
+            self.offset = timedelta(0)
 
     def configure_site(self, args):
         site_id, api_key = args.get("siteId"), args.get("apiKey")
@@ -619,6 +657,28 @@ class PayinSandbox:
 
     # ---- time ----
 
+    def clock(self):
+        """Payin's time: the wall clock plus what POST /sandbox/payin/clock added."""
+        return now() + self.offset
+
+    def move_clock(self, args):
+        """Time passes: what falls due meanwhile happens, in order of its time."""
+        seconds = args.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not 0 < seconds <= PAYIN_MAX_CLOCK_MOVE_S:
+            raise ControlError(400, "seconds must be more than 0 and at most 46 days")
+        target = self.offset + timedelta(seconds=seconds)
+        # each event at its own time: a hold authorised by a delayed card
+        # outcome gets its deadline from the outcome's time, not the jump's end
+        while True:
+            due = [heap[0][0] for heap in self.due.values() if heap]
+            if not due or min(due) > now() + target:
+                break
+            self.offset = max(self.offset, min(due) - now())
+            self.advance()
+        self.offset = target
+        self.advance()
+
     def ticker(self):
         while True:
             time.sleep(0.05)
@@ -636,7 +696,7 @@ class PayinSandbox:
     def advance(self):
         """Whatever is due by now: delayed card outcomes, expiries, capture deadlines."""
         with self.lock:
-            moment = now()
+            moment = self.clock()
             for pid in self.take_due("outcome", moment):
                 payment = self.payments[pid]
                 if payment["status"] == "WAITING" and payment["outcome"]:
@@ -652,7 +712,7 @@ class PayinSandbox:
                     self.deadline_passed(payment)
 
     def expire_invoice(self, invoice):
-        invoice["status"], invoice["changed"] = "EXPIRED", now()
+        invoice["status"], invoice["changed"] = "EXPIRED", self.clock()
         for pid in invoice["payments"]:
             payment = self.payments[pid]
             if payment["status"] == "WAITING":
@@ -700,7 +760,18 @@ class PayinSandbox:
     def create_invoice(self, site, bill_id, body):
         if not bill_id or len(bill_id) > MAX_ID_LENGTH:
             raise invalid("billId", "must be 1 to 200 characters")
-        amount, currency = payin_money(body.get("amount"))
+        flags = body.get("flags") or []
+        if not isinstance(flags, list) or any(f not in PAYIN_FLAGS for f in flags):
+            raise invalid("flags", f"must be a list of {', '.join(PAYIN_FLAGS)}")
+        if "CHECK_CARD" in flags:
+            # QIWI's card check doc: "Do not specify invoice amount"; answered 0.00 RUB
+            if "SALE" in flags:
+                raise invalid("flags", "CHECK_CARD does not combine with SALE: a card check moves no money")
+            if body.get("amount") is not None:
+                raise invalid("amount", "must be absent for a card check (CHECK_CARD)")
+            amount, currency = Decimal("0.00"), "RUB"
+        else:
+            amount, currency = payin_money(body.get("amount"))
         expires_raw = body.get("expirationDateTime")
         if not isinstance(expires_raw, str):
             raise invalid("expirationDateTime", "must not be null")
@@ -729,9 +800,8 @@ class PayinSandbox:
         if methods is not None and (not isinstance(methods, list)
                                     or any(m not in PAYIN_METHODS for m in methods)):
             raise invalid("billPaymentMethodsType", f"must be a list of {', '.join(PAYIN_METHODS)}")
-        flags = body.get("flags") or []
-        if not isinstance(flags, list) or any(f not in PAYIN_FLAGS for f in flags):
-            raise invalid("flags", f"must be a list of {', '.join(PAYIN_FLAGS)}")
+        if "CHECK_CARD" in flags and methods is not None and methods != ["CARD"]:
+            raise invalid("billPaymentMethodsType", "a card check takes only CARD")
         if "BIND_PAYMENT_TOKEN" in flags and not (customer or {}).get("account"):
             raise invalid("customer.account", "is required to bind a payment token")
 
@@ -745,9 +815,9 @@ class PayinSandbox:
                 raise PayinError(409, "payin.resource.already.exists",
                                  "Invoice with this billId already exists with other parameters")
             return existing
-        if expires <= now():
+        if expires <= self.clock():
             raise invalid("expirationDateTime", "must be in the future")
-        created = now()
+        created = self.clock()
         uid = str(uuid.uuid4())
         invoice = {
             "site": site["siteId"], "billId": bill_id, "invoiceUid": uid,
@@ -760,6 +830,12 @@ class PayinSandbox:
         }
         self.invoices[(site["siteId"], bill_id)] = invoice
         self.schedule("expiry", expires, (site["siteId"], bill_id))
+        if "CHECK_CARD" in flags:
+            # the check exists from now, waiting for the buyer; its id is the billId
+            self.checks[(site["siteId"], bill_id)] = {
+                "requestUid": bill_id, "site": site["siteId"], "status": "INIT",
+                "isValidCard": None, "threeDsStatus": None, "checkOperationDate": None,
+                "cardInfo": None, "createdToken": None}
         return invoice
 
     def invoice_json(self, invoice, details=False):
@@ -803,7 +879,7 @@ class PayinSandbox:
             card = self.card(args)
         if "CHECK_CARD" in invoice["flags"]:
             return self.check_card(invoice, card, args)
-        created = now()
+        created = self.clock()
         payment_id = str(self.next_payment)
         self.next_payment += 1
         method = {"type": "TOKEN", "paymentToken": token["token"]} if token else {"type": "CARD"}
@@ -871,14 +947,14 @@ class PayinSandbox:
         outcome, delayed = self.card_outcome(payment["card"], payment["declineReason"])
         if delayed:
             payment["outcome"] = outcome
-            self.schedule("outcome", now() + timedelta(seconds=PAYIN_DELAYED_OUTCOME_S),
+            self.schedule("outcome", self.clock() + timedelta(seconds=PAYIN_DELAYED_OUTCOME_S),
                           payment["paymentId"])
         else:
             self.finish_payment(payment, outcome)
 
     def finish_payment(self, payment, outcome):
         status, reason = outcome
-        moment = now()
+        moment = self.clock()
         payment["status"], payment["changed"], payment["reason"] = status, moment, reason
         invoice = self.invoices[(payment["site"], payment["billId"])]
         if status == "COMPLETED":
@@ -899,7 +975,7 @@ class PayinSandbox:
     def bind_token(self, invoice, card, success):
         """Issue a token for the invoice's customer (TOKEN notification either way)."""
         account = invoice["customer"]["account"]
-        moment = now()
+        moment = self.clock()
         token = {
             "token": str(uuid.uuid4()), "site": invoice["site"], "account": account,
             "card": card, "status": "CREATED" if success else "REJECTED", "changed": moment,
@@ -919,36 +995,35 @@ class PayinSandbox:
                 "expiredDate": token["expiredDate"], "account": account}
 
     def check_card(self, invoice, card, args):
-        """An invoice flagged CHECK_CARD: the form checks the card, no money moves."""
+        """An invoice flagged CHECK_CARD: the form checks the card once, no money moves."""
+        check = self.checks[(invoice["site"], invoice["billId"])]
+        if check["status"] != "INIT":
+            raise ControlError(409, f"the card of this invoice was checked already ({check['status']})")
         if card["threeDS"] and args.get("threeDS") != "pass":
             outcome, three_ds = ("DECLINED", None), "FAILED" if args.get("threeDS") == "fail" else "NOT_PASSED"
         else:
             outcome, _ = self.card_outcome(card, None)
             three_ds = "PASSED" if card["threeDS"] else "WITHOUT"
         valid = outcome[0] == "COMPLETED"
-        check = {
-            "requestUid": str(uuid.uuid4()), "site": invoice["site"],
-            "status": "SUCCESS" if valid else "DECLINE", "isValidCard": valid,
-            "threeDsStatus": three_ds, "checkOperationDate": payin_time(now()),
+        check.update({
+            "status": "SUCCESS" if valid else "ERROR", "isValidCard": valid,
+            "threeDsStatus": three_ds, "checkOperationDate": payin_time(self.clock()),
             "cardInfo": {"paymentSystem": card["system"], "issuingCountry": "643",
                          "issuingBank": "Sandbox bank", "fundingSource": "UNKNOWN",
                          "paymentSystemProduct": "UNKNOWN"},
-            "createdToken": None,
-        }
+        })
         if "BIND_PAYMENT_TOKEN" in invoice["flags"]:
             check["createdToken"] = self.bind_token(invoice, card, valid)
-        self.checks[check["requestUid"]] = check
         self.notify(invoice["site"], "CHECK_CARD", self.check_json(check),
                     (invoice["customFields"] or {}).get("invoice_callback_url"))
         return check
 
     @staticmethod
     def check_json(check):
-        body = {key: check[key] for key in ("requestUid", "status", "isValidCard",
-                                            "threeDsStatus", "checkOperationDate", "cardInfo")}
-        if check["createdToken"]:
-            body["createdToken"] = check["createdToken"]
-        return body
+        """A card check as QIWI writes it: only what is known (INIT: requestUid and status)."""
+        return {key: check[key] for key in ("requestUid", "status", "isValidCard", "threeDsStatus",
+                                            "checkOperationDate", "cardInfo", "createdToken")
+                if check[key] is not None}
 
     def payment_json(self, payment):
         status = {"value": payment["status"], "changedDateTime": payin_time(payment["changed"])}
@@ -1031,7 +1106,7 @@ class PayinSandbox:
         if amount <= 0:
             raise PayinError(400, "payin.incorrect-method-invocation",
                              "Payment hold has been reversed: nothing to capture")
-        moment = now()
+        moment = self.clock()
         capture = {"captureId": capture_id, "paymentId": payment["paymentId"],
                    "created": moment, "changed": moment, "amount": amount,
                    "currency": payment["currency"], "request": request}
@@ -1076,7 +1151,7 @@ class PayinSandbox:
             payment["refunded"] - payment["reversed"])
         if amount > left:
             raise invalid("amount", "Refund amount exceeds the available amount")
-        moment = now()
+        moment = self.clock()
         refund = {"refundId": refund_id, "paymentId": payment["paymentId"],
                   "created": moment, "changed": moment, "amount": amount,
                   "currency": currency, "reversal": reversal, "request": request}
@@ -1108,7 +1183,7 @@ class PayinSandbox:
         token = self.tokens.get((site_id, token_id))
         if token is None or token["status"] != "CREATED" or token["account"] != account:
             raise PayinError(404, "payin.resource.not.found", "Token not found")
-        token["status"], token["changed"] = "DELETED", now()
+        token["status"], token["changed"] = "DELETED", self.clock()
 
     # ---- notifications ----
 
@@ -1154,6 +1229,7 @@ class PayinSandbox:
         """One API request, after the plumbing; (status, JSON or None)."""
         with self.lock:
             self.requests += 1
+            self.methods[method] = self.methods.get(method, 0) + 1
             site = self.authorize(site_id, auth)
             self.advance()
             n = len(segments)
@@ -1192,8 +1268,8 @@ class PayinSandbox:
                 self.delete_token(site_id, body or {})
                 return 204, None
             if n == 4 and segments[:3] == ["validation", "card", "requests"] and method == "GET":
-                check = self.checks.get(segments[3])
-                if check is None or check["site"] != site_id:
+                check = self.checks.get((site_id, segments[3]))
+                if check is None:
                     raise PayinError(404, "payin.resource.not.found", "Card check not found")
                 return 200, self.check_json(check)
         raise PayinError(404, "http.url.not.found", "Not found")
@@ -1213,8 +1289,15 @@ class PayinSandbox:
                 return 200, {"ok": True}
             if parts == ["notifications"] and method == "GET":
                 return 200, self.notifications
+            if parts == ["clock"] and method in ("GET", "POST"):
+                try:
+                    if method == "POST":
+                        self.move_clock(args)
+                except ControlError as e:
+                    return e.status, {"error": str(e)}
+                return 200, {"now": payin_time(self.clock()), "movedSeconds": self.offset.total_seconds()}
             if parts == ["stats"] and method == "GET":
-                return 200, {"requests": self.requests, "invoices": len(self.invoices),
+                return 200, {"requests": self.requests, "byMethod": dict(self.methods), "invoices": len(self.invoices),
                              "payments": len(self.payments), "captures": len(self.captures),
                              "refunds": len(self.refunds), "notifications": len(self.notifications)}
             if len(parts) == 5 and parts[0] == "sites" and method == "POST":
@@ -1231,7 +1314,7 @@ class PayinSandbox:
                         invoice = self.invoice(site_id, ident)
                         if invoice["status"] != "CREATED":
                             raise ControlError(409, f"invoice is {invoice['status']}")
-                        invoice["expires"] = now()
+                        invoice["expires"] = self.clock()
                         self.expire_invoice(invoice)
                         return 200, self.invoice_json(invoice)
                     if kind == "payments" and action == "3ds":
@@ -1244,7 +1327,7 @@ class PayinSandbox:
                         payment = self.payment(site_id, ident)
                         if self.held(payment) <= 0:
                             raise ControlError(409, "the payment holds nothing")
-                        payment["deadline"] = now()
+                        payment["deadline"] = self.clock()
                         self.deadline_passed(payment)
                         return 200, self.payment_json(payment)
                 except PayinError as e:
@@ -1281,8 +1364,9 @@ def make_handler(sandbox):
 
         def send_raw(self, status, payload, content_type="application/json;charset=UTF-8"):
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
+            if status != 204:	# a 204 has no body, so no Content-Length either (RFC 9110)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
@@ -1453,7 +1537,7 @@ def make_handler(sandbox):
                     raise PayinError(400, "http.message.conversion.failed", "Bad request")
                 if not isinstance(parsed, dict):
                     raise PayinError(400, "http.message.conversion.failed", "Bad request")
-            elif method == "PUT" and segments[:1] == ["bills"]:
+            elif (method, segments[:1]) in (("PUT", ["bills"]), ("DELETE", ["tokens"])):
                 raise PayinError(400, "http.message.conversion.failed", "Required request body is missing")
             return sandbox.payin.call(method, site_id, segments, auth, parsed)
 

@@ -65,10 +65,10 @@ CREATE TABLE qiwi_payin_invoices (
 	bill_id text NOT NULL,
 	invoice_uid text,
 	site_id text,
-	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
+	amount numeric NOT NULL,
 	currency text NOT NULL,
 	status text NOT NULL CHECK (status IN ('CREATED', 'PAID', 'EXPIRED', 'MISMATCH')),
-	capture text NOT NULL CHECK (capture IN ('auto', 'manual')),
+	capture text NOT NULL,
 	flags text[],
 	pay_url text,
 	comment text,
@@ -86,7 +86,12 @@ CREATE TABLE qiwi_payin_invoices (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
-	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id)
+	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id),
+	-- a card check (capture 'check') moves no money: QIWI answers it for 0.00
+	CONSTRAINT qiwi_payin_invoices_capture_check CHECK (capture IN ('auto', 'manual', 'check')),
+	CONSTRAINT qiwi_payin_invoices_amount_check CHECK (amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)
+		AND CASE WHEN capture OPERATOR(pg_catalog.=) 'check' THEN amount OPERATOR(pg_catalog.=) 0::numeric
+		    ELSE amount OPERATOR(pg_catalog.>) 0::numeric END)
 );
 CREATE INDEX qiwi_payin_invoices_status ON qiwi_payin_invoices (status, status_changed_at);
 CREATE INDEX qiwi_payin_invoices_due ON qiwi_payin_invoices (next_check_at) WHERE status IN ('CREATED', 'PAID');
@@ -150,7 +155,7 @@ CREATE TABLE qiwi_payin_refunds (
 CREATE TABLE qiwi_payin_events (
 	id bigserial PRIMARY KEY,
 	merchant text NOT NULL,
-	object text NOT NULL CHECK (object IN ('invoice', 'payment', 'capture', 'refund')),
+	object text NOT NULL CHECK (object IN ('invoice', 'payment', 'capture', 'refund', 'token', 'card_check')),
 	object_id text NOT NULL,
 	old_status text,
 	new_status text NOT NULL,
@@ -168,7 +173,7 @@ SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_events_id_seq', '');
 
 CREATE FUNCTION qiwi_payin_create_invoice(
 	bill_id text,
-	amount numeric,
+	amount numeric DEFAULT NULL,
 	currency text DEFAULT 'RUB',
 	expires_at timestamptz DEFAULT now() + interval '45 days',
 	capture text DEFAULT 'auto',
@@ -180,6 +185,7 @@ CREATE FUNCTION qiwi_payin_create_invoice(
 	payment_methods text[] DEFAULT NULL,
 	callback_url text DEFAULT NULL,
 	bind_token boolean DEFAULT false,
+	check_card boolean DEFAULT false,
 	merchant text DEFAULT NULL)
 RETURNS qiwi_payin_invoice
 AS 'MODULE_PATHNAME', 'qiwi_payin_create_invoice'
@@ -229,7 +235,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- Money moves only for roles the owner trusts; reading calls show the
 -- buyer's details and spend the shop's quota: only trusted roles either.
-REVOKE ALL ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_payin_capture(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qiwi_payin_invoice(text, text) FROM PUBLIC;
@@ -256,10 +262,52 @@ CREATE TABLE qiwi_payin_tokens (
 	expires_at timestamptz,
 	bound_at timestamptz,
 	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	deleted_at timestamptz,
 	CONSTRAINT qiwi_payin_tokens_pkey PRIMARY KEY (merchant, token)
 );
 CREATE INDEX qiwi_payin_tokens_account ON qiwi_payin_tokens (merchant, account);
 SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_tokens', '');
+
+-- Card checks QIWI made on its form (CHECK_CARD notifications)
+CREATE TABLE qiwi_payin_card_checks (
+	merchant text NOT NULL,
+	request_uid text NOT NULL,
+	status text NOT NULL,
+	is_valid_card boolean,
+	three_ds_status text,
+	check_operation_date timestamptz,
+	card_info jsonb,
+	created_token text,
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	CONSTRAINT qiwi_payin_card_checks_pkey PRIMARY KEY (merchant, request_uid)
+);
+SELECT pg_catalog.pg_extension_config_dump('qiwi_payin_card_checks', '');
+
+CREATE FUNCTION qiwi_payin_delete_token(account text, token text, merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_payin_delete_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- It changes what a buyer can pay with: only roles the owner trusts.
+REVOKE ALL ON FUNCTION qiwi_payin_delete_token(text, text, text) FROM PUBLIC;
+
+CREATE TYPE qiwi_payin_card_check AS (
+	request_uid text,
+	status text,
+	is_valid_card boolean,
+	three_ds_status text,
+	check_operation_date timestamptz,
+	card_info jsonb,
+	created_token text
+);
+
+CREATE FUNCTION qiwi_payin_card_check(request_uid text, merchant text DEFAULT NULL)
+RETURNS qiwi_payin_card_check
+AS 'MODULE_PATHNAME', 'qiwi_payin_card_check'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- It shows the buyer's card and token: only roles the owner trusts.
+REVOKE ALL ON FUNCTION qiwi_payin_card_check(text, text) FROM PUBLIC;
 
 CREATE FUNCTION qiwi_payin_notification_verify()
 RETURNS trigger
@@ -417,7 +465,7 @@ COMMENT ON COLUMN qiwi_payin_invoices.site_id IS $$The merchant's Payin site$$;
 COMMENT ON COLUMN qiwi_payin_invoices.amount IS $$The shop's amount (kept when QIWI reports another: see qiwi_amount)$$;
 COMMENT ON COLUMN qiwi_payin_invoices.currency IS $$ISO 4217 code of amount$$;
 COMMENT ON COLUMN qiwi_payin_invoices.status IS $$CREATED, PAID (authorised; held for capture 'manual'), EXPIRED, or MISMATCH (QIWI reported other money: never paid)$$;
-COMMENT ON COLUMN qiwi_payin_invoices.capture IS $$auto (one step, SALE) or manual (hold, then qiwi_payin_capture)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.capture IS $$auto (one step, SALE), manual (hold, then qiwi_payin_capture) or check (CHECK_CARD: the card is only checked, amount 0.00, no money moves)$$;
 COMMENT ON COLUMN qiwi_payin_invoices.flags IS $$QIWI's flags of the invoice$$;
 COMMENT ON COLUMN qiwi_payin_invoices.pay_url IS $$The payment form$$;
 COMMENT ON COLUMN qiwi_payin_invoices.comment IS $$Shown to the buyer$$;
@@ -485,18 +533,18 @@ COMMENT ON COLUMN qiwi_payin_refunds.status_changed_at IS $$When its status was 
 COMMENT ON COLUMN qiwi_payin_refunds.first_seen_at IS $$When this database first recorded it$$;
 COMMENT ON COLUMN qiwi_payin_refunds.checked_at IS $$When QIWI last told us about it$$;
 
-COMMENT ON TABLE qiwi_payin_events IS $$Every status change of a Payin invoice or payment and every capture and refund recorded; each is also announced with NOTIFY qiwi_payin_status$$;
+COMMENT ON TABLE qiwi_payin_events IS $$Every status change of a Payin invoice, payment or payment token and every capture, refund and card check recorded; each is also announced with NOTIFY qiwi_payin_status$$;
 COMMENT ON COLUMN qiwi_payin_events.id IS $$Order of the changes$$;
 COMMENT ON COLUMN qiwi_payin_events.merchant IS $$Whose object$$;
-COMMENT ON COLUMN qiwi_payin_events.object IS $$invoice, payment, capture or refund$$;
-COMMENT ON COLUMN qiwi_payin_events.object_id IS $$Its id (bill_id, payment_id, capture_id or refund_id)$$;
+COMMENT ON COLUMN qiwi_payin_events.object IS $$invoice, payment, capture, refund, token or card_check$$;
+COMMENT ON COLUMN qiwi_payin_events.object_id IS $$Its id (bill_id, payment_id, capture_id, refund_id, the token, or a card check's request_uid)$$;
 COMMENT ON COLUMN qiwi_payin_events.old_status IS $$Status before; NULL when first seen$$;
 COMMENT ON COLUMN qiwi_payin_events.new_status IS $$Status after$$;
 COMMENT ON COLUMN qiwi_payin_events.source IS $$What made the change: call (a qiwi_payin_* function), reconciler, or notification$$;
 COMMENT ON COLUMN qiwi_payin_events.changed_at IS $$When the change was recorded here$$;
 COMMENT ON SEQUENCE qiwi_payin_events_id_seq IS $$Ids of qiwi_payin_events$$;
 
-COMMENT ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text) IS $$Create a Payin invoice now and record it (retry-safe: the same bill_id and amount give the same invoice). bill_id: the shop's id; amount: > 0, two decimals at most, sent with two; currency: default RUB; expires_at: default now() + 45 days; capture: 'auto' (one step) or 'manual' (hold, then qiwi_payin_capture); comment: at most 256 characters; phone, email, account: the buyer; custom_fields: cf1..cf5, themeCode, contractId, invoice_callback_url; payment_methods: CARD, SBP, QIWI_WALLET; callback_url: where QIWI notifies about its payments; bind_token: ask for a payment token for account. Moves money: not PUBLIC. merchant: whose (a server of the wrapper qiwi with payin_site_id and a payin_api_key)$$;
+COMMENT ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text) IS $$Create a Payin invoice now and record it (retry-safe: the same bill_id and amount give the same invoice). bill_id: the shop's id; amount: > 0, two decimals at most, sent with two (NULL for a card check); currency: default RUB; expires_at: default now() + 45 days; capture: 'auto' (one step) or 'manual' (hold, then qiwi_payin_capture); comment: at most 256 characters; phone, email, account: the buyer; custom_fields: cf1..cf5, themeCode, contractId, invoice_callback_url; payment_methods: CARD, SBP, QIWI_WALLET; callback_url: where QIWI notifies about its payments; bind_token: ask for a payment token for account; check_card: the buyer only has the card checked (flag CHECK_CARD; no amount, capture 'auto', RUB, card only; recorded with capture 'check'; its request_uid for qiwi_payin_card_check is bill_id). Moves money: not PUBLIC. merchant: whose (a server of the wrapper qiwi with payin_site_id and a payin_api_key)$$;
 COMMENT ON FUNCTION qiwi_payin_invoice(text, text) IS $$Ask QIWI for the Payin invoice bill_id with its payments, record them (forward only) and return the invoice. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_payment(text, text) IS $$Ask QIWI for the Payin payment payment_id, record and return it. Not PUBLIC. merchant: whose$$;
@@ -508,7 +556,7 @@ COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refun
 
 COMMENT ON FUNCTION qiwi_payin_verify_signature(text, jsonb, text, text) IS $$Does signature (the Signature header: hex HMAC-SHA256) hold for the Payin notification body (PAYMENT, CAPTURE, REFUND: id|createdDateTime|amount with two decimals; TOKEN; CHECK_CARD) under key (NULL: the payin_notification_key of merchant)? NULL if signature or notification is NULL; false for a body it cannot sign$$;
 
-COMMENT ON TABLE qiwi_payin_tokens IS $$Payment tokens QIWI bound for buyers' accounts (invoices with account and bind_token), recorded from verified TOKEN notifications; a later invoice for the same account can be paid with one, without the card$$;
+COMMENT ON TABLE qiwi_payin_tokens IS $$Payment tokens QIWI bound for buyers' accounts (invoices with account and bind_token), recorded from verified TOKEN and CHECK_CARD notifications; a later invoice for the same account can be paid with one not deleted, without the card. Rows stay when deleted (qiwi_payin_delete_token)$$;
 COMMENT ON COLUMN qiwi_payin_tokens.merchant IS $$Whose token: only that merchant's site can use it$$;
 COMMENT ON COLUMN qiwi_payin_tokens.account IS $$The buyer's account (customer.account) it was bound for$$;
 COMMENT ON COLUMN qiwi_payin_tokens.token IS $$QIWI's payment token$$;
@@ -516,8 +564,31 @@ COMMENT ON COLUMN qiwi_payin_tokens.card IS $$The card it stands for, masked (th
 COMMENT ON COLUMN qiwi_payin_tokens.expires_at IS $$When it expires (the notification's expiredDate)$$;
 COMMENT ON COLUMN qiwi_payin_tokens.bound_at IS $$When QIWI bound it (status.changedDateTime)$$;
 COMMENT ON COLUMN qiwi_payin_tokens.first_seen_at IS $$When this database recorded it$$;
+COMMENT ON COLUMN qiwi_payin_tokens.deleted_at IS $$When qiwi_payin_delete_token deleted it (or found QIWI no longer knew it); NULL while it can pay$$;
 
-COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE, REFUND or TOKEN to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_payin_card_checks IS $$Card checks QIWI made on its form (invoices flagged CHECK_CARD), from verified CHECK_CARD notifications and qiwi_payin_card_check, forward only (a final status is never replaced); no money moves$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.merchant IS $$Whose check$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.request_uid IS $$QIWI's id of the check (requestUid)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.status IS $$The check's status as QIWI wrote it: INIT (the form waits for the buyer) and WAITING_3DS move on; SUCCESS, ERROR (or any other) are final$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.is_valid_card IS $$Whether the card can pay (isValidCard)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.three_ds_status IS $$The 3-D Secure outcome (threeDsStatus)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.check_operation_date IS $$When QIWI checked the card (checkOperationDate); NULL while the check waits (INIT)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.card_info IS $$What QIWI says of the card: payment system, issuing bank and country (cardInfo)$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.created_token IS $$The payment token the check bound (createdToken), also recorded in qiwi_payin_tokens; NULL if none$$;
+COMMENT ON COLUMN qiwi_payin_card_checks.first_seen_at IS $$When this database recorded it$$;
+
+COMMENT ON FUNCTION qiwi_payin_delete_token(text, text, text) IS $$Delete the payment token token of the buyer's account at QIWI (DELETE tokens) and record it deleted in qiwi_payin_tokens: true when QIWI deleted it now, false when QIWI no longer knew it for that account (deleted before, or never bound); retry-safe. account: at most 256 characters; token: at most 200. Changes what a buyer can pay with: not PUBLIC. merchant: whose$$;
+COMMENT ON TYPE qiwi_payin_card_check IS $$A card check as QIWI answered (qiwi_payin_card_check)$$;
+COMMENT ON COLUMN qiwi_payin_card_check.request_uid IS $$QIWI's id of the check: the bill_id of its CHECK_CARD invoice$$;
+COMMENT ON COLUMN qiwi_payin_card_check.status IS $$INIT, WAITING_3DS, SUCCESS or ERROR, as QIWI wrote it$$;
+COMMENT ON COLUMN qiwi_payin_card_check.is_valid_card IS $$Whether the card can pay (isValidCard); NULL until checked$$;
+COMMENT ON COLUMN qiwi_payin_card_check.three_ds_status IS $$The 3-D Secure outcome (threeDsStatus)$$;
+COMMENT ON COLUMN qiwi_payin_card_check.check_operation_date IS $$When QIWI checked the card; NULL until checked$$;
+COMMENT ON COLUMN qiwi_payin_card_check.card_info IS $$What QIWI says of the card (cardInfo)$$;
+COMMENT ON COLUMN qiwi_payin_card_check.created_token IS $$The payment token the check bound (createdToken), also recorded in qiwi_payin_tokens$$;
+COMMENT ON FUNCTION qiwi_payin_card_check(text, text) IS $$Ask QIWI for the card check request_uid (GET validation/card/requests; for a CHECK_CARD invoice it is its bill_id) and record it, forward only, in qiwi_payin_card_checks (and the token it bound in qiwi_payin_tokens). Shows the buyer's card: not PUBLIC. merchant: whose$$;
+
+COMMENT ON FUNCTION qiwi_payin_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with signature, body, site_id, merchant, verified, applied, error: verifies the signature with the payin_notification_key of the merchant whose payin_site_id is site_id (or a TOKEN's merchantSiteUid) and applies a verified PAYMENT, CAPTURE, REFUND, TOKEN or CHECK_CARD to the qiwi_payin_* tables, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
 COMMENT ON TABLE qiwi_payin_notifications IS $$QIWI Payin notifications as the web tier received them, verified and applied by the trigger qiwi_payin_notification_verify()$$;
 COMMENT ON COLUMN qiwi_payin_notifications.id IS $$Order of arrival$$;
 COMMENT ON COLUMN qiwi_payin_notifications.received_at IS $$When the notification was stored$$;

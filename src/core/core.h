@@ -96,7 +96,8 @@ typedef enum HttpMethod
 {
 	HTTP_GET,
 	HTTP_PUT,
-	HTTP_POST
+	HTTP_POST,
+	HTTP_DELETE
 } HttpMethod;
 
 typedef enum HttpFailure
@@ -124,8 +125,11 @@ typedef struct HttpRequest
 	char	   *url;
 	const char **headers;		/* whole header lines, "Name: value" */
 	int			nheaders;
-	char	   *body;			/* for PUT/POST, or NULL */
-	const char *content_type;	/* of the body (PUT/POST), or NULL */
+	char	   *body;			/* for PUT/POST/DELETE, or NULL */
+	const char *content_type;	/* of the body (not GET), or NULL */
+	bool		fresh_connection;	/* not over a kept-alive connection: when
+									 * one dies unanswered, libcurl silently
+									 * sends the request again */
 } HttpRequest;
 
 /* How a batch of requests is sent; TLS is always verified */
@@ -178,6 +182,7 @@ typedef struct QiwiError
 	char	   *detail;			/* errorCode, description, traceId, HTTP status */
 	char	   *hint;
 	bool		retry_safe;		/* a later identical call may succeed */
+	char	   *error_code;		/* QIWI's errorCode of an HTTP error answer, or NULL */
 } QiwiError;
 
 typedef struct QiwiOperation QiwiOperation;

@@ -236,6 +236,7 @@ error_from_status(const HttpResponse *resp, const char *context, const char *ret
 
 	error->hint = NULL;
 	error->retry_safe = false;
+	error->error_code = answer.error_code;
 	if (resp->status == 401 || resp->status == 403)
 	{
 		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
@@ -323,6 +324,7 @@ qiwi_raise(const QiwiError *error)
 static bool
 answered_ok(const QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
+	error->error_code = NULL;	/* only error_from_status knows one */
 	if (resp->failure != HTTP_OK)
 	{
 		error_from_transport(resp, op->context, op->retry_hint, error);

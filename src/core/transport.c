@@ -288,6 +288,7 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 	HTTP_SETOPT(easy, CURLOPT_URL, req->url);
 	HTTP_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) options->timeout_ms);
 	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) options->connect_timeout_ms);
+	HTTP_SETOPT(easy, CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
 
 	/* no "Expect: 100-continue" round trip for our small bodies */
 	http_add_header(slot, "Expect:");
@@ -303,7 +304,10 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 			break;
 		case HTTP_PUT:
 		case HTTP_POST:
-			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST, req->method == HTTP_PUT ? "PUT" : "POST");
+		case HTTP_DELETE:
+			/* a DELETE carries its body like a PUT (Payin's DELETE tokens does) */
+			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST,
+						req->method == HTTP_PUT ? "PUT" : req->method == HTTP_POST ? "POST" : "DELETE");
 			HTTP_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) (req->body ? strlen(req->body) : 0));
 			HTTP_SETOPT(easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
 			if (req->content_type != NULL)

@@ -8,7 +8,8 @@
  *
  * payin_wire.c   URLs, bodies, answers, one operation per API call, options
  * payin_sql.c    the SQL functions
- * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _events
+ * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _tokens,
+ *                _card_checks, _events
  * payin_notification.c  the signatures of notifications
  * payin_reconcile.c  invoices as a kind of thing the reconciler keeps current
  */
@@ -104,6 +105,7 @@ typedef struct PayinCreateArgs
 	List	   *payment_methods;	/* char * */
 	const char *callback_url;
 	bool		bind_token;
+	bool		check_card;		/* flags ["CHECK_CARD"], no amount sent (amount is 0) */
 } PayinCreateArgs;
 
 /* A payment token QIWI bound (or refused to bind) for a buyer's account */
@@ -120,13 +122,33 @@ typedef struct PayinToken
 	TimestampTz bound_at;
 } PayinToken;
 
-/* What a PAYMENT, CAPTURE, REFUND or TOKEN notification says */
+/*
+ * A card check QIWI made on the form (a CHECK_CARD notification's
+ * checkPaymentMethod, or the answer of GET validation/card/requests)
+ */
+typedef struct PayinCardCheck
+{
+	const char *merchant;
+	char	   *request_uid;
+	char	   *status;			/* INIT, WAITING_3DS, SUCCESS, ERROR: kept as written */
+	bool		has_valid_card;
+	bool		valid_card;		/* isValidCard */
+	char	   *three_ds_status;
+	bool		has_operation_date; /* always in a notification; not while INIT */
+	TimestampTz operation_date; /* checkOperationDate */
+	Jsonb	   *card_info;
+	bool		has_token;		/* createdToken: a token bound by the check */
+	PayinToken	token;
+} PayinCardCheck;
+
+/* What a PAYMENT, CAPTURE, REFUND, TOKEN or CHECK_CARD notification says */
 typedef enum PayinNoticeKind
 {
 	PAYIN_NOTICE_PAYMENT,
 	PAYIN_NOTICE_CAPTURE,
 	PAYIN_NOTICE_REFUND,
-	PAYIN_NOTICE_TOKEN
+	PAYIN_NOTICE_TOKEN,
+	PAYIN_NOTICE_CHECK_CARD
 } PayinNoticeKind;
 
 typedef struct PayinNotice
@@ -136,6 +158,7 @@ typedef struct PayinNotice
 	PayinPayment payment;		/* PAYMENT */
 	PayinOperationResult operation;	/* CAPTURE, REFUND */
 	PayinToken	token;			/* TOKEN */
+	PayinCardCheck check;		/* CHECK_CARD */
 } PayinNotice;
 
 /* ---------- payin_wire.c ---------- */
@@ -166,6 +189,10 @@ extern void payin_refund_operation(const Merchant *merchant, const char *payment
 extern bool payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem);
 extern void payin_refunds_operation(const Merchant *merchant, const char *payment_id,
 									List **refunds, QiwiOperation *op);
+extern void payin_delete_token_operation(const Merchant *merchant, const char *account,
+										 const char *token, bool *deleted, QiwiOperation *op);
+extern void payin_card_check_operation(const Merchant *merchant, const char *request_uid,
+									   PayinCardCheck *check, QiwiOperation *op);
 
 /* ---------- payin_store.c ---------- */
 
@@ -195,9 +222,13 @@ extern bool payin_store_capture(const PayinOperationResult *capture, const char 
 								char **status);
 extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
 							   char **status);
-extern bool payin_store_token(const PayinToken *token);
+extern bool payin_store_token(const PayinToken *token, const char *source);
+extern bool payin_store_token_deleted(const char *merchant, const char *account, const char *token,
+									  bool confirmed);
+extern bool payin_store_card_check(const PayinCardCheck *check, const char *source);
 extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
 									 const char *source);
+extern void payin_store_lock_payment(const char *merchant, const char *payment_id);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,
 								 const char *refund_id, PayinHeadroom *headroom);
 extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,

@@ -220,10 +220,12 @@ typedef struct NotificationColumns
 static char *
 notification_site(const char *stored, Jsonb *body, char **problem)
 {
-	JsonbValue *token = getKeyJsonValueFromContainer(&body->root, "token", 5, NULL);
+	/* only an object has members: an array's entries are no key/value pairs */
+	JsonbValue *token = JB_ROOT_IS_OBJECT(body) ?
+		getKeyJsonValueFromContainer(&body->root, "token", 5, NULL) : NULL;
 	char	   *named = NULL;
 
-	if (JB_ROOT_IS_OBJECT(body) && token != NULL && token->type == jbvBinary &&
+	if (token != NULL && token->type == jbvBinary &&
 		JsonContainerIsObject(token->val.binary.data) &&
 		!json_string(token->val.binary.data, "merchantSiteUid", false, &named, problem))
 		return NULL;
@@ -265,13 +267,27 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 		if (strcmp(notice.token.status, "CREATED") != 0)
 			return psprintf("no token: QIWI refused to bind a card for account \"%s\" (%s)",
 							notice.token.account, notice.token.status);
-		if (payin_store_token(&notice.token))
+		if (payin_store_token(&notice.token, "notification"))
 		{
 			*applied = true;
 			return NULL;
 		}
 		return psprintf("duplicate: the token for account \"%s\" is already recorded",
 						notice.token.account);
+	}
+	if (notice.kind == PAYIN_NOTICE_CHECK_CARD)
+	{
+		PayinCardCheck *check = &notice.check;
+
+		check->merchant = merchant->name;
+		check->token.merchant = merchant->name;
+		*applied = payin_store_card_check(check, "notification");
+		/* the token a check bound may have come first in its TOKEN notification */
+		if (check->has_token && payin_store_token(&check->token, "notification"))
+			*applied = true;
+		if (*applied)
+			return NULL;
+		return psprintf("duplicate: card check \"%s\" is already recorded", check->request_uid);
 	}
 	if (notice.kind != PAYIN_NOTICE_PAYMENT)
 	{

@@ -6,7 +6,8 @@
  * argument in its error, hands the call's operation (payin_wire.c) to the
  * exchange, records the answer (payin_store.c) and returns it.  A capture
  * or refund whose answer was lost is asked for by its id before it is sent
- * again, so that money moves once.
+ * again, so that money moves once.  A payment token deleted already is
+ * no error: deleting it is what the caller wanted.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -32,6 +33,8 @@ PG_FUNCTION_INFO_V1(qiwi_payin_capture_status);
 PG_FUNCTION_INFO_V1(qiwi_payin_refund);
 PG_FUNCTION_INFO_V1(qiwi_payin_refund_status);
 PG_FUNCTION_INFO_V1(qiwi_payin_refunds);
+PG_FUNCTION_INFO_V1(qiwi_payin_delete_token);
+PG_FUNCTION_INFO_V1(qiwi_payin_card_check);
 
 /* Columns of the composite types, in the order of sql/ext/payin.sql */
 enum
@@ -50,6 +53,11 @@ enum
 {
 	OP_PAYMENT_ID, OP_ID, OP_AMOUNT, OP_CURRENCY, OP_STATUS, OP_FLAGS, OP_COMMENT,
 	OP_CREATED_AT, OP_STATUS_CHANGED_AT, OP_NCOLS
+};
+enum
+{
+	CHK_REQUEST_UID, CHK_STATUS, CHK_IS_VALID_CARD, CHK_THREE_DS_STATUS, CHK_OPERATION_DATE,
+	CHK_CARD_INFO, CHK_CREATED_TOKEN, CHK_NCOLS
 };
 
 /* The custom fields the Payin API documents (§8) */
@@ -174,6 +182,24 @@ comment_argument(FunctionCallInfo fcinfo, int argno)
 	return comment;
 }
 
+/* Refuse argument argname given with check_card => true: why is what it would ask for */
+static void
+refuse_with_check_card(const char *argname, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s contradicts check_card", argname),
+			 errdetail("A card check moves no money (QIWI's CHECK_CARD invoice has no amount and is answered for 0.00 RUB); %s.", why)));
+}
+
+/* A required text of at most max characters, without control characters */
+static char *
+required_field(FunctionCallInfo fcinfo, int argno, const char *argname, int max)
+{
+	(void) arg_required_text(fcinfo, argno, argname);
+	return arg_optional_field(fcinfo, argno, argname, max);
+}
+
 /* ---------- results ---------- */
 
 /* A text Datum or NULL */
@@ -290,11 +316,12 @@ money_operation(MoneyCall *call, bool send, QiwiOperation *op)
 }
 
 /*
- * Send a capture or refund once; if its answer is lost or QIWI failed (a
- * network failure, a timeout, 429, 5xx: with an empty body QIWI asks for
- * the same request again, with a body for a status check; asking first
- * serves both), ask for it by its id and send it again only when QIWI does
- * not know it, up to qiwi.max_retries times.  Raises what went wrong.
+ * Send a capture or refund once; if its answer is lost, unreadable or QIWI
+ * failed (a network failure, a timeout, a malformed answer, 429, 5xx: with
+ * an empty body QIWI asks for the same request again, with a body for a
+ * status check; asking first serves both), ask for it by its id and send it
+ * again only when QIWI does not know it, up to qiwi.max_retries times.
+ * Raises what went wrong.
  */
 static void
 send_or_ask(MoneyCall *call)
@@ -308,7 +335,8 @@ send_or_ask(MoneyCall *call)
 		money_operation(call, true, &op);
 		if (qiwi_exchange(&op, &error))
 			return;
-		if (!error.retry_safe)
+		/* a garbled answer may hide a capture or refund QIWI made */
+		if (!error.retry_safe && error.sqlstate != ERRCODE_QIWI_MALFORMED)
 			qiwi_raise(&error);
 		money_operation(call, false, &op);
 		if (qiwi_exchange(&op, &ask_error))
@@ -327,7 +355,7 @@ send_or_ask(MoneyCall *call)
 /*
  * qiwi_payin_create_invoice(bill_id, amount, currency, expires_at, capture,
  *		comment, phone, email, account, custom_fields, payment_methods,
- *		callback_url, bind_token, merchant)
+ *		callback_url, bind_token, check_card, merchant)
  */
 Datum
 qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
@@ -340,19 +368,40 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 	Numeric		stored_amount;
 	char	   *stored_currency;
 	char	   *stored_status;
+	bool		automatic;
+	ListCell   *lc;
 
 	memset(&args, 0, sizeof(args));
 	args.bill_id = arg_required_id(fcinfo, 0, "bill_id", &payin_limits);
-	args.amount = arg_required_amount(fcinfo, 1, "amount", &payin_limits);
+	if (PG_ARGISNULL(13))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("check_card must not be NULL")));
+	args.check_card = PG_GETARG_BOOL(13);
+	if (!args.check_card)
+		args.amount = arg_required_amount(fcinfo, 1, "amount", &payin_limits);
+	else if (!PG_ARGISNULL(1))
+		refuse_with_check_card("amount", "pass amount => NULL");
+	else
+		args.amount = int64_to_numeric(0);
 	args.currency = arg_required_currency(fcinfo, 2, "currency");
+	if (args.check_card && strcmp(args.currency, "RUB") != 0)
+		refuse_with_check_card("currency", "leave currency at 'RUB'");
 	args.expires_at = arg_required_expiry(fcinfo, 3, "expires_at", &payin_limits);
-	args.sale = capture_argument(fcinfo, 4);
+	/* a check sends neither SALE nor a hold: 'auto' (the default) only means "not manual" */
+	automatic = capture_argument(fcinfo, 4);
+	if (args.check_card && !automatic)
+		refuse_with_check_card("capture 'manual'", "nothing is held to capture: leave capture at 'auto'");
+	args.sale = automatic && !args.check_card;
 	args.comment = comment_argument(fcinfo, 5);
 	args.phone = arg_optional_phone(fcinfo, 6, "phone");
 	args.email = arg_optional_email(fcinfo, 7, "email", &payin_limits);
 	args.account = arg_optional_field(fcinfo, 8, "account", PAYIN_MAX_FIELD_LENGTH);
 	args.custom_fields = custom_fields_argument(fcinfo, 9);
 	args.payment_methods = payment_methods_argument(fcinfo, 10);
+	foreach(lc, args.payment_methods)
+		if (args.check_card && strcmp((const char *) lfirst(lc), "CARD") != 0)
+			refuse_with_check_card("payment_methods", "only a card is checked: pass NULL or '{CARD}'");
 	args.callback_url = arg_optional_url(fcinfo, 11, "callback_url");
 	if (PG_ARGISNULL(12))
 		ereport(ERROR,
@@ -371,7 +420,7 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("callback_url and custom_fields.invoice_callback_url must not both be given"),
 				 errdetail("callback_url is sent as the custom field invoice_callback_url.")));
-	merchant = merchant_argument(fcinfo, 13);
+	merchant = merchant_argument(fcinfo, 14);
 	ledger_require_writable("create a Payin invoice", PAYIN_TABLES);
 	if (payin_store_lock_invoice(merchant->name, args.bill_id, &stored_amount, &stored_currency,
 								 &stored_status) &&
@@ -469,6 +518,7 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 		.comment = comment, .is_refund = false};
 
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
+	payin_store_lock_payment(merchant->name, payment_id);
 	send_or_ask(&call);
 	payin_store_capture(&call.result, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
@@ -588,6 +638,83 @@ qiwi_payin_refunds(PG_FUNCTION_ARGS)
 		tuplestore_puttuple(rsinfo->setResult, operation_tuple(rsinfo->setDesc, refund));
 	}
 	return (Datum) 0;
+}
+
+/*
+ * qiwi_payin_delete_token(account, token, merchant): the token no longer
+ * pays for the buyer's account.  True when QIWI deleted it now (204);
+ * false when QIWI no longer knows it for that account (404
+ * payin.resource.not.found: deleted before, by an earlier attempt of this
+ * very call whose answer was lost, say, or never bound for it).  Either
+ * way qiwi_payin_tokens records it deleted.
+ */
+Datum
+qiwi_payin_delete_token(PG_FUNCTION_ARGS)
+{
+	char	   *account = required_field(fcinfo, 0, "account", PAYIN_MAX_FIELD_LENGTH);
+	char	   *token = required_field(fcinfo, 1, "token", PAYIN_MAX_ID_LENGTH);
+	const Merchant *merchant = merchant_argument(fcinfo, 2);
+	QiwiOperation op;
+	QiwiError	error;
+	bool		deleted;
+
+	ledger_require_writable("delete a Payin payment token", PAYIN_TABLES);
+	payin_delete_token_operation(merchant, account, token, &deleted, &op);
+	if (!qiwi_exchange(&op, &error) &&
+		!(error.sqlstate == ERRCODE_QIWI_NOT_FOUND && error.error_code != NULL &&
+		  strcmp(error.error_code, "payin.resource.not.found") == 0))
+		qiwi_raise(&error);
+	payin_store_token_deleted(merchant->name, account, token, deleted);
+	PG_RETURN_BOOL(deleted);
+}
+
+/*
+ * qiwi_payin_card_check(request_uid, merchant): a card check as QIWI has it
+ * now, recorded forward only (with the token it bound)
+ */
+Datum
+qiwi_payin_card_check(PG_FUNCTION_ARGS)
+{
+	char	   *request_uid = arg_required_id(fcinfo, 0, "request_uid", &payin_limits);
+	const Merchant *merchant = merchant_argument(fcinfo, 1);
+	TupleDesc	tupdesc;
+	Datum		values[CHK_NCOLS];
+	bool		nulls[CHK_NCOLS];
+	PayinCardCheck check;
+	QiwiOperation op;
+	QiwiError	error;
+
+	ledger_require_ready();
+	payin_card_check_operation(merchant, request_uid, &check, &op);
+	if (!qiwi_exchange(&op, &error))
+	{
+		if (error.sqlstate == ERRCODE_QIWI_NOT_FOUND && error.error_code != NULL &&
+			strcmp(error.error_code, "payin.resource.not.found") == 0)
+			error.hint = psprintf("QIWI knows no card check \"%s\" for merchant \"%s\": the check of a CHECK_CARD invoice has its bill_id as request_uid.",
+								  request_uid, merchant->name);
+		qiwi_raise(&error);
+	}
+	if (ledger_can_record(psprintf("Payin card check \"%s\"", request_uid), PAYIN_TABLES))
+	{
+		payin_store_card_check(&check, "call");
+		if (check.has_token)
+			payin_store_token(&check.token, "call");
+	}
+
+	tupdesc = arg_result_desc(fcinfo, CHK_NCOLS, "qiwi_payin_card_check");
+	memset(nulls, false, sizeof(nulls));
+	values[CHK_REQUEST_UID] = CStringGetTextDatum(check.request_uid);
+	values[CHK_STATUS] = CStringGetTextDatum(check.status);
+	values[CHK_IS_VALID_CARD] = BoolGetDatum(check.valid_card);
+	nulls[CHK_IS_VALID_CARD] = !check.has_valid_card;
+	values[CHK_THREE_DS_STATUS] = text_or_null(check.three_ds_status, &nulls[CHK_THREE_DS_STATUS]);
+	values[CHK_OPERATION_DATE] = TimestampTzGetDatum(check.operation_date);
+	nulls[CHK_OPERATION_DATE] = !check.has_operation_date;
+	values[CHK_CARD_INFO] = PointerGetDatum(check.card_info);
+	nulls[CHK_CARD_INFO] = check.card_info == NULL;
+	values[CHK_CREATED_TOKEN] = text_or_null(check.has_token ? check.token.token : NULL,
+											 &nulls[CHK_CREATED_TOKEN]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /* Define the Payin settings and merchant options (from _PG_init) */

@@ -1,15 +1,19 @@
 /*
  * payin_store.c
- *		Bookkeeping of Payin invoices, payments, captures and refunds in the
- *		extension's tables, through the ledger (as the extension's owner).
+ *		Bookkeeping of Payin invoices, payments, captures, refunds, payment
+ *		tokens and card checks in the extension's tables, through the ledger
+ *		(as the extension's owner).
  *
  * An invoice or a payment only moves forward (LedgerTable): out of CREATED
  * or WAITING, never back, never from one final status to another.  An
  * invoice or payment that QIWI reports for other money than the shop's
  * invoice becomes MISMATCH, never PAID or COMPLETED.  Captures and refunds
  * are recorded once and then only confirmed; what a payment captured and
- * refunded only grows.  Each status change is a row of qiwi_payin_events
- * and a NOTIFY qiwi_payin_status.
+ * refunded only grows.  Tokens are recorded once; a token is deleted once,
+ * and its row stays.  A card check moves forward out of INIT or
+ * WAITING_3DS (the form waits), never back to INIT, never from a final
+ * status.  Each status change is a row of qiwi_payin_events and a NOTIFY
+ * qiwi_payin_status.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -43,7 +47,9 @@ enum
 {
 	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
+	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_CARD_CHECK_LOCK, P_CARD_CHECK_UPDATE,
+	P_PAYMENT_MONEY, NPLANS
 };
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr plans[NPLANS];
@@ -64,9 +70,16 @@ static const Oid payment_types[PAYMENT_NARGS] = {
 	INT4OID
 };
 
-/* Columns of a token write: $1..$6 */
-static const Oid token_types[6] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+/* Columns of a token write: $1..$7 ($7: recorded as deleted) */
+#define TOKEN_NARGS 7
+static const Oid token_types[TOKEN_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID
+};
+
+/* Columns of a card check write: $1..$8 */
+#define CARD_CHECK_NARGS 8
+static const Oid card_check_types[CARD_CHECK_NARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, TEXTOID
 };
 
 /* Columns of a capture or refund write: $1..$12 */
@@ -100,7 +113,8 @@ prepare_plans(Oid schema)
 		" currency, status, flags, capture, pay_url, comment, customer, custom_fields,"
 		" created_at, expires_at, status_changed_at, checked_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-		" CASE WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
+		/* only a card check is for 0.00 (QIWI's answer to one may carry no flags) */
+		" CASE WHEN $5 = 0 THEN 'check' WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
 		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
 		" ON CONFLICT (merchant, bill_id) DO NOTHING", nsp),
 		INVOICE_NARGS, (Oid *) invoice_types);
@@ -140,7 +154,8 @@ prepare_plans(Oid schema)
 		" VALUES ($1, $2, $3, $4, $5, $6,"
 		/* a capture told of before its payment counts */
 		" greatest($7, (SELECT max(c.amount) FROM %1$s.qiwi_payin_captures c"
-		"  WHERE c.merchant = $1 AND c.payment_id = $2 AND c.status = 'COMPLETED')),"
+		"  WHERE c.merchant = $1 AND c.payment_id = $2 AND c.status = 'COMPLETED'"
+		"  AND c.currency = $6 AND c.amount <= $5)),"
 		" $8, $9, $10, $11, $12, $13,"
 		" coalesce($14, clock_timestamp()), $15,"
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
@@ -213,7 +228,7 @@ prepare_plans(Oid schema)
 		"  coalesce((SELECT sum(r.amount) FROM %1$s.qiwi_payin_refunds r"
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
 		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded) x"
-		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
+		" WHERE p.merchant = $1 AND p.payment_id = $2 FOR UPDATE OF p", nsp), 3, two_text);
 
 	/*
 	 * The reconciler follows an invoice while it is CREATED, or PAID with
@@ -246,9 +261,33 @@ prepare_plans(Oid schema)
 		" checked_at = clock_timestamp() WHERE merchant = $1 AND bill_id = $2 AND status = 'CREATED'",
 		nsp), 2, two_text);
 	plans[P_TOKEN_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant, token) DO NOTHING", nsp),
-		6, (Oid *) token_types);
+		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN clock_timestamp() END)"
+		" ON CONFLICT (merchant, token) DO NOTHING", nsp),
+		TOKEN_NARGS, (Oid *) token_types);
+	plans[P_TOKEN_LOCK] = ledger_prepare(psprintf(
+		"SELECT account, deleted_at IS NOT NULL FROM %s.qiwi_payin_tokens"
+		" WHERE merchant = $1 AND token = $2 FOR UPDATE", nsp), 2, two_text);
+	/* a token is deleted once; its row stays, for the history */
+	plans[P_TOKEN_DELETE] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_tokens SET deleted_at = clock_timestamp()"
+		" WHERE merchant = $1 AND token = $2 AND deleted_at IS NULL", nsp), 2, two_text);
+	plans[P_CARD_CHECK_INSERT] = ledger_prepare(psprintf(
+		"INSERT INTO %s.qiwi_payin_card_checks (merchant, request_uid, status, is_valid_card,"
+		" three_ds_status, check_operation_date, card_info, created_token)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING", nsp),
+		CARD_CHECK_NARGS, (Oid *) card_check_types);
+	plans[P_PAYMENT_MONEY] = ledger_prepare(psprintf(
+		"SELECT amount, currency FROM %s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
+		" FOR UPDATE", nsp), 2, two_text);
+	plans[P_CARD_CHECK_LOCK] = ledger_prepare(psprintf(
+		"SELECT status FROM %s.qiwi_payin_card_checks WHERE merchant = $1 AND request_uid = $2"
+		" FOR UPDATE", nsp), 2, two_text);
+	plans[P_CARD_CHECK_UPDATE] = ledger_prepare(psprintf(
+		"UPDATE %s.qiwi_payin_card_checks SET status = $3, is_valid_card = $4, three_ds_status = $5,"
+		" check_operation_date = $6, card_info = $7, created_token = $8"
+		" WHERE merchant = $1 AND request_uid = $2", nsp),
+		CARD_CHECK_NARGS, (Oid *) card_check_types);
 	plans[P_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
 		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
@@ -357,6 +396,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 	char	   *old_status = NULL;
 	Numeric		shop_amount = NULL;
 	char	   *shop_currency = NULL;
+	bool		paid_other_money = false;
 	ListCell   *lc;
 
 	memset(nulls, ' ', INVOICE_NARGS);
@@ -382,6 +422,23 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
 	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
 	values[15] = CStringGetTextDatum(source);
+
+	/*
+	 * QIWI's PAID is not taken when a payment it lists is for other money:
+	 * the invoice stays open here, and that payment makes it MISMATCH below.
+	 */
+	foreach(lc, invoice->payments)
+	{
+		PayinPayment *payment = (PayinPayment *) lfirst(lc);
+
+		if (strcmp(invoice->status, "PAID") == 0 &&
+			!qiwi_same_money(payment->amount, payment->currency, invoice->amount, invoice->currency))
+		{
+			invoice->status = "CREATED";
+			values[6] = CStringGetTextDatum(invoice->status);
+			paid_other_money = true;
+		}
+	}
 
 	begin_payin_ledger(&ctx);
 	for (;;)
@@ -432,6 +489,9 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 			payment->bill_id = invoice->bill_id;
 		payin_store_payment(payment, source);
 	}
+	/* an open invoice became MISMATCH with that payment */
+	if (paid_other_money && strcmp(invoice->status, "CREATED") == 0)
+		invoice->status = "MISMATCH";
 }
 
 /*
@@ -581,6 +641,23 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 
 	operation_values(operation, values, nulls);
 	begin_payin_ledger(&ctx);
+	/* other money than the payment's would be counted as captured or returned */
+	if (ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT) > 0)
+	{
+		Numeric		amount = row_numeric(&ctx, 1);
+		char	   *currency = row_text(&ctx, 2);
+
+		if (strcmp(currency, operation->currency) != 0 ||
+			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(operation->amount),
+											  NumericGetDatum(amount))) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_QIWI_MALFORMED),
+					 errmsg("QIWI reports %s \"%s\" of Payin payment \"%s\" for %s %s, but the payment is for %s %s",
+							what, operation->id, operation->payment_id,
+							qiwi_format_amount(operation->amount), operation->currency,
+							qiwi_format_amount(amount), currency),
+					 errdetail("A capture or refund of more than its payment, or in another currency, is not recorded.")));
+	}
 	ledger_run(plans[plan], values, nulls, expected);
 	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (status != NULL)
@@ -626,8 +703,25 @@ payin_store_invoice_paid(const char *merchant, const char *bill_id, const char *
 }
 
 /*
+ * Lock a payment's row, if the tables have it, before a capture is sent: a
+ * concurrent capture, refund or reconciler check of it waits, and a
+ * conflict shows before QIWI acts rather than when its answer is recorded.
+ */
+void
+payin_store_lock_payment(const char *merchant, const char *payment_id)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(payment_id)};
+	OwnerContext ctx;
+
+	begin_payin_ledger(&ctx);
+	ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT);
+	ledger_end(&ctx);
+}
+
+/*
  * What is left to refund of a payment as the tables know it (other refunds
- * than refund_id counted); false if the payment is unknown here.
+ * than refund_id counted), its row locked as payin_store_lock_payment does;
+ * false if the payment is unknown here.
  */
 bool
 payin_store_headroom(const char *merchant, const char *payment_id, const char *refund_id,
@@ -728,15 +822,12 @@ payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 	ledger_end(&ctx);
 }
 
-/* Record a payment token QIWI bound for a buyer's account; true if it is new here */
-bool
-payin_store_token(const PayinToken *token)
+/* Fill the Datums of a token write; deleted: the token is recorded deleted now */
+static void
+token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 {
-	Datum		values[6];
-	char		nulls[7] = "      ";
-	OwnerContext ctx;
-	bool		inserted;
-
+	memset(nulls, ' ', TOKEN_NARGS);
+	nulls[TOKEN_NARGS] = '\0';
 	values[0] = CStringGetTextDatum(token->merchant);
 	values[1] = CStringGetTextDatum(token->account);
 	values[2] = CStringGetTextDatum(token->token);
@@ -745,8 +836,149 @@ payin_store_token(const PayinToken *token)
 	nulls[4] = token->has_expires_at ? ' ' : 'n';
 	values[5] = TimestampTzGetDatum(token->bound_at);
 	nulls[5] = token->has_bound_at ? ' ' : 'n';
+	values[6] = BoolGetDatum(deleted);
+}
+
+/*
+ * Record a payment token QIWI bound for a buyer's account (told of by a
+ * notification, or a card check's answer); true if it is new here.  A
+ * token deleted here stays deleted: a late word of its binding is a
+ * duplicate.
+ */
+bool
+payin_store_token(const PayinToken *token, const char *source)
+{
+	Datum		values[TOKEN_NARGS];
+	char		nulls[TOKEN_NARGS + 1];
+	OwnerContext ctx;
+	bool		inserted;
+
+	token_values(token, false, values, nulls);
 	begin_payin_ledger(&ctx);
 	inserted = ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0;
+	if (inserted)
+		record_event(token->merchant, "token", token->token, NULL, "CREATED", source);
 	ledger_end(&ctx);
 	return inserted;
+}
+
+/*
+ * Record that a merchant's token no longer pays for account: confirmed
+ * when QIWI deleted it now (204), else QIWI no longer knew it for that
+ * account (404).  A confirmed deletion marks the token whatever account
+ * the table has for it, and records a token the table never heard of (QIWI
+ * said it existed); an unconfirmed one only marks the token recorded for
+ * that account.  True if the table changed.
+ */
+bool
+payin_store_token_deleted(const char *merchant, const char *account, const char *token,
+						  bool confirmed)
+{
+	PayinToken	known = {.merchant = merchant, .account = (char *) account, .token = (char *) token};
+	Datum		values[TOKEN_NARGS];
+	char		nulls[TOKEN_NARGS + 1];
+	Datum		key[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(token)};
+	OwnerContext ctx;
+	bool		changed = false;
+
+	token_values(&known, true, values, nulls);
+	begin_payin_ledger(&ctx);
+	for (;;)
+	{
+		if (ledger_run(plans[P_TOKEN_LOCK], key, NULL, SPI_OK_SELECT) > 0)
+		{
+			bool		isnull;
+			bool		deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+			char	   *recorded_account = row_text(&ctx, 1);
+
+			if (!deleted && (confirmed || strcmp(recorded_account, account) == 0) &&
+				ledger_run(plans[P_TOKEN_DELETE], key, NULL, SPI_OK_UPDATE) > 0)
+			{
+				record_event(merchant, "token", token, "CREATED", "DELETED", "call");
+				changed = true;
+			}
+			break;
+		}
+		if (!confirmed)
+			break;
+		if (ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		{
+			record_event(merchant, "token", token, NULL, "DELETED", "call");
+			changed = true;
+			break;
+		}
+		/* a notification recorded it meanwhile: lock and decide again */
+	}
+	ledger_end(&ctx);
+	return changed;
+}
+
+/* The statuses of a card check that wait for the buyer (QIWI's card check doc) */
+static const char *const card_check_open_statuses[] = {"INIT", "WAITING_3DS", NULL};
+
+/* May a card check recorded as old move to new?  Out of a waiting status, not back to INIT */
+static bool
+card_check_may_move(const char *old, const char *new)
+{
+	bool		open = false;
+
+	for (int i = 0; card_check_open_statuses[i] != NULL; i++)
+		open |= strcmp(old, card_check_open_statuses[i]) == 0;
+	return open && strcmp(old, new) != 0 && strcmp(new, "INIT") != 0;
+}
+
+/*
+ * Record a card check QIWI made or is making (a CHECK_CARD notification,
+ * or GET validation/card/requests), forward only; true if it is new here
+ * or moved forward.  The token it bound, if any, is recorded by the caller.
+ */
+bool
+payin_store_card_check(const PayinCardCheck *check, const char *source)
+{
+	Datum		values[CARD_CHECK_NARGS];
+	char		nulls[CARD_CHECK_NARGS + 1];
+	OwnerContext ctx;
+	bool		changed = false;
+
+	memset(nulls, ' ', CARD_CHECK_NARGS);
+	nulls[CARD_CHECK_NARGS] = '\0';
+	values[0] = CStringGetTextDatum(check->merchant);
+	values[1] = CStringGetTextDatum(check->request_uid);
+	values[2] = CStringGetTextDatum(check->status);
+	values[3] = BoolGetDatum(check->valid_card);
+	nulls[3] = check->has_valid_card ? ' ' : 'n';
+	values[4] = ledger_text_or_null(check->three_ds_status, &nulls[4]);
+	values[5] = TimestampTzGetDatum(check->operation_date);
+	nulls[5] = check->has_operation_date ? ' ' : 'n';
+	values[6] = PointerGetDatum(check->card_info);
+	nulls[6] = check->card_info ? ' ' : 'n';
+	values[7] = ledger_text_or_null(check->has_token ? check->token.token : NULL, &nulls[7]);
+	begin_payin_ledger(&ctx);
+	for (;;)
+	{
+		if (ledger_run(plans[P_CARD_CHECK_LOCK], values, NULL, SPI_OK_SELECT) > 0)
+		{
+			char	   *old = row_text(&ctx, 1);
+
+			if (card_check_may_move(old, check->status) &&
+				ledger_run(plans[P_CARD_CHECK_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
+			{
+				record_event(check->merchant, "card_check", check->request_uid, old, check->status,
+							 source);
+				changed = true;
+			}
+			break;
+		}
+		if (ledger_run(plans[P_CARD_CHECK_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		{
+			record_event(check->merchant, "card_check", check->request_uid, NULL, check->status,
+						 source);
+			changed = true;
+			break;
+		}
+		/* recorded meanwhile (a notification and a call at once): lock and decide again */
+	}
+	ledger_end(&ctx);
+	return changed;
 }

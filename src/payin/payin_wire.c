@@ -126,6 +126,25 @@ array_has(ArrayType *array, const char *value)
 }
 
 /*
+ * Is what a payment captured or refunded (key) in its currency and at most
+ * its amount?  Other money would count as money the shop received or
+ * returned.
+ */
+static bool
+within_payment(const PayinPayment *payment, const char *key, Numeric amount,
+			   const char *currency, char **problem)
+{
+	if (strcmp(currency, payment->currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(payment->amount))) <= 0)
+		return true;
+	*problem = psprintf("field \"%s\" (%s %s) is not within the payment's %s %s", key,
+						qiwi_format_amount(amount), currency,
+						qiwi_format_amount(payment->amount), payment->currency);
+	return false;
+}
+
+/*
  * Read a Payment object (seed 004; §2's Payment), or a PAYMENT
  * notification's "payment" (notice: status SUCCESS or DECLINE, the reason
  * in reasonCode, no captured or refunded amount)
@@ -177,7 +196,8 @@ parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, char **p
 	if (json_field(root, "capturedAmount") == NULL)
 		payment->captured_amount = qiwi_numeric_constant("0.00");
 	else if (!qiwi_json_money(root, "capturedAmount", true, PAYIN_MAX_AMOUNT,
-							  &payment->captured_amount, &currency, problem))
+							  &payment->captured_amount, &currency, problem) ||
+			 !within_payment(payment, "capturedAmount", payment->captured_amount, currency, problem))
 		return false;
 	/* a one-step payment authorised is captured; a notification does not say so */
 	if (notice && strcmp(payment->status, "COMPLETED") == 0 && array_has(payment->flags, "SALE"))
@@ -185,7 +205,8 @@ parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, char **p
 	if (json_field(root, "refundedAmount") == NULL)
 		payment->refunded_amount = qiwi_numeric_constant("0.00");
 	else if (!qiwi_json_money(root, "refundedAmount", true, PAYIN_MAX_AMOUNT,
-							  &payment->refunded_amount, &currency, problem))
+							  &payment->refunded_amount, &currency, problem) ||
+			 !within_payment(payment, "refundedAmount", payment->refunded_amount, currency, problem))
 		return false;
 	return true;
 }
@@ -203,7 +224,8 @@ parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 	if (!json_string(root, "billId", true, &invoice->bill_id, problem) ||
 		!json_string(root, "invoiceUid", false, &invoice->invoice_uid, problem) ||
 		!json_string(root, "siteId", false, &invoice->site_id, problem) ||
-		!qiwi_json_money(root, "amount", false, PAYIN_MAX_AMOUNT, &invoice->amount,
+		/* 0.00 is a card check's (CHECK_CARD) */
+		!qiwi_json_money(root, "amount", true, PAYIN_MAX_AMOUNT, &invoice->amount,
 						 &invoice->currency, problem) ||
 		!json_member_object(root, "status", true, &status, NULL, problem) ||
 		!json_string(status, "value", true, &invoice->status, problem) ||
@@ -337,8 +359,63 @@ parse_token(JsonbContainer *root, PayinToken *token, char **problem)
 }
 
 /*
- * Read the object of a PAYMENT, CAPTURE, REFUND or TOKEN notification into
- * *notice; false with *problem if it is not one, or not a valid one
+ * Read a card check (documented statuses INIT, WAITING_3DS, SUCCESS, ERROR;
+ * kept as written): the "checkPaymentMethod" object of a CHECK_CARD
+ * notification, which always carries its signed checkOperationDate, or the
+ * answer of GET validation/card/requests/{requestUid}, which has none while
+ * the form waits for the buyer.  A createdToken is the token the check
+ * bound, and must name it and its account.
+ */
+static bool
+parse_card_check(JsonbContainer *root, bool notification, PayinCardCheck *check, char **problem)
+{
+	JsonbValue *valid = json_field(root, "isValidCard");
+	JsonbContainer *ignored;
+	JsonbContainer *token;
+
+	if (!json_identifier(root, "requestUid", &check->request_uid, problem) ||
+		!json_string(root, "status", true, &check->status, problem) ||
+		!json_string(root, "threeDsStatus", false, &check->three_ds_status, problem) ||
+		!json_timestamp(root, "checkOperationDate", NULL, &check->has_operation_date,
+						&check->operation_date, problem) ||
+		!json_member_object(root, "cardInfo", false, &ignored, &check->card_info, problem) ||
+		!json_member_object(root, "createdToken", false, &token, NULL, problem))
+		return false;
+	if (check->request_uid == NULL || (notification && !check->has_operation_date))
+	{
+		*problem = psprintf("field \"%s\" is missing",
+							check->request_uid == NULL ? "requestUid" : "checkOperationDate");
+		return false;
+	}
+	if (valid != NULL && valid->type != jbvNull && valid->type != jbvBool)
+	{
+		*problem = pstrdup("field \"isValidCard\" is not a boolean");
+		return false;
+	}
+	check->has_valid_card = valid != NULL && valid->type == jbvBool;
+	check->valid_card = check->has_valid_card && valid->val.boolean;
+	if (token == NULL)
+		return true;
+	check->has_token = true;
+	check->token.status = "CREATED";
+	check->token.has_bound_at = check->has_operation_date;
+	check->token.bound_at = check->operation_date;
+	if (!json_string(token, "token", true, &check->token.token, problem) ||
+		!json_string(token, "account", true, &check->token.account, problem) ||
+		!json_string(token, "name", false, &check->token.name, problem) ||
+		!json_timestamp(token, "expiredDate", NULL, &check->token.has_expires_at,
+						&check->token.expires_at, problem))
+	{
+		*problem = psprintf("createdToken: %s", *problem);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Read the object of a PAYMENT, CAPTURE, REFUND, TOKEN or CHECK_CARD
+ * notification into *notice; false with *problem if it is not one, or not
+ * a valid one
  */
 bool
 payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
@@ -357,6 +434,8 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 		notice->kind = PAYIN_NOTICE_REFUND;
 	else if (strcmp(type, "TOKEN") == 0)
 		notice->kind = PAYIN_NOTICE_TOKEN;
+	else if (strcmp(type, "CHECK_CARD") == 0)
+		notice->kind = PAYIN_NOTICE_CHECK_CARD;
 	else
 	{
 		*problem = psprintf("%s notifications are not recorded", type);
@@ -365,13 +444,16 @@ payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem)
 	notice->type = type;
 	if (!json_member_object(&body->root, notice->kind == PAYIN_NOTICE_PAYMENT ? "payment" :
 							notice->kind == PAYIN_NOTICE_CAPTURE ? "capture" :
-							notice->kind == PAYIN_NOTICE_REFUND ? "refund" : "token",
+							notice->kind == PAYIN_NOTICE_REFUND ? "refund" :
+							notice->kind == PAYIN_NOTICE_TOKEN ? "token" : "checkPaymentMethod",
 							true, &object, NULL, problem))
 		return false;
 	if (notice->kind == PAYIN_NOTICE_PAYMENT)
 		return parse_payment(object, true, &notice->payment, problem);
 	if (notice->kind == PAYIN_NOTICE_TOKEN)
 		return parse_token(object, &notice->token, problem);
+	if (notice->kind == PAYIN_NOTICE_CHECK_CARD)
+		return parse_card_check(object, true, &notice->check, problem);
 	return parse_operation_result(object, true,
 								  notice->kind == PAYIN_NOTICE_CAPTURE ? "captureId" : "refundId",
 								  &notice->operation, problem);
@@ -456,6 +538,8 @@ payin_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method, 
 	op->request.content_type = method == HTTP_GET ? NULL : "application/json;charset=UTF-8";
 	op->request.headers = headers;
 	op->request.nheaders = 2;
+	/* a capture or refund is sent again only after asking (payin_sql.c) */
+	op->request.fresh_connection = !idempotent;
 	op->context = context;
 	op->retry_hint = retry_hint;
 	op->idempotent = idempotent;
@@ -486,8 +570,12 @@ create_invoice_body(const PayinCreateArgs *args)
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	append_money(&buf, "amount", args->amount, args->currency);
-	appendStringInfoChar(&buf, ',');
+	/* QIWI's card check doc: "Do not specify invoice amount" */
+	if (!args->check_card)
+	{
+		append_money(&buf, "amount", args->amount, args->currency);
+		appendStringInfoChar(&buf, ',');
+	}
 	append_json_member(&buf, "expirationDateTime", format_qiwi_timestamp(args->expires_at), &first);
 	if (args->comment != NULL)
 		append_json_member(&buf, "comment", args->comment, &first);
@@ -551,9 +639,9 @@ create_invoice_body(const PayinCreateArgs *args)
 		appendStringInfoChar(&buf, ']');
 	}
 	appendStringInfoString(&buf, ",\"flags\":[");
-	if (args->sale)
+	if (args->sale || args->check_card)
 	{
-		escape_json(&buf, "SALE");
+		escape_json(&buf, args->check_card ? "CHECK_CARD" : "SALE");
 		first_flag = false;
 	}
 	if (args->bind_token)
@@ -618,7 +706,16 @@ read_invoice_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *erro
 	if (invoice->site_id == NULL)
 		invoice->site_id = pstrdup(merchant_value(op->merchant, payin_option_site_id));
 	foreach(lc, invoice->payments)
-		((PayinPayment *) lfirst(lc))->merchant = op->merchant->name;
+	{
+		PayinPayment *payment = (PayinPayment *) lfirst(lc);
+
+		/* a payment listed under another invoice would be recorded for that one */
+		if (payment->bill_id != NULL && strcmp(payment->bill_id, invoice->bill_id) != 0)
+			return qiwi_malformed(error, op->context,
+								  psprintf("payment \"%s\" of the answer is of invoice \"%s\"",
+										   payment->payment_id, payment->bill_id));
+		payment->merchant = op->merchant->name;
+	}
 	if (asked->create != NULL &&
 		!qiwi_same_money(invoice->amount, invoice->currency, asked->create->amount,
 						 asked->create->currency))
@@ -906,6 +1003,86 @@ payin_refunds_operation(const Merchant *merchant, const char *payment_id, List *
 	op->read = read_refunds_answer;
 	op->args = payment_id;
 	op->result = refunds;
+}
+
+/* Reader of the answer to DELETE tokens: 204, no body (any 2xx is taken as done) */
+static bool
+read_deleted_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	*(bool *) op->result = true;
+	return true;
+}
+
+/*
+ * DELETE tokens, body {customerAccountId, token}: the token no longer pays
+ * for the buyer.  A DELETE is idempotent, so the exchange sends it again
+ * after a failure; a repeat that reached QIWI after an earlier attempt
+ * deleted the token is answered 404 (the caller's business).
+ */
+void
+payin_delete_token_operation(const Merchant *merchant, const char *account, const char *token,
+							 bool *deleted, QiwiOperation *op)
+{
+	const char *segments[] = {"tokens"};
+	StringInfoData body;
+	bool		first = true;
+
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '{');
+	append_json_member(&body, "customerAccountId", account, &first);
+	append_json_member(&body, "token", token, &first);
+	appendStringInfoChar(&body, '}');
+	payin_operation(op, merchant, HTTP_DELETE, payin_url(merchant, 1, segments), body.data,
+					psprintf("delete the Payin payment token of account \"%s\"", account),
+					"Repeating the call is safe: a token deleted already is reported, not an error.",
+					true);
+	*deleted = false;
+	op->read = read_deleted_answer;
+	op->result = deleted;
+}
+
+/* Reader of a card check object answer (a QiwiAnswerReader) */
+static bool
+read_card_check(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL && parse_card_check(&jb->root, false, (PayinCardCheck *) result, problem);
+}
+
+/* Reader of a card check answer: the check asked about */
+static bool
+read_card_check_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	PayinCardCheck *check = (PayinCardCheck *) op->result;
+	char	   *problem = NULL;
+
+	memset(check, 0, sizeof(*check));
+	if (!qiwi_read_answer(read_card_check, resp, check, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	if (strcmp(check->request_uid, (const char *) op->args) != 0)
+		return qiwi_malformed(error, op->context,
+							  psprintf("the answer is about card check \"%s\"", check->request_uid));
+	check->merchant = op->merchant->name;
+	check->token.merchant = op->merchant->name;
+	return true;
+}
+
+/*
+ * GET validation/card/requests/{requestUid}: a card check (for one made on
+ * QIWI's form, requestUid is its invoice's billId)
+ */
+void
+payin_card_check_operation(const Merchant *merchant, const char *request_uid,
+						   PayinCardCheck *check, QiwiOperation *op)
+{
+	const char *segments[] = {"validation", "card", "requests", request_uid};
+
+	payin_operation(op, merchant, HTTP_GET, payin_url(merchant, 4, segments), NULL,
+					psprintf("get Payin card check \"%s\"", request_uid), QIWI_READ_RETRY_HINT, true);
+	op->read = read_card_check_answer;
+	op->args = request_uid;
+	op->result = check;
 }
 
 /* ---------- merchants ---------- */

@@ -87,7 +87,8 @@ SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	UNION ALL SELECT t::text FROM qiwi_payin_captures t
 	UNION ALL SELECT t::text FROM qiwi_payin_refunds t
 	UNION ALL SELECT t::text FROM qiwi_payin_events t
-	UNION ALL SELECT t::text FROM qiwi_payin_tokens t
+	UNION ALL SELECT (t.merchant, t.account, t.token, t.card, t.expires_at, t.bound_at, t.first_seen_at)::text
+	            FROM qiwi_payin_tokens t
 	UNION ALL SELECT (id, received_at, site_id, signature, body, merchant, verified, applied, error)::text
 	            FROM qiwi_payin_notifications
 	UNION ALL SELECT last_value::text FROM qiwi_payin_events_id_seq
@@ -112,6 +113,9 @@ for my $from ('1.0', '1.1', '1.2')
 	sql_in($db, qq{GRANT EXECUTE ON FUNCTION $status_fn TO regress_shop_app WITH GRANT OPTION});
 	# and a function public by default that the shop closed
 	sql_in($db, qq{REVOKE EXECUTE ON FUNCTION $verify_fn FROM PUBLIC});
+	# 1.3 gave qiwi_payin_create_invoice check_card: a grant on 1.2's signature is kept
+	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text) TO regress_shop_app WITH GRANT OPTION})
+	  if $from eq '1.2';
 	# What the old version wrote, in every table: bills in every status,
 	# refunds, events, notifications (this library refuses to write through
 	# an old version's objects)
@@ -172,6 +176,15 @@ VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"
 		"$from: a role granted a function (with grant option) keeps it on its new signature");
 	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_verify_signature(text, jsonb, text, text)', 'EXECUTE')}), 'f',
 		"$from: a function the shop closed to PUBLIC stays closed");
+	if ($from eq '1.2')
+	{
+		my $create_fn = 'qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text)';
+		is(sql_in($db, qq{SELECT has_function_privilege('regress_shop_app', '$create_fn', 'EXECUTE WITH GRANT OPTION')}), 't',
+			"$from: a grant (with grant option) on qiwi_payin_create_invoice is kept on its check_card signature");
+		is(sql_in($db, qq{SELECT has_function_privilege('public', '$create_fn', 'EXECUTE')}), 'f',
+			"$from: qiwi_payin_create_invoice stays closed to PUBLIC");
+		sql_in($db, qq{REVOKE EXECUTE ON FUNCTION $create_fn FROM regress_shop_app CASCADE});
+	}
 	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app CASCADE});
 	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text, text) TO PUBLIC});
 	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.3 install");
