@@ -475,10 +475,16 @@ SQL
 sleep 1.5
 ceiling_round >/dev/null
 RPID=$(bench_sql -c "SELECT pid FROM qiwi_reconciler_status")
+# the requester is kept across rounds: its memory too
+QPID=$(bench_sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'")
 RRSS0=$(awk '/RssAnon/ {print $2}' "/proc/$RPID/status")
+QRSS0=$(awk '/RssAnon/ {print $2}' "/proc/$QPID/status")
 for _ in $(seq 1 $ROUNDS); do ceiling_round >/dev/null; done
 RRSS1=$(awk '/RssAnon/ {print $2}' "/proc/$RPID/status")
+QRSS1=$(awk '/RssAnon/ {print $2}' "/proc/$QPID/status")
 RGROWTH=$(( RRSS1 - RRSS0 ))
+QGROWTH=$(( QRSS1 - QRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "requester RssAnon growth, same rounds" "$QGROWTH kB" "$QRSS0 kB" "" "< 1024 kB" "$([ $QGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 
 print_results

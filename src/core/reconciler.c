@@ -561,19 +561,27 @@ merchants_to_skip(const ReconcileKind *kind)
  * A round's requests are sent by a second process, the requester, while
  * the reconciler reads and records the answers: one process could not do
  * both at once, and recording takes as long as requesting.  The requester
- * is connected to no database and opens no transaction; it gets the
- * requests in a dynamic shared memory segment and sends each answer back
- * through a queue in it.  If it dies, the answers not yet back count as
- * abandoned: their items stay due and are checked next round.
+ * is connected to no database and opens no transaction.  It is started at
+ * the first round and kept for the next ones (a process start and new
+ * connections to QIWI cost a small round more than it gains): through a
+ * queue in a segment of its own it gets, per round, the handle of a
+ * dynamic shared memory segment holding the round's requests, and sends
+ * each answer back through a queue in that segment.  It ends when the
+ * reconciler does (its queue is detached).  If it dies, the answers not
+ * yet back count as abandoned: their items stay due and are checked by a
+ * later round, which starts another requester.  With no worker slot free,
+ * the reconciler sends the round itself.
  */
 
 #define REQUESTER_MAGIC 0x71776b72
 #define REQUESTER_QUEUE_BYTES (1024 * 1024)
+#define REQUESTER_ORDERS_BYTES 1024
 #define REQUESTER_KEY_BATCH 1
 #define REQUESTER_KEY_REQUESTS 2
 #define REQUESTER_KEY_QUEUE 3
+#define REQUESTER_KEY_ORDERS 4
 
-/* A batch for the requester, at the start of its segment */
+/* A round for the requester, at the start of its segment */
 typedef struct RequesterBatch
 {
 	int			n;
@@ -595,35 +603,67 @@ typedef struct RequesterAnswer
 	int32		error_len;		/* -1: no error */
 } RequesterAnswer;
 
-/* Put a string (or NULL) at *pos, length first; only measure when buf is NULL */
+/* The reconciler's requester, kept across rounds (NULL: none runs) */
+static BackgroundWorkerHandle *requester = NULL;
+static dsm_segment *requester_segment = NULL;
+static shm_mq_handle *requester_orders = NULL;
+
+/* Append len bytes to buf at *pos; only count them when buf is NULL */
+static void
+put_bytes(char *buf, Size *pos, const void *data, Size len)
+{
+	if (buf != NULL)
+		memcpy(buf + *pos, data, len);
+	*pos += len;
+}
+
+/* Append a string (or NULL): its length (-1 for NULL), then it with its NUL */
 static void
 put_string(char *buf, Size *pos, const char *s)
 {
 	int32		len = s == NULL ? -1 : (int32) strlen(s);
 
-	if (buf != NULL)
-		memcpy(buf + *pos, &len, sizeof(len));
-	*pos += sizeof(len);
-	if (s == NULL)
-		return;
-	if (buf != NULL)
-		memcpy(buf + *pos, s, len + 1);
-	*pos += len + 1;
+	put_bytes(buf, pos, &len, sizeof(len));
+	if (s != NULL)
+		put_bytes(buf, pos, s, len + 1);
 }
 
-/* The string put at *pos, in place (NULL if none) */
+/* The next len of the size bytes of buf, in place; an error past the end */
 static char *
-get_string(char *buf, Size *pos)
+get_bytes(char *buf, Size size, Size *pos, Size len)
 {
-	int32		len;
+	char	   *p = buf + *pos;
+
+	if (len > size - *pos)
+		elog(ERROR, "truncated request in the qiwi_kassa requester's segment");
+	*pos += len;
+	return p;
+}
+
+/* The next int32 of the size bytes of buf */
+static int32
+get_int(char *buf, Size size, Size *pos)
+{
+	int32		v;
+
+	memcpy(&v, get_bytes(buf, size, pos, sizeof(v)), sizeof(v));
+	return v;
+}
+
+/* The next string put_string wrote, in place (NULL if none) */
+static char *
+get_string(char *buf, Size size, Size *pos)
+{
+	int32		len = get_int(buf, size, pos);
 	char	   *s;
 
-	memcpy(&len, buf + *pos, sizeof(len));
-	*pos += sizeof(len);
-	if (len < 0)
+	if (len == -1)
 		return NULL;
-	s = buf + *pos;
-	*pos += len + 1;
+	if (len < 0)
+		elog(ERROR, "bad string length in the qiwi_kassa requester's segment");
+	s = get_bytes(buf, size, pos, (Size) len + 1);
+	if (s[len] != '\0' || strlen(s) != (size_t) len)
+		elog(ERROR, "bad string in the qiwi_kassa requester's segment");
 	return s;
 }
 
@@ -635,11 +675,10 @@ put_requests(char *buf, const HttpRequest *requests, int n)
 
 	for (int i = 0; i < n; i++)
 	{
-		int32		head[2] = {(int32) requests[i].method, requests[i].nheaders};
+		int32		head[3] = {(int32) requests[i].method, requests[i].nheaders,
+		requests[i].fresh_connection};
 
-		if (buf != NULL)
-			memcpy(buf + pos, head, sizeof(head));
-		pos += sizeof(head);
+		put_bytes(buf, &pos, head, sizeof(head));
 		put_string(buf, &pos, requests[i].url);
 		for (int h = 0; h < requests[i].nheaders; h++)
 			put_string(buf, &pos, requests[i].headers[h]);
@@ -649,32 +688,59 @@ put_requests(char *buf, const HttpRequest *requests, int n)
 	return pos;
 }
 
-/* Read the n requests put_requests wrote, pointing into buf */
+/* Read the n requests put_requests wrote into size bytes of buf, in place */
 static HttpRequest *
-get_requests(char *buf, int n)
+get_requests(char *buf, Size size, int n)
 {
 	HttpRequest *requests = palloc(sizeof(HttpRequest) * Max(n, 1));
 	Size		pos = 0;
 
 	for (int i = 0; i < n; i++)
 	{
-		int32		head[2];
+		int32		method = get_int(buf, size, &pos);
+		int32		nheaders = get_int(buf, size, &pos);
+		const char **headers;
 
-		memcpy(head, buf + pos, sizeof(head));
-		pos += sizeof(head);
-		requests[i].method = (HttpMethod) head[0];
-		requests[i].nheaders = head[1];
-		requests[i].url = get_string(buf, &pos);
-		requests[i].headers = palloc(sizeof(char *) * Max(head[1], 1));
-		for (int h = 0; h < head[1]; h++)
-			requests[i].headers[h] = get_string(buf, &pos);
-		requests[i].body = get_string(buf, &pos);
-		requests[i].content_type = get_string(buf, &pos);
+		/* a header takes four bytes at least */
+		if (method < HTTP_GET || method > HTTP_DELETE ||
+			nheaders < 0 || (Size) nheaders > (size - pos) / sizeof(int32))
+			elog(ERROR, "bad request in the qiwi_kassa requester's segment");
+		requests[i].method = (HttpMethod) method;
+		requests[i].fresh_connection = get_int(buf, size, &pos) != 0;
+		requests[i].url = get_string(buf, size, &pos);
+		headers = palloc(sizeof(char *) * Max(nheaders, 1));
+		for (int h = 0; h < nheaders; h++)
+			headers[h] = get_string(buf, size, &pos);
+		requests[i].headers = headers;
+		requests[i].nheaders = nheaders;
+		requests[i].body = get_string(buf, size, &pos);
+		requests[i].content_type = get_string(buf, size, &pos);
+		if (requests[i].url == NULL)
+			elog(ERROR, "request without a URL in the qiwi_kassa requester's segment");
 	}
 	return requests;
 }
 
-/* The requester's side of its batch */
+/*
+ * Wipe the requests of a round's segment as it is detached, whatever ends
+ * it (an on_dsm_detach callback of both processes): they hold credentials
+ */
+static void
+wipe_requests(dsm_segment *seg, Datum arg)
+{
+	shm_toc    *toc = shm_toc_attach(REQUESTER_MAGIC, dsm_segment_address(seg));
+	RequesterBatch *batch;
+	char	   *buf;
+
+	if (toc == NULL)
+		return;
+	batch = shm_toc_lookup(toc, REQUESTER_KEY_BATCH, true);
+	buf = shm_toc_lookup(toc, REQUESTER_KEY_REQUESTS, true);
+	if (batch != NULL && buf != NULL)
+		explicit_bzero(buf, batch->requests_bytes);
+}
+
+/* The requester's side of a round */
 typedef struct RequesterState
 {
 	shm_mq_handle *mqh;
@@ -682,8 +748,8 @@ typedef struct RequesterState
 } RequesterState;
 
 /*
- * Send the requester's finished answers to the reconciler (an HttpProgress);
- * false once the reconciler is gone
+ * Send the requester's finished answers to the reconciler (an HttpProgress,
+ * called between libcurl calls); false once the reconciler is gone
  */
 static bool
 send_answers(void *arg, const int *finished, int nfinished)
@@ -721,16 +787,52 @@ send_answers(void *arg, const int *finished, int nfinished)
 	return true;
 }
 
-/* The requester: sends the batch in the segment main_arg, then ends */
-void
-qiwi_requester_main(Datum main_arg)
+/* The requester's round: send the requests in the segment h, answer each */
+static void
+requester_round(dsm_handle h)
 {
-	dsm_segment *seg;
+	dsm_segment *seg = dsm_attach(h);
 	shm_toc    *toc;
 	RequesterBatch *batch;
 	RequesterState state;
 	HttpRequest *requests;
 	HttpOptions options;
+	shm_mq	   *mq;
+
+	if (seg == NULL)
+		return;					/* the reconciler gave up on the round already */
+	on_dsm_detach(seg, wipe_requests, (Datum) 0);
+	toc = shm_toc_attach(REQUESTER_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		elog(ERROR, "bad qiwi_kassa requester segment");
+	batch = shm_toc_lookup(toc, REQUESTER_KEY_BATCH, false);
+	mq = shm_toc_lookup(toc, REQUESTER_KEY_QUEUE, false);
+	shm_mq_set_sender(mq, MyProc);
+	state.mqh = shm_mq_attach(mq, seg, NULL);
+	requests = get_requests(shm_toc_lookup(toc, REQUESTER_KEY_REQUESTS, false),
+							batch->requests_bytes, batch->n);
+	options.timeout_ms = batch->timeout_ms;
+	options.connect_timeout_ms = batch->connect_timeout_ms;
+	options.ca_file = batch->has_ca_file ? batch->ca_file : NULL;
+	state.responses = palloc0(sizeof(HttpResponse) * Max(batch->n, 1));
+	http_perform_many(requests, batch->n, batch->concurrency, &options, state.responses,
+					  send_answers, &state);
+	shm_mq_detach(state.mqh);
+	dsm_detach(seg);
+}
+
+/*
+ * The requester (main_arg: the segment of its queue of rounds): sends the
+ * rounds it is given until the reconciler is gone
+ */
+void
+qiwi_requester_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	shm_toc    *toc;
+	shm_mq	   *mq;
+	shm_mq_handle *orders;
+	MemoryContext round_context;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -740,48 +842,121 @@ qiwi_requester_main(Datum main_arg)
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "qiwi_kassa requester");
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
-		proc_exit(0);			/* the reconciler gave up on it already */
+		proc_exit(0);			/* the reconciler is gone already */
 	toc = shm_toc_attach(REQUESTER_MAGIC, dsm_segment_address(seg));
 	if (toc == NULL)
 		elog(ERROR, "bad qiwi_kassa requester segment");
-	batch = shm_toc_lookup(toc, REQUESTER_KEY_BATCH, false);
-	state.mqh = shm_mq_attach(shm_toc_lookup(toc, REQUESTER_KEY_QUEUE, false), seg, NULL);
-	shm_mq_set_sender(shm_mq_get_queue(state.mqh), MyProc);
-	requests = get_requests(shm_toc_lookup(toc, REQUESTER_KEY_REQUESTS, false), batch->n);
-	options.timeout_ms = batch->timeout_ms;
-	options.connect_timeout_ms = batch->connect_timeout_ms;
-	options.ca_file = batch->has_ca_file ? batch->ca_file : NULL;
-	state.responses = palloc0(sizeof(HttpResponse) * Max(batch->n, 1));
-	http_perform_many(requests, batch->n, batch->concurrency, &options, state.responses,
-					  send_answers, &state);
-	shm_mq_detach(state.mqh);
-	dsm_detach(seg);
-	proc_exit(0);
+	mq = shm_toc_lookup(toc, REQUESTER_KEY_ORDERS, false);
+	shm_mq_set_receiver(mq, MyProc);
+	orders = shm_mq_attach(mq, seg, NULL);
+	round_context = AllocSetContextCreate(TopMemoryContext, "qiwi_kassa requester round",
+										  ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		Size		len;
+		void	   *data;
+		dsm_handle	h;
+
+		/* waits for a round; detached when the reconciler ends */
+		if (shm_mq_receive(orders, &len, &data, false) != SHM_MQ_SUCCESS)
+			proc_exit(0);
+		if (len != sizeof(h))
+			elog(ERROR, "bad message to the qiwi_kassa requester");
+		memcpy(&h, data, sizeof(h));
+		MemoryContextSwitchTo(round_context);
+		requester_round(h);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(round_context);
+	}
 }
 
-/* Start the requester for the segment; NULL if no worker slot is free */
-static BackgroundWorkerHandle *
-start_requester(dsm_segment *seg)
+/* Start the requester and its queue of rounds; false if no worker slot is free */
+static bool
+start_requester(void)
 {
+	MemoryContext caller_context = MemoryContextSwitchTo(TopMemoryContext);
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
+	shm_toc_estimator e;
+	dsm_segment *seg;
+	shm_toc    *toc;
+	shm_mq	   *mq;
+
+	shm_toc_initialize_estimator(&e);
+	shm_toc_estimate_chunk(&e, REQUESTER_ORDERS_BYTES);
+	shm_toc_estimate_keys(&e, 1);
+	seg = dsm_create(shm_toc_estimate(&e), DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+	{
+		MemoryContextSwitchTo(caller_context);
+		return false;
+	}
+	/* kept across rounds and their transactions */
+	dsm_pin_mapping(seg);
+	toc = shm_toc_create(REQUESTER_MAGIC, dsm_segment_address(seg), shm_toc_estimate(&e));
+	mq = shm_mq_create(shm_toc_allocate(toc, REQUESTER_ORDERS_BYTES), REQUESTER_ORDERS_BYTES);
+	shm_toc_insert(toc, REQUESTER_KEY_ORDERS, mq);
+	shm_mq_set_sender(mq, MyProc);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* a later round starts another */
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "qiwi_kassa");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "qiwi_requester_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "qiwi_kassa requester");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "qiwi_kassa requester");
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-		return NULL;
-	return handle;
+	if (!RegisterDynamicBackgroundWorker(&worker, &requester))
+	{
+		requester = NULL;
+		dsm_detach(seg);
+		MemoryContextSwitchTo(caller_context);
+		return false;
+	}
+	/* with the handle, a requester that dies or never starts detaches the queue */
+	requester_orders = shm_mq_attach(mq, seg, requester);
+	requester_segment = seg;
+	MemoryContextSwitchTo(caller_context);
+	return true;
 }
 
-/* Fill responses[i] from an answer the requester sent */
+/* Stop the requester (if it still runs) and forget it: a later round starts another */
+static void
+forget_requester(void)
+{
+	if (requester == NULL)
+		return;
+	TerminateBackgroundWorker(requester);
+	shm_mq_detach(requester_orders);
+	dsm_detach(requester_segment);
+	pfree(requester);
+	requester = NULL;
+	requester_orders = NULL;
+	requester_segment = NULL;
+}
+
+/*
+ * Give the round in seg to the requester, starting one if none runs or the
+ * one there was has died; false if none can be started
+ */
+static bool
+hand_to_requester(dsm_segment *seg)
+{
+	dsm_handle	h = dsm_segment_handle(seg);
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		if (requester == NULL && !start_requester())
+			return false;
+		if (shm_mq_send(requester_orders, sizeof(h), &h, false, true) == SHM_MQ_SUCCESS)
+			return true;
+		forget_requester();
+	}
+	return false;
+}
+
+/* Fill responses[i] from an answer the requester sent; i */
 static int
 take_answer(const char *data, Size len, int n, HttpResponse *responses)
 {
@@ -792,6 +967,8 @@ take_answer(const char *data, Size len, int n, HttpResponse *responses)
 		elog(ERROR, "short message from the qiwi_kassa requester");
 	memcpy(&head, data, sizeof(head));
 	if (head.index < 0 || head.index >= n ||
+		head.failure < HTTP_OK || head.failure > HTTP_FAIL_ABANDONED ||
+		head.body_len < -1 || head.error_len < -1 ||
 		len != sizeof(head) + Max(head.body_len, 0) + Max(head.error_len, 0))
 		elog(ERROR, "bad message from the qiwi_kassa requester");
 	resp = &responses[head.index];
@@ -822,7 +999,6 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 	char	   *buf;
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
-	BackgroundWorkerHandle *handle;
 	bool	   *answered = palloc0(sizeof(bool) * Max(n, 1));
 	int		   *order = palloc(sizeof(int) * Max(n, 1));
 	int			nanswered = 0;
@@ -851,22 +1027,21 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 	batch->requests_bytes = requests_bytes;
 	shm_toc_insert(toc, REQUESTER_KEY_BATCH, batch);
 	buf = shm_toc_allocate(toc, requests_bytes);
-	put_requests(buf, requests, n);
 	shm_toc_insert(toc, REQUESTER_KEY_REQUESTS, buf);
+	on_dsm_detach(seg, wipe_requests, (Datum) 0);
+	put_requests(buf, requests, n);
 	mq = shm_mq_create(shm_toc_allocate(toc, REQUESTER_QUEUE_BYTES), REQUESTER_QUEUE_BYTES);
 	shm_toc_insert(toc, REQUESTER_KEY_QUEUE, mq);
 	shm_mq_set_receiver(mq, MyProc);
 
-	handle = start_requester(seg);
-	if (handle == NULL)
+	if (!hand_to_requester(seg))
 	{
-		explicit_bzero(buf, requests_bytes);
 		dsm_detach(seg);
 		http_perform_many(requests, n, concurrency, options, responses, progress, arg);
 		return;
 	}
-	/* with the handle, a requester that dies or never starts detaches the queue */
-	mqh = shm_mq_attach(mq, seg, handle);
+	/* with the handle, a requester that dies or never attaches detaches the queue */
+	mqh = shm_mq_attach(mq, seg, requester);
 
 	while (nanswered < n)
 	{
@@ -899,11 +1074,10 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	/* the requests in the requester's copy hold credentials */
-	explicit_bzero(buf, requests_bytes);
-	if (nanswered < n)
-		TerminateBackgroundWorker(handle);
 	shm_mq_detach(mqh);
+	/* it died, or is still at an abandoned round: the next round starts another */
+	if (nanswered < n)
+		forget_requester();
 	dsm_detach(seg);
 	for (int i = 0; i < n; i++)
 		if (!answered[i])
