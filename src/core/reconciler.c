@@ -676,7 +676,7 @@ put_requests(char *buf, const HttpRequest *requests, int n)
 	for (int i = 0; i < n; i++)
 	{
 		int32		head[3] = {(int32) requests[i].method, requests[i].nheaders,
-		requests[i].fresh_connection};
+							   (int32) requests[i].fresh_connection};
 
 		put_bytes(buf, &pos, head, sizeof(head));
 		put_string(buf, &pos, requests[i].url);
