@@ -5,6 +5,7 @@
 #   bash bench/run.sh --quick       # a smoke run (CI uses it to keep the benchmarks working)
 #   bash bench/run.sh --signatures  # only the signature benchmark (with --quick: on small data)
 #   bash bench/run.sh --calls       # only the per-call benchmark
+#   bash bench/run.sh --reconciler  # only the reconciler's benchmarks (with --quick: on small data)
 # With QIWI_PGROOT=DIR it installs into a private copy of PostgreSQL under
 # DIR (made on first use) instead of the system's.
 source "$(dirname "$0")/../test/lib.sh"
@@ -12,12 +13,14 @@ source "$(dirname "$0")/../test/lib.sh"
 QUICK=0
 ONLY_SIGNATURES=0
 ONLY_CALLS=0
+ONLY_RECONCILER=0
 for arg in "$@"; do
 	case "$arg" in
 		--quick) QUICK=1 ;;
 		--signatures) ONLY_SIGNATURES=1 ;;
 		--calls) ONLY_CALLS=1 ;;
-		*) echo "usage: bash bench/run.sh [--quick] [--signatures | --calls]" >&2; exit 2 ;;
+		--reconciler) ONLY_RECONCILER=1 ;;
+		*) echo "usage: bash bench/run.sh [--quick] [--signatures | --calls | --reconciler]" >&2; exit 2 ;;
 	esac
 done
 QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR iproute2)
@@ -70,7 +73,7 @@ report() {
 }
 
 # ---- 1. verifying stored notifications: qiwi_verify_signature vs pgcrypto ----
-if [ $ONLY_CALLS -eq 0 ]; then
+if [ $ONLY_CALLS -eq 0 ] && [ $ONLY_RECONCILER -eq 0 ]; then
 ROWS=1000000
 [ $QUICK -eq 1 ] && ROWS=20000
 say "signatures: generating $ROWS signed notifications"
@@ -241,6 +244,10 @@ CALLS=10000
 PY_CALLS=1000
 RUNS=5
 [ $QUICK -eq 1 ] && CALLS=300 && PY_CALLS=50 && RUNS=2
+# best SIDE SECONDS: keep the smallest figure of each side
+declare -A BEST
+best() { BEST[$1]=$(awk -v a="${BEST[$1]:-}" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'); }
+if [ $ONLY_RECONCILER -eq 0 ]; then
 # start the timed sections from a checkpoint: the signature table left
 # hundreds of MB of dirty buffers that would otherwise be flushed meanwhile
 bench_sql -c "CHECKPOINT"
@@ -317,9 +324,6 @@ pgbench_us() {
 	as_user pgbench -n -t $((CALLS / 5)) -f "$QIWI_WORK/pgbench.sql" postgres 2>&1 |
 		awk '/latency average/ { printf "%.1f", $4 * 1000 }'
 }
-# best SIDE SECONDS: keep the smallest figure of each side
-declare -A BEST
-best() { BEST[$1]=$(awk -v a="${BEST[$1]:-}" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'); }
 
 say "per call: $RUNS rounds, the sides alternating: libcurl, row writes, qiwi_bill_status, plpython3u kept alive and per connection, then one call per transaction"
 for _ in $(seq 1 $RUNS); do
@@ -391,6 +395,7 @@ RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend RssAnon growth, $MEM
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  of which failed (404, 503, bad input)" "$FAILED_CALLS" "" "" "half" "$([ "$FAILED_CALLS" -eq $(( MEM_CALLS / 2 )) ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend memory contexts growth" "$(( (CTX1 - CTX0) / 1024 )) kB" "$(( CTX0 / 1024 )) kB" "" "< 1024 kB" "$([ $(( CTX1 - CTX0 )) -lt 1048576 ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "backend connections to QIWI afterwards" "$SOCKETS" "" "" "<= 1" "$([ "$SOCKETS" -le 1 ] && echo met || echo MISSED)")")
+fi
 
 # ---- 3. reconciler throughput against a QIWI answering in 50 ms ----
 say "reconciler: starting a sandbox and pointing the reconciler at it"
@@ -577,10 +582,16 @@ SQL
 sleep 1.5
 ceiling_round >/dev/null
 RPID=$(bench_sql -c "SELECT pid FROM qiwi_reconciler_status")
+# the requester is kept across rounds: its memory too
+QPID=$(bench_sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'")
 RRSS0=$(awk '/RssAnon/ {print $2}' "/proc/$RPID/status")
+QRSS0=$(awk '/RssAnon/ {print $2}' "/proc/$QPID/status")
 for _ in $(seq 1 $ROUNDS); do ceiling_round >/dev/null; done
 RRSS1=$(awk '/RssAnon/ {print $2}' "/proc/$RPID/status")
+QRSS1=$(awk '/RssAnon/ {print $2}' "/proc/$QPID/status")
 RGROWTH=$(( RRSS1 - RRSS0 ))
+QGROWTH=$(( QRSS1 - QRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "requester RssAnon growth, same rounds" "$QGROWTH kB" "$QRSS0 kB" "" "< 1024 kB" "$([ $QGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 
 print_results

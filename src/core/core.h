@@ -149,6 +149,11 @@ extern void http_perform(const HttpRequest *request, const HttpOptions *options,
  */
 typedef bool (*HttpProgress) (void *arg, const int *finished, int nfinished);
 
+/* What sends a batch of requests: http_perform_many, or the reconciler's requester */
+typedef void (*HttpBatchPerformer) (const HttpRequest *requests, int n, int concurrency,
+									const HttpOptions *options, HttpResponse *responses,
+									HttpProgress progress, void *arg);
+
 extern void http_perform_many(const HttpRequest *requests, int n, int concurrency,
 							  const HttpOptions *options, HttpResponse *responses,
 							  HttpProgress progress, void *arg);
@@ -214,7 +219,8 @@ typedef enum GuardedErrors
 extern void exchange_init(void);
 extern bool qiwi_exchange(QiwiOperation *op, QiwiError *error);
 extern void qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency,
-								HttpResponse *responses, HttpProgress progress, void *arg);
+								HttpResponse *responses, HttpBatchPerformer perform,
+								HttpProgress progress, void *arg);
 extern bool qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error);
 extern bool qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result,
 							 char **problem);

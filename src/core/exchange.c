@@ -433,23 +433,24 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 }
 
 /*
- * Send n operations for the reconciler, up to concurrency at once, once
- * each and with no transaction needed: responses[i] is what came back for
- * ops[i] (HTTP_FAIL_ABANDONED if progress stopped the batch first).
+ * Send n operations for the reconciler through perform, up to concurrency
+ * at once, once each and with no transaction needed: responses[i] is what
+ * came back for ops[i] (HTTP_FAIL_ABANDONED if progress stopped the batch
+ * first).
  * progress is told which finished, while the next are in flight;
  * qiwi_exchange_answer() reads each, as for a single call.  The
  * credentials in every operation's headers are wiped when the batch ends.
  */
 void
 qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency, HttpResponse *responses,
-					HttpProgress progress, void *arg)
+					HttpBatchPerformer perform, HttpProgress progress, void *arg)
 {
 	HttpOptions options = exchange_options();
 	HttpRequest *requests = palloc(sizeof(HttpRequest) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
 		requests[i] = ops[i].request;
-	http_perform_many(requests, n, concurrency, &options, responses, progress, arg);
+	perform(requests, n, concurrency, &options, responses, progress, arg);
 	for (int i = 0; i < n; i++)
 		wipe_headers(&ops[i]);
 	pfree(requests);
