@@ -123,7 +123,6 @@ SELECT round(min(seconds) FILTER (WHERE side = 'ours')::numeric, 3) || '|' ||
 SQL
 )"
 report "verify $ROWS notifications (1 core)" "$OURS" "$BASE" s 5
-fi
 
 # ---- 1b. verifying stored Payin PAYMENT notifications, the same way ----
 say "signatures: generating $ROWS signed Payin PAYMENT notifications"
@@ -182,6 +181,7 @@ SQL
 )"
 report "verify $ROWS Payin notifications (1 core)" "$PAYIN_OURS" "$PAYIN_BASE" s 5
 report_at_most "  Payin check vs the bill check, same rows" "$PAYIN_OURS" "$BILL_OURS" s 1
+fi
 
 # print the results table
 print_results() {
