@@ -607,6 +607,14 @@ typedef struct RequesterAnswer
 
 /* The reconciler's requester, kept across rounds (NULL: none runs) */
 static BackgroundWorkerHandle *requester = NULL;
+
+/*
+ * A requester died before answering its round: the next round is sent by
+ * the reconciler itself, so that a requester that keeps dying (on a
+ * request it cannot survive, or a segment it cannot map) never stops the
+ * reconciliation; the round after that starts a new requester.
+ */
+static bool requester_died = false;
 static dsm_segment *requester_segment = NULL;
 static shm_mq_handle *requester_orders = NULL;
 
@@ -1007,6 +1015,12 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 	int			reported = 0;
 	bool		go_on = true;
 
+	if (requester_died)
+	{
+		requester_died = false;
+		http_perform_many(requests, n, concurrency, options, responses, progress, arg);
+		return;
+	}
 	shm_toc_initialize_estimator(&e);
 	shm_toc_estimate_chunk(&e, sizeof(RequesterBatch));
 	shm_toc_estimate_chunk(&e, requests_bytes);
@@ -1079,7 +1093,10 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 	shm_mq_detach(mqh);
 	/* it died, or is still at an abandoned round: the next round starts another */
 	if (nanswered < n)
+	{
 		forget_requester();
+		requester_died = go_on;
+	}
 	dsm_detach(seg);
 	for (int i = 0; i < n; i++)
 		if (!answered[i])

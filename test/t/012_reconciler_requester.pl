@@ -1,6 +1,7 @@
 # The reconciler's requester (the process that sends a round's requests):
 # killed in the middle of a round, the reconciler goes on and the bills it
-# never answered stay due, checked in a later round, none recorded wrongly;
+# never answered stay due, checked in a later round (sent by the reconciler
+# itself; the round after starts a new requester), none recorded wrongly;
 # it is kept from round to round and ends with the reconciler; with no
 # worker slot for it, the reconciler sends the rounds itself.
 use strict;
@@ -81,6 +82,12 @@ is(sql(q{SELECT count(*) FROM qiwi_bills WHERE bill_id LIKE 'rq-%' AND check_cou
 is(sql(q{SELECT last_round_checked FROM qiwi_reconciler_status}), $bills - $checked,
 	'the later round claimed only those left');
 is(sql(q{SELECT pid FROM qiwi_reconciler_status}), $reconciler, 'by the same reconciler');
+is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'}), '0',
+	'which sent that round itself: a requester that keeps dying never stops the checks');
+# the round after that goes through a new requester
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT count(*) = 0 FROM qiwi_bills WHERE bill_id LIKE 'rq-%' AND check_count < 2},
+	'the next round checks every bill again');
 my $second = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'});
 ok($second =~ /^\d+$/ && $second != $requester, 'through a new requester');
 
