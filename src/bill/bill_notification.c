@@ -197,9 +197,7 @@ typedef struct NotificationColumns
 {
 	int			signature;
 	int			body;
-	int			verified;
-	int			applied;
-	int			error;
+	NotificationVerdictColumns verdict;	/* verified, applied, error */
 } NotificationColumns;
 
 /*
@@ -288,12 +286,8 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 	Datum		d;
 	char	   *problem = NULL;
 	bool		verified = false;
-	bool		applied = false;
 	Jsonb	   *body = NULL;
 	const Merchant *merchant = NULL;
-	int			columns[3];
-	Datum		values[3];
-	bool		nulls[3];
 
 	reject = arg_notification_trigger_rejects(fcinfo, "qiwi_notification_verify()");
 
@@ -301,9 +295,10 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 	tuple = trigdata->tg_trigtuple;
 	col.signature = arg_trigger_column(rel, "signature", TEXTOID, "qiwi_notification_verify()");
 	col.body = arg_trigger_column(rel, "body", JSONBOID, "qiwi_notification_verify()");
-	col.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_notification_verify()");
-	col.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_notification_verify()");
-	col.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_notification_verify()");
+	col.verdict.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_notification_verify()");
+	col.verdict.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_notification_verify()");
+	col.verdict.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_notification_verify()");
+	col.verdict.merchant = 0;	/* the bill's siteId says whose it is */
 
 	d = SPI_getbinval(tuple, RelationGetDescr(rel), col.body, &isnull);
 	if (isnull)
@@ -331,21 +326,8 @@ qiwi_notification_verify(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_QIWI_BAD_SIGNATURE),
 				 errmsg("QIWI notification rejected: %s", problem),
 				 errhint("Only notifications signed with qiwi.secret_key are accepted.")));
-	if (verified)
-		problem = qiwi_apply_notification(apply_notification, body, merchant, &applied);
-
-	columns[0] = col.verified;
-	values[0] = BoolGetDatum(verified);
-	nulls[0] = false;
-	columns[1] = col.applied;
-	values[1] = BoolGetDatum(applied);
-	nulls[1] = false;
-	columns[2] = col.error;
-	values[2] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
-	nulls[2] = problem == NULL;
-
-	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 3,
-													 columns, values, nulls));
+	return PointerGetDatum(qiwi_notification_verdict(rel, tuple, &col.verdict, verified, problem,
+													 apply_notification, body, merchant));
 }
 
 /* Define the notification settings (from _PG_init) */

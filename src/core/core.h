@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -230,8 +231,18 @@ extern bool qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **pr
 
 /* Applies a merchant's verified notification: NULL, or why it changed nothing */
 typedef char *(*NotificationApplier) (Jsonb *body, const Merchant *merchant, bool *applied);
-extern char *qiwi_apply_notification(NotificationApplier apply, Jsonb *body,
-									 const Merchant *merchant, bool *applied);
+/* The columns a notification trigger writes its verdict into (merchant: 0 if none) */
+typedef struct NotificationVerdictColumns
+{
+	int			verified;
+	int			applied;
+	int			error;
+	int			merchant;
+} NotificationVerdictColumns;
+extern HeapTuple qiwi_notification_verdict(Relation rel, HeapTuple tuple,
+										   const NotificationVerdictColumns *col, bool verified,
+										   char *problem, NotificationApplier apply, Jsonb *body,
+										   const Merchant *merchant);
 
 /* ---------- codecs.c ---------- */
 

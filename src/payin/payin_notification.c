@@ -196,10 +196,7 @@ typedef struct NotificationColumns
 	int			signature;
 	int			body;
 	int			site_id;
-	int			merchant;
-	int			verified;
-	int			applied;
-	int			error;
+	NotificationVerdictColumns verdict;	/* verified, applied, error, merchant */
 } NotificationColumns;
 
 /*
@@ -346,10 +343,6 @@ qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 	bool		verified = false;
 	Jsonb	   *body = NULL;
 	const Merchant *merchant = NULL;
-	bool		applied = false;
-	int			columns[4];
-	Datum		values[4];
-	bool		nulls[4];
 
 	reject = arg_notification_trigger_rejects(fcinfo, "qiwi_payin_notification_verify()");
 
@@ -359,10 +352,10 @@ qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 	col.signature = arg_trigger_column(rel, "signature", TEXTOID, "qiwi_payin_notification_verify()");
 	col.body = arg_trigger_column(rel, "body", JSONBOID, "qiwi_payin_notification_verify()");
 	col.site_id = arg_trigger_column(rel, "site_id", TEXTOID, "qiwi_payin_notification_verify()");
-	col.merchant = arg_trigger_column(rel, "merchant", TEXTOID, "qiwi_payin_notification_verify()");
-	col.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_payin_notification_verify()");
-	col.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_payin_notification_verify()");
-	col.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_payin_notification_verify()");
+	col.verdict.merchant = arg_trigger_column(rel, "merchant", TEXTOID, "qiwi_payin_notification_verify()");
+	col.verdict.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_payin_notification_verify()");
+	col.verdict.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_payin_notification_verify()");
+	col.verdict.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_payin_notification_verify()");
 
 	d = SPI_getbinval(tuple, desc, col.body, &isnull);
 	if (isnull)
@@ -396,21 +389,6 @@ qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_QIWI_BAD_SIGNATURE),
 				 errmsg("QIWI Payin notification rejected: %s", problem),
 				 errhint("Only notifications signed with the payin_notification_key of the merchant whose payin_site_id they name are accepted.")));
-	if (verified)
-		problem = qiwi_apply_notification(apply_notification, body, merchant, &applied);
-
-	columns[0] = col.verified;
-	values[0] = BoolGetDatum(verified);
-	nulls[0] = false;
-	columns[1] = col.applied;
-	values[1] = BoolGetDatum(applied);
-	nulls[1] = false;
-	columns[2] = col.error;
-	values[2] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
-	nulls[2] = problem == NULL;
-	columns[3] = col.merchant;
-	values[3] = verified ? CStringGetTextDatum(merchant->name) : (Datum) 0;
-	nulls[3] = !verified;
-
-	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 4, columns, values, nulls));
+	return PointerGetDatum(qiwi_notification_verdict(rel, tuple, &col.verdict, verified, problem,
+													 apply_notification, body, merchant));
 }
