@@ -338,9 +338,13 @@ available_database(void)
 	return dboid;
 }
 
-/* Start the reconciler for a database; NULL if no worker slot is free */
+/*
+ * Start a worker of this library (main: its function; what: "reconciler",
+ * "requester"), never restarted by the postmaster, that tells this process
+ * when it ends; NULL if no worker slot is free
+ */
 static BackgroundWorkerHandle *
-start_reconciler(Oid dboid)
+start_worker(const char *main, const char *what, Datum main_arg)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -348,16 +352,23 @@ start_reconciler(Oid dboid)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	worker.bgw_main_arg = main_arg;
 	worker.bgw_notify_pid = MyProcPid;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "qiwi_kassa");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "qiwi_reconciler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "qiwi_kassa reconciler");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "qiwi_kassa reconciler");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", main);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "qiwi_kassa %s", what);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "qiwi_kassa %s", what);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		return NULL;
 	return handle;
+}
+
+/* Start the reconciler for a database (the launcher restarts it); NULL if no slot is free */
+static BackgroundWorkerHandle *
+start_reconciler(Oid dboid)
+{
+	return start_worker("qiwi_reconciler_main", "reconciler", ObjectIdGetDatum(dboid));
 }
 
 /*
@@ -885,7 +896,6 @@ static bool
 start_requester(void)
 {
 	MemoryContext caller_context = MemoryContextSwitchTo(TopMemoryContext);
-	BackgroundWorker worker;
 	shm_toc_estimator e;
 	dsm_segment *seg;
 	shm_toc    *toc;
@@ -907,19 +917,11 @@ start_requester(void)
 	shm_toc_insert(toc, REQUESTER_KEY_ORDERS, mq);
 	shm_mq_set_sender(mq, MyProc);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* a later round starts another */
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "qiwi_kassa");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "qiwi_requester_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "qiwi_kassa requester");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "qiwi_kassa requester");
-	if (!RegisterDynamicBackgroundWorker(&worker, &requester))
+	/* a later round starts another if it ends */
+	requester = start_worker("qiwi_requester_main", "requester",
+							 UInt32GetDatum(dsm_segment_handle(seg)));
+	if (requester == NULL)
 	{
-		requester = NULL;
 		dsm_detach(seg);
 		MemoryContextSwitchTo(caller_context);
 		return false;
