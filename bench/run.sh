@@ -346,7 +346,9 @@ XACT_OURS_MS=$(awk -v u="${BEST[xact_ours]}" 'BEGIN { printf "%.4f", u / 1000 }'
 XACT_FAIR_MS=$(awk -v u="${BEST[xact_write]}" -v l="$LIMIT_MS" 'BEGIN { printf "%.4f", u / 1000 + l }')
 report_at_most "qiwi_bill_status vs fair limit (curl+write)" "$OURS_MS" "$FAIR_MS" ms 1.2
 report_at_most "qiwi_bill_status vs bare libcurl limit" "$OURS_MS" "$LIMIT_MS" ms 1.3
-report_at_most "  a call per transaction vs curl+durable write" "$XACT_OURS_MS" "$XACT_FAIR_MS" ms 1.2
+# reported beside its limit, with no target: the issue sets the 1.2x goal for
+# the loop, and asks where a transaction's time goes (bench/README.md)
+RESULTS+=("$(printf '%-44s %12s %12s %8sx %8s %7s' "  a call per transaction vs curl+durable write" "$XACT_OURS_MS ms" "$XACT_FAIR_MS ms" "$(awk -v o="$XACT_OURS_MS" -v b="$XACT_FAIR_MS" 'BEGIN { printf "%.2f", o / b }')" "none" "")")
 report "qiwi_bill_status vs plpython3u kept alive" "$OURS_MS" "$PY_KEPT_MS" ms 1
 # no target: a connection per call is what a careless baseline does, not a limit
 RESULTS+=("$(printf '%-44s %12s %12s %8sx %8s %7s' "qiwi_bill_status vs plpython3u, TLS per call" "$OURS_MS ms" "$PY_CONN_MS ms" "$(awk -v o="$OURS_MS" -v b="$PY_CONN_MS" 'BEGIN { printf "%.1f", b / o }')" "none" "")")
