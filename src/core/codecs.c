@@ -155,11 +155,15 @@ has_qiwi_timestamp_shape(const char *str, bool *offset)
  * Parse a QIWI timestamp with PostgreSQL's date/time input routines, once
  * it has QIWI's shape.  QIWI writes 0-3 fractional digits and offsets as
  * +03:00, +03 or not at all; a timestamp without an offset is Moscow time,
- * as in every QIWI sample.
+ * as in every QIWI sample.  The result depends on the text alone (no
+ * session setting), so the last one parsed is kept: an answer often
+ * repeats it (a new bill's status changed when the bill was created).
  */
 bool
 parse_qiwi_timestamp(const char *str, TimestampTz *result)
 {
+	static char last_str[MAXDATELEN];
+	static TimestampTz last_result;
 	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
 	char	   *field[MAXDATEFIELDS];
 	int			ftype[MAXDATEFIELDS];
@@ -170,6 +174,11 @@ parse_qiwi_timestamp(const char *str, TimestampTz *result)
 	struct pg_tm tm;
 	fsec_t		fsec;
 
+	if (last_str[0] != '\0' && strcmp(str, last_str) == 0)
+	{
+		*result = last_result;
+		return true;
+	}
 	if (strlen(str) >= MAXDATELEN || !has_qiwi_timestamp_shape(str, &offset))
 		return false;
 
@@ -177,9 +186,12 @@ parse_qiwi_timestamp(const char *str, TimestampTz *result)
 	if (ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
 					  MAXDATEFIELDS, &nf) != 0 ||
 		DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, offset ? &tz : NULL) != 0 ||
-		dtype != DTK_DATE)
+		dtype != DTK_DATE ||
+		tm2timestamp(&tm, fsec, &tz, result) != 0)
 		return false;
-	return tm2timestamp(&tm, fsec, &tz, result) == 0;
+	strlcpy(last_str, str, sizeof(last_str));
+	last_result = *result;
+	return true;
 }
 
 /* ---------- JSON ---------- */

@@ -362,6 +362,7 @@ typedef enum ExtensionState
 
 extern ExtensionState ledger_extension_state(void);
 extern void ledger_require_ready(void);
+extern Oid	ledger_schema(void);
 extern void ledger_require_writable(const char *what, const char *tables);
 extern bool ledger_can_record(const char *what, const char *tables);
 extern void ledger_begin(OwnerContext *ctx);

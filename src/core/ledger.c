@@ -114,6 +114,17 @@ ledger_require_ready(void)
 }
 
 /*
+ * The extension's schema, once the bookkeeping can run (ledger_require_ready):
+ * for a read of the tables that runs no SQL and so needs no owner context.
+ */
+Oid
+ledger_schema(void)
+{
+	ledger_require_ready();
+	return extension_schema;
+}
+
+/*
  * Become the extension's owner, with a fixed search_path, and connect to
  * SPI; ctx->schema is the extension's schema, for the caller's statements.
  */

@@ -290,8 +290,9 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 	HTTP_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) options->connect_timeout_ms);
 	HTTP_SETOPT(easy, CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
 
-	/* no "Expect: 100-continue" round trip for our small bodies */
-	http_add_header(slot, "Expect:");
+	/* no "Expect: 100-continue" round trip for our small bodies (GET has none) */
+	if (req->method != HTTP_GET)
+		http_add_header(slot, "Expect:");
 	for (int i = 0; i < req->nheaders; i++)
 		http_add_header(slot, req->headers[i]);
 
@@ -530,6 +531,9 @@ http_escape_path_segment(const char *segment)
 	char	   *escaped;
 	char	   *result;
 
+	/* what libcurl leaves as it is (RFC 3986's unreserved), as it is */
+	if (segment[strspn(segment, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")] == '\0')
+		return pstrdup(segment);
 	/* curl_easy_escape ignores its handle since curl 7.82 */
 	http_ensure_slots(1);
 	escaped = curl_easy_escape(http_slots[0].easy, segment, 0);
