@@ -13,7 +13,9 @@
  * and its row stays.  A card check moves forward out of INIT or
  * WAITING_3DS (the form waits), never back to INIT, never from a final
  * status.  Each status change is a row of qiwi_payin_events and a NOTIFY
- * qiwi_payin_status.
+ * qiwi_payin_status.  An answer the reconciler gets that repeats an
+ * invoice's row writes nothing to it: its check is written with its
+ * chunk's, in one statement.
  */
 #include "core/core.h"
 #include "payin/payin.h"
