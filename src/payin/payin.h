@@ -216,7 +216,7 @@ typedef enum PayinStored
 	PAYIN_STORED_MISMATCH		/* other money than its invoice */
 } PayinStored;
 
-extern void payin_store_invoice(PayinInvoice *invoice, const char *source);
+extern void payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_recorded);
 extern PayinStored payin_store_payment(PayinPayment *payment, const char *source);
 extern bool payin_store_capture(const PayinOperationResult *capture, const char *source,
 								char **status);
@@ -243,6 +243,9 @@ typedef struct PayinDueInvoice
 } PayinDueInvoice;
 
 extern PayinDueInvoice *payin_store_due_invoices(int limit, Datum skip_merchants, int *n);
+extern void payin_store_check_results(int n, const char *const *merchants,
+									  const char *const *bill_ids, const bool *failed,
+									  const char *const *errors);
 extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 									 const char *error);
 extern int64 payin_store_make_all_due(void);

@@ -12,12 +12,21 @@
 
 #include "utils/builtins.h"
 
-/* The due invoices of a round, their merchants and QIWI's answers about them */
+/*
+ * The due invoices of a round, their merchants and QIWI's answers about
+ * them, and the checks of the chunk being recorded: they are written
+ * together (flush_checks)
+ */
 typedef struct DueInvoices
 {
 	PayinDueInvoice *due;
 	const Merchant **merchants;
 	PayinInvoice *answers;
+	int			nchecks;
+	const char **check_merchants;
+	const char **check_bill_ids;
+	bool	   *check_failed;
+	const char **check_errors;
 } DueInvoices;
 
 /*
@@ -75,6 +84,11 @@ claim_due_invoices(int limit, Datum skip, int *n)
 	}
 	*n = kept;
 	invoices->answers = palloc0(sizeof(PayinInvoice) * Max(kept, 1));
+	invoices->nchecks = 0;
+	invoices->check_merchants = palloc(sizeof(char *) * Max(kept, 1));
+	invoices->check_bill_ids = palloc(sizeof(char *) * Max(kept, 1));
+	invoices->check_failed = palloc(sizeof(bool) * Max(kept, 1));
+	invoices->check_errors = palloc(sizeof(char *) * Max(kept, 1));
 	return invoices;
 }
 
@@ -88,6 +102,30 @@ due_invoice_operation(void *items, int i, QiwiOperation *op)
 							&invoices->answers[i], op);
 }
 
+/* Add a check of a due invoice to the chunk's: answered, or failed with error */
+static void
+add_check(DueInvoices *invoices, const PayinDueInvoice *due, bool failed, const char *error)
+{
+	int			k = invoices->nchecks++;
+
+	invoices->check_merchants[k] = due->merchant;
+	invoices->check_bill_ids[k] = due->bill_id;
+	invoices->check_failed[k] = failed;
+	invoices->check_errors[k] = error;
+}
+
+/* Write the chunk's checks in one statement (a ReconcileKind's flush) */
+static void
+flush_checks(void *items)
+{
+	DueInvoices *invoices = (DueInvoices *) items;
+
+	payin_store_check_results(invoices->nchecks, invoices->check_merchants,
+							  invoices->check_bill_ids, invoices->check_failed,
+							  invoices->check_errors);
+	invoices->nchecks = 0;
+}
+
 /*
  * Record QIWI's answer (or failure) for due invoice i, in a transaction;
  * true if its status changed (a ReconcileKind's record).  A refused key
@@ -97,7 +135,8 @@ static bool
 record_invoice_answer(void *items, int i, QiwiOperation *op, const HttpResponse *resp,
 					  bool *failed, bool *key_refused)
 {
-	PayinDueInvoice *due = &((DueInvoices *) items)->due[i];
+	DueInvoices *invoices = (DueInvoices *) items;
+	PayinDueInvoice *due = &invoices->due[i];
 	PayinInvoice *invoice;
 	QiwiError	error;
 
@@ -109,13 +148,13 @@ record_invoice_answer(void *items, int i, QiwiOperation *op, const HttpResponse 
 		else
 		{
 			*failed = true;
-			payin_store_check_result(due->merchant, due->bill_id, true, error.message);
+			add_check(invoices, due, true, error.message);
 		}
 		return false;
 	}
 	invoice = (PayinInvoice *) op->result;
-	payin_store_invoice(invoice, "reconciler");
-	payin_store_check_result(due->merchant, due->bill_id, false, NULL);
+	payin_store_invoice(invoice, "reconciler", true);
+	add_check(invoices, due, false, NULL);
 	return strcmp(due->status, invoice->status) != 0;
 }
 
@@ -126,6 +165,7 @@ static const ReconcileKind payin_kind = {
 	.claim = claim_due_invoices,
 	.operation = due_invoice_operation,
 	.record = record_invoice_answer,
+	.flush = flush_checks,
 	.make_due = payin_store_make_all_due,
 };
 

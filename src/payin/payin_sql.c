@@ -437,7 +437,7 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 	payin_create_operation(merchant, &args, &invoice, &op);
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
-	payin_store_invoice(&invoice, "call");
+	payin_store_invoice(&invoice, "call", false);
 	PG_RETURN_DATUM(invoice_datum(fcinfo, &invoice));
 }
 
@@ -453,7 +453,7 @@ fetch_invoice(const Merchant *merchant, const char *bill_id, PayinInvoice *invoi
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);
 	if (ledger_can_record(psprintf("Payin invoice \"%s\"", bill_id), PAYIN_TABLES))
-		payin_store_invoice(invoice, "call");
+		payin_store_invoice(invoice, "call", false);
 }
 
 /* qiwi_payin_invoice(bill_id, merchant): the invoice as QIWI has it now */

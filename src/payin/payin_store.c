@@ -13,7 +13,9 @@
  * and its row stays.  A card check moves forward out of INIT or
  * WAITING_3DS (the form waits), never back to INIT, never from a final
  * status.  Each status change is a row of qiwi_payin_events and a NOTIFY
- * qiwi_payin_status.
+ * qiwi_payin_status.  An answer the reconciler gets that repeats an
+ * invoice's row writes nothing to it: its check is written with its
+ * chunk's, in one statement.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -21,6 +23,7 @@
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -45,7 +48,7 @@ static const LedgerTable payment_table = {
 /* The statements, in the order of plan_sql; valid for the schema they were prepared in */
 enum
 {
-	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
+	P_INVOICE_LOCK, P_INVOICE_SAME, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
 	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
 	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_CARD_CHECK_LOCK, P_CARD_CHECK_UPDATE,
@@ -89,6 +92,22 @@ static const Oid operation_types[OPERATION_NARGS] = {
 	TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID
 };
 
+/*
+ * Prepare a statement on arrays of rows and keep it: planned for each run,
+ * since only the arrays' lengths say how many rows it touches, and a
+ * generic plan would scan the whole table for a few.
+ */
+static SPIPlanPtr
+prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
 /* (Re)build the statements for the schema the extension lives in */
 static void
 prepare_plans(Oid schema)
@@ -97,7 +116,7 @@ prepare_plans(Oid schema)
 	Oid			two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
-	Oid			check_types[6] = {TEXTOID, TEXTOID, BOOLOID, TEXTOID, FLOAT8OID, FLOAT8OID};
+	Oid			check_types[6] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID};
 
 	if (plans_schema == schema && plans[0] != NULL)
 		return;
@@ -108,6 +127,20 @@ prepare_plans(Oid schema)
 	plans[P_INVOICE_LOCK] = ledger_prepare(psprintf(
 		"SELECT status, amount, currency FROM %s.qiwi_payin_invoices"
 		" WHERE merchant = $1 AND bill_id = $2 FOR UPDATE", nsp), 2, two_text);
+	/*
+	 * Does the row say what the answer says (P_INVOICE_UPDATE would change
+	 * nothing but checked_at)?  Read, not locked: nothing is written then.
+	 */
+	plans[P_INVOICE_SAME] = ledger_prepare(psprintf(
+		"SELECT FROM %s.qiwi_payin_invoices WHERE merchant = $1 AND bill_id = $2"
+		" AND amount = $5 AND currency = $6 AND status = $7"
+		" AND invoice_uid IS NOT DISTINCT FROM coalesce($3, invoice_uid)"
+		" AND site_id IS NOT DISTINCT FROM coalesce($4, site_id) AND flags IS NOT DISTINCT FROM $8"
+		" AND pay_url IS NOT DISTINCT FROM coalesce($9, pay_url) AND comment IS NOT DISTINCT FROM $10"
+		" AND customer IS NOT DISTINCT FROM $11 AND custom_fields IS NOT DISTINCT FROM $12"
+		" AND created_at IS NOT DISTINCT FROM coalesce($13, created_at)"
+		" AND expires_at IS NOT DISTINCT FROM coalesce($14, expires_at)", nsp),
+		INVOICE_NARGS, (Oid *) invoice_types);
 	plans[P_INVOICE_INSERT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount,"
 		" currency, status, flags, capture, pay_url, comment, customer, custom_fields,"
@@ -243,18 +276,21 @@ prepare_plans(Oid schema)
 		" AND i.merchant <> ALL ($2)"
 		" ORDER BY i.next_check_at LIMIT $1 FOR UPDATE OF i SKIP LOCKED", nsp),
 		2, due_types);
-	plans[P_CHECK_RESULT] = ledger_prepare(psprintf(
+	/* a chunk's checks in one statement, planned for its arrays (prepare_for_arrays) */
+	plans[P_CHECK_RESULT] = prepare_for_arrays(psprintf(
 		"UPDATE %1$s.qiwi_payin_invoices i SET"
-		" check_count = i.check_count + CASE WHEN $3 THEN 0 ELSE 1 END,"
-		" failures = CASE WHEN $3 THEN i.failures + 1 ELSE 0 END,"
-		" last_error = $4,"
+		" checked_at = CASE WHEN u.failed THEN i.checked_at ELSE clock_timestamp() END,"
+		" check_count = i.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
+		" failures = CASE WHEN u.failed THEN i.failures + 1 ELSE 0 END,"
+		" last_error = u.error,"
 		" next_check_at = least(clock_timestamp() + make_interval(secs => least($6,"
-		"   $5 * power(2, least(CASE WHEN $3 THEN i.failures + 1 ELSE i.check_count + 1 END, 30)))),"
+		"   $5 * power(2, least(CASE WHEN u.failed THEN i.failures + 1 ELSE i.check_count + 1 END, 30)))),"
 		"  coalesce((SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN i.status = 'CREATED'"
 		"   THEN i.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
 		"    WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id) END AS deadline) d"
 		"   WHERE d.deadline > clock_timestamp()), 'infinity'))"
-		" WHERE i.merchant = $1 AND i.bill_id = $2", nsp),
+		" FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(merchant, bill_id, failed, error)"
+		" WHERE i.merchant = u.merchant AND i.bill_id = u.bill_id", nsp),
 		6, check_types);
 	plans[P_INVOICE_PAID] = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_payin_invoices SET status = 'PAID', status_changed_at = clock_timestamp(),"
@@ -391,10 +427,12 @@ report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const cha
 /*
  * Record what QIWI said about an invoice (and the payments it came with),
  * forward only.  Other money than the shop's makes it MISMATCH, and so
- * does the invoice returned to the caller, now and later.
+ * does the invoice returned to the caller, now and later.  With
+ * check_recorded (the reconciler, which writes checked_at with the check)
+ * an answer that repeats the invoice's row writes nothing to it.
  */
 void
-payin_store_invoice(PayinInvoice *invoice, const char *source)
+payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_recorded)
 {
 	Datum		values[INVOICE_NARGS];
 	char		nulls[INVOICE_NARGS + 1];
@@ -403,6 +441,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 	Numeric		shop_amount = NULL;
 	char	   *shop_currency = NULL;
 	bool		paid_other_money = false;
+	bool		unchanged;
 	ListCell   *lc;
 
 	memset(nulls, ' ', INVOICE_NARGS);
@@ -447,7 +486,10 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 	}
 
 	begin_payin_ledger(&ctx);
-	for (;;)
+	/* the reconciler's usual answer: nothing to write (its check writes checked_at) */
+	unchanged = check_recorded &&
+		ledger_run(plans[P_INVOICE_SAME], values, nulls, SPI_OK_SELECT) > 0;
+	while (!unchanged)
 	{
 		if (ledger_run(plans[P_INVOICE_LOCK], values, NULL, SPI_OK_SELECT) > 0)
 		{
@@ -463,6 +505,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source)
 		}
 		/* a concurrent writer inserted it first: lock and decide again */
 	}
+	/* unchanged: old_status stays NULL, and nothing below is written */
 	if (old_status != NULL &&
 		!qiwi_same_money(shop_amount, shop_currency, invoice->amount, invoice->currency))
 	{
@@ -809,23 +852,57 @@ payin_store_due_invoices(int limit, Datum skip_merchants, int *n)
 	return due;
 }
 
-/* Record a reconciler check of an invoice (answered or failed) and when it is due again */
+/*
+ * Record n reconciler checks of invoices (answered, or failed with an
+ * error) and when each is due again, in one statement
+ */
 void
-payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
+payin_store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
+						  const bool *failed, const char *const *errors)
 {
+	Datum	   *m;
+	Datum	   *b;
+	Datum	   *f;
+	Datum	   *e;
+	bool	   *enulls;
+	int			dims[1];
+	int			lbs[1] = {1};
 	Datum		values[6];
-	char		nulls[7] = "      ";
 	OwnerContext ctx;
 
-	values[0] = CStringGetTextDatum(merchant);
-	values[1] = CStringGetTextDatum(bill_id);
-	values[2] = BoolGetDatum(failed);
-	values[3] = ledger_text_or_null(error ? qiwi_redact_secrets(error) : NULL, &nulls[3]);
+	if (n == 0)
+		return;
+	dims[0] = n;
+	m = palloc(sizeof(Datum) * n);
+	b = palloc(sizeof(Datum) * n);
+	f = palloc(sizeof(Datum) * n);
+	e = palloc(sizeof(Datum) * n);
+	enulls = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		m[i] = CStringGetTextDatum(merchants[i]);
+		b[i] = CStringGetTextDatum(bill_ids[i]);
+		f[i] = BoolGetDatum(failed[i]);
+		enulls[i] = errors[i] == NULL;
+		e[i] = errors[i] ? CStringGetTextDatum(qiwi_redact_secrets(errors[i])) : (Datum) 0;
+	}
+	values[0] = PointerGetDatum(construct_array(m, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(b, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(f, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	values[3] = PointerGetDatum(construct_md_array(e, enulls, 1, dims, lbs, TEXTOID, -1, false,
+												   TYPALIGN_INT));
 	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
 	begin_payin_ledger(&ctx);
-	ledger_run(plans[P_CHECK_RESULT], values, nulls, SPI_OK_UPDATE);
+	ledger_run(plans[P_CHECK_RESULT], values, NULL, SPI_OK_UPDATE);
 	ledger_end(&ctx);
+}
+
+/* Record one reconciler check of an invoice (payin_store_check_results) */
+void
+payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
+{
+	payin_store_check_results(1, &merchant, &bill_id, &failed, &error);
 }
 
 /* Make every invoice the reconciler follows due now; how many */

@@ -5,7 +5,9 @@
 # QIWI refuses stops only its merchant, until its mapping changes.
 # qiwi_reconcile_now() makes the followed invoices due (not final ones, not
 # rows another transaction holds); qiwi_reconciler_status counts their
-# checks; qiwi_reconciler_health shows their lag and failures.
+# checks; qiwi_reconciler_health shows their lag and failures.  An answer
+# that repeats an invoice's row is not written but with its check, and a
+# chunk's checks (a failed one among them) are recorded together.
 use strict;
 use warnings;
 
@@ -220,6 +222,64 @@ sandbox('/sandbox/latency', '{"ms": 0}');
 wait_for(q{SELECT payin_due_invoices = 0 AND payin_lag = interval '0' AND payin_failing_invoices = 0
 	       FROM qiwi_reconciler_health},
 	'once they are answered, nothing is due or failing');
+
+# ---------- an answer that repeats the invoice's row does not rewrite it ----------
+# Every UPDATE of an invoice is logged with the columns it changed.  A
+# round's checks are written in one statement per chunk, with a failed one
+# among them.
+sql(q{SELECT qiwi_payin_create_invoice('same-a', 1.00, merchant => 'pa');
+      SELECT qiwi_payin_create_invoice('same-b', 2.00, merchant => 'pa');
+      SELECT qiwi_payin_create_invoice('moves', 3.00, merchant => 'pa');
+      SELECT qiwi_payin_create_invoice('fails', 4.00, merchant => 'pa')});
+$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'a round checks the new invoices once');
+$node->safe_psql('postgres', q{
+CREATE TABLE invoice_writes (bill_id text, changed text);
+CREATE FUNCTION log_invoice_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.invoice_writes
+	SELECT NEW.bill_id, string_agg(n.key, ',' ORDER BY n.key)
+	  FROM jsonb_each(to_jsonb(NEW)) n WHERE n.value IS DISTINCT FROM to_jsonb(OLD) -> n.key;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER log_invoice_write AFTER UPDATE ON qiwi_payin_invoices
+	FOR EACH ROW EXECUTE FUNCTION public.log_invoice_write();
+});
+my $before = sql(q{SELECT string_agg(bill_id || ':' || check_count || ':' || failures, ',' ORDER BY bill_id)
+	FROM qiwi_payin_invoices WHERE bill_id IN ('same-a', 'same-b', 'moves', 'fails')});
+is($before, 'fails:1:0,moves:1:0,same-a:1:0,same-b:1:0', 'each was checked once');
+pay('rec-a', 'moves');
+sandbox('/sandbox/faults', '{"api": "payin", "bill": "fails", "status": 503, "times": 1000}');
+$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+# (qiwi_reconcile_now's own write is not the round's)
+is(sql(q{BEGIN; SELECT qiwi_reconcile_now(); DELETE FROM invoice_writes; COMMIT}), '6',
+	'the four and the two followed before are due');
+wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'the next round is published');
+HTTP::Tiny->new->request('DELETE', "$sandbox_url/sandbox/faults");
+is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
+	'6/1/1', 'six checked, one changed, one failed');
+is(sql(q{SELECT string_agg(bill_id || ':' || changed, ' ' ORDER BY bill_id) FROM invoice_writes
+	     WHERE bill_id IN ('same-a', 'same-b')}),
+	'same-a:check_count,checked_at,next_check_at same-b:check_count,checked_at,next_check_at',
+	'an unchanged answer: one write per invoice, its check alone');
+is(sql(q{SELECT string_agg(bill_id || ':' || n, ',' ORDER BY bill_id)
+	     FROM (SELECT bill_id, count(*) AS n FROM invoice_writes GROUP BY bill_id) w}),
+	'fails:1,moves:2,now-held:1,same-a:1,same-b:1,waiting:1',
+	'one write per unchanged or failed invoice (one holding money too), two for the changed one');
+is(sql(q{SELECT count(*) FROM invoice_writes WHERE bill_id = 'moves' AND changed LIKE '%status%'}), '1',
+	'the changed answer rewrites its invoice');
+is(sql(q{SELECT status || ':' || check_count FROM qiwi_payin_invoices WHERE bill_id = 'moves'}), 'PAID:2',
+	'as PAID, and its check is recorded');
+is(sql(q{SELECT count(*) FROM qiwi_payin_events WHERE object = 'invoice' AND object_id = 'moves' AND new_status = 'PAID'
+	     AND source = 'reconciler'}), '1', 'with its event');
+is(sql(q{SELECT failures || ':' || check_count || ':' || (last_error LIKE '%fails%') FROM qiwi_payin_invoices WHERE bill_id = 'fails'}),
+	'1:1:true', 'the failed check is counted in the same chunk, with its error');
+is(sql(q{SELECT string_agg(bill_id || ':' || check_count || ':' || failures || ':' || (last_error IS NULL)
+	       || ':' || (checked_at > now() - interval '1 minute') || ':' || (next_check_at > now() + interval '30 minutes'), ','
+	       ORDER BY bill_id) FROM qiwi_payin_invoices WHERE bill_id IN ('same-a', 'same-b')}),
+	'same-a:2:0:true:true:true,same-b:2:0:true:true:true', 'and the others beside it are recorded and scheduled');
+$node->safe_psql('postgres', q{DROP TRIGGER log_invoice_write ON qiwi_payin_invoices});
 
 $node->stop;
 done_testing();
