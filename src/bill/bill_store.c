@@ -70,24 +70,6 @@ static SPIPlanPtr refund_headroom_plan = NULL;
 static SPIPlanPtr intent_insert_plan = NULL;
 static SPIPlanPtr create_failed_plan = NULL;
 
-
-
-/*
- * Prepare a statement that joins an array of items to qiwi_bills, planned
- * anew for each run: only a custom plan knows how many items the array
- * holds, and a generic one would scan the whole table for a few.
- */
-static SPIPlanPtr
-prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /* (Re)build the statements for the schema the extension lives in */
 static void
 prepare_plans(Oid schema)
@@ -136,7 +118,7 @@ prepare_plans(Oid schema)
 	nsp = quote_identifier(get_namespace_name(schema));
 
 	/* their checked_at, once per transaction: the latest answer of each bill */
-	bill_checked_plan = prepare_for_arrays(psprintf(
+	bill_checked_plan = ledger_prepare_for_arrays(psprintf(
 		"UPDATE %s.qiwi_bills b SET checked_at = greatest(b.checked_at, a.at)"
 		" FROM (SELECT merchant, bill_id, max(at) AS at"
 		"  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(merchant, bill_id, at)"
@@ -229,7 +211,7 @@ prepare_plans(Oid schema)
 	 * failed check after base * 2^failures (capped); a bill is due as soon
 	 * as it expires, and every base seconds once it has.
 	 */
-	check_result_plan = prepare_for_arrays(psprintf(
+	check_result_plan = ledger_prepare_for_arrays(psprintf(
 		"UPDATE %s.qiwi_bills b SET"
 		" checked_at = CASE WHEN u.failed THEN b.checked_at ELSE clock_timestamp() END,"
 		" check_count = b.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"

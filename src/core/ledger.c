@@ -167,6 +167,22 @@ ledger_prepare(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
+/*
+ * Prepare a statement on arrays of rows and keep it: planned for each run,
+ * since only the arrays' lengths say how many rows it touches, and a
+ * generic plan would scan the whole table for a few.
+ */
+SPIPlanPtr
+ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
 /* Free a kept statement, if any */
 void
 ledger_free_plan(SPIPlanPtr *plan)

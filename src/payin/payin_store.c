@@ -92,22 +92,6 @@ static const Oid operation_types[OPERATION_NARGS] = {
 	TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID
 };
 
-/*
- * Prepare a statement on arrays of rows and keep it: planned for each run,
- * since only the arrays' lengths say how many rows it touches, and a
- * generic plan would scan the whole table for a few.
- */
-static SPIPlanPtr
-prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /* (Re)build the statements for the schema the extension lives in */
 static void
 prepare_plans(Oid schema)
@@ -276,8 +260,8 @@ prepare_plans(Oid schema)
 		" AND i.merchant <> ALL ($2)"
 		" ORDER BY i.next_check_at LIMIT $1 FOR UPDATE OF i SKIP LOCKED", nsp),
 		2, due_types);
-	/* a chunk's checks in one statement, planned for its arrays (prepare_for_arrays) */
-	plans[P_CHECK_RESULT] = prepare_for_arrays(psprintf(
+	/* a chunk's checks in one statement, planned for its arrays */
+	plans[P_CHECK_RESULT] = ledger_prepare_for_arrays(psprintf(
 		"UPDATE %1$s.qiwi_payin_invoices i SET"
 		" checked_at = CASE WHEN u.failed THEN i.checked_at ELSE clock_timestamp() END,"
 		" check_count = i.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
