@@ -256,7 +256,9 @@ RESET client_min_messages;
 SELECT status FROM qiwi_payin_create_invoice('sec-lock', 5, capture => 'manual', merchant => 'sec_a');
 SELECT sec_pay('sec-lock') AS p_lock \gset
 SELECT status, captured_amount FROM qiwi_payin_payments('sec-lock', merchant => 'sec_a');
-SELECT dblink_connect('other', 'dbname=' || current_database()) AS connected;
+-- to this server wherever it listens (its environment may name no PGHOST or PGPORT)
+SELECT dblink_connect('other', format('dbname=%s host=%s port=%s', current_database(),
+	split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))) AS connected;
 BEGIN;
 SELECT status, flags FROM qiwi_payin_refund(:'p_lock', 'sec-lock-r1', 1.00, merchant => 'sec_a');
 SELECT (sandbox('GET', '/sandbox/payin/stats')->>'requests')::int AS before_other \gset

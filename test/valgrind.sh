@@ -3,6 +3,7 @@
 # any memcheck error, or definite leak, whose stack passes through
 # qiwi_kassa's code (PostgreSQL's own known reports are not ours to fix).
 # Run as root on Debian 12; it installs what it needs.  Takes a few minutes.
+# Arguments, if any, name the regression tests to run (default: all).
 source "$(dirname "$0")/lib.sh"
 QIWI_PACKAGES+=(valgrind)
 
@@ -36,14 +37,15 @@ say "running pg_regress against it"
 set +e
 as_user "$PG_REGRESS" --host="$QIWI_WORK" --port="$PGPORT" \
 	--inputdir="$QIWI_TREE" --outputdir="$QIWI_WORK" --bindir="$PG_BIN" \
-	--dbname=contrib_regression --encoding=UTF8 $(regress_tests)
+	--dbname=contrib_regression --encoding=UTF8 ${*:-$(regress_tests)}
 regress_status=$?
+[ $regress_status -ne 0 ] && cat "$QIWI_WORK/regression.diffs"
 set -e
 as_user pg_ctl -D "$QIWI_WORK/data" -m fast -t 300 stop >/dev/null 2>&1 || true
 
 # Keep the memcheck reports (blank-line separated) that mention our code
 ours=$(cat "$QIWI_WORK"/valgrind.*.log | sed 's/^==[0-9]*== \{0,1\}//' |
-	awk 'BEGIN { RS = ""; ORS = "\n\n" } /qiwi_kassa\.so|[( ](module|transport|exchange|codecs|validate|signature|ledger|reconciler|bill_[a-z]+)\.c:/')
+	awk 'BEGIN { RS = ""; ORS = "\n\n" } /qiwi_kassa\.so|[( ](module|transport|exchange|codecs|validate|signature|ledger|reconciler|merchant|bill_[a-z]+|payin_[a-z]+)\.c:/')
 if [ -n "$ours" ]; then
 	echo "valgrind reports in qiwi_kassa:"
 	echo "$ours"
