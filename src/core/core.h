@@ -369,6 +369,10 @@ extern void ledger_begin(OwnerContext *ctx);
 extern void ledger_end(OwnerContext *ctx);
 extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
+extern void ledger_check_arrays(int n, const char *const *merchants, const char *const *ids,
+								const bool *failed, const char *const *errors,
+								Datum *merchant_array, Datum *id_array, Datum *failed_array,
+								Datum *error_array);
 extern void ledger_free_plan(struct _SPI_plan **plan);
 extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
 extern Datum ledger_text_or_null(const char *s, char *null);

@@ -15,9 +15,11 @@
 #include "access/xlog.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -181,6 +183,39 @@ ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
 		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+/*
+ * The array parameters of a chunk's reconciler checks: merchants, ids,
+ * whether each failed, and its error (redacted; NULL for an answer)
+ */
+void
+ledger_check_arrays(int n, const char *const *merchants, const char *const *ids,
+					const bool *failed, const char *const *errors,
+					Datum *merchant_array, Datum *id_array, Datum *failed_array,
+					Datum *error_array)
+{
+	Datum	   *m = palloc(sizeof(Datum) * n);
+	Datum	   *b = palloc(sizeof(Datum) * n);
+	Datum	   *f = palloc(sizeof(Datum) * n);
+	Datum	   *e = palloc(sizeof(Datum) * n);
+	bool	   *enulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		m[i] = CStringGetTextDatum(merchants[i]);
+		b[i] = CStringGetTextDatum(ids[i]);
+		f[i] = BoolGetDatum(failed[i]);
+		enulls[i] = errors[i] == NULL;
+		e[i] = errors[i] ? CStringGetTextDatum(qiwi_redact_secrets(errors[i])) : (Datum) 0;
+	}
+	*merchant_array = PointerGetDatum(construct_array(m, n, TEXTOID, -1, false, TYPALIGN_INT));
+	*id_array = PointerGetDatum(construct_array(b, n, TEXTOID, -1, false, TYPALIGN_INT));
+	*failed_array = PointerGetDatum(construct_array(f, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	*error_array = PointerGetDatum(construct_md_array(e, enulls, 1, dims, lbs, TEXTOID, -1, false,
+													  TYPALIGN_INT));
 }
 
 /* Free a kept statement, if any */

@@ -844,37 +844,13 @@ void
 payin_store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
 						  const bool *failed, const char *const *errors)
 {
-	Datum	   *m;
-	Datum	   *b;
-	Datum	   *f;
-	Datum	   *e;
-	bool	   *enulls;
-	int			dims[1];
-	int			lbs[1] = {1};
 	Datum		values[6];
 	OwnerContext ctx;
 
 	if (n == 0)
 		return;
-	dims[0] = n;
-	m = palloc(sizeof(Datum) * n);
-	b = palloc(sizeof(Datum) * n);
-	f = palloc(sizeof(Datum) * n);
-	e = palloc(sizeof(Datum) * n);
-	enulls = palloc(sizeof(bool) * n);
-	for (int i = 0; i < n; i++)
-	{
-		m[i] = CStringGetTextDatum(merchants[i]);
-		b[i] = CStringGetTextDatum(bill_ids[i]);
-		f[i] = BoolGetDatum(failed[i]);
-		enulls[i] = errors[i] == NULL;
-		e[i] = errors[i] ? CStringGetTextDatum(qiwi_redact_secrets(errors[i])) : (Datum) 0;
-	}
-	values[0] = PointerGetDatum(construct_array(m, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(b, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(f, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	values[3] = PointerGetDatum(construct_md_array(e, enulls, 1, dims, lbs, TEXTOID, -1, false,
-												   TYPALIGN_INT));
+	ledger_check_arrays(n, merchants, bill_ids, failed, errors,
+						&values[0], &values[1], &values[2], &values[3]);
 	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
 	begin_payin_ledger(&ctx);
