@@ -19,6 +19,10 @@
  */
 #include "core/core.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -888,6 +892,14 @@ qiwi_requester_main(Datum main_arg)
 		requester_round(h);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(round_context);
+#ifdef __GLIBC__
+		/*
+		 * A round's answers and libcurl's and OpenSSL's buffers, freed now,
+		 * would stay in glibc's heap, whose high-water mark creeps up round
+		 * after round: give them back while the requester waits.
+		 */
+		malloc_trim(0);
+#endif
 	}
 }
 
