@@ -120,28 +120,11 @@ record_bill(QiwiBill *bill)
 
 /* ---------- results ---------- */
 
-/*
- * The qiwi_bill row type a function returns, looked up on its first call
- * and kept with its FmgrInfo (a new plan gets a new one).
- */
-static TupleDesc
-bill_result_desc(FunctionCallInfo fcinfo)
-{
-	if (fcinfo->flinfo->fn_extra == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		fcinfo->flinfo->fn_extra = arg_result_desc(fcinfo, BILL_NCOLS, "qiwi_bill");
-		MemoryContextSwitchTo(old);
-	}
-	return (TupleDesc) fcinfo->flinfo->fn_extra;
-}
-
 /* Build the qiwi_bill composite for a bill */
 static Datum
 bill_datum(FunctionCallInfo fcinfo, const QiwiBill *bill)
 {
-	TupleDesc	tupdesc = bill_result_desc(fcinfo);
+	TupleDesc	tupdesc = arg_result_desc(fcinfo, BILL_NCOLS, "qiwi_bill");
 	Datum		values[BILL_NCOLS];
 	bool		nulls[BILL_NCOLS];
 

@@ -341,14 +341,25 @@ arg_trigger_column(Relation rel, const char *name, Oid type, const char *trigger
 	return attnum;
 }
 
-/* The blessed tuple descriptor of a function's composite result (type, ncols columns) */
+/*
+ * The blessed tuple descriptor of a function's composite result (type,
+ * ncols columns), looked up on its first call and kept in fn_extra with
+ * its FmgrInfo (a new plan gets a new one); so the functions that return
+ * one keep nothing else there.
+ */
 TupleDesc
 arg_result_desc(FunctionCallInfo fcinfo, int ncols, const char *type)
 {
 	TupleDesc	tupdesc;
+	MemoryContext old;
 
+	if (fcinfo->flinfo->fn_extra != NULL)
+		return (TupleDesc) fcinfo->flinfo->fn_extra;
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
 		tupdesc->natts != ncols)
 		elog(ERROR, "return type must be %s", type);
-	return BlessTupleDesc(tupdesc);
+	fcinfo->flinfo->fn_extra = BlessTupleDesc(tupdesc);
+	MemoryContextSwitchTo(old);
+	return (TupleDesc) fcinfo->flinfo->fn_extra;
 }
