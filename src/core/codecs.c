@@ -61,6 +61,15 @@ qiwi_same_money(Numeric a, const char *a_currency, Numeric b, const char *b_curr
 										  NumericGetDatum(b))) == 0;
 }
 
+/* Is an amount of money at most another, in the same currency? */
+bool
+qiwi_money_within(Numeric a, const char *a_currency, Numeric limit, const char *limit_currency)
+{
+	return strcmp(a_currency, limit_currency) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+										  NumericGetDatum(limit))) <= 0;
+}
+
 /* The amount as QIWI writes it: exactly two decimals ("1.00") */
 char *
 qiwi_format_amount(Numeric amount)

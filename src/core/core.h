@@ -250,6 +250,7 @@ extern Numeric qiwi_amount_to_cents(Numeric amount);
 extern bool qiwi_amount_has_cents_only(Numeric amount);
 extern char *qiwi_format_amount(Numeric amount);
 extern bool qiwi_same_money(Numeric a, const char *a_currency, Numeric b, const char *b_currency);
+extern bool qiwi_money_within(Numeric a, const char *a_currency, Numeric limit, const char *limit_currency);
 extern Numeric qiwi_numeric_constant(const char *literal);
 extern bool qiwi_json_amount(JsonbContainer *object, const char *max_amount, Numeric *amount,
 							 char **currency, char **problem);

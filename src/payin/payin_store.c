@@ -23,7 +23,6 @@
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
 #include "executor/spi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -680,9 +679,7 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 		Numeric		amount = row_numeric(&ctx, 1);
 		char	   *currency = row_text(&ctx, 2);
 
-		if (strcmp(currency, operation->currency) != 0 ||
-			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(operation->amount),
-											  NumericGetDatum(amount))) > 0)
+		if (!qiwi_money_within(operation->amount, operation->currency, amount, currency))
 			ereport(ERROR,
 					(errcode(ERRCODE_QIWI_MALFORMED),
 					 errmsg("QIWI reports %s \"%s\" of Payin payment \"%s\" for %s %s, but the payment is for %s %s",

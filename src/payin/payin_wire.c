@@ -134,9 +134,7 @@ static bool
 within_payment(const PayinPayment *payment, const char *key, Numeric amount,
 			   const char *currency, char **problem)
 {
-	if (strcmp(currency, payment->currency) == 0 &&
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(payment->amount))) <= 0)
+	if (qiwi_money_within(amount, currency, payment->amount, payment->currency))
 		return true;
 	*problem = psprintf("field \"%s\" (%s %s) is not within the payment's %s %s", key,
 						qiwi_format_amount(amount), currency,
