@@ -157,16 +157,23 @@ ledger_end(OwnerContext *ctx)
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 }
 
+/* Prepare a statement with SPI's cursor options and keep it for the backend's life */
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
 /* Prepare a statement and keep it for the backend's life */
 SPIPlanPtr
 ledger_prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
+	return prepare_kept(sql, nargs, argtypes, 0);
 }
 
 /*
@@ -177,12 +184,7 @@ ledger_prepare(const char *sql, int nargs, Oid *argtypes)
 SPIPlanPtr
 ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
+	return prepare_kept(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 }
 
 /*
