@@ -9,7 +9,6 @@
 #include "core/core.h"
 
 #include "catalog/namespace.h"
-#include "catalog/pg_collation.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -154,7 +153,11 @@ has_qiwi_timestamp_shape(const char *str, bool *offset)
 		if (!skip_digits(&p, 2))
 			return false;
 		/* then :mm, mm or nothing */
-		if (*p == ':' ? (p++, !skip_digits(&p, 2)) : (*p != '\0' && !skip_digits(&p, 2)))
+		if (*p == ':')
+			p++;
+		else if (*p == '\0')
+			return true;
+		if (!skip_digits(&p, 2))
 			return false;
 	}
 	return *p == '\0';
