@@ -448,7 +448,7 @@ qiwi_launcher_main(Datum main_arg)
 			if (!said_no_slot)
 				ereport(LOG,
 						(errmsg("qiwi_kassa reconciler cannot start: no background worker slot is free"),
-						 errhint("Raise max_worker_processes (the reconciler and its launcher need one each, its requester one more during a round).")));
+						 errhint("Raise max_worker_processes (the reconciler and its launcher need one each, its requester one more, kept while the reconciler runs).")));
 			said_no_slot = true;
 			publish_error("no background worker slot is free: raise max_worker_processes");
 			stopped = now;
@@ -1015,7 +1015,7 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 					 const HttpOptions *options, HttpResponse *responses,
 					 HttpProgress progress, void *arg)
 {
-	Size		requests_bytes = put_requests(NULL, requests, n);
+	Size		requests_bytes;
 	shm_toc_estimator e;
 	dsm_segment *seg;
 	shm_toc    *toc;
@@ -1023,8 +1023,8 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 	char	   *buf;
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
-	bool	   *answered = palloc0(sizeof(bool) * Max(n, 1));
-	int		   *order = palloc(sizeof(int) * Max(n, 1));
+	bool	   *answered;
+	int		   *order;
 	int			nanswered = 0;
 	int			reported = 0;
 	bool		go_on = true;
@@ -1035,6 +1035,7 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 		http_perform_many(requests, n, concurrency, options, responses, progress, arg);
 		return;
 	}
+	requests_bytes = put_requests(NULL, requests, n);
 	shm_toc_initialize_estimator(&e);
 	shm_toc_estimate_chunk(&e, sizeof(RequesterBatch));
 	shm_toc_estimate_chunk(&e, requests_bytes);
@@ -1072,6 +1073,8 @@ perform_in_requester(const HttpRequest *requests, int n, int concurrency,
 	}
 	/* with the handle, a requester that dies or never attaches detaches the queue */
 	mqh = shm_mq_attach(mq, seg, requester);
+	answered = palloc0(sizeof(bool) * Max(n, 1));
+	order = palloc(sizeof(int) * Max(n, 1));
 
 	while (nanswered < n)
 	{
