@@ -72,15 +72,6 @@ argument_key(FunctionCallInfo fcinfo, int argno)
 	return notification_key(NULL, 0, merchant);
 }
 
-/* The object a member v (NULL: missing) holds, or NULL */
-static inline JsonbContainer *
-object_value(JsonbValue *v)
-{
-	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		return NULL;
-	return v->val.binary.data;
-}
-
 /*
  * Build the string QIWI signs from a notification; false with *problem
  * when a signed field is missing or the amount is not a money amount.
@@ -94,13 +85,12 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	JsonbValue	found;
 
 	if (!JB_ROOT_IS_OBJECT(notification) ||
-		(bill = object_value(getKeyJsonValueFromContainer(&notification->root, "bill", 4,
-														   &found))) == NULL)
+		(bill = json_object_member(&notification->root, "bill")) == NULL)
 	{
 		*problem = pstrdup("the notification has no \"bill\" object");
 		return false;
 	}
-	if ((amount = object_value(getKeyJsonValueFromContainer(bill, "amount", 6, &found))) == NULL)
+	if ((amount = json_object_member(bill, "amount")) == NULL)
 	{
 		*problem = pstrdup("bill.amount is missing");
 		return false;
@@ -116,7 +106,7 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 		!signature_append_field(buf, getKeyJsonValueFromContainer(bill, "siteId", 6, &found),
 								true, "bill.siteId", problem))
 		return false;
-	if ((status = object_value(getKeyJsonValueFromContainer(bill, "status", 6, &found))) == NULL)
+	if ((status = json_object_member(bill, "status")) == NULL)
 	{
 		*problem = pstrdup("bill.status is missing");
 		return false;

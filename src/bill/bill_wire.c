@@ -265,27 +265,6 @@ parse_refund(const HttpResponse *resp, const char *bill_id, const char *merchant
 	return true;
 }
 
-/*
- * QIWI answers a PUT with a reused id with the bill or refund it already
- * has: false with *error unless that is for the amount and currency asked.
- */
-static bool
-same_money(Numeric amount, const char *currency, Numeric asked, const char *asked_currency,
-		   const char *context, const char *what, QiwiError *error)
-{
-	if (qiwi_same_money(amount, currency, asked, asked_currency))
-		return true;
-	error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
-	error->message = psprintf("could not %s: QIWI already has a %s with this id for a different amount",
-							  context, what);
-	error->detail = psprintf("QIWI's %s is for %s %s; this call asked for %s %s.", what,
-							 qiwi_format_amount(amount), currency,
-							 qiwi_format_amount(asked), asked_currency);
-	error->hint = psprintf("Use a new %s_id for a new %s.", what, what);
-	error->retry_safe = false;
-	return false;
-}
-
 /* Reader of a bill answer: the Bill object of the bill asked about */
 static bool
 read_bill_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
@@ -302,8 +281,8 @@ read_created_bill(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	QiwiBill   *bill = (QiwiBill *) op->result;
 
 	return parse_bill(resp, args->bill_id, op->merchant->name, op->context, bill, error) &&
-		same_money(bill->amount, bill->currency, args->amount, args->currency,
-				   op->context, "bill", error);
+		qiwi_same_money_as_asked(bill->amount, bill->currency, args->amount, args->currency,
+								 op->context, "bill", error);
 }
 
 /* What a refund operation checks its answer against */
@@ -325,8 +304,8 @@ read_refund_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error
 	return parse_refund(resp, asked->bill_id, op->merchant->name, asked->refund_id, op->context,
 						refund, error) &&
 		(asked->amount == NULL ||
-		 same_money(refund->amount, refund->currency, asked->amount, asked->currency,
-					op->context, "refund", error));
+		 qiwi_same_money_as_asked(refund->amount, refund->currency, asked->amount, asked->currency,
+								  op->context, "refund", error));
 }
 
 /* ---------- operations ---------- */

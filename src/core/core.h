@@ -199,7 +199,8 @@ struct QiwiOperation
 	char	   *context;		/* what it does, for messages: "create bill \"x\"" */
 	const char *retry_hint;		/* the HINT when a retry is safe */
 	const Merchant *merchant;	/* whose credentials it carries */
-	bool		idempotent;		/* may be sent again after a failure */
+	bool		idempotent;		/* may be sent again after a failure; if not,
+								 * never over a kept-alive connection */
 	const char *key_option;		/* the merchant's key it carries; NULL: secret_key */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
@@ -226,6 +227,9 @@ extern bool qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, Qi
 extern bool qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result,
 							 char **problem);
 extern bool qiwi_malformed(QiwiError *error, const char *context, const char *problem);
+extern bool qiwi_same_money_as_asked(Numeric amount, const char *currency, Numeric asked,
+									 const char *asked_currency, const char *context,
+									 const char *what, QiwiError *error);
 extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
 extern bool qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem);
 
@@ -261,6 +265,23 @@ extern char *format_qiwi_timestamp(TimestampTz ts);
 extern bool parse_qiwi_timestamp(const char *str, TimestampTz *result);
 extern Jsonb *parse_json_object(char *body, size_t len, bool *lossy, char **problem);
 extern JsonbValue *json_field(JsonbContainer *object, const char *key);
+
+/*
+ * The object a member of object holds, or NULL (object NULL, the member
+ * absent or not an object); inline and with nothing allocated, for the
+ * signature checks' hot loops.
+ */
+static inline JsonbContainer *
+json_object_member(JsonbContainer *object, const char *key)
+{
+	JsonbValue	found;
+	JsonbValue *v = object ? getKeyJsonValueFromContainer(object, key, strlen(key), &found) : NULL;
+
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		return NULL;
+	return v->val.binary.data;
+}
+
 extern bool json_string(JsonbContainer *object, const char *key, bool required,
 						char **out, char **problem);
 extern bool json_identifier(JsonbContainer *object, const char *key, char **out, char **problem);

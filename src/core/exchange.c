@@ -214,6 +214,31 @@ qiwi_malformed(QiwiError *error, const char *context, const char *problem)
 	error->detail = pstrdup(problem);
 	error->hint = NULL;
 	error->retry_safe = false;
+	error->error_code = NULL;
+	return false;
+}
+
+/*
+ * Is what QIWI has under the call's id (a what: "bill", "refund", ...) for
+ * the money the call asked?  Otherwise false with *error: an id is never
+ * used again for other money.
+ */
+bool
+qiwi_same_money_as_asked(Numeric amount, const char *currency, Numeric asked,
+						 const char *asked_currency, const char *context, const char *what,
+						 QiwiError *error)
+{
+	if (qiwi_same_money(amount, currency, asked, asked_currency))
+		return true;
+	error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
+	error->message = psprintf("could not %s: QIWI already has a %s with this id for a different amount",
+							  context, what);
+	error->detail = psprintf("QIWI's %s is for %s %s; this call asked for %s %s.", what,
+							 qiwi_format_amount(amount), currency,
+							 qiwi_format_amount(asked), asked_currency);
+	error->hint = psprintf("Use a new %s_id for a new %s.", what, what);
+	error->retry_safe = false;
+	error->error_code = NULL;
 	return false;
 }
 
@@ -227,6 +252,7 @@ error_from_transport(const HttpResponse *resp, const char *context,
 	error->detail = pstrdup(resp->error);
 	error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
 	error->retry_safe = true;
+	error->error_code = NULL;
 	switch (resp->failure)
 	{
 		case HTTP_FAIL_TIMEOUT:
@@ -354,7 +380,6 @@ qiwi_raise(const QiwiError *error)
 static bool
 answered_ok(const QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	error->error_code = NULL;	/* only error_from_status knows one */
 	if (resp->failure != HTTP_OK)
 	{
 		error_from_transport(resp, op->context, op->retry_hint, error);
@@ -444,6 +469,7 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 	HttpOptions options = exchange_options();
 	HttpResponse resp;
 
+	op->request.fresh_connection = !op->idempotent;
 	for (int attempt = 0;; attempt++)
 	{
 		http_perform(&op->request, &options, &resp);
@@ -479,7 +505,10 @@ qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency, HttpResponse *re
 	HttpRequest *requests = palloc(sizeof(HttpRequest) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
+	{
 		requests[i] = ops[i].request;
+		requests[i].fresh_connection = !ops[i].idempotent;
+	}
 	perform(requests, n, concurrency, &options, responses, progress, arg);
 	for (int i = 0; i < n; i++)
 		wipe_headers(&ops[i]);

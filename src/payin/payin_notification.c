@@ -50,18 +50,6 @@ append_field(StringInfo buf, JsonbContainer *object, const char *key, const char
 								  false, path, problem);
 }
 
-/* An object member of object, or NULL */
-static JsonbContainer *
-object_member(JsonbContainer *object, const char *key)
-{
-	JsonbValue	found;
-	JsonbValue *v = object ? getKeyJsonValueFromContainer(object, key, strlen(key), &found) : NULL;
-
-	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		return NULL;
-	return v->val.binary.data;
-}
-
 /* Build the string QIWI signs for a notification; false with *problem */
 static bool
 payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
@@ -87,7 +75,7 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 							pnstrdup(type->val.string.val, type->val.string.len));
 		return false;
 	}
-	object = object_member(&notification->root, kind->member);
+	object = json_object_member(&notification->root, kind->member);
 	if (object == NULL)
 	{
 		*problem = psprintf("the notification has no \"%s\" object", kind->member);
@@ -95,7 +83,7 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	}
 	if (kind->id_key != NULL)
 	{
-		JsonbContainer *amount = object_member(object, "amount");
+		JsonbContainer *amount = json_object_member(object, "amount");
 		JsonbValue	value_found;
 		JsonbValue *value = amount ?
 			getKeyJsonValueFromContainer(amount, "value", 5, &value_found) : NULL;
@@ -110,7 +98,7 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	}
 	if (strcmp(kind->type, "TOKEN") == 0)
 	{
-		JsonbContainer *status = object_member(object, "status");
+		JsonbContainer *status = json_object_member(object, "status");
 
 		if (!append_field(buf, object, "merchantSiteUid", "token.merchantSiteUid", problem) ||
 			!append_field(buf, object, "account", "token.account", problem) ||

@@ -536,10 +536,9 @@ payin_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method, 
 	op->request.content_type = method == HTTP_GET ? NULL : "application/json;charset=UTF-8";
 	op->request.headers = headers;
 	op->request.nheaders = 2;
-	/* a capture or refund is sent again only after asking (payin_sql.c) */
-	op->request.fresh_connection = !idempotent;
 	op->context = context;
 	op->retry_hint = retry_hint;
+	/* a capture or refund is sent again only after asking (payin_sql.c) */
 	op->idempotent = idempotent;
 	op->key_option = "payin_api_key";
 }
@@ -654,22 +653,6 @@ create_invoice_body(const PayinCreateArgs *args)
 
 /* ---------- answers ---------- */
 
-/* false with *error: QIWI has this id for other money than the call asked */
-static bool
-other_money(Numeric amount, const char *currency, Numeric asked, const char *asked_currency,
-			const char *context, const char *what, QiwiError *error)
-{
-	error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
-	error->message = psprintf("could not %s: QIWI already has a %s with this id for a different amount",
-							  context, what);
-	error->detail = psprintf("QIWI's %s is for %s %s; this call asked for %s %s.", what,
-							 qiwi_format_amount(amount), currency,
-							 qiwi_format_amount(asked), asked_currency);
-	error->hint = psprintf("Use a new %s_id for a new %s.", what, what);
-	error->retry_safe = false;
-	return false;
-}
-
 /* What an invoice operation checks its answer against */
 typedef struct InvoiceAsked
 {
@@ -714,12 +697,9 @@ read_invoice_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *erro
 										   payment->payment_id, payment->bill_id));
 		payment->merchant = op->merchant->name;
 	}
-	if (asked->create != NULL &&
-		!qiwi_same_money(invoice->amount, invoice->currency, asked->create->amount,
-						 asked->create->currency))
-		return other_money(invoice->amount, invoice->currency, asked->create->amount,
-						   asked->create->currency, op->context, "invoice", error);
-	return true;
+	return asked->create == NULL ||
+		qiwi_same_money_as_asked(invoice->amount, invoice->currency, asked->create->amount,
+								 asked->create->currency, op->context, "invoice", error);
 }
 
 /* Reader of a Payment object answer (a QiwiAnswerReader) */
@@ -794,11 +774,9 @@ read_operation_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *er
 	if (strcmp(result->id, asked->id) != 0)
 		return qiwi_malformed(error, op->context,
 							  psprintf("the answer is about %s \"%s\"", asked->what, result->id));
-	if (asked->amount != NULL &&
-		!qiwi_same_money(result->amount, result->currency, asked->amount, asked->currency))
-		return other_money(result->amount, result->currency, asked->amount, asked->currency,
-						   op->context, asked->what, error);
-	return true;
+	return asked->amount == NULL ||
+		qiwi_same_money_as_asked(result->amount, result->currency, asked->amount, asked->currency,
+								 op->context, asked->what, error);
 }
 
 /* Reader of an array of Refund objects (a QiwiAnswerReader) */
