@@ -7,7 +7,7 @@
 #   bash bench/run.sh --calls       # only the per-call benchmark
 #   bash bench/run.sh --reconciler  # only the reconciler's benchmarks (with --quick: on small data)
 # With QIWI_PGROOT=DIR it installs into a private copy of PostgreSQL under
-# DIR (made on first use) instead of the system's.
+# DIR (made on first use) instead of the system's (test/lib.sh).
 source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=0
@@ -26,21 +26,7 @@ done
 QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR iproute2)
 
 install_packages
-if [ -n "${QIWI_PGROOT:-}" ]; then
-	if [ ! -x "$QIWI_PGROOT/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ]; then
-		mkdir -p "$QIWI_PGROOT/usr/lib/postgresql" "$QIWI_PGROOT/usr/share/postgresql"
-		cp -a "/usr/lib/postgresql/$PG_MAJOR" "$QIWI_PGROOT/usr/lib/postgresql/"
-		cp -a "/usr/share/postgresql/$PG_MAJOR" "$QIWI_PGROOT/usr/share/postgresql/"
-		chmod 755 "$QIWI_PGROOT"
-	fi
-	# PostgreSQL finds its libraries and extensions relative to its binaries
-	PG_BIN=$QIWI_PGROOT/usr/lib/postgresql/$PG_MAJOR/bin
-	say "building qiwi_kassa into $QIWI_PGROOT"
-	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no >/dev/null
-	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no install DESTDIR="$QIWI_PGROOT" >/dev/null
-else
-	build_and_install
-fi
+build_and_install
 make_workdir
 
 say "starting a PostgreSQL cluster for the benchmarks"

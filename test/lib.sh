@@ -43,12 +43,26 @@ install_packages() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Build with -Werror and install into the PostgreSQL installation
+# Build with -Werror and install into the PostgreSQL installation; with
+# QIWI_PGROOT=DIR into a private copy of PostgreSQL under DIR (made on first
+# use), so that several checkouts can be tested side by side
 build_and_install() {
-	say "building qiwi_kassa"
+	local destdir=
+	if [ -n "${QIWI_PGROOT:-}" ]; then
+		if [ ! -x "$QIWI_PGROOT/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ]; then
+			mkdir -p "$QIWI_PGROOT/usr/lib/postgresql" "$QIWI_PGROOT/usr/share/postgresql"
+			cp -a "/usr/lib/postgresql/$PG_MAJOR" "$QIWI_PGROOT/usr/lib/postgresql/"
+			cp -a "/usr/share/postgresql/$PG_MAJOR" "$QIWI_PGROOT/usr/share/postgresql/"
+			chmod 755 "$QIWI_PGROOT"
+		fi
+		# PostgreSQL finds its libraries and extensions relative to its binaries
+		PG_BIN=$QIWI_PGROOT/usr/lib/postgresql/$PG_MAJOR/bin
+		destdir=$QIWI_PGROOT
+	fi
+	say "building qiwi_kassa${destdir:+ into $destdir}"
 	# with_llvm=no: JIT bitcode is optional and would need clang
 	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no >/dev/null
-	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no install >/dev/null
+	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no install ${destdir:+DESTDIR="$destdir"} >/dev/null
 }
 
 # Run a command as the unprivileged user (PostgreSQL refuses root)

@@ -1,5 +1,5 @@
-# What needs a cluster of its own: 1.0, 1.1 and 1.2 upgrade to 1.3 with their
-# data kept and the schema of a fresh 1.3; the reconciler never runs a function a
+# What needs a cluster of its own: 1.0, 1.1, 1.2 and 1.3 upgrade to 1.4 with their
+# data kept and the schema of a fresh 1.4; the reconciler never runs a function a
 # plain role planted in its path; a creation whose answer was lost is sent
 # again, never CREATE_FAILED; a missing worker slot is said; a hot standby
 # answers reading calls and moves no money.
@@ -20,7 +20,7 @@ qiwi.reconcile_max_interval = '1s'
 sandbox('/sandbox/reset');
 sub sql_in { my ($db, $query) = @_; return $node->safe_psql($db, $query); }
 
-# ---------- 1.0, 1.1 and 1.2 -> 1.3 ----------
+# ---------- 1.0, 1.1, 1.2 and 1.3 -> 1.4 ----------
 
 # Everything that describes the extension's objects, one line each, sorted
 my $schema_query = q{
@@ -99,10 +99,10 @@ sql_in('fresh', 'CREATE EXTENSION qiwi_kassa');
 my $schema_fresh = sql_in('fresh', $schema_query);
 ok(length($schema_fresh) > 5000, 'the schema description covers the objects');
 my ($ok, $out, $err) = (undef, '', '');
-for my $from ('1.0', '1.1', '1.2')
+for my $from ('1.0', '1.1', '1.2', '1.3')
 {
 	# 1.2 gave every function that talks to QIWI a merchant argument
-	my ($status_fn, $verify_fn) = $from eq '1.2'
+	my ($status_fn, $verify_fn) = $from ge '1.2'
 	  ? ('qiwi_bill_status(text, text)', 'qiwi_verify_signature(text, jsonb, text, text)')
 	  : ('qiwi_bill_status(text)', 'qiwi_verify_signature(text, jsonb, text)');
 	my $db = 'old' . ($from =~ s/\.//r);
@@ -158,18 +158,18 @@ INSERT INTO qiwi_payin_tokens (merchant, account, token, card, expires_at, bound
 VALUES ('default', 'buyer-1', 'tok-1', '424242******4242', now() + interval '1 year', now());
 INSERT INTO qiwi_payin_notifications (site_id, signature, body)
 VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"}, "version": "1"}');
-}) if $from eq '1.2';
+}) if $from ge '1.2';
 	my $data_before = sql_in($db, $data_query);
-	my $payin_before = $from eq '1.2' ? sql_in($db, $payin_data_query) : undef;
+	my $payin_before = $from ge '1.2' ? sql_in($db, $payin_data_query) : undef;
 	$node->psql($db, q{SELECT qiwi_bill_status('up-WAITING')}, stderr => \$err);
-	like($err, qr/SQL objects of qiwi_kassa are version \Q$from\E, but its library is version 1\.3.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
+	like($err, qr/SQL objects of qiwi_kassa are version \Q$from\E, but its library is version 1\.4.*\n.*ALTER EXTENSION qiwi_kassa UPDATE/,
 		"$from: before the update, a call says to run ALTER EXTENSION ... UPDATE");
 
 	sql_in($db, 'ALTER EXTENSION qiwi_kassa UPDATE');
-	is(sql_in($db, q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.3', "$from: the upgrade reaches 1.3");
+	is(sql_in($db, q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.4', "$from: the upgrade reaches 1.4");
 	is(sql_in($db, $data_query), $data_before, "$from: every row of every table survives the upgrade");
 	is(sql_in($db, $payin_data_query), $payin_before, "$from: every row of the Payin tables survives the upgrade")
-	  if $from eq '1.2';
+	  if $from ge '1.2';
 	is(sql_in($db, q{SELECT count(*) FROM qiwi_bills WHERE qiwi_amount IS NULL AND qiwi_status IS NULL AND merchant = 'default'}), '6',
 		"$from: the new columns are empty for old bills, which are the default merchant's");
 	is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_bill_status(text, text)', 'EXECUTE WITH GRANT OPTION')}), 't',
@@ -187,7 +187,7 @@ VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"
 	}
 	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app CASCADE});
 	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text, text) TO PUBLIC});
-	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.3 install");
+	is(sql_in($db, $schema_query), $schema_fresh, "$from: the upgraded schema equals a fresh 1.4 install");
 }
 sql_in('old11', q{SELECT qiwi_create_bill('up-new', 3, expires_at => now() + interval '1 day')});
 is(sql_in('old11', q{SELECT status FROM qiwi_bills WHERE bill_id = 'up-new'}), 'WAITING', 'the upgraded install works');
