@@ -271,9 +271,10 @@ SELECT merchant, site_id, type, count(*) AS stored, count(*) FILTER (WHERE verif
        count(*) FILTER (WHERE applied) AS applied,
        string_agg(DISTINCT regexp_replace(error, '"[^"]*"', '"…"', 'g'), '; ') AS errors
   FROM qiwi_payin_notifications WHERE site_id LIKE 'sc-%' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
--- the capture QIWI made at the deadline is known only from its CAPTURE
-SELECT c.merchant, c.amount, c.status FROM qiwi_payin_captures c JOIN qiwi_payin_payments p USING (merchant, payment_id)
- WHERE p.bill_id = 'dl' AND c.merchant LIKE 'sc\_%' ORDER BY c.merchant;
+-- the capture QIWI made at the deadline: its CAPTURE (id, date and amount
+-- signed, not the payment it names) records nothing, QIWI's answer does
+SELECT merchant, (qiwi_payin_invoice('dl', merchant => merchant)).status FROM sc_merchant ORDER BY merchant;
+SELECT merchant, captured_amount FROM qiwi_payin_payments WHERE bill_id = 'dl' AND merchant LIKE 'sc\_%' ORDER BY merchant;
 -- a notification of one merchant's sandbox stored under the other's site
 INSERT INTO qiwi_payin_notifications (site_id, body, signature)
 SELECT 'sc-t', body, signature FROM sc_sent('sc_http') WHERE type = 'CAPTURE' ORDER BY n LIMIT 1

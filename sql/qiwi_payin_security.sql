@@ -53,6 +53,39 @@ SELECT hostile('{"bill": "sec-1b"}', '{"billId": "sec-1b", "amount": {"currency"
 SELECT status FROM qiwi_payin_invoice('sec-1b', merchant => 'sec_a');
 SELECT status FROM qiwi_payin_invoices WHERE merchant = 'sec_a' AND bill_id = 'sec-1b';
 
+-- QIWI says PAID, but lists no payment, or its payment still WAITING: an
+-- invoice is PAID only with a completed payment of its money, so it stays
+-- CREATED (and followed), in the table and in what the call returns
+SELECT status FROM qiwi_payin_create_invoice('sec-4a', 4, merchant => 'sec_a');
+SELECT hostile('{"bill": "sec-4a"}', '{"billId": "sec-4a", "amount": {"currency": "RUB", "value": "4.00"},
+	"status": {"value": "PAID"}, "payments": []}');
+SELECT status FROM qiwi_payin_invoice('sec-4a', merchant => 'sec_a');
+SELECT status FROM qiwi_payin_invoices WHERE merchant = 'sec_a' AND bill_id = 'sec-4a';
+SELECT status FROM qiwi_payin_create_invoice('sec-4b', 4, merchant => 'sec_a');
+SELECT hostile('{"bill": "sec-4b"}', '{"billId": "sec-4b", "amount": {"currency": "RUB", "value": "4.00"},
+	"status": {"value": "PAID"}, "payments": [{"paymentId": "sec-p4b", "billId": "sec-4b",
+	"amount": {"currency": "RUB", "value": "4.00"}, "status": {"value": "WAITING"}, "flags": ["SALE"]}]}');
+SELECT status FROM qiwi_payin_invoice('sec-4b', merchant => 'sec_a');
+SELECT i.status, p.status AS payment FROM qiwi_payin_invoices i JOIN qiwi_payin_payments p USING (merchant, bill_id)
+ WHERE i.merchant = 'sec_a' AND i.bill_id = 'sec-4b';
+SELECT status, amount FROM qiwi_money_by_status WHERE merchant = 'sec_a' AND status = 'CAPTURED';
+-- then QIWI pays it for real: PAID, with its completed payment
+SELECT hostile('{"bill": "sec-4b"}', '{"billId": "sec-4b", "amount": {"currency": "RUB", "value": "4.00"},
+	"status": {"value": "PAID"}, "payments": [{"paymentId": "sec-p4b", "billId": "sec-4b",
+	"amount": {"currency": "RUB", "value": "4.00"}, "capturedAmount": {"currency": "RUB", "value": "4.00"},
+	"status": {"value": "COMPLETED"}, "flags": ["SALE"]}]}');
+SELECT status FROM qiwi_payin_invoice('sec-4b', merchant => 'sec_a');
+SELECT i.status, p.status AS payment FROM qiwi_payin_invoices i JOIN qiwi_payin_payments p USING (merchant, bill_id)
+ WHERE i.merchant = 'sec_a' AND i.bill_id = 'sec-4b';
+-- and an answer for other money about the PAID invoice: the table keeps
+-- PAID (final), and the call returns what the table holds
+SELECT hostile('{"bill": "sec-4b"}', '{"billId": "sec-4b", "amount": {"currency": "RUB", "value": "40.00"},
+	"status": {"value": "PAID"}, "payments": [{"paymentId": "sec-p4b", "billId": "sec-4b",
+	"amount": {"currency": "RUB", "value": "40.00"}, "capturedAmount": {"currency": "RUB", "value": "40.00"},
+	"status": {"value": "COMPLETED"}, "flags": ["SALE"]}]}');
+SELECT status, amount FROM qiwi_payin_invoice('sec-4b', merchant => 'sec_a');
+SELECT status, amount FROM qiwi_payin_invoices WHERE merchant = 'sec_a' AND bill_id = 'sec-4b';
+
 -- the details of one invoice list a payment of another: malformed, nothing recorded
 SELECT status FROM qiwi_payin_create_invoice('sec-2', 10, merchant => 'sec_a');
 SELECT status FROM qiwi_payin_create_invoice('sec-3', 7, merchant => 'sec_a');
@@ -107,7 +140,7 @@ SELECT verified, applied, replace(error, :'p5', 'P5') AS error FROM sec_notify('
 SELECT status, amount, captured_amount, refunded_amount FROM qiwi_payin_payments WHERE merchant = 'sec_a' AND payment_id = :'p5';
 SELECT count(*) AS captures FROM qiwi_payin_captures WHERE merchant = 'sec_a' AND payment_id = :'p5';
 SELECT count(*) AS refunds FROM qiwi_payin_refunds WHERE merchant = 'sec_a' AND payment_id = :'p5';
--- a capture told of before its payment counts only if it is the payment's money
+-- a capture told of before its payment is not recorded (QIWI signs neither its payment nor its currency)
 SELECT verified, applied FROM sec_notify('CAPTURE', jsonb_build_object('captureId', 'sec-c6', 'paymentId', 'sec-p6',
 	'createdDateTime', '2023-02-17T14:50:44+03:00', 'amount', '{"currency": "USD", "value": 3}'::jsonb,
 	'status', '{"value": "SUCCESS"}'::jsonb));

@@ -86,6 +86,7 @@ CREATE TABLE qiwi_payin_invoices (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	notified_at timestamptz,
 	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id),
 	-- a card check (capture 'check') moves no money: QIWI answers it for 0.00
 	CONSTRAINT qiwi_payin_invoices_capture_check CHECK (capture IN ('auto', 'manual', 'check')),
@@ -434,9 +435,10 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
           FROM qiwi_payin_invoices i
          WHERE i.status OPERATOR(pg_catalog.=) 'CREATED'::text
             OR (i.status OPERATOR(pg_catalog.=) 'PAID'::text
-                AND EXISTS (SELECT FROM qiwi_payin_holds h
-                             WHERE h.merchant OPERATOR(pg_catalog.=) i.merchant
-                               AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id))) p;
+                AND (i.notified_at IS NOT NULL
+                     OR EXISTS (SELECT FROM qiwi_payin_holds h
+                                 WHERE h.merchant OPERATOR(pg_catalog.=) i.merchant
+                                   AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p;
 
 -- ---------- documentation ----------
 
@@ -515,9 +517,10 @@ COMMENT ON COLUMN qiwi_payin_invoices.checked_at IS $$When QIWI last told us abo
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_amount IS $$For MISMATCH: the amount QIWI reported$$;
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_currency IS $$For MISMATCH: the currency QIWI reported$$;
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_status IS $$For MISMATCH: what QIWI said of that other money$$;
-COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED or one of its payments holds money (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
+COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED, one of its payments holds money or a notification about it is unconfirmed (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
 COMMENT ON COLUMN qiwi_payin_invoices.check_count IS $$Reconciler checks answered so far$$;
 COMMENT ON COLUMN qiwi_payin_invoices.failures IS $$Failed reconciler checks in a row (network, timeout, 429, 5xx, malformed answer, 404); 0 after an answer$$;
+COMMENT ON COLUMN qiwi_payin_invoices.notified_at IS $$When a verified PAYMENT, CAPTURE or REFUND notification about this invoice arrived that QIWI's answer has not confirmed yet (notified, unconfirmed: the invoice is due for a check at once); NULL once QIWI answered. Such a notification never changes the money recorded: QIWI signs only its id, date and amount$$;
 COMMENT ON COLUMN qiwi_payin_invoices.last_error IS $$Why the last reconciler check failed (keys replaced by ********)$$;
 
 COMMENT ON TABLE qiwi_payin_payments IS $$Latest known state of every Payin payment seen from this database; maintained by qiwi_kassa, forward only$$;

@@ -226,8 +226,8 @@ extern bool payin_store_token(const PayinToken *token, const char *source);
 extern bool payin_store_token_deleted(const char *merchant, const char *account, const char *token,
 									  bool confirmed);
 extern bool payin_store_card_check(const PayinCardCheck *check, const char *source);
-extern bool payin_store_invoice_paid(const char *merchant, const char *bill_id,
-									 const char *source);
+extern char *payin_store_notified(const char *merchant, const char *payment_id,
+								  const char *bill_id);
 extern void payin_store_lock_payment(const char *merchant, const char *payment_id);
 extern bool payin_store_headroom(const char *merchant, const char *payment_id,
 								 const char *refund_id, PayinHeadroom *headroom);
@@ -245,9 +245,9 @@ typedef struct PayinDueInvoice
 extern PayinDueInvoice *payin_store_due_invoices(int limit, Datum skip_merchants, int *n);
 extern void payin_store_check_results(int n, const char *const *merchants,
 									  const char *const *bill_ids, const bool *failed,
-									  const char *const *errors);
+									  const char *const *errors, TimestampTz claimed_at);
 extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
-									 const char *error);
+									 const char *error, TimestampTz claimed_at);
 extern int64 payin_store_make_all_due(void);
 
 /* ---------- payin_sql.c ---------- */

@@ -220,6 +220,29 @@ notification_site(const char *stored, Jsonb *body, char **problem)
 }
 
 /*
+ * What a verified PAYMENT, CAPTURE or REFUND notification does: QIWI signs
+ * only its id, date and amount, not its type, status or invoice, so it
+ * records no money.  It makes its invoice (the payment's, if the tables
+ * know the payment) due for a check at once, and QIWI's answer decides;
+ * its row says so.
+ */
+static char *
+notified_unconfirmed(const PayinNotice *notice, const Merchant *merchant)
+{
+	const char *payment_id = notice->kind == PAYIN_NOTICE_PAYMENT ?
+		notice->payment.payment_id : notice->operation.payment_id;
+	const char *bill_id = notice->kind == PAYIN_NOTICE_PAYMENT ? notice->payment.bill_id : NULL;
+	char	   *notified = payin_store_notified(merchant->name, payment_id, bill_id);
+
+	if (notified == NULL)
+		return psprintf("unconfirmed: no open or paid invoice of payment \"%s\" in qiwi_payin_invoices; nothing recorded (QIWI signs only a %s's id, date and amount)",
+						payment_id, notice->type);
+	reconciler_wake_at_commit();
+	return psprintf("unconfirmed: invoice \"%s\" is due for a check with QIWI, whose answer decides (QIWI signs only a %s's id, date and amount)",
+					notified, notice->type);
+}
+
+/*
  * Describe what applying a merchant's verified notification did, or NULL
  * if it moved the tables forward (*applied)
  */
@@ -228,11 +251,6 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 {
 	PayinNotice notice;
 	char	   *problem = NULL;
-	char	   *recorded = NULL;
-	PayinPayment *payment = &notice.payment;
-	PayinOperationResult *op = &notice.operation;
-	const char *what;
-	const char *said;
 
 	*applied = false;
 	if (!payin_parse_notification(body, &notice, &problem))
@@ -265,45 +283,7 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 			return NULL;
 		return psprintf("duplicate: card check \"%s\" is already recorded", check->request_uid);
 	}
-	if (notice.kind != PAYIN_NOTICE_PAYMENT)
-	{
-		what = notice.kind == PAYIN_NOTICE_CAPTURE ? "capture" : "refund";
-		op->merchant = merchant->name;
-		if (notice.kind == PAYIN_NOTICE_CAPTURE ?
-			payin_store_capture(op, "notification", &recorded) :
-			payin_store_refund(op, "notification", &recorded))
-		{
-			*applied = true;
-			return NULL;
-		}
-		return psprintf("duplicate: %s \"%s\" of payment \"%s\" is already recorded (%s)",
-						what, op->id, op->payment_id, recorded);
-	}
-
-	payment->merchant = merchant->name;
-	said = payment->status;
-	switch (payin_store_payment(payment, "notification"))
-	{
-		case PAYIN_STORED_NEW:
-		case PAYIN_STORED_ADVANCED:
-			*applied = true;
-			break;
-		case PAYIN_STORED_SAME:
-			break;
-		case PAYIN_STORED_STALE:
-			return psprintf("out of order: payment \"%s\" is already %s; the notification says %s",
-							payment->payment_id, payment->status, said);
-		case PAYIN_STORED_MISMATCH:
-			return psprintf("amount mismatch: payment \"%s\" is for %s %s, not its invoice's money; it is flagged MISMATCH",
-							payment->payment_id, qiwi_format_amount(payment->amount), payment->currency);
-	}
-	/* QIWI's invoice is PAID once a payment of it is authorised */
-	if (strcmp(payment->status, "COMPLETED") == 0 && payment->bill_id != NULL &&
-		payin_store_invoice_paid(merchant->name, payment->bill_id, "notification"))
-		*applied = true;
-	if (*applied)
-		return NULL;
-	return psprintf("duplicate: payment \"%s\" is already %s", payment->payment_id, payment->status);
+	return notified_unconfirmed(&notice, merchant);
 }
 
 /*

@@ -11,6 +11,7 @@
 #include "payin/payin.h"
 
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 /*
  * The due invoices of a round, their merchants and QIWI's answers about
@@ -22,6 +23,7 @@ typedef struct DueInvoices
 	PayinDueInvoice *due;
 	const Merchant **merchants;
 	PayinInvoice *answers;
+	TimestampTz claimed_at;		/* a notification after it is not confirmed by the answers */
 	int			nchecks;
 	const char **check_merchants;
 	const char **check_bill_ids;
@@ -59,6 +61,7 @@ claim_due_invoices(int limit, Datum skip, int *n)
 	int			claimed;
 	int			kept = 0;
 
+	invoices->claimed_at = GetCurrentTimestamp();
 	invoices->due = payin_store_due_invoices(limit, skip, &claimed);
 	invoices->merchants = palloc(sizeof(Merchant *) * Max(claimed, 1));
 	for (int i = 0; i < claimed; i++)
@@ -76,7 +79,8 @@ claim_due_invoices(int limit, Datum skip, int *n)
 		problem = merchant_problem(name, merchant);
 		if (problem != NULL)
 		{
-			payin_store_check_result(name, invoices->due[i].bill_id, true, problem);
+			payin_store_check_result(name, invoices->due[i].bill_id, true, problem,
+									 invoices->claimed_at);
 			continue;
 		}
 		invoices->due[kept] = invoices->due[i];
@@ -122,7 +126,7 @@ flush_checks(void *items)
 
 	payin_store_check_results(invoices->nchecks, invoices->check_merchants,
 							  invoices->check_bill_ids, invoices->check_failed,
-							  invoices->check_errors);
+							  invoices->check_errors, invoices->claimed_at);
 	invoices->nchecks = 0;
 }
 

@@ -39,17 +39,21 @@ static const LedgerTable payment_table = {
 	.reconciled_statuses = payment_open_statuses,
 };
 
-/* The invoices the reconciler follows (alias i): not paid yet, or holding money */
+/*
+ * The invoices the reconciler follows (alias i): not paid yet, holding
+ * money, or named by a notification QIWI's answer has not confirmed yet
+ */
 #define PAYIN_FOLLOWED \
-	"(i.status = 'CREATED' OR (i.status = 'PAID' AND EXISTS (SELECT FROM %1$s.qiwi_payin_holds h" \
-	" WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id)))"
+	"(i.status = 'CREATED' OR (i.status = 'PAID' AND (i.notified_at IS NOT NULL" \
+	" OR EXISTS (SELECT FROM %1$s.qiwi_payin_holds h" \
+	" WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id))))"
 
 /* The statements, in the order of plan_sql; valid for the schema they were prepared in */
 enum
 {
 	P_INVOICE_LOCK, P_INVOICE_SAME, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_PAID, P_TOKEN_INSERT,
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_NOTIFIED, P_TOKEN_INSERT,
 	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_CARD_CHECK_LOCK, P_CARD_CHECK_UPDATE,
 	P_PAYMENT_MONEY, P_MAKE_DUE, NPLANS
 };
@@ -99,7 +103,8 @@ prepare_plans(Oid schema)
 	Oid			two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
-	Oid			check_types[6] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID};
+	Oid			check_types[7] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID,
+	TIMESTAMPTZOID};
 
 	if (plans_schema == schema && plans[0] != NULL)
 		return;
@@ -142,14 +147,14 @@ prepare_plans(Oid schema)
 		" created_at = coalesce($13, created_at), expires_at = coalesce($14, expires_at),"
 		" status_changed_at = CASE WHEN status = $7 THEN status_changed_at"
 		"  ELSE coalesce($15, clock_timestamp()) END,"
-		" status = $7, checked_at = clock_timestamp()"
+		" status = $7, checked_at = clock_timestamp(), notified_at = NULL"
 		" WHERE merchant = $1 AND bill_id = $2 AND amount = $5 AND currency = $6"
 		" AND (status = $7 OR %s)", nsp, ledger_may_move(&invoice_table, "status", "$7")),
 		INVOICE_NARGS, (Oid *) invoice_types);
 	/* other money: never PAID; what QIWI said is kept beside the shop's */
 	plans[P_INVOICE_MISMATCH] = ledger_prepare(psprintf(
 		"UPDATE %s.qiwi_payin_invoices SET status = 'MISMATCH', qiwi_amount = $5,"
-		" qiwi_currency = $6, qiwi_status = $7, checked_at = clock_timestamp(),"
+		" qiwi_currency = $6, qiwi_status = $7, checked_at = clock_timestamp(), notified_at = NULL,"
 		" status_changed_at = CASE WHEN status = 'MISMATCH' THEN status_changed_at"
 		"  ELSE clock_timestamp() END"
 		" WHERE merchant = $1 AND bill_id = $2 AND (%s OR status = 'MISMATCH')",
@@ -259,26 +264,40 @@ prepare_plans(Oid schema)
 		" AND i.merchant <> ALL ($2)"
 		" ORDER BY i.next_check_at LIMIT $1 FOR UPDATE OF i SKIP LOCKED", nsp),
 		2, due_types);
-	/* a chunk's checks in one statement, planned for its arrays */
+	/*
+	 * A chunk's checks in one statement, planned for its arrays.  An answer
+	 * confirms a notification that came before the invoice was claimed ($7);
+	 * a later one keeps the invoice notified and due at once.
+	 */
 	plans[P_CHECK_RESULT] = ledger_prepare_for_arrays(psprintf(
 		"UPDATE %1$s.qiwi_payin_invoices i SET"
 		" checked_at = CASE WHEN u.failed THEN i.checked_at ELSE clock_timestamp() END,"
 		" check_count = i.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
 		" failures = CASE WHEN u.failed THEN i.failures + 1 ELSE 0 END,"
 		" last_error = u.error,"
-		" next_check_at = least(clock_timestamp() + make_interval(secs => least($6,"
+		" notified_at = CASE WHEN u.failed OR i.notified_at > $7 THEN i.notified_at END,"
+		" next_check_at = CASE WHEN NOT u.failed AND i.notified_at > $7 THEN clock_timestamp() ELSE"
+		" least(clock_timestamp() + make_interval(secs => least($6,"
 		"   $5 * power(2, least(CASE WHEN u.failed THEN i.failures + 1 ELSE i.check_count + 1 END, 30)))),"
 		"  coalesce((SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN i.status = 'CREATED'"
 		"   THEN i.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
 		"    WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id) END AS deadline) d"
-		"   WHERE d.deadline > clock_timestamp()), 'infinity'))"
+		"   WHERE d.deadline > clock_timestamp()), 'infinity')) END"
 		" FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(merchant, bill_id, failed, error)"
 		" WHERE i.merchant = u.merchant AND i.bill_id = u.bill_id", nsp),
-		6, check_types);
-	plans[P_INVOICE_PAID] = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_payin_invoices SET status = 'PAID', status_changed_at = clock_timestamp(),"
-		" checked_at = clock_timestamp() WHERE merchant = $1 AND bill_id = $2 AND status = 'CREATED'",
-		nsp), 2, two_text);
+		7, check_types);
+	/*
+	 * A verified notification about a payment of invoice $3 (the invoice of
+	 * payment $2 if the tables know it): the invoice is due for a check at
+	 * once, and notified until QIWI's answer confirms it
+	 */
+	plans[P_INVOICE_NOTIFIED] = ledger_prepare(psprintf(
+		"UPDATE %1$s.qiwi_payin_invoices i SET notified_at = clock_timestamp(),"
+		" next_check_at = clock_timestamp()"
+		" WHERE i.merchant = $1 AND i.status IN ('CREATED', 'PAID')"
+		" AND i.bill_id = coalesce((SELECT p.bill_id FROM %1$s.qiwi_payin_payments p"
+		"  WHERE p.merchant = $1 AND p.payment_id = $2), $3)"
+		" RETURNING i.bill_id", nsp), 3, two_text);
 	plans[P_TOKEN_INSERT] = ledger_prepare(psprintf(
 		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN clock_timestamp() END)"
@@ -408,6 +427,29 @@ report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const cha
 }
 
 /*
+ * Does an answer calling the invoice PAID list a completed payment of the
+ * invoice's money, and no payment for other money (*other_money)?
+ */
+static bool
+paid_with_its_money(const PayinInvoice *invoice, bool *other_money)
+{
+	bool		paid = false;
+	ListCell   *lc;
+
+	*other_money = false;
+	foreach(lc, invoice->payments)
+	{
+		PayinPayment *payment = (PayinPayment *) lfirst(lc);
+
+		if (!qiwi_same_money(payment->amount, payment->currency, invoice->amount, invoice->currency))
+			*other_money = true;
+		else if (strcmp(payment->status, "COMPLETED") == 0)
+			paid = true;
+	}
+	return paid && !*other_money;
+}
+
+/*
  * Record what QIWI said about an invoice (and the payments it came with),
  * forward only.  Other money than the shop's makes it MISMATCH, and so
  * does the invoice returned to the caller, now and later.  With
@@ -452,20 +494,20 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	values[15] = CStringGetTextDatum(source);
 
 	/*
-	 * QIWI's PAID is not taken when a payment it lists is for other money:
-	 * the invoice stays open here, and that payment makes it MISMATCH below.
+	 * QIWI's PAID is taken only with a completed payment of the invoice's
+	 * money among the payments its answer lists: otherwise the invoice stays
+	 * open here (a payment for other money makes it MISMATCH below).
 	 */
-	foreach(lc, invoice->payments)
+	if (strcmp(invoice->status, "PAID") == 0 && !paid_with_its_money(invoice, &paid_other_money))
 	{
-		PayinPayment *payment = (PayinPayment *) lfirst(lc);
-
-		if (strcmp(invoice->status, "PAID") == 0 &&
-			!qiwi_same_money(payment->amount, payment->currency, invoice->amount, invoice->currency))
-		{
-			invoice->status = "CREATED";
-			values[6] = CStringGetTextDatum(invoice->status);
-			paid_other_money = true;
-		}
+		if (!paid_other_money)
+			ereport(WARNING,
+					(errcode(ERRCODE_QIWI_MALFORMED),
+					 errmsg("QIWI calls Payin invoice \"%s\" PAID, but its answer lists no completed payment of %s %s",
+							invoice->bill_id, qiwi_format_amount(invoice->amount), invoice->currency),
+					 errdetail("An invoice is PAID here only with a completed payment of its money: QIWI's PAID is not recorded, and the reconciler keeps asking.")));
+		invoice->status = "CREATED";
+		values[6] = CStringGetTextDatum(invoice->status);
 	}
 
 	begin_payin_ledger(&ctx);
@@ -492,14 +534,18 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	if (old_status != NULL &&
 		!qiwi_same_money(shop_amount, shop_currency, invoice->amount, invoice->currency))
 	{
-		if (ledger_run(plans[P_INVOICE_MISMATCH], values, nulls, SPI_OK_UPDATE) > 0 &&
-			strcmp(old_status, "MISMATCH") != 0)
+		if (ledger_run(plans[P_INVOICE_MISMATCH], values, nulls, SPI_OK_UPDATE) == 0)
+			invoice->status = old_status;	/* final already: it stays, and is returned */
+		else
 		{
-			record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
-			report_mismatch("invoice", invoice->bill_id, invoice->amount, invoice->currency,
-							invoice->status, shop_amount, shop_currency);
+			if (strcmp(old_status, "MISMATCH") != 0)
+			{
+				record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
+				report_mismatch("invoice", invoice->bill_id, invoice->amount, invoice->currency,
+								invoice->status, shop_amount, shop_currency);
+			}
+			invoice->status = "MISMATCH";
 		}
-		invoice->status = "MISMATCH";
 		invoice->amount = shop_amount;
 		invoice->currency = shop_currency;
 	}
@@ -714,22 +760,27 @@ payin_store_refund(const PayinOperationResult *refund, const char *source, char 
 }
 
 /*
- * A payment of invoice bill_id was authorised: the invoice is PAID if it
- * was CREATED (what QIWI does).  True if it moved.
+ * A verified notification about payment payment_id (of invoice bill_id,
+ * as the notification says, when the tables do not know the payment):
+ * mark its invoice notified and due at once.  The invoice's id, or NULL
+ * if the tables have no such open or paid invoice.
  */
-bool
-payin_store_invoice_paid(const char *merchant, const char *bill_id, const char *source)
+char *
+payin_store_notified(const char *merchant, const char *payment_id, const char *bill_id)
 {
-	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
+	Datum		values[3];
+	char		nulls[4] = {' ', ' ', ' ', '\0'};
 	OwnerContext ctx;
-	bool		moved;
+	char	   *notified = NULL;
 
+	values[0] = CStringGetTextDatum(merchant);
+	values[1] = CStringGetTextDatum(payment_id);
+	values[2] = ledger_text_or_null(bill_id, &nulls[2]);
 	begin_payin_ledger(&ctx);
-	moved = ledger_run(plans[P_INVOICE_PAID], values, NULL, SPI_OK_UPDATE) > 0;
-	if (moved)
-		record_event(merchant, "invoice", bill_id, "CREATED", "PAID", source);
+	if (ledger_run(plans[P_INVOICE_NOTIFIED], values, nulls, SPI_OK_UPDATE_RETURNING) > 0)
+		notified = row_text(&ctx, 1);
 	ledger_end(&ctx);
-	return moved;
+	return notified;
 }
 
 /*
@@ -839,9 +890,9 @@ payin_store_due_invoices(int limit, Datum skip_merchants, int *n)
  */
 void
 payin_store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
-						  const bool *failed, const char *const *errors)
+						  const bool *failed, const char *const *errors, TimestampTz claimed_at)
 {
-	Datum		values[6];
+	Datum		values[7];
 	OwnerContext ctx;
 
 	if (n == 0)
@@ -850,6 +901,7 @@ payin_store_check_results(int n, const char *const *merchants, const char *const
 						&values[0], &values[1], &values[2], &values[3]);
 	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	values[6] = TimestampTzGetDatum(claimed_at);
 	begin_payin_ledger(&ctx);
 	ledger_run(plans[P_CHECK_RESULT], values, NULL, SPI_OK_UPDATE);
 	ledger_end(&ctx);
@@ -857,9 +909,10 @@ payin_store_check_results(int n, const char *const *merchants, const char *const
 
 /* Record one reconciler check of an invoice (payin_store_check_results) */
 void
-payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error)
+payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error,
+						 TimestampTz claimed_at)
 {
-	payin_store_check_results(1, &merchant, &bill_id, &failed, &error);
+	payin_store_check_results(1, &merchant, &bill_id, &failed, &error, claimed_at);
 }
 
 /* Make every invoice the reconciler follows due now; how many */

@@ -79,10 +79,10 @@ SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	UNION ALL SELECT last_value::text FROM qiwi_bill_events_id_seq
 	UNION ALL SELECT last_value::text FROM qiwi_notifications_id_seq) s(r)};
 
-# The rows of the Payin tables, which 1.2 brought
+# The rows of the Payin tables, which 1.2 brought (1.4 added notified_at)
 my $payin_data_query = q{
 SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
-	SELECT t::text FROM qiwi_payin_invoices t
+	SELECT (to_jsonb(t) - 'notified_at')::text FROM qiwi_payin_invoices t
 	UNION ALL SELECT t::text FROM qiwi_payin_payments t
 	UNION ALL SELECT t::text FROM qiwi_payin_captures t
 	UNION ALL SELECT t::text FROM qiwi_payin_refunds t
