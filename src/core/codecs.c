@@ -331,6 +331,35 @@ jsonb_build_scalar(void *arg, char *token, JsonTokenType tokentype)
 }
 
 /*
+ * Run PostgreSQL's JSON parser over QIWI's text.  A SQL_ASCII database
+ * stores QIWI's UTF-8 as it comes (utf8_to_server), so the parser runs as
+ * in a UTF8 database: a \u escape becomes the UTF-8 bytes of its
+ * character, the very bytes stored when QIWI sends the character itself.
+ * (Left to SQL_ASCII, whose text has no known encoding, the parser raises
+ * 0A000 on any escape beyond ASCII.)  Nothing else in a parse reads the
+ * database encoding: the text is valid UTF-8, numbers are ASCII.
+ */
+static JsonParseErrorType
+parse_json_as_utf8(JsonLexContext *lex, JsonSemAction *sem)
+{
+	volatile JsonParseErrorType rc;
+
+	if (GetDatabaseEncoding() != PG_SQL_ASCII)
+		return pg_parse_json(lex, sem);
+	SetDatabaseEncoding(PG_UTF8);
+	PG_TRY();
+	{
+		rc = pg_parse_json(lex, sem);
+	}
+	PG_FINALLY();
+	{
+		SetDatabaseEncoding(PG_SQL_ASCII);
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+/*
  * Valid UTF-8 text in the database encoding, without raising: a character
  * the database encoding lacks becomes '?', and *lossy says there was one.
  */
@@ -375,7 +404,8 @@ utf8_to_server(const char *text, size_t len, bool *lossy)
 /*
  * Parse a response body into jsonb; NULL and *problem on failure.  With
  * lossy NULL, a body with characters the database encoding lacks is a
- * failure; otherwise they become '?' and *lossy says so.
+ * failure; otherwise they become '?' and *lossy says so.  A SQL_ASCII
+ * database lacks none: it holds QIWI's text as UTF-8.
  */
 Jsonb *
 parse_json_object(char *body, size_t len, bool *lossy, char **problem)
@@ -419,7 +449,7 @@ parse_json_object(char *body, size_t len, bool *lossy, char **problem)
 	sem.array_element_start = NULL;
 	sem.array_element_end = NULL;
 	sem.scalar = jsonb_build_scalar;
-	rc = pg_parse_json(build.lex, &sem);
+	rc = parse_json_as_utf8(build.lex, &sem);
 	if (build.too_deep)
 	{
 		*problem = psprintf("the body nests deeper than %d levels", QIWI_MAX_JSON_DEPTH);

@@ -16,6 +16,39 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+/*
+ * Reject text that is not UTF-8 in a SQL_ASCII database, where text is any
+ * bytes: QIWI reads UTF-8, and an argument goes to QIWI as it is.  (Every
+ * other encoding holds only valid text, and no invalid UTF-8 gets into a
+ * UTF8 database.)
+ */
+static void
+arg_check_utf8(const char *value, int len, const char *argname)
+{
+	int			valid;
+
+	if (GetDatabaseEncoding() != PG_SQL_ASCII)
+		return;
+	valid = pg_encoding_verifymbstr(PG_UTF8, value, len);
+	if (valid < len)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("%s is not valid UTF-8", argname),
+				 errdetail("Byte %d is not part of a UTF-8 character. The database encoding is SQL_ASCII, which takes any bytes as text; QIWI reads UTF-8, and nothing was sent.",
+						   valid + 1),
+				 errhint("Send the text in UTF-8 from the client, or use a UTF8 database.")));
+}
+
+/* Fetch a text argument that is not NULL (UTF-8 in a SQL_ASCII database) */
+static char *
+arg_text(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	text	   *arg = PG_GETARG_TEXT_PP(argno);
+
+	arg_check_utf8(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg), argname);
+	return text_to_cstring(arg);
+}
+
 /* Fetch a required text argument, or raise naming it */
 char *
 arg_required_text(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -24,7 +57,7 @@ arg_required_text(FunctionCallInfo fcinfo, int argno, const char *argname)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be NULL", argname)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	return arg_text(fcinfo, argno, argname);
 }
 
 /* Fetch an optional text argument (NULL = omitted); empty is an error */
@@ -35,7 +68,7 @@ arg_optional_text(FunctionCallInfo fcinfo, int argno, const char *argname)
 
 	if (PG_ARGISNULL(argno))
 		return NULL;
-	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	value = arg_text(fcinfo, argno, argname);
 	if (value[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -257,6 +290,7 @@ arg_optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argna
 		if (tok == WJB_KEY)
 		{
 			key = pnstrdup(v.val.string.val, v.val.string.len);
+			arg_check_utf8(key, v.val.string.len, psprintf("a key of %s", argname));
 			if (key[0] == '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -273,6 +307,8 @@ arg_optional_custom_fields(FunctionCallInfo fcinfo, int argno, const char *argna
 						 errmsg("%s must hold only string values", argname),
 						 errdetail("The value of key \"%s\" is not a string.", key)));
 			value = pnstrdup(v.val.string.val, v.val.string.len);
+			arg_check_utf8(value, v.val.string.len,
+						   psprintf("the value of key \"%s\" of %s", key, argname));
 			if (pg_mbstrlen(value) > limits->max_field_length)
 				ereport(ERROR,
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
