@@ -64,8 +64,21 @@ SELECT status FROM qiwi_bills WHERE bill_id = 'rt-3';
 SELECT try($$SELECT qiwi_cancel_bill('rt-2')$$);
 
 -- statement_timeout bounds the retries: no wait that it would cut short
-SET statement_timeout = '150ms';
 SELECT sandbox('POST', '/sandbox/faults', '{"status": 503, "times": 3}');
-SELECT try($$SELECT qiwi_bill_status('rt-1')$$);
+SET statement_timeout = '150ms';
+SELECT regexp_replace(try($$SELECT qiwi_bill_status('rt-1')$$), '\d+ attempts? w(as|ere) made', 'N attempts were made') AS try;
 RESET statement_timeout;
+
+-- qiwi.call_deadline bounds one call, all its attempts included: a hung QIWI
+-- holds the session for the deadline, not qiwi.max_retries times qiwi.timeout
+SHOW qiwi.call_deadline;
+SET qiwi.call_deadline = '1s';
+SELECT sandbox_requests() AS before \gset
+SELECT sandbox('POST', '/sandbox/faults', '{"delay_ms": 8000, "times": 4}');
+SELECT clock_timestamp() AS started \gset
+SELECT regexp_replace(regexp_replace(try($$SELECT qiwi_bill_status('rt-1')$$), 'within \d+ ms', 'within … ms'),
+                      '\d+ attempts? w(as|ere) made', 'N attempts were made') AS try;
+SELECT clock_timestamp() - :'started' < interval '4 s' AS within_seconds,
+       sandbox_requests() - :before BETWEEN 1 AND 4 AS asked;
+RESET qiwi.call_deadline;
 SELECT sandbox('DELETE', '/sandbox/faults');

@@ -173,6 +173,7 @@ extern char *http_append_query(const char *url, const char *name, const char *va
 extern int	qiwi_timeout_ms;
 extern int	qiwi_connect_timeout_ms;
 extern int	qiwi_max_retries;
+extern int	qiwi_call_deadline_ms;
 extern char *qiwi_ca_file;
 
 /* What went wrong with one QIWI call, in a form both raisers and the worker use */

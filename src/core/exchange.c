@@ -25,10 +25,13 @@
 /* First wait before a retry, and the longest one, in milliseconds */
 #define RETRY_BASE_MS	100
 #define RETRY_MAX_MS	5000
+/* The shortest attempt worth making: less cannot reach QIWI and back */
+#define MIN_ATTEMPT_MS	100
 
 int			qiwi_timeout_ms = 10000;
 int			qiwi_connect_timeout_ms = 3000;
 int			qiwi_max_retries = 3;
+int			qiwi_call_deadline_ms = 10000;
 char	   *qiwi_ca_file = NULL;
 
 /* ---------- reading answers ---------- */
@@ -415,25 +418,36 @@ wipe_headers(QiwiOperation *op)
 }
 
 /*
- * Wait before retry number attempt + 1: exponential backoff with jitter,
- * interruptible.  False when statement_timeout would end the statement
- * before another attempt could finish, so there is no point in trying.
+ * Milliseconds a call that began at start may still take: the least of what
+ * qiwi.call_deadline and statement_timeout leave
+ */
+static long
+call_time_left(TimestampTz start)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		left = qiwi_call_deadline_ms - (long) ((now - start) / 1000);
+
+	if (StatementTimeout > 0)
+		left = Min(left, StatementTimeout - (long) ((now - GetCurrentStatementStartTimestamp()) / 1000));
+	return left;
+}
+
+/*
+ * Wait before retry number attempt + 1 of a call that began at start:
+ * exponential backoff with jitter, interruptible.  False when the wait
+ * would leave the call no time for another attempt (qiwi.call_deadline or
+ * statement_timeout), so there is no point in trying.
  */
 static bool
-retry_wait(int attempt)
+retry_wait(int attempt, TimestampTz start)
 {
 	long		delay_ms = Min(RETRY_MAX_MS, (long) RETRY_BASE_MS << Min(attempt, 16));
 	TimestampTz until;
 
 	/* full jitter in the upper half: retries of many sessions spread out */
 	delay_ms = delay_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (delay_ms / 2));
-	if (StatementTimeout > 0)
-	{
-		long		spent_ms = (GetCurrentTimestamp() - GetCurrentStatementStartTimestamp()) / 1000;
-
-		if (spent_ms + delay_ms >= StatementTimeout)
-			return false;
-	}
+	if (call_time_left(start) - delay_ms < MIN_ATTEMPT_MS)
+		return false;
 	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
 	for (;;)
 	{
@@ -448,6 +462,30 @@ retry_wait(int attempt)
 	}
 }
 
+/*
+ * Say in a failed call's DETAIL how many attempts it made, and whether its
+ * time ran out before the retries did
+ */
+static void
+count_attempts(QiwiError *error, int attempts, bool out_of_time)
+{
+	size_t		len = error->detail ? strlen(error->detail) : 0;
+	StringInfoData detail;
+
+	if (attempts == 1 && !out_of_time)
+		return;
+	initStringInfo(&detail);
+	if (len > 0)
+		appendStringInfo(&detail, "%s%s ", error->detail, error->detail[len - 1] == '.' ? "" : ".");
+	if (attempts == 1)
+		appendStringInfoString(&detail, "1 attempt was made.");
+	else
+		appendStringInfo(&detail, "%d attempts were made.", attempts);
+	if (out_of_time)
+		appendStringInfo(&detail, " qiwi.call_deadline (%d ms) or statement_timeout left no time for another.",
+						 qiwi_call_deadline_ms);
+	error->detail = detail.data;
+}
 
 /* What an answer to an operation says: true with op->result filled, or *error */
 bool
@@ -468,18 +506,24 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 {
 	HttpOptions options = exchange_options();
 	HttpResponse resp;
+	TimestampTz start = GetCurrentTimestamp();
 
 	op->request.fresh_connection = !op->idempotent;
 	for (int attempt = 0;; attempt++)
 	{
+		/* no attempt may outlast the call's deadline or the statement */
+		long		left = Max(call_time_left(start), MIN_ATTEMPT_MS);
+
+		options.timeout_ms = (int) Min((long) qiwi_timeout_ms, left);
+		options.connect_timeout_ms = Min(qiwi_connect_timeout_ms, options.timeout_ms);
 		http_perform(&op->request, &options, &resp);
 		if (answered_ok(op, &resp, error))
 			break;
 		if (!op->idempotent || !error->retry_safe || attempt >= qiwi_max_retries ||
-			!retry_wait(attempt))
+			!retry_wait(attempt, start))
 		{
-			if (attempt > 0)
-				error->detail = psprintf("%s %d attempts were made.", error->detail, attempt + 1);
+			count_attempts(error, attempt + 1,
+						   op->idempotent && error->retry_safe && attempt < qiwi_max_retries);
 			wipe_headers(op);
 			return false;
 		}
@@ -547,9 +591,18 @@ exchange_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("qiwi.call_deadline",
+							"Time limit of one SQL call to QIWI, all its attempts and the waits between them included.",
+							"No attempt outlasts it or statement_timeout; the reconciler's rounds are not bound by it.",
+							&qiwi_call_deadline_ms,
+							10000, 100, 3600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("qiwi.max_retries",
 							"Retries of an idempotent QIWI call after a network failure, timeout, 429 or 5xx.",
-							"Retries wait 100 ms, 200 ms, 400 ms ... (with jitter, at most 5 s) and stop before statement_timeout would.",
+							"Retries wait 100 ms, 200 ms, 400 ms ... (with jitter, at most 5 s) and stop before qiwi.call_deadline or statement_timeout would.",
 							&qiwi_max_retries,
 							3, 0, 10,
 							PGC_USERSET,
