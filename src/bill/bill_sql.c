@@ -595,7 +595,7 @@ qiwi_reconciler_state(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* Define the Bill Payments settings; make bills a kind to reconcile (from _PG_init) */
+/* Define the Bill Payments settings; make bills a kind to reconcile and a ledger table (from _PG_init) */
 void
 bill_init(void)
 {
@@ -621,4 +621,5 @@ bill_init(void)
 	notification_init();
 	bill_define_merchant_options();
 	bill_reconcile_init();
+	store_register_table();
 }

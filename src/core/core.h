@@ -406,9 +406,14 @@ extern Datum ledger_text_or_null(const char *s, char *null);
  */
 typedef struct LedgerTable
 {
+	const char *name;			/* the table, in the extension's schema */
+	const char *status_column;	/* its text column of statuses */
 	const char *const *open_statuses;
 	const char *const *reconciled_statuses;
 } LedgerTable;
+
+extern void ledger_add_table(const LedgerTable *table);
+extern const LedgerTable *ledger_table_named(const char *name);
 
 extern char *ledger_may_move(const LedgerTable *table, const char *column,
 							 const char *new_status);
