@@ -246,6 +246,8 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 	merchant = merchant_argument(fcinfo, 9);
 	args.merchant = merchant->name;
 	require_writable("record a bill to create");
+	guard_require_reconciler("qiwi_create_bill_after_commit",
+							 "the bill would stay CREATING, never created at QIWI");
 	if (!store_bill_intent(&args, customer_jsonb(&args)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
