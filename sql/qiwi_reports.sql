@@ -121,15 +121,11 @@ SELECT open_bills, due_bills, lag, failing_bills FROM qiwi_reconciler_health;
 -- and the reconciler's own status, one row
 SELECT count(*) AS rows, bool_and(h.rounds = s.rounds AND h.running = s.running) AS same_as_status
   FROM qiwi_reconciler_health h, qiwi_reconciler_status s;
--- qiwi_reconcile_now makes the open bills and the followed invoices due, and only them
--- (the rows this transaction wrote: the running reconciler may reschedule others meanwhile)
-SELECT qiwi_reconcile_now() AS made_due;
-SELECT bill_id, failures FROM qiwi_bills WHERE xmin = pg_current_xact_id()::xid
-  AND next_check_at >= now() AND next_check_at <= clock_timestamp()
-UNION ALL
-SELECT bill_id, failures FROM qiwi_payin_invoices WHERE xmin = pg_current_xact_id()::xid
-  AND next_check_at >= now() AND next_check_at <= clock_timestamp()
-ORDER BY 1;
+-- qiwi_reconcile_now is refused here: no reconciler serves contrib_regression
+-- (qiwi.database names another database), so nothing it made due would be
+-- checked.  test/t/013_money_guards.pl makes these same items due in the
+-- database the reconciler serves.
+SELECT try($$SELECT qiwi_reconcile_now()$$);
 ROLLBACK;
 
 -- ---------- qiwi_reconcile_orders ----------

@@ -67,11 +67,14 @@ TRUNCATE mal.hits;
 -- Through every function that talks to QIWI or writes the tables
 SELECT status FROM qiwi_bill_status('sp-wait');
 SELECT status FROM qiwi_create_bill('sp-new', 7, expires_at => pg_catalog.now() + interval '1 day');
-SELECT status FROM qiwi_create_bill_after_commit('sp-later', 8, expires_at => pg_catalog.now() + interval '1 day');
+-- (no reconciler serves contrib_regression: the two calls that rely on it
+-- are refused before they run any SQL; test/t/013_money_guards.pl runs them
+-- with a planted path in the database the reconciler serves)
+SELECT try($$SELECT qiwi_create_bill_after_commit('sp-later', 8, expires_at => pg_catalog.now() + interval '1 day')$$, false);
 SELECT status FROM qiwi_cancel_bill('sp-cancel');
 SELECT status FROM qiwi_refund('sp-paid', 'sp-r1', 1);
 SELECT status FROM qiwi_refund_status('sp-paid', 'sp-r1');
-SELECT qiwi_reconcile_now() >= 1 AS made_due;
+SELECT try($$SELECT qiwi_reconcile_now()$$, false);
 -- the trigger, with a signed notification (signed by the superuser below)
 RESET ROLE;
 RESET search_path;

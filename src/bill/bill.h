@@ -150,6 +150,7 @@ extern DueBill *store_due_bills(int limit, Datum skip_merchants, int *n);
 extern bool store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer);
 extern void store_create_failed(const char *merchant, const char *bill_id, const char *reason);
 extern int64 store_make_all_due(void);
+extern void store_register_table(void);
 extern bool store_refund_headroom(const char *merchant, const char *bill_id,
 								  const char *refund_id, Numeric *paid, Numeric *refunded);
 extern void store_refund(const QiwiRefund *refund);

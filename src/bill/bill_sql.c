@@ -246,6 +246,8 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 	merchant = merchant_argument(fcinfo, 9);
 	args.merchant = merchant->name;
 	require_writable("record a bill to create");
+	guard_require_reconciler("qiwi_create_bill_after_commit",
+							 "the bill would stay CREATING, never created at QIWI");
 	if (!store_bill_intent(&args, customer_jsonb(&args)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -595,7 +597,7 @@ qiwi_reconciler_state(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* Define the Bill Payments settings; make bills a kind to reconcile (from _PG_init) */
+/* Define the Bill Payments settings; make bills a kind to reconcile and a ledger table (from _PG_init) */
 void
 bill_init(void)
 {
@@ -621,4 +623,5 @@ bill_init(void)
 	notification_init();
 	bill_define_merchant_options();
 	bill_reconcile_init();
+	store_register_table();
 }

@@ -49,6 +49,8 @@
 static const char *const bill_open_statuses[] = {"WAITING", "CREATING", "CREATE_FAILED", NULL};
 static const char *const bill_reconciled_statuses[] = {"WAITING", "CREATING", NULL};
 static const LedgerTable bill_table = {
+	.name = "qiwi_bills",
+	.status_column = "status",
 	.open_statuses = bill_open_statuses,
 	.reconciled_statuses = bill_reconciled_statuses,
 };
@@ -992,6 +994,13 @@ store_create_failed(const char *merchant, const char *bill_id, const char *reaso
 	if (ledger_run(create_failed_plan, values, NULL, SPI_OK_UPDATE) > 0)
 		record_event(merchant, bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
 	ledger_end(&ctx);
+}
+
+/* Tell the ledger about qiwi_bills and its open statuses (from _PG_init) */
+void
+store_register_table(void)
+{
+	ledger_add_table(&bill_table);
 }
 
 /* Make every WAITING (or CREATING) bill due now; how many */

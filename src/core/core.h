@@ -12,6 +12,9 @@
  * signature.c   keyed HMAC signatures
  * ledger.c      the bookkeeping write path, as the extension's owner
  * reconciler.c  the background worker and its rounds over registered kinds
+ * guard.c       refusals that keep the record of money: a call only the
+ *               reconciler completes, where none serves; dropping a ledger
+ *               that holds rows
  */
 #ifndef QIWI_CORE_H
 #define QIWI_CORE_H
@@ -407,9 +410,14 @@ extern Datum ledger_text_or_null(const char *s, char *null);
  */
 typedef struct LedgerTable
 {
+	const char *name;			/* the table, in the extension's schema */
+	const char *status_column;	/* its text column of statuses */
 	const char *const *open_statuses;
 	const char *const *reconciled_statuses;
 } LedgerTable;
+
+extern void ledger_add_table(const LedgerTable *table);
+extern const LedgerTable *ledger_table_named(const char *name);
 
 extern char *ledger_may_move(const LedgerTable *table, const char *column,
 							 const char *new_status);
@@ -452,6 +460,12 @@ typedef struct ReconcileKind
 extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
 extern void reconciler_wake_at_commit(void);
+extern bool reconciler_registered(void);
 extern void reconciler_state(Datum *values, bool *nulls);
+
+/* ---------- guard.c ---------- */
+
+extern void guard_init(void);
+extern void guard_require_reconciler(const char *function, const char *undone);
 
 #endif							/* QIWI_CORE_H */

@@ -248,6 +248,30 @@ ledger_text_or_null(const char *s, char *null)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+/* The tables of items the APIs registered (ledger_add_table), for the drop guard */
+#define MAX_LEDGER_TABLES 8
+static const LedgerTable *ledger_tables[MAX_LEDGER_TABLES];
+static int	nledger_tables = 0;
+
+/* Register an API's table of items, whose open rows the drop guard counts (from _PG_init) */
+void
+ledger_add_table(const LedgerTable *table)
+{
+	if (nledger_tables >= MAX_LEDGER_TABLES)
+		elog(ERROR, "too many ledger tables");
+	ledger_tables[nledger_tables++] = table;
+}
+
+/* The registered table of items of that name, or NULL */
+const LedgerTable *
+ledger_table_named(const char *name)
+{
+	for (int i = 0; i < nledger_tables; i++)
+		if (strcmp(ledger_tables[i]->name, name) == 0)
+			return ledger_tables[i];
+	return NULL;
+}
+
 /* SQL for "column is one of statuses": column IN ('A', 'B') */
 static char *
 status_in(const char *column, const char *const *statuses)

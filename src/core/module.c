@@ -403,6 +403,7 @@ _PG_init(void)
 	bill_init();
 	payin_init();
 	reconciler_init();
+	guard_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("qiwi");

@@ -1387,6 +1387,7 @@ qiwi_reconcile_now(PG_FUNCTION_ARGS)
 {
 	int64		due = 0;
 
+	guard_require_reconciler("qiwi_reconcile_now", "no item made due would be checked");
 	for (int k = 0; k < nkinds; k++)
 		due += kinds[k]->make_due();
 	reconciler_wake_at_commit();
@@ -1402,6 +1403,13 @@ reconciler_wake_at_commit(void)
 		RegisterXactCallback(wake_at_commit, NULL);
 		wake_registered = true;
 	}
+}
+
+/* Is the reconciler registered in this server (not in binary-upgrade mode)? */
+bool
+reconciler_registered(void)
+{
+	return shared != NULL;
 }
 
 /* A snapshot of the reconciler's state, as the columns of qiwi_reconciler_state() */

@@ -249,6 +249,7 @@ extern void payin_store_check_results(int n, const char *const *merchants,
 extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 									 const char *error, TimestampTz claimed_at);
 extern int64 payin_store_make_all_due(void);
+extern void payin_store_register_tables(void);
 
 /* ---------- payin_sql.c ---------- */
 

@@ -717,7 +717,7 @@ qiwi_payin_card_check(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* Define the Payin settings and merchant options (from _PG_init) */
+/* Define the Payin settings and merchant options; register its ledger tables (from _PG_init) */
 void
 payin_init(void)
 {
@@ -742,4 +742,5 @@ payin_init(void)
 
 	payin_define_merchant_options();
 	payin_reconcile_init();
+	payin_store_register_tables();
 }

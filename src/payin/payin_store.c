@@ -30,11 +30,15 @@
 
 static const char *const invoice_open_statuses[] = {"CREATED", NULL};
 static const LedgerTable invoice_table = {
+	.name = "qiwi_payin_invoices",
+	.status_column = "status",
 	.open_statuses = invoice_open_statuses,
 	.reconciled_statuses = invoice_open_statuses,
 };
 static const char *const payment_open_statuses[] = {"WAITING", NULL};
 static const LedgerTable payment_table = {
+	.name = "qiwi_payin_payments",
+	.status_column = "status",
 	.open_statuses = payment_open_statuses,
 	.reconciled_statuses = payment_open_statuses,
 };
@@ -913,6 +917,14 @@ payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
 						 TimestampTz claimed_at)
 {
 	payin_store_check_results(1, &merchant, &bill_id, &failed, &error, claimed_at);
+}
+
+/* Tell the ledger about the invoices' and payments' tables and their open statuses (from _PG_init) */
+void
+payin_store_register_tables(void)
+{
+	ledger_add_table(&invoice_table);
+	ledger_add_table(&payment_table);
 }
 
 /* Make every invoice the reconciler follows due now; how many */
