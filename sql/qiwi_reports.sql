@@ -123,7 +123,7 @@ SELECT count(*) AS rows, bool_and(h.rounds = s.rounds AND h.running = s.running)
   FROM qiwi_reconciler_health h, qiwi_reconciler_status s;
 -- qiwi_reconcile_now is refused here: no reconciler serves contrib_regression
 -- (qiwi.database names another database), so nothing it made due would be
--- checked.  test/t/013_money_guards.pl makes these same items due in the
+-- checked.  test/t/015_money_guards.pl makes these same items due in the
 -- database the reconciler serves.
 SELECT try($$SELECT qiwi_reconcile_now()$$);
 ROLLBACK;

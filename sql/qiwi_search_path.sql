@@ -68,7 +68,7 @@ TRUNCATE mal.hits;
 SELECT status FROM qiwi_bill_status('sp-wait');
 SELECT status FROM qiwi_create_bill('sp-new', 7, expires_at => pg_catalog.now() + interval '1 day');
 -- (no reconciler serves contrib_regression: the two calls that rely on it
--- are refused before they run any SQL; test/t/013_money_guards.pl runs them
+-- are refused before they run any SQL; test/t/015_money_guards.pl runs them
 -- with a planted path in the database the reconciler serves)
 SELECT try($$SELECT qiwi_create_bill_after_commit('sp-later', 8, expires_at => pg_catalog.now() + interval '1 day')$$, false);
 SELECT status FROM qiwi_cancel_bill('sp-cancel');

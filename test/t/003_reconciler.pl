@@ -231,7 +231,7 @@ sql(q{SELECT qiwi_reconcile_now()});
 wait_for(q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler' AND state = 'active' AND query LIKE 'qiwi_kassa: checking%'},
 	'a slow round is in flight');
 my $t0 = [gettimeofday];
-# (deliberately: the ledger holds rows, test/t/013_money_guards.pl)
+# (deliberately: the ledger holds rows, test/t/015_money_guards.pl)
 sql('BEGIN; SET LOCAL qiwi.drop_ledger = on; DROP EXTENSION qiwi_kassa; COMMIT');
 my $drop_s = tv_interval($t0);
 cmp_ok($drop_s, '<', 2, 'DROP EXTENSION is not blocked by it');
