@@ -15,6 +15,10 @@ CREATE SERVER m_test FOREIGN DATA WRAPPER qiwi
 SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER m_test OPTIONS (site_id '555')$$);
 SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER m_test OPTIONS (secret_key E'k\r\nX-Evil: 1')$$);
 SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER m_test OPTIONS (secret_key '')$$);
+-- a key too short to be hidden in the logs, in any key option
+SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER m_test OPTIONS (secret_key 'k')$$);
+SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER m_test OPTIONS (payin_api_key 'seven77')$$);
+SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER m_test OPTIONS (payin_notification_key 'nk')$$);
 
 -- A merchant without a key, or unknown, is refused before anything is sent
 SELECT sandbox_requests() AS requests_before \gset

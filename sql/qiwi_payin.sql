@@ -178,7 +178,7 @@ SELECT merchant, bill_id, amount, status, capture FROM qiwi_payin_invoices WHERE
 SELECT try(format($$SELECT qiwi_payin_payment(%L, merchant => 'pay_a')$$, :'pb'));
 SELECT merchant, held, capture_deadline - authorised_at AS hold_time FROM qiwi_payin_holds ORDER BY merchant;
 -- a wrong key is QIWI's 401, named by the option
-ALTER USER MAPPING FOR PUBLIC SERVER pay_b OPTIONS (SET payin_api_key 'wrong');
+ALTER USER MAPPING FOR PUBLIC SERVER pay_b OPTIONS (SET payin_api_key 'wrong-payin-key');
 SELECT try($$SELECT qiwi_payin_invoice('inv-1', merchant => 'pay_b')$$);
 ALTER USER MAPPING FOR PUBLIC SERVER pay_b OPTIONS (SET payin_api_key 'payin-key-b');
 

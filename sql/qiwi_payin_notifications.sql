@@ -9,7 +9,7 @@
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 SELECT sandbox('POST', '/sandbox/payin/reset');
 SELECT sandbox('POST', '/sandbox/payin/sites',
-               '{"siteId": "ntf-a", "apiKey": "api-ntf-a", "notificationKey": "nk-a"}')->>'siteId' AS site_a;
+               '{"siteId": "ntf-a", "apiKey": "api-ntf-a", "notificationKey": "nk-ntf-a"}')->>'siteId' AS site_a;
 SELECT sandbox('POST', '/sandbox/payin/sites',
                '{"siteId": "ntf-b", "apiKey": "api-ntf-b", "notificationKey": "nk-b"}')->>'siteId' AS site_b;
 DO $$ BEGIN
@@ -18,7 +18,7 @@ DO $$ BEGIN
 	EXECUTE format('CREATE SERVER ntf_b FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id %L, payin_api_url %L)',
 	               'ntf-b', current_setting('qiwi_test.sandbox_url'));
 END $$;
-CREATE USER MAPPING FOR PUBLIC SERVER ntf_a OPTIONS (payin_api_key 'api-ntf-a', payin_notification_key 'nk-a');
+CREATE USER MAPPING FOR PUBLIC SERVER ntf_a OPTIONS (payin_api_key 'api-ntf-a', payin_notification_key 'nk-ntf-a');
 CREATE USER MAPPING FOR PUBLIC SERVER ntf_b OPTIONS (payin_api_key 'api-ntf-b');
 
 -- The notifications the sandbox sent for a site, of a type, oldest first
@@ -80,7 +80,7 @@ SELECT count(*) AS held FROM qiwi_payin_holds WHERE bill_id = 'ntf-1';
 SELECT s.verified, s.applied, s.error
   FROM sent('ntf-a', 'PAYMENT') x,
        LATERAL (SELECT jsonb_set(x.body, '{payment,status}', '{"value": "DECLINE", "reasonCode": "INVALID_STATE"}') AS b) d,
-       store('ntf-a', d.b, sign(d.b, 'nk-a')) s;
+       store('ntf-a', d.b, sign(d.b, 'nk-ntf-a')) s;
 SELECT status FROM qiwi_payin_payments WHERE bill_id = 'ntf-1';
 
 -- ---------- refunds ----------
@@ -91,7 +91,7 @@ SELECT s.applied, s.error FROM sent('ntf-a', 'REFUND') x, store('ntf-a', x.body,
 -- one the tables never heard of is not recorded from a notification
 SELECT s.verified, s.applied, s.error FROM sent('ntf-a', 'REFUND') x,
        LATERAL (SELECT jsonb_set(x.body, '{refund,refundId}', '"ntf-r2"') AS b) d,
-       store('ntf-a', d.b, sign(d.b, 'nk-a')) s;
+       store('ntf-a', d.b, sign(d.b, 'nk-ntf-a')) s;
 SELECT refund_id, amount, status FROM qiwi_payin_refunds WHERE refund_id LIKE 'ntf-r%' ORDER BY refund_id;
 SELECT status FROM qiwi_payin_invoice('ntf-1', merchant => 'ntf_a');
 SELECT captured_amount, refunded_amount FROM qiwi_payin_payments WHERE bill_id = 'ntf-1';
@@ -111,13 +111,13 @@ SELECT s.* FROM sent('ntf-a', 'PAYMENT') x, store('ntf-a', x.body, NULL) s;
 SELECT * FROM store('ntf-a', NULL, 'x');
 -- a CHECK_CARD without its status: verified, not applied (qiwi_payin_tokens applies whole ones)
 SELECT s.verified, s.applied, s.error FROM (SELECT '{"type": "CHECK_CARD", "version": "1", "checkPaymentMethod": {"requestUid": "u1", "checkOperationDate": "2023-01-01T00:00:00+03:00"}}'::jsonb AS b) d,
-       store('ntf-a', d.b, encode(hmac('u1|2023-01-01T00:00:00+03:00', 'nk-a', 'sha256'), 'hex')) s;
+       store('ntf-a', d.b, encode(hmac('u1|2023-01-01T00:00:00+03:00', 'nk-ntf-a', 'sha256'), 'hex')) s;
 -- a verified notification whose object is malformed is stored, not applied
 SELECT s.verified, s.applied, s.error FROM sent('ntf-a', 'PAYMENT') x,
        LATERAL (SELECT jsonb_set(x.body, '{payment,status,value}', '"MAYBE"') AS b) d,
-       store('ntf-a', d.b, sign(d.b, 'nk-a')) s;
+       store('ntf-a', d.b, sign(d.b, 'nk-ntf-a')) s;
 -- the key is never stored or shown
-SELECT count(*) AS rows_with_key FROM qiwi_payin_notifications WHERE error LIKE '%nk-a%' OR body::text LIKE '%nk-a%';
+SELECT count(*) AS rows_with_key FROM qiwi_payin_notifications WHERE error LIKE '%nk-ntf-a%' OR body::text LIKE '%nk-ntf-a%';
 
 -- ---------- a genuine signature re-typed ----------
 -- The signed triple of a genuine CAPTURE, re-typed as a PAYMENT with

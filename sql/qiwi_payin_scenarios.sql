@@ -10,7 +10,7 @@ INSERT INTO sc_merchant VALUES ('sc_http', 'sc-h', current_setting('qiwi_test.sa
                                ('sc_tls', 'sc-t', current_setting('qiwi_test.https_url'));
 SELECT merchant, sandbox('POST', '/sandbox/payin/reset', NULL, base)->>'ok' AS reset,
        sandbox('POST', '/sandbox/payin/sites',
-               format('{"siteId": "%s", "apiKey": "api-%s", "notificationKey": "nk-%s"}', site, site, site),
+               format('{"siteId": "%s", "apiKey": "api-%s", "notificationKey": "notify-%s"}', site, site, site),
                base)->>'holdHours' AS hold_hours
   FROM sc_merchant ORDER BY merchant;
 DO $$ DECLARE r record; BEGIN
@@ -18,7 +18,7 @@ DO $$ DECLARE r record; BEGIN
 		EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id %L, payin_api_url %L)',
 		               r.merchant, r.site, r.base);
 		EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER %I OPTIONS (payin_api_key %L, payin_notification_key %L)',
-		               r.merchant, 'api-' || r.site, 'nk-' || r.site);
+		               r.merchant, 'api-' || r.site, 'notify-' || r.site);
 	END LOOP;
 END $$;
 
@@ -294,13 +294,13 @@ SELECT s.* FROM sc_sent('sc_http') x, sc_store(jsonb_set(x.body, '{refund,amount
 -- a properly signed REFUND that the tables never heard of is recorded
 SELECT s.* FROM sc_sent('sc_http') x,
        LATERAL (SELECT jsonb_set(jsonb_set(x.body, '{refund,refundId}', '"elsewhere-r1"'), '{refund,amount,value}', '0.5') AS b) f,
-       sc_store(f.b, sign(f.b, 'nk-sc-h')) s
+       sc_store(f.b, sign(f.b, 'notify-sc-h')) s
  WHERE x.body->'refund'->>'refundId' = 'one-r1';
 SELECT refund_id, amount, status FROM qiwi_payin_refunds WHERE merchant = 'sc_http' AND refund_id = 'elsewhere-r1';
 -- a properly signed CAPTURE of a payment the tables do not know yet
 SELECT s.* FROM sc_sent('sc_http') x,
        LATERAL (SELECT jsonb_set(jsonb_set(x.body, '{capture,captureId}', '"early-c1"'), '{capture,paymentId}', '"9999999"') AS b) f,
-       sc_store(f.b, sign(f.b, 'nk-sc-h')) s
+       sc_store(f.b, sign(f.b, 'notify-sc-h')) s
  WHERE x.body->'capture'->>'captureId' = 'two-c1';
 
 -- ---------- bad arguments: nothing reaches either sandbox ----------

@@ -50,8 +50,8 @@ SELECT qiwi_payin_verify_signature(repeat('0', 64), '{"type": "PAYOUT", "payout"
 -- the merchant's notification key; none is an error that shows no key
 SELECT try($$SELECT qiwi_payin_verify_signature(repeat('0', 64), '{}', merchant => 'pay_a')$$);
 SELECT try($$SELECT qiwi_payin_verify_signature(repeat('0', 64), '{}')$$);
-ALTER USER MAPPING FOR PUBLIC SERVER pay_a OPTIONS (ADD payin_notification_key 'skey');
-SELECT qiwi_payin_verify_signature('0572c2153b1b57b1eddb9124ca6b8868e57eb3dce29220417922f18e7788285c',
+ALTER USER MAPPING FOR PUBLIC SERVER pay_a OPTIONS (ADD payin_notification_key 'skey-of-pay-a');
+SELECT qiwi_payin_verify_signature('61aadaf3f2bf8d74fc88954e0906d19dcc383940962c1f08c1d48cc98989aad4',
        '{"type": "PAYMENT", "payment": {"paymentId": "4226144", "createdDateTime": "2019-10-02T18:10:12+03:00",
          "amount": {"value": "2.00", "currency": "RUB"}}}', merchant => 'pay_a') AS with_merchant_key;
 -- the sandbox's own notifications verify with the site's notification key

@@ -80,7 +80,7 @@ SELECT qiwi_payin_delete_token('someone-else', bound('buyer-1'), merchant => 'to
 SELECT deleted_at IS NULL AS still_usable FROM qiwi_payin_tokens WHERE account = 'buyer-1';
 -- a wrong URL's 404 and a refused key (of a site the sandbox does not know) are errors, not "gone"
 SELECT try(format($$SELECT qiwi_payin_delete_token('buyer-1', %L, merchant => 'tok_lost')$$, bound('buyer-1')));
-ALTER USER MAPPING FOR PUBLIC SERVER tok_lost OPTIONS (SET payin_api_key 'wrong');
+ALTER USER MAPPING FOR PUBLIC SERVER tok_lost OPTIONS (SET payin_api_key 'wrong-payin-key');
 DO $$ BEGIN
 	EXECUTE format('ALTER SERVER tok_lost OPTIONS (SET payin_api_url %L)', current_setting('qiwi_test.sandbox_url'));
 END $$;

@@ -35,3 +35,11 @@ SELECT 'no warning any more' AS reconnected;
 ALTER SYSTEM SET qiwi.secret_key = 'set-by-alter-system';
 ALTER SYSTEM RESET qiwi.secret_key;
 ALTER SYSTEM SET qiwi.secret_key_file = '/nonexistent/qiwi-key';
+
+-- A key too short to be hidden in the logs (they hide it wherever its text
+-- appears: a one-letter key would make "existing" read "e********isting")
+-- is refused wherever it is set, and no error shows it
+ALTER SYSTEM SET qiwi.secret_key = 'e';
+SELECT try($$SET qiwi.secret_key = 'seven77'$$);
+SELECT try($$SELECT set_config('qiwi.secret_key', 'x', false)$$);
+SELECT length(current_setting('qiwi.secret_key')) >= 8 AS key_in_effect_unchanged;

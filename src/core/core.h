@@ -4,6 +4,7 @@
  *		file of src/core.
  *
  * module.c      start-up and the keys: qiwi.secret_key, qiwi.secret_key_file, log redaction
+ * redact.c      which statements give a key, from their parse trees
  * merchant.c    merchants: servers of the wrapper qiwi, their options and keys
  * transport.c   HTTP over kept-alive libcurl handles
  * exchange.c    the one path to QIWI: operations, retries, error classes
@@ -46,9 +47,22 @@
 
 /* ---------- module.c ---------- */
 
+/*
+ * The shortest secret key accepted (settings and merchants): the logs hide
+ * a key wherever its text appears, so a key of a few letters would hide
+ * ordinary words ("e********isting").  QIWI's keys are far longer.
+ */
+#define QIWI_KEY_MIN_LENGTH 8
+
 /* the key in effect: qiwi.secret_key_file's, else qiwi.secret_key's */
 extern char *qiwi_secret_key;
 extern char *qiwi_redact_secrets(const char *text);
+
+/* ---------- redact.c ---------- */
+
+extern void redact_init(void);
+extern bool statement_gives_key_text(const char *text, bool just_parsed);
+extern bool context_gives_key(const char *context);
 
 /* ---------- merchant.c ---------- */
 
@@ -90,6 +104,9 @@ extern uint32 merchant_fingerprint(const Merchant *m);
 extern int	merchant_secrets(const char ***list);
 extern bool merchant_check_url(const char *value, char **why);
 extern bool merchant_check_key(const char *value, char **why);
+extern bool merchant_check_secret(const char *value, char **why);
+extern bool merchant_is_key_option(const char *name);
+extern const char *merchant_key_option_name(int n);
 
 /* ---------- transport.c ---------- */
 

@@ -15,6 +15,7 @@
 #include "core/core.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "access/table.h"
@@ -33,6 +34,8 @@
 
 PG_FUNCTION_INFO_V1(qiwi_fdw_validator);
 
+static void ensure_merchants(void);
+
 static MerchantOptionDef option_defs[MERCHANT_MAX_OPTIONS];
 static int	noptions = 0;
 
@@ -46,9 +49,17 @@ static bool callbacks_registered = false;
 /* The default merchant: its values are read from the settings when asked */
 static Merchant default_merchant = {.name = MERCHANT_DEFAULT, .server = InvalidOid};
 
-/* Every key of every server's mapping, for the log redaction (malloc'd) */
+/*
+ * The keys for the log redaction (malloc'd): only committed ones.  A key
+ * this transaction wrote waits in pending until the transaction commits.
+ */
 static char **secrets = NULL;
 static int	nsecrets = 0;
+static char **pending = NULL;
+static int	npending = 0;
+
+/* Per cached server: its mapping FOR PUBLIC is this transaction's, uncommitted */
+static bool *uncommitted = NULL;
 
 /* Make an option known to the validator and to merchants (from an API's init) */
 int
@@ -67,57 +78,121 @@ invalidate_merchants(Datum arg, int cacheid, uint32 hashvalue)
 	cache_valid = false;
 }
 
-/* Replace the redaction list with the keys of the servers just read */
+/* Wipe and free a list of keys */
 static void
-remember_secrets(void)
+forget_keys(char ***list, int *n)
 {
-	int			n = 0;
-
-	for (int i = 0; i < nsecrets; i++)
+	for (int i = 0; i < *n; i++)
 	{
-		explicit_bzero(secrets[i], strlen(secrets[i]));
-		free(secrets[i]);
+		explicit_bzero((*list)[i], strlen((*list)[i]));
+		free((*list)[i]);
 	}
-	free(secrets);
-	secrets = NULL;
-	nsecrets = 0;
-	for (int s = 0; s < nservers; s++)
-		for (int o = 0; o < noptions; o++)
-			if (option_defs[o].place == MERCHANT_ON_USER_MAPPING && servers[s].values[o] != NULL)
-				n++;
-	if (n == 0)
-		return;
-	/* malloc: the log hook reads them in any context, even after an error */
-	secrets = malloc(sizeof(char *) * n);
-	if (secrets == NULL)
-		return;
-	for (int s = 0; s < nservers; s++)
-		for (int o = 0; o < noptions; o++)
-			if (option_defs[o].place == MERCHANT_ON_USER_MAPPING && servers[s].values[o] != NULL)
-			{
-				char	   *copy = strdup(servers[s].values[o]);
-
-				if (copy != NULL)
-					secrets[nsecrets++] = copy;
-			}
+	free(*list);
+	*list = NULL;
+	*n = 0;
 }
 
-/*
- * Add a key a user mapping is being given to the redaction list of this
- * process, so that the errors and context lines of the statement giving it
- * hide it (until the list is rebuilt from the catalogs)
- */
+/* Add a copy of a key to a list unless it is there (malloc: the log hook reads it anywhere) */
 static void
-remember_secret(const char *value)
+add_key(char ***list, int *n, const char *value)
 {
 	char	  **longer;
 	char	   *copy;
 
-	if (value[0] == '\0' || (longer = realloc(secrets, sizeof(char *) * (nsecrets + 1))) == NULL)
+	for (int i = 0; i < *n; i++)
+		if (strcmp((*list)[i], value) == 0)
+			return;
+	if ((longer = realloc(*list, sizeof(char *) * (*n + 1))) == NULL)
 		return;
-	secrets = longer;
+	*list = longer;
 	if ((copy = strdup(value)) != NULL)
-		secrets[nsecrets++] = copy;
+		(*list)[(*n)++] = copy;
+}
+
+/*
+ * Make the keys of the servers just read the redaction list: those
+ * committed at once, those this transaction wrote once it commits.  While
+ * it has written some, the keys known before stay too (its update hides a
+ * committed key that is still in effect for the others).  A key shorter
+ * than QIWI_KEY_MIN_LENGTH (stored before the minimum existed) is no secret
+ * to redact: it would hide ordinary words.
+ */
+static void
+remember_secrets(void)
+{
+	char	  **kept = NULL;
+	int			nkept = 0;
+	bool		any_uncommitted = false;
+
+	for (int s = 0; s < nservers; s++)
+		any_uncommitted |= uncommitted[s];
+	if (any_uncommitted)
+	{
+		kept = secrets;
+		nkept = nsecrets;
+		secrets = NULL;
+		nsecrets = 0;
+	}
+	forget_keys(&secrets, &nsecrets);
+	forget_keys(&pending, &npending);
+	for (int i = 0; i < nkept; i++)
+		add_key(&secrets, &nsecrets, kept[i]);
+	forget_keys(&kept, &nkept);
+	for (int s = 0; s < nservers; s++)
+		for (int o = 0; o < noptions; o++)
+		{
+			const char *value = servers[s].values[o];
+
+			if (option_defs[o].place != MERCHANT_ON_USER_MAPPING || value == NULL ||
+				strlen(value) < QIWI_KEY_MIN_LENGTH)
+				continue;
+			if (uncommitted[s])
+				add_key(&pending, &npending, value);
+			else
+				add_key(&secrets, &nsecrets, value);
+		}
+}
+
+/*
+ * At commit, the keys this transaction wrote become secrets: they are read
+ * from the catalogs just before (a key given by a statement that is rolled
+ * back never becomes one); at abort they are forgotten.
+ */
+static void
+merchants_at_transaction_end(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (!cache_valid && TransactionIdIsValid(GetTopTransactionIdIfAny()))
+				ensure_merchants();
+			break;
+		case XACT_EVENT_COMMIT:
+			for (int i = 0; i < npending; i++)
+				add_key(&secrets, &nsecrets, pending[i]);
+			forget_keys(&pending, &npending);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			forget_keys(&pending, &npending);
+			break;
+		default:
+			break;
+	}
+}
+
+/* Follow the catalogs of merchants: their changes, and the end of transactions */
+static void
+watch_merchants(void)
+{
+	if (callbacks_registered)
+		return;
+	CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_merchants, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_merchants, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_merchants, (Datum) 0);
+	RegisterXactCallback(merchants_at_transaction_end, NULL);
+	callbacks_registered = true;
 }
 
 /* The number of a defined option, or -1 */
@@ -157,13 +232,7 @@ load_merchants(void)
 	HeapTuple	tuple;
 	int			allocated = 8;
 
-	if (!callbacks_registered)
-	{
-		CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_merchants, (Datum) 0);
-		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_merchants, (Datum) 0);
-		CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_merchants, (Datum) 0);
-		callbacks_registered = true;
-	}
+	watch_merchants();
 	if (cache_context == NULL)
 		cache_context = AllocSetContextCreate(CacheMemoryContext, "qiwi_kassa merchants",
 											  ALLOCSET_SMALL_SIZES);
@@ -177,6 +246,7 @@ load_merchants(void)
 		MemoryContextReset(cache_context);
 	}
 	servers = NULL;
+	uncommitted = NULL;
 	nservers = 0;
 	/* valid from here: an invalidation while reading makes it read again */
 	cache_valid = true;
@@ -188,6 +258,7 @@ load_merchants(void)
 		return;
 	}
 	servers = MemoryContextAllocZero(cache_context, sizeof(Merchant) * allocated);
+	uncommitted = MemoryContextAllocZero(cache_context, sizeof(bool) * allocated);
 	rel = table_open(ForeignServerRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
@@ -214,7 +285,9 @@ load_merchants(void)
 		{
 			allocated *= 2;
 			servers = repalloc(servers, sizeof(Merchant) * allocated);
+			uncommitted = repalloc(uncommitted, sizeof(bool) * allocated);
 		}
+		uncommitted[nservers] = false;
 		m = &servers[nservers++];
 		memset(m, 0, sizeof(Merchant));
 		server = GetForeignServer(form->oid);
@@ -232,6 +305,8 @@ load_merchants(void)
 
 			if (!isnull)
 				take_options(m, untransformRelOptions(d), MERCHANT_ON_USER_MAPPING);
+			uncommitted[nservers - 1] =
+				TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(mapping->t_data));
 			ReleaseSysCache(mapping);
 		}
 	}
@@ -474,6 +549,44 @@ merchant_check_key(const char *value, char **why)
 	return false;
 }
 
+/*
+ * Is this a secret key a header can carry, long enough to be hidden in the
+ * logs (a key option's check)?  The logs hide a key wherever its text
+ * appears: a key of a few letters would hide them in ordinary words.
+ */
+bool
+merchant_check_secret(const char *value, char **why)
+{
+	if (!merchant_check_key(value, why))
+		return false;
+	if (strlen(value) >= QIWI_KEY_MIN_LENGTH)
+		return true;
+	*why = psprintf("The key must be at least %d bytes long: a shorter one could not be hidden in the logs without hiding ordinary words too.",
+					QIWI_KEY_MIN_LENGTH);
+	return false;
+}
+
+/* Whether name, in any case, is an option that holds a secret key */
+bool
+merchant_is_key_option(const char *name)
+{
+	for (int o = 0; o < noptions; o++)
+		if (option_defs[o].place == MERCHANT_ON_USER_MAPPING &&
+			pg_strcasecmp(option_defs[o].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The name of the n-th option that holds a secret key, or NULL past the last */
+const char *
+merchant_key_option_name(int n)
+{
+	for (int o = 0; o < noptions; o++)
+		if (option_defs[o].place == MERCHANT_ON_USER_MAPPING && n-- == 0)
+			return option_defs[o].name;
+	return NULL;
+}
+
 /* The options valid in a place, for a hint: "api_url, site_id" */
 static char *
 options_in(MerchantOptionPlace place)
@@ -528,8 +641,9 @@ qiwi_fdw_validator(PG_FUNCTION_ARGS)
 							   "\"%s\" belongs on the server.", def->defname) : 0,
 					 errhint("Valid options in this context are: %s.", options_in(place))));
 		}
+		/* its key becomes a secret when it is committed, read from the catalog */
 		if (place == MERCHANT_ON_USER_MAPPING)
-			remember_secret(defGetString(def));
+			watch_merchants();
 		if (option_defs[o].check != NULL && !option_defs[o].check(defGetString(def), &why))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),

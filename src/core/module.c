@@ -59,7 +59,8 @@ choose_secret_key(char *setting, char *from_file)
  * values live in catalogs (pg_db_role_setting, pg_proc) that every role can
  * read.  ALTER DATABASE/ROLE SET and CREATE FUNCTION ... SET validate with
  * PGC_S_TEST; a value stored before this check existed arrives at session
- * start with the database or role source, and is not applied.
+ * start with the database or role source, and is not applied.  A key too
+ * short to be hidden in the logs is refused wherever it is set.
  */
 static bool
 check_secret_key(char **newval, void **extra, GucSource source)
@@ -82,8 +83,16 @@ check_secret_key(char **newval, void **extra, GucSource source)
 			GUC_check_errhint("A superuser removes it with ALTER DATABASE ... RESET qiwi.secret_key or ALTER ROLE ... RESET qiwi.secret_key, and puts the key in the file named by qiwi.secret_key_file.");
 			return false;
 		default:
-			return true;
+			break;
 	}
+	if (*newval != NULL && (*newval)[0] != '\0' && strlen(*newval) < QIWI_KEY_MIN_LENGTH)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errmsg("qiwi.secret_key must be at least %d bytes long", QIWI_KEY_MIN_LENGTH);
+		GUC_check_errdetail("The logs hide a key wherever its text appears: a shorter key would hide ordinary words, and show itself by what is missing.");
+		return false;
+	}
+	return true;
 }
 
 /* Keep the GUC's value apart from the key in effect */
@@ -172,6 +181,9 @@ read_secret_key_file(const char *path)
 		buf[len] = '\0';
 		if (len == 0)
 			GUC_check_errdetail("File \"%s\" is empty.", path);
+		else if (len < QIWI_KEY_MIN_LENGTH)
+			GUC_check_errdetail("File \"%s\" holds a key shorter than %d bytes, too short to be hidden in the logs.",
+								path, QIWI_KEY_MIN_LENGTH);
 		else if (strlen(buf) != len || strpbrk(buf, "\r\n") != NULL)
 			GUC_check_errdetail("File \"%s\" must hold the key on one line.", path);
 		else if ((key = malloc(len + 1)) == NULL)
@@ -284,34 +296,6 @@ qiwi_redact_secrets(const char *text)
 	return result;
 }
 
-/* Whether text contains needle (lower case) in any case */
-static bool
-contains_caseless(const char *text, const char *needle)
-{
-	size_t		len = strlen(needle);
-
-	for (; *text != '\0'; text++)
-		if (pg_strncasecmp(text, needle, len) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Whether a statement may carry a secret: it names qiwi and a secret in any
- * case, quoting or spacing (ALTER SYSTEM SET "QIWI" . secret_key = ...), or
- * it is about a user mapping or a server's options, whose option names a
- * U& escape can spell without the word (CREATE USER MAPPING ... OPTIONS
- * (U&"s\0065cret_key" ...), a key put on a server by mistake).
- * Deliberately broad: hiding a harmless statement costs only a log line.
- */
-static bool
-statement_names_secret(const char *statement)
-{
-	return (contains_caseless(statement, "secret") && contains_caseless(statement, "qiwi")) ||
-		contains_caseless(statement, "mapping") ||
-		(contains_caseless(statement, "server") && contains_caseless(statement, "options"));
-}
-
 /*
  * Keep the secrets out of every log line of every process, the
  * postmaster's "parameter changed to" on reload included (PostgreSQL prints
@@ -334,29 +318,35 @@ redact_secret_key(ErrorData *edata)
 	if (edata->internalquery && mentions_secret(edata->internalquery))
 		edata->internalquery = qiwi_redact_secrets(edata->internalquery);
 	/* a statement run by a function (EXECUTE in plpgsql) shows in these */
-	if (edata->internalquery && statement_names_secret(edata->internalquery))
-		edata->internalquery = pstrdup("statement hidden by qiwi_kassa: it names a secret");
-	if (edata->context && statement_names_secret(edata->context))
-		edata->context = pstrdup("context hidden by qiwi_kassa: it names a secret");
+	if (edata->internalquery && statement_gives_key_text(edata->internalquery, false))
+		edata->internalquery = pstrdup("statement hidden by qiwi_kassa: it gives a key");
+	if (edata->context && context_gives_key(edata->context))
+		edata->context = pstrdup("context hidden by qiwi_kassa: it quotes a statement that gives a key");
 
 	/*
-	 * A statement that sets a key (ALTER SYSTEM SET qiwi.secret_key = ...)
-	 * carries a value that is no held secret yet: hide its text, whether it
+	 * A statement that gives a key (ALTER SYSTEM SET qiwi.secret_key = ...,
+	 * CREATE USER MAPPING ... OPTIONS (secret_key ...)) carries a value that
+	 * is no held secret yet, and one that holds a known key cannot show in
+	 * the STATEMENT line, which is not redacted: hide its text, whether it
 	 * is logged as the message (log_statement, with its parameters as
 	 * DETAIL), quoted by a syntax error, or printed after the message.
+	 * log_statement's line follows a successful parse of the same text.
 	 */
 	if (debug_query_string &&
-		(mentions_secret(debug_query_string) || statement_names_secret(debug_query_string)))
+		(mentions_secret(debug_query_string) ||
+		 statement_gives_key_text(debug_query_string,
+								  edata->elevel == LOG && edata->message_id != NULL &&
+								  strcmp(edata->message_id, "statement: %s") == 0)))
 	{
 		edata->hide_stmt = true;
 		if (edata->message && strstr(edata->message, debug_query_string))
 		{
-			edata->message = pstrdup("statement hidden by qiwi_kassa: it names a secret");
+			edata->message = pstrdup("statement hidden by qiwi_kassa: it gives or holds a key");
 			edata->detail = NULL;
 		}
 		else if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR)
 		{
-			edata->message = pstrdup("syntax error in a statement hidden by qiwi_kassa: it names a secret");
+			edata->message = pstrdup("syntax error in a statement hidden by qiwi_kassa: it may give a key");
 			edata->cursorpos = 0;
 		}
 	}
@@ -413,4 +403,5 @@ _PG_init(void)
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = redact_secret_key;
+	redact_init();
 }

@@ -1107,8 +1107,8 @@ payin_define_merchant_options(void)
 	MerchantOptionDef site_id = {"payin_site_id", MERCHANT_ON_SERVER, &qiwi_payin_site_id, check_site_id};
 	MerchantOptionDef api_url = {"payin_api_url", MERCHANT_ON_SERVER, &qiwi_payin_api_url, merchant_check_url};
 	MerchantOptionDef capture_hours = {"capture_hours", MERCHANT_ON_SERVER, NULL, check_capture_hours};
-	MerchantOptionDef api_key = {"payin_api_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_key};
-	MerchantOptionDef notification_key = {"payin_notification_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_key};
+	MerchantOptionDef api_key = {"payin_api_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
+	MerchantOptionDef notification_key = {"payin_notification_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
 
 	payin_option_site_id = merchant_define_option(&site_id);
 	payin_option_api_url = merchant_define_option(&api_url);

@@ -131,6 +131,19 @@ $node->reload;
 ok($node->poll_query_until('postgres', 'SELECT key_state()', 'accepted'),
 	'once the file is private, a reload makes its key the key in effect');
 
+# A key too short to be hidden in the logs is refused, naming the file and
+# the minimum; the key read before stays in effect
+$offset = -s $node->logfile;
+write_key_file("short\n", 0600);
+$node->reload;
+$node->wait_for_log(qr/invalid value for parameter "qiwi\.secret_key_file".*\n.*File "\Q$key_file\E" holds a key shorter than 8 bytes/,
+	$offset);
+pass('a key shorter than 8 bytes in the file is refused on reload, and the log says so');
+is(sql('SELECT key_state()'), 'accepted', 'the key read before stays in effect');
+write_key_file("$sandbox_secret\n", 0600);
+$node->reload;
+ok($node->poll_query_until('postgres', 'SELECT key_state()', 'accepted'), 'the right key again');
+
 # 5. With both set, the file wins, and the postmaster says so
 $offset = -s $node->logfile;
 sql(q{ALTER SYSTEM SET qiwi.secret_key = 'ignored-setting-key'});

@@ -1,7 +1,10 @@
 # Statements that set qiwi.secret_key never reach the server log, however
 # the name is spelt (case, quotes, spaces, set_config, a syntax error); nor
 # does the key when QIWI echoes it in an error, and qiwi_bills.last_error
-# keeps ******** in its place.
+# keeps ******** in its place.  Only statements that give a key are hidden:
+# words in a comment or a string hide nothing; a key given by a statement
+# that is rolled back never becomes a secret; a key too short to be hidden
+# is refused.
 use strict;
 use warnings;
 
@@ -86,6 +89,72 @@ for my $secret (map({ $_->[1] } @spellings), 'set-config-spelling-key', 'syntax-
 {
 	unlike($log, qr/\Q$secret\E/, "the log does not hold $secret");
 }
+
+# 4. Only what gives a key is hidden: words in comments and strings hide
+# nothing, the STATEMENT line of an error included
+my $offset = -s $node->logfile;
+sql(q{CREATE TABLE audit_me (i int)});
+sql(q{DROP TABLE audit_me /* mapping */});
+($ret, $stdout, $stderr) = $node->psql('postgres', q{SELECT 'server options' AS words, 1/0 AS fails});
+like($stderr, qr/division by zero/, 'a statement naming server and options fails');
+($ret, $stdout, $stderr) = $node->psql('postgres', q{DROP TABLE no_such_table /* user mapping, server options, secret */});
+like($stderr, qr/does not exist/, 'a DROP with such a comment fails');
+# the statements that give a key, for the check below that hides them
+sql(q{CREATE SERVER payin_shop FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'lr-site')});
+sql(q{CREATE USER MAPPING FOR PUBLIC SERVER payin_shop OPTIONS (payin_api_key 'committed-payin-key-7')});
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{ALTER USER MAPPING FOR PUBLIC SERVER no_such_server OPTIONS (SET secret_key 'failed-mapping-key')});
+like($stderr, qr/server "no_such_server" does not exist/, 'a statement giving a key fails');
+$log = slurp_file($node->logfile, $offset);
+like($log, qr{statement: DROP TABLE audit_me /\* mapping \*/}, 'a statement with "mapping" in a comment is logged in full');
+like($log, qr{statement: SELECT 'server options' AS words, 1/0 AS fails},
+	'a statement naming server and options is logged in full');
+like($log, qr{ERROR:  division by zero\n[^\n]*STATEMENT:  SELECT 'server options' AS words, 1/0 AS fails},
+	'and so is its STATEMENT line on error');
+like($log, qr{ERROR:  table "no_such_table" does not exist\n[^\n]*STATEMENT:  DROP TABLE no_such_table /\* user mapping, server options, secret \*/},
+	'the STATEMENT line of a failed DROP whose comment names them');
+like($log, qr{statement: CREATE SERVER payin_shop}, 'a server without a key is logged in full');
+is(() = $log =~ /statement hidden by qiwi_kassa: it gives or holds a key/g, 2,
+	'the statements that give a key are hidden: the mapping and the failed one');
+unlike($log, qr/STATEMENT:  ALTER USER MAPPING/, 'and so is the STATEMENT line of its error');
+unlike($log, qr/committed-payin-key-7|failed-mapping-key/, 'and no key they give is in the log');
+
+# 5. A key becomes a secret when it is committed, not when it is validated
+$offset = -s $node->logfile;
+($ret, $stdout, $stderr) = $node->psql('postgres', q{
+ALTER USER MAPPING FOR PUBLIC SERVER payin_shop OPTIONS (ADD payin_notification_key 'second-committed-key');
+DO $$BEGIN RAISE NOTICE 'echo of %', 'second-committed-key'; END$$;
+DO $$BEGIN RAISE NOTICE 'echo of %', 'committed-payin-key-7'; END$$;
+});
+like($stderr, qr/NOTICE:  echo of \*{8}\n.*NOTICE:  echo of \*{8}/s,
+	'a committed key is redacted in the session that gave it (the check below can fail)');
+sql(q{CREATE ROLE regress_usage LOGIN; GRANT USAGE ON FOREIGN SERVER payin_shop TO regress_usage});
+($ret, $stdout, $stderr) = $node->psql('postgres', q{
+SET ROLE regress_usage;
+BEGIN;
+CREATE USER MAPPING FOR CURRENT_USER SERVER payin_shop OPTIONS (payin_api_key 'qiwi_payin_refund');
+ROLLBACK;
+DO $$BEGIN RAISE NOTICE 'echo of %', 'qiwi_payin_refund'; END$$;
+SELECT 'qiwi_payin_refund' AS word;
+});
+is($stdout, 'qiwi_payin_refund', 'a role with USAGE gave a key in a transaction it rolled back');
+like($stderr, qr/NOTICE:  echo of qiwi_payin_refund/, 'the word it gave is no secret in its session');
+$log = slurp_file($node->logfile, $offset);
+like($log, qr/NOTICE:  echo of \*{8}/, 'the log redacts the committed keys');
+unlike($log, qr/second-committed-key|committed-payin-key-7/, 'and holds none of them');
+like($log, qr/NOTICE:  echo of qiwi_payin_refund/, 'the rolled-back one is no secret in the log');
+like($log, qr/statement: SELECT 'qiwi_payin_refund' AS word/, 'and statements holding it are logged in full');
+
+# 6. A key too short to be hidden is refused, and the error does not show it
+($ret, $stdout, $stderr) = $node->psql('postgres', q{ALTER SYSTEM SET qiwi.secret_key = 'e'});
+like($stderr, qr/qiwi\.secret_key must be at least 8 bytes long/, 'a one-letter key is refused, naming the setting and the minimum');
+unlike($stderr, qr/'e'|"e"/, 'the error does not show it');
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{ALTER USER MAPPING FOR PUBLIC SERVER payin_shop OPTIONS (SET payin_api_key 'e')});
+like($stderr, qr/invalid value for option "payin_api_key"\nDETAIL:  The key must be at least 8 bytes long/,
+	'and so is a merchant\'s, naming the option and the minimum');
+is(sql(q{SELECT 'existing'}), 'existing', 'ordinary words stay whole');
+like(slurp_file($node->logfile, $offset), qr/statement: SELECT 'existing'/, 'in the log too');
 
 $node->stop;
 done_testing();

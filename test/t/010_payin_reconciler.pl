@@ -26,8 +26,8 @@ qiwi.reconcile_max_interval = '2s'
 qiwi.reconcile_concurrency = 4
 });
 sandbox('/sandbox/reset');
-sandbox('/sandbox/payin/sites', '{"siteId": "rec-a", "apiKey": "key-a", "notificationKey": "n-a"}');
-sandbox('/sandbox/payin/sites', '{"siteId": "rec-b", "apiKey": "key-b", "notificationKey": "n-b", "deadlineAction": "reverse"}');
+sandbox('/sandbox/payin/sites', '{"siteId": "rec-a", "apiKey": "rec-key-a", "notificationKey": "n-a"}');
+sandbox('/sandbox/payin/sites', '{"siteId": "rec-b", "apiKey": "rec-key-b", "notificationKey": "n-b", "deadlineAction": "reverse"}');
 
 # A query's single value; a test that a query comes to return t
 sub sql { return query_value($node, @_); }
@@ -51,9 +51,9 @@ sub payin_requests
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION qiwi_kassa;
 CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'rec-a', payin_api_url '$sandbox_url');
-CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'key-a');
+CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'rec-key-a');
 CREATE SERVER pb FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'rec-b', payin_api_url '$sandbox_url');
-CREATE USER MAPPING FOR PUBLIC SERVER pb OPTIONS (payin_api_key 'key-b');
+CREATE USER MAPPING FOR PUBLIC SERVER pb OPTIONS (payin_api_key 'rec-key-b');
 });
 
 # ---------- invoices paid, held, expired reach the tables by themselves ----------
@@ -125,17 +125,17 @@ wait_for(q{SELECT failures = 0 AND last_error IS NULL FROM qiwi_payin_invoices W
 # ---------- a refused key stops only its merchant ----------
 sql(q{SELECT qiwi_payin_create_invoice('a-later', 3.00, merchant => 'pa');
       SELECT qiwi_payin_create_invoice('b-later', 4.00, merchant => 'pb')});
-sandbox('/sandbox/payin/sites', '{"siteId": "rec-a", "apiKey": "key-a2", "notificationKey": "n-a"}');
+sandbox('/sandbox/payin/sites', '{"siteId": "rec-a", "apiKey": "rec-key-a2", "notificationKey": "n-a"}');
 wait_for(q{SELECT stopped_by_auth AND last_error LIKE '%merchant "pa"%' FROM qiwi_reconciler_status},
 	'QIWI refusing pa\'s Payin key stops the reconciler for pa');
-unlike(slurp_file($node->logfile), qr/key-a\b/, 'the key is not in the log');
+unlike(slurp_file($node->logfile), qr/rec-key-a\b/, 'the key is not in the log');
 pay('rec-a', 'a-later');
 pay('rec-b', 'b-later');
 wait_for(q{SELECT status = 'PAID' FROM qiwi_payin_invoices WHERE bill_id = 'b-later'},
 	'pb\'s invoices are still followed');
 is(sql(q{SELECT status FROM qiwi_payin_invoices WHERE bill_id = 'a-later'}), 'CREATED',
 	'pa\'s are left alone');
-sql(q{ALTER USER MAPPING FOR PUBLIC SERVER pa OPTIONS (SET payin_api_key 'key-a2')});
+sql(q{ALTER USER MAPPING FOR PUBLIC SERVER pa OPTIONS (SET payin_api_key 'rec-key-a2')});
 wait_for(q{SELECT status = 'PAID' FROM qiwi_payin_invoices WHERE bill_id = 'a-later'},
 	'a new key for pa resumes it');
 wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'and the stop is cleared');
