@@ -48,12 +48,12 @@ sub start_receiver
 }
 
 sandbox('/sandbox/reset');
-sandbox('/sandbox/payin/sites', qq{{"siteId": "nt-a", "apiKey": "api-nt-a", "notificationKey": "nk-nt-a",
+sandbox('/sandbox/payin/sites', qq{{"siteId": "nt-a", "apiKey": "api-nt-a", "notificationKey": "nk-nt-a-key",
 	"notificationUrl": "http://127.0.0.1:$port/qiwi/payin/nt-a", "retryUnitMs": 20}});
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION qiwi_kassa;
 CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'nt-a', payin_api_url '$sandbox_url');
-CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'api-nt-a', payin_notification_key 'nk-nt-a');
+CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'api-nt-a', payin_notification_key 'nk-nt-a-key');
 });
 start_receiver();
 
@@ -163,7 +163,7 @@ is($r->{status}, 200, 'the receiver stores a forged notification');
 is(sql(q{SELECT verified || ':' || applied || ':' || error FROM qiwi_payin_notifications ORDER BY id DESC LIMIT 1}),
 	'false:false:the signature does not match', 'marked as not verified, with the reason');
 is(sql(q{SELECT amount FROM qiwi_payin_payments WHERE bill_id = 'nt-3'}), '3.00', 'and the payment is unchanged');
-like(slurp_file($node->logfile), qr/^(?!.*nk-nt-a)/s, 'the notification key is in no log');
+like(slurp_file($node->logfile), qr/^(?!.*nk-nt-a-key)/s, 'the notification key is in no log');
 
 $receiver->kill_kill;
 $node->stop;

@@ -21,7 +21,7 @@ qiwi.reconcile_interval = '60s'
 qiwi.reconcile_concurrency = 4
 });
 sandbox('/sandbox/reset');
-sandbox('/sandbox/payin/sites', '{"siteId": "asc", "apiKey": "asc-key", "notificationKey": "asc-n"}');
+sandbox('/sandbox/payin/sites', '{"siteId": "asc", "apiKey": "asc-api-key", "notificationKey": "asc-n"}');
 $node->safe_psql('postgres',
 	q{CREATE DATABASE ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0});
 
@@ -35,7 +35,7 @@ sub sql_or_error
 
 sql(qq{CREATE EXTENSION qiwi_kassa;
 	CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'asc', payin_api_url '$sandbox_url');
-	CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'asc-key');
+	CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'asc-api-key');
 	CREATE FUNCTION try(stmt text) RETURNS text LANGUAGE plpgsql AS \$\$
 	DECLARE
 		state text;
@@ -136,7 +136,7 @@ serve(bill => 'b-400', status => 400,
 	body => '{"errorCode":"validation.error","description":"\u041d\u0435\u0432\u0435\u0440\u043d\u043e","traceId":"t1"}');
 # the invoice's own details, with the comment escaped
 my $details = HTTP::Tiny->new->get("$sandbox_url/partner/payin/v1/sites/asc/bills/pi-escaped/details",
-	{ headers => { Authorization => 'Bearer asc-key', Accept => 'application/json' } })->{content};
+	{ headers => { Authorization => 'Bearer asc-api-key', Accept => 'application/json' } })->{content};
 like($details, qr/"status":\{"value":"PAID"/, 'the paid invoice as QIWI has it');
 $details =~ s/"comment":"Order"/"comment":"$escaped"/ or die "no comment in $details";
 serve(api => 'payin', site => 'asc', bill => 'pi-escaped', status => 200, body => $details);
