@@ -52,6 +52,16 @@ SELECT status FROM qiwi_bill_status('err-1');
 -- Nobody listening: network error, quickly
 SELECT set_config('qiwi.api_url', current_setting('qiwi_test.unused_url'), false) IS NOT NULL AS pointed_elsewhere;
 SELECT try($$SELECT qiwi_bill_status('err-1')$$, false);
+-- nothing reached QIWI, and the hint says so, for a call that creates too
+DO $$
+DECLARE
+	hint text;
+BEGIN
+	PERFORM qiwi_create_bill('err-nc', 1, expires_at => now() + interval '1 day');
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
+	RAISE NOTICE 'hint: %', hint;
+END $$;
 RESET qiwi.api_url;
 
 -- A slow QIWI: timeout error naming the phase (QKTMO)

@@ -38,6 +38,9 @@ SELECT try($$SELECT qiwi_refund('v1', 'r1', NULL)$$);
 -- currency
 SELECT try($$SELECT qiwi_create_bill('v1', 10, NULL)$$);
 SELECT try($$SELECT qiwi_create_bill('v1', 10, 'rub')$$);
+-- a code Bill Payments does not take is refused here, not sent
+SELECT try($$SELECT qiwi_create_bill('v1', 10, 'USD')$$);
+SELECT try($$SELECT qiwi_refund('v1', 'r1', 1, 'EUR')$$);
 SELECT try($$SELECT qiwi_create_bill('v1', 10, 'RUBL')$$);
 SELECT try($$SELECT qiwi_create_bill('v1', 10, 'R1B')$$);
 SELECT try($$SELECT qiwi_create_bill('v1', 10, '')$$);

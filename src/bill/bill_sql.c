@@ -181,7 +181,7 @@ create_bill_arguments(FunctionCallInfo fcinfo, QiwiCreateBillArgs *args)
 {
 	args->bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
 	args->amount = arg_required_amount(fcinfo, 1, "amount", &bill_limits);
-	args->currency = arg_required_currency(fcinfo, 2, "currency");
+	args->currency = arg_required_currency(fcinfo, 2, "currency", &bill_limits);
 	args->expires_at = arg_required_expiry(fcinfo, 3, "expires_at", &bill_limits);
 	args->comment = arg_optional_text(fcinfo, 4, "comment");
 	if (args->comment != NULL)
@@ -353,7 +353,7 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
 	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
 	Numeric		amount = arg_required_amount(fcinfo, 2, "amount", &bill_limits);
-	char	   *currency = arg_required_currency(fcinfo, 3, "currency");
+	char	   *currency = arg_required_currency(fcinfo, 3, "currency", &bill_limits);
 	const Merchant *merchant = merchant_argument(fcinfo, 4);
 	QiwiRefund	refund;
 	QiwiError	error;

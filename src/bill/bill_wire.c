@@ -17,7 +17,12 @@
 #define QIWI_BILLS_PATH "/partner/bill/v1/bills/"
 
 /* The limits of the Bill Payments API's arguments (seed 001) */
+/* QIWI's Bill Payments takes roubles, and tenge for P2P bills */
+static const char *const bill_currencies[] = {"RUB", "KZT", NULL};
+
 const ArgLimits bill_limits = {
+	.api_name = "Bill Payments",
+	.currencies = bill_currencies,
 	.max_id_length = QIWI_MAX_ID_LENGTH,
 	.max_field_length = QIWI_MAX_FIELD_LENGTH,
 	.max_amount = QIWI_MAX_AMOUNT,

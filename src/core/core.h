@@ -128,6 +128,7 @@ typedef enum HttpFailure
 	HTTP_FAIL_TIMEOUT,			/* the timeout or the connect timeout hit */
 	HTTP_FAIL_TLS,				/* certificate or handshake failure */
 	HTTP_FAIL_TOO_LARGE,		/* body above HTTP_MAX_RESPONSE_BYTES */
+	HTTP_FAIL_CONNECT,			/* no connection was made: nothing was sent */
 	HTTP_FAIL_ABANDONED			/* never finished: the caller stopped the batch */
 } HttpFailure;
 
@@ -317,6 +318,8 @@ extern void append_json_member(StringInfo buf, const char *key, const char *valu
 /* An API's limits on what the argument checks accept */
 typedef struct ArgLimits
 {
+	const char *api_name;		/* for messages: "Bill Payments" */
+	const char *const *currencies;	/* those it takes, NULL-terminated; NULL: any */
 	int			max_id_length;
 	int			max_field_length;
 	const char *max_amount;		/* numeric literal */
@@ -331,7 +334,8 @@ extern char *arg_required_id(FunctionCallInfo fcinfo, int argno, const char *arg
 							 const ArgLimits *limits);
 extern Numeric arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname,
 								   const ArgLimits *limits);
-extern char *arg_required_currency(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern char *arg_required_currency(FunctionCallInfo fcinfo, int argno, const char *argname,
+								   const ArgLimits *limits);
 extern void arg_check_expiry(TimestampTz value, const char *argname, const ArgLimits *limits);
 extern TimestampTz arg_required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname,
 									   const ArgLimits *limits);

@@ -268,6 +268,11 @@ error_from_transport(const HttpResponse *resp, const char *context,
 			error->hint = pstrdup("Check the server certificate and qiwi.ca_file; nothing was sent.");
 			error->retry_safe = false;
 			break;
+		case HTTP_FAIL_CONNECT:
+			error->sqlstate = ERRCODE_QIWI_NETWORK;
+			error->message = psprintf("could not %s: could not connect to QIWI", context);
+			error->hint = pstrdup("Nothing was sent: no connection to QIWI was made. Repeating the call is safe.");
+			break;
 		case HTTP_FAIL_TOO_LARGE:
 			error->sqlstate = ERRCODE_QIWI_MALFORMED;
 			error->message = psprintf("could not %s: QIWI's answer is too large", context);

@@ -225,6 +225,10 @@ http_classify(CURLcode rc, const BodyBuffer *body)
 		case CURLE_SSL_ENGINE_INITFAILED:
 		case CURLE_USE_SSL_FAILED:
 			return HTTP_FAIL_TLS;
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_CONNECT:
+			return HTTP_FAIL_CONNECT;
 		case CURLE_WRITE_ERROR:
 			if (body->too_large)
 				return HTTP_FAIL_TOO_LARGE;

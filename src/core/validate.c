@@ -170,19 +170,45 @@ arg_required_amount(FunctionCallInfo fcinfo, int argno, const char *argname, con
 	return amount;
 }
 
-/* A currency: a three-letter upper-case ISO 4217 code */
+/* A currency: a three-letter ISO 4217 code in upper case, one the API takes */
 char *
-arg_required_currency(FunctionCallInfo fcinfo, int argno, const char *argname)
+arg_required_currency(FunctionCallInfo fcinfo, int argno, const char *argname, const ArgLimits *limits)
 {
 	char	   *value = arg_required_text(fcinfo, argno, argname);
+	bool		letters = strlen(value) == 3;
+	bool		upper = letters;
 
-	if (strlen(value) != 3 ||
-		!(value[0] >= 'A' && value[0] <= 'Z') ||
-		!(value[1] >= 'A' && value[1] <= 'Z') ||
-		!(value[2] >= 'A' && value[2] <= 'Z'))
+	for (int i = 0; letters && i < 3; i++)
+	{
+		letters = (value[i] >= 'A' && value[i] <= 'Z') || (value[i] >= 'a' && value[i] <= 'z');
+		upper = upper && value[i] >= 'A' && value[i] <= 'Z';
+	}
+	if (!letters)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a three-letter ISO 4217 code such as 'RUB'", argname)));
+	if (!upper)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be written in upper case, as QIWI takes it: '%c%c%c', not '%s'",
+						argname, pg_toupper((unsigned char) value[0]), pg_toupper((unsigned char) value[1]),
+						pg_toupper((unsigned char) value[2]), value)));
+	if (limits->currencies != NULL)
+	{
+		StringInfoData taken;
+
+		initStringInfo(&taken);
+		for (int i = 0; limits->currencies[i] != NULL; i++)
+		{
+			if (strcmp(limits->currencies[i], value) == 0)
+				return value;
+			appendStringInfo(&taken, "%s%s", i > 0 ? ", " : "", limits->currencies[i]);
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s '%s' is not one the %s API takes", argname, value, limits->api_name),
+				 errdetail("It takes %s. Nothing was sent to QIWI.", taken.data)));
+	}
 	return value;
 }
 

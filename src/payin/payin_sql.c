@@ -384,7 +384,7 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 		refuse_with_check_card("amount", "pass amount => NULL");
 	else
 		args.amount = int64_to_numeric(0);
-	args.currency = arg_required_currency(fcinfo, 2, "currency");
+	args.currency = arg_required_currency(fcinfo, 2, "currency", &payin_limits);
 	if (args.check_card && strcmp(args.currency, "RUB") != 0)
 		refuse_with_check_card("currency", "leave currency at 'RUB'");
 	args.expires_at = arg_required_expiry(fcinfo, 3, "expires_at", &payin_limits);
@@ -557,7 +557,7 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 	char	   *payment_id = arg_required_id(fcinfo, 0, "payment_id", &payin_limits);
 	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &payin_limits);
 	Numeric		amount = arg_required_amount(fcinfo, 2, "amount", &payin_limits);
-	char	   *currency = arg_required_currency(fcinfo, 3, "currency");
+	char	   *currency = arg_required_currency(fcinfo, 3, "currency", &payin_limits);
 	const Merchant *merchant = merchant_argument(fcinfo, 4);
 	MoneyCall	call = {.merchant = merchant, .payment_id = payment_id, .id = refund_id,
 		.amount = amount, .currency = currency, .is_refund = true};

@@ -20,6 +20,7 @@
 
 /* The limits of the Payin API's arguments */
 const ArgLimits payin_limits = {
+	.api_name = "Payin",
 	.max_id_length = PAYIN_MAX_ID_LENGTH,
 	.max_field_length = PAYIN_MAX_FIELD_LENGTH,
 	.max_amount = PAYIN_MAX_AMOUNT,
@@ -467,15 +468,11 @@ require_option(const Merchant *merchant, int option, const char *name)
 
 	if (value != NULL)
 		return value;
-	if (merchant->server == InvalidOid && option == payin_option_site_id)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("qiwi.payin_site_id is not set"),
-				 errhint("Set it, or create a merchant: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id '...').")));
+	/* a Payin call needs a key, which only a merchant's user mapping holds */
 	if (merchant->server == InvalidOid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the default merchant has no Payin %s", name),
+				 errmsg("the default merchant cannot make Payin calls: it has no Payin %s", name),
 				 errdetail("Payin keys are options of a merchant's user mapping; the qiwi.* settings hold none."),
 				 errhint("Create a merchant: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id '...'); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (payin_api_key '...'); and name it in the call's merchant argument.")));
 	ereport(ERROR,
