@@ -11,7 +11,10 @@ Either against a database psql reaches with the usual PG* environment
     python3 test/check_exporter_queries.py
 
 or in a scratch cluster it makes in DIR (initdb, pg_ctl and psql on PATH,
-qiwi_kassa installed; not as root), seeded with bills in every status:
+qiwi_kassa installed; not as root), seeded with bills in every status, Payin
+invoices, payments, holds and refunds, and notifications, where it runs
+the queries as the role qiwi_exporter, granted only the duty monitor
+(qiwi_grant), as the file's header says to:
 
     python3 test/check_exporter_queries.py --scratch DIR
 
@@ -31,7 +34,8 @@ YAML = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "monitorin
                     "postgres_exporter_queries.yaml")
 USAGES = {"LABEL", "COUNTER", "GAUGE", "DISCARD", "MAPPEDMETRIC", "DURATION", "HISTOGRAM"}
 
-# Bills in every status, refunds, a failing open bill: every query has rows
+# Bills in every status, refunds, a failing open bill, Payin money in every
+# state, notifications that did not verify: every query has rows
 SEED = """
 CREATE EXTENSION qiwi_kassa;
 INSERT INTO qiwi_bills (bill_id, site_id, amount, currency, status, status_changed_at, checked_at,
@@ -43,6 +47,25 @@ SELECT 'ex-' || s, '270305', 10.50, 'RUB', s, now(), now(), now() - interval '1 
   FROM unnest(ARRAY['WAITING', 'PAID', 'REJECTED', 'EXPIRED', 'CREATING', 'CREATE_FAILED', 'MISMATCH']) s;
 INSERT INTO qiwi_refunds (bill_id, refund_id, amount, currency, status, created_at, checked_at)
 VALUES ('ex-PAID', 'r1', 0.50, 'RUB', 'PARTIAL', now(), now());
+INSERT INTO qiwi_payin_invoices (merchant, bill_id, amount, currency, status, capture, created_at,
+                                 expires_at, checked_at)
+VALUES ('default', 'pi-open', 20.00, 'RUB', 'CREATED', 'auto', now() - interval '2 hours',
+        now() + interval '1 day', now()),
+       ('default', 'pi-paid', 30.00, 'RUB', 'PAID', 'auto', now(), now() + interval '1 day', now()),
+       ('default', 'pi-held', 40.00, 'RUB', 'PAID', 'manual', now(), now() + interval '1 day', now());
+INSERT INTO qiwi_payin_payments (merchant, payment_id, bill_id, status, amount, currency, captured_amount,
+                                 status_changed_at, capture_deadline, checked_at)
+VALUES ('default', 'pp-paid', 'pi-paid', 'COMPLETED', 30.00, 'RUB', 30.00, now(), NULL, now()),
+       ('default', 'pp-held', 'pi-held', 'COMPLETED', 40.00, 'RUB', 0, now() - interval '1 hour',
+        now() + interval '71 hours', now());
+INSERT INTO qiwi_payin_refunds (merchant, payment_id, refund_id, amount, currency, status, reversal, checked_at)
+VALUES ('default', 'pp-paid', 'pr-1', 5.00, 'RUB', 'COMPLETED', false, now());
+SET qiwi.secret_key = 'exporter-check-key';
+INSERT INTO qiwi_notifications (signature, body) VALUES ('00', '{"bill": {"billId": "ex-WAITING"}}');
+INSERT INTO qiwi_payin_notifications (site_id, signature, body) VALUES ('ex', '00', '{"type": "PAYMENT"}');
+-- the exporter's role: the duty monitor, nothing else
+CREATE ROLE qiwi_exporter LOGIN;
+SELECT qiwi_grant('qiwi_exporter', 'monitor');
 """
 
 
@@ -128,6 +151,7 @@ def main():
                         "-w", "start"], check=True, stdout=subprocess.DEVNULL)
         env.update(PGHOST=os.path.abspath(args.scratch), PGPORT=port, PGDATABASE="postgres",
                    PGUSER="postgres")
+        exporter_env = dict(env, PGUSER="qiwi_exporter")
     passed = failed = 0
     try:
         if args.scratch:
@@ -135,8 +159,9 @@ def main():
             if not ok:
                 print("FAIL seeding the scratch database: " + error)
                 failed += 1
+            print("as the role qiwi_exporter, granted the duty monitor only")
         for name, spec in (queries or {}).items():
-            problems = check_namespace(name, spec, env)
+            problems = check_namespace(name, spec, exporter_env if args.scratch else env)
             if problems:
                 failed += 1
                 print("FAIL %s" % name)

@@ -2,7 +2,8 @@
 # The whole test suite: builds and installs qiwi_kassa, starts an HTTP and
 # an HTTPS sandbox, runs the pg_regress tests in a temporary cluster and the
 # TAP tests, checks the server log for the secret, checks the sandbox's Payin
-# API (test/payin_sandbox_check.py), runs the demo as a new
+# API (test/payin_sandbox_check.py), the exporter's queries and the Grafana
+# dashboard (test/check_dashboard.py), runs the demo as a new
 # user would (test/first_run.sh) and the benchmarks' smoke run, and ends
 # with a line "N passed, N failed".  Run as root on Debian 12, from any
 # directory, in any locale; it installs what it needs.
@@ -118,6 +119,13 @@ as_user /usr/bin/python3 "$QIWI_TREE/test/check_exporter_queries.py" --scratch "
 	>"$QIWI_WORK/exporter.out" 2>&1 || status=1
 cat "$QIWI_WORK/exporter.out"
 record "monitoring/postgres_exporter_queries.yaml queries run" $status
+
+# ---- the Grafana dashboard names only the exporter's metrics ----
+say "running test/check_dashboard.py"
+status=0
+/usr/bin/python3 "$QIWI_SRC/test/check_dashboard.py" --self-test >"$QIWI_WORK/dashboard.out" 2>&1 || status=1
+cat "$QIWI_WORK/dashboard.out"
+record "monitoring/grafana-dashboard.json: every panel's metric is the exporter's" $status
 
 # ---- the official Node SDK's own suite against the sandbox ----
 say "running test/sdk/run-sdk-suite.sh"
