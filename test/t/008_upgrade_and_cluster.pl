@@ -287,8 +287,9 @@ sandbox('/sandbox/bills/cf-1/pay');
 sql_in('postgres', q{SELECT qiwi_reconcile_now()});
 ok($node->poll_query_until('postgres', q{SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'cf-1'}),
 	'the buyer pays, and the bill becomes PAID');
-is(sql_in('postgres', q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status, ',' ORDER BY id)
-	FROM qiwi_bill_events WHERE bill_id = 'cf-1'}), '->CREATING,CREATING>PAID', 'with its events');
+# the reconciler may send the creation again before the buyer pays (WAITING first) or after
+like(sql_in('postgres', q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status, ',' ORDER BY id)
+	FROM qiwi_bill_events WHERE bill_id = 'cf-1'}), qr/^->CREATING,CREATING>(WAITING,WAITING>)?PAID$/, 'with its events');
 
 # ---------- DROP DATABASE with the default interval ----------
 
@@ -324,6 +325,10 @@ like(slurp_file($tight->logfile), qr/qiwi_kassa reconciler cannot start: no back
 $tight->stop;
 
 # ---------- a hot standby ----------
+
+# the first cluster's reconciler would go on asking QIWI about its bills:
+# stopped, so that the sandbox's count below is the standby's alone
+$node->stop;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
