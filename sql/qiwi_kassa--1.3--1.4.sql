@@ -213,3 +213,18 @@ COMMENT ON COLUMN qiwi_duties.object IS $$The extension's object, schema-qualifi
 COMMENT ON COLUMN qiwi_duties.privilege IS $$The privilege granted: SELECT, INSERT, EXECUTE or USAGE$$;
 COMMENT ON COLUMN qiwi_duties.columns IS $$The columns SELECT is granted on, NULL for the whole table or view$$;
 COMMENT ON FUNCTION qiwi_grant(regrole, text) IS $$Grant the role what the duty needs, as listed in qiwi_duties: 'read', 'pay', 'refund', 'monitor' or 'notify'; returns how many privileges (a function's overloads each count). Idempotent; duties add up. Runs with the caller's rights: only the extension's owner or a superuser can grant. USAGE on a merchant's server is granted apart (GRANT USAGE ON FOREIGN SERVER). Not PUBLIC$$;
+
+-- qiwi_reconciler_status: last_error describes the last round (cleared by a
+-- clean one); its history is in the new last_seen_error columns
+CREATE FUNCTION qiwi_reconciler_seen_error(
+	OUT last_seen_error text,
+	OUT last_seen_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'qiwi_reconciler_seen_error'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+CREATE OR REPLACE VIEW qiwi_reconciler_status AS
+SELECT s.*, e.last_seen_error, e.last_seen_error_at FROM qiwi_reconciler_state() s, qiwi_reconciler_seen_error() e;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's error now: of the last round that checked items, or a condition that lasts (a refused key, no worker slot, no key); NULL once a round ends clean (not an item's: see qiwi_bills.last_error, qiwi_payin_invoices.last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error IS $$The reconciler's latest error, kept after clean rounds (the history of last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error_at IS $$When last_seen_error happened$$;
+COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$The reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;

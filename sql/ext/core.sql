@@ -41,7 +41,15 @@ CREATE FUNCTION qiwi_reconciler_state(
 AS 'MODULE_PATHNAME', 'qiwi_reconciler_state'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
-CREATE VIEW qiwi_reconciler_status AS SELECT * FROM qiwi_reconciler_state();
+-- The latest error of the reconciler's, kept after the rounds that clear last_error
+CREATE FUNCTION qiwi_reconciler_seen_error(
+	OUT last_seen_error text,
+	OUT last_seen_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'qiwi_reconciler_seen_error'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW qiwi_reconciler_status AS
+SELECT s.*, e.last_seen_error, e.last_seen_error_at FROM qiwi_reconciler_state() s, qiwi_reconciler_seen_error() e;
 
 -- Make every item the reconciler follows due (each API's: open bills, open
 -- Payin invoices) and wake it when this commits
@@ -64,6 +72,9 @@ COMMENT ON COLUMN qiwi_reconciler_status.last_round_checked IS $$Items the last 
 COMMENT ON COLUMN qiwi_reconciler_status.last_round_changed IS $$Items (bills, Payin invoices) whose status the last round changed$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_round_failed IS $$Checks (of bills and Payin invoices) that failed in the last round$$;
 COMMENT ON COLUMN qiwi_reconciler_status.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's items wait for a configuration reload or a change of its user mapping (last_error names it); other merchants go on$$;
-COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's last error (not an item's: see qiwi_bills.last_error, qiwi_payin_invoices.last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's error now: of the last round that checked items, or a condition that lasts (a refused key, no worker slot, no key); NULL once a round ends clean (not an item's: see qiwi_bills.last_error, qiwi_payin_invoices.last_error)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error IS $$The reconciler's latest error, kept after clean rounds (the history of last_error)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error_at IS $$When last_seen_error happened$$;
+COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$The reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
 COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held), leaving rows another transaction holds, and wake the reconciler when this transaction commits; returns how many of all kinds. Not PUBLIC$$;

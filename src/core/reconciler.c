@@ -59,6 +59,7 @@ PGDLLEXPORT void qiwi_launcher_main(Datum main_arg);
 PGDLLEXPORT void qiwi_reconciler_main(Datum main_arg);
 PGDLLEXPORT void qiwi_requester_main(Datum main_arg);
 
+PG_FUNCTION_INFO_V1(qiwi_reconciler_seen_error);
 PG_FUNCTION_INFO_V1(qiwi_reconcile_now);
 
 /* Answers recorded per transaction, at least (more if more finished meanwhile) */
@@ -82,8 +83,10 @@ typedef struct ReconcilerShared
 	int64		changed;
 	int64		failed;
 	bool		stopped_by_auth;
-	char		last_error[256];
+	char		last_error[256];	/* of the last round, or a condition that lasts */
 	TimestampTz last_error_at;
+	char		seen_error[256];	/* the latest ever, kept after clean rounds */
+	TimestampTz seen_error_at;
 } ReconcilerShared;
 
 static ReconcilerShared *shared = NULL;
@@ -161,13 +164,39 @@ reconciler_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Remember an error for qiwi_reconciler_status */
+/* Errors published during the round in progress (in the reconciler) */
+static int	round_errors = 0;
+
+/* Remember an error for qiwi_reconciler_status, as now and as the latest seen */
 static void
 publish_error(const char *message)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	SpinLockAcquire(&shared->mutex);
 	strlcpy(shared->last_error, message, sizeof(shared->last_error));
-	shared->last_error_at = GetCurrentTimestamp();
+	shared->last_error_at = now;
+	strlcpy(shared->seen_error, message, sizeof(shared->seen_error));
+	shared->seen_error_at = now;
+	SpinLockRelease(&shared->mutex);
+	round_errors++;
+}
+
+/*
+ * A round that checked items ended: its error stands, or, when it had none
+ * and no merchant's key is refused, last_error is cleared (seen_error stays)
+ */
+static void
+publish_round_errors(int64 failed, int64 checked)
+{
+	if (failed > 0)
+		publish_error(psprintf("%lld of %lld checks failed in the last round",
+							   (long long) failed, (long long) checked));
+	if (round_errors > 0 || nrefused > 0)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	shared->last_error[0] = '\0';
+	shared->last_error_at = 0;
 	SpinLockRelease(&shared->mutex);
 }
 
@@ -1255,6 +1284,7 @@ reconcile_round(MemoryContext round_context)
 	RoundCounts counts = {0, 0, 0};
 	bool		full = false;
 
+	round_errors = 0;
 	for (int k = 0; k < nkinds; k++)
 	{
 		if (reconcile_kind(kinds[k], round_context, &counts) >= qiwi_reconcile_batch_size)
@@ -1269,6 +1299,8 @@ reconcile_round(MemoryContext round_context)
 	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	/* before the counts: whoever sees the round sees its error */
+	publish_round_errors(counts.failed, counts.checked);
 	SpinLockAcquire(&shared->mutex);
 	shared->rounds++;
 	shared->last_round_start = start;
@@ -1277,9 +1309,6 @@ reconcile_round(MemoryContext round_context)
 	shared->changed = counts.changed;
 	shared->failed = counts.failed;
 	SpinLockRelease(&shared->mutex);
-	if (counts.failed > 0)
-		publish_error(psprintf("%lld of %lld checks failed in the last round",
-							   (long long) counts.failed, (long long) counts.checked));
 	return full;
 }
 
@@ -1410,6 +1439,34 @@ bool
 reconciler_registered(void)
 {
 	return shared != NULL;
+}
+
+/*
+ * qiwi_reconciler_seen_error(): the reconciler's latest error and when it
+ * happened, kept after the rounds that cleared last_error
+ */
+Datum
+qiwi_reconciler_seen_error(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	char		error[sizeof(shared->seen_error)];
+	TimestampTz at;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("qiwi_reconciler_seen_error() must be called where a row is expected")));
+	SpinLockAcquire(&shared->mutex);
+	memcpy(error, shared->seen_error, sizeof(error));
+	at = shared->seen_error_at;
+	SpinLockRelease(&shared->mutex);
+	values[0] = CStringGetTextDatum(error);
+	nulls[0] = error[0] == '\0';
+	values[1] = TimestampTzGetDatum(at);
+	nulls[1] = at == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
 /* A snapshot of the reconciler's state, as the columns of qiwi_reconciler_state() */

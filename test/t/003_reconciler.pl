@@ -122,6 +122,16 @@ is($failed + $fine, 8, 'every other bill is checked as usual');
 like(sql(q{SELECT string_agg(last_error, ' / ' ORDER BY last_error) FROM qiwi_bills WHERE bill_id LIKE 'rec-f%'}),
 	qr/QIWI failed to process it.*QIWI did not answer in time|QIWI did not answer in time.*QIWI failed/s,
 	'each failure says what went wrong');
+like(sql(q{SELECT last_error FROM qiwi_reconciler_status}), qr/checks failed in the last round/,
+	'the round\'s failures are the reconciler\'s last_error');
+# the faults are used up: the next round that checks them ends clean
+my $failed_round = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+wait_for(qq{SELECT rounds > $failed_round AND last_round_checked > 0 AND last_round_failed = 0 FROM qiwi_reconciler_status},
+	'a round ends clean');
+is(sql(q{SELECT last_error IS NULL AND last_error_at IS NULL FROM qiwi_reconciler_status}), 't',
+	'a clean round clears last_error: it says what the last round says');
+like(sql(q{SELECT last_seen_error || ' at ' || (last_seen_error_at IS NOT NULL) FROM qiwi_reconciler_status}),
+	qr/checks failed in the last round at true$/, 'last_seen_error keeps the latest error, with its time');
 sql(q{ALTER SYSTEM RESET qiwi.timeout});
 sql('SELECT pg_reload_conf()');
 
