@@ -84,6 +84,7 @@ SELECT d.duty, d.object_type, d.name,
 	('pay', 'FUNCTION', 'qiwi_payin_create_invoice', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_invoice', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_payments', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_payin_invoice_payments', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_payment', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_card_check', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_delete_token', 'EXECUTE', NULL),
@@ -228,3 +229,15 @@ COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happ
 COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error IS $$The reconciler's latest error, kept after clean rounds (the history of last_error)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error_at IS $$When last_seen_error happened$$;
 COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$The reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
+
+-- qiwi_payin_invoice_payments asks QIWI; qiwi_payin_payments, its old name,
+-- is also a table's: it stays for 1.4 only
+-- it asks QIWI: its name is no table's (qiwi_payin_payments, the old name,
+-- stays for 1.4 only)
+CREATE FUNCTION qiwi_payin_invoice_payments(bill_id text, merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_payin_payment
+AS 'MODULE_PATHNAME', 'qiwi_payin_payments'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qiwi_payin_invoice_payments(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Deprecated (removed in 1.5): the old name of qiwi_payin_invoice_payments, which the table qiwi_payin_payments shares. Asks QIWI. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_payin_invoice_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them (a request per call: in a query over many rows, call it in FROM or LATERAL, never as (f()).*). Not PUBLIC. merchant: whose$$;

@@ -67,8 +67,10 @@ SELECT payin_pay('site-a', 'inv-1')->>'paymentId' AS p1 \gset
 SELECT bill_id, status, amount, flags FROM qiwi_payin_invoice('inv-1', merchant => 'pay_a');
 SELECT payment_id = :'p1' AS same_payment, bill_id, status, amount, currency, captured_amount,
        refunded_amount, method, masked_pan, reason_code, flags, created_at IS NOT NULL AS has_created
-  FROM qiwi_payin_payments('inv-1', merchant => 'pay_a');
+  FROM qiwi_payin_invoice_payments('inv-1', merchant => 'pay_a');
 SELECT status, amount, captured_amount, capture_deadline FROM qiwi_payin_payments WHERE payment_id = :'p1';
+-- the old name of qiwi_payin_invoice_payments still works in 1.4
+SELECT count(*) AS payments FROM qiwi_payin_payments('inv-1', merchant => 'pay_a');
 
 -- partial refunds up to the captured amount; one cent over is refused before sending
 SELECT refund_id, amount, status, flags FROM qiwi_payin_refund(:'p1', 'r-1', 2, merchant => 'pay_a');
@@ -136,7 +138,7 @@ SELECT payin_pay('site-a', 'inv-4', '02/30')->>'paymentId' AS p4 \gset
 SELECT status, reason_code, reason_message, captured_amount FROM qiwi_payin_payment(:'p4', merchant => 'pay_a');
 SELECT status FROM qiwi_payin_invoice('inv-4', merchant => 'pay_a');
 SELECT payin_pay('site-a', 'inv-4', '02/30', '{"reason": "ACQUIRING_INCORRECT_CVV"}')->>'paymentId' AS p5 \gset
-SELECT payment_id = :'p4' AS first, status, reason_code FROM qiwi_payin_payments('inv-4', merchant => 'pay_a') ORDER BY created_at, payment_id;
+SELECT payment_id = :'p4' AS first, status, reason_code FROM qiwi_payin_invoice_payments('inv-4', merchant => 'pay_a') ORDER BY created_at, payment_id;
 SELECT try(format($$SELECT qiwi_payin_refund(%L, 'r-x', 1, merchant => 'pay_a')$$, :'p4'));
 
 -- a declined payment stays declined whatever an answer says later
@@ -227,6 +229,6 @@ SELECT status, amount FROM qiwi_payin_create_invoice('tls-1', 1, capture => 'man
 SELECT sandbox('POST', '/sandbox/payin/sites/site-tls/bills/tls-1/pay',
                '{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}',
                current_setting('qiwi_test.https_url'))->>'paymentId' AS ptls \gset
-SELECT status, amount, captured_amount FROM qiwi_payin_payments('tls-1', merchant => 'pay_tls');
+SELECT status, amount, captured_amount FROM qiwi_payin_invoice_payments('tls-1', merchant => 'pay_tls');
 SELECT capture_id, amount, status FROM qiwi_payin_capture(:'ptls', 'c-tls', merchant => 'pay_tls');
 RESET qiwi.ca_file;

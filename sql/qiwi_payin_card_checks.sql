@@ -81,7 +81,7 @@ SELECT count(*) - :events_before AS new_events FROM qiwi_payin_events WHERE merc
 SELECT status FROM qiwi_payin_card_check('chk-1', merchant => 'chk_a');
 SELECT object, old_status, new_status, source FROM qiwi_payin_events WHERE merchant = 'chk_a' ORDER BY id;
 -- no money moved: the invoice has no payment, nothing is held or received
-SELECT count(*) AS payments FROM qiwi_payin_payments('chk-1', merchant => 'chk_a');
+SELECT count(*) AS payments FROM qiwi_payin_invoice_payments('chk-1', merchant => 'chk_a');
 SELECT coalesce(sum(received), 0) AS received FROM qiwi_money_by_status WHERE merchant = 'chk_a';
 -- the same bill_id again is the same invoice; with an amount it is refused before sending
 SELECT status FROM qiwi_payin_create_invoice('chk-1', check_card => true, account => 'buyer-c1', bind_token => true,

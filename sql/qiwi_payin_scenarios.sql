@@ -124,7 +124,7 @@ BEGIN
 	PERFORM qiwi_payin_create_invoice('rel', 6.00, capture => 'manual', merchant => m);
 	PERFORM sc_pay(m, 'rel');
 	-- the shop learns of the payment (and the tables record it)
-	SELECT payment_id INTO p FROM qiwi_payin_payments('rel', merchant => m);
+	SELECT payment_id INTO p FROM qiwi_payin_invoice_payments('rel', merchant => m);
 	SELECT * INTO r FROM qiwi_payin_refund(p, 'rel-r1', 2.5, merchant => m);
 	RETURN NEXT format('release: refund before the capture %s %s %s %s', r.refund_id, r.amount, r.status, r.flags);
 	RETURN NEXT 'release: held now ' || (SELECT held FROM qiwi_payin_holds WHERE merchant = m AND payment_id = p);
@@ -164,7 +164,7 @@ BEGIN
 	RETURN NEXT 'month 03, 3 s later: ' || sc_payment(m, p);
 	RETURN NEXT 'month 03: invoice ' || (qiwi_payin_invoice('dec', merchant => m)).status;
 	RETURN NEXT 'declines: the invoice''s payments: ' || (SELECT string_agg(status || coalesce(' ' || reason_code, ''), ', ' ORDER BY payment_id)
-	                                                     FROM qiwi_payin_payments('dec', merchant => m));
+	                                                     FROM qiwi_payin_invoice_payments('dec', merchant => m));
 
 	-- 3-D Secure: CVV 849 passes it, a holder name with "3ds" fails it, and
 	-- one still open when the invoice expires is declined

@@ -120,7 +120,7 @@ SELECT count(*) AS recorded FROM qiwi_payin_payments WHERE merchant = 'sec_a' AN
 -- a hold of 5.00 RUB: QIWI answers its capture with other money
 SELECT status FROM qiwi_payin_create_invoice('sec-5', 5, capture => 'manual', merchant => 'sec_a');
 SELECT sec_pay('sec-5') AS p5 \gset
-SELECT status, captured_amount FROM qiwi_payin_payments('sec-5', merchant => 'sec_a');
+SELECT status, captured_amount FROM qiwi_payin_invoice_payments('sec-5', merchant => 'sec_a');
 SELECT hostile(jsonb_build_object('payment', :'p5'), '{"captureId": "sec-c5",
 	"amount": {"currency": "USD", "value": "5.00"}, "status": {"value": "COMPLETED"}}');
 SELECT replace(try(format($$SELECT qiwi_payin_capture(%L, 'sec-c5', merchant => 'sec_a')$$, :'p5')), :'p5', 'P5') AS try;
@@ -176,7 +176,7 @@ GRANT INSERT ON qiwi_payin_notifications TO regress_payin_mallory;
 GRANT USAGE ON SEQUENCE qiwi_payin_notifications_id_seq TO regress_payin_mallory;
 GRANT EXECUTE ON FUNCTION
 	qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text),
-	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_payment(text, text),
+	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_invoice_payments(text, text), qiwi_payin_payment(text, text),
 	qiwi_payin_capture(text, text, text, text), qiwi_payin_capture_status(text, text, text),
 	qiwi_payin_refund(text, text, numeric, text, text), qiwi_payin_refund_status(text, text, text),
 	qiwi_payin_refunds(text, text), qiwi_payin_delete_token(text, text, text), qiwi_payin_card_check(text, text)
@@ -233,7 +233,7 @@ RESET ROLE;
 SELECT sec_pay('sec-7') AS p7 \gset
 SET ROLE regress_payin_mallory;
 SELECT status FROM qiwi_payin_invoice('sec-7', merchant => 'sec_a');
-SELECT status FROM qiwi_payin_payments('sec-7', merchant => 'sec_a');
+SELECT status FROM qiwi_payin_invoice_payments('sec-7', merchant => 'sec_a');
 SELECT status FROM qiwi_payin_refund(:'p7', 'sec-r7', 1, merchant => 'sec_a');
 SELECT status FROM qiwi_payin_capture(:'p7', 'sec-c7', merchant => 'sec_a');
 SELECT status FROM qiwi_payin_capture_status(:'p7', 'sec-c7', merchant => 'sec_a');
@@ -267,7 +267,7 @@ DROP TABLE sec_signed;
 DROP SCHEMA pmal CASCADE;
 REVOKE ALL ON FUNCTION
 	qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text),
-	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_payment(text, text),
+	qiwi_payin_invoice(text, text), qiwi_payin_payments(text, text), qiwi_payin_invoice_payments(text, text), qiwi_payin_payment(text, text),
 	qiwi_payin_capture(text, text, text, text), qiwi_payin_capture_status(text, text, text),
 	qiwi_payin_refund(text, text, numeric, text, text), qiwi_payin_refund_status(text, text, text),
 	qiwi_payin_refunds(text, text), qiwi_payin_delete_token(text, text, text), qiwi_payin_card_check(text, text)
@@ -288,7 +288,7 @@ CREATE EXTENSION IF NOT EXISTS dblink;
 RESET client_min_messages;
 SELECT status FROM qiwi_payin_create_invoice('sec-lock', 5, capture => 'manual', merchant => 'sec_a');
 SELECT sec_pay('sec-lock') AS p_lock \gset
-SELECT status, captured_amount FROM qiwi_payin_payments('sec-lock', merchant => 'sec_a');
+SELECT status, captured_amount FROM qiwi_payin_invoice_payments('sec-lock', merchant => 'sec_a');
 -- to this server wherever it listens (its environment may name no PGHOST or PGPORT)
 SELECT dblink_connect('other', format('dbname=%s host=%s port=%s', current_database(),
 	split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))) AS connected;

@@ -202,6 +202,14 @@ RETURNS SETOF qiwi_payin_payment
 AS 'MODULE_PATHNAME', 'qiwi_payin_payments'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- it asks QIWI: its name is no table's (qiwi_payin_payments, the old name,
+-- stays for 1.4 only)
+CREATE FUNCTION qiwi_payin_invoice_payments(bill_id text, merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_payin_payment
+AS 'MODULE_PATHNAME', 'qiwi_payin_payments'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qiwi_payin_invoice_payments(text, text) FROM PUBLIC;
+
 CREATE FUNCTION qiwi_payin_payment(payment_id text, merchant text DEFAULT NULL)
 RETURNS qiwi_payin_payment
 AS 'MODULE_PATHNAME', 'qiwi_payin_payment'
@@ -585,7 +593,8 @@ COMMENT ON SEQUENCE qiwi_payin_events_id_seq IS $$Ids of qiwi_payin_events$$;
 
 COMMENT ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, boolean, text) IS $$Create a Payin invoice now and record it (retry-safe: the same bill_id and amount give the same invoice). bill_id: the shop's id; amount: > 0, two decimals at most, sent with two (NULL for a card check); currency: default RUB; expires_at: default now() + 45 days; capture: 'auto' (one step) or 'manual' (hold, then qiwi_payin_capture); comment: at most 256 characters; phone, email, account: the buyer; custom_fields: cf1..cf5, themeCode, contractId, invoice_callback_url; payment_methods: CARD, SBP, QIWI_WALLET; callback_url: where QIWI notifies about its payments; bind_token: ask for a payment token for account; check_card: the buyer only has the card checked (flag CHECK_CARD; no amount, capture 'auto', RUB, card only; recorded with capture 'check'; its request_uid for qiwi_payin_card_check is bill_id). Moves money: not PUBLIC. merchant: whose (a server of the wrapper qiwi with payin_site_id and a payin_api_key)$$;
 COMMENT ON FUNCTION qiwi_payin_invoice(text, text) IS $$Ask QIWI for the Payin invoice bill_id with its payments, record them (forward only) and return the invoice. Not PUBLIC. merchant: whose$$;
-COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them. Not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Deprecated (removed in 1.5): the old name of qiwi_payin_invoice_payments, which the table qiwi_payin_payments shares. Asks QIWI. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_payin_invoice_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them (a request per call: in a query over many rows, call it in FROM or LATERAL, never as (f()).*). Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_payment(text, text) IS $$Ask QIWI for the Payin payment payment_id, record and return it. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_capture(text, text, text, text) IS $$Capture the money held by the two-step payment payment_id under the shop's capture_id, with an optional comment; a lost answer is asked for by capture_id before anything is sent again, so it captures once. Moves money: not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_capture_status(text, text, text) IS $$Ask QIWI for the capture capture_id of payment payment_id and record it. Not PUBLIC. merchant: whose$$;
