@@ -3,7 +3,6 @@
 -- equals a fresh 1.4 (test/t/008_upgrade_and_cluster.pl).
 \echo Use "ALTER EXTENSION qiwi_kassa UPDATE TO '1.4'" to load this file. \quit
 
-
 -- Payin refunds: refused before sending in another currency than their
 -- payment's; recording one writes its payment's row (issue 19)
 COMMENT ON COLUMN qiwi_payin_payments.refunded_amount IS $$Money returned or released so far, as QIWI last said of the payment or of its refunds (only grows)$$;
