@@ -241,3 +241,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_payin_invoice_payments(text, text) FROM PUBLIC;
 COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Deprecated (removed in 1.5): the old name of qiwi_payin_invoice_payments, which the table qiwi_payin_payments shares. Asks QIWI. Not PUBLIC$$;
 COMMENT ON FUNCTION qiwi_payin_invoice_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them (a request per call: in a query over many rows, call it in FROM or LATERAL, never as (f()).*). Not PUBLIC. merchant: whose$$;
+
+-- Payin refunds: refused before sending in another currency than their
+-- payment's; recording one writes its payment's row (issue 19)
+COMMENT ON COLUMN qiwi_payin_payments.refunded_amount IS $$Money returned or released so far, as QIWI last said of the payment or of its refunds (only grows)$$;
+COMMENT ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of payment payment_id under the shop's refund_id: captured money is returned, held money released (flag REVERSAL). Refused before sending when currency is not the payment's or amount exceeds what is left (a payment qiwi_payin_payments lacks is asked for first); a lost answer is asked for by refund_id first. Moves money: not PUBLIC. merchant: whose$$;
+
+-- Bill refunds: refused before sending in another currency than their
+-- bill's; recording one writes its bill's row (issue 19)
+COMMENT ON COLUMN qiwi_bills.checked_at IS $$When QIWI last told us about the bill (a call, the reconciler or a verified notification) or about a refund of it$$;
+COMMENT ON FUNCTION qiwi_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of the paid bill bill_id under the shop's refund_id (retry-safe); refused before sending when currency is not the bill's or amount exceeds what is left to refund (a bill qiwi_bills lacks is asked for first). Moves money: not PUBLIC. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;

@@ -220,7 +220,9 @@ BEGIN
 		                   (SELECT string_agg(amount || ' ' || status, ', ') FROM qiwi_payin_captures
 		                     WHERE merchant = m AND payment_id = p));
 	END LOOP;
-	-- the same for a refund
+	-- the same for a refund (of a payment the tables have: the refund is
+	-- the first request about it)
+	PERFORM qiwi_payin_payment(p, merchant => m);
 	PERFORM sc_fault(m, 'payment', p, '{"drop": "after"}');
 	methods := sc_methods(m);
 	made := sc_stat(m, 'refunds');

@@ -20,19 +20,24 @@ Control (no auth; loopback only; used by tests):
   POST /sandbox/bills/{billId}/pay | /reject | /expire
   POST /sandbox/faults   JSON: {"times": N, "status": S, "body": "...",
                                 "drop": "before"|"after"|"mid-answer",
-                                "huge": bytes, "delay_ms": D,
+                                "huge": bytes, "delay_ms": D, "hold": true,
                                 "nest": N, "bill": billId}
+         "hold": the request waits, unanswered and not yet taken, until
+         POST /sandbox/release (or 60 s): QIWI being slow, for as long as
+         a test needs; /sandbox/stats counts the requests held
          "nest": each "@nest@" in the body becomes N "[" then N "]";
          "bill": the fault is only for requests about that bill;
          "applied": true: the request takes effect, then status/body answer it
   DELETE /sandbox/faults
+  POST /sandbox/release  every request a "hold" fault keeps goes on
   POST /sandbox/latency  JSON: {"ms": N}   delay before every API answer
   POST /sandbox/notifications JSON: {"url": U, "duplicates": N, "retry_ms": M}
          POST a signed notification to U on every status change, as QIWI
          does; N extra copies after a 200; a failed delivery is retried
          every M ms (default 200), 50 times at most
-  GET  /sandbox/stats    {"requests", "connections", "bills", "refunds"}
-  POST /sandbox/reset    forget bills, refunds, faults, latency and stats,
+  GET  /sandbox/stats    {"requests", "connections", "bills", "refunds", "held"}
+  POST /sandbox/reset    forget bills, refunds, faults, latency and stats
+                         (releasing the requests held),
                          and the Payin state (see below)
 
 Payin API v1 (Authorization: Bearer <the site's API key>), under
@@ -93,6 +98,7 @@ MAX_ID_LENGTH = 200
 MAX_FIELD_LENGTH = 255
 MAX_AMOUNT = Decimal("999999.99")
 CURRENCIES = ("RUB", "KZT")
+MAX_HOLD_S = 60
 
 
 def now():
@@ -203,6 +209,7 @@ class Sandbox:
         self.reset()
 
     def reset(self):
+        self.release()
         self.notify = None
         self.bills = {}
         self.refunds = {}
@@ -210,6 +217,22 @@ class Sandbox:
         self.latency_ms = 0
         self.requests = 0
         self.connections = 0
+
+    def hold(self):
+        """Keep a request (a "hold" fault's) waiting until release(), MAX_HOLD_S at most."""
+        event = threading.Event()
+        with self.lock:
+            self.held.append(event)
+        event.wait(MAX_HOLD_S)
+        with self.lock:
+            if event in self.held:
+                self.held.remove(event)
+
+    def release(self):
+        """Every request held goes on (the caller holds self.lock, as for reset)."""
+        for event in getattr(self, "held", []):
+            event.set()
+        self.held = []
 
     def take_fault(self, api, keys):
         """The first fault left for this API whose "bill", "site", "payment" match."""
@@ -1412,10 +1435,14 @@ def make_handler(sandbox):
                 if parts == ["stats"] and method == "GET":
                     return self.send_json(200, {
                         "requests": sandbox.requests, "connections": sandbox.connections,
-                        "bills": len(sandbox.bills), "refunds": len(sandbox.refunds)})
+                        "bills": len(sandbox.bills), "refunds": len(sandbox.refunds),
+                        "held": len(sandbox.held)})
                 if parts == ["reset"] and method == "POST":
                     sandbox.reset()
                     sandbox.payin.reset()
+                    return self.send_json(200, {"ok": True})
+                if parts == ["release"] and method == "POST":
+                    sandbox.release()
                     return self.send_json(200, {"ok": True})
                 if parts == ["latency"] and method == "POST":
                     sandbox.latency_ms = int(args.get("ms", 0))
@@ -1475,6 +1502,8 @@ def make_handler(sandbox):
             """Answer an API request: faults and latency first, then call()."""
             default_fault = json.dumps(fault_body() if fault_body else
                                        error_body("internal.error", "Internal error"))
+            if fault and fault.get("hold"):
+                sandbox.hold()
             if fault and "delay_ms" in fault:
                 latency += int(fault["delay_ms"])
             if latency:

@@ -539,7 +539,7 @@ COMMENT ON COLUMN qiwi_payin_payments.status IS $$WAITING, COMPLETED (authorised
 COMMENT ON COLUMN qiwi_payin_payments.amount IS $$The amount authorised, as QIWI reported it (for MISMATCH not the invoice's: see qiwi_payin_invoices.amount)$$;
 COMMENT ON COLUMN qiwi_payin_payments.currency IS $$ISO 4217 code of the amounts$$;
 COMMENT ON COLUMN qiwi_payin_payments.captured_amount IS $$Money taken so far (only grows); 0 while held$$;
-COMMENT ON COLUMN qiwi_payin_payments.refunded_amount IS $$Money returned or released so far, as QIWI last said (only grows)$$;
+COMMENT ON COLUMN qiwi_payin_payments.refunded_amount IS $$Money returned or released so far, as QIWI last said of the payment or of its refunds (only grows)$$;
 COMMENT ON COLUMN qiwi_payin_payments.method IS $$Payment method type$$;
 COMMENT ON COLUMN qiwi_payin_payments.masked_pan IS $$The card number, masked$$;
 COMMENT ON COLUMN qiwi_payin_payments.reason_code IS $$Why it was declined$$;
@@ -598,7 +598,7 @@ COMMENT ON FUNCTION qiwi_payin_invoice_payments(text, text) IS $$Ask QIWI for th
 COMMENT ON FUNCTION qiwi_payin_payment(text, text) IS $$Ask QIWI for the Payin payment payment_id, record and return it. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_capture(text, text, text, text) IS $$Capture the money held by the two-step payment payment_id under the shop's capture_id, with an optional comment; a lost answer is asked for by capture_id before anything is sent again, so it captures once. Moves money: not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_capture_status(text, text, text) IS $$Ask QIWI for the capture capture_id of payment payment_id and record it. Not PUBLIC. merchant: whose$$;
-COMMENT ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of payment payment_id under the shop's refund_id: captured money is returned, held money released (flag REVERSAL). Refused before sending when it exceeds what is left; a lost answer is asked for by refund_id first. Moves money: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of payment payment_id under the shop's refund_id: captured money is returned, held money released (flag REVERSAL). Refused before sending when currency is not the payment's or amount exceeds what is left (a payment qiwi_payin_payments lacks is asked for first); a lost answer is asked for by refund_id first. Moves money: not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_refund_status(text, text, text) IS $$Ask QIWI for the refund refund_id of payment payment_id and record it. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_refunds(text, text) IS $$Ask QIWI for every refund of payment payment_id, record and return them. Not PUBLIC. merchant: whose$$;
 

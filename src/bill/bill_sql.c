@@ -346,6 +346,60 @@ qiwi_cancel_bill(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
+/*
+ * Lock the bill of a refund and refuse, before anything is sent, a refund in
+ * another currency than the bill's or of more than is left (the refunds
+ * qiwi_refunds has, counted after the lock, in a statement of its own).  A
+ * bill qiwi_bills does not have is asked for first and recorded; nothing is
+ * sent if QIWI does not know it either.
+ */
+static void
+check_refund(const Merchant *merchant, const char *bill_id, const char *refund_id,
+			 Numeric amount, const char *currency)
+{
+	StoredBill	stored;
+	Numeric		paid;
+	Numeric		refunded;
+	Numeric		left;
+
+	if (!store_lock_bill(merchant->name, bill_id, &stored))
+	{
+		QiwiBill	bill;
+		QiwiOperation op;
+		QiwiError	error;
+
+		bill_get_operation(merchant, bill_id, &bill, &op);
+		if (!qiwi_exchange(&op, &error))
+		{
+			error.detail = psprintf("%s qiwi_bills does not have the bill, so QIWI was asked for it before refund \"%s\"; the refund was not sent.",
+									error.detail, refund_id);
+			qiwi_raise(&error);
+		}
+		record_bill(&bill);
+		if (!store_lock_bill(merchant->name, bill_id, &stored))
+			elog(ERROR, "bill \"%s\" is not in qiwi_bills after its recording", bill_id);
+	}
+	if (strcmp(currency, stored.currency) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("currency must be %s, the currency of bill \"%s\"", stored.currency, bill_id),
+				 errdetail("Refund \"%s\" asks for %s %s. Nothing was sent to QIWI.",
+						   refund_id, qiwi_format_amount(amount), currency)));
+	if (!store_refund_headroom(merchant->name, bill_id, refund_id, &paid, &refunded))
+		elog(ERROR, "bill \"%s\" is locked but its row was not read", bill_id);
+	left = DatumGetNumeric(DirectFunctionCall2(numeric_sub, NumericGetDatum(paid),
+											   NumericGetDatum(refunded)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(left))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
+				 errmsg("could not refund \"%s\" of bill \"%s\": the amount is more than is left to refund",
+						refund_id, bill_id),
+				 errdetail("The bill is for %s; other refunds returned %s; %s is left, this call asks for %s. Nothing was sent to QIWI.",
+						   qiwi_format_amount(paid), qiwi_format_amount(refunded),
+						   qiwi_format_amount(left), qiwi_format_amount(amount))));
+}
+
 /* qiwi_refund(bill_id, refund_id, amount, currency): return money of a paid bill */
 Datum
 qiwi_refund(PG_FUNCTION_ARGS)
@@ -358,33 +412,9 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	QiwiRefund	refund;
 	QiwiError	error;
 	QiwiOperation op;
-	Numeric		paid;
-	Numeric		refunded;
-	StoredBill	stored;
 
 	require_writable("refund a bill");
-	(void) store_lock_bill(merchant->name, bill_id, &stored);
-	/* more than is left to return is refused here when our tables show it */
-	if (store_refund_headroom(merchant->name, bill_id, refund_id, &paid, &refunded))
-	{
-		Numeric		total = DatumGetNumeric(DirectFunctionCall2(numeric_add,
-																NumericGetDatum(refunded),
-																NumericGetDatum(amount)));
-
-		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(total),
-											  NumericGetDatum(paid))) > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_QIWI_INVALID_REQUEST),
-					 errmsg("could not refund \"%s\" of bill \"%s\": the amount is more than is left to refund",
-							refund_id, bill_id),
-					 errdetail("The bill is for %s; other refunds returned %s; %s is left, this call asks for %s. Nothing was sent to QIWI.",
-							   qiwi_format_amount(paid), qiwi_format_amount(refunded),
-							   qiwi_format_amount(DatumGetNumeric(DirectFunctionCall2(numeric_sub,
-																					  NumericGetDatum(paid),
-																					  NumericGetDatum(refunded)))),
-							   qiwi_format_amount(amount))));
-	}
-
+	check_refund(merchant, bill_id, refund_id, amount, currency);
 	bill_refund_operation(merchant, bill_id, refund_id, amount, currency, &refund, &op);
 	if (!qiwi_exchange(&op, &error))
 		qiwi_raise(&error);

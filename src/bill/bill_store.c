@@ -193,8 +193,16 @@ prepare_plans(Oid schema)
 	bill_lock_plan = ledger_prepare(psprintf(
 		"SELECT status, amount, currency FROM %s.qiwi_bills WHERE merchant = $1 AND bill_id = $2 FOR UPDATE", nsp),
 		2, event_types);
+	/*
+	 * A refund also writes its bill's row (QIWI has just spoken of the
+	 * bill's money): a refund waiting for that row's lock then sees the
+	 * write, and counts this refund with a fresh snapshot, or in REPEATABLE
+	 * READ or SERIALIZABLE fails with a serialization failure.
+	 */
 	refund_upsert_plan = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_refunds AS r (bill_id, refund_id, amount, currency,"
+		"WITH b AS (UPDATE %1$s.qiwi_bills SET checked_at = clock_timestamp()"
+		"  WHERE merchant = $7 AND bill_id = $1 RETURNING 1)"
+		" INSERT INTO %1$s.qiwi_refunds AS r (bill_id, refund_id, amount, currency,"
 		" status, created_at, checked_at, merchant)"
 		" VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7)"
 		" ON CONFLICT (merchant, bill_id, refund_id) DO UPDATE SET"

@@ -199,11 +199,14 @@ extern void payin_card_check_operation(const Merchant *merchant, const char *req
 /* What qiwi_payin_payments knows of a payment's money, for a refund */
 typedef struct PayinHeadroom
 {
-	Numeric		left;			/* held or captured, minus refunds known */
-	Numeric		refunded;		/* those refunds (other ids than this one) */
+	Numeric		left;			/* held or captured, minus the refunds recorded
+								 * or QIWI reported (other ids than this one) */
+	Numeric		left_here;		/* the same, counting only qiwi_payin_refunds */
+	Numeric		refunded;		/* base minus left */
 	Numeric		base;			/* what they are subtracted from */
 	bool		captured;
 	char	   *status;
+	char	   *currency;		/* the payment's */
 } PayinHeadroom;
 
 /* What recording a payment did */

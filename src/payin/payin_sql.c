@@ -548,8 +548,74 @@ qiwi_payin_capture_status(PG_FUNCTION_ARGS)
 }
 
 /*
+ * What is left to refund of the payment of a refund, its row locked: as the
+ * tables have it, or, for a payment they do not know, as QIWI answers for
+ * it (recorded first; nothing is sent if QIWI does not know it either)
+ */
+static void
+refund_headroom(const MoneyCall *call, PayinHeadroom *headroom)
+{
+	PayinPayment payment;
+	QiwiOperation op;
+	QiwiError	error;
+
+	if (payin_store_headroom(call->merchant->name, call->payment_id, call->id, headroom))
+		return;
+	payin_payment_operation(call->merchant, call->payment_id, &payment, &op);
+	if (!qiwi_exchange(&op, &error))
+	{
+		error.detail = psprintf("%s qiwi_payin_payments does not have the payment, so QIWI was asked for it before refund \"%s\"; the refund was not sent.",
+								error.detail, call->id);
+		qiwi_raise(&error);
+	}
+	payin_store_payment(&payment, "call");
+	if (!payin_store_headroom(call->merchant->name, call->payment_id, call->id, headroom))
+		elog(ERROR, "Payin payment \"%s\" is not in qiwi_payin_payments after its recording",
+			 call->payment_id);
+}
+
+/* Refuse a refund of more than is left (why: the last sentence of the detail) */
+static void
+refuse_refund(const MoneyCall *call, const PayinHeadroom *headroom, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_QIWI_INVALID_REQUEST),
+			 errmsg("could not refund \"%s\" of Payin payment \"%s\": the amount is more than is left to refund",
+					call->id, call->payment_id),
+			 strcmp(headroom->status, "COMPLETED") != 0 ?
+			 errdetail("The payment is %s: it holds no money to return. %s", headroom->status, why) :
+			 errdetail("The payment %s %s; other refunds returned %s; %s is left, this call asks for %s. %s",
+					   headroom->captured ? "captured" : "holds",
+					   qiwi_format_amount(headroom->base), qiwi_format_amount(headroom->refunded),
+					   qiwi_format_amount(headroom->left), qiwi_format_amount(call->amount), why)));
+}
+
+/*
+ * Is the refund this very one, made already at QIWI?  Ask QIWI for it by
+ * its id; true (and call->result) if QIWI has it, false if not.
+ */
+static bool
+refund_made_already(MoneyCall *call)
+{
+	QiwiOperation op;
+	QiwiError	error;
+
+	money_operation(call, false, &op);
+	if (qiwi_exchange(&op, &error))
+		return true;
+	if (error.sqlstate != ERRCODE_QIWI_NOT_FOUND)
+		qiwi_raise(&error);
+	return false;
+}
+
+/*
  * qiwi_payin_refund(payment_id, refund_id, amount, currency, merchant):
- * return captured money, or release held money (a reversal)
+ * return captured money, or release held money (a reversal).  Another
+ * currency than the payment's is refused before anything is sent, and so
+ * is more than is left as the tables count it.  More than is left as QIWI
+ * counted it for the payment is refused too, unless QIWI made this very
+ * refund already (its answer lost): that one is asked for by its id and
+ * recorded, not sent again.
  */
 Datum
 qiwi_payin_refund(PG_FUNCTION_ARGS)
@@ -564,24 +630,27 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 	PayinHeadroom headroom;
 
 	ledger_require_writable("refund a Payin payment", PAYIN_TABLES);
-	/* more than is left is refused here when the tables show it */
-	if (payin_store_headroom(merchant->name, payment_id, refund_id, &headroom) &&
-		(strcmp(headroom.status, "COMPLETED") != 0 ||
-		 DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										   NumericGetDatum(headroom.left))) > 0))
+	refund_headroom(&call, &headroom);
+	if (strcmp(headroom.status, "COMPLETED") != 0)
+		refuse_refund(&call, &headroom, "Nothing was sent to QIWI.");
+	if (strcmp(currency, headroom.currency) != 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
-				 errmsg("could not refund \"%s\" of Payin payment \"%s\": the amount is more than is left to refund",
-						refund_id, payment_id),
-				 strcmp(headroom.status, "COMPLETED") != 0 ?
-				 errdetail("The payment is %s: it holds no money to return. Nothing was sent to QIWI.",
-						   headroom.status) :
-				 errdetail("The payment %s %s; other refunds returned %s; %s is left, this call asks for %s. Nothing was sent to QIWI.",
-						   headroom.captured ? "captured" : "holds",
-						   qiwi_format_amount(headroom.base), qiwi_format_amount(headroom.refunded),
-						   qiwi_format_amount(headroom.left), qiwi_format_amount(amount))));
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("currency must be %s, the currency of Payin payment \"%s\"",
+						headroom.currency, payment_id),
+				 errdetail("Refund \"%s\" asks for %s %s. Nothing was sent to QIWI.",
+						   refund_id, qiwi_format_amount(amount), currency)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(headroom.left_here))) > 0)
+		refuse_refund(&call, &headroom, "Nothing was sent to QIWI.");
 
-	send_or_ask(&call);
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(headroom.left))) <= 0)
+		send_or_ask(&call);
+	else if (!refund_made_already(&call))
+		refuse_refund(&call, &headroom,
+					  psprintf("QIWI counted the refunds in its answer for the payment, and has no refund \"%s\" of it; none was sent.",
+							   refund_id));
 	payin_store_refund(&call.result, "call", NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &call.result)));

@@ -230,21 +230,40 @@ prepare_plans(Oid schema)
 		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
 		" SELECT inserted, status FROM c", nsp),
 		OPERATION_NARGS, (Oid *) operation_types);
+	/*
+	 * A refund also writes its payment's row: what the payment refunded
+	 * grows to the refunds recorded (reversals too, as QIWI counts them).
+	 * A refund waiting for that row's lock then sees the write: with a
+	 * fresh snapshot it counts this refund, in REPEATABLE READ or
+	 * SERIALIZABLE it fails with a serialization failure.
+	 */
 	plans[P_REFUND_UPSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_refunds AS r (merchant, payment_id, refund_id, amount,"
-		" currency, status, comment, reversal, flags, created_at, status_changed_at, checked_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())"
-		" ON CONFLICT (merchant, payment_id, refund_id) DO UPDATE SET checked_at = clock_timestamp()"
-		" RETURNING (xmax = 0) AS inserted, status", nsp),
+		"WITH r AS (INSERT INTO %1$s.qiwi_payin_refunds AS r (merchant, payment_id, refund_id, amount,"
+		"  currency, status, comment, reversal, flags, created_at, status_changed_at, checked_at)"
+		"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())"
+		"  ON CONFLICT (merchant, payment_id, refund_id) DO UPDATE SET checked_at = clock_timestamp()"
+		"  RETURNING (xmax = 0) AS inserted, status, amount),"
+		" p AS (UPDATE %1$s.qiwi_payin_payments p SET refunded_amount = greatest(p.refunded_amount,"
+		"   coalesce((SELECT sum(o.amount) FROM %1$s.qiwi_payin_refunds o WHERE o.merchant = $1"
+		"    AND o.payment_id = $2 AND o.refund_id <> $3 AND o.status = 'COMPLETED'), 0)"
+		"   + CASE WHEN r.status = 'COMPLETED' THEN r.amount ELSE 0 END)"
+		"  FROM r WHERE p.merchant = $1 AND p.payment_id = $2 RETURNING 1)"
+		" SELECT inserted, status FROM r", nsp),
 		OPERATION_NARGS, (Oid *) operation_types);
 
 	/*
-	 * What is left to refund: before the capture of a two-step payment the
-	 * hold, less the reversals; after it (or for a one-step payment) what
-	 * was captured, less the refunds that were not reversals.
+	 * What is left to refund, read after the payment's row is locked (by
+	 * P_PAYMENT_MONEY, in a statement of its own, so that this one's
+	 * snapshot counts a refund committed while we waited): before the
+	 * capture of a two-step payment the hold, less the reversals; after it
+	 * (or for a one-step payment) what was captured, less the refunds that
+	 * were not reversals (left_here).  And never more than QIWI's amount
+	 * less what QIWI said the payment refunded or released (a capture
+	 * takes all that is still held, so this is what is left either way),
+	 * the refund refund_id, if recorded, not counted.
 	 */
 	plans[P_HEADROOM] = ledger_prepare(psprintf(
-		"SELECT p.status, x.captured, x.base, x.refunded, x.base - x.refunded"
+		"SELECT p.status, m.captured, m.base, m.base - x.left_all, x.left_all, x.left_here, p.currency"
 		" FROM %1$s.qiwi_payin_payments p,"
 		" LATERAL (SELECT p.captured_amount > 0 OR 'SALE' = ANY (p.flags) AS captured) c,"
 		" LATERAL (SELECT c.captured,"
@@ -252,8 +271,13 @@ prepare_plans(Oid schema)
 		"   ELSE p.amount END AS base,"
 		"  coalesce((SELECT sum(r.amount) FROM %1$s.qiwi_payin_refunds r"
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
-		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded) x"
-		" WHERE p.merchant = $1 AND p.payment_id = $2 FOR UPDATE OF p", nsp), 3, two_text);
+		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded,"
+		"  p.refunded_amount - coalesce((SELECT r.amount FROM %1$s.qiwi_payin_refunds r"
+		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id = $3"
+		"   AND r.status = 'COMPLETED'), 0) AS reported) m,"
+		" LATERAL (SELECT m.base - m.refunded AS left_here,"
+		"  least(m.base - m.refunded, p.amount - greatest(m.reported, 0)) AS left_all) x"
+		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
 
 	/*
 	 * The reconciler follows an invoice while it is CREATED, or PAID with
@@ -755,12 +779,11 @@ payin_store_capture(const PayinOperationResult *capture, const char *source, cha
 	return store_operation(capture, P_CAPTURE_UPSERT, SPI_OK_SELECT, "capture", source, status);
 }
 
-/* Record a refund or reversal (store_operation) */
+/* Record a refund or reversal; its payment's refunded amount grows (store_operation) */
 bool
 payin_store_refund(const PayinOperationResult *refund, const char *source, char **status)
 {
-	return store_operation(refund, P_REFUND_UPSERT, SPI_OK_INSERT_RETURNING, "refund", source,
-						   status);
+	return store_operation(refund, P_REFUND_UPSERT, SPI_OK_SELECT, "refund", source, status);
 }
 
 /*
@@ -805,8 +828,10 @@ payin_store_lock_payment(const char *merchant, const char *payment_id)
 
 /*
  * What is left to refund of a payment as the tables know it (other refunds
- * than refund_id counted), its row locked as payin_store_lock_payment does;
- * false if the payment is unknown here.
+ * than refund_id counted): its row is locked first, as
+ * payin_store_lock_payment does, and what is left is read in a statement
+ * of its own, whose snapshot counts a refund committed while the lock was
+ * waited for.  False if the payment is unknown here.
  */
 bool
 payin_store_headroom(const char *merchant, const char *payment_id, const char *refund_id,
@@ -819,7 +844,9 @@ payin_store_headroom(const char *merchant, const char *payment_id, const char *r
 	bool		isnull;
 
 	begin_payin_ledger(&ctx);
-	known = ledger_run(plans[P_HEADROOM], values, NULL, SPI_OK_SELECT) > 0;
+	known = ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT) > 0;
+	if (known && ledger_run(plans[P_HEADROOM], values, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "Payin payment \"%s\" is locked but its row was not read", payment_id);
 	if (known)
 	{
 		headroom->status = row_text(&ctx, 1);
@@ -828,6 +855,8 @@ payin_store_headroom(const char *merchant, const char *payment_id, const char *r
 		headroom->base = row_numeric(&ctx, 3);
 		headroom->refunded = row_numeric(&ctx, 4);
 		headroom->left = row_numeric(&ctx, 5);
+		headroom->left_here = row_numeric(&ctx, 6);
+		headroom->currency = row_text(&ctx, 7);
 	}
 	ledger_end(&ctx);
 	return known;
