@@ -80,8 +80,9 @@ wait_for(q{SELECT count(*) = 0 FROM qiwi_bills WHERE bill_id LIKE 'rq-%' AND che
 	'a later round checks the bills left');
 is(sql(q{SELECT count(*) FROM qiwi_bills WHERE bill_id LIKE 'rq-%' AND check_count = 1 AND failures = 0}),
 	$bills, 'each bill checked once over both rounds, none failed');
-is(sql(q{SELECT last_round_checked FROM qiwi_reconciler_status}), $bills - $checked,
-	'the later round claimed only those left');
+# (on a loaded machine those left may take two rounds: the last claimed some of them)
+my $later = sql(q{SELECT last_round_checked FROM qiwi_reconciler_status});
+ok($later > 0 && $later <= $bills - $checked, "the later round claimed only those left ($later of " . ($bills - $checked) . ')');
 is(sql(q{SELECT pid FROM qiwi_reconciler_status}), $reconciler, 'by the same reconciler');
 is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa requester'}), '0',
 	'which sent that round itself: a requester that keeps dying never stops the checks');
