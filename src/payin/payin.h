@@ -209,22 +209,10 @@ typedef struct PayinHeadroom
 	char	   *currency;		/* the payment's */
 } PayinHeadroom;
 
-/* What recording a payment did */
-typedef enum PayinStored
-{
-	PAYIN_STORED_NEW,			/* first seen */
-	PAYIN_STORED_ADVANCED,		/* its status moved forward */
-	PAYIN_STORED_SAME,			/* the status recorded already */
-	PAYIN_STORED_STALE,			/* final already with another status: unchanged */
-	PAYIN_STORED_MISMATCH		/* other money than its invoice */
-} PayinStored;
-
 extern void payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_recorded);
-extern PayinStored payin_store_payment(PayinPayment *payment, const char *source);
-extern bool payin_store_capture(const PayinOperationResult *capture, const char *source,
-								char **status);
-extern bool payin_store_refund(const PayinOperationResult *refund, const char *source,
-							   char **status);
+extern void payin_store_payment(PayinPayment *payment, const char *source);
+extern void payin_store_capture(const PayinOperationResult *capture, const char *source);
+extern void payin_store_refund(const PayinOperationResult *refund, const char *source);
 extern bool payin_store_token(const PayinToken *token, const char *source);
 extern bool payin_store_token_deleted(const char *merchant, const char *account, const char *token,
 									  bool confirmed);

@@ -520,7 +520,7 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
 	payin_store_lock_payment(merchant->name, payment_id);
 	send_or_ask(&call);
-	payin_store_capture(&call.result, "call", NULL);
+	payin_store_capture(&call.result, "call");
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
 													  &call.result)));
 }
@@ -542,7 +542,7 @@ qiwi_payin_capture_status(PG_FUNCTION_ARGS)
 		qiwi_raise(&error);
 	if (ledger_can_record(psprintf("capture \"%s\" of Payin payment \"%s\"", capture_id, payment_id),
 						  PAYIN_TABLES))
-		payin_store_capture(&capture, "call", NULL);
+		payin_store_capture(&capture, "call");
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_capture"),
 													  &capture)));
 }
@@ -651,7 +651,7 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 		refuse_refund(&call, &headroom,
 					  psprintf("QIWI counted the refunds in its answer for the payment, and has no refund \"%s\" of it; none was sent.",
 							   refund_id));
-	payin_store_refund(&call.result, "call", NULL);
+	payin_store_refund(&call.result, "call");
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &call.result)));
 }
@@ -673,7 +673,7 @@ qiwi_payin_refund_status(PG_FUNCTION_ARGS)
 		qiwi_raise(&error);
 	if (ledger_can_record(psprintf("refund \"%s\" of Payin payment \"%s\"", refund_id, payment_id),
 						  PAYIN_TABLES))
-		payin_store_refund(&refund, "call", NULL);
+		payin_store_refund(&refund, "call");
 	PG_RETURN_DATUM(HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OP_NCOLS, "qiwi_payin_refund"),
 													  &refund)));
 }
@@ -703,7 +703,7 @@ qiwi_payin_refunds(PG_FUNCTION_ARGS)
 		PayinOperationResult *refund = (PayinOperationResult *) lfirst(lc);
 
 		if (record)
-			payin_store_refund(refund, "call", NULL);
+			payin_store_refund(refund, "call");
 		tuplestore_puttuple(rsinfo->setResult, operation_tuple(rsinfo->setDesc, refund));
 	}
 	return (Datum) 0;

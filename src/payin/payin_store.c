@@ -605,7 +605,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
  * money than its invoice (when the invoice is known) is MISMATCH, and so is
  * its invoice.  *payment then says what was recorded.
  */
-PayinStored
+void
 payin_store_payment(PayinPayment *payment, const char *source)
 {
 	Datum		values[PAYMENT_NARGS];
@@ -615,7 +615,6 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	Numeric		invoice_amount;
 	char	   *invoice_currency;
 	const Merchant *merchant = merchant_by_name(payment->merchant);
-	PayinStored stored;
 
 	memset(nulls, ' ', PAYMENT_NARGS);
 	nulls[PAYMENT_NARGS] = '\0';
@@ -678,32 +677,20 @@ payin_store_payment(PayinPayment *payment, const char *source)
 			strcmp(invoice_status, "MISMATCH") != 0)
 			record_event(payment->merchant, "invoice", payment->bill_id, invoice_status, "MISMATCH", source);
 		payment->status = "MISMATCH";
-		stored = PAYIN_STORED_MISMATCH;
 	}
 	else if (old_status == NULL &&
 			 ledger_run(plans[P_PAYMENT_INSERT], values, nulls, SPI_OK_INSERT) > 0)
-	{
 		record_event(payment->merchant, "payment", payment->payment_id, NULL, payment->status, source);
-		stored = PAYIN_STORED_NEW;
-	}
 	else if (old_status == NULL || strcmp(old_status, payment->status) != 0)
 	{
-		stored = PAYIN_STORED_ADVANCED;
 		if (ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
 			record_event(payment->merchant, "payment", payment->payment_id, old_status, payment->status, source);
 		else if (old_status != NULL)
-		{
 			payment->status = old_status;	/* final already, or MISMATCH: it stays */
-			stored = PAYIN_STORED_STALE;
-		}
 	}
 	else
-	{
 		ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE);
-		stored = PAYIN_STORED_SAME;
-	}
 	ledger_end(&ctx);
-	return stored;
 }
 
 /* Fill the Datums of a capture or refund write */
@@ -731,13 +718,12 @@ operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
 }
 
 /*
- * Record a capture or refund (what: "capture", "refund") QIWI made or told
- * of with its statement.  True if it is new here; *status (unless NULL) is
- * the one recorded.
+ * Record a capture or refund (what: "capture", "refund") QIWI answered
+ * with its statement; an event when it is new here
  */
-static bool
+static void
 store_operation(const PayinOperationResult *operation, int plan, int expected,
-				const char *what, const char *source, char **status)
+				const char *what, const char *source)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
@@ -764,26 +750,23 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 	}
 	ledger_run(plans[plan], values, nulls, expected);
 	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (status != NULL)
-		*status = row_text(&ctx, 2);
 	if (inserted)
 		record_event(operation->merchant, what, operation->id, NULL, operation->status, source);
 	ledger_end(&ctx);
-	return inserted;
 }
 
 /* Record a capture; its payment's captured amount grows (store_operation) */
-bool
-payin_store_capture(const PayinOperationResult *capture, const char *source, char **status)
+void
+payin_store_capture(const PayinOperationResult *capture, const char *source)
 {
-	return store_operation(capture, P_CAPTURE_UPSERT, SPI_OK_SELECT, "capture", source, status);
+	store_operation(capture, P_CAPTURE_UPSERT, SPI_OK_SELECT, "capture", source);
 }
 
 /* Record a refund or reversal; its payment's refunded amount grows (store_operation) */
-bool
-payin_store_refund(const PayinOperationResult *refund, const char *source, char **status)
+void
+payin_store_refund(const PayinOperationResult *refund, const char *source)
 {
-	return store_operation(refund, P_REFUND_UPSERT, SPI_OK_SELECT, "refund", source, status);
+	store_operation(refund, P_REFUND_UPSERT, SPI_OK_SELECT, "refund", source);
 }
 
 /*
