@@ -57,7 +57,7 @@ SELECT i.status, i.notified_at IS NULL AS confirmed, p.status AS payment, p.capt
        p.capture_deadline IS NOT NULL AS has_deadline
   FROM qiwi_payin_invoices i JOIN qiwi_payin_payments p USING (merchant, bill_id) WHERE bill_id = 'ntf-1';
 SELECT object, old_status, new_status, source FROM qiwi_payin_events
- WHERE object IN ('invoice', 'payment') ORDER BY id;
+ WHERE merchant = 'ntf_a' AND object IN ('invoice', 'payment') ORDER BY id;
 SELECT count(*) AS held FROM qiwi_payin_holds WHERE bill_id = 'ntf-1';
 
 -- the same notification again (QIWI repeats after a lost answer): notified again, nothing else
