@@ -38,10 +38,11 @@ installcheck:
 		$(EXTRA_REGRESS_OPTS) $(REGRESS_OPTS) $(REGRESS)
 
 # make installcheck in a throwaway cluster that preloads the library
-# (pg_virtualenv, from Debian's postgresql-common)
+# (pg_virtualenv, from Debian's postgresql-common); VIRTUALENV_OPTS adds
+# settings to its postgresql.conf ("-o name=value ...")
 .PHONY: installcheck-virtualenv
 installcheck-virtualenv:
-	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(MAKE) installcheck
+	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(VIRTUALENV_OPTS) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
 $(OBJS): src/core/core.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control

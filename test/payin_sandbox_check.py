@@ -126,7 +126,7 @@ class Check:
         return cond
 
     def http(self, method, path, body=None, key=None, headers=None, raw=None):
-        """(status, parsed JSON or None, raw bytes)."""
+        """(status, parsed JSON or None, raw bytes); a header given as None is not sent."""
         h = {"Accept": "application/json"}
         if key is not None:
             h["Authorization"] = f"Bearer {key}"
@@ -136,6 +136,7 @@ class Check:
         if data is not None:
             h["Content-Type"] = "application/json"
         h.update(headers or {})
+        h = {name: value for name, value in h.items() if value is not None}
         request = Request(self.url + path, data=data, method=method, headers=h)
         try:
             with urlopen(request, timeout=10) as answer:
@@ -244,6 +245,17 @@ def check_auth_and_errors(c, site):
     c.ok(status == 401 and error_ok(answer, "auth.unauthorized"), "no API key is HTTP 401, even for a PUT")
     status, answer, _ = site.api("GET", f"bills/{bill_id}/details", headers={"Accept": "text/html"})
     c.ok(status == 406, "an Accept without application/json is HTTP 406", str(status))
+    for accept, what in [(None, "no Accept (RFC 9110: any type)"), ("application/*", "Accept application/*"),
+                         ("text/html, */*;q=0.1", "Accept text/html, */*;q=0.1")]:
+        status, answer, _ = site.api("GET", f"bills/{bill_id}/details", headers={"Accept": accept})
+        c.ok(status == 200 and answer["billId"] == bill_id, f"{what} is answered", str(status))
+    status, _, _ = site.api("GET", f"bills/{bill_id}/details", headers={"Accept": "application/json;q=0"})
+    c.ok(status == 406, "Accept application/json;q=0 is HTTP 406", str(status))
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        status, answer, _ = site.api("GET", f"bills/{bill_id}/details", headers={"Authorization": f"{scheme} {site.key}"})
+        c.ok(status == 200, f"the scheme written \"{scheme}\" is Bearer (RFC 9110: case-insensitive)", str(status))
+    status, answer, _ = site.api("GET", f"bills/{bill_id}/details", headers={"Authorization": f"Basic {site.key}"})
+    c.ok(status == 401 and error_ok(answer, "auth.unauthorized"), "another scheme with the key is HTTP 401")
     status, answer, _ = site.api("GET", "bills/no-such-bill/details")
     c.ok(status == 404 and error_ok(answer, "payin.resource.not.found"),
          "an unknown invoice is HTTP 404 payin.resource.not.found")
@@ -439,9 +451,20 @@ def check_two_step(c, site):
     c.ok(payment["status"]["value"] == "COMPLETED" and payment["flags"] == ["AUTH"]
          and payment["capturedAmount"]["value"] == "0.00" and details["status"]["value"] == "PAID",
          "the hold: invoice PAID, payment COMPLETED with flags AUTH and capturedAmount 0.00 (§8)")
+    status, answer, _ = site.api("PUT", f"payments/{pid}/captures/c1",
+                                 {"comment": "shipped", "amount": {"value": Decimal("2.00"), "currency": "RUB"}})
+    _, got, _ = site.api("GET", f"payments/{pid}")
+    c.ok(status == 400 and error_ok(answer, "validation.error", "amount") and got["capturedAmount"]["value"] == "0.00",
+         "a capture body with amount 2.00 of the 5.00 held is 400 validation.error, cause amount (no partial "
+         "capture is documented); nothing captured", f"{status} {answer}")
+    status, _, _ = site.api("GET", f"payments/{pid}/captures/c1")
+    c.ok(status == 404, "the refused capture id stays unknown (404)")
     status, cap, raw = site.api("PUT", f"payments/{pid}/captures/c1", {"comment": "shipped"})
     c.ok(status == 200 and cap["captureId"] == "c1" and cap["status"]["value"] == "COMPLETED"
          and cap["amount"]["value"] == "5.00", "capture: COMPLETED for the whole 5.00", str(raw))
+    status, again, _ = site.api("PUT", f"payments/{pid}/captures/c1",
+                                {"comment": "shipped", "amount": {"value": Decimal("5.00"), "currency": "RUB"}})
+    c.ok(status == 200 and again == cap, "the same capture with the amount it took (5.00) is the same capture")
     status, again, _ = site.api("PUT", f"payments/{pid}/captures/c1", {"comment": "shipped"})
     c.ok(status == 200 and again == cap, "the same capture PUT again returns the same capture")
     status, answer, _ = site.api("PUT", f"payments/{pid}/captures/c1", {"comment": "other"})
@@ -459,6 +482,15 @@ def check_two_step(c, site):
     post = site.notification("CAPTURE", "captureId", "c1")
     c.ok(site.signed_ok(post, "CAPTURE") and post["body"]["capture"]["paymentId"] == pid,
          "a CAPTURE notification signed captureId|createdDateTime|amount")
+    for flags in (["FOO"], ["REVERSAL"]):
+        status, answer, _ = site.api("PUT", f"payments/{pid}/refunds/r1",
+                                     {"amount": {"value": Decimal("1.00"), "currency": "RUB"}, "flags": flags})
+        c.ok(status == 400 and error_ok(answer, "validation.error", "flags"),
+             f"a refund with flags {json.dumps(flags)} is 400 validation.error, cause flags (the request has "
+             "no flags)", f"{status} {answer}")
+    status, _, _ = site.api("GET", f"payments/{pid}/refunds/r1")
+    _, got, _ = site.api("GET", f"payments/{pid}")
+    c.ok(status == 404 and got["refundedAmount"]["value"] == "0.00", "nothing refunded, the refund id stays unknown")
     status, r, _ = site.api("PUT", f"payments/{pid}/refunds/r1", {"amount": {"value": Decimal("4.99"), "currency": "RUB"}})
     c.ok(status == 200 and r["flags"] == [], "a refund after the capture has no REVERSAL flag")
     status, answer, _ = site.api("PUT", f"payments/{pid}/refunds/r2", {"amount": {"value": Decimal("0.02"), "currency": "RUB"}})
@@ -753,6 +785,50 @@ def check_clock(c, site):
     c.ok(body["movedSeconds"] == 0, "POST reset sets the clock back")
 
 
+def check_daily_limit(c, site, receiver):
+    """Run after the clock (it moves it, then POST reset): test mode's 100
+    operations a day (PAYD _intro), counted when a test turns it on."""
+    status, limits, _ = c.control("GET", "/limits")
+    c.ok(status == 200 and limits["dailyTestOperations"] is None, "the daily limit is off by default", str(limits))
+    status, _, _ = c.control("POST", "/limits", {"dailyTestOperations": -1})
+    c.ok(status == 400, "POST limits refuses a negative count")
+    status, limits, _ = c.control("POST", "/limits", {"dailyTestOperations": 100})
+    c.ok(status == 200 and limits["dailyTestOperations"] == 100 and limits["today"][site.id] == 0,
+         "POST limits {\"dailyTestOperations\": 100} turns it on", str(limits))
+    held_bill, _, _ = site.invoice(sale=False)
+    _, held, _ = site.pay(held_bill)
+    _, sold = site.paid()
+    for _ in range(98):
+        site.paid()
+    _, limits, _ = c.control("GET", "/limits")
+    c.ok(limits["today"][site.id] == 100, "100 payments today (invoices are not counted)", str(limits["today"][site.id]))
+    status, answer, _ = site.api("PUT", f"payments/{held['paymentId']}/captures/c101", raw=b"")
+    _, got, _ = site.api("GET", f"payments/{held['paymentId']}")
+    c.ok(status == 400 and error_ok(answer, "validation.error", "siteId") and got["capturedAmount"]["value"] == "0.00",
+         "the 101st operation, a capture, is 400 validation.error (cause siteId); nothing captured", f"{status} {answer}")
+    status, answer, _ = site.api("PUT", f"payments/{sold['paymentId']}/refunds/r101",
+                                 {"amount": {"value": Decimal("1.00"), "currency": "RUB"}})
+    c.ok(status == 400 and error_ok(answer, "validation.error", "siteId"), "a refund too", f"{status} {answer}")
+    bill_id, _, _ = site.invoice()
+    status, payment, _ = site.pay(bill_id)
+    _, details, _ = site.api("GET", f"bills/{bill_id}/details")
+    c.ok(status == 200 and payment["status"]["value"] == "DECLINED"
+         and payment["status"].get("reason") == "ACQUIRING_LIMIT_EXCEEDED" and details["status"]["value"] == "CREATED",
+         "a payment on the form is DECLINED with reason ACQUIRING_LIMIT_EXCEEDED; the invoice stays CREATED", str(payment))
+    other = Site(c, receiver)
+    _, other_payment = other.paid()
+    c.ok(other_payment["status"]["value"] == "COMPLETED", "another site counts its own operations")
+    moved = c.moved()
+    moscow_now = datetime.now(MSK) + moved
+    midnight = datetime.combine(moscow_now.date() + timedelta(days=1), datetime.min.time(), MSK)
+    c.control("POST", "/clock", {"seconds": (midnight - moscow_now).total_seconds() + 1})
+    status, cap, _ = site.api("PUT", f"payments/{held['paymentId']}/captures/c101", raw=b"")
+    c.ok(status == 200 and cap["amount"]["value"] == "5.00", "the next Moscow day the capture is taken", f"{status} {cap}")
+    c.control("POST", "/reset")
+    _, limits, _ = c.control("GET", "/limits")
+    c.ok(limits["dailyTestOperations"] is None, "POST reset turns the daily limit off")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the running sandbox, e.g. http://127.0.0.1:8080")
@@ -772,6 +848,7 @@ def main():
         ("notification delivery", lambda: check_delivery(c, receiver)),
         ("faults", lambda: check_faults(c, Site(c, receiver))),
         ("the clock", lambda: check_clock(c, Site(c, receiver))),
+        ("test mode's daily limit", lambda: check_daily_limit(c, Site(c, receiver), receiver)),
     ]
     for name, run in groups:
         try:

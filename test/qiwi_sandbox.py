@@ -40,6 +40,23 @@ Control (no auth; loopback only; used by tests):
                          (releasing the requests held),
                          and the Payin state (see below)
 
+Rules of both APIs, as QIWI's documents and HTTP say:
+  - Authorization: the scheme "Bearer" in any case (RFC 9110 §11.1: an
+    auth-scheme is case-insensitive; RFC 6750 §2.1), then the key.
+  - Accept: absent (or empty) means any type (RFC 9110 §12.5.1), so the
+    request is answered; present, it must allow application/json
+    (application/json, application/* or */*, q above 0), else HTTP 406.
+    QIWI asks for "Accept: application/json" (seed 001, seed 004's samples,
+    PAYD _intro: "It is necessary to put Accept: application/json"); what
+    it does without one is not documented, and HTTP says it means anything.
+Bill Payments:
+  - A bill becomes final (EXPIRED) 45 days after its creation whatever its
+    expirationDateTime (seed 001, the form's lifetime: "По истечении 45
+    суток от даты выставления счет автоматически будет переведен в
+    финальный статус"; shared/qiwi-api.md §1.3).  A later
+    expirationDateTime is taken and answered as creation + 45 days (the
+    documents do not say a longer one is refused: §9 "clamp and say so").
+
 Payin API v1 (Authorization: Bearer <the site's API key>), under
 /partner/payin/v1/sites/{siteId}:
   PUT  bills/{billId}                          create an invoice (idempotent)
@@ -68,8 +85,11 @@ Payin control (no auth), under /sandbox/payin:
   GET  notifications   every Payin notification: body, signature, attempts
   GET  stats           Payin counters: requests (those a fault answered without
                        taking them are not counted), byMethod, objects, notifications
+  POST limits {"dailyTestOperations": N | null}  count test mode's
+       operations a day per site, at most N (null, the default: no limit);
+       GET limits: the limit and each site's count today
   POST reset           forget the Payin state (sites back to the default one;
-                       the clock back to the wall clock)
+                       the clock back to the wall clock; no daily limit)
   POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
 """
 
@@ -99,6 +119,9 @@ MAX_FIELD_LENGTH = 255
 MAX_AMOUNT = Decimal("999999.99")
 CURRENCIES = ("RUB", "KZT")
 MAX_HOLD_S = 60
+# seed 001, the payment form's lifetime: "По истечении 45 суток от даты
+# выставления счет автоматически будет переведен в финальный статус"
+BILL_MAX_LIFETIME = timedelta(days=45)
 
 
 def now():
@@ -127,6 +150,37 @@ def error_body(code, description):
         "dateTime": qiwi_time(now()),
         "traceId": secrets.token_hex(8),
     }
+
+
+def accepts_json(header):
+    """Does an Accept header allow application/json?  No Accept (or an empty
+    one) means any type (RFC 9110 §12.5.1); a range application/json,
+    application/* or */* with a weight above 0 allows it."""
+    if header is None or not header.strip():
+        return True
+    for item in header.split(","):
+        params = [p.strip() for p in item.split(";")]
+        if params[0].lower() not in ("application/json", "application/*", "*/*"):
+            continue
+        weight = 1.0
+        for param in params[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if weight > 0:
+            return True
+    return False
+
+
+def bearer_token(header):
+    """The credentials of "Authorization: Bearer <token>": the scheme in any
+    case (RFC 9110 §11.1, RFC 6750 §2.1), one or more spaces after it; None
+    for another scheme or no header."""
+    match = re.fullmatch(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +([^ ]+)", header or "")
+    return match.group(2) if match and match.group(1).lower() == "bearer" else None
 
 
 def parse_amount(obj, what="amount"):
@@ -304,8 +358,12 @@ class Sandbox:
             raise ApiError(400, "validation.error", "expirationDateTime is not a date")
         if expires.tzinfo is None:
             raise ApiError(400, "validation.error", "expirationDateTime needs an offset")
-        if expires <= now():
+        created = now()
+        if expires <= created:
             raise ApiError(400, "validation.error", "expirationDateTime is in the past")
+        # QIWI makes every bill final 45 days after its creation (seed 001):
+        # a later expirationDateTime is answered as that day
+        expires = min(expires, created + BILL_MAX_LIFETIME)
         comment = body.get("comment")
         if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_FIELD_LENGTH):
             raise ApiError(400, "validation.error", "comment must be a string of at most 255")
@@ -320,7 +378,6 @@ class Sandbox:
                                "Invoice with this billId already exists with other parameters")
             self.expire_if_due(existing)
             return existing
-        created = now()
         bill = {
             "billId": bill_id, "amount": amount, "currency": currency,
             "status": "WAITING", "changed": created, "created": created,
@@ -390,7 +447,8 @@ class Sandbox:
 #   --site-id, with --secret as API key and --payin-notification-key
 #   (default: --secret) as notification key, and no notification URL.
 # - Auth comes first: an unknown siteId or another key is HTTP 401
-#   auth.unauthorized "Wrong authentication data" (§8: not 404).
+#   auth.unauthorized "Wrong authentication data" (§8: not 404).  The
+#   scheme is "Bearer" in any case; no Accept means any (see the top).
 # - Money: amount.value is a JSON number or a string written with exactly
 #   two decimals (150.00, "150.00"); 150, 150.0, 150.000 and 1.5000e2 are 400
 #   validation.error with cause {"amount": ["Invalid money format. Should
@@ -410,9 +468,25 @@ class Sandbox:
 #   ACQUIRING_INSUFFICIENT_FUNDS unless the buyer's control call names
 #   another; a failed 3-D Secure, or one still open when the invoice
 #   expires, is PAYMENT_EXPIRED_3DS (the one 3-D Secure reason in the
-#   digest's list).  The limit of 100 operations a day is not
-#   emulated (the suite and the benchmarks create more).  PANs must pass
-#   the Luhn check (the documents' 4256000000000003 does).
+#   digest's list).  PANs must pass the Luhn check (the documents'
+#   4256000000000003 does).
+# - Test mode's "Maximum number of transactions is 100 per day. All
+#   transactions within the current day (by Moscow timezone) ... are taken
+#   into account" (PAYD _intro_en "How to Test Operations"; §2): counted
+#   per site and Moscow date of Payin's clock, enforced only when a test
+#   turns it on (POST /sandbox/payin/limits {"dailyTestOperations": 100};
+#   off by default, as the suite and the benchmarks make thousands; off
+#   again after reset).  Counted: each payment attempt on the form (card or
+#   token, whatever its outcome), each capture and refund (reversals too)
+#   the merchant asks for; not invoices ("not a financial entity", PAYD
+#   _intro), card checks, nor QIWI's own capture or reversal at a
+#   deadline.  The documents do not say what QIWI answers past the limit;
+#   the closest documented answers are chosen: a payment is DECLINED with
+#   reason ACQUIRING_LIMIT_EXCEEDED ("Some limit exceeded", PAYD
+#   _statuses), a capture or refund is 400 validation.error (the one 4xx of
+#   PAYD's capture and refund references, as for the 10.00 RUB limit),
+#   cause {"siteId": ["Test mode: at most N operations a day"]}, nothing
+#   stored.
 # - Idempotency: a PUT with an id already used returns the stored object
 #   (with its current state) when its body means the same (amounts compared
 #   as numbers, absent and null alike); any other body is HTTP 409
@@ -441,13 +515,22 @@ class Sandbox:
 #   400 payin.incorrect-method-invocation "Successful capture already done
 #   for this payment" (§8's fixture), as is a capture of a one-step,
 #   declined, waiting or fully reversed payment (with its own message).
-#   The body may be empty or {callbackUrl, comment}.
+#   The body may be empty or {callbackUrl, comment} (PAYD _api-methods
+#   "Payment confirmation": no amount; no partial capture is documented).
+#   An "amount" other than the whole of what is held (for a repeat: what
+#   the capture took) is 400 validation.error, cause amount "Partial
+#   capture is not supported ..."; the held amount itself is accepted.
 # - Refund: before the capture of a two-step payment it is a reversal
 #   (flags ["REVERSAL"]) of at most what is still held; after the capture,
 #   or of a one-step payment, at most captured minus refunded (flags []).
 #   More is 400 validation.error, cause {"amount": ["Refund amount exceeds
 #   the available amount"]}; nothing is stored.  Its currency must be the
 #   payment's.  Refunds and captures complete at once (status COMPLETED).
+#   The request body is {amount} (PAYD _api-methods "Refund"; §2): QIWI
+#   sets "flags" ["REVERSAL"] in its answer (PAYD _intro "Operation
+#   Types"); a request with any flags (["REVERSAL"], ["FOO"]) is 400
+#   validation.error, cause flags, nothing stored ([] and null are
+#   absent).
 # - Tokens: an invoice with BIND_PAYMENT_TOKEN and customer.account issues
 #   a token when its card payment (or card check) succeeds (TOKEN
 #   notification, status CREATED), or a TOKEN REJECTED notification when it
@@ -656,6 +739,9 @@ class PayinSandbox:
             self.due = {"outcome": [], "expiry": [], "deadline": []}
             self.sequence = 0
             self.offset = timedelta(0)
+            # test mode's operations a day: off (None) until POST limits
+            self.daily_limit = None
+            self.operations = {}
 
     def configure_site(self, args):
         site_id, api_key = args.get("siteId"), args.get("apiKey")
@@ -677,6 +763,28 @@ class PayinSandbox:
         with self.lock:
             self.sites[site_id] = site
         return site
+
+    # ---- test mode's daily limit ----
+
+    def operations_today(self, site_id):
+        return self.operations.get((site_id, self.clock().astimezone(MSK).date()), 0)
+
+    def within_daily_limit(self, site_id):
+        return self.daily_limit is None or self.operations_today(site_id) < self.daily_limit
+
+    def count_operation(self, site_id):
+        """One more operation of the site today (Moscow date of Payin's clock);
+        a capture or refund over the limit is refused, nothing stored."""
+        if not self.within_daily_limit(site_id):
+            raise invalid("siteId", f"Test mode: at most {self.daily_limit} operations a day")
+        key = (site_id, self.clock().astimezone(MSK).date())
+        self.operations[key] = self.operations.get(key, 0) + 1
+
+    def set_limits(self, args):
+        limit = args.get("dailyTestOperations")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ControlError(400, "dailyTestOperations is a count (0 or more) or null (no limit)")
+        self.daily_limit = limit
 
     # ---- time ----
 
@@ -746,16 +854,17 @@ class PayinSandbox:
     def deadline_passed(self, payment):
         site = self.sites[payment["site"]]
         if site["deadlineAction"] == "capture":
-            self.capture(payment, str(uuid.uuid4()), {})
+            self.capture(payment, str(uuid.uuid4()), {}, counted=False)
         else:
             self.refund(payment, str(uuid.uuid4()), {
-                "amount": {"value": money(self.held(payment)), "currency": payment["currency"]}})
+                "amount": {"value": money(self.held(payment)), "currency": payment["currency"]}},
+                counted=False)
 
     # ---- lookups ----
 
     def authorize(self, site_id, header):
         site = self.sites.get(site_id)
-        if site is None or header != f"Bearer {site['apiKey']}":
+        if site is None or bearer_token(header) != site["apiKey"]:
             raise PayinError(401, "auth.unauthorized", "Wrong authentication data")
         return site
 
@@ -921,6 +1030,10 @@ class PayinSandbox:
         }
         self.payments[payment_id] = payment
         invoice["payments"].append(payment_id)
+        if not self.within_daily_limit(site_id):
+            self.finish_payment(payment, ("DECLINED", "ACQUIRING_LIMIT_EXCEEDED"))
+            return payment
+        self.count_operation(site_id)
         if token is None and card["threeDS"]:
             payment["threeDS"] = {"acsUrl": f"https://acs.sandbox.invalid/{payment_id}",
                                   "pareq": secrets.token_hex(16)}
@@ -1106,11 +1219,18 @@ class PayinSandbox:
             payin_string(body, key)
         return {"callbackUrl": body.get("callbackUrl"), "comment": body.get("comment")}
 
-    def capture(self, payment, capture_id, body):
+    def capture(self, payment, capture_id, body, counted=True):
         if not capture_id or len(capture_id) > MAX_ID_LENGTH:
             raise invalid("captureId", "must be 1 to 200 characters")
         request = self.optional_body(body)
+        # the documents' capture body is {callbackUrl, comment}: no partial
+        # capture, so an amount may only be the whole hold (or, again, the capture's)
+        asked = payin_money((body or {}).get("amount")) if (body or {}).get("amount") is not None else None
         existing = self.captures.get((payment["paymentId"], capture_id))
+        whole = existing["amount"] if existing is not None else self.held(payment)
+        if asked is not None and asked != (whole, payment["currency"]) and whole > 0:
+            raise invalid("amount", f"Partial capture is not supported: the capture takes the whole "
+                                    f"{money(whole)} {payment['currency']} held")
         if existing is not None:
             if existing["request"] != request:
                 raise PayinError(409, "payin.resource.already.exists",
@@ -1129,6 +1249,8 @@ class PayinSandbox:
         if amount <= 0:
             raise PayinError(400, "payin.incorrect-method-invocation",
                              "Payment hold has been reversed: nothing to capture")
+        if counted:
+            self.count_operation(payment["site"])
         moment = self.clock()
         capture = {"captureId": capture_id, "paymentId": payment["paymentId"],
                    "created": moment, "changed": moment, "amount": amount,
@@ -1153,9 +1275,12 @@ class PayinSandbox:
             body["comment"] = capture["request"]["comment"]
         return body
 
-    def refund(self, payment, refund_id, body):
+    def refund(self, payment, refund_id, body, counted=True):
         if not refund_id or len(refund_id) > MAX_ID_LENGTH:
             raise invalid("refundId", "must be 1 to 200 characters")
+        # the documents' refund body is {amount}: QIWI decides REVERSAL itself
+        if (body or {}).get("flags") not in (None, []):
+            raise invalid("flags", "A refund takes no flags: QIWI answers REVERSAL when it releases a hold")
         amount, currency = payin_money((body or {}).get("amount"))
         request = dict(self.optional_body(body), amount=amount, currency=currency)
         existing = self.refunds.get((payment["paymentId"], refund_id))
@@ -1174,6 +1299,8 @@ class PayinSandbox:
             payment["refunded"] - payment["reversed"])
         if amount > left:
             raise invalid("amount", "Refund amount exceeds the available amount")
+        if counted:
+            self.count_operation(payment["site"])
         moment = self.clock()
         refund = {"refundId": refund_id, "paymentId": payment["paymentId"],
                   "created": moment, "changed": moment, "amount": amount,
@@ -1312,6 +1439,14 @@ class PayinSandbox:
                 return 200, {"ok": True}
             if parts == ["notifications"] and method == "GET":
                 return 200, self.notifications
+            if parts == ["limits"] and method in ("GET", "POST"):
+                try:
+                    if method == "POST":
+                        self.set_limits(args)
+                except ControlError as e:
+                    return e.status, {"error": str(e)}
+                return 200, {"dailyTestOperations": self.daily_limit,
+                             "today": {site: self.operations_today(site) for site in self.sites}}
             if parts == ["clock"] and method in ("GET", "POST"):
                 try:
                     if method == "POST":
@@ -1551,8 +1686,7 @@ def make_handler(sandbox):
             auth = self.headers.get("Authorization")
             with sandbox.payin.lock:
                 sandbox.payin.authorize(site_id, auth)
-            accept = self.headers.get("Accept", "")
-            if "application/json" not in accept and "*/*" not in accept:
+            if not accepts_json(self.headers.get("Accept")):
                 raise PayinError(406, "http.media.type.not.acceptable", "Accept must allow application/json")
             parsed = None
             if method in ("PUT", "DELETE") and body:
@@ -1571,10 +1705,9 @@ def make_handler(sandbox):
             return sandbox.payin.call(method, site_id, segments, auth, parsed)
 
         def api_call(self, method, rest, body):
-            if self.headers.get("Authorization") != f"Bearer {sandbox.secret}":
+            if bearer_token(self.headers.get("Authorization")) != sandbox.secret:
                 raise ApiError(401, "auth.unauthorized", "Неверные аутентификационные данные")
-            accept = self.headers.get("Accept", "")
-            if "application/json" not in accept and "*/*" not in accept:
+            if not accepts_json(self.headers.get("Accept")):
                 raise ApiError(406, "http.media.type.not.acceptable", "Accept must allow application/json")
             segments = [unquote(s) for s in rest.split("/")]
             bill_id = segments[0]

@@ -2,8 +2,9 @@
 # The whole test suite: builds and installs qiwi_kassa, starts an HTTP and
 # an HTTPS sandbox, runs the pg_regress tests in a temporary cluster and the
 # TAP tests, checks the server log for the secret, checks the sandbox's Payin
-# API (test/payin_sandbox_check.py), the exporter's queries and the Grafana
-# dashboard (test/check_dashboard.py), runs the demo as a new
+# and Bill Payments APIs (test/payin_sandbox_check.py, test/bill_sandbox_check.py),
+# the exporter's queries and the Grafana dashboard (test/check_dashboard.py),
+# runs the demo as a new
 # user would (test/first_run.sh) and the benchmarks' smoke run, and ends
 # with a line "N passed, N failed".  Run as root on Debian 12, from any
 # directory, in any locale; it installs what it needs.
@@ -95,13 +96,18 @@ if [ -n "${QIWI_ONLY:-}" ]; then
 	exit
 fi
 
-# ---- the sandbox's Payin API behaves as QIWI's documents say ----
-say "running test/payin_sandbox_check.py"
+# ---- the sandbox's Payin and Bill Payments APIs behave as QIWI's documents say ----
+say "running test/payin_sandbox_check.py and test/bill_sandbox_check.py"
 status=0
 as_user /usr/bin/python3 "$QIWI_TREE/test/payin_sandbox_check.py" --url "http://127.0.0.1:$HTTP_PORT" \
 	>"$QIWI_WORK/payin_check.out" 2>&1 || status=1
 if [ $status -eq 0 ]; then tail -n 1 "$QIWI_WORK/payin_check.out"; else cat "$QIWI_WORK/payin_check.out"; fi
 record "payin sandbox self-check" $status
+status=0
+as_user /usr/bin/python3 "$QIWI_TREE/test/bill_sandbox_check.py" --url "http://127.0.0.1:$HTTP_PORT" \
+	--secret "$SANDBOX_SECRET" >"$QIWI_WORK/bill_check.out" 2>&1 || status=1
+if [ $status -eq 0 ]; then tail -n 1 "$QIWI_WORK/bill_check.out"; else cat "$QIWI_WORK/bill_check.out"; fi
+record "bill payments sandbox self-check" $status
 
 # ---- a new user's first run: the demo from a private checkout, no locale ----
 say "running test/first_run.sh"

@@ -20,6 +20,32 @@ if [ -n "$(psql -X -At -c 'SHOW qiwi.secret_key_file' 2>/dev/null || true)" ]; t
 	exit 1
 fi
 
+# The reconciler would work on the test database's bills while the tests
+# run: refuse a server whose qiwi.database names it (pg_regress's --dbname,
+# "regression" by default)
+DBNAMES=regression
+for arg in "$@"; do
+	case $arg in --dbname=*) DBNAMES=${arg#--dbname=} ;; esac
+done
+RECONCILED=$(psql -X -At -c 'SHOW qiwi.database' 2>/dev/null || true)
+if [ -n "$RECONCILED" ] && [[ ",$DBNAMES," == *",$RECONCILED,"* ]]; then
+	echo "with-sandbox.sh: the server has qiwi.database = '$RECONCILED', the test database: its reconciler would change the tests' bills. Set qiwi.database to another database, or run make installcheck against a test server." >&2
+	exit 1
+fi
+
+# Every test session starts from the library's built-in value of each qiwi.*
+# setting a session can set (pg_settings.boot_val), whatever the server's
+# postgresql.conf, ALTER DATABASE or ALTER ROLE say: a server configured as
+# README says (qiwi.site_id, qiwi.payin_site_id, qiwi.public_key,
+# qiwi.max_retries, ...) passes the same tests as a bare one.  The sandbox's
+# settings below are added after these.
+SESSION_DEFAULTS=$(psql -X -At -c "SELECT string_agg(format('-c %s=%s', name,
+		replace(replace(boot_val, '\\', '\\\\'), ' ', '\\ ')), ' ' ORDER BY name)
+	FROM pg_catalog.pg_settings
+	WHERE name LIKE 'qiwi.%' AND context IN ('user', 'superuser')
+	  AND name NOT IN ('qiwi.api_url', 'qiwi.timeout')") ||
+	{ echo "with-sandbox.sh: could not read the qiwi.* settings of the server at PGHOST/PGPORT" >&2; exit 1; }
+
 WORK=$(mktemp -d /tmp/qiwi_kassa-installcheck.XXXXXX)
 # The server reads the CA file as its own OS user
 chmod 755 "$WORK"
@@ -71,7 +97,7 @@ HTTPS_PORT=$(free_port)
 start_sandbox "$HTTPS_PORT" --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key"
 
 # The same settings test/lib.sh writes into the test cluster's postgresql.conf
-export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c qiwi.api_url=http://127.0.0.1:$HTTP_PORT
+export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }$SESSION_DEFAULTS -c qiwi.api_url=http://127.0.0.1:$HTTP_PORT
  -c qiwi.secret_key=$SECRET -c qiwi.timeout=5000
  -c qiwi_test.sandbox_url=http://127.0.0.1:$HTTP_PORT
  -c qiwi_test.https_url=https://localhost:$HTTPS_PORT
