@@ -239,7 +239,7 @@ RETURNS SETOF qiwi_payin_payment
 AS 'MODULE_PATHNAME', 'qiwi_payin_payments'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_payin_invoice_payments(text, text) FROM PUBLIC;
-COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Deprecated (removed in 1.5): the old name of qiwi_payin_invoice_payments, which the table qiwi_payin_payments shares. Asks QIWI. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Deprecated (removed in 1.5): the old name of qiwi_payin_invoice_payments, which the table qiwi_payin_payments shares: asks QIWI for the payments of the Payin invoice bill_id, records and returns them. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_invoice_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them (a request per call: in a query over many rows, call it in FROM or LATERAL, never as (f()).*). Not PUBLIC. merchant: whose$$;
 
 -- Payin refunds: refused before sending in another currency than their
