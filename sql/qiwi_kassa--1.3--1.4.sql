@@ -45,3 +45,7 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                      OR EXISTS (SELECT FROM qiwi_payin_holds h
                                  WHERE h.merchant OPERATOR(pg_catalog.=) i.merchant
                                    AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p;
+
+-- The extension's comment names both APIs it covers (CREATE EXTENSION takes
+-- it from qiwi_kassa.control; an update does not)
+COMMENT ON EXTENSION qiwi_kassa IS 'QIWI payments in SQL: the Bill Payments API (bills, refunds, payment links) and the Payin API (invoices, holds, captures, refunds, tokens, card checks)';
