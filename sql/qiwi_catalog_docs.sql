@@ -46,3 +46,9 @@ SELECT p.oid::regprocedure AS function, a.name AS argument_not_in_comment
  ORDER BY 1, 2;
 
 DROP VIEW qiwi_member_columns, qiwi_members;
+
+-- the extension's comment (\dx) names every API it covers
+SELECT api, obj_description(e.oid, 'pg_extension') LIKE '%the ' || api || ' API%' AS named
+  FROM pg_extension e, unnest(ARRAY['Bill Payments', 'Payin']) AS api
+ WHERE e.extname = 'qiwi_kassa'
+ ORDER BY api;

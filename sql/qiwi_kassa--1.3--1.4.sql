@@ -251,3 +251,7 @@ COMMENT ON FUNCTION qiwi_payin_refund(text, text, numeric, text, text) IS $$Refu
 -- bill's; recording one writes its bill's row (issue 19)
 COMMENT ON COLUMN qiwi_bills.checked_at IS $$When QIWI last told us about the bill (a call, the reconciler or a verified notification) or about a refund of it$$;
 COMMENT ON FUNCTION qiwi_refund(text, text, numeric, text, text) IS $$Refund amount (in currency, default RUB) of the paid bill bill_id under the shop's refund_id (retry-safe); refused before sending when currency is not the bill's or amount exceeds what is left to refund (a bill qiwi_bills lacks is asked for first). Moves money: not PUBLIC. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;
+
+-- The extension's comment names both APIs it covers (CREATE EXTENSION takes
+-- it from qiwi_kassa.control; an update does not)
+COMMENT ON EXTENSION qiwi_kassa IS 'QIWI payments in SQL: the Bill Payments API (bills, refunds, payment links) and the Payin API (invoices, holds, captures, refunds, tokens, card checks)';

@@ -5,7 +5,8 @@
 # installs what it needs, runs PostgreSQL and the sandbox as an unprivileged
 # user in a scratch directory, and stops and removes them afterwards.
 #   bash test/demo.sh          # the demo
-#   bash test/demo.sh --keep   # the same, then leaves both running to explore
+#   bash test/demo.sh --keep   # the same, then leaves both running to explore,
+#                              # with the database of docs/tutorial.md
 source "$(dirname "$0")/lib.sh"
 
 KEEP=0
@@ -88,9 +89,13 @@ say "(that error was the expected one)"
 if [ $KEEP -eq 0 ]; then
 	say "demo finished; the cluster and the sandbox are stopped and removed"
 	say "to explore: bash test/demo.sh --keep (leaves both running and says how"
-	say "to connect, pay a bill and stop them); README.md has every function"
+	say "to connect, pay a bill and stop them); docs/reference.md has every function"
 	exit 0
 fi
+
+# --keep: the database of docs/tutorial.md, with its sandbox() helper
+as_user psql -X -q -d postgres -v ON_ERROR_STOP=1 -c "CREATE DATABASE qiwi_tutorial"
+as_user psql -X -q -d qiwi_tutorial -v ON_ERROR_STOP=1 -f "$QIWI_TREE/test/tutorial_setup.sql"
 
 # --keep: nothing is stopped or removed on exit
 trap - EXIT INT TERM
@@ -109,6 +114,8 @@ Create a bill, pay it in the sandbox, see it PAID:
   curl -X POST $SANDBOX_URL/sandbox/bills/order-2001/pay
   SELECT bill_id, status FROM qiwi_bill_status('order-2001');
 Other sandbox controls (reject, expire, faults, latency): test/qiwi_sandbox.py
+The tutorial (docs/tutorial.md), in the database left for it:
+  psql -h $PGHOST -p $PGPORT$connect_as -d qiwi_tutorial
 Stop PostgreSQL (pid $CLUSTER_PID) and the sandbox (pid $SANDBOX_PID), remove
 the scratch directory:
   (cd / && ${as_owner}\\

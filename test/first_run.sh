@@ -127,6 +127,13 @@ as_told "$PSQL -XAt -c \"${PAY[0]:-}\"" >/dev/null || true
 as_told "${PAY[1]:-}" >/dev/null 2>&1 || true
 check "a bill paid as it says is PAID" \
 	test "$(as_told "$PSQL -XAt -c \"${PAY[2]:-}\"")" = "order-2001|PAID"
+# the tutorial, as docs/tutorial.md says: its SQL, in the database the
+# demo names, gives the output the document shows
+TUTORIAL_PSQL=$(after "The tutorial")
+python3 "$PRIVATE/proj/test/check_tutorial.py" --sql "$PRIVATE/proj" >"$PRIVATE/tutorial.sql"
+as_told "$TUTORIAL_PSQL -X -a -q <$PRIVATE/tutorial.sql" >"$PRIVATE/tutorial.out" 2>&1 || true
+check "the tutorial, run as docs/tutorial.md says, shows what it shows" \
+	python3 "$PRIVATE/proj/test/check_tutorial.py" --output "$PRIVATE/tutorial.out" "$PRIVATE/proj"
 STOP=$(sed -n '/^the scratch directory:/,$p' "$LOG" | sed '1d')
 check "its stop commands succeed" as_told "set -e; $STOP"
 check "its stop commands leave nothing running" nothing_left_in "${WORK:-/nonexistent}"

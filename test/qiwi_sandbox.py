@@ -7,7 +7,7 @@ shared/qiwi-api.md), keeps connections alive like QIWI's HTTP/1.1 front end,
 and can serve TLS.  It is as strict as QIWI where QIWI's documents say what
 it does; where QIWI's own SDK test suites record how it answered, it answers
 the same (test/sdk/run-sdk-suite.sh runs the Node SDK's); where both are
-silent, the choice is noted in README.md ("The sandbox").
+silent, the choice is noted in docs/sandbox.md.
 
 API (Authorization: Bearer <secret> required):
   PUT  /partner/bill/v1/bills/{billId}                    create (idempotent)
@@ -438,7 +438,7 @@ class Sandbox:
 # Built from seeds/004 (QIWI's Payin scenarios), shared/qiwi-api.md §2 and
 # its §8 corrections (§8 wins where they differ; each such place says so).
 # The sandbox emulates a site in test mode only.  Where the documents are
-# silent the sandbox chooses, as follows (README.md, "The sandbox: Payin"):
+# silent the sandbox chooses, as follows (docs/sandbox.md, "Payin"):
 #
 # - Sites: siteId -> API key (Bearer), notification key, notification URL,
 #   hold time (72 h by default; at most 5 days, seed 004), what happens at

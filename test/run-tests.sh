@@ -34,6 +34,13 @@ record() {	# record NAME STATUS
 	fi
 }
 
+# ---- docs/tutorial.md shows the regression test qiwi_tutorial, line for line ----
+if wanted "regress/qiwi_tutorial"; then
+	status=0
+	/usr/bin/python3 "$QIWI_SRC/test/check_tutorial.py" "$QIWI_SRC" || status=1
+	record "regress/qiwi_tutorial: docs/tutorial.md is its SQL and its output" $status
+fi
+
 # ---- pg_regress, in a temporary instance configured for the sandbox ----
 REGRESS_DIR=$QIWI_WORK/regress
 as_user mkdir -p "$REGRESS_DIR"

@@ -64,6 +64,8 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
 	  FROM pg_type t WHERE t.oid IN (SELECT objid FROM members WHERE classid = 'pg_type'::regclass)
 	UNION ALL
 	SELECT 'dumped with data ' || unnest(extconfig)::regclass FROM pg_extension WHERE extname = 'qiwi_kassa'
+	UNION ALL
+	SELECT 'extension comment ' || coalesce(obj_description(oid, 'pg_extension'), '') FROM pg_extension WHERE extname = 'qiwi_kassa'
 ) s(line)};
 
 # The rows of every table, as 1.0 had them
@@ -108,6 +110,9 @@ for my $from ('1.0', '1.1', '1.2', '1.3')
 	my $db = 'old' . ($from =~ s/\.//r);
 	sql_in('postgres', "CREATE DATABASE $db");
 	sql_in($db, qq{CREATE EXTENSION qiwi_kassa VERSION '$from'});
+	# CREATE EXTENSION took its comment from today's control file; the
+	# control files of 1.0 to 1.3 gave this one
+	sql_in($db, q{COMMENT ON EXTENSION qiwi_kassa IS 'QIWI Bill Payments (Kassa) API in SQL: bills, refunds, statuses'});
 	# a shop's role with EXECUTE on a function that moves money keeps it
 	sql_in($db, q{DO $$ BEGIN CREATE ROLE regress_shop_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$});
 	sql_in($db, qq{GRANT EXECUTE ON FUNCTION $status_fn TO regress_shop_app WITH GRANT OPTION});
@@ -308,6 +313,9 @@ is($err, '', 'DROP DATABASE is not blocked by the reconciler between its rounds'
 sql_in('postgres', q{ALTER SYSTEM RESET qiwi.database});
 sql_in('postgres', q{ALTER SYSTEM RESET qiwi.reconcile_interval});
 sql_in('postgres', 'SELECT pg_reload_conf()');
+# its reconciler checks the open bills above every second: stopped, it sends
+# nothing while the hot standby below is asked to send nothing
+$node->stop;
 
 # ---------- no free worker slot ----------
 
