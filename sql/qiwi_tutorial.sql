@@ -37,12 +37,6 @@ BEGIN;
 INSERT INTO orders VALUES (3004, 'order-3004', 75.00);
 SELECT bill_id, status FROM qiwi_create_bill_after_commit('order-3004', 75.00);
 ROLLBACK;
-SELECT count(*) FROM qiwi_bills WHERE bill_id = 'order-3004';
-BEGIN;
-INSERT INTO orders VALUES (3005, 'order-3005', 75.00);
-SELECT bill_id, status FROM qiwi_create_bill_after_commit('order-3005', 75.00);
-COMMIT;
-SELECT bill_id, amount, status FROM qiwi_open_bills;
 INSERT INTO qiwi_notifications (signature, body)
 VALUES ('3c67f9a691e34e1a9e74e05927f3901186cc838cc81de2a3519c78b9612cf49e',
         '{"bill": {"billId": "order-3005", "siteId": "270305", "status": {"value": "PAID"},

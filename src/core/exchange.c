@@ -422,18 +422,25 @@ wipe_headers(QiwiOperation *op)
 	op->request.nheaders = 0;
 }
 
+/* Milliseconds a call that began at start may still take under qiwi.call_deadline */
+static long
+deadline_left(TimestampTz start)
+{
+	return qiwi_call_deadline_ms - (long) ((GetCurrentTimestamp() - start) / 1000);
+}
+
 /*
- * Milliseconds a call that began at start may still take: the least of what
- * qiwi.call_deadline and statement_timeout leave
+ * Milliseconds before qiwi.call_deadline or statement_timeout ends a call
+ * that began at start
  */
 static long
 call_time_left(TimestampTz start)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	long		left = qiwi_call_deadline_ms - (long) ((now - start) / 1000);
+	long		left = deadline_left(start);
 
 	if (StatementTimeout > 0)
-		left = Min(left, StatementTimeout - (long) ((now - GetCurrentStatementStartTimestamp()) / 1000));
+		left = Min(left, StatementTimeout -
+				   (long) ((GetCurrentTimestamp() - GetCurrentStatementStartTimestamp()) / 1000));
 	return left;
 }
 
@@ -516,8 +523,11 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 	op->request.fresh_connection = !op->idempotent;
 	for (int attempt = 0;; attempt++)
 	{
-		/* no attempt may outlast the call's deadline or the statement */
-		long		left = Max(call_time_left(start), MIN_ATTEMPT_MS);
+		/*
+		 * No attempt outlasts the call's deadline; statement_timeout ends one
+		 * itself, with PostgreSQL's own error (the transfer checks for it)
+		 */
+		long		left = Max(deadline_left(start), MIN_ATTEMPT_MS);
 
 		options.timeout_ms = (int) Min((long) qiwi_timeout_ms, left);
 		options.connect_timeout_ms = Min(qiwi_connect_timeout_ms, options.timeout_ms);
