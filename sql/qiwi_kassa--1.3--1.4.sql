@@ -239,6 +239,30 @@ RETURNS SETOF qiwi_payin_payment
 AS 'MODULE_PATHNAME', 'qiwi_payin_payments'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_payin_invoice_payments(text, text) FROM PUBLIC;
+
+-- The new name gets exactly the old one's privileges: what a shop granted,
+-- to its roles, with grant option
+DO $$
+DECLARE
+	old_oid oid := pg_catalog.to_regprocedure('@extschema@.qiwi_payin_payments(text, text)');
+	entry record;
+BEGIN
+	FOR entry IN
+		SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::oid THEN 'PUBLIC'
+		            ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
+		       a.is_grantable
+		  FROM pg_catalog.pg_proc p
+		  CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+		  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+		 WHERE p.oid OPERATOR(pg_catalog.=) old_oid
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.qiwi_payin_invoice_payments(text, text) TO %s%s',
+		                          entry.grantee, CASE WHEN entry.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+END
+$$;
 COMMENT ON FUNCTION qiwi_payin_payments(text, text) IS $$Deprecated (removed in 1.5): the old name of qiwi_payin_invoice_payments, which the table qiwi_payin_payments shares: asks QIWI for the payments of the Payin invoice bill_id, records and returns them. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_payin_invoice_payments(text, text) IS $$Ask QIWI for the payments of the Payin invoice bill_id, record and return them (a request per call: in a query over many rows, call it in FROM or LATERAL, never as (f()).*). Not PUBLIC. merchant: whose$$;
 

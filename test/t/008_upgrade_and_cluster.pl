@@ -121,6 +121,9 @@ for my $from ('1.0', '1.1', '1.2', '1.3')
 	# 1.3 gave qiwi_payin_create_invoice check_card: a grant on 1.2's signature is kept
 	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_payin_create_invoice(text, numeric, text, timestamptz, text, text, text, text, text, jsonb, text[], text, boolean, text) TO regress_shop_app WITH GRANT OPTION})
 	  if $from eq '1.2';
+	# 1.4 renamed qiwi_payin_payments(): a grant on the old name is kept on the new one
+	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_payin_payments(text, text) TO regress_shop_app WITH GRANT OPTION})
+	  if $from ge '1.2';
 	# What the old version wrote, in every table: bills in every status,
 	# refunds, events, notifications (this library refuses to write through
 	# an old version's objects)
@@ -189,6 +192,13 @@ VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"
 		is(sql_in($db, qq{SELECT has_function_privilege('public', '$create_fn', 'EXECUTE')}), 'f',
 			"$from: qiwi_payin_create_invoice stays closed to PUBLIC");
 		sql_in($db, qq{REVOKE EXECUTE ON FUNCTION $create_fn FROM regress_shop_app CASCADE});
+	}
+	if ($from ge '1.2')
+	{
+		is(sql_in($db, q{SELECT has_function_privilege('regress_shop_app', 'qiwi_payin_invoice_payments(text, text)', 'EXECUTE WITH GRANT OPTION')
+		                    AND NOT has_function_privilege('public', 'qiwi_payin_invoice_payments(text, text)', 'EXECUTE')}), 't',
+			"$from: a grant on qiwi_payin_payments() is kept on its new name, qiwi_payin_invoice_payments(), which stays closed to PUBLIC");
+		sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_payin_payments(text, text), qiwi_payin_invoice_payments(text, text) FROM regress_shop_app CASCADE});
 	}
 	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app CASCADE});
 	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text, text) TO PUBLIC});
