@@ -6,7 +6,7 @@ OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/codec
 	src/core/merchant.o src/core/redact.o src/core/guard.o \
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
 	src/bill/bill_notification.o src/bill/bill_reconcile.o \
-	src/payin/payin_wire.o src/payin/payin_sql.o src/payin/payin_store.o \
+	src/payin/payin_wire.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
 	src/payin/payin_notification.o src/payin/payin_reconcile.o
 # The version is written once, in the control file.  Its script is built
 # from sql/ext: the core first, then one file per API; older versions'

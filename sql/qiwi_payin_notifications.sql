@@ -6,7 +6,9 @@
 -- reconciler, which serves another database during this test).  Forgeries,
 -- re-typed genuine signatures and other money are stored and say what they
 -- are; TOKEN and CHECK_CARD are applied.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
+RESET client_min_messages;
 SELECT sandbox('POST', '/sandbox/payin/reset');
 SELECT sandbox('POST', '/sandbox/payin/sites',
                '{"siteId": "ntf-a", "apiKey": "api-ntf-a", "notificationKey": "nk-ntf-a"}')->>'siteId' AS site_a;

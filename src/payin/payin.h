@@ -8,6 +8,7 @@
  *
  * payin_wire.c   URLs, bodies, answers, one operation per API call, options
  * payin_sql.c    the SQL functions
+ * payin_args.c   the closed sets of create_invoice's arguments
  * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _tokens,
  *                _card_checks, _events
  * payin_notification.c  the signatures of notifications
@@ -193,6 +194,11 @@ extern void payin_delete_token_operation(const Merchant *merchant, const char *a
 										 const char *token, bool *deleted, QiwiOperation *op);
 extern void payin_card_check_operation(const Merchant *merchant, const char *request_uid,
 									   PayinCardCheck *check, QiwiOperation *op);
+
+/* ---------- payin_args.c ---------- */
+
+extern Jsonb *payin_custom_fields_argument(FunctionCallInfo fcinfo, int argno);
+extern List *payin_payment_methods_argument(FunctionCallInfo fcinfo, int argno);
 
 /* ---------- payin_store.c ---------- */
 

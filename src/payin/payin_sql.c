@@ -15,7 +15,6 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type_d.h"
 #include "funcapi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -60,25 +59,7 @@ enum
 	CHK_CARD_INFO, CHK_CREATED_TOKEN, CHK_NCOLS
 };
 
-/* The custom fields the Payin API documents (§8) */
-static const char *const custom_field_keys[] = {
-	"cf1", "cf2", "cf3", "cf4", "cf5", "invoice_callback_url", "themeCode", "contractId", NULL
-};
-
-/* The payment methods an invoice may offer (§8) */
-static const char *const payment_method_names[] = {"CARD", "SBP", "QIWI_WALLET", NULL};
-
 /* ---------- argument checks ---------- */
-
-/* Is value one of names (NULL-terminated)? */
-static bool
-name_in(const char *value, const char *const *names)
-{
-	for (int i = 0; names[i] != NULL; i++)
-		if (strcmp(value, names[i]) == 0)
-			return true;
-	return false;
-}
 
 /* The merchant named by argument argno (NULL: the default one) */
 static const Merchant *
@@ -99,76 +80,6 @@ capture_argument(FunctionCallInfo fcinfo, int argno)
 				 errmsg("capture must be 'auto' or 'manual'"),
 				 errdetail("'auto' takes the money at once; 'manual' holds it until qiwi_payin_capture().")));
 	return strcmp(value, "auto") == 0;
-}
-
-/* custom_fields: a JSON object of strings with the documented keys only */
-static Jsonb *
-custom_fields_argument(FunctionCallInfo fcinfo, int argno)
-{
-	Jsonb	   *fields = arg_optional_custom_fields(fcinfo, argno, "custom_fields", &payin_limits);
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
-	if (fields == NULL)
-		return NULL;
-	it = JsonbIteratorInit(&fields->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *key;
-
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(v.val.string.val, v.val.string.len);
-		if (!name_in(key, custom_field_keys))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("custom_fields has an unknown key \"%s\"", key),
-					 errdetail("Payin takes cf1 to cf5, invoice_callback_url, themeCode and contractId.")));
-	}
-	return fields;
-}
-
-/* payment_methods: a non-empty array of CARD, SBP, QIWI_WALLET, or NULL */
-static List *
-payment_methods_argument(FunctionCallInfo fcinfo, int argno)
-{
-	ArrayType  *array;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	List	   *methods = NIL;
-
-	if (PG_ARGISNULL(argno))
-		return NIL;
-	array = PG_GETARG_ARRAYTYPE_P(argno);
-	if (ARR_NDIM(array) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("payment_methods must be a one-dimensional array")));
-	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("payment_methods must not be empty"),
-				 errhint("Pass NULL to offer every payment method.")));
-	for (int i = 0; i < n; i++)
-	{
-		char	   *value;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("payment_methods must not contain NULL")));
-		value = TextDatumGetCString(elems[i]);
-		if (!name_in(value, payment_method_names))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("payment_methods may contain only 'CARD', 'SBP', 'QIWI_WALLET'"),
-					 errdetail("Element %d is \"%s\".", i + 1, value)));
-		methods = lappend(methods, value);
-	}
-	return methods;
 }
 
 /* An optional comment of at most 256 characters */
@@ -397,8 +308,8 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 	args.phone = arg_optional_phone(fcinfo, 6, "phone");
 	args.email = arg_optional_email(fcinfo, 7, "email", &payin_limits);
 	args.account = arg_optional_field(fcinfo, 8, "account", PAYIN_MAX_FIELD_LENGTH);
-	args.custom_fields = custom_fields_argument(fcinfo, 9);
-	args.payment_methods = payment_methods_argument(fcinfo, 10);
+	args.custom_fields = payin_custom_fields_argument(fcinfo, 9);
+	args.payment_methods = payin_payment_methods_argument(fcinfo, 10);
 	foreach(lc, args.payment_methods)
 		if (args.check_card && strcmp((const char *) lfirst(lc), "CARD") != 0)
 			refuse_with_check_card("payment_methods", "only a card is checked: pass NULL or '{CARD}'");

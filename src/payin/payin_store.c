@@ -454,6 +454,35 @@ report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const cha
 					   qiwi_status)));
 }
 
+/* Fill the Datums of an invoice write ($1..$16) */
+static void
+invoice_values(const PayinInvoice *invoice, const char *source, Datum *values, char *nulls)
+{
+	memset(nulls, ' ', INVOICE_NARGS);
+	nulls[INVOICE_NARGS] = '\0';
+	values[0] = CStringGetTextDatum(invoice->merchant);
+	values[1] = CStringGetTextDatum(invoice->bill_id);
+	values[2] = ledger_text_or_null(invoice->invoice_uid, &nulls[2]);
+	values[3] = ledger_text_or_null(invoice->site_id, &nulls[3]);
+	values[4] = NumericGetDatum(invoice->amount);
+	values[5] = CStringGetTextDatum(invoice->currency);
+	values[6] = CStringGetTextDatum(invoice->status);
+	values[7] = PointerGetDatum(invoice->flags);
+	values[8] = ledger_text_or_null(invoice->pay_url, &nulls[8]);
+	values[9] = ledger_text_or_null(invoice->comment, &nulls[9]);
+	values[10] = PointerGetDatum(invoice->customer);
+	nulls[10] = invoice->customer ? ' ' : 'n';
+	values[11] = PointerGetDatum(invoice->custom_fields);
+	nulls[11] = invoice->custom_fields ? ' ' : 'n';
+	values[12] = TimestampTzGetDatum(invoice->created_at);
+	nulls[12] = invoice->has_created_at ? ' ' : 'n';
+	values[13] = TimestampTzGetDatum(invoice->expires_at);
+	nulls[13] = invoice->has_expires_at ? ' ' : 'n';
+	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
+	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
+	values[15] = CStringGetTextDatum(source);
+}
+
 /*
  * Does an answer calling the invoice PAID list a completed payment of the
  * invoice's money, and no payment for other money (*other_money)?
@@ -497,29 +526,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	bool		unchanged;
 	ListCell   *lc;
 
-	memset(nulls, ' ', INVOICE_NARGS);
-	nulls[INVOICE_NARGS] = '\0';
-	values[0] = CStringGetTextDatum(invoice->merchant);
-	values[1] = CStringGetTextDatum(invoice->bill_id);
-	values[2] = ledger_text_or_null(invoice->invoice_uid, &nulls[2]);
-	values[3] = ledger_text_or_null(invoice->site_id, &nulls[3]);
-	values[4] = NumericGetDatum(invoice->amount);
-	values[5] = CStringGetTextDatum(invoice->currency);
-	values[6] = CStringGetTextDatum(invoice->status);
-	values[7] = PointerGetDatum(invoice->flags);
-	values[8] = ledger_text_or_null(invoice->pay_url, &nulls[8]);
-	values[9] = ledger_text_or_null(invoice->comment, &nulls[9]);
-	values[10] = PointerGetDatum(invoice->customer);
-	nulls[10] = invoice->customer ? ' ' : 'n';
-	values[11] = PointerGetDatum(invoice->custom_fields);
-	nulls[11] = invoice->custom_fields ? ' ' : 'n';
-	values[12] = TimestampTzGetDatum(invoice->created_at);
-	nulls[12] = invoice->has_created_at ? ' ' : 'n';
-	values[13] = TimestampTzGetDatum(invoice->expires_at);
-	nulls[13] = invoice->has_expires_at ? ' ' : 'n';
-	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
-	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
-	values[15] = CStringGetTextDatum(source);
+	invoice_values(invoice, source, values, nulls);
 
 	/*
 	 * QIWI's PAID is taken only with a completed payment of the invoice's

@@ -1,0 +1,101 @@
+/*
+ * payin_args.c
+ *		The arguments of qiwi_payin_create_invoice that Payin documents a
+ *		closed set for: custom fields and payment methods, checked before
+ *		anything is sent (payin_sql.c checks the rest).
+ */
+#include "core/core.h"
+#include "payin/payin.h"
+
+#include "catalog/pg_type_d.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+/* The custom fields the Payin API documents (§8) */
+static const char *const custom_field_keys[] = {
+	"cf1", "cf2", "cf3", "cf4", "cf5", "invoice_callback_url", "themeCode", "contractId", NULL
+};
+
+/* The payment methods an invoice may offer (§8) */
+static const char *const payment_method_names[] = {"CARD", "SBP", "QIWI_WALLET", NULL};
+
+/* Is value one of names (NULL-terminated)? */
+static bool
+name_in(const char *value, const char *const *names)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(value, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* custom_fields: a JSON object of strings with the documented keys only */
+Jsonb *
+payin_custom_fields_argument(FunctionCallInfo fcinfo, int argno)
+{
+	Jsonb	   *fields = arg_optional_custom_fields(fcinfo, argno, "custom_fields", &payin_limits);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (fields == NULL)
+		return NULL;
+	it = JsonbIteratorInit(&fields->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (!name_in(key, custom_field_keys))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("custom_fields has an unknown key \"%s\"", key),
+					 errdetail("Payin takes cf1 to cf5, invoice_callback_url, themeCode and contractId.")));
+	}
+	return fields;
+}
+
+/* payment_methods: a non-empty array of CARD, SBP, QIWI_WALLET, or NULL */
+List *
+payin_payment_methods_argument(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *array;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *methods = NIL;
+
+	if (PG_ARGISNULL(argno))
+		return NIL;
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payment_methods must be a one-dimensional array")));
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payment_methods must not be empty"),
+				 errhint("Pass NULL to offer every payment method.")));
+	for (int i = 0; i < n; i++)
+	{
+		char	   *value;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("payment_methods must not contain NULL")));
+		value = TextDatumGetCString(elems[i]);
+		if (!name_in(value, payment_method_names))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("payment_methods may contain only 'CARD', 'SBP', 'QIWI_WALLET'"),
+					 errdetail("Element %d is \"%s\".", i + 1, value)));
+		methods = lappend(methods, value);
+	}
+	return methods;
+}
