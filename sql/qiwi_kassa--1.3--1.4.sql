@@ -279,3 +279,66 @@ COMMENT ON FUNCTION qiwi_refund(text, text, numeric, text, text) IS $$Refund amo
 -- The extension's comment names both APIs it covers (CREATE EXTENSION takes
 -- it from qiwi_kassa.control; an update does not)
 COMMENT ON EXTENSION qiwi_kassa IS 'QIWI payments in SQL: the Bill Payments API (bills, refunds, payment links) and the Payin API (invoices, holds, captures, refunds, tokens, card checks)';
+
+-- Each option of a merchant names its API (issue 21): the options of the
+-- servers of the wrapper qiwi and of their user mappings, made under 1.2
+-- and 1.3, get their new names with the same values.  This library's
+-- validator checks them (it refuses the old names); no message shows a
+-- value, which may be a key.
+DO $$
+DECLARE
+	target record;
+	changes text;
+	hint_changes text;
+	message text;
+	detail text;
+	state text;
+BEGIN
+	FOR target IN
+		SELECT pg_catalog.format('server %I', s.srvname) AS object,
+		       pg_catalog.format('ALTER SERVER %I', s.srvname) AS command,
+		       s.srvoptions AS options
+		  FROM pg_catalog.pg_foreign_server s
+		  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+		 WHERE w.fdwname OPERATOR(pg_catalog.=) 'qiwi'::name
+		UNION ALL
+		SELECT pg_catalog.format('the user mapping for %s of server %I', m.who, s.srvname),
+		       pg_catalog.format('ALTER USER MAPPING FOR %s SERVER %I', m.who, s.srvname),
+		       u.umoptions
+		  FROM pg_catalog.pg_user_mapping u
+		  JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) u.umserver
+		  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+		  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) u.umuser
+		 CROSS JOIN LATERAL (SELECT CASE WHEN u.umuser OPERATOR(pg_catalog.=) 0::oid THEN 'PUBLIC'
+		                                 ELSE pg_catalog.quote_ident(r.rolname) END) m(who)
+		 WHERE w.fdwname OPERATOR(pg_catalog.=) 'qiwi'::name
+	LOOP
+		SELECT pg_catalog.string_agg(pg_catalog.format('DROP %I, ADD %I %L', o.option_name, n.new_name, o.option_value), ', '),
+		       pg_catalog.string_agg(pg_catalog.format('DROP %I, ADD %I ''...''', o.option_name, n.new_name), ', ')
+		  INTO changes, hint_changes
+		  FROM pg_catalog.pg_options_to_table(target.options) o
+		  JOIN (VALUES ('site_id', 'bill_site_id'), ('api_url', 'bill_api_url'),
+		               ('public_key', 'bill_public_key'), ('secret_key', 'bill_secret_key'),
+		               ('capture_hours', 'payin_capture_hours')) n(old_name, new_name)
+		    ON n.old_name OPERATOR(pg_catalog.=) o.option_name;
+		CONTINUE WHEN changes IS NULL;
+		BEGIN
+			EXECUTE pg_catalog.format('%s OPTIONS (%s)', target.command, changes);
+		EXCEPTION WHEN OTHERS THEN
+			-- said again without the statement, which holds the values
+			GET STACKED DIAGNOSTICS message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL,
+			                        state = RETURNED_SQLSTATE;
+			RAISE EXCEPTION 'could not rename the options of %: %', target.object, message
+				USING ERRCODE = state, DETAIL = detail,
+				      HINT = pg_catalog.format('Rename them yourself in one statement, correcting the value refused: %s OPTIONS (%s); then run ALTER EXTENSION qiwi_kassa UPDATE again.',
+				                               target.command, hint_changes);
+		END;
+	END LOOP;
+END
+$$;
+-- the comments say the new names
+COMMENT ON FUNCTION qiwi_fdw_validator(text[], oid) IS $$Validator of the wrapper qiwi: refuses unknown options (and the names options had before 1.4, saying the new one), keys anywhere but on a user mapping, and invalid values (without showing them)$$;
+COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (for Bill Payments bill_site_id, bill_api_url, bill_public_key; for Payin payin_site_id, payin_api_url, payin_capture_hours); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (bill_secret_key; payin_api_key, payin_notification_key). Each option's name says its API. A role uses a merchant with USAGE on its server$$;
+COMMENT ON FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text, text) IS $$URL of QIWI's form that creates the bill bill_id for amount when the buyer opens it. public_key: NULL means the merchant's (qiwi.public_key, or its server's bill_public_key); phone, email, account, comment, custom_fields as in qiwi_create_bill; lifetime: expiry (cut to the minute); success_url: where the buyer returns. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;
+COMMENT ON COLUMN qiwi_payin_payments.capture_deadline IS $$For an authorised two-step payment: authorisation + the merchant's payin_capture_hours (72 by default), when QIWI captures or releases the hold by itself$$;
+COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + payin_capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;

@@ -22,13 +22,13 @@ AS $$ SELECT sandbox('POST', format('/sandbox/payin/sites/%s/bills/%s/pay', site
 -- the options are validated, keys only on the mapping, never shown
 SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (payin_api_key 'k')$$);
 SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'a/b')$$);
-SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (capture_hours '121')$$);
-SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (capture_hours '7x')$$);
+SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (payin_capture_hours '121')$$);
+SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (payin_capture_hours '7x')$$);
 SELECT try($$CREATE SERVER p_bad FOREIGN DATA WRAPPER qiwi OPTIONS (payin_api_url 'ftp://x')$$);
 DO $$ BEGIN
 	EXECUTE format('CREATE SERVER pay_a FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id %L, payin_api_url %L)',
 	               'site-a', current_setting('qiwi_test.sandbox_url'));
-	EXECUTE format('CREATE SERVER pay_b FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id %L, payin_api_url %L, capture_hours %L)',
+	EXECUTE format('CREATE SERVER pay_b FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id %L, payin_api_url %L, payin_capture_hours %L)',
 	               'site-b', current_setting('qiwi_test.sandbox_url'), '24');
 END $$;
 SELECT try($$CREATE USER MAPPING FOR PUBLIC SERVER pay_a OPTIONS (payin_api_key E'k\nX: 1')$$);

@@ -547,7 +547,7 @@ COMMENT ON COLUMN qiwi_payin_payments.reason_message IS $$QIWI's text for reason
 COMMENT ON COLUMN qiwi_payin_payments.flags IS $$SALE (one step) or AUTH (two steps)$$;
 COMMENT ON COLUMN qiwi_payin_payments.created_at IS $$When the buyer started it$$;
 COMMENT ON COLUMN qiwi_payin_payments.status_changed_at IS $$When its status last changed$$;
-COMMENT ON COLUMN qiwi_payin_payments.capture_deadline IS $$For an authorised two-step payment: authorisation + the merchant's capture_hours (72 by default), when QIWI captures or releases the hold by itself$$;
+COMMENT ON COLUMN qiwi_payin_payments.capture_deadline IS $$For an authorised two-step payment: authorisation + the merchant's payin_capture_hours (72 by default), when QIWI captures or releases the hold by itself$$;
 COMMENT ON COLUMN qiwi_payin_payments.first_seen_at IS $$When this database first recorded it$$;
 COMMENT ON COLUMN qiwi_payin_payments.checked_at IS $$When QIWI last told us about it$$;
 COMMENT ON COLUMN qiwi_payin_payments.qiwi_status IS $$For MISMATCH: the status QIWI reported for the other money$$;
@@ -651,7 +651,7 @@ COMMENT ON COLUMN qiwi_payin_notifications.type IS $$PAYMENT, CAPTURE, REFUND, T
 COMMENT ON SEQUENCE qiwi_payin_notifications_id_seq IS $$Ids of qiwi_payin_notifications$$;
 COMMENT ON TRIGGER qiwi_payin_notification_verify ON qiwi_payin_notifications IS $$Checks each notification's signature and applies verified ones to the qiwi_payin_* tables ('mark': a bad one is stored with verified = false)$$;
 
-COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
+COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + payin_capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_payin_holds.merchant IS $$Whose payment$$;
 COMMENT ON COLUMN qiwi_payin_holds.payment_id IS $$The payment$$;
 COMMENT ON COLUMN qiwi_payin_holds.bill_id IS $$Its invoice$$;

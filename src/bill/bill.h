@@ -20,7 +20,7 @@
 #define QIWI_MAX_COMMENT_LENGTH		255
 #define QIWI_MAX_FIELD_LENGTH		255
 #define QIWI_MAX_LIFETIME_DAYS		45
-/* Where the API is when a merchant names no api_url */
+/* Where the API is when a merchant names no bill_api_url */
 #define QIWI_DEFAULT_API_URL		"https://api.qiwi.com"
 /* QIWI's Number(6.2): the largest amount of a bill or a refund */
 #define QIWI_MAX_AMOUNT				"999999.99"

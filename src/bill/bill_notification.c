@@ -48,7 +48,7 @@ notification_key(const char *secret, int len, const Merchant *merchant)
 				 errmsg("no secret key to sign or verify with"),
 				 merchant->server == InvalidOid ?
 				 errdetail("The secret argument is NULL or empty and qiwi.secret_key is not set.") :
-				 errdetail("The secret argument is NULL or empty and merchant \"%s\" has no secret_key.",
+				 errdetail("The secret argument is NULL or empty and merchant \"%s\" has no bill_secret_key.",
 						   merchant->name)));
 	return signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, secret, len);
 }
@@ -191,9 +191,9 @@ typedef struct NotificationColumns
 } NotificationColumns;
 
 /*
- * The merchant a notification is for: the one whose site_id is its siteId
- * (the default merchant's is qiwi.site_id); NULL with *problem if none is,
- * or if the merchant has no key to verify with.
+ * The merchant a notification is for: the one whose bill_site_id is its
+ * siteId (the default merchant's is qiwi.site_id); NULL with *problem if
+ * none is, or if the merchant has no key to verify with.
  */
 static const Merchant *
 notification_merchant(Jsonb *body, char **problem)
@@ -212,7 +212,7 @@ notification_merchant(Jsonb *body, char **problem)
 	if (merchant->server != InvalidOid &&
 		merchant_value(merchant, bill_option_secret_key) == NULL)
 	{
-		*problem = psprintf("merchant \"%s\" has no secret_key to verify with", merchant->name);
+		*problem = psprintf("merchant \"%s\" has no bill_secret_key to verify with", merchant->name);
 		return NULL;
 	}
 	return merchant;

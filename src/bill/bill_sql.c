@@ -548,7 +548,7 @@ qiwi_payment_form_url(PG_FUNCTION_ARGS)
 	if (public_key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("public_key must not be NULL when merchant \"%s\" has no public_key", merchant->name)));
+				 errmsg("public_key must not be NULL when merchant \"%s\" has no bill_public_key", merchant->name)));
 	arg_check_no_control_chars(public_key, "public_key");
 	if (comment != NULL)
 		arg_check_length(comment, QIWI_MAX_COMMENT_LENGTH, "comment");

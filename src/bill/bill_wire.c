@@ -131,8 +131,8 @@ require_secret_key(const Merchant *merchant)
 	if (key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("merchant \"%s\" has no secret_key", merchant->name),
-				 errhint("A superuser gives it with CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (secret_key '...'); a mapping for a single role is not used.",
+				 errmsg("merchant \"%s\" has no bill_secret_key", merchant->name),
+				 errhint("A superuser gives it with CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (bill_secret_key '...'); a mapping for a single role is not used.",
 						 quote_identifier(merchant->name))));
 	return key;
 }
@@ -414,14 +414,14 @@ bill_reject(const Merchant *merchant, const char *bill_id, QiwiBill *bill, QiwiE
 
 /* ---------- merchants ---------- */
 
-/* Is this a siteId QIWI could sign (a merchant's site_id)? */
+/* Is this a siteId QIWI could sign (a merchant's bill_site_id)? */
 static bool
 check_site_id(const char *value, char **why)
 {
 	/* '|' separates the fields of the signed string: it would make two readings */
 	if (value[0] != '\0' && strpbrk(value, "|\r\n\t") == NULL)
 		return true;
-	*why = pstrdup("site_id must be non-empty, without '|' or control characters.");
+	*why = pstrdup("bill_site_id must be non-empty, without '|' or control characters.");
 	return false;
 }
 
@@ -432,10 +432,10 @@ check_site_id(const char *value, char **why)
 void
 bill_define_merchant_options(void)
 {
-	MerchantOptionDef api_url = {"api_url", MERCHANT_ON_SERVER, &qiwi_api_url, merchant_check_url};
-	MerchantOptionDef site_id = {"site_id", MERCHANT_ON_SERVER, &qiwi_site_id, check_site_id};
-	MerchantOptionDef public_key = {"public_key", MERCHANT_ON_SERVER, &qiwi_public_key, merchant_check_key};
-	MerchantOptionDef secret_key = {"secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, merchant_check_secret};
+	MerchantOptionDef api_url = {"bill_api_url", "api_url", MERCHANT_ON_SERVER, &qiwi_api_url, merchant_check_url};
+	MerchantOptionDef site_id = {"bill_site_id", "site_id", MERCHANT_ON_SERVER, &qiwi_site_id, check_site_id};
+	MerchantOptionDef public_key = {"bill_public_key", "public_key", MERCHANT_ON_SERVER, &qiwi_public_key, merchant_check_key};
+	MerchantOptionDef secret_key = {"bill_secret_key", "secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, merchant_check_secret};
 
 	bill_option_api_url = merchant_define_option(&api_url);
 	bill_option_site_id = merchant_define_option(&site_id);

@@ -68,7 +68,6 @@ extern bool context_gives_key(const char *context);
 
 /* The merchant of the qiwi.* settings, and the name no server may take */
 #define MERCHANT_DEFAULT "default"
-#define MERCHANT_MAX_OPTIONS 16
 
 /* Where an option is given: ids and endpoints on the server, keys on the mapping */
 typedef enum MerchantOptionPlace
@@ -80,7 +79,8 @@ typedef enum MerchantOptionPlace
 /* An option an API reads from its merchants */
 typedef struct MerchantOptionDef
 {
-	const char *name;
+	const char *name;			/* names its API: "bill_site_id" */
+	const char *former_name;	/* its name before 1.4 ("site_id"), or NULL */
 	MerchantOptionPlace place;
 	char	  **setting;		/* the default merchant's value (a GUC), or NULL */
 	bool		(*check) (const char *value, char **why);	/* never shows value */
@@ -90,7 +90,8 @@ typedef struct Merchant
 {
 	char	   *name;			/* "default" or the server's name */
 	Oid			server;			/* InvalidOid for the default merchant */
-	char	   *values[MERCHANT_MAX_OPTIONS];	/* by option number */
+	char	  **values;			/* by option number, one per defined option;
+								 * NULL for the default merchant */
 } Merchant;
 
 extern int	merchant_define_option(const MerchantOptionDef *def);
@@ -223,7 +224,7 @@ struct QiwiOperation
 	const Merchant *merchant;	/* whose credentials it carries */
 	bool		idempotent;		/* may be sent again after a failure; if not,
 								 * never over a kept-alive connection */
-	const char *key_option;		/* the merchant's key it carries; NULL: secret_key */
+	const char *key_option;		/* the merchant's key it carries; NULL: bill_secret_key */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
 	void	   *result;			/* what read fills */

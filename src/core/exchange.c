@@ -312,7 +312,7 @@ error_from_status(const HttpResponse *resp, const char *context, const char *ret
 		else if (key_option == NULL)
 		{
 			reason = psprintf("QIWI refused the secret key of merchant \"%s\"", merchant->name);
-			error->hint = psprintf("Check the secret_key of the user mapping FOR PUBLIC of server %s.",
+			error->hint = psprintf("Check the bill_secret_key of the user mapping FOR PUBLIC of server %s.",
 								   quote_identifier(merchant->name));
 		}
 		else

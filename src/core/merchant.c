@@ -36,7 +36,8 @@ PG_FUNCTION_INFO_V1(qiwi_fdw_validator);
 
 static void ensure_merchants(void);
 
-static MerchantOptionDef option_defs[MERCHANT_MAX_OPTIONS];
+/* The options the APIs define (in TopMemoryContext), as many as they need */
+static MerchantOptionDef *option_defs = NULL;
 static int	noptions = 0;
 
 /* The servers of the wrapper qiwi, as last read from the catalogs */
@@ -61,12 +62,19 @@ static int	npending = 0;
 /* Per cached server: its mapping FOR PUBLIC is this transaction's, uncommitted */
 static bool *uncommitted = NULL;
 
-/* Make an option known to the validator and to merchants (from an API's init) */
+/*
+ * Make an option known to the validator and to merchants (from an API's
+ * _PG_init, before any merchant is read: each has a value per option)
+ */
 int
 merchant_define_option(const MerchantOptionDef *def)
 {
-	if (noptions >= MERCHANT_MAX_OPTIONS)
-		elog(ERROR, "too many merchant options");
+	if (cache_context != NULL)
+		elog(ERROR, "merchant option \"%s\" defined after merchants were read", def->name);
+	if (option_defs == NULL)
+		option_defs = MemoryContextAlloc(TopMemoryContext, sizeof(MerchantOptionDef));
+	else
+		option_defs = repalloc(option_defs, sizeof(MerchantOptionDef) * (noptions + 1));
 	option_defs[noptions] = *def;
 	return noptions++;
 }
@@ -205,7 +213,22 @@ option_number(const char *name)
 	return -1;
 }
 
-/* Copy the options of one place (server or mapping) into a merchant */
+/* The number of the option formerly named name, or -1 */
+static int
+former_option_number(const char *name)
+{
+	for (int o = 0; o < noptions; o++)
+		if (option_defs[o].former_name != NULL && strcmp(option_defs[o].former_name, name) == 0)
+			return o;
+	return -1;
+}
+
+/*
+ * Copy the options of one place (server or mapping) into a merchant.  Until
+ * ALTER EXTENSION UPDATE renames them, the catalogs of an older version hold
+ * options under their former names: they are read too (their keys must be
+ * hidden in the logs), the new name winning when both are there.
+ */
 static void
 take_options(Merchant *m, List *options, MerchantOptionPlace place)
 {
@@ -215,10 +238,23 @@ take_options(Merchant *m, List *options, MerchantOptionPlace place)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 		int			o = option_number(def->defname);
+		bool		former = false;
 
+		if (o < 0)
+		{
+			o = former_option_number(def->defname);
+			former = true;
+		}
 		/* the validator admitted only known options; a library downgrade may not */
-		if (o >= 0 && option_defs[o].place == place)
-			m->values[o] = MemoryContextStrdup(cache_context, defGetString(def));
+		if (o < 0 || option_defs[o].place != place)
+			continue;
+		if (m->values[o] != NULL)
+		{
+			if (former)
+				continue;
+			explicit_bzero(m->values[o], strlen(m->values[o]));
+		}
+		m->values[o] = MemoryContextStrdup(cache_context, defGetString(def));
 	}
 }
 
@@ -290,6 +326,7 @@ load_merchants(void)
 		uncommitted[nservers] = false;
 		m = &servers[nservers++];
 		memset(m, 0, sizeof(Merchant));
+		m->values = MemoryContextAllocZero(cache_context, sizeof(char *) * noptions);
 		server = GetForeignServer(form->oid);
 		m->name = MemoryContextStrdup(cache_context, server->servername);
 		m->server = server->serverid;
@@ -332,6 +369,7 @@ merchant_copy(const Merchant *m)
 
 	copy->name = pstrdup(m->name);
 	copy->server = m->server;
+	copy->values = palloc0(sizeof(char *) * noptions);
 	for (int o = 0; o < noptions; o++)
 		copy->values[o] = m->values[o] ? pstrdup(m->values[o]) : NULL;
 	return copy;
@@ -566,28 +604,43 @@ merchant_check_secret(const char *value, char **why)
 	return false;
 }
 
-/* Whether name, in any case, is an option that holds a secret key */
+/*
+ * Whether name, in any case, is an option that holds a secret key, under
+ * its name or its former one (the validator refuses a former name, but the
+ * statement that gave it a key is logged with the error)
+ */
 bool
 merchant_is_key_option(const char *name)
 {
 	for (int o = 0; o < noptions; o++)
 		if (option_defs[o].place == MERCHANT_ON_USER_MAPPING &&
-			pg_strcasecmp(option_defs[o].name, name) == 0)
+			(pg_strcasecmp(option_defs[o].name, name) == 0 ||
+			 (option_defs[o].former_name != NULL &&
+			  pg_strcasecmp(option_defs[o].former_name, name) == 0)))
 			return true;
 	return false;
 }
 
-/* The name of the n-th option that holds a secret key, or NULL past the last */
+/*
+ * The n-th name (names and former names) of the options that hold a secret
+ * key, or NULL past the last
+ */
 const char *
 merchant_key_option_name(int n)
 {
 	for (int o = 0; o < noptions; o++)
-		if (option_defs[o].place == MERCHANT_ON_USER_MAPPING && n-- == 0)
+	{
+		if (option_defs[o].place != MERCHANT_ON_USER_MAPPING)
+			continue;
+		if (n-- == 0)
 			return option_defs[o].name;
+		if (option_defs[o].former_name != NULL && n-- == 0)
+			return option_defs[o].former_name;
+	}
 	return NULL;
 }
 
-/* The options valid in a place, for a hint: "api_url, site_id" */
+/* The options valid in a place, for a hint: "bill_api_url, bill_site_id" */
 static char *
 options_in(MerchantOptionPlace place)
 {
@@ -601,9 +654,31 @@ options_in(MerchantOptionPlace place)
 }
 
 /*
- * The wrapper qiwi's validator: only known options, each in its place (keys
- * on user mappings, where other roles cannot read them), each value valid.
- * No message shows a value: it may be a key.
+ * Refuse an option under its name before 1.4, saying the new one and how to
+ * rename it (never with its value: it may be a key)
+ */
+static void
+refuse_former_name(const char *name)
+{
+	int			o = former_option_number(name);
+
+	if (o < 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("option \"%s\" is now \"%s\"", name, option_defs[o].name),
+			 errdetail("Since qiwi_kassa 1.4 the name of each option of a merchant says its API."),
+			 option_defs[o].place == MERCHANT_ON_SERVER ?
+			 errhint("Write %s in CREATE SERVER; rename it on an existing server with ALTER SERVER name OPTIONS (DROP %s, ADD %s '...').",
+					 option_defs[o].name, name, option_defs[o].name) :
+			 errhint("Write %s in CREATE USER MAPPING; rename it on an existing mapping with ALTER USER MAPPING FOR PUBLIC SERVER name OPTIONS (DROP %s, ADD %s '...').",
+					 option_defs[o].name, name, option_defs[o].name)));
+}
+
+/*
+ * The wrapper qiwi's validator: only known options (not their names before
+ * 1.4), each in its place (keys on user mappings, where other roles cannot
+ * read them), each value valid.  No message shows a value: it may be a key.
  */
 Datum
 qiwi_fdw_validator(PG_FUNCTION_ARGS)
@@ -628,6 +703,8 @@ qiwi_fdw_validator(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("invalid option \"%s\"", def->defname),
 					 errdetail("The wrapper qiwi takes options on servers and user mappings only.")));
+		if (o < 0)
+			refuse_former_name(def->defname);
 		if (o < 0 || option_defs[o].place != place)
 		{
 			bool		elsewhere = o >= 0;

@@ -325,7 +325,7 @@ redact_secret_key(ErrorData *edata)
 
 	/*
 	 * A statement that gives a key (ALTER SYSTEM SET qiwi.secret_key = ...,
-	 * CREATE USER MAPPING ... OPTIONS (secret_key ...)) carries a value that
+	 * CREATE USER MAPPING ... OPTIONS (bill_secret_key ...)) carries a value that
 	 * is no held secret yet, and one that holds a known key cannot show in
 	 * the STATEMENT line, which is not redacted: hide its text, whether it
 	 * is logged as the message (log_statement, with its parameters as

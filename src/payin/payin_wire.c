@@ -1080,7 +1080,7 @@ check_capture_hours(const char *value, char **why)
 
 	if (value[0] != '\0' && *end == '\0' && hours >= 1 && hours <= PAYIN_MAX_CAPTURE_HOURS)
 		return true;
-	*why = psprintf("capture_hours must be a whole number of hours from 1 to %d (QIWI holds money at most 5 days).",
+	*why = psprintf("payin_capture_hours must be a whole number of hours from 1 to %d (QIWI holds money at most 5 days).",
 					PAYIN_MAX_CAPTURE_HOURS);
 	return false;
 }
@@ -1101,11 +1101,11 @@ payin_capture_hours(const Merchant *merchant)
 void
 payin_define_merchant_options(void)
 {
-	MerchantOptionDef site_id = {"payin_site_id", MERCHANT_ON_SERVER, &qiwi_payin_site_id, check_site_id};
-	MerchantOptionDef api_url = {"payin_api_url", MERCHANT_ON_SERVER, &qiwi_payin_api_url, merchant_check_url};
-	MerchantOptionDef capture_hours = {"capture_hours", MERCHANT_ON_SERVER, NULL, check_capture_hours};
-	MerchantOptionDef api_key = {"payin_api_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
-	MerchantOptionDef notification_key = {"payin_notification_key", MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
+	MerchantOptionDef site_id = {"payin_site_id", NULL, MERCHANT_ON_SERVER, &qiwi_payin_site_id, check_site_id};
+	MerchantOptionDef api_url = {"payin_api_url", NULL, MERCHANT_ON_SERVER, &qiwi_payin_api_url, merchant_check_url};
+	MerchantOptionDef capture_hours = {"payin_capture_hours", "capture_hours", MERCHANT_ON_SERVER, NULL, check_capture_hours};
+	MerchantOptionDef api_key = {"payin_api_key", NULL, MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
+	MerchantOptionDef notification_key = {"payin_notification_key", NULL, MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
 
 	payin_option_site_id = merchant_define_option(&site_id);
 	payin_option_api_url = merchant_define_option(&api_url);

@@ -103,8 +103,15 @@ like($stderr, qr/does not exist/, 'a DROP with such a comment fails');
 sql(q{CREATE SERVER payin_shop FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'lr-site')});
 sql(q{CREATE USER MAPPING FOR PUBLIC SERVER payin_shop OPTIONS (payin_api_key 'committed-payin-key-7')});
 ($ret, $stdout, $stderr) = $node->psql('postgres',
-	q{ALTER USER MAPPING FOR PUBLIC SERVER no_such_server OPTIONS (SET secret_key 'failed-mapping-key')});
+	q{ALTER USER MAPPING FOR PUBLIC SERVER no_such_server OPTIONS (SET bill_secret_key 'failed-mapping-key')});
 like($stderr, qr/server "no_such_server" does not exist/, 'a statement giving a key fails');
+# an old script giving a key under its name before 1.4: refused, and the
+# statement with the key is hidden all the same
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{ALTER USER MAPPING FOR PUBLIC SERVER payin_shop OPTIONS (ADD secret_key 'old-name-mapping-key')});
+like($stderr, qr/option "secret_key" is now "bill_secret_key"\n.*\nHINT:  .*OPTIONS \(DROP secret_key, ADD bill_secret_key '\.\.\.'\)/,
+	'a key option under its old name is refused, with the new name and how to rename it');
+unlike($stderr, qr/old-name-mapping-key/, 'the error does not show the key');
 $log = slurp_file($node->logfile, $offset);
 like($log, qr{statement: DROP TABLE audit_me /\* mapping \*/}, 'a statement with "mapping" in a comment is logged in full');
 like($log, qr{statement: SELECT 'server options' AS words, 1/0 AS fails},
@@ -114,10 +121,10 @@ like($log, qr{ERROR:  division by zero\n[^\n]*STATEMENT:  SELECT 'server options
 like($log, qr{ERROR:  table "no_such_table" does not exist\n[^\n]*STATEMENT:  DROP TABLE no_such_table /\* user mapping, server options, secret \*/},
 	'the STATEMENT line of a failed DROP whose comment names them');
 like($log, qr{statement: CREATE SERVER payin_shop}, 'a server without a key is logged in full');
-is(() = $log =~ /statement hidden by qiwi_kassa: it gives or holds a key/g, 2,
-	'the statements that give a key are hidden: the mapping and the failed one');
+is(() = $log =~ /statement hidden by qiwi_kassa: it gives or holds a key/g, 3,
+	'the statements that give a key are hidden: the mapping and the failed ones');
 unlike($log, qr/STATEMENT:  ALTER USER MAPPING/, 'and so is the STATEMENT line of its error');
-unlike($log, qr/committed-payin-key-7|failed-mapping-key/, 'and no key they give is in the log');
+unlike($log, qr/committed-payin-key-7|failed-mapping-key|old-name-mapping-key/, 'and no key they give is in the log');
 
 # 5. A key becomes a secret when it is committed, not when it is validated
 $offset = -s $node->logfile;

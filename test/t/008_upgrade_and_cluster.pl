@@ -1,5 +1,6 @@
 # What needs a cluster of its own: 1.0, 1.1, 1.2 and 1.3 upgrade to 1.4 with their
-# data kept and the schema of a fresh 1.4; the reconciler never runs a function a
+# data kept and the schema of a fresh 1.4, their merchants' options renamed
+# and working; the reconciler never runs a function a
 # plain role planted in its path; a creation whose answer was lost is sent
 # again, never CREATE_FAILED; a missing worker slot is said; a hot standby
 # answers reading calls and moves no money.
@@ -96,6 +97,15 @@ SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	UNION ALL SELECT last_value::text FROM qiwi_payin_events_id_seq
 	UNION ALL SELECT last_value::text FROM qiwi_payin_notifications_id_seq) s(r)};
 
+# The Payin site of the merchants made under 1.2 and 1.3
+sandbox('/sandbox/payin/sites', '{"siteId": "up-site", "apiKey": "up-payin-key"}');
+# A mapping's or server's options, sorted: "name=value,..."
+sub options_of
+{
+	my ($db, $catalog_query) = @_;
+	return sql_in($db, qq{SELECT array_to_string(array(SELECT o FROM unnest(($catalog_query)) o ORDER BY o), ',')});
+}
+
 sql_in('postgres', 'CREATE DATABASE fresh');
 sql_in('fresh', 'CREATE EXTENSION qiwi_kassa');
 my $schema_fresh = sql_in('fresh', $schema_query);
@@ -167,6 +177,45 @@ VALUES ('default', 'buyer-1', 'tok-1', '424242******4242', now() + interval '1 y
 INSERT INTO qiwi_payin_notifications (site_id, signature, body)
 VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"}, "version": "1"}');
 }) if $from ge '1.2';
+	# A merchant of both APIs with the options' names before 1.4, on its
+	# server and its mappings, as the 1.2 and 1.3 libraries wrote them (this
+	# library's validator refuses those names)
+	sql_in($db, qq{
+ALTER FOREIGN DATA WRAPPER qiwi NO VALIDATOR;
+CREATE SERVER up_shop FOREIGN DATA WRAPPER qiwi
+	OPTIONS (api_url '$sandbox_url', site_id '270305', public_key 'pk-up', payin_site_id 'up-site',
+	         payin_api_url '$sandbox_url', capture_hours '48');
+CREATE USER MAPPING FOR PUBLIC SERVER up_shop
+	OPTIONS (secret_key '$sandbox_secret', payin_api_key 'up-payin-key', payin_notification_key 'up-notification-key');
+CREATE USER MAPPING FOR regress_shop_app SERVER up_shop OPTIONS (secret_key 'role-mapping-key');
+ALTER FOREIGN DATA WRAPPER qiwi VALIDATOR qiwi_fdw_validator;
+}) if $from ge '1.2';
+	if ($from eq '1.3')
+	{
+		# a key 1.3 took that 1.4 refuses (shorter than 8 bytes) stops the
+		# upgrade, which says where and how to rename it, and shows no key
+		sql_in($db, q{
+ALTER FOREIGN DATA WRAPPER qiwi NO VALIDATOR;
+CREATE SERVER up_short FOREIGN DATA WRAPPER qiwi OPTIONS (site_id 'up-short');
+CREATE USER MAPPING FOR PUBLIC SERVER up_short OPTIONS (secret_key 'shrt5');
+CREATE SERVER up_old FOREIGN DATA WRAPPER qiwi OPTIONS (site_id 'up-old');
+CREATE USER MAPPING FOR PUBLIC SERVER up_old OPTIONS (secret_key 'old-name-only-key');
+ALTER FOREIGN DATA WRAPPER qiwi VALIDATOR qiwi_fdw_validator;
+});
+		$node->psql($db, 'ALTER EXTENSION qiwi_kassa UPDATE', stderr => \$err);
+		like($err, qr/ERROR:  could not rename the options of the user mapping for PUBLIC of server up_short: invalid value for option "bill_secret_key"\nDETAIL:  The key must be at least 8 bytes long.*\nHINT:  .*ALTER USER MAPPING FOR PUBLIC SERVER up_short OPTIONS \(DROP secret_key, ADD bill_secret_key '\.\.\.'\); then run ALTER EXTENSION qiwi_kassa UPDATE again\./,
+			"$from: an old key the validator refuses stops the upgrade, naming the mapping and how to rename it");
+		unlike($err, qr/shrt5|\Q$sandbox_secret\E|up-payin-key|role-mapping-key|old-name-only-key/, "$from: and the error shows no key");
+		is(sql_in($db, q{SELECT extversion FROM pg_extension WHERE extname = 'qiwi_kassa'}), '1.3', "$from: nothing was upgraded");
+		# the DBA renames it; the merchants read again at its commit keep
+		# their keys under the old names hidden in the logs
+		$node->psql($db, q{
+ALTER USER MAPPING FOR PUBLIC SERVER up_short OPTIONS (DROP secret_key, ADD bill_secret_key 'long-enough-key');
+DO $$BEGIN RAISE WARNING 'echo of %', 'old-name-only-key'; END$$;
+}, stderr => \$err);
+		like($err, qr/WARNING:  echo of \*{8}$/m, "$from: before the update, a key under its name before 1.4 is hidden all the same");
+		unlike(slurp_file($node->logfile), qr/old-name-only-key/, "$from: in the log too");
+	}
 	my $data_before = sql_in($db, $data_query);
 	my $payin_before = $from ge '1.2' ? sql_in($db, $payin_data_query) : undef;
 	$node->psql($db, q{SELECT qiwi_bill_status('up-WAITING')}, stderr => \$err);
@@ -199,6 +248,27 @@ VALUES ('sa3khn-00', 'ab', '{"type": "PAYMENT", "payment": {"paymentId": "pay-x"
 		                    AND NOT has_function_privilege('public', 'qiwi_payin_invoice_payments(text, text)', 'EXECUTE')}), 't',
 			"$from: a grant on qiwi_payin_payments() is kept on its new name, qiwi_payin_invoice_payments(), which stays closed to PUBLIC");
 		sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_payin_payments(text, text), qiwi_payin_invoice_payments(text, text) FROM regress_shop_app CASCADE});
+
+		# the merchant's options have their new names and the same values, and it works
+		is(options_of($db, q{SELECT srvoptions FROM pg_foreign_server WHERE srvname = 'up_shop'}),
+			"bill_api_url=$sandbox_url,bill_public_key=pk-up,bill_site_id=270305,payin_api_url=$sandbox_url,payin_capture_hours=48,payin_site_id=up-site",
+			"$from: the upgrade renames a merchant's server options, values unchanged");
+		is(options_of($db, q{SELECT umoptions FROM pg_user_mapping WHERE umuser = 0 AND umserver = (SELECT oid FROM pg_foreign_server WHERE srvname = 'up_shop')}),
+			"bill_secret_key=$sandbox_secret,payin_api_key=up-payin-key,payin_notification_key=up-notification-key",
+			"$from: and those of its user mapping FOR PUBLIC");
+		is(options_of($db, q{SELECT umoptions FROM pg_user_mapping WHERE umuser = 'regress_shop_app'::regrole AND umserver = (SELECT oid FROM pg_foreign_server WHERE srvname = 'up_shop')}),
+			'bill_secret_key=role-mapping-key', "$from: and of a mapping for one role");
+		is(sql_in($db, qq{SELECT status FROM qiwi_create_bill('up-m-$db', 7, expires_at => now() + interval '1 day', merchant => 'up_shop')}),
+			'WAITING', "$from: a Bill Payments call with the merchant works: its URL and key were kept");
+		is(sql_in($db, qq{SELECT status FROM qiwi_payin_create_invoice('up-p-$db', 5.00, merchant => 'up_shop')}),
+			'CREATED', "$from: so does a Payin call");
+		like(sql_in($db, q{SELECT qiwi_payment_form_url('up-f', 1, merchant => 'up_shop')}), qr/publicKey=pk-up/,
+			"$from: and its public key makes payment-form links");
+		is(sql_in($db, q{SELECT count(*) FROM pg_foreign_server WHERE srvname = 'up_short'
+			AND srvoptions = '{bill_site_id=up-short}' AND EXISTS (SELECT FROM pg_user_mapping WHERE umserver = (SELECT oid FROM pg_foreign_server WHERE srvname = 'up_short')
+			AND umoptions = '{bill_secret_key=long-enough-key}')}), '1',
+			"$from: the server whose mapping the DBA renamed is renamed too") if $from eq '1.3';
+		sql_in($db, q{DROP USER MAPPING FOR regress_shop_app SERVER up_shop});
 	}
 	sql_in($db, q{REVOKE EXECUTE ON FUNCTION qiwi_bill_status(text, text) FROM regress_shop_app CASCADE});
 	sql_in($db, q{GRANT EXECUTE ON FUNCTION qiwi_verify_signature(text, jsonb, text, text) TO PUBLIC});

@@ -54,8 +54,8 @@ sub wait_for { wait_true($node, @_); }
 
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION qiwi_kassa;
-CREATE SERVER shop2 FOREIGN DATA WRAPPER qiwi OPTIONS (api_url '$url2', site_id '777001');
-CREATE USER MAPPING FOR PUBLIC SERVER shop2 OPTIONS (secret_key '$secret2');
+CREATE SERVER shop2 FOREIGN DATA WRAPPER qiwi OPTIONS (bill_api_url '$url2', bill_site_id '777001');
+CREATE USER MAPPING FOR PUBLIC SERVER shop2 OPTIONS (bill_secret_key '$secret2');
 CREATE ROLE regress_clerk LOGIN;
 GRANT EXECUTE ON FUNCTION qiwi_bill_status(text, text) TO regress_clerk;
 });
@@ -110,18 +110,18 @@ $node->safe_psql('postgres', q{
 CREATE ROLE regress_tenant LOGIN;
 GRANT USAGE ON FOREIGN DATA WRAPPER qiwi TO regress_tenant;
 SET ROLE regress_tenant;
-CREATE SERVER tenant1 FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'https://127.0.0.1:9', site_id '777001');
-CREATE SERVER tenant2 FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'https://127.0.0.1:9', site_id '270305');
-CREATE USER MAPPING FOR PUBLIC SERVER tenant1 OPTIONS (secret_key 'tenant-key');
+CREATE SERVER tenant1 FOREIGN DATA WRAPPER qiwi OPTIONS (bill_api_url 'https://127.0.0.1:9', bill_site_id '777001');
+CREATE SERVER tenant2 FOREIGN DATA WRAPPER qiwi OPTIONS (bill_api_url 'https://127.0.0.1:9', bill_site_id '270305');
+CREATE USER MAPPING FOR PUBLIC SERVER tenant1 OPTIONS (bill_secret_key 'tenant-key');
 });
 ($rc, $out, $err) = (0, '', '');
 $node->psql('postgres', q{SELECT qiwi_bill_status('m-1', merchant => 'tenant1')}, stderr => \$err);
 like($err, qr/server "tenant1" is no merchant: its owner is not a superuser/, 'a server of a plain role is no merchant');
-$node->psql('postgres', q{CREATE SERVER insecure FOREIGN DATA WRAPPER qiwi OPTIONS (api_url 'http://api.qiwi.com')}, stderr => \$err);
-like($err, qr/invalid value for option "api_url"/, 'a key would travel in clear over http to another machine: refused');
+$node->psql('postgres', q{CREATE SERVER insecure FOREIGN DATA WRAPPER qiwi OPTIONS (bill_api_url 'http://api.qiwi.com')}, stderr => \$err);
+like($err, qr/invalid value for option "bill_api_url"/, 'a key would travel in clear over http to another machine: refused');
 # a key given with its option name escaped is still no log line
-$node->safe_psql('postgres', q{CREATE SERVER shop3 FOREIGN DATA WRAPPER qiwi OPTIONS (site_id '888001');
-CREATE USER MAPPING FOR PUBLIC SERVER shop3 OPTIONS (U&"s\0065cret_key" 'escaped-spelling-key')});
+$node->safe_psql('postgres', q{CREATE SERVER shop3 FOREIGN DATA WRAPPER qiwi OPTIONS (bill_site_id '888001');
+CREATE USER MAPPING FOR PUBLIC SERVER shop3 OPTIONS (U&"bill_s\0065cret_key" 'escaped-spelling-key')});
 
 # ---------- notifications: verified with the key of their siteId's merchant ----------
 
@@ -156,7 +156,7 @@ SELECT qiwi_sign_notification(n, 'any-key'), n FROM (SELECT jsonb_build_object('
 is(sql(q{SELECT verified || ' ' || error FROM qiwi_notifications WHERE bill_id = 'n-2'}),
 	'false the signature does not match', 'a notification for shop2 not signed with its key is not verified');
 is(sql(q{SELECT verified || ' ' || error FROM qiwi_notifications WHERE bill_id = 'n-3'}),
-	'false site_id "999999" belongs to no merchant (the default merchant\'s is "270305")',
+	'false bill_site_id "999999" belongs to no merchant (the default merchant\'s is "270305")',
 	'a notification for an unknown site is stored, not verified, with the reason');
 
 # ---------- the reconciler: each merchant with its key; a refused key stops only its merchant ----------
@@ -169,7 +169,7 @@ sql(q{SELECT qiwi_reconcile_now()});
 wait_for(q{SELECT string_agg(merchant || ' ' || status, ', ' ORDER BY merchant) = 'default PAID, shop2 REJECTED' FROM qiwi_bills WHERE bill_id = 'r-1'},
 	'the reconciler follows both merchants\' bills, each at its own QIWI');
 
-sql(qq{ALTER USER MAPPING FOR PUBLIC SERVER shop2 OPTIONS (SET secret_key 'revoked-key')});
+sql(qq{ALTER USER MAPPING FOR PUBLIC SERVER shop2 OPTIONS (SET bill_secret_key 'revoked-key')});
 sql(q{SELECT qiwi_create_bill_after_commit('r-2', 3, expires_at => now() + interval '1 day')});
 sql(q{SELECT qiwi_create_bill_after_commit('r-2', 4, expires_at => now() + interval '1 day', merchant => 'shop2')});
 wait_for(q{SELECT stopped_by_auth AND last_error LIKE '%merchant "shop2"%' FROM qiwi_reconciler_status},
@@ -190,7 +190,7 @@ sql(q{SELECT qiwi_reconcile_now()});
 wait_for("SELECT rounds > $rounds FROM qiwi_reconciler_status", 'a round passes');
 is(sandbox2_requests(), $refused_requests, 'no request goes to shop2 while its key is refused');
 
-sql(qq{ALTER USER MAPPING FOR PUBLIC SERVER shop2 OPTIONS (SET secret_key '$secret2')});
+sql(qq{ALTER USER MAPPING FOR PUBLIC SERVER shop2 OPTIONS (SET bill_secret_key '$secret2')});
 wait_for(q{SELECT status = 'WAITING' FROM qiwi_bills WHERE bill_id = 'r-2' AND merchant = 'shop2'},
 	'a new user mapping resumes shop2: its bill is created');
 wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'and the stop is cleared');
