@@ -12,7 +12,10 @@
  * validate.c    checks of SQL arguments
  * signature.c   keyed HMAC signatures
  * ledger.c      the bookkeeping write path, as the extension's owner
- * reconciler.c  the background worker and its rounds over registered kinds
+ * launcher.c    the worker that starts the reconciler for qiwi.database
+ * reconciler.c  the reconciler's rounds over registered kinds, its state
+ * requester.c   the process that sends a round's requests
+ *               (the three share the private reconciler_internal.h)
  * guard.c       refusals that keep the record of money: a call only the
  *               reconciler completes, where none serves; dropping a ledger
  *               that holds rows
