@@ -485,7 +485,6 @@ extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
-extern void reconciler_state(Datum *values, bool *nulls);
 
 /* ---------- guard.c ---------- */
 

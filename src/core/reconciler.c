@@ -45,6 +45,7 @@
 PGDLLEXPORT void qiwi_reconciler_main(Datum main_arg);
 
 PG_FUNCTION_INFO_V1(qiwi_reconciler_seen_error);
+PG_FUNCTION_INFO_V1(qiwi_reconciler_state);
 PG_FUNCTION_INFO_V1(qiwi_reconcile_now);
 
 /* What the reconciler shows to qiwi_reconciler_status, in shared memory */
@@ -706,7 +707,7 @@ qiwi_reconciler_seen_error(PG_FUNCTION_ARGS)
 }
 
 /* A snapshot of the reconciler's state, as the columns of qiwi_reconciler_state() */
-void
+static void
 reconciler_state(Datum *values, bool *nulls)
 {
 	ReconcilerShared s;
@@ -739,3 +740,14 @@ reconciler_state(Datum *values, bool *nulls)
 	nulls[12] = s.last_error_at == 0;
 }
 
+/* qiwi_reconciler_state(): what the reconciler is doing (qiwi_reconciler_status) */
+Datum
+qiwi_reconciler_state(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = arg_result_desc(fcinfo, 13, "a row of 13 columns");
+	Datum		values[13];
+	bool		nulls[13];
+
+	reconciler_state(values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
