@@ -57,7 +57,11 @@
  */
 #define QIWI_KEY_MIN_LENGTH 8
 
-/* the key in effect: qiwi.secret_key_file's, else qiwi.secret_key's */
+/*
+ * The key in effect: qiwi.secret_key_file's, else qiwi.secret_key's.  It is
+ * the default merchant's value of the merchant option MERCHANT_SECRET_KEY,
+ * for the APIs that define that option.
+ */
 extern char *qiwi_secret_key;
 extern char *qiwi_redact_secrets(const char *text);
 
@@ -73,6 +77,9 @@ extern bool context_gives_key(const char *context);
 #define MERCHANT_DEFAULT "default"
 #define MERCHANT_MAX_OPTIONS 16
 
+/* The option of a user mapping that holds the key qiwi.secret_key holds for the default merchant */
+#define MERCHANT_SECRET_KEY "secret_key"
+
 /* Where an option is given: ids and endpoints on the server, keys on the mapping */
 typedef enum MerchantOptionPlace
 {
@@ -85,7 +92,8 @@ typedef struct MerchantOptionDef
 {
 	const char *name;
 	MerchantOptionPlace place;
-	char	  **setting;		/* the default merchant's value (a GUC), or NULL */
+	char	  **setting;		/* the default merchant's value: the setting
+								 * qiwi.<name>, or NULL if it has none */
 	bool		(*check) (const char *value, char **why);	/* never shows value */
 } MerchantOptionDef;
 
@@ -102,6 +110,7 @@ extern const Merchant *merchant_by_name(const char *name);
 extern const Merchant *merchant_by_option(int option, const char *value, char **problem);
 extern const char *merchant_value(const Merchant *m, int option);
 extern List *merchant_unusable(const int *required, int nrequired);
+extern char *merchant_default_lacks(const int *required, int nrequired);
 extern int	merchant_count(void);
 extern uint32 merchant_fingerprint(const Merchant *m);
 extern int	merchant_secrets(const char ***list);
@@ -226,7 +235,8 @@ struct QiwiOperation
 	const Merchant *merchant;	/* whose credentials it carries */
 	bool		idempotent;		/* may be sent again after a failure; if not,
 								 * never over a kept-alive connection */
-	const char *key_option;		/* the merchant's key it carries; NULL: secret_key */
+	const char *key_option;		/* the merchant's key it carries; NULL: its
+								 * MERCHANT_SECRET_KEY (qiwi.secret_key's) */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
 	void	   *result;			/* what read fills */

@@ -304,16 +304,22 @@ error_from_status(const HttpResponse *resp, const char *context, const char *ret
 	if (resp->status == 401 || resp->status == 403)
 	{
 		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
-		if (merchant == NULL || merchant->server == InvalidOid)
+		/* the default merchant's options are the settings qiwi.<option> */
+		if ((merchant == NULL || merchant->server == InvalidOid) && key_option == NULL)
 		{
 			reason = "QIWI refused the secret key";
 			error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
 		}
+		else if (merchant == NULL || merchant->server == InvalidOid)
+		{
+			reason = psprintf("QIWI refused the %s of the default merchant", key_option);
+			error->hint = psprintf("Check qiwi.%s.", key_option);
+		}
 		else if (key_option == NULL)
 		{
 			reason = psprintf("QIWI refused the secret key of merchant \"%s\"", merchant->name);
-			error->hint = psprintf("Check the secret_key of the user mapping FOR PUBLIC of server %s.",
-								   quote_identifier(merchant->name));
+			error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
+								   MERCHANT_SECRET_KEY, quote_identifier(merchant->name));
 		}
 		else
 		{

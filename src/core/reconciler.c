@@ -206,7 +206,7 @@ void
 reconciler_init(void)
 {
 	DefineCustomStringVariable("qiwi.database",
-							   "Database whose qiwi_bills the reconciler keeps current.",
+							   "Database whose open items (bills, invoices, ...) the reconciler keeps current.",
 							   "Empty turns the reconciler off.",
 							   &qiwi_database,
 							   "postgres",
@@ -215,8 +215,8 @@ reconciler_init(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("qiwi.reconcile_interval",
-							"First wait before a WAITING bill is checked again, and between rounds.",
-							"Each further check of the same bill waits twice as long, up to qiwi.reconcile_max_interval.",
+							"First wait before an open item is checked again, and between rounds.",
+							"Each further check of the same item waits twice as long, up to qiwi.reconcile_max_interval.",
 							&qiwi_reconcile_interval_s,
 							10, 1, 86400,
 							PGC_SIGHUP,
@@ -224,7 +224,7 @@ reconciler_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("qiwi.reconcile_max_interval",
-							"Longest wait between two checks of a WAITING bill.",
+							"Longest wait between two checks of an open item.",
 							NULL,
 							&qiwi_reconcile_max_interval_s,
 							3600, 1, 86400 * 7,
@@ -242,7 +242,7 @@ reconciler_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("qiwi.reconcile_batch_size",
-							"Most bills one reconciler round checks.",
+							"Most items of each kind one reconciler round checks.",
 							NULL,
 							&qiwi_reconcile_batch_size,
 							1000, 1, 100000,
@@ -389,9 +389,9 @@ merchants_to_skip(const ReconcileKind *kind)
 	foreach(lc, unusable)
 		astate = accumArrayResult(astate, CStringGetTextDatum(lfirst(lc)), false,
 								  TEXTOID, CurrentMemoryContext);
-	/* the only merchant lacking its key: say so, as before there were merchants */
+	/* the only merchant, the default one, lacks an option: say which setting */
 	if (list_length(unusable) == 1 && merchant_count() == 1)
-		reconciler_publish_error(psprintf("qiwi.secret_key is not set"));
+		reconciler_publish_error(merchant_default_lacks(kind->required_options, kind->nrequired));
 	return makeArrayResult(astate, CurrentMemoryContext);
 }
 
