@@ -2,8 +2,9 @@
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
 OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/codecs.o \
-	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/reconciler.o \
-	src/core/merchant.o src/core/redact.o src/core/guard.o \
+	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/launcher.o \
+	src/core/reconciler.o src/core/requester.o src/core/merchant.o src/core/redact.o \
+	src/core/guard.o \
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
 	src/bill/bill_notification.o src/bill/bill_reconcile.o \
 	src/payin/payin_wire.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
@@ -45,7 +46,7 @@ installcheck-virtualenv:
 	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(VIRTUALENV_OPTS) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
-$(OBJS): src/core/core.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
+$(OBJS): src/core/core.h src/core/reconciler_internal.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list

@@ -34,7 +34,6 @@ PG_FUNCTION_INFO_V1(qiwi_refund);
 PG_FUNCTION_INFO_V1(qiwi_refund_status);
 PG_FUNCTION_INFO_V1(qiwi_payment_form_url);
 PG_FUNCTION_INFO_V1(qiwi_pay_url);
-PG_FUNCTION_INFO_V1(qiwi_reconciler_state);
 
 /* Columns of the composite types, in the order of the SQL script */
 enum
@@ -611,20 +610,6 @@ qiwi_pay_url(PG_FUNCTION_ARGS)
 	pay_url = add_query(pay_url, "successUrl", success_url);
 	pay_url = add_query(pay_url, "lifetime", lifetime);
 	PG_RETURN_TEXT_P(cstring_to_text(pay_url));
-}
-
-/* ---------- the reconciler ---------- */
-
-/* qiwi_reconciler_state(): what the reconciler is doing (qiwi_reconciler_status) */
-Datum
-qiwi_reconciler_state(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc = arg_result_desc(fcinfo, 13, "a row of 13 columns");
-	Datum		values[13];
-	bool		nulls[13];
-
-	reconciler_state(values, nulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /* Define the Bill Payments settings; make bills a kind to reconcile and a ledger table (from _PG_init) */

@@ -12,7 +12,10 @@
  * validate.c    checks of SQL arguments
  * signature.c   keyed HMAC signatures
  * ledger.c      the bookkeeping write path, as the extension's owner
- * reconciler.c  the background worker and its rounds over registered kinds
+ * launcher.c    the worker that starts the reconciler for qiwi.database
+ * reconciler.c  the reconciler's rounds over registered kinds, its state
+ * requester.c   the process that sends a round's requests
+ *               (the three share the private reconciler_internal.h)
  * guard.c       refusals that keep the record of money: a call only the
  *               reconciler completes, where none serves; dropping a ledger
  *               that holds rows
@@ -54,7 +57,11 @@
  */
 #define QIWI_KEY_MIN_LENGTH 8
 
-/* the key in effect: qiwi.secret_key_file's, else qiwi.secret_key's */
+/*
+ * The key in effect: qiwi.secret_key_file's, else qiwi.secret_key's.  It is
+ * the default merchant's value of the merchant option MERCHANT_SECRET_KEY,
+ * for the APIs that define that option.
+ */
 extern char *qiwi_secret_key;
 extern char *qiwi_redact_secrets(const char *text);
 
@@ -69,6 +76,9 @@ extern bool context_gives_key(const char *context);
 /* The merchant of the qiwi.* settings, and the name no server may take */
 #define MERCHANT_DEFAULT "default"
 
+/* The option of a user mapping that holds the key qiwi.secret_key holds for the default merchant */
+#define MERCHANT_SECRET_KEY "bill_secret_key"
+
 /* Where an option is given: ids and endpoints on the server, keys on the mapping */
 typedef enum MerchantOptionPlace
 {
@@ -82,7 +92,8 @@ typedef struct MerchantOptionDef
 	const char *name;			/* names its API: "bill_site_id" */
 	const char *former_name;	/* its name before 1.4 ("site_id"), or NULL */
 	MerchantOptionPlace place;
-	char	  **setting;		/* the default merchant's value (a GUC), or NULL */
+	char	  **setting;		/* the default merchant's value (a setting's), or NULL */
+	const char *setting_name;	/* that setting: "qiwi.site_id"; NULL with setting */
 	bool		(*check) (const char *value, char **why);	/* never shows value */
 } MerchantOptionDef;
 
@@ -100,6 +111,7 @@ extern const Merchant *merchant_by_name(const char *name);
 extern const Merchant *merchant_by_option(int option, const char *value, char **problem);
 extern const char *merchant_value(const Merchant *m, int option);
 extern List *merchant_unusable(const int *required, int nrequired);
+extern char *merchant_default_lacks(const int *required, int nrequired);
 extern int	merchant_count(void);
 extern uint32 merchant_fingerprint(const Merchant *m);
 extern int	merchant_secrets(const char ***list);
@@ -224,7 +236,8 @@ struct QiwiOperation
 	const Merchant *merchant;	/* whose credentials it carries */
 	bool		idempotent;		/* may be sent again after a failure; if not,
 								 * never over a kept-alive connection */
-	const char *key_option;		/* the merchant's key it carries; NULL: bill_secret_key */
+	const char *key_option;		/* the merchant's key it carries; NULL: its
+								 * MERCHANT_SECRET_KEY (qiwi.secret_key's) */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
 	void	   *result;			/* what read fills */
@@ -483,7 +496,6 @@ extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
-extern void reconciler_state(Datum *values, bool *nulls);
 
 /* ---------- guard.c ---------- */
 

@@ -304,6 +304,7 @@ error_from_status(const HttpResponse *resp, const char *context, const char *ret
 	if (resp->status == 401 || resp->status == 403)
 	{
 		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
+		/* the default merchant holds one key, the settings' */
 		if (merchant == NULL || merchant->server == InvalidOid)
 		{
 			reason = "QIWI refused the secret key";
@@ -312,8 +313,8 @@ error_from_status(const HttpResponse *resp, const char *context, const char *ret
 		else if (key_option == NULL)
 		{
 			reason = psprintf("QIWI refused the secret key of merchant \"%s\"", merchant->name);
-			error->hint = psprintf("Check the bill_secret_key of the user mapping FOR PUBLIC of server %s.",
-								   quote_identifier(merchant->name));
+			error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
+								   MERCHANT_SECRET_KEY, quote_identifier(merchant->name));
 		}
 		else
 		{

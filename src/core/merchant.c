@@ -527,6 +527,27 @@ merchant_unusable(const int *required, int nrequired)
 	return unusable;
 }
 
+/*
+ * What the default merchant lacks of the options in required, for a
+ * message ("qiwi.secret_key is not set"), or NULL if it lacks none
+ */
+char *
+merchant_default_lacks(const int *required, int nrequired)
+{
+	for (int r = 0; r < nrequired; r++)
+	{
+		const MerchantOptionDef *def = &option_defs[required[r]];
+
+		if (merchant_value(&default_merchant, required[r]) != NULL)
+			continue;
+		if (def->setting == NULL)
+			return psprintf("the default merchant has no %s: only a server of the wrapper qiwi has one",
+							def->name);
+		return psprintf("%s is not set", def->setting_name);
+	}
+	return NULL;
+}
+
 /* How many merchants there are, the default one included */
 int
 merchant_count(void)

@@ -372,7 +372,7 @@ _PG_init(void)
 
 	/* each concern defines its own settings */
 	DefineCustomStringVariable("qiwi.secret_key",
-							   "Secret key (SECRET_KEY) of the QIWI Bill Payments API.",
+							   "Secret key of the default merchant (its option secret_key), for the QIWI APIs that use one.",
 							   "Readable by superusers only; sent only as the Authorization header.",
 							   &secret_key_setting,
 							   "",
@@ -381,7 +381,7 @@ _PG_init(void)
 							   check_secret_key, assign_secret_key, NULL);
 
 	DefineCustomStringVariable("qiwi.secret_key_file",
-							   "File holding the secret key of the QIWI Bill Payments API.",
+							   "File holding the secret key of the default merchant (its option secret_key).",
 							   "Read at start and on reload; it must be readable by the server's user only. When set, it wins over qiwi.secret_key.",
 							   &secret_key_file,
 							   "",

@@ -34,8 +34,9 @@ typedef struct DueInvoices
 /*
  * Why a merchant cannot be asked about its invoices, or NULL.  The kind
  * requires no option of the reconciler: the default merchant never has a
- * Payin key, and a kind that required one would have it reported as a
- * missing qiwi.secret_key.
+ * Payin key, and a kind that required one would have the reconciler report
+ * that the default merchant lacks it whenever no server exists, Payin used
+ * or not.
  */
 static char *
 merchant_problem(const char *name, const Merchant *merchant)

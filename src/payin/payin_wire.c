@@ -1101,11 +1101,11 @@ payin_capture_hours(const Merchant *merchant)
 void
 payin_define_merchant_options(void)
 {
-	MerchantOptionDef site_id = {"payin_site_id", NULL, MERCHANT_ON_SERVER, &qiwi_payin_site_id, check_site_id};
-	MerchantOptionDef api_url = {"payin_api_url", NULL, MERCHANT_ON_SERVER, &qiwi_payin_api_url, merchant_check_url};
-	MerchantOptionDef capture_hours = {"payin_capture_hours", "capture_hours", MERCHANT_ON_SERVER, NULL, check_capture_hours};
-	MerchantOptionDef api_key = {"payin_api_key", NULL, MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
-	MerchantOptionDef notification_key = {"payin_notification_key", NULL, MERCHANT_ON_USER_MAPPING, NULL, merchant_check_secret};
+	MerchantOptionDef site_id = {"payin_site_id", NULL, MERCHANT_ON_SERVER, &qiwi_payin_site_id, "qiwi.payin_site_id", check_site_id};
+	MerchantOptionDef api_url = {"payin_api_url", NULL, MERCHANT_ON_SERVER, &qiwi_payin_api_url, "qiwi.payin_api_url", merchant_check_url};
+	MerchantOptionDef capture_hours = {"payin_capture_hours", "capture_hours", MERCHANT_ON_SERVER, NULL, NULL, check_capture_hours};
+	MerchantOptionDef api_key = {"payin_api_key", NULL, MERCHANT_ON_USER_MAPPING, NULL, NULL, merchant_check_secret};
+	MerchantOptionDef notification_key = {"payin_notification_key", NULL, MERCHANT_ON_USER_MAPPING, NULL, NULL, merchant_check_secret};
 
 	payin_option_site_id = merchant_define_option(&site_id);
 	payin_option_api_url = merchant_define_option(&api_url);

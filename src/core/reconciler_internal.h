@@ -1,0 +1,38 @@
+/*
+ * reconciler_internal.h
+ *		What the reconciler's three files share and nothing else uses:
+ *		launcher.c (starts the reconciler and the workers it needs),
+ *		reconciler.c (the rounds and the shared state) and requester.c (the
+ *		process that sends a round's requests).
+ */
+#ifndef QIWI_RECONCILER_INTERNAL_H
+#define QIWI_RECONCILER_INTERNAL_H
+
+#include "core/core.h"
+
+#include "postmaster/bgworker.h"
+
+/* Answers recorded per transaction, at least (more if more finished meanwhile) */
+#define WRITE_CHUNK 100
+
+/* How often, at most, a round in flight looks whether its database is wanted */
+#define DROP_CHECK_INTERVAL_MS 500
+
+/* ---------- launcher.c ---------- */
+
+extern void launcher_register(void);
+extern bool launcher_database_wanted(Oid dboid);
+extern BackgroundWorkerHandle *launcher_start_worker(const char *main, const char *what,
+													 Datum main_arg);
+
+/* ---------- reconciler.c ---------- */
+
+extern void reconciler_publish_error(const char *message);
+
+/* ---------- requester.c ---------- */
+
+extern void requester_perform(const HttpRequest *requests, int n, int concurrency,
+							  const HttpOptions *options, HttpResponse *responses,
+							  HttpProgress progress, void *arg);
+
+#endif							/* QIWI_RECONCILER_INTERNAL_H */
