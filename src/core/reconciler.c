@@ -534,9 +534,12 @@ reconcile_round(MemoryContext round_context)
 	}
 	/* once a round: monitoring and autovacuum see the writes right away */
 	pgstat_report_stat(true);
-	pgstat_report_activity(STATE_IDLE, NULL);
 
-	/* before the counts: whoever sees the round sees its error */
+	/*
+	 * The error before the counts, the counts before "idle": whoever sees the
+	 * reconciler idle sees the round counted, and whoever sees the round its
+	 * error
+	 */
 	publish_round_errors(counts.failed, counts.checked);
 	SpinLockAcquire(&shared->mutex);
 	shared->rounds++;
@@ -546,6 +549,7 @@ reconcile_round(MemoryContext round_context)
 	shared->changed = counts.changed;
 	shared->failed = counts.failed;
 	SpinLockRelease(&shared->mutex);
+	pgstat_report_activity(STATE_IDLE, NULL);
 	return full;
 }
 
