@@ -158,8 +158,13 @@ SELECT sandbox('POST', '/sandbox/faults', format(
 SELECT status, amount FROM qiwi_payin_payment(:'p6', merchant => 'pay_a');
 SELECT status, amount, qiwi_status FROM qiwi_payin_payments WHERE payment_id = :'p6';
 SELECT status, qiwi_amount, qiwi_status FROM qiwi_payin_invoices WHERE bill_id = 'inv-5';
--- and it stays so when QIWI later says the right money
-SELECT pg_sleep(3.2);
+-- and it stays so when QIWI later says the right money: Payin's clock
+-- moves past the card's delayed outcome (3 s, not waited for), and QIWI's
+-- notification of that outcome says the payment succeeded for the 3.00
+SELECT sandbox('POST', '/sandbox/payin/clock', '{"seconds": 3}') IS NOT NULL AS clock_moved;
+SELECT n->'body'->'payment'->'status'->>'value' AS qiwi_says, n->'body'->'payment'->'amount'->>'value' AS for_amount
+  FROM jsonb_array_elements(sandbox('GET', '/sandbox/payin/notifications')) n
+ WHERE n->'body'->'payment'->>'paymentId' = :'p6';
 SELECT status FROM qiwi_payin_payment(:'p6', merchant => 'pay_a');
 SELECT status FROM qiwi_payin_invoice('inv-5', merchant => 'pay_a');
 

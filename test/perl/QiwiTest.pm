@@ -8,9 +8,11 @@ use warnings;
 use Exporter 'import';
 use HTTP::Tiny;
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests qiwi_node query_value wait_true);
+our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests payin_requests qiwi_node query_value
+				 wait_true server_now wait_round_after wait_in_sql);
 
 our $sandbox_url = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
 our $sandbox_secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
@@ -30,6 +32,13 @@ sub sandbox_requests
 {
 	my $stats = $http->get("$sandbox_url/sandbox/stats")->{content};
 	return $stats =~ /"requests":(\d+)/ ? $1 : die "no stats from the sandbox";
+}
+
+# Payin API requests the sandbox has served so far
+sub payin_requests
+{
+	my $stats = $http->get("$sandbox_url/sandbox/payin/stats")->{content};
+	return $stats =~ /"requests":\s*(\d+)/ ? $1 : die "no Payin stats from the sandbox: $stats";
 }
 
 # A started node with qiwi_kassa preloaded and pointed at the sandbox;
@@ -60,6 +69,40 @@ sub wait_true
 {
 	my ($node, $sql, $what) = @_;
 	ok($node->poll_query_until('postgres', $sql), $what);
+}
+
+# The server's clock now (a timestamptz literal)
+sub server_now
+{
+	my ($node) = @_;
+	return query_value($node, 'SELECT clock_timestamp()');
+}
+
+# A test that a reconciler round that started after the moment $since has
+# ended (a round that finds nothing to check is not counted: one must be due)
+sub wait_round_after
+{
+	my ($node, $since, $what) = @_;
+	wait_true($node, qq{SELECT last_round_start > '$since' FROM qiwi_reconciler_status}, $what);
+}
+
+# A DO block that waits until the SQL condition $cond holds, looking every
+# 50 ms, and fails if it does not within the tests' timeout
+sub wait_in_sql
+{
+	my ($cond) = @_;
+	my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+	return qq{DO \$wait\$
+DECLARE
+	deadline timestamptz := clock_timestamp() + interval '$timeout seconds';
+BEGIN
+	WHILE NOT coalesce(($cond), false) LOOP
+		IF clock_timestamp() > deadline THEN
+			RAISE EXCEPTION 'waited $timeout s in vain until: %', \$cond\$$cond\$cond\$;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END \$wait\$};
 }
 
 1;

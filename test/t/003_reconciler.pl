@@ -40,11 +40,16 @@ like(slurp_file($node->logfile), qr/waiting for CREATE EXTENSION qiwi_kassa in d
 # Bills paid, rejected and expired at QIWI reach the table with no SQL call
 sql(q{SELECT qiwi_create_bill('rec-' || i, 10 + i, expires_at => now() + interval '1 day') FROM generate_series(1, 4) i});
 my ($listen_out, $listen_err) = ('', '');
+# (the listener stays until the three changes are committed, then takes
+# its notifications; its DO block runs only once LISTEN is done)
 my $listener = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'),
-	  '-c', 'LISTEN qiwi_bill_status', '-c', 'SELECT pg_sleep(6)' ],
+	[ 'psql', '-X', '-d', $node->connstr('postgres') . ' application_name=qiwi_test_listener',
+	  '-c', 'LISTEN qiwi_bill_status',
+	  '-c', wait_in_sql(q{SELECT count(*) = 3 FROM qiwi_bills WHERE bill_id IN ('rec-1', 'rec-2', 'rec-3') AND status <> 'WAITING'}),
+	  '-c', 'SELECT 1' ],
 	'>', \$listen_out, '2>', \$listen_err);
-wait_for(q{SELECT true FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(6)'}, 'a session LISTENs');
+wait_for(q{SELECT true FROM pg_stat_activity WHERE application_name = 'qiwi_test_listener' AND query LIKE 'DO %'},
+	'a session LISTENs');
 sandbox('/sandbox/bills/rec-1/pay');
 sandbox('/sandbox/bills/rec-2/reject');
 sandbox('/sandbox/bills/rec-3/expire');
@@ -58,6 +63,7 @@ is(sql(q{SELECT string_agg(bill_id || ':' || coalesce(old_status, '-') || '>' ||
 	'rec-1:->WAITING:call,rec-1:WAITING>PAID:reconciler,rec-2:->WAITING:call,rec-2:WAITING>REJECTED:reconciler,rec-3:->WAITING:call,rec-3:WAITING>EXPIRED:reconciler',
 	'one event per change, with its source');
 $listener->finish;
+is($listen_err, '', 'the listener waited for them without error');
 my @reconciled = grep { /"source":"reconciler"/ } map { s/\\"/"/gr } ($listen_out =~ /with payload "(.*?)" received/g);
 is(scalar(@reconciled), 3, 'three NOTIFYs from the reconciler, one per change')
   or diag($listen_out . $listen_err);
@@ -165,16 +171,32 @@ is(sql(q{SELECT count(*) FROM qiwi_bill_events WHERE bill_id LIKE 'rec-h%' AND o
 is(sql(q{SELECT max(n) FROM (SELECT count(*) AS n FROM qiwi_bill_events WHERE bill_id LIKE 'rec-h%' GROUP BY bill_id) e}),
 	'2', 'at most two events per bill: first seen, then its one change');
 
-# A wrong key: requests stop until the configuration is reloaded
+# A wrong key: requests stop until the configuration is reloaded.  A Payin
+# merchant with a key of its own keeps the rounds going meanwhile: they
+# show that the reconciler looked at the due bills and left them.
+sandbox('/sandbox/payin/sites', '{"siteId": "rec-probe", "apiKey": "probe-key", "notificationKey": "n-probe"}');
+sql(qq{CREATE SERVER probe FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'rec-probe', payin_api_url '$sandbox_url');
+       CREATE USER MAPPING FOR PUBLIC SERVER probe OPTIONS (payin_api_key 'probe-key');
+       SELECT qiwi_payin_create_invoice('probe', 1.00, merchant => 'probe')});
 sql(q{ALTER SYSTEM SET qiwi.secret_key = 'wrong-key'});
 sql('SELECT pg_reload_conf()');
 wait_for(q{SELECT current_setting('qiwi.secret_key') = 'wrong-key'}, 'the wrong key reached the server');
 sql(q{SELECT qiwi_reconcile_now()});
 wait_for(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}, 'a 401 stops the reconciler');
 my $before = sandbox_requests();
+my $payin_before = payin_requests();
 sql(q{UPDATE qiwi_bills SET next_check_at = now() WHERE status = 'WAITING'});
-sleep 3;
-is(sandbox_requests(), $before, 'no request is sent while stopped');
+# awaited: a round that started once the bills were due (it checks the
+# Payin invoice, due again within qiwi.reconcile_max_interval)
+wait_round_after($node, server_now($node), 'a round starts while the bills are due');
+cmp_ok(payin_requests(), '>', $payin_before, 'it asks QIWI about the other merchant\'s invoice');
+is(sandbox_requests(), $before, 'no request is sent for the stopped merchant');
+is(sql(q{SELECT count(*) FROM qiwi_bills WHERE status = 'WAITING' AND next_check_at > now()}), '0',
+	'its bills are left due, not claimed');
+sandbox('/sandbox/payin/sites/rec-probe/bills/probe/expire');
+wait_for(q{SELECT status = 'EXPIRED' FROM qiwi_payin_invoices WHERE bill_id = 'probe'},
+	'the other merchant\'s invoice is followed to its end');
+sql(q{DROP SERVER probe CASCADE});
 my $said = () = slurp_file($node->logfile) =~ /QIWI refused the secret key of merchant "default"; the qiwi_kassa reconciler leaves its items/g;
 is($said, 1, 'it says so once in the log');
 unlike(slurp_file($node->logfile), qr/\Q$sandbox_secret\E|wrong-key/,
@@ -204,15 +226,18 @@ sql('SELECT pg_reload_conf()');
 sub sandbox_bills { return $1 if ($http_stats->() =~ /"bills":(\d+)/); die; }
 my $bills_before = sandbox_bills();
 sql(q{BEGIN; SELECT qiwi_create_bill_after_commit('ac-1', 15); ROLLBACK;});
-sleep 2;
-is(sandbox_bills(), $bills_before, 'a rolled-back transaction leaves no bill at QIWI');
-is(sql(q{SELECT count(*) FROM qiwi_bills WHERE bill_id = 'ac-1'}), '0', 'nor in qiwi_bills');
+is(sql(q{SELECT count(*) FROM qiwi_bills WHERE bill_id = 'ac-1'}), '0', 'a rolled-back bill is not in qiwi_bills');
 is(sql(q{BEGIN; SELECT status FROM qiwi_create_bill_after_commit('ac-2', 15, comment => 'after commit',
 	                                                             email => 'b@example.com'); COMMIT;}),
 	'CREATING', 'the bill is recorded as CREATING');
+# (the round that creates ac-2 started after the rollback: it would have
+# created ac-1 too, had the rollback left anything to create)
 wait_for(q{SELECT status = 'WAITING' AND pay_url IS NOT NULL FROM qiwi_bills WHERE bill_id = 'ac-2'},
 	'after commit the reconciler creates it at QIWI');
-is(sandbox_bills(), $bills_before + 1, 'exactly one bill at QIWI');
+is(sandbox_bills(), $bills_before + 1, 'exactly one bill at QIWI: the rolled-back one is not there');
+is(HTTP::Tiny->new->get("$sandbox_url/partner/bill/v1/bills/ac-1",
+	{ headers => { Authorization => "Bearer $sandbox_secret", Accept => 'application/json' } })->{status},
+	404, 'QIWI knows no bill ac-1');
 is(sql(q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status || ':' || source, ',' ORDER BY id)
 	       FROM qiwi_bill_events WHERE bill_id = 'ac-2'}),
 	'->CREATING:call,CREATING>WAITING:reconciler', 'with an event for each step');

@@ -45,8 +45,17 @@ wait_for(q{SELECT count(*) >= 100 FROM qiwi_bills WHERE bill_id LIKE 'sv-%' AND 
 	'while QIWI is unreachable the checks fail and back off');
 is(sql(q{SELECT count(*) FROM qiwi_bills WHERE bill_id LIKE 'sv-%' AND status <> 'WAITING'}), '0',
 	'and no bill changes');
-sleep 5;
-ok(sql(q{SELECT running FROM qiwi_reconciler_status}) eq 't', 'the reconciler keeps running');
+# awaited: two more rounds, each started after the last and all of its
+# checks failed, while QIWI stays unreachable
+my $pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
+for my $n (1 .. 2)
+{
+	wait_round_after($node, server_now($node), "round $n more with QIWI unreachable");
+	is(sql(q{SELECT last_round_checked > 0 AND last_round_failed = last_round_checked FROM qiwi_reconciler_status}),
+		't', "each of its checks failed");
+}
+is(sql(q{SELECT running::text || ' ' || pid FROM qiwi_reconciler_status}), "true $pid",
+	'the reconciler keeps running, in the same process');
 sql(q{ALTER SYSTEM RESET qiwi.api_url});
 sql('SELECT pg_reload_conf()');
 wait_for(q{SELECT count(*) = 100 FROM qiwi_bills WHERE bill_id LIKE 'sv-%' AND status = 'PAID'},

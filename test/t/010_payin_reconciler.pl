@@ -41,13 +41,6 @@ sub pay
 		'{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}');
 }
 
-# Payin API requests the sandbox has served so far
-sub payin_requests
-{
-	my $stats = HTTP::Tiny->new->get("$sandbox_url/sandbox/payin/stats")->{content};
-	return $stats =~ /"requests":\s*(\d+)/ ? $1 : die "no Payin stats from the sandbox: $stats";
-}
-
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION qiwi_kassa;
 CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'rec-a', payin_api_url '$sandbox_url');
@@ -107,10 +100,19 @@ is(sql(qq{SELECT captured_amount || '/' || refunded_amount FROM qiwi_payin_payme
 is(sql(q{SELECT string_agg(status || ':' || received, ',' ORDER BY status) FROM qiwi_money_by_status
 	     WHERE api = 'payin' AND status IN ('CAPTURED', 'HELD')}),
 	'CAPTURED:11.00', 'the report counts the captured hold as received, and nothing as held');
+# awaited: two rounds started after this point; a round sends one request
+# per invoice it checks, and one may be in flight when the count is read
 my $requests = payin_requests();
-sleep(3);
-cmp_ok(payin_requests() - $requests, '<=', 2,
-	'then only the CREATED invoice is asked about (final and captured ones are not followed)');
+my $rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+for my $n (1 .. 2)
+{
+	wait_round_after($node, server_now($node), "round $n more");
+	is(sql(q{SELECT last_round_checked FROM qiwi_reconciler_status}), '1',
+		'then only the CREATED invoice is checked (final and captured ones are not followed)');
+}
+my $sent = payin_requests() - $requests;
+my $passed = sql(q{SELECT rounds FROM qiwi_reconciler_status}) - $rounds;
+cmp_ok($sent, '<=', $passed + 1, "and only it is asked about ($sent requests in $passed rounds)");
 
 # ---------- failures back off ----------
 sandbox('/sandbox/faults', '{"api": "payin", "bill": "waiting", "status": 503, "times": 1000}');
@@ -152,22 +154,30 @@ wait_for(q{SELECT EXISTS (SELECT FROM qiwi_payin_holds WHERE bill_id = 'now-held
 $node->append_conf('postgresql.conf', qq{qiwi.reconcile_interval = '1h'\nqiwi.reconcile_max_interval = '1h'\n});
 $node->reload;
 wait_for(q{SELECT current_setting('qiwi.reconcile_interval') = '1h'}, 'the setting is reloaded');
-sleep(2);	# the worker's 1 s wait ends: it reads the setting
-my $rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
-sql(q{SELECT qiwi_reconcile_now()});
-wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'a round with the new setting');
-wait_for(q{SELECT bool_and(next_check_at > now() + interval '30 minutes') FROM qiwi_payin_invoices
-	       WHERE status = 'CREATED' OR bill_id = 'now-held'},
-	'every followed invoice is next checked in an hour');
+# The reconciler reads the setting once its round in flight ends; a round
+# with it schedules every followed invoice an hour ahead.  Awaited: such a
+# round, each try making them due and waiting for a round started after.
+my $scheduled = 0;
+my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+while (!$scheduled && time() < $deadline)
+{
+	my $since = server_now($node);
+	sql(q{SELECT qiwi_reconcile_now()});
+	last unless $node->poll_query_until('postgres', qq{SELECT last_round_start > '$since' FROM qiwi_reconciler_status});
+	$scheduled = sql(q{SELECT bool_and(next_check_at > now() + interval '30 minutes') FROM qiwi_payin_invoices
+	                    WHERE status = 'CREATED' OR bill_id = 'now-held'}) eq 't';
+}
+ok($scheduled, 'a round with the new setting: every followed invoice is next checked in an hour');
 is(sql(q{SELECT payin_open_invoices || '/' || payin_due_invoices || '/' || payin_lag || '/' || payin_failing_invoices
 	     FROM qiwi_reconciler_health}),
 	'4/0/00:00:00/0', 'qiwi_reconciler_health: four Payin invoices followed (three CREATED, one holding money), none due');
 
 pay('rec-a', 'now-paid');
 sandbox('/sandbox/payin/sites/rec-b/bills/now-expired/expire');
-$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
 my $t0 = [gettimeofday];
-my ($made_due, $which) = split /\n/, sql(q{BEGIN;
+# (the round that checks them starts after the transaction's start)
+my ($since, $made_due, $which) = split /\n/, sql(q{BEGIN;
+	SELECT now();
 	SELECT qiwi_reconcile_now();
 	SELECT string_agg(bill_id, ',' ORDER BY bill_id) FROM qiwi_payin_invoices WHERE next_check_at BETWEEN now() AND clock_timestamp();
 	COMMIT});
@@ -177,17 +187,21 @@ wait_for(q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id) = '
 	       FROM qiwi_payin_invoices WHERE bill_id LIKE 'now-%'},
 	'the reconciler then reaches PAID and EXPIRED');
 cmp_ok(tv_interval($t0), '<', 15, 'within seconds, not the hour they were scheduled for');
-wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'the round is published');
+wait_round_after($node, $since, 'the round is published');
 is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
 	'4/2/0', 'qiwi_reconciler_status counts the Payin invoices checked and changed in the round');
 
 # a row another transaction holds is left to it, not waited for
+# (the other session holds the row until the test has a row in
+# lock_released; its DO block runs only once it holds the row)
+sql(q{CREATE TABLE public.lock_released ()});
 my ($lock_out, $lock_err) = ('', '');
 my $locker = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c',
-	  q{BEGIN; SELECT FROM qiwi_payin_invoices WHERE bill_id = 'waiting' FOR UPDATE; SELECT pg_sleep(4); COMMIT;} ],
+	[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') . ' application_name=qiwi_test_locker',
+	  '-c', 'BEGIN', '-c', q{SELECT FROM qiwi_payin_invoices WHERE bill_id = 'waiting' FOR UPDATE},
+	  '-c', wait_in_sql(q{SELECT EXISTS (SELECT FROM public.lock_released)}), '-c', 'COMMIT' ],
 	'>', \$lock_out, '2>', \$lock_err);
-wait_for(q{SELECT true FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%'},
+wait_for(q{SELECT true FROM pg_stat_activity WHERE application_name = 'qiwi_test_locker' AND query LIKE 'DO %'},
 	'another session holds the CREATED invoice');
 $t0 = [gettimeofday];
 my $skipped = sql(q{BEGIN;
@@ -195,13 +209,16 @@ my $skipped = sql(q{BEGIN;
 	ROLLBACK});
 cmp_ok(tv_interval($t0), '<', 3, 'qiwi_reconcile_now does not wait for it');
 is($skipped, '1', 'and makes only the other followed invoice due (the one holding money)');
+sql(q{INSERT INTO public.lock_released DEFAULT VALUES});
 $locker->finish;
+is($lock_err, '', 'the other session held it until told, then committed');
+sql(q{DROP TABLE public.lock_released});
 
 # a failing check: counted in the round, shown with its error
 sandbox('/sandbox/faults', '{"api": "payin", "bill": "waiting", "status": 503, "times": 1000}');
-$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+$since = server_now($node);
 is(sql(q{SELECT qiwi_reconcile_now()}), '2', 'qiwi_reconcile_now makes the two followed invoices due');
-wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'the next round is published');
+wait_round_after($node, $since, 'the next round is published');
 is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
 	'2/0/1', 'qiwi_reconciler_status counts the failed Payin check');
 is(sql(q{SELECT payin_open_invoices || '/' || payin_due_invoices || '/' || payin_failing_invoices || '/' || payin_max_failures
@@ -231,9 +248,9 @@ sql(q{SELECT qiwi_payin_create_invoice('same-a', 1.00, merchant => 'pa');
       SELECT qiwi_payin_create_invoice('same-b', 2.00, merchant => 'pa');
       SELECT qiwi_payin_create_invoice('moves', 3.00, merchant => 'pa');
       SELECT qiwi_payin_create_invoice('fails', 4.00, merchant => 'pa')});
-$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+$since = server_now($node);
 sql(q{SELECT qiwi_reconcile_now()});
-wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'a round checks the new invoices once');
+wait_round_after($node, $since, 'a round checks the new invoices once');
 $node->safe_psql('postgres', q{
 CREATE TABLE invoice_writes (bill_id text, changed text);
 CREATE FUNCTION log_invoice_write() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -251,11 +268,11 @@ my $before = sql(q{SELECT string_agg(bill_id || ':' || check_count || ':' || fai
 is($before, 'fails:1:0,moves:1:0,same-a:1:0,same-b:1:0', 'each was checked once');
 pay('rec-a', 'moves');
 sandbox('/sandbox/faults', '{"api": "payin", "bill": "fails", "status": 503, "times": 1000}');
-$rounds = sql(q{SELECT rounds FROM qiwi_reconciler_status});
+$since = server_now($node);
 # (qiwi_reconcile_now's own write is not the round's)
 is(sql(q{BEGIN; SELECT qiwi_reconcile_now(); DELETE FROM invoice_writes; COMMIT}), '6',
 	'the four and the two followed before are due');
-wait_for(qq{SELECT rounds > $rounds FROM qiwi_reconciler_status}, 'the next round is published');
+wait_round_after($node, $since, 'the next round is published');
 HTTP::Tiny->new->request('DELETE', "$sandbox_url/sandbox/faults");
 is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
 	'6/1/1', 'six checked, one changed, one failed');
