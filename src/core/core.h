@@ -329,6 +329,8 @@ extern void append_json_member(StringInfo buf, const char *key, const char *valu
 
 /* ---------- validate.c ---------- */
 
+extern bool qiwi_name_in(const char *value, const char *const *names);
+
 /* An API's limits on what the argument checks accept */
 typedef struct ArgLimits
 {

@@ -425,3 +425,13 @@ arg_result_desc(FunctionCallInfo fcinfo, int ncols, const char *type)
 	MemoryContextSwitchTo(old);
 	return (TupleDesc) fcinfo->flinfo->fn_extra;
 }
+
+/* Is value one of names (a NULL-terminated list: statuses, documented keys ...)? */
+bool
+qiwi_name_in(const char *value, const char *const *names)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(value, names[i]) == 0)
+			return true;
+	return false;
+}

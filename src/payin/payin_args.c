@@ -20,16 +20,6 @@ static const char *const custom_field_keys[] = {
 /* The payment methods an invoice may offer (§8) */
 static const char *const payment_method_names[] = {"CARD", "SBP", "QIWI_WALLET", NULL};
 
-/* Is value one of names (NULL-terminated)? */
-static bool
-name_in(const char *value, const char *const *names)
-{
-	for (int i = 0; names[i] != NULL; i++)
-		if (strcmp(value, names[i]) == 0)
-			return true;
-	return false;
-}
-
 /* custom_fields: a JSON object of strings with the documented keys only */
 Jsonb *
 payin_custom_fields_argument(FunctionCallInfo fcinfo, int argno)
@@ -49,7 +39,7 @@ payin_custom_fields_argument(FunctionCallInfo fcinfo, int argno)
 		if (tok != WJB_KEY)
 			continue;
 		key = pnstrdup(v.val.string.val, v.val.string.len);
-		if (!name_in(key, custom_field_keys))
+		if (!qiwi_name_in(key, custom_field_keys))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("custom_fields has an unknown key \"%s\"", key),
@@ -90,7 +80,7 @@ payin_payment_methods_argument(FunctionCallInfo fcinfo, int argno)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("payment_methods must not contain NULL")));
 		value = TextDatumGetCString(elems[i]);
-		if (!name_in(value, payment_method_names))
+		if (!qiwi_name_in(value, payment_method_names))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("payment_methods may contain only 'CARD', 'SBP', 'QIWI_WALLET'"),

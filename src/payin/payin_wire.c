@@ -40,16 +40,6 @@ char	   *qiwi_payin_api_url = NULL;
 
 /* ---------- objects ---------- */
 
-/* Is status one of those listed (NULL-terminated)? */
-static bool
-status_in(const char *status, const char *const *statuses)
-{
-	for (int i = 0; statuses[i] != NULL; i++)
-		if (strcmp(status, statuses[i]) == 0)
-			return true;
-	return false;
-}
-
 /* Read an optional array of strings (flags) as text[]; absent is an empty array */
 static bool
 json_string_array(JsonbContainer *object, const char *key, ArrayType **out, char **problem)
@@ -186,7 +176,7 @@ parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, char **p
 	/* older answers write DECLINE (§2) */
 	if (strcmp(payment->status, "DECLINE") == 0)
 		payment->status = "DECLINED";
-	if (!status_in(payment->status, statuses))
+	if (!qiwi_name_in(payment->status, statuses))
 	{
 		*problem = psprintf("unknown payment status \"%s\"", payment->status);
 		return false;
@@ -241,7 +231,7 @@ parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 							problem) ||
 		!json_string_array(root, "flags", &invoice->flags, problem))
 		return false;
-	if (!status_in(invoice->status, statuses))
+	if (!qiwi_name_in(invoice->status, statuses))
 	{
 		*problem = psprintf("unknown invoice status \"%s\"", invoice->status);
 		return false;
@@ -318,7 +308,7 @@ parse_operation_result(JsonbContainer *root, bool notice, const char *id_key,
 	}
 	if (strcmp(result->status, "DECLINE") == 0)
 		result->status = "DECLINED";
-	if (!status_in(result->status, statuses))
+	if (!qiwi_name_in(result->status, statuses))
 	{
 		*problem = psprintf("unknown status \"%s\"", result->status);
 		return false;
@@ -344,7 +334,7 @@ parse_token(JsonbContainer *root, PayinToken *token, char **problem)
 		!json_timestamp(root, "expiredDate", NULL, &token->has_expires_at,
 						&token->expires_at, problem))
 		return false;
-	if (!status_in(token->status, statuses))
+	if (!qiwi_name_in(token->status, statuses))
 	{
 		*problem = psprintf("unknown token status \"%s\"", token->status);
 		return false;
