@@ -1058,11 +1058,8 @@ static const char *const card_check_open_statuses[] = {"INIT", "WAITING_3DS", NU
 static bool
 card_check_may_move(const char *old, const char *new)
 {
-	bool		open = false;
-
-	for (int i = 0; card_check_open_statuses[i] != NULL; i++)
-		open |= strcmp(old, card_check_open_statuses[i]) == 0;
-	return open && strcmp(old, new) != 0 && strcmp(new, "INIT") != 0;
+	return qiwi_name_in(old, card_check_open_statuses) && strcmp(old, new) != 0 &&
+		strcmp(new, "INIT") != 0;
 }
 
 /*
