@@ -384,13 +384,17 @@ keep_verdict(const char *text, bool gives_key)
 bool
 statement_gives_key_text(const char *text, bool just_parsed)
 {
-	const Verdict *v = kept_verdict(text);
+	const Verdict *v;
 	bool		gives_key;
 
+	/* a text that names no way to give a key gives none: no parse needed */
+	if (!names_key(text))
+		return false;
+	v = kept_verdict(text);
 	if (v != NULL)
 		return v->gives_key;
 	if (!just_parsed)
-		return names_key(text);
+		return true;
 	gives_key = classify(text, false);
 	keep_verdict(text, gives_key);
 	return gives_key;
@@ -415,13 +419,17 @@ context_gives_key(const char *context)
 	return !quotes_classified && names_key(context);
 }
 
-/* Classify every text PostgreSQL analyses, before it runs */
+/*
+ * Classify, before it runs, every text PostgreSQL analyses that names a way
+ * to give a key (names_key); the others, nearly all, cost no second parse
+ */
 static void
 classify_analysed(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze_hook)
 		prev_post_parse_analyze_hook(pstate, query, jstate);
-	if (pstate->p_sourcetext != NULL && kept_verdict(pstate->p_sourcetext) == NULL)
+	if (pstate->p_sourcetext != NULL && names_key(pstate->p_sourcetext) &&
+		kept_verdict(pstate->p_sourcetext) == NULL)
 		keep_verdict(pstate->p_sourcetext, classify(pstate->p_sourcetext, true));
 }
 
