@@ -388,8 +388,7 @@ check_refund(const Merchant *merchant, const char *bill_id, const char *refund_i
 		elog(ERROR, "bill \"%s\" is locked but its row was not read", bill_id);
 	left = DatumGetNumeric(DirectFunctionCall2(numeric_sub, NumericGetDatum(paid),
 											   NumericGetDatum(refunded)));
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(left))) > 0)
+	if (!qiwi_money_within(amount, currency, left, stored.currency))
 		ereport(ERROR,
 				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
 				 errmsg("could not refund \"%s\" of bill \"%s\": the amount is more than is left to refund",

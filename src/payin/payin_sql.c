@@ -551,12 +551,10 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 						headroom.currency, payment_id),
 				 errdetail("Refund \"%s\" asks for %s %s. Nothing was sent to QIWI.",
 						   refund_id, qiwi_format_amount(amount), currency)));
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(headroom.left_here))) > 0)
+	if (!qiwi_money_within(amount, currency, headroom.left_here, headroom.currency))
 		refuse_refund(&call, &headroom, "Nothing was sent to QIWI.");
 
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(headroom.left))) <= 0)
+	if (qiwi_money_within(amount, currency, headroom.left, headroom.currency))
 		send_or_ask(&call);
 	else if (!refund_made_already(&call))
 		refuse_refund(&call, &headroom,
