@@ -65,6 +65,15 @@ build_and_install() {
 	make -s -C "$QIWI_SRC" PG_CONFIG=$PG_CONFIG with_llvm=no install ${destdir:+DESTDIR="$destdir"} >/dev/null
 }
 
+# Build and install the test module that the core's TAP tests load
+# (test/modules/qiwi_core_test); the package never carries it
+build_and_install_test_module() {
+	local dir=$QIWI_SRC/test/modules/qiwi_core_test
+	make -s -C "$dir" PG_CONFIG=$PG_CONFIG with_llvm=no >/dev/null
+	make -s -C "$dir" PG_CONFIG=$PG_CONFIG with_llvm=no install \
+		${QIWI_PGROOT:+DESTDIR="$QIWI_PGROOT"} >/dev/null
+}
+
 # Run a command as the unprivileged user (PostgreSQL refuses root)
 as_user() {
 	if [ "$EUID" -eq 0 ]; then

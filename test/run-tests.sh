@@ -16,6 +16,7 @@ source "$(dirname "$0")/lib.sh"
 
 install_packages
 build_and_install
+build_and_install_test_module
 make_workdir
 
 start_test_sandboxes
