@@ -65,6 +65,9 @@
 extern char *qiwi_secret_key;
 extern char *qiwi_redact_secrets(const char *text);
 
+/* Start every API (src/apis.c, outside the core: the one list of the APIs) */
+extern void qiwi_apis_init(void);
+
 /* ---------- redact.c ---------- */
 
 extern void redact_init(void);

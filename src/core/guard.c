@@ -151,14 +151,7 @@ drop_ledger_set_locally(void)
 static bool
 status_is_open(const LedgerTable *table, Datum status)
 {
-	text	   *t = DatumGetTextPP(status);
-	const char *s = VARDATA_ANY(t);
-	size_t		len = VARSIZE_ANY_EXHDR(t);
-
-	for (int i = 0; table->open_statuses[i] != NULL; i++)
-		if (strlen(table->open_statuses[i]) == len && memcmp(table->open_statuses[i], s, len) == 0)
-			return true;
-	return false;
+	return qiwi_name_in(TextDatumGetCString(status), table->open_statuses);
 }
 
 /* Count a table's rows, and its open ones if it is a table of items, by a plain scan */
@@ -311,7 +304,7 @@ guard_ledger_drop(Oid extension, Oid table)
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 			 errmsg("dropping extension qiwi_kassa would delete its ledger (rows: " INT64_FORMAT ", tables: %d, open items: " INT64_FORMAT ")",
 					rows, tables, open_items),
-			 errdetail("%s. Open items are bills, Payin invoices and payments whose status can still change.%s",
+			 errdetail("%s. Open items are rows whose status can still change.%s",
 					   detail, drop_ledger ?
 					   " qiwi.drop_ledger is on, but not by SET LOCAL in this transaction, so it does not count." : ""),
 			 errhint("Dump the tables first (pg_dump -t '%s.qiwi_*' %s, or the whole database), then drop deliberately, in one transaction: BEGIN; SET LOCAL qiwi.drop_ledger = on; DROP EXTENSION qiwi_kassa; COMMIT;",

@@ -4,8 +4,6 @@
  *		secret key they hold and the log hook that keeps it out of the logs.
  */
 #include "core/core.h"
-#include "bill/bill.h"
-#include "payin/payin.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -372,7 +370,7 @@ _PG_init(void)
 
 	/* each concern defines its own settings */
 	DefineCustomStringVariable("qiwi.secret_key",
-							   "Secret key of the default merchant (its option secret_key), for the QIWI APIs that use one.",
+							   "Secret key of the default merchant, for the QIWI APIs whose key option takes it from this setting (docs/reference.md).",
 							   "Readable by superusers only; sent only as the Authorization header.",
 							   &secret_key_setting,
 							   "",
@@ -381,7 +379,7 @@ _PG_init(void)
 							   check_secret_key, assign_secret_key, NULL);
 
 	DefineCustomStringVariable("qiwi.secret_key_file",
-							   "File holding the secret key of the default merchant (its option secret_key).",
+							   "File holding qiwi.secret_key: the secret key of the default merchant.",
 							   "Read at start and on reload; it must be readable by the server's user only. When set, it wins over qiwi.secret_key.",
 							   &secret_key_file,
 							   "",
@@ -390,8 +388,7 @@ _PG_init(void)
 							   check_secret_key_file, assign_secret_key_file, NULL);
 
 	exchange_init();
-	bill_init();
-	payin_init();
+	qiwi_apis_init();
 	reconciler_init();
 	guard_init();
 

@@ -135,7 +135,7 @@ sandbox('/sandbox/bills/g-paid/pay');
 is(sql(q{SELECT status FROM qiwi_bill_status('g-paid')}), 'PAID', 'a paid bill');
 my $events = sql(q{SELECT count(*) FROM qiwi_bill_events});
 my $rows = $events + 3;
-my $refusal = qr/ERROR:  2BP01: dropping extension qiwi_kassa would delete its ledger \(rows: $rows, tables: 2, open items: 2\)\nDETAIL:  qiwi_bill_events: $events rows, qiwi_bills: 3 rows \(2 open\)\. Open items are bills, Payin invoices and payments whose status can still change\./;
+my $refusal = qr/ERROR:  2BP01: dropping extension qiwi_kassa would delete its ledger \(rows: $rows, tables: 2, open items: 2\)\nDETAIL:  qiwi_bill_events: $events rows, qiwi_bills: 3 rows \(2 open\)\. Open items are rows whose status can still change\./;
 my $hint = qr/HINT:  Dump the tables first \(pg_dump -t 'public\.qiwi_\*' postgres, or the whole database\), then drop deliberately, in one transaction: BEGIN; SET LOCAL qiwi\.drop_ledger = on; DROP EXTENSION qiwi_kassa; COMMIT;/;
 my $still_there = sub {
 	my ($db, $what) = @_;
