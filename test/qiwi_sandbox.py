@@ -38,7 +38,7 @@ Control (no auth; loopback only; used by tests):
   GET  /sandbox/stats    {"requests", "connections", "bills", "refunds", "held"}
   POST /sandbox/reset    forget bills, refunds, faults, latency and stats
                          (releasing the requests held),
-                         and the Payin state (see below)
+                         and the Payin and Wallet state (see below)
 
 Rules of both APIs, as QIWI's documents and HTTP say:
   - Authorization: the scheme "Bearer" in any case (RFC 9110 §11.1: an
@@ -91,6 +91,8 @@ Payin control (no auth), under /sandbox/payin:
   POST reset           forget the Payin state (sites back to the default one;
                        the clock back to the wall clock; no daily limit)
   POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
+
+The QIWI Wallet API and its control (/sandbox/wallet/): test/wallet_sandbox.py.
 """
 
 import argparse
@@ -111,6 +113,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
+
+from wallet_sandbox import WalletSandbox
 
 MSK = timezone(timedelta(hours=3))
 BILLS_PREFIX = "/partner/bill/v1/bills/"
@@ -260,6 +264,7 @@ class Sandbox:
         self.site_id = site_id
         self.lock = threading.Lock()
         self.payin = payin
+        self.wallet = WalletSandbox(accepts_json, bearer_token)
         self.reset()
 
     def reset(self):
@@ -1547,7 +1552,11 @@ def make_handler(sandbox):
         def dispatch(self, method):
             path = urlsplit(self.path).path
             body = self.read_body()
-            if path.startswith("/sandbox/"):
+            if sandbox.wallet.owns(path):	# the Wallet API and /sandbox/wallet/
+                fault = None if path.startswith("/sandbox/") else sandbox.take_fault("wallet", {})
+                self.serve(fault, sandbox.latency_ms,
+                           lambda: sandbox.wallet.handle(method, self.path, self.headers, body), None)
+            elif path.startswith("/sandbox/"):
                 self.control(method, path, body)
             elif path.startswith(BILLS_PREFIX):
                 self.api(method, path[len(BILLS_PREFIX):], body)
@@ -1575,6 +1584,7 @@ def make_handler(sandbox):
                 if parts == ["reset"] and method == "POST":
                     sandbox.reset()
                     sandbox.payin.reset()
+                    sandbox.wallet.reset()
                     return self.send_json(200, {"ok": True})
                 if parts == ["release"] and method == "POST":
                     sandbox.release()
