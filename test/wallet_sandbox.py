@@ -232,7 +232,7 @@ class WalletSandbox:
         self.rate_limit(wallet, service)
         if service == "person-profile" and parts[1:] == ["v1", "profile", "current"] and method == "GET":
             self.need(wallet, "profile", service)
-            return 200, self.profile(wallet, query)
+            return 200, self.profile(wallet, self.query(query, service))
         if service == "funding-sources" and parts[1:3] == ["v2", "persons"] and parts[4:] == ["accounts"] \
                 and method == "GET":
             self.own(wallet, parts[3], service)
