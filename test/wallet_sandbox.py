@@ -29,7 +29,8 @@ four permissions of QIWI's token page: profile, balance, history, payments):
 Control (no auth), under /sandbox/wallet/:
   POST wallets {"number", "token", "scopes": [...], "balance": "100.00",
                 "emptyHistory": "404"|"page", "refuseIncoming": errorCode}
-       add or replace a wallet (a new token revokes the old one); GET wallets/{w}
+       add a wallet, or give it a new token (the old one is revoked);
+  GET  wallets/{w}  its balance, items, hook, block and token expiry
   POST wallets/{w}/payments {"count": N, "days": D} N incoming payments spread
        over the last D days (not notified); or one {"amount", "type", "status",
        "account", "comment", "source", "txnId", "date"} (notified by webhook)
@@ -40,7 +41,8 @@ Control (no auth), under /sandbox/wallet/:
                "retrySeconds": [..], "minAmount", "maxAmount"}; GET limits
   GET  webhooks   every delivery: url, body, attempts, delivered
   GET  stats      requests by service, blocked answers
-  POST reset      forget every wallet, hook and setting
+  POST reset      forget every wallet, hook and setting (so does /sandbox/reset)
+  and POST /sandbox/faults with "api": "wallet": the faults of qiwi_sandbox.py
 """
 
 import base64
@@ -202,10 +204,7 @@ class WalletSandbox:
     def handle(self, method, target, headers, body):
         split = urlsplit(target)
         path = split.path
-        try:
-            query = parse_qsl(split.query, keep_blank_values=True, strict_parsing=bool(split.query))
-        except ValueError:
-            return 400, edge_error(400, "edge", "validation.error", "bad query").body
+        query = parse_qsl(split.query, keep_blank_values=True)
         try:
             args = json.loads(body) if body else {}
         except ValueError:
