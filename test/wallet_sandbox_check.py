@@ -280,8 +280,11 @@ def check_rate_limit(c):
     status, body = history(c, number, token, rows=1)
     c.ok(status == 423 and {k: body.get(k) for k in BLOCKED} == BLOCKED and "dateTime" in body,
          "the 101st: 423 request.blocked, as documented", f"{status} {body}")
+    began = body.get("dateTime")
     status, body = c.http("GET", f"/funding-sources/v2/persons/{number}/accounts", token)
     c.ok(status == 423 and body["errorCode"] == "request.blocked", "the block covers every endpoint", status)
+    c.ok(body.get("dateTime") == began, "every 423 of a block carries when it began (§9: the end is that + 5 min)",
+         f"{began} {body.get('dateTime')}")
     other, other_token = c.wallet()
     status, _ = c.http("GET", f"/funding-sources/v2/persons/{other}/accounts", other_token)
     c.ok(status == 200, "another wallet is not blocked", status)
