@@ -311,15 +311,24 @@ class PullSandbox:
         if not isinstance(delays, list) or len(delays) > 49 or \
                 any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in delays):
             raise ControlFailure(400, "retry_delays_ms is a list of at most 49 delays in ms (50 attempts)")
+        try:
+            limits = [Decimal(str(args.get(name, default))) for name, default in
+                      (("min_amount", "0.01"), ("max_amount", "999999.99"))]
+        except ArithmeticError:	# decimal.InvalidOperation
+            raise ControlFailure(400, "min_amount and max_amount are amounts")
+        currencies = args.get("currencies", list(CURRENCIES))
+        if not isinstance(currencies, list) or not all(isinstance(x, str) for x in currencies):
+            raise ControlFailure(400, "currencies is a list of codes")
+        duplicates = args.get("duplicates", 0)
+        if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
+            raise ControlFailure(400, "duplicates is a count")
         project = {
             "prv_id": prv_id, "api_id": api_id, "api_password": args["api_password"],
             "notification_password": args.get("notification_password") or args["api_password"],
             "notification_url": args.get("notification_url"), "notification_auth": auth,
             "prv_name": args.get("prv_name", "Sandbox shop"),
-            "currencies": list(args.get("currencies", CURRENCIES)),
-            "min_amount": Decimal(str(args.get("min_amount", "0.01"))),
-            "max_amount": Decimal(str(args.get("max_amount", "999999.99"))),
-            "retry_delays_ms": delays, "duplicates": int(args.get("duplicates", 0)),
+            "currencies": currencies, "min_amount": limits[0], "max_amount": limits[1],
+            "retry_delays_ms": delays, "duplicates": duplicates,
         }
         with self.lock:
             self.projects[prv_id] = project

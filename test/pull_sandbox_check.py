@@ -308,6 +308,11 @@ def check_create(c, p):
     c.ok(code_of(p.api("PUT", "bills/ctype-1", raw=lifetime + moscow(timedelta(hours=1)),
                        ctype="application/x-www-form-urlencoded")[1]) == 0,
          "Content-Type without charset (the Node SDK's) is accepted")
+    limited = Project(c, min_amount="10.00", max_amount="100.00", currencies=["RUB"])
+    c.ok(refused(limited.create(amount="9.99")[1:], 241), "the project's minimum 10.00: 9.99 is 241")
+    c.ok(refused(limited.create(amount="100.01")[1:], 242), "the project's maximum 100.00: 100.01 is 242")
+    c.ok(code_of(limited.create(amount="100.00")[2]) == 0, "and 100.00 is accepted")
+    c.ok(refused(limited.create(ccy="USD")[1:], 1001), "a project with only RUB: USD is 1001")
 
 
 def check_lifetime(c, p):
@@ -491,6 +496,9 @@ def check_delivery(c, receiver):
     status, _ = c.control("POST", "/pull/projects", {"prv_id": "12", "api_id": "1", "api_password": "x",
                                                      "retry_delays_ms": [1] * 50})
     c.ok(status == 400, "control: more than 49 retries (50 attempts) is refused")
+    status, _ = c.control("POST", "/pull/projects", {"prv_id": "12", "api_id": "1", "api_password": "x",
+                                                     "min_amount": "ten"})
+    c.ok(status == 400, "control: a min_amount that is not an amount is refused")
 
 
 def check_faults(c, p):
