@@ -92,6 +92,9 @@ Payin control (no auth), under /sandbox/payin:
                        the clock back to the wall clock; no daily limit)
   POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
 
+QIWI Wallet Pull REST API 2.1, under /api/v2/prv/{prv_id}, and its control
+under /sandbox/pull: see test/pull_sandbox.py.
+
 The QIWI Wallet API and its control (/sandbox/wallet/): test/wallet_sandbox.py.
 """
 
@@ -114,6 +117,7 @@ from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from pull_sandbox import PULL_PREFIX, PullSandbox
 from wallet_sandbox import WalletSandbox
 
 MSK = timezone(timedelta(hours=3))
@@ -259,11 +263,12 @@ def deliver(notify, secret, body):
 class Sandbox:
     """The bills and refunds, the fault queue and the counters."""
 
-    def __init__(self, secret, site_id, payin=None):
+    def __init__(self, secret, site_id, payin=None, pull=None):
         self.secret = secret
         self.site_id = site_id
         self.lock = threading.Lock()
         self.payin = payin
+        self.pull = pull
         self.wallet = WalletSandbox(accepts_json, bearer_token)
         self.reset()
 
@@ -298,7 +303,7 @@ class Sandbox:
         with self.lock:
             for fault in self.faults:
                 if fault["times"] > 0 and fault.get("api", "bill") == api and \
-                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment") if k in fault):
+                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment", "prv") if k in fault):
                     fault["times"] -= 1
                     return fault
         return None
@@ -1549,6 +1554,9 @@ def make_handler(sandbox):
         def do_DELETE(self):
             self.dispatch("DELETE")
 
+        def do_PATCH(self):
+            self.dispatch("PATCH")
+
         def dispatch(self, method):
             path = urlsplit(self.path).path
             body = self.read_body()
@@ -1562,6 +1570,8 @@ def make_handler(sandbox):
                 self.api(method, path[len(BILLS_PREFIX):], body)
             elif path.startswith(PAYIN_PREFIX):
                 self.payin_api(method, path[len(PAYIN_PREFIX):], body)
+            elif path.startswith(PULL_PREFIX):
+                self.pull_api(method, path, body)
             else:
                 self.send_json(404, error_body("http.url.not.found", "Not found"))
 
@@ -1575,6 +1585,8 @@ def make_handler(sandbox):
                 return self.send_json(400, {"error": "bad JSON"})
             if parts[:1] == ["payin"]:
                 return self.send_json(*sandbox.payin.control(method, [unquote(p) for p in parts[1:]], args))
+            if parts[:1] == ["pull"]:
+                return self.send_json(*sandbox.pull.control(method, [unquote(p) for p in parts[1:]], args))
             with sandbox.lock:
                 if parts == ["stats"] and method == "GET":
                     return self.send_json(200, {
@@ -1584,6 +1596,7 @@ def make_handler(sandbox):
                 if parts == ["reset"] and method == "POST":
                     sandbox.reset()
                     sandbox.payin.reset()
+                    sandbox.pull.reset()
                     sandbox.wallet.reset()
                     return self.send_json(200, {"ok": True})
                 if parts == ["release"] and method == "POST":
@@ -1643,8 +1656,17 @@ def make_handler(sandbox):
                        lambda e: payin_error_body(e.code, e.description, getattr(e, "cause", None)),
                        lambda: payin_error_body("internal.error", "Internal error"))
 
-        def serve(self, fault, latency, call, error, fault_body=None):
-            """Answer an API request: faults and latency first, then call()."""
+        def pull_api(self, method, path, body):
+            pull = sandbox.pull
+            with sandbox.lock:
+                latency = sandbox.latency_ms
+            fault = sandbox.take_fault("pull", pull.fault_keys(path))
+            self.serve(fault, latency, lambda: pull.call(method, path, self.headers, body, fault),
+                       None, lambda: pull.fault_answer(fault), pull.renderer(self.headers.get("Accept")))
+
+        def serve(self, fault, latency, call, error, fault_body=None, render=None):
+            """Answer an API request: faults and latency first, then call();
+            render(answer) gives its bytes and content type (default: JSON)."""
             default_fault = json.dumps(fault_body() if fault_body else
                                        error_body("internal.error", "Internal error"))
             if fault and fault.get("hold"):
@@ -1679,7 +1701,7 @@ def make_handler(sandbox):
                 self.close_connection = True
                 return
             if fault and fault.get("drop") == "mid-answer":
-                payload = json.dumps(answer).encode()
+                payload = render(answer)[0] if render else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -1690,6 +1712,8 @@ def make_handler(sandbox):
                 return
             if answer is None:
                 return self.send_raw(status, b"")
+            if render:
+                return self.send_raw(status, *render(answer))
             self.send_json(status, answer)
 
         def payin_call(self, method, site_id, segments, body):
@@ -1786,7 +1810,8 @@ def main():
 
     server = QuietServer((args.host, args.port), make_handler(Sandbox(
         args.secret, args.site_id,
-        PayinSandbox(args.site_id, args.secret, args.payin_notification_key or args.secret))))
+        PayinSandbox(args.site_id, args.secret, args.payin_notification_key or args.secret),
+        PullSandbox(args.site_id, args.secret))))
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: builds and installs qiwi_kassa, starts an HTTP and
 # an HTTPS sandbox, runs the pg_regress tests in a temporary cluster and the
-# TAP tests, checks the server log for the secret, checks the sandbox's Payin,
-# Bill Payments and Wallet APIs (test/payin_sandbox_check.py,
-# test/bill_sandbox_check.py, test/wallet_sandbox_check.py),
+# TAP tests, checks the server log for the secret, checks the sandbox's Pull,
+# Payin, Bill Payments and Wallet APIs (test/pull_sandbox_check.py,
+# test/payin_sandbox_check.py, test/bill_sandbox_check.py,
+# test/wallet_sandbox_check.py),
 # the exporter's queries and the Grafana dashboard (test/check_dashboard.py),
 # runs the demo as a new
 # user would (test/first_run.sh) and the benchmarks' smoke run, and ends
@@ -96,6 +97,16 @@ for t in "$QIWI_TREE"/test/t/*.pl; do
 	record "tap/$(basename "$t")" "${PIPESTATUS[0]}"
 	set -e
 done
+
+# ---- the sandbox's Pull API behaves as QIWI's documents say (QIWI_ONLY can pick it) ----
+if wanted "pull sandbox self-check"; then
+	say "running test/pull_sandbox_check.py"
+	status=0
+	as_user /usr/bin/python3 "$QIWI_TREE/test/pull_sandbox_check.py" --url "http://127.0.0.1:$HTTP_PORT" \
+		>"$QIWI_WORK/pull_check.out" 2>&1 || status=1
+	if [ $status -eq 0 ]; then tail -n 1 "$QIWI_WORK/pull_check.out"; else cat "$QIWI_WORK/pull_check.out"; fi
+	record "pull sandbox self-check" $status
+fi
 
 # ---- the sandbox's Wallet API behaves as QIWI's documents say ----
 if wanted "wallet sandbox self-check"; then

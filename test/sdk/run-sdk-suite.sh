@@ -90,6 +90,7 @@ start_sandbox() {
 	local runner=()
 	# a copy: the source tree may be in a home the unprivileged user can't read
 	install -m 644 "$QIWI_SRC/test/qiwi_sandbox.py" "$WORK/qiwi_sandbox.py"
+	install -m 644 "$QIWI_SRC/test/pull_sandbox.py" "$WORK/pull_sandbox.py"
 	install -m 644 "$QIWI_SRC/test/wallet_sandbox.py" "$WORK/wallet_sandbox.py"
 	if [ "$(id -u)" -eq 0 ]; then
 		local user=${QIWI_RUN_AS:-postgres}
