@@ -460,6 +460,18 @@ def check_notifications(c, receiver):
     c.ok(log == [], "starting to pay changes no status: no notification", str(log))
 
 
+def delivery_log(c, prv, settled, timeout=10.0):
+    """The sandbox's log of a project's notifications, once the first one
+    is settled (the sandbox records an attempt's answer after the receiver
+    has the post), or as it is at the timeout"""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = [n for n in c.control("GET", "/pull/notifications")[1] if n["prv_id"] == prv]
+        if (log and settled(log[0])) or time.monotonic() >= deadline:
+            return log
+        time.sleep(0.05)
+
+
 def check_delivery(c, receiver):
     p = Project(c, receiver, hook="code/300/2", notification_auth="signature", retry_delays_ms=[50, 150])
     bill_id = p.paid()
@@ -467,9 +479,10 @@ def check_delivery(c, receiver):
     gaps = [b["at"] - a["at"] for a, b in zip(posts, posts[1:])]
     c.ok(len(posts) == 3 and all(x["raw"] == posts[0]["raw"] and signed_ok(x, p.npassword) for x in posts),
          "result_code 300 in the answer: sent again, unchanged, until 0", str(len(posts)))
-    c.ok(len(gaps) == 2 and 0.05 <= gaps[0] < 0.5 and 0.15 <= gaps[1] < 0.6, "after the delays of retry_delays_ms",
+    # only the lower bounds: a loaded machine may add any delay
+    c.ok(len(gaps) == 2 and gaps[0] >= 0.05 and gaps[1] >= 0.15, "after the delays of retry_delays_ms",
          str(gaps))
-    log = [n for n in c.control("GET", "/pull/notifications")[1] if n["prv_id"] == p.prv]
+    log = delivery_log(c, p.prv, lambda n: len(n["attempts"]) == 3 and n["delivered"])
     c.ok(len(log) == 1 and log[0]["delivered"] and log[0]["bill_id"] == bill_id
          and [a["result_code"] for a in log[0]["attempts"]] == [300, 300, 0],
          "the sandbox's log: attempts answered 300, 300, 0; delivered", str(log))
@@ -480,12 +493,7 @@ def check_delivery(c, receiver):
     dead = Project(c, receiver, hook="code/151/99", retry_delays_ms=[10, 10, 10])
     dead.paid()
     posts = receiver.wait(dead.hook, 4)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        log = [n for n in c.control("GET", "/pull/notifications")[1] if n["prv_id"] == dead.prv]
-        if log and len(log[0]["attempts"]) == 4:
-            break
-        time.sleep(0.05)
+    log = delivery_log(c, dead.prv, lambda n: len(n["attempts"]) == 4)
     c.ok(len(posts) == 4 and len(log) == 1 and not log[0]["delivered"] and len(log[0]["attempts"]) == 4,
          "151 every time: 1 + len(retry_delays_ms) attempts, then given up (delivered false)")
     d = Project(c, receiver, duplicates=2)
