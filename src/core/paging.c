@@ -18,7 +18,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-/* A list being read, between the calls of a set-returning function */
+/* A list being read: its current page, and where the next one begins */
 typedef struct QiwiPager
 {
 	const QiwiPagedList *list;
