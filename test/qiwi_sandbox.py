@@ -96,6 +96,18 @@ QIWI Wallet Pull REST API 2.1, under /api/v2/prv/{prv_id}, and its control
 under /sandbox/pull: see test/pull_sandbox.py.
 
 The QIWI Wallet API and its control (/sandbox/wallet/): test/wallet_sandbox.py.
+
+A paged list, for the core's pager (test/t/019_core_paging.pl); not a QIWI
+API, but paged as the Wallet's history is (a cursor in, a page of items and
+the next cursor out, null on the last page; 404 for an empty list, §9):
+  GET  /sandbox/pages[?cursor=N]  (Bearer <secret>) page N (1 without a
+       cursor): {"items": [{"n", "page"}...], "next": "N+1" | null}
+  POST /sandbox/pages {"pages": P, "items": K, "empty": "404"|"list",
+       "fail_page": N, "fail_status": S, "fail_times": T, "hold_page": N}
+       the list (P pages of K items); page N fails with S, T times (default
+       always); a request for hold_page (the first only) waits until
+       POST /sandbox/release, as a "hold" fault does; counters back to 0
+  GET  /sandbox/pages/stats  {"requests", "byPage": {N: count}}
 """
 
 import argparse
@@ -115,7 +127,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pull_sandbox import PULL_PREFIX, PullSandbox
 from wallet_sandbox import WalletSandbox
@@ -1505,7 +1517,61 @@ class PayinSandbox:
         return 404, {"error": "unknown control endpoint"}
 
 
+# ---- a paged list, for the core's pager (test/t/019_core_paging.pl) ----
+
+class PagedList:
+    """P pages of K numbered items, with a failing and a slow page on demand."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.configure({})
+
+    def configure(self, args):
+        with self.lock:
+            self.pages = int(args.get("pages", 1))
+            self.items = int(args.get("items", 10))
+            self.empty = args.get("empty", "list")
+            self.fail_page = args.get("fail_page")
+            self.fail_status = int(args.get("fail_status", 500))
+            self.fail_times = args.get("fail_times")
+            self.hold_page = args.get("hold_page")
+            self.requests = 0
+            self.by_page = {}
+
+    def stats(self):
+        with self.lock:
+            return {"requests": self.requests, "byPage": dict(self.by_page)}
+
+    def take(self, number):
+        """Count a request for page number; whether it fails, and whether it is held."""
+        with self.lock:
+            self.requests += 1
+            self.by_page[number] = self.by_page.get(number, 0) + 1
+            held = self.hold_page == number
+            if held:
+                self.hold_page = None
+            fails = self.fail_page == number and self.fail_times != 0
+            if fails and self.fail_times is not None:
+                self.fail_times -= 1
+            return fails, held
+
+    def page(self, number):
+        """(status, answer) for page number."""
+        if self.pages == 0:
+            if self.empty == "404":
+                # the Wallet's history finds nothing: HTTP 404 (§9)
+                return 404, error_body("payment.history.not.found", "No payments with such data")
+            return 200, {"items": [], "next": None}
+        if number > self.pages:
+            raise ApiError(400, "validation.error", "no such page")
+        first = (number - 1) * self.items + 1
+        return 200, {"items": [{"n": n, "page": number} for n in range(first, first + self.items)],
+                     "next": str(number + 1) if number < self.pages else None}
+
+
 def make_handler(sandbox):
+    paged_list = PagedList()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # headers and body go out in two writes; without this, Nagle and the
@@ -1564,6 +1630,8 @@ def make_handler(sandbox):
                 fault = None if path.startswith("/sandbox/") else sandbox.take_fault("wallet", {})
                 self.serve(fault, sandbox.latency_ms,
                            lambda: sandbox.wallet.handle(method, self.path, self.headers, body), None)
+            elif path == "/sandbox/pages" or path.startswith("/sandbox/pages/"):
+                self.paged(method, path, body)
             elif path.startswith("/sandbox/"):
                 self.control(method, path, body)
             elif path.startswith(BILLS_PREFIX):
@@ -1627,6 +1695,31 @@ def make_handler(sandbox):
                     sandbox.set_status(bill, target)
                     return self.send_json(200, sandbox.bill_json(bill))
             self.send_json(404, {"error": "unknown control endpoint"})
+
+        # ---- the paged list ----
+
+        def paged(self, method, path, body):
+            if path == "/sandbox/pages/stats" and method == "GET":
+                return self.send_json(200, paged_list.stats())
+            if path == "/sandbox/pages" and method == "POST":
+                paged_list.configure(json.loads(body) if body else {})
+                return self.send_json(200, {"ok": True})
+            if path != "/sandbox/pages" or method != "GET":
+                return self.send_json(404, {"error": "unknown control endpoint"})
+            if bearer_token(self.headers.get("Authorization")) != sandbox.secret:
+                return self.send_json(401, error_body("auth.unauthorized", "Unauthorized"))
+            cursor = parse_qs(urlsplit(self.path).query).get("cursor", ["1"])[0]
+            if not cursor.isdigit() or int(cursor) < 1:
+                return self.send_json(400, error_body("validation.error", "bad cursor"))
+            fails, held = paged_list.take(int(cursor))
+            if held:
+                sandbox.hold()
+            if fails:
+                return self.send_json(paged_list.fail_status, error_body("internal.error", "Internal error"))
+            try:
+                return self.send_json(*paged_list.page(int(cursor)))
+            except ApiError as e:
+                return self.send_json(e.status, error_body(e.code, e.description))
 
         # ---- API ----
 

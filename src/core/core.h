@@ -8,6 +8,7 @@
  * merchant.c    merchants: servers of the wrapper qiwi, their options and keys
  * transport.c   HTTP over kept-alive libcurl handles
  * exchange.c    the one path to QIWI: operations, retries, error classes
+ * paging.c      lists QIWI answers a page at a time
  * codecs.c      money, timestamps, JSON
  * validate.c    checks of SQL arguments
  * signature.c   keyed HMAC signatures
@@ -29,6 +30,7 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
@@ -286,6 +288,50 @@ extern HeapTuple qiwi_notification_verdict(Relation rel, HeapTuple tuple,
 										   const NotificationVerdictColumns *col, bool verified,
 										   char *problem, NotificationApplier apply, Jsonb *body,
 										   const Merchant *merchant);
+
+/* ---------- paging.c ---------- */
+
+/*
+ * One page of a list QIWI answers in pages, as an API's reader fills it
+ * (the QiwiPage is op->result of the page's operation), in the page's
+ * memory: freed when the next page has been asked for.
+ */
+typedef struct QiwiPage
+{
+	int			number;			/* 1 for the first page */
+	void	  **items;			/* Jsonb * or the API's structs */
+	int			nitems;
+	void	   *next;			/* the next page's cursor; NULL: the last page */
+} QiwiPage;
+
+/*
+ * A list an API reads a page at a time: how to ask for the page at a
+ * cursor (NULL: the first page; op->context is required, op->result is
+ * the pager's), and whether a failed page means that the list has nothing
+ * more (Wallet's 404 for an empty history; NULL: never).  A page with no
+ * items ends the list too.
+ */
+typedef struct QiwiPagedList
+{
+	void		(*operation) (const void *args, const void *cursor, QiwiOperation *op);
+	bool		(*ends_list) (const QiwiError *error, int page);
+} QiwiPagedList;
+
+/* Checks a paged SRF's arguments (before any request) and returns the list's args */
+typedef void *(*QiwiPagedStart) (FunctionCallInfo fcinfo, FuncCallContext *funcctx);
+/* A paged SRF's result for an item, in the call's memory */
+typedef Datum (*QiwiItemDatum) (FuncCallContext *funcctx, const void *args, void *item);
+/* Takes a page for a sync (e.g. upserts its items); false stops the list */
+typedef bool (*QiwiPageConsumer) (void *arg, const QiwiPage *page);
+/* Reads one element of a page's array into *item; false with *problem */
+typedef bool (*QiwiItemReader) (JsonbValue *element, void **item, char **problem);
+
+extern Datum qiwi_pages_srf(FunctionCallInfo fcinfo, const QiwiPagedList *list,
+							QiwiPagedStart start, QiwiItemDatum item_datum);
+extern bool qiwi_pages_each(const QiwiPagedList *list, const void *args,
+							QiwiPageConsumer consume, void *arg, QiwiError *error);
+extern bool qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
+								 QiwiItemReader read_item, char **problem);
 
 /* ---------- codecs.c ---------- */
 

@@ -1,2 +1,23 @@
 -- qiwi_core_test: each section is one mechanism of qiwi_kassa's core
 \echo Use "CREATE EXTENSION qiwi_core_test" to load this file. \quit
+
+-- ---------- paging (src/core/paging.c; test/t/019_core_paging.pl) ----------
+
+-- the sandbox's paged list at url, streamed: each item, and the bytes the
+-- function's multi-call memory (the pager's included) holds at that row
+CREATE FUNCTION qiwi_core_test_pages(url text, OUT item jsonb, OUT memory bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'qiwi_core_test_pages' LANGUAGE C;
+
+-- where qiwi_core_test_sync upserts the items
+CREATE TABLE qiwi_core_test_synced (n int PRIMARY KEY, page int NOT NULL);
+
+-- the list upserted page by page as a worker's sync would: the pages and
+-- items taken, the pager's memory after page 2 and after the last, and the
+-- failure of a page (SQLSTATE: message) or NULL; the consumer raises at
+-- raise_at_page and stops after stop_at_page (0: never)
+CREATE FUNCTION qiwi_core_test_sync(url text, raise_at_page int DEFAULT 0, stop_at_page int DEFAULT 0,
+	OUT pages int, OUT items bigint, OUT memory_second bigint, OUT memory_last bigint,
+	OUT failure text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'qiwi_core_test_sync' LANGUAGE C STRICT;
