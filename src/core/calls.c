@@ -24,6 +24,33 @@ arg_merchant(FunctionCallInfo fcinfo, int argno)
 	return merchant_for_call(argno < PG_NARGS() ? arg_optional_text(fcinfo, argno, "merchant") : NULL);
 }
 
+/*
+ * The id (argument 0, idname) and the merchant (argument 1) of a call that
+ * reads an object at QIWI, checked in this order; then the extension must
+ * be ready to record what the call learns
+ */
+const Merchant *
+arg_reading_call(FunctionCallInfo fcinfo, const char *idname, const ArgLimits *limits, char **id)
+{
+	const Merchant *merchant;
+
+	*id = arg_required_id(fcinfo, 0, idname, limits);
+	merchant = arg_merchant(fcinfo, 1);
+	ledger_require_ready();
+	return merchant;
+}
+
+/* An optional text of at most max characters (a comment: control characters allowed) */
+char *
+arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argname, int max)
+{
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
+
+	if (value != NULL)
+		arg_check_length(value, max, argname);
+	return value;
+}
+
 /* names, quoted and joined for a message: 'a', 'b', 'c' */
 char *
 qiwi_quoted_names(const char *const *names)

@@ -390,6 +390,10 @@ typedef struct ResultColumn
 } ResultColumn;
 
 extern const Merchant *arg_merchant(FunctionCallInfo fcinfo, int argno);
+extern const Merchant *arg_reading_call(FunctionCallInfo fcinfo, const char *idname,
+										const ArgLimits *limits, char **id);
+extern char *arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argname,
+									   int max);
 extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);

@@ -7,7 +7,6 @@
 #include "core/core.h"
 #include "payin/payin.h"
 
-#include "utils/jsonb.h"
 
 /* The custom fields the Payin API documents (§8) */
 static const char *const custom_field_keys[] = {

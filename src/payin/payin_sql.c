@@ -12,14 +12,8 @@
 #include "core/core.h"
 #include "payin/payin.h"
 
-#include "access/htup_details.h"
-#include "catalog/pg_type_d.h"
 #include "funcapi.h"
-#include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/jsonb.h"
-#include "utils/numeric.h"
-#include "utils/timestamp.h"
 
 #define PAYIN_TABLES "the qiwi_payin_* tables"
 /* Columns of the types qiwi_payin_payment, and qiwi_payin_capture and qiwi_payin_refund */
@@ -52,17 +46,6 @@ capture_argument(FunctionCallInfo fcinfo, int argno)
 				 errmsg("capture must be 'auto' or 'manual'"),
 				 errdetail("'auto' takes the money at once; 'manual' holds it until qiwi_payin_capture().")));
 	return strcmp(value, "auto") == 0;
-}
-
-/* An optional comment of at most 256 characters */
-static char *
-comment_argument(FunctionCallInfo fcinfo, int argno)
-{
-	char	   *comment = arg_optional_text(fcinfo, argno, "comment");
-
-	if (comment != NULL)
-		arg_check_length(comment, PAYIN_MAX_FIELD_LENGTH, "comment");
-	return comment;
 }
 
 /* Refuse argument argname given with check_card => true: why is what it would ask for */
@@ -268,7 +251,7 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 	if (args.check_card && !automatic)
 		refuse_with_check_card("capture 'manual'", "nothing is held to capture: leave capture at 'auto'");
 	args.sale = automatic && !args.check_card;
-	args.comment = comment_argument(fcinfo, 5);
+	args.comment = arg_optional_limited_text(fcinfo, 5, "comment", PAYIN_MAX_FIELD_LENGTH);
 	args.phone = arg_optional_phone(fcinfo, 6, "phone");
 	args.email = arg_optional_email(fcinfo, 7, "email", &payin_limits);
 	args.account = arg_optional_field(fcinfo, 8, "account", PAYIN_MAX_FIELD_LENGTH);
@@ -319,11 +302,10 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 static void
 fetch_invoice(FunctionCallInfo fcinfo, PayinInvoice *invoice)
 {
-	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &payin_limits);
-	const Merchant *merchant = arg_merchant(fcinfo, 1);
+	char	   *bill_id;
+	const Merchant *merchant = arg_reading_call(fcinfo, "bill_id", &payin_limits, &bill_id);
 	QiwiOperation op;
 
-	ledger_require_ready();
 	payin_details_operation(merchant, bill_id, invoice, &op);
 	if (qiwi_read_call(&op, PAYIN_TABLES, "Payin invoice \"%s\"", bill_id))
 		payin_store_invoice(invoice, "call", false);
@@ -359,12 +341,11 @@ qiwi_payin_payments(PG_FUNCTION_ARGS)
 Datum
 qiwi_payin_payment(PG_FUNCTION_ARGS)
 {
-	char	   *payment_id = arg_required_id(fcinfo, 0, "payment_id", &payin_limits);
-	const Merchant *merchant = arg_merchant(fcinfo, 1);
 	PayinPayment payment;
 	QiwiOperation op;
+	char	   *payment_id;
+	const Merchant *merchant = arg_reading_call(fcinfo, "payment_id", &payin_limits, &payment_id);
 
-	ledger_require_ready();
 	payin_payment_operation(merchant, payment_id, &payment, &op);
 	if (qiwi_read_call(&op, PAYIN_TABLES, "Payin payment \"%s\"", payment_id))
 		payin_store_payment(&payment, "call");
@@ -380,7 +361,7 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 	QiwiOperation op;
 
 	money_call_ids(fcinfo, "capture_id", &call);
-	call.comment = comment_argument(fcinfo, 2);
+	call.comment = arg_optional_limited_text(fcinfo, 2, "comment", PAYIN_MAX_FIELD_LENGTH);
 	call.merchant = arg_merchant(fcinfo, 3);
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
 	payin_store_lock_payment(call.merchant->name, call.payment_id);
@@ -481,15 +462,14 @@ qiwi_payin_refund_status(PG_FUNCTION_ARGS)
 Datum
 qiwi_payin_refunds(PG_FUNCTION_ARGS)
 {
-	char	   *payment_id = arg_required_id(fcinfo, 0, "payment_id", &payin_limits);
-	const Merchant *merchant = arg_merchant(fcinfo, 1);
+	char	   *payment_id;
+	const Merchant *merchant = arg_reading_call(fcinfo, "payment_id", &payin_limits, &payment_id);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	List	   *refunds = NIL;
 	QiwiOperation op;
 	bool		record;
 	ListCell   *lc;
 
-	ledger_require_ready();
 	payin_refunds_operation(merchant, payment_id, &refunds, &op);
 	record = qiwi_read_call(&op, PAYIN_TABLES, "the refunds of Payin payment \"%s\"", payment_id);
 	InitMaterializedSRF(fcinfo, 0);
@@ -545,13 +525,12 @@ qiwi_payin_delete_token(PG_FUNCTION_ARGS)
 Datum
 qiwi_payin_card_check(PG_FUNCTION_ARGS)
 {
-	char	   *request_uid = arg_required_id(fcinfo, 0, "request_uid", &payin_limits);
-	const Merchant *merchant = arg_merchant(fcinfo, 1);
+	char	   *request_uid;
+	const Merchant *merchant = arg_reading_call(fcinfo, "request_uid", &payin_limits, &request_uid);
 	PayinCardCheck check;
 	QiwiOperation op;
 	QiwiError	error;
 
-	ledger_require_ready();
 	payin_card_check_operation(merchant, request_uid, &check, &op);
 	if (!qiwi_exchange(&op, &error))
 	{
