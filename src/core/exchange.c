@@ -3,8 +3,10 @@
  *		The one path to QIWI, for every API: an operation (its request, how
  *		to read its answer, whether it may be sent again) is sent once, with
  *		retries, for a SQL function, or in a batch for the reconciler, and
- *		its answer read the same way in both.  Failures become QiwiErrors of
- *		a stable class; nothing here raises on a bad answer.
+ *		its answer read the same way in both.  One that is not idempotent
+ *		(a capture, a refund) is asked for by its id before it is ever sent
+ *		again.  Failures become QiwiErrors of a stable class; nothing here
+ *		raises on a bad answer.
  */
 #include "core/core.h"
 
