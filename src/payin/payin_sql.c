@@ -170,12 +170,13 @@ money_operation(void *arg, bool ask, QiwiOperation *op)
 static Datum
 money_row(FunctionCallInfo fcinfo, const MoneyCall *call, bool record)
 {
+	const char *type = call->is_refund ? "qiwi_payin_refund" : "qiwi_payin_capture";
+
 	if (record && call->is_refund)
 		payin_store_refund(&call->result, "call");
 	else if (record)
 		payin_store_capture(&call->result, "call");
-	return HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OPERATION_COLUMNS, call->is_refund ?
-															 "qiwi_payin_refund" : "qiwi_payin_capture"),
+	return HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OPERATION_COLUMNS, type),
 											 &call->result));
 }
 
