@@ -10,17 +10,8 @@
 #include "core/core.h"
 #include "bill/bill.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "access/xlog.h"
 #include "utils/guc.h"
-#include "fmgr.h"
-#include "funcapi.h"
-#include "mb/pg_wchar.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 char	   *qiwi_api_url = NULL;
@@ -35,21 +26,12 @@ PG_FUNCTION_INFO_V1(qiwi_refund_status);
 PG_FUNCTION_INFO_V1(qiwi_payment_form_url);
 PG_FUNCTION_INFO_V1(qiwi_pay_url);
 
-/* Columns of the composite types, in the order of the SQL script */
-enum
-{
-	BILL_COL_BILL_ID, BILL_COL_SITE_ID, BILL_COL_AMOUNT, BILL_COL_CURRENCY,
-	BILL_COL_STATUS, BILL_COL_STATUS_CHANGED_AT, BILL_COL_CREATED_AT,
-	BILL_COL_EXPIRES_AT, BILL_COL_PAY_URL, BILL_COL_COMMENT,
-	BILL_COL_CUSTOMER, BILL_COL_CUSTOM_FIELDS, BILL_NCOLS
-};
+/* What a call that changes something at QIWI records in, and what a reading call may */
+#define BILL_TABLES "qiwi_bills"
+#define BILL_READ_TABLES "qiwi_bills and qiwi_refunds"
 
-enum
-{
-	REFUND_COL_BILL_ID, REFUND_COL_REFUND_ID, REFUND_COL_AMOUNT,
-	REFUND_COL_CURRENCY, REFUND_COL_STATUS, REFUND_COL_CREATED_AT,
-	REFUND_NCOLS
-};
+/* The payment methods of seed 001's payUrl options */
+static const char *const pay_sources[] = {"qw", "card", "mobile", "sovest", NULL};
 
 /* The payment form that creates a bill when opened (seed 001) */
 #define QIWI_FORM_URL "https://oplata.qiwi.com/create"
@@ -80,21 +62,7 @@ optional_lifetime(FunctionCallInfo fcinfo, int argno, const char *argname)
 					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min);
 }
 
-/* ---------- can the answer be recorded? ---------- */
-
-/* Refuse a call that changes something at QIWI where qiwi_bills cannot record it */
-static void
-require_writable(const char *what)
-{
-	ledger_require_writable(what, "qiwi_bills");
-}
-
-/* Can a reading call record what it learnt?  If not, it answers with a warning */
-static bool
-can_record(const char *what)
-{
-	return ledger_can_record(what, "qiwi_bills and qiwi_refunds");
-}
+/* ---------- results ---------- */
 
 /*
  * Record a bill QIWI answered with.  If QIWI has it for other money than
@@ -117,59 +85,35 @@ record_bill(QiwiBill *bill)
 	bill->currency = stored.currency;
 }
 
-/* ---------- results ---------- */
-
-/* Build the qiwi_bill composite for a bill */
+/* The qiwi_bill row of a bill */
 static Datum
 bill_datum(FunctionCallInfo fcinfo, const QiwiBill *bill)
 {
-	TupleDesc	tupdesc = arg_result_desc(fcinfo, BILL_NCOLS, "qiwi_bill");
-	Datum		values[BILL_NCOLS];
-	bool		nulls[BILL_NCOLS];
+	ResultColumn columns[] = {
+		result_text(bill->bill_id), result_text(bill->site_id),
+		result_datum(NumericGetDatum(bill->amount)), result_text(bill->currency),
+		result_text(bill->status),
+		result_timestamp(bill->status_changed_at, bill->has_status_changed_at),
+		result_timestamp(bill->created_at, bill->has_created_at),
+		result_timestamp(bill->expires_at, bill->has_expires_at),
+		result_text(bill->pay_url), result_text(bill->comment),
+		result_pointer(bill->customer), result_pointer(bill->custom_fields)
+	};
 
-	memset(nulls, false, sizeof(nulls));
-	values[BILL_COL_BILL_ID] = CStringGetTextDatum(bill->bill_id);
-	values[BILL_COL_SITE_ID] = bill->site_id ? CStringGetTextDatum(bill->site_id) : (Datum) 0;
-	nulls[BILL_COL_SITE_ID] = bill->site_id == NULL;
-	values[BILL_COL_AMOUNT] = NumericGetDatum(bill->amount);
-	values[BILL_COL_CURRENCY] = CStringGetTextDatum(bill->currency);
-	values[BILL_COL_STATUS] = CStringGetTextDatum(bill->status);
-	values[BILL_COL_STATUS_CHANGED_AT] = TimestampTzGetDatum(bill->status_changed_at);
-	nulls[BILL_COL_STATUS_CHANGED_AT] = !bill->has_status_changed_at;
-	values[BILL_COL_CREATED_AT] = TimestampTzGetDatum(bill->created_at);
-	nulls[BILL_COL_CREATED_AT] = !bill->has_created_at;
-	values[BILL_COL_EXPIRES_AT] = TimestampTzGetDatum(bill->expires_at);
-	nulls[BILL_COL_EXPIRES_AT] = !bill->has_expires_at;
-	values[BILL_COL_PAY_URL] = bill->pay_url ? CStringGetTextDatum(bill->pay_url) : (Datum) 0;
-	nulls[BILL_COL_PAY_URL] = bill->pay_url == NULL;
-	values[BILL_COL_COMMENT] = bill->comment ? CStringGetTextDatum(bill->comment) : (Datum) 0;
-	nulls[BILL_COL_COMMENT] = bill->comment == NULL;
-	values[BILL_COL_CUSTOMER] = PointerGetDatum(bill->customer);
-	nulls[BILL_COL_CUSTOMER] = bill->customer == NULL;
-	values[BILL_COL_CUSTOM_FIELDS] = PointerGetDatum(bill->custom_fields);
-	nulls[BILL_COL_CUSTOM_FIELDS] = bill->custom_fields == NULL;
-
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	return qiwi_result_row(fcinfo, "qiwi_bill", columns, lengthof(columns));
 }
 
-/* Build the qiwi_refund composite for a refund */
+/* The qiwi_refund row of a refund */
 static Datum
 refund_datum(FunctionCallInfo fcinfo, const QiwiRefund *refund)
 {
-	TupleDesc	tupdesc = arg_result_desc(fcinfo, REFUND_NCOLS, "qiwi_refund");
-	Datum		values[REFUND_NCOLS];
-	bool		nulls[REFUND_NCOLS];
+	ResultColumn columns[] = {
+		result_text(refund->bill_id), result_text(refund->refund_id),
+		result_datum(NumericGetDatum(refund->amount)), result_text(refund->currency),
+		result_text(refund->status), result_timestamp(refund->created_at, refund->has_created_at)
+	};
 
-	memset(nulls, false, sizeof(nulls));
-	values[REFUND_COL_BILL_ID] = CStringGetTextDatum(refund->bill_id);
-	values[REFUND_COL_REFUND_ID] = CStringGetTextDatum(refund->refund_id);
-	values[REFUND_COL_AMOUNT] = NumericGetDatum(refund->amount);
-	values[REFUND_COL_CURRENCY] = CStringGetTextDatum(refund->currency);
-	values[REFUND_COL_STATUS] = CStringGetTextDatum(refund->status);
-	values[REFUND_COL_CREATED_AT] = TimestampTzGetDatum(refund->created_at);
-	nulls[REFUND_COL_CREATED_AT] = !refund->has_created_at;
-
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	return qiwi_result_row(fcinfo, "qiwi_refund", columns, lengthof(columns));
 }
 
 /* ---------- the functions ---------- */
@@ -182,20 +126,11 @@ create_bill_arguments(FunctionCallInfo fcinfo, QiwiCreateBillArgs *args)
 	args->amount = arg_required_amount(fcinfo, 1, "amount", &bill_limits);
 	args->currency = arg_required_currency(fcinfo, 2, "currency", &bill_limits);
 	args->expires_at = arg_required_expiry(fcinfo, 3, "expires_at", &bill_limits);
-	args->comment = arg_optional_text(fcinfo, 4, "comment");
-	if (args->comment != NULL)
-		arg_check_length(args->comment, QIWI_MAX_COMMENT_LENGTH, "comment");
+	args->comment = arg_optional_limited_text(fcinfo, 4, "comment", QIWI_MAX_COMMENT_LENGTH);
 	args->phone = arg_optional_phone(fcinfo, 5, "phone");
 	args->email = arg_optional_email(fcinfo, 6, "email", &bill_limits);
 	args->account = arg_optional_field(fcinfo, 7, "account", QIWI_MAX_FIELD_LENGTH);
 	args->custom_fields = arg_optional_custom_fields(fcinfo, 8, "custom_fields", &bill_limits);
-}
-
-/* The merchant named by argument argno (NULL or absent: the default one) */
-static const Merchant *
-merchant_argument(FunctionCallInfo fcinfo, int argno)
-{
-	return merchant_for_call(argno < PG_NARGS() ? arg_optional_text(fcinfo, argno, "merchant") : NULL);
 }
 
 /* The customer object QIWI would echo for these arguments, or NULL */
@@ -242,9 +177,9 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 	const Merchant *merchant;
 
 	create_bill_arguments(fcinfo, &args);
-	merchant = merchant_argument(fcinfo, 9);
+	merchant = arg_merchant(fcinfo, 9);
 	args.merchant = merchant->name;
-	require_writable("record a bill to create");
+	ledger_require_writable("record a bill to create", BILL_TABLES);
 	guard_require_reconciler("qiwi_create_bill_after_commit",
 							 "the bill would stay CREATING, never created at QIWI");
 	if (!store_bill_intent(&args, customer_jsonb(&args)))
@@ -277,16 +212,15 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	QiwiCreateBillArgs args;
 	char	   *success_url;
 	QiwiBill	bill;
-	QiwiError	error;
 	QiwiOperation op;
 	StoredBill	stored;
 	const Merchant *merchant;
 
 	create_bill_arguments(fcinfo, &args);
 	success_url = arg_optional_url(fcinfo, 9, "success_url");
-	merchant = merchant_argument(fcinfo, 10);
+	merchant = arg_merchant(fcinfo, 10);
 	args.merchant = merchant->name;
-	require_writable("create a bill");
+	ledger_require_writable("create a bill", BILL_TABLES);
 	if (store_lock_bill(merchant->name, args.bill_id, &stored) &&
 		!qiwi_same_money(stored.amount, stored.currency, args.amount, args.currency))
 		ereport(ERROR,
@@ -298,8 +232,7 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 				 errhint("Use a new bill_id for a new bill.")));
 
 	bill_create_operation(merchant, &args, true, &bill, &op);
-	if (!qiwi_exchange(&op, &error))
-		qiwi_raise(&error);
+	qiwi_call(&op);
 	record_bill(&bill);
 
 	if (success_url != NULL && bill.pay_url != NULL)
@@ -312,17 +245,13 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 Datum
 qiwi_bill_status(PG_FUNCTION_ARGS)
 {
-	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
-	const Merchant *merchant = merchant_argument(fcinfo, 1);
+	char	   *bill_id;
+	const Merchant *merchant = arg_reading_call(fcinfo, "bill_id", &bill_limits, &bill_id);
 	QiwiBill	bill;
-	QiwiError	error;
 	QiwiOperation op;
 
-	ledger_require_ready();
 	bill_get_operation(merchant, bill_id, &bill, &op);
-	if (!qiwi_exchange(&op, &error))
-		qiwi_raise(&error);
-	if (can_record(psprintf("the status of bill \"%s\"", bill_id)))
+	if (qiwi_read_call(&op, BILL_READ_TABLES, "the status of bill \"%s\"", bill_id))
 		record_bill(&bill);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
@@ -332,12 +261,12 @@ Datum
 qiwi_cancel_bill(PG_FUNCTION_ARGS)
 {
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
-	const Merchant *merchant = merchant_argument(fcinfo, 1);
+	const Merchant *merchant = arg_merchant(fcinfo, 1);
 	QiwiBill	bill;
 	QiwiError	error;
 	StoredBill	stored;
 
-	require_writable("cancel a bill");
+	ledger_require_writable("cancel a bill", BILL_TABLES);
 	(void) store_lock_bill(merchant->name, bill_id, &stored);
 	if (!bill_reject(merchant, bill_id, &bill, &error))
 		qiwi_raise(&error);
@@ -365,37 +294,23 @@ check_refund(const Merchant *merchant, const char *bill_id, const char *refund_i
 	{
 		QiwiBill	bill;
 		QiwiOperation op;
-		QiwiError	error;
 
 		bill_get_operation(merchant, bill_id, &bill, &op);
-		if (!qiwi_exchange(&op, &error))
-		{
-			error.detail = psprintf("%s qiwi_bills does not have the bill, so QIWI was asked for it before refund \"%s\"; the refund was not sent.",
-									error.detail, refund_id);
-			qiwi_raise(&error);
-		}
+		qiwi_refund_fetch(&op, "qiwi_bills does not have the bill", refund_id);
 		record_bill(&bill);
 		if (!store_lock_bill(merchant->name, bill_id, &stored))
 			elog(ERROR, "bill \"%s\" is not in qiwi_bills after its recording", bill_id);
 	}
-	if (strcmp(currency, stored.currency) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("currency must be %s, the currency of bill \"%s\"", stored.currency, bill_id),
-				 errdetail("Refund \"%s\" asks for %s %s. Nothing was sent to QIWI.",
-						   refund_id, qiwi_format_amount(amount), currency)));
+	qiwi_refund_check_currency(psprintf("bill \"%s\"", bill_id), stored.currency, refund_id,
+							   amount, currency);
 	if (!store_refund_headroom(merchant->name, bill_id, refund_id, &paid, &refunded))
 		elog(ERROR, "bill \"%s\" is locked but its row was not read", bill_id);
 	left = DatumGetNumeric(DirectFunctionCall2(numeric_sub, NumericGetDatum(paid),
 											   NumericGetDatum(refunded)));
 	if (!qiwi_money_within(amount, currency, left, stored.currency))
-		ereport(ERROR,
-				(errcode(ERRCODE_QIWI_INVALID_REQUEST),
-				 errmsg("could not refund \"%s\" of bill \"%s\": the amount is more than is left to refund",
-						refund_id, bill_id),
-				 errdetail("The bill is for %s; other refunds returned %s; %s is left, this call asks for %s. Nothing was sent to QIWI.",
-						   qiwi_format_amount(paid), qiwi_format_amount(refunded),
-						   qiwi_format_amount(left), qiwi_format_amount(amount))));
+		qiwi_refund_refuse(psprintf("bill \"%s\"", bill_id), refund_id,
+						   qiwi_refund_counted("The bill is for", paid, refunded, left, amount,
+											   "Nothing was sent to QIWI."));
 }
 
 /* qiwi_refund(bill_id, refund_id, amount, currency): return money of a paid bill */
@@ -406,17 +321,14 @@ qiwi_refund(PG_FUNCTION_ARGS)
 	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
 	Numeric		amount = arg_required_amount(fcinfo, 2, "amount", &bill_limits);
 	char	   *currency = arg_required_currency(fcinfo, 3, "currency", &bill_limits);
-	const Merchant *merchant = merchant_argument(fcinfo, 4);
+	const Merchant *merchant = arg_merchant(fcinfo, 4);
 	QiwiRefund	refund;
-	QiwiError	error;
 	QiwiOperation op;
 
-	require_writable("refund a bill");
+	ledger_require_writable("refund a bill", BILL_TABLES);
 	check_refund(merchant, bill_id, refund_id, amount, currency);
 	bill_refund_operation(merchant, bill_id, refund_id, amount, currency, &refund, &op);
-	if (!qiwi_exchange(&op, &error))
-		qiwi_raise(&error);
-
+	qiwi_call(&op);
 	store_refund(&refund);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
 }
@@ -427,29 +339,18 @@ qiwi_refund_status(PG_FUNCTION_ARGS)
 {
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &bill_limits);
 	char	   *refund_id = arg_required_id(fcinfo, 1, "refund_id", &bill_limits);
-	const Merchant *merchant = merchant_argument(fcinfo, 2);
+	const Merchant *merchant = arg_merchant(fcinfo, 2);
 	QiwiRefund	refund;
-	QiwiError	error;
 	QiwiOperation op;
 
 	ledger_require_ready();
 	bill_get_refund_operation(merchant, bill_id, refund_id, &refund, &op);
-	if (!qiwi_exchange(&op, &error))
-		qiwi_raise(&error);
-	if (can_record(psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id)))
+	if (qiwi_read_call(&op, BILL_READ_TABLES, "refund \"%s\" of bill \"%s\"", refund_id, bill_id))
 		store_refund(&refund);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
 }
 
 /* ---------- payment links ---------- */
-
-/* Is this one of the payment methods of seed 001's payUrl options? */
-static bool
-is_pay_source(const char *value)
-{
-	return strcmp(value, "qw") == 0 || strcmp(value, "card") == 0 ||
-		strcmp(value, "mobile") == 0 || strcmp(value, "sovest") == 0;
-}
 
 /* A pay_source value, checked */
 static char *
@@ -457,10 +358,10 @@ optional_pay_source(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
 	char	   *value = arg_optional_text(fcinfo, argno, argname);
 
-	if (value != NULL && !is_pay_source(value))
+	if (value != NULL && !qiwi_name_in(value, pay_sources))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be one of 'qw', 'card', 'mobile', 'sovest'", argname)));
+				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(pay_sources))));
 	return value;
 }
 
@@ -468,44 +369,17 @@ optional_pay_source(FunctionCallInfo fcinfo, int argno, const char *argname)
 static char *
 optional_pay_sources(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
-	ArrayType  *array;
-	Datum	   *elems;
-	bool	   *elem_nulls;
-	int			n;
+	List	   *sources = arg_optional_names(fcinfo, argno, argname, pay_sources,
+											 "Pass NULL to allow every payment method.");
 	StringInfoData joined;
+	ListCell   *lc;
 
-	if (PG_ARGISNULL(argno))
+	if (sources == NIL)
 		return NULL;
-	array = PG_GETARG_ARRAYTYPE_P(argno);
-	if (ARR_NDIM(array) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a one-dimensional array", argname)));
-	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname),
-				 errhint("Pass NULL to allow every payment method.")));
 	initStringInfo(&joined);
-	for (int i = 0; i < n; i++)
-	{
-		char	   *value;
-
-		if (elem_nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not contain NULL", argname)));
-		value = TextDatumGetCString(elems[i]);
-		if (!is_pay_source(value))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s may contain only 'qw', 'card', 'mobile', 'sovest'", argname),
-					 errdetail("Element %d is \"%s\".", i + 1, value)));
-		if (i > 0)
-			appendStringInfoChar(&joined, ',');
-		appendStringInfoString(&joined, value);
-	}
+	foreach(lc, sources)
+		appendStringInfo(&joined, "%s%s", foreach_current_index(lc) > 0 ? "," : "",
+						 (char *) lfirst(lc));
 	return joined.data;
 }
 
@@ -534,7 +408,7 @@ qiwi_payment_form_url(PG_FUNCTION_ARGS)
 	Jsonb	   *custom_fields = arg_optional_custom_fields(fcinfo, 7, "custom_fields", &bill_limits);
 	char	   *lifetime = optional_lifetime(fcinfo, 8, "lifetime");
 	char	   *success_url = arg_optional_url(fcinfo, 9, "success_url");
-	const Merchant *merchant = merchant_argument(fcinfo, 10);
+	const Merchant *merchant = arg_merchant(fcinfo, 10);
 	char	   *url;
 
 	if (public_key == NULL)

@@ -11,6 +11,8 @@
  * paging.c      lists QIWI answers a page at a time
  * codecs.c      money, timestamps, JSON
  * validate.c    checks of SQL arguments
+ * calls.c       what every API's SQL functions share: calls, result rows,
+ *               the checks of a refund
  * signature.c   keyed HMAC signatures
  * ledger.c      the bookkeeping write path, as the extension's owner
  * launcher.c    the worker that starts the reconciler for qiwi.database
@@ -228,6 +230,13 @@ typedef struct QiwiError
 
 typedef struct QiwiOperation QiwiOperation;
 
+/*
+ * Builds an operation that is not idempotent afresh (ask false), or the one
+ * that asks QIWI for what it made, by its id (ask true), which fills the
+ * same result
+ */
+typedef void (*QiwiOperationBuilder) (void *arg, bool ask, QiwiOperation *op);
+
 /* Reads a 2xx answer to an operation into op->result; false with *error */
 typedef bool (*QiwiOperationReader) (QiwiOperation *op, const HttpResponse *resp,
 									 QiwiError *error);
@@ -246,6 +255,10 @@ struct QiwiOperation
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
 	void	   *result;			/* what read fills */
+	QiwiOperationBuilder rebuild;	/* not idempotent: asked for by its id
+									 * before it is sent again; NULL: never
+									 * sent again */
+	void	   *rebuild_arg;
 };
 
 /* Reads an answer body into *result; false with *problem if it cannot */
@@ -264,6 +277,7 @@ extern bool qiwi_exchange(QiwiOperation *op, QiwiError *error);
 extern void qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency,
 								HttpResponse *responses, HttpBatchPerformer perform,
 								HttpProgress progress, void *arg);
+extern bool qiwi_made_already(QiwiOperation *op);
 extern bool qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error);
 extern bool qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result,
 							 char **problem);
@@ -414,6 +428,42 @@ extern char *arg_optional_url(FunctionCallInfo fcinfo, int argno, const char *ar
 extern bool arg_notification_trigger_rejects(FunctionCallInfo fcinfo, const char *trigger);
 extern int	arg_trigger_column(Relation rel, const char *name, Oid type, const char *trigger);
 extern TupleDesc arg_result_desc(FunctionCallInfo fcinfo, int ncols, const char *type);
+
+/* ---------- calls.c ---------- */
+
+/* A column of a result row */
+typedef struct ResultColumn
+{
+	Datum		value;
+	bool		isnull;
+} ResultColumn;
+
+extern const Merchant *arg_merchant(FunctionCallInfo fcinfo, int argno);
+extern const Merchant *arg_reading_call(FunctionCallInfo fcinfo, const char *idname,
+										const ArgLimits *limits, char **id);
+extern char *arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argname,
+									   int max);
+extern char *qiwi_quoted_names(const char *const *names);
+extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
+								const char *const *names, const char *hint);
+extern void qiwi_call(QiwiOperation *op);
+extern bool qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
+			pg_attribute_printf(3, 4);
+extern ResultColumn result_text(const char *s);
+extern ResultColumn result_datum(Datum value);
+extern ResultColumn result_pointer(const void *p);
+extern ResultColumn result_timestamp(TimestampTz ts, bool present);
+extern HeapTuple qiwi_result_tuple(TupleDesc tupdesc, const ResultColumn *columns, int n);
+extern Datum qiwi_result_row(FunctionCallInfo fcinfo, const char *type,
+							 const ResultColumn *columns, int n);
+extern void qiwi_refund_fetch(QiwiOperation *op, const char *why, const char *refund_id);
+extern void qiwi_refund_check_currency(const char *item, const char *item_currency,
+									   const char *refund_id, Numeric amount,
+									   const char *currency);
+extern void qiwi_refund_refuse(const char *item, const char *refund_id, const char *detail)
+			pg_attribute_noreturn();
+extern char *qiwi_refund_counted(const char *whole, Numeric base, Numeric refunded,
+								 Numeric left, Numeric amount, const char *outcome);
 
 /* ---------- signature.c ---------- */
 

@@ -3,8 +3,10 @@
  *		The one path to QIWI, for every API: an operation (its request, how
  *		to read its answer, whether it may be sent again) is sent once, with
  *		retries, for a SQL function, or in a batch for the reconciler, and
- *		its answer read the same way in both.  Failures become QiwiErrors of
- *		a stable class; nothing here raises on a bad answer.
+ *		its answer read the same way in both.  One that is not idempotent
+ *		(a capture, a refund) is asked for by its id before it is ever sent
+ *		again.  Failures become QiwiErrors of a stable class; nothing here
+ *		raises on a bad answer.
  */
 #include "core/core.h"
 
@@ -509,13 +511,13 @@ qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *err
 }
 
 /*
- * Perform one operation for a SQL call: sent, and when it is idempotent sent
- * again after network failures, timeouts, 429 and 5xx (with backoff, within
+ * Send one operation for a SQL call, and when it is idempotent again after
+ * network failures, timeouts, 429 and 5xx (with backoff, within
  * qiwi.max_retries and statement_timeout); true with op->result, or false
  * with *error.
  */
-bool
-qiwi_exchange(QiwiOperation *op, QiwiError *error)
+static bool
+send_with_retries(QiwiOperation *op, QiwiError *error)
 {
 	HttpOptions options = exchange_options();
 	HttpResponse resp;
@@ -546,6 +548,75 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 	}
 	wipe_headers(op);
 	return op->read(op, &resp, error);
+}
+
+/*
+ * Send an operation that is not idempotent (a capture, a refund) once; if
+ * its answer is lost, unreadable or QIWI failed (a network failure, a
+ * timeout, a malformed answer, 429, 5xx: with an empty body Payin asks for
+ * the same request again, with a body for a status check; asking first
+ * serves both), ask for it by its id and send it again only when QIWI does
+ * not know it, up to qiwi.max_retries times.
+ */
+static bool
+send_or_ask(QiwiOperation *op, QiwiError *error)
+{
+	QiwiOperationBuilder rebuild = op->rebuild;
+	void	   *arg = op->rebuild_arg;
+	QiwiOperation ask;
+	QiwiError	ask_error;
+
+	for (int attempt = 0;; attempt++)
+	{
+		if (send_with_retries(op, error))
+			return true;
+		/* a garbled answer may hide money QIWI moved */
+		if (!error->retry_safe && error->sqlstate != ERRCODE_QIWI_MALFORMED)
+			return false;
+		rebuild(arg, true, &ask);
+		if (send_with_retries(&ask, &ask_error))
+			return true;
+		if (ask_error.sqlstate != ERRCODE_QIWI_NOT_FOUND || attempt >= qiwi_max_retries)
+		{
+			error->detail = psprintf("%s Asking QIWI for it failed too: %s", error->detail,
+									 ask_error.message);
+			return false;
+		}
+		rebuild(arg, false, op);
+	}
+}
+
+/*
+ * Perform one operation for a SQL call: an idempotent one sent with
+ * retries, one that is not asked for before it is ever sent again; true
+ * with op->result, or false with *error.
+ */
+bool
+qiwi_exchange(QiwiOperation *op, QiwiError *error)
+{
+	if (!op->idempotent && op->rebuild != NULL)
+		return send_or_ask(op, error);
+	return send_with_retries(op, error);
+}
+
+/*
+ * Has QIWI made this operation (not idempotent) already?  It is not sent:
+ * it is asked for by its id; true with op->result if QIWI has it, false if
+ * QIWI does not know it.  Raises any other failure.
+ */
+bool
+qiwi_made_already(QiwiOperation *op)
+{
+	QiwiOperation ask;
+	QiwiError	error;
+
+	wipe_headers(op);
+	op->rebuild(op->rebuild_arg, true, &ask);
+	if (send_with_retries(&ask, &error))
+		return true;
+	if (error.sqlstate != ERRCODE_QIWI_NOT_FOUND)
+		qiwi_raise(&error);
+	return false;
 }
 
 /*

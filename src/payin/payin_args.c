@@ -7,10 +7,6 @@
 #include "core/core.h"
 #include "payin/payin.h"
 
-#include "catalog/pg_type_d.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
 
 /* The custom fields the Payin API documents (§8) */
 static const char *const custom_field_keys[] = {
@@ -52,40 +48,6 @@ payin_custom_fields_argument(FunctionCallInfo fcinfo, int argno)
 List *
 payin_payment_methods_argument(FunctionCallInfo fcinfo, int argno)
 {
-	ArrayType  *array;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	List	   *methods = NIL;
-
-	if (PG_ARGISNULL(argno))
-		return NIL;
-	array = PG_GETARG_ARRAYTYPE_P(argno);
-	if (ARR_NDIM(array) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("payment_methods must be a one-dimensional array")));
-	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("payment_methods must not be empty"),
-				 errhint("Pass NULL to offer every payment method.")));
-	for (int i = 0; i < n; i++)
-	{
-		char	   *value;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("payment_methods must not contain NULL")));
-		value = TextDatumGetCString(elems[i]);
-		if (!qiwi_name_in(value, payment_method_names))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("payment_methods may contain only 'CARD', 'SBP', 'QIWI_WALLET'"),
-					 errdetail("Element %d is \"%s\".", i + 1, value)));
-		methods = lappend(methods, value);
-	}
-	return methods;
+	return arg_optional_names(fcinfo, argno, "payment_methods", payment_method_names,
+							  "Pass NULL to offer every payment method.");
 }

@@ -21,3 +21,7 @@ CREATE FUNCTION qiwi_core_test_sync(url text, raise_at_page int DEFAULT 0, stop_
 	OUT failure text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'qiwi_core_test_sync' LANGUAGE C STRICT;
+
+-- ---------- money.c: asking before sending again ----------
+CREATE FUNCTION qiwi_core_test_refund_asking(bill_id text, refund_id text, amount numeric)
+RETURNS text LANGUAGE C STRICT AS 'MODULE_PATHNAME';
