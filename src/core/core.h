@@ -9,6 +9,7 @@
  * transport.c   HTTP over kept-alive libcurl handles
  * exchange.c    the one path to QIWI: operations, retries, error classes
  * paging.c      lists QIWI answers a page at a time
+ * ratelimit.c   the shared-memory limiter of requests per account
  * codecs.c      money, timestamps, JSON
  * validate.c    checks of SQL arguments
  * calls.c       what every API's SQL functions share: calls, result rows,
@@ -259,6 +260,8 @@ struct QiwiOperation
 									 * before it is sent again; NULL: never
 									 * sent again */
 	void	   *rebuild_arg;
+	const struct QiwiRateLimit *rate_limit;	/* its API's limit, or NULL: none */
+	const char *rate_account;	/* the account rate_limit counts it for */
 };
 
 /* Reads an answer body into *result; false with *problem if it cannot */
@@ -346,6 +349,34 @@ extern bool qiwi_pages_each(const QiwiPagedList *list, const void *args,
 							QiwiPageConsumer consume, void *arg, QiwiError *error);
 extern bool qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 								 QiwiItemReader read_item, char **problem);
+/* ---------- ratelimit.c ---------- */
+
+/* The most requests a limit may allow per window (an account's log of passes) */
+#define QIWI_RATE_MAX_REQUESTS		128
+/* The least time a wait may leave a SQL call to send its request (exchange.c's shortest attempt) */
+#define QIWI_RATE_MIN_ATTEMPT_MS	100
+
+/*
+ * An API's limit on the requests of one account, declared as a static
+ * struct: at most `requests` in any window of window_ms.  An API with no
+ * limit declares none (its operations' rate_limit is NULL).
+ */
+typedef struct QiwiRateLimit
+{
+	const char *name;			/* the key's and the messages' name: "Wallet" */
+	int			requests;		/* 1 to QIWI_RATE_MAX_REQUESTS */
+	int			window_ms;
+} QiwiRateLimit;
+
+extern int	qiwi_rate_limit_accounts;
+
+extern void ratelimit_init(void);
+extern int64 qiwi_rate_pass(const QiwiRateLimit *limit, const char *account,
+							TimestampTz call_start);
+extern void qiwi_rate_perform(const QiwiOperation *ops, const HttpRequest *requests, int n,
+							  int concurrency, const HttpOptions *options,
+							  HttpResponse *responses, HttpBatchPerformer perform,
+							  HttpProgress progress, void *arg);
 
 /* ---------- codecs.c ---------- */
 

@@ -530,8 +530,11 @@ send_with_retries(QiwiOperation *op, QiwiError *error)
 		 * No attempt outlasts the call's deadline; statement_timeout ends one
 		 * itself, with PostgreSQL's own error (the transfer checks for it)
 		 */
-		long		left = Max(deadline_left(start), MIN_ATTEMPT_MS);
+		long		left;
 
+		/* a limited account's request waits for its turn first */
+		qiwi_rate_pass(op->rate_limit, op->rate_account, start);
+		left = Max(deadline_left(start), MIN_ATTEMPT_MS);
 		options.timeout_ms = (int) Min((long) qiwi_timeout_ms, left);
 		options.connect_timeout_ms = Min(qiwi_connect_timeout_ms, options.timeout_ms);
 		http_perform(&op->request, &options, &resp);
@@ -640,7 +643,7 @@ qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency, HttpResponse *re
 		requests[i] = ops[i].request;
 		requests[i].fresh_connection = !ops[i].idempotent;
 	}
-	perform(requests, n, concurrency, &options, responses, progress, arg);
+	qiwi_rate_perform(ops, requests, n, concurrency, &options, responses, perform, progress, arg);
 	for (int i = 0; i < n; i++)
 		wipe_headers(&ops[i]);
 	pfree(requests);

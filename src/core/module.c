@@ -388,6 +388,7 @@ _PG_init(void)
 							   check_secret_key_file, assign_secret_key_file, NULL);
 
 	exchange_init();
+	ratelimit_init();
 	qiwi_apis_init();
 	reconciler_init();
 	guard_init();
