@@ -368,8 +368,6 @@ typedef struct QiwiRateLimit
 	int			window_ms;
 } QiwiRateLimit;
 
-extern int	qiwi_rate_limit_accounts;
-
 extern void ratelimit_init(void);
 extern int64 qiwi_rate_pass(const QiwiRateLimit *limit, const char *account,
 							TimestampTz call_start);

@@ -35,7 +35,7 @@
 #define RATE_ACCOUNT_LEN	64
 #define RATE_TRANCHE		"qiwi_kassa rate limiter"
 
-int			qiwi_rate_limit_accounts = 256;
+static int	qiwi_rate_limit_accounts = 256;
 
 /* What a limit counts: one account of one limit, zero-padded (a blob key) */
 typedef struct RateKey
@@ -174,9 +174,12 @@ rate_key(const QiwiRateLimit *limit, const char *account, RateKey *key)
 static bool
 rate_entry_idle(const RateEntry *entry, int64 now)
 {
-	int			newest = (entry->head + entry->count - 1) % entry->requests;
+	int			newest;
 
-	return entry->count == 0 || entry->passes[newest] + entry->window_us <= now;
+	if (entry->count == 0)
+		return true;
+	newest = (entry->head + entry->count - 1) % entry->requests;
+	return entry->passes[newest] + entry->window_us <= now;
 }
 
 /*
@@ -298,9 +301,11 @@ rate_check_deadline(const QiwiRateLimit *limit, const char *account, int64 wait_
 			(errcode(ERRCODE_QIWI_RATE_LIMIT),
 			 errmsg("the %s rate limit of account \"%s\" leaves this call no time before %s",
 					limit->name, account, setting),
-			 errdetail("At most %d requests per %d ms are sent for an account; its next may go in %ld ms, and %s ends the call in %ld ms. The request was not sent.",
-					   limit->requests, limit->window_ms, (long) ((wait_us + 999) / 1000), setting,
-					   (long) Max((deadline - now) / 1000, 0)),
+			 errdetail_plural("At most %d request per %d ms is sent for an account; its next may go in %ld ms, and %s ends the call in %ld ms. The request was not sent.",
+							  "At most %d requests per %d ms are sent for an account; its next may go in %ld ms, and %s ends the call in %ld ms. The request was not sent.",
+							  limit->requests,
+							  limit->requests, limit->window_ms, (long) ((wait_us + 999) / 1000),
+							  setting, (long) Max((deadline - now) / 1000, 0)),
 			 errhint("Repeat the call later, or give it more time with %s.", setting)));
 }
 
