@@ -34,7 +34,7 @@ sub run_sql
 sub pass
 {
 	my ($name, $account, $requests, $window_ms) = @_;
-	return query_value($node, "SELECT test_rate_pass('$name', '$account', $requests, $window_ms)");
+	return query_value($node, "SELECT qiwi_core_test_rate_pass('$name', '$account', $requests, $window_ms)");
 }
 
 # The query of the backend waiting in the limiter (wait event "Extension") with the text $marker
@@ -49,9 +49,9 @@ sub waiting
 my ($err) = run_sql(qq{DO \$\$
 BEGIN
 	FOR i IN 1..$accounts LOOP
-		PERFORM test_rate_pass('full', 'a' || i, 1, 3000);
+		PERFORM qiwi_core_test_rate_pass('full', 'a' || i, 1, 3000);
 	END LOOP;
-	PERFORM test_rate_pass('full', 'one more', 1, 3000);
+	PERFORM qiwi_core_test_rate_pass('full', 'one more', 1, 3000);
 END \$\$});
 like($err, qr/53400: too many accounts of rate-limited QIWI APIs at once/,
 	'an account beyond qiwi.rate_limit_accounts, all of them busy, is refused (53400)');
@@ -59,7 +59,7 @@ like($err, qr/HINT:  Raise qiwi.rate_limit_accounts/, 'the error names the setti
 $node->safe_psql('postgres', q{
 CREATE FUNCTION passes_now(account text) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
-	PERFORM test_rate_pass('full', account, 1, 3000);
+	PERFORM qiwi_core_test_rate_pass('full', account, 1, 3000);
 	RETURN true;
 EXCEPTION WHEN configuration_limit_exceeded THEN
 	RETURN false;
@@ -76,7 +76,7 @@ for my $s (1 .. $sessions)
 	my $psql = $node->background_psql('postgres');
 	$psql->query_safe("SET qiwi.call_deadline = '1h'");
 	$psql->query_until(qr/started/, qq{\\echo started
-INSERT INTO passes SELECT pg_backend_pid(), test_rate_pass('many', 'acct', $limit, @{[ $window_us / 1000 ]})
+INSERT INTO passes SELECT pg_backend_pid(), qiwi_core_test_rate_pass('many', 'acct', $limit, @{[ $window_us / 1000 ]})
 	FROM generate_series(1, $each);
 });
 	push @psql, $psql;
@@ -100,33 +100,33 @@ is_deeply(\@crowded, [], "no window of 1 s holds more than $limit passes")
 my $long_ms = 600_000;
 my $out;
 ($err, undef, $out) = run_sql(qq{SET statement_timeout = '30s';
-SELECT test_rate_pass('apart', 'x', 2, $long_ms) < test_rate_pass('apart', 'x', 2, $long_ms),
-	test_rate_pass('apart', 'y', 2, $long_ms) < test_rate_pass('apart', 'y', 2, $long_ms),
-	test_rate_pass('other', 'x', 2, $long_ms) > 0});
+SELECT qiwi_core_test_rate_pass('apart', 'x', 2, $long_ms) < qiwi_core_test_rate_pass('apart', 'x', 2, $long_ms),
+	qiwi_core_test_rate_pass('apart', 'y', 2, $long_ms) < qiwi_core_test_rate_pass('apart', 'y', 2, $long_ms),
+	qiwi_core_test_rate_pass('other', 'x', 2, $long_ms) > 0});
 is($err, '', 'account y and limit "other" pass at once after account x used its limit');
 is($out, 't|t|t', 'six passes, in order');
 
 # ---- a wait that would outlast the call's time fails at once ----
 my $elapsed;
 ($err, $elapsed) = run_sql(qq{SET statement_timeout = '20s'; SET qiwi.call_deadline = '1h';
-SELECT test_rate_pass('apart', 'x', 2, $long_ms)});
+SELECT qiwi_core_test_rate_pass('apart', 'x', 2, $long_ms)});
 like($err, qr/QK429: the apart rate limit of account "x" leaves this call no time before statement_timeout/,
 	'account x is counted: its third pass would wait past statement_timeout (QK429)');
 like($err, qr/The request was not sent/, 'the DETAIL says nothing was sent');
 cmp_ok($elapsed, '<', 20, 'the error comes before statement_timeout, not after waiting it out');
 ($err, $elapsed) = run_sql(qq{SET qiwi.call_deadline = '20s';
-SELECT test_rate_pass('apart', 'y', 2, $long_ms)});
+SELECT qiwi_core_test_rate_pass('apart', 'y', 2, $long_ms)});
 like($err, qr/QK429: .* no time before qiwi.call_deadline/, 'account y too, past qiwi.call_deadline');
 cmp_ok($elapsed, '<', 20, 'the error comes before qiwi.call_deadline');
 ($err, undef, $out) = run_sql(q{SET statement_timeout = '30s';
-SELECT test_rate_pass('short', 'z', 1, 2000) + 2000000 <= test_rate_pass('short', 'z', 1, 2000)});
+SELECT qiwi_core_test_rate_pass('short', 'z', 1, 2000) + 2000000 <= qiwi_core_test_rate_pass('short', 'z', 1, 2000)});
 is("$err$out", 't', 'a wait that ends in time is waited out: the second pass comes a window after the first');
 
 # ---- a cancel ends a wait promptly, with 57014 ----
 my $psql = $node->background_psql('postgres', on_error_stop => 0);
 $psql->query_safe("\\set VERBOSITY verbose\nSET qiwi.call_deadline = '1h'");
 $psql->query_until(qr/started/, qq{\\echo started
-SELECT test_rate_pass('apart', 'x', 2, $long_ms) AS cancel_me;
+SELECT qiwi_core_test_rate_pass('apart', 'x', 2, $long_ms) AS cancel_me;
 });
 wait_true($node, 'SELECT count(*) = 1 ' . waiting('cancel_me'), 'a backend waits for account x\'s turn');
 my $t0 = [gettimeofday];
@@ -143,7 +143,7 @@ my $first = pass('leave', 'w', 1, 10_000);
 my ($stdout, $stderr) = ('', '');
 my $h = IPC::Run::start(
 	[ 'psql', '-X', '-d', $node->connstr('postgres'),
-	  '-c', "SELECT test_rate_pass('leave', 'w', 1, 10000) AS terminate_me" ],
+	  '-c', "SELECT qiwi_core_test_rate_pass('leave', 'w', 1, 10000) AS terminate_me" ],
 	'>', \$stdout, '2>', \$stderr);
 wait_true($node, 'SELECT count(*) = 1 ' . waiting('terminate_me'), 'a backend waits for account w\'s turn');
 $node->safe_psql('postgres', 'SELECT pg_terminate_backend(pid) ' . waiting('terminate_me'));
@@ -158,9 +158,9 @@ cmp_ok($next - $first, '<', 20_000_000, 'and no longer: the terminated waiter to
 # ---- a backend that exits after passing leaves its passes to expire ----
 $psql = $node->background_psql('postgres');
 my ($e1, $e2) = split /\|/, $psql->query_safe(
-	"SELECT test_rate_pass('leave', 'e', 2, 3000), test_rate_pass('leave', 'e', 2, 3000)");
+	"SELECT qiwi_core_test_rate_pass('leave', 'e', 2, 3000), qiwi_core_test_rate_pass('leave', 'e', 2, 3000)");
 $psql->quit;
-($err, undef, $out) = run_sql(q{SELECT test_rate_pass('leave', 'e', 2, 3000) || ' ' || test_rate_pass('leave', 'e', 2, 3000)});
+($err, undef, $out) = run_sql(q{SELECT qiwi_core_test_rate_pass('leave', 'e', 2, 3000) || ' ' || qiwi_core_test_rate_pass('leave', 'e', 2, 3000)});
 my ($n1, $n2) = split / /, $out;
 is($err, '', 'after the backend that passed twice exits, two more pass');
 cmp_ok($n1 - $e1, '>=', 3_000_000, 'the first a window after its first pass');
@@ -169,7 +169,7 @@ cmp_ok($n2 - $n1, '<', 3_000_000, 'both in one window: both of its slots came ba
 
 # ---- the exchange passes the limiter before each attempt ----
 my $url = "$sandbox_url/partner/bill/v1/bills/rate-limited";
-my $get = "SELECT test_rate_limited_get('$url', 'exchange', 'w1', 3, $long_ms)";
+my $get = "SELECT qiwi_core_test_rate_limited_get('$url', 'exchange', 'w1', 3, $long_ms)";
 my $sent = sandbox_requests();
 is(query_value($node, $get), 'QK404', 'a GET under a limit is sent (the sandbox has no such bill)');
 sandbox('/sandbox/faults', '{"times": 1, "status": 500}');
@@ -183,7 +183,7 @@ is(sandbox_requests(), $sent + 3, 'and not sent');
 # ---- a batch sends its requests in runs the limiter lets through ----
 $sent = sandbox_requests();
 ($err, undef, $out) = run_sql(qq{SELECT clock_timestamp() AS t0 \\gset
-SELECT test_rate_limited_batch('$url', 'exchange', 'w2', 2, 3000, 5, 8),
+SELECT qiwi_core_test_rate_limited_batch('$url', 'exchange', 'w2', 2, 3000, 5, 8),
 	clock_timestamp() - :'t0' >= interval '6 s'});
 is("$err$out", '{QK404,QK404,QK404,QK404,QK404}|t',
 	'a batch of 5 under a limit of 2 per 3 s is answered, in no less than two windows');

@@ -26,12 +26,12 @@ AS 'MODULE_PATHNAME', 'qiwi_core_test_sync' LANGUAGE C STRICT;
 CREATE FUNCTION qiwi_core_test_refund_asking(bill_id text, refund_id text, amount numeric)
 RETURNS text LANGUAGE C STRICT AS 'MODULE_PATHNAME';
 
--- ratelimit.c (test/modules/qiwi_core_test/rate_limit.c, test/t/018_core_rate_limit.pl)
-CREATE FUNCTION test_rate_pass(name text, account text, requests int, window_ms int)
+-- ---------- ratelimit.c: the rate limiter (test/t/018_core_rate_limit.pl) ----------
+CREATE FUNCTION qiwi_core_test_rate_pass(name text, account text, requests int, window_ms int)
 RETURNS bigint STRICT VOLATILE LANGUAGE C AS 'MODULE_PATHNAME';
-CREATE FUNCTION test_rate_limited_get(url text, name text, account text, requests int,
-									  window_ms int)
+CREATE FUNCTION qiwi_core_test_rate_limited_get(url text, name text, account text,
+	requests int, window_ms int)
 RETURNS text STRICT VOLATILE LANGUAGE C AS 'MODULE_PATHNAME';
-CREATE FUNCTION test_rate_limited_batch(url text, name text, account text, requests int,
-										window_ms int, n int, concurrency int)
+CREATE FUNCTION qiwi_core_test_rate_limited_batch(url text, name text, account text,
+	requests int, window_ms int, n int, concurrency int)
 RETURNS text[] STRICT VOLATILE LANGUAGE C AS 'MODULE_PATHNAME';

@@ -11,9 +11,9 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(test_rate_pass);
-PG_FUNCTION_INFO_V1(test_rate_limited_get);
-PG_FUNCTION_INFO_V1(test_rate_limited_batch);
+PG_FUNCTION_INFO_V1(qiwi_core_test_rate_pass);
+PG_FUNCTION_INFO_V1(qiwi_core_test_rate_limited_get);
+PG_FUNCTION_INFO_V1(qiwi_core_test_rate_limited_batch);
 
 /* The limit of the arguments name, requests and window_ms from argno on */
 static QiwiRateLimit *
@@ -28,12 +28,12 @@ limit_from_args(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * test_rate_pass(name, account, requests, window_ms): pass the limit for
- * the account as a SQL call that starts now; when it was let through, in
- * µs of the limiter's clock
+ * qiwi_core_test_rate_pass(name, account, requests, window_ms): pass the
+ * limit for the account as a SQL call that starts now; when it was let
+ * through, in µs of the limiter's clock
  */
 Datum
-test_rate_pass(PG_FUNCTION_ARGS)
+qiwi_core_test_rate_pass(PG_FUNCTION_ARGS)
 {
 	QiwiRateLimit *limit = limit_from_args(fcinfo, 0);
 	char	   *account = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -76,12 +76,12 @@ outcome_text(bool ok, const QiwiError *error)
 }
 
 /*
- * test_rate_limited_get(url, name, account, requests, window_ms): GET url
- * through qiwi_exchange (with its retries) under the limit; "ok" or the
- * SQLSTATE of the failure
+ * qiwi_core_test_rate_limited_get(url, name, account, requests, window_ms):
+ * GET url through qiwi_exchange (with its retries) under the limit; "ok"
+ * or the SQLSTATE of the failure
  */
 Datum
-test_rate_limited_get(PG_FUNCTION_ARGS)
+qiwi_core_test_rate_limited_get(PG_FUNCTION_ARGS)
 {
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	QiwiRateLimit *limit = limit_from_args(fcinfo, 1);
@@ -95,12 +95,12 @@ test_rate_limited_get(PG_FUNCTION_ARGS)
 }
 
 /*
- * test_rate_limited_batch(url, name, account, requests, window_ms, n,
- * concurrency): n GETs of url in one batch under the limit; each one's
- * outcome, as test_rate_limited_get's
+ * qiwi_core_test_rate_limited_batch(url, name, account, requests,
+ * window_ms, n, concurrency): n GETs of url in one batch under the limit;
+ * each one's outcome, as qiwi_core_test_rate_limited_get's
  */
 Datum
-test_rate_limited_batch(PG_FUNCTION_ARGS)
+qiwi_core_test_rate_limited_batch(PG_FUNCTION_ARGS)
 {
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	QiwiRateLimit *limit = limit_from_args(fcinfo, 1);
