@@ -517,7 +517,7 @@ qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *err
  * with *error.
  */
 static bool
-send_with_retries(QiwiOperation *op, QiwiError *error)
+send_attempts(QiwiOperation *op, QiwiError *error)
 {
 	HttpOptions options = exchange_options();
 	HttpResponse resp;
@@ -551,6 +551,28 @@ send_with_retries(QiwiOperation *op, QiwiError *error)
 	}
 	wipe_headers(op);
 	return op->read(op, &resp, error);
+}
+
+/*
+ * send_attempts, wiping the operation's credentials also when an error
+ * (the limiter's refusal, a cancel while waiting to retry) leaves it
+ */
+static bool
+send_with_retries(QiwiOperation *op, QiwiError *error)
+{
+	volatile bool ok = false;
+
+	PG_TRY();
+	{
+		ok = send_attempts(op, error);
+	}
+	PG_CATCH();
+	{
+		wipe_headers(op);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return ok;
 }
 
 /*
