@@ -1,8 +1,10 @@
 /*
  * bill_notification.c
  *		Bill Payments notifications: the string QIWI signs, the SQL functions
- *		that sign and verify, and the trigger that verifies stored
- *		notifications and applies them to qiwi_bills.
+ *		that sign and verify, and what the core's trigger shell
+ *		(core/notification.c) needs to verify stored notifications and apply
+ *		them to qiwi_bills: the merchant a notification names and the apply
+ *		step.
  *
  * The signed string is amount.currency|amount.value|billId|siteId|status.value
  * of the notification's "bill", with amount.value written with exactly two

@@ -4,8 +4,9 @@
  *		HMAC-SHA256, keyed with the merchant's notification key, over the
  *		documented fields of the notification's object joined by '|', the
  *		amount written with exactly two decimals and dates exactly as
- *		received; and the trigger that verifies stored notifications and
- *		applies them to the qiwi_payin_* tables.
+ *		received; and what the core's trigger shell (core/notification.c)
+ *		needs to verify stored notifications and apply them to the
+ *		qiwi_payin_* tables: the merchant a row names and the apply step.
  */
 #include "core/core.h"
 #include "payin/payin.h"
