@@ -1,8 +1,10 @@
 /*
  * bill_notification.c
  *		Bill Payments notifications: the string QIWI signs, the SQL functions
- *		that sign and verify, and the trigger that verifies stored
- *		notifications and applies them to qiwi_bills.
+ *		that sign and verify, and what the core's trigger shell
+ *		(core/notification.c) needs to verify stored notifications and apply
+ *		them to qiwi_bills: the merchant a notification names and the apply
+ *		step.
  *
  * The signed string is amount.currency|amount.value|billId|siteId|status.value
  * of the notification's "bill", with amount.value written with exactly two
@@ -12,15 +14,10 @@
 #include "core/core.h"
 #include "bill/bill.h"
 
-#include "access/htup_details.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/guc.h"
-#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(qiwi_verify_signature);
 PG_FUNCTION_INFO_V1(qiwi_sign_notification);
@@ -32,45 +29,6 @@ char	   *qiwi_site_id = NULL;
 
 /* The length of a notification's signature: the hex of an HMAC-SHA256 */
 #define NOTIFICATION_SIGNATURE_LENGTH 64
-
-/* The signer keyed with secret (len bytes), or when it is NULL with the merchant's key */
-static SignatureKey *
-notification_key(const char *secret, int len, const Merchant *merchant)
-{
-	if (secret == NULL)
-	{
-		secret = merchant_value(merchant, bill_option_secret_key);
-		len = secret ? strlen(secret) : 0;
-	}
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no secret key to sign or verify with"),
-				 merchant->server == InvalidOid ?
-				 errdetail("The secret argument is NULL or empty and qiwi.secret_key is not set.") :
-				 errdetail("The secret argument is NULL or empty and merchant \"%s\" has no bill_secret_key.",
-						   merchant->name)));
-	return signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, secret, len);
-}
-
-/*
- * The signer of a SQL function: its secret argument (argno), else the key of
- * its merchant argument (argno + 1; NULL: the default merchant)
- */
-static SignatureKey *
-argument_key(FunctionCallInfo fcinfo, int argno)
-{
-	const Merchant *merchant = merchant_for_call(PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1) ?
-												 text_to_cstring(PG_GETARG_TEXT_PP(argno + 1)) : NULL);
-
-	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
-	{
-		text	   *arg = PG_GETARG_TEXT_PP(argno);
-
-		return notification_key(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg), merchant);
-	}
-	return notification_key(NULL, 0, merchant);
-}
 
 /*
  * Build the string QIWI signs from a notification; false with *problem
@@ -118,104 +76,24 @@ signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	return true;
 }
 
-/*
- * Check a signature against a notification under key.  Hex case is
- * ignored; the comparison takes the same time wherever they differ.
- */
-static bool
-signature_matches(SignatureKey *key, const char *signature, int len, Jsonb *notification,
-				  char **problem)
-{
-	StringInfo	message = signature_message_buffer();
-
-	if (!signed_string(notification, message, problem))
-		return false;
-	if (len != NOTIFICATION_SIGNATURE_LENGTH)
-	{
-		*problem = pstrdup("the signature is not 64 hex digits");
-		return false;
-	}
-	if (!signature_verify(key, SIGNATURE_HEX, message->data, message->len, signature, len))
-	{
-		*problem = pstrdup("the signature does not match");
-		return false;
-	}
-	return true;
-}
-
-/* qiwi_verify_signature(signature, notification, secret): is it QIWI's? */
-Datum
-qiwi_verify_signature(PG_FUNCTION_ARGS)
-{
-	char	   *problem = NULL;
-	text	   *signature;
-	SignatureKey *key;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_NULL();
-	signature = PG_GETARG_TEXT_PP(0);
-	key = argument_key(fcinfo, 2);
-	PG_RETURN_BOOL(signature_matches(key, VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
-									 PG_GETARG_JSONB_P(1), &problem));
-}
-
-/* qiwi_sign_notification(notification, secret): the signature QIWI would send */
-Datum
-qiwi_sign_notification(PG_FUNCTION_ARGS)
-{
-	StringInfo	message;
-	char	   *problem = NULL;
-	SignatureKey *key;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("notification must not be NULL")));
-	key = argument_key(fcinfo, 1);
-	message = signature_message_buffer();
-	if (!signed_string(PG_GETARG_JSONB_P(0), message, &problem))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("notification cannot be signed: %s", problem)));
-	PG_RETURN_TEXT_P(cstring_to_text(signature_sign(key, SIGNATURE_HEX, message->data, message->len)));
-}
-
 /* ---------- the trigger ---------- */
-
-/* Column numbers of a notification table */
-typedef struct NotificationColumns
-{
-	int			signature;
-	int			body;
-	NotificationVerdictColumns verdict;	/* verified, applied, error */
-} NotificationColumns;
 
 /*
  * The merchant a notification is for: the one whose bill_site_id is its
  * siteId (the default merchant's is qiwi.site_id); NULL with *problem if
- * none is, or if the merchant has no key to verify with.
+ * none is
  */
 static const Merchant *
-notification_merchant(Jsonb *body, char **problem)
+notification_merchant(Jsonb *body, const char *site, char **problem)
 {
 	JsonbValue *bill_value = getKeyJsonValueFromContainer(&body->root, "bill", 4, NULL);
 	char	   *site_id = NULL;
-	const Merchant *merchant;
 
 	/* a malformed notification is refused by the signed-string check */
 	if (bill_value != NULL && bill_value->type == jbvBinary &&
 		JsonContainerIsObject(bill_value->val.binary.data))
 		(void) json_identifier(bill_value->val.binary.data, "siteId", &site_id, problem);
-	merchant = merchant_by_option(bill_option_site_id, site_id ? site_id : "", problem);
-	if (merchant == NULL)
-		return NULL;
-	if (merchant->server != InvalidOid &&
-		merchant_value(merchant, bill_option_secret_key) == NULL)
-	{
-		*problem = psprintf("merchant \"%s\" has no bill_secret_key to verify with", merchant->name);
-		return NULL;
-	}
-	return merchant;
+	return merchant_by_option(bill_option_site_id, site_id ? site_id : "", problem);
 }
 
 /* Describe what applying a merchant's verified notification did, or NULL if it changed the bill */
@@ -258,6 +136,59 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 					bill.bill_id, stored.status, bill.status);
 }
 
+/* Bill Payments notifications, for the core's trigger shell */
+static const NotificationKind bill_notifications = {
+	.trigger = "qiwi_notification_verify()",
+	.rejected = "QIWI notification rejected",
+	.reject_hint = "Only notifications signed with qiwi.secret_key are accepted.",
+	.credential_column = "signature",
+	.merchant = notification_merchant,	/* the bill's siteId says whose it is */
+	.verify = notification_verify_signature,
+	.apply = apply_notification,
+	.key = {&bill_option_secret_key, MERCHANT_SECRET_KEY, "qiwi.secret_key", "secret",
+			"no secret key to sign or verify with"},
+	.signature = {SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, SIGNATURE_HEX, NOTIFICATION_SIGNATURE_LENGTH},
+	.signed_string = signed_string,
+};
+
+/* qiwi_verify_signature(signature, notification, secret): is it QIWI's? */
+Datum
+qiwi_verify_signature(PG_FUNCTION_ARGS)
+{
+	char	   *problem = NULL;
+	text	   *signature;
+	SignatureKey *key;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	signature = PG_GETARG_TEXT_PP(0);
+	key = notification_argument_signer(fcinfo, 2, &bill_notifications);
+	PG_RETURN_BOOL(notification_signature_holds(&bill_notifications, key, VARDATA_ANY(signature),
+												VARSIZE_ANY_EXHDR(signature), PG_GETARG_JSONB_P(1),
+												&problem));
+}
+
+/* qiwi_sign_notification(notification, secret): the signature QIWI would send */
+Datum
+qiwi_sign_notification(PG_FUNCTION_ARGS)
+{
+	StringInfo	message;
+	char	   *problem = NULL;
+	SignatureKey *key;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("notification must not be NULL")));
+	key = notification_argument_signer(fcinfo, 1, &bill_notifications);
+	message = signature_message_buffer();
+	if (!signed_string(PG_GETARG_JSONB_P(0), message, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("notification cannot be signed: %s", problem)));
+	PG_RETURN_TEXT_P(cstring_to_text(signature_sign(key, SIGNATURE_HEX, message->data, message->len)));
+}
+
 /*
  * qiwi_notification_verify(): BEFORE INSERT trigger on a table with columns
  * signature text, body jsonb, verified boolean, applied boolean, error text.
@@ -267,57 +198,7 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 Datum
 qiwi_notification_verify(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	HeapTuple	tuple;
-	NotificationColumns col;
-	bool		reject = false;
-	bool		isnull;
-	Datum		d;
-	char	   *problem = NULL;
-	bool		verified = false;
-	Jsonb	   *body = NULL;
-	const Merchant *merchant = NULL;
-
-	reject = arg_notification_trigger_rejects(fcinfo, "qiwi_notification_verify()");
-
-	rel = trigdata->tg_relation;
-	tuple = trigdata->tg_trigtuple;
-	col.signature = arg_trigger_column(rel, "signature", TEXTOID, "qiwi_notification_verify()");
-	col.body = arg_trigger_column(rel, "body", JSONBOID, "qiwi_notification_verify()");
-	col.verdict.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_notification_verify()");
-	col.verdict.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_notification_verify()");
-	col.verdict.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_notification_verify()");
-	col.verdict.merchant = 0;	/* the bill's siteId says whose it is */
-
-	d = SPI_getbinval(tuple, RelationGetDescr(rel), col.body, &isnull);
-	if (isnull)
-		problem = pstrdup("the notification has no body");
-	else
-	{
-		body = DatumGetJsonbP(d);
-		d = SPI_getbinval(tuple, RelationGetDescr(rel), col.signature, &isnull);
-		if (isnull)
-			problem = pstrdup("the notification has no signature");
-		else
-		{
-			text	   *signature = DatumGetTextPP(d);
-
-			merchant = notification_merchant(body, &problem);
-			if (merchant != NULL)
-				verified = signature_matches(notification_key(NULL, 0, merchant),
-											 VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
-											 body, &problem);
-		}
-	}
-
-	if (!verified && reject)
-		ereport(ERROR,
-				(errcode(ERRCODE_QIWI_BAD_SIGNATURE),
-				 errmsg("QIWI notification rejected: %s", problem),
-				 errhint("Only notifications signed with qiwi.secret_key are accepted.")));
-	return PointerGetDatum(qiwi_notification_verdict(rel, tuple, &col.verdict, verified, problem,
-													 apply_notification, body, merchant));
+	return notification_trigger(fcinfo, &bill_notifications);
 }
 
 /* Define the notification settings (from _PG_init) */

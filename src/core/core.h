@@ -15,6 +15,7 @@
  * calls.c       what every API's SQL functions share: calls, result rows,
  *               the checks of a refund
  * signature.c   keyed HMAC signatures
+ * notification.c  the one trigger shell of every API's notifications
  * ledger.c      the bookkeeping write path, as the extension's owner
  * launcher.c    the worker that starts the reconciler for qiwi.database
  * reconciler.c  the reconciler's rounds over registered kinds, its state
@@ -291,21 +292,6 @@ extern bool qiwi_same_money_as_asked(Numeric amount, const char *currency, Numer
 extern void qiwi_raise(const QiwiError *error) pg_attribute_noreturn();
 extern bool qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem);
 
-/* Applies a merchant's verified notification: NULL, or why it changed nothing */
-typedef char *(*NotificationApplier) (Jsonb *body, const Merchant *merchant, bool *applied);
-/* The columns a notification trigger writes its verdict into (merchant: 0 if none) */
-typedef struct NotificationVerdictColumns
-{
-	int			verified;
-	int			applied;
-	int			error;
-	int			merchant;
-} NotificationVerdictColumns;
-extern HeapTuple qiwi_notification_verdict(Relation rel, HeapTuple tuple,
-										   const NotificationVerdictColumns *col, bool verified,
-										   char *problem, NotificationApplier apply, Jsonb *body,
-										   const Merchant *merchant);
-
 /* ---------- paging.c ---------- */
 
 /*
@@ -531,6 +517,75 @@ extern bool signature_append_amount(StringInfo buf, JsonbValue *value, JsonbCont
 									const char *max_amount, char **problem);
 /* drop the separator after the last field */
 extern void signature_end_message(StringInfo buf);
+
+/* ---------- notification.c ---------- */
+
+typedef struct NotificationKind NotificationKind;
+
+/* Applies a merchant's verified notification: NULL, or why it changed nothing */
+typedef char *(*NotificationApplier) (Jsonb *body, const Merchant *merchant, bool *applied);
+
+/*
+ * Is a notification the word of merchant?  credential: what the web tier
+ * stored beside it (a signature, an Authorization header; NULL if the kind
+ * has no such column); false with *problem
+ */
+typedef bool (*NotificationVerifier) (const NotificationKind *kind, const Merchant *merchant,
+									  text *credential, Jsonb *body, char **problem);
+
+/* The key a merchant verifies an API's notifications with */
+typedef struct NotificationKey
+{
+	const int  *option;			/* the merchant option that holds it, once defined */
+	const char *option_name;	/* its name: "bill_secret_key" */
+	const char *setting;		/* the default merchant's setting of it, or NULL */
+	const char *argument;		/* the SQL functions' argument that gives one: "secret" */
+	const char *missing;		/* the ERROR when there is none: "no secret key to ..." */
+} NotificationKey;
+
+/* How an API's notifications are signed */
+typedef struct NotificationSignature
+{
+	SignatureHash hash;
+	SignatureKeyEncoding key_encoding;
+	SignatureOutput output;		/* how the signature is written */
+	int			length;			/* its length as received */
+} NotificationSignature;
+
+/*
+ * An API's notifications as the trigger shell sees them: the columns of
+ * the table the web tier stores them in (beside body jsonb, verified and
+ * applied boolean, error text), the merchant one names, the check that
+ * QIWI sent it, and what applying it does.
+ */
+struct NotificationKind
+{
+	const char *trigger;		/* its trigger function, for messages: "qiwi_notification_verify()" */
+	const char *rejected;		/* the ERROR of a 'reject' trigger: "QIWI notification rejected" */
+	const char *reject_hint;
+	const char *credential_column;	/* text column verify reads, or NULL */
+	const char *site_column;	/* text column naming the site it came for, or NULL */
+	bool		merchant_column;	/* a text column "merchant" takes the merchant's name */
+	/* the merchant it names (site: site_column's value, or NULL); NULL with *problem */
+	const Merchant *(*merchant) (Jsonb *body, const char *site, char **problem);
+	NotificationVerifier verify;
+	NotificationApplier apply;
+	NotificationKey key;
+	NotificationSignature signature;
+	/* the string QIWI signs; false with *problem if it cannot be signed */
+	bool		(*signed_string) (Jsonb *body, StringInfo buf, char **problem);
+};
+
+extern SignatureKey *notification_signer(const NotificationKind *kind, const Merchant *merchant,
+										 const char *key, int len);
+extern SignatureKey *notification_argument_signer(FunctionCallInfo fcinfo, int argno,
+												  const NotificationKind *kind);
+extern bool notification_signature_holds(const NotificationKind *kind, SignatureKey *key,
+										 const char *signature, int len, Jsonb *notification,
+										 char **problem);
+extern bool notification_verify_signature(const NotificationKind *kind, const Merchant *merchant,
+										  text *credential, Jsonb *body, char **problem);
+extern Datum notification_trigger(FunctionCallInfo fcinfo, const NotificationKind *kind);
 
 /* ---------- ledger.c ---------- */
 

@@ -10,7 +10,6 @@
  */
 #include "core/core.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
@@ -19,7 +18,6 @@
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -112,76 +110,6 @@ qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result
 	AnswerToRead a = {reader, resp, result};
 
 	return qiwi_guarded(run_reader, &a, GUARD_DATA_ERRORS, problem);
-}
-
-/* A verified notification to apply, and what applying it said */
-typedef struct NotificationToApply
-{
-	NotificationApplier apply;
-	Jsonb	   *body;
-	const Merchant *merchant;
-	bool		applied;
-	char	   *outcome;
-} NotificationToApply;
-
-/* Run a NotificationToApply's applier (a GuardedFn) */
-static bool
-run_applier(void *arg, char **problem)
-{
-	NotificationToApply *n = (NotificationToApply *) arg;
-
-	n->outcome = n->apply(n->body, n->merchant, &n->applied);
-	return true;
-}
-
-/*
- * Apply a merchant's verified notification in a subtransaction: whatever it
- * holds (an amount a table constraint refuses, say), the trigger stores it,
- * marked with the outcome, and the INSERT goes on.  *applied says whether
- * it changed the tables; the result is why not, or NULL.
- */
-static char *
-apply_notification(NotificationApplier apply, Jsonb *body, const Merchant *merchant,
-				   bool *applied)
-{
-	NotificationToApply n = {apply, body, merchant, false, NULL};
-	char	   *problem = NULL;
-
-	if (!qiwi_guarded(run_applier, &n, GUARD_ALL_BUT_CANCEL, &problem))
-	{
-		*applied = false;		/* what it did was rolled back */
-		return psprintf("verified but not applied: %s", problem);
-	}
-	*applied = n.applied;
-	return n.outcome;
-}
-
-/*
- * The row a notification trigger stores: a verified notification applied
- * (apply_notification), and the verdict written into the row's verified,
- * applied and error columns, and the merchant's name into its merchant
- * column if it has one.  problem: why an unverified one is not.
- */
-HeapTuple
-qiwi_notification_verdict(Relation rel, HeapTuple tuple, const NotificationVerdictColumns *col,
-						  bool verified, char *problem, NotificationApplier apply, Jsonb *body,
-						  const Merchant *merchant)
-{
-	int			columns[4] = {col->verified, col->applied, col->error, col->merchant};
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	bool		applied = false;
-
-	if (verified)
-		problem = apply_notification(apply, body, merchant, &applied);
-	values[0] = BoolGetDatum(verified);
-	values[1] = BoolGetDatum(applied);
-	values[2] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
-	nulls[2] = problem == NULL;
-	values[3] = verified ? CStringGetTextDatum(merchant->name) : (Datum) 0;
-	nulls[3] = !verified;
-	return heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), col->merchant ? 4 : 3,
-									 columns, values, nulls);
 }
 
 /* What an error answer says; QIWI's error JSON, all of it optional */

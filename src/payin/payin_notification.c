@@ -4,15 +4,13 @@
  *		HMAC-SHA256, keyed with the merchant's notification key, over the
  *		documented fields of the notification's object joined by '|', the
  *		amount written with exactly two decimals and dates exactly as
- *		received; and the trigger that verifies stored notifications and
- *		applies them to the qiwi_payin_* tables.
+ *		received; and what the core's trigger shell (core/notification.c)
+ *		needs to verify stored notifications and apply them to the
+ *		qiwi_payin_* tables: the merchant a row names and the apply step.
  */
 #include "core/core.h"
 #include "payin/payin.h"
 
-#include "access/htup_details.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -114,78 +112,7 @@ payin_signed_string(Jsonb *notification, StringInfo buf, char **problem)
 	return true;
 }
 
-/*
- * Does signature hold for notification under key (key_len bytes)?  false
- * with *problem when it does not, or when the notification cannot be signed
- */
-static bool
-signature_holds(const char *key, int key_len, text *signature, Jsonb *notification, char **problem)
-{
-	StringInfo	message = signature_message_buffer();
-
-	if (VARSIZE_ANY_EXHDR(signature) != PAYIN_SIGNATURE_LENGTH)
-	{
-		*problem = psprintf("the signature is not %d hex digits", PAYIN_SIGNATURE_LENGTH);
-		return false;
-	}
-	if (!payin_signed_string(notification, message, problem))
-		return false;
-	if (!signature_verify(signature_key(SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, key, key_len),
-						  SIGNATURE_HEX, message->data, message->len,
-						  VARDATA_ANY(signature), PAYIN_SIGNATURE_LENGTH))
-	{
-		*problem = pstrdup("the signature does not match");
-		return false;
-	}
-	return true;
-}
-
-/*
- * qiwi_payin_verify_signature(signature, notification, key, merchant): is
- * the notification QIWI's?  The key argument, else the merchant's
- * payin_notification_key; NULL if signature or notification is NULL
- */
-Datum
-qiwi_payin_verify_signature(PG_FUNCTION_ARGS)
-{
-	const Merchant *merchant = merchant_for_call(PG_ARGISNULL(3) ? NULL :
-												 text_to_cstring(PG_GETARG_TEXT_PP(3)));
-	const char *key_text = NULL;
-	int			key_len = 0;
-	text	   *signature;
-	char	   *problem = NULL;
-
-	if (!PG_ARGISNULL(2))
-	{
-		text	   *arg = PG_GETARG_TEXT_PP(2);
-
-		key_text = VARDATA_ANY(arg);
-		key_len = VARSIZE_ANY_EXHDR(arg);
-	}
-	else if ((key_text = merchant_value(merchant, payin_option_notification_key)) != NULL)
-		key_len = strlen(key_text);
-	if (key_len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no Payin notification key to verify with"),
-				 errdetail("The key argument is NULL or empty and merchant \"%s\" has no payin_notification_key.",
-						   merchant->name)));
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_NULL();
-	signature = PG_GETARG_TEXT_PP(0);
-	PG_RETURN_BOOL(signature_holds(key_text, key_len, signature, PG_GETARG_JSONB_P(1), &problem));
-}
-
 /* ---------- the trigger ---------- */
-
-/* Column numbers of a Payin notification table */
-typedef struct NotificationColumns
-{
-	int			signature;
-	int			body;
-	int			site_id;
-	NotificationVerdictColumns verdict;	/* verified, applied, error, merchant */
-} NotificationColumns;
 
 /*
  * The site a notification is for: the site_id the web tier stored (it
@@ -287,6 +214,55 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 }
 
 /*
+ * The merchant a notification is for: the one whose payin_site_id is the
+ * site the row names (notification_site); NULL with *problem
+ */
+static const Merchant *
+notification_merchant(Jsonb *body, const char *site, char **problem)
+{
+	char	   *site_id = notification_site(site, body, problem);
+
+	return site_id ? merchant_by_option(payin_option_site_id, site_id, problem) : NULL;
+}
+
+/* Payin notifications, for the core's trigger shell */
+static const NotificationKind payin_notifications = {
+	.trigger = "qiwi_payin_notification_verify()",
+	.rejected = "QIWI Payin notification rejected",
+	.reject_hint = "Only notifications signed with the payin_notification_key of the merchant whose payin_site_id they name are accepted.",
+	.credential_column = "signature",
+	.site_column = "site_id",
+	.merchant_column = true,
+	.merchant = notification_merchant,
+	.verify = notification_verify_signature,
+	.apply = apply_notification,
+	.key = {&payin_option_notification_key, "payin_notification_key", NULL, "key",
+			"no Payin notification key to verify with"},
+	.signature = {SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, SIGNATURE_HEX, PAYIN_SIGNATURE_LENGTH},
+	.signed_string = payin_signed_string,
+};
+
+/*
+ * qiwi_payin_verify_signature(signature, notification, key, merchant): is
+ * the notification QIWI's?  The key argument, else the merchant's
+ * payin_notification_key; NULL if signature or notification is NULL
+ */
+Datum
+qiwi_payin_verify_signature(PG_FUNCTION_ARGS)
+{
+	SignatureKey *key = notification_argument_signer(fcinfo, 2, &payin_notifications);
+	text	   *signature;
+	char	   *problem = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	signature = PG_GETARG_TEXT_PP(0);
+	PG_RETURN_BOOL(notification_signature_holds(&payin_notifications, key, VARDATA_ANY(signature),
+												VARSIZE_ANY_EXHDR(signature), PG_GETARG_JSONB_P(1),
+												&problem));
+}
+
+/*
  * qiwi_payin_notification_verify(): BEFORE INSERT trigger on a table with
  * columns signature text, body jsonb, site_id text, merchant text,
  * verified boolean, applied boolean, error text.  It verifies with the
@@ -299,64 +275,5 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 Datum
 qiwi_payin_notification_verify(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	HeapTuple	tuple;
-	NotificationColumns col;
-	bool		reject;
-	bool		isnull;
-	Datum		d;
-	char	   *problem = NULL;
-	bool		verified = false;
-	Jsonb	   *body = NULL;
-	const Merchant *merchant = NULL;
-
-	reject = arg_notification_trigger_rejects(fcinfo, "qiwi_payin_notification_verify()");
-
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-	tuple = trigdata->tg_trigtuple;
-	col.signature = arg_trigger_column(rel, "signature", TEXTOID, "qiwi_payin_notification_verify()");
-	col.body = arg_trigger_column(rel, "body", JSONBOID, "qiwi_payin_notification_verify()");
-	col.site_id = arg_trigger_column(rel, "site_id", TEXTOID, "qiwi_payin_notification_verify()");
-	col.verdict.merchant = arg_trigger_column(rel, "merchant", TEXTOID, "qiwi_payin_notification_verify()");
-	col.verdict.verified = arg_trigger_column(rel, "verified", BOOLOID, "qiwi_payin_notification_verify()");
-	col.verdict.applied = arg_trigger_column(rel, "applied", BOOLOID, "qiwi_payin_notification_verify()");
-	col.verdict.error = arg_trigger_column(rel, "error", TEXTOID, "qiwi_payin_notification_verify()");
-
-	d = SPI_getbinval(tuple, desc, col.body, &isnull);
-	if (isnull)
-		problem = pstrdup("the notification has no body");
-	else
-	{
-		Datum		sig = SPI_getbinval(tuple, desc, col.signature, &isnull);
-		bool		no_site;
-		Datum		site = SPI_getbinval(tuple, desc, col.site_id, &no_site);
-		char	   *site_id;
-
-		body = DatumGetJsonbP(d);
-		if (isnull)
-			problem = pstrdup("the notification has no signature");
-		else if ((site_id = notification_site(no_site ? NULL : TextDatumGetCString(site), body,
-											  &problem)) != NULL &&
-				 (merchant = merchant_by_option(payin_option_site_id, site_id, &problem)) != NULL)
-		{
-			const char *key = merchant_value(merchant, payin_option_notification_key);
-
-			if (key == NULL)
-				problem = psprintf("merchant \"%s\" has no payin_notification_key to verify with",
-								   merchant->name);
-			else
-				verified = signature_holds(key, strlen(key), DatumGetTextPP(sig), body, &problem);
-		}
-	}
-
-	if (!verified && reject)
-		ereport(ERROR,
-				(errcode(ERRCODE_QIWI_BAD_SIGNATURE),
-				 errmsg("QIWI Payin notification rejected: %s", problem),
-				 errhint("Only notifications signed with the payin_notification_key of the merchant whose payin_site_id they name are accepted.")));
-	return PointerGetDatum(qiwi_notification_verdict(rel, tuple, &col.verdict, verified, problem,
-													 apply_notification, body, merchant));
+	return notification_trigger(fcinfo, &payin_notifications);
 }

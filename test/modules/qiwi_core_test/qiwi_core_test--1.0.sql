@@ -35,3 +35,15 @@ RETURNS text STRICT VOLATILE LANGUAGE C AS 'MODULE_PATHNAME';
 CREATE FUNCTION qiwi_core_test_rate_limited_batch(url text, name text, account text,
 	requests int, window_ms int, n int, concurrency int)
 RETURNS text[] STRICT VOLATILE LANGUAGE C AS 'MODULE_PATHNAME';
+
+-- ---------- notification.c: the trigger shell, with a toy API in trigger_shell.c (test/t/020_core_trigger_shell.pl) ----------
+
+-- What the toy's apply step records, once a notification
+CREATE TABLE qiwi_core_test_notified (id text PRIMARY KEY, amount numeric NOT NULL, merchant text NOT NULL);
+
+CREATE FUNCTION qiwi_core_test_notification_verify() RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_core_test_notification_verify' LANGUAGE C;
+CREATE FUNCTION qiwi_core_test_notification_verify_failing() RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_core_test_notification_verify_failing' LANGUAGE C;
+CREATE FUNCTION qiwi_core_test_sign_notification(body jsonb, secret text DEFAULT NULL, merchant text DEFAULT NULL)
+RETURNS text AS 'MODULE_PATHNAME', 'qiwi_core_test_sign_notification' LANGUAGE C;
