@@ -439,17 +439,16 @@ qiwi_exchange_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *err
 }
 
 /*
- * Send one operation for a SQL call, and when it is idempotent again after
- * network failures, timeouts, 429 and 5xx (with backoff, within
- * qiwi.max_retries and statement_timeout); true with op->result, or false
- * with *error.
+ * Send one operation for a SQL call that began at start, and when it is
+ * idempotent again after network failures, timeouts, 429 and 5xx (with
+ * backoff, within qiwi.max_retries, qiwi.call_deadline and
+ * statement_timeout); true with op->result, or false with *error.
  */
 static bool
-send_attempts(QiwiOperation *op, QiwiError *error)
+send_attempts(QiwiOperation *op, TimestampTz start, QiwiError *error)
 {
 	HttpOptions options = exchange_options();
 	HttpResponse resp;
-	TimestampTz start = GetCurrentTimestamp();
 
 	op->request.fresh_connection = !op->idempotent;
 	for (int attempt = 0;; attempt++)
@@ -486,13 +485,13 @@ send_attempts(QiwiOperation *op, QiwiError *error)
  * (the limiter's refusal, a cancel while waiting to retry) leaves it
  */
 static bool
-send_with_retries(QiwiOperation *op, QiwiError *error)
+send_with_retries(QiwiOperation *op, TimestampTz start, QiwiError *error)
 {
 	volatile bool ok = false;
 
 	PG_TRY();
 	{
-		ok = send_attempts(op, error);
+		ok = send_attempts(op, start, error);
 	}
 	PG_CATCH();
 	{
@@ -518,21 +517,29 @@ send_or_ask(QiwiOperation *op, QiwiError *error)
 	void	   *arg = op->rebuild_arg;
 	QiwiOperation ask;
 	QiwiError	ask_error;
+	TimestampTz start = GetCurrentTimestamp();
 
 	for (int attempt = 0;; attempt++)
 	{
-		if (send_with_retries(op, error))
+		if (send_with_retries(op, start, error))
 			return true;
 		/* a garbled answer may hide money QIWI moved */
 		if (!error->retry_safe && error->sqlstate != ERRCODE_QIWI_MALFORMED)
 			return false;
 		rebuild(arg, true, &ask);
-		if (send_with_retries(&ask, &ask_error))
+		if (send_with_retries(&ask, start, &ask_error))
 			return true;
 		if (ask_error.sqlstate != ERRCODE_QIWI_NOT_FOUND || attempt >= qiwi_max_retries)
 		{
 			error->detail = psprintf("%s Asking QIWI for it failed too: %s", error->detail,
 									 ask_error.message);
+			return false;
+		}
+		/* the asks and sends of one call share its deadline */
+		if (call_time_left(start) < MIN_ATTEMPT_MS)
+		{
+			error->detail = psprintf("%s QIWI does not know it, and qiwi.call_deadline (%d ms) or statement_timeout left no time to send it again; it was not sent again.",
+									 error->detail, qiwi_call_deadline_ms);
 			return false;
 		}
 		rebuild(arg, false, op);
@@ -549,7 +556,7 @@ qiwi_exchange(QiwiOperation *op, QiwiError *error)
 {
 	if (!op->idempotent && op->rebuild != NULL)
 		return send_or_ask(op, error);
-	return send_with_retries(op, error);
+	return send_with_retries(op, GetCurrentTimestamp(), error);
 }
 
 /*
@@ -565,7 +572,7 @@ qiwi_made_already(QiwiOperation *op)
 
 	wipe_headers(op);
 	op->rebuild(op->rebuild_arg, true, &ask);
-	if (send_with_retries(&ask, &error))
+	if (send_with_retries(&ask, GetCurrentTimestamp(), &error))
 		return true;
 	if (error.sqlstate != ERRCODE_QIWI_NOT_FOUND)
 		qiwi_raise(&error);

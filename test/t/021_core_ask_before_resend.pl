@@ -66,4 +66,15 @@ like($answer, qr/could not refund "r-rejected" of bill "ask-1": QIWI rejected th
 	'a refused refund is not asked for');
 is($requests, 1, 'one request (PUT)');
 
+# the asks and sends of one call share its qiwi.call_deadline: a refund
+# whose answer is lost at the deadline is asked for, not sent again late
+($answer, $requests) = refund_with_faults('r-late', 'SET qiwi.call_deadline = 1000;',
+	{ delay_ms => 1500, drop => 'before' });
+like($answer, qr/could not refund "r-late" of bill "ask-1": QIWI did not answer in time/,
+	'a refund lost at the deadline: the error is the refund\'s');
+like($answer, qr/left no time to send it again|Asking QIWI for it failed too/,
+	'and says why it was not sent again');
+is($requests, 2, 'the refund was not sent again after the deadline (PUT, GET)');
+is(refunds_made(), 2, 'QIWI made no refund');
+
 done_testing();
