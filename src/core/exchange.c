@@ -503,6 +503,37 @@ send_with_retries(QiwiOperation *op, TimestampTz start, QiwiError *error)
 }
 
 /*
+ * Send the ask for an operation whose answer was lost (what *lost says); an
+ * error that leaves the asking (the limiter's refusal, a cancel) says that
+ * QIWI may have made the operation, for its own text says nothing was sent
+ */
+static bool
+send_ask(QiwiOperation *ask, TimestampTz start, const QiwiError *lost, QiwiError *ask_error)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = false;
+
+	PG_TRY();
+	{
+		ok = send_with_retries(ask, start, ask_error);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->detail = psprintf("%s%sThis request was to ask QIWI for what the call had sent, whose answer was lost (%s); whether QIWI made it is not known.",
+								 edata->detail ? edata->detail : "", edata->detail ? " " : "",
+								 qiwi_redact_secrets(lost->message));
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
  * Send an operation that is not idempotent (a capture, a refund) once; if
  * its answer is lost, unreadable or QIWI failed (a network failure, a
  * timeout, a malformed answer, 429, 5xx: with an empty body Payin asks for
@@ -527,7 +558,7 @@ send_or_ask(QiwiOperation *op, QiwiError *error)
 		if (!error->retry_safe && error->sqlstate != ERRCODE_QIWI_MALFORMED)
 			return false;
 		rebuild(arg, true, &ask);
-		if (send_with_retries(&ask, start, &ask_error))
+		if (send_ask(&ask, start, error, &ask_error))
 			return true;
 		if (ask_error.sqlstate != ERRCODE_QIWI_NOT_FOUND || attempt >= qiwi_max_retries)
 		{

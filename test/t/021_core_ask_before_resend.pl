@@ -77,4 +77,18 @@ like($answer, qr/left no time to send it again|Asking QIWI for it failed too/,
 is($requests, 2, 'the refund was not sent again after the deadline (PUT, GET)');
 is(refunds_made(), 2, 'QIWI made no refund');
 
+# an error that ends the asking (here the rate limiter's refusal, which says
+# that its request was not sent) says that the refund's answer was lost
+HTTP::Tiny->new->request('DELETE', "$sandbox_url/sandbox/faults");
+sandbox('/sandbox/faults', encode_json({ times => 1, bill => 'ask-1', drop => 'after' }));
+my $before = sandbox_requests();
+my ($rc, $out, $err) = $node->psql('postgres',
+	"SELECT qiwi_core_test_refund_asking_limited('ask-1', 'r-limited', 1.00, 'acct-1')");
+like($err, qr/ERROR:  the review rate limit of account "acct-1" leaves this call no time/,
+	'the limiter refuses to ask for a refund whose answer was lost');
+like($err, qr/whose answer was lost \(could not refund "r-limited" of bill "ask-1": network failure talking to QIWI\); whether QIWI made it is not known/,
+	'and the error says that the refund\'s answer was lost');
+is(sandbox_requests() - $before, 1, 'the refund was sent once, and not asked for (PUT)');
+is(refunds_made(), 3, 'QIWI made the refund whose answer was lost');
+
 done_testing();

@@ -47,3 +47,8 @@ CREATE FUNCTION qiwi_core_test_notification_verify_failing() RETURNS trigger
 AS 'MODULE_PATHNAME', 'qiwi_core_test_notification_verify_failing' LANGUAGE C;
 CREATE FUNCTION qiwi_core_test_sign_notification(body jsonb, secret text DEFAULT NULL, merchant text DEFAULT NULL)
 RETURNS text AS 'MODULE_PATHNAME', 'qiwi_core_test_sign_notification' LANGUAGE C;
+
+-- ---------- review.c: a lost answer whose ask the rate limiter refuses ----------
+CREATE FUNCTION qiwi_core_test_refund_asking_limited(bill_id text, refund_id text, amount numeric,
+													 account text)
+RETURNS text LANGUAGE C STRICT AS 'MODULE_PATHNAME';
