@@ -273,7 +273,9 @@ typedef bool (*GuardedFn) (void *arg, char **problem);
 typedef enum GuardedErrors
 {
 	GUARD_DATA_ERRORS,			/* data exceptions and program limits only */
-	GUARD_ALL_BUT_CANCEL		/* every error but a cancel */
+	GUARD_ALL_BUT_CANCEL		/* every error but a cancel and the other
+								 * errors of the moment (a deadlock, a lock
+								 * timeout, out of memory) */
 } GuardedErrors;
 
 extern void exchange_init(void);

@@ -37,6 +37,22 @@ char	   *qiwi_ca_file = NULL;
 /* ---------- reading answers ---------- */
 
 /*
+ * Is this an error of the moment, that says nothing of what was being done
+ * (a cancel, a deadlock, a serialization failure, a lock timeout, out of
+ * memory), so that the same work may succeed when done again?
+ */
+static bool
+error_of_the_moment(int sqlerrcode)
+{
+	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_TRANSACTION_ROLLBACK ||
+		category == ERRCODE_INSUFFICIENT_RESOURCES ||
+		category == ERRCODE_OPERATOR_INTERVENTION ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
+/*
  * Run fn(arg, problem) in a subtransaction and say whether it succeeded.
  * An error it raises that `which` allows is one more *problem (its
  * message), and the caller's transaction, a background worker's included,
@@ -71,7 +87,7 @@ qiwi_guarded(GuardedFn fn, void *arg, GuardedErrors which, char **problem)
 		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
 		if (which == GUARD_DATA_ERRORS ?
 			(category != ERRCODE_DATA_EXCEPTION && category != ERRCODE_PROGRAM_LIMIT_EXCEEDED) :
-			edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			error_of_the_moment(edata->sqlerrcode))
 			ReThrowError(edata);
 		*problem = edata->message;
 		ok = false;

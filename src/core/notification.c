@@ -223,8 +223,10 @@ run_applier(void *arg, char **problem)
 /*
  * Apply a merchant's verified notification in a subtransaction: whatever it
  * holds (an amount a table constraint refuses, say), the trigger stores it,
- * marked with the outcome, and the INSERT goes on.  *applied says whether
- * it changed the tables; the result is why not, or NULL.
+ * marked with the outcome, and the INSERT goes on.  An error of the moment
+ * (a cancel, a deadlock, a lock timeout) fails the INSERT instead, so that
+ * QIWI sends the notification again.  *applied says whether it changed the
+ * tables; the result is why not, or NULL.
  */
 static char *
 apply_notification(NotificationApplier apply, Jsonb *body, const Merchant *merchant,

@@ -5,7 +5,8 @@
 # qiwi_core_test_notified.  A forgery is stored unverified and never applied, a
 # duplicate is not applied twice, an apply step that fails leaves the row
 # stored with its error and the rest of the transaction intact, a
-# notification naming no merchant is marked with the reason, and the key
+# notification naming no merchant is marked with the reason, an apply step
+# that cannot go on now (a lock timeout) fails the INSERT, and the key
 # shows nowhere.
 use strict;
 use warnings;
@@ -106,6 +107,24 @@ like($err, qr/toy notification rejected: the signature does not match/,
 	'with \'reject\', a forgery fails its INSERT');
 is(sql(q{SELECT count(*) FROM strict_inbox}), '0', 'and is not stored');
 is(store('strict_inbox', $n2), 'shop_a:t:t', 'with \'reject\', a verified one is stored and applied');
+
+# ---------- an error of the moment ----------
+# an apply step that cannot go on now (a lock timeout, a deadlock) fails
+# the INSERT, so that QIWI sends the notification again: stored as not
+# applied, it would never be applied
+my $n5 = '{"shop": "shop_a", "id": "n5", "amount": "50.00"}';
+my $holder = $node->background_psql('postgres');
+$holder->query_safe(q{BEGIN;
+INSERT INTO qiwi_core_test_notified (id, amount, merchant) VALUES ('n5', 50.00, 'shop_a');});
+($rc, $out, $err) = $node->psql('postgres', qq{SET lock_timeout = '200ms';
+INSERT INTO inbox (signature, body) VALUES (qiwi_core_test_sign_notification('$n5', merchant => 'shop_a'), '$n5')});
+like($err, qr/canceling statement due to lock timeout/,
+	'an apply step that times out waiting for a lock fails the INSERT');
+is(sql(q{SELECT count(*) FROM inbox WHERE body->>'id' = 'n5'}), '0',
+	'and nothing is stored as if it were handled');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+is(store('inbox', $n5), 'shop_a:t:t', 'sent again once the lock is gone, it is applied');
 
 # ---------- the key ----------
 # read out, not searched for: a statement holding the key would be logged
