@@ -30,11 +30,13 @@ sub run_sql
 	return ($err, tv_interval($t0), $out);
 }
 
-# A pass in a new session: when it was let through (µs of the limiter's clock)
+# A pass in a new session, whose calls may wait an hour: when it was let
+# through (µs of the limiter's clock)
 sub pass
 {
 	my ($name, $account, $requests, $window_ms) = @_;
-	return query_value($node, "SELECT qiwi_core_test_rate_pass('$name', '$account', $requests, $window_ms)");
+	return query_value($node, "SET qiwi.call_deadline = '1h';
+SELECT qiwi_core_test_rate_pass('$name', '$account', $requests, $window_ms)");
 }
 
 # The query of the backend waiting in the limiter (wait event "Extension") with the text $marker
@@ -142,7 +144,7 @@ $psql->quit;
 my $first = pass('leave', 'w', 1, 10_000);
 my ($stdout, $stderr) = ('', '');
 my $h = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'),
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "SET qiwi.call_deadline = '1h'",
 	  '-c', "SELECT qiwi_core_test_rate_pass('leave', 'w', 1, 10000) AS terminate_me" ],
 	'>', \$stdout, '2>', \$stderr);
 wait_true($node, 'SELECT count(*) = 1 ' . waiting('terminate_me'), 'a backend waits for account w\'s turn');
