@@ -633,14 +633,14 @@ qiwi_reconciler_main(Datum main_arg)
 		said_about = EXTENSION_READY;
 
 		/*
-		 * A round's own waits (for the requester, for a row lock) reset the
-		 * latch, so a wake that came during the round is told by the count
+		 * A round's own waits (for the requester) reset the latch, so a wake
+		 * that came during the round is told by the count, a reload by its flag
 		 */
 		wakeups_seen = reconciler_wakeups();
 		MemoryContextReset(round_context);
 		more_due = reconcile_round(round_context);
 		MemoryContextSwitchTo(TopMemoryContext);
-		if (more_due || reconciler_wakeups() != wakeups_seen)
+		if (more_due || reconciler_wakeups() != wakeups_seen || ConfigReloadPending)
 			wait_ms = 0;
 	}
 }
