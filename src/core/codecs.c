@@ -699,3 +699,16 @@ append_json_member(StringInfo buf, const char *key, const char *value, bool *fir
 	appendStringInfoChar(buf, ':');
 	escape_json(buf, value);
 }
+
+/* Append "key":{"currency":..,"value":..}, the amount with exactly two decimals */
+void
+append_json_money(StringInfo buf, const char *key, Numeric amount, const char *currency)
+{
+	bool		first = true;
+
+	escape_json(buf, key);
+	appendStringInfoString(buf, ":{");
+	append_json_member(buf, "currency", currency, &first);
+	append_json_member(buf, "value", qiwi_format_amount(amount), &first);
+	appendStringInfoChar(buf, '}');
+}
