@@ -270,26 +270,41 @@ bill_create_operation(const Merchant *merchant, const QiwiCreateBillArgs *args,
 	op->result = bill;
 }
 
+/*
+ * PUT bills/{billId}/refunds/{refundId} (an amount: return money of a paid
+ * bill), or GET it (amount NULL)
+ */
+static void
+refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
+				 Numeric amount, const char *currency, QiwiRefund *refund, QiwiOperation *op)
+{
+	RefundAsked *asked = palloc(sizeof(RefundAsked));
+	StringInfoData body;
+
+	initStringInfo(&body);
+	if (amount != NULL)
+	{
+		appendStringInfoChar(&body, '{');
+		append_json_money(&body, "amount", amount, currency);
+		appendStringInfoChar(&body, '}');
+	}
+	bill_operation(op, merchant, amount ? HTTP_PUT : HTTP_GET,
+				   bill_url(merchant, bill_id, "refunds", refund_id), amount ? body.data : NULL,
+				   psprintf("%srefund \"%s\" of bill \"%s\"", amount ? "" : "get ", refund_id, bill_id),
+				   amount ? QIWI_IDEMPOTENT_RETRY_HINT : QIWI_READ_RETRY_HINT);
+	*asked = (RefundAsked) {bill_id, refund_id, amount, currency};
+	op->read = read_refund_answer;
+	op->args = asked;
+	op->result = refund;
+}
+
 /* PUT bills/{billId}/refunds/{refundId}: return money of a paid bill */
 void
 bill_refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
 					  Numeric amount, const char *currency, QiwiRefund *refund,
 					  QiwiOperation *op)
 {
-	RefundAsked *asked = palloc(sizeof(RefundAsked));
-	StringInfoData body;
-
-	initStringInfo(&body);
-	appendStringInfoChar(&body, '{');
-	append_json_money(&body, "amount", amount, currency);
-	appendStringInfoChar(&body, '}');
-	bill_operation(op, merchant, HTTP_PUT, bill_url(merchant, bill_id, "refunds", refund_id), body.data,
-				   psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id),
-				   QIWI_IDEMPOTENT_RETRY_HINT);
-	*asked = (RefundAsked) {bill_id, refund_id, amount, currency};
-	op->read = read_refund_answer;
-	op->args = asked;
-	op->result = refund;
+	refund_operation(merchant, bill_id, refund_id, amount, currency, refund, op);
 }
 
 /* GET bills/{billId}/refunds/{refundId} */
@@ -297,15 +312,7 @@ void
 bill_get_refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
 						  QiwiRefund *refund, QiwiOperation *op)
 {
-	RefundAsked *asked = palloc(sizeof(RefundAsked));
-
-	bill_operation(op, merchant, HTTP_GET, bill_url(merchant, bill_id, "refunds", refund_id), NULL,
-				   psprintf("get refund \"%s\" of bill \"%s\"", refund_id, bill_id),
-				   QIWI_READ_RETRY_HINT);
-	*asked = (RefundAsked) {bill_id, refund_id, NULL, NULL};
-	op->read = read_refund_answer;
-	op->args = asked;
-	op->result = refund;
+	refund_operation(merchant, bill_id, refund_id, NULL, NULL, refund, op);
 }
 
 /*

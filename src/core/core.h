@@ -375,6 +375,8 @@ extern void wire_operation(QiwiOperation *op, const WireFormat *wire, const Merc
 						   const char *retry_hint, bool idempotent);
 extern bool wire_read_object(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 							 void *result, QiwiError *error);
+extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
+						   size_t size, List **out, QiwiError *error);
 extern bool wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
 								 const char *asked, QiwiError *error);
 
@@ -421,6 +423,8 @@ extern bool json_timestamp(JsonbContainer *object, const char *key, const char *
 						   bool *present, TimestampTz *out, char **problem);
 extern void append_json_member(StringInfo buf, const char *key, const char *value, bool *first);
 extern void append_json_money(StringInfo buf, const char *key, Numeric amount, const char *currency);
+extern bool json_object_list(JsonbValue *array, const char *what, size_t size,
+							 WireObjectParser parse, List **out, char **problem);
 
 /* ---------- validate.c ---------- */
 

@@ -156,6 +156,52 @@ wire_read_object(QiwiOperation *op, const HttpResponse *resp, WireObjectParser p
 	return true;
 }
 
+/* An answer's array to read into a list, with an API's parser of its objects */
+typedef struct ListToRead
+{
+	WireObjectParser parse;
+	size_t		size;
+	List	  **out;
+} ListToRead;
+
+/* Reader of a JSON array of objects answered (a QiwiAnswerReader) */
+static bool
+read_list(const HttpResponse *resp, void *result, char **problem)
+{
+	ListToRead *l = (ListToRead *) result;
+	char	   *wrapped;
+	Jsonb	   *jb;
+
+	if (resp->body_len > 0 && resp->body[0] != '[')
+	{
+		*problem = pstrdup("the answer is not an array");
+		return false;
+	}
+	/* parse_json_object (depth, encoding) reads objects: the array becomes a member */
+	wrapped = psprintf("{\"list\":%s}", resp->body);
+	jb = parse_json_object(wrapped, strlen(wrapped), NULL, problem);
+	return jb != NULL &&
+		json_object_list(json_field(&jb->root, "list"), "the answer", l->size, l->parse, l->out,
+						 problem);
+}
+
+/*
+ * Read the array of objects answered to op into *out (structs of a size),
+ * each with the API's parser, guarded; false with a QK BAD *error
+ */
+bool
+wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse, size_t size,
+			   List **out, QiwiError *error)
+{
+	ListToRead	l = {parse, size, out};
+	char	   *problem = NULL;
+
+	*out = NIL;
+	if (!qiwi_read_answer(read_list, resp, &l, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	return true;
+}
+
 /*
  * Is the answer about the object op asked about (a what: "bill", ...)?
  * Otherwise false with a QK BAD *error: it would be recorded for another.

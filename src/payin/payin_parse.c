@@ -174,6 +174,13 @@ payin_parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment, ch
 	return true;
 }
 
+/* Read a Payment object of an invoice's list (a WireObjectParser) */
+static bool
+read_listed_payment(JsonbContainer *root, void *result, char **problem)
+{
+	return payin_parse_payment(root, false, (PayinPayment *) result, problem);
+}
+
 /* Read an Invoice object, with its payments when it has them (details) */
 bool
 payin_parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
@@ -211,35 +218,9 @@ payin_parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 		return false;
 	}
 	payments = json_field(root, "payments");
-	if (payments != NULL && payments->type == jbvBinary &&
-		JsonContainerIsArray(payments->val.binary.data))
-	{
-		JsonbIterator *it = JsonbIteratorInit(payments->val.binary.data);
-		JsonbValue	elem;
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
-		{
-			PayinPayment *payment = palloc(sizeof(PayinPayment));
-
-			if (tok != WJB_ELEM)
-				continue;
-			if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
-			{
-				*problem = pstrdup("field \"payments\" has an element that is not an object");
-				return false;
-			}
-			if (!payin_parse_payment(elem.val.binary.data, false, payment, problem))
-				return false;
-			invoice->payments = lappend(invoice->payments, payment);
-		}
-	}
-	else if (payments != NULL && payments->type != jbvNull)
-	{
-		*problem = pstrdup("field \"payments\" is not an array");
-		return false;
-	}
-	return true;
+	return payments == NULL || payments->type == jbvNull ||
+		json_object_list(payments, "field \"payments\"", sizeof(PayinPayment), read_listed_payment,
+						 &invoice->payments, problem);
 }
 
 /*

@@ -275,63 +275,15 @@ read_operation_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *er
 								  asked->currency, op->context, asked->what, error));
 }
 
-/* Reader of an array of Refund objects (a QiwiAnswerReader) */
-static bool
-read_refund_list(const HttpResponse *resp, void *result, char **problem)
-{
-	List	  **refunds = (List **) result;
-	char	   *wrapped;
-	Jsonb	   *jb;
-	JsonbIterator *it;
-	JsonbValue	elem;
-	JsonbIteratorToken tok;
-
-	if (resp->body_len > 0 && resp->body[0] != '[')
-	{
-		*problem = pstrdup("the answer is not a JSON array");
-		return false;
-	}
-	/* parse_json_object (depth, encoding) reads objects: the array becomes a member */
-	wrapped = psprintf("{\"refunds\":%s}", resp->body);
-	jb = parse_json_object(wrapped, strlen(wrapped), NULL, problem);
-	if (jb == NULL)
-		return false;
-	elem = *json_field(&jb->root, "refunds");
-	if (elem.type != jbvBinary || !JsonContainerIsArray(elem.val.binary.data))
-	{
-		*problem = pstrdup("the answer is not a JSON array");
-		return false;
-	}
-	it = JsonbIteratorInit(elem.val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
-	{
-		PayinOperationResult *refund = palloc0(sizeof(PayinOperationResult));
-
-		if (tok != WJB_ELEM)
-			continue;
-		if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
-		{
-			*problem = pstrdup("an element of the array is not an object");
-			return false;
-		}
-		if (!payin_parse_operation_result(elem.val.binary.data, false, "refundId", refund, problem))
-			return false;
-		*refunds = lappend(*refunds, refund);
-	}
-	return true;
-}
-
 /* Reader of the refunds of a payment */
 static bool
 read_refunds_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
 	List	  **refunds = (List **) op->result;
-	char	   *problem = NULL;
 	ListCell   *lc;
 
-	*refunds = NIL;
-	if (!qiwi_read_answer(read_refund_list, resp, refunds, &problem))
-		return qiwi_malformed(error, op->context, problem);
+	if (!wire_read_list(op, resp, read_refund, sizeof(PayinOperationResult), refunds, error))
+		return false;
 	foreach(lc, *refunds)
 	{
 		PayinOperationResult *refund = (PayinOperationResult *) lfirst(lc);
@@ -396,17 +348,35 @@ payin_payment_operation(const Merchant *merchant, const char *payment_id,
 }
 
 /*
- * PUT (send) or GET payments/{paymentId}/captures/{captureId}.  The PUT is
- * never resent by the exchange: the caller asks for the capture first
- * (payin_sql.c), since a repeat that QIWI did not take as the same capture
- * would be refused, or worse.
+ * PUT (send) or GET payments/{paymentId}/captures|refunds/{id}: a capture
+ * or refund asked about.  The PUT is never resent by the exchange: the
+ * caller asks for it first (payin_sql.c), since a repeat that QIWI did not
+ * take as the same one would be refused, or worse.
  */
+static void
+payment_operation(const Merchant *merchant, const char *payment_id, OperationAsked *asked,
+				  char *body, PayinOperationResult *result, QiwiOperation *op)
+{
+	const char *segments[] = {"payments", payment_id, psprintf("%ss", asked->what), asked->id};
+	bool		send = body != NULL;
+
+	payin_operation(op, merchant, send ? HTTP_PUT : HTTP_GET, payin_url(merchant, 4, segments), body,
+					psprintf("%s%s \"%s\" of Payin payment \"%s\"", send ? "" : "get ",
+							 asked->what, asked->id, payment_id),
+					send ? psprintf("Repeating the same call is safe: it asks QIWI for the %s before sending it again.",
+									asked->what) : QIWI_READ_RETRY_HINT, !send);
+	result->payment_id = (char *) payment_id;
+	op->read = read_operation_answer;
+	op->args = asked;
+	op->result = result;
+}
+
+/* PUT (send) or GET payments/{paymentId}/captures/{captureId} */
 void
 payin_capture_operation(const Merchant *merchant, const char *payment_id,
 						const char *capture_id, const char *comment, bool send,
 						PayinOperationResult *capture, QiwiOperation *op)
 {
-	const char *segments[] = {"payments", payment_id, "captures", capture_id};
 	OperationAsked *asked = palloc(sizeof(OperationAsked));
 	StringInfoData body;
 	bool		first = true;
@@ -416,29 +386,16 @@ payin_capture_operation(const Merchant *merchant, const char *payment_id,
 	if (comment != NULL)
 		append_json_member(&body, "comment", comment, &first);
 	appendStringInfoChar(&body, '}');
-	payin_operation(op, merchant, send ? HTTP_PUT : HTTP_GET, payin_url(merchant, 4, segments),
-					send ? body.data : NULL,
-					psprintf("%s \"%s\" of Payin payment \"%s\"",
-							 send ? "capture" : "get capture", capture_id, payment_id),
-					send ? "Repeating the same call is safe: it asks QIWI for the capture before sending it again." :
-					QIWI_READ_RETRY_HINT, !send);
 	*asked = (OperationAsked) {read_capture, "capture", capture_id, NULL, NULL};
-	capture->payment_id = (char *) payment_id;
-	op->read = read_operation_answer;
-	op->args = asked;
-	op->result = capture;
+	payment_operation(merchant, payment_id, asked, send ? body.data : NULL, capture, op);
 }
 
-/*
- * PUT (send) or GET payments/{paymentId}/refunds/{refundId}; the PUT is
- * never resent by the exchange (see payin_capture_operation).
- */
+/* PUT (send) or GET payments/{paymentId}/refunds/{refundId} */
 void
 payin_refund_operation(const Merchant *merchant, const char *payment_id, const char *refund_id,
 					   Numeric amount, const char *currency, bool send,
 					   PayinOperationResult *refund, QiwiOperation *op)
 {
-	const char *segments[] = {"payments", payment_id, "refunds", refund_id};
 	OperationAsked *asked = palloc(sizeof(OperationAsked));
 	StringInfoData body;
 
@@ -449,17 +406,8 @@ payin_refund_operation(const Merchant *merchant, const char *payment_id, const c
 		append_json_money(&body, "amount", amount, currency);
 		appendStringInfoChar(&body, '}');
 	}
-	payin_operation(op, merchant, send ? HTTP_PUT : HTTP_GET, payin_url(merchant, 4, segments),
-					send ? body.data : NULL,
-					psprintf("%s \"%s\" of Payin payment \"%s\"",
-							 send ? "refund" : "get refund", refund_id, payment_id),
-					send ? "Repeating the same call is safe: it asks QIWI for the refund before sending it again." :
-					QIWI_READ_RETRY_HINT, !send);
 	*asked = (OperationAsked) {read_refund, "refund", refund_id, amount, currency};
-	refund->payment_id = (char *) payment_id;
-	op->read = read_operation_answer;
-	op->args = asked;
-	op->result = refund;
+	payment_operation(merchant, payment_id, asked, send ? body.data : NULL, refund, op);
 }
 
 /* GET payments/{paymentId}/refunds: every refund of a payment */
