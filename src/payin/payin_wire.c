@@ -1,16 +1,14 @@
 /*
  * payin_wire.c
  *		The Payin API v1 on the wire (seed 004, qiwi-api.md §2 and §8): URLs
- *		under /partner/payin/v1/sites/{siteId}, request bodies, the objects
- *		in its answers, one operation per API call, and the options a
- *		merchant has for it.  Nothing here raises on a bad answer: a reader
+ *		under /partner/payin/v1/sites/{siteId}, request bodies, the readers
+ *		of its answers (their objects: payin_parse.c), one operation per API
+ *		call, and the options a merchant has for it.  Nothing here raises on a bad answer: a reader
  *		returns false with a QiwiError, for the caller to raise.
  */
 #include "core/core.h"
 #include "payin/payin.h"
 
-#include "catalog/pg_type_d.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
