@@ -127,7 +127,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from pull_sandbox import PULL_PREFIX, PullSandbox
 from wallet_sandbox import WalletSandbox
@@ -282,6 +282,7 @@ class Sandbox:
         self.payin = payin
         self.pull = pull
         self.wallet = WalletSandbox(accepts_json, bearer_token)
+        self.wire = WireTests()
         self.reset()
 
     def reset(self):
@@ -1569,6 +1570,59 @@ class PagedList:
                      "next": str(number + 1) if number < self.pages else None}
 
 
+
+# ---- the core's wire tests (test/t/017_core_wire.pl) ----
+# Endpoints of no QIWI API, for the tests of the core's wire: what a request
+# carried, as this server received it, and answers of a chosen status and
+# body.
+#   any method /wire/echo/...    200 {"method","path","authorization",
+#                                "content_type","body","form"} (form: the
+#                                body parsed as x-www-form-urlencoded,
+#                                blank values kept)
+#   any method /wire/answer/...  the next answer of POST /sandbox/wire/answers
+#                                {"answers": [{"status": S, "body": "..."}]}
+#                                (the last one repeats); in a body,
+#                                @authorization@ is the request's
+#                                Authorization header and @now@ the time
+#   GET /sandbox/wire/stats      {"requests": N, "last": the last echo}
+class WireTests:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.answers = [{"status": 200, "body": "{}"}]
+        self.requests = 0
+        self.last = None
+
+    def control(self, method, parts, args):
+        with self.lock:
+            if parts == ["answers"] and method == "POST":
+                self.answers = list(args.get("answers") or [{"status": 200, "body": "{}"}])
+                self.requests = 0
+                return 200, {"ok": True}
+            if parts == ["stats"] and method == "GET":
+                return 200, {"requests": self.requests, "last": self.last}
+        return 404, {"error": "unknown wire control endpoint"}
+
+    def serve(self, method, path, headers, body):
+        """(status, bytes) for a request to /wire/..."""
+        text = body.decode("utf-8", "replace")
+        seen = {"method": method, "path": path,
+                "authorization": headers.get("Authorization"),
+                "content_type": headers.get("Content-Type"), "body": text,
+                "form": dict(parse_qsl(text, keep_blank_values=True))}
+        with self.lock:
+            self.requests += 1
+            self.last = seen
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if path.startswith("/wire/echo/"):
+            return 200, json.dumps(seen, ensure_ascii=False).encode()
+        payload = answer.get("body", "").replace("@authorization@", headers.get("Authorization") or "")
+        payload = payload.replace("@now@", qiwi_time(now()))
+        return int(answer.get("status", 200)), payload.encode()
+
+
 def make_handler(sandbox):
     paged_list = PagedList()
 
@@ -1634,6 +1688,8 @@ def make_handler(sandbox):
                 self.paged(method, path, body)
             elif path.startswith("/sandbox/"):
                 self.control(method, path, body)
+            elif path.startswith("/wire/"):
+                self.send_raw(*sandbox.wire.serve(method, path, self.headers, body))
             elif path.startswith(BILLS_PREFIX):
                 self.api(method, path[len(BILLS_PREFIX):], body)
             elif path.startswith(PAYIN_PREFIX):
@@ -1655,6 +1711,8 @@ def make_handler(sandbox):
                 return self.send_json(*sandbox.payin.control(method, [unquote(p) for p in parts[1:]], args))
             if parts[:1] == ["pull"]:
                 return self.send_json(*sandbox.pull.control(method, [unquote(p) for p in parts[1:]], args))
+            if parts[:1] == ["wire"]:
+                return self.send_json(*sandbox.wire.control(method, parts[1:], args))
             with sandbox.lock:
                 if parts == ["stats"] and method == "GET":
                     return self.send_json(200, {

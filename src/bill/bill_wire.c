@@ -14,8 +14,6 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#define QIWI_BILLS_PATH "/partner/bill/v1/bills/"
-
 /* The limits of the Bill Payments API's arguments (seed 001) */
 /* QIWI's Bill Payments takes roubles, and tenge for P2P bills */
 static const char *const bill_currencies[] = {"RUB", "KZT", NULL};
@@ -34,6 +32,16 @@ int			bill_option_api_url;
 int			bill_option_site_id;
 int			bill_option_public_key;
 int			bill_option_secret_key;
+
+/* How Bill Payments calls go: JSON, the merchant's secret key as a Bearer token */
+static const WireFormat bill_wire = {
+	.api_name = "Bill Payments",
+	.url_option = &bill_option_api_url,
+	.default_url = QIWI_DEFAULT_API_URL,
+	.auth = WIRE_AUTH_BEARER,
+	.key_option = &bill_option_secret_key,
+	.body = WIRE_BODY_JSON,
+};
 
 /* ---------- objects ---------- */
 
@@ -79,27 +87,23 @@ qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem)
 	return true;
 }
 
-/* Reader of a Bill object answer (a QiwiAnswerReader) */
+/* Parser of a Bill object answer (a WireObjectParser) */
 static bool
-read_bill(const HttpResponse *resp, void *result, char **problem)
+read_bill(JsonbContainer *root, void *result, char **problem)
 {
-	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
-
-	return jb != NULL && qiwi_parse_bill_object(&jb->root, (QiwiBill *) result, problem);
+	return qiwi_parse_bill_object(root, (QiwiBill *) result, problem);
 }
 
-/* Reader of a Refund object answer (a QiwiAnswerReader) */
+/* Parser of a Refund object answer (a WireObjectParser) */
 static bool
-read_refund(const HttpResponse *resp, void *result, char **problem)
+read_refund(JsonbContainer *root, void *result, char **problem)
 {
 	QiwiRefund *refund = (QiwiRefund *) result;
-	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
 
-	if (jb == NULL ||
-		!json_identifier(&jb->root, "refundId", &refund->refund_id, problem) ||
-		!qiwi_json_amount(&jb->root, QIWI_MAX_AMOUNT, &refund->amount, &refund->currency, problem) ||
-		!json_string(&jb->root, "status", true, &refund->status, problem) ||
-		!json_timestamp(&jb->root, "dateTime", "datetime",
+	if (!json_identifier(root, "refundId", &refund->refund_id, problem) ||
+		!qiwi_json_amount(root, QIWI_MAX_AMOUNT, &refund->amount, &refund->currency, problem) ||
+		!json_string(root, "status", true, &refund->status, problem) ||
+		!json_timestamp(root, "dateTime", "datetime",
 						&refund->has_created_at, &refund->created_at, problem))
 		return false;
 	if (refund->refund_id == NULL)
@@ -117,53 +121,13 @@ read_refund(const HttpResponse *resp, void *result, char **problem)
 
 /* ---------- requests ---------- */
 
-/* A merchant's secret key, or an error if it has none */
-static const char *
-require_secret_key(const Merchant *merchant)
-{
-	const char *key = merchant_value(merchant, bill_option_secret_key);
-
-	if (key == NULL && merchant->server == InvalidOid)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("qiwi.secret_key is not set"),
-				 errhint("Put the key in a file readable only by the server's user and name it in qiwi.secret_key_file (see \"Holding keys\" in the README).")));
-	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("merchant \"%s\" has no bill_secret_key", merchant->name),
-				 errhint("A superuser gives it with CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (bill_secret_key '...'); a mapping for a single role is not used.",
-						 quote_identifier(merchant->name))));
-	return key;
-}
-
-/* URL of a merchant's bill, or of one of its sub-resources when suffix is given */
+/* URL of a merchant's bill, or of one of its sub-resources (fixed word, id, ...) */
 static char *
-bill_url(const Merchant *merchant, const char *bill_id, const char *suffix)
+bill_url(const Merchant *merchant, const char *bill_id, const char *sub, const char *sub_id)
 {
-	StringInfoData url;
-	const char *base = merchant_value(merchant, bill_option_api_url);
-	size_t		base_len;
+	const char *segments[] = {"partner/bill/v1/bills", bill_id, sub, sub_id};
 
-	if (base == NULL)
-		base = QIWI_DEFAULT_API_URL;
-	base_len = strlen(base);
-	while (base_len > 0 && base[base_len - 1] == '/')
-		base_len--;
-	initStringInfo(&url);
-	appendBinaryStringInfo(&url, base, base_len);
-	appendStringInfoString(&url, QIWI_BILLS_PATH);
-	appendStringInfoString(&url, http_escape_path_segment(bill_id));
-	if (suffix != NULL)
-		appendStringInfoString(&url, suffix);
-	return url.data;
-}
-
-/* URL of one refund of a merchant's bill */
-static char *
-refund_url(const Merchant *merchant, const char *bill_id, const char *refund_id)
-{
-	return bill_url(merchant, bill_id, psprintf("/refunds/%s", http_escape_path_segment(refund_id)));
+	return wire_url(&bill_wire, merchant, sub == NULL ? 2 : sub_id == NULL ? 3 : 4, segments);
 }
 
 /* The JSON body of PUT bills/{billId}; absent optional members are omitted */
@@ -174,11 +138,9 @@ create_bill_body(const QiwiCreateBillArgs *args)
 	bool		first = true;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"amount\":{");
-	append_json_member(&buf, "currency", args->currency, &first);
-	append_json_member(&buf, "value", qiwi_format_amount(args->amount), &first);
-	appendStringInfoString(&buf, "},");
-	first = true;
+	appendStringInfoChar(&buf, '{');
+	append_json_money(&buf, "amount", args->amount, args->currency);
+	appendStringInfoChar(&buf, ',');
 	append_json_member(&buf, "expirationDateTime",
 					   format_qiwi_timestamp(args->expires_at), &first);
 	if (args->comment != NULL)
@@ -207,66 +169,27 @@ create_bill_body(const QiwiCreateBillArgs *args)
 }
 
 /*
- * Start an operation for a merchant: its request, with the headers every
- * Bill Payments call carries (JSON, and the merchant's key as a Bearer
- * token), and what it does.
+ * Start a Bill Payments operation for a merchant.  GET and PUT with our own
+ * ids are idempotent; a reject is made so (bill_reject).
  */
 static void
 bill_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method, char *url,
 			   char *body, char *context, const char *retry_hint)
 {
-	const char **headers = palloc(sizeof(char *) * 2);
-
-	memset(op, 0, sizeof(*op));
-	headers[0] = "Accept: application/json";
-	headers[1] = psprintf("Authorization: Bearer %s", require_secret_key(merchant));
-	op->merchant = merchant;
-	op->request.method = method;
-	op->request.url = url;
-	op->request.body = body;
-	op->request.content_type = method == HTTP_GET ? NULL : "application/json;charset=UTF-8";
-	op->request.headers = headers;
-	op->request.nheaders = 2;
-	op->context = context;
-	op->retry_hint = retry_hint;
-	/* GET and PUT with our own ids are idempotent; a reject is made so */
-	op->idempotent = true;
+	wire_operation(op, &bill_wire, merchant, method, url, body, context, retry_hint, true);
 }
 
 /* ---------- answers ---------- */
 
-/* Parse the Bill object answered for a merchant's expected_bill_id */
+/* Read the Bill object answered to op for its merchant's expected_bill_id */
 static bool
-parse_bill(const HttpResponse *resp, const char *expected_bill_id, const char *merchant,
-		   const char *context, QiwiBill *bill, QiwiError *error)
+parse_bill(QiwiOperation *op, const HttpResponse *resp, const char *expected_bill_id,
+		   QiwiBill *bill, QiwiError *error)
 {
-	char	   *problem = NULL;
-
-	if (!qiwi_read_answer(read_bill, resp, bill, &problem))
-		return qiwi_malformed(error, context, problem);
-	if (strcmp(bill->bill_id, expected_bill_id) != 0)
-		return qiwi_malformed(error, context,
-						 psprintf("the answer is about bill \"%s\"", bill->bill_id));
-	bill->merchant = merchant;
-	return true;
-}
-
-/* Parse a Refund object answered for bill_id / expected_refund_id */
-static bool
-parse_refund(const HttpResponse *resp, const char *bill_id, const char *merchant,
-			 const char *expected_refund_id, const char *context,
-			 QiwiRefund *refund, QiwiError *error)
-{
-	char	   *problem = NULL;
-
-	memset(refund, 0, sizeof(*refund));
-	refund->bill_id = pstrdup(bill_id);
-	refund->merchant = merchant;
-	if (!qiwi_read_answer(read_refund, resp, refund, &problem))
-		return qiwi_malformed(error, context, problem);
-	if (strcmp(refund->refund_id, expected_refund_id) != 0)
-		return qiwi_malformed(error, context,
-						 psprintf("the answer is about refund \"%s\"", refund->refund_id));
+	if (!wire_read_object(op, resp, read_bill, bill, error) ||
+		!wire_answer_is_about(op, "bill", bill->bill_id, expected_bill_id, error))
+		return false;
+	bill->merchant = op->merchant->name;
 	return true;
 }
 
@@ -274,8 +197,7 @@ parse_refund(const HttpResponse *resp, const char *bill_id, const char *merchant
 static bool
 read_bill_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	return parse_bill(resp, (const char *) op->args, op->merchant->name, op->context,
-					  (QiwiBill *) op->result, error);
+	return parse_bill(op, resp, (const char *) op->args, (QiwiBill *) op->result, error);
 }
 
 /* Reader of a create answer: the bill, for the money asked */
@@ -285,7 +207,7 @@ read_created_bill(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	const QiwiCreateBillArgs *args = (const QiwiCreateBillArgs *) op->args;
 	QiwiBill   *bill = (QiwiBill *) op->result;
 
-	return parse_bill(resp, args->bill_id, op->merchant->name, op->context, bill, error) &&
+	return parse_bill(op, resp, args->bill_id, bill, error) &&
 		qiwi_same_money_as_asked(bill->amount, bill->currency, args->amount, args->currency,
 								 op->context, "bill", error);
 }
@@ -306,8 +228,11 @@ read_refund_answer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error
 	const RefundAsked *asked = (const RefundAsked *) op->args;
 	QiwiRefund *refund = (QiwiRefund *) op->result;
 
-	return parse_refund(resp, asked->bill_id, op->merchant->name, asked->refund_id, op->context,
-						refund, error) &&
+	memset(refund, 0, sizeof(*refund));
+	refund->bill_id = pstrdup(asked->bill_id);
+	refund->merchant = op->merchant->name;
+	return wire_read_object(op, resp, read_refund, refund, error) &&
+		wire_answer_is_about(op, "refund", refund->refund_id, asked->refund_id, error) &&
 		(asked->amount == NULL ||
 		 qiwi_same_money_as_asked(refund->amount, refund->currency, asked->amount, asked->currency,
 								  op->context, "refund", error));
@@ -320,7 +245,7 @@ void
 bill_get_operation(const Merchant *merchant, const char *bill_id, QiwiBill *bill,
 				   QiwiOperation *op)
 {
-	bill_operation(op, merchant, HTTP_GET, bill_url(merchant, bill_id, NULL), NULL,
+	bill_operation(op, merchant, HTTP_GET, bill_url(merchant, bill_id, NULL, NULL), NULL,
 				   psprintf("get the status of bill \"%s\"", bill_id), QIWI_READ_RETRY_HINT);
 	op->read = read_bill_answer;
 	op->args = bill_id;
@@ -337,12 +262,40 @@ void
 bill_create_operation(const Merchant *merchant, const QiwiCreateBillArgs *args,
 					  bool check_money, QiwiBill *bill, QiwiOperation *op)
 {
-	bill_operation(op, merchant, HTTP_PUT, bill_url(merchant, args->bill_id, NULL),
+	bill_operation(op, merchant, HTTP_PUT, bill_url(merchant, args->bill_id, NULL, NULL),
 				   create_bill_body(args),
 				   psprintf("create bill \"%s\"", args->bill_id), QIWI_IDEMPOTENT_RETRY_HINT);
 	op->read = check_money ? read_created_bill : read_bill_answer;
 	op->args = check_money ? (const void *) args : (const void *) args->bill_id;
 	op->result = bill;
+}
+
+/*
+ * PUT bills/{billId}/refunds/{refundId} (an amount: return money of a paid
+ * bill), or GET it (amount NULL)
+ */
+static void
+refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
+				 Numeric amount, const char *currency, QiwiRefund *refund, QiwiOperation *op)
+{
+	RefundAsked *asked = palloc(sizeof(RefundAsked));
+	StringInfoData body;
+
+	initStringInfo(&body);
+	if (amount != NULL)
+	{
+		appendStringInfoChar(&body, '{');
+		append_json_money(&body, "amount", amount, currency);
+		appendStringInfoChar(&body, '}');
+	}
+	bill_operation(op, merchant, amount ? HTTP_PUT : HTTP_GET,
+				   bill_url(merchant, bill_id, "refunds", refund_id), amount ? body.data : NULL,
+				   psprintf("%srefund \"%s\" of bill \"%s\"", amount ? "" : "get ", refund_id, bill_id),
+				   amount ? QIWI_IDEMPOTENT_RETRY_HINT : QIWI_READ_RETRY_HINT);
+	*asked = (RefundAsked) {bill_id, refund_id, amount, currency};
+	op->read = read_refund_answer;
+	op->args = asked;
+	op->result = refund;
 }
 
 /* PUT bills/{billId}/refunds/{refundId}: return money of a paid bill */
@@ -351,22 +304,7 @@ bill_refund_operation(const Merchant *merchant, const char *bill_id, const char 
 					  Numeric amount, const char *currency, QiwiRefund *refund,
 					  QiwiOperation *op)
 {
-	RefundAsked *asked = palloc(sizeof(RefundAsked));
-	StringInfoData body;
-	bool		first = true;
-
-	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"amount\":{");
-	append_json_member(&body, "currency", currency, &first);
-	append_json_member(&body, "value", qiwi_format_amount(amount), &first);
-	appendStringInfoString(&body, "}}");
-	bill_operation(op, merchant, HTTP_PUT, refund_url(merchant, bill_id, refund_id), body.data,
-				   psprintf("refund \"%s\" of bill \"%s\"", refund_id, bill_id),
-				   QIWI_IDEMPOTENT_RETRY_HINT);
-	*asked = (RefundAsked) {bill_id, refund_id, amount, currency};
-	op->read = read_refund_answer;
-	op->args = asked;
-	op->result = refund;
+	refund_operation(merchant, bill_id, refund_id, amount, currency, refund, op);
 }
 
 /* GET bills/{billId}/refunds/{refundId} */
@@ -374,15 +312,7 @@ void
 bill_get_refund_operation(const Merchant *merchant, const char *bill_id, const char *refund_id,
 						  QiwiRefund *refund, QiwiOperation *op)
 {
-	RefundAsked *asked = palloc(sizeof(RefundAsked));
-
-	bill_operation(op, merchant, HTTP_GET, refund_url(merchant, bill_id, refund_id), NULL,
-				   psprintf("get refund \"%s\" of bill \"%s\"", refund_id, bill_id),
-				   QIWI_READ_RETRY_HINT);
-	*asked = (RefundAsked) {bill_id, refund_id, NULL, NULL};
-	op->read = read_refund_answer;
-	op->args = asked;
-	op->result = refund;
+	refund_operation(merchant, bill_id, refund_id, NULL, NULL, refund, op);
 }
 
 /*
@@ -398,7 +328,7 @@ bill_reject(const Merchant *merchant, const char *bill_id, QiwiBill *bill, QiwiE
 	QiwiOperation op;
 	QiwiError	get_error;
 
-	bill_operation(&op, merchant, HTTP_POST, bill_url(merchant, bill_id, "/reject"), NULL,
+	bill_operation(&op, merchant, HTTP_POST, bill_url(merchant, bill_id, "reject", NULL), NULL,
 				   psprintf("cancel bill \"%s\"", bill_id),
 				   "Check with qiwi_bill_status() whether the bill was cancelled before repeating the call.");
 	op.read = read_bill_answer;

@@ -699,3 +699,54 @@ append_json_member(StringInfo buf, const char *key, const char *value, bool *fir
 	appendStringInfoChar(buf, ':');
 	escape_json(buf, value);
 }
+
+/* Append "key":{"currency":..,"value":..}, the amount with exactly two decimals */
+void
+append_json_money(StringInfo buf, const char *key, Numeric amount, const char *currency)
+{
+	bool		first = true;
+
+	escape_json(buf, key);
+	appendStringInfoString(buf, ":{");
+	append_json_member(buf, "currency", currency, &first);
+	append_json_member(buf, "value", qiwi_format_amount(amount), &first);
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * Read a JSON array of objects (what, for messages: "field \"payments\"")
+ * into a list of structs of a size, each read by parse; false with
+ * *problem at the first that is not an object or that parse refuses
+ */
+bool
+json_object_list(JsonbValue *array, const char *what, size_t size, WireObjectParser parse,
+				 List **out, char **problem)
+{
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+
+	if (array->type != jbvBinary || !JsonContainerIsArray(array->val.binary.data))
+	{
+		*problem = psprintf("%s is not an array", what);
+		return false;
+	}
+	it = JsonbIteratorInit(array->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		void	   *item;
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
+		{
+			*problem = psprintf("%s has an element that is not an object", what);
+			return false;
+		}
+		item = palloc0(size);
+		if (!parse(elem.val.binary.data, item, problem))
+			return false;
+		*out = lappend(*out, item);
+	}
+	return true;
+}

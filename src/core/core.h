@@ -10,6 +10,8 @@
  * exchange.c    the one path to QIWI: operations, retries, error classes
  * paging.c      lists QIWI answers a page at a time
  * ratelimit.c   the shared-memory limiter of requests per account
+ * wire.c        what an API declares of its wire: URLs, credentials, bodies,
+ *               operations, and reading the objects of its answers
  * codecs.c      money, timestamps, JSON
  * validate.c    checks of SQL arguments
  * calls.c       what every API's SQL functions share: calls, result rows,
@@ -44,7 +46,9 @@
 /* SQLSTATEs of the QIWI error classes; the README documents them */
 #define ERRCODE_QIWI_INVALID_REQUEST	MAKE_SQLSTATE('Q','K','4','0','0')
 #define ERRCODE_QIWI_AUTHENTICATION		MAKE_SQLSTATE('Q','K','4','0','1')
+#define ERRCODE_QIWI_FORBIDDEN			MAKE_SQLSTATE('Q','K','4','0','3')
 #define ERRCODE_QIWI_NOT_FOUND			MAKE_SQLSTATE('Q','K','4','0','4')
+#define ERRCODE_QIWI_BLOCKED			MAKE_SQLSTATE('Q','K','4','2','3')
 #define ERRCODE_QIWI_RATE_LIMIT			MAKE_SQLSTATE('Q','K','4','2','9')
 #define ERRCODE_QIWI_SERVER_ERROR		MAKE_SQLSTATE('Q','K','5','0','0')
 #define ERRCODE_QIWI_NETWORK			MAKE_SQLSTATE('Q','K','N','E','T')
@@ -129,6 +133,7 @@ extern bool merchant_check_key(const char *value, char **why);
 extern bool merchant_check_secret(const char *value, char **why);
 extern bool merchant_is_key_option(const char *name);
 extern const char *merchant_key_option_name(int n);
+extern const MerchantOptionDef *merchant_option_def(int option);
 
 /* ---------- transport.c ---------- */
 
@@ -140,6 +145,7 @@ typedef enum HttpMethod
 	HTTP_GET,
 	HTTP_PUT,
 	HTTP_POST,
+	HTTP_PATCH,
 	HTTP_DELETE
 } HttpMethod;
 
@@ -169,7 +175,7 @@ typedef struct HttpRequest
 	char	   *url;
 	const char **headers;		/* whole header lines, "Name: value" */
 	int			nheaders;
-	char	   *body;			/* for PUT/POST/DELETE, or NULL */
+	char	   *body;			/* for PUT/POST/PATCH/DELETE, or NULL */
 	const char *content_type;	/* of the body (not GET), or NULL */
 	bool		fresh_connection;	/* not over a kept-alive connection: when
 									 * one dies unanswered, libcurl silently
@@ -205,6 +211,8 @@ extern char *http_escape_path_segment(const char *segment);
 extern bool http_url_is_valid(const char *url);
 extern bool http_url_is_secure(const char *url);
 extern char *http_append_query(const char *url, const char *name, const char *value);
+extern void http_append_form_field(StringInfo form, const char *name, const char *value);
+extern char *http_authorization(const char *scheme, const char *user, const char *secret);
 
 /* ---------- exchange.c ---------- */
 
@@ -227,8 +235,41 @@ typedef struct QiwiError
 	char	   *detail;			/* errorCode, description, traceId, HTTP status */
 	char	   *hint;
 	bool		retry_safe;		/* a later identical call may succeed */
-	char	   *error_code;		/* QIWI's errorCode of an HTTP error answer, or NULL */
+	char	   *error_code;		/* QIWI's code of an error answer, or NULL */
+	TimestampTz blocked_until;	/* QK423: when QIWI's block ends; else 0 */
 } QiwiError;
+
+/* A code of an API's error answers that has a class of its own */
+typedef struct QiwiErrorCode
+{
+	const char *code;			/* as QIWI writes it: "13", "request.blocked" */
+	int			sqlstate;
+	bool		temporary;		/* a later identical call may succeed */
+} QiwiErrorCode;
+
+/*
+ * How an API writes its errors, so that each maps to the same classes: the
+ * fields of its error answers (the first present of each list counts; a
+ * number is read as written), and, for an API that answers in an envelope,
+ * the envelope's success code, read on every HTTP status (an error may come
+ * with 200).  A code of the table decides the class; any other, the HTTP
+ * status (with a 2xx, the request was rejected).
+ */
+typedef struct QiwiErrorFormat
+{
+	const char *envelope;		/* the member holding the fields, or NULL: the root */
+	const char *const *code_fields;	/* NULL-terminated */
+	const char *const *text_fields;	/* the description; NULL-terminated */
+	const char *trace_field;	/* or NULL */
+	const char *success_code;	/* the envelope's "no error" ("0"), or NULL */
+	const QiwiErrorCode *codes; /* ends with {NULL}; NULL: none */
+	const char *blocked_since_field;	/* 423: when the block began, or NULL:
+										 * when the answer came */
+	int			block_seconds;	/* 423: how long a block lasts */
+} QiwiErrorFormat;
+
+/* Bill Payments' and Payin's errors: {errorCode, description, traceId} */
+extern const QiwiErrorFormat qiwi_json_errors;
 
 typedef struct QiwiOperation QiwiOperation;
 
@@ -254,6 +295,8 @@ struct QiwiOperation
 								 * never over a kept-alive connection */
 	const char *key_option;		/* the merchant's key it carries; NULL: its
 								 * MERCHANT_SECRET_KEY (qiwi.secret_key's) */
+	const QiwiErrorFormat *errors;	/* how its API writes errors; NULL:
+									 * qiwi_json_errors */
 	QiwiOperationReader read;
 	const void *args;			/* what read checks the answer against */
 	void	   *result;			/* what read fills */
@@ -364,6 +407,59 @@ extern void qiwi_rate_perform(const QiwiOperation *ops, const HttpRequest *reque
 							  HttpResponse *responses, HttpBatchPerformer perform,
 							  HttpProgress progress, void *arg);
 
+/* ---------- wire.c ---------- */
+
+typedef enum WireAuth
+{
+	WIRE_AUTH_BEARER,			/* Authorization: Bearer <key> */
+	WIRE_AUTH_BASIC				/* Authorization: Basic base64(<user>:<key>) */
+} WireAuth;
+
+typedef enum WireBody
+{
+	WIRE_BODY_JSON,
+	WIRE_BODY_FORM				/* application/x-www-form-urlencoded */
+} WireBody;
+
+/*
+ * What an API declares of its wire, once; the core builds every call from
+ * it.  Options are merchant_define_option numbers, by address since they
+ * are known only once _PG_init has run.
+ */
+typedef struct WireFormat
+{
+	const char *api_name;		/* for messages: "Payin" */
+	const int  *url_option;		/* the merchant's base URL */
+	const char *default_url;	/* when the merchant gives none */
+	const char *account_path;	/* every URL's path to the merchant's account
+								 * at QIWI ("partner/payin/v1/sites"), or NULL */
+	const int  *account_option; /* the account's id after it: payin_site_id */
+	WireAuth	auth;
+	const int  *user_option;	/* Basic: the login */
+	const int  *key_option;		/* the token, or Basic's password */
+	const char *key_name;		/* in messages about a refused key; NULL: the
+								 * secret key (qiwi.secret_key's) */
+	WireBody	body;
+	const QiwiErrorFormat *errors;	/* NULL: qiwi_json_errors */
+} WireFormat;
+
+/* Reads an object of an answer into *result; false with *problem */
+typedef bool (*WireObjectParser) (JsonbContainer *root, void *result, char **problem);
+
+extern const char *wire_require_option(const WireFormat *wire, const Merchant *merchant,
+									   int option);
+extern char *wire_url(const WireFormat *wire, const Merchant *merchant, int nsegments,
+					  const char *const *segments);
+extern void wire_operation(QiwiOperation *op, const WireFormat *wire, const Merchant *merchant,
+						   HttpMethod method, char *url, char *body, char *context,
+						   const char *retry_hint, bool idempotent);
+extern bool wire_read_object(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
+							 void *result, QiwiError *error);
+extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
+						   size_t size, List **out, QiwiError *error);
+extern bool wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
+								 const char *asked, QiwiError *error);
+
 /* ---------- codecs.c ---------- */
 
 extern Numeric qiwi_amount_to_cents(Numeric amount);
@@ -406,6 +502,9 @@ extern bool json_member_object(JsonbContainer *object, const char *key, bool req
 extern bool json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
 						   bool *present, TimestampTz *out, char **problem);
 extern void append_json_member(StringInfo buf, const char *key, const char *value, bool *first);
+extern void append_json_money(StringInfo buf, const char *key, Numeric amount, const char *currency);
+extern bool json_object_list(JsonbValue *array, const char *what, size_t size,
+							 WireObjectParser parse, List **out, char **problem);
 
 /* ---------- validate.c ---------- */
 

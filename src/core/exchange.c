@@ -128,31 +128,84 @@ qiwi_read_answer(QiwiAnswerReader reader, const HttpResponse *resp, void *result
 	return qiwi_guarded(run_reader, &a, GUARD_DATA_ERRORS, problem);
 }
 
-/* What an error answer says; QIWI's error JSON, all of it optional */
+/* Bill Payments' and Payin's error JSON, all of it optional */
+static const char *const qiwi_code_fields[] = {"errorCode", NULL};
+static const char *const qiwi_text_fields[] = {"description", NULL};
+const QiwiErrorFormat qiwi_json_errors = {
+	.code_fields = qiwi_code_fields,
+	.text_fields = qiwi_text_fields,
+	.trace_field = "traceId",
+};
+
+/* What an error answer says, in the fields its API's QiwiErrorFormat names */
 typedef struct ErrorAnswer
 {
+	const QiwiErrorFormat *format;
+	const char *code_field;		/* the field the code came from */
 	char	   *error_code;
 	char	   *description;
 	char	   *trace_id;
+	char	   *blocked_since;
 	bool		lossy;			/* it had characters the database encoding lacks */
 } ErrorAnswer;
+
+/*
+ * The text of a scalar member (a number as written, a string), or NULL when
+ * absent or of another type; *found names the first of keys present
+ */
+static char *
+json_scalar_text(JsonbContainer *object, const char *const *keys, const char **found)
+{
+	for (; object != NULL && keys != NULL && *keys != NULL; keys++)
+	{
+		JsonbValue *v = json_field(object, *keys);
+
+		if (v == NULL)
+			continue;
+		if (found != NULL)
+			*found = *keys;
+		if (v->type == jbvString)
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		if (v->type == jbvNumeric)
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		return NULL;
+	}
+	return NULL;
+}
 
 /* Reader of an error answer (a QiwiAnswerReader) */
 static bool
 read_error_answer(const HttpResponse *resp, void *result, char **problem)
 {
 	ErrorAnswer *answer = (ErrorAnswer *) result;
+	const QiwiErrorFormat *f = answer->format;
 	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, &answer->lossy, problem);
+	JsonbContainer *fields;
+	const char *one[2] = {NULL, NULL};
 
 	if (jb == NULL)
 		return false;
+	fields = f->envelope ? json_object_member(&jb->root, f->envelope) : &jb->root;
 	/* a field of another type counts as absent */
-	json_string(&jb->root, "errorCode", false, &answer->error_code, problem);
-	json_string(&jb->root, "description", false, &answer->description, problem);
-	json_string(&jb->root, "traceId", false, &answer->trace_id, problem);
+	answer->error_code = json_scalar_text(fields, f->code_fields, &answer->code_field);
+	answer->description = json_scalar_text(fields, f->text_fields, NULL);
+	one[0] = f->trace_field;
+	answer->trace_id = json_scalar_text(fields, one, NULL);
+	one[0] = f->blocked_since_field;
+	answer->blocked_since = json_scalar_text(fields, one, NULL);
 	return true;
 }
 
+/* The class a code of the API's table gives, or NULL */
+static const QiwiErrorCode *
+classed_code(const QiwiErrorFormat *format, const char *code)
+{
+	for (const QiwiErrorCode *c = format->codes; c != NULL && c->code != NULL && code != NULL; c++)
+		if (strcmp(c->code, code) == 0)
+			return c;
+	return NULL;
+}
 
 /* Fill an error of the "QIWI's answer is malformed" class */
 bool
@@ -164,6 +217,7 @@ qiwi_malformed(QiwiError *error, const char *context, const char *problem)
 	error->hint = NULL;
 	error->retry_safe = false;
 	error->error_code = NULL;
+	error->blocked_until = 0;
 	return false;
 }
 
@@ -188,6 +242,7 @@ qiwi_same_money_as_asked(Numeric amount, const char *currency, Numeric asked,
 	error->hint = psprintf("Use a new %s_id for a new %s.", what, what);
 	error->retry_safe = false;
 	error->error_code = NULL;
+	error->blocked_until = 0;
 	return false;
 }
 
@@ -202,6 +257,7 @@ error_from_transport(const HttpResponse *resp, const char *context,
 	error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
 	error->retry_safe = true;
 	error->error_code = NULL;
+	error->blocked_until = 0;
 	switch (resp->failure)
 	{
 		case HTTP_FAIL_TIMEOUT:
@@ -231,91 +287,166 @@ error_from_transport(const HttpResponse *resp, const char *context,
 	}
 }
 
-/* Turn a non-2xx HTTP answer, with or without QIWI's error JSON, into an error */
-static void
-error_from_status(const HttpResponse *resp, const char *context, const char *retry_hint,
-				  const Merchant *merchant, const char *key_option, QiwiError *error)
+/* The class of an error answer by its HTTP status alone */
+static int
+status_class(long status)
 {
-	char	   *problem = NULL;
-	ErrorAnswer answer = {0};
+	if (status == 401)
+		return ERRCODE_QIWI_AUTHENTICATION;
+	if (status == 403)
+		return ERRCODE_QIWI_FORBIDDEN;
+	if (status == 404)
+		return ERRCODE_QIWI_NOT_FOUND;
+	if (status == 423)
+		return ERRCODE_QIWI_BLOCKED;
+	if (status == 429)
+		return ERRCODE_QIWI_RATE_LIMIT;
+	if (status >= 500 && status < 600)
+		return ERRCODE_QIWI_SERVER_ERROR;
+	/* a 2xx here is an envelope's error: a refusal */
+	if ((status >= 200 && status < 300) || (status >= 400 && status < 500))
+		return ERRCODE_QIWI_INVALID_REQUEST;
+	return ERRCODE_QIWI_MALFORMED;
+}
+
+/* Why QIWI refused op's key (QK401), with the hint saying which key to check */
+static const char *
+refused_key(const QiwiOperation *op, QiwiError *error)
+{
+	/* the default merchant holds one key, the settings' */
+	if (op->merchant == NULL || op->merchant->server == InvalidOid)
+	{
+		error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
+		return "QIWI refused the secret key";
+	}
+	error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
+						   op->key_option ? op->key_option : MERCHANT_SECRET_KEY,
+						   quote_identifier(op->merchant->name));
+	if (op->key_option == NULL)
+		return psprintf("QIWI refused the secret key of merchant \"%s\"", op->merchant->name);
+	return psprintf("QIWI refused the %s of merchant \"%s\"", op->key_option, op->merchant->name);
+}
+
+/*
+ * When a block (QK423) ends: the time the answer says it began, or now,
+ * plus the API's block length; 0 when the API declares none
+ */
+static TimestampTz
+block_end(const ErrorAnswer *answer)
+{
+	TimestampTz since;
+
+	if (answer->format->block_seconds <= 0)
+		return 0;
+	if (answer->blocked_since == NULL || !parse_qiwi_timestamp(answer->blocked_since, &since))
+		since = GetCurrentTimestamp();
+	return TimestampTzPlusMilliseconds(since, (int64) answer->format->block_seconds * 1000);
+}
+
+/* The reason of an error of a class, for its message; it may set the hint */
+static const char *
+class_reason(const QiwiOperation *op, QiwiError *error)
+{
+	switch (error->sqlstate)
+	{
+		case ERRCODE_QIWI_AUTHENTICATION:
+			return refused_key(op, error);
+		case ERRCODE_QIWI_FORBIDDEN:
+			error->hint = psprintf("The %s is valid but lacks a permission this call needs: give it that permission (its scope) at QIWI.",
+								   op->key_option ? op->key_option : "secret key");
+			return "QIWI refused the call: the key lacks the permission it needs";
+		case ERRCODE_QIWI_NOT_FOUND:
+			return "QIWI does not know it";
+		case ERRCODE_QIWI_BLOCKED:
+			if (error->blocked_until == 0)
+				return "QIWI blocks the requests for a time";
+			return psprintf("QIWI blocks the requests until %s",
+							timestamptz_to_str(error->blocked_until));
+		case ERRCODE_QIWI_RATE_LIMIT:
+			return "QIWI is limiting the request rate";
+		case ERRCODE_QIWI_SERVER_ERROR:
+			return "QIWI failed to process it";
+		case ERRCODE_QIWI_INVALID_REQUEST:
+			return "QIWI rejected the request";
+	}
+	return "QIWI answered with an unexpected HTTP status";
+}
+
+/*
+ * text with the credentials op carries (what its Authorization headers
+ * give after the scheme) replaced by ********: QIWI may echo them, and a
+ * Basic one is not a key the logs know
+ */
+static char *
+without_credentials(const QiwiOperation *op, const char *text)
+{
+	char	   *result = pstrdup(text);
+
+	for (int i = 0; i < op->request.nheaders; i++)
+	{
+		const char *header = op->request.headers[i];
+		const char *credentials = strrchr(header, ' ');
+		StringInfoData out;
+		const char *p = result;
+		const char *hit;
+
+		if (pg_strncasecmp(header, "Authorization:", 14) != 0 || credentials == NULL ||
+			*++credentials == '\0')
+			continue;
+		initStringInfo(&out);
+		while ((hit = strstr(p, credentials)) != NULL)
+		{
+			appendBinaryStringInfo(&out, p, hit - p);
+			appendStringInfoString(&out, "********");
+			p = hit + strlen(credentials);
+		}
+		appendStringInfoString(&out, p);
+		result = out.data;
+	}
+	return result;
+}
+
+/*
+ * Turn an error answer (a non-2xx, or an envelope's error) into an error:
+ * its class from the API's table of codes, else from the HTTP status
+ */
+static void
+error_from_answer(const QiwiOperation *op, const HttpResponse *resp, const ErrorAnswer *answer,
+				  QiwiError *error)
+{
+	const QiwiErrorCode *classed = classed_code(answer->format, answer->error_code);
 	StringInfoData detail;
 	const char *reason;
 
-	/* a body that is not QIWI's JSON (a gateway's error page) says nothing */
-	(void) qiwi_read_answer(read_error_answer, resp, &answer, &problem);
-
 	error->hint = NULL;
-	error->retry_safe = false;
-	error->error_code = answer.error_code;
-	if (resp->status == 401 || resp->status == 403)
-	{
-		error->sqlstate = ERRCODE_QIWI_AUTHENTICATION;
-		/* the default merchant holds one key, the settings' */
-		if (merchant == NULL || merchant->server == InvalidOid)
-		{
-			reason = "QIWI refused the secret key";
-			error->hint = pstrdup("Check qiwi.secret_key_file or qiwi.secret_key.");
-		}
-		else if (key_option == NULL)
-		{
-			reason = psprintf("QIWI refused the secret key of merchant \"%s\"", merchant->name);
-			error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
-								   MERCHANT_SECRET_KEY, quote_identifier(merchant->name));
-		}
-		else
-		{
-			reason = psprintf("QIWI refused the %s of merchant \"%s\"", key_option, merchant->name);
-			error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
-								   key_option, quote_identifier(merchant->name));
-		}
-	}
-	else if (resp->status == 404)
-	{
-		error->sqlstate = ERRCODE_QIWI_NOT_FOUND;
-		reason = "QIWI does not know it";
-	}
-	else if (resp->status == 429)
-	{
-		error->sqlstate = ERRCODE_QIWI_RATE_LIMIT;
-		reason = "QIWI is limiting the request rate";
-		error->retry_safe = true;
-		error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
-	}
-	else if (resp->status >= 500 && resp->status < 600)
-	{
-		error->sqlstate = ERRCODE_QIWI_SERVER_ERROR;
-		reason = "QIWI failed to process it";
-		error->retry_safe = true;
-		error->hint = retry_hint ? pstrdup(retry_hint) : NULL;
-	}
-	else if (resp->status >= 400 && resp->status < 500)
-	{
-		error->sqlstate = ERRCODE_QIWI_INVALID_REQUEST;
-		reason = "QIWI rejected the request";
-	}
-	else
-	{
-		error->sqlstate = ERRCODE_QIWI_MALFORMED;
-		reason = "QIWI answered with an unexpected HTTP status";
-	}
+	error->error_code = answer->error_code;
+	error->sqlstate = classed ? classed->sqlstate : status_class(resp->status);
+	error->retry_safe = classed ? classed->temporary :
+		(error->sqlstate == ERRCODE_QIWI_RATE_LIMIT || error->sqlstate == ERRCODE_QIWI_SERVER_ERROR ||
+		 error->sqlstate == ERRCODE_QIWI_BLOCKED);
+	error->blocked_until = error->sqlstate == ERRCODE_QIWI_BLOCKED ? block_end(answer) : 0;
+	reason = class_reason(op, error);
+	if (error->retry_safe && error->hint == NULL && op->retry_hint != NULL)
+		error->hint = pstrdup(op->retry_hint);
 
 	/* a description with '?' for what the database cannot show would mislead */
-	if (answer.description != NULL && answer.description[0] != '\0' && !answer.lossy)
-		error->message = psprintf("could not %s: %s: %s", context, reason, answer.description);
+	if (answer->description != NULL && answer->description[0] != '\0' && !answer->lossy)
+		error->message = psprintf("could not %s: %s: %s", op->context, reason,
+								  without_credentials(op, answer->description));
 	else
-		error->message = psprintf("could not %s: %s", context, reason);
+		error->message = psprintf("could not %s: %s", op->context, reason);
 
 	initStringInfo(&detail);
 	appendStringInfo(&detail, "HTTP status %ld", resp->status);
-	if (answer.error_code != NULL)
-		appendStringInfo(&detail, ", errorCode \"%s\"", answer.error_code);
-	if (answer.trace_id != NULL && answer.trace_id[0] != '\0')
-		appendStringInfo(&detail, ", traceId \"%s\"", answer.trace_id);
+	if (answer->error_code != NULL)
+		appendStringInfo(&detail, ", %s \"%s\"", answer->code_field, answer->error_code);
+	if (answer->trace_id != NULL && answer->trace_id[0] != '\0')
+		appendStringInfo(&detail, ", %s \"%s\"", answer->format->trace_field, answer->trace_id);
 	appendStringInfoChar(&detail, '.');
-	if (answer.lossy)
+	if (answer->lossy)
 		appendStringInfo(&detail, " QIWI's error text has characters that the database encoding %s cannot represent; its description is not shown.",
 						 GetDatabaseEncodingName());
-	error->detail = detail.data;
+	error->detail = without_credentials(op, detail.data);
 }
 
 /* Raise a QiwiError as an ERROR */
@@ -331,21 +462,33 @@ qiwi_raise(const QiwiError *error)
 	pg_unreachable();
 }
 
-/* Is this a 2xx answer to op?  Otherwise fill *error with the failure's class */
+/*
+ * Is this a successful answer to op (a 2xx, and for an API that answers in
+ * an envelope, one whose code is success)?  Otherwise fill *error with the
+ * failure's class.
+ */
 static bool
 answered_ok(const QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
+	const QiwiErrorFormat *format = op->errors ? op->errors : &qiwi_json_errors;
+	ErrorAnswer answer = {.format = format};
+	char	   *problem = NULL;
+	bool		ok_status = resp->status >= 200 && resp->status < 300;
+
 	if (resp->failure != HTTP_OK)
 	{
 		error_from_transport(resp, op->context, op->retry_hint, error);
 		return false;
 	}
-	if (resp->status < 200 || resp->status >= 300)
-	{
-		error_from_status(resp, op->context, op->retry_hint, op->merchant, op->key_option, error);
-		return false;
-	}
-	return true;
+	if (ok_status && format->success_code == NULL)
+		return true;
+	/* a body that is not the API's JSON (a gateway's error page) says nothing */
+	(void) qiwi_read_answer(read_error_answer, resp, &answer, &problem);
+	if (ok_status &&
+		(answer.error_code == NULL || strcmp(answer.error_code, format->success_code) == 0))
+		return true;
+	error_from_answer(op, resp, &answer, error);
+	return false;
 }
 
 /* ---------- sending ---------- */
@@ -393,18 +536,21 @@ call_time_left(TimestampTz start)
 
 /*
  * Wait before retry number attempt + 1 of a call that began at start:
- * exponential backoff with jitter, interruptible.  False when the wait
- * would leave the call no time for another attempt (qiwi.call_deadline or
+ * exponential backoff with jitter, or until a block QIWI announced ends
+ * (blocked_until, when not 0); interruptible.  False when the wait would
+ * leave the call no time for another attempt (qiwi.call_deadline or
  * statement_timeout), so there is no point in trying.
  */
 static bool
-retry_wait(int attempt, TimestampTz start)
+retry_wait(int attempt, TimestampTz start, TimestampTz blocked_until)
 {
 	long		delay_ms = Min(RETRY_MAX_MS, (long) RETRY_BASE_MS << Min(attempt, 16));
 	TimestampTz until;
 
 	/* full jitter in the upper half: retries of many sessions spread out */
 	delay_ms = delay_ms / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (delay_ms / 2));
+	if (blocked_until != 0)
+		delay_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), blocked_until), 0);
 	if (call_time_left(start) - delay_ms < MIN_ATTEMPT_MS)
 		return false;
 	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
@@ -484,7 +630,7 @@ send_attempts(QiwiOperation *op, TimestampTz start, QiwiError *error)
 		if (answered_ok(op, &resp, error))
 			break;
 		if (!op->idempotent || !error->retry_safe || attempt >= qiwi_max_retries ||
-			!retry_wait(attempt, start))
+			!retry_wait(attempt, start, error->blocked_until))
 		{
 			count_attempts(error, attempt + 1,
 						   op->idempotent && error->retry_safe && attempt < qiwi_max_retries);

@@ -661,6 +661,14 @@ merchant_key_option_name(int n)
 	return NULL;
 }
 
+/* The definition of an option (a merchant_define_option number) */
+const MerchantOptionDef *
+merchant_option_def(int option)
+{
+	Assert(option >= 0 && option < noptions);
+	return &option_defs[option];
+}
+
 /* The options valid in a place, for a hint: "bill_api_url, bill_site_id" */
 static char *
 options_in(MerchantOptionPlace place)

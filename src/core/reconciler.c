@@ -54,6 +54,7 @@ typedef struct ReconcilerShared
 	slock_t		mutex;
 	pid_t		pid;			/* 0 when no reconciler runs */
 	Latch	   *latch;
+	uint64		wakeups;		/* wakes asked for (qiwi_reconcile_now ...) */
 	char		database[NAMEDATALEN];
 	TimestampTz started_at;
 	int64		rounds;
@@ -553,6 +554,18 @@ reconcile_round(MemoryContext round_context)
 	return full;
 }
 
+/* How many wakes were asked for so far */
+static uint64
+reconciler_wakeups(void)
+{
+	uint64		wakeups;
+
+	SpinLockAcquire(&shared->mutex);
+	wakeups = shared->wakeups;
+	SpinLockRelease(&shared->mutex);
+	return wakeups;
+}
+
 /*
  * The reconciler for one database (main_arg): rounds of checks, waiting
  * qiwi.reconcile_interval between them unless a round was full or
@@ -566,6 +579,7 @@ qiwi_reconciler_main(Datum main_arg)
 	ExtensionState said_about = EXTENSION_READY;
 	ExtensionState state;
 	long		wait_ms = 0;
+	uint64		wakeups_seen;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -618,10 +632,15 @@ qiwi_reconciler_main(Datum main_arg)
 		}
 		said_about = EXTENSION_READY;
 
+		/*
+		 * A round's own waits (for the requester) reset the latch, so a wake
+		 * that came during the round is told by the count, a reload by its flag
+		 */
+		wakeups_seen = reconciler_wakeups();
 		MemoryContextReset(round_context);
 		more_due = reconcile_round(round_context);
 		MemoryContextSwitchTo(TopMemoryContext);
-		if (more_due)
+		if (more_due || reconciler_wakeups() != wakeups_seen || ConfigReloadPending)
 			wait_ms = 0;
 	}
 }
@@ -635,6 +654,7 @@ wake_at_commit(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT)
 	{
 		SpinLockAcquire(&shared->mutex);
+		shared->wakeups++;
 		if (shared->latch != NULL)
 			SetLatch(shared->latch);
 		SpinLockRelease(&shared->mutex);

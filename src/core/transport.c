@@ -19,6 +19,7 @@
 
 #include <curl/curl.h>
 
+#include "common/base64.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/pmsignal.h"
@@ -275,6 +276,26 @@ http_configure(HttpSlot *slot, const HttpOptions *options)
 	slot->configured = true;
 }
 
+/* A method's name on the wire */
+static const char *
+http_method_name(HttpMethod method)
+{
+	switch (method)
+	{
+		case HTTP_GET:
+			return "GET";
+		case HTTP_PUT:
+			return "PUT";
+		case HTTP_POST:
+			return "POST";
+		case HTTP_PATCH:
+			return "PATCH";
+		case HTTP_DELETE:
+			break;
+	}
+	return "DELETE";
+}
+
 /*
  * Set what one request needs on a slot's handle: its URL, timeouts, method,
  * body and headers; the rest was set once (http_configure).
@@ -309,10 +330,10 @@ http_prepare(HttpSlot *slot, const HttpRequest *req, const HttpOptions *options)
 			break;
 		case HTTP_PUT:
 		case HTTP_POST:
+		case HTTP_PATCH:
 		case HTTP_DELETE:
 			/* a DELETE carries its body like a PUT (Payin's DELETE tokens does) */
-			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST,
-						req->method == HTTP_PUT ? "PUT" : req->method == HTTP_POST ? "POST" : "DELETE");
+			HTTP_SETOPT(easy, CURLOPT_CUSTOMREQUEST, http_method_name(req->method));
 			HTTP_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) (req->body ? strlen(req->body) : 0));
 			HTTP_SETOPT(easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
 			if (req->content_type != NULL)
@@ -631,4 +652,48 @@ http_append_query(const char *url, const char *name, const char *value)
 	result = pstrdup(joined);
 	curl_free(joined);
 	return result;
+}
+
+/*
+ * Append name=value to an application/x-www-form-urlencoded body, both
+ * percent-encoded by libcurl (UTF-8 bytes as they are; an empty value
+ * stays: "name=")
+ */
+void
+http_append_form_field(StringInfo form, const char *name, const char *value)
+{
+	if (form->len > 0)
+		appendStringInfoChar(form, '&');
+	appendStringInfoString(form, http_escape_path_segment(name));
+	appendStringInfoChar(form, '=');
+	appendStringInfoString(form, http_escape_path_segment(value));
+}
+
+/*
+ * An Authorization header line: "Bearer <secret>" (user NULL), or "Basic"
+ * with base64 of user:secret (RFC 7617).  The caller's operation wipes it
+ * once sent; the intermediate user:secret is wiped here.
+ */
+char *
+http_authorization(const char *scheme, const char *user, const char *secret)
+{
+	char	   *pair;
+	char	   *encoded;
+	int			len;
+	int			encoded_len;
+	char	   *header;
+
+	if (user == NULL)
+		return psprintf("Authorization: %s %s", scheme, secret);
+	pair = psprintf("%s:%s", user, secret);
+	len = strlen(pair);
+	encoded = palloc(pg_b64_enc_len(len) + 1);
+	encoded_len = pg_b64_encode(pair, len, encoded, pg_b64_enc_len(len));
+	explicit_bzero(pair, len);
+	if (encoded_len < 0)
+		elog(ERROR, "could not encode the credentials in base64");
+	encoded[encoded_len] = '\0';
+	header = psprintf("Authorization: %s %s", scheme, encoded);
+	explicit_bzero(encoded, encoded_len);
+	return header;
 }

@@ -6,6 +6,7 @@
  *		and back (payin_wire.c, and core/exchange.c) into the bookkeeping
  *		(payin_store.c).
  *
+ * payin_parse.c  the objects of its answers and notifications
  * payin_wire.c   URLs, bodies, answers, one operation per API call, options
  * payin_sql.c    the SQL functions
  * payin_args.c   the closed sets of create_invoice's arguments
@@ -162,6 +163,17 @@ typedef struct PayinNotice
 	PayinCardCheck check;		/* CHECK_CARD */
 } PayinNotice;
 
+/* ---------- payin_parse.c ---------- */
+
+extern bool payin_parse_payment(JsonbContainer *root, bool notice, PayinPayment *payment,
+								char **problem);
+extern bool payin_parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem);
+extern bool payin_parse_operation_result(JsonbContainer *root, bool notice, const char *id_key,
+										 PayinOperationResult *result, char **problem);
+extern bool payin_parse_card_check(JsonbContainer *root, bool notification,
+								   PayinCardCheck *check, char **problem);
+extern bool payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem);
+
 /* ---------- payin_wire.c ---------- */
 
 extern const ArgLimits payin_limits;
@@ -187,7 +199,6 @@ extern void payin_capture_operation(const Merchant *merchant, const char *paymen
 extern void payin_refund_operation(const Merchant *merchant, const char *payment_id,
 								   const char *refund_id, Numeric amount, const char *currency,
 								   bool send, PayinOperationResult *refund, QiwiOperation *op);
-extern bool payin_parse_notification(Jsonb *body, PayinNotice *notice, char **problem);
 extern void payin_refunds_operation(const Merchant *merchant, const char *payment_id,
 									List **refunds, QiwiOperation *op);
 extern void payin_delete_token_operation(const Merchant *merchant, const char *account,

@@ -48,6 +48,20 @@ AS 'MODULE_PATHNAME', 'qiwi_core_test_notification_verify_failing' LANGUAGE C;
 CREATE FUNCTION qiwi_core_test_sign_notification(body jsonb, secret text DEFAULT NULL, merchant text DEFAULT NULL)
 RETURNS text AS 'MODULE_PATHNAME', 'qiwi_core_test_sign_notification' LANGUAGE C;
 
+-- ---------- the wire (wire.c): a call as an API's WireFormat makes it ----------
+-- method: GET, PUT, POST, PATCH, DELETE; path: the sandbox's, after qiwi.api_url;
+-- body: a JSON body, or form: name, value, ... pairs for a form body;
+-- auth: bearer or basic; errors: json, envelope, wallet, short_block;
+-- raise: raise a failure instead of returning it
+CREATE FUNCTION qiwi_core_test_wire(method text, path text, body text DEFAULT NULL,
+	form text[] DEFAULT NULL, auth text DEFAULT 'bearer', errors text DEFAULT 'json',
+	raise boolean DEFAULT false, idempotent boolean DEFAULT true,
+	OUT ok boolean, OUT answer text, OUT sqlstate text, OUT message text, OUT detail text,
+	OUT retry_safe boolean, OUT blocked_until timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'qiwi_core_test_wire'
+LANGUAGE C VOLATILE;
+
 -- ---------- review.c: a lost answer whose ask the rate limiter refuses ----------
 CREATE FUNCTION qiwi_core_test_refund_asking_limited(bill_id text, refund_id text, amount numeric,
 													 account text)
