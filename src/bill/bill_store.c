@@ -55,7 +55,7 @@ static const LedgerColumn bill_columns[] = {
 /* The statements of bills and refunds, in the order of bill_statements */
 enum
 {
-	BILL_REFRESH, BILL_RECORD, BILL_INSERT, BILL_LOCK, REFUND_UPSERT, REFUND_HEADROOM,
+	BILL_REFRESH, BILL_RECORD, BILL_INSERT, REFUND_UPSERT, REFUND_HEADROOM,
 	BILL_INTENT, BILL_CREATE_FAILED
 };
 
@@ -128,8 +128,6 @@ static const LedgerStatement bill_statements[] = {
 		" VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
 		" clock_timestamp() + make_interval(secs => $13))"
 		" ON CONFLICT (merchant, bill_id) DO NOTHING", BILL_NARGS + 3, record_types, NULL},
-	[BILL_LOCK] = {"SELECT status, amount, currency FROM %1$s.qiwi_bills"
-		" WHERE merchant = $1 AND bill_id = $2 FOR UPDATE", 2, text_types, NULL},
 
 	/*
 	 * A refund also writes its bill's row (QIWI has just spoken of the
@@ -169,31 +167,16 @@ static const LedgerStatement bill_statements[] = {
 const LedgerKind bill_kind = {
 	.table = &bill_table,
 	.id_column = "bill_id",
-	.checks_followed_only = true,
-	.due_columns = "t.amount, t.currency, t.expires_at, t.comment, t.customer, t.custom_fields",
-	.check_set = "",
-	.check_at_once = "WHEN t.expires_at <= clock_timestamp() AND NOT u.failed"
-	" THEN clock_timestamp() + make_interval(secs => $5)",
-	.check_deadline = "t.expires_at + interval '1 second'",
-	.columns = bill_columns,
-	.ncolumns = lengthof(bill_columns),
-	.merchant_param = BILL_NARGS + 2,
-	.id_param = 0,
-	.unchanged_needs_clean = true,
-	.events_table = "qiwi_bill_events",
-	.events_id_column = "bill_id",
-	.channel = "qiwi_bill_status",
-	.payload_id_key = "bill_id",
+	.followed = {NULL, true,
+		"t.amount, t.currency, t.expires_at, t.comment, t.customer, t.custom_fields", "",
+		"WHEN t.expires_at <= clock_timestamp() AND NOT u.failed"
+		" THEN clock_timestamp() + make_interval(secs => $5)",
+	"t.expires_at + interval '1 second'"},
+	.answer = {bill_columns, lengthof(bill_columns), BILL_NARGS + 2, 0, true},
+	.events = {"qiwi_bill_events", "bill_id", NULL, "qiwi_bill_status", "bill_id"},
 	.statements = bill_statements,
 	.nstatements = lengthof(bill_statements),
 };
-
-/* Run one of the bill statements */
-static uint64
-run(int plan, Datum *values, const char *nulls, int expected)
-{
-	return ledger_run_plan(&bill_kind, plan, values, nulls, expected);
-}
 
 /* The name a source has in qiwi_bill_events */
 static const char *
@@ -223,26 +206,20 @@ record_event(const char *merchant, const char *bill_id, const char *old_status,
 static void
 bill_values(const QiwiBill *bill, StoreSource source, Datum *values, char *nulls)
 {
-	memset(nulls, ' ', BILL_NARGS + 3);
-	nulls[BILL_NARGS + 3] = '\0';
+	ledger_no_nulls(nulls, BILL_NARGS + 3);
 	values[0] = CStringGetTextDatum(bill->bill_id);
 	values[1] = ledger_text_or_null(bill->site_id, &nulls[1]);
 	values[2] = NumericGetDatum(bill->amount);
 	values[3] = CStringGetTextDatum(bill->currency);
 	values[4] = CStringGetTextDatum(bill->status);
-	values[5] = TimestampTzGetDatum(bill->status_changed_at);
-	nulls[5] = bill->has_status_changed_at ? ' ' : 'n';
-	values[6] = TimestampTzGetDatum(bill->created_at);
-	nulls[6] = bill->has_created_at ? ' ' : 'n';
-	values[7] = TimestampTzGetDatum(bill->expires_at);
-	nulls[7] = bill->has_expires_at ? ' ' : 'n';
+	values[5] = ledger_time_or_null(bill->status_changed_at, bill->has_status_changed_at, &nulls[5]);
+	values[6] = ledger_time_or_null(bill->created_at, bill->has_created_at, &nulls[6]);
+	values[7] = ledger_time_or_null(bill->expires_at, bill->has_expires_at, &nulls[7]);
 	/* a payment link is not signed: only an API answer may give one */
 	values[8] = ledger_text_or_null(source == SOURCE_NOTIFICATION ? NULL : bill->pay_url, &nulls[8]);
 	values[9] = ledger_text_or_null(bill->comment, &nulls[9]);
-	values[10] = PointerGetDatum(bill->customer);
-	nulls[10] = bill->customer ? ' ' : 'n';
-	values[11] = PointerGetDatum(bill->custom_fields);
-	nulls[11] = bill->custom_fields ? ' ' : 'n';
+	values[10] = ledger_pointer_or_null(bill->customer, &nulls[10]);
+	values[11] = ledger_pointer_or_null(bill->custom_fields, &nulls[11]);
 	values[12] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[13] = BoolGetDatum(source == SOURCE_NOTIFICATION);
 	values[14] = CStringGetTextDatum(bill->merchant);
@@ -292,7 +269,8 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 		return stored_as_answered(bill, stored, false); /* nothing was written */
 	}
 	ledger_begin_kind(&ctx, &bill_kind);
-	if (source != SOURCE_NOTIFICATION && run(BILL_REFRESH, values, nulls, SPI_OK_UPDATE) > 0)
+	if (source != SOURCE_NOTIFICATION &&
+		ledger_run_plan(&bill_kind, BILL_REFRESH, values, nulls, SPI_OK_UPDATE) > 0)
 	{
 		ledger_end(&ctx);
 		return stored_as_answered(bill, stored, true);
@@ -303,8 +281,8 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 		old_status = ledger_row_text(&ctx, 1);
 		shop_amount = ledger_row_numeric(&ctx, 2);
 		shop_currency = ledger_row_text(&ctx, 3);
-		same_money = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-		same_site = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+		same_money = ledger_row_bool(4);
+		same_site = ledger_row_bool(5);
 		moved = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
 	}
 
@@ -363,7 +341,7 @@ store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored)
 	bool		known;
 
 	ledger_begin_kind(&ctx, &bill_kind);
-	known = run(BILL_LOCK, values, NULL, SPI_OK_SELECT) > 0;
+	known = ledger_run_plan(&bill_kind, LEDGER_ROW_LOCK, values, NULL, SPI_OK_SELECT) > 0;
 	if (known)
 	{
 		stored->status = ledger_row_text(&ctx, 1);
@@ -388,12 +366,11 @@ store_refund(const QiwiRefund *refund)
 	values[2] = NumericGetDatum(refund->amount);
 	values[3] = CStringGetTextDatum(refund->currency);
 	values[4] = CStringGetTextDatum(refund->status);
-	values[5] = TimestampTzGetDatum(refund->created_at);
-	nulls[5] = refund->has_created_at ? ' ' : 'n';
+	values[5] = ledger_time_or_null(refund->created_at, refund->has_created_at, &nulls[5]);
 	values[6] = CStringGetTextDatum(refund->merchant);
 
 	ledger_begin_kind(&ctx, &bill_kind);
-	run(REFUND_UPSERT, values, nulls, SPI_OK_INSERT);
+	ledger_run_plan(&bill_kind, REFUND_UPSERT, values, nulls, SPI_OK_INSERT);
 	ledger_end(&ctx);
 }
 
@@ -411,14 +388,12 @@ store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 	values[2] = CStringGetTextDatum(args->currency);
 	values[3] = TimestampTzGetDatum(args->expires_at);
 	values[4] = ledger_text_or_null(args->comment, &nulls[4]);
-	values[5] = PointerGetDatum(customer);
-	nulls[5] = customer ? ' ' : 'n';
-	values[6] = PointerGetDatum(args->custom_fields);
-	nulls[6] = args->custom_fields ? ' ' : 'n';
+	values[5] = ledger_pointer_or_null(customer, &nulls[5]);
+	values[6] = ledger_pointer_or_null(args->custom_fields, &nulls[6]);
 	values[7] = CStringGetTextDatum(args->merchant);
 
 	ledger_begin_kind(&ctx, &bill_kind);
-	inserted = run(BILL_INTENT, values, nulls, SPI_OK_INSERT) > 0;
+	inserted = ledger_run_plan(&bill_kind, BILL_INTENT, values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)
 		record_event(args->merchant, args->bill_id, NULL, "CREATING", SOURCE_CALL);
 	ledger_end(&ctx);
@@ -434,7 +409,7 @@ store_create_failed(const char *merchant, const char *bill_id, const char *reaso
 	OwnerContext ctx;
 
 	ledger_begin_kind(&ctx, &bill_kind);
-	if (run(BILL_CREATE_FAILED, values, NULL, SPI_OK_UPDATE) > 0)
+	if (ledger_run_plan(&bill_kind, BILL_CREATE_FAILED, values, NULL, SPI_OK_UPDATE) > 0)
 		record_event(merchant, bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
 	ledger_end(&ctx);
 }
@@ -460,7 +435,7 @@ store_refund_headroom(const char *merchant, const char *bill_id, const char *ref
 	bool		known;
 
 	ledger_begin_kind(&ctx, &bill_kind);
-	known = run(REFUND_HEADROOM, values, NULL, SPI_OK_SELECT) > 0;
+	known = ledger_run_plan(&bill_kind, REFUND_HEADROOM, values, NULL, SPI_OK_SELECT) > 0;
 	if (known)
 	{
 		*paid = ledger_row_numeric(&ctx, 1);

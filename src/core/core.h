@@ -437,6 +437,9 @@ extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, O
 extern void ledger_free_plan(struct _SPI_plan **plan);
 extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
 extern Datum ledger_text_or_null(const char *s, char *null);
+extern Datum ledger_time_or_null(TimestampTz t, bool present, char *null);
+extern Datum ledger_pointer_or_null(const void *p, char *null);
+extern void ledger_no_nulls(char *nulls, int n);
 
 /*
  * What the ledger knows of an API's table of items: the statuses a row may
@@ -502,26 +505,44 @@ typedef struct LedgerStatement
  * interval in seconds, $7 when the chunk was claimed), an event ($1
  * merchant, $2 object, $3 id, $4 old status, $5 new status, $6 source).
  */
-typedef struct LedgerKind
+/* The rows of a kind the reconciler follows, what a claim returns, how a check makes them due */
+typedef struct LedgerFollowed
 {
-	const LedgerTable *table;
-	const char *id_column;
-	const char *followed;		/* NULL: the reconciled statuses */
-	bool		checks_followed_only;	/* a check writes only followed rows */
-	const char *due_columns;	/* after merchant, id and status */
+	const char *rows;			/* NULL: the reconciled statuses */
+	bool		checks_only_rows;	/* a check writes only followed rows */
+	const char *due_columns;	/* after merchant, id and status; NULL: none */
 	const char *check_set;		/* more of a check's SET ("" for none) */
 	const char *check_at_once;	/* "WHEN cond THEN time" of next_check_at */
-	const char *check_deadline; /* due at the latest then (NULL: never) */
+	const char *check_deadline; /* due at the latest then */
+} LedgerFollowed;
+
+/* The columns an answer fills, where the key is among its parameters */
+typedef struct LedgerAnswer
+{
 	const LedgerColumn *columns;
 	int			ncolumns;
 	int			merchant_param;
 	int			id_param;
-	bool		unchanged_needs_clean;	/* and no failed check to clear */
-	const char *events_table;
-	const char *events_id_column;
-	const char *events_object_column;	/* NULL: no object column */
-	const char *channel;		/* NOTIFY'd on each event */
+	bool		needs_clean;	/* unchanged only with no failed check to clear */
+} LedgerAnswer;
+
+/* Where a kind's events go: a table and a NOTIFY channel */
+typedef struct LedgerEvents
+{
+	const char *table;
+	const char *id_column;
+	const char *object_column;	/* NULL: no object column */
+	const char *channel;
 	const char *payload_id_key;
+} LedgerEvents;
+
+typedef struct LedgerKind
+{
+	const LedgerTable *table;
+	const char *id_column;
+	LedgerFollowed followed;
+	LedgerAnswer answer;
+	LedgerEvents events;
 	const LedgerStatement *statements;
 	int			nstatements;
 } LedgerKind;
@@ -546,6 +567,9 @@ typedef struct LedgerDue
 	const char **check_errors;
 } LedgerDue;
 
+/* A plan of the ledger's, for ledger_run_plan: lock (merchant $1, id $2), read status, amount, currency */
+#define LEDGER_ROW_LOCK (-1)
+
 extern void ledger_add_kind(const LedgerKind *kind);
 extern void ledger_begin_kind(OwnerContext *ctx, const LedgerKind *kind);
 extern uint64 ledger_run_plan(const LedgerKind *kind, int plan, Datum *values,
@@ -555,6 +579,7 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 								  const char *nulls);
 extern char *ledger_row_text(OwnerContext *ctx, int column);
 extern Numeric ledger_row_numeric(OwnerContext *ctx, int column);
+extern bool ledger_row_bool(int column);
 extern void ledger_event(const LedgerKind *kind, const char *merchant, const char *object,
 						 const char *id, const char *old_status, const char *new_status,
 						 const char *source);

@@ -24,6 +24,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 /*
  * The search_path of every statement run as the owner: the caller's path
@@ -213,6 +214,30 @@ ledger_text_or_null(const char *s, char *null)
 {
 	*null = (s == NULL) ? 'n' : ' ';
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* A timestamptz Datum, or a NULL marker, for a time an answer may lack (present says) */
+Datum
+ledger_time_or_null(TimestampTz t, bool present, char *null)
+{
+	*null = present ? ' ' : 'n';
+	return present ? TimestampTzGetDatum(t) : (Datum) 0;
+}
+
+/* A varlena Datum (jsonb, an array), or a NULL marker, for a possibly absent value */
+Datum
+ledger_pointer_or_null(const void *p, char *null)
+{
+	*null = (p == NULL) ? 'n' : ' ';
+	return PointerGetDatum(p);
+}
+
+/* Mark n parameters not NULL, and end the markers */
+void
+ledger_no_nulls(char *nulls, int n)
+{
+	memset(nulls, ' ', n);
+	nulls[n] = '\0';
 }
 
 /*

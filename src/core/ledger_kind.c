@@ -119,8 +119,8 @@ ledger_is_reconciled(const LedgerTable *table, const char *column)
 static char *
 followed(const LedgerKind *kind, const char *nsp)
 {
-	if (kind->followed != NULL)
-		return psprintf(kind->followed, nsp);
+	if (kind->followed.rows != NULL)
+		return psprintf(kind->followed.rows, nsp);
 	return ledger_is_reconciled(kind->table, psprintf("t.%s", kind->table->status_column));
 }
 
@@ -145,8 +145,8 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 		"SELECT t.merchant, t.%3$s, t.%4$s%5$s%6$s FROM %1$s.%2$s t"
 		" WHERE %7$s AND t.next_check_at <= clock_timestamp() AND t.merchant <> ALL ($2)"
 		" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
-		nsp, table, id, kind->table->status_column, kind->due_columns ? ", " : "",
-		kind->due_columns ? kind->due_columns : "", cond), 2, claim_types);
+		nsp, table, id, kind->table->status_column, kind->followed.due_columns ? ", " : "",
+		kind->followed.due_columns ? kind->followed.due_columns : "", cond), 2, claim_types);
 	plans[LEDGER_PLAN_CHECKS] = ledger_prepare_for_arrays(psprintf(
 		"UPDATE %1$s.%2$s t SET"
 		" checked_at = CASE WHEN u.failed THEN t.checked_at ELSE clock_timestamp() END,"
@@ -159,9 +159,9 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 		"  coalesce(%6$s, 'infinity')) END"
 		" FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(merchant, id, failed, error)"
 		" WHERE t.merchant = u.merchant AND t.%3$s = u.id%7$s%8$s",
-		nsp, table, id, kind->check_set, kind->check_at_once,
-		psprintf(kind->check_deadline, nsp), kind->checks_followed_only ? " AND " : "",
-		kind->checks_followed_only ? cond : ""), 7, check_types);
+		nsp, table, id, kind->followed.check_set, kind->followed.check_at_once,
+		psprintf(kind->followed.check_deadline, nsp), kind->followed.checks_only_rows ? " AND " : "",
+		kind->followed.checks_only_rows ? cond : ""), 7, check_types);
 	/*
 	 * Rows another transaction holds are left to it: the reconciler is
 	 * recording them right now (and waiting for them here, while it holds
@@ -178,7 +178,8 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 /*
  * An event: merchant, object (if the events table has one), id, old and
  * new status, source.  checked_at of rows an answer repeated, written at
- * pre-commit: one row, or arrays of them.
+ * pre-commit: one row, or arrays of them.  The lock of a row before it is
+ * written, with what a write decides on.
  */
 static void
 prepare_record_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
@@ -186,12 +187,12 @@ prepare_record_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
 	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Oid			checked_types[3] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 	Oid			checked_one_types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	bool		object = kind->events_object_column != NULL;
+	bool		object = kind->events.object_column != NULL;
 
 	plans[LEDGER_PLAN_EVENT] = ledger_prepare(psprintf(
 		"INSERT INTO %1$s.%2$s (merchant, %3$s%4$s%5$s, old_status, new_status, source)"
-		" VALUES ($1, %6$s$3, $4, $5, $6)", nsp, kind->events_table,
-		object ? kind->events_object_column : "", object ? ", " : "", kind->events_id_column,
+		" VALUES ($1, %6$s$3, $4, $5, $6)", nsp, kind->events.table,
+		object ? kind->events.object_column : "", object ? ", " : "", kind->events.id_column,
 		object ? "$2, " : ""), 6, event_types);
 	plans[LEDGER_PLAN_CHECKED_ONE] = ledger_prepare(psprintf(
 		"UPDATE %1$s.%2$s SET checked_at = greatest(checked_at, $3)"
@@ -204,6 +205,9 @@ prepare_record_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
 		"  GROUP BY merchant, id) a"
 		" WHERE t.merchant = a.merchant AND t.%3$s = a.id", nsp, kind->table->name,
 		kind->id_column), 3, checked_types);
+	plans[LEDGER_PLAN_LOCK] = ledger_prepare(psprintf(
+		"SELECT %3$s, amount, currency FROM %1$s.%2$s WHERE merchant = $1 AND %4$s = $2 FOR UPDATE",
+		nsp, kind->table->name, kind->table->status_column, kind->id_column), 2, checked_one_types);
 }
 
 /* (Re)build a kind's statements for the schema the extension lives in */
@@ -239,10 +243,15 @@ ledger_begin_kind(OwnerContext *ctx, const LedgerKind *kind)
 	prepare_kind(plans_of(kind), ctx->schema);
 }
 
-/* Run statement plan of a kind (ledger_begin_kind first), checking its result code */
+/*
+ * Run statement plan of a kind (ledger_begin_kind first): the API's, or
+ * LEDGER_ROW_LOCK; checking its result code
+ */
 uint64
 ledger_run_plan(const LedgerKind *kind, int plan, Datum *values, const char *nulls, int expected)
 {
+	if (plan == LEDGER_ROW_LOCK)
+		plan = kind->nstatements + LEDGER_PLAN_LOCK;
 	return ledger_run(plans_of(kind)->plans[plan], values, nulls, expected);
 }
 
@@ -279,6 +288,16 @@ ledger_row_text(OwnerContext *ctx, int column)
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
 
 	return isnull ? NULL : MemoryContextStrdup(ctx->caller_context, TextDatumGetCString(d));
+}
+
+/* Column i of the first row SPI returned, a boolean (false if NULL) */
+bool
+ledger_row_bool(int column)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+
+	return !isnull && DatumGetBool(d);
 }
 
 /* Column i of the first row SPI returned, as numeric in the caller's context, or NULL */
@@ -327,7 +346,7 @@ ledger_event(const LedgerKind *kind, const char *merchant, const char *object, c
 		escape_json(&payload, object);
 		appendStringInfoChar(&payload, ',');
 	}
-	escape_json(&payload, kind->payload_id_key);
+	escape_json(&payload, kind->events.payload_id_key);
 	appendStringInfoChar(&payload, ':');
 	escape_json(&payload, id);
 	appendStringInfoString(&payload, ",\"status\":");
@@ -337,5 +356,5 @@ ledger_event(const LedgerKind *kind, const char *merchant, const char *object, c
 	appendStringInfoString(&payload, ",\"merchant\":");
 	escape_json(&payload, merchant);
 	appendStringInfoChar(&payload, '}');
-	Async_Notify(kind->channel, payload.data);
+	Async_Notify(kind->events.channel, payload.data);
 }

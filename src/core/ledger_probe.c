@@ -70,7 +70,7 @@ probe_of(const LedgerKind *kind)
 	for (int i = 0; i < nprobes; i++)
 		if (probes[i].kind == kind)
 			return &probes[i];
-	if (nprobes >= MAX_PROBE_KINDS || kind->ncolumns > MAX_PROBE_COLUMNS)
+	if (nprobes >= MAX_PROBE_KINDS || kind->answer.ncolumns > MAX_PROBE_COLUMNS)
 		elog(ERROR, "too many ledger kinds or columns to probe");
 	if (!callback_registered)
 	{
@@ -111,9 +111,9 @@ probe_lookup(Probe *probe, Oid schema)
 		elog(ERROR, "table %s is missing", name);
 	rel = table_open(relid, AccessShareLock);
 	probe->last = 0;
-	for (int i = 0; i < kind->ncolumns; i++)
+	for (int i = 0; i < kind->answer.ncolumns; i++)
 	{
-		probe->attnums[i] = probe_attnum(probe, rel, kind->columns[i].name, kind->columns[i].type);
+		probe->attnums[i] = probe_attnum(probe, rel, kind->answer.columns[i].name, kind->answer.columns[i].type);
 		probe->collations[i] = TupleDescAttr(RelationGetDescr(rel), probe->attnums[i] - 1)->attcollation;
 	}
 	probe->failures = probe_attnum(probe, rel, "failures", INT4OID);
@@ -188,16 +188,16 @@ slot_same(const Probe *probe, TupleTableSlot *slot, Datum *values, const char *n
 	bool		same = true;
 
 	slot_getsomeattrs(slot, probe->last);
-	if (kind->unchanged_needs_clean)
+	if (kind->answer.needs_clean)
 		same = !slot->tts_isnull[probe->failures - 1] &&
 			DatumGetInt32(slot->tts_values[probe->failures - 1]) == 0 &&
 			slot->tts_isnull[probe->last_error - 1];
-	for (int i = 0; same && i < kind->ncolumns; i++)
+	for (int i = 0; same && i < kind->answer.ncolumns; i++)
 	{
-		int			param = kind->columns[i].param;
+		int			param = kind->answer.columns[i].param;
 		AttrNumber	attnum = probe->attnums[i];
 
-		same = column_same(&kind->columns[i], probe->collations[i],
+		same = column_same(&kind->answer.columns[i], probe->collations[i],
 						   slot->tts_values[attnum - 1], slot->tts_isnull[attnum - 1],
 						   values[param], nulls[param] == 'n');
 	}
@@ -237,9 +237,9 @@ ledger_row_unchanged(const LedgerKind *kind, Datum *values, const char *nulls)
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   probe->key_collations[0], F_TEXTEQ, values[kind->merchant_param]);
+						   probe->key_collations[0], F_TEXTEQ, values[kind->answer.merchant_param]);
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   probe->key_collations[1], F_TEXTEQ, values[kind->id_param]);
+						   probe->key_collations[1], F_TEXTEQ, values[kind->answer.id_param]);
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, pkey, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);

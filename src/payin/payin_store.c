@@ -46,7 +46,7 @@ static const LedgerTable payment_table = {
 /* The statements, in the order of payin_statements */
 enum
 {
-	P_INVOICE_LOCK, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
+	P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
 	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_INVOICE_NOTIFIED, P_TOKEN_INSERT,
 	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_PAYMENT_MONEY, P_CARD_CHECK_LOCK,
@@ -91,9 +91,6 @@ static const Oid operation_types[OPERATION_NARGS] = {
 static const Oid two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
 
 static const LedgerStatement payin_statements[] = {
-	[P_INVOICE_LOCK] = {"SELECT status, amount, currency FROM %1$s.qiwi_payin_invoices"
-		" WHERE merchant = $1 AND bill_id = $2 FOR UPDATE",
-	2, two_text, NULL},
 	[P_INVOICE_INSERT] = {"INSERT INTO %1$s.qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount,"
 		" currency, status, flags, capture, pay_url, comment, customer, custom_fields,"
 		" created_at, expires_at, status_changed_at, checked_at)"
@@ -101,8 +98,7 @@ static const LedgerStatement payin_statements[] = {
 		/* only a card check is for 0.00 (QIWI's answer to one may carry no flags) */
 		" CASE WHEN $5 = 0 THEN 'check' WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
 		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
-		" ON CONFLICT (merchant, bill_id) DO NOTHING",
-	INVOICE_NARGS, invoice_types, NULL},
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", INVOICE_NARGS, invoice_types, NULL},
 	/* the shop's money: details refreshed, the status moved only forward */
 	[P_INVOICE_UPDATE] = {"UPDATE %1$s.qiwi_payin_invoices SET invoice_uid = coalesce($3, invoice_uid),"
 		" site_id = coalesce($4, site_id), flags = $8, pay_url = coalesce($9, pay_url),"
@@ -112,8 +108,7 @@ static const LedgerStatement payin_statements[] = {
 		"  ELSE coalesce($15, clock_timestamp()) END,"
 		" status = $7, checked_at = clock_timestamp(), notified_at = NULL"
 		" WHERE merchant = $1 AND bill_id = $2 AND amount = $5 AND currency = $6"
-		" AND (status = $7 OR (status IN %2$s AND $7 <> status))",
-	INVOICE_NARGS, invoice_types, NULL},
+		" AND (status = $7 OR (status IN %2$s AND $7 <> status))", INVOICE_NARGS, invoice_types, NULL},
 	/* other money: never PAID; what QIWI said is kept beside the shop's */
 	[P_INVOICE_MISMATCH] = {"UPDATE %1$s.qiwi_payin_invoices SET status = 'MISMATCH', qiwi_amount = $5,"
 		" qiwi_currency = $6, qiwi_status = $7, checked_at = clock_timestamp(), notified_at = NULL,"
@@ -140,8 +135,7 @@ static const LedgerStatement payin_statements[] = {
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
 		"  THEN coalesce($14, clock_timestamp()) + make_interval(hours => $16) END,"
 		" clock_timestamp())"
-		" ON CONFLICT (merchant, payment_id) DO NOTHING",
-	PAYMENT_NARGS, payment_types, NULL},
+		" ON CONFLICT (merchant, payment_id) DO NOTHING", PAYMENT_NARGS, payment_types, NULL},
 	[P_PAYMENT_UPDATE] = {"UPDATE %1$s.qiwi_payin_payments SET bill_id = coalesce($3, bill_id),"
 		" captured_amount = greatest(captured_amount, $7),"
 		" refunded_amount = greatest(refunded_amount, $8),"
@@ -176,8 +170,7 @@ static const LedgerStatement payin_statements[] = {
 		"  RETURNING (xmax = 0) AS inserted, status, amount),"
 		" p AS (UPDATE %1$s.qiwi_payin_payments p SET captured_amount = greatest(p.captured_amount, c.amount)"
 		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
-		" SELECT inserted, status FROM c",
-	OPERATION_NARGS, operation_types, NULL},
+		" SELECT inserted, status FROM c", OPERATION_NARGS, operation_types, NULL},
 	/*
 	 * A refund also writes its payment's row: what the payment refunded
 	 * grows to the refunds recorded (reversals too, as QIWI counts them).
@@ -195,8 +188,7 @@ static const LedgerStatement payin_statements[] = {
 		"    AND o.payment_id = $2 AND o.refund_id <> $3 AND o.status = 'COMPLETED'), 0)"
 		"   + CASE WHEN r.status = 'COMPLETED' THEN r.amount ELSE 0 END)"
 		"  FROM r WHERE p.merchant = $1 AND p.payment_id = $2 RETURNING 1)"
-		" SELECT inserted, status FROM r",
-	OPERATION_NARGS, operation_types, NULL},
+		" SELECT inserted, status FROM r", OPERATION_NARGS, operation_types, NULL},
 	/*
 	 * What is left to refund, read after the payment's row is locked (by
 	 * P_PAYMENT_MONEY, in a statement of its own, so that this one's
@@ -222,8 +214,7 @@ static const LedgerStatement payin_statements[] = {
 		"   AND r.status = 'COMPLETED'), 0) AS reported) m,"
 		" LATERAL (SELECT m.base - m.refunded AS left_here,"
 		"  least(m.base - m.refunded, p.amount - greatest(m.reported, 0)) AS left_all) x"
-		" WHERE p.merchant = $1 AND p.payment_id = $2",
-	3, two_text, NULL},
+		" WHERE p.merchant = $1 AND p.payment_id = $2", 3, two_text, NULL},
 	/*
 	 * A verified notification about a payment of invoice $3 (the invoice of
 	 * payment $2 if the tables know it): the invoice is due for a check at
@@ -234,33 +225,26 @@ static const LedgerStatement payin_statements[] = {
 		" WHERE i.merchant = $1 AND i.status IN ('CREATED', 'PAID')"
 		" AND i.bill_id = coalesce((SELECT p.bill_id FROM %1$s.qiwi_payin_payments p"
 		"  WHERE p.merchant = $1 AND p.payment_id = $2), $3)"
-		" RETURNING i.bill_id",
-	3, two_text, NULL},
+		" RETURNING i.bill_id", 3, two_text, NULL},
 	[P_TOKEN_INSERT] = {"INSERT INTO %1$s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN clock_timestamp() END)"
-		" ON CONFLICT (merchant, token) DO NOTHING",
-	TOKEN_NARGS, token_types, NULL},
+		" ON CONFLICT (merchant, token) DO NOTHING", TOKEN_NARGS, token_types, NULL},
 	[P_TOKEN_LOCK] = {"SELECT account, deleted_at IS NOT NULL FROM %1$s.qiwi_payin_tokens"
-		" WHERE merchant = $1 AND token = $2 FOR UPDATE",
-	2, two_text, NULL},
+		" WHERE merchant = $1 AND token = $2 FOR UPDATE", 2, two_text, NULL},
 	/* a token is deleted once; its row stays, for the history */
 	[P_TOKEN_DELETE] = {"UPDATE %1$s.qiwi_payin_tokens SET deleted_at = clock_timestamp()"
-		" WHERE merchant = $1 AND token = $2 AND deleted_at IS NULL",
-	2, two_text, NULL},
+		" WHERE merchant = $1 AND token = $2 AND deleted_at IS NULL", 2, two_text, NULL},
 	[P_CARD_CHECK_INSERT] = {"INSERT INTO %1$s.qiwi_payin_card_checks (merchant, request_uid, status, is_valid_card,"
 		" three_ds_status, check_operation_date, card_info, created_token)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING",
 	CARD_CHECK_NARGS, card_check_types, NULL},
 	[P_PAYMENT_MONEY] = {"SELECT amount, currency FROM %1$s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
-		" FOR UPDATE",
-	2, two_text, NULL},
+		" FOR UPDATE", 2, two_text, NULL},
 	[P_CARD_CHECK_LOCK] = {"SELECT status FROM %1$s.qiwi_payin_card_checks WHERE merchant = $1 AND request_uid = $2"
-		" FOR UPDATE",
-	2, two_text, NULL},
+		" FOR UPDATE", 2, two_text, NULL},
 	[P_CARD_CHECK_UPDATE] = {"UPDATE %1$s.qiwi_payin_card_checks SET status = $3, is_valid_card = $4, three_ds_status = $5,"
 		" check_operation_date = $6, card_info = $7, created_token = $8"
-		" WHERE merchant = $1 AND request_uid = $2",
-	CARD_CHECK_NARGS, card_check_types, NULL},
+		" WHERE merchant = $1 AND request_uid = $2", CARD_CHECK_NARGS, card_check_types, NULL},
 };
 
 /* The columns an answer fills, with their parameters of an invoice write ($n - 1) */
@@ -293,24 +277,17 @@ static const LedgerColumn invoice_columns[] = {
 const LedgerKind payin_invoice_kind = {
 	.table = &invoice_table,
 	.id_column = "bill_id",
-	.followed = "(t.status = 'CREATED' OR (t.status = 'PAID' AND (t.notified_at IS NOT NULL"
-	" OR EXISTS (SELECT FROM %1$s.qiwi_payin_holds h"
-	" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id))))",
-	.check_set = ", notified_at = CASE WHEN u.failed OR t.notified_at > $7 THEN t.notified_at END",
-	.check_at_once = "WHEN NOT u.failed AND t.notified_at > $7 THEN clock_timestamp()",
-	.check_deadline = "(SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN t.status = 'CREATED'"
-	" THEN t.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
-	" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id) END AS deadline) d"
-	" WHERE d.deadline > clock_timestamp())",
-	.columns = invoice_columns,
-	.ncolumns = lengthof(invoice_columns),
-	.merchant_param = 0,
-	.id_param = 1,
-	.events_table = "qiwi_payin_events",
-	.events_id_column = "object_id",
-	.events_object_column = "object",
-	.channel = "qiwi_payin_status",
-	.payload_id_key = "id",
+	.followed = {"(t.status = 'CREATED' OR (t.status = 'PAID' AND (t.notified_at IS NOT NULL"
+		" OR EXISTS (SELECT FROM %1$s.qiwi_payin_holds h"
+		" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id))))", false, NULL,
+		", notified_at = CASE WHEN u.failed OR t.notified_at > $7 THEN t.notified_at END",
+		"WHEN NOT u.failed AND t.notified_at > $7 THEN clock_timestamp()",
+		"(SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN t.status = 'CREATED'"
+		" THEN t.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
+		" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id) END AS deadline) d"
+	" WHERE d.deadline > clock_timestamp())"},
+	.answer = {invoice_columns, lengthof(invoice_columns), 0, 1, false},
+	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id"},
 	.statements = payin_statements,
 	.nstatements = lengthof(payin_statements),
 };
@@ -348,8 +325,7 @@ report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const cha
 static void
 invoice_values(const PayinInvoice *invoice, const char *source, Datum *values, char *nulls)
 {
-	memset(nulls, ' ', INVOICE_NARGS);
-	nulls[INVOICE_NARGS] = '\0';
+	ledger_no_nulls(nulls, INVOICE_NARGS);
 	values[0] = CStringGetTextDatum(invoice->merchant);
 	values[1] = CStringGetTextDatum(invoice->bill_id);
 	values[2] = ledger_text_or_null(invoice->invoice_uid, &nulls[2]);
@@ -360,16 +336,11 @@ invoice_values(const PayinInvoice *invoice, const char *source, Datum *values, c
 	values[7] = PointerGetDatum(invoice->flags);
 	values[8] = ledger_text_or_null(invoice->pay_url, &nulls[8]);
 	values[9] = ledger_text_or_null(invoice->comment, &nulls[9]);
-	values[10] = PointerGetDatum(invoice->customer);
-	nulls[10] = invoice->customer ? ' ' : 'n';
-	values[11] = PointerGetDatum(invoice->custom_fields);
-	nulls[11] = invoice->custom_fields ? ' ' : 'n';
-	values[12] = TimestampTzGetDatum(invoice->created_at);
-	nulls[12] = invoice->has_created_at ? ' ' : 'n';
-	values[13] = TimestampTzGetDatum(invoice->expires_at);
-	nulls[13] = invoice->has_expires_at ? ' ' : 'n';
-	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
-	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
+	values[10] = ledger_pointer_or_null(invoice->customer, &nulls[10]);
+	values[11] = ledger_pointer_or_null(invoice->custom_fields, &nulls[11]);
+	values[12] = ledger_time_or_null(invoice->created_at, invoice->has_created_at, &nulls[12]);
+	values[13] = ledger_time_or_null(invoice->expires_at, invoice->has_expires_at, &nulls[13]);
+	values[14] = ledger_time_or_null(invoice->status_changed_at, invoice->has_status_changed_at, &nulls[14]);
 	values[15] = CStringGetTextDatum(source);
 }
 
@@ -438,7 +409,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	/* the reconciler's usual answer: nothing to write (its check writes checked_at) */
 	unchanged = check_recorded && ledger_row_unchanged(&payin_invoice_kind, values, nulls);
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	if (!unchanged && ledger_lock_or_insert(&payin_invoice_kind, P_INVOICE_LOCK, values, NULL,
+	if (!unchanged && ledger_lock_or_insert(&payin_invoice_kind, LEDGER_ROW_LOCK, values, NULL,
 											P_INVOICE_INSERT, values, nulls))
 	{
 		old_status = ledger_row_text(&ctx, 1);
@@ -505,8 +476,7 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	char	   *invoice_currency;
 	const Merchant *merchant = merchant_by_name(payment->merchant);
 
-	memset(nulls, ' ', PAYMENT_NARGS);
-	nulls[PAYMENT_NARGS] = '\0';
+	ledger_no_nulls(nulls, PAYMENT_NARGS);
 	values[0] = CStringGetTextDatum(payment->merchant);
 	values[1] = CStringGetTextDatum(payment->payment_id);
 	values[2] = ledger_text_or_null(payment->bill_id, &nulls[2]);
@@ -519,10 +489,8 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	values[9] = ledger_text_or_null(payment->masked_pan, &nulls[9]);
 	values[10] = ledger_text_or_null(payment->reason_code, &nulls[10]);
 	values[11] = ledger_text_or_null(payment->reason_message, &nulls[11]);
-	values[12] = TimestampTzGetDatum(payment->created_at);
-	nulls[12] = payment->has_created_at ? ' ' : 'n';
-	values[13] = TimestampTzGetDatum(payment->status_changed_at);
-	nulls[13] = payment->has_status_changed_at ? ' ' : 'n';
+	values[12] = ledger_time_or_null(payment->created_at, payment->has_created_at, &nulls[12]);
+	values[13] = ledger_time_or_null(payment->status_changed_at, payment->has_status_changed_at, &nulls[13]);
 	values[14] = PointerGetDatum(payment->flags);
 	values[15] = Int32GetDatum(merchant ? payin_capture_hours(merchant) : PAYIN_DEFAULT_CAPTURE_HOURS);
 
@@ -552,7 +520,7 @@ payin_store_payment(PayinPayment *payment, const char *source)
 							payment->status, invoice_amount, invoice_currency);
 		}
 		/* its invoice is not paid either */
-		if (run(P_INVOICE_LOCK, invoice_key, NULL, SPI_OK_SELECT) > 0)
+		if (run(LEDGER_ROW_LOCK, invoice_key, NULL, SPI_OK_SELECT) > 0)
 			invoice_status = ledger_row_text(&ctx, 1);
 		memset(inv_nulls, 'n', INVOICE_NARGS);
 		inv_nulls[INVOICE_NARGS] = '\0';
@@ -586,8 +554,7 @@ payin_store_payment(PayinPayment *payment, const char *source)
 static void
 operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
 {
-	memset(nulls, ' ', OPERATION_NARGS);
-	nulls[OPERATION_NARGS] = '\0';
+	ledger_no_nulls(nulls, OPERATION_NARGS);
 	values[0] = CStringGetTextDatum(r->merchant);
 	values[1] = CStringGetTextDatum(r->payment_id);
 	values[2] = CStringGetTextDatum(r->id);
@@ -596,12 +563,9 @@ operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
 	values[5] = CStringGetTextDatum(r->status);
 	values[6] = ledger_text_or_null(r->comment, &nulls[6]);
 	values[7] = BoolGetDatum(r->reversal);
-	values[8] = PointerGetDatum(r->flags);
-	nulls[8] = r->flags ? ' ' : 'n';
-	values[9] = TimestampTzGetDatum(r->created_at);
-	nulls[9] = r->has_created_at ? ' ' : 'n';
-	values[10] = TimestampTzGetDatum(r->status_changed_at);
-	nulls[10] = r->has_status_changed_at ? ' ' : 'n';
+	values[8] = ledger_pointer_or_null(r->flags, &nulls[8]);
+	values[9] = ledger_time_or_null(r->created_at, r->has_created_at, &nulls[9]);
+	values[10] = ledger_time_or_null(r->status_changed_at, r->has_status_changed_at, &nulls[10]);
 	values[11] = (Datum) 0;
 	nulls[11] = 'n';
 }
@@ -617,8 +581,6 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
-	bool		isnull;
-	bool		inserted;
 
 	operation_values(operation, values, nulls);
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
@@ -638,8 +600,7 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 					 errdetail("A capture or refund of more than its payment, or in another currency, is not recorded.")));
 	}
 	run(plan, values, nulls, expected);
-	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (inserted)
+	if (ledger_row_bool(1))
 		record_event(operation->merchant, what, operation->id, NULL, operation->status, source);
 	ledger_end(&ctx);
 }
@@ -713,7 +674,6 @@ payin_store_headroom(const char *merchant, const char *payment_id, const char *r
 	CStringGetTextDatum(refund_id)};
 	OwnerContext ctx;
 	bool		known;
-	bool		isnull;
 
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
 	known = run(P_PAYMENT_MONEY, values, NULL, SPI_OK_SELECT) > 0;
@@ -722,8 +682,7 @@ payin_store_headroom(const char *merchant, const char *payment_id, const char *r
 	if (known)
 	{
 		headroom->status = ledger_row_text(&ctx, 1);
-		headroom->captured = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, 2, &isnull));
+		headroom->captured = ledger_row_bool(2);
 		headroom->base = ledger_row_numeric(&ctx, 3);
 		headroom->refunded = ledger_row_numeric(&ctx, 4);
 		headroom->left = ledger_row_numeric(&ctx, 5);
@@ -747,7 +706,7 @@ payin_store_lock_invoice(const char *merchant, const char *bill_id, Numeric *amo
 	bool		known;
 
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	known = run(P_INVOICE_LOCK, values, NULL, SPI_OK_SELECT) > 0;
+	known = run(LEDGER_ROW_LOCK, values, NULL, SPI_OK_SELECT) > 0;
 	if (known)
 	{
 		*status = ledger_row_text(&ctx, 1);
@@ -770,16 +729,13 @@ payin_store_register_tables(void)
 static void
 token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 {
-	memset(nulls, ' ', TOKEN_NARGS);
-	nulls[TOKEN_NARGS] = '\0';
+	ledger_no_nulls(nulls, TOKEN_NARGS);
 	values[0] = CStringGetTextDatum(token->merchant);
 	values[1] = CStringGetTextDatum(token->account);
 	values[2] = CStringGetTextDatum(token->token);
 	values[3] = ledger_text_or_null(token->name, &nulls[3]);
-	values[4] = TimestampTzGetDatum(token->expires_at);
-	nulls[4] = token->has_expires_at ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(token->bound_at);
-	nulls[5] = token->has_bound_at ? ' ' : 'n';
+	values[4] = ledger_time_or_null(token->expires_at, token->has_expires_at, &nulls[4]);
+	values[5] = ledger_time_or_null(token->bound_at, token->has_bound_at, &nulls[5]);
 	values[6] = BoolGetDatum(deleted);
 }
 
@@ -827,32 +783,23 @@ payin_store_token_deleted(const char *merchant, const char *account, const char 
 
 	token_values(&known, true, values, nulls);
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	for (;;)
+	/* only a confirmed deletion records a token the table never heard of */
+	if (confirmed ? ledger_lock_or_insert(&payin_invoice_kind, P_TOKEN_LOCK, key, NULL,
+										  P_TOKEN_INSERT, values, nulls) :
+		run(P_TOKEN_LOCK, key, NULL, SPI_OK_SELECT) > 0)
 	{
-		if (run(P_TOKEN_LOCK, key, NULL, SPI_OK_SELECT) > 0)
+		if (!ledger_row_bool(2) &&
+			(confirmed || strcmp(ledger_row_text(&ctx, 1), account) == 0) &&
+			run(P_TOKEN_DELETE, key, NULL, SPI_OK_UPDATE) > 0)
 		{
-			bool		isnull;
-			bool		deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-															 SPI_tuptable->tupdesc, 2, &isnull));
-			char	   *recorded_account = ledger_row_text(&ctx, 1);
-
-			if (!deleted && (confirmed || strcmp(recorded_account, account) == 0) &&
-				run(P_TOKEN_DELETE, key, NULL, SPI_OK_UPDATE) > 0)
-			{
-				record_event(merchant, "token", token, "CREATED", "DELETED", "call");
-				changed = true;
-			}
-			break;
-		}
-		if (!confirmed)
-			break;
-		if (run(P_TOKEN_INSERT, values, nulls, SPI_OK_INSERT) > 0)
-		{
-			record_event(merchant, "token", token, NULL, "DELETED", "call");
+			record_event(merchant, "token", token, "CREATED", "DELETED", "call");
 			changed = true;
-			break;
 		}
-		/* a notification recorded it meanwhile: lock and decide again */
+	}
+	else if (confirmed)
+	{
+		record_event(merchant, "token", token, NULL, "DELETED", "call");
+		changed = true;
 	}
 	ledger_end(&ctx);
 	return changed;
@@ -882,18 +829,15 @@ payin_store_card_check(const PayinCardCheck *check, const char *source)
 	OwnerContext ctx;
 	bool		changed = false;
 
-	memset(nulls, ' ', CARD_CHECK_NARGS);
-	nulls[CARD_CHECK_NARGS] = '\0';
+	ledger_no_nulls(nulls, CARD_CHECK_NARGS);
 	values[0] = CStringGetTextDatum(check->merchant);
 	values[1] = CStringGetTextDatum(check->request_uid);
 	values[2] = CStringGetTextDatum(check->status);
 	values[3] = BoolGetDatum(check->valid_card);
 	nulls[3] = check->has_valid_card ? ' ' : 'n';
 	values[4] = ledger_text_or_null(check->three_ds_status, &nulls[4]);
-	values[5] = TimestampTzGetDatum(check->operation_date);
-	nulls[5] = check->has_operation_date ? ' ' : 'n';
-	values[6] = PointerGetDatum(check->card_info);
-	nulls[6] = check->card_info ? ' ' : 'n';
+	values[5] = ledger_time_or_null(check->operation_date, check->has_operation_date, &nulls[5]);
+	values[6] = ledger_pointer_or_null(check->card_info, &nulls[6]);
 	values[7] = ledger_text_or_null(check->has_token ? check->token.token : NULL, &nulls[7]);
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
 	if (ledger_lock_or_insert(&payin_invoice_kind, P_CARD_CHECK_LOCK, values, NULL,
