@@ -456,7 +456,6 @@ typedef struct LedgerTable
 
 extern void ledger_add_table(const LedgerTable *table);
 extern const LedgerTable *ledger_table_named(const char *name);
-extern char *ledger_is_reconciled(const LedgerTable *table, const char *column);
 
 /* ---------- ledger_kind.c, ledger_probe.c ---------- */
 

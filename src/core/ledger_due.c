@@ -7,6 +7,7 @@
  */
 #include "core/core.h"
 
+#include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
@@ -102,7 +103,8 @@ read_claimed(LedgerDue *due, int n, OwnerContext *ctx)
 	due->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 	for (int i = 0; i < n; i++)
 	{
-		due->rows[i] = heap_copytuple(SPI_tuptable->vals[i]);
+		/* the operations read them with no transaction open: no TOAST pointers */
+		due->rows[i] = toast_flatten_tuple(SPI_tuptable->vals[i], due->desc);
 		due->merchant_names[i] = TextDatumGetCString(heap_getattr(due->rows[i], 1, due->desc, &isnull));
 		due->ids[i] = TextDatumGetCString(heap_getattr(due->rows[i], 2, due->desc, &isnull));
 		due->statuses[i] = TextDatumGetCString(heap_getattr(due->rows[i], 3, due->desc, &isnull));

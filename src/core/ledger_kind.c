@@ -109,8 +109,8 @@ status_list(const char *const *statuses)
 }
 
 /* The condition that a row is due for the reconciler's checks */
-char *
-ledger_is_reconciled(const LedgerTable *table, const char *column)
+static char *
+is_reconciled(const LedgerTable *table, const char *column)
 {
 	return psprintf("%s IN %s", column, status_list(table->reconciled_statuses));
 }
@@ -121,7 +121,7 @@ followed(const LedgerKind *kind, const char *nsp)
 {
 	if (kind->followed.rows != NULL)
 		return psprintf(kind->followed.rows, nsp);
-	return ledger_is_reconciled(kind->table, psprintf("t.%s", kind->table->status_column));
+	return is_reconciled(kind->table, psprintf("t.%s", kind->table->status_column));
 }
 
 /*
