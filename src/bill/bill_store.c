@@ -37,21 +37,6 @@ static const LedgerTable bill_table = {
 	.reconciled_statuses = bill_reconciled_statuses,
 };
 
-/* The columns an answer fills, with their parameters of BILL_RECORD ($n - 1) */
-static const LedgerColumn bill_columns[] = {
-	{"site_id", 1, TEXTOID, LEDGER_TEXT, false},
-	{"amount", 2, NUMERICOID, LEDGER_AMOUNT, false},
-	{"currency", 3, TEXTOID, LEDGER_TEXT, false},
-	{"status", 4, TEXTOID, LEDGER_TEXT, false},
-	{"status_changed_at", 5, TIMESTAMPTZOID, LEDGER_TIMESTAMP, false},
-	{"created_at", 6, TIMESTAMPTZOID, LEDGER_TIMESTAMP, false},
-	{"expires_at", 7, TIMESTAMPTZOID, LEDGER_TIMESTAMP, false},
-	{"pay_url", 8, TEXTOID, LEDGER_TEXT, false},
-	{"comment", 9, TEXTOID, LEDGER_TEXT, false},
-	{"customer", 10, JSONBOID, LEDGER_JSONB, false},
-	{"custom_fields", 11, JSONBOID, LEDGER_JSONB, false},
-};
-
 /* The statements of bills and refunds, in the order of bill_statements */
 enum
 {
@@ -59,19 +44,49 @@ enum
 	BILL_INTENT, BILL_CREATE_FAILED
 };
 
-/* An answer ($1..$12 the columns, $13 seconds until the first check, $14 from a notification, $15 the merchant) */
-static const Oid record_types[BILL_NARGS + 3] = {
-	TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
-	FLOAT8OID, BOOLOID, TEXTOID
+/*
+ * An answer about a bill: $1..$12 from the answer (those after $1 fill their
+ * columns), $13 seconds until the first check, $14 from a notification,
+ * $15 the merchant
+ */
+static const LedgerParam bill_params[BILL_NARGS + 3] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiBill, bill_id),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, site_id, LEDGER_TEXT, false),
+	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, QiwiBill, amount, LEDGER_AMOUNT, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, currency, LEDGER_TEXT, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, status, LEDGER_TEXT, false),
+	LEDGER_TIME_COLUMN(QiwiBill, status_changed_at, false),
+	LEDGER_TIME_COLUMN(QiwiBill, created_at, false),
+	LEDGER_TIME_COLUMN(QiwiBill, expires_at, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, pay_url, LEDGER_TEXT, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, comment, LEDGER_TEXT, false),
+	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, QiwiBill, customer, LEDGER_JSONB, false),
+	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, QiwiBill, custom_fields, LEDGER_JSONB, false),
+	LEDGER_SET(FLOAT8OID),
+	LEDGER_SET(BOOLOID),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiBill, merchant),
 };
-static const Oid refund_types[7] = {
-	TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID
+static const LedgerParam refund_params[7] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiRefund, bill_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiRefund, refund_id),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, QiwiRefund, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiRefund, currency),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiRefund, status),
+	LEDGER_TIME_ARG(QiwiRefund, created_at),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiRefund, merchant),
 };
-static const Oid text_types[3] = {TEXTOID, TEXTOID, TEXTOID};
-static const Oid intent_types[8] = {
-	TEXTOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
+/* A bill to create: $6 its customer */
+static const LedgerParam intent_params[8] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiCreateBillArgs, bill_id),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, QiwiCreateBillArgs, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiCreateBillArgs, currency),
+	LEDGER_ARG(TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, QiwiCreateBillArgs, expires_at),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiCreateBillArgs, comment),
+	LEDGER_SET(JSONBOID),
+	LEDGER_ARG(JSONBOID, LEDGER_V_VARLENA, QiwiCreateBillArgs, custom_fields),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiCreateBillArgs, merchant),
 };
+static const LedgerParam text_params[3] = {LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID)};
 
 #define BILL_COLUMNS "bill_id, site_id, amount, currency, status, status_changed_at," \
 	" created_at, expires_at, pay_url, comment, customer, custom_fields"
@@ -82,7 +97,7 @@ static const LedgerStatement bill_statements[] = {
 		" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp()),"
 		" failures = 0, last_error = NULL"
 		" WHERE merchant = $15 AND bill_id = $1 AND status = $5 AND amount = $3 AND currency = $4",
-	BILL_NARGS + 3, record_types, NULL},
+	BILL_NARGS + 3, bill_params, NULL},
 
 	/*
 	 * Otherwise lock the bill's row, decide and update in one statement.
@@ -123,11 +138,11 @@ static const LedgerStatement bill_statements[] = {
 		"  RETURNING 1)"
 		" SELECT old.status, old.amount, old.currency, old.same_money, old.same_site,"
 		"  (SELECT count(*) FROM upd) + (SELECT count(*) FROM mis)"
-		" FROM old", BILL_NARGS + 3, record_types, NULL},
+		" FROM old", BILL_NARGS + 3, bill_params, NULL},
 	[BILL_INSERT] = {"INSERT INTO %1$s.qiwi_bills (merchant, " BILL_COLUMNS ", checked_at, next_check_at)"
 		" VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),"
 		" clock_timestamp() + make_interval(secs => $13))"
-		" ON CONFLICT (merchant, bill_id) DO NOTHING", BILL_NARGS + 3, record_types, NULL},
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", BILL_NARGS + 3, bill_params, NULL},
 
 	/*
 	 * A refund also writes its bill's row (QIWI has just spoken of the
@@ -144,18 +159,18 @@ static const LedgerStatement bill_statements[] = {
 		" amount = EXCLUDED.amount, currency = EXCLUDED.currency,"
 		" status = EXCLUDED.status,"
 		" created_at = coalesce(EXCLUDED.created_at, r.created_at),"
-		" checked_at = EXCLUDED.checked_at", 7, refund_types, NULL},
+		" checked_at = EXCLUDED.checked_at", 7, refund_params, NULL},
 	[REFUND_HEADROOM] = {"SELECT b.amount, coalesce(sum(r.amount) FILTER (WHERE r.refund_id <> $2), 0)"
 		" FROM %1$s.qiwi_bills b LEFT JOIN %1$s.qiwi_refunds r"
 		"  ON r.merchant = b.merchant AND r.bill_id = b.bill_id"
-		" WHERE b.merchant = $3 AND b.bill_id = $1 GROUP BY b.amount", 3, text_types, NULL},
+		" WHERE b.merchant = $3 AND b.bill_id = $1 GROUP BY b.amount", 3, text_params, NULL},
 	[BILL_INTENT] = {"INSERT INTO %1$s.qiwi_bills (bill_id, amount, currency, status, expires_at, comment,"
 		" customer, custom_fields, checked_at, next_check_at, merchant)"
 		" VALUES ($1, $2, $3, 'CREATING', $4, $5, $6, $7, clock_timestamp(), clock_timestamp(), $8)"
-		" ON CONFLICT (merchant, bill_id) DO NOTHING", 8, intent_types, NULL},
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", 8, intent_params, NULL},
 	[BILL_CREATE_FAILED] = {"UPDATE %1$s.qiwi_bills SET status = 'CREATE_FAILED', last_error = $2,"
 		" checked_at = clock_timestamp()"
-		" WHERE merchant = $3 AND bill_id = $1 AND status = 'CREATING'", 3, text_types, NULL},
+		" WHERE merchant = $3 AND bill_id = $1 AND status = 'CREATING'", 3, text_params, NULL},
 };
 
 /*
@@ -172,7 +187,7 @@ const LedgerKind bill_kind = {
 		"WHEN t.expires_at <= clock_timestamp() AND NOT u.failed"
 		" THEN clock_timestamp() + make_interval(secs => $5)",
 	"t.expires_at + interval '1 second'"},
-	.answer = {bill_columns, lengthof(bill_columns), BILL_NARGS + 2, 0, true},
+	.answer = {bill_params, BILL_NARGS + 3, BILL_NARGS + 2, 0, true},
 	.events = {"qiwi_bill_events", "bill_id", NULL, "qiwi_bill_status", "bill_id"},
 	.statements = bill_statements,
 	.nstatements = lengthof(bill_statements),
@@ -206,23 +221,12 @@ record_event(const char *merchant, const char *bill_id, const char *old_status,
 static void
 bill_values(const QiwiBill *bill, StoreSource source, Datum *values, char *nulls)
 {
-	ledger_no_nulls(nulls, BILL_NARGS + 3);
-	values[0] = CStringGetTextDatum(bill->bill_id);
-	values[1] = ledger_text_or_null(bill->site_id, &nulls[1]);
-	values[2] = NumericGetDatum(bill->amount);
-	values[3] = CStringGetTextDatum(bill->currency);
-	values[4] = CStringGetTextDatum(bill->status);
-	values[5] = ledger_time_or_null(bill->status_changed_at, bill->has_status_changed_at, &nulls[5]);
-	values[6] = ledger_time_or_null(bill->created_at, bill->has_created_at, &nulls[6]);
-	values[7] = ledger_time_or_null(bill->expires_at, bill->has_expires_at, &nulls[7]);
+	ledger_fill(bill_params, BILL_NARGS + 3, bill, values, nulls);
 	/* a payment link is not signed: only an API answer may give one */
-	values[8] = ledger_text_or_null(source == SOURCE_NOTIFICATION ? NULL : bill->pay_url, &nulls[8]);
-	values[9] = ledger_text_or_null(bill->comment, &nulls[9]);
-	values[10] = ledger_pointer_or_null(bill->customer, &nulls[10]);
-	values[11] = ledger_pointer_or_null(bill->custom_fields, &nulls[11]);
+	if (source == SOURCE_NOTIFICATION)
+		values[8] = ledger_text_or_null(NULL, &nulls[8]);
 	values[12] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[13] = BoolGetDatum(source == SOURCE_NOTIFICATION);
-	values[14] = CStringGetTextDatum(bill->merchant);
 }
 
 /* An answer that repeated the bill's status and money: the row is as QIWI says */
@@ -319,13 +323,9 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 void
 store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored)
 {
-	ereport(elevel,
-			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
-			 errmsg("QIWI reports bill \"%s\" for %s %s, but the shop's bill is for %s %s",
-					bill->bill_id, qiwi_format_amount(bill->amount), bill->currency,
-					qiwi_format_amount(stored->amount), stored->currency),
-			 errdetail("QIWI says %s. The bill is recorded as MISMATCH, never as paid; qiwi_bills.qiwi_amount, qiwi_currency and qiwi_status hold what QIWI said.",
-					   bill->status)));
+	ledger_report_mismatch(elevel, "bill", bill->bill_id, bill->amount, bill->currency, bill->status,
+						   "bill", stored->amount, stored->currency,
+						   "The bill is recorded as MISMATCH, never as paid; qiwi_bills.qiwi_amount, qiwi_currency and qiwi_status hold what QIWI said.");
 }
 
 /*
@@ -336,21 +336,11 @@ store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored
 bool
 store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored)
 {
-	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
-	OwnerContext ctx;
-	bool		known;
-
-	ledger_begin_kind(&ctx, &bill_kind);
-	known = ledger_run_plan(&bill_kind, LEDGER_ROW_LOCK, values, NULL, SPI_OK_SELECT) > 0;
-	if (known)
-	{
-		stored->status = ledger_row_text(&ctx, 1);
-		stored->amount = ledger_row_numeric(&ctx, 2);
-		stored->currency = ledger_row_text(&ctx, 3);
-		stored->moved = false;
-	}
-	ledger_end(&ctx);
-	return known;
+	if (!ledger_lock_item(&bill_kind, merchant, bill_id, &stored->status, &stored->amount,
+						  &stored->currency))
+		return false;
+	stored->moved = false;
+	return true;
 }
 
 /* Record what QIWI said about a refund in qiwi_refunds */
@@ -358,17 +348,10 @@ void
 store_refund(const QiwiRefund *refund)
 {
 	Datum		values[7];
-	char		nulls[8] = "       ";
+	char		nulls[8];
 	OwnerContext ctx;
 
-	values[0] = CStringGetTextDatum(refund->bill_id);
-	values[1] = CStringGetTextDatum(refund->refund_id);
-	values[2] = NumericGetDatum(refund->amount);
-	values[3] = CStringGetTextDatum(refund->currency);
-	values[4] = CStringGetTextDatum(refund->status);
-	values[5] = ledger_time_or_null(refund->created_at, refund->has_created_at, &nulls[5]);
-	values[6] = CStringGetTextDatum(refund->merchant);
-
+	ledger_fill(refund_params, 7, refund, values, nulls);
 	ledger_begin_kind(&ctx, &bill_kind);
 	ledger_run_plan(&bill_kind, REFUND_UPSERT, values, nulls, SPI_OK_INSERT);
 	ledger_end(&ctx);
@@ -379,19 +362,12 @@ bool
 store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 {
 	Datum		values[8];
-	char		nulls[9] = "        ";
+	char		nulls[9];
 	OwnerContext ctx;
 	bool		inserted;
 
-	values[0] = CStringGetTextDatum(args->bill_id);
-	values[1] = NumericGetDatum(args->amount);
-	values[2] = CStringGetTextDatum(args->currency);
-	values[3] = TimestampTzGetDatum(args->expires_at);
-	values[4] = ledger_text_or_null(args->comment, &nulls[4]);
+	ledger_fill(intent_params, 8, args, values, nulls);
 	values[5] = ledger_pointer_or_null(customer, &nulls[5]);
-	values[6] = ledger_pointer_or_null(args->custom_fields, &nulls[6]);
-	values[7] = CStringGetTextDatum(args->merchant);
-
 	ledger_begin_kind(&ctx, &bill_kind);
 	inserted = ledger_run_plan(&bill_kind, BILL_INTENT, values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)

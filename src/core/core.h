@@ -470,15 +470,45 @@ typedef enum LedgerCompare
 	LEDGER_TEXT_ARRAY
 } LedgerCompare;
 
-/* A column an answer fills, and the parameter ($param + 1) that holds it */
-typedef struct LedgerColumn
+/* How an answer (an API's struct) holds a parameter's value */
+typedef enum LedgerValue
 {
-	const char *name;
-	int			param;
+	LEDGER_V_SET,				/* it does not: the API sets it */
+	LEDGER_V_TEXT,				/* a string; NULL is SQL NULL */
+	LEDGER_V_NUMERIC,
+	LEDGER_V_VARLENA,			/* jsonb or an array; NULL is SQL NULL */
+	LEDGER_V_TIMESTAMP,			/* present when the bool at has_offset is */
+	LEDGER_V_BOOL				/* present when the bool at has_offset is (-1: always) */
+} LedgerValue;
+
+/*
+ * A parameter of an API's statements: its type, where an answer holds it,
+ * and for the unchanged-row probe the column it fills (NULL: none)
+ */
+typedef struct LedgerParam
+{
 	Oid			type;
+	LedgerValue value;
+	int			offset;
+	int			has_offset;		/* -1: always present */
+	const char *column;
 	LedgerCompare compare;
 	bool		null_keeps;		/* an absent value keeps the row's */
-} LedgerColumn;
+} LedgerParam;
+
+/* A parameter set by the API; one an answer holds; one that fills its column */
+#define LEDGER_SET(type) {type, LEDGER_V_SET, 0, -1, NULL, LEDGER_TEXT, false}
+#define LEDGER_ARG(type, how, answer, field) \
+	{type, how, offsetof(answer, field), -1, NULL, LEDGER_TEXT, false}
+#define LEDGER_COLUMN(type, how, answer, field, compare, keeps) \
+	{type, how, offsetof(answer, field), -1, #field, compare, keeps}
+/* An optional value (present when the answer's has_field is): a time, a bool */
+#define LEDGER_TIME_ARG(answer, field) {TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, offsetof(answer, field), \
+	offsetof(answer, has_##field), NULL, LEDGER_TEXT, false}
+#define LEDGER_TIME_COLUMN(answer, field, keeps) {TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, \
+	offsetof(answer, field), offsetof(answer, has_##field), #field, LEDGER_TIMESTAMP, keeps}
+#define LEDGER_BOOL_ARG(answer, field) {BOOLOID, LEDGER_V_BOOL, offsetof(answer, field), \
+	offsetof(answer, has_##field), NULL, LEDGER_TEXT, false}
 
 /*
  * A statement of an API's: %1$s stands for the extension's schema, %2$s
@@ -488,7 +518,7 @@ typedef struct LedgerStatement
 {
 	const char *sql;
 	int			nargs;
-	const Oid  *types;
+	const LedgerParam *params;	/* $1..$nargs */
 	const LedgerTable *table;
 } LedgerStatement;
 
@@ -518,8 +548,8 @@ typedef struct LedgerFollowed
 /* The columns an answer fills, where the key is among its parameters */
 typedef struct LedgerAnswer
 {
-	const LedgerColumn *columns;
-	int			ncolumns;
+	const LedgerParam *params;
+	int			nparams;
 	int			merchant_param;
 	int			id_param;
 	bool		needs_clean;	/* unchanged only with no failed check to clear */
@@ -573,6 +603,8 @@ extern void ledger_add_kind(const LedgerKind *kind);
 extern void ledger_begin_kind(OwnerContext *ctx, const LedgerKind *kind);
 extern uint64 ledger_run_plan(const LedgerKind *kind, int plan, Datum *values,
 							  const char *nulls, int expected);
+extern bool ledger_lock_item(const LedgerKind *kind, const char *merchant, const char *id,
+							 char **status, Numeric *amount, char **currency);
 extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *lock_values,
 								  const char *lock_nulls, int insert_plan, Datum *values,
 								  const char *nulls);
@@ -590,6 +622,12 @@ extern void ledger_flush_checks(LedgerDue *due);
 extern int64 ledger_make_all_due(const LedgerKind *kind);
 extern void ledger_defer_checked_at(const LedgerKind *kind, const char *merchant, const char *id);
 extern bool ledger_row_unchanged(const LedgerKind *kind, Datum *values, const char *nulls);
+extern void ledger_report_mismatch(int elevel, const char *what, const char *id, Numeric amount,
+								   const char *currency, const char *status, const char *shop,
+								   Numeric shop_amount, const char *shop_currency,
+								   const char *kept);
+extern void ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values,
+						char *nulls);
 
 /* ---------- reconciler.c ---------- */
 

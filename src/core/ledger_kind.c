@@ -227,8 +227,12 @@ prepare_kind(KindPlans *kp, Oid schema)
 		const LedgerStatement *st = &kind->statements[i];
 		const LedgerTable *table = st->table ? st->table : kind->table;
 
+		Oid		   *types = palloc(sizeof(Oid) * Max(st->nargs, 1));
+
+		for (int j = 0; j < st->nargs; j++)
+			types[j] = st->params[j].type;
 		kp->plans[i] = ledger_prepare(psprintf(st->sql, nsp, status_list(table->open_statuses)),
-									  st->nargs, (Oid *) st->types);
+									  st->nargs, types);
 	}
 	prepare_reconciler_plans(kp->plans + kind->nstatements, kind, nsp);
 	prepare_record_plans(kp->plans + kind->nstatements, kind, nsp);
@@ -260,6 +264,71 @@ uint64
 ledger_run_own(const LedgerKind *kind, int plan, Datum *values, const char *nulls, int expected)
 {
 	return ledger_run_plan(kind, kind->nstatements + plan, values, nulls, expected);
+}
+
+/*
+ * Fill the parameters an answer holds (values, and nulls with its end);
+ * those the API sets are left to it, marked not NULL
+ */
+void
+ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values, char *nulls)
+{
+	const char *base = answer;
+
+	ledger_no_nulls(nulls, n);
+	for (int i = 0; i < n; i++)
+	{
+		const LedgerParam *p = &params[i];
+		const void *field = base + p->offset;
+		bool		present = p->has_offset < 0 || *(const bool *) (base + p->has_offset);
+
+		switch (p->value)
+		{
+			case LEDGER_V_SET:
+				break;
+			case LEDGER_V_TEXT:
+				values[i] = ledger_text_or_null(*(char *const *) field, &nulls[i]);
+				break;
+			case LEDGER_V_NUMERIC:
+				values[i] = NumericGetDatum(*(const Numeric *) field);
+				break;
+			case LEDGER_V_VARLENA:
+				values[i] = ledger_pointer_or_null(*(void *const *) field, &nulls[i]);
+				break;
+			case LEDGER_V_TIMESTAMP:
+				values[i] = ledger_time_or_null(*(const TimestampTz *) field, present, &nulls[i]);
+				break;
+			case LEDGER_V_BOOL:
+				values[i] = BoolGetDatum(*(const bool *) field);
+				nulls[i] = present ? ' ' : 'n';
+				break;
+		}
+	}
+}
+
+/*
+ * Lock an item's row before a call that changes it at QIWI (a conflicting
+ * writer or a serialization failure shows now, before anything is sent);
+ * false if it is unknown, else its status, amount and currency
+ */
+bool
+ledger_lock_item(const LedgerKind *kind, const char *merchant, const char *id, char **status,
+				 Numeric *amount, char **currency)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(id)};
+	OwnerContext ctx;
+	bool		known;
+
+	ledger_begin_kind(&ctx, kind);
+	known = ledger_run_plan(kind, LEDGER_ROW_LOCK, values, NULL, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		*status = ledger_row_text(&ctx, 1);
+		*amount = ledger_row_numeric(&ctx, 2);
+		*currency = ledger_row_text(&ctx, 3);
+	}
+	ledger_end(&ctx);
+	return known;
 }
 
 /*
@@ -357,4 +426,22 @@ ledger_event(const LedgerKind *kind, const char *merchant, const char *object, c
 	escape_json(&payload, merchant);
 	appendStringInfoChar(&payload, '}');
 	Async_Notify(kind->events.channel, payload.data);
+}
+
+/*
+ * Say that QIWI reported an item (what, id) for other money (amount,
+ * currency, with QIWI's status) than the shop's (shop: the shop's item);
+ * kept says how it is recorded
+ */
+void
+ledger_report_mismatch(int elevel, const char *what, const char *id, Numeric amount,
+					   const char *currency, const char *status, const char *shop,
+					   Numeric shop_amount, const char *shop_currency, const char *kept)
+{
+	ereport(elevel,
+			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
+			 errmsg("QIWI reports %s \"%s\" for %s %s, but the shop's %s is for %s %s",
+					what, id, qiwi_format_amount(amount), currency, shop,
+					qiwi_format_amount(shop_amount), shop_currency),
+			 errdetail("QIWI says %s. %s", status, kept)));
 }

@@ -70,7 +70,7 @@ probe_of(const LedgerKind *kind)
 	for (int i = 0; i < nprobes; i++)
 		if (probes[i].kind == kind)
 			return &probes[i];
-	if (nprobes >= MAX_PROBE_KINDS || kind->answer.ncolumns > MAX_PROBE_COLUMNS)
+	if (nprobes >= MAX_PROBE_KINDS || kind->answer.nparams > MAX_PROBE_COLUMNS)
 		elog(ERROR, "too many ledger kinds or columns to probe");
 	if (!callback_registered)
 	{
@@ -111,9 +111,13 @@ probe_lookup(Probe *probe, Oid schema)
 		elog(ERROR, "table %s is missing", name);
 	rel = table_open(relid, AccessShareLock);
 	probe->last = 0;
-	for (int i = 0; i < kind->answer.ncolumns; i++)
+	for (int i = 0; i < kind->answer.nparams; i++)
 	{
-		probe->attnums[i] = probe_attnum(probe, rel, kind->answer.columns[i].name, kind->answer.columns[i].type);
+		const LedgerParam *param = &kind->answer.params[i];
+
+		if (param->column == NULL)
+			continue;
+		probe->attnums[i] = probe_attnum(probe, rel, param->column, param->type);
 		probe->collations[i] = TupleDescAttr(RelationGetDescr(rel), probe->attnums[i] - 1)->attcollation;
 	}
 	probe->failures = probe_attnum(probe, rel, "failures", INT4OID);
@@ -154,7 +158,7 @@ same_number(LedgerCompare compare, Numeric a, Numeric b)
  * of a null_keeps column matches anything.
  */
 static bool
-column_same(const LedgerColumn *column, Oid collation, Datum row, bool row_null,
+column_same(const LedgerParam *column, Oid collation, Datum row, bool row_null,
 			Datum value, bool value_null)
 {
 	bool		number = column->compare == LEDGER_AMOUNT || column->compare == LEDGER_NUMERIC;
@@ -192,14 +196,14 @@ slot_same(const Probe *probe, TupleTableSlot *slot, Datum *values, const char *n
 		same = !slot->tts_isnull[probe->failures - 1] &&
 			DatumGetInt32(slot->tts_values[probe->failures - 1]) == 0 &&
 			slot->tts_isnull[probe->last_error - 1];
-	for (int i = 0; same && i < kind->answer.ncolumns; i++)
+	for (int i = 0; same && i < kind->answer.nparams; i++)
 	{
-		int			param = kind->answer.columns[i].param;
 		AttrNumber	attnum = probe->attnums[i];
 
-		same = column_same(&kind->answer.columns[i], probe->collations[i],
-						   slot->tts_values[attnum - 1], slot->tts_isnull[attnum - 1],
-						   values[param], nulls[param] == 'n');
+		if (kind->answer.params[i].column != NULL)
+			same = column_same(&kind->answer.params[i], probe->collations[i],
+							   slot->tts_values[attnum - 1], slot->tts_isnull[attnum - 1],
+							   values[i], nulls[i] == 'n');
 	}
 	return same;
 }

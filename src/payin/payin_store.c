@@ -43,6 +43,9 @@ static const LedgerTable payment_table = {
 	.reconciled_statuses = payment_open_statuses,
 };
 
+/* Where an invoice or payment recorded as MISMATCH keeps what QIWI said */
+#define PAYIN_MISMATCH_KEPT "It is recorded as MISMATCH, never as paid; qiwi_status holds what QIWI said."
+
 /* The statements, in the order of payin_statements */
 enum
 {
@@ -53,42 +56,93 @@ enum
 	P_CARD_CHECK_UPDATE
 };
 
-/* Columns of an invoice write: $1..$16 */
+/*
+ * An invoice write: $1..$15 from the answer (those compared fill their
+ * columns; an absent uid, site, link or time keeps the row's), $16 the source
+ */
 #define INVOICE_NARGS 16
-static const Oid invoice_types[INVOICE_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	TEXTOID
+static const LedgerParam invoice_params[INVOICE_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinInvoice, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinInvoice, bill_id),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, invoice_uid, LEDGER_TEXT, true),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, site_id, LEDGER_TEXT, true),
+	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, PayinInvoice, amount, LEDGER_NUMERIC, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, currency, LEDGER_TEXT, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, status, LEDGER_TEXT, false),
+	LEDGER_COLUMN(TEXTARRAYOID, LEDGER_V_VARLENA, PayinInvoice, flags, LEDGER_TEXT_ARRAY, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, pay_url, LEDGER_TEXT, true),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, comment, LEDGER_TEXT, false),
+	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, PayinInvoice, customer, LEDGER_JSONB, false),
+	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, PayinInvoice, custom_fields, LEDGER_JSONB, false),
+	LEDGER_TIME_COLUMN(PayinInvoice, created_at, true),
+	LEDGER_TIME_COLUMN(PayinInvoice, expires_at, true),
+	LEDGER_TIME_ARG(PayinInvoice, status_changed_at),
+	LEDGER_SET(TEXTOID),
 };
 
-/* Columns of a payment write: $1..$16 */
+/* A payment write: $1..$15 from the answer, $16 the merchant's capture hours */
 #define PAYMENT_NARGS 16
-static const Oid payment_types[PAYMENT_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, NUMERICOID, NUMERICOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTARRAYOID,
-	INT4OID
+static const LedgerParam payment_params[PAYMENT_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, payment_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, bill_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, status),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinPayment, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, currency),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinPayment, captured_amount),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinPayment, refunded_amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, method),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, masked_pan),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, reason_code),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, reason_message),
+	LEDGER_TIME_ARG(PayinPayment, created_at),
+	LEDGER_TIME_ARG(PayinPayment, status_changed_at),
+	LEDGER_ARG(TEXTARRAYOID, LEDGER_V_VARLENA, PayinPayment, flags),
+	LEDGER_SET(INT4OID),
 };
 
-/* Columns of a token write: $1..$7 ($7: recorded as deleted) */
+/* A token write: $1..$6 from the answer, $7 recorded as deleted */
 #define TOKEN_NARGS 7
-static const Oid token_types[TOKEN_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID
+static const LedgerParam token_params[TOKEN_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, account),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, token),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, name),
+	LEDGER_TIME_ARG(PayinToken, expires_at),
+	LEDGER_TIME_ARG(PayinToken, bound_at),
+	LEDGER_SET(BOOLOID),
 };
 
-/* Columns of a card check write: $1..$8 */
+/* A card check write: $1..$7 from the answer, $8 the token it bound */
 #define CARD_CHECK_NARGS 8
-static const Oid card_check_types[CARD_CHECK_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, TEXTOID
+static const LedgerParam card_check_params[CARD_CHECK_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, request_uid),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, status),
+	LEDGER_BOOL_ARG(PayinCardCheck, valid_card),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, three_ds_status),
+	LEDGER_TIME_ARG(PayinCardCheck, operation_date),
+	LEDGER_ARG(JSONBOID, LEDGER_V_VARLENA, PayinCardCheck, card_info),
+	LEDGER_SET(TEXTOID),
 };
 
-/* Columns of a capture or refund write: $1..$12 */
-#define OPERATION_NARGS 12
-static const Oid operation_types[OPERATION_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
-	TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID
+/* A capture or refund write: $1..$11 from the answer */
+#define OPERATION_NARGS 11
+static const LedgerParam operation_params[OPERATION_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, payment_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, id),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinOperationResult, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, currency),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, status),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, comment),
+	LEDGER_ARG(BOOLOID, LEDGER_V_BOOL, PayinOperationResult, reversal),
+	LEDGER_ARG(TEXTARRAYOID, LEDGER_V_VARLENA, PayinOperationResult, flags),
+	LEDGER_TIME_ARG(PayinOperationResult, created_at),
+	LEDGER_TIME_ARG(PayinOperationResult, status_changed_at),
 };
 
-static const Oid two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
+static const LedgerParam two_text[3] = {LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID)};
 
 static const LedgerStatement payin_statements[] = {
 	[P_INVOICE_INSERT] = {"INSERT INTO %1$s.qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount,"
@@ -98,7 +152,7 @@ static const LedgerStatement payin_statements[] = {
 		/* only a card check is for 0.00 (QIWI's answer to one may carry no flags) */
 		" CASE WHEN $5 = 0 THEN 'check' WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
 		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
-		" ON CONFLICT (merchant, bill_id) DO NOTHING", INVOICE_NARGS, invoice_types, NULL},
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", INVOICE_NARGS, invoice_params, NULL},
 	/* the shop's money: details refreshed, the status moved only forward */
 	[P_INVOICE_UPDATE] = {"UPDATE %1$s.qiwi_payin_invoices SET invoice_uid = coalesce($3, invoice_uid),"
 		" site_id = coalesce($4, site_id), flags = $8, pay_url = coalesce($9, pay_url),"
@@ -108,14 +162,14 @@ static const LedgerStatement payin_statements[] = {
 		"  ELSE coalesce($15, clock_timestamp()) END,"
 		" status = $7, checked_at = clock_timestamp(), notified_at = NULL"
 		" WHERE merchant = $1 AND bill_id = $2 AND amount = $5 AND currency = $6"
-		" AND (status = $7 OR (status IN %2$s AND $7 <> status))", INVOICE_NARGS, invoice_types, NULL},
+		" AND (status = $7 OR (status IN %2$s AND $7 <> status))", INVOICE_NARGS, invoice_params, NULL},
 	/* other money: never PAID; what QIWI said is kept beside the shop's */
 	[P_INVOICE_MISMATCH] = {"UPDATE %1$s.qiwi_payin_invoices SET status = 'MISMATCH', qiwi_amount = $5,"
 		" qiwi_currency = $6, qiwi_status = $7, checked_at = clock_timestamp(), notified_at = NULL,"
 		" status_changed_at = CASE WHEN status = 'MISMATCH' THEN status_changed_at"
 		"  ELSE clock_timestamp() END"
 		" WHERE merchant = $1 AND bill_id = $2 AND (status IN %2$s OR status = 'MISMATCH')",
-	INVOICE_NARGS, invoice_types, NULL},
+	INVOICE_NARGS, invoice_params, NULL},
 	/* a payment's status and its invoice's money (NULL if the invoice is unknown) */
 	[P_PAYMENT_LOCK] = {"SELECT (SELECT p.status FROM %1$s.qiwi_payin_payments p"
 		"  WHERE p.merchant = $1 AND p.payment_id = $2 FOR UPDATE),"
@@ -135,7 +189,7 @@ static const LedgerStatement payin_statements[] = {
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
 		"  THEN coalesce($14, clock_timestamp()) + make_interval(hours => $16) END,"
 		" clock_timestamp())"
-		" ON CONFLICT (merchant, payment_id) DO NOTHING", PAYMENT_NARGS, payment_types, NULL},
+		" ON CONFLICT (merchant, payment_id) DO NOTHING", PAYMENT_NARGS, payment_params, NULL},
 	[P_PAYMENT_UPDATE] = {"UPDATE %1$s.qiwi_payin_payments SET bill_id = coalesce($3, bill_id),"
 		" captured_amount = greatest(captured_amount, $7),"
 		" refunded_amount = greatest(refunded_amount, $8),"
@@ -148,7 +202,7 @@ static const LedgerStatement payin_statements[] = {
 		"  THEN coalesce(capture_deadline, coalesce($14, clock_timestamp()) + make_interval(hours => $16)) END,"
 		" status = $4, checked_at = clock_timestamp()"
 		" WHERE merchant = $1 AND payment_id = $2 AND (status = $4 OR (status IN %2$s AND $4 <> status))",
-	PAYMENT_NARGS, payment_types, &payment_table},
+	PAYMENT_NARGS, payment_params, &payment_table},
 	[P_PAYMENT_MISMATCH] = {"INSERT INTO %1$s.qiwi_payin_payments AS p (merchant, payment_id, bill_id, status, amount,"
 		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
 		" reason_message, created_at, status_changed_at, flags, qiwi_status, checked_at)"
@@ -161,7 +215,7 @@ static const LedgerStatement payin_statements[] = {
 		" captured_amount = greatest(p.captured_amount, $7),"
 		" refunded_amount = greatest(p.refunded_amount, $8), checked_at = clock_timestamp()"
 		" WHERE p.status IN %2$s OR p.status = 'MISMATCH'",
-	PAYMENT_NARGS, payment_types, &payment_table},
+	PAYMENT_NARGS, payment_params, &payment_table},
 	/* a capture or refund is final when recorded: a repeat only confirms it */
 	[P_CAPTURE_UPSERT] = {"WITH c AS (INSERT INTO %1$s.qiwi_payin_captures AS c (merchant, payment_id, capture_id,"
 		"  amount, currency, status, comment, created_at, status_changed_at, checked_at)"
@@ -170,7 +224,7 @@ static const LedgerStatement payin_statements[] = {
 		"  RETURNING (xmax = 0) AS inserted, status, amount),"
 		" p AS (UPDATE %1$s.qiwi_payin_payments p SET captured_amount = greatest(p.captured_amount, c.amount)"
 		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
-		" SELECT inserted, status FROM c", OPERATION_NARGS, operation_types, NULL},
+		" SELECT inserted, status FROM c", OPERATION_NARGS, operation_params, NULL},
 	/*
 	 * A refund also writes its payment's row: what the payment refunded
 	 * grows to the refunds recorded (reversals too, as QIWI counts them).
@@ -188,7 +242,7 @@ static const LedgerStatement payin_statements[] = {
 		"    AND o.payment_id = $2 AND o.refund_id <> $3 AND o.status = 'COMPLETED'), 0)"
 		"   + CASE WHEN r.status = 'COMPLETED' THEN r.amount ELSE 0 END)"
 		"  FROM r WHERE p.merchant = $1 AND p.payment_id = $2 RETURNING 1)"
-		" SELECT inserted, status FROM r", OPERATION_NARGS, operation_types, NULL},
+		" SELECT inserted, status FROM r", OPERATION_NARGS, operation_params, NULL},
 	/*
 	 * What is left to refund, read after the payment's row is locked (by
 	 * P_PAYMENT_MONEY, in a statement of its own, so that this one's
@@ -228,7 +282,7 @@ static const LedgerStatement payin_statements[] = {
 		" RETURNING i.bill_id", 3, two_text, NULL},
 	[P_TOKEN_INSERT] = {"INSERT INTO %1$s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN clock_timestamp() END)"
-		" ON CONFLICT (merchant, token) DO NOTHING", TOKEN_NARGS, token_types, NULL},
+		" ON CONFLICT (merchant, token) DO NOTHING", TOKEN_NARGS, token_params, NULL},
 	[P_TOKEN_LOCK] = {"SELECT account, deleted_at IS NOT NULL FROM %1$s.qiwi_payin_tokens"
 		" WHERE merchant = $1 AND token = $2 FOR UPDATE", 2, two_text, NULL},
 	/* a token is deleted once; its row stays, for the history */
@@ -237,30 +291,14 @@ static const LedgerStatement payin_statements[] = {
 	[P_CARD_CHECK_INSERT] = {"INSERT INTO %1$s.qiwi_payin_card_checks (merchant, request_uid, status, is_valid_card,"
 		" three_ds_status, check_operation_date, card_info, created_token)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING",
-	CARD_CHECK_NARGS, card_check_types, NULL},
+	CARD_CHECK_NARGS, card_check_params, NULL},
 	[P_PAYMENT_MONEY] = {"SELECT amount, currency FROM %1$s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
 		" FOR UPDATE", 2, two_text, NULL},
 	[P_CARD_CHECK_LOCK] = {"SELECT status FROM %1$s.qiwi_payin_card_checks WHERE merchant = $1 AND request_uid = $2"
 		" FOR UPDATE", 2, two_text, NULL},
 	[P_CARD_CHECK_UPDATE] = {"UPDATE %1$s.qiwi_payin_card_checks SET status = $3, is_valid_card = $4, three_ds_status = $5,"
 		" check_operation_date = $6, card_info = $7, created_token = $8"
-		" WHERE merchant = $1 AND request_uid = $2", CARD_CHECK_NARGS, card_check_types, NULL},
-};
-
-/* The columns an answer fills, with their parameters of an invoice write ($n - 1) */
-static const LedgerColumn invoice_columns[] = {
-	{"invoice_uid", 2, TEXTOID, LEDGER_TEXT, true},
-	{"site_id", 3, TEXTOID, LEDGER_TEXT, true},
-	{"amount", 4, NUMERICOID, LEDGER_NUMERIC, false},
-	{"currency", 5, TEXTOID, LEDGER_TEXT, false},
-	{"status", 6, TEXTOID, LEDGER_TEXT, false},
-	{"flags", 7, TEXTARRAYOID, LEDGER_TEXT_ARRAY, false},
-	{"pay_url", 8, TEXTOID, LEDGER_TEXT, true},
-	{"comment", 9, TEXTOID, LEDGER_TEXT, false},
-	{"customer", 10, JSONBOID, LEDGER_JSONB, false},
-	{"custom_fields", 11, JSONBOID, LEDGER_JSONB, false},
-	{"created_at", 12, TIMESTAMPTZOID, LEDGER_TIMESTAMP, true},
-	{"expires_at", 13, TIMESTAMPTZOID, LEDGER_TIMESTAMP, true},
+		" WHERE merchant = $1 AND request_uid = $2", CARD_CHECK_NARGS, card_check_params, NULL},
 };
 
 /*
@@ -286,7 +324,7 @@ const LedgerKind payin_invoice_kind = {
 		" THEN t.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
 		" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id) END AS deadline) d"
 	" WHERE d.deadline > clock_timestamp())"},
-	.answer = {invoice_columns, lengthof(invoice_columns), 0, 1, false},
+	.answer = {invoice_params, INVOICE_NARGS, 0, 1, false},
 	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id"},
 	.statements = payin_statements,
 	.nstatements = lengthof(payin_statements),
@@ -305,43 +343,6 @@ record_event(const char *merchant, const char *object, const char *id, const cha
 			 const char *new_status, const char *source)
 {
 	ledger_event(&payin_invoice_kind, merchant, object, id, old_status, new_status, source);
-}
-
-/* Report that QIWI has an invoice or payment for other money than the shop's invoice */
-static void
-report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const char *qiwi_currency,
-				const char *qiwi_status, Numeric shop_amount, const char *shop_currency)
-{
-	ereport(WARNING,
-			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
-			 errmsg("QIWI reports %s \"%s\" for %s %s, but the shop's invoice is for %s %s",
-					what, id, qiwi_format_amount(qiwi_amount), qiwi_currency,
-					qiwi_format_amount(shop_amount), shop_currency),
-			 errdetail("QIWI says %s. It is recorded as MISMATCH, never as paid; qiwi_status holds what QIWI said.",
-					   qiwi_status)));
-}
-
-/* Fill the Datums of an invoice write ($1..$16) */
-static void
-invoice_values(const PayinInvoice *invoice, const char *source, Datum *values, char *nulls)
-{
-	ledger_no_nulls(nulls, INVOICE_NARGS);
-	values[0] = CStringGetTextDatum(invoice->merchant);
-	values[1] = CStringGetTextDatum(invoice->bill_id);
-	values[2] = ledger_text_or_null(invoice->invoice_uid, &nulls[2]);
-	values[3] = ledger_text_or_null(invoice->site_id, &nulls[3]);
-	values[4] = NumericGetDatum(invoice->amount);
-	values[5] = CStringGetTextDatum(invoice->currency);
-	values[6] = CStringGetTextDatum(invoice->status);
-	values[7] = PointerGetDatum(invoice->flags);
-	values[8] = ledger_text_or_null(invoice->pay_url, &nulls[8]);
-	values[9] = ledger_text_or_null(invoice->comment, &nulls[9]);
-	values[10] = ledger_pointer_or_null(invoice->customer, &nulls[10]);
-	values[11] = ledger_pointer_or_null(invoice->custom_fields, &nulls[11]);
-	values[12] = ledger_time_or_null(invoice->created_at, invoice->has_created_at, &nulls[12]);
-	values[13] = ledger_time_or_null(invoice->expires_at, invoice->has_expires_at, &nulls[13]);
-	values[14] = ledger_time_or_null(invoice->status_changed_at, invoice->has_status_changed_at, &nulls[14]);
-	values[15] = CStringGetTextDatum(source);
 }
 
 /*
@@ -387,7 +388,8 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	bool		unchanged;
 	ListCell   *lc;
 
-	invoice_values(invoice, source, values, nulls);
+	ledger_fill(invoice_params, INVOICE_NARGS, invoice, values, nulls);
+	values[15] = CStringGetTextDatum(source);
 
 	/*
 	 * QIWI's PAID is taken only with a completed payment of the invoice's
@@ -429,8 +431,9 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 			if (strcmp(old_status, "MISMATCH") != 0)
 			{
 				record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
-				report_mismatch("invoice", invoice->bill_id, invoice->amount, invoice->currency,
-								invoice->status, shop_amount, shop_currency);
+				ledger_report_mismatch(WARNING, "invoice", invoice->bill_id, invoice->amount,
+									   invoice->currency, invoice->status, "invoice", shop_amount,
+									   shop_currency, PAYIN_MISMATCH_KEPT);
 			}
 			invoice->status = "MISMATCH";
 		}
@@ -476,39 +479,22 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	char	   *invoice_currency;
 	const Merchant *merchant = merchant_by_name(payment->merchant);
 
-	ledger_no_nulls(nulls, PAYMENT_NARGS);
-	values[0] = CStringGetTextDatum(payment->merchant);
-	values[1] = CStringGetTextDatum(payment->payment_id);
-	values[2] = ledger_text_or_null(payment->bill_id, &nulls[2]);
-	values[3] = CStringGetTextDatum(payment->status);
-	values[4] = NumericGetDatum(payment->amount);
-	values[5] = CStringGetTextDatum(payment->currency);
-	values[6] = NumericGetDatum(payment->captured_amount);
-	values[7] = NumericGetDatum(payment->refunded_amount);
-	values[8] = ledger_text_or_null(payment->method, &nulls[8]);
-	values[9] = ledger_text_or_null(payment->masked_pan, &nulls[9]);
-	values[10] = ledger_text_or_null(payment->reason_code, &nulls[10]);
-	values[11] = ledger_text_or_null(payment->reason_message, &nulls[11]);
-	values[12] = ledger_time_or_null(payment->created_at, payment->has_created_at, &nulls[12]);
-	values[13] = ledger_time_or_null(payment->status_changed_at, payment->has_status_changed_at, &nulls[13]);
-	values[14] = PointerGetDatum(payment->flags);
+	ledger_fill(payment_params, PAYMENT_NARGS, payment, values, nulls);
 	values[15] = Int32GetDatum(merchant ? payin_capture_hours(merchant) : PAYIN_DEFAULT_CAPTURE_HOURS);
 
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	{
-		Datum		lock_values[3] = {values[0], values[1], values[2]};
-		char		lock_nulls[4] = {' ', ' ', nulls[2], '\0'};
-
-		run(P_PAYMENT_LOCK, lock_values, lock_nulls, SPI_OK_SELECT);
-		old_status = ledger_row_text(&ctx, 1);
-		invoice_amount = ledger_row_numeric(&ctx, 2);
-		invoice_currency = ledger_row_text(&ctx, 3);
-	}
+	/* its first three parameters: merchant, payment, invoice */
+	run(P_PAYMENT_LOCK, values, nulls, SPI_OK_SELECT);
+	old_status = ledger_row_text(&ctx, 1);
+	invoice_amount = ledger_row_numeric(&ctx, 2);
+	invoice_currency = ledger_row_text(&ctx, 3);
 	if (invoice_amount != NULL &&
 		!qiwi_same_money(invoice_amount, invoice_currency, payment->amount, payment->currency))
 	{
-		Datum		inv_values[INVOICE_NARGS];
-		char		inv_nulls[INVOICE_NARGS + 1];
+		/* an invoice write of merchant, bill_id, amount, currency and what QIWI said */
+		Datum		inv_values[INVOICE_NARGS] = {values[0], values[2], 0, 0, values[4], values[5],
+		CStringGetTextDatum(psprintf("payment %s", payment->status))};
+		char		inv_nulls[INVOICE_NARGS + 1] = "  nn   nnnnnnnnn";
 		Datum		invoice_key[2] = {values[0], values[2]};
 		char	   *invoice_status = "MISMATCH";
 
@@ -516,20 +502,13 @@ payin_store_payment(PayinPayment *payment, const char *source)
 			(old_status == NULL || strcmp(old_status, "MISMATCH") != 0))
 		{
 			record_event(payment->merchant, "payment", payment->payment_id, old_status, "MISMATCH", source);
-			report_mismatch("payment", payment->payment_id, payment->amount, payment->currency,
-							payment->status, invoice_amount, invoice_currency);
+			ledger_report_mismatch(WARNING, "payment", payment->payment_id, payment->amount,
+								   payment->currency, payment->status, "invoice", invoice_amount,
+								   invoice_currency, PAYIN_MISMATCH_KEPT);
 		}
 		/* its invoice is not paid either */
 		if (run(LEDGER_ROW_LOCK, invoice_key, NULL, SPI_OK_SELECT) > 0)
 			invoice_status = ledger_row_text(&ctx, 1);
-		memset(inv_nulls, 'n', INVOICE_NARGS);
-		inv_nulls[INVOICE_NARGS] = '\0';
-		inv_values[0] = values[0];
-		inv_values[1] = values[2];
-		inv_values[4] = values[4];
-		inv_values[5] = values[5];
-		inv_values[6] = CStringGetTextDatum(psprintf("payment %s", payment->status));
-		inv_nulls[0] = inv_nulls[1] = inv_nulls[4] = inv_nulls[5] = inv_nulls[6] = ' ';
 		if (run(P_INVOICE_MISMATCH, inv_values, inv_nulls, SPI_OK_UPDATE) > 0 &&
 			strcmp(invoice_status, "MISMATCH") != 0)
 			record_event(payment->merchant, "invoice", payment->bill_id, invoice_status, "MISMATCH", source);
@@ -550,39 +529,19 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	ledger_end(&ctx);
 }
 
-/* Fill the Datums of a capture or refund write */
-static void
-operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
-{
-	ledger_no_nulls(nulls, OPERATION_NARGS);
-	values[0] = CStringGetTextDatum(r->merchant);
-	values[1] = CStringGetTextDatum(r->payment_id);
-	values[2] = CStringGetTextDatum(r->id);
-	values[3] = NumericGetDatum(r->amount);
-	values[4] = CStringGetTextDatum(r->currency);
-	values[5] = CStringGetTextDatum(r->status);
-	values[6] = ledger_text_or_null(r->comment, &nulls[6]);
-	values[7] = BoolGetDatum(r->reversal);
-	values[8] = ledger_pointer_or_null(r->flags, &nulls[8]);
-	values[9] = ledger_time_or_null(r->created_at, r->has_created_at, &nulls[9]);
-	values[10] = ledger_time_or_null(r->status_changed_at, r->has_status_changed_at, &nulls[10]);
-	values[11] = (Datum) 0;
-	nulls[11] = 'n';
-}
-
 /*
  * Record a capture or refund (what: "capture", "refund") QIWI answered
  * with its statement; an event when it is new here
  */
 static void
-store_operation(const PayinOperationResult *operation, int plan, int expected,
-				const char *what, const char *source)
+store_operation(const PayinOperationResult *operation, int plan, const char *what,
+				const char *source)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
 
-	operation_values(operation, values, nulls);
+	ledger_fill(operation_params, OPERATION_NARGS, operation, values, nulls);
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
 	/* other money than the payment's would be counted as captured or returned */
 	if (run(P_PAYMENT_MONEY, values, NULL, SPI_OK_SELECT) > 0)
@@ -599,7 +558,7 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 							qiwi_format_amount(amount), currency),
 					 errdetail("A capture or refund of more than its payment, or in another currency, is not recorded.")));
 	}
-	run(plan, values, nulls, expected);
+	run(plan, values, nulls, SPI_OK_SELECT);
 	if (ledger_row_bool(1))
 		record_event(operation->merchant, what, operation->id, NULL, operation->status, source);
 	ledger_end(&ctx);
@@ -609,14 +568,14 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 void
 payin_store_capture(const PayinOperationResult *capture, const char *source)
 {
-	store_operation(capture, P_CAPTURE_UPSERT, SPI_OK_SELECT, "capture", source);
+	store_operation(capture, P_CAPTURE_UPSERT, "capture", source);
 }
 
 /* Record a refund or reversal; its payment's refunded amount grows (store_operation) */
 void
 payin_store_refund(const PayinOperationResult *refund, const char *source)
 {
-	store_operation(refund, P_REFUND_UPSERT, SPI_OK_SELECT, "refund", source);
+	store_operation(refund, P_REFUND_UPSERT, "refund", source);
 }
 
 /*
@@ -701,20 +660,7 @@ bool
 payin_store_lock_invoice(const char *merchant, const char *bill_id, Numeric *amount,
 						 char **currency, char **status)
 {
-	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
-	OwnerContext ctx;
-	bool		known;
-
-	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	known = run(LEDGER_ROW_LOCK, values, NULL, SPI_OK_SELECT) > 0;
-	if (known)
-	{
-		*status = ledger_row_text(&ctx, 1);
-		*amount = ledger_row_numeric(&ctx, 2);
-		*currency = ledger_row_text(&ctx, 3);
-	}
-	ledger_end(&ctx);
-	return known;
+	return ledger_lock_item(&payin_invoice_kind, merchant, bill_id, status, amount, currency);
 }
 
 /* Tell the ledger about the invoices' and payments' tables and their open statuses (from _PG_init) */
@@ -729,13 +675,7 @@ payin_store_register_tables(void)
 static void
 token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 {
-	ledger_no_nulls(nulls, TOKEN_NARGS);
-	values[0] = CStringGetTextDatum(token->merchant);
-	values[1] = CStringGetTextDatum(token->account);
-	values[2] = CStringGetTextDatum(token->token);
-	values[3] = ledger_text_or_null(token->name, &nulls[3]);
-	values[4] = ledger_time_or_null(token->expires_at, token->has_expires_at, &nulls[4]);
-	values[5] = ledger_time_or_null(token->bound_at, token->has_bound_at, &nulls[5]);
+	ledger_fill(token_params, TOKEN_NARGS, token, values, nulls);
 	values[6] = BoolGetDatum(deleted);
 }
 
@@ -829,15 +769,7 @@ payin_store_card_check(const PayinCardCheck *check, const char *source)
 	OwnerContext ctx;
 	bool		changed = false;
 
-	ledger_no_nulls(nulls, CARD_CHECK_NARGS);
-	values[0] = CStringGetTextDatum(check->merchant);
-	values[1] = CStringGetTextDatum(check->request_uid);
-	values[2] = CStringGetTextDatum(check->status);
-	values[3] = BoolGetDatum(check->valid_card);
-	nulls[3] = check->has_valid_card ? ' ' : 'n';
-	values[4] = ledger_text_or_null(check->three_ds_status, &nulls[4]);
-	values[5] = ledger_time_or_null(check->operation_date, check->has_operation_date, &nulls[5]);
-	values[6] = ledger_pointer_or_null(check->card_info, &nulls[6]);
+	ledger_fill(card_check_params, CARD_CHECK_NARGS, check, values, nulls);
 	values[7] = ledger_text_or_null(check->has_token ? check->token.token : NULL, &nulls[7]);
 	ledger_begin_kind(&ctx, &payin_invoice_kind);
 	if (ledger_lock_or_insert(&payin_invoice_kind, P_CARD_CHECK_LOCK, values, NULL,
