@@ -47,7 +47,7 @@ installcheck-virtualenv:
 	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(VIRTUALENV_OPTS) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
-$(OBJS): src/core/core.h src/core/reconciler_internal.h src/core/ledger_internal.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
+$(OBJS): src/core/core.h src/core/bookkeeping.h src/core/reconciler_internal.h src/core/ledger_internal.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list
