@@ -2,7 +2,8 @@
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
 OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/paging.o src/core/codecs.o \
-	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/launcher.o \
+	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/ledger_kind.o \
+	src/core/ledger_due.o src/core/ledger_probe.o src/core/launcher.o \
 	src/core/reconciler.o src/core/requester.o src/core/merchant.o src/core/redact.o \
 	src/core/guard.o src/apis.o src/core/calls.o src/core/ratelimit.o src/core/notification.o src/core/wire.o \
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
@@ -46,7 +47,7 @@ installcheck-virtualenv:
 	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(VIRTUALENV_OPTS) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
-$(OBJS): src/core/core.h src/core/reconciler_internal.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
+$(OBJS): src/core/core.h src/core/bookkeeping.h src/core/reconciler_internal.h src/core/ledger_internal.h src/bill/bill.h src/payin/payin.h $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list

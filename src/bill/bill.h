@@ -129,27 +129,15 @@ typedef enum StoreSource
 	SOURCE_NOTIFICATION			/* a verified notification */
 } StoreSource;
 
-/* A bill due for the reconciler: to check, or (creating) to create */
-typedef struct DueBill
-{
-	char	   *bill_id;
-	bool		creating;
-	QiwiCreateBillArgs create;	/* the shop's bill_id, amount and currency; the rest
-								 * when creating */
-} DueBill;
+/* qiwi_bills as a kind of item of the ledger */
+extern const LedgerKind bill_kind;
 
 extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
 							   StoredBill *stored);
 extern bool store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored);
 extern void store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored);
-extern void store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
-								const bool *failed, const char *const *errors);
-extern void store_check_result(const char *merchant, const char *bill_id, bool failed,
-							   const char *error);
-extern DueBill *store_due_bills(int limit, Datum skip_merchants, int *n);
 extern bool store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer);
 extern void store_create_failed(const char *merchant, const char *bill_id, const char *reason);
-extern int64 store_make_all_due(void);
 extern void store_register_table(void);
 extern bool store_refund_headroom(const char *merchant, const char *bill_id,
 								  const char *refund_id, Numeric *paid, Numeric *refunded);

@@ -8,106 +8,74 @@
 #include "bill/bill.h"
 
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
-/*
- * The due bills of a round, their merchants and QIWI's answers about them,
- * and the checks of the chunk being recorded that leave a bill WAITING or
- * failed: they are written together (flush_checks)
- */
-typedef struct DueBills
+/* A claimed bill: to check, or (creating) to create, and QIWI's answer */
+typedef struct DueBill
 {
-	DueBill    *due;
-	const Merchant **merchants;
-	QiwiBill   *answers;
-	int			nchecks;
-	const char **check_merchants;
-	const char **check_bill_ids;
-	bool	   *check_failed;
-	const char **check_errors;
-} DueBills;
+	bool		creating;
+	QiwiCreateBillArgs create;	/* the shop's bill_id, amount and currency; the rest
+								 * when creating */
+	QiwiBill	answer;
+} DueBill;
 
 /* The merchant options without which no bill can be checked */
 static int	required_options[1];
 
-/*
- * Claim up to limit due bills of the merchants not in skip, in a
- * transaction (a ReconcileKind's claim).  A bill whose merchant's server
- * was dropped is a failed check, with the reason.
- */
-static void *
-claim_due_bills(int limit, Datum skip, int *n)
+/* A string member of a jsonb object, or NULL */
+static char *
+jsonb_string_member(Jsonb *object, const char *key)
 {
-	DueBills   *bills = palloc(sizeof(DueBills));
-	int			claimed;
-	int			kept = 0;
+	JsonbValue *v;
 
-	bills->due = store_due_bills(limit, skip, &claimed);
-	bills->merchants = palloc(sizeof(Merchant *) * Max(claimed, 1));
-	for (int i = 0; i < claimed; i++)
-	{
-		const char *name = bills->due[i].create.merchant;
-		const Merchant *merchant = NULL;
+	if (object == NULL || !JB_ROOT_IS_OBJECT(object))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&object->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
 
-		/* bills come in no merchant's order; a round has few merchants */
-		for (int j = 0; j < kept && merchant == NULL; j++)
-			if (strcmp(bills->merchants[j]->name, name) == 0)
-				merchant = bills->merchants[j];
-		if (merchant == NULL)
-			merchant = merchant_by_name(name);
-		if (merchant == NULL)
-		{
-			store_check_result(name, bills->due[i].bill_id, true,
-							   psprintf("merchant \"%s\" no longer exists: there is no server %s of the wrapper qiwi",
-										name, quote_identifier(name)));
-			continue;
-		}
-		bills->due[kept] = bills->due[i];
-		bills->merchants[kept++] = merchant;
-	}
-	*n = kept;
-	bills->answers = palloc0(sizeof(QiwiBill) * Max(kept, 1));
-	bills->nchecks = 0;
-	bills->check_merchants = palloc(sizeof(char *) * Max(kept, 1));
-	bills->check_bill_ids = palloc(sizeof(char *) * Max(kept, 1));
-	bills->check_failed = palloc(sizeof(bool) * Max(kept, 1));
-	bills->check_errors = palloc(sizeof(char *) * Max(kept, 1));
-	return bills;
+/* What to create of a CREATING bill, from its claimed row (bill_kind's due_columns) */
+static void
+read_creation(const LedgerDue *due, int i, QiwiCreateBillArgs *args)
+{
+	bool		isnull;
+	Datum		d;
+	Jsonb	   *customer;
+
+	args->expires_at = DatumGetTimestampTz(ledger_due_value(due, i, 3, &isnull));
+	d = ledger_due_value(due, i, 4, &isnull);
+	args->comment = isnull ? NULL : TextDatumGetCString(d);
+	d = ledger_due_value(due, i, 5, &isnull);
+	customer = isnull ? NULL : DatumGetJsonbPCopy(d);
+	args->phone = jsonb_string_member(customer, "phone");
+	args->email = jsonb_string_member(customer, "email");
+	args->account = jsonb_string_member(customer, "account");
+	d = ledger_due_value(due, i, 6, &isnull);
+	args->custom_fields = isnull ? NULL : DatumGetJsonbPCopy(d);
 }
 
 /* The operation that checks or creates due bill i (a ReconcileKind's operation) */
 static void
-due_bill_operation(void *items, int i, QiwiOperation *op)
+due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
 {
-	DueBills   *bills = (DueBills *) items;
-	DueBill    *due = &bills->due[i];
+	DueBill    *bill = palloc0(sizeof(DueBill));
+	bool		isnull;
 
-	if (due->creating)
-		bill_create_operation(bills->merchants[i], &due->create, false, &bills->answers[i], op);
+	due->answers[i] = bill;
+	bill->creating = strcmp(due->statuses[i], "CREATING") == 0;
+	bill->create.bill_id = due->ids[i];
+	bill->create.merchant = due->merchant_names[i];
+	bill->create.amount = DatumGetNumericCopy(ledger_due_value(due, i, 1, &isnull));
+	bill->create.currency = TextDatumGetCString(ledger_due_value(due, i, 2, &isnull));
+	if (bill->creating)
+	{
+		read_creation(due, i, &bill->create);
+		bill_create_operation(due->merchants[i], &bill->create, false, &bill->answer, op);
+	}
 	else
-		bill_get_operation(bills->merchants[i], due->bill_id, &bills->answers[i], op);
-}
-
-/* Add a check of a due bill to the chunk's: it stayed WAITING, or failed with error */
-static void
-add_check(DueBills *bills, const DueBill *due, bool failed, const char *error)
-{
-	int			k = bills->nchecks++;
-
-	bills->check_merchants[k] = due->create.merchant;
-	bills->check_bill_ids[k] = due->bill_id;
-	bills->check_failed[k] = failed;
-	bills->check_errors[k] = error;
-}
-
-/* Write the chunk's checks in one statement (a ReconcileKind's flush) */
-static void
-flush_checks(void *items)
-{
-	DueBills   *bills = (DueBills *) items;
-
-	store_check_results(bills->nchecks, bills->check_merchants, bills->check_bill_ids,
-						bills->check_failed, bills->check_errors);
-	bills->nchecks = 0;
+		bill_get_operation(due->merchants[i], due->ids[i], &bill->answer, op);
 }
 
 /*
@@ -116,27 +84,27 @@ flush_checks(void *items)
  * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
  */
 static void
-record_failure(DueBills *bills, const DueBill *due, const QiwiError *error, bool *key_refused)
+record_failure(LedgerDue *due, int i, const QiwiError *error, bool *key_refused)
 {
+	const DueBill *bill = due->answers[i];
+
 	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
 		*key_refused = true;
-	else if (due->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
-		store_create_failed(due->create.merchant, due->bill_id, error->message);
+	else if (bill->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+		store_create_failed(due->merchant_names[i], due->ids[i], error->message);
 	else
-		add_check(bills, due, true, error->message);
+		ledger_add_check(due, i, true, error->message);
 }
-
 
 /*
  * Record QIWI's answer (or failure) for due bill i, in a transaction; true
  * if its status changed (a ReconcileKind's record)
  */
 static bool
-record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *resp,
+record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
 				   bool *failed, bool *key_refused)
 {
-	DueBills   *bills = (DueBills *) items;
-	DueBill    *due = &bills->due[i];
+	const DueBill *due_bill = due->answers[i];
 	QiwiBill	bill;
 	QiwiError	error;
 	StoredBill	stored;
@@ -146,15 +114,15 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 	if (!qiwi_exchange_answer(op, resp, &error))
 	{
 		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
-		record_failure(bills, due, &error, key_refused);
+		record_failure(due, i, &error, key_refused);
 		return false;
 	}
 	bill = *(QiwiBill *) op->result;
-	shop_money = qiwi_same_money(bill.amount, bill.currency, due->create.amount,
-								 due->create.currency);
-	if (!due->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
+	shop_money = qiwi_same_money(bill.amount, bill.currency, due_bill->create.amount,
+								 due_bill->create.currency);
+	if (!due_bill->creating && shop_money && strcmp(bill.status, "WAITING") == 0)
 	{
-		add_check(bills, due, false, NULL);
+		ledger_add_check(due, i, false, NULL);
 		return false;
 	}
 	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
@@ -170,15 +138,13 @@ record_bill_answer(void *items, int i, QiwiOperation *op, const HttpResponse *re
 	}
 }
 
-static const ReconcileKind bill_kind = {
+static const ReconcileKind bill_reconcile_kind = {
 	.what = "bills",
 	.required_options = required_options,
 	.nrequired = 1,
-	.claim = claim_due_bills,
+	.ledger = &bill_kind,
 	.operation = due_bill_operation,
 	.record = record_bill_answer,
-	.flush = flush_checks,
-	.make_due = store_make_all_due,
 };
 
 /* Make bills a kind of thing to reconcile (from _PG_init) */
@@ -186,5 +152,5 @@ void
 bill_reconcile_init(void)
 {
 	required_options[0] = bill_option_secret_key;
-	reconciler_add_kind(&bill_kind);
+	reconciler_add_kind(&bill_reconcile_kind);
 }

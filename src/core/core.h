@@ -1,7 +1,8 @@
 /*
  * core.h
  *		What every QIWI API shares, knowing no single API; one section per
- *		file of src/core.
+ *		file of src/core (the bookkeeping's sections in bookkeeping.h,
+ *		which this header includes).
  *
  * module.c      start-up and the keys: qiwi.secret_key, qiwi.secret_key_file, log redaction
  * redact.c      which statements give a key, from their parse trees
@@ -19,6 +20,8 @@
  * signature.c   keyed HMAC signatures
  * notification.c  the one trigger shell of every API's notifications
  * ledger.c      the bookkeeping write path, as the extension's owner
+ * ledger_kind.c the statements of a kind of item: claims, checks, events
+ * ledger_probe.c whether an answer repeats an item's row
  * launcher.c    the worker that starts the reconciler for qiwi.database
  * reconciler.c  the reconciler's rounds over registered kinds, its state
  * requester.c   the process that sends a round's requests
@@ -619,173 +622,7 @@ extern bool signature_append_amount(StringInfo buf, JsonbValue *value, JsonbCont
 /* drop the separator after the last field */
 extern void signature_end_message(StringInfo buf);
 
-/* ---------- notification.c ---------- */
-
-typedef struct NotificationKind NotificationKind;
-
-/* Applies a merchant's verified notification: NULL, or why it changed nothing */
-typedef char *(*NotificationApplier) (Jsonb *body, const Merchant *merchant, bool *applied);
-
-/*
- * Is a notification the word of merchant?  credential: what the web tier
- * stored beside it (a signature, an Authorization header; NULL if the kind
- * has no such column); false with *problem
- */
-typedef bool (*NotificationVerifier) (const NotificationKind *kind, const Merchant *merchant,
-									  text *credential, Jsonb *body, char **problem);
-
-/* The key a merchant verifies an API's notifications with */
-typedef struct NotificationKey
-{
-	const int  *option;			/* the merchant option that holds it, once defined */
-	const char *option_name;	/* its name: "bill_secret_key" */
-	const char *setting;		/* the default merchant's setting of it, or NULL */
-	const char *argument;		/* the SQL functions' argument that gives one: "secret" */
-	const char *missing;		/* the ERROR when there is none: "no secret key to ..." */
-} NotificationKey;
-
-/* How an API's notifications are signed */
-typedef struct NotificationSignature
-{
-	SignatureHash hash;
-	SignatureKeyEncoding key_encoding;
-	SignatureOutput output;		/* how the signature is written */
-	int			length;			/* its length as received */
-} NotificationSignature;
-
-/*
- * An API's notifications as the trigger shell sees them: the columns of
- * the table the web tier stores them in (beside body jsonb, verified and
- * applied boolean, error text), the merchant one names, the check that
- * QIWI sent it, and what applying it does.
- */
-struct NotificationKind
-{
-	const char *trigger;		/* its trigger function, for messages: "qiwi_notification_verify()" */
-	const char *rejected;		/* the ERROR of a 'reject' trigger: "QIWI notification rejected" */
-	const char *reject_hint;
-	const char *credential_column;	/* text column verify reads, or NULL */
-	const char *site_column;	/* text column naming the site it came for, or NULL */
-	bool		merchant_column;	/* a text column "merchant" takes the merchant's name */
-	/* the merchant it names (site: site_column's value, or NULL); NULL with *problem */
-	const Merchant *(*merchant) (Jsonb *body, const char *site, char **problem);
-	NotificationVerifier verify;
-	NotificationApplier apply;
-	NotificationKey key;
-	NotificationSignature signature;
-	/* the string QIWI signs; false with *problem if it cannot be signed */
-	bool		(*signed_string) (Jsonb *body, StringInfo buf, char **problem);
-};
-
-extern SignatureKey *notification_signer(const NotificationKind *kind, const Merchant *merchant,
-										 const char *key, int len);
-extern SignatureKey *notification_argument_signer(FunctionCallInfo fcinfo, int argno,
-												  const NotificationKind *kind);
-extern bool notification_signature_holds(const NotificationKind *kind, SignatureKey *key,
-										 const char *signature, int len, Jsonb *notification,
-										 char **problem);
-extern bool notification_verify_signature(const NotificationKind *kind, const Merchant *merchant,
-										  text *credential, Jsonb *body, char **problem);
-extern Datum notification_trigger(FunctionCallInfo fcinfo, const NotificationKind *kind);
-
-/* ---------- ledger.c ---------- */
-
-/* The user and search_path to restore after writing as the extension's owner */
-typedef struct OwnerContext
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			guc_nestlevel;	/* undoes the fixed search_path */
-	MemoryContext caller_context;	/* survives SPI_finish */
-	Oid			schema;			/* the extension's schema */
-} OwnerContext;
-
-typedef enum ExtensionState
-{
-	EXTENSION_NOT_INSTALLED,
-	EXTENSION_OLD_VERSION,		/* waiting for ALTER EXTENSION ... UPDATE */
-	EXTENSION_READY
-} ExtensionState;
-
-extern ExtensionState ledger_extension_state(void);
-extern void ledger_require_ready(void);
-extern Oid	ledger_schema(void);
-extern void ledger_require_writable(const char *what, const char *tables);
-extern bool ledger_can_record(const char *what, const char *tables);
-extern void ledger_begin(OwnerContext *ctx);
-extern void ledger_end(OwnerContext *ctx);
-extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
-extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
-extern void ledger_check_arrays(int n, const char *const *merchants, const char *const *ids,
-								const bool *failed, const char *const *errors,
-								Datum *merchant_array, Datum *id_array, Datum *failed_array,
-								Datum *error_array);
-extern void ledger_free_plan(struct _SPI_plan **plan);
-extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
-extern Datum ledger_text_or_null(const char *s, char *null);
-
-/*
- * What the ledger knows of an API's table of items: the statuses a row may
- * still leave (the forward-only rule) and those the reconciler checks; each
- * list ends with NULL.
- */
-typedef struct LedgerTable
-{
-	const char *name;			/* the table, in the extension's schema */
-	const char *status_column;	/* its text column of statuses */
-	const char *const *open_statuses;
-	const char *const *reconciled_statuses;
-} LedgerTable;
-
-extern void ledger_add_table(const LedgerTable *table);
-extern const LedgerTable *ledger_table_named(const char *name);
-
-extern char *ledger_may_move(const LedgerTable *table, const char *column,
-							 const char *new_status);
-extern char *ledger_is_open(const LedgerTable *table, const char *column);
-extern char *ledger_is_reconciled(const LedgerTable *table, const char *column);
-
-/* ---------- reconciler.c ---------- */
-
-extern char *qiwi_database;
-extern int	qiwi_reconcile_interval_s;
-extern int	qiwi_reconcile_max_interval_s;
-extern int	qiwi_reconcile_concurrency;
-extern int	qiwi_reconcile_batch_size;
-
-/*
- * A kind of thing to reconcile, registered by an API: the merchant options
- * it cannot work without, how to claim its due items (in a transaction;
- * none of the merchants named in the text[] skip), the operation for each
- * (built with no transaction open), and how to record an answer (in a
- * transaction; true if the item changed, *failed if the check failed,
- * *key_refused if QIWI refused the merchant's key); flush writes what
- * record left for one statement per chunk, before the chunk commits (NULL:
- * record wrote everything); make_due makes every item the kind follows due
- * now, in the caller's transaction, leaving rows another transaction holds
- * (for qiwi_reconcile_now; returns how many).
- */
-typedef struct ReconcileKind
-{
-	const char *what;			/* "bills", for pg_stat_activity */
-	const int  *required_options;
-	int			nrequired;
-	void	   *(*claim) (int limit, Datum skip, int *n);
-	void		(*operation) (void *items, int i, QiwiOperation *op);
-	bool		(*record) (void *items, int i, QiwiOperation *op, const HttpResponse *resp,
-						   bool *failed, bool *key_refused);
-	void		(*flush) (void *items);
-	int64		(*make_due) (void);
-} ReconcileKind;
-
-extern void reconciler_init(void);
-extern void reconciler_add_kind(const ReconcileKind *kind);
-extern void reconciler_wake_at_commit(void);
-extern bool reconciler_registered(void);
-
-/* ---------- guard.c ---------- */
-
-extern void guard_init(void);
-extern void guard_require_reconciler(const char *function, const char *undone);
+/* What records QIWI's answers: notifications, the ledger, the reconciler, the guards */
+#include "core/bookkeeping.h"
 
 #endif							/* QIWI_CORE_H */

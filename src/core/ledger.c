@@ -3,8 +3,8 @@
  *		The bookkeeping write path every API shares: its statements run as
  *		the extension's owner (so a caller needs EXECUTE on a function, not
  *		write access to the tables), with a fixed search_path, once the
- *		extension is known to be installed at the library's version.  Each
- *		API's store prepares its own statements on top of it.
+ *		extension is known to be installed at the library's version.  The
+ *		statements of each kind of item are built on it (ledger_kind.c).
  */
 #include "core/core.h"
 
@@ -24,6 +24,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 /*
  * The search_path of every statement run as the owner: the caller's path
@@ -187,39 +188,6 @@ ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes)
 	return prepare_kept(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 }
 
-/*
- * The array parameters of a chunk's reconciler checks: merchants, ids,
- * whether each failed, and its error (redacted; NULL for an answer)
- */
-void
-ledger_check_arrays(int n, const char *const *merchants, const char *const *ids,
-					const bool *failed, const char *const *errors,
-					Datum *merchant_array, Datum *id_array, Datum *failed_array,
-					Datum *error_array)
-{
-	Datum	   *m = palloc(sizeof(Datum) * n);
-	Datum	   *b = palloc(sizeof(Datum) * n);
-	Datum	   *f = palloc(sizeof(Datum) * n);
-	Datum	   *e = palloc(sizeof(Datum) * n);
-	bool	   *enulls = palloc(sizeof(bool) * n);
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	for (int i = 0; i < n; i++)
-	{
-		m[i] = CStringGetTextDatum(merchants[i]);
-		b[i] = CStringGetTextDatum(ids[i]);
-		f[i] = BoolGetDatum(failed[i]);
-		enulls[i] = errors[i] == NULL;
-		e[i] = errors[i] ? CStringGetTextDatum(qiwi_redact_secrets(errors[i])) : (Datum) 0;
-	}
-	*merchant_array = PointerGetDatum(construct_array(m, n, TEXTOID, -1, false, TYPALIGN_INT));
-	*id_array = PointerGetDatum(construct_array(b, n, TEXTOID, -1, false, TYPALIGN_INT));
-	*failed_array = PointerGetDatum(construct_array(f, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	*error_array = PointerGetDatum(construct_md_array(e, enulls, 1, dims, lbs, TEXTOID, -1, false,
-													  TYPALIGN_INT));
-}
-
 /* Free a kept statement, if any */
 void
 ledger_free_plan(SPIPlanPtr *plan)
@@ -248,69 +216,28 @@ ledger_text_or_null(const char *s, char *null)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
-/* The tables of items the APIs registered (ledger_add_table), for the drop guard */
-#define MAX_LEDGER_TABLES 8
-static const LedgerTable *ledger_tables[MAX_LEDGER_TABLES];
-static int	nledger_tables = 0;
+/* A timestamptz Datum, or a NULL marker, for a time an answer may lack (present says) */
+Datum
+ledger_time_or_null(TimestampTz t, bool present, char *null)
+{
+	*null = present ? ' ' : 'n';
+	return present ? TimestampTzGetDatum(t) : (Datum) 0;
+}
 
-/* Register an API's table of items, whose open rows the drop guard counts (from _PG_init) */
+/* A varlena Datum (jsonb, an array), or a NULL marker, for a possibly absent value */
+Datum
+ledger_pointer_or_null(const void *p, char *null)
+{
+	*null = (p == NULL) ? 'n' : ' ';
+	return PointerGetDatum(p);
+}
+
+/* Mark n parameters not NULL, and end the markers */
 void
-ledger_add_table(const LedgerTable *table)
+ledger_no_nulls(char *nulls, int n)
 {
-	if (nledger_tables >= MAX_LEDGER_TABLES)
-		elog(ERROR, "too many ledger tables");
-	ledger_tables[nledger_tables++] = table;
-}
-
-/* The registered table of items of that name, or NULL */
-const LedgerTable *
-ledger_table_named(const char *name)
-{
-	for (int i = 0; i < nledger_tables; i++)
-		if (strcmp(ledger_tables[i]->name, name) == 0)
-			return ledger_tables[i];
-	return NULL;
-}
-
-/* SQL for "column is one of statuses": column IN ('A', 'B') */
-static char *
-status_in(const char *column, const char *const *statuses)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "%s IN (", column);
-	for (int i = 0; statuses[i] != NULL; i++)
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(statuses[i]));
-	appendStringInfoChar(&sql, ')');
-	return sql.data;
-}
-
-/*
- * The forward-only rule of a ledger table, as a condition on a row's
- * current status (column) and the new one (new_status, an expression): the
- * row may move only out of an open status, and only to another status.  A
- * final status is never replaced, whatever wrote it.
- */
-char *
-ledger_may_move(const LedgerTable *table, const char *column, const char *new_status)
-{
-	return psprintf("(%s AND %s <> %s)", status_in(column, table->open_statuses),
-					new_status, column);
-}
-
-/* The condition that a row is open: its status may still move */
-char *
-ledger_is_open(const LedgerTable *table, const char *column)
-{
-	return status_in(column, table->open_statuses);
-}
-
-/* The condition that a row is due for the reconciler's checks */
-char *
-ledger_is_reconciled(const LedgerTable *table, const char *column)
-{
-	return status_in(column, table->reconciled_statuses);
+	memset(nulls, ' ', n);
+	nulls[n] = '\0';
 }
 
 /*

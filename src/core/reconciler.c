@@ -401,7 +401,7 @@ merchants_to_skip(const ReconcileKind *kind)
 typedef struct RoundWork
 {
 	const ReconcileKind *kind;
-	void	   *items;
+	LedgerDue  *due;
 	QiwiOperation *ops;
 	HttpResponse *responses;
 	int		   *unrecorded;		/* indices of finished requests */
@@ -428,7 +428,7 @@ record_answers(RoundWork *w)
 		/* an abandoned round leaves its items due: they are checked next time */
 		if (w->responses[i].failure == HTTP_FAIL_ABANDONED)
 			continue;
-		if (w->kind->record(w->items, i, &w->ops[i], &w->responses[i], &failed, &key_refused))
+		if (w->kind->record(w->due, i, &w->ops[i], &w->responses[i], &failed, &key_refused))
 			w->counts->changed++;
 		if (failed)
 			w->counts->failed++;
@@ -439,8 +439,7 @@ record_answers(RoundWork *w)
 			pfree(w->responses[i].body);
 		w->responses[i].body = NULL;
 	}
-	if (w->kind->flush != NULL)
-		w->kind->flush(w->items);
+	ledger_flush_checks(w->due);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(w->round_context);
@@ -482,7 +481,9 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 	snprintf(activity, sizeof(activity), "qiwi_kassa: claiming due %s", kind->what);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	MemoryContextSwitchTo(round_context);
-	w.items = kind->claim(qiwi_reconcile_batch_size, merchants_to_skip(kind), &n);
+	w.due = ledger_claim_due(kind->ledger, qiwi_reconcile_batch_size, merchants_to_skip(kind),
+							 kind->merchant_problem);
+	n = w.due->n;
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_context);
@@ -503,7 +504,7 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 	w.round_context = round_context;
 	w.counts = counts;
 	for (int i = 0; i < n; i++)
-		kind->operation(w.items, i, &w.ops[i]);
+		kind->operation(w.due, i, &w.ops[i]);
 	qiwi_exchange_batch(w.ops, n, qiwi_reconcile_concurrency, w.responses, requester_perform,
 						round_progress, &w);
 	record_answers(&w);
@@ -679,7 +680,7 @@ qiwi_reconcile_now(PG_FUNCTION_ARGS)
 
 	guard_require_reconciler("qiwi_reconcile_now", "no item made due would be checked");
 	for (int k = 0; k < nkinds; k++)
-		due += kinds[k]->make_due();
+		due += ledger_make_all_due(kinds[k]->ledger);
 	reconciler_wake_at_commit();
 	PG_RETURN_INT64(due);
 }

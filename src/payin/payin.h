@@ -243,20 +243,8 @@ extern bool payin_store_lock_invoice(const char *merchant, const char *bill_id,
 									 Numeric *amount, char **currency, char **status);
 
 /* An invoice the reconciler follows: CREATED, or PAID with money held */
-typedef struct PayinDueInvoice
-{
-	char	   *merchant;
-	char	   *bill_id;
-	char	   *status;
-} PayinDueInvoice;
-
-extern PayinDueInvoice *payin_store_due_invoices(int limit, Datum skip_merchants, int *n);
-extern void payin_store_check_results(int n, const char *const *merchants,
-									  const char *const *bill_ids, const bool *failed,
-									  const char *const *errors, TimestampTz claimed_at);
-extern void payin_store_check_result(const char *merchant, const char *bill_id, bool failed,
-									 const char *error, TimestampTz claimed_at);
-extern int64 payin_store_make_all_due(void);
+/* qiwi_payin_invoices as a kind of item of the ledger */
+extern const LedgerKind payin_invoice_kind;
 extern void payin_store_register_tables(void);
 
 /* ---------- payin_sql.c ---------- */

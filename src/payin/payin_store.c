@@ -43,109 +43,118 @@ static const LedgerTable payment_table = {
 	.reconciled_statuses = payment_open_statuses,
 };
 
-/*
- * The invoices the reconciler follows (alias i): not paid yet, holding
- * money, or named by a notification QIWI's answer has not confirmed yet
- */
-#define PAYIN_FOLLOWED \
-	"(i.status = 'CREATED' OR (i.status = 'PAID' AND (i.notified_at IS NOT NULL" \
-	" OR EXISTS (SELECT FROM %1$s.qiwi_payin_holds h" \
-	" WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id))))"
+/* Where an invoice or payment recorded as MISMATCH keeps what QIWI said */
+#define PAYIN_MISMATCH_KEPT "It is recorded as MISMATCH, never as paid; qiwi_status holds what QIWI said."
 
-/* The statements, in the order of plan_sql; valid for the schema they were prepared in */
+/* The statements, in the order of payin_statements */
 enum
 {
-	P_INVOICE_LOCK, P_INVOICE_SAME, P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
+	P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_EVENT, P_DUE, P_CHECK_RESULT, P_INVOICE_NOTIFIED, P_TOKEN_INSERT,
-	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_CARD_CHECK_LOCK, P_CARD_CHECK_UPDATE,
-	P_PAYMENT_MONEY, P_MAKE_DUE, NPLANS
+	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_INVOICE_NOTIFIED, P_TOKEN_INSERT,
+	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_PAYMENT_MONEY, P_CARD_CHECK_LOCK,
+	P_CARD_CHECK_UPDATE
 };
-static Oid	plans_schema = InvalidOid;
-static SPIPlanPtr plans[NPLANS];
 
-/* Columns of an invoice write: $1..$16 */
+/*
+ * An invoice write: $1..$15 from the answer (those compared fill their
+ * columns; an absent uid, site, link or time keeps the row's), $16 the source
+ */
 #define INVOICE_NARGS 16
-static const Oid invoice_types[INVOICE_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	TEXTOID
+static const LedgerParam invoice_params[INVOICE_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinInvoice, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinInvoice, bill_id),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, invoice_uid, LEDGER_TEXT, true),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, site_id, LEDGER_TEXT, true),
+	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, PayinInvoice, amount, LEDGER_NUMERIC, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, currency, LEDGER_TEXT, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, status, LEDGER_TEXT, false),
+	LEDGER_COLUMN(TEXTARRAYOID, LEDGER_V_VARLENA, PayinInvoice, flags, LEDGER_TEXT_ARRAY, false),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, pay_url, LEDGER_TEXT, true),
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, comment, LEDGER_TEXT, false),
+	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, PayinInvoice, customer, LEDGER_JSONB, false),
+	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, PayinInvoice, custom_fields, LEDGER_JSONB, false),
+	LEDGER_TIME_COLUMN(PayinInvoice, created_at, true),
+	LEDGER_TIME_COLUMN(PayinInvoice, expires_at, true),
+	LEDGER_TIME_ARG(PayinInvoice, status_changed_at),
+	LEDGER_SET(TEXTOID),
 };
 
-/* Columns of a payment write: $1..$16 */
+/* A payment write: $1..$15 from the answer, $16 the merchant's capture hours */
 #define PAYMENT_NARGS 16
-static const Oid payment_types[PAYMENT_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, NUMERICOID, NUMERICOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTARRAYOID,
-	INT4OID
+static const LedgerParam payment_params[PAYMENT_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, payment_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, bill_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, status),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinPayment, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, currency),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinPayment, captured_amount),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinPayment, refunded_amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, method),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, masked_pan),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, reason_code),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinPayment, reason_message),
+	LEDGER_TIME_ARG(PayinPayment, created_at),
+	LEDGER_TIME_ARG(PayinPayment, status_changed_at),
+	LEDGER_ARG(TEXTARRAYOID, LEDGER_V_VARLENA, PayinPayment, flags),
+	LEDGER_SET(INT4OID),
 };
 
-/* Columns of a token write: $1..$7 ($7: recorded as deleted) */
+/* A token write: $1..$6 from the answer, $7 recorded as deleted */
 #define TOKEN_NARGS 7
-static const Oid token_types[TOKEN_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID
+static const LedgerParam token_params[TOKEN_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, account),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, token),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinToken, name),
+	LEDGER_TIME_ARG(PayinToken, expires_at),
+	LEDGER_TIME_ARG(PayinToken, bound_at),
+	LEDGER_SET(BOOLOID),
 };
 
-/* Columns of a card check write: $1..$8 */
+/* A card check write: $1..$7 from the answer, $8 the token it bound */
 #define CARD_CHECK_NARGS 8
-static const Oid card_check_types[CARD_CHECK_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, TEXTOID
+static const LedgerParam card_check_params[CARD_CHECK_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, request_uid),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, status),
+	LEDGER_BOOL_ARG(PayinCardCheck, valid_card),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinCardCheck, three_ds_status),
+	LEDGER_TIME_ARG(PayinCardCheck, operation_date),
+	LEDGER_ARG(JSONBOID, LEDGER_V_VARLENA, PayinCardCheck, card_info),
+	LEDGER_SET(TEXTOID),
 };
 
-/* Columns of a capture or refund write: $1..$12 */
-#define OPERATION_NARGS 12
-static const Oid operation_types[OPERATION_NARGS] = {
-	TEXTOID, TEXTOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
-	TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID
+/* A capture or refund write: $1..$11 from the answer */
+#define OPERATION_NARGS 11
+static const LedgerParam operation_params[OPERATION_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, payment_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, id),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinOperationResult, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, currency),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, status),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, comment),
+	LEDGER_ARG(BOOLOID, LEDGER_V_BOOL, PayinOperationResult, reversal),
+	LEDGER_ARG(TEXTARRAYOID, LEDGER_V_VARLENA, PayinOperationResult, flags),
+	LEDGER_TIME_ARG(PayinOperationResult, created_at),
+	LEDGER_TIME_ARG(PayinOperationResult, status_changed_at),
 };
 
-/* (Re)build the statements for the schema the extension lives in */
-static void
-prepare_plans(Oid schema)
-{
-	const char *nsp;
-	Oid			two_text[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Oid			event_types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Oid			due_types[2] = {INT4OID, TEXTARRAYOID};
-	Oid			check_types[7] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID,
-	TIMESTAMPTZOID};
+static const LedgerParam two_text[3] = {LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID)};
 
-	if (plans_schema == schema && plans[0] != NULL)
-		return;
-	for (int i = 0; i < NPLANS; i++)
-		ledger_free_plan(&plans[i]);
-	nsp = quote_identifier(get_namespace_name(schema));
-
-	plans[P_INVOICE_LOCK] = ledger_prepare(psprintf(
-		"SELECT status, amount, currency FROM %s.qiwi_payin_invoices"
-		" WHERE merchant = $1 AND bill_id = $2 FOR UPDATE", nsp), 2, two_text);
-	/*
-	 * Does the row say what the answer says (P_INVOICE_UPDATE would change
-	 * nothing but checked_at)?  Read, not locked: nothing is written then.
-	 */
-	plans[P_INVOICE_SAME] = ledger_prepare(psprintf(
-		"SELECT FROM %s.qiwi_payin_invoices WHERE merchant = $1 AND bill_id = $2"
-		" AND amount = $5 AND currency = $6 AND status = $7"
-		" AND invoice_uid IS NOT DISTINCT FROM coalesce($3, invoice_uid)"
-		" AND site_id IS NOT DISTINCT FROM coalesce($4, site_id) AND flags IS NOT DISTINCT FROM $8"
-		" AND pay_url IS NOT DISTINCT FROM coalesce($9, pay_url) AND comment IS NOT DISTINCT FROM $10"
-		" AND customer IS NOT DISTINCT FROM $11 AND custom_fields IS NOT DISTINCT FROM $12"
-		" AND created_at IS NOT DISTINCT FROM coalesce($13, created_at)"
-		" AND expires_at IS NOT DISTINCT FROM coalesce($14, expires_at)", nsp),
-		INVOICE_NARGS, (Oid *) invoice_types);
-	plans[P_INVOICE_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount,"
+static const LedgerStatement payin_statements[] = {
+	[P_INVOICE_INSERT] = {"INSERT INTO %1$s.qiwi_payin_invoices (merchant, bill_id, invoice_uid, site_id, amount,"
 		" currency, status, flags, capture, pay_url, comment, customer, custom_fields,"
 		" created_at, expires_at, status_changed_at, checked_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
 		/* only a card check is for 0.00 (QIWI's answer to one may carry no flags) */
 		" CASE WHEN $5 = 0 THEN 'check' WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
 		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
-		" ON CONFLICT (merchant, bill_id) DO NOTHING", nsp),
-		INVOICE_NARGS, (Oid *) invoice_types);
+		" ON CONFLICT (merchant, bill_id) DO NOTHING", INVOICE_NARGS, invoice_params, NULL},
 	/* the shop's money: details refreshed, the status moved only forward */
-	plans[P_INVOICE_UPDATE] = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_payin_invoices SET invoice_uid = coalesce($3, invoice_uid),"
+	[P_INVOICE_UPDATE] = {"UPDATE %1$s.qiwi_payin_invoices SET invoice_uid = coalesce($3, invoice_uid),"
 		" site_id = coalesce($4, site_id), flags = $8, pay_url = coalesce($9, pay_url),"
 		" comment = $10, customer = $11, custom_fields = $12,"
 		" created_at = coalesce($13, created_at), expires_at = coalesce($14, expires_at),"
@@ -153,27 +162,21 @@ prepare_plans(Oid schema)
 		"  ELSE coalesce($15, clock_timestamp()) END,"
 		" status = $7, checked_at = clock_timestamp(), notified_at = NULL"
 		" WHERE merchant = $1 AND bill_id = $2 AND amount = $5 AND currency = $6"
-		" AND (status = $7 OR %s)", nsp, ledger_may_move(&invoice_table, "status", "$7")),
-		INVOICE_NARGS, (Oid *) invoice_types);
+		" AND (status = $7 OR (status IN %2$s AND $7 <> status))", INVOICE_NARGS, invoice_params, NULL},
 	/* other money: never PAID; what QIWI said is kept beside the shop's */
-	plans[P_INVOICE_MISMATCH] = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_payin_invoices SET status = 'MISMATCH', qiwi_amount = $5,"
+	[P_INVOICE_MISMATCH] = {"UPDATE %1$s.qiwi_payin_invoices SET status = 'MISMATCH', qiwi_amount = $5,"
 		" qiwi_currency = $6, qiwi_status = $7, checked_at = clock_timestamp(), notified_at = NULL,"
 		" status_changed_at = CASE WHEN status = 'MISMATCH' THEN status_changed_at"
 		"  ELSE clock_timestamp() END"
-		" WHERE merchant = $1 AND bill_id = $2 AND (%s OR status = 'MISMATCH')",
-		nsp, ledger_is_open(&invoice_table, "status")),
-		INVOICE_NARGS, (Oid *) invoice_types);
-
+		" WHERE merchant = $1 AND bill_id = $2 AND (status IN %2$s OR status = 'MISMATCH')",
+	INVOICE_NARGS, invoice_params, NULL},
 	/* a payment's status and its invoice's money (NULL if the invoice is unknown) */
-	plans[P_PAYMENT_LOCK] = ledger_prepare(psprintf(
-		"SELECT (SELECT p.status FROM %1$s.qiwi_payin_payments p"
+	[P_PAYMENT_LOCK] = {"SELECT (SELECT p.status FROM %1$s.qiwi_payin_payments p"
 		"  WHERE p.merchant = $1 AND p.payment_id = $2 FOR UPDATE),"
 		" (SELECT i.amount FROM %1$s.qiwi_payin_invoices i WHERE i.merchant = $1 AND i.bill_id = $3),"
 		" (SELECT i.currency FROM %1$s.qiwi_payin_invoices i WHERE i.merchant = $1 AND i.bill_id = $3)",
-		nsp), 3, two_text);
-	plans[P_PAYMENT_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %1$s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
+	3, two_text, NULL},
+	[P_PAYMENT_INSERT] = {"INSERT INTO %1$s.qiwi_payin_payments (merchant, payment_id, bill_id, status, amount,"
 		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
 		" reason_message, created_at, status_changed_at, flags, capture_deadline, checked_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6,"
@@ -186,10 +189,8 @@ prepare_plans(Oid schema)
 		" CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
 		"  THEN coalesce($14, clock_timestamp()) + make_interval(hours => $16) END,"
 		" clock_timestamp())"
-		" ON CONFLICT (merchant, payment_id) DO NOTHING", nsp),
-		PAYMENT_NARGS, (Oid *) payment_types);
-	plans[P_PAYMENT_UPDATE] = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_payin_payments SET bill_id = coalesce($3, bill_id),"
+		" ON CONFLICT (merchant, payment_id) DO NOTHING", PAYMENT_NARGS, payment_params, NULL},
+	[P_PAYMENT_UPDATE] = {"UPDATE %1$s.qiwi_payin_payments SET bill_id = coalesce($3, bill_id),"
 		" captured_amount = greatest(captured_amount, $7),"
 		" refunded_amount = greatest(refunded_amount, $8),"
 		" method = coalesce($9, method), masked_pan = coalesce($10, masked_pan),"
@@ -200,11 +201,9 @@ prepare_plans(Oid schema)
 		" capture_deadline = CASE WHEN $4 = 'COMPLETED' AND NOT 'SALE' = ANY ($15)"
 		"  THEN coalesce(capture_deadline, coalesce($14, clock_timestamp()) + make_interval(hours => $16)) END,"
 		" status = $4, checked_at = clock_timestamp()"
-		" WHERE merchant = $1 AND payment_id = $2 AND (status = $4 OR %s)",
-		nsp, ledger_may_move(&payment_table, "status", "$4")),
-		PAYMENT_NARGS, (Oid *) payment_types);
-	plans[P_PAYMENT_MISMATCH] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_payments AS p (merchant, payment_id, bill_id, status, amount,"
+		" WHERE merchant = $1 AND payment_id = $2 AND (status = $4 OR (status IN %2$s AND $4 <> status))",
+	PAYMENT_NARGS, payment_params, &payment_table},
+	[P_PAYMENT_MISMATCH] = {"INSERT INTO %1$s.qiwi_payin_payments AS p (merchant, payment_id, bill_id, status, amount,"
 		" currency, captured_amount, refunded_amount, method, masked_pan, reason_code,"
 		" reason_message, created_at, status_changed_at, flags, qiwi_status, checked_at)"
 		" VALUES ($1, $2, $3, 'MISMATCH', $5, $6, $7, $8, $9, $10, $11, $12, $13,"
@@ -215,21 +214,17 @@ prepare_plans(Oid schema)
 		" status = 'MISMATCH', qiwi_status = $4, amount = $5, currency = $6,"
 		" captured_amount = greatest(p.captured_amount, $7),"
 		" refunded_amount = greatest(p.refunded_amount, $8), checked_at = clock_timestamp()"
-		" WHERE %s OR p.status = 'MISMATCH'",
-		nsp, ledger_is_open(&payment_table, "p.status")),
-		PAYMENT_NARGS, (Oid *) payment_types);
-
+		" WHERE p.status IN %2$s OR p.status = 'MISMATCH'",
+	PAYMENT_NARGS, payment_params, &payment_table},
 	/* a capture or refund is final when recorded: a repeat only confirms it */
-	plans[P_CAPTURE_UPSERT] = ledger_prepare(psprintf(
-		"WITH c AS (INSERT INTO %1$s.qiwi_payin_captures AS c (merchant, payment_id, capture_id,"
+	[P_CAPTURE_UPSERT] = {"WITH c AS (INSERT INTO %1$s.qiwi_payin_captures AS c (merchant, payment_id, capture_id,"
 		"  amount, currency, status, comment, created_at, status_changed_at, checked_at)"
 		"  VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $11, clock_timestamp())"
 		"  ON CONFLICT (merchant, payment_id, capture_id) DO UPDATE SET checked_at = clock_timestamp()"
 		"  RETURNING (xmax = 0) AS inserted, status, amount),"
 		" p AS (UPDATE %1$s.qiwi_payin_payments p SET captured_amount = greatest(p.captured_amount, c.amount)"
 		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
-		" SELECT inserted, status FROM c", nsp),
-		OPERATION_NARGS, (Oid *) operation_types);
+		" SELECT inserted, status FROM c", OPERATION_NARGS, operation_params, NULL},
 	/*
 	 * A refund also writes its payment's row: what the payment refunded
 	 * grows to the refunds recorded (reversals too, as QIWI counts them).
@@ -237,8 +232,7 @@ prepare_plans(Oid schema)
 	 * fresh snapshot it counts this refund, in REPEATABLE READ or
 	 * SERIALIZABLE it fails with a serialization failure.
 	 */
-	plans[P_REFUND_UPSERT] = ledger_prepare(psprintf(
-		"WITH r AS (INSERT INTO %1$s.qiwi_payin_refunds AS r (merchant, payment_id, refund_id, amount,"
+	[P_REFUND_UPSERT] = {"WITH r AS (INSERT INTO %1$s.qiwi_payin_refunds AS r (merchant, payment_id, refund_id, amount,"
 		"  currency, status, comment, reversal, flags, created_at, status_changed_at, checked_at)"
 		"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())"
 		"  ON CONFLICT (merchant, payment_id, refund_id) DO UPDATE SET checked_at = clock_timestamp()"
@@ -248,9 +242,7 @@ prepare_plans(Oid schema)
 		"    AND o.payment_id = $2 AND o.refund_id <> $3 AND o.status = 'COMPLETED'), 0)"
 		"   + CASE WHEN r.status = 'COMPLETED' THEN r.amount ELSE 0 END)"
 		"  FROM r WHERE p.merchant = $1 AND p.payment_id = $2 RETURNING 1)"
-		" SELECT inserted, status FROM r", nsp),
-		OPERATION_NARGS, (Oid *) operation_types);
-
+		" SELECT inserted, status FROM r", OPERATION_NARGS, operation_params, NULL},
 	/*
 	 * What is left to refund, read after the payment's row is locked (by
 	 * P_PAYMENT_MONEY, in a statement of its own, so that this one's
@@ -262,8 +254,7 @@ prepare_plans(Oid schema)
 	 * takes all that is still held, so this is what is left either way),
 	 * the refund refund_id, if recorded, not counted.
 	 */
-	plans[P_HEADROOM] = ledger_prepare(psprintf(
-		"SELECT p.status, m.captured, m.base, m.base - x.left_all, x.left_all, x.left_here, p.currency"
+	[P_HEADROOM] = {"SELECT p.status, m.captured, m.base, m.base - x.left_all, x.left_all, x.left_here, p.currency"
 		" FROM %1$s.qiwi_payin_payments p,"
 		" LATERAL (SELECT p.captured_amount > 0 OR 'SALE' = ANY (p.flags) AS captured) c,"
 		" LATERAL (SELECT c.captured,"
@@ -277,210 +268,81 @@ prepare_plans(Oid schema)
 		"   AND r.status = 'COMPLETED'), 0) AS reported) m,"
 		" LATERAL (SELECT m.base - m.refunded AS left_here,"
 		"  least(m.base - m.refunded, p.amount - greatest(m.reported, 0)) AS left_all) x"
-		" WHERE p.merchant = $1 AND p.payment_id = $2", nsp), 3, two_text);
-
-	/*
-	 * The reconciler follows an invoice while it is CREATED, or PAID with
-	 * money held (until it is captured or released).  It is due after
-	 * base * 2^checks (or 2^failures after a failure), capped, and at the
-	 * latest just after its deadline: expires_at, or the first capture
-	 * deadline of its holds.
-	 */
-	plans[P_DUE] = ledger_prepare(psprintf(
-		"SELECT i.merchant, i.bill_id, i.status FROM %1$s.qiwi_payin_invoices i"
-		" WHERE " PAYIN_FOLLOWED " AND i.next_check_at <= clock_timestamp()"
-		" AND i.merchant <> ALL ($2)"
-		" ORDER BY i.next_check_at LIMIT $1 FOR UPDATE OF i SKIP LOCKED", nsp),
-		2, due_types);
-	/*
-	 * A chunk's checks in one statement, planned for its arrays.  An answer
-	 * confirms a notification that came before the invoice was claimed ($7);
-	 * a later one keeps the invoice notified and due at once.
-	 */
-	plans[P_CHECK_RESULT] = ledger_prepare_for_arrays(psprintf(
-		"UPDATE %1$s.qiwi_payin_invoices i SET"
-		" checked_at = CASE WHEN u.failed THEN i.checked_at ELSE clock_timestamp() END,"
-		" check_count = i.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
-		" failures = CASE WHEN u.failed THEN i.failures + 1 ELSE 0 END,"
-		" last_error = u.error,"
-		" notified_at = CASE WHEN u.failed OR i.notified_at > $7 THEN i.notified_at END,"
-		" next_check_at = CASE WHEN NOT u.failed AND i.notified_at > $7 THEN clock_timestamp() ELSE"
-		" least(clock_timestamp() + make_interval(secs => least($6,"
-		"   $5 * power(2, least(CASE WHEN u.failed THEN i.failures + 1 ELSE i.check_count + 1 END, 30)))),"
-		"  coalesce((SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN i.status = 'CREATED'"
-		"   THEN i.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
-		"    WHERE h.merchant = i.merchant AND h.bill_id = i.bill_id) END AS deadline) d"
-		"   WHERE d.deadline > clock_timestamp()), 'infinity')) END"
-		" FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(merchant, bill_id, failed, error)"
-		" WHERE i.merchant = u.merchant AND i.bill_id = u.bill_id", nsp),
-		7, check_types);
+		" WHERE p.merchant = $1 AND p.payment_id = $2", 3, two_text, NULL},
 	/*
 	 * A verified notification about a payment of invoice $3 (the invoice of
 	 * payment $2 if the tables know it): the invoice is due for a check at
 	 * once, and notified until QIWI's answer confirms it
 	 */
-	plans[P_INVOICE_NOTIFIED] = ledger_prepare(psprintf(
-		"UPDATE %1$s.qiwi_payin_invoices i SET notified_at = clock_timestamp(),"
+	[P_INVOICE_NOTIFIED] = {"UPDATE %1$s.qiwi_payin_invoices i SET notified_at = clock_timestamp(),"
 		" next_check_at = clock_timestamp()"
 		" WHERE i.merchant = $1 AND i.status IN ('CREATED', 'PAID')"
 		" AND i.bill_id = coalesce((SELECT p.bill_id FROM %1$s.qiwi_payin_payments p"
 		"  WHERE p.merchant = $1 AND p.payment_id = $2), $3)"
-		" RETURNING i.bill_id", nsp), 3, two_text);
-	plans[P_TOKEN_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
+		" RETURNING i.bill_id", 3, two_text, NULL},
+	[P_TOKEN_INSERT] = {"INSERT INTO %1$s.qiwi_payin_tokens (merchant, account, token, card, expires_at, bound_at, deleted_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN clock_timestamp() END)"
-		" ON CONFLICT (merchant, token) DO NOTHING", nsp),
-		TOKEN_NARGS, (Oid *) token_types);
-	plans[P_TOKEN_LOCK] = ledger_prepare(psprintf(
-		"SELECT account, deleted_at IS NOT NULL FROM %s.qiwi_payin_tokens"
-		" WHERE merchant = $1 AND token = $2 FOR UPDATE", nsp), 2, two_text);
+		" ON CONFLICT (merchant, token) DO NOTHING", TOKEN_NARGS, token_params, NULL},
+	[P_TOKEN_LOCK] = {"SELECT account, deleted_at IS NOT NULL FROM %1$s.qiwi_payin_tokens"
+		" WHERE merchant = $1 AND token = $2 FOR UPDATE", 2, two_text, NULL},
 	/* a token is deleted once; its row stays, for the history */
-	plans[P_TOKEN_DELETE] = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_payin_tokens SET deleted_at = clock_timestamp()"
-		" WHERE merchant = $1 AND token = $2 AND deleted_at IS NULL", nsp), 2, two_text);
-	plans[P_CARD_CHECK_INSERT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_card_checks (merchant, request_uid, status, is_valid_card,"
+	[P_TOKEN_DELETE] = {"UPDATE %1$s.qiwi_payin_tokens SET deleted_at = clock_timestamp()"
+		" WHERE merchant = $1 AND token = $2 AND deleted_at IS NULL", 2, two_text, NULL},
+	[P_CARD_CHECK_INSERT] = {"INSERT INTO %1$s.qiwi_payin_card_checks (merchant, request_uid, status, is_valid_card,"
 		" three_ds_status, check_operation_date, card_info, created_token)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING", nsp),
-		CARD_CHECK_NARGS, (Oid *) card_check_types);
-	plans[P_PAYMENT_MONEY] = ledger_prepare(psprintf(
-		"SELECT amount, currency FROM %s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
-		" FOR UPDATE", nsp), 2, two_text);
-	plans[P_CARD_CHECK_LOCK] = ledger_prepare(psprintf(
-		"SELECT status FROM %s.qiwi_payin_card_checks WHERE merchant = $1 AND request_uid = $2"
-		" FOR UPDATE", nsp), 2, two_text);
-	plans[P_CARD_CHECK_UPDATE] = ledger_prepare(psprintf(
-		"UPDATE %s.qiwi_payin_card_checks SET status = $3, is_valid_card = $4, three_ds_status = $5,"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant, request_uid) DO NOTHING",
+	CARD_CHECK_NARGS, card_check_params, NULL},
+	[P_PAYMENT_MONEY] = {"SELECT amount, currency FROM %1$s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2"
+		" FOR UPDATE", 2, two_text, NULL},
+	[P_CARD_CHECK_LOCK] = {"SELECT status FROM %1$s.qiwi_payin_card_checks WHERE merchant = $1 AND request_uid = $2"
+		" FOR UPDATE", 2, two_text, NULL},
+	[P_CARD_CHECK_UPDATE] = {"UPDATE %1$s.qiwi_payin_card_checks SET status = $3, is_valid_card = $4, three_ds_status = $5,"
 		" check_operation_date = $6, card_info = $7, created_token = $8"
-		" WHERE merchant = $1 AND request_uid = $2", nsp),
-		CARD_CHECK_NARGS, (Oid *) card_check_types);
-	/* qiwi_reconcile_now: rows another writer holds are left to it, as for bills */
-	plans[P_MAKE_DUE] = ledger_prepare(psprintf(
-		"UPDATE %1$s.qiwi_payin_invoices u SET next_check_at = clock_timestamp(), failures = 0"
-		" FROM (SELECT i.merchant, i.bill_id FROM %1$s.qiwi_payin_invoices i WHERE " PAYIN_FOLLOWED
-		"  FOR UPDATE OF i SKIP LOCKED) due"
-		" WHERE u.merchant = due.merchant AND u.bill_id = due.bill_id", nsp), 0, NULL);
-	plans[P_EVENT] = ledger_prepare(psprintf(
-		"INSERT INTO %s.qiwi_payin_events (merchant, object, object_id, old_status, new_status, source)"
-		" VALUES ($1, $2, $3, $4, $5, $6)", nsp), 6, event_types);
-	plans_schema = schema;
-}
+		" WHERE merchant = $1 AND request_uid = $2", CARD_CHECK_NARGS, card_check_params, NULL},
+};
 
-/* Begin bookkeeping as the owner, with the Payin statements ready */
-static void
-begin_payin_ledger(OwnerContext *ctx)
+/*
+ * Payin invoices as a ledger kind.  The reconciler follows an invoice
+ * while it is CREATED, or PAID with money held (until it is captured or
+ * released), or named by a notification QIWI's answer has not confirmed
+ * yet.  It is due after base * 2^checks (or 2^failures after a failure),
+ * capped, and at the latest just after its deadline: expires_at, or the
+ * first capture deadline of its holds.  An answer confirms a notification
+ * that came before the invoice was claimed ($7); a later one keeps the
+ * invoice notified and due at once.  Every Payin object's events go to
+ * qiwi_payin_events.
+ */
+const LedgerKind payin_invoice_kind = {
+	.table = &invoice_table,
+	.id_column = "bill_id",
+	.followed = {"(t.status = 'CREATED' OR (t.status = 'PAID' AND (t.notified_at IS NOT NULL"
+		" OR EXISTS (SELECT FROM %1$s.qiwi_payin_holds h"
+		" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id))))", false, NULL,
+		", notified_at = CASE WHEN u.failed OR t.notified_at > $7 THEN t.notified_at END",
+		"WHEN NOT u.failed AND t.notified_at > $7 THEN clock_timestamp()",
+		"(SELECT d.deadline + interval '1 second' FROM (SELECT CASE WHEN t.status = 'CREATED'"
+		" THEN t.expires_at ELSE (SELECT min(h.capture_deadline) FROM %1$s.qiwi_payin_holds h"
+		" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id) END AS deadline) d"
+	" WHERE d.deadline > clock_timestamp())"},
+	.answer = {invoice_params, INVOICE_NARGS, 0, 1, false},
+	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id"},
+	.statements = payin_statements,
+	.nstatements = lengthof(payin_statements),
+};
+
+/* Run one of the Payin statements */
+static uint64
+run(int plan, Datum *values, const char *nulls, int expected)
 {
-	ledger_begin(ctx);
-	prepare_plans(ctx->schema);
+	return ledger_run_plan(&payin_invoice_kind, plan, values, nulls, expected);
 }
 
-/* Record a status change in qiwi_payin_events and announce it at commit */
+/* Record a status change of a Payin object in qiwi_payin_events and announce it at commit */
 static void
 record_event(const char *merchant, const char *object, const char *id, const char *old_status,
 			 const char *new_status, const char *source)
 {
-	Datum		values[6];
-	char		nulls[7] = "      ";
-	StringInfoData payload;
-
-	values[0] = CStringGetTextDatum(merchant);
-	values[1] = CStringGetTextDatum(object);
-	values[2] = CStringGetTextDatum(id);
-	values[3] = ledger_text_or_null(old_status, &nulls[3]);
-	values[4] = CStringGetTextDatum(new_status);
-	values[5] = CStringGetTextDatum(source);
-	ledger_run(plans[P_EVENT], values, nulls, SPI_OK_INSERT);
-
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"object\":");
-	escape_json(&payload, object);
-	appendStringInfoString(&payload, ",\"id\":");
-	escape_json(&payload, id);
-	appendStringInfoString(&payload, ",\"status\":");
-	escape_json(&payload, new_status);
-	appendStringInfoString(&payload, ",\"source\":");
-	escape_json(&payload, source);
-	appendStringInfoString(&payload, ",\"merchant\":");
-	escape_json(&payload, merchant);
-	appendStringInfoChar(&payload, '}');
-	Async_Notify("qiwi_payin_status", payload.data);
-}
-
-/* Column i of the first row SPI returned, as text in the caller's context, or NULL */
-static char *
-row_text(OwnerContext *ctx, int column)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
-	MemoryContext spi_context;
-	char	   *value;
-
-	if (isnull)
-		return NULL;
-	spi_context = MemoryContextSwitchTo(ctx->caller_context);
-	value = TextDatumGetCString(d);
-	MemoryContextSwitchTo(spi_context);
-	return value;
-}
-
-/* Column i of the first row SPI returned, as numeric in the caller's context, or NULL */
-static Numeric
-row_numeric(OwnerContext *ctx, int column)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
-	MemoryContext spi_context;
-	Numeric		value;
-
-	if (isnull)
-		return NULL;
-	spi_context = MemoryContextSwitchTo(ctx->caller_context);
-	value = DatumGetNumericCopy(d);
-	MemoryContextSwitchTo(spi_context);
-	return value;
-}
-
-/* Report that QIWI has an invoice or payment for other money than the shop's invoice */
-static void
-report_mismatch(const char *what, const char *id, Numeric qiwi_amount, const char *qiwi_currency,
-				const char *qiwi_status, Numeric shop_amount, const char *shop_currency)
-{
-	ereport(WARNING,
-			(errcode(ERRCODE_QIWI_AMOUNT_MISMATCH),
-			 errmsg("QIWI reports %s \"%s\" for %s %s, but the shop's invoice is for %s %s",
-					what, id, qiwi_format_amount(qiwi_amount), qiwi_currency,
-					qiwi_format_amount(shop_amount), shop_currency),
-			 errdetail("QIWI says %s. It is recorded as MISMATCH, never as paid; qiwi_status holds what QIWI said.",
-					   qiwi_status)));
-}
-
-/* Fill the Datums of an invoice write ($1..$16) */
-static void
-invoice_values(const PayinInvoice *invoice, const char *source, Datum *values, char *nulls)
-{
-	memset(nulls, ' ', INVOICE_NARGS);
-	nulls[INVOICE_NARGS] = '\0';
-	values[0] = CStringGetTextDatum(invoice->merchant);
-	values[1] = CStringGetTextDatum(invoice->bill_id);
-	values[2] = ledger_text_or_null(invoice->invoice_uid, &nulls[2]);
-	values[3] = ledger_text_or_null(invoice->site_id, &nulls[3]);
-	values[4] = NumericGetDatum(invoice->amount);
-	values[5] = CStringGetTextDatum(invoice->currency);
-	values[6] = CStringGetTextDatum(invoice->status);
-	values[7] = PointerGetDatum(invoice->flags);
-	values[8] = ledger_text_or_null(invoice->pay_url, &nulls[8]);
-	values[9] = ledger_text_or_null(invoice->comment, &nulls[9]);
-	values[10] = PointerGetDatum(invoice->customer);
-	nulls[10] = invoice->customer ? ' ' : 'n';
-	values[11] = PointerGetDatum(invoice->custom_fields);
-	nulls[11] = invoice->custom_fields ? ' ' : 'n';
-	values[12] = TimestampTzGetDatum(invoice->created_at);
-	nulls[12] = invoice->has_created_at ? ' ' : 'n';
-	values[13] = TimestampTzGetDatum(invoice->expires_at);
-	nulls[13] = invoice->has_expires_at ? ' ' : 'n';
-	values[14] = TimestampTzGetDatum(invoice->status_changed_at);
-	nulls[14] = invoice->has_status_changed_at ? ' ' : 'n';
-	values[15] = CStringGetTextDatum(source);
+	ledger_event(&payin_invoice_kind, merchant, object, id, old_status, new_status, source);
 }
 
 /*
@@ -526,7 +388,8 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	bool		unchanged;
 	ListCell   *lc;
 
-	invoice_values(invoice, source, values, nulls);
+	ledger_fill(invoice_params, INVOICE_NARGS, invoice, values, nulls);
+	values[15] = CStringGetTextDatum(source);
 
 	/*
 	 * QIWI's PAID is taken only with a completed payment of the invoice's
@@ -545,39 +408,32 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 		values[6] = CStringGetTextDatum(invoice->status);
 	}
 
-	begin_payin_ledger(&ctx);
 	/* the reconciler's usual answer: nothing to write (its check writes checked_at) */
-	unchanged = check_recorded &&
-		ledger_run(plans[P_INVOICE_SAME], values, nulls, SPI_OK_SELECT) > 0;
-	while (!unchanged)
+	unchanged = check_recorded && ledger_row_unchanged(&payin_invoice_kind, values, nulls);
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	if (!unchanged && ledger_lock_or_insert(&payin_invoice_kind, LEDGER_ROW_LOCK, values, NULL,
+											P_INVOICE_INSERT, values, nulls))
 	{
-		if (ledger_run(plans[P_INVOICE_LOCK], values, NULL, SPI_OK_SELECT) > 0)
-		{
-			old_status = row_text(&ctx, 1);
-			shop_amount = row_numeric(&ctx, 2);
-			shop_currency = row_text(&ctx, 3);
-			break;
-		}
-		if (ledger_run(plans[P_INVOICE_INSERT], values, nulls, SPI_OK_INSERT) > 0)
-		{
-			record_event(invoice->merchant, "invoice", invoice->bill_id, NULL, invoice->status, source);
-			break;
-		}
-		/* a concurrent writer inserted it first: lock and decide again */
+		old_status = ledger_row_text(&ctx, 1);
+		shop_amount = ledger_row_numeric(&ctx, 2);
+		shop_currency = ledger_row_text(&ctx, 3);
 	}
+	else if (!unchanged)
+		record_event(invoice->merchant, "invoice", invoice->bill_id, NULL, invoice->status, source);
 	/* unchanged: old_status stays NULL, and nothing below is written */
 	if (old_status != NULL &&
 		!qiwi_same_money(shop_amount, shop_currency, invoice->amount, invoice->currency))
 	{
-		if (ledger_run(plans[P_INVOICE_MISMATCH], values, nulls, SPI_OK_UPDATE) == 0)
+		if (run(P_INVOICE_MISMATCH, values, nulls, SPI_OK_UPDATE) == 0)
 			invoice->status = old_status;	/* final already: it stays, and is returned */
 		else
 		{
 			if (strcmp(old_status, "MISMATCH") != 0)
 			{
 				record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
-				report_mismatch("invoice", invoice->bill_id, invoice->amount, invoice->currency,
-								invoice->status, shop_amount, shop_currency);
+				ledger_report_mismatch(WARNING, "invoice", invoice->bill_id, invoice->amount,
+									   invoice->currency, invoice->status, "invoice", shop_amount,
+									   shop_currency, PAYIN_MISMATCH_KEPT);
 			}
 			invoice->status = "MISMATCH";
 		}
@@ -586,7 +442,7 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	}
 	else if (old_status != NULL)
 	{
-		if (ledger_run(plans[P_INVOICE_UPDATE], values, nulls, SPI_OK_UPDATE) > 0 &&
+		if (run(P_INVOICE_UPDATE, values, nulls, SPI_OK_UPDATE) > 0 &&
 			strcmp(old_status, invoice->status) != 0)
 			record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, invoice->status, source);
 		else if (strcmp(old_status, invoice->status) != 0)
@@ -623,105 +479,54 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	char	   *invoice_currency;
 	const Merchant *merchant = merchant_by_name(payment->merchant);
 
-	memset(nulls, ' ', PAYMENT_NARGS);
-	nulls[PAYMENT_NARGS] = '\0';
-	values[0] = CStringGetTextDatum(payment->merchant);
-	values[1] = CStringGetTextDatum(payment->payment_id);
-	values[2] = ledger_text_or_null(payment->bill_id, &nulls[2]);
-	values[3] = CStringGetTextDatum(payment->status);
-	values[4] = NumericGetDatum(payment->amount);
-	values[5] = CStringGetTextDatum(payment->currency);
-	values[6] = NumericGetDatum(payment->captured_amount);
-	values[7] = NumericGetDatum(payment->refunded_amount);
-	values[8] = ledger_text_or_null(payment->method, &nulls[8]);
-	values[9] = ledger_text_or_null(payment->masked_pan, &nulls[9]);
-	values[10] = ledger_text_or_null(payment->reason_code, &nulls[10]);
-	values[11] = ledger_text_or_null(payment->reason_message, &nulls[11]);
-	values[12] = TimestampTzGetDatum(payment->created_at);
-	nulls[12] = payment->has_created_at ? ' ' : 'n';
-	values[13] = TimestampTzGetDatum(payment->status_changed_at);
-	nulls[13] = payment->has_status_changed_at ? ' ' : 'n';
-	values[14] = PointerGetDatum(payment->flags);
+	ledger_fill(payment_params, PAYMENT_NARGS, payment, values, nulls);
 	values[15] = Int32GetDatum(merchant ? payin_capture_hours(merchant) : PAYIN_DEFAULT_CAPTURE_HOURS);
 
-	begin_payin_ledger(&ctx);
-	{
-		Datum		lock_values[3] = {values[0], values[1], values[2]};
-		char		lock_nulls[4] = {' ', ' ', nulls[2], '\0'};
-
-		ledger_run(plans[P_PAYMENT_LOCK], lock_values, lock_nulls, SPI_OK_SELECT);
-		old_status = row_text(&ctx, 1);
-		invoice_amount = row_numeric(&ctx, 2);
-		invoice_currency = row_text(&ctx, 3);
-	}
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	/* its first three parameters: merchant, payment, invoice */
+	run(P_PAYMENT_LOCK, values, nulls, SPI_OK_SELECT);
+	old_status = ledger_row_text(&ctx, 1);
+	invoice_amount = ledger_row_numeric(&ctx, 2);
+	invoice_currency = ledger_row_text(&ctx, 3);
 	if (invoice_amount != NULL &&
 		!qiwi_same_money(invoice_amount, invoice_currency, payment->amount, payment->currency))
 	{
-		Datum		inv_values[INVOICE_NARGS];
-		char		inv_nulls[INVOICE_NARGS + 1];
+		/* an invoice write of merchant, bill_id, amount, currency and what QIWI said */
+		Datum		inv_values[INVOICE_NARGS] = {values[0], values[2], 0, 0, values[4], values[5],
+		CStringGetTextDatum(psprintf("payment %s", payment->status))};
+		char		inv_nulls[INVOICE_NARGS + 1] = "  nn   nnnnnnnnn";
 		Datum		invoice_key[2] = {values[0], values[2]};
 		char	   *invoice_status = "MISMATCH";
 
-		if (ledger_run(plans[P_PAYMENT_MISMATCH], values, nulls, SPI_OK_INSERT) > 0 &&
+		if (run(P_PAYMENT_MISMATCH, values, nulls, SPI_OK_INSERT) > 0 &&
 			(old_status == NULL || strcmp(old_status, "MISMATCH") != 0))
 		{
 			record_event(payment->merchant, "payment", payment->payment_id, old_status, "MISMATCH", source);
-			report_mismatch("payment", payment->payment_id, payment->amount, payment->currency,
-							payment->status, invoice_amount, invoice_currency);
+			ledger_report_mismatch(WARNING, "payment", payment->payment_id, payment->amount,
+								   payment->currency, payment->status, "invoice", invoice_amount,
+								   invoice_currency, PAYIN_MISMATCH_KEPT);
 		}
 		/* its invoice is not paid either */
-		if (ledger_run(plans[P_INVOICE_LOCK], invoice_key, NULL, SPI_OK_SELECT) > 0)
-			invoice_status = row_text(&ctx, 1);
-		memset(inv_nulls, 'n', INVOICE_NARGS);
-		inv_nulls[INVOICE_NARGS] = '\0';
-		inv_values[0] = values[0];
-		inv_values[1] = values[2];
-		inv_values[4] = values[4];
-		inv_values[5] = values[5];
-		inv_values[6] = CStringGetTextDatum(psprintf("payment %s", payment->status));
-		inv_nulls[0] = inv_nulls[1] = inv_nulls[4] = inv_nulls[5] = inv_nulls[6] = ' ';
-		if (ledger_run(plans[P_INVOICE_MISMATCH], inv_values, inv_nulls, SPI_OK_UPDATE) > 0 &&
+		if (run(LEDGER_ROW_LOCK, invoice_key, NULL, SPI_OK_SELECT) > 0)
+			invoice_status = ledger_row_text(&ctx, 1);
+		if (run(P_INVOICE_MISMATCH, inv_values, inv_nulls, SPI_OK_UPDATE) > 0 &&
 			strcmp(invoice_status, "MISMATCH") != 0)
 			record_event(payment->merchant, "invoice", payment->bill_id, invoice_status, "MISMATCH", source);
 		payment->status = "MISMATCH";
 	}
 	else if (old_status == NULL &&
-			 ledger_run(plans[P_PAYMENT_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+			 run(P_PAYMENT_INSERT, values, nulls, SPI_OK_INSERT) > 0)
 		record_event(payment->merchant, "payment", payment->payment_id, NULL, payment->status, source);
 	else if (old_status == NULL || strcmp(old_status, payment->status) != 0)
 	{
-		if (ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
+		if (run(P_PAYMENT_UPDATE, values, nulls, SPI_OK_UPDATE) > 0)
 			record_event(payment->merchant, "payment", payment->payment_id, old_status, payment->status, source);
 		else if (old_status != NULL)
 			payment->status = old_status;	/* final already, or MISMATCH: it stays */
 	}
 	else
-		ledger_run(plans[P_PAYMENT_UPDATE], values, nulls, SPI_OK_UPDATE);
+		run(P_PAYMENT_UPDATE, values, nulls, SPI_OK_UPDATE);
 	ledger_end(&ctx);
-}
-
-/* Fill the Datums of a capture or refund write */
-static void
-operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
-{
-	memset(nulls, ' ', OPERATION_NARGS);
-	nulls[OPERATION_NARGS] = '\0';
-	values[0] = CStringGetTextDatum(r->merchant);
-	values[1] = CStringGetTextDatum(r->payment_id);
-	values[2] = CStringGetTextDatum(r->id);
-	values[3] = NumericGetDatum(r->amount);
-	values[4] = CStringGetTextDatum(r->currency);
-	values[5] = CStringGetTextDatum(r->status);
-	values[6] = ledger_text_or_null(r->comment, &nulls[6]);
-	values[7] = BoolGetDatum(r->reversal);
-	values[8] = PointerGetDatum(r->flags);
-	nulls[8] = r->flags ? ' ' : 'n';
-	values[9] = TimestampTzGetDatum(r->created_at);
-	nulls[9] = r->has_created_at ? ' ' : 'n';
-	values[10] = TimestampTzGetDatum(r->status_changed_at);
-	nulls[10] = r->has_status_changed_at ? ' ' : 'n';
-	values[11] = (Datum) 0;
-	nulls[11] = 'n';
 }
 
 /*
@@ -729,22 +534,20 @@ operation_values(const PayinOperationResult *r, Datum *values, char *nulls)
  * with its statement; an event when it is new here
  */
 static void
-store_operation(const PayinOperationResult *operation, int plan, int expected,
-				const char *what, const char *source)
+store_operation(const PayinOperationResult *operation, int plan, const char *what,
+				const char *source)
 {
 	Datum		values[OPERATION_NARGS];
 	char		nulls[OPERATION_NARGS + 1];
 	OwnerContext ctx;
-	bool		isnull;
-	bool		inserted;
 
-	operation_values(operation, values, nulls);
-	begin_payin_ledger(&ctx);
+	ledger_fill(operation_params, OPERATION_NARGS, operation, values, nulls);
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
 	/* other money than the payment's would be counted as captured or returned */
-	if (ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT) > 0)
+	if (run(P_PAYMENT_MONEY, values, NULL, SPI_OK_SELECT) > 0)
 	{
-		Numeric		amount = row_numeric(&ctx, 1);
-		char	   *currency = row_text(&ctx, 2);
+		Numeric		amount = ledger_row_numeric(&ctx, 1);
+		char	   *currency = ledger_row_text(&ctx, 2);
 
 		if (!qiwi_money_within(operation->amount, operation->currency, amount, currency))
 			ereport(ERROR,
@@ -755,9 +558,8 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 							qiwi_format_amount(amount), currency),
 					 errdetail("A capture or refund of more than its payment, or in another currency, is not recorded.")));
 	}
-	ledger_run(plans[plan], values, nulls, expected);
-	inserted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (inserted)
+	run(plan, values, nulls, SPI_OK_SELECT);
+	if (ledger_row_bool(1))
 		record_event(operation->merchant, what, operation->id, NULL, operation->status, source);
 	ledger_end(&ctx);
 }
@@ -766,14 +568,14 @@ store_operation(const PayinOperationResult *operation, int plan, int expected,
 void
 payin_store_capture(const PayinOperationResult *capture, const char *source)
 {
-	store_operation(capture, P_CAPTURE_UPSERT, SPI_OK_SELECT, "capture", source);
+	store_operation(capture, P_CAPTURE_UPSERT, "capture", source);
 }
 
 /* Record a refund or reversal; its payment's refunded amount grows (store_operation) */
 void
 payin_store_refund(const PayinOperationResult *refund, const char *source)
 {
-	store_operation(refund, P_REFUND_UPSERT, SPI_OK_SELECT, "refund", source);
+	store_operation(refund, P_REFUND_UPSERT, "refund", source);
 }
 
 /*
@@ -793,9 +595,9 @@ payin_store_notified(const char *merchant, const char *payment_id, const char *b
 	values[0] = CStringGetTextDatum(merchant);
 	values[1] = CStringGetTextDatum(payment_id);
 	values[2] = ledger_text_or_null(bill_id, &nulls[2]);
-	begin_payin_ledger(&ctx);
-	if (ledger_run(plans[P_INVOICE_NOTIFIED], values, nulls, SPI_OK_UPDATE_RETURNING) > 0)
-		notified = row_text(&ctx, 1);
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	if (run(P_INVOICE_NOTIFIED, values, nulls, SPI_OK_UPDATE_RETURNING) > 0)
+		notified = ledger_row_text(&ctx, 1);
 	ledger_end(&ctx);
 	return notified;
 }
@@ -811,8 +613,8 @@ payin_store_lock_payment(const char *merchant, const char *payment_id)
 	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(payment_id)};
 	OwnerContext ctx;
 
-	begin_payin_ledger(&ctx);
-	ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT);
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	run(P_PAYMENT_MONEY, values, NULL, SPI_OK_SELECT);
 	ledger_end(&ctx);
 }
 
@@ -831,22 +633,20 @@ payin_store_headroom(const char *merchant, const char *payment_id, const char *r
 	CStringGetTextDatum(refund_id)};
 	OwnerContext ctx;
 	bool		known;
-	bool		isnull;
 
-	begin_payin_ledger(&ctx);
-	known = ledger_run(plans[P_PAYMENT_MONEY], values, NULL, SPI_OK_SELECT) > 0;
-	if (known && ledger_run(plans[P_HEADROOM], values, NULL, SPI_OK_SELECT) != 1)
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	known = run(P_PAYMENT_MONEY, values, NULL, SPI_OK_SELECT) > 0;
+	if (known && run(P_HEADROOM, values, NULL, SPI_OK_SELECT) != 1)
 		elog(ERROR, "Payin payment \"%s\" is locked but its row was not read", payment_id);
 	if (known)
 	{
-		headroom->status = row_text(&ctx, 1);
-		headroom->captured = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, 2, &isnull));
-		headroom->base = row_numeric(&ctx, 3);
-		headroom->refunded = row_numeric(&ctx, 4);
-		headroom->left = row_numeric(&ctx, 5);
-		headroom->left_here = row_numeric(&ctx, 6);
-		headroom->currency = row_text(&ctx, 7);
+		headroom->status = ledger_row_text(&ctx, 1);
+		headroom->captured = ledger_row_bool(2);
+		headroom->base = ledger_row_numeric(&ctx, 3);
+		headroom->refunded = ledger_row_numeric(&ctx, 4);
+		headroom->left = ledger_row_numeric(&ctx, 5);
+		headroom->left_here = ledger_row_numeric(&ctx, 6);
+		headroom->currency = ledger_row_text(&ctx, 7);
 	}
 	ledger_end(&ctx);
 	return known;
@@ -860,119 +660,22 @@ bool
 payin_store_lock_invoice(const char *merchant, const char *bill_id, Numeric *amount,
 						 char **currency, char **status)
 {
-	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
-	OwnerContext ctx;
-	bool		known;
-
-	begin_payin_ledger(&ctx);
-	known = ledger_run(plans[P_INVOICE_LOCK], values, NULL, SPI_OK_SELECT) > 0;
-	if (known)
-	{
-		*status = row_text(&ctx, 1);
-		*amount = row_numeric(&ctx, 2);
-		*currency = row_text(&ctx, 3);
-	}
-	ledger_end(&ctx);
-	return known;
-}
-
-/*
- * Up to limit invoices due for the reconciler, most overdue first, of the
- * merchants not in skip_merchants; *n of them.  Rows another writer holds
- * are skipped, not waited for.
- */
-PayinDueInvoice *
-payin_store_due_invoices(int limit, Datum skip_merchants, int *n)
-{
-	Datum		values[2] = {Int32GetDatum(limit), skip_merchants};
-	OwnerContext ctx;
-	PayinDueInvoice *due;
-
-	begin_payin_ledger(&ctx);
-	*n = (int) ledger_run(plans[P_DUE], values, NULL, SPI_OK_SELECT);
-	due = MemoryContextAllocZero(ctx.caller_context, sizeof(PayinDueInvoice) * Max(*n, 1));
-	for (int i = 0; i < *n; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext spi_context = MemoryContextSwitchTo(ctx.caller_context);
-		bool		isnull;
-
-		due[i].merchant = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
-		due[i].bill_id = TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull));
-		due[i].status = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
-		MemoryContextSwitchTo(spi_context);
-	}
-	ledger_end(&ctx);
-	return due;
-}
-
-/*
- * Record n reconciler checks of invoices (answered, or failed with an
- * error) and when each is due again, in one statement
- */
-void
-payin_store_check_results(int n, const char *const *merchants, const char *const *bill_ids,
-						  const bool *failed, const char *const *errors, TimestampTz claimed_at)
-{
-	Datum		values[7];
-	OwnerContext ctx;
-
-	if (n == 0)
-		return;
-	ledger_check_arrays(n, merchants, bill_ids, failed, errors,
-						&values[0], &values[1], &values[2], &values[3]);
-	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
-	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
-	values[6] = TimestampTzGetDatum(claimed_at);
-	begin_payin_ledger(&ctx);
-	ledger_run(plans[P_CHECK_RESULT], values, NULL, SPI_OK_UPDATE);
-	ledger_end(&ctx);
-}
-
-/* Record one reconciler check of an invoice (payin_store_check_results) */
-void
-payin_store_check_result(const char *merchant, const char *bill_id, bool failed, const char *error,
-						 TimestampTz claimed_at)
-{
-	payin_store_check_results(1, &merchant, &bill_id, &failed, &error, claimed_at);
+	return ledger_lock_item(&payin_invoice_kind, merchant, bill_id, status, amount, currency);
 }
 
 /* Tell the ledger about the invoices' and payments' tables and their open statuses (from _PG_init) */
 void
 payin_store_register_tables(void)
 {
-	ledger_add_table(&invoice_table);
+	ledger_add_kind(&payin_invoice_kind);
 	ledger_add_table(&payment_table);
-}
-
-/* Make every invoice the reconciler follows due now; how many */
-int64
-payin_store_make_all_due(void)
-{
-	OwnerContext ctx;
-	uint64		n;
-
-	begin_payin_ledger(&ctx);
-	n = ledger_run(plans[P_MAKE_DUE], NULL, NULL, SPI_OK_UPDATE);
-	ledger_end(&ctx);
-	return (int64) n;
 }
 
 /* Fill the Datums of a token write; deleted: the token is recorded deleted now */
 static void
 token_values(const PayinToken *token, bool deleted, Datum *values, char *nulls)
 {
-	memset(nulls, ' ', TOKEN_NARGS);
-	nulls[TOKEN_NARGS] = '\0';
-	values[0] = CStringGetTextDatum(token->merchant);
-	values[1] = CStringGetTextDatum(token->account);
-	values[2] = CStringGetTextDatum(token->token);
-	values[3] = ledger_text_or_null(token->name, &nulls[3]);
-	values[4] = TimestampTzGetDatum(token->expires_at);
-	nulls[4] = token->has_expires_at ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(token->bound_at);
-	nulls[5] = token->has_bound_at ? ' ' : 'n';
+	ledger_fill(token_params, TOKEN_NARGS, token, values, nulls);
 	values[6] = BoolGetDatum(deleted);
 }
 
@@ -991,8 +694,8 @@ payin_store_token(const PayinToken *token, const char *source)
 	bool		inserted;
 
 	token_values(token, false, values, nulls);
-	begin_payin_ledger(&ctx);
-	inserted = ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0;
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	inserted = run(P_TOKEN_INSERT, values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)
 		record_event(token->merchant, "token", token->token, NULL, "CREATED", source);
 	ledger_end(&ctx);
@@ -1019,33 +722,24 @@ payin_store_token_deleted(const char *merchant, const char *account, const char 
 	bool		changed = false;
 
 	token_values(&known, true, values, nulls);
-	begin_payin_ledger(&ctx);
-	for (;;)
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	/* only a confirmed deletion records a token the table never heard of */
+	if (confirmed ? ledger_lock_or_insert(&payin_invoice_kind, P_TOKEN_LOCK, key, NULL,
+										  P_TOKEN_INSERT, values, nulls) :
+		run(P_TOKEN_LOCK, key, NULL, SPI_OK_SELECT) > 0)
 	{
-		if (ledger_run(plans[P_TOKEN_LOCK], key, NULL, SPI_OK_SELECT) > 0)
+		if (!ledger_row_bool(2) &&
+			(confirmed || strcmp(ledger_row_text(&ctx, 1), account) == 0) &&
+			run(P_TOKEN_DELETE, key, NULL, SPI_OK_UPDATE) > 0)
 		{
-			bool		isnull;
-			bool		deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-															 SPI_tuptable->tupdesc, 2, &isnull));
-			char	   *recorded_account = row_text(&ctx, 1);
-
-			if (!deleted && (confirmed || strcmp(recorded_account, account) == 0) &&
-				ledger_run(plans[P_TOKEN_DELETE], key, NULL, SPI_OK_UPDATE) > 0)
-			{
-				record_event(merchant, "token", token, "CREATED", "DELETED", "call");
-				changed = true;
-			}
-			break;
-		}
-		if (!confirmed)
-			break;
-		if (ledger_run(plans[P_TOKEN_INSERT], values, nulls, SPI_OK_INSERT) > 0)
-		{
-			record_event(merchant, "token", token, NULL, "DELETED", "call");
+			record_event(merchant, "token", token, "CREATED", "DELETED", "call");
 			changed = true;
-			break;
 		}
-		/* a notification recorded it meanwhile: lock and decide again */
+	}
+	else if (confirmed)
+	{
+		record_event(merchant, "token", token, NULL, "DELETED", "call");
+		changed = true;
 	}
 	ledger_end(&ctx);
 	return changed;
@@ -1075,43 +769,27 @@ payin_store_card_check(const PayinCardCheck *check, const char *source)
 	OwnerContext ctx;
 	bool		changed = false;
 
-	memset(nulls, ' ', CARD_CHECK_NARGS);
-	nulls[CARD_CHECK_NARGS] = '\0';
-	values[0] = CStringGetTextDatum(check->merchant);
-	values[1] = CStringGetTextDatum(check->request_uid);
-	values[2] = CStringGetTextDatum(check->status);
-	values[3] = BoolGetDatum(check->valid_card);
-	nulls[3] = check->has_valid_card ? ' ' : 'n';
-	values[4] = ledger_text_or_null(check->three_ds_status, &nulls[4]);
-	values[5] = TimestampTzGetDatum(check->operation_date);
-	nulls[5] = check->has_operation_date ? ' ' : 'n';
-	values[6] = PointerGetDatum(check->card_info);
-	nulls[6] = check->card_info ? ' ' : 'n';
+	ledger_fill(card_check_params, CARD_CHECK_NARGS, check, values, nulls);
 	values[7] = ledger_text_or_null(check->has_token ? check->token.token : NULL, &nulls[7]);
-	begin_payin_ledger(&ctx);
-	for (;;)
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	if (ledger_lock_or_insert(&payin_invoice_kind, P_CARD_CHECK_LOCK, values, NULL,
+							  P_CARD_CHECK_INSERT, values, nulls))
 	{
-		if (ledger_run(plans[P_CARD_CHECK_LOCK], values, NULL, SPI_OK_SELECT) > 0)
-		{
-			char	   *old = row_text(&ctx, 1);
+		char	   *old = ledger_row_text(&ctx, 1);
 
-			if (card_check_may_move(old, check->status) &&
-				ledger_run(plans[P_CARD_CHECK_UPDATE], values, nulls, SPI_OK_UPDATE) > 0)
-			{
-				record_event(check->merchant, "card_check", check->request_uid, old, check->status,
-							 source);
-				changed = true;
-			}
-			break;
-		}
-		if (ledger_run(plans[P_CARD_CHECK_INSERT], values, nulls, SPI_OK_INSERT) > 0)
+		if (card_check_may_move(old, check->status) &&
+			run(P_CARD_CHECK_UPDATE, values, nulls, SPI_OK_UPDATE) > 0)
 		{
-			record_event(check->merchant, "card_check", check->request_uid, NULL, check->status,
+			record_event(check->merchant, "card_check", check->request_uid, old, check->status,
 						 source);
 			changed = true;
-			break;
 		}
-		/* recorded meanwhile (a notification and a call at once): lock and decide again */
+	}
+	else
+	{
+		record_event(check->merchant, "card_check", check->request_uid, NULL, check->status,
+					 source);
+		changed = true;
 	}
 	ledger_end(&ctx);
 	return changed;

@@ -1,0 +1,331 @@
+/*
+ * ledger_due.c
+ *		The reconciler's bookkeeping of any kind of item: claiming due
+ *		items, recording a chunk of checks in one statement, making every
+ *		followed item due; and the checked_at of items an answer repeated,
+ *		written once per transaction at pre-commit.
+ */
+#include "core/core.h"
+
+#include "access/heaptoast.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "core/ledger_internal.h"
+
+/* A text[] of n strings */
+static Datum
+text_array(int n, const char *const *strings)
+{
+	Datum	   *d = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(strings[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* Write the checks added since the last flush, in one statement ($1..$7 of LEDGER_PLAN_CHECKS) */
+void
+ledger_flush_checks(LedgerDue *due)
+{
+	int			n = due->nchecks;
+	Datum		values[7];
+	Datum	   *failed;
+	Datum	   *errors;
+	bool	   *error_nulls;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	OwnerContext ctx;
+
+	if (n == 0)
+		return;
+	failed = palloc(sizeof(Datum) * n);
+	errors = palloc(sizeof(Datum) * n);
+	error_nulls = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		failed[i] = BoolGetDatum(due->check_failed[i]);
+		error_nulls[i] = due->check_errors[i] == NULL;
+		errors[i] = error_nulls[i] ? (Datum) 0 :
+			CStringGetTextDatum(qiwi_redact_secrets(due->check_errors[i]));
+	}
+	values[0] = text_array(n, due->check_merchants);
+	values[1] = text_array(n, due->check_ids);
+	values[2] = PointerGetDatum(construct_array(failed, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	values[3] = PointerGetDatum(construct_md_array(errors, error_nulls, 1, dims, lbs, TEXTOID, -1,
+												   false, TYPALIGN_INT));
+	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
+	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
+	values[6] = TimestampTzGetDatum(due->claimed_at);
+	ledger_begin_kind(&ctx, due->kind);
+	ledger_run_own(due->kind, LEDGER_PLAN_CHECKS, values, NULL, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+	due->nchecks = 0;
+}
+
+/* Add a check of due item i to the chunk's: answered, or failed with error */
+void
+ledger_add_check(LedgerDue *due, int i, bool failed, const char *error)
+{
+	int			k = due->nchecks++;
+
+	due->check_merchants[k] = due->merchant_names[i];
+	due->check_ids[k] = due->ids[i];
+	due->check_failed[k] = failed;
+	due->check_errors[k] = error;
+}
+
+/* Read the claimed rows out of SPI into due, in the caller's context */
+static void
+read_claimed(LedgerDue *due, int n, OwnerContext *ctx)
+{
+	MemoryContext spi_context = MemoryContextSwitchTo(ctx->caller_context);
+	int			size = Max(n, 1);
+	bool		isnull;
+
+	due->merchant_names = palloc(sizeof(char *) * size);
+	due->ids = palloc(sizeof(char *) * size);
+	due->statuses = palloc(sizeof(char *) * size);
+	due->merchants = palloc(sizeof(Merchant *) * size);
+	due->rows = palloc(sizeof(HeapTuple) * size);
+	due->answers = palloc0(sizeof(void *) * size);
+	due->check_merchants = palloc(sizeof(char *) * size);
+	due->check_ids = palloc(sizeof(char *) * size);
+	due->check_failed = palloc(sizeof(bool) * size);
+	due->check_errors = palloc(sizeof(char *) * size);
+	due->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+	for (int i = 0; i < n; i++)
+	{
+		/* the operations read them with no transaction open: no TOAST pointers */
+		due->rows[i] = toast_flatten_tuple(SPI_tuptable->vals[i], due->desc);
+		due->merchant_names[i] = TextDatumGetCString(heap_getattr(due->rows[i], 1, due->desc, &isnull));
+		due->ids[i] = TextDatumGetCString(heap_getattr(due->rows[i], 2, due->desc, &isnull));
+		due->statuses[i] = TextDatumGetCString(heap_getattr(due->rows[i], 3, due->desc, &isnull));
+	}
+	MemoryContextSwitchTo(spi_context);
+}
+
+/*
+ * Claim up to limit due items of a kind, of the merchants not in skip, in
+ * a transaction.  An item whose merchant no longer exists, or cannot be
+ * asked (merchant_problem, if given, says why), is a failed check, with
+ * the reason; the others are returned, with their merchants.
+ */
+LedgerDue *
+ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
+				 char *(*merchant_problem) (const Merchant *merchant))
+{
+	Datum		values[2] = {Int32GetDatum(limit), skip};
+	LedgerDue  *due = palloc0(sizeof(LedgerDue));
+	OwnerContext ctx;
+	int			claimed;
+
+	due->kind = kind;
+	due->claimed_at = GetCurrentTimestamp();
+	ledger_begin_kind(&ctx, kind);
+	/* rows another writer holds right now are skipped, not waited for */
+	claimed = (int) ledger_run_own(kind, LEDGER_PLAN_CLAIM, values, NULL, SPI_OK_SELECT);
+	read_claimed(due, claimed, &ctx);
+	ledger_end(&ctx);
+	for (int i = 0; i < claimed; i++)
+	{
+		const char *name = due->merchant_names[i];
+		const Merchant *merchant = NULL;
+		char	   *problem = NULL;
+
+		/* items come in no merchant's order; a round has few merchants */
+		for (int j = 0; j < due->n && merchant == NULL; j++)
+			if (strcmp(due->merchants[j]->name, name) == 0)
+				merchant = due->merchants[j];
+		if (merchant == NULL)
+			merchant = merchant_by_name(name);
+		if (merchant == NULL)
+			problem = psprintf("merchant \"%s\" no longer exists: there is no server %s of the wrapper qiwi",
+							   name, quote_identifier(name));
+		else if (merchant_problem != NULL)
+			problem = merchant_problem(merchant);
+		if (problem != NULL)
+		{
+			ledger_add_check(due, i, true, problem);
+			continue;
+		}
+		due->merchant_names[due->n] = due->merchant_names[i];
+		due->ids[due->n] = due->ids[i];
+		due->statuses[due->n] = due->statuses[i];
+		due->rows[due->n] = due->rows[i];
+		due->merchants[due->n++] = merchant;
+	}
+	ledger_flush_checks(due);
+	return due;
+}
+
+/* Column column (1: the first of the kind's due_columns) of due item i */
+Datum
+ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull)
+{
+	return heap_getattr(due->rows[i], column + 3, due->desc, isnull);
+}
+
+/* Make every item of a kind the reconciler follows due now; how many */
+int64
+ledger_make_all_due(const LedgerKind *kind)
+{
+	OwnerContext ctx;
+	uint64		n;
+
+	ledger_begin_kind(&ctx, kind);
+	n = ledger_run_own(kind, LEDGER_PLAN_MAKE_DUE, NULL, NULL, SPI_OK_UPDATE);
+	ledger_end(&ctx);
+	return (int64) n;
+}
+
+/*
+ * The items of this transaction that QIWI answered about exactly as their
+ * rows say: their checked_at is written once, at pre-commit, in one
+ * statement per kind, instead of rewriting each row per answer.  In
+ * TopTransactionContext; an entry made in a subtransaction that rolls back
+ * is forgotten with it.
+ */
+typedef struct CheckedItem
+{
+	const LedgerKind *kind;
+	char	   *merchant;
+	char	   *id;
+	TimestampTz at;
+	SubTransactionId subxact;
+} CheckedItem;
+
+static CheckedItem *checked_items = NULL;
+static int	nchecked_items = 0;
+static int	checked_items_cap = 0;
+static bool checked_callbacks_registered = false;
+
+/* Write the checked_at of one kind's unchanged items among the n remembered */
+static void
+flush_checked_kind(const LedgerKind *kind, int n)
+{
+	const char **merchants = palloc(sizeof(char *) * n);
+	const char **ids = palloc(sizeof(char *) * n);
+	Datum	   *ats = palloc(sizeof(Datum) * n);
+	int			k = 0;
+	Datum		values[3];
+	OwnerContext ctx;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (checked_items[i].kind != kind)
+			continue;
+		merchants[k] = checked_items[i].merchant;
+		ids[k] = checked_items[i].id;
+		ats[k++] = TimestampTzGetDatum(checked_items[i].at);
+	}
+	if (k == 0)
+		return;
+	if (k == 1)
+	{
+		values[0] = CStringGetTextDatum(merchants[0]);
+		values[1] = CStringGetTextDatum(ids[0]);
+		values[2] = ats[0];
+	}
+	else
+	{
+		values[0] = text_array(k, merchants);
+		values[1] = text_array(k, ids);
+		values[2] = PointerGetDatum(construct_array(ats, k, TIMESTAMPTZOID, sizeof(TimestampTz),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+	ledger_begin_kind(&ctx, kind);
+	ledger_run_own(kind, k == 1 ? LEDGER_PLAN_CHECKED_ONE : LEDGER_PLAN_CHECKED_MANY, values, NULL,
+				   SPI_OK_UPDATE);
+	ledger_end(&ctx);
+}
+
+/* Write the checked_at of the transaction's unchanged items */
+static void
+flush_checked_items(void)
+{
+	int			n = nchecked_items;
+
+	nchecked_items = 0;
+	/* DROP EXTENSION after the calls took the rows with it */
+	if (n == 0 || ledger_extension_state() != EXTENSION_READY)
+		return;
+	/* at pre-commit the statements' snapshots are gone: SPI needs one */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (int i = 0; i < ledger_nkinds(); i++)
+		flush_checked_kind(ledger_kind_at(i), n);
+	PopActiveSnapshot();
+}
+
+/* At pre-commit, write the checked_at of unchanged items; forget them at the end */
+static void
+checked_items_xact(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			flush_checked_items();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* the memory went with TopTransactionContext */
+			checked_items = NULL;
+			nchecked_items = 0;
+			checked_items_cap = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* When a subtransaction rolls back, forget the items it (or a child) checked */
+static void
+checked_items_subxact(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	/* subtransactions nest: every later id is this one's or a child's */
+	while (nchecked_items > 0 && checked_items[nchecked_items - 1].subxact >= mySubid)
+		nchecked_items--;
+}
+
+/* Remember that QIWI confirmed an item's row as it is, for checked_at at pre-commit */
+void
+ledger_defer_checked_at(const LedgerKind *kind, const char *merchant, const char *id)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	CheckedItem *c;
+
+	if (!checked_callbacks_registered)
+	{
+		RegisterXactCallback(checked_items_xact, NULL);
+		RegisterSubXactCallback(checked_items_subxact, NULL);
+		checked_callbacks_registered = true;
+	}
+	if (nchecked_items == checked_items_cap)
+	{
+		checked_items_cap = Max(64, checked_items_cap * 2);
+		checked_items = checked_items == NULL ?
+			palloc(sizeof(CheckedItem) * checked_items_cap) :
+			repalloc(checked_items, sizeof(CheckedItem) * checked_items_cap);
+	}
+	c = &checked_items[nchecked_items++];
+	c->kind = kind;
+	c->merchant = pstrdup(merchant);
+	c->id = pstrdup(id);
+	c->at = GetCurrentTimestamp();
+	c->subxact = GetCurrentSubTransactionId();
+	MemoryContextSwitchTo(old);
+}

@@ -1,0 +1,30 @@
+/*
+ * ledger_internal.h
+ *		What the ledger's files share and nothing else uses: ledger_kind.c
+ *		(the kinds and their plan tables), ledger_due.c (the reconciler's
+ *		claims and checks, deferred checked_at) and ledger_probe.c.
+ */
+#ifndef QIWI_LEDGER_INTERNAL_H
+#define QIWI_LEDGER_INTERNAL_H
+
+#include "core/core.h"
+
+/* The ledger's own statements of each kind, after the API's */
+enum
+{
+	LEDGER_PLAN_CLAIM,
+	LEDGER_PLAN_CHECKS,
+	LEDGER_PLAN_MAKE_DUE,
+	LEDGER_PLAN_EVENT,
+	LEDGER_PLAN_CHECKED_ONE,
+	LEDGER_PLAN_CHECKED_MANY,
+	LEDGER_PLAN_LOCK,
+	LEDGER_NPLANS
+};
+
+extern int	ledger_nkinds(void);
+extern const LedgerKind *ledger_kind_at(int i);
+extern uint64 ledger_run_own(const LedgerKind *kind, int plan, Datum *values, const char *nulls,
+							 int expected);
+
+#endif							/* QIWI_LEDGER_INTERNAL_H */
