@@ -1,7 +1,7 @@
 # qiwi_kassa: PGXS build
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
-OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/paging.o src/core/codecs.o \
+OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guarded.o src/core/paging.o src/core/codecs.o \
 	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/ledger_kind.o \
 	src/core/ledger_due.o src/core/ledger_probe.o src/core/launcher.o \
 	src/core/reconciler.o src/core/requester.o src/core/merchant.o src/core/redact.o \

@@ -9,6 +9,7 @@
  * merchant.c    merchants: servers of the wrapper qiwi, their options and keys
  * transport.c   HTTP over kept-alive libcurl handles
  * exchange.c    the one path to QIWI: operations, retries, error classes
+ * guarded.c     work in a subtransaction whose errors are a problem to report
  * paging.c      lists QIWI answers a page at a time
  * ratelimit.c   the shared-memory limiter of requests per account
  * wire.c        what an API declares of its wire: URLs, credentials, bodies,
