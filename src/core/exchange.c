@@ -730,9 +730,18 @@ qiwi_exchange_batch(QiwiOperation *ops, int n, int concurrency, HttpResponse *re
 		requests[i] = ops[i].request;
 		requests[i].fresh_connection = !ops[i].idempotent;
 	}
-	qiwi_rate_perform(ops, requests, n, concurrency, &options, responses, perform, progress, arg);
-	for (int i = 0; i < n; i++)
-		wipe_headers(&ops[i]);
+	/* an error (the limiter's, a cancel while waiting) wipes them too */
+	PG_TRY();
+	{
+		qiwi_rate_perform(ops, requests, n, concurrency, &options, responses, perform, progress,
+						  arg);
+	}
+	PG_FINALLY();
+	{
+		for (int i = 0; i < n; i++)
+			wipe_headers(&ops[i]);
+	}
+	PG_END_TRY();
 	pfree(requests);
 }
 
