@@ -182,6 +182,20 @@ typedef struct LedgerParam
 	offsetof(answer, field), offsetof(answer, has_##field), #field, LEDGER_TIMESTAMP, keeps}
 #define LEDGER_BOOL_ARG(answer, field) {BOOLOID, LEDGER_V_BOOL, offsetof(answer, field), \
 	offsetof(answer, has_##field), NULL, LEDGER_TEXT, false}
+/*
+ * The five parameters of an answer's QiwiInvoiceTerms (its member), in
+ * this order, each filling the column of its name; with keeps, an answer
+ * without the time or the link keeps the row's
+ */
+#define LEDGER_TERMS_COLUMNS(answer, member, keeps) \
+	{TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, offsetof(answer, member.expires_at), \
+	 offsetof(answer, member.has_expires_at), "expires_at", LEDGER_TIMESTAMP, keeps}, \
+	{TEXTOID, LEDGER_V_TEXT, offsetof(answer, member.pay_url), -1, "pay_url", LEDGER_TEXT, keeps}, \
+	{TEXTOID, LEDGER_V_TEXT, offsetof(answer, member.comment), -1, "comment", LEDGER_TEXT, false}, \
+	{JSONBOID, LEDGER_V_VARLENA, offsetof(answer, member.customer), -1, "customer", \
+	 LEDGER_JSONB, false}, \
+	{JSONBOID, LEDGER_V_VARLENA, offsetof(answer, member.custom_fields), -1, "custom_fields", \
+	 LEDGER_JSONB, false}
 
 /*
  * A statement of an API's: %1$s stands for the extension's schema, %2$s
