@@ -52,9 +52,7 @@ enum
 static const LedgerParam bill_params[BILL_NARGS + 3] = {
 	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, QiwiBill, bill_id),
 	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, site_id, LEDGER_TEXT, false),
-	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, QiwiBill, amount, LEDGER_AMOUNT, false),
-	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, currency, LEDGER_TEXT, false),
-	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, QiwiBill, status, LEDGER_TEXT, false),
+	LEDGER_MONEY_COLUMNS(QiwiBill, LEDGER_AMOUNT),
 	LEDGER_TIME_COLUMN(QiwiBill, status_changed_at, false),
 	LEDGER_TIME_COLUMN(QiwiBill, created_at, false),
 	LEDGER_TERMS_COLUMNS(QiwiBill, terms, false),

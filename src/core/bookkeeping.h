@@ -183,6 +183,15 @@ typedef struct LedgerParam
 #define LEDGER_BOOL_ARG(answer, field) {BOOLOID, LEDGER_V_BOOL, offsetof(answer, field), \
 	offsetof(answer, has_##field), NULL, LEDGER_TEXT, false}
 /*
+ * The three parameters of an item's money and status, the columns the
+ * ledger reads of every kind's table (its row lock): amount, compared as
+ * compare (LEDGER_NUMERIC or LEDGER_AMOUNT), currency and status
+ */
+#define LEDGER_MONEY_COLUMNS(answer, compare) \
+	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, answer, amount, compare, false), \
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, answer, currency, LEDGER_TEXT, false), \
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, answer, status, LEDGER_TEXT, false)
+/*
  * The five parameters of an answer's QiwiInvoiceTerms (its member), in
  * this order, each filling the column of its name; with keeps, an answer
  * without the time or the link keeps the row's
