@@ -37,12 +37,7 @@ typedef struct QiwiBill
 	TimestampTz status_changed_at;
 	bool		has_created_at;
 	TimestampTz created_at;
-	bool		has_expires_at;
-	TimestampTz expires_at;
-	char	   *pay_url;
-	char	   *comment;
-	Jsonb	   *customer;
-	Jsonb	   *custom_fields;
+	QiwiInvoiceTerms terms;
 } QiwiBill;
 
 typedef struct QiwiRefund

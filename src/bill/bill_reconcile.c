@@ -79,21 +79,23 @@ due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
 }
 
 /*
- * Record a failed check or creation: backoff, or for good if QIWI refused
- * the creation.  A lost or malformed answer to a create is no refusal: the
+ * Record a failed check or creation: for good if QIWI refused the
+ * creation, else as the ledger records any failure (a refused key stops
+ * the merchant).  A lost or malformed answer to a create is no refusal: the
  * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
  */
 static void
-record_failure(LedgerDue *due, int i, const QiwiError *error, bool *key_refused)
+record_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed, bool *key_refused)
 {
 	const DueBill *bill = due->answers[i];
 
-	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-		*key_refused = true;
-	else if (bill->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+	if (bill->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+	{
+		*failed = true;
 		store_create_failed(due->merchant_names[i], due->ids[i], error->message);
+	}
 	else
-		ledger_add_check(due, i, true, error->message);
+		ledger_add_failure(due, i, error, failed, key_refused);
 }
 
 /*
@@ -113,8 +115,7 @@ record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse 
 	*failed = false;
 	if (!qiwi_exchange_answer(op, resp, &error))
 	{
-		*failed = error.sqlstate != ERRCODE_QIWI_AUTHENTICATION;
-		record_failure(due, i, &error, key_refused);
+		record_failure(due, i, &error, failed, key_refused);
 		return false;
 	}
 	bill = *(QiwiBill *) op->result;

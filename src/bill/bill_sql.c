@@ -95,9 +95,9 @@ bill_datum(FunctionCallInfo fcinfo, const QiwiBill *bill)
 		result_text(bill->status),
 		result_timestamp(bill->status_changed_at, bill->has_status_changed_at),
 		result_timestamp(bill->created_at, bill->has_created_at),
-		result_timestamp(bill->expires_at, bill->has_expires_at),
-		result_text(bill->pay_url), result_text(bill->comment),
-		result_pointer(bill->customer), result_pointer(bill->custom_fields)
+		result_timestamp(bill->terms.expires_at, bill->terms.has_expires_at),
+		result_text(bill->terms.pay_url), result_text(bill->terms.comment),
+		result_pointer(bill->terms.customer), result_pointer(bill->terms.custom_fields)
 	};
 
 	return qiwi_result_row(fcinfo, "qiwi_bill", columns, lengthof(columns));
@@ -194,11 +194,11 @@ qiwi_create_bill_after_commit(PG_FUNCTION_ARGS)
 	bill.amount = qiwi_amount_to_cents(args.amount);
 	bill.currency = (char *) args.currency;
 	bill.status = "CREATING";
-	bill.has_expires_at = true;
-	bill.expires_at = args.expires_at;
-	bill.comment = (char *) args.comment;
-	bill.customer = customer_jsonb(&args);
-	bill.custom_fields = args.custom_fields;
+	bill.terms.has_expires_at = true;
+	bill.terms.expires_at = args.expires_at;
+	bill.terms.comment = (char *) args.comment;
+	bill.terms.customer = customer_jsonb(&args);
+	bill.terms.custom_fields = args.custom_fields;
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -235,8 +235,8 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	qiwi_call(&op);
 	record_bill(&bill);
 
-	if (success_url != NULL && bill.pay_url != NULL)
-		bill.pay_url = http_append_query(bill.pay_url, "successUrl", success_url);
+	if (success_url != NULL && bill.terms.pay_url != NULL)
+		bill.terms.pay_url = http_append_query(bill.terms.pay_url, "successUrl", success_url);
 
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }

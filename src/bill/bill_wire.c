@@ -59,7 +59,6 @@ bool
 qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem)
 {
 	JsonbContainer *status;
-	JsonbContainer *ignored;
 
 	memset(bill, 0, sizeof(*bill));
 	if (!json_string(root, "billId", true, &bill->bill_id, problem) ||
@@ -71,12 +70,7 @@ qiwi_parse_bill_object(JsonbContainer *root, QiwiBill *bill, char **problem)
 						&bill->has_status_changed_at, &bill->status_changed_at, problem) ||
 		!json_timestamp(root, "creationDateTime", NULL,
 						&bill->has_created_at, &bill->created_at, problem) ||
-		!json_timestamp(root, "expirationDateTime", NULL,
-						&bill->has_expires_at, &bill->expires_at, problem) ||
-		!json_string(root, "payUrl", false, &bill->pay_url, problem) ||
-		!json_string(root, "comment", false, &bill->comment, problem) ||
-		!json_member_object(root, "customer", false, &ignored, &bill->customer, problem) ||
-		!json_member_object(root, "customFields", false, &ignored, &bill->custom_fields, problem))
+		!qiwi_json_invoice_terms(root, &bill->terms, problem))
 		return false;
 
 	if (strcmp(bill->status, "WAITING") != 0 && !qiwi_status_is_final(bill->status))

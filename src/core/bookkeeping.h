@@ -182,6 +182,29 @@ typedef struct LedgerParam
 	offsetof(answer, field), offsetof(answer, has_##field), #field, LEDGER_TIMESTAMP, keeps}
 #define LEDGER_BOOL_ARG(answer, field) {BOOLOID, LEDGER_V_BOOL, offsetof(answer, field), \
 	offsetof(answer, has_##field), NULL, LEDGER_TEXT, false}
+/*
+ * The three parameters of an item's money and status, the columns the
+ * ledger reads of every kind's table (its row lock): amount, compared as
+ * compare (LEDGER_NUMERIC or LEDGER_AMOUNT), currency and status
+ */
+#define LEDGER_MONEY_COLUMNS(answer, compare) \
+	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, answer, amount, compare, false), \
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, answer, currency, LEDGER_TEXT, false), \
+	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, answer, status, LEDGER_TEXT, false)
+/*
+ * The five parameters of an answer's QiwiInvoiceTerms (its member), in
+ * this order, each filling the column of its name; with keeps, an answer
+ * without the time or the link keeps the row's
+ */
+#define LEDGER_TERMS_COLUMNS(answer, member, keeps) \
+	{TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, offsetof(answer, member.expires_at), \
+	 offsetof(answer, member.has_expires_at), "expires_at", LEDGER_TIMESTAMP, keeps}, \
+	{TEXTOID, LEDGER_V_TEXT, offsetof(answer, member.pay_url), -1, "pay_url", LEDGER_TEXT, keeps}, \
+	{TEXTOID, LEDGER_V_TEXT, offsetof(answer, member.comment), -1, "comment", LEDGER_TEXT, false}, \
+	{JSONBOID, LEDGER_V_VARLENA, offsetof(answer, member.customer), -1, "customer", \
+	 LEDGER_JSONB, false}, \
+	{JSONBOID, LEDGER_V_VARLENA, offsetof(answer, member.custom_fields), -1, "custom_fields", \
+	 LEDGER_JSONB, false}
 
 /*
  * A statement of an API's: %1$s stands for the extension's schema, %2$s
@@ -291,6 +314,8 @@ extern LedgerDue *ledger_claim_due(const LedgerKind *kind, int limit, Datum skip
 								   char *(*merchant_problem) (const Merchant *merchant));
 extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull);
 extern void ledger_add_check(LedgerDue *due, int i, bool failed, const char *error);
+extern void ledger_add_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed,
+							   bool *key_refused);
 extern void ledger_flush_checks(LedgerDue *due);
 extern int64 ledger_make_all_due(const LedgerKind *kind);
 extern void ledger_defer_checked_at(const LedgerKind *kind, const char *merchant, const char *id);

@@ -572,6 +572,25 @@ json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
 	return true;
 }
 
+/*
+ * Read the terms of a bill (Bill Payments) or an invoice (Payin): its
+ * expirationDateTime, payUrl, comment, customer and customFields, each
+ * optional
+ */
+bool
+qiwi_json_invoice_terms(JsonbContainer *root, QiwiInvoiceTerms *terms, char **problem)
+{
+	JsonbContainer *ignored;
+
+	return json_timestamp(root, "expirationDateTime", NULL,
+						  &terms->has_expires_at, &terms->expires_at, problem) &&
+		json_string(root, "payUrl", false, &terms->pay_url, problem) &&
+		json_string(root, "comment", false, &terms->comment, problem) &&
+		json_member_object(root, "customer", false, &ignored, &terms->customer, problem) &&
+		json_member_object(root, "customFields", false, &ignored, &terms->custom_fields,
+						   problem);
+}
+
 /* How many numeric constants are kept parsed */
 #define NUMERIC_CONSTANTS 8
 

@@ -466,6 +466,21 @@ extern bool wire_answer_is_about(QiwiOperation *op, const char *what, const char
 
 /* ---------- codecs.c ---------- */
 
+/*
+ * What a bill of Bill Payments and an invoice of Payin both carry, in the
+ * same fields of QIWI's objects: when it expires, the payment form's link,
+ * and what the shop gave with it
+ */
+typedef struct QiwiInvoiceTerms
+{
+	bool		has_expires_at;
+	TimestampTz expires_at;
+	char	   *pay_url;
+	char	   *comment;
+	Jsonb	   *customer;
+	Jsonb	   *custom_fields;
+} QiwiInvoiceTerms;
+
 extern Numeric qiwi_amount_to_cents(Numeric amount);
 extern bool qiwi_amount_has_cents_only(Numeric amount);
 extern char *qiwi_format_amount(Numeric amount);
@@ -505,6 +520,8 @@ extern bool json_member_object(JsonbContainer *object, const char *key, bool req
 							   JsonbContainer **container, Jsonb **copy, char **problem);
 extern bool json_timestamp(JsonbContainer *object, const char *key, const char *alt_key,
 						   bool *present, TimestampTz *out, char **problem);
+extern bool qiwi_json_invoice_terms(JsonbContainer *root, QiwiInvoiceTerms *terms,
+									char **problem);
 extern void append_json_member(StringInfo buf, const char *key, const char *value, bool *first);
 extern void append_json_money(StringInfo buf, const char *key, Numeric amount, const char *currency);
 extern bool json_object_list(JsonbValue *array, const char *what, size_t size,

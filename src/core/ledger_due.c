@@ -82,6 +82,27 @@ ledger_add_check(LedgerDue *due, int i, bool failed, const char *error)
 	due->check_errors[k] = error;
 }
 
+/*
+ * Record a failed call about due item i (a ReconcileKind's record, on an
+ * error): a refused key, QK401, or QK403 (valid but without the permission
+ * the call needs), stops the merchant rather than the item, until its
+ * options change; any other error is a failed check, due again after its
+ * backoff.
+ */
+void
+ledger_add_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed,
+				   bool *key_refused)
+{
+	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION ||
+		error->sqlstate == ERRCODE_QIWI_FORBIDDEN)
+	{
+		*key_refused = true;
+		return;
+	}
+	*failed = true;
+	ledger_add_check(due, i, true, error->message);
+}
+
 /* Read the claimed rows out of SPI into due, in the caller's context */
 static void
 read_claimed(LedgerDue *due, int n, OwnerContext *ctx)

@@ -40,16 +40,11 @@ typedef struct PayinInvoice
 	char	   *currency;
 	char	   *status;			/* CREATED, PAID, EXPIRED; MISMATCH once recorded */
 	ArrayType  *flags;			/* text[] */
-	char	   *pay_url;
-	char	   *comment;
 	bool		has_created_at;
 	TimestampTz created_at;
-	bool		has_expires_at;
-	TimestampTz expires_at;
 	bool		has_status_changed_at;
 	TimestampTz status_changed_at;
-	Jsonb	   *customer;
-	Jsonb	   *custom_fields;
+	QiwiInvoiceTerms terms;
 	List	   *payments;		/* PayinPayment *, from bills/{billId}/details */
 } PayinInvoice;
 

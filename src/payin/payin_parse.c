@@ -187,7 +187,6 @@ payin_parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 {
 	static const char *const statuses[] = {"CREATED", "PAID", "EXPIRED", NULL};
 	JsonbContainer *status;
-	JsonbContainer *ignored;
 	JsonbValue *payments;
 
 	memset(invoice, 0, sizeof(*invoice));
@@ -203,13 +202,7 @@ payin_parse_invoice(JsonbContainer *root, PayinInvoice *invoice, char **problem)
 						&invoice->status_changed_at, problem) ||
 		!json_timestamp(root, "createdDateTime", "creationDateTime",
 						&invoice->has_created_at, &invoice->created_at, problem) ||
-		!json_timestamp(root, "expirationDateTime", NULL,
-						&invoice->has_expires_at, &invoice->expires_at, problem) ||
-		!json_string(root, "payUrl", false, &invoice->pay_url, problem) ||
-		!json_string(root, "comment", false, &invoice->comment, problem) ||
-		!json_member_object(root, "customer", false, &ignored, &invoice->customer, problem) ||
-		!json_member_object(root, "customFields", false, &ignored, &invoice->custom_fields,
-							problem) ||
+		!qiwi_json_invoice_terms(root, &invoice->terms, problem) ||
 		!json_string_array(root, "flags", &invoice->flags, problem))
 		return false;
 	if (!qiwi_name_in(invoice->status, statuses))

@@ -49,13 +49,7 @@ record_invoice_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpRespon
 	*failed = false;
 	if (!qiwi_exchange_answer(op, resp, &error))
 	{
-		if (error.sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-			*key_refused = true;
-		else
-		{
-			*failed = true;
-			ledger_add_check(due, i, true, error.message);
-		}
+		ledger_add_failure(due, i, &error, failed, key_refused);
 		return false;
 	}
 	invoice = (PayinInvoice *) op->result;

@@ -76,11 +76,11 @@ invoice_datum(FunctionCallInfo fcinfo, const PayinInvoice *invoice)
 		result_text(invoice->bill_id), result_text(invoice->invoice_uid),
 		result_text(invoice->site_id), result_datum(NumericGetDatum(invoice->amount)),
 		result_text(invoice->currency), result_text(invoice->status),
-		result_pointer(invoice->flags), result_text(invoice->pay_url),
-		result_text(invoice->comment),
+		result_pointer(invoice->flags), result_text(invoice->terms.pay_url),
+		result_text(invoice->terms.comment),
 		result_timestamp(invoice->created_at, invoice->has_created_at),
-		result_timestamp(invoice->expires_at, invoice->has_expires_at),
-		result_pointer(invoice->customer), result_pointer(invoice->custom_fields)
+		result_timestamp(invoice->terms.expires_at, invoice->terms.has_expires_at),
+		result_pointer(invoice->terms.customer), result_pointer(invoice->terms.custom_fields)
 	};
 
 	return qiwi_result_row(fcinfo, "qiwi_payin_invoice", columns, lengthof(columns));

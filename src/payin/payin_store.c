@@ -66,16 +66,10 @@ static const LedgerParam invoice_params[INVOICE_NARGS] = {
 	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinInvoice, bill_id),
 	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, invoice_uid, LEDGER_TEXT, true),
 	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, site_id, LEDGER_TEXT, true),
-	LEDGER_COLUMN(NUMERICOID, LEDGER_V_NUMERIC, PayinInvoice, amount, LEDGER_NUMERIC, false),
-	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, currency, LEDGER_TEXT, false),
-	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, status, LEDGER_TEXT, false),
+	LEDGER_MONEY_COLUMNS(PayinInvoice, LEDGER_NUMERIC),
 	LEDGER_COLUMN(TEXTARRAYOID, LEDGER_V_VARLENA, PayinInvoice, flags, LEDGER_TEXT_ARRAY, false),
-	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, pay_url, LEDGER_TEXT, true),
-	LEDGER_COLUMN(TEXTOID, LEDGER_V_TEXT, PayinInvoice, comment, LEDGER_TEXT, false),
-	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, PayinInvoice, customer, LEDGER_JSONB, false),
-	LEDGER_COLUMN(JSONBOID, LEDGER_V_VARLENA, PayinInvoice, custom_fields, LEDGER_JSONB, false),
+	LEDGER_TERMS_COLUMNS(PayinInvoice, terms, true),
 	LEDGER_TIME_COLUMN(PayinInvoice, created_at, true),
-	LEDGER_TIME_COLUMN(PayinInvoice, expires_at, true),
 	LEDGER_TIME_ARG(PayinInvoice, status_changed_at),
 	LEDGER_SET(TEXTOID),
 };
@@ -151,13 +145,13 @@ static const LedgerStatement payin_statements[] = {
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
 		/* only a card check is for 0.00 (QIWI's answer to one may carry no flags) */
 		" CASE WHEN $5 = 0 THEN 'check' WHEN 'SALE' = ANY ($8) THEN 'auto' ELSE 'manual' END,"
-		" $9, $10, $11, $12, $13, $14, coalesce($15, clock_timestamp()), clock_timestamp())"
+		" $10, $11, $12, $13, $14, $9, coalesce($15, clock_timestamp()), clock_timestamp())"
 		" ON CONFLICT (merchant, bill_id) DO NOTHING", INVOICE_NARGS, invoice_params, NULL},
 	/* the shop's money: details refreshed, the status moved only forward */
 	[P_INVOICE_UPDATE] = {"UPDATE %1$s.qiwi_payin_invoices SET invoice_uid = coalesce($3, invoice_uid),"
-		" site_id = coalesce($4, site_id), flags = $8, pay_url = coalesce($9, pay_url),"
-		" comment = $10, customer = $11, custom_fields = $12,"
-		" created_at = coalesce($13, created_at), expires_at = coalesce($14, expires_at),"
+		" site_id = coalesce($4, site_id), flags = $8, pay_url = coalesce($10, pay_url),"
+		" comment = $11, customer = $12, custom_fields = $13,"
+		" created_at = coalesce($14, created_at), expires_at = coalesce($9, expires_at),"
 		" status_changed_at = CASE WHEN status = $7 THEN status_changed_at"
 		"  ELSE coalesce($15, clock_timestamp()) END,"
 		" status = $7, checked_at = clock_timestamp(), notified_at = NULL"

@@ -208,6 +208,39 @@ sandbox('/sandbox/bills/rec-4/pay');
 sql(q{SELECT qiwi_reconcile_now()});
 wait_for(q{SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'rec-4'}, 'and it checks bills again');
 
+# A 403 (a key without the permission a call needs) is a refused key too,
+# in either API: the merchant stops, its item records no failed check, and
+# a change of the merchant's options resumes it
+sandbox('/sandbox/payin/sites', '{"siteId": "rec-forbid", "apiKey": "forbid-key", "notificationKey": "n-forbid"}');
+sql(qq{CREATE SERVER forbid FOREIGN DATA WRAPPER qiwi OPTIONS (bill_site_id '270305', bill_api_url '$sandbox_url',
+                                                               payin_site_id 'rec-forbid', payin_api_url '$sandbox_url');
+       CREATE USER MAPPING FOR PUBLIC SERVER forbid OPTIONS (bill_secret_key '$sandbox_secret', payin_api_key 'forbid-key');
+       SELECT qiwi_create_bill('forbid-b', 5, expires_at => now() + interval '1 day', merchant => 'forbid')});
+sandbox('/sandbox/faults', '{"bill": "forbid-b", "status": 403, "times": 1, "body": "{\\"errorCode\\": \\"auth.forbidden\\", \\"description\\": \\"Forbidden\\"}"}');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}, 'a 403 to a bill\'s check stops the reconciler as a 401 does');
+is(sql(q{SELECT failures = 0 AND last_error IS NULL FROM qiwi_bills WHERE bill_id = 'forbid-b'}), 't',
+	'the bill records no failed check: the merchant stopped, not the bill');
+sql(q{ALTER SERVER forbid OPTIONS (ADD payin_capture_hours '24')});
+wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'a change of its options resumes the merchant');
+sandbox('/sandbox/bills/forbid-b/pay');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT status = 'PAID' FROM qiwi_bills WHERE bill_id = 'forbid-b'}, 'and its bill is checked again');
+sql(q{SELECT qiwi_payin_create_invoice('forbid-i', 1.00, merchant => 'forbid')});
+sandbox('/sandbox/faults', '{"api": "payin", "site": "rec-forbid", "status": 403, "times": 1, "body": "{\\"errorCode\\": \\"auth.forbidden\\", \\"description\\": \\"Forbidden\\"}"}');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}, 'a 403 to a Payin invoice\'s check stops it too');
+is(sql(q{SELECT failures = 0 AND last_error IS NULL FROM qiwi_payin_invoices WHERE bill_id = 'forbid-i'}), 't',
+	'the invoice records no failed check');
+sql(q{ALTER SERVER forbid OPTIONS (SET payin_capture_hours '48')});
+wait_for(q{SELECT NOT stopped_by_auth FROM qiwi_reconciler_status}, 'a change of its options resumes it');
+sandbox('/sandbox/payin/sites/rec-forbid/bills/forbid-i/expire');
+sql(q{SELECT qiwi_reconcile_now()});
+wait_for(q{SELECT status = 'EXPIRED' FROM qiwi_payin_invoices WHERE bill_id = 'forbid-i'}, 'and its invoice is checked again');
+my $forbidden = () = slurp_file($node->logfile) =~ /QIWI refused the secret key of merchant "forbid"; the qiwi_kassa reconciler leaves its items/g;
+is($forbidden, 2, 'each stop is said once in the log');
+sql(q{DROP SERVER forbid CASCADE});
+
 # SIGHUP changes the interval
 sql(q{ALTER SYSTEM SET qiwi.reconcile_interval = '7s'});
 sql(q{ALTER SYSTEM SET qiwi.reconcile_max_interval = '1h'});
