@@ -333,9 +333,9 @@ publish_refusals(void)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Stop asking QIWI for a merchant whose key it refused; said once */
+/* Stop asking QIWI for a merchant whose key it refused (HTTP 401 or 403); said once */
 static void
-refuse_merchant(const Merchant *merchant)
+refuse_merchant(const Merchant *merchant, long http_status)
 {
 	for (int i = 0; i < nrefused; i++)
 		if (strcmp(refused[i].name, merchant->name) == 0)
@@ -345,12 +345,12 @@ refuse_merchant(const Merchant *merchant)
 	strlcpy(refused[nrefused].name, merchant->name, NAMEDATALEN);
 	refused[nrefused++].fingerprint = merchant_fingerprint(merchant);
 	ereport(LOG,
-			(errcode(ERRCODE_QIWI_AUTHENTICATION),
+			(errcode(http_status == 403 ? ERRCODE_QIWI_FORBIDDEN : ERRCODE_QIWI_AUTHENTICATION),
 			 errmsg("QIWI refused the secret key of merchant \"%s\"; the qiwi_kassa reconciler leaves its items until its key changes",
 					merchant->name),
 			 errhint("Reload the configuration with the right key, or change the merchant's user mapping.")));
-	reconciler_publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP 401); its items wait for its key to change",
-									  merchant->name));
+	reconciler_publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP %ld); its items wait for its key to change",
+									  merchant->name, http_status));
 	publish_refusals();
 }
 
@@ -433,7 +433,7 @@ record_answers(RoundWork *w)
 		if (failed)
 			w->counts->failed++;
 		if (key_refused)
-			refuse_merchant(w->ops[i].merchant);
+			refuse_merchant(w->ops[i].merchant, w->responses[i].status);
 		/* the answer is recorded: its body is not needed any more */
 		if (w->responses[i].body != NULL)
 			pfree(w->responses[i].body);
