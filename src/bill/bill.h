@@ -22,6 +22,8 @@
 #define QIWI_MAX_LIFETIME_DAYS		45
 /* Where the API is when a merchant names no bill_api_url */
 #define QIWI_DEFAULT_API_URL		"https://api.qiwi.com"
+/* The option of a merchant's user mapping that holds its key (qiwi.secret_key's for the default merchant) */
+#define BILL_SECRET_KEY_OPTION		"bill_secret_key"
 /* QIWI's Number(6.2): the largest amount of a bill or a refund */
 #define QIWI_MAX_AMOUNT				"999999.99"
 

@@ -145,7 +145,7 @@ static const NotificationKind bill_notifications = {
 	.merchant = notification_merchant,	/* the bill's siteId says whose it is */
 	.verify = notification_verify_signature,
 	.apply = apply_notification,
-	.key = {&bill_option_secret_key, MERCHANT_SECRET_KEY, "qiwi.secret_key", "secret",
+	.key = {&bill_option_secret_key, BILL_SECRET_KEY_OPTION, "qiwi.secret_key", "secret",
 			"no secret key to sign or verify with"},
 	.signature = {SIGNATURE_SHA256, SIGNATURE_KEY_UTF8, SIGNATURE_HEX, NOTIFICATION_SIGNATURE_LENGTH},
 	.signed_string = signed_string,

@@ -359,7 +359,7 @@ bill_define_merchant_options(void)
 	MerchantOptionDef api_url = {"bill_api_url", "api_url", MERCHANT_ON_SERVER, &qiwi_api_url, "qiwi.api_url", merchant_check_url};
 	MerchantOptionDef site_id = {"bill_site_id", "site_id", MERCHANT_ON_SERVER, &qiwi_site_id, "qiwi.site_id", check_site_id};
 	MerchantOptionDef public_key = {"bill_public_key", "public_key", MERCHANT_ON_SERVER, &qiwi_public_key, "qiwi.public_key", merchant_check_key};
-	MerchantOptionDef secret_key = {MERCHANT_SECRET_KEY, "secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, "qiwi.secret_key", merchant_check_secret};
+	MerchantOptionDef secret_key = {BILL_SECRET_KEY_OPTION, "secret_key", MERCHANT_ON_USER_MAPPING, &qiwi_secret_key, "qiwi.secret_key", merchant_check_secret};
 
 	bill_option_api_url = merchant_define_option(&api_url);
 	bill_option_site_id = merchant_define_option(&site_id);

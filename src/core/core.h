@@ -73,8 +73,8 @@
 
 /*
  * The key in effect: qiwi.secret_key_file's, else qiwi.secret_key's.  It is
- * the default merchant's value of the merchant option MERCHANT_SECRET_KEY,
- * for the APIs that define that option.
+ * the default merchant's value of the key option an API defines with
+ * qiwi_secret_key as its setting (merchant_secret_key_option()).
  */
 extern char *qiwi_secret_key;
 extern char *qiwi_redact_secrets(const char *text);
@@ -93,8 +93,6 @@ extern bool context_gives_key(const char *context);
 /* The merchant of the qiwi.* settings, and the name no server may take */
 #define MERCHANT_DEFAULT "default"
 
-/* The option of a user mapping that holds the key qiwi.secret_key holds for the default merchant */
-#define MERCHANT_SECRET_KEY "bill_secret_key"
 
 /* Where an option is given: ids and endpoints on the server, keys on the mapping */
 typedef enum MerchantOptionPlace
@@ -138,6 +136,7 @@ extern bool merchant_check_secret(const char *value, char **why);
 extern bool merchant_is_key_option(const char *name);
 extern const char *merchant_key_option_name(int n);
 extern const MerchantOptionDef *merchant_option_def(int option);
+extern const char *merchant_secret_key_option(void);
 
 /* ---------- transport.c ---------- */
 
@@ -297,8 +296,8 @@ struct QiwiOperation
 	const Merchant *merchant;	/* whose credentials it carries */
 	bool		idempotent;		/* may be sent again after a failure; if not,
 								 * never over a kept-alive connection */
-	const char *key_option;		/* the merchant's key it carries; NULL: its
-								 * MERCHANT_SECRET_KEY (qiwi.secret_key's) */
+	const char *key_option;		/* the merchant's key it carries; NULL: the one
+								 * qiwi.secret_key gives the default merchant */
 	const QiwiErrorFormat *errors;	/* how its API writes errors; NULL:
 									 * qiwi_json_errors */
 	QiwiOperationReader read;

@@ -257,7 +257,7 @@ refused_key(const QiwiOperation *op, QiwiError *error)
 		return "QIWI refused the secret key";
 	}
 	error->hint = psprintf("Check the %s of the user mapping FOR PUBLIC of server %s.",
-						   op->key_option ? op->key_option : MERCHANT_SECRET_KEY,
+						   op->key_option ? op->key_option : merchant_secret_key_option(),
 						   quote_identifier(op->merchant->name));
 	if (op->key_option == NULL)
 		return psprintf("QIWI refused the secret key of merchant \"%s\"", op->merchant->name);

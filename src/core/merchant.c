@@ -669,6 +669,16 @@ merchant_option_def(int option)
 	return &option_defs[option];
 }
 
+/* The option whose default merchant's value is qiwi.secret_key's, or NULL if no API defines one */
+const char *
+merchant_secret_key_option(void)
+{
+	for (int i = 0; i < noptions; i++)
+		if (option_defs[i].setting == &qiwi_secret_key)
+			return option_defs[i].name;
+	return NULL;
+}
+
 /* The options valid in a place, for a hint: "bill_api_url, bill_site_id" */
 static char *
 options_in(MerchantOptionPlace place)

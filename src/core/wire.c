@@ -37,7 +37,7 @@ wire_require_option(const WireFormat *wire, const Merchant *merchant, int option
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s is not set", def->setting_name),
-				 strcmp(def->name, MERCHANT_SECRET_KEY) == 0 ?
+				 def->setting == &qiwi_secret_key ?
 				 errhint("Put the key in a file readable only by the server's user and name it in qiwi.secret_key_file (see \"Holding keys\" in the README).") :
 				 errhint("Set %s, or name a merchant that has %s.", def->setting_name, def->name)));
 	ereport(ERROR,
