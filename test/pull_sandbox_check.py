@@ -22,14 +22,13 @@ import http.client
 import json
 import secrets
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from pull_sandbox import basic_credentials, pull_signature
+import sandbox_checks
 
 MSK = timezone(timedelta(hours=3))
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
@@ -61,70 +60,30 @@ def moscow(delta):
     return (datetime.now(MSK) + delta).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-class Receiver:
+class Receiver(sandbox_checks.Receiver):
     """A merchant's notification endpoint: /ok/... answers result_code 0;
     /code/N/K/... answers N the first K times; /http/S/K/... HTTP S the first K times."""
 
-    def __init__(self):
-        self.posts = []
-        self.lock = threading.Lock()
-        receiver = self
+    def record(self, headers, raw):
+        raw = raw.decode()
+        return {"raw": raw, "headers": dict(headers.items()),
+                "params": dict(parse_qsl(raw, keep_blank_values=True))}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                with receiver.lock:
-                    seen = sum(1 for p in receiver.posts if p["path"] == self.path)
-                    receiver.posts.append({"path": self.path, "at": time.monotonic(), "raw": raw,
-                                           "headers": dict(self.headers.items()),
-                                           "params": dict(parse_qsl(raw, keep_blank_values=True))})
-                parts = self.path.split("/")
-                status, code = 200, 0
-                if parts[1] == "code" and seen < int(parts[3]):
-                    code = int(parts[2])
-                if parts[1] == "http" and seen < int(parts[3]):
-                    status = int(parts[2])
-                payload = f'<?xml version="1.0"?>\n<result>\n<result_code>{code}</result_code>\n</result>'.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, parts, seen):
+        status, code = 200, 0
+        if parts[1] == "code" and seen < int(parts[3]):
+            code = int(parts[2])
+        if parts[1] == "http" and seen < int(parts[3]):
+            status = int(parts[2])
+        payload = f'<?xml version="1.0"?>\n<result>\n<result_code>{code}</result_code>\n</result>'.encode()
+        return status, "text/xml", payload
 
     def wait(self, path, count=1, timeout=8.0):
         """The posts to path, once there are count of them (or at the timeout)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                found = [p for p in self.posts if p["path"] == path]
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
+        return self.posts_where(lambda p: p["path"] == path, count, timeout)
 
 
-class Check:
-    def __init__(self, url):
-        self.url = url.rstrip("/")
-        self.n = 0
-        self.failed = 0
-
-    def ok(self, cond, name, detail=""):
-        self.n += 1
-        if cond:
-            print(f"ok {self.n} - {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"not ok {self.n} - {name}" + (f"  # {detail}" if detail else ""), flush=True)
-        return cond
-
+class Check(sandbox_checks.Checks):
     def http(self, method, path, body=None, headers=None):
         """(HTTP status or None when the connection closed unanswered, headers, bytes)."""
         parts = urlsplit(self.url)

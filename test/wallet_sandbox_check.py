@@ -19,13 +19,13 @@ import hmac
 import json
 import secrets
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
+
+import sandbox_checks
 
 MSK = timezone(timedelta(hours=3))
 # §4 and §9: the webhook doc's key and its two vectors (values in signFields order)
@@ -51,59 +51,21 @@ def signed_string(payment):
     return "|".join(values)
 
 
-class Receiver:
+class Receiver(sandbox_checks.Receiver):
     """Webhook receiver: /ok answers 200, /fail/N fails N times first."""
 
-    def __init__(self):
-        self.posts = []
-        self.lock = threading.Lock()
-        receiver = self
+    def record(self, headers, raw):
+        return {"raw": raw.decode(), "body": json.loads(raw)}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    seen = sum(1 for p in receiver.posts if p["path"] == self.path)
-                    receiver.posts.append({"path": self.path, "raw": raw.decode(), "body": json.loads(raw)})
-                parts = self.path.split("/")
-                self.send_response(500 if parts[1] == "fail" and seen < int(parts[2]) else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, parts, seen):
+        return (500 if parts[1] == "fail" and seen < int(parts[2]) else 200), None, b""
 
     def wait(self, predicate, count=1, timeout=8.0):
         """The posts matching predicate, once there are count of them (or at the timeout)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                found = [p for p in self.posts if predicate(p)]
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
+        return self.posts_where(predicate, count, timeout)
 
 
-class Check:
-    def __init__(self, url):
-        self.url = url.rstrip("/")
-        self.n = 0
-        self.failed = 0
-
-    def ok(self, cond, name, detail=""):
-        self.n += 1
-        if cond:
-            print(f"ok {self.n} - {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"not ok {self.n} - {name}" + (f"  # {detail}" if detail else ""), flush=True)
-        return cond
-
+class Check(sandbox_checks.Checks):
     def http(self, method, path, token=None, body=None, raw=None):
         """(status, parsed JSON or None); a connection closed unanswered is (None, None)."""
         headers = {"Accept": "application/json"}
