@@ -62,7 +62,7 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'qiwi_core_test_wire'
 LANGUAGE C VOLATILE;
 
--- ---------- review.c: a lost answer whose ask the rate limiter refuses ----------
+-- ---------- money.c: a lost answer whose ask the rate limiter refuses ----------
 CREATE FUNCTION qiwi_core_test_refund_asking_limited(bill_id text, refund_id text, amount numeric,
 													 account text)
 RETURNS text LANGUAGE C STRICT AS 'MODULE_PATHNAME';
