@@ -528,14 +528,9 @@ def main():
         ("faults", lambda: check_faults(c, Project(c))),
         ("stats and reset", lambda: check_stats_and_reset(c, Project(c))),
     ]
-    for name, run in groups:
-        try:
-            run()
-        except Exception as e:	# a broken answer fails its group, not the whole run
-            c.ok(False, f"{name}: ran to the end", f"{type(e).__name__}: {e}")
+    failed = c.run_groups(groups)
     receiver.server.shutdown()
-    print(f"{c.n - c.failed} passed, {c.failed} failed")
-    return 1 if c.failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -25,6 +25,19 @@ class Checks:
         return cond
 
 
+    def run_groups(self, groups):
+        """Run (name, function) groups of checks: a broken answer fails its
+        group, not the whole run; 1 if any check failed, else 0, after the
+        summary line"""
+        for name, run in groups:
+            try:
+                run()
+            except Exception as e:
+                self.ok(False, f"{name}: ran to the end", f"{type(e).__name__}: {e}")
+        print(f"{self.n - self.failed} passed, {self.failed} failed")
+        return 1 if self.failed else 0
+
+
 class Receiver:
     """A notification endpoint on a free port of 127.0.0.1 that keeps every
     POST: a subclass says what it keeps of one (record) and how it answers
