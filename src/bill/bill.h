@@ -119,17 +119,10 @@ typedef struct StoredBill
 	bool		moved;			/* the call changed the row (a MISMATCH flagged it) */
 } StoredBill;
 
-typedef enum StoreSource
-{
-	SOURCE_CALL,				/* a SQL function's call to QIWI */
-	SOURCE_RECONCILER,			/* the background worker */
-	SOURCE_NOTIFICATION			/* a verified notification */
-} StoreSource;
-
 /* qiwi_bills as a kind of item of the ledger */
 extern const LedgerKind bill_kind;
 
-extern StoreOutcome store_bill(const QiwiBill *bill, StoreSource source,
+extern StoreOutcome store_bill(const QiwiBill *bill, const char *source,
 							   StoredBill *stored);
 extern bool store_lock_bill(const char *merchant, const char *bill_id, StoredBill *stored);
 extern void store_report_mismatch(int elevel, const QiwiBill *bill, const StoredBill *stored);

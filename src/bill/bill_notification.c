@@ -111,7 +111,7 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 		return psprintf("verified but not applied: %s", problem);
 	bill.merchant = merchant->name;
 
-	switch (store_bill(&bill, SOURCE_NOTIFICATION, &stored))
+	switch (store_bill(&bill, LEDGER_BY_NOTIFICATION, &stored))
 	{
 		case STORE_INSERTED:
 		case STORE_ADVANCED:

@@ -126,7 +126,7 @@ record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse 
 		ledger_add_check(due, i, false, NULL);
 		return false;
 	}
-	switch (store_bill(&bill, SOURCE_RECONCILER, &stored))
+	switch (store_bill(&bill, LEDGER_BY_RECONCILER, &stored))
 	{
 		case STORE_INSERTED:
 		case STORE_ADVANCED:

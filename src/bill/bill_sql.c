@@ -75,7 +75,7 @@ record_bill(QiwiBill *bill)
 {
 	StoredBill	stored;
 
-	if (store_bill(bill, SOURCE_CALL, &stored) == STORE_MISMATCH)
+	if (store_bill(bill, LEDGER_BY_CALL, &stored) == STORE_MISMATCH)
 		store_report_mismatch(WARNING, bill, &stored);
 	else if (strcmp(stored.status, "MISMATCH") != 0)
 		return;

@@ -187,40 +187,24 @@ const LedgerKind bill_kind = {
 	.nstatements = lengthof(bill_statements),
 };
 
-/* The name a source has in qiwi_bill_events */
-static const char *
-source_name(StoreSource source)
-{
-	switch (source)
-	{
-		case SOURCE_CALL:
-			return "call";
-		case SOURCE_RECONCILER:
-			return "reconciler";
-		case SOURCE_NOTIFICATION:
-			return "notification";
-	}
-	return "call";
-}
-
 /* Record a status change of a bill in qiwi_bill_events and announce it at commit */
 static void
 record_event(const char *merchant, const char *bill_id, const char *old_status,
-			 const char *new_status, StoreSource source)
+			 const char *new_status, const char *source)
 {
-	ledger_event(&bill_kind, merchant, NULL, bill_id, old_status, new_status, source_name(source));
+	ledger_event(&bill_kind, merchant, NULL, bill_id, old_status, new_status, source);
 }
 
 /* Fill the parameters of an answer about a bill ($1..$15 of BILL_RECORD) */
 static void
-bill_values(const QiwiBill *bill, StoreSource source, Datum *values, char *nulls)
+bill_values(const QiwiBill *bill, const char *source, Datum *values, char *nulls)
 {
 	ledger_fill(bill_params, BILL_NARGS + 3, bill, values, nulls);
 	/* a payment link is not signed: only an API answer may give one */
-	if (source == SOURCE_NOTIFICATION)
+	if (strcmp(source, LEDGER_BY_NOTIFICATION) == 0)
 		values[8] = ledger_text_or_null(NULL, &nulls[8]);
 	values[12] = Float8GetDatum((double) qiwi_reconcile_interval_s);
-	values[13] = BoolGetDatum(source == SOURCE_NOTIFICATION);
+	values[13] = BoolGetDatum(strcmp(source, LEDGER_BY_NOTIFICATION) == 0);
 }
 
 /* An answer that repeated the bill's status and money: the row is as QIWI says */
@@ -246,7 +230,7 @@ stored_as_answered(const QiwiBill *bill, StoredBill *stored, bool moved)
  * Each status change is recorded in qiwi_bill_events and NOTIFYed.
  */
 StoreOutcome
-store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
+store_bill(const QiwiBill *bill, const char *source, StoredBill *stored)
 {
 	Datum		values[BILL_NARGS + 3];
 	char		nulls[BILL_NARGS + 4];
@@ -261,13 +245,13 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	bool		isnull;
 
 	bill_values(bill, source, values, nulls);
-	if (source != SOURCE_NOTIFICATION && ledger_row_unchanged(&bill_kind, values, nulls))
+	if (strcmp(source, LEDGER_BY_NOTIFICATION) != 0 && ledger_row_unchanged(&bill_kind, values, nulls))
 	{
 		ledger_defer_checked_at(&bill_kind, bill->merchant, bill->bill_id);
 		return stored_as_answered(bill, stored, false); /* nothing was written */
 	}
 	ledger_begin_kind(&ctx, &bill_kind);
-	if (source != SOURCE_NOTIFICATION &&
+	if (strcmp(source, LEDGER_BY_NOTIFICATION) != 0 &&
 		ledger_run_plan(&bill_kind, BILL_REFRESH, values, nulls, SPI_OK_UPDATE) > 0)
 	{
 		ledger_end(&ctx);
@@ -291,7 +275,7 @@ store_bill(const QiwiBill *bill, StoreSource source, StoredBill *stored)
 	else if (!same_money)
 		outcome = STORE_MISMATCH;
 	else if (strcmp(old_status, bill->status) == 0)
-		outcome = (source == SOURCE_NOTIFICATION) ? STORE_DUPLICATE : STORE_REFRESHED;
+		outcome = strcmp(source, LEDGER_BY_NOTIFICATION) == 0 ? STORE_DUPLICATE : STORE_REFRESHED;
 	else if (moved > 0)
 		outcome = STORE_ADVANCED;
 	else
@@ -365,7 +349,7 @@ store_bill_intent(const QiwiCreateBillArgs *args, Jsonb *customer)
 	ledger_begin_kind(&ctx, &bill_kind);
 	inserted = ledger_run_plan(&bill_kind, BILL_INTENT, values, nulls, SPI_OK_INSERT) > 0;
 	if (inserted)
-		record_event(args->merchant, args->bill_id, NULL, "CREATING", SOURCE_CALL);
+		record_event(args->merchant, args->bill_id, NULL, "CREATING", LEDGER_BY_CALL);
 	ledger_end(&ctx);
 	return inserted;
 }
@@ -380,7 +364,7 @@ store_create_failed(const char *merchant, const char *bill_id, const char *reaso
 
 	ledger_begin_kind(&ctx, &bill_kind);
 	if (ledger_run_plan(&bill_kind, BILL_CREATE_FAILED, values, NULL, SPI_OK_UPDATE) > 0)
-		record_event(merchant, bill_id, "CREATING", "CREATE_FAILED", SOURCE_RECONCILER);
+		record_event(merchant, bill_id, "CREATING", "CREATE_FAILED", LEDGER_BY_RECONCILER);
 	ledger_end(&ctx);
 }
 

@@ -307,6 +307,10 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 extern char *ledger_row_text(OwnerContext *ctx, int column);
 extern Numeric ledger_row_numeric(OwnerContext *ctx, int column);
 extern bool ledger_row_bool(int column);
+/* Who told the ledger of an item's state, as its events record it (source) */
+#define LEDGER_BY_CALL			"call"
+#define LEDGER_BY_RECONCILER	"reconciler"
+#define LEDGER_BY_NOTIFICATION	"notification"
 extern void ledger_event(const LedgerKind *kind, const char *merchant, const char *object,
 						 const char *id, const char *old_status, const char *new_status,
 						 const char *source);

@@ -188,7 +188,7 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 		if (strcmp(notice.token.status, "CREATED") != 0)
 			return psprintf("no token: QIWI refused to bind a card for account \"%s\" (%s)",
 							notice.token.account, notice.token.status);
-		if (payin_store_token(&notice.token, "notification"))
+		if (payin_store_token(&notice.token, LEDGER_BY_NOTIFICATION))
 		{
 			*applied = true;
 			return NULL;
@@ -202,9 +202,9 @@ apply_notification(Jsonb *body, const Merchant *merchant, bool *applied)
 
 		check->merchant = merchant->name;
 		check->token.merchant = merchant->name;
-		*applied = payin_store_card_check(check, "notification");
+		*applied = payin_store_card_check(check, LEDGER_BY_NOTIFICATION);
 		/* the token a check bound may have come first in its TOKEN notification */
-		if (check->has_token && payin_store_token(&check->token, "notification"))
+		if (check->has_token && payin_store_token(&check->token, LEDGER_BY_NOTIFICATION))
 			*applied = true;
 		if (*applied)
 			return NULL;

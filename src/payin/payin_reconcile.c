@@ -53,7 +53,7 @@ record_invoice_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpRespon
 		return false;
 	}
 	invoice = (PayinInvoice *) op->result;
-	payin_store_invoice(invoice, "reconciler", true);
+	payin_store_invoice(invoice, LEDGER_BY_RECONCILER, true);
 	ledger_add_check(due, i, false, NULL);
 	return strcmp(due->statuses[i], invoice->status) != 0;
 }

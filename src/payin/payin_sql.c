@@ -173,9 +173,9 @@ money_row(FunctionCallInfo fcinfo, const MoneyCall *call, bool record)
 	const char *type = call->is_refund ? "qiwi_payin_refund" : "qiwi_payin_capture";
 
 	if (record && call->is_refund)
-		payin_store_refund(&call->result, "call");
+		payin_store_refund(&call->result, LEDGER_BY_CALL);
 	else if (record)
-		payin_store_capture(&call->result, "call");
+		payin_store_capture(&call->result, LEDGER_BY_CALL);
 	return HeapTupleGetDatum(operation_tuple(arg_result_desc(fcinfo, OPERATION_COLUMNS, type),
 											 &call->result));
 }
@@ -295,7 +295,7 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 
 	payin_create_operation(merchant, &args, &invoice, &op);
 	qiwi_call(&op);
-	payin_store_invoice(&invoice, "call", false);
+	payin_store_invoice(&invoice, LEDGER_BY_CALL, false);
 	PG_RETURN_DATUM(invoice_datum(fcinfo, &invoice));
 }
 
@@ -309,7 +309,7 @@ fetch_invoice(FunctionCallInfo fcinfo, PayinInvoice *invoice)
 
 	payin_details_operation(merchant, bill_id, invoice, &op);
 	if (qiwi_read_call(&op, PAYIN_TABLES, "Payin invoice \"%s\"", bill_id))
-		payin_store_invoice(invoice, "call", false);
+		payin_store_invoice(invoice, LEDGER_BY_CALL, false);
 }
 
 /* qiwi_payin_invoice(bill_id, merchant): the invoice as QIWI has it now */
@@ -349,7 +349,7 @@ qiwi_payin_payment(PG_FUNCTION_ARGS)
 
 	payin_payment_operation(merchant, payment_id, &payment, &op);
 	if (qiwi_read_call(&op, PAYIN_TABLES, "Payin payment \"%s\"", payment_id))
-		payin_store_payment(&payment, "call");
+		payin_store_payment(&payment, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, PAYMENT_COLUMNS, "qiwi_payin_payment"),
 													&payment)));
 }
@@ -393,7 +393,7 @@ refund_headroom(const MoneyCall *call, PayinHeadroom *headroom)
 		return;
 	payin_payment_operation(call->merchant, call->payment_id, &payment, &op);
 	qiwi_refund_fetch(&op, "qiwi_payin_payments does not have the payment", call->id);
-	payin_store_payment(&payment, "call");
+	payin_store_payment(&payment, LEDGER_BY_CALL);
 	if (!payin_store_headroom(call->merchant->name, call->payment_id, call->id, headroom))
 		elog(ERROR, "Payin payment \"%s\" is not in qiwi_payin_payments after its recording",
 			 call->payment_id);
@@ -479,7 +479,7 @@ qiwi_payin_refunds(PG_FUNCTION_ARGS)
 		PayinOperationResult *refund = (PayinOperationResult *) lfirst(lc);
 
 		if (record)
-			payin_store_refund(refund, "call");
+			payin_store_refund(refund, LEDGER_BY_CALL);
 		tuplestore_puttuple(rsinfo->setResult, operation_tuple(rsinfo->setDesc, refund));
 	}
 	return (Datum) 0;
@@ -542,9 +542,9 @@ qiwi_payin_card_check(PG_FUNCTION_ARGS)
 	}
 	if (ledger_can_record(psprintf("Payin card check \"%s\"", request_uid), PAYIN_TABLES))
 	{
-		payin_store_card_check(&check, "call");
+		payin_store_card_check(&check, LEDGER_BY_CALL);
 		if (check.has_token)
-			payin_store_token(&check.token, "call");
+			payin_store_token(&check.token, LEDGER_BY_CALL);
 	}
 	PG_RETURN_DATUM(card_check_datum(fcinfo, &check));
 }

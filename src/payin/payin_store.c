@@ -726,13 +726,13 @@ payin_store_token_deleted(const char *merchant, const char *account, const char 
 			(confirmed || strcmp(ledger_row_text(&ctx, 1), account) == 0) &&
 			run(P_TOKEN_DELETE, key, NULL, SPI_OK_UPDATE) > 0)
 		{
-			record_event(merchant, "token", token, "CREATED", "DELETED", "call");
+			record_event(merchant, "token", token, "CREATED", "DELETED", LEDGER_BY_CALL);
 			changed = true;
 		}
 	}
 	else if (confirmed)
 	{
-		record_event(merchant, "token", token, NULL, "DELETED", "call");
+		record_event(merchant, "token", token, NULL, "DELETED", LEDGER_BY_CALL);
 		changed = true;
 	}
 	ledger_end(&ctx);
