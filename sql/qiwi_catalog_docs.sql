@@ -49,6 +49,6 @@ DROP VIEW qiwi_member_columns, qiwi_members;
 
 -- the extension's comment (\dx) names every API it covers
 SELECT api, obj_description(e.oid, 'pg_extension') LIKE '%the ' || api || ' API%' AS named
-  FROM pg_extension e, unnest(ARRAY['Bill Payments', 'Payin']) AS api
+  FROM pg_extension e, unnest(ARRAY['Bill Payments', 'Payin', 'Pull']) AS api
  WHERE e.extname = 'qiwi_kassa'
  ORDER BY api;

@@ -8,6 +8,7 @@
 
 #include "bill/bill.h"
 #include "payin/payin.h"
+#include "pull/pull.h"
 
 /* Start every API: its settings, merchant options, tables and kinds of items */
 void
@@ -15,4 +16,5 @@ qiwi_apis_init(void)
 {
 	bill_init();
 	payin_init();
+	pull_init();
 }

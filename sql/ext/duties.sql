@@ -23,6 +23,9 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_payin_refunds', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_payin_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_payin_notifications', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_pull_bills', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_pull_refunds', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_pull_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
@@ -42,6 +45,8 @@ SELECT d.duty, d.object_type, d.name,
 	('pay', 'FUNCTION', 'qiwi_payin_payment', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_card_check', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_payin_delete_token', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_pull_create_bill', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_pull_bill_status', 'EXECUTE', NULL),
 	-- refund: money given back, bills cancelled, held money captured, and
 	-- QIWI's word on what refund made
 	('refund', 'FUNCTION', 'qiwi_refund', 'EXECUTE', NULL),
@@ -52,6 +57,9 @@ SELECT d.duty, d.object_type, d.name,
 	('refund', 'FUNCTION', 'qiwi_payin_refunds', 'EXECUTE', NULL),
 	('refund', 'FUNCTION', 'qiwi_payin_capture', 'EXECUTE', NULL),
 	('refund', 'FUNCTION', 'qiwi_payin_capture_status', 'EXECUTE', NULL),
+	('refund', 'FUNCTION', 'qiwi_pull_cancel_bill', 'EXECUTE', NULL),
+	('refund', 'FUNCTION', 'qiwi_pull_refund', 'EXECUTE', NULL),
+	('refund', 'FUNCTION', 'qiwi_pull_refund_status', 'EXECUTE', NULL),
 	-- monitor: what monitoring/postgres_exporter_queries.yaml reads, and
 	-- of the tables only the columns those reports need (no buyer's
 	-- details, links, comments or notification bodies)
