@@ -190,3 +190,62 @@ COMMENT ON FUNCTION qiwi_pull_cancel_bill(text, text) IS $$Cancel the waiting Pu
 COMMENT ON FUNCTION qiwi_pull_refund(text, text, numeric, text) IS $$Refund amount of the paid Pull bill bill_id under refund_id (1 to 9 Latin letters or digits); several refunds while their total stays within the bill, refused before sending otherwise; a lost answer is repeated safely. Moves money: not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_pull_refund_status(text, text, text) IS $$Ask QIWI for the refund refund_id of Pull bill bill_id and record it. Not PUBLIC. merchant: whose$$;
 COMMENT ON FUNCTION qiwi_pull_form_url(text, text, text, text, text) IS $$URL of QIWI's payment form for the Pull bill bill_id (shop: the merchant's pull_prv_id), with success_url and fail_url to return to and pay_source (qw, mobile, card, wm or ssk), escaped by libcurl. merchant: whose$$;
+
+-- ---------- notifications ----------
+
+CREATE FUNCTION qiwi_pull_verify_notification(params jsonb, signature text, password text DEFAULT NULL,
+	merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_pull_verify_notification'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION qiwi_pull_verify_basic_auth(authorization text, prv_id text DEFAULT NULL,
+	password text DEFAULT NULL, merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_pull_verify_basic_auth'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION qiwi_pull_notification_answer(result_code integer DEFAULT 0)
+RETURNS text
+AS 'MODULE_PATHNAME', 'qiwi_pull_notification_answer'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION qiwi_pull_notification_verify()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_pull_notification_verify'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION qiwi_pull_notification_verify() FROM PUBLIC;
+
+CREATE TABLE qiwi_pull_notifications (
+	id bigserial PRIMARY KEY,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	prv_id text,
+	credential text,
+	body jsonb,
+	merchant text,
+	verified boolean,
+	applied boolean,
+	error text
+);
+CREATE INDEX qiwi_pull_notifications_received ON qiwi_pull_notifications (received_at);
+CREATE TRIGGER qiwi_pull_notification_verify BEFORE INSERT ON qiwi_pull_notifications
+	FOR EACH ROW EXECUTE FUNCTION qiwi_pull_notification_verify('mark');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_pull_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_pull_notifications_id_seq', '');
+
+COMMENT ON FUNCTION qiwi_pull_verify_notification(jsonb, text, text, text) IS $$Is signature (the X-Api-Signature header) QIWI's for the Pull notification params (its form parameters as a jsonb object of strings)? The values of all parameters, empty ones kept, sorted by name in byte order, joined by '|', HMAC-SHA1 under password (NULL: the merchant's pull_notification_password), base64; compared in constant time. NULL if params or signature is NULL. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_pull_verify_basic_auth(text, text, text, text) IS $$Is authorization (the Authorization header of a notification) exactly Basic base64(prv_id:password)? prv_id and password NULL: the merchant's pull_prv_id and pull_notification_password. Compared in constant time; a header with anything more (the docs' example with a newline) is refused. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_pull_notification_answer(integer) IS $$The XML answer QIWI expects to a Pull notification, for the web tier: result_code 0 (taken), 5, 13, 150, 151 (bad signature) or 300 (temporary failure: QIWI sends it again)$$;
+COMMENT ON FUNCTION qiwi_pull_notification_verify() IS $$Trigger (BEFORE INSERT) for a table with credential, body, prv_id, merchant, verified, applied, error: verifies the X-Api-Signature or Basic Authorization in credential for the merchant whose pull_prv_id is prv_id, and applies a verified notification to qiwi_pull_bills, forward only. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_pull_notifications IS $$QIWI Pull notifications as the web tier received them, verified and applied by the trigger qiwi_pull_notification_verify()$$;
+COMMENT ON COLUMN qiwi_pull_notifications.id IS $$Order of arrival$$;
+COMMENT ON COLUMN qiwi_pull_notifications.received_at IS $$When the notification was stored$$;
+COMMENT ON COLUMN qiwi_pull_notifications.prv_id IS $$The project it was sent for, stored by the web tier (the notification URL it gave QIWI for that project)$$;
+COMMENT ON COLUMN qiwi_pull_notifications.credential IS $$The X-Api-Signature header, or the Authorization header, as received$$;
+COMMENT ON COLUMN qiwi_pull_notifications.body IS $$The form parameters as a jsonb object of strings, '+' already a space$$;
+COMMENT ON COLUMN qiwi_pull_notifications.merchant IS $$Set by the trigger: the merchant whose password verified it$$;
+COMMENT ON COLUMN qiwi_pull_notifications.verified IS $$Set by the trigger: the signature or Basic authorization holds for the merchant$$;
+COMMENT ON COLUMN qiwi_pull_notifications.applied IS $$Set by the trigger: it recorded the bill's status in qiwi_pull_bills$$;
+COMMENT ON COLUMN qiwi_pull_notifications.error IS $$Set by the trigger: why it was not verified or not applied (a duplicate, out of order, ...)$$;
+COMMENT ON SEQUENCE qiwi_pull_notifications_id_seq IS $$Ids of qiwi_pull_notifications$$;
+COMMENT ON TRIGGER qiwi_pull_notification_verify ON qiwi_pull_notifications IS $$Checks each notification's signature or Basic authorization and applies verified ones to qiwi_pull_bills ('mark': a bad one is stored with verified = false)$$;

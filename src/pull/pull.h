@@ -95,7 +95,7 @@ extern char *pull_form_url(const Merchant *merchant, const char *bill_id, const 
 
 extern const LedgerKind pull_bill_kind;
 extern void pull_store_register_tables(void);
-extern void pull_store_bill(PullBill *bill, const char *source);
+extern bool pull_store_bill(PullBill *bill, const char *source);
 extern void pull_store_refund(PullRefund *refund, const char *source);
 extern bool pull_store_lock_bill(const char *merchant, const char *bill_id, Numeric *amount,
 								 char **currency, char **status);

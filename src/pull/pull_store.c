@@ -127,20 +127,27 @@ report_other_money(const char *what, const char *id, Numeric amount, const char 
 						   shop_currency, "The row keeps the shop's money and status.");
 }
 
-/* Record what QIWI said about a bill, forward only; *bill then says what was recorded */
-void
+/*
+ * Record what QIWI said about a bill, forward only; *bill then says what
+ * was recorded.  True if its status changed (or it was new).
+ */
+bool
 pull_store_bill(PullBill *bill, const char *source)
 {
 	Datum		values[BILL_NARGS];
 	char		nulls[BILL_NARGS + 1];
 	OwnerContext ctx;
+	bool		changed = false;
 
 	ledger_fill(bill_params, BILL_NARGS, bill, values, nulls);
 	ledger_begin_kind(&ctx, &pull_bill_kind);
 	if (!ledger_lock_or_insert(&pull_bill_kind, LEDGER_ROW_LOCK, values, NULL, P_BILL_INSERT,
 							   values, nulls))
+	{
 		ledger_event(&pull_bill_kind, bill->merchant, "bill", bill->bill_id, NULL, bill->status,
 					 source);
+		changed = true;
+	}
 	else
 	{
 		char	   *old_status = ledger_row_text(&ctx, 1);
@@ -155,12 +162,16 @@ pull_store_bill(PullBill *bill, const char *source)
 		}
 		else if (run(P_BILL_UPDATE, values, nulls, SPI_OK_UPDATE) > 0 &&
 				 strcmp(old_status, bill->status) != 0)
+		{
 			ledger_event(&pull_bill_kind, bill->merchant, "bill", bill->bill_id, old_status,
 						 bill->status, source);
+			changed = true;
+		}
 		else if (strcmp(old_status, bill->status) != 0)
 			bill->status = old_status;	/* final already: it stays */
 	}
 	ledger_end(&ctx);
+	return changed;
 }
 
 /* Record what QIWI said about a refund, forward only; *refund then says what was recorded */
