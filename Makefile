@@ -10,7 +10,7 @@ OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guard
 	src/bill/bill_notification.o src/bill/bill_reconcile.o \
 	src/payin/payin_wire.o src/payin/payin_parse.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
 	src/payin/payin_notification.o src/payin/payin_reconcile.o \
-	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o
+	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o src/pull/pull_reconcile.o
 # The version is written once, in the control file.  Its script is built
 # from sql/ext: the core first, then one file per API; older versions'
 # scripts and the upgrade scripts stay as released.

@@ -60,8 +60,11 @@ CREATE TABLE qiwi_pull_refunds (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	refund_key text NOT NULL GENERATED ALWAYS AS (bill_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) refund_id) STORED,
 	CONSTRAINT qiwi_pull_refunds_pkey PRIMARY KEY (merchant, bill_id, refund_id)
 );
+CREATE UNIQUE INDEX qiwi_pull_refunds_key ON qiwi_pull_refunds (merchant, refund_key);
+CREATE INDEX qiwi_pull_refunds_due ON qiwi_pull_refunds (next_check_at) WHERE status = 'processing';
 
 CREATE TABLE qiwi_pull_events (
 	id bigserial PRIMARY KEY,
@@ -173,6 +176,7 @@ COMMENT ON COLUMN qiwi_pull_refunds.next_check_at IS $$When the reconciler asks 
 COMMENT ON COLUMN qiwi_pull_refunds.check_count IS $$The reconciler's answers so far$$;
 COMMENT ON COLUMN qiwi_pull_refunds.failures IS $$The reconciler's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_pull_refunds.last_error IS $$Why the reconciler's last check failed$$;
+COMMENT ON COLUMN qiwi_pull_refunds.refund_key IS $$bill_id/refund_id: the refund's key for the reconciler and in qiwi_pull_events$$;
 COMMENT ON TABLE qiwi_pull_events IS $$Every status change of a Pull bill or refund recorded; each is also announced with NOTIFY qiwi_pull_status$$;
 COMMENT ON COLUMN qiwi_pull_events.id IS $$Order of the changes$$;
 COMMENT ON COLUMN qiwi_pull_events.merchant IS $$Whose object$$;

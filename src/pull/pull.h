@@ -11,6 +11,8 @@
  * pull_wire.c   options, URLs, bodies, result codes, answers, operations
  * pull_sql.c    the SQL functions
  * pull_store.c  qiwi_pull_bills, qiwi_pull_refunds, qiwi_pull_events
+ * pull_notification.c  notifications: signatures, Basic, the trigger
+ * pull_reconcile.c  bills and refunds as kinds the reconciler follows
  */
 #ifndef QIWI_PULL_H
 #define QIWI_PULL_H
@@ -94,6 +96,7 @@ extern char *pull_form_url(const Merchant *merchant, const char *bill_id, const 
 /* ---------- pull_store.c ---------- */
 
 extern const LedgerKind pull_bill_kind;
+extern const LedgerKind pull_refund_kind;
 extern void pull_store_register_tables(void);
 extern bool pull_store_bill(PullBill *bill, const char *source);
 extern void pull_store_refund(PullRefund *refund, const char *source);
@@ -105,5 +108,9 @@ extern Numeric pull_store_refunded(const char *merchant, const char *bill_id,
 /* ---------- pull_sql.c ---------- */
 
 extern void pull_init(void);
+
+/* ---------- pull_reconcile.c ---------- */
+
+extern void pull_reconcile_init(void);
 
 #endif							/* QIWI_PULL_H */

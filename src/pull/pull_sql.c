@@ -282,10 +282,11 @@ qiwi_pull_form_url(PG_FUNCTION_ARGS)
 												   pay_source)));
 }
 
-/* Define the Pull merchant options; register its ledger tables (from _PG_init) */
+/* Define the Pull merchant options; register its reconciler and ledger kinds (from _PG_init) */
 void
 pull_init(void)
 {
 	pull_define_merchant_options();
+	pull_reconcile_init();
 	pull_store_register_tables();
 }

@@ -111,6 +111,20 @@ const LedgerKind pull_bill_kind = {
 	.nstatements = lengthof(pull_statements),
 };
 
+/*
+ * Pull refunds as a ledger kind, keyed by refund_key (bill_id/refund_id):
+ * followed while processing, due after base * 2^checks, capped.  A claim
+ * returns their bill, refund id and currency; their rows are written with
+ * the bills' statements (pull_store_refund), so the kind has none.
+ */
+const LedgerKind pull_refund_kind = {
+	.table = &refund_table,
+	.id_column = "refund_key",
+	.followed = {NULL, true, "t.bill_id, t.refund_id, t.currency", "", "WHEN false THEN NULL",
+	"NULL::timestamptz"},
+	.events = {"qiwi_pull_events", "object_id", "object", "qiwi_pull_status", "id"},
+};
+
 /* Run one of the Pull statements */
 static uint64
 run(int plan, Datum *values, const char *nulls, int expected)
@@ -233,10 +247,10 @@ pull_store_refunded(const char *merchant, const char *bill_id, const char *refun
 	return refunded;
 }
 
-/* Register the Pull tables with the ledger (from _PG_init) */
+/* Register the Pull kinds of items with the ledger (from _PG_init) */
 void
 pull_store_register_tables(void)
 {
 	ledger_add_kind(&pull_bill_kind);
-	ledger_add_table(&refund_table);
+	ledger_add_kind(&pull_refund_kind);
 }

@@ -1,0 +1,135 @@
+/*
+ * pull_reconcile.c
+ *		Pull bills and refunds as kinds of things the reconciler keeps
+ *		current: a bill while it is waiting, a refund while it is
+ *		processing.  Each is asked about with the operation of
+ *		qiwi_pull_bill_status or qiwi_pull_refund_status and the answer
+ *		recorded like that function's, forward only.
+ */
+#include "core/core.h"
+#include "pull/pull.h"
+
+#include "utils/builtins.h"
+
+/*
+ * Why a merchant cannot be asked about its Pull items, or NULL.  No option
+ * is required of the reconciler: the default merchant never has a Pull
+ * project, and requiring one would report it missing whenever Pull is not
+ * used.
+ */
+static char *
+merchant_problem(const Merchant *merchant)
+{
+	if (merchant_value(merchant, pull_option_prv_id) == NULL ||
+		merchant_value(merchant, pull_option_api_id) == NULL ||
+		merchant_value(merchant, pull_option_api_password) == NULL)
+		return psprintf("merchant \"%s\" has no pull_prv_id, pull_api_id or pull_api_password",
+						merchant->name);
+	return NULL;
+}
+
+/*
+ * Whether QIWI's answer (or failure) can be recorded: a failure is the
+ * item's failed check, a refused password stops the merchant (the
+ * reconciler's doing); false then
+ */
+static bool
+answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed,
+			 bool *key_refused)
+{
+	QiwiError	error;
+
+	*failed = false;
+	if (qiwi_exchange_answer(op, resp, &error))
+		return true;
+	if (error.sqlstate == ERRCODE_QIWI_AUTHENTICATION)
+		*key_refused = true;
+	else
+	{
+		*failed = true;
+		ledger_add_check(due, i, true, error.message);
+	}
+	return false;
+}
+
+/* The operation that asks about due bill i (a ReconcileKind's operation) */
+static void
+due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
+{
+	due->answers[i] = palloc0(sizeof(PullBill));
+	pull_bill_operation(due->merchants[i], due->ids[i], false, due->answers[i], op);
+}
+
+/* Record QIWI's answer for due bill i, in a transaction; true if its status changed */
+static bool
+record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
+				   bool *failed, bool *key_refused)
+{
+	PullBill   *bill = (PullBill *) op->result;
+
+	if (!answer_taken(due, i, op, resp, failed, key_refused))
+		return false;
+	pull_store_bill(bill, "reconciler");
+	ledger_add_check(due, i, false, NULL);
+	return strcmp(due->statuses[i], bill->status) != 0;
+}
+
+/* Due column column of item i as text */
+static char *
+due_text(LedgerDue *due, int i, int column)
+{
+	bool		isnull;
+	Datum		d = ledger_due_value(due, i, column, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* The operation that asks about due refund i: its bill and refund ids are due columns */
+static void
+due_refund_operation(LedgerDue *due, int i, QiwiOperation *op)
+{
+	PullRefund *refund = palloc0(sizeof(PullRefund));
+
+	refund->currency = due_text(due, i, 3);
+	due->answers[i] = refund;
+	pull_refund_operation(due->merchants[i], due_text(due, i, 1), due_text(due, i, 2), NULL,
+						  refund, op);
+}
+
+/* Record QIWI's answer for due refund i, in a transaction; true if its status changed */
+static bool
+record_refund_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
+					 bool *failed, bool *key_refused)
+{
+	PullRefund *refund = (PullRefund *) op->result;
+
+	if (!answer_taken(due, i, op, resp, failed, key_refused))
+		return false;
+	pull_store_refund(refund, "reconciler");
+	ledger_add_check(due, i, false, NULL);
+	return strcmp(due->statuses[i], refund->status) != 0;
+}
+
+static const ReconcileKind pull_bills = {
+	.what = "Pull bills",
+	.ledger = &pull_bill_kind,
+	.merchant_problem = merchant_problem,
+	.operation = due_bill_operation,
+	.record = record_bill_answer,
+};
+
+static const ReconcileKind pull_refunds = {
+	.what = "Pull refunds",
+	.ledger = &pull_refund_kind,
+	.merchant_problem = merchant_problem,
+	.operation = due_refund_operation,
+	.record = record_refund_answer,
+};
+
+/* Make Pull bills and refunds kinds of things to reconcile (from _PG_init) */
+void
+pull_reconcile_init(void)
+{
+	reconciler_add_kind(&pull_bills);
+	reconciler_add_kind(&pull_refunds);
+}
