@@ -55,7 +55,7 @@ $(OBJS): src/core/core.h src/core/bookkeeping.h src/core/reconciler_internal.h s
 regress-list:
 	@echo $(REGRESS)
 
-EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql sql/ext/payin.sql sql/ext/pull.sql sql/ext/duties.sql
+EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql sql/ext/payin.sql sql/ext/pull.sql sql/ext/reports.sql sql/ext/duties.sql
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SOURCES) $(EXTENSION).control
 	cat $(EXT_SOURCES) > $@
 

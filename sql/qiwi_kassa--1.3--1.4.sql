@@ -10,42 +10,6 @@ ALTER TABLE qiwi_payin_invoices ADD COLUMN notified_at timestamptz;
 COMMENT ON COLUMN qiwi_payin_invoices.notified_at IS $$When a verified PAYMENT, CAPTURE or REFUND notification about this invoice arrived that QIWI's answer has not confirmed yet (notified, unconfirmed: the invoice is due for a check at once); NULL once QIWI answered. Such a notification never changes the money recorded: QIWI signs only its id, date and amount$$;
 COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED, one of its payments holds money or a notification about it is unconfirmed (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
 
--- the reconciler follows a PAID invoice while a notification about it is unconfirmed
-CREATE OR REPLACE VIEW qiwi_reconciler_health WITH (security_invoker = true) AS
-SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
-       s.last_round_checked, s.last_round_changed, s.last_round_failed, s.stopped_by_auth,
-       b.open_bills, b.due_bills, coalesce(now() - b.oldest_due_at, interval '0') AS lag,
-       b.failing_bills, b.max_failures, b.bill_error,
-       s.last_error, s.last_error_at,
-       p.payin_open_invoices, p.payin_due_invoices,
-       coalesce(now() OPERATOR(pg_catalog.-) p.oldest_due_at, interval '0') AS payin_lag,
-       p.payin_failing_invoices, p.payin_max_failures, p.payin_invoice_error
-  FROM qiwi_reconciler_status s,
-       (SELECT count(*) AS open_bills,
-               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
-               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
-               count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
-               coalesce(max(q.failures), 0) AS max_failures,
-               (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
-                    FILTER (WHERE q.failures > 0))[1] AS bill_error
-          FROM qiwi_bills q
-         WHERE q.status IN ('WAITING', 'CREATING')) b,
-       -- the invoices the reconciler follows (payin_store.c's PAYIN_FOLLOWED)
-       (SELECT count(*) AS payin_open_invoices,
-               count(*) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
-               min(i.next_check_at) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
-               count(*) FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0) AS payin_failing_invoices,
-               coalesce(max(i.failures), 0) AS payin_max_failures,
-               (array_agg(i.last_error ORDER BY i.failures DESC, i.next_check_at)
-                    FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0))[1] AS payin_invoice_error
-          FROM qiwi_payin_invoices i
-         WHERE i.status OPERATOR(pg_catalog.=) 'CREATED'::text
-            OR (i.status OPERATOR(pg_catalog.=) 'PAID'::text
-                AND (i.notified_at IS NOT NULL
-                     OR EXISTS (SELECT FROM qiwi_payin_holds h
-                                 WHERE h.merchant OPERATOR(pg_catalog.=) i.merchant
-                                   AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p;
-
 -- The Pull REST API 2.1 (new in 1.4, as sql/ext/pull.sql): bills and refunds of a QIWI
 -- Wallet project, with Basic authorization and form bodies.
 
@@ -302,6 +266,156 @@ COMMENT ON COLUMN qiwi_pull_notifications.error IS $$Set by the trigger: why it 
 COMMENT ON SEQUENCE qiwi_pull_notifications_id_seq IS $$Ids of qiwi_pull_notifications$$;
 COMMENT ON TRIGGER qiwi_pull_notification_verify ON qiwi_pull_notifications IS $$Checks each notification's signature or Basic authorization and applies verified ones to qiwi_pull_bills ('mark': a bad one is stored with verified = false)$$;
 
+-- The reports across every API, now with Pull (as sql/ext/reports.sql); the
+-- reconciler also follows a PAID invoice while a notification about it is unconfirmed
+-- All money by merchant, API and status, in one query.  received is money
+-- the shop has: PAID bills, captured Payin payments, paid Pull bills, less
+-- refunds; held and awaited money is listed with received 0.
+CREATE OR REPLACE VIEW qiwi_money_by_status WITH (security_invoker = true) AS
+SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
+       sum(m.amount) AS amount, sum(m.received) AS received
+  FROM (SELECT b.merchant, 'bill'::text AS api, b.status, b.currency, b.amount,
+               CASE WHEN b.status OPERATOR(pg_catalog.=) 'PAID'::text THEN b.amount ELSE 0.00 END AS received
+          FROM qiwi_bills b
+        UNION ALL
+        SELECT r.merchant, 'bill', 'REFUNDED', r.currency, r.amount, OPERATOR(pg_catalog.-) r.amount
+          FROM qiwi_refunds r
+        UNION ALL
+        SELECT i.merchant, 'payin', 'INVOICE_' OPERATOR(pg_catalog.||) i.status, i.currency, i.amount, 0.00
+          FROM qiwi_payin_invoices i
+         WHERE i.status OPERATOR(pg_catalog.<>) 'PAID'::text
+        UNION ALL
+        SELECT p.merchant, 'payin',
+               CASE WHEN p.status OPERATOR(pg_catalog.<>) 'COMPLETED'::text THEN p.status
+                    WHEN p.captured_amount OPERATOR(pg_catalog.>) 0::numeric THEN 'CAPTURED'
+                    ELSE 'HELD' END,
+               p.currency,
+               CASE WHEN p.status OPERATOR(pg_catalog.<>) 'COMPLETED'::text THEN p.amount
+                    WHEN p.captured_amount OPERATOR(pg_catalog.>) 0::numeric THEN p.captured_amount
+                    ELSE p.amount OPERATOR(pg_catalog.-) rev.released END,
+               CASE WHEN p.status OPERATOR(pg_catalog.=) 'COMPLETED'::text THEN p.captured_amount ELSE 0.00 END
+          FROM qiwi_payin_payments p,
+               LATERAL (SELECT GREATEST(CASE WHEN p.captured_amount OPERATOR(pg_catalog.=) 0::numeric
+                                             THEN p.refunded_amount ELSE 0::numeric END,
+                                        coalesce(sum(r.amount), 0::numeric)) AS released FROM qiwi_payin_refunds r
+                         WHERE r.merchant OPERATOR(pg_catalog.=) p.merchant
+                           AND r.payment_id OPERATOR(pg_catalog.=) p.payment_id
+                           AND r.reversal AND r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text) rev
+         WHERE p.status OPERATOR(pg_catalog.<>) 'COMPLETED'::text
+            OR p.captured_amount OPERATOR(pg_catalog.>) 0::numeric
+            OR p.amount OPERATOR(pg_catalog.>) rev.released
+        UNION ALL
+        SELECT r.merchant, 'payin', CASE WHEN r.reversal THEN 'RELEASED' ELSE 'REFUNDED' END,
+               r.currency, r.amount,
+               CASE WHEN r.reversal THEN 0.00 ELSE OPERATOR(pg_catalog.-) r.amount END
+          FROM qiwi_payin_refunds r
+         WHERE r.status OPERATOR(pg_catalog.=) 'COMPLETED'::text
+        UNION ALL
+        SELECT pb.merchant, 'pull', pg_catalog.upper(pb.status), pb.currency, pb.amount,
+               CASE WHEN pb.status OPERATOR(pg_catalog.=) 'paid'::text THEN pb.amount ELSE 0.00 END
+          FROM qiwi_pull_bills pb
+        UNION ALL
+        SELECT pr.merchant, 'pull', CASE WHEN pr.status OPERATOR(pg_catalog.=) 'success'::text
+                                         THEN 'REFUNDED' ELSE 'REFUNDING' END,
+               pr.currency, pr.amount,
+               CASE WHEN pr.status OPERATOR(pg_catalog.=) 'success'::text THEN OPERATOR(pg_catalog.-) pr.amount
+                    ELSE 0.00 END
+          FROM qiwi_pull_refunds pr
+         WHERE pr.status OPERATOR(pg_catalog.<>) 'fail'::text) m
+ GROUP BY m.merchant, m.api, m.status, m.currency;
+
+-- One row: is the reconciler keeping up, with bills, with Payin invoices
+-- and with Pull bills and refunds?
+CREATE OR REPLACE VIEW qiwi_reconciler_health WITH (security_invoker = true) AS
+SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
+       s.last_round_checked, s.last_round_changed, s.last_round_failed, s.stopped_by_auth,
+       b.open_bills, b.due_bills, coalesce(now() - b.oldest_due_at, interval '0') AS lag,
+       b.failing_bills, b.max_failures, b.bill_error,
+       s.last_error, s.last_error_at,
+       p.payin_open_invoices, p.payin_due_invoices,
+       coalesce(now() OPERATOR(pg_catalog.-) p.oldest_due_at, interval '0') AS payin_lag,
+       p.payin_failing_invoices, p.payin_max_failures, p.payin_invoice_error,
+       pl.pull_open_items, pl.pull_due_items,
+       coalesce(now() OPERATOR(pg_catalog.-) pl.oldest_due_at, interval '0') AS pull_lag,
+       pl.pull_failing_items, pl.pull_max_failures, pl.pull_error
+  FROM qiwi_reconciler_status s,
+       (SELECT count(*) AS open_bills,
+               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
+               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
+               count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
+               coalesce(max(q.failures), 0) AS max_failures,
+               (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
+                    FILTER (WHERE q.failures > 0))[1] AS bill_error
+          FROM qiwi_bills q
+         WHERE q.status IN ('WAITING', 'CREATING')) b,
+       -- the invoices the reconciler follows (payin_store.c's PAYIN_FOLLOWED)
+       (SELECT count(*) AS payin_open_invoices,
+               count(*) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
+               min(i.next_check_at) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0) AS payin_failing_invoices,
+               coalesce(max(i.failures), 0) AS payin_max_failures,
+               (array_agg(i.last_error ORDER BY i.failures DESC, i.next_check_at)
+                    FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0))[1] AS payin_invoice_error
+          FROM qiwi_payin_invoices i
+         WHERE i.status OPERATOR(pg_catalog.=) 'CREATED'::text
+            OR (i.status OPERATOR(pg_catalog.=) 'PAID'::text
+                AND (i.notified_at IS NOT NULL
+                     OR EXISTS (SELECT FROM qiwi_payin_holds h
+                                 WHERE h.merchant OPERATOR(pg_catalog.=) i.merchant
+                                   AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p,
+       -- the Pull bills and refunds the reconciler follows: waiting, processing
+       (SELECT count(*) AS pull_open_items,
+               count(*) FILTER (WHERE o.next_check_at OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
+               min(o.next_check_at) FILTER (WHERE o.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0) AS pull_failing_items,
+               coalesce(max(o.failures), 0) AS pull_max_failures,
+               (array_agg(o.last_error ORDER BY o.failures DESC, o.next_check_at)
+                    FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0))[1] AS pull_error
+          FROM (SELECT b.next_check_at, b.failures, b.last_error FROM qiwi_pull_bills b
+                 WHERE b.status OPERATOR(pg_catalog.=) 'waiting'::text
+                UNION ALL
+                SELECT r.next_check_at, r.failures, r.last_error FROM qiwi_pull_refunds r
+                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl;
+
+COMMENT ON VIEW qiwi_money_by_status IS $$All money by merchant, API (bill, payin, pull), status and currency: bills by status and their refunds; Payin invoices not paid (INVOICE_CREATED, INVOICE_EXPIRED, INVOICE_MISMATCH), payments HELD (what is still held), CAPTURED, WAITING, DECLINED, MISMATCH (QIWI's amount), refunds REFUNDED and reversals RELEASED; Pull bills by status (WAITING, PAID, REJECTED, UNPAID, EXPIRED) and their refunds REFUNDED or REFUNDING (processing). Held money is never received. Reads the tables with the caller's rights$$;
+COMMENT ON COLUMN qiwi_money_by_status.merchant IS $$The merchant$$;
+COMMENT ON COLUMN qiwi_money_by_status.api IS $$bill (Bill Payments), payin or pull$$;
+COMMENT ON COLUMN qiwi_money_by_status.status IS $$The items' status (see the view's comment)$$;
+COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$;
+COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
+COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
+COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments and paid Pull bills, less refunds (negative); 0 for held, awaited, declined, released or MISMATCH money$$;
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*) and for Pull bills and refunds (pull_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
+COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_start IS $$When the last round started$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_duration IS $$How long the last round took$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_checked IS $$Items the last round asked QIWI about: bills and Payin invoices$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_changed IS $$Items (bills, Payin invoices) whose status the last round changed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_round_failed IS $$Checks (of bills and Payin invoices) that failed in the last round$$;
+COMMENT ON COLUMN qiwi_reconciler_health.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's bills and Payin invoices wait for its options to change (last_error names it); other merchants go on$$;
+COMMENT ON COLUMN qiwi_reconciler_health.open_bills IS $$WAITING and CREATING bills$$;
+COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills whose next_check_at has passed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest next_check_at among the due bills; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.failing_bills IS $$Open bills whose last check failed (failures > 0)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.max_failures IS $$Most failed checks in a row of one open bill$$;
+COMMENT ON COLUMN qiwi_reconciler_health.bill_error IS $$last_error of the open bill with the most failures in a row$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_error IS $$The reconciler's own last error (no worker slot, 401, ...)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_open_invoices IS $$Payin invoices the reconciler follows: CREATED, or PAID with money held (in qiwi_payin_holds)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_due_invoices IS $$Followed Payin invoices whose next_check_at has passed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_lag IS $$now() - the oldest next_check_at among the due Payin invoices; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_failing_invoices IS $$Followed Payin invoices whose last check failed (failures > 0)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_max_failures IS $$Most failed checks in a row of one followed Payin invoice$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_invoice_error IS $$last_error of the followed Payin invoice with the most failures in a row$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_open_items IS $$Pull bills waiting and Pull refunds processing: what the reconciler follows$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_due_items IS $$Followed Pull bills and refunds whose next_check_at has passed$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest next_check_at among the due Pull items; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_failing_items IS $$Followed Pull bills and refunds whose last check failed (failures > 0)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_max_failures IS $$Most failed checks in a row of one followed Pull item$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_error IS $$last_error of the followed Pull item with the most failures in a row$$;
+
 -- Duties: what each kind of role needs, granted in one call (qiwi_grant)
 -- Every privilege a duty grants, one row each.  The list names objects;
 -- each is resolved among the extension's own members (a function by name
@@ -385,6 +499,12 @@ SELECT d.duty, d.object_type, d.name,
 	       'refunded_amount', 'status_changed_at', 'capture_deadline']),
 	('monitor', 'TABLE', 'qiwi_payin_refunds', 'SELECT',
 	 ARRAY['merchant', 'payment_id', 'amount', 'currency', 'status', 'reversal']),
+	('monitor', 'TABLE', 'qiwi_pull_bills', 'SELECT',
+	 ARRAY['merchant', 'bill_id', 'amount', 'currency', 'status', 'status_changed_at', 'first_seen_at',
+	       'next_check_at', 'failures', 'last_error']),
+	('monitor', 'TABLE', 'qiwi_pull_refunds', 'SELECT',
+	 ARRAY['merchant', 'bill_id', 'refund_id', 'amount', 'currency', 'status', 'next_check_at',
+	       'failures', 'last_error']),
 	('monitor', 'TABLE', 'qiwi_notifications', 'SELECT', ARRAY['received_at', 'verified']),
 	('monitor', 'TABLE', 'qiwi_payin_notifications', 'SELECT', ARRAY['received_at', 'verified']),
 	-- notify: the web tier stores QIWI's notifications; the triggers decide

@@ -158,3 +158,22 @@ SELECT merchant, bill_id, amount, currency, status, qiwi_user, comment, error FR
 SELECT merchant, object, object_id, old_status, new_status, source FROM qiwi_pull_events ORDER BY id;
 
 DROP FUNCTION pull_requests(), pull_stats(text), pull_control(text, text, text);
+
+-- ---------- the reports, across every API ----------
+
+-- one query over Bill Payments, Payin and Pull: a Bill Payments bill of the
+-- default merchant, and merchant pull_a with a Payin site too
+SELECT status FROM qiwi_create_bill('pull-span-1', 3.00);
+SELECT sandbox('POST', '/sandbox/payin/sites',
+               '{"siteId": "span-site", "apiKey": "span-payin-key", "notificationKey": "span-notify"}')->>'siteId' AS span_site;
+DO $$ BEGIN
+	EXECUTE format('ALTER SERVER pull_a OPTIONS (ADD payin_site_id %L, ADD payin_api_url %L)',
+	               'span-site', current_setting('qiwi_test.sandbox_url'));
+END $$;
+ALTER USER MAPPING FOR PUBLIC SERVER pull_a OPTIONS (ADD payin_api_key 'span-payin-key');
+SELECT status FROM qiwi_payin_create_invoice('span-1', 2.00, merchant => 'pull_a');
+SELECT api, count(*) > 0 AS listed FROM qiwi_money_by_status
+ WHERE merchant IN ('default', 'pull_a') GROUP BY api ORDER BY api;
+SELECT merchant, status, currency, items, amount, received FROM qiwi_money_by_status
+ WHERE api = 'pull' ORDER BY merchant, status;
+SELECT pull_open_items >= 3 AS pull_followed FROM qiwi_reconciler_health;
