@@ -203,7 +203,7 @@ pull_apply(Jsonb *body, const Merchant *merchant, bool *applied)
 	bill.amount = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(amount),
 													  ObjectIdGetDatum(InvalidOid),
 													  Int32GetDatum(-1)));
-	*applied = pull_store_bill(&bill, "notification");
+	*applied = pull_store_bill(&bill, LEDGER_BY_NOTIFICATION);
 	if (strcmp(bill.status, notified) != 0)
 		return psprintf("the bill is %s already: %s not recorded", bill.status, notified);
 	return *applied ? NULL : psprintf("a duplicate: the bill is %s already", notified);

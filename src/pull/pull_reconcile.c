@@ -29,9 +29,8 @@ merchant_problem(const Merchant *merchant)
 }
 
 /*
- * Whether QIWI's answer (or failure) can be recorded: a failure is the
- * item's failed check, a refused password stops the merchant (the
- * reconciler's doing); false then
+ * Whether QIWI's answer can be recorded; a failure is the ledger's to
+ * count (a failed check, or a refused password that stops the merchant)
  */
 static bool
 answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed,
@@ -42,13 +41,7 @@ answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
 	*failed = false;
 	if (qiwi_exchange_answer(op, resp, &error))
 		return true;
-	if (error.sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-		*key_refused = true;
-	else
-	{
-		*failed = true;
-		ledger_add_check(due, i, true, error.message);
-	}
+	ledger_add_failure(due, i, &error, failed, key_refused);
 	return false;
 }
 
@@ -69,7 +62,7 @@ record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse 
 
 	if (!answer_taken(due, i, op, resp, failed, key_refused))
 		return false;
-	pull_store_bill(bill, "reconciler");
+	pull_store_bill(bill, LEDGER_BY_RECONCILER);
 	ledger_add_check(due, i, false, NULL);
 	return strcmp(due->statuses[i], bill->status) != 0;
 }
@@ -105,7 +98,7 @@ record_refund_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpRespons
 
 	if (!answer_taken(due, i, op, resp, failed, key_refused))
 		return false;
-	pull_store_refund(refund, "reconciler");
+	pull_store_refund(refund, LEDGER_BY_RECONCILER);
 	ledger_add_check(due, i, false, NULL);
 	return strcmp(due->statuses[i], refund->status) != 0;
 }

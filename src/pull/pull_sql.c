@@ -145,7 +145,7 @@ qiwi_pull_create_bill(PG_FUNCTION_ARGS)
 
 	pull_create_operation(merchant, &args, &bill, &op);
 	money_call(&op, "bill", args.bill_id);
-	pull_store_bill(&bill, "call");
+	pull_store_bill(&bill, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -160,7 +160,7 @@ qiwi_pull_bill_status(PG_FUNCTION_ARGS)
 
 	pull_bill_operation(merchant, bill_id, false, &bill, &op);
 	if (qiwi_read_call(&op, PULL_TABLES, "Pull bill \"%s\"", bill_id))
-		pull_store_bill(&bill, "call");
+		pull_store_bill(&bill, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -176,7 +176,7 @@ qiwi_pull_cancel_bill(PG_FUNCTION_ARGS)
 	ledger_require_writable("cancel a Pull bill", PULL_TABLES);
 	pull_bill_operation(merchant, bill_id, true, &bill, &op);
 	qiwi_call(&op);
-	pull_store_bill(&bill, "call");
+	pull_store_bill(&bill, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(bill_datum(fcinfo, &bill));
 }
 
@@ -204,7 +204,7 @@ check_refund(const Merchant *merchant, const char *bill_id, const char *refund_i
 
 		pull_bill_operation(merchant, bill_id, false, &bill, &op);
 		qiwi_refund_fetch(&op, "qiwi_pull_bills does not have the bill", refund_id);
-		pull_store_bill(&bill, "call");
+		pull_store_bill(&bill, LEDGER_BY_CALL);
 		if (!pull_store_lock_bill(merchant->name, bill_id, &bill_amount, currency, &status))
 			elog(ERROR, "%s is not in qiwi_pull_bills after its recording", item);
 	}
@@ -237,7 +237,7 @@ qiwi_pull_refund(PG_FUNCTION_ARGS)
 	refund.currency = currency;
 	pull_refund_operation(merchant, bill_id, refund_id, amount, &refund, &op);
 	money_call(&op, "refund", refund_id);
-	pull_store_refund(&refund, "call");
+	pull_store_refund(&refund, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
 }
 
@@ -260,7 +260,7 @@ qiwi_pull_refund_status(PG_FUNCTION_ARGS)
 	pull_refund_operation(merchant, bill_id, refund_id, NULL, &refund, &op);
 	if (qiwi_read_call(&op, PULL_TABLES, "refund \"%s\" of Pull bill \"%s\"", refund_id, bill_id) &&
 		known)
-		pull_store_refund(&refund, "call");
+		pull_store_refund(&refund, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
 }
 
