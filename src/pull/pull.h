@@ -102,6 +102,7 @@ extern bool pull_store_bill(PullBill *bill, const char *source);
 extern void pull_store_refund(PullRefund *refund, const char *source);
 extern bool pull_store_lock_bill(const char *merchant, const char *bill_id, Numeric *amount,
 								 char **currency, char **status);
+extern char *pull_store_bill_currency(const char *merchant, const char *bill_id);
 extern Numeric pull_store_refunded(const char *merchant, const char *bill_id,
 								   const char *refund_id);
 

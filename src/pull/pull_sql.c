@@ -250,16 +250,12 @@ qiwi_pull_refund_status(PG_FUNCTION_ARGS)
 	const Merchant *merchant = arg_merchant(fcinfo, 2);
 	PullRefund	refund;
 	QiwiOperation op;
-	Numeric		bill_amount;
-	char	   *status;
-	bool		known;
 
 	ledger_require_ready();
-	refund.currency = NULL;
-	known = pull_store_lock_bill(merchant->name, bill_id, &bill_amount, &refund.currency, &status);
+	refund.currency = pull_store_bill_currency(merchant->name, bill_id);
 	pull_refund_operation(merchant, bill_id, refund_id, NULL, &refund, &op);
 	if (qiwi_read_call(&op, PULL_TABLES, "refund \"%s\" of Pull bill \"%s\"", refund_id, bill_id) &&
-		known)
+		refund.currency != NULL)
 		pull_store_refund(&refund, LEDGER_BY_CALL);
 	PG_RETURN_DATUM(refund_datum(fcinfo, &refund));
 }

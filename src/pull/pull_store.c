@@ -35,7 +35,8 @@ static const LedgerTable refund_table = {
 /* The statements, in the order of pull_statements */
 enum
 {
-	P_BILL_INSERT, P_BILL_UPDATE, P_REFUND_LOCK, P_REFUND_INSERT, P_REFUND_UPDATE, P_REFUNDED
+	P_BILL_INSERT, P_BILL_UPDATE, P_REFUND_LOCK, P_REFUND_INSERT, P_REFUND_UPDATE, P_REFUNDED,
+	P_BILL_CURRENCY
 };
 
 /* A bill write: $1..$10 from the answer, $11 the source */
@@ -93,6 +94,8 @@ static const LedgerStatement pull_statements[] = {
 	[P_REFUNDED] = {"SELECT coalesce(sum(amount), 0) FROM %1$s.qiwi_pull_refunds"
 		" WHERE merchant = $1 AND bill_id = $2 AND refund_id <> $3 AND status <> 'fail'",
 	3, three_text, NULL},
+	[P_BILL_CURRENCY] = {"SELECT currency FROM %1$s.qiwi_pull_bills WHERE merchant = $1 AND bill_id = $2",
+	2, three_text, NULL},
 };
 
 /*
@@ -227,6 +230,21 @@ pull_store_lock_bill(const char *merchant, const char *bill_id, Numeric *amount,
 					 char **currency, char **status)
 {
 	return ledger_lock_item(&pull_bill_kind, merchant, bill_id, status, amount, currency);
+}
+
+/* The currency of a bill the tables know, read without a lock (a standby answers it), or NULL */
+char *
+pull_store_bill_currency(const char *merchant, const char *bill_id)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(bill_id)};
+	OwnerContext ctx;
+	char	   *currency = NULL;
+
+	ledger_begin_kind(&ctx, &pull_bill_kind);
+	if (run(P_BILL_CURRENCY, values, NULL, SPI_OK_SELECT) > 0)
+		currency = ledger_row_text(&ctx, 1);
+	ledger_end(&ctx);
+	return currency;
 }
 
 /* What the refunds of a bill other than refund_id took back or may take back (not failed) */
