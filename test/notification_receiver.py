@@ -10,6 +10,12 @@ their site: give QIWI one URL per site, ending with the siteId, and run
 
     notification_receiver.py --port 8082 --dbname ... --table qiwi_payin_notifications \
         --signature-header Signature --site-from-path
+
+Pull notifications are form-encoded and signed (X-Api-Signature) or sent
+with Basic authorization; QIWI expects an XML answer.  One URL per project,
+ending with its prv_id:
+
+    notification_receiver.py --port 8083 --dbname ... --pull
 """
 
 import argparse
@@ -17,13 +23,26 @@ import json
 import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
 
 INSERT = "INSERT INTO {table} (signature, body) VALUES (:'signature', :'body');\n"
 INSERT_WITH_SITE = ("INSERT INTO {table} (site_id, signature, body)"
                     " VALUES (:'site_id', :'signature', :'body');\n")
+# a Pull notification: stored, and answered 0 if the trigger verified it, else 151
+INSERT_PULL = ("WITH n AS (INSERT INTO qiwi_pull_notifications (prv_id, credential, body)"
+               " VALUES (:'site_id', :'signature', :'body') RETURNING verified)"
+               " SELECT qiwi_pull_notification_answer(CASE WHEN verified THEN 0 ELSE 151 END) FROM n;\n")
 
 
-def make_handler(dbname, table, signature_header, site_from_path):
+def pull_request(headers, body, path):
+    """(credential, JSON body, prv_id) of a Pull notification: the form's
+    parameters ('+' a space, empty values kept) as a JSON object."""
+    credential = headers.get("X-Api-Signature") or headers.get("Authorization", "")
+    params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return credential, json.dumps(params, ensure_ascii=False), path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def make_handler(dbname, table, signature_header, site_from_path, pull=False):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
@@ -33,6 +52,8 @@ def make_handler(dbname, table, signature_header, site_from_path):
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if pull:
+                return self.store_pull(body)
             signature = self.headers.get(signature_header, "")
             # psql quotes the values itself (:'name'), so nothing is spliced into SQL
             command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname,
@@ -55,6 +76,24 @@ def make_handler(dbname, table, signature_header, site_from_path):
             self.end_headers()
             self.wfile.write(payload)
 
+        def store_pull(self, body):
+            credential, params, prv_id = pull_request(self.headers, body, self.path)
+            command = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname,
+                       "-v", f"signature={credential}", "-v", f"body={params}",
+                       "-v", f"site_id={prv_id}"]
+            stored = subprocess.run(command, input=INSERT_PULL, text=True, capture_output=True)
+            if stored.returncode == 0:
+                payload, status = stored.stdout.strip().encode(), 200
+            else:
+                sys.stderr.write(stored.stderr)
+                payload = b'<?xml version="1.0"?><result><result_code>300</result_code></result>'
+                status = 200
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
     return Handler
 
 
@@ -66,10 +105,12 @@ def main():
     parser.add_argument("--signature-header", default="X-Api-Signature-SHA256")
     parser.add_argument("--site-from-path", action="store_true",
                         help="store the URL's last path segment as site_id")
+    parser.add_argument("--pull", action="store_true",
+                        help="Pull notifications: form bodies, the URL's last segment is the prv_id, XML answers")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port),
                                  make_handler(args.dbname, args.table, args.signature_header,
-                                              args.site_from_path))
+                                              args.site_from_path, args.pull))
     server.daemon_threads = True
     print(f"receiving notifications on http://127.0.0.1:{args.port}", flush=True)
     try:

@@ -2,10 +2,14 @@
 # failed and expired in the sandbox and refunds completed or failed there
 # reach the tables with no SQL call, with events from the reconciler, for
 # two merchants at once; a bill still waiting is checked again and stays
-# waiting; a final bill is no longer asked about.
+# waiting; a final bill is no longer asked about.  The sandbox's
+# notifications, signed or with Basic authorization and sent twice, reach
+# qiwi_pull_notifications through test/notification_receiver.py --pull,
+# verified, and applied once.
 use strict;
 use warnings;
 
+use IPC::Run;
 use QiwiTest;
 use HTTP::Tiny;
 use PostgreSQL::Test::Cluster;
@@ -95,6 +99,48 @@ wait_for(qq{SELECT check_count >= $checks + 2 FROM qiwi_pull_bills WHERE bill_id
 my $after_checks = sql(q{SELECT check_count FROM qiwi_pull_bills WHERE bill_id = 'waiting'});
 cmp_ok(pull_requests() - $before, '<=', $after_checks - $checks + 1,
 	'a round asks only about the waiting bill');
+
+# ---------- notifications, both modes, each sent twice ----------
+my $src = $ENV{QIWI_SRC} or die "QIWI_SRC is not set";
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $receiver = IPC::Run::start(
+	[ 'python3', "$src/test/notification_receiver.py", '--port', $port,
+	  '--dbname', $node->connstr('postgres'), '--pull' ],
+	'>', \my $out, '2>', \my $err);
+my $up = 0;
+for (1 .. 100)
+{
+	last if ($up = HTTP::Tiny->new->get("http://127.0.0.1:$port/")->{status} != 599);
+	select(undef, undef, undef, 0.1);
+}
+ok($up, 'the receiver is up');
+sandbox('/sandbox/pull/projects', qq{{"prv_id": "4103", "api_id": "8103", "api_password": "rec-pull-c",
+	"notification_password": "rec-notify-c", "notification_url": "http://127.0.0.1:$port/pull/4103",
+	"notification_auth": "signature", "duplicates": 1}});
+sandbox('/sandbox/pull/projects', qq{{"prv_id": "4104", "api_id": "8104", "api_password": "rec-pull-d",
+	"notification_password": "rec-notify-d", "notification_url": "http://127.0.0.1:$port/pull/4104",
+	"notification_auth": "basic", "duplicates": 1}});
+$node->safe_psql('postgres', qq{
+CREATE SERVER pc FOREIGN DATA WRAPPER qiwi OPTIONS (pull_prv_id '4103', pull_api_id '8103', pull_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER pc OPTIONS (pull_api_password 'rec-pull-c', pull_notification_password 'rec-notify-c');
+CREATE SERVER pd FOREIGN DATA WRAPPER qiwi OPTIONS (pull_prv_id '4104', pull_api_id '8104', pull_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER pd OPTIONS (pull_api_password 'rec-pull-d', pull_notification_password 'rec-notify-d');
+});
+sql(q{SELECT qiwi_pull_create_bill('n-signed', '79161234567', 21.00, 'Заказ №21 + ещё', now() + interval '1 day', merchant => 'pc');
+      SELECT qiwi_pull_create_bill('n-basic', '79161234567', 22.00, 'c', now() + interval '1 day', merchant => 'pd')});
+control('4103', 'n-signed', 'pay');
+control('4104', 'n-basic', 'reject');
+wait_for(q{SELECT count(*) = 4 FROM qiwi_pull_notifications},
+	'each notification arrives twice');
+is(sql(q{SELECT string_agg(merchant || ':' || (body->>'bill_id') || ':' || verified, ',' ORDER BY merchant, id) FROM qiwi_pull_notifications}),
+	'pc:n-signed:true,pc:n-signed:true,pd:n-basic:true,pd:n-basic:true', 'signed and Basic notifications verified, for their merchants');
+cmp_ok(sql(q{SELECT count(*) FROM qiwi_pull_notifications WHERE applied}), '<=', 2,
+	'each change applied at most once (the reconciler may have recorded it first)');
+is(sql(q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id) FROM qiwi_pull_bills WHERE merchant IN ('pc', 'pd')}),
+	'n-basic:rejected,n-signed:paid', 'the bills recorded final');
+is(sql(q{SELECT count(*) FROM qiwi_pull_events WHERE merchant IN ('pc', 'pd') AND old_status = 'waiting'}), '2',
+	'one event per change, whoever told first');
+$receiver->kill_kill;
 
 $node->stop;
 done_testing();
