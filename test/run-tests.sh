@@ -118,6 +118,13 @@ if wanted "wallet sandbox self-check"; then
 	record "wallet sandbox self-check" $status
 fi
 
+# ---- no function in src/ over 100 lines, no file over 800 (CONTRIBUTING.md) ----
+if wanted "code size rules"; then
+	status=0
+	/usr/bin/python3 "$QIWI_SRC/test/check_code_size.py" "$QIWI_SRC/src" || status=1
+	record "code size rules" $status
+fi
+
 # The rest checks the whole product (the demo and the package install into
 # the system's PostgreSQL): not run when QIWI_ONLY picks checks
 if [ -n "${QIWI_ONLY:-}" ]; then
