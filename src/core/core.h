@@ -216,6 +216,8 @@ extern bool http_url_is_secure(const char *url);
 extern char *http_append_query(const char *url, const char *name, const char *value);
 extern void http_append_form_field(StringInfo form, const char *name, const char *value);
 extern char *http_authorization(const char *scheme, const char *user, const char *secret);
+extern bool http_basic_authorization_matches(const char *user, const char *secret, const char *value,
+											 int len);
 
 /* ---------- exchange.c ---------- */
 

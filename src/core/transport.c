@@ -18,6 +18,7 @@
 #include "core/core.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "common/base64.h"
 #include "miscadmin.h"
@@ -696,4 +697,24 @@ http_authorization(const char *scheme, const char *user, const char *secret)
 	header = psprintf("Authorization: %s %s", scheme, encoded);
 	explicit_bzero(encoded, encoded_len);
 	return header;
+}
+
+/*
+ * Is value (len bytes, an Authorization header's value as received) Basic
+ * with the base64 of user:secret?  The scheme in any case, one space, then
+ * exactly the base64 expected (a line break inside is refused); constant
+ * time in what is compared, and what was built to compare with is wiped.
+ */
+bool
+http_basic_authorization_matches(const char *user, const char *secret, const char *value, int len)
+{
+	char	   *expected = http_authorization("Basic", user, secret);
+	const char *encoded = expected + strlen("Authorization: Basic ");
+	int			encoded_len = strlen(encoded);
+	bool		matches;
+
+	matches = len == 6 + encoded_len && pg_strncasecmp(value, "Basic ", 6) == 0 &&
+		CRYPTO_memcmp(value + 6, encoded, encoded_len) == 0;
+	explicit_bzero(expected, strlen(expected));
+	return matches;
 }

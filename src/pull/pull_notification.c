@@ -12,12 +12,9 @@
 #include "core/core.h"
 #include "pull/pull.h"
 
-#include "common/base64.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
-
-#include <openssl/crypto.h>
 
 PG_FUNCTION_INFO_V1(qiwi_pull_verify_notification);
 PG_FUNCTION_INFO_V1(qiwi_pull_verify_basic_auth);
@@ -98,29 +95,15 @@ pull_signed_string(Jsonb *body, StringInfo buf, char **problem)
 	return true;
 }
 
-/*
- * Is authorization "Basic base64(prv_id:password)"?  The scheme in any
- * case, one space, then exactly the base64 expected: the docs' example
- * with a newline inside is refused.  Constant time in what is compared.
- */
+/* Is authorization (len bytes) "Basic base64(prv_id:password)"?  false with *problem if not */
 static bool
 basic_auth_holds(const char *prv_id, const char *password, const char *authorization, int len,
 				 char **problem)
 {
-	char	   *pair = psprintf("%s:%s", prv_id, password);
-	char	   *expected;
-	int			expected_len;
-
-	expected = palloc(pg_b64_enc_len(strlen(pair)) + 1);
-	expected_len = pg_b64_encode(pair, strlen(pair), expected, pg_b64_enc_len(strlen(pair)));
-	if (len < 6 || pg_strncasecmp(authorization, "Basic ", 6) != 0 ||
-		len - 6 != expected_len ||
-		CRYPTO_memcmp(authorization + 6, expected, expected_len) != 0)
-	{
-		*problem = pstrdup("the Basic authorization does not match");
-		return false;
-	}
-	return true;
+	if (http_basic_authorization_matches(prv_id, password, authorization, len))
+		return true;
+	*problem = pstrdup("the Basic authorization does not match");
+	return false;
 }
 
 /* A NotificationVerifier: a Basic Authorization header, or an X-Api-Signature */
