@@ -320,6 +320,8 @@ extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isn
 extern void ledger_add_check(LedgerDue *due, int i, bool failed, const char *error);
 extern void ledger_add_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed,
 							   bool *key_refused);
+extern bool ledger_answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
+								bool *failed, bool *key_refused);
 extern void ledger_flush_checks(LedgerDue *due);
 extern int64 ledger_make_all_due(const LedgerKind *kind);
 extern void ledger_defer_checked_at(const LedgerKind *kind, const char *merchant, const char *id);

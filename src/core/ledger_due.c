@@ -103,6 +103,24 @@ ledger_add_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed,
 	ledger_add_check(due, i, true, error->message);
 }
 
+/*
+ * Read QIWI's answer about due item i into op->result (a ReconcileKind's
+ * record, first); false if it cannot be recorded, the failure then counted
+ * by ledger_add_failure
+ */
+bool
+ledger_answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
+					bool *failed, bool *key_refused)
+{
+	QiwiError	error;
+
+	*failed = false;
+	if (qiwi_exchange_answer(op, resp, &error))
+		return true;
+	ledger_add_failure(due, i, &error, failed, key_refused);
+	return false;
+}
+
 /* Read the claimed rows out of SPI into due, in the caller's context */
 static void
 read_claimed(LedgerDue *due, int n, OwnerContext *ctx)

@@ -43,16 +43,10 @@ static bool
 record_invoice_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
 					  bool *failed, bool *key_refused)
 {
-	PayinInvoice *invoice;
-	QiwiError	error;
+	PayinInvoice *invoice = (PayinInvoice *) op->result;
 
-	*failed = false;
-	if (!qiwi_exchange_answer(op, resp, &error))
-	{
-		ledger_add_failure(due, i, &error, failed, key_refused);
+	if (!ledger_answer_taken(due, i, op, resp, failed, key_refused))
 		return false;
-	}
-	invoice = (PayinInvoice *) op->result;
 	payin_store_invoice(invoice, LEDGER_BY_RECONCILER, true);
 	ledger_add_check(due, i, false, NULL);
 	return strcmp(due->statuses[i], invoice->status) != 0;

@@ -28,23 +28,6 @@ merchant_problem(const Merchant *merchant)
 	return NULL;
 }
 
-/*
- * Whether QIWI's answer can be recorded; a failure is the ledger's to
- * count (a failed check, or a refused password that stops the merchant)
- */
-static bool
-answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed,
-			 bool *key_refused)
-{
-	QiwiError	error;
-
-	*failed = false;
-	if (qiwi_exchange_answer(op, resp, &error))
-		return true;
-	ledger_add_failure(due, i, &error, failed, key_refused);
-	return false;
-}
-
 /* The operation that asks about due bill i (a ReconcileKind's operation) */
 static void
 due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
@@ -60,7 +43,7 @@ record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse 
 {
 	PullBill   *bill = (PullBill *) op->result;
 
-	if (!answer_taken(due, i, op, resp, failed, key_refused))
+	if (!ledger_answer_taken(due, i, op, resp, failed, key_refused))
 		return false;
 	pull_store_bill(bill, LEDGER_BY_RECONCILER);
 	ledger_add_check(due, i, false, NULL);
@@ -96,7 +79,7 @@ record_refund_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpRespons
 {
 	PullRefund *refund = (PullRefund *) op->result;
 
-	if (!answer_taken(due, i, op, resp, failed, key_refused))
+	if (!ledger_answer_taken(due, i, op, resp, failed, key_refused))
 		return false;
 	pull_store_refund(refund, LEDGER_BY_RECONCILER);
 	ledger_add_check(due, i, false, NULL);
