@@ -10,7 +10,8 @@ OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guard
 	src/bill/bill_notification.o src/bill/bill_reconcile.o \
 	src/payin/payin_wire.o src/payin/payin_parse.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
 	src/payin/payin_notification.o src/payin/payin_reconcile.o \
-	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o src/pull/pull_reconcile.o
+	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o src/pull/pull_reconcile.o \
+	src/wallet/wallet_wire.o
 # The version is written once, in the control file.  Its script is built
 # from sql/ext: the core first, then one file per API; older versions'
 # scripts and the upgrade scripts stay as released.
@@ -48,14 +49,14 @@ installcheck-virtualenv:
 	pg_virtualenv -t -v $(MAJORVERSION) -o shared_preload_libraries=$(MODULE_big) $(VIRTUALENV_OPTS) $(MAKE) installcheck
 
 # PGXS does not track header dependencies: every object depends on the one header
-$(OBJS): src/core/core.h src/core/bookkeeping.h src/core/reconciler_internal.h src/core/ledger_internal.h src/bill/bill.h src/payin/payin.h src/pull/pull.h $(EXTENSION).control
+$(OBJS): src/core/core.h src/core/bookkeeping.h src/core/reconciler_internal.h src/core/ledger_internal.h src/bill/bill.h src/payin/payin.h src/pull/pull.h src/wallet/wallet.h $(EXTENSION).control
 
 # The test runner reads the regression list from here, so it is written once.
 .PHONY: regress-list
 regress-list:
 	@echo $(REGRESS)
 
-EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql sql/ext/payin.sql sql/ext/pull.sql sql/ext/reports.sql sql/ext/duties.sql
+EXT_SOURCES = sql/ext/core.sql sql/ext/bill.sql sql/ext/payin.sql sql/ext/pull.sql sql/ext/wallet.sql sql/ext/reports.sql sql/ext/duties.sql
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SOURCES) $(EXTENSION).control
 	cat $(EXT_SOURCES) > $@
 

@@ -266,6 +266,92 @@ COMMENT ON COLUMN qiwi_pull_notifications.error IS $$Set by the trigger: why it 
 COMMENT ON SEQUENCE qiwi_pull_notifications_id_seq IS $$Ids of qiwi_pull_notifications$$;
 COMMENT ON TRIGGER qiwi_pull_notification_verify ON qiwi_pull_notifications IS $$Checks each notification's signature or Basic authorization and applies verified ones to qiwi_pull_bills ('mark': a bad one is stored with verified = false)$$;
 
+-- The QIWI Wallet API (new in 1.4, as sql/ext/wallet.sql): balances, the
+-- payment history, transfers and webhooks of a wallet.
+
+CREATE TYPE qiwi_wallet_transaction AS (
+	txn_id bigint,
+	trm_txn_id text,
+	date timestamptz,
+	type text,
+	status text,
+	amount numeric,
+	currency text,
+	commission numeric,
+	total numeric,
+	provider integer,
+	account text,
+	comment text,
+	error_code integer,
+	error text,
+	item jsonb
+);
+
+CREATE TABLE qiwi_wallet_payments (
+	merchant text NOT NULL,
+	txn_id bigint NOT NULL,
+	type text NOT NULL CHECK (type IN ('IN', 'OUT', 'QIWI_CARD')),
+	trm_txn_id text,
+	date timestamptz NOT NULL,
+	status text NOT NULL CHECK (status IN ('SUCCESS', 'WAITING', 'ERROR')),
+	amount numeric NOT NULL,
+	currency text NOT NULL,
+	commission numeric,
+	total numeric,
+	provider integer,
+	account text,
+	comment text,
+	error_code integer,
+	error text,
+	item jsonb NOT NULL,
+	source text NOT NULL CHECK (source IN ('call', 'reconciler', 'notification')),
+	first_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	checked_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	CONSTRAINT qiwi_wallet_payments_pkey PRIMARY KEY (merchant, txn_id, type)
+);
+CREATE INDEX qiwi_wallet_payments_date ON qiwi_wallet_payments (merchant, date);
+CREATE INDEX qiwi_wallet_payments_waiting ON qiwi_wallet_payments (merchant, date) WHERE status = 'WAITING';
+
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_payments', '');
+
+COMMENT ON TYPE qiwi_wallet_transaction IS $$A payment of a wallet's history as QIWI answered it (PaymentHistoryItem: qiwi_wallet_history, qiwi_wallet_transaction)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.txn_id IS $$QIWI's transaction id (txnId)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.trm_txn_id IS $$The client's id of a transfer as it was sent (trmTxnId): qiwi_wallet_transfer's client_txn_id$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.date IS $$When the payment was made$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.type IS $$IN, OUT or QIWI_CARD$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.status IS $$SUCCESS, WAITING (not final) or ERROR$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.amount IS $$The payment's amount (sum.amount), as QIWI wrote it$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.currency IS $$ISO 4217 letters of amount (QIWI writes the number: 643 is RUB)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.commission IS $$QIWI's commission (commission.amount)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.total IS $$What the wallet paid or got in all (total.amount)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.provider IS $$QIWI's provider id (99: a transfer between wallets)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.account IS $$The other side: the payer's or the payee's account$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.comment IS $$The payment's comment$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.error_code IS $$QIWI's error code of the payment, 0 for none (seed 003's list)$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.error IS $$QIWI's description of error_code$$;
+COMMENT ON COLUMN qiwi_wallet_transaction.item IS $$The whole item as QIWI wrote it (provider, source, view, extras, ...)$$;
+
+COMMENT ON TABLE qiwi_wallet_payments IS $$Each merchant's wallet history, kept by the worker (WAITING items followed until final) and by verified webhooks: reports are joins against these rows, and no report calls the API$$;
+COMMENT ON COLUMN qiwi_wallet_payments.merchant IS $$The merchant whose wallet it is$$;
+COMMENT ON COLUMN qiwi_wallet_payments.txn_id IS $$QIWI's transaction id (txnId)$$;
+COMMENT ON COLUMN qiwi_wallet_payments.type IS $$IN, OUT or QIWI_CARD$$;
+COMMENT ON COLUMN qiwi_wallet_payments.trm_txn_id IS $$A transfer's client id as it was sent (trmTxnId)$$;
+COMMENT ON COLUMN qiwi_wallet_payments.date IS $$When the payment was made$$;
+COMMENT ON COLUMN qiwi_wallet_payments.status IS $$SUCCESS, WAITING (followed until final) or ERROR$$;
+COMMENT ON COLUMN qiwi_wallet_payments.amount IS $$The payment's amount (sum.amount), as QIWI wrote it$$;
+COMMENT ON COLUMN qiwi_wallet_payments.currency IS $$ISO 4217 letters of amount$$;
+COMMENT ON COLUMN qiwi_wallet_payments.commission IS $$QIWI's commission$$;
+COMMENT ON COLUMN qiwi_wallet_payments.total IS $$What the wallet paid or got in all$$;
+COMMENT ON COLUMN qiwi_wallet_payments.provider IS $$QIWI's provider id (99: a transfer between wallets)$$;
+COMMENT ON COLUMN qiwi_wallet_payments.account IS $$The other side's account$$;
+COMMENT ON COLUMN qiwi_wallet_payments.comment IS $$The payment's comment$$;
+COMMENT ON COLUMN qiwi_wallet_payments.error_code IS $$QIWI's error code of the payment, 0 for none$$;
+COMMENT ON COLUMN qiwi_wallet_payments.error IS $$QIWI's description of error_code$$;
+COMMENT ON COLUMN qiwi_wallet_payments.item IS $$The whole item as QIWI last wrote it$$;
+COMMENT ON COLUMN qiwi_wallet_payments.source IS $$Who told us last: call (a SQL function), reconciler (the worker's sync) or notification (a verified webhook)$$;
+COMMENT ON COLUMN qiwi_wallet_payments.first_seen_at IS $$When this row was first written$$;
+COMMENT ON COLUMN qiwi_wallet_payments.checked_at IS $$When QIWI last told us about this payment$$;
+
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
 -- reconciler also follows a PAID invoice while a notification about it is unconfirmed
 -- All money by merchant, API and status, in one query.  received is money
@@ -443,6 +529,7 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_pull_refunds', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_pull_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_pull_notifications', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_payments', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),

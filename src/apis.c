@@ -9,6 +9,7 @@
 #include "bill/bill.h"
 #include "payin/payin.h"
 #include "pull/pull.h"
+#include "wallet/wallet.h"
 
 /* Start every API: its settings, merchant options, tables and kinds of items */
 void
@@ -17,4 +18,5 @@ qiwi_apis_init(void)
 	bill_init();
 	payin_init();
 	pull_init();
+	wallet_init();
 }
