@@ -84,3 +84,14 @@ COMMENT ON COLUMN qiwi_wallet_payments.item IS $$The whole item as QIWI last wro
 COMMENT ON COLUMN qiwi_wallet_payments.source IS $$Who told us last: call (a SQL function), reconciler (the worker's sync) or notification (a verified webhook)$$;
 COMMENT ON COLUMN qiwi_wallet_payments.first_seen_at IS $$When this row was first written$$;
 COMMENT ON COLUMN qiwi_wallet_payments.checked_at IS $$When QIWI last told us about this payment$$;
+
+-- ---------- webhooks ----------
+
+CREATE FUNCTION qiwi_wallet_verify_webhook(body jsonb, key_base64 text DEFAULT NULL,
+	merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_wallet_verify_webhook'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION qiwi_wallet_verify_webhook(jsonb, text, text) IS $$Is the hash of a Wallet webhook body QIWI's? The values payment.signFields names, in its order, joined by '|' (a JSON number printed without trailing zeros: 1.00 as 1, 1.50 as 1.5; a string as written), HMAC-SHA256 keyed with the base64-decoded key_base64 (NULL: the merchant's wallet_webhook_key), lowercase hex; compared in constant time. A missing signed field or hash: false. NULL if body is NULL. merchant: whose$$;
+-- ---------- end of webhooks ----------

@@ -81,6 +81,11 @@ extern bool wallet_history_each(const Merchant *merchant, TimestampTz since, Tim
 								const char *operation, WalletPaymentConsumer consume, void *arg,
 								QiwiError *error);
 
+/* ---------- wallet_webhook.c ---------- */
+
+extern int	wallet_option_webhook_key;
+extern void wallet_webhook_init(void);
+
 /* ---------- start-up (each file's own) ---------- */
 
 extern void wallet_init(void);

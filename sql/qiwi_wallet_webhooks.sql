@@ -1,0 +1,95 @@
+-- Wallet webhooks: the hash vectors of qiwi-api.md §4 and §9 (negatives
+-- included) under the amount rule (a JSON number signed without trailing
+-- zeros: 1.00 and 1 both as "1"), missing fields, and the merchant's key.
+
+-- ---------- qiwi_wallet_verify_webhook ----------
+
+-- the documents' key; §4's body (account +79161112233) and §9's (+79165238345)
+CREATE TEMP TABLE hook_vectors (name text, amount text, account text, hash text);
+INSERT INTO hook_vectors VALUES
+	('§4', '1', '+79161112233', 'f05c4e7bdf00620205d47696d77f924bfd3ba4d02b0398ac8a626e737dc27243'),
+	('§4', '1.00', '+79161112233', 'f05c4e7bdf00620205d47696d77f924bfd3ba4d02b0398ac8a626e737dc27243'),
+	('§9', '1', '+79165238345', '76687ffe5c516c793faa46fafba0994e7ca7a6d735966e0e0c0b65eaa43bdca0'),
+	('§9', '1.00', '+79165238345', '76687ffe5c516c793faa46fafba0994e7ca7a6d735966e0e0c0b65eaa43bdca0'),
+	-- the string "1.00" signed: not how QIWI signs the number
+	('§4 signed as 1.00', '1', '+79161112233', 'ac170d13c9141ec3c4b241d65018cf68d70f0a4c20fb11232611d45f45e38a0a'),
+	('§4 signed as 1.00', '1.00', '+79161112233', 'ac170d13c9141ec3c4b241d65018cf68d70f0a4c20fb11232611d45f45e38a0a'),
+	-- keyed with the key's base64 text, not its bytes
+	('§4 raw key', '1', '+79161112233', '4856e3d5f359977314bc5a17c0c4e4cb1aeeafb977c6e216e945dbd62933f773'),
+	('§4 raw key', '1.00', '+79161112233', '4856e3d5f359977314bc5a17c0c4e4cb1aeeafb977c6e216e945dbd62933f773'),
+	-- 1.5 signed as "1.5" (1.50 in the body means the same), never "1.50"
+	('1.5', '1.5', '+79161112233', 'd424b498d4e08af7c0480fab13020c95e0e377207631dfac93eebb500ba13796'),
+	('1.5', '1.50', '+79161112233', 'd424b498d4e08af7c0480fab13020c95e0e377207631dfac93eebb500ba13796'),
+	('1.5 signed as 1.50', '1.50', '+79161112233', '2049cf8b335b8b41c0f3911ebfe14626298ae619649da797148db47513d110cb');
+CREATE TEMP VIEW hook_bodies AS
+SELECT name, amount, (format('{"messageId": "7814c49d-2d29-4b14-b2dc-36b377c76156", "hookId": "5e2027d1-f5f3-4ad1-b409-058b8b8a8c22",
+	"payment": {"txnId": "13353941550", "date": "2019-03-28T16:46:28+03:00", "type": "IN", "status": "SUCCESS",
+	"errorCode": "0", "personId": 78000008000, "account": "%s", "comment": "", "provider": 7,
+	"sum": {"amount": %s, "currency": 643}, "commission": {"amount": 0, "currency": 643},
+	"total": {"amount": %s, "currency": 643}, "signFields": "sum.currency,sum.amount,type,account,txnId"},
+	"hash": "%s", "version": "1.0.0", "test": false}', account, amount, amount, hash))::jsonb AS body
+  FROM hook_vectors;
+SELECT name, amount, qiwi_wallet_verify_webhook(body, 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS verified
+  FROM hook_bodies;
+-- jsonb keeps the amount as written: 1.00 stays 1.00, and is still signed as 1
+SELECT body->'payment'->'sum'->>'amount' AS stored FROM hook_bodies WHERE name = '§4' ORDER BY amount;
+-- the hash in upper case is the same hex
+SELECT qiwi_wallet_verify_webhook(jsonb_set(body, '{hash}', to_jsonb(upper(body->>'hash'))),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS upper_hex
+  FROM hook_bodies WHERE name = '§4' AND amount = '1';
+-- another key; a key that is not base64
+SELECT qiwi_wallet_verify_webhook(body, 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=') AS other_key
+  FROM hook_bodies WHERE name = '§4' AND amount = '1';
+SELECT try($$SELECT qiwi_wallet_verify_webhook(body, 'not base64!') FROM hook_bodies WHERE name = '§4' AND amount = '1'$$);
+-- a signed field missing or null is false, never signed as "null", "None" or
+-- empty: each body carries the hash such a signed string would have
+CREATE TEMP VIEW hook_genuine AS
+SELECT body FROM hook_bodies WHERE name = '§4' AND amount = '1';
+SELECT qiwi_wallet_verify_webhook(jsonb_set(body #- '{payment,account}', '{hash}',
+                                  '"537f57ebc69bdbabc541c7148842b3d87a1095c2f05547136f101ab932915a73"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS missing_as_null,
+       qiwi_wallet_verify_webhook(jsonb_set(jsonb_set(body, '{payment,account}', 'null'), '{hash}',
+                                  '"537f57ebc69bdbabc541c7148842b3d87a1095c2f05547136f101ab932915a73"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS null_as_null,
+       qiwi_wallet_verify_webhook(jsonb_set(body #- '{payment,account}', '{hash}',
+                                  '"e3f27f7a05d678735a92462022a8f157e27fb0391ca9ec8e6e12e18c6e73661e"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS missing_as_none,
+       qiwi_wallet_verify_webhook(jsonb_set(body #- '{payment,account}', '{hash}',
+                                  '"99e4811561c858fd34875bc501cde29eb5ee1d1cbef76f3672264d43db20fb86"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS missing_as_empty
+  FROM hook_genuine;
+-- a field holding "|" would make the signed string ambiguous: false though the hash is of it
+SELECT qiwi_wallet_verify_webhook(jsonb_set(jsonb_set(body, '{payment,account}', '"+7|916"'), '{hash}',
+                                  '"62519a5d7ff54ac8bef703ee2d7530255984a05a3e0bb3a9ba7a5a20257e408e"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS account_with_bar
+  FROM hook_genuine;
+-- not signable: a sum that is no object, an account that is an object; no hash, no signFields, no payment
+SELECT qiwi_wallet_verify_webhook(jsonb_set(body, '{payment,sum}', '7'), 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS sum_not_object,
+       qiwi_wallet_verify_webhook(jsonb_set(body, '{payment,account}', '{"a": 1}'), 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS account_object,
+       qiwi_wallet_verify_webhook(body - 'hash', 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS no_hash,
+       qiwi_wallet_verify_webhook(body #- '{payment,signFields}', 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS no_sign_fields,
+       qiwi_wallet_verify_webhook(body - 'payment', 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS no_payment
+  FROM hook_genuine;
+-- signFields decides which fields and in what order (hashes of those strings: true);
+-- an empty name or a field the body lacks: false
+SELECT qiwi_wallet_verify_webhook(jsonb_set(jsonb_set(body, '{payment,signFields}', '"sum.currency,sum.amount,type,account"'),
+                                  '{hash}', '"cc913d6e85aaa1428eb6dd5285c7521f643227e2914d4fda5d04060ca56a7fab"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS fewer_fields,
+       qiwi_wallet_verify_webhook(jsonb_set(jsonb_set(body, '{payment,signFields}', '"sum.amount,sum.currency,type,account,txnId"'),
+                                  '{hash}', '"92c31c846405235d20cfdff2b3b5dec60a866c0b506e2f0b88d4599d09435dcd"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS other_order,
+       qiwi_wallet_verify_webhook(jsonb_set(body, '{payment,signFields}', '"sum.currency,,sum.amount,type,account,txnId"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS empty_name,
+       qiwi_wallet_verify_webhook(jsonb_set(body, '{payment,signFields}', '"sum.currency,sum.amount,type,account,txnId,personId2"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS unknown_field
+  FROM hook_genuine;
+-- not an object; NULL body
+SELECT qiwi_wallet_verify_webhook('[1]', 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS array_body,
+       qiwi_wallet_verify_webhook(NULL, 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS null_body;
+-- no key: the default merchant has none
+SELECT try($$SELECT qiwi_wallet_verify_webhook(body) FROM hook_genuine$$);
+-- the merchant's key (a hidden option of the user mapping)
+CREATE SERVER wh_shop FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79161112233');
+CREATE USER MAPPING FOR PUBLIC SERVER wh_shop OPTIONS (wallet_webhook_key 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=');
+SELECT qiwi_wallet_verify_webhook(body, merchant => 'wh_shop') AS merchant_key FROM hook_genuine;
+SELECT try($$SELECT qiwi_wallet_verify_webhook(body, merchant => 'no_such_shop') FROM hook_genuine$$);
