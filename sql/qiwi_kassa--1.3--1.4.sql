@@ -361,6 +361,45 @@ AS 'MODULE_PATHNAME', 'qiwi_wallet_verify_webhook'
 LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION qiwi_wallet_verify_webhook(jsonb, text, text) IS $$Is the hash of a Wallet webhook body QIWI's? The values payment.signFields names, in its order, joined by '|' (a JSON number printed without trailing zeros: 1.00 as 1, 1.50 as 1.5; a string as written), HMAC-SHA256 keyed with the base64-decoded key_base64 (NULL: the merchant's wallet_webhook_key), lowercase hex; compared in constant time. A missing signed field or hash: false. NULL if body is NULL. merchant: whose$$;
+CREATE FUNCTION qiwi_wallet_webhook_verify()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'qiwi_wallet_webhook_verify'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION qiwi_wallet_webhook_verify() FROM PUBLIC;
+
+CREATE TABLE qiwi_wallet_webhooks (
+	id bigserial PRIMARY KEY,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	body jsonb,
+	message_id text GENERATED ALWAYS AS (body ->> 'messageId') STORED,
+	txn_id text GENERATED ALWAYS AS (body -> 'payment' ->> 'txnId') STORED,
+	test boolean GENERATED ALWAYS AS (coalesce(body -> 'test' = 'true'::jsonb, false)) STORED,
+	merchant text,
+	verified boolean,
+	applied boolean,
+	error text
+);
+CREATE INDEX qiwi_wallet_webhooks_received ON qiwi_wallet_webhooks (received_at);
+CREATE INDEX qiwi_wallet_webhooks_message ON qiwi_wallet_webhooks (message_id);
+CREATE TRIGGER qiwi_wallet_webhook_verify BEFORE INSERT ON qiwi_wallet_webhooks
+	FOR EACH ROW EXECUTE FUNCTION qiwi_wallet_webhook_verify('mark');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_webhooks_id_seq', '');
+
+COMMENT ON FUNCTION qiwi_wallet_webhook_verify() IS $$Trigger (BEFORE INSERT) for a table with body, merchant, verified, applied, error: verifies a Wallet webhook's hash with the wallet_webhook_key of the merchant whose wallet_number is payment.personId, and records a verified payment in qiwi_wallet_payments, forward only (a WAITING one may become final; a message stored before, or a payment already so, changes nothing). A test without payment or hash is stored unverified without an error; a signed test is verified, not recorded. Argument 'mark' (default) stores a bad one marked, 'reject' fails the INSERT (QKSIG). Not PUBLIC$$;
+COMMENT ON TABLE qiwi_wallet_webhooks IS $$QIWI Wallet webhooks as the web tier received them (the JSON body QIWI POSTed), verified and applied by the trigger qiwi_wallet_webhook_verify()$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.id IS $$Order of arrival$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.received_at IS $$When the webhook was stored$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.body IS $$The JSON body as QIWI sent it: hash, hookId, messageId, payment, test, version$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.message_id IS $$The body's messageId: a message QIWI sends again has the same$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.txn_id IS $$The payment's txnId (qiwi_wallet_payments.txn_id), as the body writes it$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.test IS $$The body says test: true (a hooks/test notification; never recorded as a payment)$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.merchant IS $$Set by the trigger: the merchant whose key verified it$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.verified IS $$Set by the trigger: the hash holds under the merchant's wallet_webhook_key$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.applied IS $$Set by the trigger: it wrote the payment into qiwi_wallet_payments$$;
+COMMENT ON COLUMN qiwi_wallet_webhooks.error IS $$Set by the trigger: why it was not verified or not applied (a duplicate, a final status already, ...); NULL for a test without payment or hash$$;
+COMMENT ON SEQUENCE qiwi_wallet_webhooks_id_seq IS $$Ids of qiwi_wallet_webhooks$$;
+COMMENT ON TRIGGER qiwi_wallet_webhook_verify ON qiwi_wallet_webhooks IS $$Checks each webhook's hash and records verified payments in qiwi_wallet_payments ('mark': a bad one is stored with verified = false)$$;
 -- ---------- end of webhooks ----------
 
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
@@ -541,6 +580,7 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_pull_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_pull_notifications', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_payments', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_webhooks', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
@@ -611,7 +651,9 @@ SELECT d.duty, d.object_type, d.name,
 	('notify', 'TABLE', 'qiwi_payin_notifications', 'INSERT', NULL),
 	('notify', 'SEQUENCE', 'qiwi_payin_notifications_id_seq', 'USAGE', NULL),
 	('notify', 'TABLE', 'qiwi_pull_notifications', 'INSERT', NULL),
-	('notify', 'SEQUENCE', 'qiwi_pull_notifications_id_seq', 'USAGE', NULL)
+	('notify', 'SEQUENCE', 'qiwi_pull_notifications_id_seq', 'USAGE', NULL),
+	('notify', 'TABLE', 'qiwi_wallet_webhooks', 'INSERT', NULL),
+	('notify', 'SEQUENCE', 'qiwi_wallet_webhooks_id_seq', 'USAGE', NULL)
 	) d(duty, object_type, name, privilege, columns)
   LEFT JOIN LATERAL (
 	SELECT m.classid, m.objid

@@ -93,3 +93,59 @@ CREATE SERVER wh_shop FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79161112
 CREATE USER MAPPING FOR PUBLIC SERVER wh_shop OPTIONS (wallet_webhook_key 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=');
 SELECT qiwi_wallet_verify_webhook(body, merchant => 'wh_shop') AS merchant_key FROM hook_genuine;
 SELECT try($$SELECT qiwi_wallet_verify_webhook(body, merchant => 'no_such_shop') FROM hook_genuine$$);
+
+-- ---------- qiwi_wallet_webhooks and its trigger ----------
+
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+RESET client_min_messages;
+-- a body as QIWI sends it, signed by an independent implementation of the
+-- rule (pgcrypto; the amount printed as trim_scale prints it)
+CREATE FUNCTION wh_body(message text, txn text, status text, amount text, person text DEFAULT '79161112233',
+	test boolean DEFAULT false, key text DEFAULT 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=')
+RETURNS jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object('messageId', message, 'hookId', 'hook-1', 'version', '1.0.0', 'test', test,
+		'payment', p, 'hash', encode(hmac(convert_to(concat_ws('|', p->'sum'->>'currency', trim_scale((p->'sum'->>'amount')::numeric),
+		  p->>'type', p->>'account', p->>'txnId'), 'UTF8'), decode(key, 'base64'), 'sha256'), 'hex'))
+	  FROM (SELECT format('{"txnId": "%s", "date": "2026-12-01T10:00:00+03:00", "type": "IN", "status": "%s", "errorCode": "0",
+		"personId": %s, "account": "+79990001122", "comment": "order 7", "provider": 99,
+		"sum": {"amount": %s, "currency": 643}, "commission": {"amount": 0, "currency": 643},
+		"total": {"amount": %s, "currency": 643}, "signFields": "sum.currency,sum.amount,type,account,txnId"}',
+		txn, status, person, amount, amount)::jsonb AS p) x
+$$;
+-- genuine: a WAITING payment, the same message again, then SUCCESS, a WAITING
+-- after it, and SUCCESS again under another messageId
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-1', '1001', 'WAITING', '150.50'));
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-1', '1001', 'WAITING', '150.50'));
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-2', '1001', 'SUCCESS', '150.50'));
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-3', '1001', 'WAITING', '150.50'));
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-4', '1001', 'SUCCESS', '150.50'));
+-- another payment, amount 1.00 as written (signed as 1)
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-5', '1002', 'SUCCESS', '1.00'));
+-- forged: the amount changed after signing; signed with another key; another wallet's
+INSERT INTO qiwi_wallet_webhooks (body)
+	VALUES (jsonb_set(wh_body('m-6', '1003', 'SUCCESS', '1.00'), '{payment,sum,amount}', '1000'));
+INSERT INTO qiwi_wallet_webhooks (body)
+	VALUES (wh_body('m-7', '1004', 'SUCCESS', '5', key => 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='));
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-8', '1005', 'SUCCESS', '5', person => '79000000000'));
+-- QIWI's empty test notification (hooks/test): stored as a test, no error;
+-- a signed test: verified, never recorded as a payment
+INSERT INTO qiwi_wallet_webhooks (body)
+	VALUES ('{"hookId": "hook-1", "messageId": "m-9", "test": true, "version": "1.0.0"}');
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (wh_body('m-10', '1006', 'SUCCESS', '5', test => true));
+-- no body; a body that is no object; a payment that cannot be read
+INSERT INTO qiwi_wallet_webhooks (body) VALUES (NULL), ('[1]');
+INSERT INTO qiwi_wallet_webhooks (body)
+	VALUES (wh_body('m-11', '1007', 'PAID', '5'));
+SELECT id, message_id, txn_id, test, merchant, verified, applied, error FROM qiwi_wallet_webhooks ORDER BY id;
+SELECT merchant, txn_id, type, status, amount, currency, provider, account, comment, source, item->>'status' AS item_status
+  FROM qiwi_wallet_payments WHERE merchant = 'wh_shop' ORDER BY txn_id;
+-- 'reject' fails the INSERT of a forgery, and stores the empty test
+CREATE TABLE wh_strict (LIKE qiwi_wallet_webhooks INCLUDING DEFAULTS INCLUDING GENERATED);
+CREATE TRIGGER strict BEFORE INSERT ON wh_strict FOR EACH ROW EXECUTE FUNCTION qiwi_wallet_webhook_verify('reject');
+SELECT try($$INSERT INTO wh_strict (body) VALUES (jsonb_set(wh_body('m-12', '1008', 'SUCCESS', '1.00'), '{payment,sum,amount}', '2'))$$);
+INSERT INTO wh_strict (body) VALUES ('{"hookId": "hook-1", "messageId": "m-13", "test": true}');
+SELECT message_id, test, verified, applied, error FROM wh_strict;
+DROP TABLE wh_strict;
+-- the key never shows
+SELECT count(*) AS key_shown FROM qiwi_wallet_webhooks WHERE error LIKE '%JcyVhj%';

@@ -28,6 +28,7 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_pull_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_pull_notifications', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_payments', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_webhooks', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
@@ -98,7 +99,9 @@ SELECT d.duty, d.object_type, d.name,
 	('notify', 'TABLE', 'qiwi_payin_notifications', 'INSERT', NULL),
 	('notify', 'SEQUENCE', 'qiwi_payin_notifications_id_seq', 'USAGE', NULL),
 	('notify', 'TABLE', 'qiwi_pull_notifications', 'INSERT', NULL),
-	('notify', 'SEQUENCE', 'qiwi_pull_notifications_id_seq', 'USAGE', NULL)
+	('notify', 'SEQUENCE', 'qiwi_pull_notifications_id_seq', 'USAGE', NULL),
+	('notify', 'TABLE', 'qiwi_wallet_webhooks', 'INSERT', NULL),
+	('notify', 'SEQUENCE', 'qiwi_wallet_webhooks_id_seq', 'USAGE', NULL)
 	) d(duty, object_type, name, privilege, columns)
   LEFT JOIN LATERAL (
 	SELECT m.classid, m.objid

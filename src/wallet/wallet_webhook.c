@@ -17,10 +17,18 @@
 #include "core/core.h"
 #include "wallet/wallet.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_verify_webhook);
+PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_verify);
 
 /* The hash: the lowercase hex of a 32-byte HMAC-SHA256 */
 #define WALLET_HASH_LENGTH		64
@@ -31,12 +39,20 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_verify_webhook);
 int			wallet_option_webhook_key;
 
 static bool wallet_signed_string(Jsonb *body, StringInfo buf, char **problem);
+static const Merchant *webhook_merchant(Jsonb *body, const char *site, char **problem);
+static bool webhook_verify(const NotificationKind *kind, const Merchant *merchant,
+						   text *credential, Jsonb *body, char **problem);
+static char *webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied);
 
 /* Wallet webhooks as the core's trigger shell sees them */
 static const NotificationKind wallet_webhooks = {
 	.trigger = "qiwi_wallet_webhook_verify()",
 	.rejected = "QIWI Wallet webhook rejected",
 	.reject_hint = "Store the webhook's JSON body as QIWI sent it.",
+	.merchant_column = true,
+	.merchant = webhook_merchant,
+	.verify = webhook_verify,
+	.apply = webhook_apply,
 	.key = {&wallet_option_webhook_key, "wallet_webhook_key", NULL, "key_base64",
 	"no Wallet webhook key to verify the hash with"},
 	.signature = {SIGNATURE_SHA256, SIGNATURE_KEY_BASE64, SIGNATURE_HEX, WALLET_HASH_LENGTH},
@@ -152,6 +168,179 @@ qiwi_wallet_verify_webhook(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	PG_RETURN_BOOL(webhook_hash_holds(key, PG_GETARG_JSONB_P(0), &problem));
+}
+
+/* ---------- the stored webhooks: qiwi_wallet_webhooks and its trigger ---------- */
+
+/* The merchant whose wallet_number is the payment's personId */
+static const Merchant *
+webhook_merchant(Jsonb *body, const char *site, char **problem)
+{
+	JsonbContainer *payment = NULL;
+	char	   *person = NULL;
+	const Merchant *merchant;
+
+	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body) ||
+		(payment = json_object_member(&body->root, "payment")) == NULL)
+	{
+		*problem = pstrdup("the webhook has no payment");
+		return NULL;
+	}
+	if (!json_identifier(payment, "personId", &person, problem))
+		return NULL;
+	if (person == NULL)
+	{
+		*problem = pstrdup("the webhook's payment has no personId");
+		return NULL;
+	}
+	merchant = merchant_by_option(wallet_option_number, person, problem);
+	/* the default merchant has no wallet: no merchant has this one */
+	if (merchant != NULL && merchant->server == InvalidOid)
+	{
+		*problem = psprintf("no merchant has wallet_number \"%s\"", person);
+		return NULL;
+	}
+	return merchant;
+}
+
+/* A NotificationVerifier: the body's hash under the merchant's wallet_webhook_key */
+static bool
+webhook_verify(const NotificationKind *kind, const Merchant *merchant, text *credential,
+			   Jsonb *body, char **problem)
+{
+	if (merchant_value(merchant, wallet_option_webhook_key) == NULL)
+	{
+		*problem = psprintf("merchant \"%s\" has no wallet_webhook_key to verify with",
+							merchant->name);
+		return false;
+	}
+	return webhook_hash_holds(notification_signer(kind, merchant, NULL, 0), body, problem);
+}
+
+/*
+ * Record a webhook's payment in qiwi_wallet_payments, forward only: a new
+ * one inserted, a WAITING one made final, never a final one moved; nothing
+ * if a verified webhook with the same messageId was stored before.  As the
+ * owner.  Whether it wrote a row; *status the payment's status now, or
+ * NULL for a message seen before.
+ */
+static bool
+record_payment(const char *merchant, const char *message_id, const WalletPayment *p, char **status)
+{
+	Oid			types[17] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, NUMERICOID,
+	TEXTOID, NUMERICOID, NUMERICOID, INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[17] = {CStringGetTextDatum(merchant), Int64GetDatum(p->txn_id),
+		CStringGetTextDatum(p->type), 0, TimestampTzGetDatum(p->date), CStringGetTextDatum(p->status),
+		NumericGetDatum(p->amount), CStringGetTextDatum(p->currency), 0, 0, Int32GetDatum(p->provider),
+	0, 0, Int32GetDatum(p->error_code), 0, PointerGetDatum(p->item), 0};
+	char		nulls[18] = "                 ";
+	OwnerContext ctx;
+	bool		written;
+	bool		isnull;
+
+	values[3] = ledger_text_or_null(p->trm_txn_id, &nulls[3]);
+	values[8] = ledger_pointer_or_null(p->commission, &nulls[8]);
+	values[9] = ledger_pointer_or_null(p->total, &nulls[9]);
+	values[11] = ledger_text_or_null(p->account, &nulls[11]);
+	values[12] = ledger_text_or_null(p->comment, &nulls[12]);
+	values[14] = ledger_text_or_null(p->error, &nulls[14]);
+	values[16] = ledger_text_or_null(message_id, &nulls[16]);
+	ledger_begin(&ctx);
+	if (SPI_execute_with_args(psprintf("WITH seen AS (SELECT EXISTS (SELECT FROM %1$s.qiwi_wallet_webhooks"
+									   " WHERE message_id = $17 AND verified) AS seen), up AS (INSERT INTO"
+									   " %1$s.qiwi_wallet_payments AS p (merchant, txn_id, type, trm_txn_id, date, status, amount,"
+									   " currency, commission, total, provider, account, comment, error_code, error, item, source)"
+									   " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'notification'"
+									   " FROM seen WHERE NOT seen ON CONFLICT (merchant, txn_id, type) DO UPDATE SET"
+									   " status = EXCLUDED.status, trm_txn_id = EXCLUDED.trm_txn_id, error_code = EXCLUDED.error_code,"
+									   " error = EXCLUDED.error, commission = EXCLUDED.commission, total = EXCLUDED.total,"
+									   " item = EXCLUDED.item, source = 'notification', checked_at = clock_timestamp()"
+									   " WHERE p.status = 'WAITING' AND EXCLUDED.status <> 'WAITING' RETURNING 1)"
+									   " SELECT EXISTS (SELECT FROM up), CASE WHEN NOT seen THEN (SELECT status FROM"
+									   " %1$s.qiwi_wallet_payments WHERE merchant = $1 AND txn_id = $2 AND type = $3) END FROM seen",
+									   quote_identifier(get_namespace_name(ctx.schema))),
+							  17, types, values, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "recording a Wallet payment failed");
+	written = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (*status != NULL)
+		*status = MemoryContextStrdup(ctx.caller_context, *status);
+	ledger_end(&ctx);
+	return written;
+}
+
+/*
+ * Apply a verified webhook (a NotificationApplier): its payment recorded
+ * forward only, unless it is a test or a message stored before
+ */
+static char *
+webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied)
+{
+	JsonbValue *test = json_field(&body->root, "test");
+	char	   *message_id = NULL;
+	char	   *problem = NULL;
+	char	   *status;
+	JsonbValue *element = json_field(&body->root, "payment");
+	WalletPayment payment;
+
+	*applied = false;
+	if (test != NULL && test->type == jbvBool && test->val.boolean)
+		return NULL;			/* QIWI's test: no payment happened */
+	if (!json_string(&body->root, "messageId", false, &message_id, &problem) ||
+		!wallet_parse_payment(element, &payment, &problem))
+		return psprintf("the payment cannot be read: %s", problem);
+	*applied = record_payment(merchant->name, message_id, &payment, &status);
+	if (*applied)
+		return NULL;
+	if (status == NULL)
+		return psprintf("a duplicate: message %s was stored before", message_id);
+	if (strcmp(status, payment.status) != 0)
+		return psprintf("the payment is %s already: %s not recorded", status, payment.status);
+	return psprintf("a duplicate: the payment is %s already", status);
+}
+
+/* Is a webhook QIWI's test without a payment or a hash ("an empty test notification")? */
+static bool
+unsigned_test(Jsonb *body)
+{
+	JsonbValue *test;
+
+	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+		return false;
+	test = json_field(&body->root, "test");
+	return test != NULL && test->type == jbvBool && test->val.boolean &&
+		(json_field(&body->root, "payment") == NULL || json_field(&body->root, "hash") == NULL);
+}
+
+/*
+ * qiwi_wallet_webhook_verify(): BEFORE INSERT trigger on a table with
+ * columns body jsonb, merchant text, verified and applied boolean, error
+ * text (the core's shell).  A test without a payment or a hash is stored
+ * unverified, without an error: there is nothing to verify.
+ */
+Datum
+qiwi_wallet_webhook_verify(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *trigger = wallet_webhooks.trigger;
+	Relation	rel;
+	bool		isnull;
+	Datum		body;
+	int			columns[3];
+	Datum		values[3] = {BoolGetDatum(false), BoolGetDatum(false), (Datum) 0};
+	bool		nulls[3] = {false, false, true};
+
+	(void) arg_notification_trigger_rejects(fcinfo, trigger);
+	rel = trigdata->tg_relation;
+	body = SPI_getbinval(trigdata->tg_trigtuple, RelationGetDescr(rel),
+						 arg_trigger_column(rel, "body", JSONBOID, trigger), &isnull);
+	if (isnull || !unsigned_test(DatumGetJsonbP(body)))
+		return notification_trigger(fcinfo, &wallet_webhooks);
+	columns[0] = arg_trigger_column(rel, "verified", BOOLOID, trigger);
+	columns[1] = arg_trigger_column(rel, "applied", BOOLOID, trigger);
+	columns[2] = arg_trigger_column(rel, "error", TEXTOID, trigger);
+	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple, RelationGetDescr(rel),
+													 3, columns, values, nulls));
 }
 
 /* Start the webhooks: the option that holds the hook's key */
