@@ -400,6 +400,47 @@ COMMENT ON COLUMN qiwi_wallet_webhooks.applied IS $$Set by the trigger: it wrote
 COMMENT ON COLUMN qiwi_wallet_webhooks.error IS $$Set by the trigger: why it was not verified or not applied (a duplicate, a final status already, ...); NULL for a test without payment or hash$$;
 COMMENT ON SEQUENCE qiwi_wallet_webhooks_id_seq IS $$Ids of qiwi_wallet_webhooks$$;
 COMMENT ON TRIGGER qiwi_wallet_webhook_verify ON qiwi_wallet_webhooks IS $$Checks each webhook's hash and records verified payments in qiwi_wallet_payments ('mark': a bad one is stored with verified = false)$$;
+CREATE TYPE qiwi_wallet_hook AS (
+	hook_id text,
+	url text,
+	txn_type text
+);
+
+CREATE FUNCTION qiwi_wallet_webhook_register(url text, txn_type text DEFAULT 'BOTH', merchant text DEFAULT NULL)
+RETURNS qiwi_wallet_hook
+AS 'MODULE_PATHNAME', 'qiwi_wallet_webhook_register'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION qiwi_wallet_webhook(merchant text DEFAULT NULL)
+RETURNS qiwi_wallet_hook
+AS 'MODULE_PATHNAME', 'qiwi_wallet_webhook'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION qiwi_wallet_webhook_delete(merchant text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qiwi_wallet_webhook_delete'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION qiwi_wallet_webhook_test(merchant text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'qiwi_wallet_webhook_test'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION qiwi_wallet_webhook_fetch_key(rotate boolean DEFAULT false, merchant text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'qiwi_wallet_webhook_fetch_key'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION qiwi_wallet_webhook_register(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_webhook(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_webhook_delete(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_webhook_test(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_webhook_fetch_key(boolean, text) FROM PUBLIC;
+
+COMMENT ON TYPE qiwi_wallet_hook IS $$A wallet's webhook as QIWI describes it (qiwi_wallet_webhook_register, qiwi_wallet_webhook)$$;
+COMMENT ON COLUMN qiwi_wallet_hook.hook_id IS $$QIWI's id of the hook (hookId)$$;
+COMMENT ON COLUMN qiwi_wallet_hook.url IS $$Where QIWI POSTs the webhooks (hookParameters.url)$$;
+COMMENT ON COLUMN qiwi_wallet_hook.txn_type IS $$The payments it is sent for: IN, OUT or BOTH$$;
+COMMENT ON FUNCTION qiwi_wallet_webhook_register(text, text, text) IS $$Register the wallet's webhook (PUT payment-notifier/v1/hooks, hookType 1): url http or https, at most 100 characters; txn_type IN, OUT or BOTH. A wallet has one: QIWI refuses a second (422) until qiwi_wallet_webhook_delete(). Sends the wallet's token: not PUBLIC. merchant: whose wallet$$;
+COMMENT ON FUNCTION qiwi_wallet_webhook(text) IS $$The wallet's active webhook (GET hooks/active), NULL if it has none. Not PUBLIC. merchant: whose wallet$$;
+COMMENT ON FUNCTION qiwi_wallet_webhook_delete(text) IS $$Delete the wallet's active webhook; false if it had none. Not PUBLIC. merchant: whose wallet$$;
+COMMENT ON FUNCTION qiwi_wallet_webhook_test(text) IS $$Ask QIWI to send the active webhook a test notification (GET hooks/test; stored in qiwi_wallet_webhooks as a test). Not PUBLIC. merchant: whose wallet$$;
+COMMENT ON FUNCTION qiwi_wallet_webhook_fetch_key(boolean, text) IS $$Fetch the active webhook's key (rotate: a new one, POST hooks/{id}/newkey) and keep it as the wallet_webhook_key of the merchant's user mapping, which the trigger and qiwi_wallet_verify_webhook use; never returns it. Needs the rights ALTER USER MAPPING needs; not PUBLIC. merchant: whose wallet$$;
 -- ---------- end of webhooks ----------
 
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
@@ -602,6 +643,11 @@ SELECT d.duty, d.object_type, d.name,
 	('pay', 'FUNCTION', 'qiwi_payin_delete_token', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_create_bill', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_bill_status', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_register', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_delete', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_test', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_fetch_key', 'EXECUTE', NULL),
 	-- refund: money given back, bills cancelled, held money captured, and
 	-- QIWI's word on what refund made
 	('refund', 'FUNCTION', 'qiwi_refund', 'EXECUTE', NULL),

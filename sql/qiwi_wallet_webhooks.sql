@@ -149,3 +149,66 @@ SELECT message_id, test, verified, applied, error FROM wh_strict;
 DROP TABLE wh_strict;
 -- the key never shows
 SELECT count(*) AS key_shown FROM qiwi_wallet_webhooks WHERE error LIKE '%JcyVhj%';
+
+-- ---------- the hook at QIWI: register, read, test, the key, delete ----------
+
+SELECT sandbox('POST', '/sandbox/wallet/reset') IS NOT NULL AS reset;
+SELECT sandbox('POST', '/sandbox/wallet/wallets',
+	'{"number": "79161112233", "token": "wallet-token-wh-0001", "balance": "10.00"}')->>'number' AS wallet;
+DO $$ BEGIN
+	EXECUTE format('ALTER SERVER wh_shop OPTIONS (ADD wallet_api_url %L)', current_setting('qiwi_test.sandbox_url'));
+END $$;
+ALTER USER MAPPING FOR PUBLIC SERVER wh_shop OPTIONS (ADD wallet_token 'wallet-token-wh-0001');
+CREATE FUNCTION wh_requests() RETURNS int LANGUAGE sql
+AS $$ SELECT (sandbox('GET', '/sandbox/wallet/stats')->>'payment-notifier')::int $$;
+-- no hook yet: NULL, nothing to delete; the test and the key need one
+SELECT qiwi_wallet_webhook('wh_shop') IS NULL AS no_hook, qiwi_wallet_webhook_delete('wh_shop') AS deleted;
+SELECT try($$SELECT qiwi_wallet_webhook_test('wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_fetch_key(merchant => 'wh_shop')$$);
+-- bad arguments, refused before any request
+SELECT wh_requests() AS requests_before \gset
+SELECT try($$SELECT qiwi_wallet_webhook_register(NULL, merchant => 'wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_register('https://shop.example/' || repeat('a', 80), merchant => 'wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_register('ftp://shop.example/hook', merchant => 'wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_register('shop.example/hook', merchant => 'wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_register('https://shop.example/hook', 'ALL', 'wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_register('https://shop.example/hook', NULL, 'wh_shop')$$);
+SELECT try($$SELECT qiwi_wallet_webhook_register('https://shop.example/hook', merchant => 'no_such_shop')$$);
+SELECT wh_requests() - :requests_before AS requests_sent;
+-- 100 characters pass; a query string in the URL is escaped as one parameter
+SELECT length(hook_id) AS id_length, url, txn_type
+  FROM qiwi_wallet_webhook_register('https://shop.example/qiwi?a=1&b=' || repeat('b', 68), 'IN', 'wh_shop');
+SELECT length(url) AS url_length, txn_type FROM qiwi_wallet_webhook('wh_shop');
+-- a second hook: QIWI's 422, with the way out
+SELECT try($$SELECT qiwi_wallet_webhook_register('https://shop.example/other', merchant => 'wh_shop')$$);
+-- the key: fetched into the user mapping (never returned), then verifying
+SELECT sandbox('POST', '/sandbox/wallet/wallets/79161112233/hook-key',
+	'{"key": "c2FuZGJveC1ob29rLWtleS1mb3ItdGhlLXRlc3RzLTAwMQ=="}')->>'txnType' AS key_set;
+SELECT qiwi_wallet_webhook_fetch_key(merchant => 'wh_shop');
+SELECT qiwi_wallet_verify_webhook(wh_body('m-20', '1020', 'SUCCESS', '3', key => 'c2FuZGJveC1ob29rLWtleS1mb3ItdGhlLXRlc3RzLTAwMQ=='),
+	merchant => 'wh_shop') AS fetched_key_verifies;
+-- rotated: QIWI's new key replaces it
+SELECT qiwi_wallet_webhook_fetch_key(true, 'wh_shop');
+SELECT qiwi_wallet_verify_webhook(wh_body('m-21', '1021', 'SUCCESS', '3', key => 'c2FuZGJveC1ob29rLWtleS1mb3ItdGhlLXRlc3RzLTAwMQ=='),
+	merchant => 'wh_shop') AS old_key_verifies;
+-- only a role that may ALTER the user mapping stores a key: refused before any request
+CREATE ROLE regress_wh_plain;
+GRANT EXECUTE ON FUNCTION qiwi_wallet_webhook_fetch_key(boolean, text) TO regress_wh_plain;
+GRANT USAGE ON FOREIGN SERVER wh_shop TO regress_wh_plain;
+SELECT wh_requests() AS requests_before \gset
+SET ROLE regress_wh_plain;
+SELECT try($$SELECT qiwi_wallet_webhook_fetch_key(true, 'wh_shop')$$);
+RESET ROLE;
+SELECT wh_requests() - :requests_before AS requests_sent;
+-- PUBLIC runs none of the calls that send the wallet's token
+SELECT p.proname, has_function_privilege('regress_wh_plain', p.oid, 'EXECUTE') AS plain_may
+  FROM pg_proc p WHERE p.proname LIKE 'qiwi_wallet_webhook%' ORDER BY 1;
+DROP OWNED BY regress_wh_plain;
+DROP ROLE regress_wh_plain;
+-- the test: QIWI sends it (an empty body: no payment, no hash)
+SELECT qiwi_wallet_webhook_test('wh_shop');
+SELECT d->'body'->'test' AS test, d->'body' ? 'hash' AS hashed, d->'body' ? 'payment' AS payment
+  FROM jsonb_array_elements(sandbox('GET', '/sandbox/wallet/webhooks')) d;
+-- deleted: then none
+SELECT qiwi_wallet_webhook_delete('wh_shop') AS deleted, qiwi_wallet_webhook('wh_shop') IS NULL AS no_hook;
+SELECT (sandbox('GET', '/sandbox/wallet/wallets/79161112233')->'hook') AS hook_at_qiwi;

@@ -50,6 +50,11 @@ SELECT d.duty, d.object_type, d.name,
 	('pay', 'FUNCTION', 'qiwi_payin_delete_token', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_create_bill', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_bill_status', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_register', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_delete', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_test', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_webhook_fetch_key', 'EXECUTE', NULL),
 	-- refund: money given back, bills cancelled, held money captured, and
 	-- QIWI's word on what refund made
 	('refund', 'FUNCTION', 'qiwi_refund', 'EXECUTE', NULL),

@@ -19,16 +19,27 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_verify_webhook);
 PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_verify);
+PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_register);
+PG_FUNCTION_INFO_V1(qiwi_wallet_webhook);
+PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_delete);
+PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_test);
+PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_fetch_key);
 
 /* The hash: the lowercase hex of a 32-byte HMAC-SHA256 */
 #define WALLET_HASH_LENGTH		64
@@ -341,6 +352,228 @@ qiwi_wallet_webhook_verify(PG_FUNCTION_ARGS)
 	columns[2] = arg_trigger_column(rel, "error", TEXTOID, trigger);
 	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple, RelationGetDescr(rel),
 													 3, columns, values, nulls));
+}
+
+/* ---------- the hook at QIWI: registration, the key ---------- */
+
+/* A hook as QIWI describes it, or the key it answers */
+typedef struct WalletHook
+{
+	char	   *hook_id;
+	char	   *url;
+	char	   *txn_type;
+	char	   *key;
+} WalletHook;
+
+/*
+ * Read a hook {hookId, hookParameters: {url}, txnType}, a key {key}, or the
+ * {response} of a test or a deletion (a WireObjectParser)
+ */
+static bool
+parse_hook(JsonbContainer *root, void *result, char **problem)
+{
+	WalletHook *hook = (WalletHook *) result;
+	JsonbContainer *params = json_object_member(root, "hookParameters");
+
+	if (json_field(root, "key") != NULL)
+		return json_string(root, "key", true, &hook->key, problem);
+	return json_field(root, "response") != NULL ||
+		(json_string(root, "hookId", true, &hook->hook_id, problem) &&
+		 json_string(root, "txnType", true, &hook->txn_type, problem) &&
+		 (params == NULL || json_string(params, "url", false, &hook->url, problem)));
+}
+
+/* Read the answer of a hook call (a QiwiOperationReader) */
+static bool
+read_hook(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_object(op, resp, parse_hook, op->result, error);
+}
+
+/*
+ * Send a call of the hooks API (path after payment-notifier/v1/hooks, its
+ * ids escaped); its hook or key in *hook.  false when QIWI answers 404 and
+ * missing_ok; any other failure raised.
+ */
+static bool
+hook_call(const Merchant *merchant, HttpMethod method, const char *path, const char *what,
+		  bool missing_ok, WalletHook *hook)
+{
+	const char *base[] = {"payment-notifier/v1/hooks"};
+	QiwiOperation op;
+	QiwiError	error;
+
+	memset(hook, 0, sizeof(*hook));
+	wallet_operation(&op, merchant, method, psprintf("%s%s", wire_url(&wallet_wire, merchant, 1, base), path),
+					 NULL, psprintf("%s of merchant \"%s\"", what, merchant->name), method == HTTP_GET);
+	op.read = read_hook;
+	op.result = hook;
+	if (qiwi_exchange(&op, &error))
+		return true;
+	if (missing_ok && error.sqlstate == ERRCODE_QIWI_NOT_FOUND)
+		return false;
+	if (method == HTTP_PUT && error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+		error.hint = "A wallet has one active webhook: QIWI refuses another (422) until qiwi_wallet_webhook_delete() removes it.";
+	qiwi_raise(&error);
+}
+
+/* The merchant's active hook; false if it has none */
+static bool
+active_hook(const Merchant *merchant, WalletHook *hook)
+{
+	return hook_call(merchant, HTTP_GET, "/active", "read the webhook", true, hook);
+}
+
+/* A hook as a qiwi_wallet_hook row, or NULL for none */
+static Datum
+hook_row(FunctionCallInfo fcinfo, bool exists, const WalletHook *hook)
+{
+	ResultColumn columns[3];
+
+	if (!exists)
+		PG_RETURN_NULL();
+	columns[0] = result_text(hook->hook_id);
+	columns[1] = result_text(hook->url);
+	columns[2] = result_text(hook->txn_type);
+	return qiwi_result_row(fcinfo, "qiwi_wallet_hook", columns, lengthof(columns));
+}
+
+/*
+ * qiwi_wallet_webhook_register(url, txn_type, merchant): the wallet's
+ * webhook at url (http or https, at most 100 characters) for IN, OUT or
+ * BOTH payments (txnType 0, 1, 2)
+ */
+Datum
+qiwi_wallet_webhook_register(PG_FUNCTION_ARGS)
+{
+	static const char *const types[] = {"IN", "OUT", "BOTH", NULL};
+	char	   *url = arg_required_text(fcinfo, 0, "url");
+	char	   *type = arg_required_text(fcinfo, 1, "txn_type");
+	const Merchant *merchant = arg_merchant(fcinfo, 2);
+	WalletHook	hook;
+	int			code = 0;
+
+	arg_check_length(url, WALLET_MAX_HOOK_URL, "url");
+	if (!http_url_is_valid(url))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("url must be an absolute http or https URL")));
+	while (types[code] != NULL && strcmp(types[code], type) != 0)
+		code++;
+	if (types[code] == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("txn_type must be IN, OUT or BOTH")));
+	hook_call(merchant, HTTP_PUT, psprintf("?hookType=1&param=%s&txnType=%d", http_escape_path_segment(url), code),
+			  "register the webhook", false, &hook);
+	return hook_row(fcinfo, true, &hook);
+}
+
+/* qiwi_wallet_webhook(merchant): the wallet's active webhook, or NULL */
+Datum
+qiwi_wallet_webhook(PG_FUNCTION_ARGS)
+{
+	WalletHook	hook;
+
+	return hook_row(fcinfo, active_hook(arg_merchant(fcinfo, 0), &hook), &hook);
+}
+
+/* qiwi_wallet_webhook_delete(merchant): delete the active webhook; false if none */
+Datum
+qiwi_wallet_webhook_delete(PG_FUNCTION_ARGS)
+{
+	const Merchant *merchant = arg_merchant(fcinfo, 0);
+	WalletHook	hook;
+	WalletHook	done;
+
+	if (!active_hook(merchant, &hook))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(hook_call(merchant, HTTP_DELETE, psprintf("/%s", http_escape_path_segment(hook.hook_id)),
+							 "delete the webhook", true, &done));
+}
+
+/* qiwi_wallet_webhook_test(merchant): QIWI sends the active webhook a test */
+Datum
+qiwi_wallet_webhook_test(PG_FUNCTION_ARGS)
+{
+	WalletHook	hook;
+
+	hook_call(arg_merchant(fcinfo, 0), HTTP_GET, "/test", "test the webhook", false, &hook);
+	PG_RETURN_VOID();
+}
+
+/*
+ * The user mapping that holds the merchant's keys for this user (its own,
+ * else PUBLIC's), as ALTER USER MAPPING names it; an ERROR unless the user
+ * may alter it as ALTER USER MAPPING requires (its own: USAGE on the
+ * server, which arg_merchant checked; PUBLIC's: the server's owner)
+ */
+static RoleSpec *
+key_mapping(const Merchant *merchant)
+{
+	RoleSpec   *role = makeNode(RoleSpec);
+	bool		own = SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(GetUserId()),
+											ObjectIdGetDatum(merchant->server));
+
+	role->roletype = own ? ROLESPEC_CSTRING : ROLESPEC_PUBLIC;
+	role->rolename = own ? GetUserNameFromId(GetUserId(), false) : NULL;
+	role->location = -1;
+	if (!own && !pg_foreign_server_ownercheck(merchant->server, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the owner of server \"%s\" may store its wallet_webhook_key", merchant->name),
+				 errdetail("The key goes into the user mapping FOR PUBLIC, as ALTER USER MAPPING would write it.")));
+	return role;
+}
+
+/* Keep key as the wallet_webhook_key of role's user mapping: no statement text ever holds it */
+static void
+store_hook_key(const Merchant *merchant, RoleSpec *role, const char *key)
+{
+	UserMapping *mapping = GetUserMapping(GetUserId(), merchant->server);
+	AlterUserMappingStmt stmt = {.type = T_AlterUserMappingStmt, .user = role};
+	ListCell   *lc;
+	bool		present = false;
+
+	foreach(lc, mapping->options)
+		present |= strcmp(((DefElem *) lfirst(lc))->defname, "wallet_webhook_key") == 0;
+	stmt.servername = GetForeignServer(merchant->server)->servername;
+	stmt.options = list_make1(makeDefElemExtended(NULL, "wallet_webhook_key", (Node *) makeString(pstrdup(key)),
+												  present ? DEFELEM_SET : DEFELEM_ADD, -1));
+	AlterUserMapping(&stmt);
+	CommandCounterIncrement();
+}
+
+/*
+ * qiwi_wallet_webhook_fetch_key(rotate, merchant): the active hook's key
+ * (rotate: a new one, POST newkey) kept as the merchant's
+ * wallet_webhook_key; never returned
+ */
+Datum
+qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
+{
+	bool		rotate = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
+	const Merchant *merchant = arg_merchant(fcinfo, 1);
+	RoleSpec   *role = key_mapping(merchant);
+	WalletHook	hook;
+	WalletHook	answer;
+	char	   *path;
+
+	if (!active_hook(merchant, &hook))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("merchant \"%s\" has no active Wallet webhook", merchant->name),
+				 errhint("Register one with qiwi_wallet_webhook_register().")));
+	path = psprintf("/%s/%s", http_escape_path_segment(hook.hook_id), rotate ? "newkey" : "key");
+	hook_call(merchant, rotate ? HTTP_POST : HTTP_GET, path, rotate ? "rotate the webhook key" : "fetch the webhook key",
+			  false, &answer);
+	if (answer.key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_MALFORMED),
+				 errmsg("QIWI's answer to merchant \"%s\"'s key request holds no key", merchant->name)));
+	store_hook_key(merchant, role, answer.key);
+	explicit_bzero(answer.key, strlen(answer.key));
+	PG_RETURN_VOID();
 }
 
 /* Start the webhooks: the option that holds the hook's key */
