@@ -16,6 +16,11 @@ with Basic authorization; QIWI expects an XML answer.  One URL per project,
 ending with its prv_id:
 
     notification_receiver.py --port 8083 --dbname ... --pull
+
+Wallet webhooks are a JSON body whose hash is a field of its own; QIWI wants
+a 200 within 1-2 s:
+
+    notification_receiver.py --port 8084 --dbname ... --wallet
 """
 
 import argparse
@@ -34,6 +39,10 @@ INSERT_PULL = ("WITH n AS (INSERT INTO qiwi_pull_notifications (prv_id, credenti
                " SELECT qiwi_pull_notification_answer(CASE WHEN verified THEN 0 ELSE 151 END) FROM n;\n")
 
 
+# a Wallet webhook: its body stored; the trigger verifies the hash inside it
+INSERT_WALLET = "INSERT INTO qiwi_wallet_webhooks (body) VALUES (:'body');\n"
+
+
 def pull_request(headers, body, path):
     """(credential, JSON body, prv_id) of a Pull notification: the form's
     parameters ('+' a space, empty values kept) as a JSON object."""
@@ -42,7 +51,7 @@ def pull_request(headers, body, path):
     return credential, json.dumps(params, ensure_ascii=False), path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def make_handler(dbname, table, signature_header, site_from_path, pull=False):
+def make_handler(dbname, table, signature_header, site_from_path, pull=False, wallet=False):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
@@ -58,7 +67,7 @@ def make_handler(dbname, table, signature_header, site_from_path, pull=False):
             # psql quotes the values itself (:'name'), so nothing is spliced into SQL
             command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname,
                        "-v", f"signature={signature}", "-v", f"body={body.decode('utf-8', 'replace')}"]
-            insert = INSERT
+            insert = INSERT_WALLET if wallet else INSERT
             if site_from_path:
                 command += ["-v", "site_id=" + self.path.rstrip("/").rsplit("/", 1)[-1]]
                 insert = INSERT_WITH_SITE
@@ -107,10 +116,12 @@ def main():
                         help="store the URL's last path segment as site_id")
     parser.add_argument("--pull", action="store_true",
                         help="Pull notifications: form bodies, the URL's last segment is the prv_id, XML answers")
+    parser.add_argument("--wallet", action="store_true",
+                        help="Wallet webhooks: the JSON body into qiwi_wallet_webhooks, 200 out")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port),
                                  make_handler(args.dbname, args.table, args.signature_header,
-                                              args.site_from_path, args.pull))
+                                              args.site_from_path, args.pull, args.wallet))
     server.daemon_threads = True
     print(f"receiving notifications on http://127.0.0.1:{args.port}", flush=True)
     try:
