@@ -63,8 +63,11 @@ SELECT qiwi_wallet_verify_webhook(jsonb_set(jsonb_set(body, '{payment,account}',
                                   '"62519a5d7ff54ac8bef703ee2d7530255984a05a3e0bb3a9ba7a5a20257e408e"'),
                                   'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS account_with_bar
   FROM hook_genuine;
--- not signable: a sum that is no object, an account that is an object; no hash, no signFields, no payment
-SELECT qiwi_wallet_verify_webhook(jsonb_set(body, '{payment,sum}', '7'), 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS sum_not_object,
+-- not signable: a sum that is no object (sum.amount is not sum: the hash of 7|7|... fails),
+-- an account that is an object; no hash, no signFields, no payment
+SELECT qiwi_wallet_verify_webhook(jsonb_set(jsonb_set(body, '{payment,sum}', '7'), '{hash}',
+                                  '"6271b98bd46fc1da32b7883e4b2658c3cfc9285c3246e64e8b232eec8f0463ad"'),
+                                  'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS sum_not_object,
        qiwi_wallet_verify_webhook(jsonb_set(body, '{payment,account}', '{"a": 1}'), 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS account_object,
        qiwi_wallet_verify_webhook(body - 'hash', 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS no_hash,
        qiwi_wallet_verify_webhook(body #- '{payment,signFields}', 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=') AS no_sign_fields,

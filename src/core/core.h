@@ -138,6 +138,13 @@ extern const char *merchant_key_option_name(int n);
 extern const MerchantOptionDef *merchant_option_def(int option);
 extern const char *merchant_secret_key_option(void);
 
+/* ---------- merchant_key.c ---------- */
+
+struct RoleSpec;
+extern struct RoleSpec *merchant_key_mapping(const Merchant *merchant, int option);
+extern void merchant_store_key(const Merchant *merchant, struct RoleSpec *mapping, int option,
+							   const char *value);
+
 /* ---------- transport.c ---------- */
 
 /* Largest response body accepted; a QIWI object is well under 4 kB */

@@ -19,18 +19,12 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
-#include "foreign/foreign.h"
-#include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
-#include "utils/acl.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_verify_webhook);
@@ -71,61 +65,17 @@ static const NotificationKind wallet_webhooks = {
 };
 
 /*
- * Append the value a signFields entry names (a dotted path in the payment,
- * "sum.amount") to the signed string, by the amount rule above; false with
- * *problem when it is missing or neither a string nor a number
- */
-static bool
-append_signed_value(StringInfo buf, JsonbContainer *payment, const char *path, int len,
-					char **problem)
-{
-	char		part[WALLET_MAX_SIGN_PATH + 1];
-	JsonbValue *v = NULL;
-	JsonbValue	trimmed;
-	JsonbContainer *object = payment;
-	int			start = 0;
-
-	if (len == 0 || len > WALLET_MAX_SIGN_PATH)
-	{
-		*problem = psprintf("payment.signFields names a field %s", len ? "too long" : "without a name");
-		return false;
-	}
-	for (int i = 0; i <= len; i++)
-	{
-		if (i < len && path[i] != '.')
-			continue;
-		if (object == NULL)
-			v = NULL;
-		else
-		{
-			memcpy(part, path + start, i - start);
-			part[i - start] = '\0';
-			v = json_field(object, part);
-		}
-		object = (v != NULL && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data)) ?
-			v->val.binary.data : NULL;
-		start = i + 1;
-	}
-	if (v != NULL && v->type == jbvNumeric)
-	{
-		trimmed.type = jbvNumeric;
-		trimmed.val.numeric = DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
-																  NumericGetDatum(v->val.numeric)));
-		v = &trimmed;
-	}
-	return signature_append_field(buf, v, true, psprintf("payment.%.*s", len, path), problem);
-}
-
-/*
- * The string a webhook signs: the values payment.signFields names, in its
- * order, joined by '|'; false with *problem when one cannot be signed
+ * The string a webhook signs: the values payment.signFields names (dotted
+ * paths in the payment, "sum.amount"), in its order, joined by '|', each
+ * by the amount rule above; false with *problem when one is missing or
+ * neither a string nor a number
  */
 static bool
 wallet_signed_string(Jsonb *body, StringInfo buf, char **problem)
 {
 	JsonbContainer *payment = NULL;
 	char	   *fields = NULL;
-	int			start = 0;
+	char	   *next;
 
 	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
 	{
@@ -135,15 +85,33 @@ wallet_signed_string(Jsonb *body, StringInfo buf, char **problem)
 	if (!json_member_object(&body->root, "payment", true, &payment, NULL, problem) ||
 		!json_string(payment, "signFields", true, &fields, problem))
 		return false;
-	for (int i = 0;; i++)
+	for (char *field = fields; field != NULL; field = next)
 	{
-		if (fields[i] != ',' && fields[i] != '\0')
-			continue;
-		if (!append_signed_value(buf, payment, fields + start, i - start, problem))
+		JsonbContainer *object = payment;
+		JsonbValue *v = NULL;
+		JsonbValue	trimmed = {.type = jbvNumeric};
+		char		name[WALLET_MAX_SIGN_PATH + 1];
+		char	   *part;
+
+		if ((next = strchr(field, ',')) != NULL)
+			*next++ = '\0';
+		strlcpy(name, field, sizeof(name));
+		for (part = strtok(name, "."); part != NULL && object != NULL; part = strtok(NULL, "."))
+		{
+			v = json_field(object, part);
+			object = v && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) ?
+				v->val.binary.data : NULL;
+		}
+		if (part != NULL || strlen(field) > WALLET_MAX_SIGN_PATH)
+			v = NULL;			/* a path through a scalar, or too long */
+		else if (v != NULL && v->type == jbvNumeric)
+		{
+			trimmed.val.numeric = DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
+																	  NumericGetDatum(v->val.numeric)));
+			v = &trimmed;
+		}
+		if (!signature_append_field(buf, v, true, field, problem))
 			return false;
-		if (fields[i] == '\0')
-			break;
-		start = i + 1;
 	}
 	signature_end_message(buf);
 	return true;
@@ -503,48 +471,6 @@ qiwi_wallet_webhook_test(PG_FUNCTION_ARGS)
 }
 
 /*
- * The user mapping that holds the merchant's keys for this user (its own,
- * else PUBLIC's), as ALTER USER MAPPING names it; an ERROR unless the user
- * may alter it as ALTER USER MAPPING requires (its own: USAGE on the
- * server, which arg_merchant checked; PUBLIC's: the server's owner)
- */
-static RoleSpec *
-key_mapping(const Merchant *merchant)
-{
-	RoleSpec   *role = makeNode(RoleSpec);
-	bool		own = SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(GetUserId()),
-											ObjectIdGetDatum(merchant->server));
-
-	role->roletype = own ? ROLESPEC_CSTRING : ROLESPEC_PUBLIC;
-	role->rolename = own ? GetUserNameFromId(GetUserId(), false) : NULL;
-	role->location = -1;
-	if (!own && !pg_foreign_server_ownercheck(merchant->server, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("only the owner of server \"%s\" may store its wallet_webhook_key", merchant->name),
-				 errdetail("The key goes into the user mapping FOR PUBLIC, as ALTER USER MAPPING would write it.")));
-	return role;
-}
-
-/* Keep key as the wallet_webhook_key of role's user mapping: no statement text ever holds it */
-static void
-store_hook_key(const Merchant *merchant, RoleSpec *role, const char *key)
-{
-	UserMapping *mapping = GetUserMapping(GetUserId(), merchant->server);
-	AlterUserMappingStmt stmt = {.type = T_AlterUserMappingStmt, .user = role};
-	ListCell   *lc;
-	bool		present = false;
-
-	foreach(lc, mapping->options)
-		present |= strcmp(((DefElem *) lfirst(lc))->defname, "wallet_webhook_key") == 0;
-	stmt.servername = GetForeignServer(merchant->server)->servername;
-	stmt.options = list_make1(makeDefElemExtended(NULL, "wallet_webhook_key", (Node *) makeString(pstrdup(key)),
-												  present ? DEFELEM_SET : DEFELEM_ADD, -1));
-	AlterUserMapping(&stmt);
-	CommandCounterIncrement();
-}
-
-/*
  * qiwi_wallet_webhook_fetch_key(rotate, merchant): the active hook's key
  * (rotate: a new one, POST newkey) kept as the merchant's
  * wallet_webhook_key; never returned
@@ -554,7 +480,7 @@ qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
 {
 	bool		rotate = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
 	const Merchant *merchant = arg_merchant(fcinfo, 1);
-	RoleSpec   *role = key_mapping(merchant);
+	struct RoleSpec *mapping = merchant_key_mapping(merchant, wallet_option_webhook_key);
 	WalletHook	hook;
 	WalletHook	answer;
 	char	   *path;
@@ -571,7 +497,7 @@ qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_QIWI_MALFORMED),
 				 errmsg("QIWI's answer to merchant \"%s\"'s key request holds no key", merchant->name)));
-	store_hook_key(merchant, role, answer.key);
+	merchant_store_key(merchant, mapping, wallet_option_webhook_key, answer.key);
 	explicit_bzero(answer.key, strlen(answer.key));
 	PG_RETURN_VOID();
 }
