@@ -167,6 +167,56 @@ SQL
 )"
 report "verify $ROWS Payin notifications (1 core)" "$PAYIN_OURS" "$PAYIN_BASE" s 5
 report_at_most "  Payin check vs the bill check, same rows" "$PAYIN_OURS" "$BILL_OURS" s 1
+
+# ---- 1c. verifying stored Wallet webhooks, the same way ----
+say "signatures: generating $ROWS signed Wallet webhooks"
+bench_sql <<SQL
+CREATE TABLE bench_wallet_webhooks AS
+SELECT jsonb_set(body, '{hash}', to_jsonb(encode(hmac(convert_to(concat_ws('|', body->'payment'->'sum'->>'currency',
+               trim_scale((body->'payment'->'sum'->>'amount')::numeric), body->'payment'->>'type',
+               body->'payment'->>'account', body->'payment'->>'txnId'), 'UTF8'),
+               decode('JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=', 'base64'), 'sha256'), 'hex'))) AS body
+  FROM (SELECT jsonb_build_object('messageId', 'msg-' || i, 'hookId', 'hook-1', 'version', '1.0.0', 'test', false,
+               'payment', jsonb_build_object('txnId', (20000000000 + i)::text, 'personId', 79161112233,
+               'date', '2026-11-22T10:00:00+03:00', 'type', 'IN', 'status', 'SUCCESS', 'errorCode', '0',
+               'account', '+7916' || lpad((i % 10000000)::text, 7, '0'), 'comment', 'order ' || i, 'provider', 99,
+               'sum', jsonb_build_object('currency', 643,
+                      'amount', CASE WHEN i % 2 = 0 THEN to_jsonb(round((i % 100000) / 100.0 + 1, 2))
+                                     ELSE to_jsonb(trim_scale((i % 100000) / 100.0 + 1)) END),
+               'signFields', 'sum.currency,sum.amount,type,account,txnId')) AS body
+          FROM generate_series(1, $ROWS) i) s;
+VACUUM ANALYZE bench_wallet_webhooks;
+SQL
+
+# ours and pgcrypto's check, alternately RUNS times each; prints "ours|baseline", each best
+say "signatures: qiwi_wallet_verify_webhook and the same check with pgcrypto in SQL, alternately, $RUNS runs each"
+IFS='|' read -r WALLET_OURS WALLET_BASE <<<"$(bench_sql <<SQL
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE timings (side text, seconds float8);
+DO \$\$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+	FOR run IN 1..$RUNS LOOP
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE qiwi_wallet_verify_webhook(body, 'JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc='))
+		  INTO n FROM bench_wallet_webhooks;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'ours verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('ours', extract(epoch FROM clock_timestamp() - t0));
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE encode(hmac(convert_to(concat_ws('|', body->'payment'->'sum'->>'currency',
+				trim_scale((body->'payment'->'sum'->>'amount')::numeric), body->'payment'->>'type',
+				body->'payment'->>'account', body->'payment'->>'txnId'), 'UTF8'),
+				decode('JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc=', 'base64'), 'sha256'), 'hex') = body->>'hash')
+		  INTO n FROM bench_wallet_webhooks;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'pgcrypto verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('pgcrypto', extract(epoch FROM clock_timestamp() - t0));
+	END LOOP;
+END \$\$;
+SELECT round(min(seconds) FILTER (WHERE side = 'ours')::numeric, 3) || '|' ||
+       round(min(seconds) FILTER (WHERE side = 'pgcrypto')::numeric, 3) FROM timings;
+SQL
+)"
+report "verify $ROWS Wallet webhooks (1 core)" "$WALLET_OURS" "$WALLET_BASE" s 5
 fi
 
 # print the results table

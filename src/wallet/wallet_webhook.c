@@ -1,18 +1,14 @@
 /*
  * wallet_webhook.c
- *		Wallet webhooks (qiwi-api.md §4, §8, §9): QIWI POSTs a JSON body
- *		{hash, hookId, messageId, payment, test, version} whose hash is the
- *		lowercase hex HMAC-SHA256, keyed with the base64-decoded hook key, of
- *		the values named by payment.signFields joined by '|'.  Verified here
- *		and by the core's trigger shell on qiwi_wallet_webhooks, whose
- *		verified payments go into qiwi_wallet_payments forward only.
+ *		Wallet webhooks (qiwi-api.md §4, §8, §9): a JSON body whose hash is
+ *		the hex HMAC-SHA256, keyed with the base64-decoded hook key, of the
+ *		values payment.signFields names joined by '|'; verified here and by
+ *		the core's trigger shell, which records payments forward only.  The
+ *		hook's registration at QIWI and its key.
  *
- * The amount rule: a JSON number in a signed field is signed as JSON
- * clients print it, without trailing zeros in its fraction (1.00 as "1",
- * 1.50 as "1.5", 643 as "643"); a string is signed as written.  QIWI's
- * vector (§4) signs "1" for an amount of 1, the sandbox sends 1.5 and 1,
- * and a body that writes 1.00 means the same number: jsonb keeps the
- * scale as written, so it is trimmed (trim_scale) before printing.
+ * The amount rule: a JSON number is signed as JSON clients print it, with
+ * no trailing zeros (1.00 as "1", 1.50 as "1.5"); a string as written.
+ * jsonb keeps 1.00 as written, so it is trimmed (trim_scale) first.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -35,41 +31,15 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_delete);
 PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_test);
 PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_fetch_key);
 
-/* The hash: the lowercase hex of a 32-byte HMAC-SHA256 */
+/* The hash: the hex of a 32-byte HMAC-SHA256; the longest signFields path */
 #define WALLET_HASH_LENGTH		64
-/* The longest path a signFields entry may name ("sum.currency") */
 #define WALLET_MAX_SIGN_PATH	64
 
 /* The merchant option holding the hook's key (base64, as QIWI gives it) */
 int			wallet_option_webhook_key;
+static const NotificationKind wallet_webhooks;
 
-static bool wallet_signed_string(Jsonb *body, StringInfo buf, char **problem);
-static const Merchant *webhook_merchant(Jsonb *body, const char *site, char **problem);
-static bool webhook_verify(const NotificationKind *kind, const Merchant *merchant,
-						   text *credential, Jsonb *body, char **problem);
-static char *webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied);
-
-/* Wallet webhooks as the core's trigger shell sees them */
-static const NotificationKind wallet_webhooks = {
-	.trigger = "qiwi_wallet_webhook_verify()",
-	.rejected = "QIWI Wallet webhook rejected",
-	.reject_hint = "Store the webhook's JSON body as QIWI sent it.",
-	.merchant_column = true,
-	.merchant = webhook_merchant,
-	.verify = webhook_verify,
-	.apply = webhook_apply,
-	.key = {&wallet_option_webhook_key, "wallet_webhook_key", NULL, "key_base64",
-	"no Wallet webhook key to verify the hash with"},
-	.signature = {SIGNATURE_SHA256, SIGNATURE_KEY_BASE64, SIGNATURE_HEX, WALLET_HASH_LENGTH},
-	.signed_string = wallet_signed_string,
-};
-
-/*
- * The string a webhook signs: the values payment.signFields names (dotted
- * paths in the payment, "sum.amount"), in its order, joined by '|', each
- * by the amount rule above; false with *problem when one is missing or
- * neither a string nor a number
- */
+/* The signed string: the values signFields names ("sum.amount"), joined by '|'; false with *problem */
 static bool
 wallet_signed_string(Jsonb *body, StringInfo buf, char **problem)
 {
@@ -133,11 +103,7 @@ webhook_hash_holds(SignatureKey *key, Jsonb *body, char **problem)
 										hash->val.string.len, body, problem);
 }
 
-/*
- * qiwi_wallet_verify_webhook(body, key_base64, merchant): is the body's
- * hash QIWI's under key_base64, else the merchant's wallet_webhook_key?
- * NULL if body is NULL
- */
+/* qiwi_wallet_verify_webhook(body, key_base64, merchant): does the hash hold?  NULL for NULL */
 Datum
 qiwi_wallet_verify_webhook(PG_FUNCTION_ARGS)
 {
@@ -155,29 +121,19 @@ qiwi_wallet_verify_webhook(PG_FUNCTION_ARGS)
 static const Merchant *
 webhook_merchant(Jsonb *body, const char *site, char **problem)
 {
-	JsonbContainer *payment = NULL;
+	JsonbContainer *payment = JB_ROOT_IS_OBJECT(body) && !JB_ROOT_IS_SCALAR(body) ?
+		json_object_member(&body->root, "payment") : NULL;
 	char	   *person = NULL;
-	const Merchant *merchant;
+	const Merchant *merchant = NULL;
 
-	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body) ||
-		(payment = json_object_member(&body->root, "payment")) == NULL)
+	if (payment == NULL || !json_identifier(payment, "personId", &person, problem) || person == NULL)
+		*problem = *problem ? *problem : pstrdup("the webhook has no payment with a personId");
+	else if ((merchant = merchant_by_option(wallet_option_number, person, problem)) != NULL &&
+			 merchant->server == InvalidOid)
 	{
-		*problem = pstrdup("the webhook has no payment");
-		return NULL;
-	}
-	if (!json_identifier(payment, "personId", &person, problem))
-		return NULL;
-	if (person == NULL)
-	{
-		*problem = pstrdup("the webhook's payment has no personId");
-		return NULL;
-	}
-	merchant = merchant_by_option(wallet_option_number, person, problem);
-	/* the default merchant has no wallet: no merchant has this one */
-	if (merchant != NULL && merchant->server == InvalidOid)
-	{
+		/* the default merchant has no wallet: no merchant has this one */
 		*problem = psprintf("no merchant has wallet_number \"%s\"", person);
-		return NULL;
+		merchant = NULL;
 	}
 	return merchant;
 }
@@ -196,12 +152,20 @@ webhook_verify(const NotificationKind *kind, const Merchant *merchant, text *cre
 	return webhook_hash_holds(notification_signer(kind, merchant, NULL, 0), body, problem);
 }
 
+/* Does a webhook say test: true? */
+static bool
+is_test(Jsonb *body)
+{
+	JsonbValue *test = JB_ROOT_IS_OBJECT(body) && !JB_ROOT_IS_SCALAR(body) ?
+		json_field(&body->root, "test") : NULL;
+
+	return test != NULL && test->type == jbvBool && test->val.boolean;
+}
+
 /*
- * Record a webhook's payment in qiwi_wallet_payments, forward only: a new
- * one inserted, a WAITING one made final, never a final one moved; nothing
- * if a verified webhook with the same messageId was stored before.  As the
- * owner.  Whether it wrote a row; *status the payment's status now, or
- * NULL for a message seen before.
+ * Record a payment forward only (a WAITING one may become final), unless its
+ * messageId was stored before; as the owner.  Whether it wrote; *status the
+ * payment's status now, NULL for a message seen before.
  */
 static bool
 record_payment(const char *merchant, const char *message_id, const WalletPayment *p, char **status)
@@ -248,14 +212,10 @@ record_payment(const char *merchant, const char *message_id, const WalletPayment
 	return written;
 }
 
-/*
- * Apply a verified webhook (a NotificationApplier): its payment recorded
- * forward only, unless it is a test or a message stored before
- */
+/* Apply a verified webhook (a NotificationApplier): its payment, unless a test */
 static char *
 webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied)
 {
-	JsonbValue *test = json_field(&body->root, "test");
 	char	   *message_id = NULL;
 	char	   *problem = NULL;
 	char	   *status;
@@ -263,7 +223,7 @@ webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied)
 	WalletPayment payment;
 
 	*applied = false;
-	if (test != NULL && test->type == jbvBool && test->val.boolean)
+	if (is_test(body))
 		return NULL;			/* QIWI's test: no payment happened */
 	if (!json_string(&body->root, "messageId", false, &message_id, &problem) ||
 		!wallet_parse_payment(element, &payment, &problem))
@@ -278,25 +238,22 @@ webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied)
 	return psprintf("a duplicate: the payment is %s already", status);
 }
 
-/* Is a webhook QIWI's test without a payment or a hash ("an empty test notification")? */
-static bool
-unsigned_test(Jsonb *body)
-{
-	JsonbValue *test;
+/* Wallet webhooks as the core's trigger shell sees them */
+static const NotificationKind wallet_webhooks = {
+	.trigger = "qiwi_wallet_webhook_verify()",
+	.rejected = "QIWI Wallet webhook rejected",
+	.reject_hint = "Store the webhook's JSON body as QIWI sent it.",
+	.merchant_column = true,
+	.merchant = webhook_merchant,
+	.verify = webhook_verify,
+	.apply = webhook_apply,
+	.key = {&wallet_option_webhook_key, "wallet_webhook_key", NULL, "key_base64",
+	"no Wallet webhook key to verify the hash with"},
+	.signature = {SIGNATURE_SHA256, SIGNATURE_KEY_BASE64, SIGNATURE_HEX, WALLET_HASH_LENGTH},
+	.signed_string = wallet_signed_string,
+};
 
-	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
-		return false;
-	test = json_field(&body->root, "test");
-	return test != NULL && test->type == jbvBool && test->val.boolean &&
-		(json_field(&body->root, "payment") == NULL || json_field(&body->root, "hash") == NULL);
-}
-
-/*
- * qiwi_wallet_webhook_verify(): BEFORE INSERT trigger on a table with
- * columns body jsonb, merchant text, verified and applied boolean, error
- * text (the core's shell).  A test without a payment or a hash is stored
- * unverified, without an error: there is nothing to verify.
- */
+/* qiwi_wallet_webhook_verify(): BEFORE INSERT trigger: the core's shell, an empty test marked */
 Datum
 qiwi_wallet_webhook_verify(PG_FUNCTION_ARGS)
 {
@@ -313,7 +270,10 @@ qiwi_wallet_webhook_verify(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	body = SPI_getbinval(trigdata->tg_trigtuple, RelationGetDescr(rel),
 						 arg_trigger_column(rel, "body", JSONBOID, trigger), &isnull);
-	if (isnull || !unsigned_test(DatumGetJsonbP(body)))
+	/* QIWI's "empty test notification": no payment or no hash to verify */
+	if (isnull || !is_test(DatumGetJsonbP(body)) ||
+		(json_field(&DatumGetJsonbP(body)->root, "payment") != NULL &&
+		 json_field(&DatumGetJsonbP(body)->root, "hash") != NULL))
 		return notification_trigger(fcinfo, &wallet_webhooks);
 	columns[0] = arg_trigger_column(rel, "verified", BOOLOID, trigger);
 	columns[1] = arg_trigger_column(rel, "applied", BOOLOID, trigger);
@@ -333,10 +293,7 @@ typedef struct WalletHook
 	char	   *key;
 } WalletHook;
 
-/*
- * Read a hook {hookId, hookParameters: {url}, txnType}, a key {key}, or the
- * {response} of a test or a deletion (a WireObjectParser)
- */
+/* Read a hook {hookId, hookParameters: {url}, txnType}, a {key}, or a {response} */
 static bool
 parse_hook(JsonbContainer *root, void *result, char **problem)
 {
@@ -358,11 +315,7 @@ read_hook(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	return wire_read_object(op, resp, parse_hook, op->result, error);
 }
 
-/*
- * Send a call of the hooks API (path after payment-notifier/v1/hooks, its
- * ids escaped); its hook or key in *hook.  false when QIWI answers 404 and
- * missing_ok; any other failure raised.
- */
+/* Call payment-notifier/v1/hooks<path>; the answer in *hook; false for a 404 if missing_ok */
 static bool
 hook_call(const Merchant *merchant, HttpMethod method, const char *path, const char *what,
 		  bool missing_ok, WalletHook *hook)
@@ -392,49 +345,37 @@ active_hook(const Merchant *merchant, WalletHook *hook)
 	return hook_call(merchant, HTTP_GET, "/active", "read the webhook", true, hook);
 }
 
-/* A hook as a qiwi_wallet_hook row, or NULL for none */
+/* A hook as a qiwi_wallet_hook row */
 static Datum
-hook_row(FunctionCallInfo fcinfo, bool exists, const WalletHook *hook)
+hook_row(FunctionCallInfo fcinfo, const WalletHook *hook)
 {
-	ResultColumn columns[3];
+	ResultColumn columns[3] = {result_text(hook->hook_id), result_text(hook->url), result_text(hook->txn_type)};
 
-	if (!exists)
-		PG_RETURN_NULL();
-	columns[0] = result_text(hook->hook_id);
-	columns[1] = result_text(hook->url);
-	columns[2] = result_text(hook->txn_type);
 	return qiwi_result_row(fcinfo, "qiwi_wallet_hook", columns, lengthof(columns));
 }
 
-/*
- * qiwi_wallet_webhook_register(url, txn_type, merchant): the wallet's
- * webhook at url (http or https, at most 100 characters) for IN, OUT or
- * BOTH payments (txnType 0, 1, 2)
- */
+/* qiwi_wallet_webhook_register(url, txn_type, merchant): the wallet's hook, IN, OUT or BOTH */
 Datum
 qiwi_wallet_webhook_register(PG_FUNCTION_ARGS)
 {
-	static const char *const types[] = {"IN", "OUT", "BOTH", NULL};
 	char	   *url = arg_required_text(fcinfo, 0, "url");
 	char	   *type = arg_required_text(fcinfo, 1, "txn_type");
 	const Merchant *merchant = arg_merchant(fcinfo, 2);
+	int			code = strcmp(type, "IN") == 0 ? 0 : strcmp(type, "OUT") == 0 ? 1 : strcmp(type, "BOTH") == 0 ? 2 : -1;
 	WalletHook	hook;
-	int			code = 0;
 
 	arg_check_length(url, WALLET_MAX_HOOK_URL, "url");
 	if (!http_url_is_valid(url))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("url must be an absolute http or https URL")));
-	while (types[code] != NULL && strcmp(types[code], type) != 0)
-		code++;
-	if (types[code] == NULL)
+	if (code < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("txn_type must be IN, OUT or BOTH")));
 	hook_call(merchant, HTTP_PUT, psprintf("?hookType=1&param=%s&txnType=%d", http_escape_path_segment(url), code),
 			  "register the webhook", false, &hook);
-	return hook_row(fcinfo, true, &hook);
+	return hook_row(fcinfo, &hook);
 }
 
 /* qiwi_wallet_webhook(merchant): the wallet's active webhook, or NULL */
@@ -443,7 +384,9 @@ qiwi_wallet_webhook(PG_FUNCTION_ARGS)
 {
 	WalletHook	hook;
 
-	return hook_row(fcinfo, active_hook(arg_merchant(fcinfo, 0), &hook), &hook);
+	if (!active_hook(arg_merchant(fcinfo, 0), &hook))
+		PG_RETURN_NULL();
+	return hook_row(fcinfo, &hook);
 }
 
 /* qiwi_wallet_webhook_delete(merchant): delete the active webhook; false if none */
@@ -452,12 +395,11 @@ qiwi_wallet_webhook_delete(PG_FUNCTION_ARGS)
 {
 	const Merchant *merchant = arg_merchant(fcinfo, 0);
 	WalletHook	hook;
-	WalletHook	done;
 
 	if (!active_hook(merchant, &hook))
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(hook_call(merchant, HTTP_DELETE, psprintf("/%s", http_escape_path_segment(hook.hook_id)),
-							 "delete the webhook", true, &done));
+							 "delete the webhook", true, &hook));
 }
 
 /* qiwi_wallet_webhook_test(merchant): QIWI sends the active webhook a test */
@@ -470,11 +412,7 @@ qiwi_wallet_webhook_test(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*
- * qiwi_wallet_webhook_fetch_key(rotate, merchant): the active hook's key
- * (rotate: a new one, POST newkey) kept as the merchant's
- * wallet_webhook_key; never returned
- */
+/* qiwi_wallet_webhook_fetch_key(rotate, merchant): the hook's key kept, never returned */
 Datum
 qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
 {
@@ -482,7 +420,6 @@ qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
 	const Merchant *merchant = arg_merchant(fcinfo, 1);
 	struct RoleSpec *mapping = merchant_key_mapping(merchant, wallet_option_webhook_key);
 	WalletHook	hook;
-	WalletHook	answer;
 	char	   *path;
 
 	if (!active_hook(merchant, &hook))
@@ -492,13 +429,13 @@ qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
 				 errhint("Register one with qiwi_wallet_webhook_register().")));
 	path = psprintf("/%s/%s", http_escape_path_segment(hook.hook_id), rotate ? "newkey" : "key");
 	hook_call(merchant, rotate ? HTTP_POST : HTTP_GET, path, rotate ? "rotate the webhook key" : "fetch the webhook key",
-			  false, &answer);
-	if (answer.key == NULL)
+			  false, &hook);
+	if (hook.key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_QIWI_MALFORMED),
 				 errmsg("QIWI's answer to merchant \"%s\"'s key request holds no key", merchant->name)));
-	merchant_store_key(merchant, mapping, wallet_option_webhook_key, answer.key);
-	explicit_bzero(answer.key, strlen(answer.key));
+	merchant_store_key(merchant, mapping, wallet_option_webhook_key, hook.key);
+	explicit_bzero(hook.key, strlen(hook.key));
 	PG_RETURN_VOID();
 }
 
