@@ -31,9 +31,8 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_delete);
 PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_test);
 PG_FUNCTION_INFO_V1(qiwi_wallet_webhook_fetch_key);
 
-/* The hash: the hex of a 32-byte HMAC-SHA256; the longest signFields path */
+/* The hash: the lowercase hex of a 32-byte HMAC-SHA256 */
 #define WALLET_HASH_LENGTH		64
-#define WALLET_MAX_SIGN_PATH	64
 
 /* The merchant option holding the hook's key (base64, as QIWI gives it) */
 int			wallet_option_webhook_key;
@@ -44,44 +43,43 @@ static bool
 wallet_signed_string(Jsonb *body, StringInfo buf, char **problem)
 {
 	JsonbContainer *payment = NULL;
-	char	   *fields = NULL;
-	char	   *next;
+	JsonbContainer *object;
+	JsonbValue *fields;
+	JsonbValue	value;
+	JsonbValue *v = NULL;
+	int			start = 0;
 
-	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body) ||
+		!json_member_object(&body->root, "payment", true, &payment, NULL, problem) ||
+		(fields = json_field(payment, "signFields")) == NULL || fields->type != jbvString)
 	{
-		*problem = pstrdup("the webhook is not a JSON object");
+		*problem = psprintf("the webhook has no payment with a signFields string");
 		return false;
 	}
-	if (!json_member_object(&body->root, "payment", true, &payment, NULL, problem) ||
-		!json_string(payment, "signFields", true, &fields, problem))
-		return false;
-	for (char *field = fields; field != NULL; field = next)
+	object = payment;
+	/* one pass over "a.b,c": each part looked up in the object the one before it named */
+	for (int i = 0, part = 0; i <= fields->val.string.len; i++)
 	{
-		JsonbContainer *object = payment;
-		JsonbValue *v = NULL;
-		JsonbValue	trimmed = {.type = jbvNumeric};
-		char		name[WALLET_MAX_SIGN_PATH + 1];
-		char	   *part;
+		const char *f = fields->val.string.val;
 
-		if ((next = strchr(field, ',')) != NULL)
-			*next++ = '\0';
-		strlcpy(name, field, sizeof(name));
-		for (part = strtok(name, "."); part != NULL && object != NULL; part = strtok(NULL, "."))
+		if (i < fields->val.string.len && f[i] != '.' && f[i] != ',')
+			continue;
+		v = object ? getKeyJsonValueFromContainer(object, f + part, i - part, &value) : NULL;
+		object = v && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) ?
+			v->val.binary.data : NULL;
+		part = i + 1;
+		if (i < fields->val.string.len && f[i] == '.')
+			continue;
+		if (v != NULL && v->type == jbvNumeric)
+			value.val.numeric = DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
+																	NumericGetDatum(v->val.numeric)));
+		if (!signature_append_field(buf, v, true, "its value", problem))
 		{
-			v = json_field(object, part);
-			object = v && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) ?
-				v->val.binary.data : NULL;
-		}
-		if (part != NULL || strlen(field) > WALLET_MAX_SIGN_PATH)
-			v = NULL;			/* a path through a scalar, or too long */
-		else if (v != NULL && v->type == jbvNumeric)
-		{
-			trimmed.val.numeric = DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
-																	  NumericGetDatum(v->val.numeric)));
-			v = &trimmed;
-		}
-		if (!signature_append_field(buf, v, true, field, problem))
+			*problem = psprintf("payment.%.*s: %s", i - start, f + start, *problem);
 			return false;
+		}
+		object = payment;
+		start = part;
 	}
 	signature_end_message(buf);
 	return true;
