@@ -215,3 +215,16 @@ SELECT d->'body'->'test' AS test, d->'body' ? 'hash' AS hashed, d->'body' ? 'pay
 -- deleted: then none
 SELECT qiwi_wallet_webhook_delete('wh_shop') AS deleted, qiwi_wallet_webhook('wh_shop') IS NULL AS no_hook;
 SELECT (sandbox('GET', '/sandbox/wallet/wallets/79161112233')->'hook') AS hook_at_qiwi;
+-- over HTTPS: the sandbox's certificate is refused until its CA is given; then the same calls
+DO $$ BEGIN
+	EXECUTE format('ALTER SERVER wh_shop OPTIONS (SET wallet_api_url %L)', current_setting('qiwi_test.https_url'));
+END $$;
+SELECT try($$SELECT qiwi_wallet_webhook('wh_shop')$$);
+SELECT set_config('qiwi.ca_file', current_setting('qiwi_test.ca_file'), false) IS NOT NULL AS ca_set;
+SELECT sandbox('POST', '/sandbox/wallet/reset', NULL, current_setting('qiwi_test.https_url')) IS NOT NULL AS tls_reset;
+SELECT sandbox('POST', '/sandbox/wallet/wallets', '{"number": "79161112233", "token": "wallet-token-wh-0001"}',
+               current_setting('qiwi_test.https_url'))->>'number' AS tls_wallet;
+SELECT url, txn_type FROM qiwi_wallet_webhook_register('https://shop.example/tls', 'OUT', 'wh_shop');
+SELECT url, txn_type FROM qiwi_wallet_webhook('wh_shop');
+SELECT qiwi_wallet_webhook_delete('wh_shop') AS deleted_over_tls;
+RESET qiwi.ca_file;
