@@ -4,12 +4,15 @@
 # through psql; the trigger verifies and records them in
 # qiwi_wallet_payments.  The receiver down at first: QIWI's retries (their
 # delays shortened) deliver once it answers.  A duplicate applied once, a
-# forgery refused, QIWI's test stored as a test; the key in no log.
+# forgery refused, QIWI's test stored as a test; a key stored by hand;
+# every statement logged, and neither key in the log.
 use strict;
 use warnings;
 
+use Digest::SHA qw(hmac_sha256_hex);
 use HTTP::Tiny;
 use IPC::Run;
+use MIME::Base64;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -20,7 +23,8 @@ my $src = $ENV{QIWI_SRC} or die "QIWI_SRC is not set";
 my $http = HTTP::Tiny->new;
 my $wallet = '79260001122';
 
-my $node = qiwi_node('wallet_webhooks');
+# every statement logged: the key must be hidden in them all
+my $node = qiwi_node('wallet_webhooks', "log_statement = 'all'\n");
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 # The receiver, on a port of its own
@@ -127,7 +131,15 @@ wait_true($node, q{SELECT count(*) = 3 FROM qiwi_wallet_payments WHERE merchant 
 is(sql(q{SELECT qiwi_wallet_webhook_delete('w1')}), 't', 'the hook is deleted');
 my $key = sql(q{SELECT option_value FROM pg_options_to_table((SELECT umoptions FROM pg_user_mapping u
 	JOIN pg_foreign_server s ON s.oid = u.umserver WHERE s.srvname = 'w1')) WHERE option_name = 'wallet_webhook_key'});
-unlike(slurp_file($node->logfile), qr/\Q$key\E/, 'the key is in no log');
+# a DBA stores a key by hand, as the documentation says
+my $hand_key = 'aGFuZC1zdG9yZWQtd2FsbGV0LWhvb2sta2V5LTAwMDE=';
+sql(qq{ALTER USER MAPPING FOR PUBLIC SERVER w1 OPTIONS (SET wallet_webhook_key '$hand_key')});
+my $hand_hash = hmac_sha256_hex('7', decode_base64($hand_key));
+is(sql(qq{SELECT qiwi_wallet_verify_webhook('{"hash": "$hand_hash", "payment": {"signFields": "txnId", "txnId": "7"}}',
+	merchant => 'w1')}), 't', 'the hand-stored key verifies what it signed');
+like(slurp_file($node->logfile), qr/statement hidden by qiwi_kassa: it gives or holds a key/,
+	'the statement that stores it is logged hidden');
+unlike(slurp_file($node->logfile), qr/\Q$key\E|\Q$hand_key\E/, 'neither key is in the log');
 
 $receiver->kill_kill;
 $node->stop;
