@@ -3,7 +3,7 @@
 # the same run and reports the ratio.  Run as root on Debian 12:
 #   bash bench/run.sh               # the full run
 #   bash bench/run.sh --quick       # a smoke run (CI uses it to keep the benchmarks working)
-#   bash bench/run.sh --signatures  # only the signature benchmark (with --quick: on small data)
+#   bash bench/run.sh --signatures  # only the signature benchmarks (with --quick: on small data)
 #   bash bench/run.sh --calls       # only the per-call benchmark
 #   bash bench/run.sh --reconciler  # only the reconciler's benchmarks (with --quick: on small data)
 # With QIWI_PGROOT=DIR it installs into a private copy of PostgreSQL under
@@ -167,6 +167,57 @@ SQL
 )"
 report "verify $ROWS Payin notifications (1 core)" "$PAYIN_OURS" "$PAYIN_BASE" s 5
 report_at_most "  Payin check vs the bill check, same rows" "$PAYIN_OURS" "$BILL_OURS" s 1
+
+# ---- 1c. verifying stored Pull notifications (form parameters, HMAC-SHA1 base64) ----
+say "signatures: generating $ROWS signed Pull notifications"
+bench_sql <<SQL
+-- the pgcrypto check of the side below, as one function: it signs the rows too
+CREATE FUNCTION pull_signature_sql(params jsonb, password text) RETURNS text
+LANGUAGE sql IMMUTABLE AS \$\$
+	SELECT encode(hmac(convert_to((SELECT string_agg(value, '|' ORDER BY convert_to(key, 'UTF8'))
+	                                 FROM jsonb_each_text(params)), 'UTF8'),
+	                   convert_to(password, 'UTF8'), 'sha1'), 'base64')
+\$\$;
+CREATE TABLE bench_pull_notifications AS
+SELECT pull_signature_sql(params, 'bench-pull-password') AS signature, params
+  FROM (SELECT jsonb_build_object('command', 'bill', 'bill_id', 'order-' || i,
+               'status', CASE WHEN i % 5 = 0 THEN 'rejected' ELSE 'paid' END,
+               'error', '0', 'amount', to_char((i % 100000) / 100.0 + 1, 'FM999999990.00'),
+               'user', 'tel:+7' || (9000000000 + i % 1000000), 'prv_name', 'Bench shop',
+               'ccy', 'RUB', 'comment', CASE WHEN i % 10 = 0 THEN '' ELSE 'Order ' || i END) AS params
+          FROM generate_series(1, $ROWS) i) s;
+VACUUM ANALYZE bench_pull_notifications;
+SQL
+
+# ours and pgcrypto's check, alternately RUNS times each; prints
+# "ours|baseline", each side's best run in seconds
+say "signatures: qiwi_pull_verify_notification and the same check with pgcrypto in SQL, alternately, $RUNS runs each"
+IFS='|' read -r PULL_OURS PULL_BASE <<<"$(bench_sql <<SQL
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE timings (side text, seconds float8);
+DO \$\$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+	FOR run IN 1..$RUNS LOOP
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE qiwi_pull_verify_notification(params, signature, 'bench-pull-password'))
+		  INTO n FROM bench_pull_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'ours verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('ours', extract(epoch FROM clock_timestamp() - t0));
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE encode(hmac(convert_to((SELECT string_agg(value, '|' ORDER BY convert_to(key, 'UTF8'))
+				                                             FROM jsonb_each_text(params)), 'UTF8'),
+				                               convert_to('bench-pull-password', 'UTF8'), 'sha1'), 'base64') = signature)
+		  INTO n FROM bench_pull_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'pgcrypto verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('pgcrypto', extract(epoch FROM clock_timestamp() - t0));
+	END LOOP;
+END \$\$;
+SELECT round(min(seconds) FILTER (WHERE side = 'ours')::numeric, 3) || '|' ||
+       round(min(seconds) FILTER (WHERE side = 'pgcrypto')::numeric, 3) FROM timings;
+SQL
+)"
+report "verify $ROWS Pull notifications (1 core)" "$PULL_OURS" "$PULL_BASE" s 5
 fi
 
 # print the results table

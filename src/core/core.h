@@ -581,12 +581,18 @@ extern const Merchant *arg_reading_call(FunctionCallInfo fcinfo, const char *idn
 										const ArgLimits *limits, char **id);
 extern char *arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argname,
 									   int max);
+extern char *arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+							   const char *const *names);
 extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);
 extern void qiwi_call(QiwiOperation *op);
 extern bool qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
 			pg_attribute_printf(3, 4);
+extern void qiwi_require_same_money(const char *item, const char *table, const char *noun,
+									Numeric stored_amount, const char *stored_currency,
+									const char *stored_status, Numeric amount,
+									const char *currency);
 extern ResultColumn result_text(const char *s);
 extern ResultColumn result_datum(Datum value);
 extern ResultColumn result_pointer(const void *p);
