@@ -252,6 +252,8 @@ typedef struct QiwiErrorCode
 	bool		temporary;		/* a later identical call may succeed */
 } QiwiErrorCode;
 
+typedef struct QiwiOperation QiwiOperation;
+
 /*
  * How an API writes its errors, so that each maps to the same classes: the
  * fields of its error answers (the first present of each list counts; a
@@ -271,12 +273,13 @@ typedef struct QiwiErrorFormat
 	const char *blocked_since_field;	/* 423: when the block began, or NULL:
 										 * when the answer came */
 	int			block_seconds;	/* 423: how long a block lasts */
+	/* the API's words on an error beyond its class's (NULL: none): it may
+	 * rewrite the message and hint; description is QIWI's text, or NULL */
+	void		(*explain) (const QiwiOperation *op, const char *description, QiwiError *error);
 } QiwiErrorFormat;
 
 /* Bill Payments' and Payin's errors: {errorCode, description, traceId} */
 extern const QiwiErrorFormat qiwi_json_errors;
-
-typedef struct QiwiOperation QiwiOperation;
 
 /*
  * Builds an operation that is not idempotent afresh (ask false), or the one
@@ -410,6 +413,7 @@ typedef struct QiwiRateLimit
 extern void ratelimit_init(void);
 extern int64 qiwi_rate_pass(const QiwiRateLimit *limit, const char *account,
 							TimestampTz call_start);
+extern void qiwi_rate_block(const QiwiRateLimit *limit, const char *account, TimestampTz until);
 extern void qiwi_rate_perform(const QiwiOperation *ops, const HttpRequest *requests, int n,
 							  int concurrency, const HttpOptions *options,
 							  HttpResponse *responses, HttpBatchPerformer perform,

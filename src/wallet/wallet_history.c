@@ -1,28 +1,24 @@
 /*
  * wallet_history.c
- *		Everything that reads a wallet (qiwi-api.md §4, §8, §9): its payment
- *		history in pages and windows, streamed from SQL or handed to a
- *		consumer item by item; one transaction; the totals of a range; the
- *		balances.
- *
- * The history is asked for newest first, 50 items a page, in windows of
- * at most 90 days (QIWI's rule), the newest window first, each window
- * bounded by startDate and endDate to the second, written in Moscow time.
- * Windows meet without overlap (each ends a second before the next one's
- * start), so an item is handed out once.  A later page sends the window
- * again with the cursor nextTxnId + nextTxnDate as QIWI answered it; were
- * an item before the window's start to come anyway (the cursor-only
- * continuation), the window ends there.  An empty window (QIWI's 404, or
- * an empty page) goes on to the next one.
+ *		What reads a wallet (qiwi-api.md §4, §8, §9): the history, a
+ *		transaction, totals, balances.  The history goes newest first, 50
+ *		items a page, in windows of at most 90 days (startDate and endDate,
+ *		both in UTC, to the second), each a second before the next: an item
+ *		comes once.  Later pages repeat the window with the cursor as QIWI
+ *		answered it; an item before the window's start ends the window (the
+ *		cursor-only continuation's rule); an empty window (404) is skipped.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
 
 #include "utils/builtins.h"
-#include "miscadmin.h"
-#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_history);
+PG_FUNCTION_INFO_V1(qiwi_wallet_transaction);
+PG_FUNCTION_INFO_V1(qiwi_wallet_totals);
+PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
 
 #define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
 #define WALLET_TXN_COLUMNS	15
@@ -59,25 +55,7 @@ typedef struct HistoryPageAsked
 static const char *const history_operations[] = {"ALL", "IN", "OUT", "QIWI_CARD", NULL};
 static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CARD", "MK", NULL};
 
-/* ---------- the wire ---------- */
-
-/* A time as the history's parameters are written: YYYY-MM-DDThh:mm:ss+03:00 */
-static char *
-moscow_time(TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-	char		buf[MAXDATELEN + 1];
-
-	if (timestamp2tm(ts + (int64) WALLET_MOSCOW_OFFSET_SECS * USECS_PER_SEC, NULL, &tm, &fsec,
-					 NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	tm.tm_isdst = 0;
-	EncodeDateTime(&tm, 0, true, -WALLET_MOSCOW_OFFSET_SECS, NULL, USE_XSD_DATES, buf);
-	return pstrdup(buf);
-}
+/* ---------- the history ---------- */
 
 /* The bounds of window n of a range (0: the newest); false when the range has no such window */
 static bool
@@ -95,8 +73,8 @@ history_url(const Merchant *merchant, const char *what, TimestampTz start, Times
 	const char *segments[] = {"payment-history/v2/persons", wallet_number(merchant), what};
 	char	   *url = wire_url(&wallet_wire, merchant, lengthof(segments), segments);
 
-	url = http_append_query(url, "startDate", moscow_time(start));
-	return http_append_query(url, "endDate", moscow_time(end));
+	url = http_append_query(url, "startDate", format_qiwi_timestamp(start));
+	return http_append_query(url, "endDate", format_qiwi_timestamp(end));
 }
 
 /* A page's item: a history item read into a WalletPayment (a QiwiItemReader) */
@@ -119,11 +97,7 @@ optional_identifier(JsonbContainer *object, const char *key, char **out, char **
 	return (v != NULL && v->type == jbvNull) || json_identifier(object, key, out, problem);
 }
 
-/*
- * Keep the page's items of the window asked for; an item before its start
- * ends the window (the cursor-only continuation's rule).  True if the
- * window goes on after the page.
- */
+/* Keep the page's items of its window; false if one before the window's start ended it */
 static bool
 keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
 {
@@ -149,13 +123,10 @@ window_cursor(const HistoryArgs *args, int n)
 {
 	TimestampTz start;
 	TimestampTz end;
-	HistoryCursor *cursor;
+	HistoryCursor *cursor = palloc0(sizeof(HistoryCursor));
 
-	if (!history_window(args, n, &start, &end))
-		return NULL;
-	cursor = palloc0(sizeof(HistoryCursor));
 	cursor->window = n;
-	return cursor;
+	return history_window(args, n, &start, &end) ? cursor : NULL;
 }
 
 /* Read a history page {data, nextTxnId, nextTxnDate} (a QiwiAnswerReader) */
@@ -249,34 +220,19 @@ static const QiwiPagedList history_list = {
 	.after_empty = history_after_empty,
 };
 
-/* A time rounded down to a second */
-static TimestampTz
-whole_second(TimestampTz ts)
-{
-	TimestampTz rest = ts % USECS_PER_SEC;
-
-	return ts - (rest < 0 ? rest + USECS_PER_SEC : rest);
-}
-
-/*
- * The range [since, until] to the second, as items carry whole seconds; a
- * range within one second is that second's window, whose items before
- * since are dropped
- */
+/* [since, until] in whole seconds, as items are dated (within a second: that second's window) */
 static void
 history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
 {
 	args->since = since;
-	args->last = whole_second(until);
-	args->first = whole_second(since);
-	if (args->first < since)
-		args->first += USECS_PER_SEC;
-	args->first = Min(args->first, args->last);
+	args->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	args->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	args->first = Min(args->first < since ? args->first + USECS_PER_SEC : args->first, args->last);
 }
 
 /* ---------- the history for a consumer ---------- */
 
-/* A consumer of items, and whether it stopped the history */
+/* A consumer of items and its argument */
 typedef struct HistoryConsumer
 {
 	WalletPaymentConsumer consume;
@@ -317,54 +273,35 @@ wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz unt
 
 /* ---------- SQL ---------- */
 
-/* A required timestamptz argument, finite */
-static TimestampTz
-arg_required_time(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	TimestampTz value;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	value = PG_GETARG_TIMESTAMPTZ(argno);
-	if (TIMESTAMP_NOT_FINITE(value))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a finite time", argname)));
-	return value;
-}
-
-/* The range of arguments 0 (since) and 1 (until): since before until */
+/* Arguments 0 (since) and 1 (until): finite, since before until */
 static void
 arg_history_range(FunctionCallInfo fcinfo, HistoryArgs *args)
 {
-	TimestampTz since = arg_required_time(fcinfo, 0, "since");
-	TimestampTz until = arg_required_time(fcinfo, 1, "until");
+	static const char *const names[] = {"since", "until"};
+	TimestampTz range[2];
 
-	if (since >= until)
+	for (int i = 0; i < 2; i++)
+	{
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be NULL", names[i])));
+		range[i] = PG_GETARG_TIMESTAMPTZ(i);
+		if (TIMESTAMP_NOT_FINITE(range[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must be a finite time", names[i])));
+	}
+	if (range[0] >= range[1])
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("since must be before until"),
 				 errdetail("since is %s; until is %s.",
-						   timestamptz_to_str(since), timestamptz_to_str(until))));
-	history_range(args, since, until);
+						   timestamptz_to_str(range[0]), timestamptz_to_str(range[1]))));
+	history_range(args, range[0], range[1]);
 }
 
-/* The operation argument: one of history_operations */
-static const char *
-arg_operation(FunctionCallInfo fcinfo, int argno)
-{
-	char	   *value = arg_required_text(fcinfo, argno, "operation");
-
-	if (!qiwi_name_in(value, history_operations))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("operation must be one of %s", qiwi_quoted_names(history_operations))));
-	return value;
-}
-
-/* The qiwi_wallet_transaction row of a payment, as a tuple */
+/* The qiwi_wallet_transaction row of a payment */
 static HeapTuple
 payment_tuple(TupleDesc tupdesc, const WalletPayment *p)
 {
@@ -389,14 +326,17 @@ start_history(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	TupleDesc	tupdesc;
 
 	arg_history_range(fcinfo, args);
-	args->operation = arg_operation(fcinfo, 2);
+	args->operation = arg_required_text(fcinfo, 2, "operation");
+	if (!qiwi_name_in(args->operation, history_operations))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("operation must be one of %s", qiwi_quoted_names(history_operations))));
 	args->sources = arg_optional_names(fcinfo, 3, "sources", history_sources,
 									   "Pass NULL for every source.");
 	args->merchant = arg_merchant(fcinfo, 4);
 	(void) wallet_number(args->merchant);
 	/* not arg_result_desc: an SRF's fn_extra is its FuncCallContext */
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
-		tupdesc->natts != WALLET_TXN_COLUMNS)
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be qiwi_wallet_transaction");
 	funcctx->tuple_desc = BlessTupleDesc(tupdesc);
 	return args;
@@ -409,13 +349,260 @@ history_row(FuncCallContext *funcctx, const void *args, void *item)
 	return HeapTupleGetDatum(payment_tuple(funcctx->tuple_desc, (WalletPayment *) item));
 }
 
-/*
- * qiwi_wallet_history(since, until, operation, sources, merchant): the
- * wallet's payments in [since, until], newest first, a page in memory at a
- * time
- */
+/* qiwi_wallet_history(since, until, operation, sources, merchant): streamed, newest first */
 Datum
 qiwi_wallet_history(PG_FUNCTION_ARGS)
 {
 	return qiwi_pages_srf(fcinfo, &history_list, start_history, history_row);
+}
+
+/* Send a reading call of a wallet whose answer read puts in result; raise what went wrong */
+static void
+wallet_read_call(const Merchant *merchant, char *url, char *context, QiwiOperationReader read,
+				 void *result)
+{
+	QiwiOperation op;
+
+	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
+	op.retry_hint = QIWI_READ_RETRY_HINT;
+	op.read = read;
+	op.result = result;
+	qiwi_call(&op);
+}
+
+/* ---------- a transaction ---------- */
+
+/* Read a transaction's answer, a history item with extras (a QiwiAnswerReader) */
+static bool
+parse_transaction(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *answer = parse_json_object(resp->body, resp->body_len, NULL, problem);
+	JsonbValue	item = {.type = jbvBinary};
+
+	if (answer == NULL)
+		return false;
+	item.val.binary.data = &answer->root;
+	item.val.binary.len = VARSIZE(answer) - VARHDRSZ;
+	return wallet_parse_payment(&item, (WalletPayment *) result, problem);
+}
+
+/* Read a transaction's answer (a QiwiOperationReader) */
+static bool
+read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	char	   *problem = NULL;
+
+	if (!qiwi_read_answer(parse_transaction, resp, op->result, &problem))
+		return qiwi_malformed(error, op->context, problem);
+	return true;
+}
+
+/* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
+Datum
+qiwi_wallet_transaction(PG_FUNCTION_ARGS)
+{
+	static const char *const types[] = {"IN", "OUT", NULL};
+	int64		txn_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	char	   *type = PG_ARGISNULL(1) ? NULL : arg_required_text(fcinfo, 1, "type");
+	const char *segments[2] = {"payment-history/v2/transactions"};
+	const Merchant *merchant;
+	WalletPayment payment;
+	char	   *url;
+
+	if (txn_id <= 0)
+		ereport(ERROR,
+				(errcode(PG_ARGISNULL(0) ? ERRCODE_NULL_VALUE_NOT_ALLOWED : ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("txn_id must be QIWI's txnId, a positive number")));
+	if (type != NULL && !qiwi_name_in(type, types))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("type must be one of %s, or NULL", qiwi_quoted_names(types))));
+	merchant = arg_merchant(fcinfo, 2);
+	segments[1] = psprintf(INT64_FORMAT, txn_id);
+	url = wire_url(&wallet_wire, merchant, lengthof(segments), segments);
+	wallet_read_call(merchant, type ? http_append_query(url, "type", type) : url,
+					 psprintf("read wallet transaction %s", segments[1]), read_transaction, &payment);
+	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, WALLET_TXN_COLUMNS,
+																	 "qiwi_wallet_transaction"),
+													&payment)));
+}
+
+/* ---------- totals and balances ---------- */
+
+/* A row of totals (a currency's money in and out) or of balances (an account) */
+typedef struct WalletAmount
+{
+	char	   *currency;
+	Numeric		amount[2];		/* totals: in, out; balances: the balance or NULL */
+	char	   *alias;			/* balances: the account, its type, whether default */
+	char	   *type;
+	bool		is_default;
+} WalletAmount;
+
+/* What the totals' parser adds the window's money to */
+typedef struct WalletTotals
+{
+	List	   *rows;			/* of WalletAmount, in memory */
+	MemoryContext memory;
+} WalletTotals;
+
+/* An object {amount, currency} (currency its ISO number) into a row's amount[0] */
+static bool
+read_money(JsonbContainer *object, WalletAmount *row, char **problem)
+{
+	JsonbValue *v = object ? json_field(object, "amount") : NULL;
+	char	   *code;
+
+	if (v == NULL || v->type != jbvNumeric || !json_identifier(object, "currency", &code, problem) ||
+		code == NULL)
+	{
+		*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
+		return false;
+	}
+	row->amount[0] = v->val.numeric;
+	row->currency = wallet_currency_letters(pg_strtoint32(code));
+	return true;
+}
+
+/* An element {amount, currency} of a window's totals (a QiwiItemReader) */
+static bool
+read_total(JsonbValue *element, void **item, char **problem)
+{
+	WalletAmount *row = palloc0(sizeof(WalletAmount));
+
+	*item = row;
+	return read_money(element->type == jbvBinary ? element->val.binary.data : NULL, row, problem);
+}
+
+/* Read a window's totals {incomingTotal, outgoingTotal} and add them by currency (a WireObjectParser) */
+static bool
+parse_totals(JsonbContainer *root, void *result, char **problem)
+{
+	static const char *const keys[2] = {"incomingTotal", "outgoingTotal"};
+	WalletTotals *totals = (WalletTotals *) result;
+	QiwiPage	list = {0};
+
+	for (int k = 0; k < 2; k++)
+	{
+		if (!qiwi_page_read_array(&list, root, keys[k], read_total, problem))
+			return false;
+		for (int i = 0; i < list.nitems; i++)
+		{
+			WalletAmount *add = list.items[i];
+			WalletAmount *row = NULL;
+			ListCell   *lc;
+
+			foreach(lc, totals->rows)
+				if (strcmp(((WalletAmount *) lfirst(lc))->currency, add->currency) == 0)
+					row = lfirst(lc);
+			if (row == NULL)
+			{
+				row = MemoryContextAllocZero(totals->memory, sizeof(WalletAmount));
+				row->currency = MemoryContextStrdup(totals->memory, add->currency);
+				row->amount[0] = row->amount[1] = qiwi_numeric_constant("0");
+				totals->rows = lappend(totals->rows, row);
+			}
+			row->amount[k] = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(row->amount[k]),
+																 NumericGetDatum(add->amount[0])));
+		}
+	}
+	return true;
+}
+
+/* Read a window's totals (a QiwiOperationReader) */
+static bool
+read_totals(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_object(op, resp, parse_totals, op->result, error);
+}
+
+/* qiwi_wallet_totals(since, until, merchant): money in and out per currency, a request a window */
+Datum
+qiwi_wallet_totals(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HistoryArgs args = {0};
+	WalletTotals totals = {NIL, CurrentMemoryContext};
+	TimestampTz start;
+	TimestampTz end;
+	ListCell   *lc;
+
+	arg_history_range(fcinfo, &args);
+	args.merchant = arg_merchant(fcinfo, 2);
+	(void) wallet_number(args.merchant);
+	InitMaterializedSRF(fcinfo, 0);
+	for (int window = 0; history_window(&args, window, &start, &end); window++)
+		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
+						 pstrdup("read the wallet's totals"), read_totals, &totals);
+	foreach(lc, totals.rows)
+	{
+		WalletAmount *row = lfirst(lc);
+		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->amount[0]),
+		result_pointer(row->amount[1])};
+
+		tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, 3));
+	}
+	return (Datum) 0;
+}
+
+/* An account of the balances (a QiwiItemReader) */
+static bool
+read_account(JsonbValue *element, void **item, char **problem)
+{
+	WalletAmount *account = palloc0(sizeof(WalletAmount));
+	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
+	JsonbContainer *balance = json_object_member(object, "balance");
+	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
+	char	   *code;
+
+	*item = account;
+	if (!json_string(object, "alias", true, &account->alias, problem) ||
+		!json_identifier(object, "currency", &code, problem) ||
+		!json_string(json_object_member(object, "type"), "id", false, &account->type, problem) ||
+		(balance != NULL && !read_money(balance, account, problem)))
+		return false;
+	/* an account without a balance has "balance": null */
+	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : account->currency;
+	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
+	return true;
+}
+
+/* Read a wallet's accounts {accounts: [...]} (a WireObjectParser) */
+static bool
+parse_accounts(JsonbContainer *root, void *result, char **problem)
+{
+	return qiwi_page_read_array((QiwiPage *) result, root, "accounts", read_account, problem);
+}
+
+/* Read a wallet's accounts (a QiwiOperationReader) */
+static bool
+read_accounts(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_object(op, resp, parse_accounts, op->result, error);
+}
+
+/* qiwi_wallet_balances(merchant): the wallet's accounts and their balances */
+Datum
+qiwi_wallet_balances(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const Merchant *merchant = arg_merchant(fcinfo, 0);
+	const char *segments[] = {"funding-sources/v2/persons", wallet_number(merchant), "accounts"};
+	QiwiPage	accounts = {0};
+
+	InitMaterializedSRF(fcinfo, 0);
+	wallet_read_call(merchant, wire_url(&wallet_wire, merchant, lengthof(segments), segments),
+					 pstrdup("read the wallet's balances"), read_accounts, &accounts);
+	for (int i = 0; i < accounts.nitems; i++)
+	{
+		WalletAmount *a = (WalletAmount *) accounts.items[i];
+		ResultColumn columns[] = {
+			result_text(a->alias), result_text(a->currency), result_pointer(a->amount[0]),
+			result_datum(BoolGetDatum(a->is_default)), result_text(a->type)
+		};
+
+		tuplestore_puttuple(rsinfo->setResult,
+							qiwi_result_tuple(rsinfo->setDesc, columns, lengthof(columns)));
+	}
+	return (Datum) 0;
 }
