@@ -42,7 +42,7 @@ typedef struct HistoryCursor
 	char	   *txn_date;		/* nextTxnDate as answered */
 } HistoryCursor;
 
-/* A page asked for: the read's arguments and the window, for the reader */
+/* A page asked for, for its reader: the read, the window and the page to fill */
 typedef struct HistoryPageAsked
 {
 	const HistoryArgs *args;
@@ -57,6 +57,16 @@ static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CAR
 
 /* ---------- the history ---------- */
 
+/* [since, until] in whole seconds, as items are dated (within a second: that second's window) */
+static void
+history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
+{
+	args->since = since;
+	args->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	args->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	args->first = Min(args->first < since ? args->first + USECS_PER_SEC : args->first, args->last);
+}
+
 /* The bounds of window n of a range (0: the newest); false when the range has no such window */
 static bool
 history_window(const HistoryArgs *args, int n, TimestampTz *start, TimestampTz *end)
@@ -64,6 +74,18 @@ history_window(const HistoryArgs *args, int n, TimestampTz *start, TimestampTz *
 	*end = args->last - n * (WALLET_WINDOW_USECS + USECS_PER_SEC);
 	*start = Max(args->first, *end - WALLET_WINDOW_USECS);
 	return *end >= args->first;
+}
+
+/* The cursor of window n's first page, or NULL when the range has no window n */
+static HistoryCursor *
+window_cursor(const HistoryArgs *args, int n)
+{
+	TimestampTz start;
+	TimestampTz end;
+	HistoryCursor *cursor = palloc0(sizeof(HistoryCursor));
+
+	cursor->window = n;
+	return history_window(args, n, &start, &end) ? cursor : NULL;
 }
 
 /* The URL of a wallet's history (or of its totals: "payments/total") with a window */
@@ -77,17 +99,26 @@ history_url(const Merchant *merchant, const char *what, TimestampTz start, Times
 	return http_append_query(url, "endDate", format_qiwi_timestamp(end));
 }
 
+/* Read an answer to op with reader, guarded; a malformed one is QKBAD */
+static bool
+read_guarded(QiwiOperation *op, const HttpResponse *resp, QiwiAnswerReader reader, void *result,
+			 QiwiError *error)
+{
+	char	   *problem = NULL;
+
+	return qiwi_read_answer(reader, resp, result, &problem) ||
+		qiwi_malformed(error, op->context, problem);
+}
+
 /* A page's item: a history item read into a WalletPayment (a QiwiItemReader) */
 static bool
 read_history_item(JsonbValue *element, void **item, char **problem)
 {
-	WalletPayment *payment = palloc(sizeof(WalletPayment));
-
-	*item = payment;
-	return wallet_parse_payment(element, payment, problem);
+	*item = palloc(sizeof(WalletPayment));
+	return wallet_parse_payment(element, (WalletPayment *) *item, problem);
 }
 
-/* A text member that may be null; NULL when absent or null */
+/* A member that may be null, as text; NULL when absent or null */
 static bool
 optional_identifier(JsonbContainer *object, const char *key, char **out, char **problem)
 {
@@ -117,19 +148,7 @@ keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
 	return goes_on;
 }
 
-/* The cursor of window n's first page, or NULL when the range has no window n */
-static HistoryCursor *
-window_cursor(const HistoryArgs *args, int n)
-{
-	TimestampTz start;
-	TimestampTz end;
-	HistoryCursor *cursor = palloc0(sizeof(HistoryCursor));
-
-	cursor->window = n;
-	return history_window(args, n, &start, &end) ? cursor : NULL;
-}
-
-/* Read a history page {data, nextTxnId, nextTxnDate} (a QiwiAnswerReader) */
+/* Read a history page {data, nextTxnId, nextTxnDate} and where the history goes on (a QiwiAnswerReader) */
 static bool
 parse_history_page(const HttpResponse *resp, void *result, char **problem)
 {
@@ -158,13 +177,8 @@ parse_history_page(const HttpResponse *resp, void *result, char **problem)
 static bool
 read_history_page(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	HistoryPageAsked *asked = (HistoryPageAsked *) op->args;
-	char	   *problem = NULL;
-
-	asked->page = (QiwiPage *) op->result;
-	if (!qiwi_read_answer(parse_history_page, resp, asked, &problem))
-		return qiwi_malformed(error, op->context, problem);
-	return true;
+	((HistoryPageAsked *) op->args)->page = (QiwiPage *) op->result;
+	return read_guarded(op, resp, parse_history_page, (void *) op->args, error);
 }
 
 /* The operation asking for the history's page at a cursor (NULL: the newest window's first) */
@@ -191,8 +205,7 @@ history_operation(const void *list_args, const void *cursor_arg, QiwiOperation *
 		url = http_append_query(url, "nextTxnId", cursor->txn_id);
 		url = http_append_query(url, "nextTxnDate", cursor->txn_date);
 	}
-	wallet_operation(op, args->merchant, HTTP_GET, url, NULL,
-					 pstrdup("read the wallet's history"), true);
+	wallet_operation(op, args->merchant, HTTP_GET, url, NULL, pstrdup("read the wallet's history"), true);
 	op->retry_hint = QIWI_READ_RETRY_HINT;
 	op->read = read_history_page;
 	op->args = asked;
@@ -219,18 +232,6 @@ static const QiwiPagedList history_list = {
 	.ends_list = history_ends_window,
 	.after_empty = history_after_empty,
 };
-
-/* [since, until] in whole seconds, as items are dated (within a second: that second's window) */
-static void
-history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
-{
-	args->since = since;
-	args->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
-	args->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
-	args->first = Min(args->first < since ? args->first + USECS_PER_SEC : args->first, args->last);
-}
-
-/* ---------- the history for a consumer ---------- */
 
 /* A consumer of items and its argument */
 typedef struct HistoryConsumer
@@ -370,8 +371,6 @@ wallet_read_call(const Merchant *merchant, char *url, char *context, QiwiOperati
 	qiwi_call(&op);
 }
 
-/* ---------- a transaction ---------- */
-
 /* Read a transaction's answer, a history item with extras (a QiwiAnswerReader) */
 static bool
 parse_transaction(const HttpResponse *resp, void *result, char **problem)
@@ -390,11 +389,7 @@ parse_transaction(const HttpResponse *resp, void *result, char **problem)
 static bool
 read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	char	   *problem = NULL;
-
-	if (!qiwi_read_answer(parse_transaction, resp, op->result, &problem))
-		return qiwi_malformed(error, op->context, problem);
-	return true;
+	return read_guarded(op, resp, parse_transaction, op->result, error);
 }
 
 /* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
@@ -439,19 +434,12 @@ typedef struct WalletAmount
 	bool		is_default;
 } WalletAmount;
 
-/* What the totals' parser adds the window's money to */
-typedef struct WalletTotals
-{
-	List	   *rows;			/* of WalletAmount, in memory */
-	MemoryContext memory;
-} WalletTotals;
-
 /* An object {amount, currency} (currency its ISO number) into a row's amount[0] */
 static bool
 read_money(JsonbContainer *object, WalletAmount *row, char **problem)
 {
 	JsonbValue *v = object ? json_field(object, "amount") : NULL;
-	char	   *code;
+	char	   *code = NULL;
 
 	if (v == NULL || v->type != jbvNumeric || !json_identifier(object, "currency", &code, problem) ||
 		code == NULL)
@@ -468,18 +456,17 @@ read_money(JsonbContainer *object, WalletAmount *row, char **problem)
 static bool
 read_total(JsonbValue *element, void **item, char **problem)
 {
-	WalletAmount *row = palloc0(sizeof(WalletAmount));
-
-	*item = row;
-	return read_money(element->type == jbvBinary ? element->val.binary.data : NULL, row, problem);
+	*item = palloc0(sizeof(WalletAmount));
+	return read_money(element->type == jbvBinary ? element->val.binary.data : NULL,
+					  (WalletAmount *) *item, problem);
 }
 
-/* Read a window's totals {incomingTotal, outgoingTotal} and add them by currency (a WireObjectParser) */
+/* Add a window's totals {incomingTotal, outgoingTotal} to the List of rows by currency (a WireObjectParser) */
 static bool
 parse_totals(JsonbContainer *root, void *result, char **problem)
 {
 	static const char *const keys[2] = {"incomingTotal", "outgoingTotal"};
-	WalletTotals *totals = (WalletTotals *) result;
+	List	  **rows = (List **) result;
 	QiwiPage	list = {0};
 
 	for (int k = 0; k < 2; k++)
@@ -492,15 +479,15 @@ parse_totals(JsonbContainer *root, void *result, char **problem)
 			WalletAmount *row = NULL;
 			ListCell   *lc;
 
-			foreach(lc, totals->rows)
+			foreach(lc, *rows)
 				if (strcmp(((WalletAmount *) lfirst(lc))->currency, add->currency) == 0)
 					row = lfirst(lc);
 			if (row == NULL)
 			{
-				row = MemoryContextAllocZero(totals->memory, sizeof(WalletAmount));
-				row->currency = MemoryContextStrdup(totals->memory, add->currency);
+				row = palloc0(sizeof(WalletAmount));
+				row->currency = add->currency;
 				row->amount[0] = row->amount[1] = qiwi_numeric_constant("0");
-				totals->rows = lappend(totals->rows, row);
+				*rows = lappend(*rows, row);
 			}
 			row->amount[k] = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(row->amount[k]),
 																 NumericGetDatum(add->amount[0])));
@@ -522,7 +509,7 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	HistoryArgs args = {0};
-	WalletTotals totals = {NIL, CurrentMemoryContext};
+	List	   *rows = NIL;
 	TimestampTz start;
 	TimestampTz end;
 	ListCell   *lc;
@@ -533,8 +520,8 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int window = 0; history_window(&args, window, &start, &end); window++)
 		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
-						 pstrdup("read the wallet's totals"), read_totals, &totals);
-	foreach(lc, totals.rows)
+						 pstrdup("read the wallet's totals"), read_totals, &rows);
+	foreach(lc, rows)
 	{
 		WalletAmount *row = lfirst(lc);
 		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->amount[0]),
@@ -545,7 +532,7 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* An account of the balances (a QiwiItemReader) */
+/* An account of the balances (a QiwiItemReader); "balance": null for one without */
 static bool
 read_account(JsonbValue *element, void **item, char **problem)
 {
@@ -553,7 +540,7 @@ read_account(JsonbValue *element, void **item, char **problem)
 	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
 	JsonbContainer *balance = json_object_member(object, "balance");
 	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
-	char	   *code;
+	char	   *code = NULL;
 
 	*item = account;
 	if (!json_string(object, "alias", true, &account->alias, problem) ||
@@ -561,7 +548,6 @@ read_account(JsonbValue *element, void **item, char **problem)
 		!json_string(json_object_member(object, "type"), "id", false, &account->type, problem) ||
 		(balance != NULL && !read_money(balance, account, problem)))
 		return false;
-	/* an account without a balance has "balance": null */
 	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : account->currency;
 	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
 	return true;
