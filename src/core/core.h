@@ -467,6 +467,8 @@ extern void wire_operation(QiwiOperation *op, const WireFormat *wire, const Merc
 						   const char *retry_hint, bool idempotent);
 extern bool wire_read_object(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 							 void *result, QiwiError *error);
+extern bool wire_read_answer(QiwiOperation *op, const HttpResponse *resp, QiwiAnswerReader reader,
+							 void *result, QiwiError *error);
 extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 						   size_t size, List **out, QiwiError *error);
 extern bool wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
@@ -563,6 +565,8 @@ extern char *arg_required_currency(FunctionCallInfo fcinfo, int argno, const cha
 extern void arg_check_expiry(TimestampTz value, const char *argname, const ArgLimits *limits);
 extern TimestampTz arg_required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname,
 									   const ArgLimits *limits);
+extern void arg_time_range(FunctionCallInfo fcinfo, int argno, const char *const *names,
+						   TimestampTz *range);
 extern char *arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char *arg_optional_email(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const ArgLimits *limits);

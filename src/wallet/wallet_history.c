@@ -99,17 +99,6 @@ history_url(const Merchant *merchant, const char *what, TimestampTz start, Times
 	return http_append_query(url, "endDate", format_qiwi_timestamp(end));
 }
 
-/* Read an answer to op with reader, guarded; a malformed one is QKBAD */
-static bool
-read_guarded(QiwiOperation *op, const HttpResponse *resp, QiwiAnswerReader reader, void *result,
-			 QiwiError *error)
-{
-	char	   *problem = NULL;
-
-	return qiwi_read_answer(reader, resp, result, &problem) ||
-		qiwi_malformed(error, op->context, problem);
-}
-
 /* A page's item: a history item read into a WalletPayment (a QiwiItemReader) */
 static bool
 read_history_item(JsonbValue *element, void **item, char **problem)
@@ -178,7 +167,7 @@ static bool
 read_history_page(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
 	((HistoryPageAsked *) op->args)->page = (QiwiPage *) op->result;
-	return read_guarded(op, resp, parse_history_page, (void *) op->args, error);
+	return wire_read_answer(op, resp, parse_history_page, (void *) op->args, error);
 }
 
 /* The operation asking for the history's page at a cursor (NULL: the newest window's first) */
@@ -281,24 +270,7 @@ arg_history_range(FunctionCallInfo fcinfo, HistoryArgs *args)
 	static const char *const names[] = {"since", "until"};
 	TimestampTz range[2];
 
-	for (int i = 0; i < 2; i++)
-	{
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be NULL", names[i])));
-		range[i] = PG_GETARG_TIMESTAMPTZ(i);
-		if (TIMESTAMP_NOT_FINITE(range[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s must be a finite time", names[i])));
-	}
-	if (range[0] >= range[1])
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("since must be before until"),
-				 errdetail("since is %s; until is %s.",
-						   timestamptz_to_str(range[0]), timestamptz_to_str(range[1]))));
+	arg_time_range(fcinfo, 0, names, range);
 	history_range(args, range[0], range[1]);
 }
 
@@ -389,7 +361,7 @@ parse_transaction(const HttpResponse *resp, void *result, char **problem)
 static bool
 read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	return read_guarded(op, resp, parse_transaction, op->result, error);
+	return wire_read_answer(op, resp, parse_transaction, op->result, error);
 }
 
 /* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
