@@ -107,16 +107,6 @@ read_history_item(JsonbValue *element, void **item, char **problem)
 	return wallet_parse_payment(element, (WalletPayment *) *item, problem);
 }
 
-/* A member that may be null, as text; NULL when absent or null */
-static bool
-optional_identifier(JsonbContainer *object, const char *key, char **out, char **problem)
-{
-	JsonbValue *v = json_field(object, key);
-
-	*out = NULL;
-	return (v != NULL && v->type == jbvNull) || json_identifier(object, key, out, problem);
-}
-
 /* Keep the page's items of its window; false if one before the window's start ended it */
 static bool
 keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
@@ -147,8 +137,8 @@ parse_history_page(const HttpResponse *resp, void *result, char **problem)
 
 	if (answer == NULL ||
 		!qiwi_page_read_array(asked->page, &answer->root, "data", read_history_item, problem) ||
-		!optional_identifier(&answer->root, "nextTxnId", &next->txn_id, problem) ||
-		!optional_identifier(&answer->root, "nextTxnDate", &next->txn_date, problem))
+		!json_identifier(&answer->root, "nextTxnId", &next->txn_id, problem) ||
+		!json_identifier(&answer->root, "nextTxnDate", &next->txn_date, problem))
 		return false;
 	if ((next->txn_id == NULL) != (next->txn_date == NULL))
 	{
@@ -242,10 +232,9 @@ consume_history_page(void *arg, const QiwiPage *page)
 }
 
 /*
- * Hand each item of a wallet's history in [since, until] to consume, newest
- * first, each once, until the history ends or consume says false; an
- * operation of ALL, IN, OUT or QIWI_CARD.  A failed page is no error: false
- * with *error (see qiwi_pages_each).
+ * Hand each item of a wallet's history in [since, until] (operation ALL, IN,
+ * OUT or QIWI_CARD) to consume, newest first, each once, until the history
+ * ends or consume says false; a failed page: false with *error
  */
 bool
 wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz until,
@@ -406,13 +395,16 @@ typedef struct WalletAmount
 	bool		is_default;
 } WalletAmount;
 
-/* An object {amount, currency} (currency its ISO number) into a row's amount[0] */
+/* An amount {amount, currency} (currency its ISO number) into a row's amount[0] (a QiwiItemReader) */
 static bool
-read_money(JsonbContainer *object, WalletAmount *row, char **problem)
+read_money(JsonbValue *element, void **item, char **problem)
 {
+	WalletAmount *row = palloc0(sizeof(WalletAmount));
+	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
 	JsonbValue *v = object ? json_field(object, "amount") : NULL;
 	char	   *code = NULL;
 
+	*item = row;
 	if (v == NULL || v->type != jbvNumeric || !json_identifier(object, "currency", &code, problem) ||
 		code == NULL)
 	{
@@ -422,15 +414,6 @@ read_money(JsonbContainer *object, WalletAmount *row, char **problem)
 	row->amount[0] = v->val.numeric;
 	row->currency = wallet_currency_letters(pg_strtoint32(code));
 	return true;
-}
-
-/* An element {amount, currency} of a window's totals (a QiwiItemReader) */
-static bool
-read_total(JsonbValue *element, void **item, char **problem)
-{
-	*item = palloc0(sizeof(WalletAmount));
-	return read_money(element->type == jbvBinary ? element->val.binary.data : NULL,
-					  (WalletAmount *) *item, problem);
 }
 
 /* Add a window's totals {incomingTotal, outgoingTotal} to the List of rows by currency (a WireObjectParser) */
@@ -443,7 +426,7 @@ parse_totals(JsonbContainer *root, void *result, char **problem)
 
 	for (int k = 0; k < 2; k++)
 	{
-		if (!qiwi_page_read_array(&list, root, keys[k], read_total, problem))
+		if (!qiwi_page_read_array(&list, root, keys[k], read_money, problem))
 			return false;
 		for (int i = 0; i < list.nitems; i++)
 		{
@@ -509,18 +492,22 @@ static bool
 read_account(JsonbValue *element, void **item, char **problem)
 {
 	WalletAmount *account = palloc0(sizeof(WalletAmount));
+	WalletAmount *balance = NULL;
 	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
-	JsonbContainer *balance = json_object_member(object, "balance");
+	JsonbContainer *type = json_object_member(object, "type");
+	JsonbValue *money = object ? json_field(object, "balance") : NULL;
 	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
 	char	   *code = NULL;
 
 	*item = account;
-	if (!json_string(object, "alias", true, &account->alias, problem) ||
+	*problem = pstrdup("an account is not an object");
+	if (object == NULL || !json_string(object, "alias", true, &account->alias, problem) ||
 		!json_identifier(object, "currency", &code, problem) ||
-		!json_string(json_object_member(object, "type"), "id", false, &account->type, problem) ||
-		(balance != NULL && !read_money(balance, account, problem)))
+		(type != NULL && !json_string(type, "id", false, &account->type, problem)) ||
+		(money != NULL && !read_money(money, (void **) &balance, problem)))
 		return false;
-	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : account->currency;
+	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : NULL;
+	account->amount[0] = balance ? balance->amount[0] : NULL;
 	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
 	return true;
 }
