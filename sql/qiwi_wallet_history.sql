@@ -201,6 +201,16 @@ SELECT try_hint($$SELECT * FROM qiwi_wallet_balances('w_other')$$);
 SELECT try_hint($$SELECT * FROM qiwi_wallet_history(now() - interval '1 day', merchant => 'w_scoped')$$);
 SELECT count(*) AS accounts FROM qiwi_wallet_balances('w_scoped');
 
+-- answers that are not what QIWI documents: QKBAD, naming what is wrong
+SELECT sandbox('POST', '/sandbox/faults', '{"api": "wallet", "times": 1, "status": 200, "body": "{\"data\": [], \"nextTxnId\": 5, \"nextTxnDate\": null}"}')->>'ok' AS fault_set;
+SELECT try($$SELECT count(*) FROM qiwi_wallet_history(now() - interval '1 day', merchant => 'w1')$$);
+SELECT sandbox('POST', '/sandbox/faults', '{"api": "wallet", "times": 1, "status": 200, "body": "{\"data\": [{\"txnId\": 1}]}"}')->>'ok' AS fault_set;
+SELECT try($$SELECT count(*) FROM qiwi_wallet_history(now() - interval '1 day', merchant => 'w1')$$);
+SELECT sandbox('POST', '/sandbox/faults', '{"api": "wallet", "times": 1, "status": 200, "body": "{\"accounts\": [1]}"}')->>'ok' AS fault_set;
+SELECT try($$SELECT * FROM qiwi_wallet_balances('w1')$$);
+SELECT sandbox('POST', '/sandbox/faults', '{"api": "wallet", "times": 1, "status": 200, "body": "{\"incomingTotal\": [{\"amount\": \"1\", \"currency\": 643}], \"outgoingTotal\": []}"}')->>'ok' AS fault_set;
+SELECT try($$SELECT * FROM qiwi_wallet_totals(now() - interval '1 day', merchant => 'w1')$$);
+
 -- 423: past the sandbox's limit (shortened to 2 a minute here) QIWI blocks
 -- the wallet for 5 minutes: the call says until when, and every later
 -- request of that wallet waits for the end, or fails at once, unsent, when
