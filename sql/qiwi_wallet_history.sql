@@ -188,9 +188,10 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
 	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL,
 	                        hint = PG_EXCEPTION_HINT;
-	RETURN regexp_replace(regexp_replace(state || ': ' || msg || ' | ' || detail || ' | ' || hint,
-	                                     'traceId "[0-9a-f]+"', 'traceId "…"'),
-	                      '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?[+-]\d\d', '<time>', 'g');
+	RETURN regexp_replace(regexp_replace(regexp_replace(state || ': ' || msg || ' | ' || detail || ' | ' || hint,
+	                                                    'traceId "[0-9a-f]+"', 'traceId "…"'),
+	                                     '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?[+-]\d\d', '<time>', 'g'),
+	                      'in \d+ ms', 'in <n> ms', 'g');
 END $$;
 
 -- 401: the token may have expired, and when it did if wallet_token_issued says
