@@ -628,4 +628,37 @@ QGROWTH=$(( QRSS1 - QRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "requester RssAnon growth, same rounds" "$QGROWTH kB" "$QRSS0 kB" "" "< 1024 kB" "$([ $QGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 
+# ---- 4c. streaming a wallet's history: backend memory flat ----
+WALLET_ITEMS=100000
+[ $QUICK -eq 1 ] && WALLET_ITEMS=2000
+say "memory: streaming $WALLET_ITEMS wallet history items ($(( WALLET_ITEMS / 50 )) pages) in one backend"
+curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets" -H 'Content-Type: application/json' \
+	--data-binary '{"number": "79000000005", "token": "bench-wallet-token"}' >/dev/null
+curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000005/payments" -H 'Content-Type: application/json' \
+	--data-binary "{\"count\": $WALLET_ITEMS, \"days\": 200}" >/dev/null
+# the sandbox's limit raised and no latency, the limiter's at its widest: the stream is not held up
+curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/limits" -H 'Content-Type: application/json' \
+	--data-binary '{"requests": 1000000, "windowSeconds": 1}' >/dev/null
+curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+WALLET=$(bench_sql <<SQL | grep '|'
+ALTER SYSTEM SET qiwi.wallet_rate_requests = 128;
+ALTER SYSTEM SET qiwi.wallet_rate_window = '1s';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+CREATE SERVER bench_wallet FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79000000005', wallet_api_url '$SANDBOX_URL');
+CREATE USER MAPPING FOR PUBLIC SERVER bench_wallet OPTIONS (wallet_token 'bench-wallet-token');
+SET qiwi.call_deadline = '1h';
+-- a warm-up stream of a few pages, then the whole history (streamed: in the SELECT list)
+SELECT count(*) FROM (SELECT (qiwi_wallet_history(now() - interval '2 days', merchant => 'bench_wallet')).txn_id) s;
+SELECT (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] AS rss0, clock_timestamp() AS t0 \gset
+SELECT count(*) AS items FROM (SELECT (qiwi_wallet_history(now() - interval '201 days', merchant => 'bench_wallet')).txn_id) s \gset
+SELECT :'rss0' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] || '|' || :items || '|' ||
+       round(extract(epoch FROM clock_timestamp() - :'t0')::numeric, 1);
+SQL
+)
+IFS='|' read -r WRSS0 WRSS1 WITEMS WSECONDS <<<"$WALLET"
+WGROWTH=$(( WRSS1 - WRSS0 ))
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "wallet history RssAnon growth, $WITEMS items" "$WGROWTH kB" "$WRSS0 kB" "" "< 1024 kB" "$([ $WGROWTH -lt 1024 ] && [ "$WITEMS" -eq $WALLET_ITEMS ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s' "  streamed in" "$WSECONDS s")")
+
 print_results

@@ -352,6 +352,43 @@ COMMENT ON COLUMN qiwi_wallet_payments.source IS $$Who told us last: call (a SQL
 COMMENT ON COLUMN qiwi_wallet_payments.first_seen_at IS $$When this row was first written$$;
 COMMENT ON COLUMN qiwi_wallet_payments.checked_at IS $$When QIWI last told us about this payment$$;
 
+-- ---------- history ----------
+
+CREATE FUNCTION qiwi_wallet_history(since timestamptz, until timestamptz DEFAULT now(),
+                                    operation text DEFAULT 'ALL', sources text[] DEFAULT NULL,
+                                    merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_wallet_transaction
+AS 'MODULE_PATHNAME', 'qiwi_wallet_history'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 50;
+
+-- It sends the wallet's token: only trusted roles
+REVOKE ALL ON FUNCTION qiwi_wallet_history(timestamptz, timestamptz, text, text[], text) FROM PUBLIC;
+
+COMMENT ON FUNCTION qiwi_wallet_history(timestamptz, timestamptz, text, text[], text) IS $$The wallet's payments from since to until (to the second, both included), newest first, read 50 a page in windows of at most 90 days and streamed (one page in memory); operation ALL, IN, OUT or QIWI_CARD; sources a subset of QW_RUB, QW_USD, QW_EUR, CARD, MK (NULL: all). An empty history is an empty result. Sends the token: not PUBLIC. merchant: whose$$;
+
+CREATE FUNCTION qiwi_wallet_transaction(txn_id bigint, type text DEFAULT NULL, merchant text DEFAULT NULL)
+RETURNS qiwi_wallet_transaction
+AS 'MODULE_PATHNAME', 'qiwi_wallet_transaction'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_wallet_totals(since timestamptz, until timestamptz DEFAULT now(), merchant text DEFAULT NULL)
+RETURNS TABLE (currency text, incoming numeric, outgoing numeric)
+AS 'MODULE_PATHNAME', 'qiwi_wallet_totals'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 2;
+
+CREATE FUNCTION qiwi_wallet_balances(merchant text DEFAULT NULL)
+RETURNS TABLE (alias text, currency text, amount numeric, is_default boolean, type text)
+AS 'MODULE_PATHNAME', 'qiwi_wallet_balances'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 4;
+
+REVOKE ALL ON FUNCTION qiwi_wallet_transaction(bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_totals(timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_balances(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION qiwi_wallet_transaction(bigint, text, text) IS $$One payment of the wallet by QIWI's txn_id (positive); type IN or OUT when a transfer between two wallets of the same owner has both. Sends the token: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_wallet_totals(timestamptz, timestamptz, text) IS $$The wallet's successful money in and out from since to until (to the second), one row per currency, as QIWI totals it: one request per 90 days. Sends the token: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_wallet_balances(text) IS $$The wallet's accounts: alias (qw_wallet_rub, ...), currency, balance (NULL for an account without one), whether it is the default, its type. Sends the token: not PUBLIC. merchant: whose$$;
+
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
 -- reconciler also follows a PAID invoice while a notification about it is unconfirmed
 -- All money by merchant, API and status, in one query.  received is money
@@ -551,6 +588,10 @@ SELECT d.duty, d.object_type, d.name,
 	('pay', 'FUNCTION', 'qiwi_payin_delete_token', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_create_bill', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_bill_status', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_history', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_transaction', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_totals', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_balances', 'EXECUTE', NULL),
 	-- refund: money given back, bills cancelled, held money captured, and
 	-- QIWI's word on what refund made
 	('refund', 'FUNCTION', 'qiwi_refund', 'EXECUTE', NULL),
