@@ -88,7 +88,7 @@ static const LedgerStatement transfer_statements[] = {
 	/* one generator of a merchant's ids at a time, to its commit */
 	[T_LOCK_IDS] = {"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('qiwi_wallet_transfers'),"
 		" pg_catalog.hashtext($1))", 1, text_params, NULL},
-	[T_NEXT_ID] = {"SELECT pg_catalog.greatest(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp())"
+	[T_NEXT_ID] = {"SELECT GREATEST(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp())"
 		" OPERATOR(pg_catalog.*) 1000000), max(client_txn_id::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text"
 		" FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1", 1, text_params, NULL},
 	[T_USED] = {"SELECT max(client_txn_id::pg_catalog.numeric)::text,"
