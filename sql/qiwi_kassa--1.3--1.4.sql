@@ -479,7 +479,7 @@ COMMENT ON COLUMN qiwi_wallet_transfer_events.source IS $$What told us: call or 
 COMMENT ON COLUMN qiwi_wallet_transfer_events.changed_at IS $$When it was recorded$$;
 COMMENT ON SEQUENCE qiwi_wallet_transfer_events_id_seq IS $$Ids of qiwi_wallet_transfer_events$$;
 COMMENT ON FUNCTION qiwi_wallet_transfer(text, numeric, text, text, text) IS $$Transfer amount rubles from the merchant's wallet to to_wallet (provider 99), recorded in qiwi_wallet_transfers before it is sent; a lost answer is looked for in the wallet's history before anything is sent again. comment: the transfer's; client_txn_id: NULL to generate one; merchant: whose wallet (NULL: the default merchant). Moves money: not PUBLIC. A caller that rolls back after it returns leaves the transfer made: use qiwi_wallet_transfer_after_commit for a transfer that must follow the transaction$$;
-COMMENT ON FUNCTION qiwi_wallet_transfer_after_commit(text, numeric, text, text, text) IS $$Record a transfer as queued now; the worker sends it once this transaction commits, so a rollback sends nothing. Arguments as qiwi_wallet_transfer. Moves money: not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_wallet_transfer_after_commit(text, numeric, text, text, text) IS $$Record a transfer as queued now; the worker sends it once this transaction commits, so a rollback sends nothing. to_wallet, amount, comment, client_txn_id and merchant as in qiwi_wallet_transfer. Moves money: not PUBLIC$$;
 
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
 -- reconciler also follows a PAID invoice while a notification about it is unconfirmed
