@@ -98,7 +98,7 @@ static const LedgerStatement transfer_statements[] = {
 		" comment, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, text_params, NULL},
 	/* forward only: the caller locked the row and read its open status */
 	[T_ADVANCE] = {"UPDATE %1$s.qiwi_wallet_transfers SET status = $3, txn_id = coalesce($4, txn_id),"
-		" error_code = $5, error = $6, last_error = $7, in_doubt = false,"
+		" error_code = $5, error = $6, last_error = coalesce($7, last_error), in_doubt = false,"
 		" sent_at = coalesce(sent_at, pg_catalog.clock_timestamp()),"
 		" status_changed_at = pg_catalog.clock_timestamp(), checked_at = pg_catalog.clock_timestamp()"
 		" WHERE merchant = $1 AND client_txn_id = $2 AND status IN %2$s", 7, advance_params, NULL},
