@@ -388,8 +388,7 @@ CREATE TABLE qiwi_wallet_transfers (
 		AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
 	currency text NOT NULL DEFAULT 'RUB',
 	comment text,
-	status text NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'SUCCESS', 'ERROR', 'REFUSED')),
-	in_doubt boolean NOT NULL DEFAULT false,
+	status text NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'SUCCESS', 'ERROR', 'REFUSED', 'UNSENT')),
 	txn_id bigint,
 	error_code integer,
 	error text,
@@ -444,20 +443,19 @@ COMMENT ON COLUMN qiwi_wallet_transfer.to_wallet IS $$The wallet the money goes 
 COMMENT ON COLUMN qiwi_wallet_transfer.amount IS $$The amount, in rubles, two decimals at most$$;
 COMMENT ON COLUMN qiwi_wallet_transfer.currency IS $$RUB: a wallet transfer is in rubles (643)$$;
 COMMENT ON COLUMN qiwi_wallet_transfer.comment IS $$The transfer's comment$$;
-COMMENT ON COLUMN qiwi_wallet_transfer.status IS $$queued, sending, sent, SUCCESS, ERROR or REFUSED, as in qiwi_wallet_transfers$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.status IS $$queued, sending, sent, SUCCESS, ERROR, REFUSED or UNSENT, as in qiwi_wallet_transfers$$;
 COMMENT ON COLUMN qiwi_wallet_transfer.txn_id IS $$QIWI's transaction id, once QIWI accepted the transfer$$;
 COMMENT ON COLUMN qiwi_wallet_transfer.error_code IS $$QIWI's error code of an ERROR transfer (the history's errorCode)$$;
 COMMENT ON COLUMN qiwi_wallet_transfer.error IS $$QIWI's description of error_code$$;
 
-COMMENT ON TABLE qiwi_wallet_transfers IS $$Every transfer from a merchant's wallet, recorded before it is sent and moved forward only: queued, sending, sent, then SUCCESS or ERROR from the wallet's history, or REFUSED. Never sent twice: a send whose answer was lost is looked for in the history by its client id first$$;
+COMMENT ON TABLE qiwi_wallet_transfers IS $$Every transfer from a merchant's wallet, recorded before it is sent and moved forward only: queued, sending, sent, then SUCCESS or ERROR from the wallet's history, REFUSED or UNSENT. Never sent twice: a send whose answer was lost is looked for in the history by its client id first$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.merchant IS $$The merchant whose wallet pays$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.client_txn_id IS $$The transfer's client id, sent as its id (trmTxnId in the history): at most 20 digits, unique and increasing per merchant; generated as the greater of the clock in microseconds and the greatest id + 1$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.to_wallet IS $$The wallet the money goes to: its number, digits only$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.amount IS $$The amount, two decimals at most (QIWI would round more down)$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.currency IS $$RUB (QIWI's 643)$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.comment IS $$The transfer's comment, as sent$$;
-COMMENT ON COLUMN qiwi_wallet_transfers.status IS $$queued: by qiwi_wallet_transfer_after_commit, for the worker to send; sending: recorded before sending (left so when the outcome is unknown: the worker finds it out); sent: QIWI accepted it, the history says WAITING; SUCCESS or ERROR: final, from the history; REFUSED: QIWI refused it, nothing moved (see last_error)$$;
-COMMENT ON COLUMN qiwi_wallet_transfers.in_doubt IS $$A send may have reached QIWI without an answer: the worker looks for client_txn_id in the history before it sends again$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.status IS $$queued: by qiwi_wallet_transfer_after_commit, for the worker to send (after a failed send, only once the history shows it absent); sending: recorded before sending (left so when the outcome is unknown: the worker looks for it in the history); sent: QIWI accepted it, the history says WAITING; SUCCESS or ERROR: final, from the history; REFUSED: QIWI refused it, nothing moved (see last_error); UNSENT: a call's send whose answer was lost and which the history does not have: nothing moved$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.txn_id IS $$QIWI's transaction id, once accepted$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.error_code IS $$QIWI's error code of an ERROR transfer$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.error IS $$QIWI's description of error_code, or of a refusal$$;
@@ -465,7 +463,7 @@ COMMENT ON COLUMN qiwi_wallet_transfers.created_at IS $$When the transfer was re
 COMMENT ON COLUMN qiwi_wallet_transfers.sent_at IS $$When QIWI's acceptance (or refusal) was recorded$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.status_changed_at IS $$When status last changed$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.checked_at IS $$When the worker last asked QIWI about it$$;
-COMMENT ON COLUMN qiwi_wallet_transfers.next_check_at IS $$When the worker sends or asks next, while not final$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.next_check_at IS $$When the worker sends or looks in the history next, while not final$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.check_count IS $$The worker's answered checks$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.failures IS $$The worker's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.last_error IS $$Why the last send or check failed, or the refusal$$;

@@ -57,7 +57,7 @@ SELECT client_txn_id ~ '^[0-9]{16}$' AS generated_id, to_wallet, amount, currenc
        txn_id > 0 AS has_txn_id, error_code, error
   FROM qiwi_wallet_transfer('+79110000002', 100.50, 'the first', merchant => 'wx_a');
 SELECT wallet_balance('79110000001') AS balance_a, wallet_balance('79110000002') AS balance_b;
-SELECT merchant, to_wallet, amount, currency, comment, status, in_doubt, txn_id > 0 AS has_txn_id,
+SELECT merchant, to_wallet, amount, currency, comment, status, txn_id > 0 AS has_txn_id,
        sent_at IS NOT NULL AS sent, last_error
   FROM qiwi_wallet_transfers;
 SELECT e.old_status, e.new_status, e.source

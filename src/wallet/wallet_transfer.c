@@ -4,23 +4,22 @@
  *		doubled, and those the worker sends after the caller commits.
  *
  * Each is a row of qiwi_wallet_transfers, written through the ledger before
- * anything is sent, and moved forward only: queued (after commit), sending
- * (the intent), sent (Accepted), then SUCCESS or ERROR from the history, or
- * REFUSED.  in_doubt marks a send that may have reached QIWI unanswered: it
- * is looked for in the history by its client id (trmTxnId) before it is
- * ever sent again, by the exchange in a call and by the worker.
+ * anything is sent and moved forward only: queued (after commit), sending
+ * (the intent), sent (Accepted), then SUCCESS or ERROR from the history,
+ * REFUSED, or UNSENT (its answer lost, and the history has it not).  A send
+ * that may have reached QIWI unanswered is looked for in the history by its
+ * client id (trmTxnId) before it is ever sent again.
  *
  * qiwi_wallet_transfer records the intent in the caller's transaction (a
  * SQL function cannot commit): a caller that rolls back after QIWI accepted
- * leaves the transfer only in QIWI's history (and qiwi_wallet_payments,
+ * leaves the transfer only in QIWI's history (qiwi_wallet_payments keeps it
  * under its client id).  The _after_commit form's intent is committed
  * before the worker sends it.
  *
  * A generated client id is the greater of the clock in microseconds and the
  * merchant's greatest id + 1, under the merchant's lock.  It never goes
- * backwards: the ids travel with restores and to a promoted standby, and an
- * id a restore lost was no greater than the clock of its time, which the
- * clock has passed since.
+ * back: the ids travel with restores and to a promoted standby, and an id a
+ * restore lost was no greater than the clock of its time, passed since.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -67,19 +66,19 @@ open_statuses};
 
 enum
 {
-	T_LOCK_IDS, T_IDS, T_INSERT, T_ADVANCE, T_DOUBT
+	T_LOCK_IDS, T_IDS, T_INSERT, T_ADVANCE
 };
 
 /*
  * Every statement's parameters: $1 merchant, $2 client id, $3 status, $4
- * txn_id, $5 error_code, $6 error, $7 last_error, $8 in_doubt, $9 to_wallet,
- * $10 amount, $11 comment, $12 created_at
+ * txn_id, $5 error_code, $6 error, $7 last_error, $8 to_wallet, $9 amount,
+ * $10 comment, $11 created_at
  */
-#define NPARAMS 12
+#define NPARAMS 11
 static const LedgerParam params[NPARAMS] = {
 	LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(INT8OID),
-	LEDGER_SET(INT4OID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(BOOLOID),
-	LEDGER_SET(TEXTOID), LEDGER_SET(NUMERICOID), LEDGER_SET(TEXTOID), LEDGER_SET(TIMESTAMPTZOID)
+	LEDGER_SET(INT4OID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID),
+	LEDGER_SET(NUMERICOID), LEDGER_SET(TEXTOID), LEDGER_SET(TIMESTAMPTZOID)
 };
 
 static const LedgerStatement transfer_statements[] = {
@@ -91,23 +90,21 @@ static const LedgerStatement transfer_statements[] = {
 		" max(client_txn_id::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text"
 		" FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1", NPARAMS, params, NULL},
 	[T_INSERT] = {"INSERT INTO %1$s.qiwi_wallet_transfers (merchant, client_txn_id, status, to_wallet,"
-		" amount, comment, created_at) VALUES ($1, $2, $3, $9, $10, $11, $12)", NPARAMS, params, NULL},
+		" amount, comment, created_at) VALUES ($1, $2, $3, $8, $9, $10, $11)", NPARAMS, params, NULL},
 	/* forward only: the caller locked the row and read its status */
 	[T_ADVANCE] = {"UPDATE %1$s.qiwi_wallet_transfers SET status = $3, txn_id = coalesce($4, txn_id),"
-		" error_code = $5, error = $6, last_error = coalesce($7, last_error), in_doubt = false,"
+		" error_code = $5, error = $6, last_error = coalesce($7, last_error),"
 		" sent_at = coalesce(sent_at, pg_catalog.clock_timestamp()),"
 		" status_changed_at = pg_catalog.clock_timestamp(), checked_at = pg_catalog.clock_timestamp()"
 		" WHERE merchant = $1 AND client_txn_id = $2 AND status IN %2$s", NPARAMS, params, NULL},
-	[T_DOUBT] = {"UPDATE %1$s.qiwi_wallet_transfers SET in_doubt = $8, last_error = $7"
-		" WHERE merchant = $1 AND client_txn_id = $2", NPARAMS, params, NULL},
 };
 
-/* Transfers as a ledger kind, followed until final; one found unsent is sent at once */
+/* Transfers as a ledger kind, followed until final; a queued one found unsent is sent at once */
 static const LedgerKind transfer_kind = {
 	.table = &transfer_table,
 	.id_column = "client_txn_id",
-	.followed = {NULL, true, "t.to_wallet, t.amount, t.comment, t.in_doubt, t.txn_id, t.created_at", "",
-		"WHEN t.status IN ('queued', 'sending') AND NOT t.in_doubt THEN pg_catalog.clock_timestamp()",
+	.followed = {NULL, true, "t.to_wallet, t.amount, t.comment, t.failures, t.created_at", "",
+		"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()",
 	"NULL::timestamptz"},
 	.events = {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status",
 	"client_txn_id"},
@@ -120,7 +117,7 @@ static const LedgerKind transfer_kind = {
 /* Run statement plan with a transfer's values (ledger_begin_kind first) */
 static uint64
 run(int plan, const char *merchant, const WalletTransfer *t, const char *status,
-	const char *last_error, bool in_doubt, int expected)
+	const char *last_error, int expected)
 {
 	Datum		v[NPARAMS];
 	char		n[NPARAMS + 1];
@@ -136,11 +133,10 @@ run(int plan, const char *merchant, const WalletTransfer *t, const char *status,
 	n[4] = t->error_code != 0 ? ' ' : 'n';
 	v[5] = ledger_text_or_null(t->error, &n[5]);
 	v[6] = ledger_text_or_null(last_error, &n[6]);
-	v[7] = BoolGetDatum(in_doubt);
-	v[8] = ledger_text_or_null(t->to_wallet, &n[8]);
-	v[9] = ledger_pointer_or_null(t->amount, &n[9]);
-	v[10] = ledger_text_or_null(t->comment, &n[10]);
-	v[11] = TimestampTzGetDatum(t->created_at);
+	v[7] = ledger_text_or_null(t->to_wallet, &n[7]);
+	v[8] = ledger_pointer_or_null(t->amount, &n[8]);
+	v[9] = ledger_text_or_null(t->comment, &n[9]);
+	v[10] = TimestampTzGetDatum(t->created_at);
 	return ledger_run_plan(&transfer_kind, plan, v, n, expected);
 }
 
@@ -158,8 +154,8 @@ store_intent(WalletTransfer *t, const char *status)
 	size_t		len = t->client_txn_id ? strlen(t->client_txn_id) : 0;
 
 	ledger_begin_kind(&ctx, &transfer_kind);
-	run(T_LOCK_IDS, name, t, status, NULL, false, SPI_OK_SELECT);
-	run(T_IDS, name, t, status, NULL, false, SPI_OK_SELECT);
+	run(T_LOCK_IDS, name, t, status, NULL, SPI_OK_SELECT);
+	run(T_IDS, name, t, status, NULL, SPI_OK_SELECT);
 	greatest = ledger_row_text(&ctx, 1);
 	if (ledger_row_bool(2))
 		ereport(ERROR,
@@ -176,7 +172,7 @@ store_intent(WalletTransfer *t, const char *status)
 				 errdetail("QIWI takes a wallet's transfer ids only in increasing order. Nothing was sent to QIWI.")));
 	if (len == 0)
 		t->client_txn_id = ledger_row_text(&ctx, 3);
-	run(T_INSERT, name, t, status, NULL, false, SPI_OK_INSERT);
+	run(T_INSERT, name, t, status, NULL, SPI_OK_INSERT);
 	ledger_event(&transfer_kind, name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
 	ledger_end(&ctx);
 }
@@ -196,24 +192,13 @@ store_advance(const char *merchant, WalletTransfer *t, const char *status, const
 		strcmp(old, status) == 0)
 		return false;
 	ledger_begin_kind(&ctx, &transfer_kind);
-	if (run(T_ADVANCE, merchant, t, status, why, false, SPI_OK_UPDATE) > 0)
+	if (run(T_ADVANCE, merchant, t, status, why, SPI_OK_UPDATE) > 0)
 	{
 		ledger_event(&transfer_kind, merchant, NULL, t->client_txn_id, old, status, source);
 		moved = true;
 	}
 	ledger_end(&ctx);
 	return moved;
-}
-
-/* Mark whether a transfer's send may have reached QIWI unanswered, and why */
-static void
-store_doubt(const char *merchant, const WalletTransfer *t, bool in_doubt, const char *why)
-{
-	OwnerContext ctx;
-
-	ledger_begin_kind(&ctx, &transfer_kind);
-	run(T_DOUBT, merchant, t, NULL, why, in_doubt, SPI_OK_UPDATE);
-	ledger_end(&ctx);
 }
 
 /* ---------- the wire ---------- */
@@ -322,22 +307,18 @@ static char *
 transfer_body(const WalletTransfer *t)
 {
 	StringInfoData body;
+	bool		first = true;
 
 	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"id\":");
-	escape_json(&body, t->client_txn_id);
-	appendStringInfo(&body, ",\"sum\":{\"amount\":%s,\"currency\":\"643\"},"
-					 "\"paymentMethod\":{\"type\":\"Account\",\"accountId\":\"643\"},",
+	appendStringInfo(&body, "{\"sum\":{\"amount\":%s,\"currency\":\"643\"},\"paymentMethod\":"
+					 "{\"type\":\"Account\",\"accountId\":\"643\"},\"fields\":{",
 					 qiwi_format_amount(t->amount));
+	append_json_member(&body, "account", psprintf("+%s", t->to_wallet), &first);
+	appendStringInfoChar(&body, '}');
+	append_json_member(&body, "id", t->client_txn_id, &first);
 	if (t->comment != NULL)
-	{
-		appendStringInfoString(&body, "\"comment\":");
-		escape_json(&body, t->comment);
-		appendStringInfoChar(&body, ',');
-	}
-	appendStringInfoString(&body, "\"fields\":{\"account\":");
-	escape_json(&body, psprintf("+%s", t->to_wallet));
-	appendStringInfoString(&body, "}}");
+		append_json_member(&body, "comment", t->comment, &first);
+	appendStringInfoChar(&body, '}');
 	return body.data;
 }
 
@@ -439,7 +420,7 @@ static const char *const refusal_hints[][2] = {
  * qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant):
  * the intent recorded, then sent; a lost answer is looked for in the
  * history before it is sent again.  An outcome still unknown leaves the row
- * 'sending', in doubt, for the worker, with a WARNING.
+ * 'sending' for the worker to find out, with a WARNING.
  */
 Datum
 qiwi_wallet_transfer(PG_FUNCTION_ARGS)
@@ -456,11 +437,10 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 		store_advance(t.merchant->name, &t, t.status, NULL, LEDGER_BY_CALL);
 	else if (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)
 	{
-		store_doubt(t.merchant->name, &t, true, error.message);
 		ereport(WARNING,
 				(errcode(error.sqlstate),
 				 errmsg("%s", error.message),
-				 errdetail("%s Transfer %s stays 'sending' in qiwi_wallet_transfers: the worker looks for it in the wallet's history before it sends it again.",
+				 errdetail("%s Transfer %s stays 'sending' in qiwi_wallet_transfers: the worker looks for it in the wallet's history.",
 						   error.detail ? error.detail : "", t.client_txn_id)));
 		t.status = "sending";
 	}
@@ -507,9 +487,9 @@ merchant_problem(const Merchant *merchant)
 }
 
 /*
- * The operation for due transfer i: a queued or sending one not in doubt
- * is sent; any other is looked for in the history (which says a sent one's
- * status)
+ * The operation for due transfer i: a queued one is sent, unless a send
+ * failed (its answer may be lost); any other is looked for in the history,
+ * which says a sent one's status
  */
 static void
 due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
@@ -517,7 +497,6 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 	WalletTransfer *t = palloc0(sizeof(WalletTransfer));
 	bool		isnull;
 	Datum		comment = ledger_due_value(due, i, 3, &isnull);
-	bool		send;
 
 	due->answers[i] = t;
 	t->merchant = due->merchants[i];
@@ -525,9 +504,9 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 	t->comment = isnull ? NULL : TextDatumGetCString(comment);
 	t->to_wallet = TextDatumGetCString(ledger_due_value(due, i, 1, &isnull));
 	t->amount = DatumGetNumericCopy(ledger_due_value(due, i, 2, &isnull));
-	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 6, &isnull));
-	send = strcmp(due->statuses[i], "sent") != 0 && !DatumGetBool(ledger_due_value(due, i, 4, &isnull));
-	transfer_operation(t, !send, op);
+	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 5, &isnull));
+	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 ||
+					   DatumGetInt32(ledger_due_value(due, i, 4, &isnull)) > 0, op);
 }
 
 /* Record QIWI's answer about due transfer i, in a transaction; true if it moved */
@@ -545,20 +524,18 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 		ledger_add_check(due, i, false, NULL);
 		return store_advance(merchant, t, t->status, NULL, LEDGER_BY_RECONCILER);
 	}
-	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND)
+	/* QIWI never made it: a queued one is sent at once, a call's is UNSENT */
+	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sent") != 0)
 	{
-		/* QIWI never made it: one not sent yet is sent at once */
-		store_doubt(merchant, t, false, error.message);
 		ledger_add_check(due, i, false, NULL);
-		return false;
+		return strcmp(due->statuses[i], "sending") == 0 &&
+			store_advance(merchant, t, "UNSENT", error.message, LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
 	{
 		t->error = error.detail;
 		return store_advance(merchant, t, "REFUSED", error.message, LEDGER_BY_RECONCILER);
 	}
-	if (!t->asking && (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED))
-		store_doubt(merchant, t, true, error.message);
 	ledger_add_failure(due, i, &error, failed, key_refused);
 	return false;
 }
