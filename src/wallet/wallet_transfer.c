@@ -43,6 +43,7 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_transfer_after_commit);
 typedef struct WalletTransfer
 {
 	const Merchant *merchant;
+	const char *merchant_name;
 	char	   *client_txn_id;
 	char	   *to_wallet;		/* digits */
 	Numeric		amount;
@@ -53,6 +54,7 @@ typedef struct WalletTransfer
 	int64		txn_id;
 	int32		error_code;
 	char	   *error;
+	const char *why;			/* the last_error to record, or NULL */
 	TimestampTz until;			/* the ask: the end of what is left to read */
 	bool		more;			/* the ask: the history has more pages */
 } WalletTransfer;
@@ -76,9 +78,16 @@ enum
  */
 #define NPARAMS 11
 static const LedgerParam params[NPARAMS] = {
-	LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(INT8OID),
-	LEDGER_SET(INT4OID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID),
-	LEDGER_SET(NUMERICOID), LEDGER_SET(TEXTOID), LEDGER_SET(TIMESTAMPTZOID)
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, merchant_name),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, client_txn_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, status),
+	LEDGER_SET(INT8OID), LEDGER_SET(INT4OID),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, error),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, why),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, to_wallet),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_VARLENA, WalletTransfer, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, comment),
+	{TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, offsetof(WalletTransfer, created_at), -1, NULL, LEDGER_TEXT, false}
 };
 
 static const LedgerStatement transfer_statements[] = {
@@ -91,12 +100,14 @@ static const LedgerStatement transfer_statements[] = {
 		" FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1", NPARAMS, params, NULL},
 	[T_INSERT] = {"INSERT INTO %1$s.qiwi_wallet_transfers (merchant, client_txn_id, status, to_wallet,"
 		" amount, comment, created_at) VALUES ($1, $2, $3, $8, $9, $10, $11)", NPARAMS, params, NULL},
-	/* forward only: the caller locked the row and read its status */
-	[T_ADVANCE] = {"UPDATE %1$s.qiwi_wallet_transfers SET status = $3, txn_id = coalesce($4, txn_id),"
-		" error_code = $5, error = $6, last_error = coalesce($7, last_error),"
-		" sent_at = coalesce(sent_at, pg_catalog.clock_timestamp()),"
+	/* forward only, out of an open status to another; it returns the old one */
+	[T_ADVANCE] = {"UPDATE %1$s.qiwi_wallet_transfers t SET status = $3, txn_id = coalesce($4, t.txn_id),"
+		" error_code = $5, error = $6, last_error = coalesce($7, t.last_error),"
+		" sent_at = coalesce(t.sent_at, pg_catalog.clock_timestamp()),"
 		" status_changed_at = pg_catalog.clock_timestamp(), checked_at = pg_catalog.clock_timestamp()"
-		" WHERE merchant = $1 AND client_txn_id = $2 AND status IN %2$s", NPARAMS, params, NULL},
+		" FROM (SELECT status FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1 AND client_txn_id = $2"
+		"  FOR UPDATE) o WHERE t.merchant = $1 AND t.client_txn_id = $2 AND o.status IN %2$s"
+		" AND o.status <> $3 RETURNING o.status", NPARAMS, params, NULL},
 };
 
 /* Transfers as a ledger kind, followed until final; a queued one found unsent is sent at once */
@@ -116,27 +127,16 @@ static const LedgerKind transfer_kind = {
 
 /* Run statement plan with a transfer's values (ledger_begin_kind first) */
 static uint64
-run(int plan, const char *merchant, const WalletTransfer *t, const char *status,
-	const char *last_error, int expected)
+run(int plan, const WalletTransfer *t, int expected)
 {
 	Datum		v[NPARAMS];
 	char		n[NPARAMS + 1];
 
-	memset(n, ' ', NPARAMS);
-	n[NPARAMS] = '\0';
-	v[0] = CStringGetTextDatum(merchant);
-	v[1] = ledger_text_or_null(t->client_txn_id, &n[1]);
-	v[2] = ledger_text_or_null(status, &n[2]);
+	ledger_fill(params, NPARAMS, t, v, n);
 	v[3] = Int64GetDatum(t->txn_id);
 	n[3] = t->txn_id > 0 ? ' ' : 'n';
 	v[4] = Int32GetDatum(t->error_code);
 	n[4] = t->error_code != 0 ? ' ' : 'n';
-	v[5] = ledger_text_or_null(t->error, &n[5]);
-	v[6] = ledger_text_or_null(last_error, &n[6]);
-	v[7] = ledger_text_or_null(t->to_wallet, &n[7]);
-	v[8] = ledger_pointer_or_null(t->amount, &n[8]);
-	v[9] = ledger_text_or_null(t->comment, &n[9]);
-	v[10] = TimestampTzGetDatum(t->created_at);
 	return ledger_run_plan(&transfer_kind, plan, v, n, expected);
 }
 
@@ -146,16 +146,16 @@ run(int plan, const char *merchant, const WalletTransfer *t, const char *status,
  * merchant's greatest, is refused before anything is sent
  */
 static void
-store_intent(WalletTransfer *t, const char *status)
+store_intent(WalletTransfer *t, char *status)
 {
 	OwnerContext ctx;
-	const char *name = t->merchant->name;
 	char	   *greatest;
 	size_t		len = t->client_txn_id ? strlen(t->client_txn_id) : 0;
 
+	t->status = status;
 	ledger_begin_kind(&ctx, &transfer_kind);
-	run(T_LOCK_IDS, name, t, status, NULL, SPI_OK_SELECT);
-	run(T_IDS, name, t, status, NULL, SPI_OK_SELECT);
+	run(T_LOCK_IDS, t, SPI_OK_SELECT);
+	run(T_IDS, t, SPI_OK_SELECT);
 	greatest = ledger_row_text(&ctx, 1);
 	if (ledger_row_bool(2))
 		ereport(ERROR,
@@ -172,31 +172,25 @@ store_intent(WalletTransfer *t, const char *status)
 				 errdetail("QIWI takes a wallet's transfer ids only in increasing order. Nothing was sent to QIWI.")));
 	if (len == 0)
 		t->client_txn_id = ledger_row_text(&ctx, 3);
-	run(T_INSERT, name, t, status, NULL, SPI_OK_INSERT);
-	ledger_event(&transfer_kind, name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
+	run(T_INSERT, t, SPI_OK_INSERT);
+	ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
 	ledger_end(&ctx);
 }
 
 /* Move a transfer forward to status, with why (or NULL); true if it moved */
 static bool
-store_advance(const char *merchant, WalletTransfer *t, const char *status, const char *why,
-			  const char *source)
+store_advance(WalletTransfer *t, char *status, const char *why, const char *source)
 {
 	OwnerContext ctx;
-	char	   *old;
-	Numeric		amount;
-	char	   *currency;
-	bool		moved = false;
+	bool		moved;
 
-	if (!ledger_lock_item(&transfer_kind, merchant, t->client_txn_id, &old, &amount, &currency) ||
-		strcmp(old, status) == 0)
-		return false;
+	t->status = status;
+	t->why = why;
 	ledger_begin_kind(&ctx, &transfer_kind);
-	if (run(T_ADVANCE, merchant, t, status, why, SPI_OK_UPDATE) > 0)
-	{
-		ledger_event(&transfer_kind, merchant, NULL, t->client_txn_id, old, status, source);
-		moved = true;
-	}
+	moved = run(T_ADVANCE, t, SPI_OK_UPDATE_RETURNING) > 0;
+	if (moved)
+		ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id,
+					 ledger_row_text(&ctx, 1), status, source);
 	ledger_end(&ctx);
 	return moved;
 }
@@ -219,34 +213,26 @@ take_item(void *arg, const WalletPayment *p)
 	return false;
 }
 
-/* Read a history page for the transfer (a WireObjectParser) */
+/* A history item read into a WalletPayment (a QiwiItemReader) */
+static bool
+read_payment(JsonbValue *element, void **item, char **problem)
+{
+	*item = palloc(sizeof(WalletPayment));
+	return wallet_parse_payment(element, *item, problem);
+}
+
+/* Look for the transfer on a history page (a WireObjectParser); note what is left */
 static bool
 parse_history(JsonbContainer *root, void *result, char **problem)
 {
 	WalletTransfer *t = (WalletTransfer *) result;
-	JsonbValue *data = json_field(root, "data");
 	JsonbValue *next = json_field(root, "nextTxnId");
-	JsonbValue	v;
-	JsonbIterator *it;
-	JsonbIteratorToken tok;
-	WalletPayment p;
+	QiwiPage	page;
 
-	if (data == NULL || data->type != jbvBinary || !JsonContainerIsArray(data->val.binary.data))
-	{
-		*problem = pstrdup("field \"data\" is not an array");
+	if (!qiwi_page_read_array(&page, root, "data", read_payment, problem))
 		return false;
-	}
-	it = JsonbIteratorInit(data->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok != WJB_ELEM)
-			continue;
-		if (!wallet_parse_payment(&v, &p, problem))
-			return false;
-		if (!take_item(t, &p))
-			return true;
-		t->until = Min(t->until, p.date);	/* what is left is older */
-	}
+	for (int i = 0; i < page.nitems && take_item(t, page.items[i]); i++)
+		t->until = Min(t->until, ((WalletPayment *) page.items[i])->date);	/* the rest is older */
 	t->more = next != NULL && next->type != jbvNull;
 	return true;
 }
@@ -387,6 +373,7 @@ transfer_arguments(FunctionCallInfo fcinfo, WalletTransfer *t)
 				 errmsg("client_txn_id must be 1 to %d digits, not starting with 0",
 						WALLET_MAX_CLIENT_ID_DIGITS)));
 	t->merchant = arg_merchant(fcinfo, 4);
+	t->merchant_name = t->merchant->name;
 	if (strcmp(wallet_number(t->merchant), t->to_wallet) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -434,7 +421,7 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 	store_intent(&t, "sending");
 	transfer_operation(&t, false, &op);
 	if (qiwi_exchange(&op, &error))
-		store_advance(t.merchant->name, &t, t.status, NULL, LEDGER_BY_CALL);
+		store_advance(&t, t.status, NULL, LEDGER_BY_CALL);
 	else if (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)
 	{
 		ereport(WARNING,
@@ -500,6 +487,7 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 
 	due->answers[i] = t;
 	t->merchant = due->merchants[i];
+	t->merchant_name = due->merchant_names[i];
 	t->client_txn_id = (char *) due->ids[i];
 	t->comment = isnull ? NULL : TextDatumGetCString(comment);
 	t->to_wallet = TextDatumGetCString(ledger_due_value(due, i, 1, &isnull));
@@ -515,26 +503,25 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 				bool *failed, bool *key_refused)
 {
 	WalletTransfer *t = due->answers[i];
-	const char *merchant = due->merchant_names[i];
 	QiwiError	error;
 
 	*failed = false;
 	if (qiwi_exchange_answer(op, resp, &error))
 	{
 		ledger_add_check(due, i, false, NULL);
-		return store_advance(merchant, t, t->status, NULL, LEDGER_BY_RECONCILER);
+		return store_advance(t, t->status, NULL, LEDGER_BY_RECONCILER);
 	}
 	/* QIWI never made it: a queued one is sent at once, a call's is UNSENT */
 	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sent") != 0)
 	{
 		ledger_add_check(due, i, false, NULL);
 		return strcmp(due->statuses[i], "sending") == 0 &&
-			store_advance(merchant, t, "UNSENT", error.message, LEDGER_BY_RECONCILER);
+			store_advance(t, "UNSENT", error.message, LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
 	{
 		t->error = error.detail;
-		return store_advance(merchant, t, "REFUSED", error.message, LEDGER_BY_RECONCILER);
+		return store_advance(t, "REFUSED", error.message, LEDGER_BY_RECONCILER);
 	}
 	ledger_add_failure(due, i, &error, failed, key_refused);
 	return false;
