@@ -1,25 +1,20 @@
 /*
  * wallet_transfer.c
  *		Transfers from the merchant's wallet to another (provider 99), never
- *		doubled, and those the worker sends after the caller commits.
+ *		doubled: each a row of qiwi_wallet_transfers, recorded through the
+ *		ledger before it is sent, moved forward only (queued, sending, sent,
+ *		then SUCCESS or ERROR from the history, REFUSED or UNSENT).  A send
+ *		that may have reached QIWI unanswered is looked for in the history by
+ *		its client id (trmTxnId) before it is ever sent again.
  *
- * Each is a row of qiwi_wallet_transfers, written through the ledger before
- * anything is sent and moved forward only: queued (after commit), sending
- * (the intent), sent (Accepted), then SUCCESS or ERROR from the history,
- * REFUSED, or UNSENT (its answer lost, and the history has it not).  A send
- * that may have reached QIWI unanswered is looked for in the history by its
- * client id (trmTxnId) before it is ever sent again.
- *
- * qiwi_wallet_transfer records the intent in the caller's transaction (a
- * SQL function cannot commit): a caller that rolls back after QIWI accepted
- * leaves the transfer only in QIWI's history (qiwi_wallet_payments keeps it
- * under its client id).  The _after_commit form's intent is committed
- * before the worker sends it.
- *
- * A generated client id is the greater of the clock in microseconds and the
- * merchant's greatest id + 1, under the merchant's lock.  It never goes
- * back: the ids travel with restores and to a promoted standby, and an id a
- * restore lost was no greater than the clock of its time, passed since.
+ * qiwi_wallet_transfer records its intent in the caller's transaction (a SQL
+ * function cannot commit): a caller that rolls back after QIWI accepted
+ * leaves the transfer in QIWI's history only (and qiwi_wallet_payments).
+ * qiwi_wallet_transfer_after_commit's intent is committed before the worker
+ * sends it.  A generated client id is the greater of the clock in
+ * microseconds and the merchant's greatest id + 1, under the merchant's
+ * lock: it never goes back, for the ids travel with restores and to a
+ * promoted standby, and one a restore lost was below today's clock.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -30,7 +25,6 @@
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
-#define TRANSFER_TABLES "qiwi_wallet_transfers"
 #define TRANSFER_MAX_COMMENT	255
 #define TRANSFER_MIN_AMOUNT		"1.00"
 /* The ask's window around the intent: wide enough for clocks that differ */
@@ -66,7 +60,7 @@ static const char *const open_statuses[] = {"queued", "sending", "sent", NULL};
 static const LedgerTable transfer_table = {"qiwi_wallet_transfers", "status", open_statuses,
 open_statuses};
 
-enum
+enum TransferStatement
 {
 	T_LOCK_IDS, T_IDS, T_INSERT, T_ADVANCE
 };
@@ -94,8 +88,7 @@ static const LedgerStatement transfer_statements[] = {
 	/* one writer of a merchant's ids at a time, to its commit; then a fresh snapshot reads them */
 	[T_LOCK_IDS] = {"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('qiwi_wallet_transfers'),"
 		" pg_catalog.hashtext($1))", NPARAMS, params, NULL},
-	[T_IDS] = {"SELECT max(client_txn_id::pg_catalog.numeric)::text, pg_catalog.bool_or(client_txn_id = $2),"
-		" GREATEST(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
+	[T_IDS] = {"SELECT max(client_txn_id::pg_catalog.numeric)::text, GREATEST(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
 		" max(client_txn_id::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text"
 		" FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1", NPARAMS, params, NULL},
 	[T_INSERT] = {"INSERT INTO %1$s.qiwi_wallet_transfers (merchant, client_txn_id, status, to_wallet,"
@@ -111,17 +104,11 @@ static const LedgerStatement transfer_statements[] = {
 };
 
 /* Transfers as a ledger kind, followed until final; a queued one found unsent is sent at once */
-static const LedgerKind transfer_kind = {
-	.table = &transfer_table,
-	.id_column = "client_txn_id",
-	.followed = {NULL, true, "t.to_wallet, t.amount, t.comment, t.failures, t.created_at", "",
-		"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()",
-	"NULL::timestamptz"},
-	.events = {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status",
-	"client_txn_id"},
-	.statements = transfer_statements,
-	.nstatements = lengthof(transfer_statements),
-};
+static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
+	{NULL, true, "t.to_wallet, t.amount, t.comment, t.failures, t.created_at", "",
+	"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()", "NULL::timestamptz"},
+	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
+transfer_statements, lengthof(transfer_statements)};
 
 /* ---------- the store ---------- */
 
@@ -142,8 +129,8 @@ run(int plan, const WalletTransfer *t, int expected)
 
 /*
  * Record a transfer's intent with status (queued or sending), its client id
- * generated if not given; a given one used already, or not above the
- * merchant's greatest, is refused before anything is sent
+ * generated if not given; a given one not above the merchant's greatest
+ * (used already, or lower) is refused before anything is sent
  */
 static void
 store_intent(WalletTransfer *t, char *status)
@@ -157,21 +144,16 @@ store_intent(WalletTransfer *t, char *status)
 	run(T_LOCK_IDS, t, SPI_OK_SELECT);
 	run(T_IDS, t, SPI_OK_SELECT);
 	greatest = ledger_row_text(&ctx, 1);
-	if (ledger_row_bool(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("client_txn_id \"%s\" is already in qiwi_wallet_transfers", t->client_txn_id),
-				 errdetail("Nothing was sent to QIWI."),
-				 errhint("Use a new client_txn_id, or none to have one generated.")));
 	/* digits without leading zeros: the longer is the greater */
 	if (len > 0 && greatest != NULL &&
-		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(t->client_txn_id, greatest) < 0)))
+		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(t->client_txn_id, greatest) <= 0)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("client_txn_id must be greater than %s, this merchant's greatest", greatest),
-				 errdetail("QIWI takes a wallet's transfer ids only in increasing order. Nothing was sent to QIWI.")));
+				 errdetail("QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI."),
+				 errhint("Give none to have one generated.")));
 	if (len == 0)
-		t->client_txn_id = ledger_row_text(&ctx, 3);
+		t->client_txn_id = ledger_row_text(&ctx, 2);
 	run(T_INSERT, t, SPI_OK_INSERT);
 	ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
 	ledger_end(&ctx);
@@ -344,17 +326,24 @@ transfer_operation(void *arg, bool ask, QiwiOperation *op)
 
 /* ---------- the SQL functions ---------- */
 
+/* Is s min to max digits? */
+static bool
+all_digits(const char *s, size_t min, size_t max)
+{
+	size_t		len = strlen(s);
+
+	return len >= min && len <= max && strspn(s, "0123456789") == len;
+}
+
 /* Check and collect a transfer's arguments (0-4), all before anything is sent */
 static void
 transfer_arguments(FunctionCallInfo fcinfo, WalletTransfer *t)
 {
 	char	   *to = arg_required_text(fcinfo, 0, "to_wallet");
-	size_t		len;
 
 	memset(t, 0, sizeof(*t));
 	t->to_wallet = to + (to[0] == '+');
-	len = strlen(t->to_wallet);
-	if (len < 10 || len > 15 || strspn(t->to_wallet, "0123456789") != len)
+	if (!all_digits(t->to_wallet, 10, 15))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("to_wallet must be a wallet number: 10 to 15 digits, \"+\" allowed first")));
@@ -365,9 +354,8 @@ transfer_arguments(FunctionCallInfo fcinfo, WalletTransfer *t)
 				 errmsg("amount is below QIWI's least transfer of %s", TRANSFER_MIN_AMOUNT)));
 	t->comment = arg_optional_limited_text(fcinfo, 2, "comment", TRANSFER_MAX_COMMENT);
 	t->client_txn_id = arg_optional_text(fcinfo, 3, "client_txn_id");
-	len = t->client_txn_id ? strlen(t->client_txn_id) : 1;
-	if (len < 1 || len > WALLET_MAX_CLIENT_ID_DIGITS || (t->client_txn_id &&
-		(strspn(t->client_txn_id, "0123456789") != len || t->client_txn_id[0] == '0')))
+	if (t->client_txn_id && (!all_digits(t->client_txn_id, 1, WALLET_MAX_CLIENT_ID_DIGITS) ||
+							 t->client_txn_id[0] == '0'))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("client_txn_id must be 1 to %d digits, not starting with 0",
@@ -397,9 +385,8 @@ transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 
 /* The HINTs of QIWI's refusals of a transfer, by code (seed 003's error list) */
 static const char *const refusal_hints[][2] = {
-	{"QWPRC-220", "The wallet's balance is below the amount (insufficient funds)."},
-	{"QWPRC-241", "The amount is below the wallet's least transfer."},
-	{"QWPRC-242", "The amount is above the wallet's greatest transfer."},
+	{"QWPRC-220", "Insufficient funds: the wallet's balance is below the amount."},
+	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
 	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."},
 };
 
@@ -417,7 +404,7 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 	QiwiError	error;
 
 	transfer_arguments(fcinfo, &t);
-	ledger_require_writable("transfer money from a wallet", TRANSFER_TABLES);
+	ledger_require_writable("transfer money from a wallet", "qiwi_wallet_transfers");
 	store_intent(&t, "sending");
 	transfer_operation(&t, false, &op);
 	if (qiwi_exchange(&op, &error))
@@ -452,12 +439,11 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 	WalletTransfer t;
 
 	transfer_arguments(fcinfo, &t);
-	ledger_require_writable("queue a transfer from a wallet", TRANSFER_TABLES);
+	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
 	guard_require_reconciler("qiwi_wallet_transfer_after_commit",
 							 "the transfer would stay queued, never sent");
 	store_intent(&t, "queued");
 	reconciler_wake_at_commit();
-	t.status = "queued";
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
 
@@ -527,13 +513,8 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 	return false;
 }
 
-static const ReconcileKind transfer_reconcile_kind = {
-	.what = "Wallet transfers",
-	.ledger = &transfer_kind,
-	.merchant_problem = merchant_problem,
-	.operation = due_transfer_operation,
-	.record = record_transfer,
-};
+static const ReconcileKind transfer_reconcile_kind = {"Wallet transfers", NULL, 0, &transfer_kind,
+merchant_problem, due_transfer_operation, record_transfer};
 
 /* Register transfers with the ledger and the worker (from _PG_init) */
 void
