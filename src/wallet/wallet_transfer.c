@@ -49,7 +49,6 @@ typedef struct WalletTransfer
 	int32		error_code;
 	char	   *error;
 	const char *why;			/* the last_error to record, or NULL */
-	TimestampTz until;			/* the ask: the end of what is left to read */
 	bool		more;			/* the ask: the history has more pages */
 } WalletTransfer;
 
@@ -65,11 +64,7 @@ enum TransferStatement
 	T_LOCK_IDS, T_IDS, T_INSERT, T_ADVANCE
 };
 
-/*
- * Every statement's parameters: $1 merchant, $2 client id, $3 status, $4
- * txn_id, $5 error_code, $6 error, $7 last_error, $8 to_wallet, $9 amount,
- * $10 comment, $11 created_at
- */
+/* Every statement's parameters, $1 to $11 */
 #define NPARAMS 11
 static const LedgerParam params[NPARAMS] = {
 	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, merchant_name),
@@ -127,11 +122,7 @@ run(int plan, const WalletTransfer *t, int expected)
 	return ledger_run_plan(&transfer_kind, plan, v, n, expected);
 }
 
-/*
- * Record a transfer's intent with status (queued or sending), its client id
- * generated if not given; a given one not above the merchant's greatest
- * (used already, or lower) is refused before anything is sent
- */
+/* Record a transfer's intent (queued or sending) with a new client id, given or generated */
 static void
 store_intent(WalletTransfer *t, char *status)
 {
@@ -203,7 +194,7 @@ read_payment(JsonbValue *element, void **item, char **problem)
 	return wallet_parse_payment(element, *item, problem);
 }
 
-/* Look for the transfer on a history page (a WireObjectParser); note what is left */
+/* Look for the transfer on a history page (a WireObjectParser); note whether more follow */
 static bool
 parse_history(JsonbContainer *root, void *result, char **problem)
 {
@@ -213,8 +204,9 @@ parse_history(JsonbContainer *root, void *result, char **problem)
 
 	if (!qiwi_page_read_array(&page, root, "data", read_payment, problem))
 		return false;
-	for (int i = 0; i < page.nitems && take_item(t, page.items[i]); i++)
-		t->until = Min(t->until, ((WalletPayment *) page.items[i])->date);	/* the rest is older */
+	for (int i = 0; i < page.nitems; i++)
+		if (!take_item(t, page.items[i]))
+			return true;
 	t->more = next != NULL && next->type != jbvNull;
 	return true;
 }
@@ -246,10 +238,7 @@ parse_accepted(JsonbContainer *root, void *result, char **problem)
 	return true;
 }
 
-/*
- * Read the answer about a transfer (a QiwiOperationReader): accepted, or
- * found in the history (an ask reads the pages after the first), else QK404
- */
+/* Read QIWI's answer: the transfer accepted, or found in the history (all pages), else QK404 */
 static bool
 read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
@@ -259,8 +248,8 @@ read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	t->more = false;
 	if (!wire_read_object(op, resp, t->asking ? parse_history : parse_accepted, t, error) ||
 		(t->status == NULL && t->more &&
-		 !wallet_history_each(t->merchant, t->created_at - TRANSFER_ASK_MARGIN, t->until, "OUT",
-							  take_item, t, error)))
+		 !wallet_history_each(t->merchant, t->created_at - TRANSFER_ASK_MARGIN,
+							  GetCurrentTimestamp() + TRANSFER_ASK_MARGIN, "OUT", take_item, t, error)))
 		return false;
 	if (t->status != NULL)
 		return true;
@@ -270,51 +259,42 @@ read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	return false;
 }
 
-/* The body of a transfer's POST (WALD Payment; fields.account a string, §8) */
-static char *
-transfer_body(const WalletTransfer *t)
-{
-	StringInfoData body;
-	bool		first = true;
-
-	initStringInfo(&body);
-	appendStringInfo(&body, "{\"sum\":{\"amount\":%s,\"currency\":\"643\"},\"paymentMethod\":"
-					 "{\"type\":\"Account\",\"accountId\":\"643\"},\"fields\":{",
-					 qiwi_format_amount(t->amount));
-	append_json_member(&body, "account", psprintf("+%s", t->to_wallet), &first);
-	appendStringInfoChar(&body, '}');
-	append_json_member(&body, "id", t->client_txn_id, &first);
-	if (t->comment != NULL)
-		append_json_member(&body, "comment", t->comment, &first);
-	appendStringInfoChar(&body, '}');
-	return body.data;
-}
-
-/*
- * Build a transfer's POST, or (ask) the search of the history for its client
- * id around its intent (a QiwiOperationBuilder); the worker follows a sent
- * transfer with the same search, which says its status
- */
+/* Build a transfer's POST, or (ask) its search in the history around its intent */
 static void
 transfer_operation(void *arg, bool ask, QiwiOperation *op)
 {
 	WalletTransfer *t = (WalletTransfer *) arg;
 	const char *send_path[3] = {"sinap/api/v2/terms", WALLET_TRANSFER_PROVIDER, "payments"};
 	const char *ask_path[3] = {"payment-history/v2/persons", wallet_number(t->merchant), "payments"};
+	StringInfoData body;
+	bool		first = true;
 	char	   *url;
 
 	t->asking = ask;
-	t->until = GetCurrentTimestamp() + TRANSFER_ASK_MARGIN;
 	if (!ask)
+	{
+		/* WALD Payment; fields.account a string (§8) */
+		initStringInfo(&body);
+		appendStringInfo(&body, "{\"sum\":{\"amount\":%s,\"currency\":\"643\"},\"paymentMethod\":"
+						 "{\"type\":\"Account\",\"accountId\":\"643\"},\"fields\":{",
+						 qiwi_format_amount(t->amount));
+		append_json_member(&body, "account", psprintf("+%s", t->to_wallet), &first);
+		appendStringInfoChar(&body, '}');
+		append_json_member(&body, "id", t->client_txn_id, &first);
+		if (t->comment != NULL)
+			append_json_member(&body, "comment", t->comment, &first);
+		appendStringInfoChar(&body, '}');
 		wallet_operation(op, t->merchant, HTTP_POST, wire_url(&wallet_wire, t->merchant, 3, send_path),
-						 transfer_body(t), psprintf("transfer %s", t->client_txn_id), false);
+						 body.data, psprintf("transfer %s", t->client_txn_id), false);
+	}
 	else
 	{
 		url = http_append_query(wire_url(&wallet_wire, t->merchant, 3, ask_path), "rows",
 								CppAsString2(WALLET_MAX_ROWS));
 		url = http_append_query(url, "operation", "OUT");
 		url = http_append_query(url, "startDate", format_qiwi_timestamp(t->created_at - TRANSFER_ASK_MARGIN));
-		url = http_append_query(url, "endDate", format_qiwi_timestamp(t->until));
+		url = http_append_query(url, "endDate",
+								format_qiwi_timestamp(GetCurrentTimestamp() + TRANSFER_ASK_MARGIN));
 		wallet_operation(op, t->merchant, HTTP_GET, url, NULL,
 						 psprintf("find transfer %s in the wallet's history", t->client_txn_id), true);
 	}
@@ -390,12 +370,7 @@ static const char *const refusal_hints[][2] = {
 	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."},
 };
 
-/*
- * qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant):
- * the intent recorded, then sent; a lost answer is looked for in the
- * history before it is sent again.  An outcome still unknown leaves the row
- * 'sending' for the worker to find out, with a WARNING.
- */
+/* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
 Datum
 qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 {
@@ -428,11 +403,7 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
 
-/*
- * qiwi_wallet_transfer_after_commit(to_wallet, amount, comment,
- * client_txn_id, merchant): the transfer queued; the worker sends it once
- * this transaction commits, so a rollback sends nothing
- */
+/* qiwi_wallet_transfer_after_commit(...): queue it for the worker, which sends it after commit */
 Datum
 qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 {
@@ -459,11 +430,7 @@ merchant_problem(const Merchant *merchant)
 	return NULL;
 }
 
-/*
- * The operation for due transfer i: a queued one is sent, unless a send
- * failed (its answer may be lost); any other is looked for in the history,
- * which says a sent one's status
- */
+/* The operation for due transfer i: a queued one's send, unless one failed; else the search */
 static void
 due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 {
