@@ -1,20 +1,16 @@
 /*
  * wallet_transfer.c
  *		Transfers from the merchant's wallet to another (provider 99), never
- *		doubled: each a row of qiwi_wallet_transfers, recorded through the
- *		ledger before it is sent, moved forward only (queued, sending, sent,
- *		then SUCCESS or ERROR from the history, REFUSED or UNSENT).  A send
- *		that may have reached QIWI unanswered is looked for in the history by
- *		its client id (trmTxnId) before it is ever sent again.
- *
- * qiwi_wallet_transfer records its intent in the caller's transaction (a SQL
- * function cannot commit): a caller that rolls back after QIWI accepted
- * leaves the transfer in QIWI's history only (and qiwi_wallet_payments).
- * qiwi_wallet_transfer_after_commit's intent is committed before the worker
- * sends it.  A generated client id is the greater of the clock in
- * microseconds and the merchant's greatest id + 1, under the merchant's
- * lock: it never goes back, for the ids travel with restores and to a
- * promoted standby, and one a restore lost was below today's clock.
+ *		doubled: recorded through the ledger before they are sent, and a send
+ *		whose answer was lost is looked for in the history by its client id
+ *		(trmTxnId) before it is ever sent again.  qiwi_wallet_transfer records
+ *		its intent in the caller's transaction (a SQL function cannot commit):
+ *		a caller that rolls back after QIWI accepted leaves the transfer in
+ *		QIWI's history only.  The _after_commit form's intent is committed
+ *		before the worker sends it.  A generated client id, the greater of the
+ *		clock in microseconds and the greatest id + 1, never goes back: the
+ *		ids travel with restores and to a promoted standby, and one a restore
+ *		lost was below today's clock.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -22,7 +18,6 @@
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/timestamp.h"
 
 #define TRANSFER_MAX_COMMENT	255
@@ -364,11 +359,9 @@ transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 }
 
 /* The HINTs of QIWI's refusals of a transfer, by code (seed 003's error list) */
-static const char *const refusal_hints[][2] = {
-	{"QWPRC-220", "Insufficient funds: the wallet's balance is below the amount."},
+static const char *const refusal_hints[][2] = {{"QWPRC-220", "Insufficient funds in the wallet."},
 	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
-	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."},
-};
+{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
 
 /* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
 Datum
@@ -387,10 +380,9 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 	else if (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)
 	{
 		ereport(WARNING,
-				(errcode(error.sqlstate),
-				 errmsg("%s", error.message),
-				 errdetail("%s Transfer %s stays 'sending' in qiwi_wallet_transfers: the worker looks for it in the wallet's history.",
-						   error.detail ? error.detail : "", t.client_txn_id)));
+				(errcode(error.sqlstate), errmsg("%s", error.message),
+				 errdetail("%s It stays 'sending': the worker looks for it in the wallet's history.",
+						   error.detail ? error.detail : "")));
 		t.status = "sending";
 	}
 	else
