@@ -28,6 +28,8 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_pull_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_pull_notifications', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_payments', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_transfers', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_transfer_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
@@ -66,6 +68,8 @@ SELECT d.duty, d.object_type, d.name,
 	('refund', 'FUNCTION', 'qiwi_pull_cancel_bill', 'EXECUTE', NULL),
 	('refund', 'FUNCTION', 'qiwi_pull_refund', 'EXECUTE', NULL),
 	('refund', 'FUNCTION', 'qiwi_pull_refund_status', 'EXECUTE', NULL),
+	('refund', 'FUNCTION', 'qiwi_wallet_transfer', 'EXECUTE', NULL),
+	('refund', 'FUNCTION', 'qiwi_wallet_transfer_after_commit', 'EXECUTE', NULL),
 	-- monitor: what monitoring/postgres_exporter_queries.yaml reads, and
 	-- of the tables only the columns those reports need (no buyer's
 	-- details, links, comments or notification bodies)

@@ -84,5 +84,6 @@ extern bool wallet_history_each(const Merchant *merchant, TimestampTz since, Tim
 /* ---------- start-up (each file's own) ---------- */
 
 extern void wallet_init(void);
+extern void wallet_transfer_init(void);
 
 #endif							/* QIWI_WALLET_H */

@@ -335,4 +335,5 @@ wallet_init(void)
 {
 	wallet_define_merchant_options();
 	wallet_define_settings();
+	wallet_transfer_init();
 }
