@@ -3,7 +3,7 @@
 # the same run and reports the ratio.  Run as root on Debian 12:
 #   bash bench/run.sh               # the full run
 #   bash bench/run.sh --quick       # a smoke run (CI uses it to keep the benchmarks working)
-#   bash bench/run.sh --signatures  # only the signature benchmark (with --quick: on small data)
+#   bash bench/run.sh --signatures  # only the signature benchmarks (with --quick: on small data)
 #   bash bench/run.sh --calls       # only the per-call benchmark
 #   bash bench/run.sh --reconciler  # only the reconciler's benchmarks (with --quick: on small data)
 # With QIWI_PGROOT=DIR it installs into a private copy of PostgreSQL under
@@ -168,7 +168,58 @@ SQL
 report "verify $ROWS Payin notifications (1 core)" "$PAYIN_OURS" "$PAYIN_BASE" s 5
 report_at_most "  Payin check vs the bill check, same rows" "$PAYIN_OURS" "$BILL_OURS" s 1
 
-# ---- 1c. verifying stored Wallet webhooks, the same way ----
+# ---- 1c. verifying stored Pull notifications (form parameters, HMAC-SHA1 base64) ----
+say "signatures: generating $ROWS signed Pull notifications"
+bench_sql <<SQL
+-- the pgcrypto check of the side below, as one function: it signs the rows too
+CREATE FUNCTION pull_signature_sql(params jsonb, password text) RETURNS text
+LANGUAGE sql IMMUTABLE AS \$\$
+	SELECT encode(hmac(convert_to((SELECT string_agg(value, '|' ORDER BY convert_to(key, 'UTF8'))
+	                                 FROM jsonb_each_text(params)), 'UTF8'),
+	                   convert_to(password, 'UTF8'), 'sha1'), 'base64')
+\$\$;
+CREATE TABLE bench_pull_notifications AS
+SELECT pull_signature_sql(params, 'bench-pull-password') AS signature, params
+  FROM (SELECT jsonb_build_object('command', 'bill', 'bill_id', 'order-' || i,
+               'status', CASE WHEN i % 5 = 0 THEN 'rejected' ELSE 'paid' END,
+               'error', '0', 'amount', to_char((i % 100000) / 100.0 + 1, 'FM999999990.00'),
+               'user', 'tel:+7' || (9000000000 + i % 1000000), 'prv_name', 'Bench shop',
+               'ccy', 'RUB', 'comment', CASE WHEN i % 10 = 0 THEN '' ELSE 'Order ' || i END) AS params
+          FROM generate_series(1, $ROWS) i) s;
+VACUUM ANALYZE bench_pull_notifications;
+SQL
+
+# ours and pgcrypto's check, alternately RUNS times each; prints
+# "ours|baseline", each side's best run in seconds
+say "signatures: qiwi_pull_verify_notification and the same check with pgcrypto in SQL, alternately, $RUNS runs each"
+IFS='|' read -r PULL_OURS PULL_BASE <<<"$(bench_sql <<SQL
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE timings (side text, seconds float8);
+DO \$\$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+	FOR run IN 1..$RUNS LOOP
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE qiwi_pull_verify_notification(params, signature, 'bench-pull-password'))
+		  INTO n FROM bench_pull_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'ours verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('ours', extract(epoch FROM clock_timestamp() - t0));
+		t0 := clock_timestamp();
+		SELECT count(*) FILTER (WHERE encode(hmac(convert_to((SELECT string_agg(value, '|' ORDER BY convert_to(key, 'UTF8'))
+				                                             FROM jsonb_each_text(params)), 'UTF8'),
+				                               convert_to('bench-pull-password', 'UTF8'), 'sha1'), 'base64') = signature)
+		  INTO n FROM bench_pull_notifications;
+		IF n <> $ROWS THEN RAISE EXCEPTION 'pgcrypto verified only % of $ROWS', n; END IF;
+		INSERT INTO timings VALUES ('pgcrypto', extract(epoch FROM clock_timestamp() - t0));
+	END LOOP;
+END \$\$;
+SELECT round(min(seconds) FILTER (WHERE side = 'ours')::numeric, 3) || '|' ||
+       round(min(seconds) FILTER (WHERE side = 'pgcrypto')::numeric, 3) FROM timings;
+SQL
+)"
+report "verify $ROWS Pull notifications (1 core)" "$PULL_OURS" "$PULL_BASE" s 5
+
+# ---- 1d. verifying stored Wallet webhooks, the same way ----
 say "signatures: generating $ROWS signed Wallet webhooks"
 bench_sql <<SQL
 CREATE TABLE bench_wallet_webhooks AS
@@ -626,5 +677,38 @@ RGROWTH=$(( RRSS1 - RRSS0 ))
 QGROWTH=$(( QRSS1 - QRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "requester RssAnon growth, same rounds" "$QGROWTH kB" "$QRSS0 kB" "" "< 1024 kB" "$([ $QGROWTH -lt 1024 ] && echo met || echo MISSED)")")
+
+# ---- 4c. streaming a wallet's history: backend memory flat ----
+WALLET_ITEMS=100000
+[ $QUICK -eq 1 ] && WALLET_ITEMS=2000
+say "memory: streaming $WALLET_ITEMS wallet history items ($(( WALLET_ITEMS / 50 )) pages) in one backend"
+curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets" -H 'Content-Type: application/json' \
+	--data-binary '{"number": "79000000005", "token": "bench-wallet-token"}' >/dev/null
+curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000005/payments" -H 'Content-Type: application/json' \
+	--data-binary "{\"count\": $WALLET_ITEMS, \"days\": 200}" >/dev/null
+# the sandbox's limit raised and no latency, the limiter's at its widest: the stream is not held up
+curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/limits" -H 'Content-Type: application/json' \
+	--data-binary '{"requests": 1000000, "windowSeconds": 1}' >/dev/null
+curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+WALLET=$(bench_sql <<SQL | grep '|'
+ALTER SYSTEM SET qiwi.wallet_rate_requests = 128;
+ALTER SYSTEM SET qiwi.wallet_rate_window = '1s';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+CREATE SERVER bench_wallet FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79000000005', wallet_api_url '$SANDBOX_URL');
+CREATE USER MAPPING FOR PUBLIC SERVER bench_wallet OPTIONS (wallet_token 'bench-wallet-token');
+SET qiwi.call_deadline = '1h';
+-- a warm-up stream of a few pages, then the whole history (streamed: in the SELECT list)
+SELECT count(*) FROM (SELECT (qiwi_wallet_history(now() - interval '2 days', merchant => 'bench_wallet')).txn_id) s;
+SELECT (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] AS rss0, clock_timestamp() AS t0 \gset
+SELECT count(*) AS items FROM (SELECT (qiwi_wallet_history(now() - interval '201 days', merchant => 'bench_wallet')).txn_id) s \gset
+SELECT :'rss0' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'RssAnon:\s+(\d+)'))[1] || '|' || :items || '|' ||
+       round(extract(epoch FROM clock_timestamp() - :'t0')::numeric, 1);
+SQL
+)
+IFS='|' read -r WRSS0 WRSS1 WITEMS WSECONDS <<<"$WALLET"
+WGROWTH=$(( WRSS1 - WRSS0 ))
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "wallet history RssAnon growth, $WITEMS items" "$WGROWTH kB" "$WRSS0 kB" "" "< 1024 kB" "$([ $WGROWTH -lt 1024 ] && [ "$WITEMS" -eq $WALLET_ITEMS ] && echo met || echo MISSED)")")
+RESULTS+=("$(printf '%-44s %12s' "  streamed in" "$WSECONDS s")")
 
 print_results

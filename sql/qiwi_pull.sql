@@ -177,3 +177,29 @@ SELECT api, count(*) > 0 AS listed FROM qiwi_money_by_status
 SELECT merchant, status, currency, items, amount, received FROM qiwi_money_by_status
  WHERE api = 'pull' ORDER BY merchant, status;
 SELECT pull_open_items >= 3 AS pull_followed FROM qiwi_reconciler_health;
+
+-- ---------- over HTTPS, verified: every call ----------
+
+-- merchant pull_b's pull_api_url is the HTTPS sandbox since the section above
+CREATE FUNCTION pull_tls(method text, path text) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT sandbox(method, path, CASE method WHEN 'POST' THEN '{}' END, current_setting('qiwi_test.https_url')) $$;
+-- an untrusted certificate (no qiwi.ca_file): refused, nothing is sent
+SELECT (pull_tls('GET', '/sandbox/pull/stats')->>'requests')::int AS before \gset
+SELECT try($$SELECT qiwi_pull_bill_status('b-tls', 'pull_b')$$, false);
+SELECT try($$SELECT qiwi_pull_create_bill('b-tls-untrusted', '79161234567', 1.00, 'TLS', now() + interval '1 day', merchant => 'pull_b')$$, false);
+SELECT (pull_tls('GET', '/sandbox/pull/stats')->>'requests')::int - :before AS requests_sent;
+SELECT set_config('qiwi.ca_file', current_setting('qiwi_test.ca_file'), false) IS NOT NULL AS ca_set;
+SELECT bill_id, amount, currency, status FROM qiwi_pull_bill_status('b-tls', 'pull_b');
+SELECT pull_tls('POST', '/sandbox/pull/projects/3053/bills/b-tls/pay') IS NOT NULL AS paid;
+SELECT bill_id, status FROM qiwi_pull_bill_status('b-tls', 'pull_b');
+SELECT bill_id, refund_id, amount, status FROM qiwi_pull_refund('b-tls', 'r1', 1.50, 'pull_b');
+SELECT pull_tls('POST', '/sandbox/pull/projects/3053/bills/b-tls/refunds/r1/complete') IS NOT NULL AS completed;
+SELECT bill_id, refund_id, amount, status FROM qiwi_pull_refund_status('b-tls', 'r1', 'pull_b');
+SELECT bill_id, status FROM qiwi_pull_create_bill('b-tls-cancel', '79161234567', 3.00, 'TLS', now() + interval '1 day', merchant => 'pull_b');
+SELECT bill_id, status FROM qiwi_pull_cancel_bill('b-tls-cancel', 'pull_b');
+-- the HTTPS sandbox took them all: 2 bills, 1 refund
+SELECT stats->'bills' AS bills, stats->'refunds' AS refunds FROM pull_tls('GET', '/sandbox/pull/stats') stats;
+SELECT bill_id, amount, status FROM qiwi_pull_bills WHERE merchant = 'pull_b' AND bill_id LIKE 'b-tls%' ORDER BY 1;
+SELECT bill_id, refund_id, amount, status FROM qiwi_pull_refunds WHERE merchant = 'pull_b' ORDER BY 1, 2;
+RESET qiwi.ca_file;
+DROP FUNCTION pull_tls(text, text);

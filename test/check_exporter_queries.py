@@ -12,9 +12,9 @@ Either against a database psql reaches with the usual PG* environment
 
 or in a scratch cluster it makes in DIR (initdb, pg_ctl and psql on PATH,
 qiwi_kassa installed; not as root), seeded with bills in every status, Payin
-invoices, payments, holds and refunds, and notifications, where it runs
-the queries as the role qiwi_exporter, granted only the duty monitor
-(qiwi_grant), as the file's header says to:
+invoices, payments, holds and refunds, Pull bills and refunds, and
+notifications, where it runs the queries as the role qiwi_exporter,
+granted only the duty monitor (qiwi_grant), as the file's header says to:
 
     python3 test/check_exporter_queries.py --scratch DIR
 
@@ -33,9 +33,12 @@ import yaml
 YAML = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "monitoring",
                     "postgres_exporter_queries.yaml")
 USAGES = {"LABEL", "COUNTER", "GAUGE", "DISCARD", "MAPPEDMETRIC", "DURATION", "HISTOGRAM"}
+# The APIs the seed gives rows of: a query with an api label must show each
+APIS = {"bill", "payin", "pull"}
 
 # Bills in every status, refunds, a failing open bill, Payin money in every
-# state, notifications that did not verify: every query has rows
+# state, Pull bills and refunds (one failing), notifications that did not
+# verify: every query has rows
 SEED = """
 CREATE EXTENSION qiwi_kassa;
 INSERT INTO qiwi_bills (bill_id, site_id, amount, currency, status, status_changed_at, checked_at,
@@ -63,6 +66,16 @@ VALUES ('default', 'pp-paid', 'pr-1', 5.00, 'RUB', 'COMPLETED', false, now());
 SET qiwi.secret_key = 'exporter-check-key';
 INSERT INTO qiwi_notifications (signature, body) VALUES ('00', '{"bill": {"billId": "ex-WAITING"}}');
 INSERT INTO qiwi_payin_notifications (site_id, signature, body) VALUES ('ex', '00', '{"type": "PAYMENT"}');
+INSERT INTO qiwi_pull_bills (merchant, bill_id, amount, currency, status, status_changed_at, checked_at,
+                             next_check_at, failures, last_error)
+VALUES ('ex_pull', 'pb-waiting', 12.00, 'RUB', 'waiting', now(), now(), now() - interval '1 minute', 1,
+        'QKNET: refused'),
+       ('ex_pull', 'pb-paid', 15.00, 'RUB', 'paid', now(), now(), now(), 0, NULL);
+INSERT INTO qiwi_pull_refunds (merchant, bill_id, refund_id, amount, currency, status, status_changed_at,
+                               checked_at)
+VALUES ('ex_pull', 'pb-paid', 'r1', 5.00, 'RUB', 'processing', now(), now()),
+       ('ex_pull', 'pb-paid', 'r2', 2.00, 'RUB', 'success', now(), now());
+INSERT INTO qiwi_pull_notifications (prv_id, credential, body) VALUES ('1', 'x', '{"bill_id": "pb-paid"}');
 -- the exporter's role: the duty monitor, nothing else
 CREATE ROLE qiwi_exporter LOGIN;
 SELECT qiwi_grant('qiwi_exporter', 'monitor');
@@ -79,8 +92,9 @@ def psql(sql, env):
     return True, (table[0] if table else []), table[1:], ""
 
 
-def check_namespace(name, spec, env):
-    """The problems of one namespace (an empty list when it is right)."""
+def check_namespace(name, spec, env, seeded):
+    """The problems of one namespace (an empty list when it is right);
+    seeded: the database holds SEED, so an api label names every API."""
     problems = []
     if not isinstance(spec, dict) or not isinstance(spec.get("query"), str):
         return ["no query"]
@@ -109,6 +123,10 @@ def check_namespace(name, spec, env):
             problems.append("%s is declared, but the query does not return it" % column)
     if not rows:
         problems.append("the query returns no row")
+    if seeded and "api" in header:
+        missing = APIS - {row[header.index("api")] for row in rows}
+        if missing:
+            problems.append("no row for api %s" % ", ".join(sorted(missing)))
     for row in rows:
         for column, value in zip(header, row):
             if declared.get(column) in ("GAUGE", "COUNTER"):
@@ -161,7 +179,8 @@ def main():
                 failed += 1
             print("as the role qiwi_exporter, granted the duty monitor only")
         for name, spec in (queries or {}).items():
-            problems = check_namespace(name, spec, exporter_env if args.scratch else env)
+            problems = check_namespace(name, spec, exporter_env if args.scratch else env,
+                                       bool(args.scratch))
             if problems:
                 failed += 1
                 print("FAIL %s" % name)

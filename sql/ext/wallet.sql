@@ -85,6 +85,156 @@ COMMENT ON COLUMN qiwi_wallet_payments.source IS $$Who told us last: call (a SQL
 COMMENT ON COLUMN qiwi_wallet_payments.first_seen_at IS $$When this row was first written$$;
 COMMENT ON COLUMN qiwi_wallet_payments.checked_at IS $$When QIWI last told us about this payment$$;
 
+-- ---------- history ----------
+
+CREATE FUNCTION qiwi_wallet_history(since timestamptz, until timestamptz DEFAULT now(),
+                                    operation text DEFAULT 'ALL', sources text[] DEFAULT NULL,
+                                    merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_wallet_transaction
+AS 'MODULE_PATHNAME', 'qiwi_wallet_history'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 50;
+
+-- It sends the wallet's token: only trusted roles
+REVOKE ALL ON FUNCTION qiwi_wallet_history(timestamptz, timestamptz, text, text[], text) FROM PUBLIC;
+
+COMMENT ON FUNCTION qiwi_wallet_history(timestamptz, timestamptz, text, text[], text) IS $$The wallet's payments from since to until (to the second, both included), newest first, read 50 a page in windows of at most 90 days and streamed (one page in memory); operation ALL, IN, OUT or QIWI_CARD; sources a subset of QW_RUB, QW_USD, QW_EUR, CARD, MK (NULL: all). An empty history is an empty result. Sends the token: not PUBLIC. merchant: whose$$;
+
+CREATE FUNCTION qiwi_wallet_transaction(txn_id bigint, type text DEFAULT NULL, merchant text DEFAULT NULL)
+RETURNS qiwi_wallet_transaction
+AS 'MODULE_PATHNAME', 'qiwi_wallet_transaction'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_wallet_totals(since timestamptz, until timestamptz DEFAULT now(), merchant text DEFAULT NULL)
+RETURNS TABLE (currency text, incoming numeric, outgoing numeric)
+AS 'MODULE_PATHNAME', 'qiwi_wallet_totals'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 2;
+
+CREATE FUNCTION qiwi_wallet_balances(merchant text DEFAULT NULL)
+RETURNS TABLE (alias text, currency text, amount numeric, is_default boolean, type text)
+AS 'MODULE_PATHNAME', 'qiwi_wallet_balances'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 4;
+
+REVOKE ALL ON FUNCTION qiwi_wallet_transaction(bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_totals(timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_balances(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION qiwi_wallet_transaction(bigint, text, text) IS $$One payment of the wallet by QIWI's txn_id (positive); type IN or OUT when a transfer between two wallets of the same owner has both. Sends the token: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_wallet_totals(timestamptz, timestamptz, text) IS $$The wallet's successful money in and out from since to until (to the second), one row per currency, as QIWI totals it: one request per 90 days. Sends the token: not PUBLIC. merchant: whose$$;
+COMMENT ON FUNCTION qiwi_wallet_balances(text) IS $$The wallet's accounts: alias (qw_wallet_rub, ...), currency, balance (NULL for an account without one), whether it is the default, its type. Sends the token: not PUBLIC. merchant: whose$$;
+
+-- ---------- transfers ----------
+
+CREATE TYPE qiwi_wallet_transfer AS (
+	client_txn_id text,
+	to_wallet text,
+	amount numeric,
+	currency text,
+	comment text,
+	status text,
+	txn_id bigint,
+	error_code integer,
+	error text
+);
+
+CREATE TABLE qiwi_wallet_transfers (
+	merchant text NOT NULL,
+	client_txn_id text NOT NULL CHECK (client_txn_id OPERATOR(pg_catalog.~) '^[1-9][0-9]{0,19}$'),
+	to_wallet text NOT NULL,
+	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric
+		AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
+	currency text NOT NULL DEFAULT 'RUB',
+	comment text,
+	status text NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'SUCCESS', 'ERROR', 'REFUSED', 'UNSENT')),
+	txn_id bigint,
+	error_code integer,
+	error text,
+	created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	sent_at timestamptz,
+	status_changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	checked_at timestamptz,
+	next_check_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	check_count integer NOT NULL DEFAULT 0,
+	failures integer NOT NULL DEFAULT 0,
+	last_error text,
+	CONSTRAINT qiwi_wallet_transfers_pkey PRIMARY KEY (merchant, client_txn_id)
+);
+CREATE INDEX qiwi_wallet_transfers_ids ON qiwi_wallet_transfers (merchant, (client_txn_id::numeric));
+CREATE INDEX qiwi_wallet_transfers_due ON qiwi_wallet_transfers (next_check_at)
+	WHERE status IN ('queued', 'sending', 'sent');
+
+CREATE TABLE qiwi_wallet_transfer_events (
+	id bigserial PRIMARY KEY,
+	merchant text NOT NULL,
+	client_txn_id text NOT NULL,
+	old_status text,
+	new_status text NOT NULL,
+	source text NOT NULL CHECK (source IN ('call', 'reconciler', 'notification')),
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX qiwi_wallet_transfer_events_transfer ON qiwi_wallet_transfer_events (merchant, client_txn_id, id);
+
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_transfers', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_transfer_events', '');
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_transfer_events_id_seq', '');
+
+CREATE FUNCTION qiwi_wallet_transfer(to_wallet text, amount numeric, comment text DEFAULT NULL,
+	client_txn_id text DEFAULT NULL, merchant text DEFAULT NULL)
+RETURNS qiwi_wallet_transfer
+AS 'MODULE_PATHNAME', 'qiwi_wallet_transfer'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION qiwi_wallet_transfer_after_commit(to_wallet text, amount numeric,
+	comment text DEFAULT NULL, client_txn_id text DEFAULT NULL, merchant text DEFAULT NULL)
+RETURNS qiwi_wallet_transfer
+AS 'MODULE_PATHNAME', 'qiwi_wallet_transfer_after_commit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- They move money and send the wallet's token: only roles the owner trusts
+REVOKE ALL ON FUNCTION qiwi_wallet_transfer(text, numeric, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qiwi_wallet_transfer_after_commit(text, numeric, text, text, text) FROM PUBLIC;
+
+COMMENT ON TYPE qiwi_wallet_transfer IS $$A transfer from the merchant's wallet to another, as recorded: returned by qiwi_wallet_transfer and qiwi_wallet_transfer_after_commit$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.client_txn_id IS $$The transfer's client id (QIWI's id, trmTxnId in the history): at most 20 digits, increasing$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.to_wallet IS $$The wallet the money goes to: its number, digits only$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.amount IS $$The amount, in rubles, two decimals at most$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.currency IS $$RUB: a wallet transfer is in rubles (643)$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.comment IS $$The transfer's comment$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.status IS $$queued, sending, sent, SUCCESS, ERROR, REFUSED or UNSENT, as in qiwi_wallet_transfers$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.txn_id IS $$QIWI's transaction id, once QIWI accepted the transfer$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.error_code IS $$QIWI's error code of an ERROR transfer (the history's errorCode)$$;
+COMMENT ON COLUMN qiwi_wallet_transfer.error IS $$QIWI's description of error_code$$;
+
+COMMENT ON TABLE qiwi_wallet_transfers IS $$Every transfer from a merchant's wallet, recorded before it is sent and moved forward only: queued, sending, sent, then SUCCESS or ERROR from the wallet's history, REFUSED or UNSENT. Never sent twice: a send whose answer was lost is looked for in the history by its client id first$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.merchant IS $$The merchant whose wallet pays$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.client_txn_id IS $$The transfer's client id, sent as its id (trmTxnId in the history): at most 20 digits, unique and increasing per merchant; generated as the greater of the clock in microseconds and the greatest id + 1$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.to_wallet IS $$The wallet the money goes to: its number, digits only$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.amount IS $$The amount, two decimals at most (QIWI would round more down)$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.currency IS $$RUB (QIWI's 643)$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.comment IS $$The transfer's comment, as sent$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.status IS $$queued: by qiwi_wallet_transfer_after_commit, for the worker to send (after a failed send, only once the history shows it absent); sending: recorded before sending (left so when the outcome is unknown: the worker looks for it in the history); sent: QIWI accepted it, the history says WAITING; SUCCESS or ERROR: final, from the history; REFUSED: QIWI refused it, nothing moved (see last_error); UNSENT: a call's send whose answer was lost and which the history does not have: nothing moved$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.txn_id IS $$QIWI's transaction id, once accepted$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.error_code IS $$QIWI's error code of an ERROR transfer$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.error IS $$QIWI's description of error_code, or of a refusal$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.created_at IS $$When the transfer was recorded$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.sent_at IS $$When QIWI's acceptance (or refusal) was recorded$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.status_changed_at IS $$When status last changed$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.checked_at IS $$When the worker last asked QIWI about it$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.next_check_at IS $$When the worker sends or looks in the history next, while not final$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.check_count IS $$The worker's answered checks$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.failures IS $$The worker's failed checks in a row$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.last_error IS $$Why the last send or check failed, or the refusal$$;
+COMMENT ON TABLE qiwi_wallet_transfer_events IS $$Every status change of a transfer recorded; each is also announced with NOTIFY qiwi_wallet_transfer_status$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.id IS $$Order of the changes$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.merchant IS $$Whose transfer$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.client_txn_id IS $$The transfer's client id$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.old_status IS $$Status before; NULL when recorded$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.new_status IS $$Status after$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.source IS $$What told us: call or reconciler (the worker)$$;
+COMMENT ON COLUMN qiwi_wallet_transfer_events.changed_at IS $$When it was recorded$$;
+COMMENT ON SEQUENCE qiwi_wallet_transfer_events_id_seq IS $$Ids of qiwi_wallet_transfer_events$$;
+COMMENT ON FUNCTION qiwi_wallet_transfer(text, numeric, text, text, text) IS $$Transfer amount rubles from the merchant's wallet to to_wallet (provider 99), recorded in qiwi_wallet_transfers before it is sent; a lost answer is looked for in the wallet's history before anything is sent again. comment: the transfer's; client_txn_id: NULL to generate one; merchant: whose wallet (NULL: the default merchant). Moves money: not PUBLIC. A caller that rolls back after it returns leaves the transfer made: use qiwi_wallet_transfer_after_commit for a transfer that must follow the transaction$$;
+COMMENT ON FUNCTION qiwi_wallet_transfer_after_commit(text, numeric, text, text, text) IS $$Record a transfer as queued now; the worker sends it once this transaction commits, so a rollback sends nothing. to_wallet, amount, comment, client_txn_id and merchant as in qiwi_wallet_transfer. Moves money: not PUBLIC$$;
+
 -- ---------- webhooks ----------
 
 CREATE FUNCTION qiwi_wallet_verify_webhook(body jsonb, key_base64 text DEFAULT NULL,

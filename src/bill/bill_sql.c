@@ -221,15 +221,10 @@ qiwi_create_bill(PG_FUNCTION_ARGS)
 	merchant = arg_merchant(fcinfo, 10);
 	args.merchant = merchant->name;
 	ledger_require_writable("create a bill", BILL_TABLES);
-	if (store_lock_bill(merchant->name, args.bill_id, &stored) &&
-		!qiwi_same_money(stored.amount, stored.currency, args.amount, args.currency))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("bill \"%s\" is already in qiwi_bills for another amount", args.bill_id),
-				 errdetail("qiwi_bills has it for %s %s (%s); this call asks for %s %s. Nothing was sent to QIWI.",
-						   qiwi_format_amount(stored.amount), stored.currency, stored.status,
-						   qiwi_format_amount(args.amount), args.currency),
-				 errhint("Use a new bill_id for a new bill.")));
+	if (store_lock_bill(merchant->name, args.bill_id, &stored))
+		qiwi_require_same_money(psprintf("bill \"%s\"", args.bill_id), "qiwi_bills", "bill",
+								stored.amount, stored.currency, stored.status, args.amount,
+								args.currency);
 
 	bill_create_operation(merchant, &args, true, &bill, &op);
 	qiwi_call(&op);
@@ -352,19 +347,6 @@ qiwi_refund_status(PG_FUNCTION_ARGS)
 
 /* ---------- payment links ---------- */
 
-/* A pay_source value, checked */
-static char *
-optional_pay_source(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	char	   *value = arg_optional_text(fcinfo, argno, argname);
-
-	if (value != NULL && !qiwi_name_in(value, pay_sources))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(pay_sources))));
-	return value;
-}
-
 /* allowed_pay_sources: a non-empty array of pay sources, joined with commas */
 static char *
 optional_pay_sources(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -469,7 +451,7 @@ Datum
 qiwi_pay_url(PG_FUNCTION_ARGS)
 {
 	char	   *pay_url = arg_optional_url(fcinfo, 0, "pay_url");
-	char	   *pay_source = optional_pay_source(fcinfo, 1, "pay_source");
+	char	   *pay_source = arg_optional_name(fcinfo, 1, "pay_source", pay_sources);
 	char	   *allowed = optional_pay_sources(fcinfo, 2, "allowed_pay_sources");
 	char	   *success_url = arg_optional_url(fcinfo, 3, "success_url");
 	char	   *lifetime = optional_lifetime(fcinfo, 4, "lifetime");

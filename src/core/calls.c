@@ -3,7 +3,7 @@
  *		What the SQL functions of every API share: the merchant argument and
  *		arguments from a closed set of names, sending an operation and
  *		raising what went wrong, whether a reading call may record what it
- *		learnt, result rows, and the checks every refund makes before
+ *		learnt, refusing a create under an id used for other money, result rows, and the checks every refund makes before
  *		anything is sent.  The API supplies the wording and the lookups.
  */
 #include "core/core.h"
@@ -48,6 +48,20 @@ arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argnam
 
 	if (value != NULL)
 		arg_check_length(value, max, argname);
+	return value;
+}
+
+/* An optional argument that is one of names */
+char *
+arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  const char *const *names)
+{
+	char	   *value = arg_optional_text(fcinfo, argno, argname);
+
+	if (value != NULL && !qiwi_name_in(value, names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(names))));
 	return value;
 }
 
@@ -145,6 +159,27 @@ qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
 		enlargeStringInfo(&described, needed);
 	}
 	return ledger_can_record(described.data, tables);
+}
+
+/*
+ * Refuse, before anything is sent, a create under an id that table has
+ * for other money (item: "bill \"x\""; noun: what a new bill_id makes):
+ * QIWI would answer with its object, or refuse, for the old amount
+ */
+void
+qiwi_require_same_money(const char *item, const char *table, const char *noun,
+						Numeric stored_amount, const char *stored_currency,
+						const char *stored_status, Numeric amount, const char *currency)
+{
+	if (qiwi_same_money(stored_amount, stored_currency, amount, currency))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("%s is already in %s for another amount", item, table),
+			 errdetail("%s has it for %s %s (%s); this call asks for %s %s. Nothing was sent to QIWI.",
+					   table, qiwi_format_amount(stored_amount), stored_currency, stored_status,
+					   qiwi_format_amount(amount), currency),
+			 errhint("Use a new bill_id for a new %s.", noun)));
 }
 
 /* ---------- results ---------- */

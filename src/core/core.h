@@ -259,6 +259,8 @@ typedef struct QiwiErrorCode
 	bool		temporary;		/* a later identical call may succeed */
 } QiwiErrorCode;
 
+typedef struct QiwiOperation QiwiOperation;
+
 /*
  * How an API writes its errors, so that each maps to the same classes: the
  * fields of its error answers (the first present of each list counts; a
@@ -278,12 +280,13 @@ typedef struct QiwiErrorFormat
 	const char *blocked_since_field;	/* 423: when the block began, or NULL:
 										 * when the answer came */
 	int			block_seconds;	/* 423: how long a block lasts */
+	/* the API's words on an error beyond its class's (NULL: none): it may
+	 * rewrite the message and hint; description is QIWI's text, or NULL */
+	void		(*explain) (const QiwiOperation *op, const char *description, QiwiError *error);
 } QiwiErrorFormat;
 
 /* Bill Payments' and Payin's errors: {errorCode, description, traceId} */
 extern const QiwiErrorFormat qiwi_json_errors;
-
-typedef struct QiwiOperation QiwiOperation;
 
 /*
  * Builds an operation that is not idempotent afresh (ask false), or the one
@@ -369,12 +372,15 @@ typedef struct QiwiPage
  * cursor (NULL: the first page; op->context is required, op->result is
  * the pager's), and whether a failed page means that the list has nothing
  * more (Wallet's 404 for an empty history; NULL: never).  A page with no
- * items ends the list too.
+ * items ends the list too, unless after_empty names where the list goes
+ * on after it (a list read in windows: the next window's first page), in
+ * the new page's memory; after_empty must move the list forward each time.
  */
 typedef struct QiwiPagedList
 {
 	void		(*operation) (const void *args, const void *cursor, QiwiOperation *op);
 	bool		(*ends_list) (const QiwiError *error, int page);
+	void	   *(*after_empty) (const void *args, const void *cursor);
 } QiwiPagedList;
 
 /* Checks a paged SRF's arguments (before any request) and returns the list's args */
@@ -414,6 +420,7 @@ typedef struct QiwiRateLimit
 extern void ratelimit_init(void);
 extern int64 qiwi_rate_pass(const QiwiRateLimit *limit, const char *account,
 							TimestampTz call_start);
+extern void qiwi_rate_block(const QiwiRateLimit *limit, const char *account, TimestampTz until);
 extern void qiwi_rate_perform(const QiwiOperation *ops, const HttpRequest *requests, int n,
 							  int concurrency, const HttpOptions *options,
 							  HttpResponse *responses, HttpBatchPerformer perform,
@@ -466,6 +473,8 @@ extern void wire_operation(QiwiOperation *op, const WireFormat *wire, const Merc
 						   HttpMethod method, char *url, char *body, char *context,
 						   const char *retry_hint, bool idempotent);
 extern bool wire_read_object(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
+							 void *result, QiwiError *error);
+extern bool wire_read_answer(QiwiOperation *op, const HttpResponse *resp, QiwiAnswerReader reader,
 							 void *result, QiwiError *error);
 extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 						   size_t size, List **out, QiwiError *error);
@@ -563,6 +572,8 @@ extern char *arg_required_currency(FunctionCallInfo fcinfo, int argno, const cha
 extern void arg_check_expiry(TimestampTz value, const char *argname, const ArgLimits *limits);
 extern TimestampTz arg_required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname,
 									   const ArgLimits *limits);
+extern void arg_time_range(FunctionCallInfo fcinfo, int argno, const char *const *names,
+						   TimestampTz *range);
 extern char *arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char *arg_optional_email(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const ArgLimits *limits);
@@ -588,12 +599,18 @@ extern const Merchant *arg_reading_call(FunctionCallInfo fcinfo, const char *idn
 										const ArgLimits *limits, char **id);
 extern char *arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argname,
 									   int max);
+extern char *arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+							   const char *const *names);
 extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);
 extern void qiwi_call(QiwiOperation *op);
 extern bool qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
 			pg_attribute_printf(3, 4);
+extern void qiwi_require_same_money(const char *item, const char *table, const char *noun,
+									Numeric stored_amount, const char *stored_currency,
+									const char *stored_status, Numeric amount,
+									const char *currency);
 extern ResultColumn result_text(const char *s);
 extern ResultColumn result_datum(Datum value);
 extern ResultColumn result_pointer(const void *p);

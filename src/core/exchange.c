@@ -264,10 +264,7 @@ refused_key(const QiwiOperation *op, QiwiError *error)
 	return psprintf("QIWI refused the %s of merchant \"%s\"", op->key_option, op->merchant->name);
 }
 
-/*
- * When a block (QK423) ends: the time the answer says it began, or now,
- * plus the API's block length; 0 when the API declares none
- */
+/* When a block (QK423) ends: when the answer says it began, or now, plus the API's length; 0: none */
 static TimestampTz
 block_end(const ErrorAnswer *answer)
 {
@@ -384,6 +381,10 @@ error_from_answer(const QiwiOperation *op, const HttpResponse *resp, const Error
 		appendStringInfo(&detail, " QIWI's error text has characters that the database encoding %s cannot represent; its description is not shown.",
 						 GetDatabaseEncodingName());
 	error->detail = without_credentials(op, detail.data);
+	if (answer->format->explain != NULL)
+		answer->format->explain(op, answer->lossy ? NULL : answer->description, error);
+	if (error->blocked_until != 0 && op->rate_limit != NULL)	/* its passes wait for the end */
+		qiwi_rate_block(op->rate_limit, op->rate_account, error->blocked_until);
 }
 
 /* Raise a QiwiError as an ERROR */

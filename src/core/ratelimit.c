@@ -14,6 +14,11 @@
  *		reaches QIWI.  Times are CLOCK_MONOTONIC, shared by all processes,
  *		so a step of the wall clock neither blocks nor frees an account.
  *		An operation of an API that declares no limit takes no lock.
+ *
+ *		When QIWI blocks an account anyway (its 423, with when the block
+ *		ends), the account is marked blocked until then: every pass of it,
+ *		from any process, waits for the block's end, or a SQL call whose
+ *		deadline comes first fails at once with QK423.
  */
 #include "core/core.h"
 
@@ -52,6 +57,7 @@ typedef struct RateEntry
 	int64		window_us;
 	int			count;			/* passes recorded, at most requests */
 	int			head;			/* the oldest of them */
+	int64		blocked_until;	/* QIWI's block ends (CLOCK_MONOTONIC, µs); 0: none */
 	int64		passes[QIWI_RATE_MAX_REQUESTS];	/* CLOCK_MONOTONIC, µs */
 } RateEntry;
 
@@ -60,6 +66,7 @@ typedef enum RateOutcome
 {
 	RATE_PASSED,
 	RATE_WAIT,					/* the account's next turn is in *wait_us */
+	RATE_BLOCKED,				/* QIWI blocks the account for *wait_us */
 	RATE_TABLE_FULL,
 	RATE_LIMIT_CHANGED			/* the name counts for another limit */
 } RateOutcome;
@@ -176,6 +183,8 @@ rate_entry_idle(const RateEntry *entry, int64 now)
 {
 	int			newest;
 
+	if (entry->blocked_until > now)
+		return false;
 	if (entry->count == 0)
 		return true;
 	newest = (entry->head + entry->count - 1) % entry->requests;
@@ -215,6 +224,7 @@ rate_entry(const RateKey *key, const QiwiRateLimit *limit, int64 now)
 	entry->window_us = (int64) limit->window_ms * 1000;
 	entry->count = 0;
 	entry->head = 0;
+	entry->blocked_until = 0;
 	return entry;
 }
 
@@ -231,6 +241,9 @@ rate_take(const RateKey *key, const QiwiRateLimit *limit, int64 now, int64 *wait
 		return RATE_TABLE_FULL;
 	if (entry->requests != limit->requests || entry->window_us != (int64) limit->window_ms * 1000)
 		return RATE_LIMIT_CHANGED;
+	*wait_us = entry->blocked_until - now;
+	if (*wait_us > 0)
+		return RATE_BLOCKED;
 	if (entry->count < entry->requests)
 	{
 		entry->passes[(entry->head + entry->count) % entry->requests] = now;
@@ -277,11 +290,12 @@ rate_sleep(int64 wait_us)
  * at call_start would have less than QIWI_RATE_MIN_ATTEMPT_MS left before
  * qiwi.call_deadline or statement_timeout (counted from the statement's
  * start).  The error is QK429: nothing was sent, and the call may succeed
- * later, as after QIWI's own 429.
+ * later, as after QIWI's own 429; QK423, saying when it ends, if the wait
+ * is for QIWI's block.
  */
 static void
 rate_check_deadline(const QiwiRateLimit *limit, const char *account, int64 wait_us,
-					TimestampTz call_start)
+					TimestampTz call_start, bool blocked)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz turn = now + wait_us + (int64) QIWI_RATE_MIN_ATTEMPT_MS * 1000;
@@ -297,6 +311,14 @@ rate_check_deadline(const QiwiRateLimit *limit, const char *account, int64 wait_
 	}
 	if (turn <= deadline)
 		return;
+	if (blocked)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_BLOCKED),
+				 errmsg("QIWI blocks %s account \"%s\" until %s", limit->name, account,
+						timestamptz_to_str(now + wait_us)),
+				 errdetail("QIWI answered 423: every request of the account waits for the block to end, and %s ends this call in %ld ms. The request was not sent.",
+						   setting, (long) Max((deadline - now) / 1000, 0)),
+				 errhint("Repeat the call after %s.", timestamptz_to_str(now + wait_us))));
 	ereport(ERROR,
 			(errcode(ERRCODE_QIWI_RATE_LIMIT),
 			 errmsg("the %s rate limit of account \"%s\" leaves this call no time before %s",
@@ -342,9 +364,31 @@ qiwi_rate_pass(const QiwiRateLimit *limit, const char *account, TimestampTz call
 			return now;
 		rate_refuse(outcome, limit);
 		if (call_start != 0)
-			rate_check_deadline(limit, account, wait_us, call_start);
+			rate_check_deadline(limit, account, wait_us, call_start, outcome == RATE_BLOCKED);
 		rate_sleep(wait_us);
 	}
+}
+
+/*
+ * Mark account blocked by QIWI until `until` (a QK423's blocked_until), for
+ * every process: its passes wait until then.  An account the full table
+ * has no room for is not marked; its passes are counted as before.
+ */
+void
+qiwi_rate_block(const QiwiRateLimit *limit, const char *account, TimestampTz until)
+{
+	RateKey		key;
+	RateEntry  *entry;
+	int64		now;
+
+	rate_key(limit, account, &key);
+	LWLockAcquire(rate_lock, LW_EXCLUSIVE);
+	now = rate_now();
+	entry = rate_entry(&key, limit, now);
+	if (entry != NULL)
+		entry->blocked_until = Max(entry->blocked_until,
+								   now + (until - GetCurrentTimestamp()));
+	LWLockRelease(rate_lock);
 }
 
 /* ---------- batches ---------- */

@@ -242,6 +242,33 @@ arg_required_expiry(FunctionCallInfo fcinfo, int argno, const char *argname, con
 	return PG_GETARG_TIMESTAMPTZ(argno);
 }
 
+/*
+ * Two required timestamptz arguments from argno on, named names[0] and
+ * names[1] (a history's since and until): finite, the first before the second
+ */
+void
+arg_time_range(FunctionCallInfo fcinfo, int argno, const char *const *names, TimestampTz *range)
+{
+	for (int i = 0; i < 2; i++)
+	{
+		if (PG_ARGISNULL(argno + i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be NULL", names[i])));
+		range[i] = PG_GETARG_TIMESTAMPTZ(argno + i);
+		if (TIMESTAMP_NOT_FINITE(range[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must be a finite time", names[i])));
+	}
+	if (range[0] >= range[1])
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be before %s", names[0], names[1]),
+				 errdetail("%s is %s; %s is %s.", names[0], timestamptz_to_str(range[0]),
+						   names[1], timestamptz_to_str(range[1]))));
+}
+
 /* A phone number in international format, digits only: 79123456789 */
 char *
 arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname)

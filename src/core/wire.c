@@ -156,6 +156,17 @@ wire_read_object(QiwiOperation *op, const HttpResponse *resp, WireObjectParser p
 	return true;
 }
 
+/* Read an answer to op with an API's reader, guarded; false with a QK BAD *error if it cannot */
+bool
+wire_read_answer(QiwiOperation *op, const HttpResponse *resp, QiwiAnswerReader reader,
+				 void *result, QiwiError *error)
+{
+	char	   *problem = NULL;
+
+	return qiwi_read_answer(reader, resp, result, &problem) ||
+		qiwi_malformed(error, op->context, problem);
+}
+
 /* An answer's array to read into a list, with an API's parser of its objects */
 typedef struct ListToRead
 {

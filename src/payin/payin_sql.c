@@ -282,16 +282,10 @@ qiwi_payin_create_invoice(PG_FUNCTION_ARGS)
 	merchant = arg_merchant(fcinfo, 14);
 	ledger_require_writable("create a Payin invoice", PAYIN_TABLES);
 	if (payin_store_lock_invoice(merchant->name, args.bill_id, &stored_amount, &stored_currency,
-								 &stored_status) &&
-		!qiwi_same_money(stored_amount, stored_currency, args.amount, args.currency))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("Payin invoice \"%s\" is already in qiwi_payin_invoices for another amount",
-						args.bill_id),
-				 errdetail("qiwi_payin_invoices has it for %s %s (%s); this call asks for %s %s. Nothing was sent to QIWI.",
-						   qiwi_format_amount(stored_amount), stored_currency, stored_status,
-						   qiwi_format_amount(args.amount), args.currency),
-				 errhint("Use a new bill_id for a new invoice.")));
+								 &stored_status))
+		qiwi_require_same_money(psprintf("Payin invoice \"%s\"", args.bill_id), "qiwi_payin_invoices",
+								"invoice", stored_amount, stored_currency, stored_status,
+								args.amount, args.currency);
 
 	payin_create_operation(merchant, &args, &invoice, &op);
 	qiwi_call(&op);

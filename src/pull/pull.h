@@ -97,11 +97,8 @@ extern char *pull_form_url(const Merchant *merchant, const char *bill_id, const 
 
 extern const LedgerKind pull_bill_kind;
 extern const LedgerKind pull_refund_kind;
-extern void pull_store_register_tables(void);
 extern bool pull_store_bill(PullBill *bill, const char *source);
 extern void pull_store_refund(PullRefund *refund, const char *source);
-extern bool pull_store_lock_bill(const char *merchant, const char *bill_id, Numeric *amount,
-								 char **currency, char **status);
 extern char *pull_store_bill_currency(const char *merchant, const char *bill_id);
 extern Numeric pull_store_refunded(const char *merchant, const char *bill_id,
 								   const char *refund_id);

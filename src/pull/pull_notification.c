@@ -95,17 +95,6 @@ pull_signed_string(Jsonb *body, StringInfo buf, char **problem)
 	return true;
 }
 
-/* Is authorization (len bytes) "Basic base64(prv_id:password)"?  false with *problem if not */
-static bool
-basic_auth_holds(const char *prv_id, const char *password, const char *authorization, int len,
-				 char **problem)
-{
-	if (http_basic_authorization_matches(prv_id, password, authorization, len))
-		return true;
-	*problem = pstrdup("the Basic authorization does not match");
-	return false;
-}
-
 /* A NotificationVerifier: a Basic Authorization header, or an X-Api-Signature */
 static bool
 pull_verify(const NotificationKind *kind, const Merchant *merchant, text *credential,
@@ -125,7 +114,10 @@ pull_verify(const NotificationKind *kind, const Merchant *merchant, text *creden
 							merchant->name);
 		return false;
 	}
-	return basic_auth_holds(prv_id, password, given, len, problem);
+	if (http_basic_authorization_matches(prv_id, password, given, len))
+		return true;
+	*problem = pstrdup("the Basic authorization does not match");
+	return false;
 }
 
 /* The merchant whose pull_prv_id the web tier stored beside a notification */
@@ -241,7 +233,6 @@ qiwi_pull_verify_basic_auth(PG_FUNCTION_ARGS)
 	const Merchant *merchant = arg_merchant(fcinfo, 3);
 	char	   *prv_id = arg_optional_text(fcinfo, 1, "prv_id");
 	char	   *password = arg_optional_text(fcinfo, 2, "password");
-	char	   *problem = NULL;
 	text	   *authorization;
 
 	if (prv_id == NULL)
@@ -257,8 +248,8 @@ qiwi_pull_verify_basic_auth(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	authorization = PG_GETARG_TEXT_PP(0);
-	PG_RETURN_BOOL(basic_auth_holds(prv_id, password, VARDATA_ANY(authorization),
-									VARSIZE_ANY_EXHDR(authorization), &problem));
+	PG_RETURN_BOOL(http_basic_authorization_matches(prv_id, password, VARDATA_ANY(authorization),
+													VARSIZE_ANY_EXHDR(authorization)));
 }
 
 /*

@@ -36,18 +36,30 @@ due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
 	pull_bill_operation(due->merchants[i], due->ids[i], false, due->answers[i], op);
 }
 
-/* Record QIWI's answer for due bill i, in a transaction; true if its status changed */
+/*
+ * Record QIWI's answer for due item i (a bill or a refund, by the due
+ * kind), in a transaction; true if its status changed
+ */
 static bool
-record_bill_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
-				   bool *failed, bool *key_refused)
+record_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed,
+			  bool *key_refused)
 {
-	PullBill   *bill = (PullBill *) op->result;
+	const char *status;
 
 	if (!ledger_answer_taken(due, i, op, resp, failed, key_refused))
 		return false;
-	pull_store_bill(bill, LEDGER_BY_RECONCILER);
+	if (due->kind == &pull_bill_kind)
+	{
+		pull_store_bill(op->result, LEDGER_BY_RECONCILER);
+		status = ((PullBill *) op->result)->status;
+	}
+	else
+	{
+		pull_store_refund(op->result, LEDGER_BY_RECONCILER);
+		status = ((PullRefund *) op->result)->status;
+	}
 	ledger_add_check(due, i, false, NULL);
-	return strcmp(due->statuses[i], bill->status) != 0;
+	return strcmp(due->statuses[i], status) != 0;
 }
 
 /* Due column column of item i as text */
@@ -72,26 +84,12 @@ due_refund_operation(LedgerDue *due, int i, QiwiOperation *op)
 						  refund, op);
 }
 
-/* Record QIWI's answer for due refund i, in a transaction; true if its status changed */
-static bool
-record_refund_answer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
-					 bool *failed, bool *key_refused)
-{
-	PullRefund *refund = (PullRefund *) op->result;
-
-	if (!ledger_answer_taken(due, i, op, resp, failed, key_refused))
-		return false;
-	pull_store_refund(refund, LEDGER_BY_RECONCILER);
-	ledger_add_check(due, i, false, NULL);
-	return strcmp(due->statuses[i], refund->status) != 0;
-}
-
 static const ReconcileKind pull_bills = {
 	.what = "Pull bills",
 	.ledger = &pull_bill_kind,
 	.merchant_problem = merchant_problem,
 	.operation = due_bill_operation,
-	.record = record_bill_answer,
+	.record = record_answer,
 };
 
 static const ReconcileKind pull_refunds = {
@@ -99,7 +97,7 @@ static const ReconcileKind pull_refunds = {
 	.ledger = &pull_refund_kind,
 	.merchant_problem = merchant_problem,
 	.operation = due_refund_operation,
-	.record = record_refund_answer,
+	.record = record_answer,
 };
 
 /* Make Pull bills and refunds kinds of things to reconcile (from _PG_init) */

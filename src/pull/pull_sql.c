@@ -26,20 +26,6 @@ PG_FUNCTION_INFO_V1(qiwi_pull_form_url);
 
 /* ---------- arguments ---------- */
 
-/* An optional argument that is one of names */
-static char *
-optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
-			  const char *const *names)
-{
-	char	   *value = arg_optional_text(fcinfo, argno, argname);
-
-	if (value != NULL && !qiwi_name_in(value, names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(names))));
-	return value;
-}
-
 /* A refund id: 1 to 9 of [0-9A-Za-z] (§3) */
 static char *
 refund_id_argument(FunctionCallInfo fcinfo, int argno)
@@ -127,21 +113,15 @@ qiwi_pull_create_bill(PG_FUNCTION_ARGS)
 	args.comment = arg_optional_limited_text(fcinfo, 3, "comment", PULL_MAX_COMMENT_LENGTH);
 	args.lifetime = arg_required_expiry(fcinfo, 4, "lifetime", &pull_limits);
 	args.currency = arg_required_currency(fcinfo, 5, "currency", &pull_limits);
-	args.pay_source = optional_name(fcinfo, 6, "pay_source", pay_sources);
+	args.pay_source = arg_optional_name(fcinfo, 6, "pay_source", pay_sources);
 	args.prv_name = arg_optional_field(fcinfo, 7, "prv_name", PULL_MAX_PRV_NAME_LENGTH);
 	merchant = arg_merchant(fcinfo, 8);
 	ledger_require_writable("create a Pull bill", PULL_TABLES);
-	if (pull_store_lock_bill(merchant->name, args.bill_id, &stored_amount, &stored_currency,
-							 &stored_status) &&
-		!qiwi_same_money(stored_amount, stored_currency, args.amount, args.currency))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("Pull bill \"%s\" is already in qiwi_pull_bills for another amount",
-						args.bill_id),
-				 errdetail("qiwi_pull_bills has it for %s %s (%s); this call asks for %s %s. Nothing was sent to QIWI.",
-						   qiwi_format_amount(stored_amount), stored_currency, stored_status,
-						   qiwi_format_amount(args.amount), args.currency),
-				 errhint("Use a new bill_id for a new bill.")));
+	if (ledger_lock_item(&pull_bill_kind, merchant->name, args.bill_id, &stored_status,
+						 &stored_amount, &stored_currency))
+		qiwi_require_same_money(psprintf("Pull bill \"%s\"", args.bill_id), "qiwi_pull_bills", "bill",
+								stored_amount, stored_currency, stored_status, args.amount,
+								args.currency);
 
 	pull_create_operation(merchant, &args, &bill, &op);
 	money_call(&op, "bill", args.bill_id);
@@ -197,7 +177,7 @@ check_refund(const Merchant *merchant, const char *bill_id, const char *refund_i
 	Numeric		left;
 	char	   *item = psprintf("Pull bill \"%s\"", bill_id);
 
-	if (!pull_store_lock_bill(merchant->name, bill_id, &bill_amount, currency, &status))
+	if (!ledger_lock_item(&pull_bill_kind, merchant->name, bill_id, &status, &bill_amount, currency))
 	{
 		PullBill	bill;
 		QiwiOperation op;
@@ -205,7 +185,8 @@ check_refund(const Merchant *merchant, const char *bill_id, const char *refund_i
 		pull_bill_operation(merchant, bill_id, false, &bill, &op);
 		qiwi_refund_fetch(&op, "qiwi_pull_bills does not have the bill", refund_id);
 		pull_store_bill(&bill, LEDGER_BY_CALL);
-		if (!pull_store_lock_bill(merchant->name, bill_id, &bill_amount, currency, &status))
+		if (!ledger_lock_item(&pull_bill_kind, merchant->name, bill_id, &status, &bill_amount,
+							  currency))
 			elog(ERROR, "%s is not in qiwi_pull_bills after its recording", item);
 	}
 	if (strcmp(status, "paid") != 0)
@@ -271,7 +252,7 @@ qiwi_pull_form_url(PG_FUNCTION_ARGS)
 	char	   *bill_id = arg_required_id(fcinfo, 0, "bill_id", &pull_limits);
 	char	   *success_url = arg_optional_url(fcinfo, 1, "success_url");
 	char	   *fail_url = arg_optional_url(fcinfo, 2, "fail_url");
-	char	   *pay_source = optional_name(fcinfo, 3, "pay_source", pay_sources);
+	char	   *pay_source = arg_optional_name(fcinfo, 3, "pay_source", pay_sources);
 	const Merchant *merchant = arg_merchant(fcinfo, 4);
 
 	PG_RETURN_TEXT_P(cstring_to_text(pull_form_url(merchant, bill_id, success_url, fail_url,
@@ -284,5 +265,6 @@ pull_init(void)
 {
 	pull_define_merchant_options();
 	pull_reconcile_init();
-	pull_store_register_tables();
+	ledger_add_kind(&pull_bill_kind);
+	ledger_add_kind(&pull_refund_kind);
 }

@@ -224,14 +224,6 @@ pull_store_refund(PullRefund *refund, const char *source)
 	ledger_end(&ctx);
 }
 
-/* Lock a bill's row: false if the tables do not know it, else its money and status */
-bool
-pull_store_lock_bill(const char *merchant, const char *bill_id, Numeric *amount,
-					 char **currency, char **status)
-{
-	return ledger_lock_item(&pull_bill_kind, merchant, bill_id, status, amount, currency);
-}
-
 /* The currency of a bill the tables know, read without a lock (a standby answers it), or NULL */
 char *
 pull_store_bill_currency(const char *merchant, const char *bill_id)
@@ -261,12 +253,4 @@ pull_store_refunded(const char *merchant, const char *bill_id, const char *refun
 	refunded = ledger_row_numeric(&ctx, 1);
 	ledger_end(&ctx);
 	return refunded;
-}
-
-/* Register the Pull kinds of items with the ledger (from _PG_init) */
-void
-pull_store_register_tables(void)
-{
-	ledger_add_kind(&pull_bill_kind);
-	ledger_add_kind(&pull_refund_kind);
 }

@@ -95,14 +95,6 @@ static const WireFormat pull_wire = {
 
 /* ---------- answers ---------- */
 
-/* Read a field QIWI writes as a string or a number, as text; absent: NULL */
-static bool
-read_code(JsonbContainer *object, const char *key, char **out, char **problem)
-{
-	*out = NULL;
-	return json_identifier(object, key, out, problem);
-}
-
 /* Read a required amount written as "10.00" */
 static bool
 read_amount(JsonbContainer *object, const char *key, bool required, Numeric *out,
@@ -152,7 +144,7 @@ read_bill(JsonbContainer *root, void *result, char **problem)
 
 	memset(bill, 0, sizeof(*bill));
 	if (!envelope_member(root, "bill", &b, problem) ||
-		!read_code(b, "bill_id", &bill->bill_id, problem) ||
+		!json_identifier(b, "bill_id", &bill->bill_id, problem) ||
 		!read_amount(b, "amount", true, &bill->amount, problem) ||
 		!json_string(b, "ccy", true, &bill->currency, problem) ||
 		!json_string(b, "status", true, &bill->status, problem) ||
@@ -160,7 +152,7 @@ read_bill(JsonbContainer *root, void *result, char **problem)
 		!json_string(b, "comment", false, &bill->comment, problem) ||
 		!read_amount(b, "originAmount", false, &bill->origin_amount, problem) ||
 		!json_string(b, "originCcy", false, &bill->origin_currency, problem) ||
-		!read_code(b, "error", &bill->error, problem))
+		!json_identifier(b, "error", &bill->error, problem))
 		return false;
 	if (bill->bill_id == NULL)
 	{
@@ -184,10 +176,10 @@ read_refund(JsonbContainer *root, void *result, char **problem)
 	static const char *const statuses[] = {"processing", "success", "fail", NULL};
 
 	if (!envelope_member(root, "refund", &r, problem) ||
-		!read_code(r, "refund_id", &refund->refund_id, problem) ||
+		!json_identifier(r, "refund_id", &refund->refund_id, problem) ||
 		!read_amount(r, "amount", true, &refund->amount, problem) ||
 		!json_string(r, "status", true, &refund->status, problem) ||
-		!read_code(r, "error", &refund->error, problem))
+		!json_identifier(r, "error", &refund->error, problem))
 		return false;
 	if (refund->refund_id == NULL)
 	{

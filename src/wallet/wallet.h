@@ -89,5 +89,6 @@ extern void wallet_webhook_init(void);
 /* ---------- start-up (each file's own) ---------- */
 
 extern void wallet_init(void);
+extern void wallet_transfer_init(void);
 
 #endif							/* QIWI_WALLET_H */

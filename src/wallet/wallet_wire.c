@@ -11,6 +11,7 @@
 #include "wallet/wallet.h"
 
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/numeric.h"
@@ -50,6 +51,40 @@ static const QiwiErrorCode wallet_codes[] = {
 	{NULL, 0, false}
 };
 static const char *const wallet_code_fields[] = {"errorCode", "code", NULL};
+
+/*
+ * What a refused Wallet call may mean: a token lives 180 days and QIWI
+ * cannot be asked when it ends (401); "Access denied" without a scope
+ * named is a wallet number that is not the token's (403, auth.forbidden)
+ */
+static void
+wallet_explain(const QiwiOperation *op, const char *description, QiwiError *error)
+{
+	const char *issued = merchant_value(op->merchant, wallet_option_token_issued);
+	int			year;
+	int			month;
+	int			day;
+
+	if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION && issued == NULL)
+		error->hint = psprintf("A Wallet token lives %d days: it may have expired (record when a token is issued in the server option wallet_token_issued). %s",
+							   WALLET_TOKEN_LIFETIME_DAYS, error->hint);
+	else if (error->sqlstate == ERRCODE_QIWI_AUTHENTICATION)
+	{
+		j2date(DatumGetDateADT(DirectFunctionCall1(date_in, CStringGetDatum(issued))) +
+			   POSTGRES_EPOCH_JDATE + WALLET_TOKEN_LIFETIME_DAYS, &year, &month, &day);
+		error->hint = psprintf("A Wallet token lives %d days: it may have expired (wallet_token_issued %s: it expired on %04d-%02d-%02d). %s",
+							   WALLET_TOKEN_LIFETIME_DAYS, issued, year, month, day, error->hint);
+	}
+	else if (error->sqlstate == ERRCODE_QIWI_FORBIDDEN &&
+			 (description == NULL || strstr(description, "scope") == NULL))
+	{
+		error->message = psprintf("could not %s: QIWI refused access: wallet_number %s may not be the wallet of the token%s%s",
+								  op->context, wallet_number(op->merchant), description ? ": " : "",
+								  description ? description : "");
+		error->hint = psprintf("Check that wallet_number of server %s is the wallet whose wallet_token it holds.",
+							   quote_identifier(op->merchant->name));
+	}
+}
 static const char *const wallet_text_fields[] = {"userMessage", "description", "message", NULL};
 
 /* The edge's {serviceName, errorCode, userMessage, dateTime, traceId} and QWPRC's {code, message} */
@@ -60,6 +95,7 @@ static const QiwiErrorFormat wallet_errors = {
 	.codes = wallet_codes,
 	.blocked_since_field = "dateTime",
 	.block_seconds = WALLET_BLOCK_SECONDS,
+	.explain = wallet_explain,
 };
 
 /* How Wallet calls go: Bearer token, JSON; the wallet number is in each path */
@@ -299,5 +335,6 @@ wallet_init(void)
 {
 	wallet_define_merchant_options();
 	wallet_define_settings();
+	wallet_transfer_init();
 	wallet_webhook_init();
 }

@@ -11,7 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests payin_requests qiwi_node query_value
+our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests payin_requests pull_requests qiwi_node query_value
 				 wait_true server_now wait_round_after wait_in_sql);
 
 our $sandbox_url = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
@@ -39,6 +39,13 @@ sub payin_requests
 {
 	my $stats = $http->get("$sandbox_url/sandbox/payin/stats")->{content};
 	return $stats =~ /"requests":\s*(\d+)/ ? $1 : die "no Payin stats from the sandbox: $stats";
+}
+
+# Pull API requests the sandbox has served so far
+sub pull_requests
+{
+	my $stats = $http->get("$sandbox_url/sandbox/pull/stats")->{content};
+	return $stats =~ /"requests":\s*(\d+)/ ? $1 : die "no Pull stats from the sandbox: $stats";
 }
 
 # A started node with qiwi_kassa preloaded and pointed at the sandbox;

@@ -3,7 +3,7 @@
 # and working; the reconciler never runs a function a
 # plain role planted in its path; a creation whose answer was lost is sent
 # again, never CREATE_FAILED; a missing worker slot is said; a hot standby
-# answers reading calls and moves no money.
+# answers reading calls (Pull ones too) and moves no money.
 use strict;
 use warnings;
 
@@ -431,6 +431,16 @@ $primary->safe_psql('postgres', q{CREATE EXTENSION qiwi_kassa;
 	SELECT qiwi_create_bill('hs-1', 40, expires_at => now() + interval '1 day')});
 sandbox('/sandbox/bills/hs-1/pay');
 $primary->safe_psql('postgres', q{SELECT qiwi_bill_status('hs-1')});
+# a paid Pull bill of merchant hs_pull with a refund still processing
+sandbox('/sandbox/pull/projects', '{"prv_id": "4801", "api_id": "8801", "api_password": "hs-pull-pass"}');
+$primary->safe_psql('postgres', qq{
+CREATE SERVER hs_pull FOREIGN DATA WRAPPER qiwi OPTIONS (pull_prv_id '4801', pull_api_id '8801', pull_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER hs_pull OPTIONS (pull_api_password 'hs-pull-pass');
+SELECT qiwi_pull_create_bill('hs-p1', '79161234567', 30.00, 'Standby', now() + interval '1 day', merchant => 'hs_pull');
+});
+sandbox('/sandbox/pull/projects/4801/bills/hs-p1/pay', '{}');
+$primary->safe_psql('postgres', q{SELECT qiwi_pull_bill_status('hs-p1', 'hs_pull');
+	SELECT qiwi_pull_refund('hs-p1', 'r1', 10.00, 'hs_pull')});
 $primary->backup('backup');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'backup', has_streaming => 1);
@@ -448,6 +458,27 @@ is(sandbox_requests(), $requests, 'nothing was sent to QIWI');
 $standby->psql('postgres', q{SELECT status FROM qiwi_bill_status('hs-1')}, stdout => \$out, stderr => \$err);
 is($out, 'PAID', 'a status call on the standby answers');
 like($err, qr/WARNING:.*was not recorded.*\n.*hot standby/, 'and says it could not record it');
+
+# Pull: the reads reach the sandbox and answer, writing nothing; the calls
+# that move money are refused before anything is sent
+my $pull_before = pull_requests();
+$standby->psql('postgres', q{SELECT qiwi_pull_refund('hs-p1', 'r2', 5.00, 'hs_pull')}, stderr => \$err);
+like($err, qr/cannot refund a Pull bill on a hot standby/, 'a Pull refund on the standby is refused');
+$standby->psql('postgres', q{SELECT qiwi_pull_cancel_bill('hs-p1', 'hs_pull')}, stderr => \$err);
+like($err, qr/cannot cancel a Pull bill on a hot standby/, 'so is a Pull cancel');
+$standby->psql('postgres', q{SELECT qiwi_pull_create_bill('hs-p2', '79161234567', 5.00, 'Standby', now() + interval '1 day', merchant => 'hs_pull')},
+	stderr => \$err);
+like($err, qr/cannot create a Pull bill on a hot standby/, 'and a Pull creation');
+is(pull_requests(), $pull_before, 'none of them reached the sandbox');
+sandbox('/sandbox/pull/projects/4801/bills/hs-p1/refunds/r1/complete', '{}');
+$standby->psql('postgres', q{SELECT status FROM qiwi_pull_refund_status('hs-p1', 'r1', 'hs_pull')},
+	stdout => \$out, stderr => \$err);
+is($out, 'success', 'a Pull refund status call on the standby answers from the sandbox');
+$standby->psql('postgres', q{SELECT status FROM qiwi_pull_bill_status('hs-p1', 'hs_pull')}, stdout => \$out);
+is($out, 'paid', 'so does a Pull bill status call');
+is(pull_requests(), $pull_before + 2, 'the two reads reached the sandbox, once each');
+is($standby->safe_psql('postgres', q{SELECT status FROM qiwi_pull_refunds WHERE bill_id = 'hs-p1'}), 'processing',
+	'the standby wrote nothing: its refund is still processing');
 $standby->stop;
 $primary->stop;
 

@@ -36,13 +36,6 @@ sub control
 	return sandbox("/sandbox/pull/projects/$prv/bills/$bill/$action", $body // '{}');
 }
 
-# Pull API requests the sandbox has served so far
-sub pull_requests
-{
-	my $stats = HTTP::Tiny->new->get("$sandbox_url/sandbox/pull/stats")->{content};
-	return $stats =~ /"requests":\s*(\d+)/ ? $1 : die "no Pull stats from the sandbox: $stats";
-}
-
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION qiwi_kassa;
 CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (pull_prv_id '4101', pull_api_id '8101', pull_api_url '$sandbox_url');

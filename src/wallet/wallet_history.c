@@ -1,0 +1,553 @@
+/*
+ * wallet_history.c
+ *		What reads a wallet (qiwi-api.md §4, §8, §9): the history, a
+ *		transaction, totals, balances.  The history goes newest first, 50
+ *		items a page, in windows of at most 90 days (startDate and endDate,
+ *		both in UTC, to the second), each a second before the next: an item
+ *		comes once.  Later pages repeat the window with the cursor as QIWI
+ *		answered it; an item before the window's start ends the window (the
+ *		cursor-only continuation's rule); an empty window (404) is skipped.
+ */
+#include "core/core.h"
+#include "wallet/wallet.h"
+
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(qiwi_wallet_history);
+PG_FUNCTION_INFO_V1(qiwi_wallet_transaction);
+PG_FUNCTION_INFO_V1(qiwi_wallet_totals);
+PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
+
+#define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
+#define WALLET_TXN_COLUMNS	15
+
+/* What a history read asks for: the range, to the second, and the filters */
+typedef struct HistoryArgs
+{
+	const Merchant *merchant;
+	TimestampTz since;			/* as asked */
+	TimestampTz first;			/* since, rounded up to a second */
+	TimestampTz last;			/* until, rounded down to a second */
+	const char *operation;		/* ALL, IN, OUT, QIWI_CARD */
+	List	   *sources;		/* of char *; NIL: every source */
+} HistoryArgs;
+
+/* Where the history goes on: a window (0: the newest) and QIWI's cursor in it */
+typedef struct HistoryCursor
+{
+	int			window;
+	char	   *txn_id;			/* nextTxnId as answered; NULL: the window's first page */
+	char	   *txn_date;		/* nextTxnDate as answered */
+} HistoryCursor;
+
+/* A page asked for, for its reader: the read, the window and the page to fill */
+typedef struct HistoryPageAsked
+{
+	const HistoryArgs *args;
+	int			window;
+	TimestampTz start;
+	TimestampTz end;
+	QiwiPage   *page;
+} HistoryPageAsked;
+
+static const char *const history_operations[] = {"ALL", "IN", "OUT", "QIWI_CARD", NULL};
+static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CARD", "MK", NULL};
+
+/* ---------- the history ---------- */
+
+/* [since, until] in whole seconds, as items are dated (within a second: that second's window) */
+static void
+history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
+{
+	args->since = since;
+	args->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	args->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	args->first = Min(args->first < since ? args->first + USECS_PER_SEC : args->first, args->last);
+}
+
+/* The bounds of window n of a range (0: the newest); false when the range has no such window */
+static bool
+history_window(const HistoryArgs *args, int n, TimestampTz *start, TimestampTz *end)
+{
+	*end = args->last - n * (WALLET_WINDOW_USECS + USECS_PER_SEC);
+	*start = Max(args->first, *end - WALLET_WINDOW_USECS);
+	return *end >= args->first;
+}
+
+/* The cursor of window n's first page, or NULL when the range has no window n */
+static HistoryCursor *
+window_cursor(const HistoryArgs *args, int n)
+{
+	TimestampTz start;
+	TimestampTz end;
+	HistoryCursor *cursor = palloc0(sizeof(HistoryCursor));
+
+	cursor->window = n;
+	return history_window(args, n, &start, &end) ? cursor : NULL;
+}
+
+/* The URL of a wallet's history (or of its totals: "payments/total") with a window */
+static char *
+history_url(const Merchant *merchant, const char *what, TimestampTz start, TimestampTz end)
+{
+	const char *segments[] = {"payment-history/v2/persons", wallet_number(merchant), what};
+	char	   *url = wire_url(&wallet_wire, merchant, lengthof(segments), segments);
+
+	url = http_append_query(url, "startDate", format_qiwi_timestamp(start));
+	return http_append_query(url, "endDate", format_qiwi_timestamp(end));
+}
+
+/* A page's item: a history item read into a WalletPayment (a QiwiItemReader) */
+static bool
+read_history_item(JsonbValue *element, void **item, char **problem)
+{
+	*item = palloc(sizeof(WalletPayment));
+	return wallet_parse_payment(element, (WalletPayment *) *item, problem);
+}
+
+/* Keep the page's items of its window; false if one before the window's start ended it */
+static bool
+keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
+{
+	int			kept = 0;
+	bool		goes_on = true;
+
+	for (int i = 0; i < page->nitems; i++)
+	{
+		WalletPayment *payment = (WalletPayment *) page->items[i];
+
+		if (payment->date < asked->start || payment->date < asked->args->since)
+			goes_on = false;
+		else if (payment->date <= asked->end && goes_on)
+			page->items[kept++] = payment;
+	}
+	page->nitems = kept;
+	return goes_on;
+}
+
+/* Read a history page {data, nextTxnId, nextTxnDate} and where the history goes on (a QiwiAnswerReader) */
+static bool
+parse_history_page(const HttpResponse *resp, void *result, char **problem)
+{
+	HistoryPageAsked *asked = (HistoryPageAsked *) result;
+	Jsonb	   *answer = parse_json_object(resp->body, resp->body_len, NULL, problem);
+	HistoryCursor *next = palloc0(sizeof(HistoryCursor));
+
+	if (answer == NULL ||
+		!qiwi_page_read_array(asked->page, &answer->root, "data", read_history_item, problem) ||
+		!json_identifier(&answer->root, "nextTxnId", &next->txn_id, problem) ||
+		!json_identifier(&answer->root, "nextTxnDate", &next->txn_date, problem))
+		return false;
+	if ((next->txn_id == NULL) != (next->txn_date == NULL))
+	{
+		*problem = pstrdup("nextTxnId and nextTxnDate are not given together");
+		return false;
+	}
+	next->window = asked->window;
+	if (!keep_window_items(asked->page, asked) || next->txn_id == NULL)
+		next = window_cursor(asked->args, asked->window + 1);
+	asked->page->next = next;
+	return true;
+}
+
+/* Read a history page's answer (a QiwiOperationReader) */
+static bool
+read_history_page(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	((HistoryPageAsked *) op->args)->page = (QiwiPage *) op->result;
+	return wire_read_answer(op, resp, parse_history_page, (void *) op->args, error);
+}
+
+/* The operation asking for the history's page at a cursor (NULL: the newest window's first) */
+static void
+history_operation(const void *list_args, const void *cursor_arg, QiwiOperation *op)
+{
+	const HistoryArgs *args = (const HistoryArgs *) list_args;
+	const HistoryCursor *cursor = (const HistoryCursor *) cursor_arg;
+	HistoryPageAsked *asked = palloc0(sizeof(HistoryPageAsked));
+	char	   *url;
+	int			n = 0;
+	ListCell   *lc;
+
+	asked->args = args;
+	asked->window = cursor ? cursor->window : 0;
+	(void) history_window(args, asked->window, &asked->start, &asked->end);
+	url = history_url(args->merchant, "payments", asked->start, asked->end);
+	url = http_append_query(url, "rows", CppAsString2(WALLET_MAX_ROWS));
+	url = http_append_query(url, "operation", args->operation);
+	foreach(lc, args->sources)
+		url = http_append_query(url, psprintf("sources[%d]", n++), lfirst(lc));
+	if (cursor != NULL && cursor->txn_id != NULL)
+	{
+		url = http_append_query(url, "nextTxnId", cursor->txn_id);
+		url = http_append_query(url, "nextTxnDate", cursor->txn_date);
+	}
+	wallet_operation(op, args->merchant, HTTP_GET, url, NULL, pstrdup("read the wallet's history"), true);
+	op->retry_hint = QIWI_READ_RETRY_HINT;
+	op->read = read_history_page;
+	op->args = asked;
+}
+
+/* After an empty window (or page), the next window */
+static void *
+history_after_empty(const void *list_args, const void *cursor_arg)
+{
+	const HistoryCursor *cursor = (const HistoryCursor *) cursor_arg;
+
+	return window_cursor((const HistoryArgs *) list_args, (cursor ? cursor->window : 0) + 1);
+}
+
+/* QIWI's 404 for a history request: nothing found in that window (§9) */
+static bool
+history_ends_window(const QiwiError *error, int page)
+{
+	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND;
+}
+
+static const QiwiPagedList history_list = {
+	.operation = history_operation,
+	.ends_list = history_ends_window,
+	.after_empty = history_after_empty,
+};
+
+/* A consumer of items and its argument */
+typedef struct HistoryConsumer
+{
+	WalletPaymentConsumer consume;
+	void	   *arg;
+} HistoryConsumer;
+
+/* Hand a page's items to the consumer (a QiwiPageConsumer) */
+static bool
+consume_history_page(void *arg, const QiwiPage *page)
+{
+	HistoryConsumer *consumer = (HistoryConsumer *) arg;
+
+	for (int i = 0; i < page->nitems; i++)
+		if (!consumer->consume(consumer->arg, (const WalletPayment *) page->items[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Hand each item of a wallet's history in [since, until] (operation ALL, IN,
+ * OUT or QIWI_CARD) to consume, newest first, each once, until the history
+ * ends or consume says false; a failed page: false with *error
+ */
+bool
+wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz until,
+					const char *operation, WalletPaymentConsumer consume, void *arg,
+					QiwiError *error)
+{
+	HistoryArgs args = {merchant, 0, 0, 0, operation, NIL};
+	HistoryConsumer consumer = {consume, arg};
+
+	if (since >= until)
+		return true;
+	history_range(&args, since, until);
+	return qiwi_pages_each(&history_list, &args, consume_history_page, &consumer, error);
+}
+
+/* ---------- SQL ---------- */
+
+/* Arguments 0 (since) and 1 (until): finite, since before until */
+static void
+arg_history_range(FunctionCallInfo fcinfo, HistoryArgs *args)
+{
+	static const char *const names[] = {"since", "until"};
+	TimestampTz range[2];
+
+	arg_time_range(fcinfo, 0, names, range);
+	history_range(args, range[0], range[1]);
+}
+
+/* The qiwi_wallet_transaction row of a payment */
+static HeapTuple
+payment_tuple(TupleDesc tupdesc, const WalletPayment *p)
+{
+	ResultColumn columns[WALLET_TXN_COLUMNS] = {
+		result_datum(Int64GetDatum(p->txn_id)), result_text(p->trm_txn_id),
+		result_timestamp(p->date, true), result_text(p->type), result_text(p->status),
+		result_pointer(p->amount), result_text(p->currency), result_pointer(p->commission),
+		result_pointer(p->total), result_datum(Int32GetDatum(p->provider)),
+		result_text(p->account), result_text(p->comment),
+		result_datum(Int32GetDatum(p->error_code)), result_text(p->error),
+		result_pointer(p->item)
+	};
+
+	return qiwi_result_tuple(tupdesc, columns, WALLET_TXN_COLUMNS);
+}
+
+/* The history SRF's first call: every argument checked, before any request */
+static void *
+start_history(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
+{
+	HistoryArgs *args = palloc0(sizeof(HistoryArgs));
+	TupleDesc	tupdesc;
+
+	arg_history_range(fcinfo, args);
+	args->operation = arg_required_text(fcinfo, 2, "operation");
+	if (!qiwi_name_in(args->operation, history_operations))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("operation must be one of %s", qiwi_quoted_names(history_operations))));
+	args->sources = arg_optional_names(fcinfo, 3, "sources", history_sources,
+									   "Pass NULL for every source.");
+	args->merchant = arg_merchant(fcinfo, 4);
+	(void) wallet_number(args->merchant);
+	/* not arg_result_desc: an SRF's fn_extra is its FuncCallContext */
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be qiwi_wallet_transaction");
+	funcctx->tuple_desc = BlessTupleDesc(tupdesc);
+	return args;
+}
+
+/* A history item's row (a QiwiItemDatum) */
+static Datum
+history_row(FuncCallContext *funcctx, const void *args, void *item)
+{
+	return HeapTupleGetDatum(payment_tuple(funcctx->tuple_desc, (WalletPayment *) item));
+}
+
+/* qiwi_wallet_history(since, until, operation, sources, merchant): streamed, newest first */
+Datum
+qiwi_wallet_history(PG_FUNCTION_ARGS)
+{
+	return qiwi_pages_srf(fcinfo, &history_list, start_history, history_row);
+}
+
+/* Send a reading call of a wallet whose answer read puts in result; raise what went wrong */
+static void
+wallet_read_call(const Merchant *merchant, char *url, char *context, QiwiOperationReader read,
+				 void *result)
+{
+	QiwiOperation op;
+
+	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
+	op.retry_hint = QIWI_READ_RETRY_HINT;
+	op.read = read;
+	op.result = result;
+	qiwi_call(&op);
+}
+
+/* Read a transaction's answer, a history item with extras (a QiwiAnswerReader) */
+static bool
+parse_transaction(const HttpResponse *resp, void *result, char **problem)
+{
+	Jsonb	   *answer = parse_json_object(resp->body, resp->body_len, NULL, problem);
+	JsonbValue	item = {.type = jbvBinary};
+
+	if (answer == NULL)
+		return false;
+	item.val.binary.data = &answer->root;
+	item.val.binary.len = VARSIZE(answer) - VARHDRSZ;
+	return wallet_parse_payment(&item, (WalletPayment *) result, problem);
+}
+
+/* Read a transaction's answer (a QiwiOperationReader) */
+static bool
+read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_answer(op, resp, parse_transaction, op->result, error);
+}
+
+/* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
+Datum
+qiwi_wallet_transaction(PG_FUNCTION_ARGS)
+{
+	static const char *const types[] = {"IN", "OUT", NULL};
+	int64		txn_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	char	   *type = PG_ARGISNULL(1) ? NULL : arg_required_text(fcinfo, 1, "type");
+	const char *segments[2] = {"payment-history/v2/transactions"};
+	const Merchant *merchant;
+	WalletPayment payment;
+	char	   *url;
+
+	if (txn_id <= 0)
+		ereport(ERROR,
+				(errcode(PG_ARGISNULL(0) ? ERRCODE_NULL_VALUE_NOT_ALLOWED : ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("txn_id must be QIWI's txnId, a positive number")));
+	if (type != NULL && !qiwi_name_in(type, types))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("type must be one of %s, or NULL", qiwi_quoted_names(types))));
+	merchant = arg_merchant(fcinfo, 2);
+	segments[1] = psprintf(INT64_FORMAT, txn_id);
+	url = wire_url(&wallet_wire, merchant, lengthof(segments), segments);
+	wallet_read_call(merchant, type ? http_append_query(url, "type", type) : url,
+					 psprintf("read wallet transaction %s", segments[1]), read_transaction, &payment);
+	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, WALLET_TXN_COLUMNS,
+																	 "qiwi_wallet_transaction"),
+													&payment)));
+}
+
+/* ---------- totals and balances ---------- */
+
+/* A row of totals (a currency's money in and out) or of balances (an account) */
+typedef struct WalletAmount
+{
+	char	   *currency;
+	Numeric		amount[2];		/* totals: in, out; balances: the balance or NULL */
+	char	   *alias;			/* balances: the account, its type, whether default */
+	char	   *type;
+	bool		is_default;
+} WalletAmount;
+
+/* An amount {amount, currency} (currency its ISO number) into a row's amount[0] (a QiwiItemReader) */
+static bool
+read_money(JsonbValue *element, void **item, char **problem)
+{
+	WalletAmount *row = palloc0(sizeof(WalletAmount));
+	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
+	JsonbValue *v = object ? json_field(object, "amount") : NULL;
+	char	   *code = NULL;
+
+	*item = row;
+	if (v == NULL || v->type != jbvNumeric || !json_identifier(object, "currency", &code, problem) ||
+		code == NULL)
+	{
+		*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
+		return false;
+	}
+	row->amount[0] = v->val.numeric;
+	row->currency = wallet_currency_letters(pg_strtoint32(code));
+	return true;
+}
+
+/* Add a window's totals {incomingTotal, outgoingTotal} to the List of rows by currency (a WireObjectParser) */
+static bool
+parse_totals(JsonbContainer *root, void *result, char **problem)
+{
+	static const char *const keys[2] = {"incomingTotal", "outgoingTotal"};
+	List	  **rows = (List **) result;
+	QiwiPage	list = {0};
+
+	for (int k = 0; k < 2; k++)
+	{
+		if (!qiwi_page_read_array(&list, root, keys[k], read_money, problem))
+			return false;
+		for (int i = 0; i < list.nitems; i++)
+		{
+			WalletAmount *add = list.items[i];
+			WalletAmount *row = NULL;
+			ListCell   *lc;
+
+			foreach(lc, *rows)
+				if (strcmp(((WalletAmount *) lfirst(lc))->currency, add->currency) == 0)
+					row = lfirst(lc);
+			if (row == NULL)
+			{
+				row = palloc0(sizeof(WalletAmount));
+				row->currency = add->currency;
+				row->amount[0] = row->amount[1] = qiwi_numeric_constant("0");
+				*rows = lappend(*rows, row);
+			}
+			row->amount[k] = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(row->amount[k]),
+																 NumericGetDatum(add->amount[0])));
+		}
+	}
+	return true;
+}
+
+/* Read a window's totals (a QiwiOperationReader) */
+static bool
+read_totals(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_object(op, resp, parse_totals, op->result, error);
+}
+
+/* qiwi_wallet_totals(since, until, merchant): money in and out per currency, a request a window */
+Datum
+qiwi_wallet_totals(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HistoryArgs args = {0};
+	List	   *rows = NIL;
+	TimestampTz start;
+	TimestampTz end;
+	ListCell   *lc;
+
+	arg_history_range(fcinfo, &args);
+	args.merchant = arg_merchant(fcinfo, 2);
+	(void) wallet_number(args.merchant);
+	InitMaterializedSRF(fcinfo, 0);
+	for (int window = 0; history_window(&args, window, &start, &end); window++)
+		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
+						 pstrdup("read the wallet's totals"), read_totals, &rows);
+	foreach(lc, rows)
+	{
+		WalletAmount *row = lfirst(lc);
+		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->amount[0]),
+		result_pointer(row->amount[1])};
+
+		tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, 3));
+	}
+	return (Datum) 0;
+}
+
+/* An account of the balances (a QiwiItemReader); "balance": null for one without */
+static bool
+read_account(JsonbValue *element, void **item, char **problem)
+{
+	WalletAmount *account = palloc0(sizeof(WalletAmount));
+	WalletAmount *balance = NULL;
+	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
+	JsonbContainer *type = json_object_member(object, "type");
+	JsonbValue *money = object ? json_field(object, "balance") : NULL;
+	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
+	char	   *code = NULL;
+
+	*item = account;
+	*problem = pstrdup("an account is not an object");
+	if (object == NULL || !json_string(object, "alias", true, &account->alias, problem) ||
+		!json_identifier(object, "currency", &code, problem) ||
+		(type != NULL && !json_string(type, "id", false, &account->type, problem)) ||
+		(money != NULL && !read_money(money, (void **) &balance, problem)))
+		return false;
+	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : NULL;
+	account->amount[0] = balance ? balance->amount[0] : NULL;
+	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
+	return true;
+}
+
+/* Read a wallet's accounts {accounts: [...]} (a WireObjectParser) */
+static bool
+parse_accounts(JsonbContainer *root, void *result, char **problem)
+{
+	return qiwi_page_read_array((QiwiPage *) result, root, "accounts", read_account, problem);
+}
+
+/* Read a wallet's accounts (a QiwiOperationReader) */
+static bool
+read_accounts(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_object(op, resp, parse_accounts, op->result, error);
+}
+
+/* qiwi_wallet_balances(merchant): the wallet's accounts and their balances */
+Datum
+qiwi_wallet_balances(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const Merchant *merchant = arg_merchant(fcinfo, 0);
+	const char *segments[] = {"funding-sources/v2/persons", wallet_number(merchant), "accounts"};
+	QiwiPage	accounts = {0};
+
+	InitMaterializedSRF(fcinfo, 0);
+	wallet_read_call(merchant, wire_url(&wallet_wire, merchant, lengthof(segments), segments),
+					 pstrdup("read the wallet's balances"), read_accounts, &accounts);
+	for (int i = 0; i < accounts.nitems; i++)
+	{
+		WalletAmount *a = (WalletAmount *) accounts.items[i];
+		ResultColumn columns[] = {
+			result_text(a->alias), result_text(a->currency), result_pointer(a->amount[0]),
+			result_datum(BoolGetDatum(a->is_default)), result_text(a->type)
+		};
+
+		tuplestore_puttuple(rsinfo->setResult,
+							qiwi_result_tuple(rsinfo->setDesc, columns, lengthof(columns)));
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,484 @@
+/*
+ * wallet_transfer.c
+ *		Transfers from the merchant's wallet to another (provider 99), never
+ *		doubled: recorded through the ledger before they are sent, and a send
+ *		whose answer was lost is looked for in the history by its client id
+ *		(trmTxnId) before it is ever sent again.  qiwi_wallet_transfer records
+ *		its intent in the caller's transaction (a SQL function cannot commit):
+ *		a caller that rolls back after QIWI accepted leaves the transfer in
+ *		QIWI's history only.  The _after_commit form's intent is committed
+ *		before the worker sends it.  A generated client id, the greater of the
+ *		clock in microseconds and the greatest id + 1, never goes back: the
+ *		ids travel with restores and to a promoted standby, and one a restore
+ *		lost was below today's clock.
+ */
+#include "core/core.h"
+#include "wallet/wallet.h"
+
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#define TRANSFER_MAX_COMMENT	255
+#define TRANSFER_MIN_AMOUNT		"1.00"
+/* The ask's window around the intent: wide enough for clocks that differ */
+#define TRANSFER_ASK_MARGIN		((int64) SECS_PER_DAY * USECS_PER_SEC)
+
+PG_FUNCTION_INFO_V1(qiwi_wallet_transfer);
+PG_FUNCTION_INFO_V1(qiwi_wallet_transfer_after_commit);
+
+/* A transfer: what was asked, and what QIWI said of it */
+typedef struct WalletTransfer
+{
+	const Merchant *merchant;
+	const char *merchant_name;
+	char	   *client_txn_id;
+	char	   *to_wallet;		/* digits */
+	Numeric		amount;
+	char	   *comment;
+	TimestampTz created_at;		/* the intent's: the ask's window */
+	bool		asking;			/* the operation is the search of the history */
+	char	   *status;			/* sent, SUCCESS, ERROR; NULL: not found */
+	int64		txn_id;
+	int32		error_code;
+	char	   *error;
+	const char *why;			/* the last_error to record, or NULL */
+	bool		more;			/* the ask: the history has more pages */
+} WalletTransfer;
+
+/* QIWI's least and greatest transfer (docs/sandbox.md: QIWI's defaults) */
+static const ArgLimits transfer_limits = {.api_name = "Wallet", .max_amount = "99999.00"};
+
+static const char *const open_statuses[] = {"queued", "sending", "sent", NULL};
+static const LedgerTable transfer_table = {"qiwi_wallet_transfers", "status", open_statuses,
+open_statuses};
+
+enum TransferStatement
+{
+	T_LOCK_IDS, T_IDS, T_INSERT, T_ADVANCE
+};
+
+/* Every statement's parameters, $1 to $11 */
+#define NPARAMS 11
+static const LedgerParam params[NPARAMS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, merchant_name),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, client_txn_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, status),
+	LEDGER_SET(INT8OID), LEDGER_SET(INT4OID),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, error),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, why),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, to_wallet),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_VARLENA, WalletTransfer, amount),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, comment),
+	{TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, offsetof(WalletTransfer, created_at), -1, NULL, LEDGER_TEXT, false}
+};
+
+static const LedgerStatement transfer_statements[] = {
+	/* one writer of a merchant's ids at a time, to its commit; then a fresh snapshot reads them */
+	[T_LOCK_IDS] = {"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('qiwi_wallet_transfers'),"
+		" pg_catalog.hashtext($1))", NPARAMS, params, NULL},
+	[T_IDS] = {"SELECT max(client_txn_id::pg_catalog.numeric)::text, GREATEST(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
+		" max(client_txn_id::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text"
+		" FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1", NPARAMS, params, NULL},
+	[T_INSERT] = {"INSERT INTO %1$s.qiwi_wallet_transfers (merchant, client_txn_id, status, to_wallet,"
+		" amount, comment, created_at) VALUES ($1, $2, $3, $8, $9, $10, $11)", NPARAMS, params, NULL},
+	/* forward only, out of an open status to another; it returns the old one */
+	[T_ADVANCE] = {"UPDATE %1$s.qiwi_wallet_transfers t SET status = $3, txn_id = coalesce($4, t.txn_id),"
+		" error_code = $5, error = $6, last_error = coalesce($7, t.last_error),"
+		" sent_at = coalesce(t.sent_at, pg_catalog.clock_timestamp()),"
+		" status_changed_at = pg_catalog.clock_timestamp(), checked_at = pg_catalog.clock_timestamp()"
+		" FROM (SELECT status FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1 AND client_txn_id = $2"
+		"  FOR UPDATE) o WHERE t.merchant = $1 AND t.client_txn_id = $2 AND o.status IN %2$s"
+		" AND o.status <> $3 RETURNING o.status", NPARAMS, params, NULL},
+};
+
+/* Transfers as a ledger kind, followed until final; a queued one found unsent is sent at once */
+static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
+	{NULL, true, "t.to_wallet, t.amount, t.comment, t.failures, t.created_at", "",
+	"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()", "NULL::timestamptz"},
+	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
+transfer_statements, lengthof(transfer_statements)};
+
+/* ---------- the store ---------- */
+
+/* Run statement plan with a transfer's values (ledger_begin_kind first) */
+static uint64
+run(int plan, const WalletTransfer *t, int expected)
+{
+	Datum		v[NPARAMS];
+	char		n[NPARAMS + 1];
+
+	ledger_fill(params, NPARAMS, t, v, n);
+	v[3] = Int64GetDatum(t->txn_id);
+	n[3] = t->txn_id > 0 ? ' ' : 'n';
+	v[4] = Int32GetDatum(t->error_code);
+	n[4] = t->error_code != 0 ? ' ' : 'n';
+	return ledger_run_plan(&transfer_kind, plan, v, n, expected);
+}
+
+/* Record a transfer's intent (queued or sending) with a new client id, given or generated */
+static void
+store_intent(WalletTransfer *t, char *status)
+{
+	OwnerContext ctx;
+	char	   *greatest;
+	size_t		len = t->client_txn_id ? strlen(t->client_txn_id) : 0;
+
+	t->status = status;
+	ledger_begin_kind(&ctx, &transfer_kind);
+	run(T_LOCK_IDS, t, SPI_OK_SELECT);
+	run(T_IDS, t, SPI_OK_SELECT);
+	greatest = ledger_row_text(&ctx, 1);
+	/* digits without leading zeros: the longer is the greater */
+	if (len > 0 && greatest != NULL &&
+		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(t->client_txn_id, greatest) <= 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("client_txn_id must be greater than %s, this merchant's greatest", greatest),
+				 errdetail("QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI."),
+				 errhint("Give none to have one generated.")));
+	if (len == 0)
+		t->client_txn_id = ledger_row_text(&ctx, 2);
+	run(T_INSERT, t, SPI_OK_INSERT);
+	ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
+	ledger_end(&ctx);
+}
+
+/* Move a transfer forward to status, with why (or NULL); true if it moved */
+static bool
+store_advance(WalletTransfer *t, char *status, const char *why, const char *source)
+{
+	OwnerContext ctx;
+	bool		moved;
+
+	t->status = status;
+	t->why = why;
+	ledger_begin_kind(&ctx, &transfer_kind);
+	moved = run(T_ADVANCE, t, SPI_OK_UPDATE_RETURNING) > 0;
+	if (moved)
+		ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id,
+					 ledger_row_text(&ctx, 1), status, source);
+	ledger_end(&ctx);
+	return moved;
+}
+
+/* ---------- the wire ---------- */
+
+/* Take a history item if it is this transfer (OUT, under its client id); false then */
+static bool
+take_item(void *arg, const WalletPayment *p)
+{
+	WalletTransfer *t = (WalletTransfer *) arg;
+
+	if (strcmp(p->type, "OUT") != 0 || p->trm_txn_id == NULL ||
+		strcmp(p->trm_txn_id, t->client_txn_id) != 0)
+		return true;
+	t->txn_id = p->txn_id;
+	t->status = strcmp(p->status, "WAITING") == 0 ? "sent" : p->status;
+	t->error_code = p->error_code;
+	t->error = p->error;
+	return false;
+}
+
+/* A history item read into a WalletPayment (a QiwiItemReader) */
+static bool
+read_payment(JsonbValue *element, void **item, char **problem)
+{
+	*item = palloc(sizeof(WalletPayment));
+	return wallet_parse_payment(element, *item, problem);
+}
+
+/* Look for the transfer on a history page (a WireObjectParser); note whether more follow */
+static bool
+parse_history(JsonbContainer *root, void *result, char **problem)
+{
+	WalletTransfer *t = (WalletTransfer *) result;
+	JsonbValue *next = json_field(root, "nextTxnId");
+	QiwiPage	page;
+
+	if (!qiwi_page_read_array(&page, root, "data", read_payment, problem))
+		return false;
+	for (int i = 0; i < page.nitems; i++)
+		if (!take_item(t, page.items[i]))
+			return true;
+	t->more = next != NULL && next->type != jbvNull;
+	return true;
+}
+
+/* Read QIWI's answer to a transfer: Accepted, for the id and money asked (a WireObjectParser) */
+static bool
+parse_accepted(JsonbContainer *root, void *result, char **problem)
+{
+	WalletTransfer *t = (WalletTransfer *) result;
+	JsonbContainer *txn = json_object_member(root, "transaction");
+	JsonbValue *amount = json_field(json_object_member(root, "sum"), "amount");
+	char	   *id;
+	char	   *txn_id;
+	char	   *code;
+
+	if (!json_identifier(root, "id", &id, problem) || !json_identifier(txn, "id", &txn_id, problem) ||
+		!json_string(json_object_member(txn, "state"), "code", true, &code, problem))
+		return false;
+	if (id == NULL || strcmp(id, t->client_txn_id) != 0 || txn_id == NULL ||
+		strcmp(code, "Accepted") != 0 || amount == NULL || amount->type != jbvNumeric ||
+		!qiwi_same_money(amount->val.numeric, "", t->amount, ""))
+	{
+		*problem = psprintf("the answer is not transfer %s of %s accepted", t->client_txn_id,
+							qiwi_format_amount(t->amount));
+		return false;
+	}
+	t->txn_id = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(txn_id)));
+	t->status = "sent";
+	return true;
+}
+
+/* Read QIWI's answer: the transfer accepted, or found in the history (all pages), else QK404 */
+static bool
+read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	WalletTransfer *t = (WalletTransfer *) op->result;
+
+	t->status = NULL;
+	t->more = false;
+	if (!wire_read_object(op, resp, t->asking ? parse_history : parse_accepted, t, error) ||
+		(t->status == NULL && t->more &&
+		 !wallet_history_each(t->merchant, t->created_at - TRANSFER_ASK_MARGIN,
+							  GetCurrentTimestamp() + TRANSFER_ASK_MARGIN, "OUT", take_item, t, error)))
+		return false;
+	if (t->status != NULL)
+		return true;
+	memset(error, 0, sizeof(*error));
+	error->sqlstate = ERRCODE_QIWI_NOT_FOUND;
+	error->message = psprintf("could not %s: the wallet's history has no such transfer", op->context);
+	return false;
+}
+
+/* Build a transfer's POST, or (ask) its search in the history around its intent */
+static void
+transfer_operation(void *arg, bool ask, QiwiOperation *op)
+{
+	WalletTransfer *t = (WalletTransfer *) arg;
+	const char *send_path[3] = {"sinap/api/v2/terms", WALLET_TRANSFER_PROVIDER, "payments"};
+	const char *ask_path[3] = {"payment-history/v2/persons", wallet_number(t->merchant), "payments"};
+	StringInfoData body;
+	bool		first = true;
+	char	   *url;
+
+	t->asking = ask;
+	if (!ask)
+	{
+		/* WALD Payment; fields.account a string (§8) */
+		initStringInfo(&body);
+		appendStringInfo(&body, "{\"sum\":{\"amount\":%s,\"currency\":\"643\"},\"paymentMethod\":"
+						 "{\"type\":\"Account\",\"accountId\":\"643\"},\"fields\":{",
+						 qiwi_format_amount(t->amount));
+		append_json_member(&body, "account", psprintf("+%s", t->to_wallet), &first);
+		appendStringInfoChar(&body, '}');
+		append_json_member(&body, "id", t->client_txn_id, &first);
+		if (t->comment != NULL)
+			append_json_member(&body, "comment", t->comment, &first);
+		appendStringInfoChar(&body, '}');
+		wallet_operation(op, t->merchant, HTTP_POST, wire_url(&wallet_wire, t->merchant, 3, send_path),
+						 body.data, psprintf("transfer %s", t->client_txn_id), false);
+	}
+	else
+	{
+		url = http_append_query(wire_url(&wallet_wire, t->merchant, 3, ask_path), "rows",
+								CppAsString2(WALLET_MAX_ROWS));
+		url = http_append_query(url, "operation", "OUT");
+		url = http_append_query(url, "startDate", format_qiwi_timestamp(t->created_at - TRANSFER_ASK_MARGIN));
+		url = http_append_query(url, "endDate",
+								format_qiwi_timestamp(GetCurrentTimestamp() + TRANSFER_ASK_MARGIN));
+		wallet_operation(op, t->merchant, HTTP_GET, url, NULL,
+						 psprintf("find transfer %s in the wallet's history", t->client_txn_id), true);
+	}
+	op->read = read_transfer;
+	op->result = t;
+	op->rebuild = transfer_operation;
+	op->rebuild_arg = t;
+}
+
+/* ---------- the SQL functions ---------- */
+
+/* Is s min to max digits? */
+static bool
+all_digits(const char *s, size_t min, size_t max)
+{
+	size_t		len = strlen(s);
+
+	return len >= min && len <= max && strspn(s, "0123456789") == len;
+}
+
+/* Check and collect a transfer's arguments (0-4), all before anything is sent */
+static void
+transfer_arguments(FunctionCallInfo fcinfo, WalletTransfer *t)
+{
+	char	   *to = arg_required_text(fcinfo, 0, "to_wallet");
+
+	memset(t, 0, sizeof(*t));
+	t->to_wallet = to + (to[0] == '+');
+	if (!all_digits(t->to_wallet, 10, 15))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("to_wallet must be a wallet number: 10 to 15 digits, \"+\" allowed first")));
+	t->amount = arg_required_amount(fcinfo, 1, "amount", &transfer_limits);
+	if (!qiwi_money_within(qiwi_numeric_constant(TRANSFER_MIN_AMOUNT), "", t->amount, ""))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("amount is below QIWI's least transfer of %s", TRANSFER_MIN_AMOUNT)));
+	t->comment = arg_optional_limited_text(fcinfo, 2, "comment", TRANSFER_MAX_COMMENT);
+	t->client_txn_id = arg_optional_text(fcinfo, 3, "client_txn_id");
+	if (t->client_txn_id && (!all_digits(t->client_txn_id, 1, WALLET_MAX_CLIENT_ID_DIGITS) ||
+							 t->client_txn_id[0] == '0'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("client_txn_id must be 1 to %d digits, not starting with 0",
+						WALLET_MAX_CLIENT_ID_DIGITS)));
+	t->merchant = arg_merchant(fcinfo, 4);
+	t->merchant_name = t->merchant->name;
+	if (strcmp(wallet_number(t->merchant), t->to_wallet) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("to_wallet is the merchant's own wallet")));
+	t->created_at = GetCurrentTimestamp();
+}
+
+/* The qiwi_wallet_transfer row of a transfer */
+static Datum
+transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
+{
+	ResultColumn columns[] = {
+		result_text(t->client_txn_id), result_text(t->to_wallet),
+		result_datum(NumericGetDatum(t->amount)), result_text("RUB"), result_text(t->comment),
+		result_text(t->status), {Int64GetDatum(t->txn_id), t->txn_id <= 0},
+		{Int32GetDatum(t->error_code), t->error_code == 0}, result_text(t->error)
+	};
+
+	return qiwi_result_row(fcinfo, "qiwi_wallet_transfer", columns, lengthof(columns));
+}
+
+/* The HINTs of QIWI's refusals of a transfer, by code (seed 003's error list) */
+static const char *const refusal_hints[][2] = {{"QWPRC-220", "Insufficient funds in the wallet."},
+	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
+{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
+
+/* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
+Datum
+qiwi_wallet_transfer(PG_FUNCTION_ARGS)
+{
+	WalletTransfer t;
+	QiwiOperation op;
+	QiwiError	error;
+
+	transfer_arguments(fcinfo, &t);
+	ledger_require_writable("transfer money from a wallet", "qiwi_wallet_transfers");
+	store_intent(&t, "sending");
+	transfer_operation(&t, false, &op);
+	if (qiwi_exchange(&op, &error))
+		store_advance(&t, t.status, NULL, LEDGER_BY_CALL);
+	else if (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)
+	{
+		ereport(WARNING,
+				(errcode(error.sqlstate), errmsg("%s", error.message),
+				 errdetail("%s It stays 'sending': the worker looks for it in the wallet's history.",
+						   error.detail ? error.detail : "")));
+		t.status = "sending";
+	}
+	else
+	{
+		for (size_t i = 0; i < lengthof(refusal_hints) && error.error_code; i++)
+			if (strcmp(error.error_code, refusal_hints[i][0]) == 0)
+				error.hint = (char *) refusal_hints[i][1];
+		qiwi_raise(&error);
+	}
+	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
+}
+
+/* qiwi_wallet_transfer_after_commit(...): queue it for the worker, which sends it after commit */
+Datum
+qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
+{
+	WalletTransfer t;
+
+	transfer_arguments(fcinfo, &t);
+	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
+	guard_require_reconciler("qiwi_wallet_transfer_after_commit",
+							 "the transfer would stay queued, never sent");
+	store_intent(&t, "queued");
+	reconciler_wake_at_commit();
+	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
+}
+
+/* ---------- the worker ---------- */
+
+/* Why the worker cannot send or follow a merchant's transfers, or NULL */
+static char *
+merchant_problem(const Merchant *merchant)
+{
+	if (merchant_value(merchant, wallet_option_number) == NULL ||
+		merchant_value(merchant, wallet_option_token) == NULL)
+		return psprintf("merchant \"%s\" has no wallet_number or wallet_token", merchant->name);
+	return NULL;
+}
+
+/* The operation for due transfer i: a queued one's send, unless one failed; else the search */
+static void
+due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
+{
+	WalletTransfer *t = palloc0(sizeof(WalletTransfer));
+	bool		isnull;
+	Datum		comment = ledger_due_value(due, i, 3, &isnull);
+
+	due->answers[i] = t;
+	t->merchant = due->merchants[i];
+	t->merchant_name = due->merchant_names[i];
+	t->client_txn_id = (char *) due->ids[i];
+	t->comment = isnull ? NULL : TextDatumGetCString(comment);
+	t->to_wallet = TextDatumGetCString(ledger_due_value(due, i, 1, &isnull));
+	t->amount = DatumGetNumericCopy(ledger_due_value(due, i, 2, &isnull));
+	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 5, &isnull));
+	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 ||
+					   DatumGetInt32(ledger_due_value(due, i, 4, &isnull)) > 0, op);
+}
+
+/* Record QIWI's answer about due transfer i, in a transaction; true if it moved */
+static bool
+record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
+				bool *failed, bool *key_refused)
+{
+	WalletTransfer *t = due->answers[i];
+	QiwiError	error;
+
+	*failed = false;
+	if (qiwi_exchange_answer(op, resp, &error))
+	{
+		ledger_add_check(due, i, false, NULL);
+		return store_advance(t, t->status, NULL, LEDGER_BY_RECONCILER);
+	}
+	/* QIWI never made it: a queued one is sent at once, a call's is UNSENT */
+	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sent") != 0)
+	{
+		ledger_add_check(due, i, false, NULL);
+		return strcmp(due->statuses[i], "sending") == 0 &&
+			store_advance(t, "UNSENT", error.message, LEDGER_BY_RECONCILER);
+	}
+	if (!t->asking && error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+	{
+		t->error = error.detail;
+		return store_advance(t, "REFUSED", error.message, LEDGER_BY_RECONCILER);
+	}
+	ledger_add_failure(due, i, &error, failed, key_refused);
+	return false;
+}
+
+static const ReconcileKind transfer_reconcile_kind = {"Wallet transfers", NULL, 0, &transfer_kind,
+merchant_problem, due_transfer_operation, record_transfer};
+
+/* Register transfers with the ledger and the worker (from _PG_init) */
+void
+wallet_transfer_init(void)
+{
+	ledger_add_kind(&transfer_kind);
+	reconciler_add_kind(&transfer_reconcile_kind);
+}
