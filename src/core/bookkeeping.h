@@ -105,6 +105,7 @@ extern void ledger_require_writable(const char *what, const char *tables);
 extern bool ledger_can_record(const char *what, const char *tables);
 extern void ledger_begin(OwnerContext *ctx);
 extern void ledger_end(OwnerContext *ctx);
+extern bool ledger_commit_step(bool (*step) (void *arg), void *arg);
 extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_free_plan(struct _SPI_plan **plan);
@@ -151,7 +152,9 @@ typedef enum LedgerValue
 	LEDGER_V_NUMERIC,
 	LEDGER_V_VARLENA,			/* jsonb or an array; NULL is SQL NULL */
 	LEDGER_V_TIMESTAMP,			/* present when the bool at has_offset is */
-	LEDGER_V_BOOL				/* present when the bool at has_offset is (-1: always) */
+	LEDGER_V_BOOL,				/* present when the bool at has_offset is (-1: always) */
+	LEDGER_V_INT64,				/* an id: 0 is SQL NULL */
+	LEDGER_V_INT32				/* a code: 0 is SQL NULL */
 } LedgerValue;
 
 /*
@@ -305,6 +308,8 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 								  const char *lock_nulls, int insert_plan, Datum *values,
 								  const char *nulls);
 extern char *ledger_row_text(OwnerContext *ctx, int column);
+extern char *ledger_increasing_id(OwnerContext *ctx, const LedgerKind *kind, const char *merchant,
+								  const char *given, const char *argname, const char *detail);
 extern Numeric ledger_row_numeric(OwnerContext *ctx, int column);
 extern bool ledger_row_bool(int column);
 /* Who told the ledger of an item's state, as its events record it (source) */

@@ -540,6 +540,7 @@ extern bool json_object_list(JsonbValue *array, const char *what, size_t size,
 /* ---------- validate.c ---------- */
 
 extern bool qiwi_name_in(const char *value, const char *const *names);
+extern bool qiwi_all_digits(const char *s, size_t min, size_t max);
 
 /* An API's limits on what the argument checks accept */
 typedef struct ArgLimits

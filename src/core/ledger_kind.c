@@ -267,6 +267,46 @@ ledger_run_own(const LedgerKind *kind, int plan, Datum *values, const char *null
 }
 
 /*
+ * A new id of the merchant's items of a kind, ids that only ever increase
+ * (QIWI takes some ids once each, increasing): given, it must be above the
+ * merchant's greatest (else an error naming argname, with detail); none,
+ * the greater of the clock in microseconds and the greatest + 1, which
+ * never goes back (the ids travel with restores and to a promoted standby,
+ * and one a restore lost was below today's clock).  Ids are digits without
+ * leading zeros.  The merchant's ids stay locked to the transaction's end;
+ * in the caller's context (ledger_begin_kind first).
+ */
+char *
+ledger_increasing_id(OwnerContext *ctx, const LedgerKind *kind, const char *merchant,
+					 const char *given, const char *argname, const char *detail)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(kind->table->name), CStringGetTextDatum(merchant)};
+	char	   *greatest;
+	size_t		len = given ? strlen(given) : 0;
+
+	/* one writer of a merchant's ids at a time, to its commit; then a fresh snapshot reads them */
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), pg_catalog.hashtext($2))",
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_execute_with_args(psprintf("SELECT max(%3$s::pg_catalog.numeric)::text, GREATEST(pg_catalog.floor("
+									   "EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
+									   " max(%3$s::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text FROM %1$s.%2$s"
+									   " WHERE merchant = $2", quote_identifier(get_namespace_name(ctx->schema)),
+									   quote_identifier(kind->table->name), quote_identifier(kind->id_column)),
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the greatest id of %s", kind->table->name);
+	greatest = ledger_row_text(ctx, 1);
+	/* digits without leading zeros: the longer is the greater */
+	if (len > 0 && greatest != NULL &&
+		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(given, greatest) <= 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be greater than %s, this merchant's greatest", argname, greatest),
+				 errdetail("%s", detail), errhint("Give none to have one generated.")));
+	return len > 0 ? MemoryContextStrdup(ctx->caller_context, given) : ledger_row_text(ctx, 2);
+}
+
+/*
  * Fill the parameters an answer holds (values, and nulls with its end);
  * those the API sets are left to it, marked not NULL
  */
@@ -301,6 +341,14 @@ ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values,
 			case LEDGER_V_BOOL:
 				values[i] = BoolGetDatum(*(const bool *) field);
 				nulls[i] = present ? ' ' : 'n';
+				break;
+			case LEDGER_V_INT64:
+				values[i] = Int64GetDatum(*(const int64 *) field);
+				nulls[i] = *(const int64 *) field != 0 ? ' ' : 'n';
+				break;
+			case LEDGER_V_INT32:
+				values[i] = Int32GetDatum(*(const int32 *) field);
+				nulls[i] = *(const int32 *) field != 0 ? ' ' : 'n';
 				break;
 		}
 	}
