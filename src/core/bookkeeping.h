@@ -322,6 +322,11 @@ extern void ledger_event(const LedgerKind *kind, const char *merchant, const cha
 extern LedgerDue *ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
 								   char *(*merchant_problem) (const Merchant *merchant));
 extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull);
+extern char *ledger_due_text(const LedgerDue *due, int i, int column);
+extern bool ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column,
+								  int grace_s);
+extern char *ledger_id_overtaken(const LedgerKind *kind, const char *merchant, const char *id,
+								 const char *accepted);
 extern void ledger_add_check(LedgerDue *due, int i, bool failed, const char *error);
 extern void ledger_add_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed,
 							   bool *key_refused);

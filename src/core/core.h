@@ -599,6 +599,8 @@ extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);
 extern void qiwi_call(QiwiOperation *op);
+extern bool qiwi_call_recorded(QiwiOperation *op, const char *const (*hints)[2], int nhints,
+							   const char *kept);
 extern bool qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
 			pg_attribute_printf(3, 4);
 extern void qiwi_require_same_money(const char *item, const char *table, const char *noun,

@@ -16,6 +16,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "core/ledger_internal.h"
 
@@ -304,6 +305,49 @@ ledger_increasing_id(OwnerContext *ctx, const LedgerKind *kind, const char *merc
 				 errmsg("%s must be greater than %s, this merchant's greatest", argname, greatest),
 				 errdetail("%s", detail), errhint("Give none to have one generated.")));
 	return len > 0 ? MemoryContextStrdup(ctx->caller_context, given) : ledger_row_text(ctx, 2);
+}
+
+/*
+ * The greatest id of the merchant's items above id (ledger_increasing_id's
+ * ids) whose status is among accepted (an SQL list: "('a', 'b')"), or
+ * NULL: QIWI, which takes such ids only increasing, refuses id once it
+ * took that one.  In its own bookkeeping, as the owner.
+ */
+char *
+ledger_id_overtaken(const LedgerKind *kind, const char *merchant, const char *id, const char *accepted)
+{
+	OwnerContext ctx;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(id)};
+	char	   *greater;
+
+	ledger_begin_kind(&ctx, kind);
+	if (SPI_execute_with_args(psprintf("SELECT max(%3$s::pg_catalog.numeric)::text FROM %1$s.%2$s WHERE merchant = $1"
+									   " AND %4$s IN %5$s AND %3$s::pg_catalog.numeric > $2::pg_catalog.numeric",
+									   quote_identifier(get_namespace_name(ctx.schema)),
+									   quote_identifier(kind->table->name), quote_identifier(kind->id_column),
+									   quote_identifier(kind->table->status_column), accepted),
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the greater ids of %s", kind->table->name);
+	greater = ledger_row_text(&ctx, 1);
+	ledger_end(&ctx);
+	return greater;
+}
+
+/*
+ * Is due item i, sent with an outcome not known, to be given up as never
+ * made?  Only once grace_s have passed since created (QIWI may list it
+ * late) and a look after that (the row's checked_at, due column
+ * checked_column) found it absent too: this look is the second.
+ */
+bool
+ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column, int grace_s)
+{
+	bool		never;
+	Datum		checked_at = ledger_due_value(due, i, checked_column, &never);
+	TimestampTz grace_end = created + (int64) grace_s * USECS_PER_SEC;
+
+	return !never && DatumGetTimestampTz(checked_at) >= grace_end && GetCurrentTimestamp() >= grace_end;
 }
 
 /*

@@ -60,7 +60,7 @@ open_statuses};
 
 enum TransferStatement
 {
-	T_INSERT, T_ADVANCE, T_OVERTAKEN
+	T_INSERT, T_ADVANCE
 };
 
 /* Every statement's parameters, $1 to $11 */
@@ -86,10 +86,6 @@ static const LedgerStatement transfer_statements[] = {
 		" FROM (SELECT status FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1 AND client_txn_id = $2"
 		"  FOR UPDATE) o WHERE t.merchant = $1 AND t.client_txn_id = $2 AND o.status IN %2$s"
 		" AND o.status <> $3 RETURNING o.status", NPARAMS, params, NULL},
-	/* the greatest id of the merchant's that QIWI accepted, above this one */
-	[T_OVERTAKEN] = {"SELECT max(client_txn_id::pg_catalog.numeric)::text FROM %1$s.qiwi_wallet_transfers"
-		" WHERE merchant = $1 AND status IN ('sent', 'SUCCESS', 'ERROR')"
-		" AND client_txn_id::pg_catalog.numeric > $2::pg_catalog.numeric", NPARAMS, params, NULL},
 };
 
 /*
@@ -126,8 +122,8 @@ store_intent(WalletTransfer *t, char *status)
 
 	t->status = status;
 	ledger_begin_kind(&ctx, &transfer_kind);
-	t->client_txn_id = ledger_increasing_id(&ctx, &transfer_kind, t->merchant_name, t->client_txn_id,
-											"client_txn_id", "QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
+	t->client_txn_id = ledger_increasing_id(&ctx, &transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
+											"QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
 	run(T_INSERT, t, SPI_OK_INSERT);
 	ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
 	ledger_end(&ctx);
@@ -159,8 +155,7 @@ take_item(void *arg, const WalletPayment *p)
 {
 	WalletTransfer *t = (WalletTransfer *) arg;
 
-	if (strcmp(p->type, "OUT") != 0 || p->trm_txn_id == NULL ||
-		strcmp(p->trm_txn_id, t->client_txn_id) != 0)
+	if (strcmp(p->type, "OUT") != 0 || p->trm_txn_id == NULL || strcmp(p->trm_txn_id, t->client_txn_id) != 0)
 		return true;
 	t->txn_id = p->txn_id;
 	t->status = strcmp(p->status, "WAITING") == 0 ? "sent" : p->status;
@@ -208,9 +203,8 @@ parse_accepted(JsonbContainer *root, void *result, char **problem)
 	if (!json_identifier(root, "id", &id, problem) || !json_identifier(txn, "id", &txn_id, problem) ||
 		!json_string(json_object_member(txn, "state"), "code", true, &code, problem))
 		return false;
-	if (id == NULL || strcmp(id, t->client_txn_id) != 0 || txn_id == NULL ||
-		strcmp(code, "Accepted") != 0 || amount == NULL || amount->type != jbvNumeric ||
-		!qiwi_same_money(amount->val.numeric, "", t->amount, ""))
+	if (id == NULL || strcmp(id, t->client_txn_id) != 0 || txn_id == NULL || strcmp(code, "Accepted") != 0 ||
+		amount == NULL || amount->type != jbvNumeric || !qiwi_same_money(amount->val.numeric, "", t->amount, ""))
 	{
 		*problem = psprintf("the answer is not transfer %s of %s accepted", t->client_txn_id,
 							qiwi_format_amount(t->amount));
@@ -279,9 +273,8 @@ transfer_operation(void *arg, bool ask, QiwiOperation *op)
 						 psprintf("find transfer %s in the wallet's history", t->client_txn_id), true);
 	}
 	op->read = read_transfer;
-	op->result = t;
+	op->result = op->rebuild_arg = t;
 	op->rebuild = transfer_operation;
-	op->rebuild_arg = t;
 }
 
 /* ---------- the SQL functions ---------- */
@@ -303,8 +296,8 @@ transfer_arguments(FunctionCallInfo fcinfo, WalletTransfer *t)
 						errmsg("amount is below QIWI's least transfer of %s", TRANSFER_MIN_AMOUNT)));
 	t->comment = arg_optional_limited_text(fcinfo, 2, "comment", TRANSFER_MAX_COMMENT);
 	t->client_txn_id = arg_optional_text(fcinfo, 3, "client_txn_id");
-	if (t->client_txn_id && (!qiwi_all_digits(t->client_txn_id, 1, WALLET_MAX_CLIENT_ID_DIGITS) ||
-							 t->client_txn_id[0] == '0'))
+	if (t->client_txn_id &&
+		(!qiwi_all_digits(t->client_txn_id, 1, WALLET_MAX_CLIENT_ID_DIGITS) || t->client_txn_id[0] == '0'))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("client_txn_id must be 1 to %d digits, not starting with 0", WALLET_MAX_CLIENT_ID_DIGITS)));
 	t->merchant = arg_merchant(fcinfo, 4);
@@ -319,10 +312,10 @@ static Datum
 transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 {
 	ResultColumn columns[] = {
-		result_text(t->client_txn_id), result_text(t->to_wallet),
-		result_datum(NumericGetDatum(t->amount)), result_text("RUB"), result_text(t->comment),
-		result_text(t->status), {Int64GetDatum(t->txn_id), t->txn_id <= 0},
-		{Int32GetDatum(t->error_code), t->error_code == 0}, result_text(t->error)
+		result_text(t->client_txn_id), result_text(t->to_wallet), result_datum(NumericGetDatum(t->amount)),
+		result_text("RUB"), result_text(t->comment), result_text(t->status),
+		{Int64GetDatum(t->txn_id), t->txn_id <= 0}, {Int32GetDatum(t->error_code), t->error_code == 0},
+		result_text(t->error)
 	};
 
 	return qiwi_result_row(fcinfo, "qiwi_wallet_transfer", columns, lengthof(columns));
@@ -339,29 +332,16 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 {
 	WalletTransfer t;
 	QiwiOperation op;
-	QiwiError	error;
 
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("transfer money from a wallet", "qiwi_wallet_transfers");
 	store_intent(&t, "sending");
 	transfer_operation(&t, false, &op);
-	if (qiwi_exchange(&op, &error))
+	if (qiwi_call_recorded(&op, refusal_hints, lengthof(refusal_hints),
+						   "It stays 'sending': the worker looks for it in the wallet's history."))
 		store_advance(&t, t.status, NULL, LEDGER_BY_CALL);
-	else if (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)
-	{
-		ereport(WARNING,
-				(errcode(error.sqlstate), errmsg("%s", error.message),
-				 errdetail("%s It stays 'sending': the worker looks for it in the wallet's history.",
-						   error.detail ? error.detail : "")));
-		t.status = "sending";
-	}
 	else
-	{
-		for (size_t i = 0; i < lengthof(refusal_hints) && error.error_code; i++)
-			if (strcmp(error.error_code, refusal_hints[i][0]) == 0)
-				error.hint = (char *) refusal_hints[i][1];
-		qiwi_raise(&error);
-	}
+		t.status = "sending";
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
 
@@ -373,8 +353,7 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
-	guard_require_reconciler("qiwi_wallet_transfer_after_commit",
-							 "the transfer would stay queued, never sent");
+	guard_require_reconciler("qiwi_wallet_transfer_after_commit", "the transfer would stay queued, never sent");
 	store_intent(&t, "queued");
 	reconciler_wake_at_commit();
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
@@ -386,8 +365,7 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 static char *
 merchant_problem(const Merchant *merchant)
 {
-	if (merchant_value(merchant, wallet_option_number) == NULL ||
-		merchant_value(merchant, wallet_option_token) == NULL)
+	if (merchant_value(merchant, wallet_option_number) == NULL || merchant_value(merchant, wallet_option_token) == NULL)
 		return psprintf("merchant \"%s\" has no wallet_number or wallet_token", merchant->name);
 	return NULL;
 }
@@ -408,53 +386,30 @@ static void
 due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 {
 	WalletTransfer *t = palloc0(sizeof(WalletTransfer));
-	bool		comment_null;
 	bool		isnull;
-	Datum		comment = ledger_due_value(due, i, 3, &comment_null);
-	Datum		checked_at = ledger_due_value(due, i, 5, &isnull);
-	TimestampTz grace_end;
 
 	due->answers[i] = t;
 	t->merchant = due->merchants[i];
 	t->merchant_name = due->merchant_names[i];
 	t->client_txn_id = (char *) due->ids[i];
-	t->to_wallet = TextDatumGetCString(ledger_due_value(due, i, 1, &isnull));
+	t->to_wallet = ledger_due_text(due, i, 1);
 	t->amount = DatumGetNumericCopy(ledger_due_value(due, i, 2, &isnull));
+	t->comment = ledger_due_text(due, i, 3);
 	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 4, &isnull));
-	grace_end = t->created_at + (int64) unknown_after_s * USECS_PER_SEC;
-	/* a look before this one was past the grace: this one is the second */
-	t->unsent_if_absent = !isnull && DatumGetTimestampTz(checked_at) >= grace_end &&
-		GetCurrentTimestamp() >= grace_end;
-	t->comment = comment_null ? NULL : TextDatumGetCString(comment);
-	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 ||
-					   !ledger_commit_step(move_to_sending, t), op);
-}
-
-/* Has QIWI accepted a greater id of the merchant's than t's?  That id, or NULL */
-static char *
-overtaken_by(WalletTransfer *t)
-{
-	OwnerContext ctx;
-	char	   *greater;
-
-	ledger_begin_kind(&ctx, &transfer_kind);
-	run(T_OVERTAKEN, t, SPI_OK_SELECT);
-	greater = ledger_row_text(&ctx, 1);
-	ledger_end(&ctx);
-	return greater;
+	t->unsent_if_absent = ledger_due_past_grace(due, i, t->created_at, 5, unknown_after_s);
+	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 || !ledger_commit_step(move_to_sending, t), op);
 }
 
 /*
  * Record QIWI's answer about due transfer i, in a transaction; true if it
  * moved.  A 'sending' one the history has not is UNSENT only at the second
- * look past the grace; a send that made no connection is queued again; a
- * send QIWI refused is REFUSED, and so is a "technical error" (QWPRC-300)
- * once QIWI accepted a greater id of the merchant's: QIWI takes ids
- * increasing, so no resend could succeed.
+ * look past the grace; a send QIWI refused is REFUSED, and so is a
+ * "technical error" (QWPRC-300) once QIWI accepted a greater id of the
+ * merchant's: QIWI takes ids increasing, so no resend could succeed; a send
+ * that made no connection is queued again.
  */
 static bool
-record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
-				bool *failed, bool *key_refused)
+record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed, bool *key_refused)
 {
 	WalletTransfer *t = due->answers[i];
 	QiwiError	error;
@@ -471,15 +426,15 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sending") == 0)
 	{
 		ledger_add_check(due, i, false, NULL);
-		return t->unsent_if_absent && store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded",
-																	  error.message, unknown_after_s), LEDGER_BY_RECONCILER);
+		return t->unsent_if_absent && store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message,
+																		  unknown_after_s), LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.error_code != NULL && strcmp(error.error_code, "QWPRC-300") == 0)
-		greater = overtaken_by(t);
+		greater = ledger_id_overtaken(&transfer_kind, t->merchant_name, t->client_txn_id, "('sent', 'SUCCESS', 'ERROR')");
 	if (!t->asking && (error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST || greater != NULL))
 	{
-		t->error = greater ? psprintf("client id %s is not above %s, which QIWI accepted first",
-									   t->client_txn_id, greater) : error.detail;
+		t->error = greater ? psprintf("client id %s is not above %s, which QIWI accepted first", t->client_txn_id,
+									  greater) : error.detail;
 		return store_advance(t, "REFUSED", greater ? t->error : error.message, LEDGER_BY_RECONCILER);
 	}
 	ledger_add_failure(due, i, &error, failed, key_refused);
@@ -497,8 +452,7 @@ wallet_transfer_init(void)
 	DefineCustomIntVariable("qiwi.wallet_transfer_unknown_after",
 							"How long a Wallet transfer whose send's outcome is unknown stays 'sending' while the history has it not.",
 							"Past it, the second look that finds it absent makes it UNSENT: QIWI may list a transfer late.",
-							&unknown_after_s, SECS_PER_HOUR, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
+							&unknown_after_s, SECS_PER_HOUR, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	ledger_add_kind(&transfer_kind);
 	reconciler_add_kind(&transfer_reconcile_kind);
 }
