@@ -308,8 +308,11 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 								  const char *lock_nulls, int insert_plan, Datum *values,
 								  const char *nulls);
 extern char *ledger_row_text(OwnerContext *ctx, int column);
-extern char *ledger_increasing_id(OwnerContext *ctx, const LedgerKind *kind, const char *merchant,
-								  const char *given, const char *argname, const char *detail);
+extern char *ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *given,
+								  const char *argname, const char *detail);
+extern bool ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+								const void *answer, int expected, const char *merchant, const char *id,
+								const char *status, const char *source);
 extern Numeric ledger_row_numeric(OwnerContext *ctx, int column);
 extern bool ledger_row_bool(int column);
 /* Who told the ledger of an item's state, as its events record it (source) */

@@ -274,29 +274,31 @@ ledger_run_own(const LedgerKind *kind, int plan, Datum *values, const char *null
  * the greater of the clock in microseconds and the greatest + 1, which
  * never goes back (the ids travel with restores and to a promoted standby,
  * and one a restore lost was below today's clock).  Ids are digits without
- * leading zeros.  The merchant's ids stay locked to the transaction's end;
- * in the caller's context (ledger_begin_kind first).
+ * leading zeros.  The merchant's ids stay locked to the transaction's end,
+ * so that the item written with it is the next writer's greatest.
  */
 char *
-ledger_increasing_id(OwnerContext *ctx, const LedgerKind *kind, const char *merchant,
-					 const char *given, const char *argname, const char *detail)
+ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *given,
+					 const char *argname, const char *detail)
 {
+	OwnerContext ctx;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {CStringGetTextDatum(kind->table->name), CStringGetTextDatum(merchant)};
 	char	   *greatest;
 	size_t		len = given ? strlen(given) : 0;
 
 	/* one writer of a merchant's ids at a time, to its commit; then a fresh snapshot reads them */
+	ledger_begin_kind(&ctx, kind);
 	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), pg_catalog.hashtext($2))",
 							  2, types, values, NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_execute_with_args(psprintf("SELECT max(%3$s::pg_catalog.numeric)::text, GREATEST(pg_catalog.floor("
 									   "EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
 									   " max(%3$s::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text FROM %1$s.%2$s"
-									   " WHERE merchant = $2", quote_identifier(get_namespace_name(ctx->schema)),
+									   " WHERE merchant = $2", quote_identifier(get_namespace_name(ctx.schema)),
 									   quote_identifier(kind->table->name), quote_identifier(kind->id_column)),
 							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the greatest id of %s", kind->table->name);
-	greatest = ledger_row_text(ctx, 1);
+	greatest = ledger_row_text(&ctx, 1);
 	/* digits without leading zeros: the longer is the greater */
 	if (len > 0 && greatest != NULL &&
 		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(given, greatest) <= 0)))
@@ -304,7 +306,36 @@ ledger_increasing_id(OwnerContext *ctx, const LedgerKind *kind, const char *merc
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be greater than %s, this merchant's greatest", argname, greatest),
 				 errdetail("%s", detail), errhint("Give none to have one generated.")));
-	return len > 0 ? MemoryContextStrdup(ctx->caller_context, given) : ledger_row_text(ctx, 2);
+	if (len == 0)
+		given = ledger_row_text(&ctx, 2);
+	ledger_end(&ctx);
+	return (char *) given;
+}
+
+/*
+ * Write an item's change as the owner: statement plan of a kind with an
+ * answer's values (params, n); when it wrote, the event of item id's change
+ * to status, from source, and from the old status a *_RETURNING statement
+ * returns first (else none: a new item).  Whether it wrote.
+ */
+bool
+ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+					const void *answer, int expected, const char *merchant, const char *id,
+					const char *status, const char *source)
+{
+	OwnerContext ctx;
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	char	   *nulls = palloc(n + 1);
+	bool		wrote;
+
+	ledger_begin_kind(&ctx, kind);
+	ledger_fill(params, n, answer, values, nulls);
+	wrote = ledger_run_plan(kind, plan, values, nulls, expected) > 0;
+	if (wrote)
+		ledger_event(kind, merchant, NULL, id, expected == SPI_OK_UPDATE_RETURNING ||
+					 expected == SPI_OK_INSERT_RETURNING ? ledger_row_text(&ctx, 1) : NULL, status, source);
+	ledger_end(&ctx);
+	return wrote;
 }
 
 /*

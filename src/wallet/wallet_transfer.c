@@ -1,14 +1,13 @@
 /*
  * wallet_transfer.c
  *		Transfers from the merchant's wallet to another (provider 99), never
- *		doubled: recorded through the ledger before they are sent, and a send
- *		whose answer was lost is looked for in the history by its client id
- *		(trmTxnId) before it is ever sent again.  qiwi_wallet_transfer records
- *		its intent in the caller's transaction (a SQL function cannot commit):
- *		a caller that rolls back after QIWI accepted leaves the transfer in
- *		QIWI's history only.  The worker commits an _after_commit transfer's
- *		move to 'sending' before its POST; a 'sending' transfer is only ever
- *		looked for, and UNSENT only past a grace (QIWI may list it late).
+ *		doubled: recorded through the ledger before they are sent, a lost answer
+ *		looked for in the history by the client id (trmTxnId) before any resend.
+ *		qiwi_wallet_transfer records its intent in the caller's transaction (a
+ *		SQL function cannot commit): a caller that rolls back after QIWI took
+ *		it leaves it in QIWI's history only.  The worker commits a queued one's
+ *		move to 'sending' before its POST; a 'sending' one is only ever looked
+ *		for, and UNSENT only past a grace (QIWI may list it late).
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -55,13 +54,9 @@ typedef struct WalletTransfer
 static const ArgLimits transfer_limits = {.api_name = "Wallet", .max_amount = "99999.00"};
 
 static const char *const open_statuses[] = {"queued", "sending", "sent", NULL};
-static const LedgerTable transfer_table = {"qiwi_wallet_transfers", "status", open_statuses,
-open_statuses};
+static const LedgerTable transfer_table = {"qiwi_wallet_transfers", "status", open_statuses, open_statuses};
 
-enum TransferStatement
-{
-	T_INSERT, T_ADVANCE
-};
+enum TransferStatement {T_INSERT, T_ADVANCE};
 
 /* Every statement's parameters, $1 to $11 */
 #define NPARAMS 11
@@ -101,53 +96,26 @@ static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
 transfer_statements, lengthof(transfer_statements)};
 
-/* ---------- the store ---------- */
-
-/* Run statement plan with a transfer's values (ledger_begin_kind first) */
-static uint64
-run(int plan, const WalletTransfer *t, int expected)
-{
-	Datum		v[NPARAMS];
-	char		n[NPARAMS + 1];
-
-	ledger_fill(params, NPARAMS, t, v, n);
-	return ledger_run_plan(&transfer_kind, plan, v, n, expected);
-}
-
 /* Record a transfer's intent (queued or sending) with a new client id, given or generated */
 static void
 store_intent(WalletTransfer *t, char *status)
 {
-	OwnerContext ctx;
-
 	t->status = status;
-	ledger_begin_kind(&ctx, &transfer_kind);
-	t->client_txn_id = ledger_increasing_id(&ctx, &transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
+	t->client_txn_id = ledger_increasing_id(&transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
 											"QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
-	run(T_INSERT, t, SPI_OK_INSERT);
-	ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
-	ledger_end(&ctx);
+	ledger_write_change(&transfer_kind, T_INSERT, params, NPARAMS, t, SPI_OK_INSERT, t->merchant_name,
+						t->client_txn_id, status, LEDGER_BY_CALL);
 }
 
 /* Move a transfer forward to status, with why (or NULL); true if it moved */
 static bool
 store_advance(WalletTransfer *t, char *status, const char *why, const char *source)
 {
-	OwnerContext ctx;
-	bool		moved;
-
 	t->status = status;
 	t->why = why;
-	ledger_begin_kind(&ctx, &transfer_kind);
-	moved = run(T_ADVANCE, t, SPI_OK_UPDATE_RETURNING) > 0;
-	if (moved)
-		ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id,
-					 ledger_row_text(&ctx, 1), status, source);
-	ledger_end(&ctx);
-	return moved;
+	return ledger_write_change(&transfer_kind, T_ADVANCE, params, NPARAMS, t, SPI_OK_UPDATE_RETURNING,
+							   t->merchant_name, t->client_txn_id, status, source);
 }
-
-/* ---------- the wire ---------- */
 
 /* Take a history item if it is this transfer (OUT, under its client id); false then */
 static bool
@@ -182,10 +150,9 @@ parse_history(JsonbContainer *root, void *result, char **problem)
 
 	if (!qiwi_page_read_array(&page, root, "data", read_payment, problem))
 		return false;
-	for (int i = 0; i < page.nitems; i++)
-		if (!take_item(t, page.items[i]))
-			return true;
-	t->more = next != NULL && next->type != jbvNull;
+	for (int i = 0; i < page.nitems && t->status == NULL; i++)
+		take_item(t, page.items[i]);
+	t->more = t->status == NULL && next != NULL && next->type != jbvNull;
 	return true;
 }
 
@@ -228,12 +195,10 @@ read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 		 !wallet_history_each(t->merchant, t->created_at - TRANSFER_ASK_MARGIN,
 							  GetCurrentTimestamp() + TRANSFER_ASK_MARGIN, "OUT", take_item, t, error)))
 		return false;
-	if (t->status != NULL)
-		return true;
-	memset(error, 0, sizeof(*error));
-	error->sqlstate = ERRCODE_QIWI_NOT_FOUND;
-	error->message = psprintf("could not %s: the wallet's history has no such transfer", op->context);
-	return false;
+	if (t->status == NULL)
+		*error = (QiwiError) {.sqlstate = ERRCODE_QIWI_NOT_FOUND,
+			.message = psprintf("could not %s: the wallet's history has no such transfer", op->context)};
+	return t->status != NULL;
 }
 
 /* Build a transfer's POST, or (ask) its search in the history around its intent */
@@ -314,8 +279,7 @@ transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 	ResultColumn columns[] = {
 		result_text(t->client_txn_id), result_text(t->to_wallet), result_datum(NumericGetDatum(t->amount)),
 		result_text("RUB"), result_text(t->comment), result_text(t->status),
-		{Int64GetDatum(t->txn_id), t->txn_id <= 0}, {Int32GetDatum(t->error_code), t->error_code == 0},
-		result_text(t->error)
+		{Int64GetDatum(t->txn_id), t->txn_id <= 0}, {Int32GetDatum(t->error_code), t->error_code == 0}, result_text(t->error)
 	};
 
 	return qiwi_result_row(fcinfo, "qiwi_wallet_transfer", columns, lengthof(columns));
@@ -324,7 +288,7 @@ transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 /* The HINTs of QIWI's refusals of a transfer, by code (seed 003's error list) */
 static const char *const refusal_hints[][2] = {{"QWPRC-220", "Insufficient funds in the wallet."},
 	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
-{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
+	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
 
 /* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
 Datum
@@ -365,9 +329,8 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 static char *
 merchant_problem(const Merchant *merchant)
 {
-	if (merchant_value(merchant, wallet_option_number) == NULL || merchant_value(merchant, wallet_option_token) == NULL)
-		return psprintf("merchant \"%s\" has no wallet_number or wallet_token", merchant->name);
-	return NULL;
+	return merchant_value(merchant, wallet_option_number) && merchant_value(merchant, wallet_option_token) ? NULL :
+		psprintf("merchant \"%s\" has no wallet_number or wallet_token", merchant->name);
 }
 
 /* Move a claimed queued transfer to 'sending' (a ledger_commit_step); true if it moved */
@@ -415,7 +378,6 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 	QiwiError	error;
 	char	   *greater = NULL;
 
-	*failed = false;
 	if (!t->asking)
 		reconciler_wake_at_commit();	/* the merchant's next queued one, in the next round */
 	if (qiwi_exchange_answer(op, resp, &error))
