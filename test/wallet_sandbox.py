@@ -38,7 +38,9 @@ Control (no auth), under /sandbox/wallet/:
   POST clock {"seconds": N} time moves on (blocks end, tokens expire,
        transfers settle); GET clock
   POST limits {"requests", "windowSeconds", "blockSeconds", "transferSeconds",
-               "retrySeconds": [..], "minAmount", "maxAmount"}; GET limits
+               "retrySeconds": [..], "minAmount", "maxAmount", "listSeconds"}; GET limits
+       listSeconds: a transfer shows in the history only so long after it
+       was made (QIWI may list one late; tap/025)
   GET  webhooks   every delivery: url, body, attempts, delivered
   GET  stats      requests by service, blocked answers
   POST reset      forget every wallet, hook and setting (so does /sandbox/reset)
@@ -75,7 +77,8 @@ TXN_TYPES = {"0": "IN", "1": "OUT", "2": "BOTH"}
 SIGN_FIELDS = "sum.currency,sum.amount,type,account,txnId"
 MAX_HOOK_URL = 100
 DEFAULTS = {"requests": 100, "windowSeconds": 60, "blockSeconds": 300, "transferSeconds": 0,
-            "retrySeconds": [600, 3600], "minAmount": "1.00", "maxAmount": "99999.00"}
+            "retrySeconds": [600, 3600], "minAmount": "1.00", "maxAmount": "99999.00",
+            "listSeconds": 0}
 # the WALD error page's texts of the codes the sandbox answers
 ERRORS = {4: "Некорректный формат телефона или счета", 5: "Данного номера не существует", 57: "Статус кошелька получателя не позволяет перевести ему деньги",
           220: "Недостаточно средств", 241: "Сумма платежа меньше минимальной",
@@ -411,7 +414,7 @@ class WalletSandbox:
         for item in wallet.items[at:]:
             if window and item["ts"] < window[0]:
                 break
-            if not wanted(item):
+            if not wanted(item) or item.get("listedAt", 0) > self.clock():
                 continue
             if len(page) == rows:
                 following = item
@@ -502,7 +505,8 @@ class WalletSandbox:
         wallet.last_client_id = int(client_id)
         wallet.balance -= amount
         item = self.new_item(wallet, type="OUT", status="WAITING", trmTxnId=client_id,
-                             account="+" + account, amount=amount, comment=body.get("comment") or "")
+                             account="+" + account, amount=amount, comment=body.get("comment") or "",
+                             listedAt=self.clock() + self.settings["listSeconds"])
         self.notify(wallet, item)
         self.pending.append((self.clock() + self.settings["transferSeconds"], wallet, item))
         answer = {"id": client_id, "terms": "99", "fields": {"account": body["fields"]["account"]},

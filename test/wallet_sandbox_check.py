@@ -331,6 +331,17 @@ def check_transfers(c):
          "then SUCCESS, or ERROR with the refusal's errorCode", str(page["data"]))
     c.ok(balance(c, payer, token) == 84.45, "an ERROR transfer gives the money back")
     c.control("POST", "/limits", {"transferSeconds": 0})
+    # listed late (listSeconds): accepted at once, in the history only later
+    c.control("POST", "/limits", {"listSeconds": 60})
+    late = str(int(first) + 8)
+    status, _ = pay(c, token, transfer_body(late, 1, payee))
+    _, page = history(c, payer, token, rows=50)
+    c.ok(status == 200 and late not in [i["trmTxnId"] for i in page["data"]],
+         "listSeconds: an accepted transfer is not in the history yet", status)
+    c.control("POST", "/clock", {"seconds": 61})
+    _, page = history(c, payer, token, rows=50)
+    c.ok(late in [i["trmTxnId"] for i in page["data"]], "and is once the time has passed")
+    c.control("POST", "/limits", {"listSeconds": 0})
 
 
 def check_webhooks(c, receiver):

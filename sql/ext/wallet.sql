@@ -211,12 +211,12 @@ COMMENT ON COLUMN qiwi_wallet_transfers.to_wallet IS $$The wallet the money goes
 COMMENT ON COLUMN qiwi_wallet_transfers.amount IS $$The amount, two decimals at most (QIWI would round more down)$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.currency IS $$RUB (QIWI's 643)$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.comment IS $$The transfer's comment, as sent$$;
-COMMENT ON COLUMN qiwi_wallet_transfers.status IS $$queued: by qiwi_wallet_transfer_after_commit, for the worker to send (after a failed send, only once the history shows it absent); sending: recorded before sending (left so when the outcome is unknown: the worker looks for it in the history); sent: QIWI accepted it, the history says WAITING; SUCCESS or ERROR: final, from the history; REFUSED: QIWI refused it, nothing moved (see last_error); UNSENT: a call's send whose answer was lost and which the history does not have: nothing moved$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.status IS $$queued: by qiwi_wallet_transfer_after_commit, for the worker to send, a merchant's one at a time in client-id order (again after a send that made no connection); sending: recorded before sending, by the call or by the worker (committed before its POST); left so when the outcome is unknown: the worker looks for it in the history and never sends it again; sent: QIWI accepted it, the history says WAITING; SUCCESS or ERROR: final, from the history; REFUSED: QIWI refused the worker's send, or answered QWPRC-300 after accepting a greater id of the merchant's: nothing moved (see last_error); UNSENT: a sending transfer the history does not have past qiwi.wallet_transfer_unknown_after, at the second look after it: nothing moved$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.txn_id IS $$QIWI's transaction id, once accepted$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.error_code IS $$QIWI's error code of an ERROR transfer$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.error IS $$QIWI's description of error_code, or of a refusal$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.created_at IS $$When the transfer was recorded$$;
-COMMENT ON COLUMN qiwi_wallet_transfers.sent_at IS $$When QIWI's acceptance (or refusal) was recorded$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.sent_at IS $$When QIWI's acceptance (or refusal, or UNSENT) was recorded$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.status_changed_at IS $$When status last changed$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.checked_at IS $$When the worker last asked QIWI about it$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.next_check_at IS $$When the worker sends or looks in the history next, while not final$$;

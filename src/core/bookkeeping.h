@@ -105,6 +105,7 @@ extern void ledger_require_writable(const char *what, const char *tables);
 extern bool ledger_can_record(const char *what, const char *tables);
 extern void ledger_begin(OwnerContext *ctx);
 extern void ledger_end(OwnerContext *ctx);
+extern bool ledger_commit_step(bool (*step) (void *arg), void *arg);
 extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_free_plan(struct _SPI_plan **plan);
@@ -151,7 +152,9 @@ typedef enum LedgerValue
 	LEDGER_V_NUMERIC,
 	LEDGER_V_VARLENA,			/* jsonb or an array; NULL is SQL NULL */
 	LEDGER_V_TIMESTAMP,			/* present when the bool at has_offset is */
-	LEDGER_V_BOOL				/* present when the bool at has_offset is (-1: always) */
+	LEDGER_V_BOOL,				/* present when the bool at has_offset is (-1: always) */
+	LEDGER_V_INT64,				/* an id: 0 is SQL NULL */
+	LEDGER_V_INT32				/* a code: 0 is SQL NULL */
 } LedgerValue;
 
 /*
@@ -305,6 +308,11 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 								  const char *lock_nulls, int insert_plan, Datum *values,
 								  const char *nulls);
 extern char *ledger_row_text(OwnerContext *ctx, int column);
+extern char *ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *given,
+								  const char *argname, const char *detail);
+extern bool ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+								const void *answer, int expected, const char *merchant, const char *id,
+								const char *status, const char *source);
 extern Numeric ledger_row_numeric(OwnerContext *ctx, int column);
 extern bool ledger_row_bool(int column);
 /* Who told the ledger of an item's state, as its events record it (source) */
@@ -317,6 +325,11 @@ extern void ledger_event(const LedgerKind *kind, const char *merchant, const cha
 extern LedgerDue *ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
 								   char *(*merchant_problem) (const Merchant *merchant));
 extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull);
+extern char *ledger_due_text(const LedgerDue *due, int i, int column);
+extern bool ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column,
+								  int grace_s);
+extern char *ledger_id_overtaken(const LedgerKind *kind, const char *merchant, const char *id,
+								 const char *accepted);
 extern void ledger_add_check(LedgerDue *due, int i, bool failed, const char *error);
 extern void ledger_add_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed,
 							   bool *key_refused);

@@ -547,6 +547,7 @@ extern bool json_object_list(JsonbValue *array, const char *what, size_t size,
 /* ---------- validate.c ---------- */
 
 extern bool qiwi_name_in(const char *value, const char *const *names);
+extern bool qiwi_all_digits(const char *s, size_t min, size_t max);
 
 /* An API's limits on what the argument checks accept */
 typedef struct ArgLimits
@@ -605,6 +606,8 @@ extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);
 extern void qiwi_call(QiwiOperation *op);
+extern bool qiwi_call_recorded(QiwiOperation *op, const char *const (*hints)[2], int nhints,
+							   const char *kept);
 extern bool qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
 			pg_attribute_printf(3, 4);
 extern void qiwi_require_same_money(const char *item, const char *table, const char *noun,

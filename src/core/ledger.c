@@ -24,6 +24,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 /*
@@ -156,6 +157,27 @@ ledger_end(OwnerContext *ctx)
 	SPI_finish();
 	AtEOXact_GUC(true, ctx->guc_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/*
+ * Run step in a transaction of its own and commit it, for a worker between
+ * its transactions (a state that must be durable before a request is
+ * sent); step's result.  The caller's memory context is kept.
+ */
+bool
+ledger_commit_step(bool (*step) (void *arg), void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	bool		result;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	result = step(arg);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	return result;
 }
 
 /* Prepare a statement with SPI's cursor options and keep it for the backend's life */

@@ -212,6 +212,16 @@ ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull)
 	return heap_getattr(due->rows[i], column + 3, due->desc, isnull);
 }
 
+/* Column column of due item i as text, or NULL */
+char *
+ledger_due_text(const LedgerDue *due, int i, int column)
+{
+	bool		isnull;
+	Datum		d = ledger_due_value(due, i, column, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
 /* Make every item of a kind the reconciler follows due now; how many */
 int64
 ledger_make_all_due(const LedgerKind *kind)

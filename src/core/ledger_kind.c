@@ -16,6 +16,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "core/ledger_internal.h"
 
@@ -267,6 +268,120 @@ ledger_run_own(const LedgerKind *kind, int plan, Datum *values, const char *null
 }
 
 /*
+ * A new id of the merchant's items of a kind, ids that only ever increase
+ * (QIWI takes some ids once each, increasing): given, it must be above the
+ * merchant's greatest (else an error naming argname, with detail); none,
+ * the greater of the clock in microseconds and the greatest + 1, which
+ * never goes back (the ids travel with restores and to a promoted standby,
+ * and one a restore lost was below today's clock).  Ids are digits without
+ * leading zeros.  The merchant's ids stay locked to the transaction's end,
+ * so that the item written with it is the next writer's greatest.
+ */
+char *
+ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *given,
+					 const char *argname, const char *detail)
+{
+	OwnerContext ctx;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(kind->table->name), CStringGetTextDatum(merchant)};
+	char	   *greatest;
+	size_t		len = given ? strlen(given) : 0;
+
+	/* one writer of a merchant's ids at a time, to its commit; then a fresh snapshot reads them */
+	ledger_begin_kind(&ctx, kind);
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), pg_catalog.hashtext($2))",
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_execute_with_args(psprintf("SELECT max(%3$s::pg_catalog.numeric)::text, GREATEST(pg_catalog.floor("
+									   "EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
+									   " max(%3$s::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text FROM %1$s.%2$s"
+									   " WHERE merchant = $2", quote_identifier(get_namespace_name(ctx.schema)),
+									   quote_identifier(kind->table->name), quote_identifier(kind->id_column)),
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the greatest id of %s", kind->table->name);
+	greatest = ledger_row_text(&ctx, 1);
+	/* digits without leading zeros: the longer is the greater */
+	if (len > 0 && greatest != NULL &&
+		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(given, greatest) <= 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be greater than %s, this merchant's greatest", argname, greatest),
+				 errdetail("%s", detail), errhint("Give none to have one generated.")));
+	if (len == 0)
+		given = ledger_row_text(&ctx, 2);
+	ledger_end(&ctx);
+	return (char *) given;
+}
+
+/*
+ * Write an item's change as the owner: statement plan of a kind with an
+ * answer's values (params, n); when it wrote, the event of item id's change
+ * to status, from source, and from the old status a *_RETURNING statement
+ * returns first (else none: a new item).  Whether it wrote.
+ */
+bool
+ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+					const void *answer, int expected, const char *merchant, const char *id,
+					const char *status, const char *source)
+{
+	OwnerContext ctx;
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	char	   *nulls = palloc(n + 1);
+	bool		wrote;
+
+	ledger_begin_kind(&ctx, kind);
+	ledger_fill(params, n, answer, values, nulls);
+	wrote = ledger_run_plan(kind, plan, values, nulls, expected) > 0;
+	if (wrote)
+		ledger_event(kind, merchant, NULL, id, expected == SPI_OK_UPDATE_RETURNING ||
+					 expected == SPI_OK_INSERT_RETURNING ? ledger_row_text(&ctx, 1) : NULL, status, source);
+	ledger_end(&ctx);
+	return wrote;
+}
+
+/*
+ * The greatest id of the merchant's items above id (ledger_increasing_id's
+ * ids) whose status is among accepted (an SQL list: "('a', 'b')"), or
+ * NULL: QIWI, which takes such ids only increasing, refuses id once it
+ * took that one.  In its own bookkeeping, as the owner.
+ */
+char *
+ledger_id_overtaken(const LedgerKind *kind, const char *merchant, const char *id, const char *accepted)
+{
+	OwnerContext ctx;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(id)};
+	char	   *greater;
+
+	ledger_begin_kind(&ctx, kind);
+	if (SPI_execute_with_args(psprintf("SELECT max(%3$s::pg_catalog.numeric)::text FROM %1$s.%2$s WHERE merchant = $1"
+									   " AND %4$s IN %5$s AND %3$s::pg_catalog.numeric > $2::pg_catalog.numeric",
+									   quote_identifier(get_namespace_name(ctx.schema)),
+									   quote_identifier(kind->table->name), quote_identifier(kind->id_column),
+									   quote_identifier(kind->table->status_column), accepted),
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the greater ids of %s", kind->table->name);
+	greater = ledger_row_text(&ctx, 1);
+	ledger_end(&ctx);
+	return greater;
+}
+
+/*
+ * Is due item i, sent with an outcome not known, to be given up as never
+ * made?  Only once grace_s have passed since created (QIWI may list it
+ * late) and a look after that (the row's checked_at, due column
+ * checked_column) found it absent too: this look is the second.
+ */
+bool
+ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column, int grace_s)
+{
+	bool		never;
+	Datum		checked_at = ledger_due_value(due, i, checked_column, &never);
+	TimestampTz grace_end = created + (int64) grace_s * USECS_PER_SEC;
+
+	return !never && DatumGetTimestampTz(checked_at) >= grace_end && GetCurrentTimestamp() >= grace_end;
+}
+
+/*
  * Fill the parameters an answer holds (values, and nulls with its end);
  * those the API sets are left to it, marked not NULL
  */
@@ -301,6 +416,14 @@ ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values,
 			case LEDGER_V_BOOL:
 				values[i] = BoolGetDatum(*(const bool *) field);
 				nulls[i] = present ? ' ' : 'n';
+				break;
+			case LEDGER_V_INT64:
+				values[i] = Int64GetDatum(*(const int64 *) field);
+				nulls[i] = *(const int64 *) field != 0 ? ' ' : 'n';
+				break;
+			case LEDGER_V_INT32:
+				values[i] = Int32GetDatum(*(const int32 *) field);
+				nulls[i] = *(const int32 *) field != 0 ? ' ' : 'n';
 				break;
 		}
 	}

@@ -462,3 +462,12 @@ qiwi_name_in(const char *value, const char *const *names)
 			return true;
 	return false;
 }
+
+/* Is s min to max digits (an id, a wallet number)? */
+bool
+qiwi_all_digits(const char *s, size_t min, size_t max)
+{
+	size_t		len = strlen(s);
+
+	return len >= min && len <= max && strspn(s, "0123456789") == len;
+}

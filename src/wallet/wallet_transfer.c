@@ -1,16 +1,13 @@
 /*
  * wallet_transfer.c
  *		Transfers from the merchant's wallet to another (provider 99), never
- *		doubled: recorded through the ledger before they are sent, and a send
- *		whose answer was lost is looked for in the history by its client id
- *		(trmTxnId) before it is ever sent again.  qiwi_wallet_transfer records
- *		its intent in the caller's transaction (a SQL function cannot commit):
- *		a caller that rolls back after QIWI accepted leaves the transfer in
- *		QIWI's history only.  The _after_commit form's intent is committed
- *		before the worker sends it.  A generated client id, the greater of the
- *		clock in microseconds and the greatest id + 1, never goes back: the
- *		ids travel with restores and to a promoted standby, and one a restore
- *		lost was below today's clock.
+ *		doubled: recorded through the ledger before they are sent, a lost answer
+ *		looked for in the history by the client id (trmTxnId) before any resend.
+ *		qiwi_wallet_transfer records its intent in the caller's transaction (a
+ *		SQL function cannot commit): a caller that rolls back after QIWI took
+ *		it leaves it in QIWI's history only.  The worker commits a queued one's
+ *		move to 'sending' before its POST; a 'sending' one is only ever looked
+ *		for, and UNSENT only past a grace (QIWI may list it late).
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -18,6 +15,8 @@
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 
 #define TRANSFER_MAX_COMMENT	255
@@ -27,6 +26,9 @@
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_transfer);
 PG_FUNCTION_INFO_V1(qiwi_wallet_transfer_after_commit);
+
+/* qiwi.wallet_transfer_unknown_after: how long a 'sending' transfer absent from the history stays so */
+static int	unknown_after_s = SECS_PER_HOUR;
 
 /* A transfer: what was asked, and what QIWI said of it */
 typedef struct WalletTransfer
@@ -39,6 +41,7 @@ typedef struct WalletTransfer
 	char	   *comment;
 	TimestampTz created_at;		/* the intent's: the ask's window */
 	bool		asking;			/* the operation is the search of the history */
+	bool		unsent_if_absent;	/* 'sending', looked for once already past the grace */
 	char	   *status;			/* sent, SUCCESS, ERROR; NULL: not found */
 	int64		txn_id;
 	int32		error_code;
@@ -51,119 +54,68 @@ typedef struct WalletTransfer
 static const ArgLimits transfer_limits = {.api_name = "Wallet", .max_amount = "99999.00"};
 
 static const char *const open_statuses[] = {"queued", "sending", "sent", NULL};
-static const LedgerTable transfer_table = {"qiwi_wallet_transfers", "status", open_statuses,
-open_statuses};
+static const LedgerTable transfer_table = {"qiwi_wallet_transfers", "status", open_statuses, open_statuses};
 
-enum TransferStatement
-{
-	T_LOCK_IDS, T_IDS, T_INSERT, T_ADVANCE
-};
+enum TransferStatement {T_INSERT, T_ADVANCE};
 
 /* Every statement's parameters, $1 to $11 */
 #define NPARAMS 11
+#define TEXT_ARG(field) LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, field)
 static const LedgerParam params[NPARAMS] = {
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, merchant_name),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, client_txn_id),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, status),
-	LEDGER_SET(INT8OID), LEDGER_SET(INT4OID),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, error),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, why),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, to_wallet),
-	LEDGER_ARG(NUMERICOID, LEDGER_V_VARLENA, WalletTransfer, amount),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, WalletTransfer, comment),
-	{TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, offsetof(WalletTransfer, created_at), -1, NULL, LEDGER_TEXT, false}
+	TEXT_ARG(merchant_name), TEXT_ARG(client_txn_id), TEXT_ARG(status),
+	LEDGER_ARG(INT8OID, LEDGER_V_INT64, WalletTransfer, txn_id),
+	LEDGER_ARG(INT4OID, LEDGER_V_INT32, WalletTransfer, error_code),
+	TEXT_ARG(error), TEXT_ARG(why), TEXT_ARG(to_wallet),
+	LEDGER_ARG(NUMERICOID, LEDGER_V_VARLENA, WalletTransfer, amount), TEXT_ARG(comment),
+	LEDGER_ARG(TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, WalletTransfer, created_at)
 };
 
 static const LedgerStatement transfer_statements[] = {
-	/* one writer of a merchant's ids at a time, to its commit; then a fresh snapshot reads them */
-	[T_LOCK_IDS] = {"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('qiwi_wallet_transfers'),"
-		" pg_catalog.hashtext($1))", NPARAMS, params, NULL},
-	[T_IDS] = {"SELECT max(client_txn_id::pg_catalog.numeric)::text, GREATEST(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000),"
-		" max(client_txn_id::pg_catalog.numeric) OPERATOR(pg_catalog.+) 1)::text"
-		" FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1", NPARAMS, params, NULL},
 	[T_INSERT] = {"INSERT INTO %1$s.qiwi_wallet_transfers (merchant, client_txn_id, status, to_wallet,"
 		" amount, comment, created_at) VALUES ($1, $2, $3, $8, $9, $10, $11)", NPARAMS, params, NULL},
 	/* forward only, out of an open status to another; it returns the old one */
 	[T_ADVANCE] = {"UPDATE %1$s.qiwi_wallet_transfers t SET status = $3, txn_id = coalesce($4, t.txn_id),"
 		" error_code = $5, error = $6, last_error = coalesce($7, t.last_error),"
-		" sent_at = coalesce(t.sent_at, pg_catalog.clock_timestamp()),"
+		" sent_at = CASE WHEN $3 IN ('queued', 'sending') THEN t.sent_at ELSE coalesce(t.sent_at, pg_catalog.clock_timestamp()) END,"
 		" status_changed_at = pg_catalog.clock_timestamp(), checked_at = pg_catalog.clock_timestamp()"
 		" FROM (SELECT status FROM %1$s.qiwi_wallet_transfers WHERE merchant = $1 AND client_txn_id = $2"
 		"  FOR UPDATE) o WHERE t.merchant = $1 AND t.client_txn_id = $2 AND o.status IN %2$s"
 		" AND o.status <> $3 RETURNING o.status", NPARAMS, params, NULL},
 };
 
-/* Transfers as a ledger kind, followed until final; a queued one found unsent is sent at once */
+/*
+ * Transfers as a ledger kind, followed until final; of a merchant's queued
+ * ones only the lowest id (QIWI takes ids increasing), sent at once
+ */
 static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
-	{NULL, true, "t.to_wallet, t.amount, t.comment, t.failures, t.created_at", "",
+	{"(t.status IN ('sending', 'sent') OR t.status = 'queued' AND NOT EXISTS (SELECT FROM %1$s.qiwi_wallet_transfers p"
+		" WHERE p.merchant = t.merchant AND p.status = 'queued'"
+		" AND p.client_txn_id::pg_catalog.numeric < t.client_txn_id::pg_catalog.numeric))",
+		true, "t.to_wallet, t.amount, t.comment, t.created_at, t.checked_at", "",
 	"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()", "NULL::timestamptz"},
 	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
 transfer_statements, lengthof(transfer_statements)};
-
-/* ---------- the store ---------- */
-
-/* Run statement plan with a transfer's values (ledger_begin_kind first) */
-static uint64
-run(int plan, const WalletTransfer *t, int expected)
-{
-	Datum		v[NPARAMS];
-	char		n[NPARAMS + 1];
-
-	ledger_fill(params, NPARAMS, t, v, n);
-	v[3] = Int64GetDatum(t->txn_id);
-	n[3] = t->txn_id > 0 ? ' ' : 'n';
-	v[4] = Int32GetDatum(t->error_code);
-	n[4] = t->error_code != 0 ? ' ' : 'n';
-	return ledger_run_plan(&transfer_kind, plan, v, n, expected);
-}
 
 /* Record a transfer's intent (queued or sending) with a new client id, given or generated */
 static void
 store_intent(WalletTransfer *t, char *status)
 {
-	OwnerContext ctx;
-	char	   *greatest;
-	size_t		len = t->client_txn_id ? strlen(t->client_txn_id) : 0;
-
 	t->status = status;
-	ledger_begin_kind(&ctx, &transfer_kind);
-	run(T_LOCK_IDS, t, SPI_OK_SELECT);
-	run(T_IDS, t, SPI_OK_SELECT);
-	greatest = ledger_row_text(&ctx, 1);
-	/* digits without leading zeros: the longer is the greater */
-	if (len > 0 && greatest != NULL &&
-		(len < strlen(greatest) || (len == strlen(greatest) && strcmp(t->client_txn_id, greatest) <= 0)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("client_txn_id must be greater than %s, this merchant's greatest", greatest),
-				 errdetail("QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI."),
-				 errhint("Give none to have one generated.")));
-	if (len == 0)
-		t->client_txn_id = ledger_row_text(&ctx, 2);
-	run(T_INSERT, t, SPI_OK_INSERT);
-	ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id, NULL, status, LEDGER_BY_CALL);
-	ledger_end(&ctx);
+	t->client_txn_id = ledger_increasing_id(&transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
+											"QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
+	ledger_write_change(&transfer_kind, T_INSERT, params, NPARAMS, t, SPI_OK_INSERT, t->merchant_name,
+						t->client_txn_id, status, LEDGER_BY_CALL);
 }
 
 /* Move a transfer forward to status, with why (or NULL); true if it moved */
 static bool
 store_advance(WalletTransfer *t, char *status, const char *why, const char *source)
 {
-	OwnerContext ctx;
-	bool		moved;
-
 	t->status = status;
 	t->why = why;
-	ledger_begin_kind(&ctx, &transfer_kind);
-	moved = run(T_ADVANCE, t, SPI_OK_UPDATE_RETURNING) > 0;
-	if (moved)
-		ledger_event(&transfer_kind, t->merchant_name, NULL, t->client_txn_id,
-					 ledger_row_text(&ctx, 1), status, source);
-	ledger_end(&ctx);
-	return moved;
+	return ledger_write_change(&transfer_kind, T_ADVANCE, params, NPARAMS, t, SPI_OK_UPDATE_RETURNING,
+							   t->merchant_name, t->client_txn_id, status, source);
 }
-
-/* ---------- the wire ---------- */
 
 /* Take a history item if it is this transfer (OUT, under its client id); false then */
 static bool
@@ -171,8 +123,7 @@ take_item(void *arg, const WalletPayment *p)
 {
 	WalletTransfer *t = (WalletTransfer *) arg;
 
-	if (strcmp(p->type, "OUT") != 0 || p->trm_txn_id == NULL ||
-		strcmp(p->trm_txn_id, t->client_txn_id) != 0)
+	if (strcmp(p->type, "OUT") != 0 || p->trm_txn_id == NULL || strcmp(p->trm_txn_id, t->client_txn_id) != 0)
 		return true;
 	t->txn_id = p->txn_id;
 	t->status = strcmp(p->status, "WAITING") == 0 ? "sent" : p->status;
@@ -199,10 +150,9 @@ parse_history(JsonbContainer *root, void *result, char **problem)
 
 	if (!qiwi_page_read_array(&page, root, "data", read_payment, problem))
 		return false;
-	for (int i = 0; i < page.nitems; i++)
-		if (!take_item(t, page.items[i]))
-			return true;
-	t->more = next != NULL && next->type != jbvNull;
+	for (int i = 0; i < page.nitems && t->status == NULL; i++)
+		take_item(t, page.items[i]);
+	t->more = t->status == NULL && next != NULL && next->type != jbvNull;
 	return true;
 }
 
@@ -220,9 +170,8 @@ parse_accepted(JsonbContainer *root, void *result, char **problem)
 	if (!json_identifier(root, "id", &id, problem) || !json_identifier(txn, "id", &txn_id, problem) ||
 		!json_string(json_object_member(txn, "state"), "code", true, &code, problem))
 		return false;
-	if (id == NULL || strcmp(id, t->client_txn_id) != 0 || txn_id == NULL ||
-		strcmp(code, "Accepted") != 0 || amount == NULL || amount->type != jbvNumeric ||
-		!qiwi_same_money(amount->val.numeric, "", t->amount, ""))
+	if (id == NULL || strcmp(id, t->client_txn_id) != 0 || txn_id == NULL || strcmp(code, "Accepted") != 0 ||
+		amount == NULL || amount->type != jbvNumeric || !qiwi_same_money(amount->val.numeric, "", t->amount, ""))
 	{
 		*problem = psprintf("the answer is not transfer %s of %s accepted", t->client_txn_id,
 							qiwi_format_amount(t->amount));
@@ -246,12 +195,10 @@ read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 		 !wallet_history_each(t->merchant, t->created_at - TRANSFER_ASK_MARGIN,
 							  GetCurrentTimestamp() + TRANSFER_ASK_MARGIN, "OUT", take_item, t, error)))
 		return false;
-	if (t->status != NULL)
-		return true;
-	memset(error, 0, sizeof(*error));
-	error->sqlstate = ERRCODE_QIWI_NOT_FOUND;
-	error->message = psprintf("could not %s: the wallet's history has no such transfer", op->context);
-	return false;
+	if (t->status == NULL)
+		*error = (QiwiError) {.sqlstate = ERRCODE_QIWI_NOT_FOUND,
+			.message = psprintf("could not %s: the wallet's history has no such transfer", op->context)};
+	return t->status != NULL;
 }
 
 /* Build a transfer's POST, or (ask) its search in the history around its intent */
@@ -262,53 +209,40 @@ transfer_operation(void *arg, bool ask, QiwiOperation *op)
 	const char *send_path[3] = {"sinap/api/v2/terms", WALLET_TRANSFER_PROVIDER, "payments"};
 	const char *ask_path[3] = {"payment-history/v2/persons", wallet_number(t->merchant), "payments"};
 	StringInfoData body;
-	bool		first = true;
 	char	   *url;
 
 	t->asking = ask;
 	if (!ask)
 	{
-		/* WALD Payment; fields.account a string (§8) */
+		/* WALD Payment; fields.account a string (§8); the id and the wallet are digits */
 		initStringInfo(&body);
-		appendStringInfo(&body, "{\"sum\":{\"amount\":%s,\"currency\":\"643\"},\"paymentMethod\":"
-						 "{\"type\":\"Account\",\"accountId\":\"643\"},\"fields\":{",
-						 qiwi_format_amount(t->amount));
-		append_json_member(&body, "account", psprintf("+%s", t->to_wallet), &first);
-		appendStringInfoChar(&body, '}');
-		append_json_member(&body, "id", t->client_txn_id, &first);
+		appendStringInfo(&body, "{\"id\":\"%s\",\"sum\":{\"amount\":%s,\"currency\":\"643\"},\"paymentMethod\":"
+						 "{\"type\":\"Account\",\"accountId\":\"643\"},\"fields\":{\"account\":\"+%s\"}",
+						 t->client_txn_id, qiwi_format_amount(t->amount), t->to_wallet);
 		if (t->comment != NULL)
-			append_json_member(&body, "comment", t->comment, &first);
+		{
+			appendStringInfoString(&body, ",\"comment\":");
+			escape_json(&body, t->comment);
+		}
 		appendStringInfoChar(&body, '}');
 		wallet_operation(op, t->merchant, HTTP_POST, wire_url(&wallet_wire, t->merchant, 3, send_path),
 						 body.data, psprintf("transfer %s", t->client_txn_id), false);
 	}
 	else
 	{
-		url = http_append_query(wire_url(&wallet_wire, t->merchant, 3, ask_path), "rows",
-								CppAsString2(WALLET_MAX_ROWS));
-		url = http_append_query(url, "operation", "OUT");
+		url = http_append_query(http_append_query(wire_url(&wallet_wire, t->merchant, 3, ask_path), "rows",
+												   CppAsString2(WALLET_MAX_ROWS)), "operation", "OUT");
 		url = http_append_query(url, "startDate", format_qiwi_timestamp(t->created_at - TRANSFER_ASK_MARGIN));
-		url = http_append_query(url, "endDate",
-								format_qiwi_timestamp(GetCurrentTimestamp() + TRANSFER_ASK_MARGIN));
+		url = http_append_query(url, "endDate", format_qiwi_timestamp(GetCurrentTimestamp() + TRANSFER_ASK_MARGIN));
 		wallet_operation(op, t->merchant, HTTP_GET, url, NULL,
 						 psprintf("find transfer %s in the wallet's history", t->client_txn_id), true);
 	}
 	op->read = read_transfer;
-	op->result = t;
+	op->result = op->rebuild_arg = t;
 	op->rebuild = transfer_operation;
-	op->rebuild_arg = t;
 }
 
 /* ---------- the SQL functions ---------- */
-
-/* Is s min to max digits? */
-static bool
-all_digits(const char *s, size_t min, size_t max)
-{
-	size_t		len = strlen(s);
-
-	return len >= min && len <= max && strspn(s, "0123456789") == len;
-}
 
 /* Check and collect a transfer's arguments (0-4), all before anything is sent */
 static void
@@ -318,30 +252,24 @@ transfer_arguments(FunctionCallInfo fcinfo, WalletTransfer *t)
 
 	memset(t, 0, sizeof(*t));
 	t->to_wallet = to + (to[0] == '+');
-	if (!all_digits(t->to_wallet, 10, 15))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("to_wallet must be a wallet number: 10 to 15 digits, \"+\" allowed first")));
+	if (!qiwi_all_digits(t->to_wallet, 10, 15))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("to_wallet must be a wallet number: 10 to 15 digits, \"+\" allowed first")));
 	t->amount = arg_required_amount(fcinfo, 1, "amount", &transfer_limits);
 	if (!qiwi_money_within(qiwi_numeric_constant(TRANSFER_MIN_AMOUNT), "", t->amount, ""))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("amount is below QIWI's least transfer of %s", TRANSFER_MIN_AMOUNT)));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("amount is below QIWI's least transfer of %s", TRANSFER_MIN_AMOUNT)));
 	t->comment = arg_optional_limited_text(fcinfo, 2, "comment", TRANSFER_MAX_COMMENT);
 	t->client_txn_id = arg_optional_text(fcinfo, 3, "client_txn_id");
-	if (t->client_txn_id && (!all_digits(t->client_txn_id, 1, WALLET_MAX_CLIENT_ID_DIGITS) ||
-							 t->client_txn_id[0] == '0'))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("client_txn_id must be 1 to %d digits, not starting with 0",
-						WALLET_MAX_CLIENT_ID_DIGITS)));
+	if (t->client_txn_id &&
+		(!qiwi_all_digits(t->client_txn_id, 1, WALLET_MAX_CLIENT_ID_DIGITS) || t->client_txn_id[0] == '0'))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("client_txn_id must be 1 to %d digits, not starting with 0", WALLET_MAX_CLIENT_ID_DIGITS)));
 	t->merchant = arg_merchant(fcinfo, 4);
 	t->merchant_name = t->merchant->name;
-	if (strcmp(wallet_number(t->merchant), t->to_wallet) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("to_wallet is the merchant's own wallet")));
 	t->created_at = GetCurrentTimestamp();
+	if (strcmp(wallet_number(t->merchant), t->to_wallet) == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("to_wallet is the merchant's own wallet")));
 }
 
 /* The qiwi_wallet_transfer row of a transfer */
@@ -349,10 +277,9 @@ static Datum
 transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 {
 	ResultColumn columns[] = {
-		result_text(t->client_txn_id), result_text(t->to_wallet),
-		result_datum(NumericGetDatum(t->amount)), result_text("RUB"), result_text(t->comment),
-		result_text(t->status), {Int64GetDatum(t->txn_id), t->txn_id <= 0},
-		{Int32GetDatum(t->error_code), t->error_code == 0}, result_text(t->error)
+		result_text(t->client_txn_id), result_text(t->to_wallet), result_datum(NumericGetDatum(t->amount)),
+		result_text("RUB"), result_text(t->comment), result_text(t->status),
+		{Int64GetDatum(t->txn_id), t->txn_id <= 0}, {Int32GetDatum(t->error_code), t->error_code == 0}, result_text(t->error)
 	};
 
 	return qiwi_result_row(fcinfo, "qiwi_wallet_transfer", columns, lengthof(columns));
@@ -361,7 +288,7 @@ transfer_datum(FunctionCallInfo fcinfo, const WalletTransfer *t)
 /* The HINTs of QIWI's refusals of a transfer, by code (seed 003's error list) */
 static const char *const refusal_hints[][2] = {{"QWPRC-220", "Insufficient funds in the wallet."},
 	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
-{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
+	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
 
 /* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
 Datum
@@ -369,29 +296,16 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 {
 	WalletTransfer t;
 	QiwiOperation op;
-	QiwiError	error;
 
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("transfer money from a wallet", "qiwi_wallet_transfers");
 	store_intent(&t, "sending");
 	transfer_operation(&t, false, &op);
-	if (qiwi_exchange(&op, &error))
+	if (qiwi_call_recorded(&op, refusal_hints, lengthof(refusal_hints),
+						   "It stays 'sending': the worker looks for it in the wallet's history."))
 		store_advance(&t, t.status, NULL, LEDGER_BY_CALL);
-	else if (error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)
-	{
-		ereport(WARNING,
-				(errcode(error.sqlstate), errmsg("%s", error.message),
-				 errdetail("%s It stays 'sending': the worker looks for it in the wallet's history.",
-						   error.detail ? error.detail : "")));
-		t.status = "sending";
-	}
 	else
-	{
-		for (size_t i = 0; i < lengthof(refusal_hints) && error.error_code; i++)
-			if (strcmp(error.error_code, refusal_hints[i][0]) == 0)
-				error.hint = (char *) refusal_hints[i][1];
-		qiwi_raise(&error);
-	}
+		t.status = "sending";
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
 
@@ -403,8 +317,7 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
-	guard_require_reconciler("qiwi_wallet_transfer_after_commit",
-							 "the transfer would stay queued, never sent");
+	guard_require_reconciler("qiwi_wallet_transfer_after_commit", "the transfer would stay queued, never sent");
 	store_intent(&t, "queued");
 	reconciler_wake_at_commit();
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
@@ -416,69 +329,92 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 static char *
 merchant_problem(const Merchant *merchant)
 {
-	if (merchant_value(merchant, wallet_option_number) == NULL ||
-		merchant_value(merchant, wallet_option_token) == NULL)
-		return psprintf("merchant \"%s\" has no wallet_number or wallet_token", merchant->name);
-	return NULL;
+	return merchant_value(merchant, wallet_option_number) && merchant_value(merchant, wallet_option_token) ? NULL :
+		psprintf("merchant \"%s\" has no wallet_number or wallet_token", merchant->name);
 }
 
-/* The operation for due transfer i: a queued one's send, unless one failed; else the search */
+/* Move a claimed queued transfer to 'sending' (a ledger_commit_step); true if it moved */
+static bool
+move_to_sending(void *arg)
+{
+	return store_advance((WalletTransfer *) arg, "sending", NULL, LEDGER_BY_RECONCILER);
+}
+
+/*
+ * The operation for due transfer i: a queued one's send, once its move to
+ * 'sending' is committed (a worker that dies after the POST leaves it to be
+ * looked for, never sent again); else its search in the history
+ */
 static void
 due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 {
 	WalletTransfer *t = palloc0(sizeof(WalletTransfer));
 	bool		isnull;
-	Datum		comment = ledger_due_value(due, i, 3, &isnull);
 
 	due->answers[i] = t;
 	t->merchant = due->merchants[i];
 	t->merchant_name = due->merchant_names[i];
 	t->client_txn_id = (char *) due->ids[i];
-	t->comment = isnull ? NULL : TextDatumGetCString(comment);
-	t->to_wallet = TextDatumGetCString(ledger_due_value(due, i, 1, &isnull));
+	t->to_wallet = ledger_due_text(due, i, 1);
 	t->amount = DatumGetNumericCopy(ledger_due_value(due, i, 2, &isnull));
-	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 5, &isnull));
-	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 ||
-					   DatumGetInt32(ledger_due_value(due, i, 4, &isnull)) > 0, op);
+	t->comment = ledger_due_text(due, i, 3);
+	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 4, &isnull));
+	t->unsent_if_absent = ledger_due_past_grace(due, i, t->created_at, 5, unknown_after_s);
+	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 || !ledger_commit_step(move_to_sending, t), op);
 }
 
-/* Record QIWI's answer about due transfer i, in a transaction; true if it moved */
+/*
+ * Record QIWI's answer about due transfer i, in a transaction; true if it
+ * moved.  A 'sending' one the history has not is UNSENT only at the second
+ * look past the grace; a send QIWI refused is REFUSED, and so is a
+ * "technical error" (QWPRC-300) once QIWI accepted a greater id of the
+ * merchant's: QIWI takes ids increasing, so no resend could succeed; a send
+ * that made no connection is queued again.
+ */
 static bool
-record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp,
-				bool *failed, bool *key_refused)
+record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed, bool *key_refused)
 {
 	WalletTransfer *t = due->answers[i];
 	QiwiError	error;
+	char	   *greater = NULL;
 
-	*failed = false;
+	if (!t->asking)
+		reconciler_wake_at_commit();	/* the merchant's next queued one, in the next round */
 	if (qiwi_exchange_answer(op, resp, &error))
 	{
 		ledger_add_check(due, i, false, NULL);
 		return store_advance(t, t->status, NULL, LEDGER_BY_RECONCILER);
 	}
-	/* QIWI never made it: a queued one is sent at once, a call's is UNSENT */
-	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sent") != 0)
+	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sending") == 0)
 	{
 		ledger_add_check(due, i, false, NULL);
-		return strcmp(due->statuses[i], "sending") == 0 &&
-			store_advance(t, "UNSENT", error.message, LEDGER_BY_RECONCILER);
+		return t->unsent_if_absent && store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message,
+																		  unknown_after_s), LEDGER_BY_RECONCILER);
 	}
-	if (!t->asking && error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+	if (!t->asking && error.error_code != NULL && strcmp(error.error_code, "QWPRC-300") == 0)
+		greater = ledger_id_overtaken(&transfer_kind, t->merchant_name, t->client_txn_id, "('sent', 'SUCCESS', 'ERROR')");
+	if (!t->asking && (error.sqlstate == ERRCODE_QIWI_INVALID_REQUEST || greater != NULL))
 	{
-		t->error = error.detail;
-		return store_advance(t, "REFUSED", error.message, LEDGER_BY_RECONCILER);
+		t->error = greater ? psprintf("client id %s is not above %s, which QIWI accepted first", t->client_txn_id,
+									  greater) : error.detail;
+		return store_advance(t, "REFUSED", greater ? t->error : error.message, LEDGER_BY_RECONCILER);
 	}
 	ledger_add_failure(due, i, &error, failed, key_refused);
-	return false;
+	return !t->asking && resp->failure == HTTP_FAIL_CONNECT &&
+		store_advance(t, "queued", error.message, LEDGER_BY_RECONCILER);
 }
 
 static const ReconcileKind transfer_reconcile_kind = {"Wallet transfers", NULL, 0, &transfer_kind,
 merchant_problem, due_transfer_operation, record_transfer};
 
-/* Register transfers with the ledger and the worker (from _PG_init) */
+/* Define the setting; register transfers with the ledger and the worker (from _PG_init) */
 void
 wallet_transfer_init(void)
 {
+	DefineCustomIntVariable("qiwi.wallet_transfer_unknown_after",
+							"How long a Wallet transfer whose send's outcome is unknown stays 'sending' while the history has it not.",
+							"Past it, the second look that finds it absent makes it UNSENT: QIWI may list a transfer late.",
+							&unknown_after_s, SECS_PER_HOUR, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	ledger_add_kind(&transfer_kind);
 	reconciler_add_kind(&transfer_reconcile_kind);
 }

@@ -3,11 +3,18 @@
 # history by its client id and not sent again, from a SQL call and from the
 # worker; an after-commit transfer rolled back is never sent, committed is
 # sent exactly once; the worker follows a sent transfer through WAITING to
-# SUCCESS, and one the recipient refuses to ERROR with QIWI's code.
+# SUCCESS, and one the recipient refuses to ERROR with QIWI's code.  The
+# worker commits 'sending' before its POST: killed between the POST and
+# recording it, it finds the transfer in the history and sends nothing
+# again; a 'sending' transfer the history lists late stays 'sending' until
+# it is listed, one QIWI never got is UNSENT only past
+# qiwi.wallet_transfer_unknown_after; queued transfers go in client-id
+# order, and one QIWI refuses as not increasing is REFUSED.
 use strict;
 use warnings;
 
 use HTTP::Tiny;
+use Time::HiRes qw(usleep);
 use QiwiTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -38,6 +45,8 @@ sub wallet_field
 
 # Transfers POSTed to the sandbox so far, and wallet A's balance there
 sub transfers_sent { return wallet_field('stats', 'sinap'); }
+# Requests a "hold" fault keeps waiting at the sandbox
+sub held { return HTTP::Tiny->new->get("$sandbox_url/sandbox/stats")->{content} =~ /"held":\s*(\d+)/ ? $1 : -1; }
 sub balance_a { return wallet_field('wallets/79220000001', 'balance'); }
 
 $node->safe_psql('postgres', qq{
@@ -67,7 +76,8 @@ is(balance_a(), '970.00', 'the wallet paid the committed one only');
 is(sql(q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status || ':' || source, ',' ORDER BY e.id)
 	FROM qiwi_wallet_transfer_events e JOIN qiwi_wallet_transfers USING (merchant, client_txn_id)
 	WHERE comment = 'committed'}),
-	'->queued:call,queued>sent:reconciler,sent>SUCCESS:reconciler', 'its events, from the call and the worker');
+	'->queued:call,queued>sending:reconciler,sending>sent:reconciler,sent>SUCCESS:reconciler',
+	'its events, from the call and the worker: sending committed before the POST');
 
 # ---------- a lost answer to the worker ----------
 sandbox('/sandbox/faults', '{"api": "wallet", "drop": "after", "times": 1}');
@@ -96,6 +106,85 @@ is(sql(q{SELECT string_agg(comment || ':' || status || ':' || coalesce(error_cod
 is(balance_a(), '900.00', 'the refused transfer\'s money came back');
 is(sql(q{SELECT count(*) FROM qiwi_wallet_transfers WHERE status NOT IN ('SUCCESS', 'ERROR')}), '0',
 	'every transfer is final');
+
+# The events of the transfer with comment $comment, old>new:source
+sub events_of
+{
+	my ($comment) = @_;
+	return sql(qq{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status || ':' || source, ',' ORDER BY e.id)
+		FROM qiwi_wallet_transfer_events e JOIN qiwi_wallet_transfers USING (merchant, client_txn_id)
+		WHERE comment = '$comment'});
+}
+
+# ---------- the worker killed between its POST and recording the answer ----------
+sandbox('/sandbox/wallet/limits', '{"transferSeconds": 0}');
+my $sent = transfers_sent();
+my $balance = balance_a();
+sandbox('/sandbox/faults', '{"api": "wallet", "hold": true, "drop": "after", "times": 1}');
+sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 5.00, 'crash', merchant => 'wa')});
+my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+usleep(50_000) while held() != 1 && time < $deadline;
+is(held(), 1, 'the worker\'s POST is at the sandbox, held unanswered');
+is(sql(q{SELECT status FROM qiwi_wallet_transfers WHERE comment = 'crash'}), 'sending',
+	'the move to sending was committed before the POST');
+my $pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
+sql(qq{SELECT pg_terminate_backend($pid)});
+wait_for(qq{SELECT running AND pid <> $pid FROM qiwi_reconciler_status}, 'the killed worker is back');
+sandbox('/sandbox/release', '');
+wait_for(q{SELECT status = 'SUCCESS' FROM qiwi_wallet_transfers WHERE comment = 'crash'},
+	'the new worker finds it in the history by its client id');
+is(transfers_sent(), $sent + 1, 'exactly one transfer reached the sandbox: nothing was sent again');
+is(balance_a(), sprintf('%.2f', $balance - 5), 'and it was paid once');
+is(events_of('crash'), '->queued:call,queued>sending:reconciler,sending>SUCCESS:reconciler',
+	'queued, sending, then SUCCESS from the history');
+
+# ---------- listed late: 'sending', followed until QIWI lists it ----------
+sandbox('/sandbox/wallet/limits', '{"listSeconds": 3600}');
+sandbox('/sandbox/faults', '{"api": "wallet", "drop": "after", "times": 1}');
+sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 6.00, 'late', merchant => 'wa')});
+wait_for(q{SELECT status = 'sending' AND check_count >= 2 FROM qiwi_wallet_transfers WHERE comment = 'late'},
+	'a transfer the history does not list yet is looked for again and again');
+is(sql(q{SELECT status FROM qiwi_wallet_transfers WHERE comment = 'late'}), 'sending',
+	'and stays sending within qiwi.wallet_transfer_unknown_after (an hour)');
+sandbox('/sandbox/wallet/clock', '{"seconds": 3601}');
+wait_for(q{SELECT status = 'SUCCESS' FROM qiwi_wallet_transfers WHERE comment = 'late'},
+	'once QIWI lists it, it is SUCCESS, never UNSENT');
+is(events_of('late'), '->queued:call,queued>sending:reconciler,sending>SUCCESS:reconciler', 'never UNSENT');
+sandbox('/sandbox/wallet/limits', '{"listSeconds": 0}');
+
+# ---------- never got by QIWI: UNSENT past the grace ----------
+$node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.wallet_transfer_unknown_after = '3s'; SELECT pg_reload_conf()});
+$sent = transfers_sent();
+$balance = balance_a();
+sandbox('/sandbox/faults', '{"api": "wallet", "drop": "before", "times": 1}');
+sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 7.00, 'never', merchant => 'wa')});
+wait_for(q{SELECT status = 'UNSENT' FROM qiwi_wallet_transfers WHERE comment = 'never'},
+	'a transfer QIWI never got ends UNSENT');
+is(sql(q{SELECT check_count >= 1 AND status_changed_at >= created_at + interval '3 s'
+	AND last_error LIKE '%history has no such transfer, 3 s after it was recorded'
+	FROM qiwi_wallet_transfers WHERE comment = 'never'}), 't',
+	'only past the grace, after a look that found it absent, with the reason');
+is(transfers_sent() . ' ' . balance_a(), "$sent $balance", 'nothing was sent again, nothing moved');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.wallet_transfer_unknown_after; SELECT pg_reload_conf()});
+
+# ---------- queued transfers in client-id order; one overtaken is REFUSED ----------
+sql(q{BEGIN;
+	SELECT qiwi_wallet_transfer_after_commit('79220000002', 1.00, 'order ' || n, merchant => 'wa') FROM generate_series(1, 4) n;
+	COMMIT});
+wait_for(q{SELECT count(*) = 4 FROM qiwi_wallet_transfers WHERE comment LIKE 'order %' AND status = 'SUCCESS'},
+	'four queued transfers are all taken');
+is(sql(q{SELECT array_agg(comment ORDER BY txn_id) = array_agg(comment ORDER BY client_txn_id::numeric)
+	FROM qiwi_wallet_transfers WHERE comment LIKE 'order %'}), 't', 'QIWI got them in client-id order');
+$balance = balance_a();
+sql(q{BEGIN;
+	SELECT qiwi_wallet_transfer_after_commit('79220000002', 8.00, 'behind', merchant => 'wa');
+	SELECT qiwi_wallet_transfer('79220000002', 9.00, 'ahead', merchant => 'wa');
+	COMMIT});
+wait_for(q{SELECT status = 'REFUSED' FROM qiwi_wallet_transfers WHERE comment = 'behind'},
+	'a queued transfer whose id a later call overtook is REFUSED, not retried');
+is(sql(q{SELECT error = last_error AND error LIKE 'client id % is not above %, which QIWI accepted first'
+	FROM qiwi_wallet_transfers WHERE comment = 'behind'}), 't', 'with the reason');
+is(balance_a(), sprintf('%.2f', $balance - 9), 'only the call\'s transfer was paid');
 
 $node->stop;
 done_testing();
