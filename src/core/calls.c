@@ -14,6 +14,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 /* ---------- arguments ---------- */
 
@@ -51,6 +52,16 @@ arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argnam
 	return value;
 }
 
+/* Raise unless value (not NULL) is one of names */
+static void
+arg_check_name(const char *value, const char *argname, const char *const *names)
+{
+	if (!qiwi_name_in(value, names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(names))));
+}
+
 /* An optional argument that is one of names */
 char *
 arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
@@ -58,10 +69,19 @@ arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
 {
 	char	   *value = arg_optional_text(fcinfo, argno, argname);
 
-	if (value != NULL && !qiwi_name_in(value, names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(names))));
+	if (value != NULL)
+		arg_check_name(value, argname, names);
+	return value;
+}
+
+/* A required argument that is one of names */
+char *
+arg_required_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  const char *const *names)
+{
+	char	   *value = arg_required_text(fcinfo, argno, argname);
+
+	arg_check_name(value, argname, names);
 	return value;
 }
 
@@ -225,6 +245,15 @@ qiwi_result_tuple(TupleDesc tupdesc, const ResultColumn *columns, int n)
 		nulls[i] = columns[i].isnull;
 	}
 	return heap_form_tuple(tupdesc, values, nulls);
+}
+
+/* Add a row of n columns to a materialized set-returning function's result (InitMaterializedSRF) */
+void
+qiwi_result_put(FunctionCallInfo fcinfo, const ResultColumn *columns, int n)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, n));
 }
 
 /* The result of a function returning the composite type of n columns */

@@ -392,10 +392,26 @@ typedef bool (*QiwiPageConsumer) (void *arg, const QiwiPage *page);
 /* Reads one element of a page's array into *item; false with *problem */
 typedef bool (*QiwiItemReader) (JsonbValue *element, void **item, char **problem);
 
+/*
+ * A time range a list is asked for in windows of at most width, newest
+ * first, in the whole seconds QIWI dates items by: each window ends a
+ * second before the next begins, so that an item comes once
+ */
+typedef struct QiwiTimeWindows
+{
+	TimestampTz since;			/* as asked */
+	TimestampTz first;			/* since, rounded up to a second */
+	TimestampTz last;			/* until, rounded down to a second */
+	int64		width;			/* in microseconds */
+} QiwiTimeWindows;
+
 extern Datum qiwi_pages_srf(FunctionCallInfo fcinfo, const QiwiPagedList *list,
 							QiwiPagedStart start, QiwiItemDatum item_datum);
 extern bool qiwi_pages_each(const QiwiPagedList *list, const void *args,
 							QiwiPageConsumer consume, void *arg, QiwiError *error);
+extern void qiwi_windows_init(QiwiTimeWindows *range, TimestampTz since, TimestampTz until,
+							  int64 width);
+extern bool qiwi_window(const QiwiTimeWindows *range, int n, TimestampTz *start, TimestampTz *end);
 extern bool qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 								 QiwiItemReader read_item, char **problem);
 /* ---------- ratelimit.c ---------- */
@@ -478,6 +494,14 @@ extern bool wire_read_answer(QiwiOperation *op, const HttpResponse *resp, QiwiAn
 							 void *result, QiwiError *error);
 extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 						   size_t size, List **out, QiwiError *error);
+extern bool wire_read_item(QiwiOperation *op, const HttpResponse *resp, QiwiItemReader read,
+						   void **item, QiwiError *error);
+extern bool wire_read_array(QiwiOperation *op, const HttpResponse *resp, const char *key,
+							QiwiItemReader read, QiwiPage *page, QiwiError *error);
+extern char *qiwi_currency_letters(int32 numeric_code);
+extern bool json_integer(JsonbContainer *object, const char *key, int64 *out, char **problem);
+extern bool json_coded_money(JsonbContainer *money, const char *what, Numeric *amount,
+							 char **currency, char **problem);
 extern bool wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
 								 const char *asked, QiwiError *error);
 
@@ -601,6 +625,8 @@ extern char *arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const
 									   int max);
 extern char *arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
 							   const char *const *names);
+extern char *arg_required_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+							   const char *const *names);
 extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);
@@ -616,6 +642,7 @@ extern ResultColumn result_datum(Datum value);
 extern ResultColumn result_pointer(const void *p);
 extern ResultColumn result_timestamp(TimestampTz ts, bool present);
 extern HeapTuple qiwi_result_tuple(TupleDesc tupdesc, const ResultColumn *columns, int n);
+extern void qiwi_result_put(FunctionCallInfo fcinfo, const ResultColumn *columns, int n);
 extern Datum qiwi_result_row(FunctionCallInfo fcinfo, const char *type,
 							 const ResultColumn *columns, int n);
 extern void qiwi_refund_fetch(QiwiOperation *op, const char *why, const char *refund_id);

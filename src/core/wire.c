@@ -4,7 +4,8 @@
  *		WireFormat): the URL of a call, the merchant's options a call cannot
  *		go without, the operation with its credentials (Bearer or Basic),
  *		its body's type and how the API writes errors, and the reading of
- *		the object an answer holds.
+ *		the object an answer holds, and of the integers and money QIWI
+ *		writes with a currency's ISO number.
  */
 #include "core/core.h"
 
@@ -213,6 +214,74 @@ wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser par
 	return true;
 }
 
+/* An answer's object to read as one item, with an API's reader of a list's items */
+typedef struct ItemToRead
+{
+	QiwiItemReader read;
+	void	  **item;
+} ItemToRead;
+
+/* Reader of an answer whose object is one item (a QiwiAnswerReader) */
+static bool
+read_item(const HttpResponse *resp, void *result, char **problem)
+{
+	ItemToRead *i = (ItemToRead *) result;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+	JsonbValue	whole = {.type = jbvBinary};
+
+	if (jb == NULL)
+		return false;
+	whole.val.binary.data = &jb->root;
+	whole.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	return i->read(&whole, i->item, problem);
+}
+
+/*
+ * Read the object answered to op as one item of a list would be read (an
+ * API's answer about one of the items its pages list), guarded; false with
+ * a QK BAD *error
+ */
+bool
+wire_read_item(QiwiOperation *op, const HttpResponse *resp, QiwiItemReader read, void **item,
+			   QiwiError *error)
+{
+	ItemToRead	i = {read, item};
+
+	return wire_read_answer(op, resp, read_item, &i, error);
+}
+
+/* An answer's array member to read into a page's items, with an API's item reader */
+typedef struct ArrayToRead
+{
+	const char *key;
+	QiwiItemReader read;
+	QiwiPage   *page;
+} ArrayToRead;
+
+/* Reader of an array member of the object answered (a QiwiAnswerReader) */
+static bool
+read_array(const HttpResponse *resp, void *result, char **problem)
+{
+	ArrayToRead *a = (ArrayToRead *) result;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+
+	return jb != NULL && qiwi_page_read_array(a->page, &jb->root, a->key, a->read, problem);
+}
+
+/*
+ * Read the array member key of the object answered to op into page's
+ * items, as a page of a paged list is read (an answer listing all at
+ * once), guarded; false with a QK BAD *error
+ */
+bool
+wire_read_array(QiwiOperation *op, const HttpResponse *resp, const char *key,
+				QiwiItemReader read, QiwiPage *page, QiwiError *error)
+{
+	ArrayToRead a = {key, read, page};
+
+	return wire_read_answer(op, resp, read_array, &a, error);
+}
+
 /*
  * Is the answer about the object op asked about (a what: "bill", ...)?
  * Otherwise false with a QK BAD *error: it would be recorded for another.
@@ -225,4 +294,77 @@ wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
 		return true;
 	return qiwi_malformed(error, op->context,
 						  psprintf("the answer is about %s \"%s\"", what, answered));
+}
+
+/* ---------- integers and money with a currency's ISO number ---------- */
+
+/* The ISO letters of a currency QIWI writes as its ISO number (643: RUB); others stay digits */
+char *
+qiwi_currency_letters(int32 numeric_code)
+{
+	switch (numeric_code)
+	{
+		case 643:
+			return "RUB";
+		case 840:
+			return "USD";
+		case 978:
+			return "EUR";
+		case 398:
+			return "KZT";
+	}
+	return psprintf("%d", numeric_code);
+}
+
+/* An integer QIWI writes as a number or as a string of digits ("errorCode": "0"); absent: 0 */
+bool
+json_integer(JsonbContainer *object, const char *key, int64 *out, char **problem)
+{
+	char	   *text;
+	char	   *end;
+
+	*out = 0;
+	if (!json_identifier(object, key, &text, problem))
+		return false;
+	if (text == NULL)
+		return true;
+	errno = 0;
+	*out = strtoi64(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0')
+	{
+		*problem = psprintf("field \"%s\" is not an integer: \"%s\"", key, text);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Money {amount, currency} (a JSON number, and the currency's ISO number as
+ * a number or digits) as *amount and the currency's letters (currency NULL:
+ * not read); what names the object in *problem
+ */
+bool
+json_coded_money(JsonbContainer *money, const char *what, Numeric *amount, char **currency,
+				 char **problem)
+{
+	JsonbValue *v = json_field(money, "amount");
+	int64		code;
+
+	if (v == NULL || v->type != jbvNumeric)
+	{
+		*problem = psprintf("field \"%s.amount\" is not a number", what);
+		return false;
+	}
+	*amount = v->val.numeric;
+	if (currency == NULL)
+		return true;
+	if (!json_integer(money, "currency", &code, problem))
+		return false;
+	if (json_field(money, "currency") == NULL || code < 0 || code > PG_INT32_MAX)
+	{
+		*problem = psprintf("field \"%s.currency\" is not a currency's ISO number", what);
+		return false;
+	}
+	*currency = qiwi_currency_letters((int32) code);
+	return true;
 }

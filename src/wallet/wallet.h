@@ -69,7 +69,6 @@ extern void wallet_define_settings(void);
 extern const char *wallet_number(const Merchant *merchant);
 extern void wallet_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method,
 							 char *url, char *body, char *context, bool idempotent);
-extern char *wallet_currency_letters(int32 numeric_code);
 extern bool wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem);
 
 /* ---------- wallet_history.c ---------- */

@@ -13,23 +13,19 @@
 
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_history);
 PG_FUNCTION_INFO_V1(qiwi_wallet_transaction);
 PG_FUNCTION_INFO_V1(qiwi_wallet_totals);
 PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
 
-#define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
 #define WALLET_TXN_COLUMNS	15
 
-/* What a history read asks for: the range, to the second, and the filters */
+/* What a history read asks for: the range in windows, and the filters */
 typedef struct HistoryArgs
 {
 	const Merchant *merchant;
-	TimestampTz since;			/* as asked */
-	TimestampTz first;			/* since, rounded up to a second */
-	TimestampTz last;			/* until, rounded down to a second */
+	QiwiTimeWindows range;
 	const char *operation;		/* ALL, IN, OUT, QIWI_CARD */
 	List	   *sources;		/* of char *; NIL: every source */
 } HistoryArgs;
@@ -57,23 +53,11 @@ static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CAR
 
 /* ---------- the history ---------- */
 
-/* [since, until] in whole seconds, as items are dated (within a second: that second's window) */
+/* [since, until] in 90-day windows */
 static void
 history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
 {
-	args->since = since;
-	args->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
-	args->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
-	args->first = Min(args->first < since ? args->first + USECS_PER_SEC : args->first, args->last);
-}
-
-/* The bounds of window n of a range (0: the newest); false when the range has no such window */
-static bool
-history_window(const HistoryArgs *args, int n, TimestampTz *start, TimestampTz *end)
-{
-	*end = args->last - n * (WALLET_WINDOW_USECS + USECS_PER_SEC);
-	*start = Max(args->first, *end - WALLET_WINDOW_USECS);
-	return *end >= args->first;
+	qiwi_windows_init(&args->range, since, until, (int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY);
 }
 
 /* The cursor of window n's first page, or NULL when the range has no window n */
@@ -85,7 +69,7 @@ window_cursor(const HistoryArgs *args, int n)
 	HistoryCursor *cursor = palloc0(sizeof(HistoryCursor));
 
 	cursor->window = n;
-	return history_window(args, n, &start, &end) ? cursor : NULL;
+	return qiwi_window(&args->range, n, &start, &end) ? cursor : NULL;
 }
 
 /* The URL of a wallet's history (or of its totals: "payments/total") with a window */
@@ -118,7 +102,7 @@ keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
 	{
 		WalletPayment *payment = (WalletPayment *) page->items[i];
 
-		if (payment->date < asked->start || payment->date < asked->args->since)
+		if (payment->date < asked->start || payment->date < asked->args->range.since)
 			goes_on = false;
 		else if (payment->date <= asked->end && goes_on)
 			page->items[kept++] = payment;
@@ -173,7 +157,7 @@ history_operation(const void *list_args, const void *cursor_arg, QiwiOperation *
 
 	asked->args = args;
 	asked->window = cursor ? cursor->window : 0;
-	(void) history_window(args, asked->window, &asked->start, &asked->end);
+	(void) qiwi_window(&args->range, asked->window, &asked->start, &asked->end);
 	url = history_url(args->merchant, "payments", asked->start, asked->end);
 	url = http_append_query(url, "rows", CppAsString2(WALLET_MAX_ROWS));
 	url = http_append_query(url, "operation", args->operation);
@@ -241,7 +225,7 @@ wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz unt
 					const char *operation, WalletPaymentConsumer consume, void *arg,
 					QiwiError *error)
 {
-	HistoryArgs args = {merchant, 0, 0, 0, operation, NIL};
+	HistoryArgs args = {.merchant = merchant, .operation = operation};
 	HistoryConsumer consumer = {consume, arg};
 
 	if (since >= until)
@@ -285,22 +269,13 @@ static void *
 start_history(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 {
 	HistoryArgs *args = palloc0(sizeof(HistoryArgs));
-	TupleDesc	tupdesc;
 
 	arg_history_range(fcinfo, args);
-	args->operation = arg_required_text(fcinfo, 2, "operation");
-	if (!qiwi_name_in(args->operation, history_operations))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("operation must be one of %s", qiwi_quoted_names(history_operations))));
+	args->operation = arg_required_name(fcinfo, 2, "operation", history_operations);
 	args->sources = arg_optional_names(fcinfo, 3, "sources", history_sources,
 									   "Pass NULL for every source.");
 	args->merchant = arg_merchant(fcinfo, 4);
 	(void) wallet_number(args->merchant);
-	/* not arg_result_desc: an SRF's fn_extra is its FuncCallContext */
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be qiwi_wallet_transaction");
-	funcctx->tuple_desc = BlessTupleDesc(tupdesc);
 	return args;
 }
 
@@ -332,25 +307,11 @@ wallet_read_call(const Merchant *merchant, char *url, char *context, QiwiOperati
 	qiwi_call(&op);
 }
 
-/* Read a transaction's answer, a history item with extras (a QiwiAnswerReader) */
-static bool
-parse_transaction(const HttpResponse *resp, void *result, char **problem)
-{
-	Jsonb	   *answer = parse_json_object(resp->body, resp->body_len, NULL, problem);
-	JsonbValue	item = {.type = jbvBinary};
-
-	if (answer == NULL)
-		return false;
-	item.val.binary.data = &answer->root;
-	item.val.binary.len = VARSIZE(answer) - VARHDRSZ;
-	return wallet_parse_payment(&item, (WalletPayment *) result, problem);
-}
-
-/* Read a transaction's answer (a QiwiOperationReader) */
+/* Read a transaction's answer, a history item with extras (a QiwiOperationReader) */
 static bool
 read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	return wire_read_answer(op, resp, parse_transaction, op->result, error);
+	return wire_read_item(op, resp, read_history_item, (void **) op->result, error);
 }
 
 /* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
@@ -362,7 +323,7 @@ qiwi_wallet_transaction(PG_FUNCTION_ARGS)
 	char	   *type = PG_ARGISNULL(1) ? NULL : arg_required_text(fcinfo, 1, "type");
 	const char *segments[2] = {"payment-history/v2/transactions"};
 	const Merchant *merchant;
-	WalletPayment payment;
+	WalletPayment *payment;
 	char	   *url;
 
 	if (txn_id <= 0)
@@ -380,7 +341,7 @@ qiwi_wallet_transaction(PG_FUNCTION_ARGS)
 					 psprintf("read wallet transaction %s", segments[1]), read_transaction, &payment);
 	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, WALLET_TXN_COLUMNS,
 																	 "qiwi_wallet_transaction"),
-													&payment)));
+													payment)));
 }
 
 /* ---------- totals and balances ---------- */
@@ -400,20 +361,13 @@ static bool
 read_money(JsonbValue *element, void **item, char **problem)
 {
 	WalletAmount *row = palloc0(sizeof(WalletAmount));
-	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
-	JsonbValue *v = object ? json_field(object, "amount") : NULL;
-	char	   *code = NULL;
 
 	*item = row;
-	if (v == NULL || v->type != jbvNumeric || !json_identifier(object, "currency", &code, problem) ||
-		code == NULL)
-	{
-		*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
-		return false;
-	}
-	row->amount[0] = v->val.numeric;
-	row->currency = wallet_currency_letters(pg_strtoint32(code));
-	return true;
+	if (element->type == jbvBinary && JsonContainerIsObject(element->val.binary.data) &&
+		json_coded_money(element->val.binary.data, "amount", &row->amount[0], &row->currency, problem))
+		return true;
+	*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
+	return false;
 }
 
 /* Add a window's totals {incomingTotal, outgoingTotal} to the List of rows by currency (a WireObjectParser) */
@@ -462,7 +416,6 @@ read_totals(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 Datum
 qiwi_wallet_totals(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	HistoryArgs args = {0};
 	List	   *rows = NIL;
 	TimestampTz start;
@@ -473,7 +426,7 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	args.merchant = arg_merchant(fcinfo, 2);
 	(void) wallet_number(args.merchant);
 	InitMaterializedSRF(fcinfo, 0);
-	for (int window = 0; history_window(&args, window, &start, &end); window++)
+	for (int window = 0; qiwi_window(&args.range, window, &start, &end); window++)
 		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
 						 pstrdup("read the wallet's totals"), read_totals, &rows);
 	foreach(lc, rows)
@@ -482,7 +435,7 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->amount[0]),
 		result_pointer(row->amount[1])};
 
-		tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, 3));
+		qiwi_result_put(fcinfo, columns, lengthof(columns));
 	}
 	return (Datum) 0;
 }
@@ -492,45 +445,35 @@ static bool
 read_account(JsonbValue *element, void **item, char **problem)
 {
 	WalletAmount *account = palloc0(sizeof(WalletAmount));
-	WalletAmount *balance = NULL;
 	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
 	JsonbContainer *type = json_object_member(object, "type");
-	JsonbValue *money = object ? json_field(object, "balance") : NULL;
+	JsonbContainer *balance = json_object_member(object, "balance");
 	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
-	char	   *code = NULL;
+	int64		code;
 
 	*item = account;
 	*problem = pstrdup("an account is not an object");
 	if (object == NULL || !json_string(object, "alias", true, &account->alias, problem) ||
-		!json_identifier(object, "currency", &code, problem) ||
+		!json_integer(object, "currency", &code, problem) ||
 		(type != NULL && !json_string(type, "id", false, &account->type, problem)) ||
-		(money != NULL && !read_money(money, (void **) &balance, problem)))
+		(balance != NULL && !json_coded_money(balance, "balance", &account->amount[0], NULL, problem)))
 		return false;
-	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : NULL;
-	account->amount[0] = balance ? balance->amount[0] : NULL;
+	account->currency = json_field(object, "currency") ? qiwi_currency_letters((int32) code) : NULL;
 	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
 	return true;
 }
 
-/* Read a wallet's accounts {accounts: [...]} (a WireObjectParser) */
-static bool
-parse_accounts(JsonbContainer *root, void *result, char **problem)
-{
-	return qiwi_page_read_array((QiwiPage *) result, root, "accounts", read_account, problem);
-}
-
-/* Read a wallet's accounts (a QiwiOperationReader) */
+/* Read a wallet's accounts {accounts: [...]} (a QiwiOperationReader) */
 static bool
 read_accounts(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	return wire_read_object(op, resp, parse_accounts, op->result, error);
+	return wire_read_array(op, resp, "accounts", read_account, (QiwiPage *) op->result, error);
 }
 
 /* qiwi_wallet_balances(merchant): the wallet's accounts and their balances */
 Datum
 qiwi_wallet_balances(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const Merchant *merchant = arg_merchant(fcinfo, 0);
 	const char *segments[] = {"funding-sources/v2/persons", wallet_number(merchant), "accounts"};
 	QiwiPage	accounts = {0};
@@ -546,8 +489,7 @@ qiwi_wallet_balances(PG_FUNCTION_ARGS)
 			result_datum(BoolGetDatum(a->is_default)), result_text(a->type)
 		};
 
-		tuplestore_puttuple(rsinfo->setResult,
-							qiwi_result_tuple(rsinfo->setDesc, columns, lengthof(columns)));
+		qiwi_result_put(fcinfo, columns, lengthof(columns));
 	}
 	return (Datum) 0;
 }
