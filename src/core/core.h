@@ -481,6 +481,18 @@ typedef struct WireFormat
 /* Reads an object of an answer into *result; false with *problem */
 typedef bool (*WireObjectParser) (JsonbContainer *root, void *result, char **problem);
 
+/*
+ * How a reading call's answer, an object, goes into its result: read by the
+ * API's parser; or its array member key read into a QiwiPage's items with
+ * item; or, without key, read whole as one item (into a void *)
+ */
+typedef struct WireAnswer
+{
+	WireObjectParser object;
+	const char *key;
+	QiwiItemReader item;
+} WireAnswer;
+
 extern const char *wire_require_option(const WireFormat *wire, const Merchant *merchant,
 									   int option);
 extern char *wire_url(const WireFormat *wire, const Merchant *merchant, int nsegments,
@@ -494,10 +506,7 @@ extern bool wire_read_answer(QiwiOperation *op, const HttpResponse *resp, QiwiAn
 							 void *result, QiwiError *error);
 extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 						   size_t size, List **out, QiwiError *error);
-extern bool wire_read_item(QiwiOperation *op, const HttpResponse *resp, QiwiItemReader read,
-						   void **item, QiwiError *error);
-extern bool wire_read_array(QiwiOperation *op, const HttpResponse *resp, const char *key,
-							QiwiItemReader read, QiwiPage *page, QiwiError *error);
+extern void wire_read_call(QiwiOperation *op, const WireAnswer *answer, void *result);
 extern char *qiwi_currency_letters(int32 numeric_code);
 extern bool json_integer(JsonbContainer *object, const char *key, int64 *out, char **problem);
 extern bool json_coded_money(JsonbContainer *money, const char *what, Numeric *amount,

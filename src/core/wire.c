@@ -214,72 +214,46 @@ wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser par
 	return true;
 }
 
-/* An answer's object to read as one item, with an API's reader of a list's items */
-typedef struct ItemToRead
-{
-	QiwiItemReader read;
-	void	  **item;
-} ItemToRead;
-
-/* Reader of an answer whose object is one item (a QiwiAnswerReader) */
+/* An answer's object read as the API's WireAnswer says (a QiwiAnswerReader) */
 static bool
-read_item(const HttpResponse *resp, void *result, char **problem)
+read_wire_answer(const HttpResponse *resp, void *result, char **problem)
 {
-	ItemToRead *i = (ItemToRead *) result;
+	QiwiOperation *op = (QiwiOperation *) result;
+	const WireAnswer *answer = (const WireAnswer *) op->args;
 	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
 	JsonbValue	whole = {.type = jbvBinary};
 
 	if (jb == NULL)
 		return false;
+	if (answer->object != NULL)
+		return answer->object(&jb->root, op->result, problem);
+	if (answer->key != NULL)
+		return qiwi_page_read_array((QiwiPage *) op->result, &jb->root, answer->key, answer->item,
+									problem);
 	whole.val.binary.data = &jb->root;
 	whole.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	return i->read(&whole, i->item, problem);
+	return answer->item(&whole, (void **) op->result, problem);
 }
 
-/*
- * Read the object answered to op as one item of a list would be read (an
- * API's answer about one of the items its pages list), guarded; false with
- * a QK BAD *error
- */
-bool
-wire_read_item(QiwiOperation *op, const HttpResponse *resp, QiwiItemReader read, void **item,
-			   QiwiError *error)
-{
-	ItemToRead	i = {read, item};
-
-	return wire_read_answer(op, resp, read_item, &i, error);
-}
-
-/* An answer's array member to read into a page's items, with an API's item reader */
-typedef struct ArrayToRead
-{
-	const char *key;
-	QiwiItemReader read;
-	QiwiPage   *page;
-} ArrayToRead;
-
-/* Reader of an array member of the object answered (a QiwiAnswerReader) */
+/* Read an answer to op as op->args, a WireAnswer, says (a QiwiOperationReader) */
 static bool
-read_array(const HttpResponse *resp, void *result, char **problem)
+read_wire_call(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 {
-	ArrayToRead *a = (ArrayToRead *) result;
-	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
-
-	return jb != NULL && qiwi_page_read_array(a->page, &jb->root, a->key, a->read, problem);
+	return wire_read_answer(op, resp, read_wire_answer, op, error);
 }
 
 /*
- * Read the array member key of the object answered to op into page's
- * items, as a page of a paged list is read (an answer listing all at
- * once), guarded; false with a QK BAD *error
+ * Send a reading call (an operation the API built, safe to repeat) whose
+ * answer is read into result as answer says; raise what went wrong
  */
-bool
-wire_read_array(QiwiOperation *op, const HttpResponse *resp, const char *key,
-				QiwiItemReader read, QiwiPage *page, QiwiError *error)
+void
+wire_read_call(QiwiOperation *op, const WireAnswer *answer, void *result)
 {
-	ArrayToRead a = {key, read, page};
-
-	return wire_read_answer(op, resp, read_array, &a, error);
+	op->retry_hint = QIWI_READ_RETRY_HINT;
+	op->read = read_wire_call;
+	op->args = answer;
+	op->result = result;
+	qiwi_call(op);
 }
 
 /*

@@ -12,6 +12,7 @@
 #include "wallet/wallet.h"
 
 #include "utils/builtins.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_history);
@@ -19,6 +20,7 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_transaction);
 PG_FUNCTION_INFO_V1(qiwi_wallet_totals);
 PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
 
+#define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
 #define WALLET_TXN_COLUMNS	15
 
 /* What a history read asks for: the range in windows, and the filters */
@@ -52,13 +54,6 @@ static const char *const history_operations[] = {"ALL", "IN", "OUT", "QIWI_CARD"
 static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CARD", "MK", NULL};
 
 /* ---------- the history ---------- */
-
-/* [since, until] in 90-day windows */
-static void
-history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
-{
-	qiwi_windows_init(&args->range, since, until, (int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY);
-}
 
 /* The cursor of window n's first page, or NULL when the range has no window n */
 static HistoryCursor *
@@ -230,7 +225,7 @@ wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz unt
 
 	if (since >= until)
 		return true;
-	history_range(&args, since, until);
+	qiwi_windows_init(&args.range, since, until, WALLET_WINDOW_USECS);
 	return qiwi_pages_each(&history_list, &args, consume_history_page, &consumer, error);
 }
 
@@ -244,7 +239,7 @@ arg_history_range(FunctionCallInfo fcinfo, HistoryArgs *args)
 	TimestampTz range[2];
 
 	arg_time_range(fcinfo, 0, names, range);
-	history_range(args, range[0], range[1]);
+	qiwi_windows_init(&args->range, range[0], range[1], WALLET_WINDOW_USECS);
 }
 
 /* The qiwi_wallet_transaction row of a payment */
@@ -293,26 +288,19 @@ qiwi_wallet_history(PG_FUNCTION_ARGS)
 	return qiwi_pages_srf(fcinfo, &history_list, start_history, history_row);
 }
 
-/* Send a reading call of a wallet whose answer read puts in result; raise what went wrong */
+/* Send a reading call of a wallet whose answer goes into result as answer says */
 static void
-wallet_read_call(const Merchant *merchant, char *url, char *context, QiwiOperationReader read,
+wallet_read_call(const Merchant *merchant, char *url, char *context, const WireAnswer *answer,
 				 void *result)
 {
 	QiwiOperation op;
 
 	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
-	op.retry_hint = QIWI_READ_RETRY_HINT;
-	op.read = read;
-	op.result = result;
-	qiwi_call(&op);
+	wire_read_call(&op, answer, result);
 }
 
-/* Read a transaction's answer, a history item with extras (a QiwiOperationReader) */
-static bool
-read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
-{
-	return wire_read_item(op, resp, read_history_item, (void **) op->result, error);
-}
+/* A transaction's answer: a history item with extras */
+static const WireAnswer transaction_answer = {.item = read_history_item};
 
 /* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
 Datum
@@ -338,7 +326,7 @@ qiwi_wallet_transaction(PG_FUNCTION_ARGS)
 	segments[1] = psprintf(INT64_FORMAT, txn_id);
 	url = wire_url(&wallet_wire, merchant, lengthof(segments), segments);
 	wallet_read_call(merchant, type ? http_append_query(url, "type", type) : url,
-					 psprintf("read wallet transaction %s", segments[1]), read_transaction, &payment);
+					 psprintf("read wallet transaction %s", segments[1]), &transaction_answer, &payment);
 	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, WALLET_TXN_COLUMNS,
 																	 "qiwi_wallet_transaction"),
 													payment)));
@@ -356,7 +344,7 @@ typedef struct WalletAmount
 	bool		is_default;
 } WalletAmount;
 
-/* An amount {amount, currency} (currency its ISO number) into a row's amount[0] (a QiwiItemReader) */
+/* An amount {amount, currency} (currency its ISO number) into a row's amount[0] and [1] (a QiwiItemReader) */
 static bool
 read_money(JsonbValue *element, void **item, char **problem)
 {
@@ -365,7 +353,10 @@ read_money(JsonbValue *element, void **item, char **problem)
 	*item = row;
 	if (element->type == jbvBinary && JsonContainerIsObject(element->val.binary.data) &&
 		json_coded_money(element->val.binary.data, "amount", &row->amount[0], &row->currency, problem))
+	{
+		row->amount[1] = row->amount[0];
 		return true;
+	}
 	*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
 	return false;
 }
@@ -385,32 +376,26 @@ parse_totals(JsonbContainer *root, void *result, char **problem)
 		for (int i = 0; i < list.nitems; i++)
 		{
 			WalletAmount *add = list.items[i];
-			WalletAmount *row = NULL;
+			WalletAmount *row;
 			ListCell   *lc;
 
 			foreach(lc, *rows)
 				if (strcmp(((WalletAmount *) lfirst(lc))->currency, add->currency) == 0)
-					row = lfirst(lc);
-			if (row == NULL)
+					break;
+			row = lc ? (WalletAmount *) lfirst(lc) : NULL;
+			if (row != NULL)
+				row->amount[k] = numeric_add_opt_error(row->amount[k], add->amount[k], NULL);
+			else
 			{
-				row = palloc0(sizeof(WalletAmount));
-				row->currency = add->currency;
-				row->amount[0] = row->amount[1] = qiwi_numeric_constant("0");
-				*rows = lappend(*rows, row);
+				add->amount[1 - k] = qiwi_numeric_constant("0");
+				*rows = lappend(*rows, add);
 			}
-			row->amount[k] = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(row->amount[k]),
-																 NumericGetDatum(add->amount[0])));
 		}
 	}
 	return true;
 }
 
-/* Read a window's totals (a QiwiOperationReader) */
-static bool
-read_totals(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
-{
-	return wire_read_object(op, resp, parse_totals, op->result, error);
-}
+static const WireAnswer totals_answer = {.object = parse_totals};
 
 /* qiwi_wallet_totals(since, until, merchant): money in and out per currency, a request a window */
 Datum
@@ -428,7 +413,7 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int window = 0; qiwi_window(&args.range, window, &start, &end); window++)
 		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
-						 pstrdup("read the wallet's totals"), read_totals, &rows);
+						 pstrdup("read the wallet's totals"), &totals_answer, &rows);
 	foreach(lc, rows)
 	{
 		WalletAmount *row = lfirst(lc);
@@ -463,12 +448,8 @@ read_account(JsonbValue *element, void **item, char **problem)
 	return true;
 }
 
-/* Read a wallet's accounts {accounts: [...]} (a QiwiOperationReader) */
-static bool
-read_accounts(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
-{
-	return wire_read_array(op, resp, "accounts", read_account, (QiwiPage *) op->result, error);
-}
+/* A wallet's accounts {accounts: [...]} */
+static const WireAnswer accounts_answer = {.key = "accounts", .item = read_account};
 
 /* qiwi_wallet_balances(merchant): the wallet's accounts and their balances */
 Datum
@@ -480,7 +461,7 @@ qiwi_wallet_balances(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	wallet_read_call(merchant, wire_url(&wallet_wire, merchant, lengthof(segments), segments),
-					 pstrdup("read the wallet's balances"), read_accounts, &accounts);
+					 pstrdup("read the wallet's balances"), &accounts_answer, &accounts);
 	for (int i = 0; i < accounts.nitems; i++)
 	{
 		WalletAmount *a = (WalletAmount *) accounts.items[i];
