@@ -607,6 +607,8 @@ extern TimestampTz arg_required_expiry(FunctionCallInfo fcinfo, int argno, const
 									   const ArgLimits *limits);
 extern void arg_time_range(FunctionCallInfo fcinfo, int argno, const char *const *names,
 						   TimestampTz *range);
+extern void arg_time_windows(FunctionCallInfo fcinfo, int argno, const char *const *names,
+							 int64 width, QiwiTimeWindows *windows);
 extern char *arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char *arg_optional_email(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const ArgLimits *limits);

@@ -23,13 +23,15 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
 #define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
 #define WALLET_TXN_COLUMNS	15
 
-/* What a history read asks for: the range in windows, and the filters */
+/* What a history read asks for: the range in windows, the filters, and for a sync, its consumer */
 typedef struct HistoryArgs
 {
 	const Merchant *merchant;
 	QiwiTimeWindows range;
 	const char *operation;		/* ALL, IN, OUT, QIWI_CARD */
 	List	   *sources;		/* of char *; NIL: every source */
+	WalletPaymentConsumer consume;
+	void	   *consume_arg;
 } HistoryArgs;
 
 /* Where the history goes on: a window (0: the newest) and QIWI's cursor in it */
@@ -52,6 +54,7 @@ typedef struct HistoryPageAsked
 
 static const char *const history_operations[] = {"ALL", "IN", "OUT", "QIWI_CARD", NULL};
 static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CARD", "MK", NULL};
+static const char *const range_names[] = {"since", "until"};
 
 /* ---------- the history ---------- */
 
@@ -191,21 +194,14 @@ static const QiwiPagedList history_list = {
 	.after_empty = history_after_empty,
 };
 
-/* A consumer of items and its argument */
-typedef struct HistoryConsumer
-{
-	WalletPaymentConsumer consume;
-	void	   *arg;
-} HistoryConsumer;
-
-/* Hand a page's items to the consumer (a QiwiPageConsumer) */
+/* Hand a page's items to the consumer of the read, its HistoryArgs (a QiwiPageConsumer) */
 static bool
 consume_history_page(void *arg, const QiwiPage *page)
 {
-	HistoryConsumer *consumer = (HistoryConsumer *) arg;
+	const HistoryArgs *args = (const HistoryArgs *) arg;
 
 	for (int i = 0; i < page->nitems; i++)
-		if (!consumer->consume(consumer->arg, (const WalletPayment *) page->items[i]))
+		if (!args->consume(args->consume_arg, (const WalletPayment *) page->items[i]))
 			return false;
 	return true;
 }
@@ -220,27 +216,16 @@ wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz unt
 					const char *operation, WalletPaymentConsumer consume, void *arg,
 					QiwiError *error)
 {
-	HistoryArgs args = {.merchant = merchant, .operation = operation};
-	HistoryConsumer consumer = {consume, arg};
+	HistoryArgs args = {.merchant = merchant, .operation = operation, .consume = consume,
+	.consume_arg = arg};
 
 	if (since >= until)
 		return true;
 	qiwi_windows_init(&args.range, since, until, WALLET_WINDOW_USECS);
-	return qiwi_pages_each(&history_list, &args, consume_history_page, &consumer, error);
+	return qiwi_pages_each(&history_list, &args, consume_history_page, &args, error);
 }
 
 /* ---------- SQL ---------- */
-
-/* Arguments 0 (since) and 1 (until): finite, since before until */
-static void
-arg_history_range(FunctionCallInfo fcinfo, HistoryArgs *args)
-{
-	static const char *const names[] = {"since", "until"};
-	TimestampTz range[2];
-
-	arg_time_range(fcinfo, 0, names, range);
-	qiwi_windows_init(&args->range, range[0], range[1], WALLET_WINDOW_USECS);
-}
 
 /* The qiwi_wallet_transaction row of a payment */
 static HeapTuple
@@ -265,7 +250,7 @@ start_history(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 {
 	HistoryArgs *args = palloc0(sizeof(HistoryArgs));
 
-	arg_history_range(fcinfo, args);
+	arg_time_windows(fcinfo, 0, range_names, WALLET_WINDOW_USECS, &args->range);
 	args->operation = arg_required_name(fcinfo, 2, "operation", history_operations);
 	args->sources = arg_optional_names(fcinfo, 3, "sources", history_sources,
 									   "Pass NULL for every source.");
@@ -286,17 +271,6 @@ Datum
 qiwi_wallet_history(PG_FUNCTION_ARGS)
 {
 	return qiwi_pages_srf(fcinfo, &history_list, start_history, history_row);
-}
-
-/* Send a reading call of a wallet whose answer goes into result as answer says */
-static void
-wallet_read_call(const Merchant *merchant, char *url, char *context, const WireAnswer *answer,
-				 void *result)
-{
-	QiwiOperation op;
-
-	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
-	wire_read_call(&op, answer, result);
 }
 
 /* A transaction's answer: a history item with extras */
@@ -407,7 +381,7 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	TimestampTz end;
 	ListCell   *lc;
 
-	arg_history_range(fcinfo, &args);
+	arg_time_windows(fcinfo, 0, range_names, WALLET_WINDOW_USECS, &args.range);
 	args.merchant = arg_merchant(fcinfo, 2);
 	(void) wallet_number(args.merchant);
 	InitMaterializedSRF(fcinfo, 0);

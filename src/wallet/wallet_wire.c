@@ -207,6 +207,17 @@ wallet_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method,
 	op->rate_account = wallet_number(merchant);
 }
 
+/* Send a reading call of a wallet whose answer goes into result as answer says */
+void
+wallet_read_call(const Merchant *merchant, char *url, char *context, const WireAnswer *answer,
+				 void *result)
+{
+	QiwiOperation op;
+
+	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
+	wire_read_call(&op, answer, result);
+}
+
 /* ---------- answers ---------- */
 
 /* An amount {amount, currency} (currency an ISO number, as a number or a string); absent: NULL */
