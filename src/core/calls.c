@@ -3,8 +3,10 @@
  *		What the SQL functions of every API share: the merchant argument and
  *		arguments from a closed set of names, sending an operation and
  *		raising what went wrong, whether a reading call may record what it
- *		learnt, refusing a create under an id used for other money, result rows, and the checks every refund makes before
- *		anything is sent.  The API supplies the wording and the lookups.
+ *		learnt, refusing a create under an id used for other money, result
+ *		rows (one, or a materialized set's: of columns, a page's items, sums
+ *		by currency), and the checks every refund makes before anything is
+ *		sent.  The API supplies the wording and the lookups.
  */
 #include "core/core.h"
 
@@ -13,6 +15,7 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -254,6 +257,54 @@ qiwi_result_put(FunctionCallInfo fcinfo, const ResultColumn *columns, int n)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, n));
+}
+
+/* Add each item of a page, a row of n columns (a ResultColumn array), to a materialized SRF's result */
+void
+qiwi_result_put_page(FunctionCallInfo fcinfo, const QiwiPage *page, int n)
+{
+	for (int i = 0; i < page->nitems; i++)
+		qiwi_result_put(fcinfo, (const ResultColumn *) page->items[i], n);
+}
+
+/*
+ * Add amount to sum column (0 or 1) of currency's row in *rows, a List of
+ * QiwiCurrencySums made as currencies come (both sums 0 at first): money in
+ * and out per currency, over several answers
+ */
+void
+qiwi_currency_sums_add(List **rows, const char *currency, int column, Numeric amount)
+{
+	QiwiCurrencySums *row = NULL;
+	ListCell   *lc;
+
+	foreach(lc, *rows)
+		if (strcmp(((QiwiCurrencySums *) lfirst(lc))->currency, currency) == 0)
+			row = lfirst(lc);
+	if (row == NULL)
+	{
+		row = palloc(sizeof(QiwiCurrencySums));
+		row->currency = pstrdup(currency);
+		row->sums[0] = row->sums[1] = qiwi_numeric_constant("0");
+		*rows = lappend(*rows, row);
+	}
+	row->sums[column] = numeric_add_opt_error(row->sums[column], amount, NULL);
+}
+
+/* Add each row of currency sums (qiwi_currency_sums_add) to a materialized SRF's result */
+void
+qiwi_result_put_sums(FunctionCallInfo fcinfo, List *rows)
+{
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		QiwiCurrencySums *row = lfirst(lc);
+		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->sums[0]),
+		result_pointer(row->sums[1])};
+
+		qiwi_result_put(fcinfo, columns, lengthof(columns));
+	}
 }
 
 /* The result of a function returning the composite type of n columns */

@@ -412,6 +412,7 @@ extern bool qiwi_pages_each(const QiwiPagedList *list, const void *args,
 extern void qiwi_windows_init(QiwiTimeWindows *range, TimestampTz since, TimestampTz until,
 							  int64 width);
 extern bool qiwi_window(const QiwiTimeWindows *range, int n, TimestampTz *start, TimestampTz *end);
+extern bool qiwi_not_found_ends_list(const QiwiError *error, int page);
 extern bool qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 								 QiwiItemReader read_item, char **problem);
 /* ---------- ratelimit.c ---------- */
@@ -629,6 +630,13 @@ typedef struct ResultColumn
 	bool		isnull;
 } ResultColumn;
 
+/* Money in one currency: two sums (in, out), or one amount as read, in sums[0] */
+typedef struct QiwiCurrencySums
+{
+	char	   *currency;
+	Numeric		sums[2];
+} QiwiCurrencySums;
+
 extern const Merchant *arg_merchant(FunctionCallInfo fcinfo, int argno);
 extern const Merchant *arg_reading_call(FunctionCallInfo fcinfo, const char *idname,
 										const ArgLimits *limits, char **id);
@@ -654,6 +662,9 @@ extern ResultColumn result_pointer(const void *p);
 extern ResultColumn result_timestamp(TimestampTz ts, bool present);
 extern HeapTuple qiwi_result_tuple(TupleDesc tupdesc, const ResultColumn *columns, int n);
 extern void qiwi_result_put(FunctionCallInfo fcinfo, const ResultColumn *columns, int n);
+extern void qiwi_currency_sums_add(List **rows, const char *currency, int column, Numeric amount);
+extern void qiwi_result_put_sums(FunctionCallInfo fcinfo, List *rows);
+extern void qiwi_result_put_page(FunctionCallInfo fcinfo, const QiwiPage *page, int n);
 extern Datum qiwi_result_row(FunctionCallInfo fcinfo, const char *type,
 							 const ResultColumn *columns, int n);
 extern void qiwi_refund_fetch(QiwiOperation *op, const char *why, const char *refund_id);

@@ -224,6 +224,13 @@ qiwi_pages_each(const QiwiPagedList *list, const void *args, QiwiPageConsumer co
 	return ok;
 }
 
+/* QIWI's 404 for a page: nothing found there, the list has nothing more (a QiwiPagedList's ends_list) */
+bool
+qiwi_not_found_ends_list(const QiwiError *error, int page)
+{
+	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND;
+}
+
 /*
  * Read the array member key of a page's answer into the page's items: each
  * element through read_item (NULL: the element itself, as a Jsonb).  False

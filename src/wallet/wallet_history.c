@@ -12,7 +12,6 @@
 #include "wallet/wallet.h"
 
 #include "utils/builtins.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_history);
@@ -22,6 +21,7 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
 
 #define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
 #define WALLET_TXN_COLUMNS	15
+#define WALLET_BALANCE_COLUMNS	5
 
 /* What a history read asks for: the range in windows, the filters, and for a sync, its consumer */
 typedef struct HistoryArgs
@@ -181,16 +181,9 @@ history_after_empty(const void *list_args, const void *cursor_arg)
 	return window_cursor((const HistoryArgs *) list_args, (cursor ? cursor->window : 0) + 1);
 }
 
-/* QIWI's 404 for a history request: nothing found in that window (§9) */
-static bool
-history_ends_window(const QiwiError *error, int page)
-{
-	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND;
-}
-
 static const QiwiPagedList history_list = {
 	.operation = history_operation,
-	.ends_list = history_ends_window,
+	.ends_list = qiwi_not_found_ends_list,	/* nothing in that window (§9) */
 	.after_empty = history_after_empty,
 };
 
@@ -308,39 +301,25 @@ qiwi_wallet_transaction(PG_FUNCTION_ARGS)
 
 /* ---------- totals and balances ---------- */
 
-/* A row of totals (a currency's money in and out) or of balances (an account) */
-typedef struct WalletAmount
-{
-	char	   *currency;
-	Numeric		amount[2];		/* totals: in, out; balances: the balance or NULL */
-	char	   *alias;			/* balances: the account, its type, whether default */
-	char	   *type;
-	bool		is_default;
-} WalletAmount;
-
-/* An amount {amount, currency} (currency its ISO number) into a row's amount[0] and [1] (a QiwiItemReader) */
+/* An amount {amount, currency} (currency its ISO number) as a currency's sums[0] (a QiwiItemReader) */
 static bool
 read_money(JsonbValue *element, void **item, char **problem)
 {
-	WalletAmount *row = palloc0(sizeof(WalletAmount));
+	QiwiCurrencySums *money = palloc0(sizeof(QiwiCurrencySums));
 
-	*item = row;
+	*item = money;
 	if (element->type == jbvBinary && JsonContainerIsObject(element->val.binary.data) &&
-		json_coded_money(element->val.binary.data, "amount", &row->amount[0], &row->currency, problem))
-	{
-		row->amount[1] = row->amount[0];
+		json_coded_money(element->val.binary.data, "amount", &money->sums[0], &money->currency, problem))
 		return true;
-	}
 	*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
 	return false;
 }
 
-/* Add a window's totals {incomingTotal, outgoingTotal} to the List of rows by currency (a WireObjectParser) */
+/* Add a window's totals {incomingTotal, outgoingTotal} to the List of sums by currency (a WireObjectParser) */
 static bool
 parse_totals(JsonbContainer *root, void *result, char **problem)
 {
 	static const char *const keys[2] = {"incomingTotal", "outgoingTotal"};
-	List	  **rows = (List **) result;
 	QiwiPage	list = {0};
 
 	for (int k = 0; k < 2; k++)
@@ -348,27 +327,13 @@ parse_totals(JsonbContainer *root, void *result, char **problem)
 		if (!qiwi_page_read_array(&list, root, keys[k], read_money, problem))
 			return false;
 		for (int i = 0; i < list.nitems; i++)
-		{
-			WalletAmount *add = list.items[i];
-			WalletAmount *row;
-			ListCell   *lc;
-
-			foreach(lc, *rows)
-				if (strcmp(((WalletAmount *) lfirst(lc))->currency, add->currency) == 0)
-					break;
-			row = lc ? (WalletAmount *) lfirst(lc) : NULL;
-			if (row != NULL)
-				row->amount[k] = numeric_add_opt_error(row->amount[k], add->amount[k], NULL);
-			else
-			{
-				add->amount[1 - k] = qiwi_numeric_constant("0");
-				*rows = lappend(*rows, add);
-			}
-		}
+			qiwi_currency_sums_add((List **) result, ((QiwiCurrencySums *) list.items[i])->currency, k,
+								   ((QiwiCurrencySums *) list.items[i])->sums[0]);
 	}
 	return true;
 }
 
+/* A window's totals, added to the sums of the windows before */
 static const WireAnswer totals_answer = {.object = parse_totals};
 
 /* qiwi_wallet_totals(since, until, merchant): money in and out per currency, a request a window */
@@ -379,7 +344,6 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	List	   *rows = NIL;
 	TimestampTz start;
 	TimestampTz end;
-	ListCell   *lc;
 
 	arg_time_windows(fcinfo, 0, range_names, WALLET_WINDOW_USECS, &args.range);
 	args.merchant = arg_merchant(fcinfo, 2);
@@ -388,37 +352,36 @@ qiwi_wallet_totals(PG_FUNCTION_ARGS)
 	for (int window = 0; qiwi_window(&args.range, window, &start, &end); window++)
 		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
 						 pstrdup("read the wallet's totals"), &totals_answer, &rows);
-	foreach(lc, rows)
-	{
-		WalletAmount *row = lfirst(lc);
-		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->amount[0]),
-		result_pointer(row->amount[1])};
-
-		qiwi_result_put(fcinfo, columns, lengthof(columns));
-	}
+	qiwi_result_put_sums(fcinfo, rows);
 	return (Datum) 0;
 }
 
-/* An account of the balances (a QiwiItemReader); "balance": null for one without */
+/* An account of the balances, as its row (a QiwiItemReader); "balance": null for one without */
 static bool
 read_account(JsonbValue *element, void **item, char **problem)
 {
-	WalletAmount *account = palloc0(sizeof(WalletAmount));
 	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
 	JsonbContainer *type = json_object_member(object, "type");
 	JsonbContainer *balance = json_object_member(object, "balance");
 	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
+	char	   *alias;
+	char	   *type_id = NULL;
+	Numeric		amount = NULL;
 	int64		code;
+	ResultColumn *row = palloc(sizeof(ResultColumn) * WALLET_BALANCE_COLUMNS);
 
-	*item = account;
+	*item = row;
 	*problem = pstrdup("an account is not an object");
-	if (object == NULL || !json_string(object, "alias", true, &account->alias, problem) ||
+	if (object == NULL || !json_string(object, "alias", true, &alias, problem) ||
 		!json_integer(object, "currency", &code, problem) ||
-		(type != NULL && !json_string(type, "id", false, &account->type, problem)) ||
-		(balance != NULL && !json_coded_money(balance, "balance", &account->amount[0], NULL, problem)))
+		(type != NULL && !json_string(type, "id", false, &type_id, problem)) ||
+		(balance != NULL && !json_coded_money(balance, "balance", &amount, NULL, problem)))
 		return false;
-	account->currency = json_field(object, "currency") ? qiwi_currency_letters((int32) code) : NULL;
-	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
+	row[0] = result_text(alias);
+	row[1] = result_text(json_field(object, "currency") ? qiwi_currency_letters((int32) code) : NULL);
+	row[2] = result_pointer(amount);
+	row[3] = result_datum(BoolGetDatum(is_default && is_default->type == jbvBool && is_default->val.boolean));
+	row[4] = result_text(type_id);
 	return true;
 }
 
@@ -436,15 +399,6 @@ qiwi_wallet_balances(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	wallet_read_call(merchant, wire_url(&wallet_wire, merchant, lengthof(segments), segments),
 					 pstrdup("read the wallet's balances"), &accounts_answer, &accounts);
-	for (int i = 0; i < accounts.nitems; i++)
-	{
-		WalletAmount *a = (WalletAmount *) accounts.items[i];
-		ResultColumn columns[] = {
-			result_text(a->alias), result_text(a->currency), result_pointer(a->amount[0]),
-			result_datum(BoolGetDatum(a->is_default)), result_text(a->type)
-		};
-
-		qiwi_result_put(fcinfo, columns, lengthof(columns));
-	}
+	qiwi_result_put_page(fcinfo, &accounts, WALLET_BALANCE_COLUMNS);
 	return (Datum) 0;
 }
