@@ -362,7 +362,7 @@ read_account(JsonbValue *element, void **item, char **problem)
 {
 	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
 	JsonbContainer *type = json_object_member(object, "type");
-	JsonbContainer *balance = json_object_member(object, "balance");
+	JsonbContainer *balance;
 	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
 	char	   *alias;
 	char	   *type_id = NULL;
@@ -375,6 +375,7 @@ read_account(JsonbValue *element, void **item, char **problem)
 	if (object == NULL || !json_string(object, "alias", true, &alias, problem) ||
 		!json_integer(object, "currency", &code, problem) ||
 		(type != NULL && !json_string(type, "id", false, &type_id, problem)) ||
+		!json_member_object(object, "balance", false, &balance, NULL, problem) ||
 		(balance != NULL && !json_coded_money(balance, "balance", &amount, NULL, problem)))
 		return false;
 	row[0] = result_text(alias);
