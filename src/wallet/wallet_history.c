@@ -327,8 +327,11 @@ parse_totals(JsonbContainer *root, void *result, char **problem)
 		if (!qiwi_page_read_array(&list, root, keys[k], read_money, problem))
 			return false;
 		for (int i = 0; i < list.nitems; i++)
-			qiwi_currency_sums_add((List **) result, ((QiwiCurrencySums *) list.items[i])->currency, k,
-								   ((QiwiCurrencySums *) list.items[i])->sums[0]);
+		{
+			QiwiCurrencySums *money = list.items[i];
+
+			qiwi_currency_sums_add((List **) result, money->currency, k, money->sums[0]);
+		}
 	}
 	return true;
 }
