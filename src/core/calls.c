@@ -3,8 +3,10 @@
  *		What the SQL functions of every API share: the merchant argument and
  *		arguments from a closed set of names, sending an operation and
  *		raising what went wrong, whether a reading call may record what it
- *		learnt, refusing a create under an id used for other money, result rows, and the checks every refund makes before
- *		anything is sent.  The API supplies the wording and the lookups.
+ *		learnt, refusing a create under an id used for other money, result
+ *		rows (one, or a materialized set's: of columns, a page's items, sums
+ *		by currency), and the checks every refund makes before anything is
+ *		sent.  The API supplies the wording and the lookups.
  */
 #include "core/core.h"
 
@@ -13,7 +15,9 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 /* ---------- arguments ---------- */
 
@@ -51,6 +55,16 @@ arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argnam
 	return value;
 }
 
+/* Raise unless value (not NULL) is one of names */
+static void
+arg_check_name(const char *value, const char *argname, const char *const *names)
+{
+	if (!qiwi_name_in(value, names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(names))));
+}
+
 /* An optional argument that is one of names */
 char *
 arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
@@ -58,10 +72,19 @@ arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
 {
 	char	   *value = arg_optional_text(fcinfo, argno, argname);
 
-	if (value != NULL && !qiwi_name_in(value, names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be one of %s", argname, qiwi_quoted_names(names))));
+	if (value != NULL)
+		arg_check_name(value, argname, names);
+	return value;
+}
+
+/* A required argument that is one of names */
+char *
+arg_required_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  const char *const *names)
+{
+	char	   *value = arg_required_text(fcinfo, argno, argname);
+
+	arg_check_name(value, argname, names);
 	return value;
 }
 
@@ -253,6 +276,63 @@ qiwi_result_tuple(TupleDesc tupdesc, const ResultColumn *columns, int n)
 		nulls[i] = columns[i].isnull;
 	}
 	return heap_form_tuple(tupdesc, values, nulls);
+}
+
+/* Add a row of n columns to a materialized set-returning function's result (InitMaterializedSRF) */
+void
+qiwi_result_put(FunctionCallInfo fcinfo, const ResultColumn *columns, int n)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, n));
+}
+
+/* Add each item of a page, a row of n columns (a ResultColumn array), to a materialized SRF's result */
+void
+qiwi_result_put_page(FunctionCallInfo fcinfo, const QiwiPage *page, int n)
+{
+	for (int i = 0; i < page->nitems; i++)
+		qiwi_result_put(fcinfo, (const ResultColumn *) page->items[i], n);
+}
+
+/*
+ * Add amount to sum column (0 or 1) of currency's row in *rows, a List of
+ * QiwiCurrencySums made as currencies come (both sums 0 at first): money in
+ * and out per currency, over several answers
+ */
+void
+qiwi_currency_sums_add(List **rows, const char *currency, int column, Numeric amount)
+{
+	QiwiCurrencySums *row = NULL;
+	ListCell   *lc;
+
+	foreach(lc, *rows)
+		if (strcmp(((QiwiCurrencySums *) lfirst(lc))->currency, currency) == 0)
+			row = lfirst(lc);
+	if (row == NULL)
+	{
+		row = palloc(sizeof(QiwiCurrencySums));
+		row->currency = pstrdup(currency);
+		row->sums[0] = row->sums[1] = qiwi_numeric_constant("0");
+		*rows = lappend(*rows, row);
+	}
+	row->sums[column] = numeric_add_opt_error(row->sums[column], amount, NULL);
+}
+
+/* Add each row of currency sums (qiwi_currency_sums_add) to a materialized SRF's result */
+void
+qiwi_result_put_sums(FunctionCallInfo fcinfo, List *rows)
+{
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		QiwiCurrencySums *row = lfirst(lc);
+		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->sums[0]),
+		result_pointer(row->sums[1])};
+
+		qiwi_result_put(fcinfo, columns, lengthof(columns));
+	}
 }
 
 /* The result of a function returning the composite type of n columns */

@@ -392,10 +392,27 @@ typedef bool (*QiwiPageConsumer) (void *arg, const QiwiPage *page);
 /* Reads one element of a page's array into *item; false with *problem */
 typedef bool (*QiwiItemReader) (JsonbValue *element, void **item, char **problem);
 
+/*
+ * A time range a list is asked for in windows of at most width, newest
+ * first, in the whole seconds QIWI dates items by: each window ends a
+ * second before the next begins, so that an item comes once
+ */
+typedef struct QiwiTimeWindows
+{
+	TimestampTz since;			/* as asked */
+	TimestampTz first;			/* since, rounded up to a second */
+	TimestampTz last;			/* until, rounded down to a second */
+	int64		width;			/* in microseconds */
+} QiwiTimeWindows;
+
 extern Datum qiwi_pages_srf(FunctionCallInfo fcinfo, const QiwiPagedList *list,
 							QiwiPagedStart start, QiwiItemDatum item_datum);
 extern bool qiwi_pages_each(const QiwiPagedList *list, const void *args,
 							QiwiPageConsumer consume, void *arg, QiwiError *error);
+extern void qiwi_windows_init(QiwiTimeWindows *range, TimestampTz since, TimestampTz until,
+							  int64 width);
+extern bool qiwi_window(const QiwiTimeWindows *range, int n, TimestampTz *start, TimestampTz *end);
+extern bool qiwi_not_found_ends_list(const QiwiError *error, int page);
 extern bool qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 								 QiwiItemReader read_item, char **problem);
 /* ---------- ratelimit.c ---------- */
@@ -465,6 +482,18 @@ typedef struct WireFormat
 /* Reads an object of an answer into *result; false with *problem */
 typedef bool (*WireObjectParser) (JsonbContainer *root, void *result, char **problem);
 
+/*
+ * How a reading call's answer, an object, goes into its result: read by the
+ * API's parser; or its array member key read into a QiwiPage's items with
+ * item; or, without key, read whole as one item (into a void *)
+ */
+typedef struct WireAnswer
+{
+	WireObjectParser object;
+	const char *key;
+	QiwiItemReader item;
+} WireAnswer;
+
 extern const char *wire_require_option(const WireFormat *wire, const Merchant *merchant,
 									   int option);
 extern char *wire_url(const WireFormat *wire, const Merchant *merchant, int nsegments,
@@ -478,6 +507,11 @@ extern bool wire_read_answer(QiwiOperation *op, const HttpResponse *resp, QiwiAn
 							 void *result, QiwiError *error);
 extern bool wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser parse,
 						   size_t size, List **out, QiwiError *error);
+extern void wire_read_call(QiwiOperation *op, const WireAnswer *answer, void *result);
+extern char *qiwi_currency_letters(int32 numeric_code);
+extern bool json_integer(JsonbContainer *object, const char *key, int64 *out, char **problem);
+extern bool json_coded_money(JsonbContainer *money, const char *what, Numeric *amount,
+							 char **currency, char **problem);
 extern bool wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
 								 const char *asked, QiwiError *error);
 
@@ -575,6 +609,8 @@ extern TimestampTz arg_required_expiry(FunctionCallInfo fcinfo, int argno, const
 									   const ArgLimits *limits);
 extern void arg_time_range(FunctionCallInfo fcinfo, int argno, const char *const *names,
 						   TimestampTz *range);
+extern void arg_time_windows(FunctionCallInfo fcinfo, int argno, const char *const *names,
+							 int64 width, QiwiTimeWindows *windows);
 extern char *arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char *arg_optional_email(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const ArgLimits *limits);
@@ -595,12 +631,21 @@ typedef struct ResultColumn
 	bool		isnull;
 } ResultColumn;
 
+/* Money in one currency: two sums (in, out), or one amount as read, in sums[0] */
+typedef struct QiwiCurrencySums
+{
+	char	   *currency;
+	Numeric		sums[2];
+} QiwiCurrencySums;
+
 extern const Merchant *arg_merchant(FunctionCallInfo fcinfo, int argno);
 extern const Merchant *arg_reading_call(FunctionCallInfo fcinfo, const char *idname,
 										const ArgLimits *limits, char **id);
 extern char *arg_optional_limited_text(FunctionCallInfo fcinfo, int argno, const char *argname,
 									   int max);
 extern char *arg_optional_name(FunctionCallInfo fcinfo, int argno, const char *argname,
+							   const char *const *names);
+extern char *arg_required_name(FunctionCallInfo fcinfo, int argno, const char *argname,
 							   const char *const *names);
 extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
@@ -619,6 +664,10 @@ extern ResultColumn result_datum(Datum value);
 extern ResultColumn result_pointer(const void *p);
 extern ResultColumn result_timestamp(TimestampTz ts, bool present);
 extern HeapTuple qiwi_result_tuple(TupleDesc tupdesc, const ResultColumn *columns, int n);
+extern void qiwi_result_put(FunctionCallInfo fcinfo, const ResultColumn *columns, int n);
+extern void qiwi_currency_sums_add(List **rows, const char *currency, int column, Numeric amount);
+extern void qiwi_result_put_sums(FunctionCallInfo fcinfo, List *rows);
+extern void qiwi_result_put_page(FunctionCallInfo fcinfo, const QiwiPage *page, int n);
 extern Datum qiwi_result_row(FunctionCallInfo fcinfo, const char *type,
 							 const ResultColumn *columns, int n);
 extern void qiwi_refund_fetch(QiwiOperation *op, const char *why, const char *refund_id);

@@ -7,7 +7,8 @@
  *		how to ask for the page at a cursor and how to read a page; it
  *		streams the items from a value-per-call set-returning function
  *		(qiwi_pages_srf) or hands each page to a callback (qiwi_pages_each,
- *		for a worker's sync).
+ *		for a worker's sync).  A list asked for by time range may be read
+ *		in windows of it (qiwi_window).
  *
  * A page lives in one of two memory contexts, used in turn: the request
  * for the next page is built from the cursor the current page holds, and
@@ -113,7 +114,8 @@ pager_next(QiwiPager *pager, void **item, QiwiError *error)
  * One call of an API's value-per-call set-returning function over a paged
  * list: the first call checks the arguments (start, in the function's
  * multi-call memory, before any request) and makes the pager there (in
- * funcctx->user_fctx); every call returns the next item as item_datum
+ * funcctx->user_fctx, with a composite result's descriptor in
+ * funcctx->tuple_desc); every call returns the next item as item_datum
  * makes it, in the call's memory.  A page's failure raises its error.
  * Called in FROM, PostgreSQL collects every row before the first is used;
  * in the SELECT list, rows stream and a LIMIT stops the requests.
@@ -131,10 +133,14 @@ qiwi_pages_srf(FunctionCallInfo fcinfo, const QiwiPagedList *list, QiwiPagedStar
 	{
 		MemoryContext caller;
 		void	   *args;
+		TupleDesc	tupdesc;
 
 		funcctx = SRF_FIRSTCALL_INIT();
 		caller = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
 		args = start(fcinfo, funcctx);
+		/* not arg_result_desc: an SRF's fn_extra is its FuncCallContext */
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) == TYPEFUNC_COMPOSITE)
+			funcctx->tuple_desc = BlessTupleDesc(tupdesc);
 		funcctx->user_fctx = pager_create(list, args, funcctx->multi_call_memory_ctx);
 		MemoryContextSwitchTo(caller);
 	}
@@ -218,6 +224,13 @@ qiwi_pages_each(const QiwiPagedList *list, const void *args, QiwiPageConsumer co
 	return ok;
 }
 
+/* QIWI's 404 for a page: nothing found there, the list has nothing more (a QiwiPagedList's ends_list) */
+bool
+qiwi_not_found_ends_list(const QiwiError *error, int page)
+{
+	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND;
+}
+
 /*
  * Read the array member key of a page's answer into the page's items: each
  * element through read_item (NULL: the element itself, as a Jsonb).  False
@@ -256,4 +269,24 @@ qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 		page->nitems++;
 	}
 	return true;
+}
+
+/* The time range's whole seconds [since, until] (within a second: that second's) in windows of width */
+void
+qiwi_windows_init(QiwiTimeWindows *range, TimestampTz since, TimestampTz until, int64 width)
+{
+	range->since = since;
+	range->width = width;
+	range->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	range->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
+	range->first = Min(range->first < since ? range->first + USECS_PER_SEC : range->first, range->last);
+}
+
+/* The bounds of window n of a range (0: the newest); false when the range has no such window */
+bool
+qiwi_window(const QiwiTimeWindows *range, int n, TimestampTz *start, TimestampTz *end)
+{
+	*end = range->last - n * (range->width + USECS_PER_SEC);
+	*start = Max(range->first, *end - range->width);
+	return *end >= range->first;
 }

@@ -269,6 +269,17 @@ arg_time_range(FunctionCallInfo fcinfo, int argno, const char *const *names, Tim
 						   names[1], timestamptz_to_str(range[1]))));
 }
 
+/* A time range's two arguments (arg_time_range) as a range read in windows of width */
+void
+arg_time_windows(FunctionCallInfo fcinfo, int argno, const char *const *names, int64 width,
+				 QiwiTimeWindows *windows)
+{
+	TimestampTz range[2];
+
+	arg_time_range(fcinfo, argno, names, range);
+	qiwi_windows_init(windows, range[0], range[1], width);
+}
+
 /* A phone number in international format, digits only: 79123456789 */
 char *
 arg_optional_phone(FunctionCallInfo fcinfo, int argno, const char *argname)

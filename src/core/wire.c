@@ -4,7 +4,8 @@
  *		WireFormat): the URL of a call, the merchant's options a call cannot
  *		go without, the operation with its credentials (Bearer or Basic),
  *		its body's type and how the API writes errors, and the reading of
- *		the object an answer holds.
+ *		the object an answer holds, and of the integers and money QIWI
+ *		writes with a currency's ISO number.
  */
 #include "core/core.h"
 
@@ -213,6 +214,48 @@ wire_read_list(QiwiOperation *op, const HttpResponse *resp, WireObjectParser par
 	return true;
 }
 
+/* An answer's object read as the API's WireAnswer says (a QiwiAnswerReader) */
+static bool
+read_wire_answer(const HttpResponse *resp, void *result, char **problem)
+{
+	QiwiOperation *op = (QiwiOperation *) result;
+	const WireAnswer *answer = (const WireAnswer *) op->args;
+	Jsonb	   *jb = parse_json_object(resp->body, resp->body_len, NULL, problem);
+	JsonbValue	whole = {.type = jbvBinary};
+
+	if (jb == NULL)
+		return false;
+	if (answer->object != NULL)
+		return answer->object(&jb->root, op->result, problem);
+	if (answer->key != NULL)
+		return qiwi_page_read_array((QiwiPage *) op->result, &jb->root, answer->key, answer->item,
+									problem);
+	whole.val.binary.data = &jb->root;
+	whole.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	return answer->item(&whole, (void **) op->result, problem);
+}
+
+/* Read an answer to op as op->args, a WireAnswer, says (a QiwiOperationReader) */
+static bool
+read_wire_call(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
+{
+	return wire_read_answer(op, resp, read_wire_answer, op, error);
+}
+
+/*
+ * Send a reading call (an operation the API built, safe to repeat) whose
+ * answer is read into result as answer says; raise what went wrong
+ */
+void
+wire_read_call(QiwiOperation *op, const WireAnswer *answer, void *result)
+{
+	op->retry_hint = QIWI_READ_RETRY_HINT;
+	op->read = read_wire_call;
+	op->args = answer;
+	op->result = result;
+	qiwi_call(op);
+}
+
 /*
  * Is the answer about the object op asked about (a what: "bill", ...)?
  * Otherwise false with a QK BAD *error: it would be recorded for another.
@@ -225,4 +268,77 @@ wire_answer_is_about(QiwiOperation *op, const char *what, const char *answered,
 		return true;
 	return qiwi_malformed(error, op->context,
 						  psprintf("the answer is about %s \"%s\"", what, answered));
+}
+
+/* ---------- integers and money with a currency's ISO number ---------- */
+
+/* The ISO letters of a currency QIWI writes as its ISO number (643: RUB); others stay digits */
+char *
+qiwi_currency_letters(int32 numeric_code)
+{
+	switch (numeric_code)
+	{
+		case 643:
+			return "RUB";
+		case 840:
+			return "USD";
+		case 978:
+			return "EUR";
+		case 398:
+			return "KZT";
+	}
+	return psprintf("%d", numeric_code);
+}
+
+/* An integer QIWI writes as a number or as a string of digits ("errorCode": "0"); absent: 0 */
+bool
+json_integer(JsonbContainer *object, const char *key, int64 *out, char **problem)
+{
+	char	   *text;
+	char	   *end;
+
+	*out = 0;
+	if (!json_identifier(object, key, &text, problem))
+		return false;
+	if (text == NULL)
+		return true;
+	errno = 0;
+	*out = strtoi64(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0')
+	{
+		*problem = psprintf("field \"%s\" is not an integer: \"%s\"", key, text);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Money {amount, currency} (a JSON number, and the currency's ISO number as
+ * a number or digits) as *amount and the currency's letters (currency NULL:
+ * not read); what names the object in *problem
+ */
+bool
+json_coded_money(JsonbContainer *money, const char *what, Numeric *amount, char **currency,
+				 char **problem)
+{
+	JsonbValue *v = json_field(money, "amount");
+	int64		code;
+
+	if (v == NULL || v->type != jbvNumeric)
+	{
+		*problem = psprintf("field \"%s.amount\" is not a number", what);
+		return false;
+	}
+	*amount = v->val.numeric;
+	if (currency == NULL)
+		return true;
+	if (!json_integer(money, "currency", &code, problem))
+		return false;
+	if (json_field(money, "currency") == NULL || code < 0 || code > PG_INT32_MAX)
+	{
+		*problem = psprintf("field \"%s.currency\" is not a currency's ISO number", what);
+		return false;
+	}
+	*currency = qiwi_currency_letters((int32) code);
+	return true;
 }

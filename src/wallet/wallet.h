@@ -69,7 +69,8 @@ extern void wallet_define_settings(void);
 extern const char *wallet_number(const Merchant *merchant);
 extern void wallet_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method,
 							 char *url, char *body, char *context, bool idempotent);
-extern char *wallet_currency_letters(int32 numeric_code);
+extern void wallet_read_call(const Merchant *merchant, char *url, char *context,
+							 const WireAnswer *answer, void *result);
 extern bool wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem);
 
 /* ---------- wallet_history.c ---------- */

@@ -13,7 +13,6 @@
 
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_history);
 PG_FUNCTION_INFO_V1(qiwi_wallet_transaction);
@@ -22,16 +21,17 @@ PG_FUNCTION_INFO_V1(qiwi_wallet_balances);
 
 #define WALLET_WINDOW_USECS	((int64) WALLET_MAX_WINDOW_DAYS * USECS_PER_DAY)
 #define WALLET_TXN_COLUMNS	15
+#define WALLET_BALANCE_COLUMNS	5
 
-/* What a history read asks for: the range, to the second, and the filters */
+/* What a history read asks for: the range in windows, the filters, and for a sync, its consumer */
 typedef struct HistoryArgs
 {
 	const Merchant *merchant;
-	TimestampTz since;			/* as asked */
-	TimestampTz first;			/* since, rounded up to a second */
-	TimestampTz last;			/* until, rounded down to a second */
+	QiwiTimeWindows range;
 	const char *operation;		/* ALL, IN, OUT, QIWI_CARD */
 	List	   *sources;		/* of char *; NIL: every source */
+	WalletPaymentConsumer consume;
+	void	   *consume_arg;
 } HistoryArgs;
 
 /* Where the history goes on: a window (0: the newest) and QIWI's cursor in it */
@@ -54,27 +54,9 @@ typedef struct HistoryPageAsked
 
 static const char *const history_operations[] = {"ALL", "IN", "OUT", "QIWI_CARD", NULL};
 static const char *const history_sources[] = {"QW_RUB", "QW_USD", "QW_EUR", "CARD", "MK", NULL};
+static const char *const range_names[] = {"since", "until"};
 
 /* ---------- the history ---------- */
-
-/* [since, until] in whole seconds, as items are dated (within a second: that second's window) */
-static void
-history_range(HistoryArgs *args, TimestampTz since, TimestampTz until)
-{
-	args->since = since;
-	args->last = until - (until % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
-	args->first = since - (since % USECS_PER_SEC + USECS_PER_SEC) % USECS_PER_SEC;
-	args->first = Min(args->first < since ? args->first + USECS_PER_SEC : args->first, args->last);
-}
-
-/* The bounds of window n of a range (0: the newest); false when the range has no such window */
-static bool
-history_window(const HistoryArgs *args, int n, TimestampTz *start, TimestampTz *end)
-{
-	*end = args->last - n * (WALLET_WINDOW_USECS + USECS_PER_SEC);
-	*start = Max(args->first, *end - WALLET_WINDOW_USECS);
-	return *end >= args->first;
-}
 
 /* The cursor of window n's first page, or NULL when the range has no window n */
 static HistoryCursor *
@@ -85,7 +67,7 @@ window_cursor(const HistoryArgs *args, int n)
 	HistoryCursor *cursor = palloc0(sizeof(HistoryCursor));
 
 	cursor->window = n;
-	return history_window(args, n, &start, &end) ? cursor : NULL;
+	return qiwi_window(&args->range, n, &start, &end) ? cursor : NULL;
 }
 
 /* The URL of a wallet's history (or of its totals: "payments/total") with a window */
@@ -118,7 +100,7 @@ keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
 	{
 		WalletPayment *payment = (WalletPayment *) page->items[i];
 
-		if (payment->date < asked->start || payment->date < asked->args->since)
+		if (payment->date < asked->start || payment->date < asked->args->range.since)
 			goes_on = false;
 		else if (payment->date <= asked->end && goes_on)
 			page->items[kept++] = payment;
@@ -173,7 +155,7 @@ history_operation(const void *list_args, const void *cursor_arg, QiwiOperation *
 
 	asked->args = args;
 	asked->window = cursor ? cursor->window : 0;
-	(void) history_window(args, asked->window, &asked->start, &asked->end);
+	(void) qiwi_window(&args->range, asked->window, &asked->start, &asked->end);
 	url = history_url(args->merchant, "payments", asked->start, asked->end);
 	url = http_append_query(url, "rows", CppAsString2(WALLET_MAX_ROWS));
 	url = http_append_query(url, "operation", args->operation);
@@ -199,34 +181,20 @@ history_after_empty(const void *list_args, const void *cursor_arg)
 	return window_cursor((const HistoryArgs *) list_args, (cursor ? cursor->window : 0) + 1);
 }
 
-/* QIWI's 404 for a history request: nothing found in that window (§9) */
-static bool
-history_ends_window(const QiwiError *error, int page)
-{
-	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND;
-}
-
 static const QiwiPagedList history_list = {
 	.operation = history_operation,
-	.ends_list = history_ends_window,
+	.ends_list = qiwi_not_found_ends_list,	/* nothing in that window (§9) */
 	.after_empty = history_after_empty,
 };
 
-/* A consumer of items and its argument */
-typedef struct HistoryConsumer
-{
-	WalletPaymentConsumer consume;
-	void	   *arg;
-} HistoryConsumer;
-
-/* Hand a page's items to the consumer (a QiwiPageConsumer) */
+/* Hand a page's items to the consumer of the read, its HistoryArgs (a QiwiPageConsumer) */
 static bool
 consume_history_page(void *arg, const QiwiPage *page)
 {
-	HistoryConsumer *consumer = (HistoryConsumer *) arg;
+	const HistoryArgs *args = (const HistoryArgs *) arg;
 
 	for (int i = 0; i < page->nitems; i++)
-		if (!consumer->consume(consumer->arg, (const WalletPayment *) page->items[i]))
+		if (!args->consume(args->consume_arg, (const WalletPayment *) page->items[i]))
 			return false;
 	return true;
 }
@@ -241,27 +209,16 @@ wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz unt
 					const char *operation, WalletPaymentConsumer consume, void *arg,
 					QiwiError *error)
 {
-	HistoryArgs args = {merchant, 0, 0, 0, operation, NIL};
-	HistoryConsumer consumer = {consume, arg};
+	HistoryArgs args = {.merchant = merchant, .operation = operation, .consume = consume,
+	.consume_arg = arg};
 
 	if (since >= until)
 		return true;
-	history_range(&args, since, until);
-	return qiwi_pages_each(&history_list, &args, consume_history_page, &consumer, error);
+	qiwi_windows_init(&args.range, since, until, WALLET_WINDOW_USECS);
+	return qiwi_pages_each(&history_list, &args, consume_history_page, &args, error);
 }
 
 /* ---------- SQL ---------- */
-
-/* Arguments 0 (since) and 1 (until): finite, since before until */
-static void
-arg_history_range(FunctionCallInfo fcinfo, HistoryArgs *args)
-{
-	static const char *const names[] = {"since", "until"};
-	TimestampTz range[2];
-
-	arg_time_range(fcinfo, 0, names, range);
-	history_range(args, range[0], range[1]);
-}
 
 /* The qiwi_wallet_transaction row of a payment */
 static HeapTuple
@@ -285,22 +242,13 @@ static void *
 start_history(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 {
 	HistoryArgs *args = palloc0(sizeof(HistoryArgs));
-	TupleDesc	tupdesc;
 
-	arg_history_range(fcinfo, args);
-	args->operation = arg_required_text(fcinfo, 2, "operation");
-	if (!qiwi_name_in(args->operation, history_operations))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("operation must be one of %s", qiwi_quoted_names(history_operations))));
+	arg_time_windows(fcinfo, 0, range_names, WALLET_WINDOW_USECS, &args->range);
+	args->operation = arg_required_name(fcinfo, 2, "operation", history_operations);
 	args->sources = arg_optional_names(fcinfo, 3, "sources", history_sources,
 									   "Pass NULL for every source.");
 	args->merchant = arg_merchant(fcinfo, 4);
 	(void) wallet_number(args->merchant);
-	/* not arg_result_desc: an SRF's fn_extra is its FuncCallContext */
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be qiwi_wallet_transaction");
-	funcctx->tuple_desc = BlessTupleDesc(tupdesc);
 	return args;
 }
 
@@ -318,40 +266,8 @@ qiwi_wallet_history(PG_FUNCTION_ARGS)
 	return qiwi_pages_srf(fcinfo, &history_list, start_history, history_row);
 }
 
-/* Send a reading call of a wallet whose answer read puts in result; raise what went wrong */
-static void
-wallet_read_call(const Merchant *merchant, char *url, char *context, QiwiOperationReader read,
-				 void *result)
-{
-	QiwiOperation op;
-
-	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
-	op.retry_hint = QIWI_READ_RETRY_HINT;
-	op.read = read;
-	op.result = result;
-	qiwi_call(&op);
-}
-
-/* Read a transaction's answer, a history item with extras (a QiwiAnswerReader) */
-static bool
-parse_transaction(const HttpResponse *resp, void *result, char **problem)
-{
-	Jsonb	   *answer = parse_json_object(resp->body, resp->body_len, NULL, problem);
-	JsonbValue	item = {.type = jbvBinary};
-
-	if (answer == NULL)
-		return false;
-	item.val.binary.data = &answer->root;
-	item.val.binary.len = VARSIZE(answer) - VARHDRSZ;
-	return wallet_parse_payment(&item, (WalletPayment *) result, problem);
-}
-
-/* Read a transaction's answer (a QiwiOperationReader) */
-static bool
-read_transaction(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
-{
-	return wire_read_answer(op, resp, parse_transaction, op->result, error);
-}
+/* A transaction's answer: a history item with extras */
+static const WireAnswer transaction_answer = {.item = read_history_item};
 
 /* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
 Datum
@@ -362,7 +278,7 @@ qiwi_wallet_transaction(PG_FUNCTION_ARGS)
 	char	   *type = PG_ARGISNULL(1) ? NULL : arg_required_text(fcinfo, 1, "type");
 	const char *segments[2] = {"payment-history/v2/transactions"};
 	const Merchant *merchant;
-	WalletPayment payment;
+	WalletPayment *payment;
 	char	   *url;
 
 	if (txn_id <= 0)
@@ -377,51 +293,33 @@ qiwi_wallet_transaction(PG_FUNCTION_ARGS)
 	segments[1] = psprintf(INT64_FORMAT, txn_id);
 	url = wire_url(&wallet_wire, merchant, lengthof(segments), segments);
 	wallet_read_call(merchant, type ? http_append_query(url, "type", type) : url,
-					 psprintf("read wallet transaction %s", segments[1]), read_transaction, &payment);
+					 psprintf("read wallet transaction %s", segments[1]), &transaction_answer, &payment);
 	PG_RETURN_DATUM(HeapTupleGetDatum(payment_tuple(arg_result_desc(fcinfo, WALLET_TXN_COLUMNS,
 																	 "qiwi_wallet_transaction"),
-													&payment)));
+													payment)));
 }
 
 /* ---------- totals and balances ---------- */
 
-/* A row of totals (a currency's money in and out) or of balances (an account) */
-typedef struct WalletAmount
-{
-	char	   *currency;
-	Numeric		amount[2];		/* totals: in, out; balances: the balance or NULL */
-	char	   *alias;			/* balances: the account, its type, whether default */
-	char	   *type;
-	bool		is_default;
-} WalletAmount;
-
-/* An amount {amount, currency} (currency its ISO number) into a row's amount[0] (a QiwiItemReader) */
+/* An amount {amount, currency} (currency its ISO number) as a currency's sums[0] (a QiwiItemReader) */
 static bool
 read_money(JsonbValue *element, void **item, char **problem)
 {
-	WalletAmount *row = palloc0(sizeof(WalletAmount));
-	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
-	JsonbValue *v = object ? json_field(object, "amount") : NULL;
-	char	   *code = NULL;
+	QiwiCurrencySums *money = palloc0(sizeof(QiwiCurrencySums));
 
-	*item = row;
-	if (v == NULL || v->type != jbvNumeric || !json_identifier(object, "currency", &code, problem) ||
-		code == NULL)
-	{
-		*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
-		return false;
-	}
-	row->amount[0] = v->val.numeric;
-	row->currency = wallet_currency_letters(pg_strtoint32(code));
-	return true;
+	*item = money;
+	if (element->type == jbvBinary && JsonContainerIsObject(element->val.binary.data) &&
+		json_coded_money(element->val.binary.data, "amount", &money->sums[0], &money->currency, problem))
+		return true;
+	*problem = pstrdup("an amount is not {\"amount\": number, \"currency\": code}");
+	return false;
 }
 
-/* Add a window's totals {incomingTotal, outgoingTotal} to the List of rows by currency (a WireObjectParser) */
+/* Add a window's totals {incomingTotal, outgoingTotal} to the List of sums by currency (a WireObjectParser) */
 static bool
 parse_totals(JsonbContainer *root, void *result, char **problem)
 {
 	static const char *const keys[2] = {"incomingTotal", "outgoingTotal"};
-	List	  **rows = (List **) result;
 	QiwiPage	list = {0};
 
 	for (int k = 0; k < 2; k++)
@@ -430,124 +328,81 @@ parse_totals(JsonbContainer *root, void *result, char **problem)
 			return false;
 		for (int i = 0; i < list.nitems; i++)
 		{
-			WalletAmount *add = list.items[i];
-			WalletAmount *row = NULL;
-			ListCell   *lc;
+			QiwiCurrencySums *money = list.items[i];
 
-			foreach(lc, *rows)
-				if (strcmp(((WalletAmount *) lfirst(lc))->currency, add->currency) == 0)
-					row = lfirst(lc);
-			if (row == NULL)
-			{
-				row = palloc0(sizeof(WalletAmount));
-				row->currency = add->currency;
-				row->amount[0] = row->amount[1] = qiwi_numeric_constant("0");
-				*rows = lappend(*rows, row);
-			}
-			row->amount[k] = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(row->amount[k]),
-																 NumericGetDatum(add->amount[0])));
+			qiwi_currency_sums_add((List **) result, money->currency, k, money->sums[0]);
 		}
 	}
 	return true;
 }
 
-/* Read a window's totals (a QiwiOperationReader) */
-static bool
-read_totals(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
-{
-	return wire_read_object(op, resp, parse_totals, op->result, error);
-}
+/* A window's totals, added to the sums of the windows before */
+static const WireAnswer totals_answer = {.object = parse_totals};
 
 /* qiwi_wallet_totals(since, until, merchant): money in and out per currency, a request a window */
 Datum
 qiwi_wallet_totals(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	HistoryArgs args = {0};
 	List	   *rows = NIL;
 	TimestampTz start;
 	TimestampTz end;
-	ListCell   *lc;
 
-	arg_history_range(fcinfo, &args);
+	arg_time_windows(fcinfo, 0, range_names, WALLET_WINDOW_USECS, &args.range);
 	args.merchant = arg_merchant(fcinfo, 2);
 	(void) wallet_number(args.merchant);
 	InitMaterializedSRF(fcinfo, 0);
-	for (int window = 0; history_window(&args, window, &start, &end); window++)
+	for (int window = 0; qiwi_window(&args.range, window, &start, &end); window++)
 		wallet_read_call(args.merchant, history_url(args.merchant, "payments/total", start, end),
-						 pstrdup("read the wallet's totals"), read_totals, &rows);
-	foreach(lc, rows)
-	{
-		WalletAmount *row = lfirst(lc);
-		ResultColumn columns[] = {result_text(row->currency), result_pointer(row->amount[0]),
-		result_pointer(row->amount[1])};
-
-		tuplestore_puttuple(rsinfo->setResult, qiwi_result_tuple(rsinfo->setDesc, columns, 3));
-	}
+						 pstrdup("read the wallet's totals"), &totals_answer, &rows);
+	qiwi_result_put_sums(fcinfo, rows);
 	return (Datum) 0;
 }
 
-/* An account of the balances (a QiwiItemReader); "balance": null for one without */
+/* An account of the balances, as its row (a QiwiItemReader); "balance": null for one without */
 static bool
 read_account(JsonbValue *element, void **item, char **problem)
 {
-	WalletAmount *account = palloc0(sizeof(WalletAmount));
-	WalletAmount *balance = NULL;
 	JsonbContainer *object = element->type == jbvBinary ? element->val.binary.data : NULL;
 	JsonbContainer *type = json_object_member(object, "type");
-	JsonbValue *money = object ? json_field(object, "balance") : NULL;
+	JsonbContainer *balance;
 	JsonbValue *is_default = object ? json_field(object, "defaultAccount") : NULL;
-	char	   *code = NULL;
+	char	   *alias;
+	char	   *type_id = NULL;
+	Numeric		amount = NULL;
+	int64		code;
+	ResultColumn *row = palloc(sizeof(ResultColumn) * WALLET_BALANCE_COLUMNS);
 
-	*item = account;
+	*item = row;
 	*problem = pstrdup("an account is not an object");
-	if (object == NULL || !json_string(object, "alias", true, &account->alias, problem) ||
-		!json_identifier(object, "currency", &code, problem) ||
-		(type != NULL && !json_string(type, "id", false, &account->type, problem)) ||
-		(money != NULL && !read_money(money, (void **) &balance, problem)))
+	if (object == NULL || !json_string(object, "alias", true, &alias, problem) ||
+		!json_integer(object, "currency", &code, problem) ||
+		(type != NULL && !json_string(type, "id", false, &type_id, problem)) ||
+		!json_member_object(object, "balance", false, &balance, NULL, problem) ||
+		(balance != NULL && !json_coded_money(balance, "balance", &amount, NULL, problem)))
 		return false;
-	account->currency = code ? wallet_currency_letters(pg_strtoint32(code)) : NULL;
-	account->amount[0] = balance ? balance->amount[0] : NULL;
-	account->is_default = is_default != NULL && is_default->type == jbvBool && is_default->val.boolean;
+	row[0] = result_text(alias);
+	row[1] = result_text(json_field(object, "currency") ? qiwi_currency_letters((int32) code) : NULL);
+	row[2] = result_pointer(amount);
+	row[3] = result_datum(BoolGetDatum(is_default && is_default->type == jbvBool && is_default->val.boolean));
+	row[4] = result_text(type_id);
 	return true;
 }
 
-/* Read a wallet's accounts {accounts: [...]} (a WireObjectParser) */
-static bool
-parse_accounts(JsonbContainer *root, void *result, char **problem)
-{
-	return qiwi_page_read_array((QiwiPage *) result, root, "accounts", read_account, problem);
-}
-
-/* Read a wallet's accounts (a QiwiOperationReader) */
-static bool
-read_accounts(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
-{
-	return wire_read_object(op, resp, parse_accounts, op->result, error);
-}
+/* A wallet's accounts {accounts: [...]} */
+static const WireAnswer accounts_answer = {.key = "accounts", .item = read_account};
 
 /* qiwi_wallet_balances(merchant): the wallet's accounts and their balances */
 Datum
 qiwi_wallet_balances(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const Merchant *merchant = arg_merchant(fcinfo, 0);
 	const char *segments[] = {"funding-sources/v2/persons", wallet_number(merchant), "accounts"};
 	QiwiPage	accounts = {0};
 
 	InitMaterializedSRF(fcinfo, 0);
 	wallet_read_call(merchant, wire_url(&wallet_wire, merchant, lengthof(segments), segments),
-					 pstrdup("read the wallet's balances"), read_accounts, &accounts);
-	for (int i = 0; i < accounts.nitems; i++)
-	{
-		WalletAmount *a = (WalletAmount *) accounts.items[i];
-		ResultColumn columns[] = {
-			result_text(a->alias), result_text(a->currency), result_pointer(a->amount[0]),
-			result_datum(BoolGetDatum(a->is_default)), result_text(a->type)
-		};
-
-		tuplestore_puttuple(rsinfo->setResult,
-							qiwi_result_tuple(rsinfo->setDesc, columns, lengthof(columns)));
-	}
+					 pstrdup("read the wallet's balances"), &accounts_answer, &accounts);
+	qiwi_result_put_page(fcinfo, &accounts, WALLET_BALANCE_COLUMNS);
 	return (Datum) 0;
 }

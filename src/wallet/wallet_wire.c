@@ -207,47 +207,18 @@ wallet_operation(QiwiOperation *op, const Merchant *merchant, HttpMethod method,
 	op->rate_account = wallet_number(merchant);
 }
 
+/* Send a reading call of a wallet whose answer goes into result as answer says */
+void
+wallet_read_call(const Merchant *merchant, char *url, char *context, const WireAnswer *answer,
+				 void *result)
+{
+	QiwiOperation op;
+
+	wallet_operation(&op, merchant, HTTP_GET, url, NULL, context, true);
+	wire_read_call(&op, answer, result);
+}
+
 /* ---------- answers ---------- */
-
-/* The ISO letters of a currency QIWI writes as its ISO number (643: RUB) */
-char *
-wallet_currency_letters(int32 numeric_code)
-{
-	switch (numeric_code)
-	{
-		case 643:
-			return "RUB";
-		case 840:
-			return "USD";
-		case 978:
-			return "EUR";
-		case 398:
-			return "KZT";
-	}
-	return psprintf("%d", numeric_code);
-}
-
-/* An integer QIWI writes as a number or as a string of digits ("errorCode": "0"); absent: 0 */
-static bool
-read_integer(JsonbContainer *object, const char *key, int64 *out, char **problem)
-{
-	char	   *text;
-	char	   *end;
-
-	*out = 0;
-	if (!json_identifier(object, key, &text, problem))
-		return false;
-	if (text == NULL)
-		return true;
-	errno = 0;
-	*out = strtoi64(text, &end, 10);
-	if (errno != 0 || end == text || *end != '\0')
-	{
-		*problem = psprintf("field \"%s\" is not an integer: \"%s\"", key, text);
-		return false;
-	}
-	return true;
-}
 
 /* An amount {amount, currency} (currency an ISO number, as a number or a string); absent: NULL */
 static bool
@@ -255,26 +226,11 @@ read_sum(JsonbContainer *item, const char *key, bool required, Numeric *amount,
 		 char **currency, char **problem)
 {
 	JsonbContainer *sum;
-	JsonbValue *v;
-	int64		code;
 
 	*amount = NULL;
 	if (!json_member_object(item, key, required, &sum, NULL, problem))
 		return false;
-	if (sum == NULL)
-		return true;
-	v = json_field(sum, "amount");
-	if (v == NULL || v->type != jbvNumeric)
-	{
-		*problem = psprintf("field \"%s.amount\" is not a number", key);
-		return false;
-	}
-	*amount = v->val.numeric;
-	if (!read_integer(sum, "currency", &code, problem))
-		return false;
-	if (currency != NULL)
-		*currency = wallet_currency_letters((int32) code);
-	return true;
+	return sum == NULL || json_coded_money(sum, key, amount, currency, problem);
 }
 
 /* The provider's id: an object {id, shortName, ...} in the history, a number in a webhook */
@@ -284,7 +240,7 @@ read_provider(JsonbContainer *item, int32 *provider, char **problem)
 	JsonbContainer *object = json_object_member(item, "provider");
 	int64		id;
 
-	if (!read_integer(object ? object : item, object ? "id" : "provider", &id, problem))
+	if (!json_integer(object ? object : item, object ? "id" : "provider", &id, problem))
 		return false;
 	*provider = (int32) id;
 	return true;
@@ -305,7 +261,7 @@ wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem
 		return false;
 	}
 	item = element->val.binary.data;
-	if (!read_integer(item, "txnId", &payment->txn_id, problem) ||
+	if (!json_integer(item, "txnId", &payment->txn_id, problem) ||
 		!json_identifier(item, "trmTxnId", &payment->trm_txn_id, problem) ||
 		!json_timestamp(item, "date", NULL, &present, &payment->date, problem) ||
 		!json_string(item, "type", true, &payment->type, problem) ||
@@ -316,7 +272,7 @@ wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem
 		!read_provider(item, &payment->provider, problem) ||
 		!json_identifier(item, "account", &payment->account, problem) ||
 		!json_string(item, "comment", false, &payment->comment, problem) ||
-		!read_integer(item, "errorCode", &error_code, problem) ||
+		!json_integer(item, "errorCode", &error_code, problem) ||
 		!json_string(item, "error", false, &payment->error, problem))
 		return false;
 	if (payment->txn_id <= 0 || !present)
