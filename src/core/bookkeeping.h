@@ -364,8 +364,36 @@ typedef struct ReconcileKind
 						   bool *failed, bool *key_refused);
 } ReconcileKind;
 
+/* What a round did, over all kinds and syncs */
+typedef struct ReconcileCounts
+{
+	int64		checked;
+	int64		changed;
+	int64		failed;
+} ReconcileCounts;
+
+/*
+ * A sync an API runs in every round for each merchant having its options,
+ * beside the kinds' due items: a list QIWI keeps (a wallet's history) read
+ * into a table.  sync is called with no transaction open, in the round's
+ * memory; it adds to *counts what it read, changed and could not record,
+ * sets *refused_status (401, 403) when QIWI refused the merchant's key, and
+ * returns whether the merchant has more to read at once (the next round
+ * starts without waiting).  It stops early when reconciler_may_go_on() is
+ * false.
+ */
+typedef struct ReconcileSync
+{
+	const char *what;			/* "wallet history", for pg_stat_activity */
+	const int  *required_options;
+	int			nrequired;
+	bool		(*sync) (const Merchant *merchant, ReconcileCounts *counts, long *refused_status);
+} ReconcileSync;
+
 extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
+extern void reconciler_add_sync(const ReconcileSync *sync);
+extern bool reconciler_may_go_on(void);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
 

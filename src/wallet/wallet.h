@@ -81,6 +81,10 @@ extern bool wallet_history_each(const Merchant *merchant, TimestampTz since, Tim
 								const char *operation, WalletPaymentConsumer consume, void *arg,
 								QiwiError *error);
 
+/* ---------- wallet_sync.c ---------- */
+
+extern void wallet_sync_init(void);
+
 /* ---------- start-up (each file's own) ---------- */
 
 extern void wallet_init(void);

@@ -299,4 +299,5 @@ wallet_init(void)
 {
 	wallet_define_merchant_options();
 	wallet_define_settings();
+	wallet_sync_init();
 }
