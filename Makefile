@@ -11,7 +11,7 @@ OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guard
 	src/payin/payin_wire.o src/payin/payin_parse.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
 	src/payin/payin_notification.o src/payin/payin_reconcile.o \
 	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o src/pull/pull_reconcile.o \
-	src/wallet/wallet_wire.o src/wallet/wallet_sync.o
+	src/wallet/wallet_wire.o src/wallet/wallet_history.o src/wallet/wallet_sync.o
 # The version is written once, in the control file.  Its script is built
 # from sql/ext: the core first, then one file per API; older versions'
 # scripts and the upgrade scripts stay as released.
@@ -20,7 +20,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress inputs live in sql/ and expected/; they need the sandbox (see test/run-tests.sh)
-REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_signature_hex qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_merchants qiwi_reports qiwi_writes qiwi_probe qiwi_payin qiwi_payin_validation qiwi_payin_signature qiwi_payin_notifications qiwi_payin_scenarios qiwi_payin_tokens qiwi_payin_card_checks qiwi_payin_security qiwi_payin_refund_checks qiwi_pull qiwi_pull_notifications qiwi_tutorial qiwi_catalog_docs qiwi_grants
+REGRESS = qiwi_setup qiwi_validation qiwi_bills qiwi_refunds qiwi_errors qiwi_retries qiwi_parser qiwi_hostile qiwi_https qiwi_security qiwi_secrets qiwi_signature qiwi_signature_hex qiwi_notifications qiwi_payform qiwi_search_path qiwi_readonly qiwi_mismatch qiwi_merchants qiwi_reports qiwi_writes qiwi_probe qiwi_payin qiwi_payin_validation qiwi_payin_signature qiwi_payin_notifications qiwi_payin_scenarios qiwi_payin_tokens qiwi_payin_card_checks qiwi_payin_security qiwi_payin_refund_checks qiwi_pull qiwi_pull_notifications qiwi_wallet_history qiwi_tutorial qiwi_catalog_docs qiwi_grants
 
 # make installcheck (defined below): a UTF8 test database on the server at
 # PGHOST/PGPORT, which must preload the library (CONTRIBUTING.md)

@@ -49,6 +49,7 @@ SELECT d.duty, d.object_type, d.name,
 	('pay', 'FUNCTION', 'qiwi_payin_delete_token', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_create_bill', 'EXECUTE', NULL),
 	('pay', 'FUNCTION', 'qiwi_pull_bill_status', 'EXECUTE', NULL),
+	('pay', 'FUNCTION', 'qiwi_wallet_history', 'EXECUTE', NULL),
 	-- refund: money given back, bills cancelled, held money captured, and
 	-- QIWI's word on what refund made
 	('refund', 'FUNCTION', 'qiwi_refund', 'EXECUTE', NULL),

@@ -84,3 +84,17 @@ COMMENT ON COLUMN qiwi_wallet_payments.item IS $$The whole item as QIWI last wro
 COMMENT ON COLUMN qiwi_wallet_payments.source IS $$Who told us last: call (a SQL function), reconciler (the worker's sync) or notification (a verified webhook)$$;
 COMMENT ON COLUMN qiwi_wallet_payments.first_seen_at IS $$When this row was first written$$;
 COMMENT ON COLUMN qiwi_wallet_payments.checked_at IS $$When QIWI last told us about this payment$$;
+
+-- ---------- history ----------
+
+CREATE FUNCTION qiwi_wallet_history(since timestamptz, until timestamptz DEFAULT now(),
+                                    operation text DEFAULT 'ALL', sources text[] DEFAULT NULL,
+                                    merchant text DEFAULT NULL)
+RETURNS SETOF qiwi_wallet_transaction
+AS 'MODULE_PATHNAME', 'qiwi_wallet_history'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 50;
+
+-- It sends the wallet's token: only trusted roles
+REVOKE ALL ON FUNCTION qiwi_wallet_history(timestamptz, timestamptz, text, text[], text) FROM PUBLIC;
+
+COMMENT ON FUNCTION qiwi_wallet_history(timestamptz, timestamptz, text, text[], text) IS $$The wallet's payments from since to until (to the second, both included), newest first, read 50 a page in windows of at most 90 days and streamed (one page in memory); operation ALL, IN, OUT or QIWI_CARD; sources a subset of QW_RUB, QW_USD, QW_EUR, CARD, MK (NULL: all). An empty history is an empty result. Sends the token: not PUBLIC. merchant: whose$$;

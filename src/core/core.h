@@ -364,12 +364,15 @@ typedef struct QiwiPage
  * cursor (NULL: the first page; op->context is required, op->result is
  * the pager's), and whether a failed page means that the list has nothing
  * more (Wallet's 404 for an empty history; NULL: never).  A page with no
- * items ends the list too.
+ * items ends the list too, unless after_empty names where the list goes
+ * on after it (a list read in windows: the next window's first page), in
+ * the new page's memory; after_empty must move the list forward each time.
  */
 typedef struct QiwiPagedList
 {
 	void		(*operation) (const void *args, const void *cursor, QiwiOperation *op);
 	bool		(*ends_list) (const QiwiError *error, int page);
+	void	   *(*after_empty) (const void *args, const void *cursor);
 } QiwiPagedList;
 
 /* Checks a paged SRF's arguments (before any request) and returns the list's args */

@@ -49,8 +49,9 @@ pager_create(const QiwiPagedList *list, const void *args, MemoryContext parent)
 /*
  * Fetch the page after the current one, which it replaces; false with
  * *error (in the new page's memory) if it failed.  A page without items
- * ends the list whatever cursor it names: a server that kept answering
- * empty pages would otherwise be asked forever.
+ * ends the list whatever cursor it names (a server that kept answering
+ * empty pages would otherwise be asked forever), unless the list's
+ * after_empty, which moves it forward, says where it goes on.
  */
 static bool
 pager_fetch(QiwiPager *pager, QiwiError *error)
@@ -59,12 +60,15 @@ pager_fetch(QiwiPager *pager, QiwiError *error)
 	QiwiPage	page = {pager->page.number + 1, NULL, 0, NULL};
 	QiwiOperation op;
 	MemoryContext caller;
+	void	   *after_empty = NULL;
 	bool		ok;
 
 	CHECK_FOR_INTERRUPTS();
 	caller = MemoryContextSwitchTo(pager->pages[fresh]);
 	memset(&op, 0, sizeof(op));
 	pager->list->operation(pager->args, pager->page.next, &op);
+	if (pager->list->after_empty != NULL)
+		after_empty = pager->list->after_empty(pager->args, pager->page.next);
 	op.context = psprintf("%s (page %d)", op.context, page.number);
 	op.result = &page;
 	/* the request holds what it needs of the cursor: the page before goes */
@@ -77,10 +81,12 @@ pager_fetch(QiwiPager *pager, QiwiError *error)
 		return false;
 	if (!ok)
 		page.nitems = 0;		/* the answer said there is nothing more */
+	if (page.nitems == 0)
+		page.next = after_empty;
 	pager->current = fresh;
 	pager->page = page;
 	pager->next_item = 0;
-	pager->ended = page.nitems == 0 || page.next == NULL;
+	pager->ended = page.next == NULL;
 	return true;
 }
 
@@ -173,7 +179,7 @@ pager_each(QiwiPager *pager, QiwiPageConsumer consume, void *arg, QiwiError *err
 			return false;
 		}
 		if (pager->page.nitems == 0)
-			break;
+			continue;			/* ended, or goes on after it */
 		/* what consume leaves in memory goes with its page */
 		MemoryContextSwitchTo(pager->pages[pager->current]);
 		go_on = consume(arg, &pager->page);

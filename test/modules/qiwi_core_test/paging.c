@@ -74,7 +74,7 @@ test_list_ends(const QiwiError *error, int page)
 	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND;
 }
 
-static const QiwiPagedList test_list = {test_page_operation, test_list_ends};
+static const QiwiPagedList test_list = {.operation = test_page_operation, .ends_list = test_list_ends};
 
 /* The SRF's first call: the url argument and the result's row type */
 static void *
