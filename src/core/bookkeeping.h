@@ -109,6 +109,8 @@ extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtype
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_free_plan(struct _SPI_plan **plan);
 extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
+extern uint64 ledger_execute(const char *sql, int nargs, const Oid *types, Datum *values,
+							 const char *nulls, int expected, Datum *row, int ncolumns);
 extern Datum ledger_text_or_null(const char *s, char *null);
 extern Datum ledger_time_or_null(TimestampTz t, bool present, char *null);
 extern Datum ledger_pointer_or_null(const void *p, char *null);
@@ -394,6 +396,7 @@ extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
 extern void reconciler_add_sync(const ReconcileSync *sync);
 extern bool reconciler_may_go_on(void);
+extern bool reconciler_in_transaction(bool (*fn) (void *arg), void *arg);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
 

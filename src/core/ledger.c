@@ -23,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -156,6 +157,32 @@ ledger_end(OwnerContext *ctx)
 	SPI_finish();
 	AtEOXact_GUC(true, ctx->guc_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/*
+ * Run an API's statement once as the extension's owner, %1$s in sql
+ * standing for the extension's schema; the first row's first ncolumns
+ * (of by-value types) into row.  Returns how many rows it processed.
+ */
+uint64
+ledger_execute(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
+			   int expected, Datum *row, int ncolumns)
+{
+	OwnerContext ctx;
+	uint64		processed;
+	int			rc;
+	bool		isnull;
+
+	ledger_begin(&ctx);
+	rc = SPI_execute_with_args(psprintf(sql, quote_identifier(get_namespace_name(ctx.schema))),
+							   nargs, (Oid *) types, values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "recording a QIWI answer failed: %s", SPI_result_code_string(rc));
+	processed = SPI_processed;
+	for (int c = 0; processed > 0 && c < ncolumns; c++)
+		row[c] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1, &isnull);
+	ledger_end(&ctx);
+	return processed;
 }
 
 /* Prepare a statement with SPI's cursor options and keep it for the backend's life */

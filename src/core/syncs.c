@@ -27,6 +27,24 @@ reconciler_add_sync(const ReconcileSync *sync)
 	syncs[nsyncs++] = sync;
 }
 
+/* Run fn(arg) in a short transaction of the worker's, in the caller's memory */
+bool
+reconciler_in_transaction(bool (*fn) (void *arg), void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	bool		result;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(caller);
+	result = fn(arg);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	return result;
+}
+
 /* The merchants sync runs for this round, in round_context: those with its options, not refused */
 static List *
 sync_merchants(const ReconcileSync *sync, MemoryContext round_context)

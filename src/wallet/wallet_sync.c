@@ -2,41 +2,40 @@
  * wallet_sync.c
  *		qiwi_wallet_payments kept by the worker: in its rounds, each merchant
  *		with a wallet number and a token has its history read newest first,
- *		from where the last whole read ended less an overlap (and from its
- *		oldest WAITING payment, if older) to the time the read began, and
- *		each payment upserted forward only.  A merchant's progress is a row
- *		of qiwi_wallet_sync (shown by qiwi_wallet_sync_status); a read too
- *		long for one round goes on in the next from the oldest payment
- *		read.  A 423 stops the merchant's sync until the block ends; a
- *		refused token, until its options change (the core's rule); a token
+ *		from where the last whole read ended less an overlap (or from its
+ *		oldest WAITING payment, if older) to the time the read began, each
+ *		payment upserted forward only.  A merchant's progress is its row of
+ *		qiwi_wallet_sync (qiwi_wallet_sync_status shows it); a read longer
+ *		than a round's share goes on in the next round from the oldest
+ *		payment read.  A 423 stops the merchant's sync until the block ends,
+ *		a refused token until its options change (the core's rule); a token
  *		near its expiry is said in the log once a day.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 /*
  * The overlap: a read starts an hour before the last whole read ended.
  * QIWI dates a payment when it was made, and it may reach the history
  * later (a payment in processing, a clock apart from ours); payments of
- * the same second may straddle a page's or a window's edge.  An hour
- * covers both and costs a page or so: upserting a payment again writes
- * nothing.
+ * one second may straddle a page's or a window's edge.  An hour covers
+ * both and costs a page or so: a payment upserted again writes nothing.
  */
 #define SYNC_OVERLAP_SECS	3600
 
-/* Settings: how often a merchant's history is read; how far back the first read goes */
+/* Settings: how often a merchant's history is read; how far back its first read goes */
 static int	wallet_sync_interval_s = 60;
 static int	wallet_sync_days = 365;
+
+/* The options a merchant's sync needs: its wallet number and token (set by wallet_sync_init) */
+static int	wallet_sync_options[2];
 
 /* A payment's upsert: $1..$16, the columns of qiwi_wallet_payments in their order */
 #define PAYMENT_NARGS 16
@@ -46,9 +45,8 @@ static const Oid payment_types[PAYMENT_NARGS] = {
 };
 
 /*
- * Forward only: a WAITING row takes whatever QIWI says now; a final one
- * (SUCCESS, ERROR) only the same status again, with the item's news.  An
- * answer equal to the row writes nothing.
+ * Forward only: a WAITING row takes whatever QIWI says now, a final one
+ * (SUCCESS, ERROR) only news of the same status; an equal one writes nothing
  */
 static const char *const upsert_sql =
 "INSERT INTO %1$s.qiwi_wallet_payments AS p (merchant, txn_id, type, trm_txn_id, date, status, amount,"
@@ -60,39 +58,36 @@ static const char *const upsert_sql =
 " WHERE p.status IN ('WAITING', EXCLUDED.status) AND (p.status, p.item) IS DISTINCT FROM ($6, $16)";
 
 /*
- * A merchant's row ($1), and a new read from $2 (now) when none goes on,
- * none is due before $2 - $5 (the interval) and no block holds: since the
- * last whole read less $3 (the overlap), or $4 (the first read's days),
- * or the oldest WAITING payment
+ * A merchant's row ($1); a new read at $2 (now) when none goes on, the
+ * last ended $5 seconds ago (the interval) and no block holds: from the
+ * last whole read less $3 seconds (the overlap), or $4 (the first read's
+ * reach), or the oldest WAITING payment; the read going on, if any
  */
 static const char *const begin_sql[] = {
 	"INSERT INTO %1$s.qiwi_wallet_sync (merchant) VALUES ($1) ON CONFLICT (merchant) DO NOTHING",
-	"UPDATE %1$s.qiwi_wallet_sync s SET (pass_started_at, pass_until, pass_items, pass_failed) ="
-	" ($2, $2, 0, 0), pass_since = LEAST(COALESCE(s.synced_until - $3, $2 - $4), (SELECT min(p.date)"
+	"UPDATE %1$s.qiwi_wallet_sync s SET (read_started_at, reading_until) = ($2, $2), reading_since ="
+	" LEAST(COALESCE(s.synced_until, $2 - $4 * interval '1 s') - $3 * interval '1 s', (SELECT min(p.date)"
 	" FROM %1$s.qiwi_wallet_payments p WHERE p.merchant = s.merchant AND p.status = 'WAITING'))"
-	" WHERE s.merchant = $1 AND s.pass_until IS NULL AND (s.last_sync_at IS NULL OR s.last_sync_at + $5 <= $2)"
-	" AND (s.blocked_until IS NULL OR s.blocked_until <= $2)",
-	"SELECT pass_since, pass_until FROM %1$s.qiwi_wallet_sync WHERE merchant = $1"
-	" AND pass_until IS NOT NULL AND (blocked_until IS NULL OR blocked_until <= $2)"
+	" WHERE s.merchant = $1 AND s.reading_until IS NULL AND (s.blocked_until IS NULL OR s.blocked_until <= $2)"
+	" AND (s.last_sync_at IS NULL OR s.last_sync_at + $5 * interval '1 s' <= $2)",
+	"SELECT reading_since, reading_until FROM %1$s.qiwi_wallet_sync WHERE merchant = $1"
+	" AND reading_until IS NOT NULL AND (blocked_until IS NULL OR blocked_until <= $2)"
 };
 
-/*
- * A read's end ($1 merchant, $2 now): $3 whole (it reached its start),
- * $4 payments read, $5 not recorded, $6 where to go on, $7 error, $8 block
- */
+/* A read's end ($1 merchant, $2 now): $3 its error, $4 where it goes on, $5 a block, $6 whole */
 static const char *const end_sql =
-"UPDATE %1$s.qiwi_wallet_sync SET (synced_until, last_sync_at, pass_started_at, pass_since, pass_until) ="
-" (SELECT pass_started_at, $2, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz WHERE $3 UNION ALL"
-" SELECT synced_until, last_sync_at, pass_started_at, pass_since, COALESCE($6, pass_until) WHERE NOT $3),"
-" (pass_items, pass_failed, blocked_until) = (pass_items + $4, pass_failed + $5, $8),"
-" (last_error, last_error_at) = (SELECT $7, $2 WHERE $7 IS NOT NULL UNION ALL"
-" SELECT NULL, NULL WHERE $7 IS NULL AND $3 AND pass_failed + $5 = 0 UNION ALL"
-" SELECT last_error, last_error_at WHERE $7 IS NULL AND NOT ($3 AND pass_failed + $5 = 0))"
-" WHERE merchant = $1";
+"UPDATE %1$s.qiwi_wallet_sync SET synced_until = CASE WHEN $6 THEN read_started_at ELSE synced_until END,"
+" last_sync_at = CASE WHEN $6 THEN $2 ELSE last_sync_at END,"
+" reading_until = CASE WHEN $6 THEN NULL ELSE COALESCE($4, reading_until) END,"
+" last_error = CASE WHEN $3 IS NOT NULL OR $6 THEN $3 ELSE last_error END,"
+" last_error_at = CASE WHEN $3 IS NOT NULL THEN $2 WHEN $6 THEN NULL ELSE last_error_at END,"
+" blocked_until = $5 WHERE merchant = $1";
 
+/* Once a day, a token that expires within 14 days (qiwi_wallet_tokens.warn) */
 static const char *const warned_sql =
-"UPDATE %1$s.qiwi_wallet_sync SET token_warned_on = current_date WHERE merchant = $1"
-" AND token_warned_on IS DISTINCT FROM current_date";
+"UPDATE %1$s.qiwi_wallet_sync s SET token_warned_on = current_date FROM %1$s.qiwi_wallet_tokens t"
+" WHERE s.merchant = $1 AND t.merchant = s.merchant AND t.warn"
+" AND s.token_warned_on IS DISTINCT FROM current_date RETURNING t.expires";
 
 /* A payment read, waiting in the buffer to be upserted */
 typedef struct BufferedPayment
@@ -109,132 +104,44 @@ typedef struct SyncRead
 	TimestampTz until;
 	int64		budget;			/* payments this round may read */
 	int64		read;
-	int64		failed;			/* payments that could not be recorded */
 	TimestampTz reached;		/* the date of the oldest payment read; 0: none */
 	bool		stopped;		/* the budget was spent, or the database is wanted */
-	char	   *item_error;		/* the last payment's failure, or NULL */
+	char	   *item_error;		/* why the last payment not recorded was not, or NULL */
 	bool		ok;				/* the read ended without error */
 	QiwiError	error;			/* else why */
-	MemoryContext round_context;	/* the buffer's parent */
-	MemoryContext buffer_context;
+	ReconcileCounts *counts;
+	MemoryContext round_context;
+	MemoryContext buffer_context;	/* the buffered payments' */
 	BufferedPayment buffer[WALLET_MAX_ROWS];
 	int			nbuffered;
-	ReconcileCounts *counts;
 } SyncRead;
 
-/* The options a merchant's sync needs: its wallet number and token (set by wallet_sync_init) */
-static int	wallet_sync_options[2];
-
-/*
- * Run one of this file's statements as the extension's owner, its schema
- * in %1$s; the first row's first columns into row (by-value types), if
- * given.  Returns how many rows it processed.
- */
-static int
-run_sql(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
-		int expected, Datum *row, int ncolumns)
-{
-	OwnerContext ctx;
-	int			rc;
-	bool		isnull;
-
-	ledger_begin(&ctx);
-	rc = SPI_execute_with_args(psprintf(sql, quote_identifier(get_namespace_name(ctx.schema))),
-							   nargs, (Oid *) types, values, nulls, false, 0);
-	if (rc != expected)
-		elog(ERROR, "recording the wallet's sync failed: %s", SPI_result_code_string(rc));
-	rc = (int) SPI_processed;
-	for (int c = 0; rc > 0 && c < ncolumns; c++)
-		row[c] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1, &isnull);
-	ledger_end(&ctx);
-	return rc;
-}
-
-/* The interval of so many seconds, as a Datum */
-static Datum
-seconds_interval(int64 seconds)
-{
-	Interval   *interval = palloc0(sizeof(Interval));
-
-	interval->time = seconds * USECS_PER_SEC;
-	return IntervalPGetDatum(interval);
-}
-
-/* Log, once a day, that merchant's token expires within WALLET_TOKEN_WARN_DAYS (in a transaction) */
-static void
-warn_token_expiry(const Merchant *merchant)
-{
-	const char *issued = merchant_value(merchant, wallet_option_token_issued);
-	TimestampTz expires;
-	Datum		name = CStringGetTextDatum(merchant->name);
-	Oid			type = TEXTOID;
-
-	if (issued == NULL)
-		return;
-	expires = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(issued),
-													  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	expires += (int64) WALLET_TOKEN_LIFETIME_DAYS * USECS_PER_DAY;
-	if (expires - GetCurrentTimestamp() > (int64) WALLET_TOKEN_WARN_DAYS * USECS_PER_DAY)
-		return;
-	if (run_sql(warned_sql, 1, &type, &name, NULL, SPI_OK_UPDATE, NULL, 0) == 0)
-		return;
-	ereport(LOG,
-			(errmsg("the wallet token of merchant \"%s\" %s on %s", merchant->name,
-					expires > GetCurrentTimestamp() ? "expires" : "expired", timestamptz_to_str(expires)),
-			 errhint("Issue a new token at QIWI; set it (wallet_token) and its date (wallet_token_issued).")));
-}
-
-/* Start or go on with merchant's read, in a transaction; false if it has none due now */
+/* Start or go on with r's merchant's read, and warn of its token (in a transaction); false: none due */
 static bool
-sync_begin(SyncRead *r)
+sync_begin(void *arg)
 {
-	Oid			types[5] = {TEXTOID, TIMESTAMPTZOID, INTERVALOID, INTERVALOID, INTERVALOID};
+	SyncRead   *r = (SyncRead *) arg;
+	Oid			types[5] = {TEXTOID, TIMESTAMPTZOID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
 	Datum		values[5];
-	Datum		window[2];
+	Datum		row[2];
 
 	values[0] = CStringGetTextDatum(r->merchant->name);
 	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-	values[2] = seconds_interval(SYNC_OVERLAP_SECS);
-	values[3] = seconds_interval((int64) wallet_sync_days * SECS_PER_DAY);
-	values[4] = seconds_interval(wallet_sync_interval_s);
-	warn_token_expiry(r->merchant);
-	run_sql(begin_sql[0], 1, types, values, NULL, SPI_OK_INSERT, NULL, 0);
-	run_sql(begin_sql[1], 5, types, values, NULL, SPI_OK_UPDATE, NULL, 0);
-	if (run_sql(begin_sql[2], 2, types, values, NULL, SPI_OK_SELECT, window, 2) == 0)
+	values[2] = Float8GetDatum(SYNC_OVERLAP_SECS);
+	values[3] = Float8GetDatum((double) wallet_sync_days * SECS_PER_DAY);
+	values[4] = Float8GetDatum(wallet_sync_interval_s);
+	ledger_execute(begin_sql[0], 1, types, values, NULL, SPI_OK_INSERT, NULL, 0);
+	if (ledger_execute(warned_sql, 1, types, values, NULL, SPI_OK_UPDATE_RETURNING, row, 1) == 1)
+		ereport(LOG,
+				(errmsg("the wallet token of merchant \"%s\" expires on %s", r->merchant->name,
+						timestamptz_to_str(DatumGetTimestampTz(row[0]))),
+				 errhint("Issue a new token at QIWI; set it (wallet_token) and its date (wallet_token_issued).")));
+	ledger_execute(begin_sql[1], 5, types, values, NULL, SPI_OK_UPDATE, NULL, 0);
+	if (ledger_execute(begin_sql[2], 2, types, values, NULL, SPI_OK_SELECT, row, 2) == 0)
 		return false;
-	r->since = DatumGetTimestampTz(window[0]);
-	r->until = DatumGetTimestampTz(window[1]);
+	r->since = DatumGetTimestampTz(row[0]);
+	r->until = DatumGetTimestampTz(row[1]);
 	return true;
-}
-
-/* Run fn(r) in a short transaction of the worker */
-static bool
-in_transaction(bool (*fn) (SyncRead *r), SyncRead *r)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	bool		result;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(caller);
-	result = fn(r);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(caller);
-	return result;
-}
-
-/* Upsert the buffered payments in one short transaction, and free them */
-static void
-flush_payments(SyncRead *r)
-{
-	MemoryContext caller = MemoryContextSwitchTo(r->buffer_context);
-
-	if (r->nbuffered > 0)
-		in_transaction(upsert_buffered, r);
-	MemoryContextSwitchTo(caller);
-	MemoryContextReset(r->buffer_context);
 }
 
 /* Upsert one buffered payment (a GuardedFn); true if the row changed */
@@ -243,14 +150,16 @@ upsert_payment(void *arg, char **problem)
 {
 	BufferedPayment *p = (BufferedPayment *) arg;
 
-	return run_sql(upsert_sql, PAYMENT_NARGS, payment_types, p->values, p->nulls,
+	return ledger_execute(upsert_sql, PAYMENT_NARGS, payment_types, p->values, p->nulls,
 				   SPI_OK_INSERT, NULL, 0) == 1;
 }
 
-/* Upsert the buffered payments (in a transaction), each on its own: one's failure is its own */
+/* Upsert the buffered payments (in a transaction), each on its own: a failure is its payment's */
 static bool
-upsert_buffered(SyncRead *r)
+upsert_buffered(void *arg)
 {
+	SyncRead   *r = (SyncRead *) arg;
+
 	for (int i = 0; i < r->nbuffered; i++)
 	{
 		char	   *problem = NULL;
@@ -259,7 +168,7 @@ upsert_buffered(SyncRead *r)
 			r->counts->changed++;
 		else if (problem != NULL)
 		{
-			r->failed++;
+			r->counts->failed++;
 			r->item_error = MemoryContextStrdup(r->round_context, problem);
 			ereport(LOG,
 					(errmsg("could not record payment %lld of the wallet history of merchant \"%s\": %s",
@@ -271,15 +180,30 @@ upsert_buffered(SyncRead *r)
 	return true;
 }
 
-/* Copy a varlena value (numeric, jsonb) into the buffer's memory, or mark it NULL */
+/* Upsert the buffered payments in one short transaction, and free them */
+static void
+flush_payments(SyncRead *r)
+{
+	MemoryContext caller = MemoryContextSwitchTo(r->buffer_context);
+
+	if (r->nbuffered > 0)
+		reconciler_in_transaction(upsert_buffered, r);
+	MemoryContextSwitchTo(caller);
+	MemoryContextReset(r->buffer_context);
+}
+
+/* A copy of a varlena value (numeric, jsonb) in the current memory, or NULL marked */
 static Datum
-buffered_varlena(const void *value, char *null)
+copied_varlena(const void *value, char *null)
 {
 	*null = value == NULL ? 'n' : ' ';
 	return value == NULL ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(PointerGetDatum(value)));
 }
 
-/* Take a payment of the history (a WalletPaymentConsumer): buffer it; false stops the read */
+/*
+ * Take a payment of the history (a WalletPaymentConsumer): buffer a copy,
+ * since its page's memory goes with the next page; false stops the read
+ */
 static bool
 take_payment(void *arg, const WalletPayment *pay)
 {
@@ -295,17 +219,17 @@ take_payment(void *arg, const WalletPayment *pay)
 	p->values[3] = ledger_text_or_null(pay->trm_txn_id, &n[3]);
 	p->values[4] = TimestampTzGetDatum(pay->date);
 	p->values[5] = ledger_text_or_null(pay->status, &n[5]);
-	p->values[6] = buffered_varlena(pay->amount, &n[6]);
+	p->values[6] = copied_varlena(pay->amount, &n[6]);
 	p->values[7] = ledger_text_or_null(pay->currency, &n[7]);
-	p->values[8] = buffered_varlena(pay->commission, &n[8]);
-	p->values[9] = buffered_varlena(pay->total, &n[9]);
+	p->values[8] = copied_varlena(pay->commission, &n[8]);
+	p->values[9] = copied_varlena(pay->total, &n[9]);
 	p->values[10] = Int32GetDatum(pay->provider);
 	n[10] = pay->provider == 0 ? 'n' : ' ';
 	p->values[11] = ledger_text_or_null(pay->account, &n[11]);
 	p->values[12] = ledger_text_or_null(pay->comment, &n[12]);
 	p->values[13] = Int32GetDatum(pay->error_code);
 	p->values[14] = ledger_text_or_null(pay->error, &n[14]);
-	p->values[15] = buffered_varlena(pay->item, &n[15]);
+	p->values[15] = copied_varlena(pay->item, &n[15]);
 	MemoryContextSwitchTo(caller);
 	r->read++;
 	r->reached = pay->date;
@@ -315,77 +239,74 @@ take_payment(void *arg, const WalletPayment *pay)
 	return !r->stopped;
 }
 
-/* Read the history of r's window into the table; r->ok, or r->error (a page's, or any error) */
+/*
+ * Read r's range of the history into the table: r->ok, or r->error (a
+ * page's, or any error raised, which ends this merchant's read only)
+ */
 static void
 read_history(SyncRead *r)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	QiwiError  *error = &r->error;
-
 	PG_TRY();
 	{
-		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r, error);
+		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r,
+									&r->error);
 		flush_payments(r);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(caller);
+		MemoryContextSwitchTo(r->round_context);
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		MemoryContextSwitchTo(caller);
+		MemoryContextSwitchTo(r->round_context);
 		MemoryContextReset(r->buffer_context);
 		r->nbuffered = 0;
-		memset(error, 0, sizeof(*error));
-		error->sqlstate = edata->sqlerrcode;
-		error->message = edata->message ? edata->message : "an error without a message";
+		memset(&r->error, 0, sizeof(r->error));
+		r->error.sqlstate = edata->sqlerrcode;
+		r->error.message = edata->message ? edata->message : "an error without a message";
 		r->ok = false;
 	}
 	PG_END_TRY();
 }
 
-/* Record where r's read ended, in a transaction; a block is logged once */
+/* Record where r's read ended (in a transaction); a block is logged, once */
 static bool
-sync_end(SyncRead *r)
+sync_end(void *arg)
 {
-	bool		ok = r->ok;
-	const QiwiError *error = &r->error;
-	Oid			types[8] = {TEXTOID, TIMESTAMPTZOID, BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID,
-	TEXTOID, TIMESTAMPTZOID};
-	Datum		values[8];
-	char		nulls[9];
-	bool		blocked = !ok && error->sqlstate == ERRCODE_QIWI_BLOCKED;
+	SyncRead   *r = (SyncRead *) arg;
+	Oid			types[6] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
+	Datum		values[6];
+	char		nulls[7];
+	bool		blocked = !r->ok && r->error.sqlstate == ERRCODE_QIWI_BLOCKED;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz block_end = r->error.blocked_until;
 
-	ledger_no_nulls(nulls, 8);
+	if (blocked && block_end == 0)
+		block_end = TimestampTzPlusMilliseconds(now, WALLET_BLOCK_SECONDS * 1000);
+	ledger_no_nulls(nulls, 6);
 	values[0] = CStringGetTextDatum(r->merchant->name);
-	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-	values[2] = BoolGetDatum(ok && !r->stopped);
-	values[3] = Int64GetDatum(r->read);
-	values[4] = Int64GetDatum(r->failed);
-	/* the next read goes on from the oldest payment's second, inclusive */
-	values[5] = ledger_time_or_null(r->reached + USECS_PER_SEC, r->reached != 0, &nulls[5]);
-	values[6] = ledger_text_or_null(ok ? r->item_error : qiwi_redact_secrets(error->message),
-									&nulls[6]);
-	values[7] = ledger_time_or_null(blocked && error->blocked_until != 0 ? error->blocked_until :
-									TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																WALLET_BLOCK_SECONDS * 1000),
-									blocked, &nulls[7]);
-	run_sql(end_sql, 8, types, values, nulls, SPI_OK_UPDATE, NULL, 0);
+	values[1] = TimestampTzGetDatum(now);
+	values[2] = ledger_text_or_null(r->ok ? r->item_error : qiwi_redact_secrets(r->error.message),
+									&nulls[2]);
+	/* the next read goes on from the oldest payment's second, which it reads again */
+	values[3] = ledger_time_or_null(r->reached, r->reached != 0, &nulls[3]);
+	values[4] = ledger_time_or_null(block_end, blocked, &nulls[4]);
+	values[5] = BoolGetDatum(r->ok && !r->stopped);
+	ledger_execute(end_sql, 6, types, values, nulls, SPI_OK_UPDATE, NULL, 0);
 	if (blocked)
 		ereport(LOG,
 				(errcode(ERRCODE_QIWI_BLOCKED),
 				 errmsg("QIWI blocked the wallet of merchant \"%s\"; its history sync waits until %s",
-						r->merchant->name, timestamptz_to_str(DatumGetTimestampTz(values[7])))));
+						r->merchant->name, timestamptz_to_str(block_end))));
 	return true;
 }
 
-
 /*
- * Sync one merchant's history for a round of the reconciler (a
- * ReconcileSync's sync): at most one window of the rate limit's requests
- * a round, so that other merchants and kinds are not kept waiting
+ * Sync one merchant's history in a round of the reconciler (a
+ * ReconcileSync's sync): at most a window of the rate limit's requests a
+ * round, so that other merchants and kinds do not wait on one long read
  */
 static bool
 sync_merchant(const Merchant *merchant, ReconcileCounts *counts, long *refused_status)
@@ -395,26 +316,28 @@ sync_merchant(const Merchant *merchant, ReconcileCounts *counts, long *refused_s
 	r->merchant = merchant;
 	r->counts = counts;
 	r->budget = (int64) wallet_rate_limit()->requests * WALLET_MAX_ROWS;
-	if (!in_transaction(sync_begin, r))
-		return false;
 	r->round_context = CurrentMemoryContext;
+	if (!reconciler_in_transaction(sync_begin, r))
+		return false;
 	r->buffer_context = AllocSetContextCreate(r->round_context, "wallet sync buffer",
 											  ALLOCSET_DEFAULT_SIZES);
 	read_history(r);
 	MemoryContextDelete(r->buffer_context);
 	counts->checked += r->read;
-	counts->failed += r->failed + (r->ok ? 0 : 1);
-	if (!r->ok && (r->error.sqlstate == ERRCODE_QIWI_AUTHENTICATION ||
-				   r->error.sqlstate == ERRCODE_QIWI_FORBIDDEN))
-		*refused_status = r->error.sqlstate == ERRCODE_QIWI_AUTHENTICATION ? 401 : 403;
-	in_transaction(sync_end, r);
+	if (!r->ok)
+		counts->failed++;
+	if (!r->ok && r->error.sqlstate == ERRCODE_QIWI_AUTHENTICATION)
+		*refused_status = 401;
+	if (!r->ok && r->error.sqlstate == ERRCODE_QIWI_FORBIDDEN)
+		*refused_status = 403;
+	reconciler_in_transaction(sync_end, r);
 	return r->ok && r->stopped;
 }
 
 static const ReconcileSync wallet_history_sync = {
 	.what = "wallet history",
 	.required_options = wallet_sync_options,
-	.nrequired = 2,
+	.nrequired = lengthof(wallet_sync_options),
 	.sync = sync_merchant,
 };
 
