@@ -63,6 +63,10 @@ VALUES ('default', 'pp-paid', 'pr-1', 5.00, 'RUB', 'COMPLETED', false, now());
 SET qiwi.secret_key = 'exporter-check-key';
 INSERT INTO qiwi_notifications (signature, body) VALUES ('00', '{"bill": {"billId": "ex-WAITING"}}');
 INSERT INTO qiwi_payin_notifications (site_id, signature, body) VALUES ('ex', '00', '{"type": "PAYMENT"}');
+INSERT INTO qiwi_wallet_sync (merchant, synced_until, last_sync_at, last_error, blocked_until)
+VALUES ('wallet-ex', now() - interval '1 minute', now(), '423: blocked', now() + interval '4 minutes');
+INSERT INTO qiwi_wallet_payments (merchant, txn_id, type, date, status, amount, currency, item, source)
+VALUES ('wallet-ex', 1, 'IN', now(), 'WAITING', 1.50, 'RUB', '{}', 'reconciler');
 -- the exporter's role: the duty monitor, nothing else
 CREATE ROLE qiwi_exporter LOGIN;
 SELECT qiwi_grant('qiwi_exporter', 'monitor');

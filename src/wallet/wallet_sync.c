@@ -15,10 +15,12 @@
 #include "wallet/wallet.h"
 
 #include "catalog/pg_type_d.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 /*
@@ -155,11 +157,9 @@ upsert_payment(void *arg, char **problem)
 }
 
 /* Upsert the buffered payments (in a transaction), each on its own: a failure is its payment's */
-static bool
-upsert_buffered(void *arg)
+static void
+upsert_buffered(SyncRead *r)
 {
-	SyncRead   *r = (SyncRead *) arg;
-
 	for (int i = 0; i < r->nbuffered; i++)
 	{
 		char	   *problem = NULL;
@@ -177,17 +177,24 @@ upsert_buffered(void *arg)
 		}
 	}
 	r->nbuffered = 0;
-	return true;
 }
 
-/* Upsert the buffered payments in one short transaction, and free them */
+/*
+ * Upsert the buffered payments, commit them and free them; the read goes
+ * on in a new transaction, which holds no snapshot while it waits (answers
+ * are read in a subtransaction, so in a transaction)
+ */
 static void
 flush_payments(SyncRead *r)
 {
 	MemoryContext caller = MemoryContextSwitchTo(r->buffer_context);
 
-	if (r->nbuffered > 0)
-		reconciler_in_transaction(upsert_buffered, r);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	upsert_buffered(r);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	MemoryContextReset(r->buffer_context);
 }
@@ -248,9 +255,14 @@ read_history(SyncRead *r)
 {
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		MemoryContextSwitchTo(r->round_context);
 		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r,
 									&r->error);
 		flush_payments(r);
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(r->round_context);
 	}
 	PG_CATCH();
 	{
