@@ -19,7 +19,6 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -91,12 +90,12 @@ static const char *const warned_sql =
 " WHERE s.merchant = $1 AND t.merchant = s.merchant AND t.warn"
 " AND s.token_warned_on IS DISTINCT FROM current_date RETURNING t.expires";
 
-/* A payment read, waiting in the buffer to be upserted */
-typedef struct BufferedPayment
+/* A payment's row, as upsert_sql takes it */
+typedef struct PaymentRow
 {
 	Datum		values[PAYMENT_NARGS];
 	char		nulls[PAYMENT_NARGS + 1];
-} BufferedPayment;
+} PaymentRow;
 
 /* One round's read of one merchant's history */
 typedef struct SyncRead
@@ -113,9 +112,6 @@ typedef struct SyncRead
 	QiwiError	error;			/* else why */
 	ReconcileCounts *counts;
 	MemoryContext round_context;
-	MemoryContext buffer_context;	/* the buffered payments' */
-	BufferedPayment buffer[WALLET_MAX_ROWS];
-	int			nbuffered;
 } SyncRead;
 
 /* Start or go on with r's merchant's read, and warn of its token (in a transaction); false: none due */
@@ -146,102 +142,78 @@ sync_begin(void *arg)
 	return true;
 }
 
-/* Upsert one buffered payment (a GuardedFn); true if the row changed */
+/* Upsert one payment's row (a GuardedFn); true if the row changed */
 static bool
 upsert_payment(void *arg, char **problem)
 {
-	BufferedPayment *p = (BufferedPayment *) arg;
+	PaymentRow *row = (PaymentRow *) arg;
 
-	return ledger_execute(upsert_sql, PAYMENT_NARGS, payment_types, p->values, p->nulls,
-				   SPI_OK_INSERT, NULL, 0) == 1;
+	return ledger_execute(upsert_sql, PAYMENT_NARGS, payment_types, row->values, row->nulls,
+						  SPI_OK_INSERT, NULL, 0) == 1;
 }
 
-/* Upsert the buffered payments (in a transaction), each on its own: a failure is its payment's */
+/* Upsert a payment on its own (in a transaction): a failure is its own, logged */
 static void
-upsert_buffered(SyncRead *r)
+record_payment(SyncRead *r, const WalletPayment *pay)
 {
-	for (int i = 0; i < r->nbuffered; i++)
-	{
-		char	   *problem = NULL;
+	PaymentRow	row;
+	char	   *n = row.nulls;
+	char	   *problem = NULL;
 
-		if (qiwi_guarded(upsert_payment, &r->buffer[i], GUARD_ALL_BUT_CANCEL, &problem))
-			r->counts->changed++;
-		else if (problem != NULL)
-		{
-			r->counts->failed++;
-			r->item_error = MemoryContextStrdup(r->round_context, problem);
-			ereport(LOG,
-					(errmsg("could not record payment %lld of the wallet history of merchant \"%s\": %s",
-							(long long) DatumGetInt64(r->buffer[i].values[1]), r->merchant->name,
-							problem)));
-		}
-	}
-	r->nbuffered = 0;
-}
-
-/*
- * Upsert the buffered payments, commit them and free them; the read goes
- * on in a new transaction, which holds no snapshot while it waits (answers
- * are read in a subtransaction, so in a transaction)
- */
-static void
-flush_payments(SyncRead *r)
-{
-	MemoryContext caller = MemoryContextSwitchTo(r->buffer_context);
-
+	ledger_no_nulls(n, PAYMENT_NARGS);
+	row.values[0] = CStringGetTextDatum(r->merchant->name);
+	row.values[1] = Int64GetDatum(pay->txn_id);
+	row.values[2] = ledger_text_or_null(pay->type, &n[2]);
+	row.values[3] = ledger_text_or_null(pay->trm_txn_id, &n[3]);
+	row.values[4] = TimestampTzGetDatum(pay->date);
+	row.values[5] = ledger_text_or_null(pay->status, &n[5]);
+	row.values[6] = ledger_pointer_or_null(pay->amount, &n[6]);
+	row.values[7] = ledger_text_or_null(pay->currency, &n[7]);
+	row.values[8] = ledger_pointer_or_null(pay->commission, &n[8]);
+	row.values[9] = ledger_pointer_or_null(pay->total, &n[9]);
+	row.values[10] = Int32GetDatum(pay->provider);
+	n[10] = pay->provider == 0 ? 'n' : ' ';
+	row.values[11] = ledger_text_or_null(pay->account, &n[11]);
+	row.values[12] = ledger_text_or_null(pay->comment, &n[12]);
+	row.values[13] = Int32GetDatum(pay->error_code);
+	row.values[14] = ledger_text_or_null(pay->error, &n[14]);
+	row.values[15] = ledger_pointer_or_null(pay->item, &n[15]);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	upsert_buffered(r);
+	if (qiwi_guarded(upsert_payment, &row, GUARD_ALL_BUT_CANCEL, &problem))
+		r->counts->changed++;
+	else if (problem != NULL)
+	{
+		r->counts->failed++;
+		r->item_error = MemoryContextStrdup(r->round_context, problem);
+		ereport(LOG,
+				(errmsg("could not record payment %lld of the wallet history of merchant \"%s\": %s",
+						(long long) pay->txn_id, r->merchant->name, problem)));
+	}
 	PopActiveSnapshot();
-	CommitTransactionCommand();
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	MemoryContextSwitchTo(caller);
-	MemoryContextReset(r->buffer_context);
-}
-
-/* A copy of a varlena value (numeric, jsonb) in the current memory, or NULL marked */
-static Datum
-copied_varlena(const void *value, char *null)
-{
-	*null = value == NULL ? 'n' : ' ';
-	return value == NULL ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(PointerGetDatum(value)));
 }
 
 /*
- * Take a payment of the history (a WalletPaymentConsumer): buffer a copy,
- * since its page's memory goes with the next page; false stops the read
+ * Take a payment of the history (a WalletPaymentConsumer): record it, and
+ * commit every page's worth; the read goes on in a new transaction, which
+ * holds no snapshot while it waits (an answer is read in a subtransaction,
+ * so in a transaction).  False stops the read.
  */
 static bool
 take_payment(void *arg, const WalletPayment *pay)
 {
 	SyncRead   *r = (SyncRead *) arg;
-	BufferedPayment *p = &r->buffer[r->nbuffered++];
-	MemoryContext caller = MemoryContextSwitchTo(r->buffer_context);
-	char	   *n = p->nulls;
+	MemoryContext caller = CurrentMemoryContext;
 
-	ledger_no_nulls(p->nulls, PAYMENT_NARGS);
-	p->values[0] = CStringGetTextDatum(r->merchant->name);
-	p->values[1] = Int64GetDatum(pay->txn_id);
-	p->values[2] = ledger_text_or_null(pay->type, &n[2]);
-	p->values[3] = ledger_text_or_null(pay->trm_txn_id, &n[3]);
-	p->values[4] = TimestampTzGetDatum(pay->date);
-	p->values[5] = ledger_text_or_null(pay->status, &n[5]);
-	p->values[6] = copied_varlena(pay->amount, &n[6]);
-	p->values[7] = ledger_text_or_null(pay->currency, &n[7]);
-	p->values[8] = copied_varlena(pay->commission, &n[8]);
-	p->values[9] = copied_varlena(pay->total, &n[9]);
-	p->values[10] = Int32GetDatum(pay->provider);
-	n[10] = pay->provider == 0 ? 'n' : ' ';
-	p->values[11] = ledger_text_or_null(pay->account, &n[11]);
-	p->values[12] = ledger_text_or_null(pay->comment, &n[12]);
-	p->values[13] = Int32GetDatum(pay->error_code);
-	p->values[14] = ledger_text_or_null(pay->error, &n[14]);
-	p->values[15] = copied_varlena(pay->item, &n[15]);
-	MemoryContextSwitchTo(caller);
+	record_payment(r, pay);
 	r->read++;
 	r->reached = pay->date;
-	if (r->nbuffered == WALLET_MAX_ROWS)
-		flush_payments(r);
+	if (r->read % WALLET_MAX_ROWS == 0)
+	{
+		CommitTransactionCommand();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		MemoryContextSwitchTo(caller);
+	}
 	r->stopped = r->read >= r->budget || !reconciler_may_go_on();
 	return !r->stopped;
 }
@@ -260,7 +232,6 @@ read_history(SyncRead *r)
 		MemoryContextSwitchTo(r->round_context);
 		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r,
 									&r->error);
-		flush_payments(r);
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(r->round_context);
 	}
@@ -273,8 +244,6 @@ read_history(SyncRead *r)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(r->round_context);
-		MemoryContextReset(r->buffer_context);
-		r->nbuffered = 0;
 		memset(&r->error, 0, sizeof(r->error));
 		r->error.sqlstate = edata->sqlerrcode;
 		r->error.message = edata->message ? edata->message : "an error without a message";
@@ -331,10 +300,7 @@ sync_merchant(const Merchant *merchant, ReconcileCounts *counts, long *refused_s
 	r->round_context = CurrentMemoryContext;
 	if (!reconciler_in_transaction(sync_begin, r))
 		return false;
-	r->buffer_context = AllocSetContextCreate(r->round_context, "wallet sync buffer",
-											  ALLOCSET_DEFAULT_SIZES);
 	read_history(r);
-	MemoryContextDelete(r->buffer_context);
 	counts->checked += r->read;
 	if (!r->ok)
 		counts->failed++;
