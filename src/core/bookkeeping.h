@@ -381,8 +381,8 @@ typedef struct ReconcileCounts
  * memory; it adds to *counts what it read, changed and could not record,
  * sets *refused_status (401, 403) when QIWI refused the merchant's key, and
  * returns whether the merchant has more to read at once (the next round
- * starts without waiting).  It stops early when reconciler_may_go_on() is
- * false.
+ * starts without waiting).  It stops early when reconciler_may_go_on()
+ * (called between transactions) is false.
  */
 typedef struct ReconcileSync
 {

@@ -207,14 +207,16 @@ take_payment(void *arg, const WalletPayment *pay)
 	record_payment(r, pay);
 	r->read++;
 	r->reached = pay->date;
+	r->stopped = r->read >= r->budget;
 	if (r->read % WALLET_MAX_ROWS == 0)
 	{
 		CommitTransactionCommand();
+		/* between transactions: it looks at the database's lock in one of its own */
+		r->stopped |= !reconciler_may_go_on();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		MemoryContextSwitchTo(caller);
 	}
-	r->stopped = r->read >= r->budget || !reconciler_may_go_on();
 	return !r->stopped;
 }
 
