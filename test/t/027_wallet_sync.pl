@@ -5,7 +5,8 @@
 # payment the table refuses is that payment's error only; the money report
 # spans Bill, Payin, Pull and Wallet; a 423 stops the merchant's sync, with
 # a status and one log line, until the block ends; the token view and its
-# daily log line.
+# daily log line; a revoked token stops the merchant until its mapping
+# changes.
 use strict;
 use warnings;
 
@@ -168,5 +169,15 @@ wait_for(qq{SELECT last_sync_at > '$resumed' AND blocked_until IS NULL AND last_
 my @blocked = slurp_file($node->logfile) =~ /QIWI blocked the wallet of merchant "w1"/g;
 is(scalar(@blocked), 1, 'the block was said once');
 move_clock(290);
+
+# ---------- a refused token stops the merchant until its options change ----------
+sandbox('/sandbox/wallet/wallets', '{"number": "79000000271", "token": "wsync-token-new"}');
+wait_for(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}, 'a revoked token (401) stops the merchant');
+like(slurp_file($node->logfile), qr/QIWI refused the secret key of merchant "w1"/, 'the log says so');
+sql(q{ALTER USER MAPPING FOR PUBLIC SERVER w1 OPTIONS (SET wallet_token 'wsync-token-new')});
+sandbox('/sandbox/wallet/wallets/79000000271/payments', '{"amount": "4.44", "comment": "new token"}');
+wait_for(q{SELECT count(*) = 1 FROM qiwi_wallet_payments WHERE merchant = 'w1' AND comment = 'new token'},
+	'with the new token the sync goes on');
+is(sql(q{SELECT stopped_by_auth FROM qiwi_reconciler_status}), 'f', 'and the worker is no longer stopped');
 
 done_testing();
