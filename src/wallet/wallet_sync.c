@@ -106,6 +106,7 @@ typedef struct SyncRead
 	int64		budget;			/* payments this round may read */
 	int64		read;
 	TimestampTz reached;		/* the date of the oldest payment read; 0: none */
+	TimestampTz committed;		/* of the oldest payment committed */
 	bool		stopped;		/* the budget was spent, or the database is wanted */
 	char	   *item_error;		/* why the last payment not recorded was not, or NULL */
 	bool		ok;				/* the read ended without error */
@@ -211,6 +212,7 @@ take_payment(void *arg, const WalletPayment *pay)
 	if (r->read % WALLET_MAX_ROWS == 0)
 	{
 		CommitTransactionCommand();
+		r->committed = r->reached;
 		/* between transactions: it looks at the database's lock in one of its own */
 		r->stopped |= !reconciler_may_go_on();
 		SetCurrentStatementStartTimestamp();
@@ -246,6 +248,7 @@ read_history(SyncRead *r)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(r->round_context);
+		r->reached = r->committed;	/* what came after is rolled back */
 		memset(&r->error, 0, sizeof(r->error));
 		r->error.sqlstate = edata->sqlerrcode;
 		r->error.message = edata->message ? edata->message : "an error without a message";
