@@ -394,11 +394,14 @@ typedef struct ReconcileSync
 
 extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
-extern void reconciler_add_sync(const ReconcileSync *sync);
 extern bool reconciler_may_go_on(void);
-extern bool reconciler_in_transaction(bool (*fn) (void *arg), void *arg);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
+
+/* ---------- syncs.c ---------- */
+
+extern void reconciler_add_sync(const ReconcileSync *sync);
+extern bool reconciler_in_transaction(bool (*fn) (void *arg), void *arg);
 
 /* ---------- guard.c ---------- */
 
