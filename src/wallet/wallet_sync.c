@@ -153,6 +153,20 @@ upsert_payment(void *arg, char **problem)
 						  SPI_OK_INSERT, NULL, 0) == 1;
 }
 
+/*
+ * Start a transaction of the read, whose commit need not wait for the disk:
+ * the one recording the read's end does, and makes every one before durable
+ */
+static void
+start_read_transaction(MemoryContext caller)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	MemoryContextSwitchTo(caller);
+}
+
 /* Upsert a payment on its own (in a transaction): a failure is its own, logged */
 static void
 record_payment(SyncRead *r, const WalletPayment *pay)
@@ -215,9 +229,7 @@ take_payment(void *arg, const WalletPayment *pay)
 		r->committed = r->reached;
 		/* between transactions: it looks at the database's lock in one of its own */
 		r->stopped |= !reconciler_may_go_on();
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		MemoryContextSwitchTo(caller);
+		start_read_transaction(caller);
 	}
 	return !r->stopped;
 }
@@ -231,9 +243,7 @@ read_history(SyncRead *r)
 {
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		MemoryContextSwitchTo(r->round_context);
+		start_read_transaction(r->round_context);
 		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r,
 									&r->error);
 		CommitTransactionCommand();
@@ -307,12 +317,10 @@ sync_merchant(const Merchant *merchant, ReconcileCounts *counts, long *refused_s
 		return false;
 	read_history(r);
 	counts->checked += r->read;
-	if (!r->ok)
-		counts->failed++;
-	if (!r->ok && r->error.sqlstate == ERRCODE_QIWI_AUTHENTICATION)
-		*refused_status = 401;
-	if (!r->ok && r->error.sqlstate == ERRCODE_QIWI_FORBIDDEN)
-		*refused_status = 403;
+	counts->failed += r->ok ? 0 : 1;
+	if (!r->ok && (r->error.sqlstate == ERRCODE_QIWI_AUTHENTICATION ||
+				   r->error.sqlstate == ERRCODE_QIWI_FORBIDDEN))
+		*refused_status = r->error.sqlstate == ERRCODE_QIWI_FORBIDDEN ? 403 : 401;
 	reconciler_in_transaction(sync_end, r);
 	return r->ok && r->stopped;
 }
