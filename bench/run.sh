@@ -552,7 +552,7 @@ RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "sync a $WALLET_ITEMS-paymen
 WALLET_BLOCKS=$(( WALLET_BLOCKED1 - WALLET_BLOCKED0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  history requests; 423s from the sandbox" "$(( WALLET_REQ1 - WALLET_REQ0 ))" "$WALLET_BLOCKS" "" "0 423s" "$([ $WALLET_BLOCKS -eq 0 ] && echo met || echo MISSED)")")
 # the rows below count the bills a round checks: no wallet is read beside them
-bench_sql -c "DROP SERVER bench_wallet CASCADE" >/dev/null
+bench_sql -c "SET client_min_messages = warning" -c "DROP SERVER bench_wallet CASCADE" >/dev/null
 
 # ---- 3b. the raw ceiling: many bills against nginx at concurrency 64 ----
 CEILING=100000
