@@ -4,14 +4,15 @@ MODULE_big = qiwi_kassa
 OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guarded.o src/core/paging.o src/core/codecs.o \
 	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/ledger_kind.o \
 	src/core/ledger_due.o src/core/ledger_probe.o src/core/launcher.o \
-	src/core/reconciler.o src/core/requester.o src/core/merchant.o src/core/merchant_key.o src/core/redact.o \
+	src/core/reconciler.o src/core/requester.o src/core/merchant.o src/core/merchant_key.o src/core/redact.o src/core/syncs.o \
 	src/core/guard.o src/apis.o src/core/calls.o src/core/ratelimit.o src/core/notification.o src/core/wire.o \
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
 	src/bill/bill_notification.o src/bill/bill_reconcile.o \
 	src/payin/payin_wire.o src/payin/payin_parse.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
 	src/payin/payin_notification.o src/payin/payin_reconcile.o \
 	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o src/pull/pull_reconcile.o \
-	src/wallet/wallet_wire.o src/wallet/wallet_history.o src/wallet/wallet_transfer.o src/wallet/wallet_webhook.o
+	src/wallet/wallet_wire.o src/wallet/wallet_history.o src/wallet/wallet_transfer.o src/wallet/wallet_webhook.o \
+	src/wallet/wallet_sync.o
 # The version is written once, in the control file.  Its script is built
 # from sql/ext: the core first, then one file per API; older versions'
 # scripts and the upgrade scripts stay as released.

@@ -600,6 +600,61 @@ else
 fi
 bench_sql -c "TRUNCATE qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events" >/dev/null
 
+# ---- 3c. the wallet history's sync against the rate limit ----
+# A wallet of WALLET_ITEMS payments over 80 days (one 90-day window) is read
+# into qiwi_wallet_payments by the worker, the sandbox's limit shortened to
+# 100 history requests in 2 s and ours to match with our margin (95 in
+# 2.1 s).  The ideal is the pages the history needs (50 payments each) at
+# our limit's pace; ours runs from the merchant's creation (its commit
+# wakes the worker) to the end of its first whole read.
+WALLET_ITEMS=100000
+[ $QUICK -eq 1 ] && WALLET_ITEMS=2000
+WALLET_RATE=95
+WALLET_WINDOW_MS=2100
+say "reconciler: the sync of a $WALLET_ITEMS-payment wallet history against the rate limit"
+curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+curl -s -X POST "$SANDBOX_URL/sandbox/wallet/limits" -d '{"requests": 100, "windowSeconds": 2}' >/dev/null
+curl -s -X POST "$SANDBOX_URL/sandbox/wallet/wallets" -d '{"number": "79000000900", "token": "bench-wallet-token"}' >/dev/null
+curl -s -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000900/payments" \
+	-d "{\"count\": $WALLET_ITEMS, \"days\": 80}" >/dev/null
+bench_sql >/dev/null <<SQL
+ALTER SYSTEM SET qiwi.wallet_rate_requests = $WALLET_RATE;
+ALTER SYSTEM SET qiwi.wallet_rate_window = $WALLET_WINDOW_MS;
+ALTER SYSTEM SET qiwi.wallet_sync_days = 80;
+SELECT pg_reload_conf();
+SQL
+sleep 1.5	# the reload reaches the worker
+wallet_history_requests() {
+	curl -s "$SANDBOX_URL/sandbox/wallet/stats" | python3 -c 'import json, sys; s = json.load(sys.stdin); print(s.get("payment-history", 0), s.get("blocked", 0))'
+}
+read -r WALLET_REQ0 WALLET_BLOCKED0 <<<"$(wallet_history_requests)"
+WALLET_T0=$(bench_sql <<SQL | tail -1
+BEGIN;
+CREATE SERVER bench_wallet FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79000000900', wallet_api_url '$SANDBOX_URL');
+CREATE USER MAPPING FOR PUBLIC SERVER bench_wallet OPTIONS (wallet_token 'bench-wallet-token');
+SELECT qiwi_reconcile_now();
+SELECT extract(epoch FROM clock_timestamp());
+COMMIT;
+SQL
+)
+WALLET_DEADLINE=$(( SECONDS + 600 ))
+until [ "$(bench_sql -c "SELECT synced_until IS NOT NULL FROM qiwi_wallet_sync WHERE merchant = 'bench_wallet'")" = t ]; do
+	[ $SECONDS -lt $WALLET_DEADLINE ] || { echo "the wallet history's sync did not end in 600 s" >&2; exit 1; }
+	sleep 0.2
+done
+read -r WALLET_REQ1 WALLET_BLOCKED1 <<<"$(wallet_history_requests)"
+IFS='|' read -r WALLET_S WALLET_ROWS <<<"$(bench_sql -c "SELECT round((extract(epoch FROM last_sync_at) - $WALLET_T0)::numeric, 2) || '|' || items
+	FROM qiwi_wallet_sync_status WHERE merchant = 'bench_wallet'")"
+[ "$WALLET_ROWS" -eq $WALLET_ITEMS ] || { echo "the sync recorded $WALLET_ROWS of $WALLET_ITEMS payments" >&2; exit 1; }
+WALLET_IDEAL=$(awk -v n="$WALLET_ITEMS" -v r="$WALLET_RATE" -v w="$WALLET_WINDOW_MS" \
+	'BEGIN { pages = int((n + 49) / 50); printf "%.2f", pages * w / 1000 / r }')
+WALLET_PCT=$(awk -v o="$WALLET_S" -v i="$WALLET_IDEAL" 'BEGIN { printf "%.0f", 100 * i / o }')
+RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "sync a $WALLET_ITEMS-payment wallet history" "${WALLET_S}s" "${WALLET_IDEAL}s" "$WALLET_PCT" ">= 90%" "$(awk -v p="$WALLET_PCT" 'BEGIN { print (p >= 90) ? "met" : "MISSED" }')")")
+WALLET_BLOCKS=$(( WALLET_BLOCKED1 - WALLET_BLOCKED0 ))
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  history requests; 423s from the sandbox" "$(( WALLET_REQ1 - WALLET_REQ0 ))" "$WALLET_BLOCKS" "" "0 423s" "$([ $WALLET_BLOCKS -eq 0 ] && echo met || echo MISSED)")")
+# the rows below count the bills a round checks: no wallet is read beside them
+bench_sql -c "SET client_min_messages = warning" -c "DROP SERVER bench_wallet CASCADE" >/dev/null
+
 # ---- 3b. the raw ceiling: many bills against nginx at concurrency 64 ----
 CEILING=100000
 [ $QUICK -eq 1 ] && CEILING=2000

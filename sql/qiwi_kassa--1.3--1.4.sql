@@ -593,6 +593,80 @@ COMMENT ON FUNCTION qiwi_wallet_webhook_test(text) IS $$Ask QIWI to send the act
 COMMENT ON FUNCTION qiwi_wallet_webhook_fetch_key(boolean, text) IS $$Fetch the active webhook's key (rotate: a new one, POST hooks/{id}/newkey) and keep it as the wallet_webhook_key of the merchant's user mapping, which the trigger and qiwi_wallet_verify_webhook use; never returns it. Needs the rights ALTER USER MAPPING needs; not PUBLIC. merchant: whose wallet$$;
 -- ---------- end of webhooks ----------
 
+-- ---------- wsync ----------
+
+-- Where the worker's read of each merchant's wallet history has got
+-- (src/wallet/wallet_sync.c): written by the worker only.
+CREATE TABLE qiwi_wallet_sync (
+	merchant text PRIMARY KEY,
+	synced_until timestamptz,
+	last_sync_at timestamptz,
+	read_started_at timestamptz,
+	reading_since timestamptz,
+	reading_until timestamptz,
+	last_error text,
+	last_error_at timestamptz,
+	blocked_until timestamptz,
+	token_warned_on date
+);
+
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_sync', '');
+
+-- Per merchant, how far the sync has got
+CREATE VIEW qiwi_wallet_sync_status WITH (security_invoker = true) AS
+SELECT s.merchant, s.synced_until, s.last_sync_at, p.items, p.waiting,
+       s.reading_until AS reading_from, s.last_error, s.last_error_at,
+       CASE WHEN s.blocked_until > now() THEN s.blocked_until END AS blocked_until
+  FROM qiwi_wallet_sync s,
+       LATERAL (SELECT count(*) AS items, count(*) FILTER (WHERE w.status = 'WAITING') AS waiting
+                  FROM qiwi_wallet_payments w WHERE w.merchant = s.merchant) p;
+
+-- Each merchant's wallet token: when it expires, and whether to renew it now
+CREATE VIEW qiwi_wallet_tokens WITH (security_invoker = true) AS
+SELECT t.merchant, t.issued, t.issued + interval '180 days' AS expires,
+       (t.issued + interval '180 days')::date - current_date AS days_left,
+       t.issued + interval '166 days' <= now() AS warn,
+       CASE WHEN t.issued IS NULL THEN 'unknown: the merchant has no wallet_token_issued option'
+            WHEN t.issued + interval '180 days' <= now() THEN 'expired'
+            WHEN t.issued + interval '166 days' <= now() THEN 'expires within 14 days'
+            ELSE 'valid' END AS state
+  FROM (SELECT s.srvname::text AS merchant,
+               (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+                 WHERE o.option_name = 'wallet_token_issued')::timestamptz AS issued
+          FROM pg_catalog.pg_foreign_server s
+          JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'qiwi'
+         WHERE EXISTS (SELECT FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+                        WHERE o.option_name = 'wallet_number')) t;
+
+COMMENT ON TABLE qiwi_wallet_sync IS $$Where the worker's read of each merchant's wallet history into qiwi_wallet_payments has got; written by the worker (see qiwi_wallet_sync_status)$$;
+COMMENT ON COLUMN qiwi_wallet_sync.merchant IS $$The merchant (a server with wallet_number and wallet_token)$$;
+COMMENT ON COLUMN qiwi_wallet_sync.synced_until IS $$Every payment dated before this was read: when the last whole read began$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_sync_at IS $$When the last whole read ended$$;
+COMMENT ON COLUMN qiwi_wallet_sync.read_started_at IS $$When the read in progress (or the last one) began: synced_until once it ends$$;
+COMMENT ON COLUMN qiwi_wallet_sync.reading_since IS $$The start of the read in progress: synced_until less an hour, or the oldest WAITING payment, or qiwi.wallet_sync_days ago$$;
+COMMENT ON COLUMN qiwi_wallet_sync.reading_until IS $$Where the read in progress goes on, newest first; NULL: none in progress$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_error IS $$Why the last read failed, or a payment could not be recorded; NULL after a clean whole read$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_wallet_sync.blocked_until IS $$QIWI blocked the wallet (423) until then: no request is sent before$$;
+COMMENT ON COLUMN qiwi_wallet_sync.token_warned_on IS $$The day the log last said that the token expires soon$$;
+COMMENT ON VIEW qiwi_wallet_sync_status IS $$Per merchant, how far the worker's sync of the wallet history has got, how many payments qiwi_wallet_payments holds, its last error and a block in force. Reads the tables with the caller's rights$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.merchant IS $$The merchant$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.synced_until IS $$Every payment dated before this is in qiwi_wallet_payments$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_sync_at IS $$When the last whole read ended$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.items IS $$The merchant's payments in qiwi_wallet_payments$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.waiting IS $$Of them WAITING: followed until final$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.reading_from IS $$A read in progress (a long history, read a window of the rate limit a round) goes on from this date back; NULL: none$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_error IS $$Why the last read failed, or a payment could not be recorded; NULL after a clean whole read$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.blocked_until IS $$QIWI blocked the wallet (423): its sync waits until then; NULL: no block$$;
+COMMENT ON VIEW qiwi_wallet_tokens IS $$Each merchant with a wallet number: when its wallet token was issued (its server's wallet_token_issued option), expires (180 days later) and whether to renew it now (14 days before). QIWI offers no way to ask: without the option, unknown. The worker logs a warning once a day per merchant when warn$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.merchant IS $$The merchant$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.issued IS $$When the token was issued (wallet_token_issued); NULL: not said$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.expires IS $$issued + 180 days$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.days_left IS $$Days until expires (negative: expired)$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.warn IS $$The token expires within 14 days or has expired; NULL: unknown$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.state IS $$valid, expires within 14 days, expired, or unknown (no wallet_token_issued)$$;
+
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
 -- reconciler also follows a PAID invoice while a notification about it is unconfirmed
 -- All money by merchant, API and status, in one query.  received is money
@@ -648,7 +722,14 @@ SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
                CASE WHEN pr.status OPERATOR(pg_catalog.=) 'success'::text THEN OPERATOR(pg_catalog.-) pr.amount
                     ELSE 0.00 END
           FROM qiwi_pull_refunds pr
-         WHERE pr.status OPERATOR(pg_catalog.<>) 'fail'::text) m
+         WHERE pr.status OPERATOR(pg_catalog.<>) 'fail'::text
+        UNION ALL
+        SELECT w.merchant, 'wallet', w.type OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) w.status,
+               w.currency, w.amount,
+               CASE WHEN w.status OPERATOR(pg_catalog.<>) 'SUCCESS'::text THEN 0.00
+                    WHEN w.type OPERATOR(pg_catalog.=) 'IN'::text THEN w.amount
+                    ELSE OPERATOR(pg_catalog.-) w.amount END
+          FROM qiwi_wallet_payments w) m
  GROUP BY m.merchant, m.api, m.status, m.currency;
 
 -- One row: is the reconciler keeping up, with bills, with Payin invoices
@@ -664,7 +745,8 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
        p.payin_failing_invoices, p.payin_max_failures, p.payin_invoice_error,
        pl.pull_open_items, pl.pull_due_items,
        coalesce(now() OPERATOR(pg_catalog.-) pl.oldest_due_at, interval '0') AS pull_lag,
-       pl.pull_failing_items, pl.pull_max_failures, pl.pull_error
+       pl.pull_failing_items, pl.pull_max_failures, pl.pull_error,
+       ws.wallet_merchants, ws.wallet_lag, ws.wallet_blocked, ws.wallet_failing, ws.wallet_error
   FROM qiwi_reconciler_status s,
        (SELECT count(*) AS open_bills,
                count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
@@ -702,17 +784,25 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                  WHERE b.status OPERATOR(pg_catalog.=) 'waiting'::text
                 UNION ALL
                 SELECT r.next_check_at, r.failures, r.last_error FROM qiwi_pull_refunds r
-                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl;
+                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl,
+       -- the merchants whose wallet history the worker keeps (wallet_sync.c)
+       (SELECT count(*) AS wallet_merchants,
+               coalesce(now() OPERATOR(pg_catalog.-) min(y.synced_until), interval '0') AS wallet_lag,
+               count(*) FILTER (WHERE y.blocked_until OPERATOR(pg_catalog.>) now()) AS wallet_blocked,
+               count(*) FILTER (WHERE y.last_error IS NOT NULL) AS wallet_failing,
+               (array_agg(y.last_error ORDER BY y.last_error_at DESC)
+                    FILTER (WHERE y.last_error IS NOT NULL))[1] AS wallet_error
+          FROM qiwi_wallet_sync y) ws;
 
-COMMENT ON VIEW qiwi_money_by_status IS $$All money by merchant, API (bill, payin, pull), status and currency: bills by status and their refunds; Payin invoices not paid (INVOICE_CREATED, INVOICE_EXPIRED, INVOICE_MISMATCH), payments HELD (what is still held), CAPTURED, WAITING, DECLINED, MISMATCH (QIWI's amount), refunds REFUNDED and reversals RELEASED; Pull bills by status (WAITING, PAID, REJECTED, UNPAID, EXPIRED) and their refunds REFUNDED or REFUNDING (processing). Held money is never received. Reads the tables with the caller's rights$$;
+COMMENT ON VIEW qiwi_money_by_status IS $$All money by merchant, API (bill, payin, pull, wallet), status and currency: bills by status and their refunds; Payin invoices not paid (INVOICE_CREATED, INVOICE_EXPIRED, INVOICE_MISMATCH), payments HELD (what is still held), CAPTURED, WAITING, DECLINED, MISMATCH (QIWI's amount), refunds REFUNDED and reversals RELEASED; Pull bills by status (WAITING, PAID, REJECTED, UNPAID, EXPIRED) and their refunds REFUNDED or REFUNDING (processing); wallet payments by type and status (IN_SUCCESS, OUT_WAITING, QIWI_CARD_ERROR, ...). Held money is never received. Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_money_by_status.merchant IS $$The merchant$$;
-COMMENT ON COLUMN qiwi_money_by_status.api IS $$bill (Bill Payments), payin or pull$$;
+COMMENT ON COLUMN qiwi_money_by_status.api IS $$bill (Bill Payments), payin, pull or wallet$$;
 COMMENT ON COLUMN qiwi_money_by_status.status IS $$The items' status (see the view's comment)$$;
 COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$;
 COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
 COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
-COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments and paid Pull bills, less refunds (negative); 0 for held, awaited, declined, released or MISMATCH money$$;
-COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*) and for Pull bills and refunds (pull_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments, paid Pull bills and wallet payments IN_SUCCESS, less refunds and what the wallet paid out (OUT_SUCCESS, QIWI_CARD_SUCCESS: negative); 0 for held, awaited, declined, released, failed or MISMATCH money$$;
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*), for Pull bills and refunds (pull_*) and for the wallet histories it keeps (wallet_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds, qiwi_wallet_sync and qiwi_reconciler_status with the caller's rights$$;
 COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
 COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
@@ -742,6 +832,11 @@ COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest next_c
 COMMENT ON COLUMN qiwi_reconciler_health.pull_failing_items IS $$Followed Pull bills and refunds whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_max_failures IS $$Most failed checks in a row of one followed Pull item$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_error IS $$last_error of the followed Pull item with the most failures in a row$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_merchants IS $$Merchants whose wallet history the worker keeps in qiwi_wallet_payments (rows of qiwi_wallet_sync)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_lag IS $$now() - the oldest synced_until of qiwi_wallet_sync: how old the least current wallet history is; 0 when none was read whole yet$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_blocked IS $$Merchants whose wallet QIWI blocked (423) for now: their sync waits for the block to end$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_failing IS $$Merchants whose last wallet history read failed, or left a payment unrecorded$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_error IS $$The latest of their errors$$;
 
 -- Duties: what each kind of role needs, granted in one call (qiwi_grant)
 -- Every privilege a duty grants, one row each.  The list names objects;
@@ -774,6 +869,10 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_wallet_transfers', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_transfer_events', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_webhooks', 'SELECT', NULL),
+
+	('read', 'TABLE', 'qiwi_wallet_sync', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_sync_status', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_tokens', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
@@ -828,6 +927,8 @@ SELECT d.duty, d.object_type, d.name,
 	('monitor', 'TABLE', 'qiwi_money_by_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_open_bills', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_payin_holds', 'SELECT', NULL),
+	('monitor', 'TABLE', 'qiwi_wallet_sync_status', 'SELECT', NULL),
+	('monitor', 'TABLE', 'qiwi_wallet_sync', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_bills', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'amount', 'currency', 'status', 'status_changed_at', 'created_at',
 	       'expires_at', 'first_seen_at', 'next_check_at', 'failures', 'last_error']),
@@ -847,6 +948,8 @@ SELECT d.duty, d.object_type, d.name,
 	('monitor', 'TABLE', 'qiwi_pull_refunds', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'refund_id', 'amount', 'currency', 'status', 'first_seen_at',
 	       'next_check_at', 'failures', 'last_error']),
+	('monitor', 'TABLE', 'qiwi_wallet_payments', 'SELECT',
+	 ARRAY['merchant', 'txn_id', 'type', 'date', 'status', 'amount', 'currency']),
 	('monitor', 'TABLE', 'qiwi_notifications', 'SELECT', ARRAY['received_at', 'verified']),
 	('monitor', 'TABLE', 'qiwi_payin_notifications', 'SELECT', ARRAY['received_at', 'verified']),
 	('monitor', 'TABLE', 'qiwi_pull_notifications', 'SELECT', ARRAY['received_at', 'verified']),

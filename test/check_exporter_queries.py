@@ -76,6 +76,11 @@ INSERT INTO qiwi_pull_refunds (merchant, bill_id, refund_id, amount, currency, s
 VALUES ('ex_pull', 'pb-paid', 'r1', 5.00, 'RUB', 'processing', now(), now()),
        ('ex_pull', 'pb-paid', 'r2', 2.00, 'RUB', 'success', now(), now());
 INSERT INTO qiwi_pull_notifications (prv_id, credential, body) VALUES ('1', 'x', '{"bill_id": "pb-paid"}');
+
+INSERT INTO qiwi_wallet_sync (merchant, synced_until, last_sync_at, last_error, blocked_until)
+VALUES ('wallet-ex', now() - interval '1 minute', now(), '423: blocked', now() + interval '4 minutes');
+INSERT INTO qiwi_wallet_payments (merchant, txn_id, type, date, status, amount, currency, item, source)
+VALUES ('wallet-ex', 1, 'IN', now(), 'WAITING', 1.50, 'RUB', '{}', 'reconciler');
 -- the exporter's role: the duty monitor, nothing else
 CREATE ROLE qiwi_exporter LOGIN;
 SELECT qiwi_grant('qiwi_exporter', 'monitor');

@@ -54,7 +54,14 @@ SELECT m.merchant, m.api, m.status, m.currency, count(*) AS items,
                CASE WHEN pr.status OPERATOR(pg_catalog.=) 'success'::text THEN OPERATOR(pg_catalog.-) pr.amount
                     ELSE 0.00 END
           FROM qiwi_pull_refunds pr
-         WHERE pr.status OPERATOR(pg_catalog.<>) 'fail'::text) m
+         WHERE pr.status OPERATOR(pg_catalog.<>) 'fail'::text
+        UNION ALL
+        SELECT w.merchant, 'wallet', w.type OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) w.status,
+               w.currency, w.amount,
+               CASE WHEN w.status OPERATOR(pg_catalog.<>) 'SUCCESS'::text THEN 0.00
+                    WHEN w.type OPERATOR(pg_catalog.=) 'IN'::text THEN w.amount
+                    ELSE OPERATOR(pg_catalog.-) w.amount END
+          FROM qiwi_wallet_payments w) m
  GROUP BY m.merchant, m.api, m.status, m.currency;
 
 -- One row: is the reconciler keeping up, with bills, with Payin invoices
@@ -70,7 +77,8 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
        p.payin_failing_invoices, p.payin_max_failures, p.payin_invoice_error,
        pl.pull_open_items, pl.pull_due_items,
        coalesce(now() OPERATOR(pg_catalog.-) pl.oldest_due_at, interval '0') AS pull_lag,
-       pl.pull_failing_items, pl.pull_max_failures, pl.pull_error
+       pl.pull_failing_items, pl.pull_max_failures, pl.pull_error,
+       ws.wallet_merchants, ws.wallet_lag, ws.wallet_blocked, ws.wallet_failing, ws.wallet_error
   FROM qiwi_reconciler_status s,
        (SELECT count(*) AS open_bills,
                count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
@@ -108,17 +116,25 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                  WHERE b.status OPERATOR(pg_catalog.=) 'waiting'::text
                 UNION ALL
                 SELECT r.next_check_at, r.failures, r.last_error FROM qiwi_pull_refunds r
-                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl;
+                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl,
+       -- the merchants whose wallet history the worker keeps (wallet_sync.c)
+       (SELECT count(*) AS wallet_merchants,
+               coalesce(now() OPERATOR(pg_catalog.-) min(y.synced_until), interval '0') AS wallet_lag,
+               count(*) FILTER (WHERE y.blocked_until OPERATOR(pg_catalog.>) now()) AS wallet_blocked,
+               count(*) FILTER (WHERE y.last_error IS NOT NULL) AS wallet_failing,
+               (array_agg(y.last_error ORDER BY y.last_error_at DESC)
+                    FILTER (WHERE y.last_error IS NOT NULL))[1] AS wallet_error
+          FROM qiwi_wallet_sync y) ws;
 
-COMMENT ON VIEW qiwi_money_by_status IS $$All money by merchant, API (bill, payin, pull), status and currency: bills by status and their refunds; Payin invoices not paid (INVOICE_CREATED, INVOICE_EXPIRED, INVOICE_MISMATCH), payments HELD (what is still held), CAPTURED, WAITING, DECLINED, MISMATCH (QIWI's amount), refunds REFUNDED and reversals RELEASED; Pull bills by status (WAITING, PAID, REJECTED, UNPAID, EXPIRED) and their refunds REFUNDED or REFUNDING (processing). Held money is never received. Reads the tables with the caller's rights$$;
+COMMENT ON VIEW qiwi_money_by_status IS $$All money by merchant, API (bill, payin, pull, wallet), status and currency: bills by status and their refunds; Payin invoices not paid (INVOICE_CREATED, INVOICE_EXPIRED, INVOICE_MISMATCH), payments HELD (what is still held), CAPTURED, WAITING, DECLINED, MISMATCH (QIWI's amount), refunds REFUNDED and reversals RELEASED; Pull bills by status (WAITING, PAID, REJECTED, UNPAID, EXPIRED) and their refunds REFUNDED or REFUNDING (processing); wallet payments by type and status (IN_SUCCESS, OUT_WAITING, QIWI_CARD_ERROR, ...). Held money is never received. Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_money_by_status.merchant IS $$The merchant$$;
-COMMENT ON COLUMN qiwi_money_by_status.api IS $$bill (Bill Payments), payin or pull$$;
+COMMENT ON COLUMN qiwi_money_by_status.api IS $$bill (Bill Payments), payin, pull or wallet$$;
 COMMENT ON COLUMN qiwi_money_by_status.status IS $$The items' status (see the view's comment)$$;
 COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$;
 COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
 COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
-COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments and paid Pull bills, less refunds (negative); 0 for held, awaited, declined, released or MISMATCH money$$;
-COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*) and for Pull bills and refunds (pull_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments, paid Pull bills and wallet payments IN_SUCCESS, less refunds and what the wallet paid out (OUT_SUCCESS, QIWI_CARD_SUCCESS: negative); 0 for held, awaited, declined, released, failed or MISMATCH money$$;
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*), for Pull bills and refunds (pull_*) and for the wallet histories it keeps (wallet_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds, qiwi_wallet_sync and qiwi_reconciler_status with the caller's rights$$;
 COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
 COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
@@ -148,3 +164,8 @@ COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest next_c
 COMMENT ON COLUMN qiwi_reconciler_health.pull_failing_items IS $$Followed Pull bills and refunds whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_max_failures IS $$Most failed checks in a row of one followed Pull item$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_error IS $$last_error of the followed Pull item with the most failures in a row$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_merchants IS $$Merchants whose wallet history the worker keeps in qiwi_wallet_payments (rows of qiwi_wallet_sync)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_lag IS $$now() - the oldest synced_until of qiwi_wallet_sync: how old the least current wallet history is; 0 when none was read whole yet$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_blocked IS $$Merchants whose wallet QIWI blocked (423) for now: their sync waits for the block to end$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_failing IS $$Merchants whose last wallet history read failed, or left a payment unrecorded$$;
+COMMENT ON COLUMN qiwi_reconciler_health.wallet_error IS $$The latest of their errors$$;

@@ -325,3 +325,77 @@ COMMENT ON FUNCTION qiwi_wallet_webhook_delete(text) IS $$Delete the wallet's ac
 COMMENT ON FUNCTION qiwi_wallet_webhook_test(text) IS $$Ask QIWI to send the active webhook a test notification (GET hooks/test; stored in qiwi_wallet_webhooks as a test). Not PUBLIC. merchant: whose wallet$$;
 COMMENT ON FUNCTION qiwi_wallet_webhook_fetch_key(boolean, text) IS $$Fetch the active webhook's key (rotate: a new one, POST hooks/{id}/newkey) and keep it as the wallet_webhook_key of the merchant's user mapping, which the trigger and qiwi_wallet_verify_webhook use; never returns it. Needs the rights ALTER USER MAPPING needs; not PUBLIC. merchant: whose wallet$$;
 -- ---------- end of webhooks ----------
+
+-- ---------- wsync ----------
+
+-- Where the worker's read of each merchant's wallet history has got
+-- (src/wallet/wallet_sync.c): written by the worker only.
+CREATE TABLE qiwi_wallet_sync (
+	merchant text PRIMARY KEY,
+	synced_until timestamptz,
+	last_sync_at timestamptz,
+	read_started_at timestamptz,
+	reading_since timestamptz,
+	reading_until timestamptz,
+	last_error text,
+	last_error_at timestamptz,
+	blocked_until timestamptz,
+	token_warned_on date
+);
+
+SELECT pg_catalog.pg_extension_config_dump('qiwi_wallet_sync', '');
+
+-- Per merchant, how far the sync has got
+CREATE VIEW qiwi_wallet_sync_status WITH (security_invoker = true) AS
+SELECT s.merchant, s.synced_until, s.last_sync_at, p.items, p.waiting,
+       s.reading_until AS reading_from, s.last_error, s.last_error_at,
+       CASE WHEN s.blocked_until > now() THEN s.blocked_until END AS blocked_until
+  FROM qiwi_wallet_sync s,
+       LATERAL (SELECT count(*) AS items, count(*) FILTER (WHERE w.status = 'WAITING') AS waiting
+                  FROM qiwi_wallet_payments w WHERE w.merchant = s.merchant) p;
+
+-- Each merchant's wallet token: when it expires, and whether to renew it now
+CREATE VIEW qiwi_wallet_tokens WITH (security_invoker = true) AS
+SELECT t.merchant, t.issued, t.issued + interval '180 days' AS expires,
+       (t.issued + interval '180 days')::date - current_date AS days_left,
+       t.issued + interval '166 days' <= now() AS warn,
+       CASE WHEN t.issued IS NULL THEN 'unknown: the merchant has no wallet_token_issued option'
+            WHEN t.issued + interval '180 days' <= now() THEN 'expired'
+            WHEN t.issued + interval '166 days' <= now() THEN 'expires within 14 days'
+            ELSE 'valid' END AS state
+  FROM (SELECT s.srvname::text AS merchant,
+               (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+                 WHERE o.option_name = 'wallet_token_issued')::timestamptz AS issued
+          FROM pg_catalog.pg_foreign_server s
+          JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'qiwi'
+         WHERE EXISTS (SELECT FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+                        WHERE o.option_name = 'wallet_number')) t;
+
+COMMENT ON TABLE qiwi_wallet_sync IS $$Where the worker's read of each merchant's wallet history into qiwi_wallet_payments has got; written by the worker (see qiwi_wallet_sync_status)$$;
+COMMENT ON COLUMN qiwi_wallet_sync.merchant IS $$The merchant (a server with wallet_number and wallet_token)$$;
+COMMENT ON COLUMN qiwi_wallet_sync.synced_until IS $$Every payment dated before this was read: when the last whole read began$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_sync_at IS $$When the last whole read ended$$;
+COMMENT ON COLUMN qiwi_wallet_sync.read_started_at IS $$When the read in progress (or the last one) began: synced_until once it ends$$;
+COMMENT ON COLUMN qiwi_wallet_sync.reading_since IS $$The start of the read in progress: synced_until less an hour, or the oldest WAITING payment, or qiwi.wallet_sync_days ago$$;
+COMMENT ON COLUMN qiwi_wallet_sync.reading_until IS $$Where the read in progress goes on, newest first; NULL: none in progress$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_error IS $$Why the last read failed, or a payment could not be recorded; NULL after a clean whole read$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_wallet_sync.blocked_until IS $$QIWI blocked the wallet (423) until then: no request is sent before$$;
+COMMENT ON COLUMN qiwi_wallet_sync.token_warned_on IS $$The day the log last said that the token expires soon$$;
+COMMENT ON VIEW qiwi_wallet_sync_status IS $$Per merchant, how far the worker's sync of the wallet history has got, how many payments qiwi_wallet_payments holds, its last error and a block in force. Reads the tables with the caller's rights$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.merchant IS $$The merchant$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.synced_until IS $$Every payment dated before this is in qiwi_wallet_payments$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_sync_at IS $$When the last whole read ended$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.items IS $$The merchant's payments in qiwi_wallet_payments$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.waiting IS $$Of them WAITING: followed until final$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.reading_from IS $$A read in progress (a long history, read a window of the rate limit a round) goes on from this date back; NULL: none$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_error IS $$Why the last read failed, or a payment could not be recorded; NULL after a clean whole read$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_error_at IS $$When last_error happened$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.blocked_until IS $$QIWI blocked the wallet (423): its sync waits until then; NULL: no block$$;
+COMMENT ON VIEW qiwi_wallet_tokens IS $$Each merchant with a wallet number: when its wallet token was issued (its server's wallet_token_issued option), expires (180 days later) and whether to renew it now (14 days before). QIWI offers no way to ask: without the option, unknown. The worker logs a warning once a day per merchant when warn$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.merchant IS $$The merchant$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.issued IS $$When the token was issued (wallet_token_issued); NULL: not said$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.expires IS $$issued + 180 days$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.days_left IS $$Days until expires (negative: expired)$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.warn IS $$The token expires within 14 days or has expired; NULL: unknown$$;
+COMMENT ON COLUMN qiwi_wallet_tokens.state IS $$valid, expires within 14 days, expired, or unknown (no wallet_token_issued)$$;

@@ -110,6 +110,8 @@ extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtype
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_free_plan(struct _SPI_plan **plan);
 extern uint64 ledger_run(struct _SPI_plan *plan, Datum *values, const char *nulls, int expected);
+extern uint64 ledger_execute(const char *sql, int nargs, const Oid *types, Datum *values,
+							 const char *nulls, int expected, Datum *row, int ncolumns);
 extern Datum ledger_text_or_null(const char *s, char *null);
 extern Datum ledger_time_or_null(TimestampTz t, bool present, char *null);
 extern Datum ledger_pointer_or_null(const void *p, char *null);
@@ -377,10 +379,42 @@ typedef struct ReconcileKind
 						   bool *failed, bool *key_refused);
 } ReconcileKind;
 
+/* What a round did, over all kinds and syncs */
+typedef struct ReconcileCounts
+{
+	int64		checked;
+	int64		changed;
+	int64		failed;
+} ReconcileCounts;
+
+/*
+ * A sync an API runs in every round for each merchant having its options,
+ * beside the kinds' due items: a list QIWI keeps (a wallet's history) read
+ * into a table.  sync is called with no transaction open, in the round's
+ * memory; it adds to *counts what it read, changed and could not record,
+ * sets *refused_status (401, 403) when QIWI refused the merchant's key, and
+ * returns whether the merchant has more to read at once (the next round
+ * starts without waiting).  It stops early when reconciler_may_go_on()
+ * (called between transactions) is false.
+ */
+typedef struct ReconcileSync
+{
+	const char *what;			/* "wallet history", for pg_stat_activity */
+	const int  *required_options;
+	int			nrequired;
+	bool		(*sync) (const Merchant *merchant, ReconcileCounts *counts, long *refused_status);
+} ReconcileSync;
+
 extern void reconciler_init(void);
 extern void reconciler_add_kind(const ReconcileKind *kind);
+extern bool reconciler_may_go_on(void);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
+
+/* ---------- syncs.c ---------- */
+
+extern void reconciler_add_sync(const ReconcileSync *sync);
+extern bool reconciler_in_transaction(bool (*fn) (void *arg), void *arg);
 
 /* ---------- guard.c ---------- */
 

@@ -25,8 +25,9 @@
  * ledger_probe.c whether an answer repeats an item's row
  * launcher.c    the worker that starts the reconciler for qiwi.database
  * reconciler.c  the reconciler's rounds over registered kinds, its state
+ * syncs.c       the per-merchant syncs the reconciler runs each round
  * requester.c   the process that sends a round's requests
- *               (the three share the private reconciler_internal.h)
+ *               (the four share the private reconciler_internal.h)
  * guard.c       refusals that keep the record of money: a call only the
  *               reconciler completes, where none serves; dropping a ledger
  *               that holds rows
@@ -126,6 +127,7 @@ extern const Merchant *merchant_by_name(const char *name);
 extern const Merchant *merchant_by_option(int option, const char *value, char **problem);
 extern const char *merchant_value(const Merchant *m, int option);
 extern List *merchant_unusable(const int *required, int nrequired);
+extern List *merchant_usable(const int *required, int nrequired);
 extern char *merchant_default_lacks(const int *required, int nrequired);
 extern int	merchant_count(void);
 extern uint32 merchant_fingerprint(const Merchant *m);

@@ -559,8 +559,8 @@ send_attempts(QiwiOperation *op, TimestampTz start, QiwiError *error)
 		 */
 		long		left;
 
-		/* a limited account's request waits for its turn first */
-		qiwi_rate_pass(op->rate_limit, op->rate_account, start);
+		/* a limited account's request waits for its turn; a worker's by no deadline */
+		qiwi_rate_pass(op->rate_limit, op->rate_account, IsBackgroundWorker ? 0 : start);
 		left = Max(deadline_left(start), MIN_ATTEMPT_MS);
 		options.timeout_ms = (int) Min((long) qiwi_timeout_ms, left);
 		options.connect_timeout_ms = Min(qiwi_connect_timeout_ms, options.timeout_ms);

@@ -23,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -178,6 +179,63 @@ ledger_commit_step(bool (*step) (void *arg), void *arg)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	return result;
+}
+
+/* The plans of ledger_execute's statements: one per statement (its constant text) and schema */
+#define EXECUTE_PLANS 16
+static struct
+{
+	const char *sql;
+	Oid			schema;
+	SPIPlanPtr	plan;
+}			execute_plans[EXECUTE_PLANS];
+
+/* The kept plan of sql (a constant) in schema, prepared on first use (in SPI) */
+static SPIPlanPtr
+execute_plan(const char *sql, Oid schema, int nargs, const Oid *types)
+{
+	int			i;
+
+	for (i = 0; i < EXECUTE_PLANS && execute_plans[i].sql != NULL; i++)
+		if (execute_plans[i].sql == sql)
+			break;
+	if (i == EXECUTE_PLANS)
+		elog(ERROR, "too many statements for ledger_execute");
+	if (execute_plans[i].sql == NULL || execute_plans[i].schema != schema)
+	{
+		ledger_free_plan(&execute_plans[i].plan);
+		execute_plans[i].plan = ledger_prepare(psprintf(sql, quote_identifier(get_namespace_name(schema))),
+											   nargs, (Oid *) types);
+		execute_plans[i].sql = sql;
+		execute_plans[i].schema = schema;
+	}
+	return execute_plans[i].plan;
+}
+
+/*
+ * Run an API's statement as the extension's owner, %1$s in sql (a
+ * constant: its plan is kept) standing for the extension's schema; the
+ * first row's first ncolumns (of by-value types) into row.  Returns how
+ * many rows it processed.
+ */
+uint64
+ledger_execute(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
+			   int expected, Datum *row, int ncolumns)
+{
+	OwnerContext ctx;
+	uint64		processed;
+	int			rc;
+	bool		isnull;
+
+	ledger_begin(&ctx);
+	rc = SPI_execute_plan(execute_plan(sql, ctx.schema, nargs, types), values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "recording a QIWI answer failed: %s", SPI_result_code_string(rc));
+	processed = SPI_processed;
+	for (int c = 0; processed > 0 && c < ncolumns; c++)
+		row[c] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1, &isnull);
+	ledger_end(&ctx);
+	return processed;
 }
 
 /* Prepare a statement with SPI's cursor options and keep it for the backend's life */

@@ -20,7 +20,7 @@
 
 #include "core/ledger_internal.h"
 
-#define MAX_LEDGER_TABLES 8
+#define MAX_LEDGER_TABLES 16
 
 /* The tables of items the APIs registered, for the drop guard */
 static const LedgerTable *ledger_tables[MAX_LEDGER_TABLES];

@@ -503,6 +503,26 @@ merchant_value(const Merchant *m, int option)
 	return (value == NULL || value[0] == '\0') ? NULL : value;
 }
 
+/* The names of the merchants lacking one of the options in required, or (usable) having all */
+static List *
+merchants_by_options(const int *required, int nrequired, bool usable)
+{
+	List	   *names = NIL;
+
+	ensure_merchants();
+	for (int s = -1; s < nservers; s++)
+	{
+		const Merchant *m = s < 0 ? &default_merchant : &servers[s];
+		bool		lacks = false;
+
+		for (int r = 0; r < nrequired && !lacks; r++)
+			lacks = merchant_value(m, required[r]) == NULL;
+		if (lacks != usable)
+			names = lappend(names, pstrdup(m->name));
+	}
+	return names;
+}
+
 /*
  * The names of the merchants lacking one of the options in required (the
  * reconciler leaves their items alone); in a transaction.
@@ -510,21 +530,14 @@ merchant_value(const Merchant *m, int option)
 List *
 merchant_unusable(const int *required, int nrequired)
 {
-	List	   *unusable = NIL;
+	return merchants_by_options(required, nrequired, false);
+}
 
-	ensure_merchants();
-	for (int s = -1; s < nservers; s++)
-	{
-		const Merchant *m = s < 0 ? &default_merchant : &servers[s];
-
-		for (int r = 0; r < nrequired; r++)
-			if (merchant_value(m, required[r]) == NULL)
-			{
-				unusable = lappend(unusable, pstrdup(m->name));
-				break;
-			}
-	}
-	return unusable;
+/* The names of the merchants having every option in required (a sync's); in a transaction */
+List *
+merchant_usable(const int *required, int nrequired)
+{
+	return merchants_by_options(required, nrequired, true);
 }
 
 /*

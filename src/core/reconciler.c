@@ -83,14 +83,6 @@ static bool wake_registered = false;
 static const ReconcileKind *kinds[MAX_KINDS];
 static int	nkinds = 0;
 
-/* What a round did, over all kinds */
-typedef struct RoundCounts
-{
-	int64		checked;
-	int64		changed;
-	int64		failed;
-} RoundCounts;
-
 char	   *qiwi_database = NULL;
 int			qiwi_reconcile_interval_s = 10;
 int			qiwi_reconcile_max_interval_s = 3600;
@@ -312,9 +304,9 @@ wait_between_rounds(long wait_ms, Oid dboid)
 	}
 }
 
-/* Between waits of a round in flight: go on unless the database is wanted */
-static bool
-round_may_go_on(void)
+/* Between waits of a round in flight (a sync's too): go on unless the database is wanted */
+bool
+reconciler_may_go_on(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -334,8 +326,8 @@ publish_refusals(void)
 }
 
 /* Stop asking QIWI for a merchant whose key it refused (HTTP 401 or 403); said once */
-static void
-refuse_merchant(const Merchant *merchant, long http_status)
+void
+reconciler_refuse_merchant(const Merchant *merchant, long http_status)
 {
 	for (int i = 0; i < nrefused; i++)
 		if (strcmp(refused[i].name, merchant->name) == 0)
@@ -352,6 +344,16 @@ refuse_merchant(const Merchant *merchant, long http_status)
 	reconciler_publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP %ld); its items wait for its key to change",
 									  merchant->name, http_status));
 	publish_refusals();
+}
+
+/* Is merchant, with its options as they are, one whose key QIWI refused? */
+bool
+reconciler_merchant_refused(const Merchant *merchant)
+{
+	for (int i = 0; i < nrefused; i++)
+		if (strcmp(refused[i].name, merchant->name) == 0)
+			return refused[i].fingerprint == merchant_fingerprint(merchant);
+	return false;
 }
 
 /*
@@ -407,7 +409,7 @@ typedef struct RoundWork
 	int		   *unrecorded;		/* indices of finished requests */
 	int			nunrecorded;
 	MemoryContext round_context;
-	RoundCounts *counts;
+	ReconcileCounts *counts;
 } RoundWork;
 
 /* Record the finished answers not yet recorded, in one short transaction */
@@ -433,7 +435,7 @@ record_answers(RoundWork *w)
 		if (failed)
 			w->counts->failed++;
 		if (key_refused)
-			refuse_merchant(w->ops[i].merchant, w->responses[i].status);
+			reconciler_refuse_merchant(w->ops[i].merchant, w->responses[i].status);
 		/* the answer is recorded: its body is not needed any more */
 		if (w->responses[i].body != NULL)
 			pfree(w->responses[i].body);
@@ -460,7 +462,7 @@ round_progress(void *arg, const int *finished, int nfinished)
 	w->nunrecorded += nfinished;
 	if (w->nunrecorded >= WRITE_CHUNK)
 		record_answers(w);
-	return round_may_go_on();
+	return reconciler_may_go_on();
 }
 
 /*
@@ -468,7 +470,7 @@ round_progress(void *arg, const int *finished, int nfinished)
  * the answers.  Adds to the round's counts; returns how many it claimed.
  */
 static int
-reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCounts *counts)
+reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, ReconcileCounts *counts)
 {
 	RoundWork	w;
 	int			n;
@@ -513,14 +515,14 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, RoundCoun
 }
 
 /*
- * One round: every kind's due items.  Returns whether some kind claimed a
- * full batch (more are due).
+ * One round: every kind's due items, then every sync.  Returns whether some
+ * kind claimed a full batch or some sync has more to read (more are due).
  */
 static bool
 reconcile_round(MemoryContext round_context)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	RoundCounts counts = {0, 0, 0};
+	ReconcileCounts counts = {0, 0, 0};
 	bool		full = false;
 
 	round_errors = 0;
@@ -529,6 +531,8 @@ reconcile_round(MemoryContext round_context)
 		if (reconcile_kind(kinds[k], round_context, &counts) >= qiwi_reconcile_batch_size)
 			full = true;
 	}
+	if (reconciler_syncs_round(round_context, &counts))
+		full = true;
 	if (counts.checked == 0)
 	{
 		pgstat_report_activity(STATE_IDLE, NULL);

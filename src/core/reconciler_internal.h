@@ -1,9 +1,10 @@
 /*
  * reconciler_internal.h
- *		What the reconciler's three files share and nothing else uses:
+ *		What the reconciler's four files share and nothing else uses:
  *		launcher.c (starts the reconciler and the workers it needs),
- *		reconciler.c (the rounds and the shared state) and requester.c (the
- *		process that sends a round's requests).
+ *		reconciler.c (the rounds and the shared state), syncs.c (the APIs'
+ *		per-merchant syncs) and requester.c (the process that sends a
+ *		round's requests).
  */
 #ifndef QIWI_RECONCILER_INTERNAL_H
 #define QIWI_RECONCILER_INTERNAL_H
@@ -28,6 +29,12 @@ extern BackgroundWorkerHandle *launcher_start_worker(const char *main, const cha
 /* ---------- reconciler.c ---------- */
 
 extern void reconciler_publish_error(const char *message);
+extern void reconciler_refuse_merchant(const Merchant *merchant, long http_status);
+extern bool reconciler_merchant_refused(const Merchant *merchant);
+
+/* ---------- syncs.c ---------- */
+
+extern bool reconciler_syncs_round(MemoryContext round_context, ReconcileCounts *counts);
 
 /* ---------- requester.c ---------- */
 

@@ -87,6 +87,10 @@ extern bool wallet_history_each(const Merchant *merchant, TimestampTz since, Tim
 extern int	wallet_option_webhook_key;
 extern void wallet_webhook_init(void);
 
+/* ---------- wallet_sync.c ---------- */
+
+extern void wallet_sync_init(void);
+
 /* ---------- start-up (each file's own) ---------- */
 
 extern void wallet_init(void);

@@ -293,4 +293,6 @@ wallet_init(void)
 	wallet_define_settings();
 	wallet_transfer_init();
 	wallet_webhook_init();
+
+	wallet_sync_init();
 }
