@@ -718,6 +718,12 @@ extern bool signature_append_amount(StringInfo buf, JsonbValue *value, JsonbCont
 									const char *max_amount, char **problem);
 /* drop the separator after the last field */
 extern void signature_end_message(StringInfo buf);
+/* the fields a list such as "sum.amount,type" names, read once and cached; use before the next list */
+typedef struct SignedPaths SignedPaths;
+extern const SignedPaths *signature_paths(const char *list, int len);
+/* the values they name in object, numbers without trailing zeros; false with *problem */
+extern bool signature_append_paths(StringInfo buf, const SignedPaths *paths, JsonbContainer *object,
+								   const char *where, char **problem);
 
 /* What records QIWI's answers: notifications, the ledger, the reconciler, the guards */
 #include "core/bookkeeping.h"

@@ -8,7 +8,7 @@
  *
  * The amount rule: a JSON number is signed as JSON clients print it, with
  * no trailing zeros (1.00 as "1", 1.50 as "1.5"); a string as written.
- * jsonb keeps 1.00 as written, so it is trimmed (trim_scale) first.
+ * jsonb keeps 1.00 as written: the core's signed paths drop the zeros.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -42,45 +42,22 @@ static const NotificationKind wallet_webhooks;
 static bool
 wallet_signed_string(Jsonb *body, StringInfo buf, char **problem)
 {
-	JsonbContainer *payment = NULL;
-	JsonbContainer *object;
-	JsonbValue *fields;
-	JsonbValue	value;
-	JsonbValue *v = NULL;
-	int			start = 0;
+	JsonbValue	payment;
+	JsonbValue	fields;
 
 	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body) ||
-		!json_member_object(&body->root, "payment", true, &payment, NULL, problem) ||
-		(fields = json_field(payment, "signFields")) == NULL || fields->type != jbvString)
+		getKeyJsonValueFromContainer(&body->root, "payment", 7, &payment) == NULL ||
+		payment.type != jbvBinary || !JsonContainerIsObject(payment.val.binary.data) ||
+		getKeyJsonValueFromContainer(payment.val.binary.data, "signFields", 10, &fields) == NULL ||
+		fields.type != jbvString)
 	{
 		*problem = psprintf("the webhook has no payment with a signFields string");
 		return false;
 	}
-	object = payment;
-	/* one pass over "a.b,c": each part looked up in the object the one before it named */
-	for (int i = 0, part = 0; i <= fields->val.string.len; i++)
-	{
-		const char *f = fields->val.string.val;
-
-		if (i < fields->val.string.len && f[i] != '.' && f[i] != ',')
-			continue;
-		v = object ? getKeyJsonValueFromContainer(object, f + part, i - part, &value) : NULL;
-		object = v && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) ?
-			v->val.binary.data : NULL;
-		part = i + 1;
-		if (i < fields->val.string.len && f[i] == '.')
-			continue;
-		if (v != NULL && v->type == jbvNumeric)
-			value.val.numeric = DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
-																	NumericGetDatum(v->val.numeric)));
-		if (!signature_append_field(buf, v, true, "its value", problem))
-		{
-			*problem = psprintf("payment.%.*s: %s", i - start, f + start, *problem);
-			return false;
-		}
-		object = payment;
-		start = part;
-	}
+	/* the list is read once for all webhooks that carry it */
+	if (!signature_append_paths(buf, signature_paths(fields.val.string.val, fields.val.string.len),
+								payment.val.binary.data, "payment", problem))
+		return false;
 	signature_end_message(buf);
 	return true;
 }
@@ -89,12 +66,14 @@ wallet_signed_string(Jsonb *body, StringInfo buf, char **problem)
 static bool
 webhook_hash_holds(SignatureKey *key, Jsonb *body, char **problem)
 {
+	JsonbValue	value;
 	JsonbValue *hash = JB_ROOT_IS_OBJECT(body) && !JB_ROOT_IS_SCALAR(body) ?
-		json_field(&body->root, "hash") : NULL;
+		getKeyJsonValueFromContainer(&body->root, "hash", 4, &value) : NULL;
 
 	if (hash == NULL || hash->type != jbvString)
 	{
-		*problem = pstrdup(hash == NULL ? "the webhook has no hash" : "the webhook's hash is not a string");
+		*problem = pstrdup(hash == NULL || hash->type == jbvNull ? "the webhook has no hash" :
+						   "the webhook's hash is not a string");
 		return false;
 	}
 	return notification_signature_holds(&wallet_webhooks, key, hash->val.string.val,
