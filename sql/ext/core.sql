@@ -20,7 +20,7 @@ LANGUAGE C STRICT;
 
 CREATE FOREIGN DATA WRAPPER qiwi VALIDATOR qiwi_fdw_validator;
 COMMENT ON FUNCTION qiwi_fdw_validator(text[], oid) IS $$Validator of the wrapper qiwi: refuses unknown options (and the names options had before 1.4, saying the new one), keys anywhere but on a user mapping, and invalid values (without showing them)$$;
-COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (for Bill Payments bill_site_id, bill_api_url, bill_public_key; for Payin payin_site_id, payin_api_url, payin_capture_hours; for Pull pull_prv_id, pull_api_id, pull_api_url); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (bill_secret_key; payin_api_key, payin_notification_key; pull_api_password, pull_notification_password). Each option's name says its API. A role uses a merchant with USAGE on its server$$;
+COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOREIGN DATA WRAPPER qiwi OPTIONS (for Bill Payments bill_site_id, bill_api_url, bill_public_key; for Payin payin_site_id, payin_api_url, payin_capture_hours; for Pull pull_prv_id, pull_api_id, pull_api_url; for Wallet wallet_number, wallet_api_url, wallet_token_issued); CREATE USER MAPPING FOR PUBLIC SERVER name OPTIONS (bill_secret_key; payin_api_key, payin_notification_key; pull_api_password, pull_notification_password; wallet_token, wallet_webhook_key). Each option's name says its API. A role uses a merchant with USAGE on its server$$;
 
 -- ---------- the reconciler ----------
 
