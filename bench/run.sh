@@ -738,7 +738,7 @@ WALLET_ITEMS=100000
 [ $QUICK -eq 1 ] && WALLET_ITEMS=2000
 say "memory: streaming $WALLET_ITEMS wallet history items ($(( WALLET_ITEMS / 50 )) pages) in one backend"
 curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets" -H 'Content-Type: application/json' \
-	--data-binary '{"number": "79000000005", "token": "bench-wallet-token"}' >/dev/null
+	--data-binary '{"number": "79000000005", "token": "bench-wallet-stream-token"}' >/dev/null
 curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000005/payments" -H 'Content-Type: application/json' \
 	--data-binary "{\"count\": $WALLET_ITEMS, \"days\": 200}" >/dev/null
 # the sandbox's limit raised and no latency, the limiter's at its widest: the stream is not held up
@@ -751,7 +751,7 @@ ALTER SYSTEM SET qiwi.wallet_rate_window = '1s';
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.5);
 CREATE SERVER bench_wallet FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79000000005', wallet_api_url '$SANDBOX_URL');
-CREATE USER MAPPING FOR PUBLIC SERVER bench_wallet OPTIONS (wallet_token 'bench-wallet-token');
+CREATE USER MAPPING FOR PUBLIC SERVER bench_wallet OPTIONS (wallet_token 'bench-wallet-stream-token');
 SET qiwi.call_deadline = '1h';
 -- a warm-up stream of a few pages, then the whole history (streamed: in the SELECT list)
 SELECT count(*) FROM (SELECT (qiwi_wallet_history(now() - interval '2 days', merchant => 'bench_wallet')).txn_id) s;
