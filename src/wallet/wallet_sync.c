@@ -108,7 +108,7 @@ typedef struct SyncRead
 	TimestampTz reached;		/* the date of the oldest payment read; 0: none */
 	TimestampTz committed;		/* of the oldest payment committed */
 	bool		stopped;		/* the budget was spent, or the database is wanted */
-	char	   *item_error;		/* why the last payment not recorded was not, or NULL */
+	char	   *item_error;		/* why the last payment not read or recorded was not, or NULL */
 	bool		ok;				/* the read ended without error */
 	QiwiError	error;			/* else why */
 	ReconcileCounts *counts;
@@ -234,6 +234,18 @@ take_payment(void *arg, const WalletPayment *pay)
 	return !r->stopped;
 }
 
+/* Note a payment of the history that could not be read, and was skipped (a WalletItemSkipped) */
+static void
+skip_payment(void *arg, const char *problem)
+{
+	SyncRead   *r = (SyncRead *) arg;
+
+	r->counts->failed++;
+	r->item_error = MemoryContextStrdup(r->round_context, problem);
+	ereport(LOG,
+			(errmsg("wallet history of merchant \"%s\": %s", r->merchant->name, problem)));
+}
+
 /*
  * Read r's range of the history into the table: r->ok, or r->error (a
  * page's, or any error raised, which ends this merchant's read only)
@@ -244,8 +256,8 @@ read_history(SyncRead *r)
 	PG_TRY();
 	{
 		start_read_transaction(r->round_context);
-		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r,
-									&r->error);
+		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment,
+									skip_payment, r, &r->error);
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(r->round_context);
 	}
