@@ -645,7 +645,7 @@ COMMENT ON COLUMN qiwi_wallet_sync.last_sync_at IS $$When the last whole read en
 COMMENT ON COLUMN qiwi_wallet_sync.read_started_at IS $$When the read in progress (or the last one) began: synced_until once it ends$$;
 COMMENT ON COLUMN qiwi_wallet_sync.reading_since IS $$The start of the read in progress: synced_until less an hour, or the oldest WAITING payment, or qiwi.wallet_sync_days ago$$;
 COMMENT ON COLUMN qiwi_wallet_sync.reading_until IS $$Where the read in progress goes on, newest first; NULL: none in progress$$;
-COMMENT ON COLUMN qiwi_wallet_sync.last_error IS $$Why the last read failed, or a payment could not be recorded; NULL after a clean whole read$$;
+COMMENT ON COLUMN qiwi_wallet_sync.last_error IS $$Why the last read failed, or a payment could not be read or recorded; NULL after a clean whole read$$;
 COMMENT ON COLUMN qiwi_wallet_sync.last_error_at IS $$When last_error happened$$;
 COMMENT ON COLUMN qiwi_wallet_sync.blocked_until IS $$QIWI blocked the wallet (423) until then: no request is sent before$$;
 COMMENT ON COLUMN qiwi_wallet_sync.token_warned_on IS $$The day the log last said that the token expires soon$$;
@@ -656,7 +656,7 @@ COMMENT ON COLUMN qiwi_wallet_sync_status.last_sync_at IS $$When the last whole 
 COMMENT ON COLUMN qiwi_wallet_sync_status.items IS $$The merchant's payments in qiwi_wallet_payments$$;
 COMMENT ON COLUMN qiwi_wallet_sync_status.waiting IS $$Of them WAITING: followed until final$$;
 COMMENT ON COLUMN qiwi_wallet_sync_status.reading_from IS $$A read in progress (a long history, read a window of the rate limit a round) goes on from this date back; NULL: none$$;
-COMMENT ON COLUMN qiwi_wallet_sync_status.last_error IS $$Why the last read failed, or a payment could not be recorded; NULL after a clean whole read$$;
+COMMENT ON COLUMN qiwi_wallet_sync_status.last_error IS $$Why the last read failed, or a payment could not be read or recorded; NULL after a clean whole read$$;
 COMMENT ON COLUMN qiwi_wallet_sync_status.last_error_at IS $$When last_error happened$$;
 COMMENT ON COLUMN qiwi_wallet_sync_status.blocked_until IS $$QIWI blocked the wallet (423): its sync waits until then; NULL: no block$$;
 COMMENT ON VIEW qiwi_wallet_tokens IS $$Each merchant with a wallet number: when its wallet token was issued (its server's wallet_token_issued option), expires (180 days later) and whether to renew it now (14 days before). QIWI offers no way to ask: without the option, unknown. The worker logs a warning once a day per merchant when warn$$;

@@ -2,7 +2,7 @@
 -- anything is sent, a transfer recorded and the money moved at the
 -- sandbox, client ids (generated, given, reused, not increasing), QIWI's
 -- refusals (insufficient funds, limits, the same id for another body) with
--- their codes, and a read-only transaction refused.
+-- their codes, and a read-only transaction refused; a transfer over HTTPS.
 SELECT sandbox('POST', '/sandbox/wallet/reset', '{}');
 SELECT sandbox('POST', '/sandbox/wallet/wallets',
                '{"number": "79110000001", "token": "wx-token-a", "balance": "1000.00"}')->>'balance' AS balance_a;
@@ -98,3 +98,24 @@ SELECT client_txn_id, status FROM qiwi_wallet_transfer('79110000002', 3.00, NULL
 ROLLBACK;
 SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 4.00, NULL, '99000000000000100', 'wx_a')$$);
 SELECT wallet_balance('79110000001') AS balance_a;
+
+-- ---------- over HTTPS ----------
+
+-- the HTTPS sandbox has wallets of its own; its certificate is verified
+-- against qiwi_test.ca_file, as every other
+SELECT set_config('qiwi.ca_file', current_setting('qiwi_test.ca_file'), false) IS NOT NULL AS ca_set;
+SELECT sandbox('POST', '/sandbox/wallet/wallets', '{"number": "79110000011", "token": "wx-token-tls", "balance": "20.00"}',
+               current_setting('qiwi_test.https_url'))->>'balance' AS tls_balance;
+SELECT sandbox('POST', '/sandbox/wallet/wallets', '{"number": "79110000012", "token": "wx-token-tls-b"}',
+               current_setting('qiwi_test.https_url'))->>'balance' AS tls_balance_b;
+DO $$ BEGIN
+	EXECUTE format('CREATE SERVER wx_tls FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number %L, wallet_api_url %L)',
+	               '79110000011', current_setting('qiwi_test.https_url'));
+END $$;
+CREATE USER MAPPING FOR PUBLIC SERVER wx_tls OPTIONS (wallet_token 'wx-token-tls');
+SELECT to_wallet, amount, comment, status, txn_id > 0 AS has_txn_id
+  FROM qiwi_wallet_transfer('79110000012', 7.50, 'over TLS', merchant => 'wx_tls');
+SELECT sandbox('GET', '/sandbox/wallet/wallets/79110000011', NULL, current_setting('qiwi_test.https_url'))->>'balance' AS tls_balance,
+       sandbox('GET', '/sandbox/wallet/wallets/79110000012', NULL, current_setting('qiwi_test.https_url'))->>'balance' AS tls_balance_b;
+SELECT amount, status, sent_at IS NOT NULL AS sent FROM qiwi_wallet_transfers WHERE merchant = 'wx_tls';
+RESET qiwi.ca_file;

@@ -33,7 +33,10 @@ Control (no auth), under /sandbox/wallet/:
   GET  wallets/{w}  its balance, items, hook, block and token expiry
   POST wallets/{w}/payments {"count": N, "days": D} N incoming payments spread
        over the last D days (not notified); or one {"amount", "type", "status",
-       "account", "comment", "source", "txnId", "date"} (notified by webhook)
+       "account", "comment", "source", "txnId", "date"} (notified by webhook);
+       "writtenAs": {member: value, ...} makes the history and the transaction
+       write that one item with those members instead (an item a reader
+       cannot understand: {"sum": "lots"}; tap/027)
   POST wallets/{w}/hook-key {"key": base64}  the active hook's key
   POST clock {"seconds": N} time moves on (blocks end, tokens expire,
        transfers settle); GET clock
@@ -146,6 +149,15 @@ def signature(key_b64, payment):
             value = value[part]
         values.append(str(value))
     return hmac.new(base64.b64decode(key_b64), "|".join(values).encode(), hashlib.sha256).hexdigest()
+
+
+# ---- items QIWI writes that a reader cannot understand (issue 23: one item's error, not its page's) ----
+
+def written_as(item, answer):
+    """An item's JSON as the history writes it, with the members its
+    "writtenAs" control replaces (none for an ordinary item)."""
+    answer.update(item.get("writtenAs", {}))
+    return answer
 
 
 class Wallet:
@@ -452,7 +464,7 @@ class WalletSandbox:
         money = {"amount": number(item["amount"]), "currency": 643}
         provider = {"id": item["provider"], "shortName": "QIWI Wallet", "longName": "QIWI Wallet",
                     "logoUrl": None, "description": None, "keys": None, "siteUrl": None, "extras": []}
-        return {"txnId": item["txnId"], "personId": item["personId"], "date": qiwi_date(item["ts"], zone),
+        return written_as(item, {"txnId": item["txnId"], "personId": item["personId"], "date": qiwi_date(item["ts"], zone),
                 "errorCode": item["errorCode"], "error": ERRORS.get(item["errorCode"]) if item["errorCode"] else None,
                 "status": item["status"], "type": item["type"],
                 "statusText": {"SUCCESS": "Успешно", "WAITING": "Запрос обрабатывается",
@@ -460,7 +472,7 @@ class WalletSandbox:
                 "trmTxnId": item["trmTxnId"], "account": item["account"], "sum": money,
                 "commission": {"amount": 0, "currency": 643}, "total": money,
                 "provider": provider, "source": dict(provider, id=7, shortName=item["source"]),
-                "comment": item["comment"], "currencyRate": 1}
+                "comment": item["comment"], "currencyRate": 1})
 
     def new_item(self, wallet, **fields):
         item = {"txnId": self.txn_id(), "personId": int(wallet.number), "ts": int(self.clock()),
@@ -726,9 +738,11 @@ class WalletSandbox:
             wallet.keys, wallet.items = [p[0] for p in pairs], [p[1] for p in pairs]
             return {"added": count, "firstTxnId": first, "lastTxnId": self.next_txn}
         fields = {"amount": Decimal(str(args.get("amount", "1.00")))}
-        for name in ("type", "status", "account", "comment", "source"):
+        for name in ("type", "status", "account", "comment", "source", "writtenAs"):
             if name in args:
                 fields[name] = args[name]
+        if not isinstance(fields.get("writtenAs", {}), dict):
+            raise ValueError("writtenAs is an object of the item's members")
         if "txnId" in args:
             fields["txnId"] = int(args["txnId"])
         if "date" in args:

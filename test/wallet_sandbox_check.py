@@ -235,6 +235,24 @@ def check_history_rules(c):
     c.ok(status == 404, "another wallet's transaction: 404", status)
 
 
+def check_written_as(c):
+    """An item added with writtenAs is written so in the history and as a
+    transaction; the items beside it are written as ever."""
+    number, token = c.wallet()
+    c.control("POST", f"/wallets/{number}/payments", {"amount": "1.00"})
+    _, odd = c.control("POST", f"/wallets/{number}/payments", {"amount": "2.00", "writtenAs": {"sum": "lots"}})
+    c.control("POST", f"/wallets/{number}/payments", {"amount": "3.00"})
+    status, body = history(c, number, token, rows=10)
+    sums = sorted(str(i["sum"]) for i in body["data"]) if status == 200 else []
+    c.ok(sums == ["lots", "{'amount': 1, 'currency': 643}", "{'amount': 3, 'currency': 643}"],
+         "writtenAs: that item's sum is written \"lots\", the others' as ever", f"{status} {sums}")
+    status, body = c.http("GET", f"/payment-history/v2/transactions/{odd['txnId']}", token)
+    c.ok(status == 200 and body["sum"] == "lots" and body["txnId"] == odd["txnId"],
+         "writtenAs: and so as a transaction", f"{status} {body}")
+    status, body = c.control("POST", f"/wallets/{number}/payments", {"writtenAs": "lots"})
+    c.ok(status == 400, "writtenAs that is not an object: 400", f"{status} {body}")
+
+
 def check_rate_limit(c):
     number, token = c.wallet()
     c.control("POST", f"/wallets/{number}/payments", {"amount": "1.00"})
@@ -421,6 +439,7 @@ def main():
     receiver = Receiver()
     groups = [("signature vectors", lambda: check_vectors(c)), ("auth", lambda: check_auth(c)),
               ("paging", lambda: check_paging(c)), ("history rules", lambda: check_history_rules(c)),
+              ("items written oddly", lambda: check_written_as(c)),
               ("rate limit", lambda: check_rate_limit(c)), ("transfers", lambda: check_transfers(c)),
               ("webhooks", lambda: check_webhooks(c, receiver)), ("token expiry", lambda: check_expiry(c))]
     failed = c.run_groups(groups)

@@ -415,6 +415,9 @@ extern bool reconciler_registered(void);
 
 extern void reconciler_add_sync(const ReconcileSync *sync);
 extern bool reconciler_in_transaction(bool (*fn) (void *arg), void *arg);
+extern void reconciler_start_read_transaction(MemoryContext caller);
+extern bool reconciler_sync_read(bool (*read) (void *arg, QiwiError *error), void *arg,
+								 QiwiError *error, bool *rolled_back);
 
 /* ---------- guard.c ---------- */
 

@@ -367,6 +367,7 @@ typedef struct QiwiPage
 	void	  **items;			/* Jsonb * or the API's structs */
 	int			nitems;
 	void	   *next;			/* the next page's cursor; NULL: the last page */
+	List	   *skipped;		/* why items that could not be read were skipped (char *) */
 } QiwiPage;
 
 /*
@@ -416,6 +417,8 @@ extern void qiwi_windows_init(QiwiTimeWindows *range, TimestampTz since, Timesta
 extern bool qiwi_window(const QiwiTimeWindows *range, int n, TimestampTz *start, TimestampTz *end);
 extern bool qiwi_not_found_ends_list(const QiwiError *error, int page);
 extern bool qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
+								 QiwiItemReader read_item, char **problem);
+extern bool qiwi_page_read_items(QiwiPage *page, JsonbContainer *answer, const char *key,
 								 QiwiItemReader read_item, char **problem);
 /* ---------- ratelimit.c ---------- */
 

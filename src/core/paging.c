@@ -52,17 +52,20 @@ pager_create(const QiwiPagedList *list, const void *args, MemoryContext parent)
  * *error (in the new page's memory) if it failed.  A page without items
  * ends the list whatever cursor it names (a server that kept answering
  * empty pages would otherwise be asked forever), unless the list's
- * after_empty, which moves it forward, says where it goes on.
+ * after_empty, which moves it forward, says where it goes on; a page whose
+ * every item was skipped is not empty, and goes on at its cursor.  Each
+ * skipped item's problem is made a sentence naming the page.
  */
 static bool
 pager_fetch(QiwiPager *pager, QiwiError *error)
 {
 	int			fresh = 1 - pager->current;
-	QiwiPage	page = {pager->page.number + 1, NULL, 0, NULL};
+	QiwiPage	page = {pager->page.number + 1, NULL, 0, NULL, NIL};
 	QiwiOperation op;
 	MemoryContext caller;
 	void	   *after_empty = NULL;
 	bool		ok;
+	ListCell   *lc;
 
 	CHECK_FOR_INTERRUPTS();
 	caller = MemoryContextSwitchTo(pager->pages[fresh]);
@@ -76,13 +79,16 @@ pager_fetch(QiwiPager *pager, QiwiError *error)
 	MemoryContextReset(pager->pages[pager->current]);
 	pager->page.nitems = 0;
 	pager->page.next = NULL;
+	pager->page.skipped = NIL;
 	ok = qiwi_exchange(&op, error);
+	foreach(lc, page.skipped)
+		lfirst(lc) = psprintf("could not %s wholly: skipped %s", op.context, (char *) lfirst(lc));
 	MemoryContextSwitchTo(caller);
 	if (!ok && (pager->list->ends_list == NULL || !pager->list->ends_list(error, page.number)))
 		return false;
 	if (!ok)
 		page.nitems = 0;		/* the answer said there is nothing more */
-	if (page.nitems == 0)
+	if (page.nitems == 0 && page.skipped == NIL)
 		page.next = after_empty;
 	pager->current = fresh;
 	pager->page = page;
@@ -91,10 +97,16 @@ pager_fetch(QiwiPager *pager, QiwiError *error)
 	return true;
 }
 
-/* The next item into *item (NULL at the end of the list); false with *error if a page failed */
+/*
+ * The next item into *item (NULL at the end of the list); false with *error
+ * if a page failed.  A page's skipped items are each a WARNING: a streaming
+ * SELECT does not lose a payment without saying so.
+ */
 static bool
 pager_next(QiwiPager *pager, void **item, QiwiError *error)
 {
+	ListCell   *lc;
+
 	CHECK_FOR_INTERRUPTS();
 	while (pager->next_item >= pager->page.nitems)
 	{
@@ -105,6 +117,11 @@ pager_next(QiwiPager *pager, void **item, QiwiError *error)
 		}
 		if (!pager_fetch(pager, error))
 			return false;
+		foreach(lc, pager->page.skipped)
+			ereport(WARNING,
+					(errcode(ERRCODE_QIWI_MALFORMED),
+					 errmsg("%s", (char *) lfirst(lc)),
+					 errhint("The rest of the list is read: only this item is missing from the result.")));
 	}
 	*item = pager->page.items[pager->next_item++];
 	return true;
@@ -184,7 +201,7 @@ pager_each(QiwiPager *pager, QiwiPageConsumer consume, void *arg, QiwiError *err
 			copy_error(error, caller);
 			return false;
 		}
-		if (pager->page.nitems == 0)
+		if (pager->page.nitems == 0 && pager->page.skipped == NIL)
 			continue;			/* ended, or goes on after it */
 		/* what consume leaves in memory goes with its page */
 		MemoryContextSwitchTo(pager->pages[pager->current]);
@@ -234,11 +251,12 @@ qiwi_not_found_ends_list(const QiwiError *error, int page)
 /*
  * Read the array member key of a page's answer into the page's items: each
  * element through read_item (NULL: the element itself, as a Jsonb).  False
- * with *problem if the member is not an array or an element is refused.
+ * with *problem if the member is not an array, or if an element is refused
+ * and not skip; with skip, why it was refused goes to page->skipped.
  */
-bool
-qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
-					 QiwiItemReader read_item, char **problem)
+static bool
+page_read(QiwiPage *page, JsonbContainer *answer, const char *key, QiwiItemReader read_item,
+		  bool skip, char **problem)
 {
 	JsonbValue *array = json_field(answer, key);
 	JsonbIterator *it;
@@ -252,6 +270,7 @@ qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 		return false;
 	}
 	page->nitems = 0;
+	page->skipped = NIL;
 	page->items = palloc(sizeof(void *) * Max(1, JsonContainerSize(array->val.binary.data)));
 	it = JsonbIteratorInit(array->val.binary.data);
 	while ((token = JsonbIteratorNext(&it, &element, true)) != WJB_DONE)
@@ -264,11 +283,35 @@ qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
 		else if (!read_item(&element, &page->items[page->nitems], problem))
 		{
 			*problem = psprintf("item %d of \"%s\": %s", n, key, *problem);
-			return false;
+			if (!skip)
+				return false;
+			page->skipped = lappend(page->skipped, *problem);
+			continue;
 		}
 		page->nitems++;
 	}
 	return true;
+}
+
+/* Read a page's array member key into its items; an element refused fails the page (page_read) */
+bool
+qiwi_page_read_array(QiwiPage *page, JsonbContainer *answer, const char *key,
+					 QiwiItemReader read_item, char **problem)
+{
+	return page_read(page, answer, key, read_item, false, problem);
+}
+
+/*
+ * Read a page's array member key into its items, an element read_item
+ * refuses skipped, not the page: why is kept in page->skipped, which the
+ * pager raises as a WARNING from a paged SRF and hands to a sync's consumer
+ * with the page.  False with *problem if the member is not an array.
+ */
+bool
+qiwi_page_read_items(QiwiPage *page, JsonbContainer *answer, const char *key,
+					 QiwiItemReader read_item, char **problem)
+{
+	return page_read(page, answer, key, read_item, true, problem);
 }
 
 /* The time range's whole seconds [since, until] (within a second: that second's) in windows of width */

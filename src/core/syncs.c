@@ -4,12 +4,15 @@
  *		reconciler runs each one for each merchant having its options (a
  *		wallet's history read into a table), after the kinds' due items.
  *		A merchant whose key QIWI refused is left alone until its options
- *		change, as its items are (reconciler.c).
+ *		change, as its items are (reconciler.c).  A sync's read runs in
+ *		transactions committed as it goes, and an error it raises ends that
+ *		merchant's read only.
  */
 #include "core/reconciler_internal.h"
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -43,6 +46,62 @@ reconciler_in_transaction(bool (*fn) (void *arg), void *arg)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	return result;
+}
+
+/*
+ * Start a transaction of a sync's read, in caller's memory, whose commit
+ * need not wait for the disk: the one recording the read's end does, and
+ * makes every one before durable
+ */
+void
+reconciler_start_read_transaction(MemoryContext caller)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	MemoryContextSwitchTo(caller);
+}
+
+/*
+ * Run a sync's read(arg, error) in a read transaction, which it may commit
+ * and start anew (reconciler_start_read_transaction), committed at its end:
+ * true, or false with *error, the read's own or any error it raised (which
+ * ends this merchant's read only; *rolled_back then: what the transaction
+ * open held is lost)
+ */
+bool
+reconciler_sync_read(bool (*read) (void *arg, QiwiError *error), void *arg, QiwiError *error,
+					 bool *rolled_back)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = false;
+
+	*rolled_back = false;
+	PG_TRY();
+	{
+		reconciler_start_read_transaction(caller);
+		ok = read(arg, error);
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(caller);
+		memset(error, 0, sizeof(*error));
+		error->sqlstate = edata->sqlerrcode;
+		error->message = edata->message ? edata->message : "an error without a message";
+		*rolled_back = true;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
 }
 
 /* The merchants sync runs for this round, in round_context: those with its options, not refused */

@@ -71,16 +71,18 @@ extern void wallet_operation(QiwiOperation *op, const Merchant *merchant, HttpMe
 							 char *url, char *body, char *context, bool idempotent);
 extern void wallet_read_call(const Merchant *merchant, char *url, char *context,
 							 const WireAnswer *answer, void *result);
-extern bool wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem);
+extern bool wallet_read_payment(JsonbValue *element, void **payment, char **problem);
 
 /* ---------- wallet_history.c ---------- */
 
 /* Takes one history item (e.g. upserts it); false stops the history */
 typedef bool (*WalletPaymentConsumer) (void *arg, const WalletPayment *payment);
+/* Told of a history item that could not be read, and skipped: why */
+typedef void (*WalletItemSkipped) (void *arg, const char *problem);
 
 extern bool wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz until,
-								const char *operation, WalletPaymentConsumer consume, void *arg,
-								QiwiError *error);
+								const char *operation, WalletPaymentConsumer consume,
+								WalletItemSkipped skipped, void *arg, QiwiError *error);
 
 /* ---------- wallet_webhook.c ---------- */
 

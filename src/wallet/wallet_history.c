@@ -31,6 +31,7 @@ typedef struct HistoryArgs
 	const char *operation;		/* ALL, IN, OUT, QIWI_CARD */
 	List	   *sources;		/* of char *; NIL: every source */
 	WalletPaymentConsumer consume;
+	WalletItemSkipped skipped;	/* NULL with consume: an unreadable item fails its page */
 	void	   *consume_arg;
 } HistoryArgs;
 
@@ -81,14 +82,6 @@ history_url(const Merchant *merchant, const char *what, TimestampTz start, Times
 	return http_append_query(url, "endDate", format_qiwi_timestamp(end));
 }
 
-/* A page's item: a history item read into a WalletPayment (a QiwiItemReader) */
-static bool
-read_history_item(JsonbValue *element, void **item, char **problem)
-{
-	*item = palloc(sizeof(WalletPayment));
-	return wallet_parse_payment(element, (WalletPayment *) *item, problem);
-}
-
 /* Keep the page's items of its window; false if one before the window's start ended it */
 static bool
 keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
@@ -109,16 +102,23 @@ keep_window_items(QiwiPage *page, const HistoryPageAsked *asked)
 	return goes_on;
 }
 
-/* Read a history page {data, nextTxnId, nextTxnDate} and where the history goes on (a QiwiAnswerReader) */
+/*
+ * Read a history page {data, nextTxnId, nextTxnDate} and where the history
+ * goes on (a QiwiAnswerReader); an item that cannot be read is skipped (the
+ * SRF warns, a sync is told), but fails the page of a read that cannot
+ * know of it (a transfer's search, which must not conclude it absent)
+ */
 static bool
 parse_history_page(const HttpResponse *resp, void *result, char **problem)
 {
 	HistoryPageAsked *asked = (HistoryPageAsked *) result;
 	Jsonb	   *answer = parse_json_object(resp->body, resp->body_len, NULL, problem);
 	HistoryCursor *next = palloc0(sizeof(HistoryCursor));
+	bool		strict = asked->args->consume != NULL && asked->args->skipped == NULL;
 
 	if (answer == NULL ||
-		!qiwi_page_read_array(asked->page, &answer->root, "data", read_history_item, problem) ||
+		!(strict ? qiwi_page_read_array : qiwi_page_read_items) (asked->page, &answer->root, "data",
+																 wallet_read_payment, problem) ||
 		!json_identifier(&answer->root, "nextTxnId", &next->txn_id, problem) ||
 		!json_identifier(&answer->root, "nextTxnDate", &next->txn_date, problem))
 		return false;
@@ -187,30 +187,37 @@ static const QiwiPagedList history_list = {
 	.after_empty = history_after_empty,
 };
 
-/* Hand a page's items to the consumer of the read, its HistoryArgs (a QiwiPageConsumer) */
+/*
+ * Hand a page's items to the consumer of the read, its HistoryArgs, then
+ * those skipped, whose place by date is unknown (a QiwiPageConsumer)
+ */
 static bool
 consume_history_page(void *arg, const QiwiPage *page)
 {
 	const HistoryArgs *args = (const HistoryArgs *) arg;
+	bool		go_on = true;
+	ListCell   *lc;
 
-	for (int i = 0; i < page->nitems; i++)
-		if (!args->consume(args->consume_arg, (const WalletPayment *) page->items[i]))
-			return false;
-	return true;
+	for (int i = 0; i < page->nitems && go_on; i++)
+		go_on = args->consume(args->consume_arg, (const WalletPayment *) page->items[i]);
+	foreach(lc, page->skipped)
+		args->skipped(args->consume_arg, lfirst(lc));
+	return go_on;
 }
 
 /*
  * Hand each item of a wallet's history in [since, until] (operation ALL, IN,
  * OUT or QIWI_CARD) to consume, newest first, each once, until the history
- * ends or consume says false; a failed page: false with *error
+ * ends or consume says false; one that cannot be read, to skipped (NULL: it
+ * fails its page); a failed page: false with *error
  */
 bool
 wallet_history_each(const Merchant *merchant, TimestampTz since, TimestampTz until,
-					const char *operation, WalletPaymentConsumer consume, void *arg,
-					QiwiError *error)
+					const char *operation, WalletPaymentConsumer consume,
+					WalletItemSkipped skipped, void *arg, QiwiError *error)
 {
 	HistoryArgs args = {.merchant = merchant, .operation = operation, .consume = consume,
-	.consume_arg = arg};
+	.skipped = skipped, .consume_arg = arg};
 
 	if (since >= until)
 		return true;
@@ -267,7 +274,7 @@ qiwi_wallet_history(PG_FUNCTION_ARGS)
 }
 
 /* A transaction's answer: a history item with extras */
-static const WireAnswer transaction_answer = {.item = read_history_item};
+static const WireAnswer transaction_answer = {.item = wallet_read_payment};
 
 /* qiwi_wallet_transaction(txn_id, type, merchant): one payment of the wallet */
 Datum

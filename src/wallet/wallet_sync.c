@@ -108,7 +108,7 @@ typedef struct SyncRead
 	TimestampTz reached;		/* the date of the oldest payment read; 0: none */
 	TimestampTz committed;		/* of the oldest payment committed */
 	bool		stopped;		/* the budget was spent, or the database is wanted */
-	char	   *item_error;		/* why the last payment not recorded was not, or NULL */
+	char	   *item_error;		/* why the last payment not read or recorded was not, or NULL */
 	bool		ok;				/* the read ended without error */
 	QiwiError	error;			/* else why */
 	ReconcileCounts *counts;
@@ -151,20 +151,6 @@ upsert_payment(void *arg, char **problem)
 
 	return ledger_execute(upsert_sql, PAYMENT_NARGS, payment_types, row->values, row->nulls,
 						  SPI_OK_INSERT, NULL, 0) == 1;
-}
-
-/*
- * Start a transaction of the read, whose commit need not wait for the disk:
- * the one recording the read's end does, and makes every one before durable
- */
-static void
-start_read_transaction(MemoryContext caller)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
-	MemoryContextSwitchTo(caller);
 }
 
 /* Upsert a payment on its own (in a transaction): a failure is its own, logged */
@@ -229,42 +215,31 @@ take_payment(void *arg, const WalletPayment *pay)
 		r->committed = r->reached;
 		/* between transactions: it looks at the database's lock in one of its own */
 		r->stopped |= !reconciler_may_go_on();
-		start_read_transaction(caller);
+		reconciler_start_read_transaction(caller);
 	}
 	return !r->stopped;
 }
 
-/*
- * Read r's range of the history into the table: r->ok, or r->error (a
- * page's, or any error raised, which ends this merchant's read only)
- */
+/* Note a payment of the history that could not be read, and was skipped (a WalletItemSkipped) */
 static void
-read_history(SyncRead *r)
+skip_payment(void *arg, const char *problem)
 {
-	PG_TRY();
-	{
-		start_read_transaction(r->round_context);
-		r->ok = wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, r,
-									&r->error);
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(r->round_context);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	SyncRead   *r = (SyncRead *) arg;
 
-		MemoryContextSwitchTo(r->round_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(r->round_context);
-		r->reached = r->committed;	/* what came after is rolled back */
-		memset(&r->error, 0, sizeof(r->error));
-		r->error.sqlstate = edata->sqlerrcode;
-		r->error.message = edata->message ? edata->message : "an error without a message";
-		r->ok = false;
-	}
-	PG_END_TRY();
+	r->counts->failed++;
+	r->item_error = MemoryContextStrdup(r->round_context, problem);
+	ereport(LOG,
+			(errmsg("wallet history of merchant \"%s\": %s", r->merchant->name, problem)));
+}
+
+/* Read r's range of the history into the table (a sync's read, in a transaction); false with *error */
+static bool
+read_history(void *arg, QiwiError *error)
+{
+	SyncRead   *r = (SyncRead *) arg;
+
+	return wallet_history_each(r->merchant, r->since, r->until, "ALL", take_payment, skip_payment, r,
+							   error);
 }
 
 /* Record where r's read ended (in a transaction); a block is logged, once */
@@ -308,6 +283,7 @@ static bool
 sync_merchant(const Merchant *merchant, ReconcileCounts *counts, long *refused_status)
 {
 	SyncRead   *r = palloc0(sizeof(SyncRead));
+	bool		rolled_back;
 
 	r->merchant = merchant;
 	r->counts = counts;
@@ -315,7 +291,9 @@ sync_merchant(const Merchant *merchant, ReconcileCounts *counts, long *refused_s
 	r->round_context = CurrentMemoryContext;
 	if (!reconciler_in_transaction(sync_begin, r))
 		return false;
-	read_history(r);
+	r->ok = reconciler_sync_read(read_history, r, &r->error, &rolled_back);
+	if (rolled_back)
+		r->reached = r->committed;	/* what came after is rolled back */
 	counts->checked += r->read;
 	counts->failed += r->ok ? 0 : 1;
 	if (!r->ok && (r->error.sqlstate == ERRCODE_QIWI_AUTHENTICATION ||

@@ -132,14 +132,6 @@ take_item(void *arg, const WalletPayment *p)
 	return false;
 }
 
-/* A history item read into a WalletPayment (a QiwiItemReader) */
-static bool
-read_payment(JsonbValue *element, void **item, char **problem)
-{
-	*item = palloc(sizeof(WalletPayment));
-	return wallet_parse_payment(element, *item, problem);
-}
-
 /* Look for the transfer on a history page (a WireObjectParser); note whether more follow */
 static bool
 parse_history(JsonbContainer *root, void *result, char **problem)
@@ -148,7 +140,7 @@ parse_history(JsonbContainer *root, void *result, char **problem)
 	JsonbValue *next = json_field(root, "nextTxnId");
 	QiwiPage	page;
 
-	if (!qiwi_page_read_array(&page, root, "data", read_payment, problem))
+	if (!qiwi_page_read_array(&page, root, "data", wallet_read_payment, problem))
 		return false;
 	for (int i = 0; i < page.nitems && t->status == NULL; i++)
 		take_item(t, page.items[i]);
@@ -193,7 +185,7 @@ read_transfer(QiwiOperation *op, const HttpResponse *resp, QiwiError *error)
 	if (!wire_read_object(op, resp, t->asking ? parse_history : parse_accepted, t, error) ||
 		(t->status == NULL && t->more &&
 		 !wallet_history_each(t->merchant, t->created_at - TRANSFER_ASK_MARGIN,
-							  GetCurrentTimestamp() + TRANSFER_ASK_MARGIN, "OUT", take_item, t, error)))
+							  GetCurrentTimestamp() + TRANSFER_ASK_MARGIN, "OUT", take_item, NULL, t, error)))
 		return false;
 	if (t->status == NULL)
 		*error = (QiwiError) {.sqlstate = ERRCODE_QIWI_NOT_FOUND,

@@ -197,21 +197,21 @@ webhook_apply(Jsonb *body, const Merchant *merchant, bool *applied)
 	char	   *problem = NULL;
 	char	   *status;
 	JsonbValue *element = json_field(&body->root, "payment");
-	WalletPayment payment;
+	WalletPayment *payment;
 
 	*applied = false;
 	if (is_test(body))
 		return NULL;			/* QIWI's test: no payment happened */
 	if (!json_string(&body->root, "messageId", false, &message_id, &problem) ||
-		!wallet_parse_payment(element, &payment, &problem))
+		!wallet_read_payment(element, (void **) &payment, &problem))
 		return psprintf("the payment cannot be read: %s", problem);
-	*applied = record_payment(merchant->name, message_id, &payment, &status);
+	*applied = record_payment(merchant->name, message_id, payment, &status);
 	if (*applied)
 		return NULL;
 	if (status == NULL)
 		return psprintf("a duplicate: message %s was stored before", message_id);
-	if (strcmp(status, payment.status) != 0)
-		return psprintf("the payment is %s already: %s not recorded", status, payment.status);
+	if (strcmp(status, payment->status) != 0)
+		return psprintf("the payment is %s already: %s not recorded", status, payment->status);
 	return psprintf("a duplicate: the payment is %s already", status);
 }
 

@@ -246,23 +246,29 @@ read_provider(JsonbContainer *item, int32 *provider, char **problem)
 	return true;
 }
 
-/* Read a history item (PaymentHistoryItem) or a webhook's payment; false with *problem */
+/*
+ * Read a history item (PaymentHistoryItem) or a webhook's payment into a
+ * new WalletPayment (a QiwiItemReader); false with *problem, which names
+ * the txnId when it could be read
+ */
 bool
-wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem)
+wallet_read_payment(JsonbValue *element, void **item_out, char **problem)
 {
-	JsonbContainer *item;
+	WalletPayment *payment = palloc0(sizeof(WalletPayment));
+	JsonbContainer *item = element->type == jbvBinary && JsonContainerIsObject(element->val.binary.data) ?
+		element->val.binary.data : NULL;
 	int64		error_code;
-	bool		present;
+	bool		present = false;
 
-	memset(payment, 0, sizeof(*payment));
-	if (element->type != jbvBinary || !JsonContainerIsObject(element->val.binary.data))
+	*item_out = payment;
+	*problem = NULL;
+	if (item == NULL || !json_integer(item, "txnId", &payment->txn_id, problem) || payment->txn_id <= 0)
 	{
-		*problem = pstrdup("a payment is not an object");
+		*problem = *problem ? *problem : pstrdup(item ? "field \"txnId\" is missing or not positive" :
+												 "a payment is not an object");
 		return false;
 	}
-	item = element->val.binary.data;
-	if (!json_integer(item, "txnId", &payment->txn_id, problem) ||
-		!json_identifier(item, "trmTxnId", &payment->trm_txn_id, problem) ||
+	if (!json_identifier(item, "trmTxnId", &payment->trm_txn_id, problem) ||
 		!json_timestamp(item, "date", NULL, &present, &payment->date, problem) ||
 		!json_string(item, "type", true, &payment->type, problem) ||
 		!json_string(item, "status", true, &payment->status, problem) ||
@@ -273,11 +279,10 @@ wallet_parse_payment(JsonbValue *element, WalletPayment *payment, char **problem
 		!json_identifier(item, "account", &payment->account, problem) ||
 		!json_string(item, "comment", false, &payment->comment, problem) ||
 		!json_integer(item, "errorCode", &error_code, problem) ||
-		!json_string(item, "error", false, &payment->error, problem))
-		return false;
-	if (payment->txn_id <= 0 || !present)
+		!json_string(item, "error", false, &payment->error, problem) || !present)
 	{
-		*problem = pstrdup(present ? "field \"txnId\" is missing" : "field \"date\" is missing");
+		*problem = psprintf("txnId " INT64_FORMAT ": %s", payment->txn_id,
+							*problem ? *problem : "field \"date\" is missing");
 		return false;
 	}
 	payment->error_code = (int32) error_code;

@@ -1,12 +1,12 @@
 # The Wallet API under the core's rate limiter: with the sandbox's limit
 # shortened and qiwi.wallet_rate_requests/_window set just under it, four
-# backends reading a wallet's history at once all finish and QIWI never
+# backends reading a wallet's history and the worker's sync of the same
+# wallet (its first, due at once) at the same time all finish and QIWI never
 # blocks the wallet; then a block forced anyway (the sandbox's limit lowered
 # behind the limiter's back): every request of that wallet, from any
 # backend, waits for the block to end (the sandbox answers no second 423),
 # and a call whose deadline comes first fails at once with QK423 naming the
-# block's end.  (The wallet sync's worker is not on this branch: four
-# backends only.)
+# block's end.
 use strict;
 use warnings;
 
@@ -19,14 +19,15 @@ use Time::HiRes qw(gettimeofday tv_interval);
 
 my $wallet = '79110000024';
 my $items = 200;			# 4 pages of 50 a read
-my $node = qiwi_node('wallet_limiter', qq{qiwi.database = ''
+# The worker syncs a merchant's last 10 days once (4 pages), then not for an hour
+my $node = qiwi_node('wallet_limiter', qq{qiwi.database = 'postgres'
+qiwi.reconcile_interval = '1s'
+qiwi.wallet_sync_days = 10
+qiwi.wallet_sync_interval = '1h'
 qiwi.wallet_rate_requests = 9
 qiwi.wallet_rate_window = '5500ms'
 });
-$node->safe_psql('postgres', qq{CREATE EXTENSION qiwi_kassa;
-CREATE SERVER w1 FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '$wallet', wallet_api_url '$sandbox_url');
-CREATE USER MAPPING FOR PUBLIC SERVER w1 OPTIONS (wallet_token 'wallet-limiter-token');
-});
+$node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
 
 # A number of the sandbox's Wallet stats (0 when absent)
 sub wallet_stat
@@ -73,14 +74,33 @@ sandbox("/sandbox/wallet/wallets/$wallet/payments", qq{{"count": $items, "days":
 # QIWI's 100 a minute, shortened: 10 history requests in 5 s; the limiter keeps to 9 in 5.5 s
 sandbox('/sandbox/wallet/limits', '{"requests": 10, "windowSeconds": 5}');
 
-# ---- four backends at once: all finish, QIWI never blocks ----
+# The readers' merchant, whose first sync the worker makes (4 pages) and then none for an hour
+$node->safe_psql('postgres', qq{
+CREATE SERVER w1 FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '$wallet', wallet_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER w1 OPTIONS (wallet_token 'wallet-limiter-token');
+});
+wait_true($node, qq{SELECT items = $items FROM qiwi_wallet_sync_status WHERE merchant = 'w1'},
+	'the worker syncs the merchant first');
+
+# ---- four backends and the worker at once: all finish, QIWI never blocks ----
+# While the backends wait in the limiter, a merchant of the same wallet
+# appears, its sync due: the worker reads the history with them
 my $t0 = [gettimeofday];
 my @readers = start_readers(4, 'reader');
 wait_true($node, q{SELECT count(*) >= 2 FROM pg_stat_activity WHERE wait_event_type = 'Extension'
 	AND query LIKE '%AS reader%' AND pid <> pg_backend_pid()},
 	'backends wait in the limiter for the wallet\'s turn');
+$node->safe_psql('postgres', qq{
+CREATE SERVER w_sync FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '$wallet', wallet_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER w_sync OPTIONS (wallet_token 'wallet-limiter-token');
+});
 is_deeply([ finish_readers(@readers) ], [ ($items) x 4 ], 'the four backends read the whole history');
-is(wallet_stat('payment-history'), 16, 'in 16 requests, 4 pages each');
+my $finished = query_value($node, 'SELECT clock_timestamp()');
+wait_true($node, qq{SELECT items = $items AND synced_until IS NOT NULL AND last_error IS NULL AND blocked_until IS NULL
+	FROM qiwi_wallet_sync_status WHERE merchant = 'w_sync'}, 'the worker\'s sync read the whole history too');
+is(query_value($node, qq{SELECT read_started_at < '$finished' FROM qiwi_wallet_sync WHERE merchant = 'w_sync'}),
+	't', 'having begun before the backends had finished');
+is(wallet_stat('payment-history'), 24, 'in 24 requests, 4 pages for each backend and each sync');
 is(wallet_stat('blocked'), 0, 'the sandbox blocked none of them (no 423)');
 cmp_ok(tv_interval($t0), '>=', 5.5, 'which took more than one window of the limiter');
 

@@ -2,7 +2,9 @@
 # (over 200 days: several 90-day windows and pages of 50) reaches the table
 # for two merchants with no SQL call; a new payment comes on a later round;
 # a WAITING transfer older than the overlap is followed until SUCCESS; a
-# payment the table refuses is that payment's error only; the money report
+# payment the table refuses is that payment's error only, and so is one QIWI
+# writes that cannot be read (the sync and qiwi_wallet_history skip it, and
+# say so); the money report
 # spans Bill, Payin, Pull and Wallet; a 423 stops the merchant's sync, with
 # a status and one log line, until the block ends; the token view and its
 # daily log line; a revoked token stops the merchant until its mapping
@@ -144,6 +146,34 @@ sql(q{CREATE ROLE wsync_reader; SELECT qiwi_grant('wsync_reader', 'read'); SELEC
 is($node->safe_psql('postgres', q{SET ROLE wsync_reader;
 	SELECT count(*) FROM qiwi_wallet_tokens; SELECT count(*) FROM qiwi_wallet_sync_status;
 	SELECT wallet_merchants FROM qiwi_reconciler_health}), "2\n2\n2", 'a reading role sees the views');
+
+# ---------- a payment QIWI writes that cannot be read is its own error ----------
+# Older than the payment the table refuses, so that its error is the last of
+# each round's read; a payment older still, and one newer, beside it
+sub msk_ago { return sql(qq{SELECT to_char((now() - interval '$_[0]') AT TIME ZONE 'Europe/Moscow',
+	'YYYY-MM-DD"T"HH24:MI:SS') || '+03:00'}); }
+my ($odd) = sandbox('/sandbox/wallet/wallets/79000000272/payments',
+	'{"amount": "5.00", "comment": "unreadable", "date": "' . msk_ago('30 minutes') . '", "writtenAs": {"sum": "lots"}}')
+	=~ /"txnId":\s*(\d+)/;
+ok($odd, 'the sandbox writes a payment whose sum cannot be read');
+sandbox('/sandbox/wallet/wallets/79000000272/payments',
+	'{"amount": "6.00", "comment": "older than unreadable", "date": "' . msk_ago('40 minutes') . '"}');
+sandbox('/sandbox/wallet/wallets/79000000272/payments', '{"amount": "8.00", "comment": "newer than unreadable"}');
+wait_for(q{SELECT count(*) = 2 FROM qiwi_wallet_payments WHERE merchant = 'w2' AND comment LIKE '%than unreadable'},
+	'the payments before and after one that cannot be read are recorded');
+wait_for(qq{SELECT last_error LIKE '%skipped item % of "data": txnId $odd: field "sum" is not an object'
+			  FROM qiwi_wallet_sync_status WHERE merchant = 'w2'},
+	'the payment that cannot be read is the status\'s last_error, naming its txnId');
+is(sql(qq{SELECT count(*) FROM qiwi_wallet_payments WHERE txn_id = $odd}), '0', 'and it is not in the table');
+like(slurp_file($node->logfile),
+	qr/wallet history of merchant "w2": could not read the wallet's history \(page \d+\) wholly: skipped item \d+ of "data": txnId $odd: field "sum" is not an object/,
+	'a log line names it');
+my ($rows, $stderr) = ('', '');
+$node->psql('postgres', q{SELECT string_agg(comment, ',' ORDER BY date) FROM qiwi_wallet_history(now() - interval '2 hours', merchant => 'w2')
+	WHERE comment LIKE '%unreadable%'}, stdout => \$rows, stderr => \$stderr);
+is($rows, 'older than unreadable,newer than unreadable', 'qiwi_wallet_history returns the payments beside it, not it');
+like($stderr, qr/WARNING:  could not read the wallet's history \(page \d+\) wholly: skipped item \d+ of "data": txnId $odd: field "sum" is not an object/,
+	'and warns of it, naming its txnId');
 
 # ---------- a 423 stops the merchant's sync until the block ends ----------
 # The sandbox blocks after 2 history requests a minute, while we allow 95;
