@@ -312,11 +312,12 @@ class Sandbox:
         self.held = []
 
     def take_fault(self, api, keys):
-        """The first fault left for this API whose "bill", "site", "payment" match."""
+        """The first fault left for this API whose "bill", "site", "payment", "prv" and
+        "service" (a Wallet path's first segment: "sinap", "payment-history") match."""
         with self.lock:
             for fault in self.faults:
                 if fault["times"] > 0 and fault.get("api", "bill") == api and \
-                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment", "prv") if k in fault):
+                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment", "prv", "service") if k in fault):
                     fault["times"] -= 1
                     return fault
         return None
@@ -1681,7 +1682,8 @@ def make_handler(sandbox):
             path = urlsplit(self.path).path
             body = self.read_body()
             if sandbox.wallet.owns(path):	# the Wallet API and /sandbox/wallet/
-                fault = None if path.startswith("/sandbox/") else sandbox.take_fault("wallet", {})
+                fault = None if path.startswith("/sandbox/") else \
+                    sandbox.take_fault("wallet", {"service": path.split("/")[1]})
                 self.serve(fault, sandbox.latency_ms,
                            lambda: sandbox.wallet.handle(method, self.path, self.headers, body), None)
             elif path == "/sandbox/pages" or path.startswith("/sandbox/pages/"):

@@ -56,7 +56,7 @@ CREATE USER MAPPING FOR PUBLIC SERVER wa OPTIONS (wallet_token 'xfer-token-a');
 });
 
 # ---------- a lost answer to a SQL call ----------
-sandbox('/sandbox/faults', '{"api": "wallet", "drop": "after", "times": 1}');
+sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "drop": "after", "times": 1}');
 is(sql(q{SELECT status || ':' || (txn_id > 0) FROM qiwi_wallet_transfer('79220000002', 10.00, 'lost', merchant => 'wa')}),
 	'SUCCESS:true', 'a transfer whose answer was lost is found in the history, with its txnId and status');
 is(transfers_sent(), 1, 'it was POSTed once: the history answered before any resend');
@@ -80,7 +80,7 @@ is(sql(q{SELECT string_agg(coalesce(old_status, '-') || '>' || new_status || ':'
 	'its events, from the call and the worker: sending committed before the POST');
 
 # ---------- a lost answer to the worker ----------
-sandbox('/sandbox/faults', '{"api": "wallet", "drop": "after", "times": 1}');
+sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "drop": "after", "times": 1}');
 sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 30.00, 'worker lost', merchant => 'wa')});
 wait_for(q{SELECT status = 'SUCCESS' FROM qiwi_wallet_transfers WHERE comment = 'worker lost'},
 	'a transfer the worker sent and lost the answer of reaches SUCCESS');
@@ -120,7 +120,7 @@ sub events_of
 sandbox('/sandbox/wallet/limits', '{"transferSeconds": 0}');
 my $sent = transfers_sent();
 my $balance = balance_a();
-sandbox('/sandbox/faults', '{"api": "wallet", "hold": true, "drop": "after", "times": 1}');
+sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "hold": true, "drop": "after", "times": 1}');
 sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 5.00, 'crash', merchant => 'wa')});
 my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 usleep(50_000) while held() != 1 && time < $deadline;
@@ -140,7 +140,7 @@ is(events_of('crash'), '->queued:call,queued>sending:reconciler,sending>SUCCESS:
 
 # ---------- listed late: 'sending', followed until QIWI lists it ----------
 sandbox('/sandbox/wallet/limits', '{"listSeconds": 3600}');
-sandbox('/sandbox/faults', '{"api": "wallet", "drop": "after", "times": 1}');
+sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "drop": "after", "times": 1}');
 sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 6.00, 'late', merchant => 'wa')});
 wait_for(q{SELECT status = 'sending' AND check_count >= 2 FROM qiwi_wallet_transfers WHERE comment = 'late'},
 	'a transfer the history does not list yet is looked for again and again');
@@ -156,7 +156,7 @@ sandbox('/sandbox/wallet/limits', '{"listSeconds": 0}');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.wallet_transfer_unknown_after = '3s'; SELECT pg_reload_conf()});
 $sent = transfers_sent();
 $balance = balance_a();
-sandbox('/sandbox/faults', '{"api": "wallet", "drop": "before", "times": 1}');
+sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "drop": "before", "times": 1}');
 sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 7.00, 'never', merchant => 'wa')});
 wait_for(q{SELECT status = 'UNSENT' FROM qiwi_wallet_transfers WHERE comment = 'never'},
 	'a transfer QIWI never got ends UNSENT');
