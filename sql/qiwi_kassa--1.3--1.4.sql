@@ -667,6 +667,28 @@ COMMENT ON COLUMN qiwi_wallet_tokens.days_left IS $$Days until expires (negative
 COMMENT ON COLUMN qiwi_wallet_tokens.warn IS $$The token expires within 14 days or has expired; NULL: unknown$$;
 COMMENT ON COLUMN qiwi_wallet_tokens.state IS $$valid, expires within 14 days, expired, or unknown (no wallet_token_issued)$$;
 
+-- Transfers out of the wallet that no row of qiwi_wallet_transfers records:
+-- made by another client, or by qiwi_wallet_transfer in a transaction that
+-- then rolled back (the synchronous call cannot commit its intent first)
+CREATE VIEW qiwi_wallet_transfers_unrecorded WITH (security_invoker = true) AS
+SELECT p.merchant, p.trm_txn_id AS client_txn_id, p.txn_id, p.date, p.status, p.amount, p.currency,
+       p.account, p.comment
+  FROM qiwi_wallet_payments p
+ WHERE p.type = 'OUT' AND p.provider = 99 AND p.trm_txn_id IS NOT NULL
+   AND NOT EXISTS (SELECT FROM qiwi_wallet_transfers t
+                    WHERE t.merchant = p.merchant AND t.client_txn_id = p.trm_txn_id);
+
+COMMENT ON VIEW qiwi_wallet_transfers_unrecorded IS $$Wallet-to-wallet transfers out (provider 99) in qiwi_wallet_payments that no row of qiwi_wallet_transfers records: made by another client of the wallet, or by qiwi_wallet_transfer in a transaction that rolled back after QIWI accepted (money moved; use qiwi_wallet_transfer_after_commit where the transfer must follow the transaction). Reads the tables with the caller's rights$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.merchant IS $$The merchant whose wallet paid$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.client_txn_id IS $$The transfer's client id as sent (trmTxnId)$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.txn_id IS $$QIWI's transaction id$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.date IS $$When it was made$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.status IS $$SUCCESS, WAITING or ERROR, as the history says$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.amount IS $$The amount paid$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.currency IS $$ISO 4217 letters of amount$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.account IS $$The wallet paid$$;
+COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.comment IS $$The transfer's comment$$;
+
 -- The reports across every API, now with Pull (as sql/ext/reports.sql); the
 -- reconciler also follows a PAID invoice while a notification about it is unconfirmed
 -- All money by merchant, API and status, in one query.  received is money
@@ -868,6 +890,7 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_wallet_payments', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_transfers', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_transfer_events', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_transfers_unrecorded', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_webhooks', 'SELECT', NULL),
 
 	('read', 'TABLE', 'qiwi_wallet_sync', 'SELECT', NULL),

@@ -119,3 +119,14 @@ SELECT sandbox('GET', '/sandbox/wallet/wallets/79110000011', NULL, current_setti
        sandbox('GET', '/sandbox/wallet/wallets/79110000012', NULL, current_setting('qiwi_test.https_url'))->>'balance' AS tls_balance_b;
 SELECT amount, status, sent_at IS NOT NULL AS sent FROM qiwi_wallet_transfers WHERE merchant = 'wx_tls';
 RESET qiwi.ca_file;
+
+-- ---------- a transfer whose transaction rolled back ----------
+
+-- the history, as the worker's sync keeps it, has every transfer wx_a made;
+-- qiwi_wallet_transfers_unrecorded lists the one whose row rolled back
+INSERT INTO qiwi_wallet_payments (merchant, txn_id, type, trm_txn_id, date, status, amount, currency,
+                                  provider, account, comment, item, source)
+SELECT 'wx_a', txn_id, type, trm_txn_id, date, status, amount, currency, provider, account, comment, item, 'call'
+  FROM qiwi_wallet_history(now() - interval '1 day', operation => 'OUT', merchant => 'wx_a');
+SELECT count(*) > 1 AS transfers_out FROM qiwi_wallet_payments WHERE merchant = 'wx_a' AND type = 'OUT';
+SELECT merchant, client_txn_id, amount, status FROM qiwi_wallet_transfers_unrecorded ORDER BY client_txn_id;

@@ -30,6 +30,7 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_wallet_payments', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_transfers', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_transfer_events', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_wallet_transfers_unrecorded', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_wallet_webhooks', 'SELECT', NULL),
 
 	('read', 'TABLE', 'qiwi_wallet_sync', 'SELECT', NULL),
