@@ -242,38 +242,13 @@ set_up_key(SignatureKey *slot, SignatureHash hash, SignatureKeyEncoding encoding
 	slot->mac_len = EVP_MD_get_size(md);
 }
 
-/*
- * Are a and b (len bytes each) equal?  The time depends on len alone.  A
- * word at a time: CRYPTO_memcmp goes a byte at a time, and comparing the
- * key of every row with the cached one cost 3% of a Wallet webhook check.
- */
-static bool
-equal_in_constant_time(const char *a, const char *b, int len)
-{
-	uint64		differ = 0;
-	int			i = 0;
-
-	for (; i + (int) sizeof(uint64) <= len; i += sizeof(uint64))
-	{
-		uint64		x;
-		uint64		y;
-
-		memcpy(&x, a + i, sizeof(x));
-		memcpy(&y, b + i, sizeof(y));
-		differ |= x ^ y;
-	}
-	for (; i < len; i++)
-		differ |= (unsigned char) (a[i] ^ b[i]);
-	return differ == 0;
-}
-
 /* Is this cached key the one asked for? */
 static bool
 key_is(SignatureKey *key, SignatureHash hash, SignatureKeyEncoding encoding,
 	   const char *text, int len)
 {
 	return key->last_used != 0 && key->hash == hash && key->encoding == encoding &&
-		key->text_len == len && equal_in_constant_time(key->text, text, len);
+		key->text_len == len && CRYPTO_memcmp(key->text, text, len) == 0;
 }
 
 /*
