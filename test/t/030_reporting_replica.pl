@@ -1,8 +1,9 @@
 # A reporting copy: a second cluster subscribes, by logical replication,
 # to the publication qiwi_create_publication() makes on the primary, and
 # runs the reports there.  Bills created, paid and refunded, a Payin
-# payment held, captured and refunded and a Wallet transfer on the primary,
-# some before the subscription (the initial copy), some after (streamed);
+# payment held, captured and refunded, a Pull bill paid and refunded and a
+# Wallet transfer on the primary, some before the subscription (the
+# initial copy), some after (streamed);
 # every report view on the copy then equals the primary's.  The copy
 # knows it is one, with no setting: every call that would send money or
 # write the books is refused there (SQLSTATE 25006) before any request,
@@ -35,17 +36,18 @@ max_worker_processes = 16
 });
 sandbox('/sandbox/reset');
 sandbox('/sandbox/payin/sites', '{"siteId": "rep-site", "apiKey": "rep-key-000", "notificationKey": "rep-n"}');
+sandbox('/sandbox/pull/projects', '{"prv_id": "4301", "api_id": "8301", "api_password": "rep-pull-000"}');
 sandbox('/sandbox/wallet/wallets', '{"number": "79230000001", "token": "rep-token-000", "balance": "500.00"}');
 sandbox('/sandbox/wallet/wallets', '{"number": "79230000002", "token": "rep-token-b"}');
 
 sub on_primary { return query_value($primary, @_); }
 sub on_copy { return query_value($copy, @_); }
 
-# Every API request the sandbox has served: Bill Payments, Payin, Wallet
+# Every API request the sandbox has served: Bill Payments, Payin, Pull, Wallet
 sub requests
 {
 	my $wallet = decode_json(HTTP::Tiny->new->get("$sandbox_url/sandbox/wallet/stats")->{content});
-	my $sum = sandbox_requests() + payin_requests();
+	my $sum = sandbox_requests() + payin_requests() + pull_requests();
 	$sum += $_ for grep { /^\d+$/ } values %$wallet;
 	return $sum;
 }
@@ -54,6 +56,8 @@ sub requests
 my $merchants = qq{
 CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'rep-site', payin_api_url '$sandbox_url');
 CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'rep-key-000');
+CREATE SERVER pl FOREIGN DATA WRAPPER qiwi OPTIONS (pull_prv_id '4301', pull_api_id '8301', pull_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER pl OPTIONS (pull_api_password 'rep-pull-000');
 CREATE SERVER wa FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79230000001', wallet_api_url '$sandbox_url');
 CREATE USER MAPPING FOR PUBLIC SERVER wa OPTIONS (wallet_token 'rep-token-000');
 };
@@ -72,6 +76,9 @@ my $payment = on_primary(q{SELECT payment_id FROM qiwi_payin_payments WHERE bill
 ok($payment ne '', 'the Payin payment is recorded, held');
 on_primary(qq{SELECT qiwi_payin_capture('$payment', 'c1', merchant => 'pa');
               SELECT qiwi_payin_refund('$payment', 'pr1', 2.00, merchant => 'pa')});
+on_primary(q{SELECT qiwi_pull_create_bill('rep-pull', '79161234567', 8.00, 'c', now() + interval '1 day', merchant => 'pl')});
+sandbox('/sandbox/pull/projects/4301/bills/rep-pull/pay', '{}');
+on_primary(q{SELECT qiwi_pull_bill_status('rep-pull', 'pl'); SELECT qiwi_pull_refund('rep-pull', 'pr1', 3.00, 'pl')});
 is(on_primary(q{SELECT status FROM qiwi_wallet_transfer('79230000002', 15.00, 'rep', merchant => 'wa')}),
 	'sent', 'a Wallet transfer is sent');
 # a notification with a bad signature: stored marked by the primary's trigger
@@ -143,7 +150,7 @@ SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attrib
 	is(on_copy($rows), on_primary($rows), "$view on the copy equals the primary's");
 }
 like(on_copy(q{SELECT string_agg(api || ':' || status || ':' || received, ',' ORDER BY api, status) FROM qiwi_money_by_status}),
-	qr/bill:PAID:140\.00,bill:REFUNDED:-70\.00,bill:WAITING:0\.00,payin:CAPTURED:9\.00,payin:INVOICE_CREATED:0\.00,payin:REFUNDED:-2\.00/,
+	qr/bill:PAID:140\.00,bill:REFUNDED:-70\.00,bill:WAITING:0\.00,payin:CAPTURED:9\.00,payin:INVOICE_CREATED:0\.00,payin:REFUNDED:-2\.00,pull:PAID:8\.00,pull:REFUND(ED:-3\.00|ING:0\.00)$/,
 	'the copy\'s money report holds the money of both halves');
 is(on_copy(q{SELECT verified || ':' || (error IS NOT NULL) FROM qiwi_notifications}), 'false:true',
 	'the notification arrived as the primary stored it: the apply worker fired no trigger');
@@ -176,6 +183,9 @@ refused(q{SELECT qiwi_create_bill_after_commit('copy-2', 5.00)}, 'record a bill 
 refused(qq{SELECT qiwi_payin_capture('$payment', 'copy-c', merchant => 'pa')}, 'capture a Payin payment');
 refused(qq{SELECT qiwi_payin_refund('$payment', 'copy-r', 1.00, merchant => 'pa')}, 'refund a Payin payment');
 refused(q{SELECT qiwi_payin_create_invoice('copy-3', 5.00, merchant => 'pa')}, 'create a Payin invoice');
+refused(q{SELECT qiwi_pull_create_bill('copy-4', '79161234567', 1.00, 'c', now() + interval '1 day', merchant => 'pl')},
+	'create a Pull bill');
+refused(q{SELECT qiwi_pull_refund('rep-pull', 'copyr', 1.00, 'pl')}, 'refund a Pull bill');
 refused(q{SELECT qiwi_wallet_transfer('79230000002', 1.00, merchant => 'wa')}, 'transfer money from a wallet');
 refused(q{SELECT qiwi_wallet_transfer_after_commit('79230000002', 1.00, merchant => 'wa')},
 	'queue a transfer from a wallet');
