@@ -174,7 +174,8 @@ sub refused
 {
 	my ($sql, $what) = @_;
 	my ($ret, $out, $err) = $copy->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	like($err, qr/ERROR:  25006: cannot \Q$what\E in a reporting copy of qiwi_kassa/, "refused on the copy: $what");
+	like($err, qr/ERROR:  25006: cannot \Q$what\E in a reporting copy of qiwi_kassa\n.*DETAIL:  Database "postgres" subscribes to the tables of qiwi_kassa \(subscription "reports"\)/,
+		"refused on the copy, naming the subscription: $what");
 }
 refused(q{SELECT qiwi_create_bill('copy-1', 5.00)}, 'create a bill');
 refused(q{SELECT qiwi_refund('rep-paid', 'copy-r', 1.00)}, 'refund a bill');
