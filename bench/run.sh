@@ -29,16 +29,9 @@ install_packages
 build_and_install
 make_workdir
 
-# shared_buffers as the PostgreSQL docs size it for a server (a quarter of
-# the memory), at most 4 GB: the signature benchmarks' tables (up to 558 MB)
-# then stay in shared buffers, so the figures compare the checks, not
-# reads through the 256 kB ring a scan of a table over a quarter of
-# shared_buffers is given
-mem_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
-SHARED_BUFFERS_MB=$(( mem_kb / 4 / 1024 > 4096 ? 4096 : mem_kb / 4 / 1024 ))
-say "starting a PostgreSQL cluster for the benchmarks (shared_buffers ${SHARED_BUFFERS_MB}MB)"
+say "starting a PostgreSQL cluster for the benchmarks"
 start_cluster <<CONF
-shared_buffers = '${SHARED_BUFFERS_MB}MB'
+shared_buffers = '512MB'
 max_parallel_workers_per_gather = 0
 qiwi.database = ''
 qiwi.secret_key = 'bench-key'
