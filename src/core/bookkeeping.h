@@ -105,6 +105,8 @@ extern void ledger_require_writable(const char *what, const char *tables);
 extern bool ledger_can_record(const char *what, const char *tables);
 extern void ledger_begin(OwnerContext *ctx);
 extern void ledger_end(OwnerContext *ctx);
+extern void ledger_durable_commit(void);
+extern bool ledger_commit_durably(void);
 extern bool ledger_commit_step(bool (*step) (void *arg), void *arg);
 extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
@@ -312,6 +314,9 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 extern char *ledger_row_text(OwnerContext *ctx, int column);
 extern char *ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *given,
 								  const char *argname, const char *detail);
+extern bool ledger_write_values(const LedgerKind *kind, int plan, Datum *values, const char *nulls,
+								int expected, const char *merchant, const char *id, const char *status,
+								const char *source);
 extern bool ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
 								const void *answer, int expected, const char *merchant, const char *id,
 								const char *status, const char *source);
@@ -347,6 +352,16 @@ extern void ledger_report_mismatch(int elevel, const char *what, const char *id,
 								   const char *kept);
 extern void ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values,
 						char *nulls);
+
+/* ---------- intent.c ---------- */
+
+extern bool intent_commit(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+						  const void *answer, int expected, const char *merchant, const char *id,
+						  const char *status, const char *source, const char *what);
+extern bool intent_send(const LedgerKind *kind, const char *merchant, const char *id,
+						const char *intent_status, QiwiOperation *op, const char *const (*hints)[2],
+						int nhints, const char *kept,
+						void (*refused) (void *arg, const QiwiError *error), void *arg);
 
 /* ---------- reconciler.c ---------- */
 

@@ -2,7 +2,8 @@
  * ledger_internal.h
  *		What the ledger's files share and nothing else uses: ledger_kind.c
  *		(the kinds and their plan tables), ledger_due.c (the reconciler's
- *		claims and checks, deferred checked_at) and ledger_probe.c.
+ *		claims and checks, deferred checked_at), ledger_probe.c and intent.c
+ *		(which names a kind to its worker by its registration number).
  */
 #ifndef QIWI_LEDGER_INTERNAL_H
 #define QIWI_LEDGER_INTERNAL_H

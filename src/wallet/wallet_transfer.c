@@ -3,11 +3,14 @@
  *		Transfers from the merchant's wallet to another (provider 99), never
  *		doubled: recorded through the ledger before they are sent, a lost answer
  *		looked for in the history by the client id (trmTxnId) before any resend.
- *		qiwi_wallet_transfer records its intent in the caller's transaction (a
- *		SQL function cannot commit): a caller that rolls back after QIWI took
- *		it leaves it in QIWI's history only.  The worker commits a queued one's
- *		move to 'sending' before its POST; a 'sending' one is only ever looked
- *		for, and UNSENT only past a grace (QIWI may list it late).
+ *		qiwi_wallet_transfer commits its intent ('sending') in a worker of its
+ *		own before its POST (intent.c), then records QIWI's answer in the
+ *		caller's transaction: a caller that rolls back after QIWI took it
+ *		leaves the committed 'sending' row, which the reconciler settles from
+ *		the history.  The worker commits a queued one's move to 'sending'
+ *		before its POST; a 'sending' one is only ever looked for, and UNSENT
+ *		only past a grace (QIWI may list it late).  Both commits wait for a
+ *		synchronous standby, if one is configured.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -96,15 +99,22 @@ static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
 transfer_statements, lengthof(transfer_statements)};
 
-/* Record a transfer's intent (queued or sending) with a new client id, given or generated */
+/* Give a transfer its client id: the one given, checked, or a new one */
 static void
-store_intent(WalletTransfer *t, char *status)
+take_client_id(WalletTransfer *t)
 {
-	t->status = status;
 	t->client_txn_id = ledger_increasing_id(&transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
 											"QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
+}
+
+/* Record a queued transfer with a client id, in the caller's transaction */
+static void
+store_queued(WalletTransfer *t)
+{
+	t->status = "queued";
+	take_client_id(t);
 	ledger_write_change(&transfer_kind, T_INSERT, params, NPARAMS, t, SPI_OK_INSERT, t->merchant_name,
-						t->client_txn_id, status, LEDGER_BY_CALL);
+						t->client_txn_id, t->status, LEDGER_BY_CALL);
 }
 
 /* Move a transfer forward to status, with why (or NULL); true if it moved */
@@ -282,7 +292,24 @@ static const char *const refusal_hints[][2] = {{"QWPRC-220", "Insufficient funds
 	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
 	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
 
-/* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
+/* A send QIWI refused made nothing: REFUSED, committed as its intent was (intent_send's refused) */
+static void
+refuse_transfer(void *arg, const QiwiError *error)
+{
+	WalletTransfer *t = (WalletTransfer *) arg;
+
+	t->status = "REFUSED";
+	t->error = error->detail;
+	t->why = error->message;
+	intent_commit(&transfer_kind, T_ADVANCE, params, NPARAMS, t, SPI_OK_UPDATE_RETURNING, t->merchant_name,
+				  t->client_txn_id, t->status, LEDGER_BY_CALL, psprintf("refuse transfer %s", t->client_txn_id));
+}
+
+/*
+ * qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant):
+ * its intent ('sending') committed apart, then sent, QIWI's answer recorded
+ * in the caller's transaction
+ */
 Datum
 qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 {
@@ -291,10 +318,14 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("transfer money from a wallet", "qiwi_wallet_transfers");
-	store_intent(&t, "sending");
+	take_client_id(&t);
+	t.status = "sending";
 	transfer_operation(&t, false, &op);
-	if (qiwi_call_recorded(&op, refusal_hints, lengthof(refusal_hints),
-						   "It stays 'sending': the worker looks for it in the wallet's history."))
+	intent_commit(&transfer_kind, T_INSERT, params, NPARAMS, &t, SPI_OK_INSERT, t.merchant_name, t.client_txn_id,
+				  t.status, LEDGER_BY_CALL, op.context);
+	if (intent_send(&transfer_kind, t.merchant_name, t.client_txn_id, "sending", &op, refusal_hints,
+					lengthof(refusal_hints), "It stays 'sending': the worker looks for it in the wallet's history.",
+					refuse_transfer, &t))
 		store_advance(&t, t.status, NULL, LEDGER_BY_CALL);
 	else
 		t.status = "sending";
@@ -310,7 +341,7 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
 	guard_require_reconciler("qiwi_wallet_transfer_after_commit", "the transfer would stay queued, never sent");
-	store_intent(&t, "queued");
+	store_queued(&t);
 	reconciler_wake_at_commit();
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
