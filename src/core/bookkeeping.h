@@ -277,6 +277,12 @@ typedef struct LedgerKind
 	LedgerEvents events;
 	const LedgerStatement *statements;
 	int			nstatements;
+	/*
+	 * The rows (t) whose send's outcome the ledger may not know, or NULL:
+	 * the reconciler sweeps them, asking QIWI, before it sends anything new
+	 * after a start (a crash, a promotion: intent.c)
+	 */
+	const char *unknown_outcome;
 } LedgerKind;
 
 /* The items a reconciler round claimed, and the checks of its chunk */
@@ -291,6 +297,7 @@ typedef struct LedgerDue
 	HeapTuple  *rows;			/* due_columns start at attribute 4 */
 	TupleDesc	desc;
 	void	  **answers;		/* the API's, one per item */
+	bool		sweeping;		/* claimed by the sweep: ask QIWI, send nothing */
 	TimestampTz claimed_at;
 	int			nchecks;
 	const char **check_merchants;
@@ -330,7 +337,8 @@ extern void ledger_event(const LedgerKind *kind, const char *merchant, const cha
 						 const char *id, const char *old_status, const char *new_status,
 						 const char *source);
 extern LedgerDue *ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
-								   char *(*merchant_problem) (const Merchant *merchant));
+								   char *(*merchant_problem) (const Merchant *merchant),
+								   bool sweeping);
 extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull);
 extern char *ledger_due_text(const LedgerDue *due, int i, int column);
 extern bool ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column,

@@ -13,8 +13,15 @@
  *		committed intent stays for the reconciler, which asks QIWI and never
  *		sends it again.  With no free worker slot the call is refused before
  *		anything is recorded or sent.
+ *
+ * After a start (a crash, a promotion), the reconciler sweeps first: every
+ * item of a kind with unknown_outcome rows (a transfer 'sending', or
+ * 'queued' whose move to 'sending' a promoted asynchronous standby never
+ * got) is asked about once, by its id, sending nothing, before any round
+ * can send something new; a log line says how many.
  */
 #include "core/ledger_internal.h"
+#include "core/reconciler_internal.h"
 
 #include "access/xact.h"
 #include "executor/spi.h"
@@ -370,4 +377,31 @@ intent_send(const LedgerKind *kind, const char *merchant, const char *id, const 
 		if (strcmp(error.error_code, hints[i][0]) == 0)
 			error.hint = (char *) hints[i][1];
 	qiwi_raise(&error);
+}
+
+/*
+ * The reconciler's sweep at its start, before its first round: each
+ * kind's items sent with an outcome not known, asked about once (the API's
+ * operation sees due->sweeping and sends nothing new), in one batch per
+ * kind; logged with the counts
+ */
+void
+reconciler_sweep(const ReconcileKind *const *kinds, int nkinds, MemoryContext round_context)
+{
+	ReconcileCounts counts = {0, 0, 0};
+	int			swept = 0;
+	bool		any = false;
+
+	for (int k = 0; k < nkinds; k++)
+	{
+		if (kinds[k]->ledger->unknown_outcome == NULL)
+			continue;
+		any = true;
+		swept += reconcile_kind(kinds[k], round_context, &counts, true);
+	}
+	if (any)
+		ereport(LOG,
+				(errmsg_plural("qiwi_kassa reconciler swept %d item sent with an outcome not known before sending anything new: %lld changed, %lld failed",
+							   "qiwi_kassa reconciler swept %d items sent with an outcome not known before sending anything new: %lld changed, %lld failed",
+							   swept, swept, (long long) counts.changed, (long long) counts.failed)));
 }

@@ -20,6 +20,7 @@ enum
 	LEDGER_PLAN_CHECKED_ONE,
 	LEDGER_PLAN_CHECKED_MANY,
 	LEDGER_PLAN_LOCK,
+	LEDGER_PLAN_SWEEP,			/* NULL for a kind without unknown_outcome */
 	LEDGER_NPLANS
 };
 

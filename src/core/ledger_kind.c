@@ -163,6 +163,13 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 		nsp, table, id, kind->followed.check_set, kind->followed.check_at_once,
 		psprintf(kind->followed.check_deadline, nsp), kind->followed.checks_only_rows ? " AND " : "",
 		kind->followed.checks_only_rows ? cond : ""), 7, check_types);
+	/* the sweep's claim (intent.c): every row sent with an outcome not known, due or not */
+	if (kind->unknown_outcome != NULL)
+		plans[LEDGER_PLAN_SWEEP] = ledger_prepare(psprintf(
+			"SELECT t.merchant, t.%3$s, t.%4$s%5$s%6$s FROM %1$s.%2$s t WHERE (%7$s) AND t.merchant <> ALL ($2)"
+			" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+			nsp, table, id, kind->table->status_column, kind->followed.due_columns ? ", " : "",
+			kind->followed.due_columns ? kind->followed.due_columns : "", kind->unknown_outcome), 2, claim_types);
 	/*
 	 * Rows another transaction holds are left to it: the reconciler is
 	 * recording them right now (and waiting for them here, while it holds

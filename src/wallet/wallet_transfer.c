@@ -88,7 +88,10 @@ static const LedgerStatement transfer_statements[] = {
 
 /*
  * Transfers as a ledger kind, followed until final; of a merchant's queued
- * ones only the lowest id (QIWI takes ids increasing), sent at once
+ * ones only the lowest id (QIWI takes ids increasing), sent at once.  The
+ * reconciler's sweep at its start looks for the 'sending' ones, and for the
+ * queued ones (a promoted asynchronous standby may have missed their move to
+ * 'sending'), in the history before it sends anything new.
  */
 static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 	{"(t.status IN ('sending', 'sent') OR t.status = 'queued' AND NOT EXISTS (SELECT FROM %1$s.qiwi_wallet_transfers p"
@@ -97,7 +100,7 @@ static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 		true, "t.to_wallet, t.amount, t.comment, t.created_at, t.checked_at", "",
 	"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()", "NULL::timestamptz"},
 	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
-transfer_statements, lengthof(transfer_statements)};
+transfer_statements, lengthof(transfer_statements), "t.status IN ('queued', 'sending')"};
 
 /* Give a transfer its client id: the one given, checked, or a new one */
 static void
@@ -383,13 +386,15 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 	t->comment = ledger_due_text(due, i, 3);
 	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 4, &isnull));
 	t->unsent_if_absent = ledger_due_past_grace(due, i, t->created_at, 5, unknown_after_s);
-	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 || !ledger_commit_step(move_to_sending, t), op);
+	transfer_operation(t, due->sweeping || strcmp(due->statuses[i], "queued") != 0 ||
+					   !ledger_commit_step(move_to_sending, t), op);
 }
 
 /*
  * Record QIWI's answer about due transfer i, in a transaction; true if it
- * moved.  A 'sending' one the history has not is UNSENT only at the second
- * look past the grace; a send QIWI refused is REFUSED, and so is a
+ * moved.  A queued one the sweep found in the history is recorded from it,
+ * with a WARNING (its move to 'sending' was lost).  A 'sending' one the
+ * history has not is UNSENT only at the second look past the grace; a send QIWI refused is REFUSED, and so is a
  * "technical error" (QWPRC-300) once QIWI accepted a greater id of the
  * merchant's: QIWI takes ids increasing, so no resend could succeed; a send
  * that made no connection is queued again.
@@ -406,13 +411,20 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 	if (qiwi_exchange_answer(op, resp, &error))
 	{
 		ledger_add_check(due, i, false, NULL);
+		if (due->sweeping && strcmp(due->statuses[i], "queued") == 0)
+			ereport(WARNING,
+					(errmsg("Wallet transfer %s of merchant \"%s\" is queued here but QIWI has it: recorded from the history, not sent again",
+							t->client_txn_id, t->merchant_name),
+					 errdetail("Its move to 'sending' was lost, as with a promoted asynchronous standby.")));
 		return store_advance(t, t->status, NULL, LEDGER_BY_RECONCILER);
 	}
-	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sending") == 0)
+	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sent") != 0)
 	{
+		/* a queued one the sweep found absent is sent by the next round */
 		ledger_add_check(due, i, false, NULL);
-		return t->unsent_if_absent && store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message,
-																		  unknown_after_s), LEDGER_BY_RECONCILER);
+		return t->unsent_if_absent && strcmp(due->statuses[i], "sending") == 0 &&
+			store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message, unknown_after_s),
+						  LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.error_code != NULL && strcmp(error.error_code, "QWPRC-300") == 0)
 		greater = ledger_id_overtaken(&transfer_kind, t->merchant_name, t->client_txn_id, "('sent', 'SUCCESS', 'ERROR')");
