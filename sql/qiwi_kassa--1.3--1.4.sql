@@ -678,7 +678,7 @@ SELECT p.merchant, p.trm_txn_id AS client_txn_id, p.txn_id, p.date, p.status, p.
    AND NOT EXISTS (SELECT FROM qiwi_wallet_transfers t
                     WHERE t.merchant = p.merchant AND t.client_txn_id = p.trm_txn_id);
 
-COMMENT ON VIEW qiwi_wallet_transfers_unrecorded IS $$Wallet-to-wallet transfers out (provider 99) in qiwi_wallet_payments that no row of qiwi_wallet_transfers records: made by another client of the wallet, or by qiwi_wallet_transfer in a transaction that rolled back after QIWI accepted (money moved; use qiwi_wallet_transfer_after_commit where the transfer must follow the transaction). Reads the tables with the caller's rights$$;
+COMMENT ON VIEW qiwi_wallet_transfers_unrecorded IS $$Wallet-to-wallet transfers out (provider 99) in qiwi_wallet_payments that no row of qiwi_wallet_transfers records: made by another client of the wallet, or one whose intent a promoted asynchronous standby never got (money moved). Reads the tables with the caller's rights$$;
 COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.merchant IS $$The merchant whose wallet paid$$;
 COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.client_txn_id IS $$The transfer's client id as sent (trmTxnId)$$;
 COMMENT ON COLUMN qiwi_wallet_transfers_unrecorded.txn_id IS $$QIWI's transaction id$$;
