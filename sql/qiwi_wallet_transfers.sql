@@ -3,7 +3,8 @@
 -- sandbox, client ids (generated, given, reused, not increasing), QIWI's
 -- refusals (insufficient funds, limits) with their codes, recorded REFUSED
 -- beside their committed intents, a rolled-back call's intent kept, a
--- read-only and a REPEATABLE READ transaction refused; a transfer over HTTPS.
+-- read-only and a REPEATABLE READ transaction refused, a lock the intent
+-- would wait for forever timed out; a transfer over HTTPS.
 SELECT sandbox('POST', '/sandbox/wallet/reset', '{}');
 SELECT sandbox('POST', '/sandbox/wallet/wallets',
                '{"number": "79110000001", "token": "wx-token-a", "balance": "1000.00"}')->>'balance' AS balance_a;
@@ -113,6 +114,13 @@ SELECT transfer_requests() - :before AS sent, wallet_balance('79110000001') AS b
 -- its intent is committed apart: a transaction whose snapshot could not see
 -- it is refused before anything is recorded or sent
 BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 4.00, merchant => 'wx_a')$$);
+ROLLBACK;
+-- and one holding a lock the intent's worker needs: it waits no longer
+-- than the caller's qiwi.timeout, then nothing is sent
+BEGIN;
+LOCK TABLE qiwi_wallet_transfers IN SHARE MODE;
+SET LOCAL qiwi.timeout = 200;
 SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 4.00, merchant => 'wx_a')$$);
 ROLLBACK;
 SELECT transfer_requests() - :before AS sent, count(*) AS recorded FROM qiwi_wallet_transfers;

@@ -61,6 +61,7 @@ typedef struct IntentSegment
 	int			plan;
 	int			expected;
 	int			nvalues;
+	int			lock_timeout_ms;	/* the caller's qiwi.timeout */
 	Size		merchant;		/* offsets of strings in the segment */
 	Size		id;
 	Size		status;
@@ -228,6 +229,7 @@ intent_commit(const LedgerKind *kind, int plan, const LedgerParam *params, int n
 	s->kind = kind_number(kind);
 	s->plan = plan;
 	s->expected = expected;
+	s->lock_timeout_ms = qiwi_timeout_ms;
 	run_worker(seg, what);
 	pg_memory_barrier();
 	if (!s->done)
@@ -283,6 +285,9 @@ qiwi_intent_main(Datum main_arg)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		/* a lock the caller holds (LOCK TABLE ...) would be waited for forever: it waits for us */
+		(void) set_config_option("lock_timeout", psprintf("%d", s->lock_timeout_ms), PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		s->wrote = ledger_write_values(ledger_kind_at(s->kind), s->plan, values, nulls, s->expected,
 									   (char *) s + s->merchant, (char *) s + s->id, (char *) s + s->status,
@@ -314,8 +319,9 @@ qiwi_intent_main(Datum main_arg)
  * (intent_commit) in status intent_status, from a SQL call: the item's row
  * locked first, in a subtransaction, so that the reconciler leaves it to
  * the call.  True if QIWI answered (the caller records the answer in its
- * own transaction, which keeps the lock); false, with a WARNING ending with
- * kept, when the outcome is unknown (the row stays as the intent left it,
+ * own transaction, which keeps the lock to its end: a reconciler's check
+ * that claimed the row just before waits for it); false, with a WARNING
+ * ending with kept, when the outcome is unknown (the row stays as the intent left it,
  * for the reconciler).  A refusal releases the row, is recorded by
  * refused(arg, error) (with intent_commit: the caller's transaction is
  * about to roll back) and raised, with the HINT hints give its code.
