@@ -488,7 +488,9 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, Reconcile
 							 kind->merchant_problem, sweeping);
 	n = w.due->n;
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	/* the claimed rows' commits (an _after_commit call's) at the synchronous standby before any send */
+	if (!ledger_commit_durably())
+		n = 0;
 	MemoryContextSwitchTo(round_context);
 	if (n == 0)
 		return 0;
