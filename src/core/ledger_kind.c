@@ -163,6 +163,13 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 		nsp, table, id, kind->followed.check_set, kind->followed.check_at_once,
 		psprintf(kind->followed.check_deadline, nsp), kind->followed.checks_only_rows ? " AND " : "",
 		kind->followed.checks_only_rows ? cond : ""), 7, check_types);
+	/* the sweep's claim (intent.c): every row sent with an outcome not known, due or not */
+	if (kind->unknown_outcome != NULL)
+		plans[LEDGER_PLAN_SWEEP] = ledger_prepare(psprintf(
+			"SELECT t.merchant, t.%3$s, t.%4$s%5$s%6$s FROM %1$s.%2$s t WHERE (%7$s) AND t.merchant <> ALL ($2)"
+			" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+			nsp, table, id, kind->table->status_column, kind->followed.due_columns ? ", " : "",
+			kind->followed.due_columns ? kind->followed.due_columns : "", kind->unknown_outcome), 2, claim_types);
 	/*
 	 * Rows another transaction holds are left to it: the reconciler is
 	 * recording them right now (and waiting for them here, while it holds
@@ -211,33 +218,51 @@ prepare_record_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
 		nsp, kind->table->name, kind->table->status_column, kind->id_column), 2, checked_one_types);
 }
 
-/* (Re)build a kind's statements for the schema the extension lives in */
+/* Forget a kind's statements if the extension moved to another schema */
 static void
 prepare_kind(KindPlans *kp, Oid schema)
 {
+	if (kp->schema == schema)
+		return;
+	for (int i = 0; i < kp->kind->nstatements + LEDGER_NPLANS; i++)
+		ledger_free_plan(&kp->plans[i]);
+	kp->schema = schema;
+}
+
+/*
+ * A kind's statement, prepared on first use with the others of its group
+ * (the API's one by one, the reconciler's, the records'): a process may
+ * need few of them (the intent's worker, two)
+ */
+static SPIPlanPtr
+kind_plan(KindPlans *kp, int plan)
+{
 	const LedgerKind *kind = kp->kind;
+	int			own = plan - kind->nstatements;
 	const char *nsp;
 
-	if (kp->schema == schema && kp->plans[0] != NULL)
-		return;
-	for (int i = 0; i < kind->nstatements + LEDGER_NPLANS; i++)
-		ledger_free_plan(&kp->plans[i]);
-	nsp = quote_identifier(get_namespace_name(schema));
-	for (int i = 0; i < kind->nstatements; i++)
+	if (kp->plans[plan] != NULL)
+		return kp->plans[plan];
+	if (own == LEDGER_PLAN_SWEEP && kind->unknown_outcome == NULL)
+		elog(ERROR, "ledger kind of table %s has no items to sweep", kind->table->name);
+	nsp = quote_identifier(get_namespace_name(kp->schema));
+	if (own < 0)
 	{
-		const LedgerStatement *st = &kind->statements[i];
+		const LedgerStatement *st = &kind->statements[plan];
 		const LedgerTable *table = st->table ? st->table : kind->table;
-
 		Oid		   *types = palloc(sizeof(Oid) * Max(st->nargs, 1));
 
 		for (int j = 0; j < st->nargs; j++)
 			types[j] = st->params[j].type;
-		kp->plans[i] = ledger_prepare(psprintf(st->sql, nsp, status_list(table->open_statuses)),
-									  st->nargs, types);
+		kp->plans[plan] = ledger_prepare(psprintf(st->sql, nsp, status_list(table->open_statuses)),
+										 st->nargs, types);
 	}
-	prepare_reconciler_plans(kp->plans + kind->nstatements, kind, nsp);
-	prepare_record_plans(kp->plans + kind->nstatements, kind, nsp);
-	kp->schema = schema;
+	else if (own == LEDGER_PLAN_CLAIM || own == LEDGER_PLAN_CHECKS || own == LEDGER_PLAN_MAKE_DUE ||
+			 own == LEDGER_PLAN_SWEEP)
+		prepare_reconciler_plans(kp->plans + kind->nstatements, kind, nsp);
+	else
+		prepare_record_plans(kp->plans + kind->nstatements, kind, nsp);
+	return kp->plans[plan];
 }
 
 /* Begin bookkeeping as the owner, with the kind's statements ready */
@@ -257,7 +282,7 @@ ledger_run_plan(const LedgerKind *kind, int plan, Datum *values, const char *nul
 {
 	if (plan == LEDGER_ROW_LOCK)
 		plan = kind->nstatements + LEDGER_PLAN_LOCK;
-	return ledger_run(plans_of(kind)->plans[plan], values, nulls, expected);
+	return ledger_run(kind_plan(plans_of(kind), plan), values, nulls, expected);
 }
 
 /* Run one of the ledger's own statements of a kind (LEDGER_PLAN_*) */
@@ -313,29 +338,38 @@ ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *g
 }
 
 /*
- * Write an item's change as the owner: statement plan of a kind with an
- * answer's values (params, n); when it wrote, the event of item id's change
- * to status, from source, and from the old status a *_RETURNING statement
- * returns first (else none: a new item).  Whether it wrote.
+ * Write an item's change as the owner: statement plan of a kind with
+ * values (nulls as SPI takes them); when it wrote, the event of item id's
+ * change to status, from source, and from the old status a *_RETURNING
+ * statement returns first (else none: a new item).  Whether it wrote.
  */
 bool
-ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
-					const void *answer, int expected, const char *merchant, const char *id,
-					const char *status, const char *source)
+ledger_write_values(const LedgerKind *kind, int plan, Datum *values, const char *nulls, int expected,
+					const char *merchant, const char *id, const char *status, const char *source)
 {
 	OwnerContext ctx;
-	Datum	   *values = palloc(sizeof(Datum) * n);
-	char	   *nulls = palloc(n + 1);
 	bool		wrote;
 
 	ledger_begin_kind(&ctx, kind);
-	ledger_fill(params, n, answer, values, nulls);
 	wrote = ledger_run_plan(kind, plan, values, nulls, expected) > 0;
 	if (wrote)
 		ledger_event(kind, merchant, NULL, id, expected == SPI_OK_UPDATE_RETURNING ||
 					 expected == SPI_OK_INSERT_RETURNING ? ledger_row_text(&ctx, 1) : NULL, status, source);
 	ledger_end(&ctx);
 	return wrote;
+}
+
+/* ledger_write_values with an answer's values (params, n) */
+bool
+ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+					const void *answer, int expected, const char *merchant, const char *id,
+					const char *status, const char *source)
+{
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	char	   *nulls = palloc(n + 1);
+
+	ledger_fill(params, n, answer, values, nulls);
+	return ledger_write_values(kind, plan, values, nulls, expected, merchant, id, status, source);
 }
 
 /*
