@@ -946,6 +946,7 @@ SELECT d.duty, d.object_type, d.name,
 	-- details, links, comments or notification bodies)
 	('monitor', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
+	('monitor', 'FUNCTION', 'qiwi_reconcilers', 'EXECUTE', NULL),
 	('monitor', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_money_by_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_open_bills', 'SELECT', NULL),
@@ -1200,3 +1201,37 @@ COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOR
 COMMENT ON FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text, text) IS $$URL of QIWI's form that creates the bill bill_id for amount when the buyer opens it. public_key: NULL means the merchant's (qiwi.public_key, or its server's bill_public_key); phone, email, account, comment, custom_fields as in qiwi_create_bill; lifetime: expiry (cut to the minute); success_url: where the buyer returns. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;
 COMMENT ON COLUMN qiwi_payin_payments.capture_deadline IS $$For an authorised two-step payment: authorisation + the merchant's payin_capture_hours (72 by default), when QIWI captures or releases the hold by itself$$;
 COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + payin_capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
+
+-- A reconciler for every database that has the extension (1.4): every
+-- database's reconciler from any database, and this one's state
+-- Every database's reconciler, cluster-wide (1.4)
+CREATE FUNCTION qiwi_reconcilers(
+	OUT database text,
+	OUT state text,
+	OUT pid integer,
+	OUT waiting_since timestamptz,
+	OUT started_at timestamptz,
+	OUT rounds bigint,
+	OUT last_round_start timestamptz,
+	OUT last_round_duration interval,
+	OUT last_round_checked bigint,
+	OUT last_round_failed bigint,
+	OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'qiwi_reconcilers'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION qiwi_reconcilers() FROM PUBLIC;
+
+CREATE OR REPLACE VIEW qiwi_reconciler_status AS
+SELECT s.*, e.last_seen_error, e.last_seen_error_at,
+       coalesce(r.state, 'not served') AS state, r.waiting_since
+  FROM qiwi_reconciler_state() s CROSS JOIN qiwi_reconciler_seen_error() e
+  LEFT JOIN qiwi_reconcilers() r ON r.database OPERATOR(pg_catalog.=) s.database;
+
+COMMENT ON FUNCTION qiwi_reconcilers() IS $$Every database's reconciler, from any database: one row per database where a reconciler found the extension, as the launcher knows them: its state (running, starting, waiting for a slot while qiwi.max_reconcilers run and the databases take turns, stopped), since when it waits, its process, rounds and last round, and its last error. Not PUBLIC (the duty monitor has it)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.state IS $$running, starting, waiting for a slot (more databases than qiwi.max_reconcilers: they take turns), stopped, or not served (qiwi.database filters this database out, or the launcher has not come to it yet)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.waiting_since IS $$While waiting for a slot: since when$$;
+COMMENT ON COLUMN qiwi_reconciler_status.database IS $$This database (each database that has the extension has its own reconciler)$$;
+COMMENT ON VIEW qiwi_reconciler_status IS $$This database's reconciler: is it running (pid, database) or waiting for its turn (state), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error; every database's: qiwi_reconcilers()$$;
+COMMENT ON FUNCTION qiwi_reconciler_state() IS $$This database's reconciler's state (read it through the view qiwi_reconciler_status)$$;
+COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$This database's reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;

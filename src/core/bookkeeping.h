@@ -348,7 +348,7 @@ extern void ledger_report_mismatch(int elevel, const char *what, const char *id,
 extern void ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values,
 						char *nulls);
 
-/* ---------- reconciler.c ---------- */
+/* ---------- reconciler.c, reconciler_shared.c ---------- */
 
 extern char *qiwi_database;
 extern int	qiwi_reconcile_interval_s;
@@ -410,6 +410,8 @@ extern void reconciler_add_kind(const ReconcileKind *kind);
 extern bool reconciler_may_go_on(void);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
+extern bool reconciler_serves(const char *database);
+extern void reconciler_extension_created(void);
 
 /* ---------- syncs.c ---------- */
 

@@ -23,11 +23,12 @@
  * ledger.c      the bookkeeping write path, as the extension's owner
  * ledger_kind.c the statements of a kind of item: claims, checks, events
  * ledger_probe.c whether an answer repeats an item's row
- * launcher.c    the worker that starts the reconciler for qiwi.database
- * reconciler.c  the reconciler's rounds over registered kinds, its state
+ * launcher.c    the worker that starts a reconciler per database
+ * reconciler_shared.c  the reconciler's settings, its per-database state
+ * reconciler.c  the reconciler's rounds over registered kinds
  * syncs.c       the per-merchant syncs the reconciler runs each round
  * requester.c   the process that sends a round's requests
- *               (the four share the private reconciler_internal.h)
+ *               (the five share the private reconciler_internal.h)
  * guard.c       refusals that keep the record of money: a call only the
  *               reconciler completes, where none serves; dropping a ledger
  *               that holds rows

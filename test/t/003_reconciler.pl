@@ -29,13 +29,15 @@ my $http_stats = sub { HTTP::Tiny->new->get("$sandbox_url/sandbox/stats")->{cont
 sub sql { return query_value($node, @_); }
 sub wait_for { wait_true($node, @_); }
 
-# The reconciler waits for the extension, then runs
-ok($node->poll_query_until('postgres', q{SELECT true FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa reconciler'}),
-	'the launcher starts a reconciler');
+# A reconciler finds no extension in postgres and says so once (the
+# database is named in qiwi.database); CREATE EXTENSION has the launcher
+# start it again at once
+ok($node->wait_for_log(qr/qiwi_kassa reconciler is waiting for CREATE EXTENSION qiwi_kassa in database "postgres"/),
+	'a reconciler found no extension in postgres, and said it waits');
 $node->safe_psql('postgres', 'CREATE EXTENSION qiwi_kassa');
-wait_for(q{SELECT running AND pid IS NOT NULL FROM qiwi_reconciler_status}, 'qiwi_reconciler_status shows it running');
-like(slurp_file($node->logfile), qr/waiting for CREATE EXTENSION qiwi_kassa in database "postgres"/,
-	'before CREATE EXTENSION it said once that it waits');
+wait_for(q{SELECT running AND pid IS NOT NULL AND state = 'running' FROM qiwi_reconciler_status}, 'qiwi_reconciler_status shows it running');
+my @waits = (slurp_file($node->logfile) =~ /waiting for CREATE EXTENSION qiwi_kassa in database "postgres"/g);
+is(scalar(@waits), 1, 'before CREATE EXTENSION it said once that it waits');
 
 # Bills paid, rejected and expired at QIWI reach the table with no SQL call
 sql(q{SELECT qiwi_create_bill('rec-' || i, 10 + i, expires_at => now() + interval '1 day') FROM generate_series(1, 4) i});

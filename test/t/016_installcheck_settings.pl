@@ -4,7 +4,7 @@
 # in postgresql.conf and by ALTER ROLE) do not reach the test sessions, and
 # the tests that read them pass; a server whose settings cannot be undone
 # for a session (qiwi.secret_key_file, a qiwi.database naming the test
-# database) is refused up front, naming the setting.
+# database or '*') is refused up front, naming the setting.
 use strict;
 use warnings;
 
@@ -83,6 +83,14 @@ $node->poll_query_until('postgres', q{SELECT current_setting('qiwi.database') = 
 isnt($status, 0, 'a server whose reconciler serves the test database is refused');
 like($err, qr/qiwi\.database = 'regression', the test database/, 'the refusal names qiwi.database');
 unlike($err . $out, qr/sandboxes on ports/, 'no sandbox was started');
+
+$node->append_conf('postgresql.conf', "qiwi.database = '*'\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('qiwi.database') = '*'})
+	or die "the reload did not take qiwi.database";
+($status, $out, $err) = with_sandbox('psql', '-X', '-At', '-c', 'SELECT 1');
+isnt($status, 0, "a server whose reconcilers serve every database ('*') is refused");
+like($err, qr/qiwi\.database = '\*', which serves every database/, "the refusal names qiwi.database = '*'");
 
 my $key_file = $node->basedir . '/qiwi.key';
 open my $fh, '>', $key_file or die "$key_file: $!";
