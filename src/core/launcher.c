@@ -402,8 +402,8 @@ start_reconciler(int i, TimestampTz now)
 
 /*
  * Start reconcilers for the databases that waited longest, within
- * qiwi.max_reconcilers; if some still wait, ask the running ones to end
- * after their round: the databases take turns
+ * qiwi.max_reconcilers and the free worker slots; if some still wait, ask
+ * the running ones to end after their round: the databases take turns
  */
 static void
 start_reconcilers(TimestampTz now)
@@ -417,7 +417,7 @@ start_reconcilers(TimestampTz now)
 		if (launcher_database_wanted(reconciler_shared->slots[i].dboid))
 			local_slots[i].next_start = TimestampTzPlusMilliseconds(now, 1000);
 		else if (!start_reconciler(i, now))
-			return;
+			break;				/* no worker slot: they take turns too */
 	}
 	if (i < 0)
 	{
@@ -439,8 +439,8 @@ start_reconcilers(TimestampTz now)
 	LWLockRelease(reconciler_shared->lock);
 	if (!said_turns)
 		ereport(LOG,
-				(errmsg("qiwi_kassa reconcilers take turns: %d databases wait while qiwi.max_reconcilers = %d run",
-						waiting, qiwi_max_reconcilers),
+				(errmsg("qiwi_kassa reconcilers take turns: %d databases wait while %d run (qiwi.max_reconcilers = %d)",
+						waiting, running_count(), qiwi_max_reconcilers),
 				 errdetail("Each reconciler ends after its round and the database that waited longest starts next."),
 				 errhint("Raise qiwi.max_reconcilers (and max_worker_processes) to serve every database at once.")));
 	said_turns = true;

@@ -19,6 +19,7 @@ my $node = qiwi_node('many_databases', q{
 qiwi.reconcile_interval = '1s'
 qiwi.reconcile_max_interval = '2s'
 qiwi.max_reconcilers = 4
+max_worker_processes = 16
 log_min_messages = debug1
 });
 sandbox('/sandbox/reset');
@@ -92,7 +93,7 @@ wait_in('shop_a', q{SELECT string_agg(database, ',' ORDER BY database) = 'shop_a
 # A budget of one reconciler: the three databases take turns, none starves
 sql_in('postgres', 'ALTER SYSTEM SET qiwi.max_reconcilers = 1');
 sql_in('postgres', 'SELECT pg_reload_conf()');
-ok($node->wait_for_log(qr/qiwi_kassa reconcilers take turns: \d+ databases wait while qiwi.max_reconcilers = 1 run/),
+ok($node->wait_for_log(qr/qiwi_kassa reconcilers take turns: \d+ databases wait while \d+ run \(qiwi.max_reconcilers = 1\)/),
 	'the launcher says the databases take turns');
 wait_in('shop_a', q{SELECT count(*) FILTER (WHERE state = 'waiting for a slot') >= 1 AND count(*) FILTER (WHERE state = 'running') <= 1 FROM qiwi_reconcilers()},
 	'qiwi_reconcilers() shows databases waiting for a slot');
