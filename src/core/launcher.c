@@ -419,7 +419,8 @@ start_reconcilers(TimestampTz now)
 		else if (!start_reconciler(i, now))
 			break;				/* no worker slot: they take turns too */
 	}
-	if (i < 0)
+	/* none waits, and the budget (lowered by a reload?) is kept */
+	if (i < 0 && running_count() <= qiwi_max_reconcilers)
 	{
 		said_turns = false;
 		return;
@@ -437,13 +438,13 @@ start_reconcilers(TimestampTz now)
 			SetLatch(slot->latch);
 	}
 	LWLockRelease(reconciler_shared->lock);
-	if (!said_turns)
+	if (!said_turns && waiting > 0)
 		ereport(LOG,
 				(errmsg("qiwi_kassa reconcilers take turns: %d databases wait while %d run (qiwi.max_reconcilers = %d)",
 						waiting, running_count(), qiwi_max_reconcilers),
 				 errdetail("Each reconciler ends after its round and the database that waited longest starts next."),
 				 errhint("Raise qiwi.max_reconcilers (and max_worker_processes) to serve every database at once.")));
-	said_turns = true;
+	said_turns = waiting > 0;
 }
 
 /* Forget the launcher's latch when it exits */
