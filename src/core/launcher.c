@@ -344,7 +344,8 @@ longest_waiting(TimestampTz now)
 	{
 		ReconcilerSlot *slot = &reconciler_shared->slots[i];
 
-		if (slot->state != SLOT_WAITING || local_slots[i].next_start > now)
+		if (!OidIsValid(slot->dboid) || slot->state != SLOT_WAITING ||
+			local_slots[i].next_start > now)
 			continue;
 		if (best < 0 || slot->waiting_since < reconciler_shared->slots[best].waiting_since)
 			best = i;

@@ -317,7 +317,7 @@ reconciler_turn_over(void)
 static void
 wake_at_commit(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT)
+	if (event == XACT_EVENT_COMMIT && reconciler_shared != NULL)
 	{
 		ReconcilerSlot *slot;
 
@@ -396,13 +396,16 @@ reconciler_extension_created(void)
 static void
 this_database_slot(ReconcilerSlot *copy)
 {
-	ReconcilerSlot *slot;
+	ReconcilerSlot *slot = NULL;
 
-	LWLockAcquire(reconciler_shared->lock, LW_SHARED);
-	slot = slot_of(MyDatabaseId);
-	if (slot != NULL)
-		memcpy(copy, slot, sizeof(*copy));
-	LWLockRelease(reconciler_shared->lock);
+	if (reconciler_shared != NULL)	/* not in binary-upgrade mode */
+	{
+		LWLockAcquire(reconciler_shared->lock, LW_SHARED);
+		slot = slot_of(MyDatabaseId);
+		if (slot != NULL)
+			memcpy(copy, slot, sizeof(*copy));
+		LWLockRelease(reconciler_shared->lock);
+	}
 	if (slot == NULL)
 	{
 		memset(copy, 0, sizeof(*copy));

@@ -54,12 +54,14 @@ sub slurp_file_if
 }
 
 # What a session that make installcheck opens sees: only the sandbox's
-# address and timeout differ from the library's built-in values
+# address and timeout differ from the library's built-in values, and
+# qiwi.database, which no session can set (this server names postgres, not
+# the test database: with-sandbox.sh refuses '*', the built-in value)
 my ($status, $out, $err) = with_sandbox('psql', '-X', '-At', '-c',
 	q{SELECT string_agg(name, ' ' ORDER BY name) FROM pg_settings
 	   WHERE name LIKE 'qiwi.%' AND setting IS DISTINCT FROM boot_val});
 is($status, 0, 'a session under with-sandbox.sh runs') or diag($err);
-is($out, "qiwi.api_url qiwi.timeout\n",
+is($out, "qiwi.api_url qiwi.database qiwi.timeout\n",
 	'a test session sees the built-in qiwi.* values, not the server\'s (postgresql.conf, ALTER ROLE)');
 is($node->safe_psql('postgres', 'SHOW qiwi.site_id'), 'role-site',
 	'a session of its own still sees the server\'s settings');
