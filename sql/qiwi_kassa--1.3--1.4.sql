@@ -946,6 +946,7 @@ SELECT d.duty, d.object_type, d.name,
 	-- details, links, comments or notification bodies)
 	('monitor', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
+	('monitor', 'FUNCTION', 'qiwi_reconcilers', 'EXECUTE', NULL),
 	('monitor', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_money_by_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_open_bills', 'SELECT', NULL),
@@ -1238,3 +1239,37 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION qiwi_create_publication(text) FROM PUBLIC;
 COMMENT ON FUNCTION qiwi_create_publication(text) IS $$Create the publication (named name) of every table the reports read, for a reporting copy that subscribes to it with logical replication: qiwi_bills, qiwi_refunds, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_captures, qiwi_payin_refunds, qiwi_payin_events, qiwi_pull_bills, qiwi_pull_refunds, qiwi_pull_events, qiwi_wallet_payments, qiwi_wallet_transfers, qiwi_wallet_transfer_events, qiwi_wallet_sync (not the notification tables, tokens and card checks); returns the statement it ran. Runs with the caller's rights: the tables' owner or a superuser. Not PUBLIC$$;
+
+-- A reconciler for every database that has the extension (1.4): every
+-- database's reconciler from any database, and this one's state
+-- Every database's reconciler, cluster-wide (1.4)
+CREATE FUNCTION qiwi_reconcilers(
+	OUT database text,
+	OUT state text,
+	OUT pid integer,
+	OUT waiting_since timestamptz,
+	OUT started_at timestamptz,
+	OUT rounds bigint,
+	OUT last_round_start timestamptz,
+	OUT last_round_duration interval,
+	OUT last_round_checked bigint,
+	OUT last_round_failed bigint,
+	OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'qiwi_reconcilers'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION qiwi_reconcilers() FROM PUBLIC;
+
+CREATE OR REPLACE VIEW qiwi_reconciler_status AS
+SELECT s.*, e.last_seen_error, e.last_seen_error_at,
+       coalesce(r.state, 'not served') AS state, r.waiting_since
+  FROM qiwi_reconciler_state() s CROSS JOIN qiwi_reconciler_seen_error() e
+  LEFT JOIN qiwi_reconcilers() r ON r.database OPERATOR(pg_catalog.=) s.database;
+
+COMMENT ON FUNCTION qiwi_reconcilers() IS $$Every database's reconciler, from any database: one row per database where a reconciler found the extension, as the launcher knows them: its state (running, starting, waiting for a slot while qiwi.max_reconcilers run and the databases take turns, stopped), since when it waits, its process, rounds and last round, and its last error. Not PUBLIC (the duty monitor has it)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.state IS $$running, starting, waiting for a slot (more databases than qiwi.max_reconcilers: they take turns), stopped, or not served (qiwi.database filters this database out, or the launcher has not come to it yet)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.waiting_since IS $$While waiting for a slot: since when$$;
+COMMENT ON COLUMN qiwi_reconciler_status.database IS $$This database (each database that has the extension has its own reconciler)$$;
+COMMENT ON VIEW qiwi_reconciler_status IS $$This database's reconciler: is it running (pid, database) or waiting for its turn (state), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error; every database's: qiwi_reconcilers()$$;
+COMMENT ON FUNCTION qiwi_reconciler_state() IS $$This database's reconciler's state (read it through the view qiwi_reconciler_status)$$;
+COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$This database's reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;

@@ -31,6 +31,7 @@ say "starting a PostgreSQL cluster with qiwi_kassa"
 start_cluster <<CONF
 qiwi.api_url = '$SANDBOX_URL'
 qiwi.secret_key = '$SANDBOX_SECRET'
+qiwi.database = 'postgres'
 CONF
 say "PostgreSQL: pid $CLUSTER_PID, socket directory $PGHOST, port $PGPORT"
 

@@ -218,6 +218,7 @@ shared_preload_libraries = 'qiwi_kassa'
 qiwi.api_url = 'http://127.0.0.1:$HTTP_PORT'
 qiwi.secret_key = '$SANDBOX_SECRET'
 qiwi.timeout = 5000
+qiwi.database = 'postgres'
 qiwi_test.sandbox_url = 'http://127.0.0.1:$HTTP_PORT'
 qiwi_test.https_url = 'https://localhost:$HTTPS_PORT'
 qiwi_test.https_wrong_host_url = 'https://127.0.0.1:$HTTPS_PORT'

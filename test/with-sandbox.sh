@@ -20,14 +20,19 @@ if [ -n "$(psql -X -At -c 'SHOW qiwi.secret_key_file' 2>/dev/null || true)" ]; t
 	exit 1
 fi
 
-# The reconciler would work on the test database's bills while the tests
-# run: refuse a server whose qiwi.database names it (pg_regress's --dbname,
+# A reconciler would work on the test database's bills while the tests
+# run: refuse a server whose qiwi.database lets one serve it ('*', every
+# database with the extension, or its name: pg_regress's --dbname,
 # "regression" by default)
 DBNAMES=regression
 for arg in "$@"; do
 	case $arg in --dbname=*) DBNAMES=${arg#--dbname=} ;; esac
 done
 RECONCILED=$(psql -X -At -c 'SHOW qiwi.database' 2>/dev/null || true)
+if [ "$RECONCILED" = '*' ]; then
+	echo "with-sandbox.sh: the server has qiwi.database = '*', which serves every database with the extension, the test database too: its reconciler would change the tests' bills. Set qiwi.database to another database, or run make installcheck against a test server." >&2
+	exit 1
+fi
 if [ -n "$RECONCILED" ] && [[ ",$DBNAMES," == *",$RECONCILED,"* ]]; then
 	echo "with-sandbox.sh: the server has qiwi.database = '$RECONCILED', the test database: its reconciler would change the tests' bills. Set qiwi.database to another database, or run make installcheck against a test server." >&2
 	exit 1

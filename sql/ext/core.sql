@@ -48,8 +48,29 @@ CREATE FUNCTION qiwi_reconciler_seen_error(
 AS 'MODULE_PATHNAME', 'qiwi_reconciler_seen_error'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
+-- Every database's reconciler, cluster-wide (1.4)
+CREATE FUNCTION qiwi_reconcilers(
+	OUT database text,
+	OUT state text,
+	OUT pid integer,
+	OUT waiting_since timestamptz,
+	OUT started_at timestamptz,
+	OUT rounds bigint,
+	OUT last_round_start timestamptz,
+	OUT last_round_duration interval,
+	OUT last_round_checked bigint,
+	OUT last_round_failed bigint,
+	OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'qiwi_reconcilers'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION qiwi_reconcilers() FROM PUBLIC;
+
 CREATE VIEW qiwi_reconciler_status AS
-SELECT s.*, e.last_seen_error, e.last_seen_error_at FROM qiwi_reconciler_state() s, qiwi_reconciler_seen_error() e;
+SELECT s.*, e.last_seen_error, e.last_seen_error_at,
+       coalesce(r.state, 'not served') AS state, r.waiting_since
+  FROM qiwi_reconciler_state() s CROSS JOIN qiwi_reconciler_seen_error() e
+  LEFT JOIN qiwi_reconcilers() r ON r.database OPERATOR(pg_catalog.=) s.database;
 
 -- Make every item the reconciler follows due (each API's: open bills, open
 -- Payin invoices) and wake it when this commits
@@ -59,11 +80,11 @@ AS 'MODULE_PATHNAME', 'qiwi_reconcile_now'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_reconcile_now() FROM PUBLIC;
 
-COMMENT ON FUNCTION qiwi_reconciler_state() IS $$The reconciler's state for this server (read it through the view qiwi_reconciler_status)$$;
-COMMENT ON VIEW qiwi_reconciler_status IS $$Is the reconciler running (pid, database), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error$$;
+COMMENT ON FUNCTION qiwi_reconciler_state() IS $$This database's reconciler's state (read it through the view qiwi_reconciler_status)$$;
+COMMENT ON VIEW qiwi_reconciler_status IS $$This database's reconciler: is it running (pid, database) or waiting for its turn (state), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error; every database's: qiwi_reconcilers()$$;
 COMMENT ON COLUMN qiwi_reconciler_status.running IS $$A reconciler process is running$$;
 COMMENT ON COLUMN qiwi_reconciler_status.pid IS $$Its process id (see pg_stat_activity)$$;
-COMMENT ON COLUMN qiwi_reconciler_status.database IS $$The database it serves (qiwi.database)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.database IS $$This database (each database that has the extension has its own reconciler)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.started_at IS $$When the running process started$$;
 COMMENT ON COLUMN qiwi_reconciler_status.rounds IS $$Rounds completed since the server started$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_round_start IS $$When the last round started$$;
@@ -76,5 +97,8 @@ COMMENT ON COLUMN qiwi_reconciler_status.last_error IS $$The reconciler's error 
 COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happened$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error IS $$The reconciler's latest error, kept after clean rounds (the history of last_error)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error_at IS $$When last_seen_error happened$$;
-COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$The reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
+COMMENT ON COLUMN qiwi_reconciler_status.waiting_since IS $$While waiting for a slot: since when$$;
+COMMENT ON COLUMN qiwi_reconciler_status.state IS $$running, starting, waiting for a slot (more databases than qiwi.max_reconcilers: they take turns), stopped, or not served (qiwi.database filters this database out, or the launcher has not come to it yet)$$;
+COMMENT ON FUNCTION qiwi_reconcilers() IS $$Every database's reconciler, from any database: one row per database where a reconciler found the extension, as the launcher knows them: its state (running, starting, waiting for a slot while qiwi.max_reconcilers run and the databases take turns, stopped), since when it waits, its process, rounds and last round, and its last error. Not PUBLIC (the duty monitor has it)$$;
+COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$This database's reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
 COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held), leaving rows another transaction holds, and wake the reconciler when this transaction commits; returns how many of all kinds. Not PUBLIC$$;

@@ -86,6 +86,7 @@ SELECT d.duty, d.object_type, d.name,
 	-- details, links, comments or notification bodies)
 	('monitor', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
+	('monitor', 'FUNCTION', 'qiwi_reconcilers', 'EXECUTE', NULL),
 	('monitor', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_money_by_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_open_bills', 'SELECT', NULL),

@@ -372,7 +372,7 @@ extern bool intent_send(const LedgerKind *kind, const char *merchant, const char
 						int nhints, const char *kept,
 						void (*refused) (void *arg, const QiwiError *error), void *arg);
 
-/* ---------- reconciler.c ---------- */
+/* ---------- reconciler.c, reconciler_shared.c ---------- */
 
 extern char *qiwi_database;
 extern int	qiwi_reconcile_interval_s;
@@ -434,6 +434,8 @@ extern void reconciler_add_kind(const ReconcileKind *kind);
 extern bool reconciler_may_go_on(void);
 extern void reconciler_wake_at_commit(void);
 extern bool reconciler_registered(void);
+extern bool reconciler_serves(const char *database);
+extern void reconciler_extension_created(void);
 
 /* ---------- syncs.c ---------- */
 

@@ -25,11 +25,12 @@
  * ledger_probe.c whether an answer repeats an item's row
  * intent.c      a SQL call's intent committed by a worker of its own before
  *               it sends what is not idempotent
- * launcher.c    the worker that starts the reconciler for qiwi.database
- * reconciler.c  the reconciler's rounds over registered kinds, its state
+ * launcher.c    the worker that starts a reconciler per database
+ * reconciler_shared.c  the reconciler's settings, its per-database state
+ * reconciler.c  the reconciler's rounds over registered kinds
  * syncs.c       the per-merchant syncs the reconciler runs each round
  * requester.c   the process that sends a round's requests
- *               (the four share the private reconciler_internal.h)
+ *               (the six share the private reconciler_internal.h)
  * guard.c       refusals that keep the record of money: a call only the
  *               reconciler completes, where none serves; a call that writes
  *               in a reporting copy (a subscriber); dropping a ledger that

@@ -3,8 +3,8 @@
  *		Refusals that keep the shop's record of money whole.
  *
  * A call that only the reconciler completes (a bill created after commit,
- * items made due) is refused in a database the reconciler does not serve:
- * there it would be recorded and never done.
+ * items made due) is refused in a database qiwi.database filters out (no
+ * reconciler serves it): there it would be recorded and never done.
  *
  * A reporting copy is a database that subscribes, by logical replication,
  * to the extension's tables of another (pg_subscription_rel lists one of
@@ -75,8 +75,10 @@ typedef struct LedgerCount
 
 /*
  * Refuse a call that only the reconciler completes (function: its SQL name;
- * undone: what would then never happen) unless the reconciler serves this
- * database; called before the call records or queues anything.
+ * undone: what would then never happen) unless a reconciler serves this
+ * database: one does wherever the extension is (the caller's database has
+ * it) unless qiwi.database filters it out.  Called before the call records
+ * or queues anything.
  */
 void
 guard_require_reconciler(const char *function, const char *undone)
@@ -97,12 +99,12 @@ guard_require_reconciler(const char *function, const char *undone)
 				 errdetail("With no reconciler, %s. Nothing was changed.", undone),
 				 errhint("Set qiwi.database = %s in postgresql.conf (or with ALTER SYSTEM) and reload the configuration (SELECT pg_reload_conf()).",
 						 quote_literal_cstr(here))));
-	if (strcmp(here, qiwi_database) != 0)
+	if (!reconciler_serves(here))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s cannot be used in database \"%s\": the reconciler serves database \"%s\" (qiwi.database)",
 						function, here, qiwi_database),
-				 errdetail("The reconciler serves one database only; here %s. Nothing was changed.", undone),
+				 errdetail("qiwi.database lets reconcilers serve that database only ('*' serves every database with the extension); here %s. Nothing was changed.", undone),
 				 errhint("Call it in database \"%s\", or set qiwi.database = %s in postgresql.conf (or with ALTER SYSTEM) and reload the configuration (SELECT pg_reload_conf()).",
 						 qiwi_database, quote_literal_cstr(here))));
 }
@@ -397,6 +399,8 @@ guard_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subI
 
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_POST_CREATE && classId == ExtensionRelationId)
+		reconciler_extension_created();
 	if (access != OAT_DROP || classId != RelationRelationId || subId != 0 || IsBinaryUpgrade)
 		return;
 	extension = get_extension_oid("qiwi_kassa", true);

@@ -3,8 +3,10 @@
  *		The reconciler: a background worker that keeps every open item of
  *		every API (a WAITING bill, ...) current by asking QIWI about it.  Each
  *		API registers a kind of thing to reconcile (reconciler_add_kind);
- *		this file knows none of them.  launcher.c starts it for qiwi.database;
- *		requester.c sends its requests.
+ *		this file knows none of them.  launcher.c starts one for each
+ *		database that has the extension (qiwi.database filters them);
+ *		requester.c sends its requests; reconciler_shared.c holds the state
+ *		it shows.
  *
  * The reconciler works in rounds: it claims each kind's due items in a
  * short transaction, asks QIWI about all of them with no transaction open
@@ -14,8 +16,9 @@
  * short transactions while the next requests are in flight.  It leaves as
  * soon as someone waits to drop or alter its database, so DROP DATABASE is
  * never blocked; it holds no lock between its short transactions, so DROP
- * EXTENSION is not either.  Its state is in shared memory, for the SQL
- * functions that show it.
+ * EXTENSION is not either.  When the launcher has more databases to serve
+ * than qiwi.max_reconcilers, it asks each reconciler to end after its
+ * round, so that the databases take turns.
  */
 #include "core/reconciler_internal.h"
 
@@ -23,17 +26,11 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -44,50 +41,13 @@
 
 PGDLLEXPORT void qiwi_reconciler_main(Datum main_arg);
 
-PG_FUNCTION_INFO_V1(qiwi_reconciler_seen_error);
-PG_FUNCTION_INFO_V1(qiwi_reconciler_state);
 PG_FUNCTION_INFO_V1(qiwi_reconcile_now);
-
-/* What the reconciler shows to qiwi_reconciler_status, in shared memory */
-typedef struct ReconcilerShared
-{
-	slock_t		mutex;
-	pid_t		pid;			/* 0 when no reconciler runs */
-	Latch	   *latch;
-	uint64		wakeups;		/* wakes asked for (qiwi_reconcile_now ...) */
-	char		database[NAMEDATALEN];
-	TimestampTz started_at;
-	int64		rounds;
-	TimestampTz last_round_start;
-	int64		last_round_us;
-	int64		checked;
-	int64		changed;
-	int64		failed;
-	bool		stopped_by_auth;
-	char		last_error[256];	/* of the last round, or a condition that lasts */
-	TimestampTz last_error_at;
-	char		seen_error[256];	/* the latest ever, kept after clean rounds */
-	TimestampTz seen_error_at;
-} ReconcilerShared;
-
-static ReconcilerShared *shared = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-
-static bool wake_registered = false;
 
 /* The kinds of things to reconcile, registered by the APIs in _PG_init */
 #define MAX_KINDS 8
 static const ReconcileKind *kinds[MAX_KINDS];
 static int	nkinds = 0;
 
-char	   *qiwi_database = NULL;
-int			qiwi_reconcile_interval_s = 10;
-int			qiwi_reconcile_max_interval_s = 3600;
-int			qiwi_reconcile_concurrency = 16;
-int			qiwi_reconcile_batch_size = 1000;
 static TimestampTz last_drop_check = 0;
 
 /*
@@ -106,83 +66,6 @@ typedef struct RefusedMerchant
 static RefusedMerchant refused[MAX_REFUSED];
 static int	nrefused = 0;
 
-/* ---------- shared memory ---------- */
-
-#if PG_VERSION_NUM >= 150000
-/* Ask for the shared state's memory */
-static void
-reconciler_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(ReconcilerShared)));
-}
-#endif
-
-/* Create or attach the shared state */
-static void
-reconciler_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("qiwi_kassa reconciler", sizeof(ReconcilerShared), &found);
-	if (!found)
-	{
-		memset(shared, 0, sizeof(*shared));
-		SpinLockInit(&shared->mutex);
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Errors published during the round in progress (in the reconciler) */
-static int	round_errors = 0;
-
-/* Remember an error for qiwi_reconciler_status, as now and as the latest seen */
-void
-reconciler_publish_error(const char *message)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	SpinLockAcquire(&shared->mutex);
-	strlcpy(shared->last_error, message, sizeof(shared->last_error));
-	shared->last_error_at = now;
-	strlcpy(shared->seen_error, message, sizeof(shared->seen_error));
-	shared->seen_error_at = now;
-	SpinLockRelease(&shared->mutex);
-	round_errors++;
-}
-
-/*
- * A round that checked items ended: its error stands, or, when it had none
- * and no merchant's key is refused, last_error is cleared (seen_error stays)
- */
-static void
-publish_round_errors(int64 failed, int64 checked)
-{
-	if (failed > 0)
-		reconciler_publish_error(psprintf("%lld of %lld checks failed in the last round",
-										  (long long) failed, (long long) checked));
-	if (round_errors > 0 || nrefused > 0)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	shared->last_error[0] = '\0';
-	shared->last_error_at = 0;
-	SpinLockRelease(&shared->mutex);
-}
-
-/* Clear the published state when the reconciler exits */
-static void
-reconciler_detach(int code, Datum arg)
-{
-	SpinLockAcquire(&shared->mutex);
-	shared->pid = 0;
-	shared->latch = NULL;
-	SpinLockRelease(&shared->mutex);
-}
-
 /* ---------- registration ---------- */
 
 /* Add a kind of thing to reconcile (from an API's init, in _PG_init) */
@@ -192,70 +75,6 @@ reconciler_add_kind(const ReconcileKind *kind)
 	if (nkinds >= MAX_KINDS)
 		elog(ERROR, "too many kinds of things to reconcile");
 	kinds[nkinds++] = kind;
-}
-
-/* Define the reconciler's settings; register the launcher and the shared state (from _PG_init) */
-void
-reconciler_init(void)
-{
-	DefineCustomStringVariable("qiwi.database",
-							   "Database whose open items (bills, invoices, ...) the reconciler keeps current.",
-							   "Empty turns the reconciler off.",
-							   &qiwi_database,
-							   "postgres",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_interval",
-							"First wait before an open item is checked again, and between rounds.",
-							"Each further check of the same item waits twice as long, up to qiwi.reconcile_max_interval.",
-							&qiwi_reconcile_interval_s,
-							10, 1, 86400,
-							PGC_SIGHUP,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_max_interval",
-							"Longest wait between two checks of an open item.",
-							NULL,
-							&qiwi_reconcile_max_interval_s,
-							3600, 1, 86400 * 7,
-							PGC_SIGHUP,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_concurrency",
-							"Requests the reconciler keeps in flight at once.",
-							NULL,
-							&qiwi_reconcile_concurrency,
-							16, 1, 256,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("qiwi.reconcile_batch_size",
-							"Most items of each kind one reconciler round checks.",
-							NULL,
-							&qiwi_reconcile_batch_size,
-							1000, 1, 100000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	if (IsBinaryUpgrade)
-		return;
-
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = reconciler_shmem_request;
-#else
-	RequestAddinShmemSpace(MAXALIGN(sizeof(ReconcilerShared)));
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = reconciler_shmem_startup;
-
-	launcher_register();
 }
 
 
@@ -302,7 +121,9 @@ wait_between_rounds(long wait_ms, Oid dboid)
 			return;
 		CHECK_FOR_INTERRUPTS();
 		if (launcher_database_wanted(dboid))
-			proc_exit(0);
+			reconciler_exit(EXIT_LEFT, true);
+		if (reconciler_turn_over())
+			reconciler_exit(EXIT_TURN, true);
 	}
 }
 
@@ -316,15 +137,6 @@ reconciler_may_go_on(void)
 		return true;
 	last_drop_check = now;
 	return !launcher_database_wanted(MyDatabaseId);
-}
-
-/* Publish whether some merchant's key is refused */
-static void
-publish_refusals(void)
-{
-	SpinLockAcquire(&shared->mutex);
-	shared->stopped_by_auth = nrefused > 0;
-	SpinLockRelease(&shared->mutex);
 }
 
 /* Stop asking QIWI for a merchant whose key it refused (HTTP 401 or 403); said once */
@@ -345,7 +157,7 @@ reconciler_refuse_merchant(const Merchant *merchant, long http_status)
 			 errhint("Reload the configuration with the right key, or change the merchant's user mapping.")));
 	reconciler_publish_error(psprintf("QIWI refused the secret key of merchant \"%s\" (HTTP %ld); its items wait for its key to change",
 									  merchant->name, http_status));
-	publish_refusals();
+	reconciler_publish_refusals(nrefused > 0);
 }
 
 /* Is merchant, with its options as they are, one whose key QIWI refused? */
@@ -389,7 +201,7 @@ merchants_to_skip(const ReconcileKind *kind)
 	if (kept != nrefused)
 	{
 		nrefused = kept;
-		publish_refusals();
+		reconciler_publish_refusals(nrefused > 0);
 	}
 	foreach(lc, unusable)
 		astate = accumArrayResult(astate, CStringGetTextDatum(lfirst(lc)), false,
@@ -520,6 +332,19 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, Reconcile
 }
 
 /*
+ * A round that checked items ended: its error stands, or, when it had none
+ * and no merchant's key is refused, last_error is cleared (seen_error stays)
+ */
+static void
+publish_round(TimestampTz start, const ReconcileCounts *counts)
+{
+	if (counts->failed > 0)
+		reconciler_publish_error(psprintf("%lld of %lld checks failed in the last round",
+										  (long long) counts->failed, (long long) counts->checked));
+	reconciler_publish_round(start, counts, reconciler_round_errors == 0 && nrefused == 0);
+}
+
+/*
  * One round: every kind's due items, then every sync.  Returns whether some
  * kind claimed a full batch or some sync has more to read (more are due).
  */
@@ -530,7 +355,7 @@ reconcile_round(MemoryContext round_context)
 	ReconcileCounts counts = {0, 0, 0};
 	bool		full = false;
 
-	round_errors = 0;
+	reconciler_round_errors = 0;
 	for (int k = 0; k < nkinds; k++)
 	{
 		if (reconcile_kind(kinds[k], round_context, &counts, false) >= qiwi_reconcile_batch_size)
@@ -551,35 +376,61 @@ reconcile_round(MemoryContext round_context)
 	 * reconciler idle sees the round counted, and whoever sees the round its
 	 * error
 	 */
-	publish_round_errors(counts.failed, counts.checked);
-	SpinLockAcquire(&shared->mutex);
-	shared->rounds++;
-	shared->last_round_start = start;
-	shared->last_round_us = GetCurrentTimestamp() - start;
-	shared->checked = counts.checked;
-	shared->changed = counts.changed;
-	shared->failed = counts.failed;
-	SpinLockRelease(&shared->mutex);
+	publish_round(start, &counts);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return full;
 }
 
-/* How many wakes were asked for so far */
-static uint64
-reconciler_wakeups(void)
+/*
+ * Before a round: leave if qiwi.database filters this database out or
+ * someone wants it, or if it has no extension (the launcher looks again
+ * later); wait, saying so once, while the extension is not up to date or
+ * the database is a reporting copy.
+ * Returns whether a round may run.
+ */
+static bool
+round_may_start(Oid dboid, ExtensionState *said_about)
 {
-	uint64		wakeups;
+	ExtensionState state;
+	const char *database = reconciler_database();
 
-	SpinLockAcquire(&shared->mutex);
-	wakeups = shared->wakeups;
-	SpinLockRelease(&shared->mutex);
-	return wakeups;
+	if (!reconciler_serves(database))
+		reconciler_exit(EXIT_LEFT, true);
+	if (launcher_database_wanted(dboid))
+		reconciler_exit(EXIT_LEFT, true);
+	state = extension_state();
+	if (state == EXTENSION_NOT_INSTALLED)
+	{
+		ereport(DEBUG1,
+				(errmsg("qiwi_kassa reconciler found no extension qiwi_kassa in database \"%s\"",
+						database)));
+		reconciler_exit(EXIT_NO_EXTENSION, false);
+	}
+	reconciler_found_extension();
+	if (state == EXTENSION_REPORTING_COPY)	/* said at each look: it looked */
+		reconciler_publish_error("this database is a reporting copy (it subscribes to the tables of qiwi_kassa): no worker acts here");
+	if (state == EXTENSION_READY)
+	{
+		if (*said_about == EXTENSION_REPORTING_COPY)
+			reconciler_clear_error();	/* a copy no more: its error goes */
+		*said_about = EXTENSION_READY;
+		return true;
+	}
+	if (state != *said_about)
+		ereport(LOG,
+				(errmsg(state == EXTENSION_OLD_VERSION ?
+						"qiwi_kassa reconciler is waiting for ALTER EXTENSION qiwi_kassa UPDATE in database \"%s\"" :
+						"qiwi_kassa reconciler does nothing in database \"%s\": it is a reporting copy, subscribing to the tables of qiwi_kassa",
+						database)));
+	*said_about = state;
+	return false;
 }
 
 /*
  * The reconciler for one database (main_arg): rounds of checks, waiting
  * qiwi.reconcile_interval between them unless a round was full or
- * qiwi_reconcile_now() wakes it.
+ * qiwi_reconcile_now() wakes it; it ends after a round when the launcher
+ * says other databases wait for its slot.
  */
 void
 qiwi_reconciler_main(Datum main_arg)
@@ -587,7 +438,6 @@ qiwi_reconciler_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext round_context;
 	ExtensionState said_about = EXTENSION_READY;
-	ExtensionState state;
 	long		wait_ms = 0;
 	uint64		wakeups_seen;
 	bool		swept = false;
@@ -597,15 +447,7 @@ qiwi_reconciler_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("qiwi_kassa reconciler");
-
-	SpinLockAcquire(&shared->mutex);
-	shared->pid = MyProcPid;
-	shared->latch = MyLatch;
-	shared->started_at = GetCurrentTimestamp();
-	shared->stopped_by_auth = false;
-	strlcpy(shared->database, qiwi_database, sizeof(shared->database));
-	SpinLockRelease(&shared->mutex);
-	on_shmem_exit(reconciler_detach, 0);
+	reconciler_attach(dboid);
 
 	round_context = AllocSetContextCreate(TopMemoryContext, "qiwi_kassa reconciler round",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -623,34 +465,12 @@ qiwi_reconciler_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		/* qiwi.database now names another database: the launcher starts that one */
-		if (strcmp(qiwi_database, shared->database) != 0)
-			proc_exit(0);
-		if (launcher_database_wanted(dboid))
-			proc_exit(0);
-
-		state = extension_state();
-		if (state == EXTENSION_REPORTING_COPY)	/* said at each look: it looked */
-			reconciler_publish_error("this database is a reporting copy (it subscribes to the tables of qiwi_kassa): no worker acts here");
-		if (state != EXTENSION_READY)
+		if (!round_may_start(dboid, &said_about))
 		{
-			if (state != said_about)
-				ereport(LOG,
-						(errmsg(state == EXTENSION_NOT_INSTALLED ?
-								"qiwi_kassa reconciler is waiting for CREATE EXTENSION qiwi_kassa in database \"%s\"" :
-								state == EXTENSION_OLD_VERSION ?
-								"qiwi_kassa reconciler is waiting for ALTER EXTENSION qiwi_kassa UPDATE in database \"%s\"" :
-								"qiwi_kassa reconciler does nothing in database \"%s\": it is a reporting copy, subscribing to the tables of qiwi_kassa",
-								shared->database)));
-			said_about = state;
+			if (reconciler_turn_over())
+				reconciler_exit(EXIT_TURN, true);
 			continue;
 		}
-		if (said_about == EXTENSION_REPORTING_COPY)
-		{
-			round_errors = 0;	/* a copy no more: its error goes */
-			publish_round_errors(0, 0);
-		}
-		said_about = EXTENSION_READY;
 
 		/*
 		 * A round's own waits (for the requester) reset the latch, so a wake
@@ -663,33 +483,14 @@ qiwi_reconciler_main(Datum main_arg)
 		MemoryContextReset(round_context);
 		more_due = reconcile_round(round_context);
 		MemoryContextSwitchTo(TopMemoryContext);
+		if (reconciler_turn_over())
+			reconciler_exit(EXIT_TURN, true);
 		if (more_due || reconciler_wakeups() != wakeups_seen || ConfigReloadPending)
 			wait_ms = 0;
 	}
 }
 
 /* ---------- for the SQL functions ---------- */
-
-/* At commit, wake the reconciler (set up by qiwi_reconcile_now) */
-static void
-wake_at_commit(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT)
-	{
-		SpinLockAcquire(&shared->mutex);
-		shared->wakeups++;
-		if (shared->latch != NULL)
-			SetLatch(shared->latch);
-		SpinLockRelease(&shared->mutex);
-	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-	{
-		UnregisterXactCallback(wake_at_commit, NULL);
-		wake_registered = false;
-	}
-}
 
 /*
  * qiwi_reconcile_now(): make every kind's followed items due now (each
@@ -705,96 +506,4 @@ qiwi_reconcile_now(PG_FUNCTION_ARGS)
 		due += ledger_make_all_due(kinds[k]->ledger);
 	reconciler_wake_at_commit();
 	PG_RETURN_INT64(due);
-}
-
-/* Wake the reconciler when the current transaction commits */
-void
-reconciler_wake_at_commit(void)
-{
-	if (!wake_registered)
-	{
-		RegisterXactCallback(wake_at_commit, NULL);
-		wake_registered = true;
-	}
-}
-
-/* Is the reconciler registered in this server (not in binary-upgrade mode)? */
-bool
-reconciler_registered(void)
-{
-	return shared != NULL;
-}
-
-/*
- * qiwi_reconciler_seen_error(): the reconciler's latest error and when it
- * happened, kept after the rounds that cleared last_error
- */
-Datum
-qiwi_reconciler_seen_error(PG_FUNCTION_ARGS)
-{
-	TupleDesc	desc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	char		error[sizeof(shared->seen_error)];
-	TimestampTz at;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("qiwi_reconciler_seen_error() must be called where a row is expected")));
-	SpinLockAcquire(&shared->mutex);
-	memcpy(error, shared->seen_error, sizeof(error));
-	at = shared->seen_error_at;
-	SpinLockRelease(&shared->mutex);
-	values[0] = CStringGetTextDatum(error);
-	nulls[0] = error[0] == '\0';
-	values[1] = TimestampTzGetDatum(at);
-	nulls[1] = at == 0;
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
-}
-
-/* A snapshot of the reconciler's state, as the columns of qiwi_reconciler_state() */
-static void
-reconciler_state(Datum *values, bool *nulls)
-{
-	ReconcilerShared s;
-
-	SpinLockAcquire(&shared->mutex);
-	memcpy(&s, shared, sizeof(s));
-	SpinLockRelease(&shared->mutex);
-
-	memset(nulls, false, sizeof(bool) * 13);
-	values[0] = BoolGetDatum(s.pid != 0);
-	values[1] = Int32GetDatum(s.pid);
-	nulls[1] = s.pid == 0;
-	values[2] = CStringGetTextDatum(s.database[0] ? s.database : qiwi_database);
-	values[3] = TimestampTzGetDatum(s.started_at);
-	nulls[3] = s.started_at == 0;
-	values[4] = Int64GetDatum(s.rounds);
-	values[5] = TimestampTzGetDatum(s.last_round_start);
-	nulls[5] = s.last_round_start == 0;
-	values[6] = DirectFunctionCall7(make_interval, Int32GetDatum(0), Int32GetDatum(0),
-									Int32GetDatum(0), Int32GetDatum(0), Int32GetDatum(0),
-									Int32GetDatum(0), Float8GetDatum(s.last_round_us / 1e6));
-	nulls[6] = s.last_round_start == 0;
-	values[7] = Int64GetDatum(s.checked);
-	values[8] = Int64GetDatum(s.changed);
-	values[9] = Int64GetDatum(s.failed);
-	values[10] = BoolGetDatum(s.stopped_by_auth);
-	values[11] = CStringGetTextDatum(s.last_error);
-	nulls[11] = s.last_error[0] == '\0';
-	values[12] = TimestampTzGetDatum(s.last_error_at);
-	nulls[12] = s.last_error_at == 0;
-}
-
-/* qiwi_reconciler_state(): what the reconciler is doing (qiwi_reconciler_status) */
-Datum
-qiwi_reconciler_state(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc = arg_result_desc(fcinfo, 13, "a row of 13 columns");
-	Datum		values[13];
-	bool		nulls[13];
-
-	reconciler_state(values, nulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

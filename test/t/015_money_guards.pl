@@ -100,7 +100,7 @@ my ($ret, $err) = run_in('Postgres',
 	q{SELECT qiwi_create_bill_after_commit('g-2', 10, expires_at => now() + interval '1 day')});
 like($err, qr/ERROR:  55000: qiwi_create_bill_after_commit cannot be used in database "Postgres": the reconciler serves database "postgres" \(qiwi\.database\)/,
 	'unserved database: qiwi_create_bill_after_commit is refused, naming qiwi.database and both databases');
-like($err, qr/DETAIL:  The reconciler serves one database only; here the bill would stay CREATING, never created at QIWI\. Nothing was changed\./,
+like($err, qr/DETAIL:  qiwi\.database lets reconcilers serve that database only \('\*' serves every database with the extension\); here the bill would stay CREATING, never created at QIWI\. Nothing was changed\./,
 	'saying what would have happened');
 like($err, qr/HINT:  Call it in database "postgres", or set qiwi\.database = 'Postgres' in postgresql\.conf \(or with ALTER SYSTEM\) and reload the configuration/,
 	'and what to do');

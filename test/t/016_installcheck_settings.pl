@@ -4,7 +4,7 @@
 # in postgresql.conf and by ALTER ROLE) do not reach the test sessions, and
 # the tests that read them pass; a server whose settings cannot be undone
 # for a session (qiwi.secret_key_file, a qiwi.database naming the test
-# database) is refused up front, naming the setting.
+# database or '*') is refused up front, naming the setting.
 use strict;
 use warnings;
 
@@ -54,12 +54,14 @@ sub slurp_file_if
 }
 
 # What a session that make installcheck opens sees: only the sandbox's
-# address and timeout differ from the library's built-in values
+# address and timeout differ from the library's built-in values, and
+# qiwi.database, which no session can set (this server names postgres, not
+# the test database: with-sandbox.sh refuses '*', the built-in value)
 my ($status, $out, $err) = with_sandbox('psql', '-X', '-At', '-c',
 	q{SELECT string_agg(name, ' ' ORDER BY name) FROM pg_settings
 	   WHERE name LIKE 'qiwi.%' AND setting IS DISTINCT FROM boot_val});
 is($status, 0, 'a session under with-sandbox.sh runs') or diag($err);
-is($out, "qiwi.api_url qiwi.timeout\n",
+is($out, "qiwi.api_url qiwi.database qiwi.timeout\n",
 	'a test session sees the built-in qiwi.* values, not the server\'s (postgresql.conf, ALTER ROLE)');
 is($node->safe_psql('postgres', 'SHOW qiwi.site_id'), 'role-site',
 	'a session of its own still sees the server\'s settings');
@@ -83,6 +85,14 @@ $node->poll_query_until('postgres', q{SELECT current_setting('qiwi.database') = 
 isnt($status, 0, 'a server whose reconciler serves the test database is refused');
 like($err, qr/qiwi\.database = 'regression', the test database/, 'the refusal names qiwi.database');
 unlike($err . $out, qr/sandboxes on ports/, 'no sandbox was started');
+
+$node->append_conf('postgresql.conf', "qiwi.database = '*'\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('qiwi.database') = '*'})
+	or die "the reload did not take qiwi.database";
+($status, $out, $err) = with_sandbox('psql', '-X', '-At', '-c', 'SELECT 1');
+isnt($status, 0, "a server whose reconcilers serve every database ('*') is refused");
+like($err, qr/qiwi\.database = '\*', which serves every database/, "the refusal names qiwi.database = '*'");
 
 my $key_file = $node->basedir . '/qiwi.key';
 open my $fh, '>', $key_file or die "$key_file: $!";
