@@ -2,7 +2,7 @@
 EXTENSION = qiwi_kassa
 MODULE_big = qiwi_kassa
 OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guarded.o src/core/paging.o src/core/codecs.o \
-	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/ledger_kind.o \
+	src/core/validate.o src/core/signature.o src/core/ledger.o src/core/ledger_kind.o src/core/intent.o \
 	src/core/ledger_due.o src/core/ledger_probe.o src/core/launcher.o \
 	src/core/reconciler.o src/core/requester.o src/core/merchant.o src/core/merchant_key.o src/core/redact.o src/core/syncs.o \
 	src/core/guard.o src/apis.o src/core/calls.o src/core/ratelimit.o src/core/notification.o src/core/wire.o \

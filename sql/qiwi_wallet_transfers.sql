@@ -1,8 +1,10 @@
 -- Wallet transfers against the sandbox: every argument refused before
 -- anything is sent, a transfer recorded and the money moved at the
 -- sandbox, client ids (generated, given, reused, not increasing), QIWI's
--- refusals (insufficient funds, limits, the same id for another body) with
--- their codes, and a read-only transaction refused; a transfer over HTTPS.
+-- refusals (insufficient funds, limits) with their codes, recorded REFUSED
+-- beside their committed intents, a rolled-back call's intent kept, a
+-- read-only and a REPEATABLE READ transaction refused, a lock the intent
+-- would wait for forever timed out; a transfer over HTTPS.
 SELECT sandbox('POST', '/sandbox/wallet/reset', '{}');
 SELECT sandbox('POST', '/sandbox/wallet/wallets',
                '{"number": "79110000001", "token": "wx-token-a", "balance": "1000.00"}')->>'balance' AS balance_a;
@@ -87,17 +89,41 @@ SELECT sandbox('POST', '/sandbox/wallet/limits', '{"minAmount": "5.00", "maxAmou
 SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 2.00, merchant => 'wx_a')$$);
 SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 60.00, merchant => 'wx_a')$$);
 SELECT sandbox('POST', '/sandbox/wallet/limits', '{"minAmount": "1.00", "maxAmount": "99999.00"}')->>'minAmount' AS min_amount;
--- refused transfers leave no row: nothing moved
-SELECT count(*) AS recorded, sum(amount) AS total FROM qiwi_wallet_transfers;
+-- a refused transfer's intent was committed before its POST: QIWI's
+-- refusal is committed beside it, REFUSED, with its reason; nothing moved
+SELECT status, amount, error, last_error LIKE 'could not transfer %: QIWI rejected the request: %' AS reason
+  FROM qiwi_wallet_transfers WHERE status = 'REFUSED' ORDER BY client_txn_id::numeric;
+SELECT e.old_status, e.new_status, e.source
+  FROM qiwi_wallet_transfer_events e JOIN qiwi_wallet_transfers t USING (merchant, client_txn_id)
+ WHERE t.amount = 5000.00 ORDER BY e.id;
+SELECT count(*) AS recorded, sum(amount) AS total FROM qiwi_wallet_transfers WHERE status <> 'REFUSED';
 SELECT wallet_balance('79110000001') AS balance_a;
 
 -- a transfer whose transaction rolls back was made all the same (the
--- function says so); its id again for other money is QIWI's 408
+-- function says so), and its intent, committed before the POST, stays
+-- 'sending' for the worker to settle from the history; its id again is
+-- refused before anything is sent
 BEGIN;
 SELECT client_txn_id, status FROM qiwi_wallet_transfer('79110000002', 3.00, NULL, '99000000000000100', 'wx_a');
 ROLLBACK;
+SELECT client_txn_id, amount, status, sent_at FROM qiwi_wallet_transfers WHERE client_txn_id = '99000000000000100';
+SELECT transfer_requests() AS before \gset
 SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 4.00, NULL, '99000000000000100', 'wx_a')$$);
-SELECT wallet_balance('79110000001') AS balance_a;
+SELECT transfer_requests() - :before AS sent, wallet_balance('79110000001') AS balance_a;
+
+-- its intent is committed apart: a transaction whose snapshot could not see
+-- it is refused before anything is recorded or sent
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 4.00, merchant => 'wx_a')$$);
+ROLLBACK;
+-- and one holding a lock the intent's worker needs: it waits no longer
+-- than the caller's qiwi.timeout, then nothing is sent
+BEGIN;
+LOCK TABLE qiwi_wallet_transfers IN SHARE MODE;
+SET LOCAL qiwi.timeout = 200;
+SELECT try($$SELECT qiwi_wallet_transfer('79110000002', 4.00, merchant => 'wx_a')$$);
+ROLLBACK;
+SELECT transfer_requests() - :before AS sent, count(*) AS recorded FROM qiwi_wallet_transfers;
 
 -- ---------- over HTTPS ----------
 
@@ -120,10 +146,13 @@ SELECT sandbox('GET', '/sandbox/wallet/wallets/79110000011', NULL, current_setti
 SELECT amount, status, sent_at IS NOT NULL AS sent FROM qiwi_wallet_transfers WHERE merchant = 'wx_tls';
 RESET qiwi.ca_file;
 
--- ---------- a transfer whose transaction rolled back ----------
+-- ---------- a transfer whose record was lost ----------
 
 -- the history, as the worker's sync keeps it, has every transfer wx_a made;
--- qiwi_wallet_transfers_unrecorded lists the one whose row rolled back
+-- qiwi_wallet_transfers_unrecorded lists one no row records (its intent lost
+-- with an asynchronous standby's promotion, or another client's): here the
+-- rolled-back call's intent, deleted
+DELETE FROM qiwi_wallet_transfers WHERE client_txn_id = '99000000000000100';
 INSERT INTO qiwi_wallet_payments (merchant, txn_id, type, trm_txn_id, date, status, amount, currency,
                                   provider, account, comment, item, source)
 SELECT 'wx_a', txn_id, type, trm_txn_id, date, status, amount, currency, provider, account, comment, item, 'call'

@@ -45,7 +45,7 @@ as_user pg_ctl -D "$QIWI_WORK/data" -m fast -t 300 stop >/dev/null 2>&1 || true
 
 # Keep the memcheck reports (blank-line separated) that mention our code
 ours=$(cat "$QIWI_WORK"/valgrind.*.log | sed 's/^==[0-9]*== \{0,1\}//' |
-	awk 'BEGIN { RS = ""; ORS = "\n\n" } /qiwi_kassa\.so|[( ](module|transport|exchange|codecs|validate|signature|ledger|reconciler|merchant|bill_[a-z]+|payin_[a-z]+)\.c:/')
+	awk 'BEGIN { RS = ""; ORS = "\n\n" } /qiwi_kassa\.so|[( ](module|transport|exchange|codecs|validate|signature|ledger|ledger_[a-z]+|intent|reconciler|requester|launcher|syncs|guard|guarded|calls|paging|ratelimit|wire|notification|redact|merchant|merchant_key|apis|bill_[a-z]+|payin_[a-z]+|pull_[a-z]+|wallet_[a-z]+)\.c:/')
 if [ -n "$ours" ]; then
 	echo "valgrind reports in qiwi_kassa:"
 	echo "$ours"

@@ -105,6 +105,8 @@ extern void ledger_require_writable(const char *what, const char *tables);
 extern bool ledger_can_record(const char *what, const char *tables);
 extern void ledger_begin(OwnerContext *ctx);
 extern void ledger_end(OwnerContext *ctx);
+extern void ledger_durable_commit(void);
+extern bool ledger_commit_durably(void);
 extern bool ledger_commit_step(bool (*step) (void *arg), void *arg);
 extern struct _SPI_plan *ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern struct _SPI_plan *ledger_prepare_for_arrays(const char *sql, int nargs, Oid *argtypes);
@@ -275,6 +277,12 @@ typedef struct LedgerKind
 	LedgerEvents events;
 	const LedgerStatement *statements;
 	int			nstatements;
+	/*
+	 * The rows (t) whose send's outcome the ledger may not know, or NULL:
+	 * the reconciler sweeps them, asking QIWI, before it sends anything new
+	 * after a start (a crash, a promotion: intent.c)
+	 */
+	const char *unknown_outcome;
 } LedgerKind;
 
 /* The items a reconciler round claimed, and the checks of its chunk */
@@ -289,6 +297,7 @@ typedef struct LedgerDue
 	HeapTuple  *rows;			/* due_columns start at attribute 4 */
 	TupleDesc	desc;
 	void	  **answers;		/* the API's, one per item */
+	bool		sweeping;		/* claimed by the sweep: ask QIWI, send nothing */
 	TimestampTz claimed_at;
 	int			nchecks;
 	const char **check_merchants;
@@ -312,6 +321,9 @@ extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *
 extern char *ledger_row_text(OwnerContext *ctx, int column);
 extern char *ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *given,
 								  const char *argname, const char *detail);
+extern bool ledger_write_values(const LedgerKind *kind, int plan, Datum *values, const char *nulls,
+								int expected, const char *merchant, const char *id, const char *status,
+								const char *source);
 extern bool ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
 								const void *answer, int expected, const char *merchant, const char *id,
 								const char *status, const char *source);
@@ -325,7 +337,8 @@ extern void ledger_event(const LedgerKind *kind, const char *merchant, const cha
 						 const char *id, const char *old_status, const char *new_status,
 						 const char *source);
 extern LedgerDue *ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
-								   char *(*merchant_problem) (const Merchant *merchant));
+								   char *(*merchant_problem) (const Merchant *merchant),
+								   bool sweeping);
 extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull);
 extern char *ledger_due_text(const LedgerDue *due, int i, int column);
 extern bool ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column,
@@ -347,6 +360,16 @@ extern void ledger_report_mismatch(int elevel, const char *what, const char *id,
 								   const char *kept);
 extern void ledger_fill(const LedgerParam *params, int n, const void *answer, Datum *values,
 						char *nulls);
+
+/* ---------- intent.c ---------- */
+
+extern bool intent_commit(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+						  const void *answer, int expected, const char *merchant, const char *id,
+						  const char *status, const char *source, const char *what);
+extern bool intent_send(const LedgerKind *kind, const char *merchant, const char *id,
+						const char *intent_status, QiwiOperation *op, const char *const (*hints)[2],
+						int nhints, const char *kept,
+						void (*refused) (void *arg, const QiwiError *error), void *arg);
 
 /* ---------- reconciler.c ---------- */
 

@@ -159,34 +159,6 @@ qiwi_call(QiwiOperation *op)
 }
 
 /*
- * Perform an operation that moves money and is not idempotent, for a SQL
- * call that recorded it first: true if QIWI answered.  When its outcome is
- * unknown (a lost or garbled answer QIWI's records could not settle) it is
- * a WARNING that ends with kept (what happens to the record), and false:
- * an ERROR would roll the record back, while QIWI may have made it.  QIWI's
- * refusal is raised, with the HINT hints gives its code ({code, hint} pairs).
- */
-bool
-qiwi_call_recorded(QiwiOperation *op, const char *const (*hints)[2], int nhints, const char *kept)
-{
-	QiwiError	error;
-
-	if (qiwi_exchange(op, &error))
-		return true;
-	if (!error.retry_safe && error.sqlstate != ERRCODE_QIWI_MALFORMED)
-	{
-		for (int i = 0; i < nhints && error.error_code; i++)
-			if (strcmp(error.error_code, hints[i][0]) == 0)
-				error.hint = (char *) hints[i][1];
-		qiwi_raise(&error);
-	}
-	ereport(WARNING,
-			(errcode(error.sqlstate), errmsg("%s", error.message),
-			 errdetail("%s %s", error.detail ? error.detail : "", kept)));
-	return false;
-}
-
-/*
  * Perform a reading call's operation (qiwi_call), and say whether what it
  * learnt of what (printf-style) may be recorded in tables
  */

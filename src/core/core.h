@@ -23,6 +23,8 @@
  * ledger.c      the bookkeeping write path, as the extension's owner
  * ledger_kind.c the statements of a kind of item: claims, checks, events
  * ledger_probe.c whether an answer repeats an item's row
+ * intent.c      a SQL call's intent committed by a worker of its own before
+ *               it sends what is not idempotent
  * launcher.c    the worker that starts the reconciler for qiwi.database
  * reconciler.c  the reconciler's rounds over registered kinds, its state
  * syncs.c       the per-merchant syncs the reconciler runs each round
@@ -656,8 +658,6 @@ extern char *qiwi_quoted_names(const char *const *names);
 extern List *arg_optional_names(FunctionCallInfo fcinfo, int argno, const char *argname,
 								const char *const *names, const char *hint);
 extern void qiwi_call(QiwiOperation *op);
-extern bool qiwi_call_recorded(QiwiOperation *op, const char *const (*hints)[2], int nhints,
-							   const char *kept);
 extern bool qiwi_read_call(QiwiOperation *op, const char *tables, const char *what,...)
 			pg_attribute_printf(3, 4);
 extern void qiwi_require_same_money(const char *item, const char *table, const char *noun,

@@ -18,6 +18,9 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "replication/syncrep.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -161,9 +164,51 @@ ledger_end(OwnerContext *ctx)
 }
 
 /*
- * Run step in a transaction of its own and commit it, for a worker between
- * its transactions (a state that must be durable before a request is
- * sent); step's result.  The caller's memory context is kept.
+ * Make the current transaction's commit wait for the disk and, where one is
+ * configured, for a synchronous standby (synchronous_commit at least 'on'),
+ * whatever the session's or the role's setting: an intent recorded before a
+ * request is sent must survive a crash and a promotion.  For this
+ * transaction only.
+ */
+void
+ledger_durable_commit(void)
+{
+	if (synchronous_commit < SYNCHRONOUS_COMMIT_REMOTE_FLUSH)
+		(void) set_config_option("synchronous_commit", "on", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * Commit the current transaction durably (ledger_durable_commit): true once
+ * its commit is on disk and acknowledged by the synchronous standby, if
+ * any; false if the wait for the standby was cut short (a cancel or a
+ * termination: PostgreSQL then commits locally with a WARNING), so that
+ * nothing is sent on a commit a promoted standby may not have.
+ */
+bool
+ledger_commit_durably(void)
+{
+	bool		wait_for_standby;
+	bool		acknowledged;
+
+	ledger_durable_commit();
+	wait_for_standby = SyncRepRequested() && SyncRepStandbyNames != NULL && SyncRepStandbyNames[0] != '\0';
+	CommitTransactionCommand();
+	if (ProcDiePending)
+		return false;
+	if (!wait_for_standby || XactLastCommitEnd == InvalidXLogRecPtr)
+		return true;
+	LWLockAcquire(SyncRepLock, LW_SHARED);
+	acknowledged = WalSndCtl->lsn[SYNC_REP_WAIT_FLUSH] >= XactLastCommitEnd;
+	LWLockRelease(SyncRepLock);
+	return acknowledged;
+}
+
+/*
+ * Run step in a transaction of its own and commit it durably
+ * (ledger_commit_durably), for a worker between its transactions (a state
+ * that must be durable before a request is sent): step's result, false if
+ * the commit may not be durable.  The caller's memory context is kept.
  */
 bool
 ledger_commit_step(bool (*step) (void *arg), void *arg)
@@ -176,7 +221,7 @@ ledger_commit_step(bool (*step) (void *arg), void *arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	result = step(arg);
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	result = ledger_commit_durably() && result;
 	MemoryContextSwitchTo(caller);
 	return result;
 }

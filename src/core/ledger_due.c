@@ -153,13 +153,15 @@ read_claimed(LedgerDue *due, int n, OwnerContext *ctx)
 
 /*
  * Claim up to limit due items of a kind, of the merchants not in skip, in
- * a transaction.  An item whose merchant no longer exists, or cannot be
- * asked (merchant_problem, if given, says why), is a failed check, with
- * the reason; the others are returned, with their merchants.
+ * a transaction; with sweeping, its items sent with an outcome not known
+ * instead, due or not (the sweep, intent.c).  An item whose merchant no
+ * longer exists, or cannot be asked (merchant_problem, if given, says
+ * why), is a failed check, with the reason; the others are returned, with
+ * their merchants.
  */
 LedgerDue *
 ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
-				 char *(*merchant_problem) (const Merchant *merchant))
+				 char *(*merchant_problem) (const Merchant *merchant), bool sweeping)
 {
 	Datum		values[2] = {Int32GetDatum(limit), skip};
 	LedgerDue  *due = palloc0(sizeof(LedgerDue));
@@ -168,9 +170,11 @@ ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
 
 	due->kind = kind;
 	due->claimed_at = GetCurrentTimestamp();
+	due->sweeping = sweeping;
 	ledger_begin_kind(&ctx, kind);
 	/* rows another writer holds right now are skipped, not waited for */
-	claimed = (int) ledger_run_own(kind, LEDGER_PLAN_CLAIM, values, NULL, SPI_OK_SELECT);
+	claimed = (int) ledger_run_own(kind, sweeping ? LEDGER_PLAN_SWEEP : LEDGER_PLAN_CLAIM, values, NULL,
+								   SPI_OK_SELECT);
 	read_claimed(due, claimed, &ctx);
 	ledger_end(&ctx);
 	for (int i = 0; i < claimed; i++)

@@ -2,7 +2,8 @@
  * ledger_internal.h
  *		What the ledger's files share and nothing else uses: ledger_kind.c
  *		(the kinds and their plan tables), ledger_due.c (the reconciler's
- *		claims and checks, deferred checked_at) and ledger_probe.c.
+ *		claims and checks, deferred checked_at), ledger_probe.c and intent.c
+ *		(which names a kind to its worker by its registration number).
  */
 #ifndef QIWI_LEDGER_INTERNAL_H
 #define QIWI_LEDGER_INTERNAL_H
@@ -19,6 +20,7 @@ enum
 	LEDGER_PLAN_CHECKED_ONE,
 	LEDGER_PLAN_CHECKED_MANY,
 	LEDGER_PLAN_LOCK,
+	LEDGER_PLAN_SWEEP,			/* NULL for a kind without unknown_outcome */
 	LEDGER_NPLANS
 };
 

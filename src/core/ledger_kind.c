@@ -163,6 +163,13 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 		nsp, table, id, kind->followed.check_set, kind->followed.check_at_once,
 		psprintf(kind->followed.check_deadline, nsp), kind->followed.checks_only_rows ? " AND " : "",
 		kind->followed.checks_only_rows ? cond : ""), 7, check_types);
+	/* the sweep's claim (intent.c): every row sent with an outcome not known, due or not */
+	if (kind->unknown_outcome != NULL)
+		plans[LEDGER_PLAN_SWEEP] = ledger_prepare(psprintf(
+			"SELECT t.merchant, t.%3$s, t.%4$s%5$s%6$s FROM %1$s.%2$s t WHERE (%7$s) AND t.merchant <> ALL ($2)"
+			" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+			nsp, table, id, kind->table->status_column, kind->followed.due_columns ? ", " : "",
+			kind->followed.due_columns ? kind->followed.due_columns : "", kind->unknown_outcome), 2, claim_types);
 	/*
 	 * Rows another transaction holds are left to it: the reconciler is
 	 * recording them right now (and waiting for them here, while it holds
@@ -313,29 +320,38 @@ ledger_increasing_id(const LedgerKind *kind, const char *merchant, const char *g
 }
 
 /*
- * Write an item's change as the owner: statement plan of a kind with an
- * answer's values (params, n); when it wrote, the event of item id's change
- * to status, from source, and from the old status a *_RETURNING statement
- * returns first (else none: a new item).  Whether it wrote.
+ * Write an item's change as the owner: statement plan of a kind with
+ * values (nulls as SPI takes them); when it wrote, the event of item id's
+ * change to status, from source, and from the old status a *_RETURNING
+ * statement returns first (else none: a new item).  Whether it wrote.
  */
 bool
-ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
-					const void *answer, int expected, const char *merchant, const char *id,
-					const char *status, const char *source)
+ledger_write_values(const LedgerKind *kind, int plan, Datum *values, const char *nulls, int expected,
+					const char *merchant, const char *id, const char *status, const char *source)
 {
 	OwnerContext ctx;
-	Datum	   *values = palloc(sizeof(Datum) * n);
-	char	   *nulls = palloc(n + 1);
 	bool		wrote;
 
 	ledger_begin_kind(&ctx, kind);
-	ledger_fill(params, n, answer, values, nulls);
 	wrote = ledger_run_plan(kind, plan, values, nulls, expected) > 0;
 	if (wrote)
 		ledger_event(kind, merchant, NULL, id, expected == SPI_OK_UPDATE_RETURNING ||
 					 expected == SPI_OK_INSERT_RETURNING ? ledger_row_text(&ctx, 1) : NULL, status, source);
 	ledger_end(&ctx);
 	return wrote;
+}
+
+/* ledger_write_values with an answer's values (params, n) */
+bool
+ledger_write_change(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
+					const void *answer, int expected, const char *merchant, const char *id,
+					const char *status, const char *source)
+{
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	char	   *nulls = palloc(n + 1);
+
+	ledger_fill(params, n, answer, values, nulls);
+	return ledger_write_values(kind, plan, values, nulls, expected, merchant, id, status, source);
 }
 
 /*

@@ -466,11 +466,12 @@ round_progress(void *arg, const int *finished, int nfinished)
 }
 
 /*
- * One round of one kind: claim its due items, ask QIWI about them, record
- * the answers.  Adds to the round's counts; returns how many it claimed.
+ * One round of one kind: claim its due items (sweeping: those sent with an
+ * outcome not known, intent.c), ask QIWI about them, record the answers.
+ * Adds to the round's counts; returns how many it claimed.
  */
-static int
-reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, ReconcileCounts *counts)
+int
+reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, ReconcileCounts *counts, bool sweeping)
 {
 	RoundWork	w;
 	int			n;
@@ -483,11 +484,13 @@ reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, Reconcile
 	snprintf(activity, sizeof(activity), "qiwi_kassa: claiming due %s", kind->what);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	MemoryContextSwitchTo(round_context);
-	w.due = ledger_claim_due(kind->ledger, qiwi_reconcile_batch_size, merchants_to_skip(kind),
-							 kind->merchant_problem);
+	w.due = ledger_claim_due(kind->ledger, sweeping ? INT_MAX : qiwi_reconcile_batch_size, merchants_to_skip(kind),
+							 kind->merchant_problem, sweeping);
 	n = w.due->n;
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	/* the claimed rows' commits (an _after_commit call's) at the synchronous standby before any send */
+	if (!ledger_commit_durably())
+		n = 0;
 	MemoryContextSwitchTo(round_context);
 	if (n == 0)
 		return 0;
@@ -528,7 +531,7 @@ reconcile_round(MemoryContext round_context)
 	round_errors = 0;
 	for (int k = 0; k < nkinds; k++)
 	{
-		if (reconcile_kind(kinds[k], round_context, &counts) >= qiwi_reconcile_batch_size)
+		if (reconcile_kind(kinds[k], round_context, &counts, false) >= qiwi_reconcile_batch_size)
 			full = true;
 	}
 	if (reconciler_syncs_round(round_context, &counts))
@@ -585,6 +588,7 @@ qiwi_reconciler_main(Datum main_arg)
 	ExtensionState state;
 	long		wait_ms = 0;
 	uint64		wakeups_seen;
+	bool		swept = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -642,6 +646,9 @@ qiwi_reconciler_main(Datum main_arg)
 		 * that came during the round is told by the count, a reload by its flag
 		 */
 		wakeups_seen = reconciler_wakeups();
+		if (!swept)
+			reconciler_sweep(kinds, nkinds, round_context);
+		swept = true;
 		MemoryContextReset(round_context);
 		more_due = reconcile_round(round_context);
 		MemoryContextSwitchTo(TopMemoryContext);

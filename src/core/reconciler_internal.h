@@ -1,10 +1,10 @@
 /*
  * reconciler_internal.h
- *		What the reconciler's four files share and nothing else uses:
+ *		What the reconciler's files share and nothing else uses:
  *		launcher.c (starts the reconciler and the workers it needs),
  *		reconciler.c (the rounds and the shared state), syncs.c (the APIs'
- *		per-merchant syncs) and requester.c (the process that sends a
- *		round's requests).
+ *		per-merchant syncs), requester.c (the process that sends a round's
+ *		requests) and intent.c (the sweep at the reconciler's start).
  */
 #ifndef QIWI_RECONCILER_INTERNAL_H
 #define QIWI_RECONCILER_INTERNAL_H
@@ -31,6 +31,12 @@ extern BackgroundWorkerHandle *launcher_start_worker(const char *main, const cha
 extern void reconciler_publish_error(const char *message);
 extern void reconciler_refuse_merchant(const Merchant *merchant, long http_status);
 extern bool reconciler_merchant_refused(const Merchant *merchant);
+extern int	reconcile_kind(const ReconcileKind *kind, MemoryContext round_context, ReconcileCounts *counts,
+						   bool sweeping);
+
+/* ---------- intent.c ---------- */
+
+extern void reconciler_sweep(const ReconcileKind *const *kinds, int nkinds, MemoryContext round_context);
 
 /* ---------- syncs.c ---------- */
 

@@ -3,11 +3,14 @@
  *		Transfers from the merchant's wallet to another (provider 99), never
  *		doubled: recorded through the ledger before they are sent, a lost answer
  *		looked for in the history by the client id (trmTxnId) before any resend.
- *		qiwi_wallet_transfer records its intent in the caller's transaction (a
- *		SQL function cannot commit): a caller that rolls back after QIWI took
- *		it leaves it in QIWI's history only.  The worker commits a queued one's
- *		move to 'sending' before its POST; a 'sending' one is only ever looked
- *		for, and UNSENT only past a grace (QIWI may list it late).
+ *		qiwi_wallet_transfer commits its intent ('sending') in a worker of its
+ *		own before its POST (intent.c), then records QIWI's answer in the
+ *		caller's transaction: a caller that rolls back after QIWI took it
+ *		leaves the committed 'sending' row, which the reconciler settles from
+ *		the history.  The worker commits a queued one's move to 'sending'
+ *		before its POST; a 'sending' one is only ever looked for, and UNSENT
+ *		only past a grace (QIWI may list it late).  Both commits wait for a
+ *		synchronous standby, if one is configured.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -85,7 +88,10 @@ static const LedgerStatement transfer_statements[] = {
 
 /*
  * Transfers as a ledger kind, followed until final; of a merchant's queued
- * ones only the lowest id (QIWI takes ids increasing), sent at once
+ * ones only the lowest id (QIWI takes ids increasing), sent at once.  The
+ * reconciler's sweep at its start looks for the 'sending' ones, and for the
+ * queued ones (a promoted asynchronous standby may have missed their move to
+ * 'sending'), in the history before it sends anything new.
  */
 static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 	{"(t.status IN ('sending', 'sent') OR t.status = 'queued' AND NOT EXISTS (SELECT FROM %1$s.qiwi_wallet_transfers p"
@@ -94,17 +100,24 @@ static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 		true, "t.to_wallet, t.amount, t.comment, t.created_at, t.checked_at", "",
 	"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()", "NULL::timestamptz"},
 	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
-transfer_statements, lengthof(transfer_statements)};
+transfer_statements, lengthof(transfer_statements), "t.status IN ('queued', 'sending')"};
 
-/* Record a transfer's intent (queued or sending) with a new client id, given or generated */
+/* Give a transfer its client id: the one given, checked, or a new one */
 static void
-store_intent(WalletTransfer *t, char *status)
+take_client_id(WalletTransfer *t)
 {
-	t->status = status;
 	t->client_txn_id = ledger_increasing_id(&transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
 											"QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
+}
+
+/* Record a queued transfer with a client id, in the caller's transaction */
+static void
+store_queued(WalletTransfer *t)
+{
+	t->status = "queued";
+	take_client_id(t);
 	ledger_write_change(&transfer_kind, T_INSERT, params, NPARAMS, t, SPI_OK_INSERT, t->merchant_name,
-						t->client_txn_id, status, LEDGER_BY_CALL);
+						t->client_txn_id, t->status, LEDGER_BY_CALL);
 }
 
 /* Move a transfer forward to status, with why (or NULL); true if it moved */
@@ -282,7 +295,24 @@ static const char *const refusal_hints[][2] = {{"QWPRC-220", "Insufficient funds
 	{"QWPRC-241", "The amount is below the wallet's limit."}, {"QWPRC-242", "The amount is above the wallet's limit."},
 	{"QWPRC-408", "QIWI has a transfer under this client_txn_id for another body: a reused id."}};
 
-/* qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant): record, send */
+/* A send QIWI refused made nothing: REFUSED, committed as its intent was (intent_send's refused) */
+static void
+refuse_transfer(void *arg, const QiwiError *error)
+{
+	WalletTransfer *t = (WalletTransfer *) arg;
+
+	t->status = "REFUSED";
+	t->error = error->detail;
+	t->why = error->message;
+	intent_commit(&transfer_kind, T_ADVANCE, params, NPARAMS, t, SPI_OK_UPDATE_RETURNING, t->merchant_name,
+				  t->client_txn_id, t->status, LEDGER_BY_CALL, psprintf("refuse transfer %s", t->client_txn_id));
+}
+
+/*
+ * qiwi_wallet_transfer(to_wallet, amount, comment, client_txn_id, merchant):
+ * its intent ('sending') committed apart, then sent, QIWI's answer recorded
+ * in the caller's transaction
+ */
 Datum
 qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 {
@@ -291,10 +321,14 @@ qiwi_wallet_transfer(PG_FUNCTION_ARGS)
 
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("transfer money from a wallet", "qiwi_wallet_transfers");
-	store_intent(&t, "sending");
+	take_client_id(&t);
+	t.status = "sending";
 	transfer_operation(&t, false, &op);
-	if (qiwi_call_recorded(&op, refusal_hints, lengthof(refusal_hints),
-						   "It stays 'sending': the worker looks for it in the wallet's history."))
+	intent_commit(&transfer_kind, T_INSERT, params, NPARAMS, &t, SPI_OK_INSERT, t.merchant_name, t.client_txn_id,
+				  t.status, LEDGER_BY_CALL, op.context);
+	if (intent_send(&transfer_kind, t.merchant_name, t.client_txn_id, "sending", &op, refusal_hints,
+					lengthof(refusal_hints), "It stays 'sending': the worker looks for it in the wallet's history.",
+					refuse_transfer, &t))
 		store_advance(&t, t.status, NULL, LEDGER_BY_CALL);
 	else
 		t.status = "sending";
@@ -310,7 +344,7 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
 	guard_require_reconciler("qiwi_wallet_transfer_after_commit", "the transfer would stay queued, never sent");
-	store_intent(&t, "queued");
+	store_queued(&t);
 	reconciler_wake_at_commit();
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
@@ -352,13 +386,15 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 	t->comment = ledger_due_text(due, i, 3);
 	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 4, &isnull));
 	t->unsent_if_absent = ledger_due_past_grace(due, i, t->created_at, 5, unknown_after_s);
-	transfer_operation(t, strcmp(due->statuses[i], "queued") != 0 || !ledger_commit_step(move_to_sending, t), op);
+	transfer_operation(t, due->sweeping || strcmp(due->statuses[i], "queued") != 0 ||
+					   !ledger_commit_step(move_to_sending, t), op);
 }
 
 /*
  * Record QIWI's answer about due transfer i, in a transaction; true if it
- * moved.  A 'sending' one the history has not is UNSENT only at the second
- * look past the grace; a send QIWI refused is REFUSED, and so is a
+ * moved.  A queued one the sweep found in the history is recorded from it,
+ * with a WARNING (its move to 'sending' was lost).  A 'sending' one the
+ * history has not is UNSENT only at the second look past the grace; a send QIWI refused is REFUSED, and so is a
  * "technical error" (QWPRC-300) once QIWI accepted a greater id of the
  * merchant's: QIWI takes ids increasing, so no resend could succeed; a send
  * that made no connection is queued again.
@@ -375,13 +411,20 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 	if (qiwi_exchange_answer(op, resp, &error))
 	{
 		ledger_add_check(due, i, false, NULL);
+		if (due->sweeping && strcmp(due->statuses[i], "queued") == 0)
+			ereport(WARNING,
+					(errmsg("Wallet transfer %s of merchant \"%s\" is queued here but QIWI has it: recorded from the history, not sent again",
+							t->client_txn_id, t->merchant_name),
+					 errdetail("Its move to 'sending' was lost, as with a promoted asynchronous standby.")));
 		return store_advance(t, t->status, NULL, LEDGER_BY_RECONCILER);
 	}
-	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sending") == 0)
+	if (t->asking && error.sqlstate == ERRCODE_QIWI_NOT_FOUND && strcmp(due->statuses[i], "sent") != 0)
 	{
+		/* a queued one the sweep found absent is sent by the next round */
 		ledger_add_check(due, i, false, NULL);
-		return t->unsent_if_absent && store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message,
-																		  unknown_after_s), LEDGER_BY_RECONCILER);
+		return t->unsent_if_absent && strcmp(due->statuses[i], "sending") == 0 &&
+			store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message, unknown_after_s),
+						  LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.error_code != NULL && strcmp(error.error_code, "QWPRC-300") == 0)
 		greater = ledger_id_overtaken(&transfer_kind, t->merchant_name, t->client_txn_id, "('sent', 'SUCCESS', 'ERROR')");

@@ -9,11 +9,16 @@
 # again; a 'sending' transfer the history lists late stays 'sending' until
 # it is listed, one QIWI never got is UNSENT only past
 # qiwi.wallet_transfer_unknown_after; queued transfers go in client-id
-# order, and one QIWI refuses as not increasing is REFUSED.
+# order, and one QIWI refuses as not increasing is REFUSED.  A call's intent
+# is committed before its POST (read from a second session while the POST is
+# held); its caller rolled back, the worker settles it from the history; the
+# reconciler's sweep at its start finds a queued transfer QIWI has and sends
+# nothing; with no free worker slot a call is refused before sending.
 use strict;
 use warnings;
 
 use HTTP::Tiny;
+use IPC::Run;
 use Time::HiRes qw(usleep);
 use QiwiTest;
 use PostgreSQL::Test::Cluster;
@@ -185,6 +190,67 @@ wait_for(q{SELECT status = 'REFUSED' FROM qiwi_wallet_transfers WHERE comment = 
 is(sql(q{SELECT error = last_error AND error LIKE 'client id % is not above %, which QIWI accepted first'
 	FROM qiwi_wallet_transfers WHERE comment = 'behind'}), 't', 'with the reason');
 is(balance_a(), sprintf('%.2f', $balance - 9), 'only the call\'s transfer was paid');
+
+# ---------- a call's intent is committed before its POST ----------
+# The call's POST held at the sandbox: a second session reads the intent
+# committed; the call's transaction then rolls back, and the worker settles
+# the committed 'sending' row from the history, sending nothing again.
+$sent = transfers_sent();
+$balance = balance_a();
+sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "hold": true, "times": 1}');
+my ($call_out, $call_err) = ('', '');
+my $call = IPC::Run::start(['psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+	q{BEGIN; SELECT status FROM qiwi_wallet_transfer('79220000002', 11.00, 'rolled back call', merchant => 'wa'); ROLLBACK}],
+	'>', \$call_out, '2>', \$call_err);
+$deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+usleep(50_000) while held() != 1 && time < $deadline;
+is(held(), 1, 'the call\'s POST is at the sandbox, held unanswered');
+is(sql(q{SELECT status || ':' || (txn_id IS NULL) FROM qiwi_wallet_transfers WHERE comment = 'rolled back call'}),
+	'sending:true', 'another session reads its intent, committed before the POST');
+sandbox('/sandbox/release', '');
+$call->finish;
+like($call_out, qr/^sent$/m, 'the call returned sent');
+wait_for(q{SELECT status = 'SUCCESS' FROM qiwi_wallet_transfers WHERE comment = 'rolled back call'},
+	'its transaction rolled back: the worker settles the committed intent from the history');
+is(transfers_sent(), $sent + 1, 'exactly one transfer reached the sandbox');
+is(balance_a(), sprintf('%.2f', $balance - 11), 'and it was paid once');
+is(events_of('rolled back call'), '->sending:call,sending>SUCCESS:reconciler',
+	'the intent from the call, SUCCESS from the worker (the call\'s own record rolled back)');
+
+# ---------- the sweep at the reconciler's start ----------
+# A transfer queued here that QIWI has (its move to 'sending' lost, as a
+# promoted asynchronous standby would lose it), due in no round: the
+# restarted reconciler's sweep finds it in the history before it sends
+# anything, and does not send it.
+sql(q{UPDATE qiwi_wallet_transfers SET status = 'queued', txn_id = NULL, sent_at = NULL, next_check_at = 'infinity'
+	WHERE comment = 'rolled back call'});
+$sent = transfers_sent();
+my $log_offset = -s $node->logfile;
+$pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
+sql(qq{SELECT pg_terminate_backend($pid)});
+wait_for(qq{SELECT running AND pid <> $pid FROM qiwi_reconciler_status}, 'the killed worker is back');
+wait_for(q{SELECT status = 'SUCCESS' FROM qiwi_wallet_transfers WHERE comment = 'rolled back call'},
+	'its sweep found the queued transfer in the history');
+my $log = substr(slurp_file($node->logfile), $log_offset);
+like($log, qr/swept [1-9]\d* items? sent with an outcome not known before sending anything new: [1-9]\d* changed/,
+	'the sweep ran first and said how many it swept');
+like($log, qr/WARNING: +Wallet transfer \d+ of merchant "wa" is queued here but QIWI has it: recorded from the history, not sent again/,
+	'and warned of the lost move');
+is(transfers_sent(), $sent, 'nothing was sent again');
+is(events_of('rolled back call'), '->sending:call,sending>SUCCESS:reconciler,queued>SUCCESS:reconciler',
+	'SUCCESS again, from the history');
+
+# ---------- no free worker slot: refused before anything is sent ----------
+$node->append_conf('postgresql.conf', 'max_worker_processes = 0');
+$node->restart;
+$sent = transfers_sent();
+my $rows = sql(q{SELECT count(*) FROM qiwi_wallet_transfers});
+my ($ret, $out, $err) = $node->psql('postgres',
+	q{SELECT qiwi_wallet_transfer('79220000002', 12.00, 'no slot', merchant => 'wa')}, extra_params => ['-v', 'VERBOSITY=verbose']);
+like($err, qr/53400: could not record the intent to transfer \d+: no background worker slot is free/,
+	'with no free worker slot the call is refused');
+is(transfers_sent() . ' ' . sql(q{SELECT count(*) FROM qiwi_wallet_transfers}), "$sent $rows",
+	'before anything was recorded or sent');
 
 $node->stop;
 done_testing();
