@@ -196,10 +196,21 @@ ok($standby->poll_query_until('postgres', q{SELECT count(*) = 4 FROM qiwi_bills 
 	'the bills of the round in flight are WAITING on the new primary');
 ok($standby->poll_query_until('postgres', q{SELECT count(*) = 2 FROM qiwi_wallet_transfers WHERE status = 'SUCCESS'}),
 	'the queued and the synchronous transfer are SUCCESS');
-ok($standby->poll_query_until('postgres', q{SELECT EXISTS (SELECT FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1' AND status = 'COMPLETED')}),
-	'the capture is recorded');
-ok($standby->poll_query_until('postgres', q{SELECT EXISTS (SELECT FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1' AND status = 'COMPLETED')}),
-	'the refund is recorded');
+{
+	# a Payin capture or refund records no intent before it is sent
+	# (docs/operations.md, "Intents"): the new primary does not know them
+	local $TODO = 'Payin captures and refunds record no intent before they are sent';
+	is($standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1'})
+		. ',' . $standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1'}),
+		'1,1', 'the capture and the refund in flight are known to the new primary');
+}
+# what the documents say to do after a failover: ask by their ids
+is($standby->safe_psql('postgres', qq{SELECT status FROM qiwi_payin_capture_status('$payment{'fo-held'}', 'fo-cap-1', 'pa')})
+	. ',' . $standby->safe_psql('postgres', qq{SELECT status FROM qiwi_payin_refund_status('$payment{'fo-paid'}', 'fo-ref-1', 'pa')}),
+	'COMPLETED,COMPLETED', 'asked by their ids, the capture and the refund are COMPLETED at QIWI');
+is($standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1' AND status = 'COMPLETED'})
+	. ',' . $standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1' AND status = 'COMPLETED'}),
+	'1,1', 'and recorded');
 is($standby->safe_psql('postgres', q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id)
 	FROM qiwi_bills WHERE status IN ('CREATING', 'CREATE_FAILED')}), '', 'no bill is left creating');
 is($standby->safe_psql('postgres', q{SELECT string_agg(comment || ':' || status, ',' ORDER BY comment)
@@ -226,7 +237,7 @@ is($standby->safe_psql('postgres', q{SELECT string_agg(captured_amount || '/' ||
 	'the Payin payments recorded are QIWI\'s');
 is($standby->safe_psql('postgres', q{SELECT string_agg(api || ':' || status || ':' || items || ':' || amount, ',' ORDER BY api, status)
 	FROM qiwi_money_by_status WHERE merchant IN ('default', 'pa')}),
-	'bill:WAITING:4:66.00,payin:CAPTURED:2:17.00,payin:REFUNDED:1:-4.00',
+	'bill:WAITING:4:66.00,payin:CAPTURED:2:17.00,payin:REFUNDED:1:4.00',
 	'qiwi_money_by_status counts what QIWI has');
 is($standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_wallet_transfers_unrecorded}), '0',
 	'the wallets\' histories have no transfer the tables miss');
