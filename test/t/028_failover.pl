@@ -137,8 +137,9 @@ ok($primary->poll_query_until('postgres', q{SELECT sync_state = 'sync' FROM pg_s
 	'the standby becomes synchronous');
 is($primary->safe_psql('postgres', q{SELECT string_agg(sync_state, ',') FROM pg_stat_replication}), 'sync',
 	'the standby is synchronous');
-ok($primary->poll_query_until('postgres', q{SELECT running AND rounds >= 1 FROM qiwi_reconciler_status}),
-	'the primary\'s reconciler runs');
+ok($primary->poll_query_until('postgres', q{SELECT (SELECT running FROM qiwi_reconciler_status)
+	AND (SELECT bool_and(next_check_at > now() + interval '10 minutes') FROM qiwi_bills WHERE bill_id LIKE 'fo-w-%')}),
+	'the primary\'s reconciler runs, and has checked the bills: none is due before an hour');
 is($standby->safe_psql('postgres', q{SELECT running FROM qiwi_reconciler_status}),
 	'f', 'the standby\'s does not');
 
