@@ -7,7 +7,8 @@
  *		session's user, runs the statement (a ledger statement of the item's
  *		kind, its values passed in a DSM segment) and commits it durably
  *		(ledger_commit_durably: on disk and acknowledged by a synchronous
- *		standby, if any) while the caller waits.  The caller then locks the
+ *		standby, if any) while the caller waits for it to say so (its latch
+ *		set; its exit is not waited for).  The caller then locks the
  *		row (the reconciler's SKIP LOCKED claims pass it by), sends, and
  *		records the answer in its own transaction; if that rolls back, the
  *		committed intent stays for the reconciler, which asks QIWI and never
@@ -31,6 +32,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -62,6 +64,7 @@ typedef struct IntentSegment
 	int			expected;
 	int			nvalues;
 	int			lock_timeout_ms;	/* the caller's qiwi.timeout */
+	Latch	   *caller_latch;	/* set once the outcome is written */
 	Size		merchant;		/* offsets of strings in the segment */
 	Size		id;
 	Size		status;
@@ -150,14 +153,17 @@ intent_segment(Datum *values, const char *nulls, const Oid *types, int n, const 
 }
 
 /*
- * Run the worker on a segment and wait for it to end; refused, before
+ * Run the worker on a segment and wait until it has written its outcome
+ * (not for its exit, which takes longer) or ended without; refused, before
  * anything was recorded, when no worker slot is free
  */
 static void
 run_worker(dsm_segment *seg, const char *what)
 {
+	IntentSegment *s = dsm_segment_address(seg);
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
+	pid_t		pid;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -175,10 +181,17 @@ run_worker(dsm_segment *seg, const char *what)
 				 errmsg("could not record the intent to %s: no background worker slot is free", what),
 				 errdetail("The intent is committed by a worker of its own before anything is sent. Nothing was recorded or sent to QIWI."),
 				 errhint("Raise max_worker_processes: each such call takes a worker for a moment.")));
-	if (WaitForBackgroundWorkerShutdown(handle) == BGWH_POSTMASTER_DIED)
-		ereport(FATAL,
-				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("the postmaster died while the intent to %s was recorded", what)));
+	/* bgw_notify_pid: its start and its end set this latch too */
+	for (;;)
+	{
+		pg_memory_barrier();
+		if (s->done || GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pg_memory_barrier();
 	pfree(handle);
 }
 
@@ -230,8 +243,8 @@ intent_commit(const LedgerKind *kind, int plan, const LedgerParam *params, int n
 	s->plan = plan;
 	s->expected = expected;
 	s->lock_timeout_ms = qiwi_timeout_ms;
+	s->caller_latch = MyLatch;
 	run_worker(seg, what);
-	pg_memory_barrier();
 	if (!s->done)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -310,6 +323,7 @@ qiwi_intent_main(Datum main_arg)
 	PG_END_TRY();
 	pg_memory_barrier();
 	s->done = true;
+	SetLatch(s->caller_latch);
 	dsm_detach(seg);
 	proc_exit(0);
 }

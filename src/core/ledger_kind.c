@@ -218,33 +218,51 @@ prepare_record_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
 		nsp, kind->table->name, kind->table->status_column, kind->id_column), 2, checked_one_types);
 }
 
-/* (Re)build a kind's statements for the schema the extension lives in */
+/* Forget a kind's statements if the extension moved to another schema */
 static void
 prepare_kind(KindPlans *kp, Oid schema)
 {
+	if (kp->schema == schema)
+		return;
+	for (int i = 0; i < kp->kind->nstatements + LEDGER_NPLANS; i++)
+		ledger_free_plan(&kp->plans[i]);
+	kp->schema = schema;
+}
+
+/*
+ * A kind's statement, prepared on first use with the others of its group
+ * (the API's one by one, the reconciler's, the records'): a process may
+ * need few of them (the intent's worker, two)
+ */
+static SPIPlanPtr
+kind_plan(KindPlans *kp, int plan)
+{
 	const LedgerKind *kind = kp->kind;
+	int			own = plan - kind->nstatements;
 	const char *nsp;
 
-	if (kp->schema == schema && kp->plans[0] != NULL)
-		return;
-	for (int i = 0; i < kind->nstatements + LEDGER_NPLANS; i++)
-		ledger_free_plan(&kp->plans[i]);
-	nsp = quote_identifier(get_namespace_name(schema));
-	for (int i = 0; i < kind->nstatements; i++)
+	if (kp->plans[plan] != NULL)
+		return kp->plans[plan];
+	if (own == LEDGER_PLAN_SWEEP && kind->unknown_outcome == NULL)
+		elog(ERROR, "ledger kind of table %s has no items to sweep", kind->table->name);
+	nsp = quote_identifier(get_namespace_name(kp->schema));
+	if (own < 0)
 	{
-		const LedgerStatement *st = &kind->statements[i];
+		const LedgerStatement *st = &kind->statements[plan];
 		const LedgerTable *table = st->table ? st->table : kind->table;
-
 		Oid		   *types = palloc(sizeof(Oid) * Max(st->nargs, 1));
 
 		for (int j = 0; j < st->nargs; j++)
 			types[j] = st->params[j].type;
-		kp->plans[i] = ledger_prepare(psprintf(st->sql, nsp, status_list(table->open_statuses)),
-									  st->nargs, types);
+		kp->plans[plan] = ledger_prepare(psprintf(st->sql, nsp, status_list(table->open_statuses)),
+										 st->nargs, types);
 	}
-	prepare_reconciler_plans(kp->plans + kind->nstatements, kind, nsp);
-	prepare_record_plans(kp->plans + kind->nstatements, kind, nsp);
-	kp->schema = schema;
+	else if (own == LEDGER_PLAN_CLAIM || own == LEDGER_PLAN_CHECKS || own == LEDGER_PLAN_MAKE_DUE ||
+			 own == LEDGER_PLAN_SWEEP)
+		prepare_reconciler_plans(kp->plans + kind->nstatements, kind, nsp);
+	else
+		prepare_record_plans(kp->plans + kind->nstatements, kind, nsp);
+	return kp->plans[plan];
 }
 
 /* Begin bookkeeping as the owner, with the kind's statements ready */
@@ -264,7 +282,7 @@ ledger_run_plan(const LedgerKind *kind, int plan, Datum *values, const char *nul
 {
 	if (plan == LEDGER_ROW_LOCK)
 		plan = kind->nstatements + LEDGER_PLAN_LOCK;
-	return ledger_run(plans_of(kind)->plans[plan], values, nulls, expected);
+	return ledger_run(kind_plan(plans_of(kind), plan), values, nulls, expected);
 }
 
 /* Run one of the ledger's own statements of a kind (LEDGER_PLAN_*) */
