@@ -5,7 +5,9 @@
 # in flight, an after-commit Wallet transfer is queued.  QIWI then carries
 # out what it got; the standby is promoted, and its reconciler asks before
 # it sends: QIWI saw every id exactly once, every intent ends resolved, and
-# the tables agree with QIWI's books.  (b) An asynchronous standby that did
+# the tables agree with QIWI's books.  A Payin capture or refund records no
+# intent (a TODO here): the status calls the README prescribes after a
+# failover record them.  (b) An asynchronous standby that did
 # not receive a committed, sent transfer is promoted: the transfer is not
 # sent again, the wallet's history shows it in
 # qiwi_wallet_transfers_unrecorded, and the new primary's client ids pass
