@@ -1,8 +1,8 @@
 # Failover loses and doubles nothing, in the style of src/test/recovery.
 # (a) A primary with a synchronous standby dies ('immediate') while QIWI
 # holds its answers: a reconciler round (bill checks and after-commit
-# creates), a synchronous Wallet transfer, a Payin capture and a refund are
-# in flight, an after-commit Wallet transfer is queued.  QIWI then carries
+# creates), a synchronous Wallet transfer, a Payin capture and refund and a
+# Pull refund are in flight, an after-commit Wallet transfer is queued.  QIWI then carries
 # out what it got; the standby is promoted, and its reconciler asks before
 # it sends: QIWI saw every id exactly once, every intent ends resolved, and
 # the tables agree with QIWI's books.  A Payin capture or refund records no
@@ -33,6 +33,7 @@ sandbox('/sandbox/wallet/wallets', '{"number": "79280000001", "token": "fo-token
 sandbox('/sandbox/wallet/wallets', '{"number": "79280000002", "token": "fo-token-2", "balance": "1000.00"}');
 sandbox('/sandbox/wallet/wallets', '{"number": "79280000009", "token": "fo-token-9"}');
 sandbox('/sandbox/payin/sites', '{"siteId": "fo-site", "apiKey": "fo-payin-key", "notificationKey": "fo-n"}');
+sandbox('/sandbox/pull/projects', '{"prv_id": "4828", "api_id": "8828", "api_password": "fo-pull-pass"}');
 
 # A GET of the sandbox (control, or an API with its key), decoded
 sub sandbox_get
@@ -85,7 +86,8 @@ sub wait_until
 my $primary = PostgreSQL::Test::Cluster->new('fo_primary');
 $primary->init(allows_streaming => 1);
 # the primary's rounds only when woken (commits, qiwi_reconcile_now): no
-# round of its own takes the faults meant for the one below
+# round of its own takes the faults meant for the one below; its requests
+# wait for QIWI's answers as long as the sandbox holds them (60 s at most)
 $primary->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'qiwi_kassa'
 wal_log_hints = on
@@ -97,6 +99,8 @@ qiwi.reconcile_interval = '1h'
 qiwi.reconcile_max_interval = '1h'
 qiwi.wallet_sync_interval = '1h'
 qiwi.reconcile_concurrency = 8
+qiwi.timeout = '10min'
+qiwi.call_deadline = '10min'
 });
 $primary->start;
 $primary->safe_psql('postgres', qq{
@@ -107,6 +111,9 @@ CREATE SERVER wb FOREIGN DATA WRAPPER qiwi OPTIONS (wallet_number '79280000002',
 CREATE USER MAPPING FOR PUBLIC SERVER wb OPTIONS (wallet_token 'fo-token-2');
 CREATE SERVER pa FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'fo-site', payin_api_url '$sandbox_url');
 CREATE USER MAPPING FOR PUBLIC SERVER pa OPTIONS (payin_api_key 'fo-payin-key');
+CREATE SERVER fp FOREIGN DATA WRAPPER qiwi OPTIONS (pull_prv_id '4828', pull_api_id '8828', pull_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER fp OPTIONS (pull_api_password 'fo-pull-pass');
+SELECT qiwi_pull_create_bill('fo-pb', '79161234567', 5.00, 'Failover', now() + interval '1 day', merchant => 'fp');
 SELECT qiwi_create_bill('fo-w-1', 11.00, expires_at => now() + interval '1 day');
 SELECT qiwi_create_bill('fo-w-2', 12.00, expires_at => now() + interval '1 day');
 SELECT qiwi_payin_create_invoice('fo-held', 8.00, capture => 'manual', merchant => 'pa');
@@ -117,6 +124,8 @@ foreach my $bill ('fo-held', 'fo-paid')
 	sandbox("/sandbox/payin/sites/fo-site/bills/$bill/pay",
 		'{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}');
 }
+sandbox('/sandbox/pull/projects/4828/bills/fo-pb/pay', '{}');
+$primary->safe_psql('postgres', q{SELECT qiwi_pull_bill_status('fo-pb', 'fp')});
 my %payment = map {
 	$_ => $primary->safe_psql('postgres', qq{SELECT payment_id FROM qiwi_payin_invoice_payments('$_', 'pa')})
 } ('fo-held', 'fo-paid');
@@ -178,6 +187,8 @@ call_in_flight(qq{SELECT qiwi_payin_capture('$payment{'fo-held'}', 'fo-cap-1', m
 sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment{'fo-paid'}", "hold": true}});
 call_in_flight(qq{SELECT qiwi_payin_refund('$payment{'fo-paid'}', 'fo-ref-1', 4.00, merchant => 'pa')}, 7,
 	'a Payin refund is in flight');
+sandbox('/sandbox/faults', '{"api": "pull", "prv": "4828", "bill": "fo-pb", "hold": true}');
+call_in_flight(q{SELECT qiwi_pull_refund('fo-pb', 'fopr1', 2.00, 'fp')}, 8, 'a Pull refund is in flight');
 
 $primary->stop('immediate');
 $_->kill_kill foreach @calls;
@@ -224,6 +235,12 @@ is(join(',', map { bill_puts($_) } qw(fo-w-1 fo-w-2)), '1,1', 'and each bill it 
 my %posts = map { /^POST \/sinap\/.* id=(\d+)$/ ? ($1 => writes($_)) : () } keys %{ sandbox_get('/sandbox/writes') };
 is(join(',', map { $posts{$_} } sort keys %posts), '1,1', 'QIWI got two transfers, each id once');
 is(transfer_posts($queued), 1, 'one of them the queued transfer');
+# a Pull refund needs no intent (the same id gives the same refund): asked
+# for by its id, as after any lost answer, it is recorded
+ok($standby->poll_query_until('postgres', q{SELECT status IS NOT NULL FROM qiwi_pull_refund_status('fo-pb', 'fopr1', 'fp')}),
+	'the Pull refund in flight, asked for by its id, is known');
+is($standby->safe_psql('postgres', q{SELECT amount FROM qiwi_pull_refunds WHERE bill_id = 'fo-pb' AND refund_id = 'fopr1'})
+	. ',' . writes('PUT /api/v2/prv/4828/bills/fo-pb/refund/fopr1'), '2.00,1', 'and recorded; QIWI got it once');
 is(payin_puts("$payment{'fo-held'}/captures/fo-cap-1") . ',' . payin_puts("$payment{'fo-paid'}/refunds/fo-ref-1"),
 	'1,1', 'the capture and the refund once');
 
