@@ -1200,3 +1200,41 @@ COMMENT ON FOREIGN DATA WRAPPER qiwi IS $$QIWI merchants: CREATE SERVER name FOR
 COMMENT ON FUNCTION qiwi_payment_form_url(text, numeric, text, text, text, text, text, jsonb, timestamptz, text, text) IS $$URL of QIWI's form that creates the bill bill_id for amount when the buyer opens it. public_key: NULL means the merchant's (qiwi.public_key, or its server's bill_public_key); phone, email, account, comment, custom_fields as in qiwi_create_bill; lifetime: expiry (cut to the minute); success_url: where the buyer returns. merchant: whose (NULL: the default merchant; USAGE on its server needed)$$;
 COMMENT ON COLUMN qiwi_payin_payments.capture_deadline IS $$For an authorised two-step payment: authorisation + the merchant's payin_capture_hours (72 by default), when QIWI captures or releases the hold by itself$$;
 COMMENT ON VIEW qiwi_payin_holds IS $$Money held by authorised two-step payments not captured yet, oldest first, with the capture deadline (authorisation + payin_capture_hours): what the shop must capture or release. Reads the tables with the caller's rights$$;
+
+-- ---------- a reporting copy ----------
+-- The publication a reporting copy subscribes to: every table the reports
+-- read, of every API (not the notification tables: no report reads them,
+-- and a Payin TOKEN notification carries a buyer's payment token, like
+-- qiwi_payin_tokens and qiwi_payin_card_checks, which stay out too).  Run
+-- as the caller, who must own the tables (the extension's owner, or a
+-- superuser) and may create in the database, as CREATE PUBLICATION asks.
+CREATE FUNCTION qiwi_create_publication(name text DEFAULT 'qiwi_kassa_reports')
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	statement text;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT pg_catalog.format('CREATE PUBLICATION %I FOR TABLE %s', name,
+	                         pg_catalog.string_agg(pg_catalog.format('%I.%I', s.nspname, t.tab), ', ' ORDER BY t.ord))
+	  INTO statement
+	  FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace s ON s.oid OPERATOR(pg_catalog.=) e.extnamespace,
+	       pg_catalog.unnest(ARRAY['qiwi_bills', 'qiwi_refunds', 'qiwi_bill_events',
+	                               'qiwi_payin_invoices', 'qiwi_payin_payments', 'qiwi_payin_captures',
+	                               'qiwi_payin_refunds', 'qiwi_payin_events',
+	                               'qiwi_pull_bills', 'qiwi_pull_refunds', 'qiwi_pull_events',
+	                               'qiwi_wallet_payments', 'qiwi_wallet_transfers',
+	                               'qiwi_wallet_transfer_events', 'qiwi_wallet_sync']) WITH ORDINALITY AS t(tab, ord)
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'qiwi_kassa'
+	 GROUP BY s.nspname;
+	EXECUTE statement;
+	RETURN statement;
+END
+$fn$;
+REVOKE ALL ON FUNCTION qiwi_create_publication(text) FROM PUBLIC;
+COMMENT ON FUNCTION qiwi_create_publication(text) IS $$Create the publication (named name) of every table the reports read, for a reporting copy that subscribes to it with logical replication: qiwi_bills, qiwi_refunds, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_captures, qiwi_payin_refunds, qiwi_payin_events, qiwi_pull_bills, qiwi_pull_refunds, qiwi_pull_events, qiwi_wallet_payments, qiwi_wallet_transfers, qiwi_wallet_transfer_events, qiwi_wallet_sync (not the notification tables, tokens and card checks); returns the statement it ran. Runs with the caller's rights: the tables' owner or a superuser. Not PUBLIC$$;

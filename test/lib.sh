@@ -98,12 +98,32 @@ start_bg() {	# start_bg LOG COMMAND...
 	BG_PID=$!
 }
 
+# start_lane FUNCTION ARGS...: run a shell function in the background in a
+# process group of its own (its id is the lane's PID), which cleanup stops
+# whole, the tests it started included
+start_lane() {
+	set -m
+	"$@" &
+	set +m
+	QIWI_LANES+=($!)
+}
+
+# Wait until every lane has ended
+wait_lanes() {
+	local pid
+	for pid in "${QIWI_LANES[@]}"; do
+		wait "$pid" || true
+	done
+	QIWI_LANES=()
+}
+
 # A scratch directory the unprivileged user owns, holding a copy of what it
 # reads (QIWI_TREE); everything started is stopped and the directory removed
 # on exit, Ctrl-C or SIGTERM.  The script continues from inside it.
 make_workdir() {
 	QIWI_WORK=$(mktemp -d /tmp/qiwi_kassa.XXXXXX)
 	QIWI_PIDS=()
+	QIWI_LANES=()
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -119,12 +139,19 @@ make_workdir() {
 	say "scratch directory $QIWI_WORK"
 }
 
-# Stop every cluster under the scratch directory (pg_ctl) and every process
-# in QIWI_PIDS (by PID), then remove the directory
+# Stop every lane's process group (QIWI_LANES), every cluster under the
+# scratch directory (pg_ctl) and every process in QIWI_PIDS (by PID), then
+# remove the directory
 cleanup() {
 	local pidfile pid
 	trap '' INT TERM
 	[ -d "${QIWI_WORK:-}" ] || return 0
+	for pid in "${QIWI_LANES[@]}"; do
+		kill -TERM -- "-$pid" 2>/dev/null || true
+	done
+	for pid in "${QIWI_LANES[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
 	while IFS= read -r -d '' pidfile; do
 		as_user pg_ctl -D "${pidfile%/postmaster.pid}" -m fast -t 300 -w stop >/dev/null 2>&1 || true
 	done < <(find "$QIWI_WORK" -name postmaster.pid -print0 2>/dev/null)

@@ -95,7 +95,8 @@ typedef enum ExtensionState
 {
 	EXTENSION_NOT_INSTALLED,
 	EXTENSION_OLD_VERSION,		/* waiting for ALTER EXTENSION ... UPDATE */
-	EXTENSION_READY
+	EXTENSION_READY,
+	EXTENSION_REPORTING_COPY	/* ready, in a reporting copy (the reconciler's view) */
 } ExtensionState;
 
 extern ExtensionState ledger_extension_state(void);
@@ -446,5 +447,7 @@ extern bool reconciler_sync_read(bool (*read) (void *arg, QiwiError *error), voi
 
 extern void guard_init(void);
 extern void guard_require_reconciler(const char *function, const char *undone);
+extern bool guard_reporting_copy(char **subscription);
+extern void guard_refuse_reporting_copy(const char *what);
 
 #endif							/* QIWI_BOOKKEEPING_H */

@@ -31,8 +31,9 @@
  * requester.c   the process that sends a round's requests
  *               (the four share the private reconciler_internal.h)
  * guard.c       refusals that keep the record of money: a call only the
- *               reconciler completes, where none serves; dropping a ledger
- *               that holds rows
+ *               reconciler completes, where none serves; a call that writes
+ *               in a reporting copy (a subscriber); dropping a ledger that
+ *               holds rows
  */
 #ifndef QIWI_CORE_H
 #define QIWI_CORE_H

@@ -6,6 +6,14 @@
  * items made due) is refused in a database the reconciler does not serve:
  * there it would be recorded and never done.
  *
+ * A reporting copy is a database that subscribes, by logical replication,
+ * to the extension's tables of another (pg_subscription_rel lists one of
+ * them): its tables are written by the apply worker only.  There nothing
+ * is sent that changes money or is recorded (the call would write rows the
+ * primary never sees, and the next row it sends could collide with them),
+ * no notification is applied and no worker acts.  Reading calls answer
+ * without recording, as on a hot standby.
+ *
  * Dropping the extension deletes its tables: the ledger of every bill,
  * payment, refund and event.  Whatever command drops it (DROP EXTENSION,
  * DROP SCHEMA ... CASCADE, DROP OWNED BY its owner, any cascade that
@@ -28,6 +36,8 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_subscription.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -73,6 +83,7 @@ guard_require_reconciler(const char *function, const char *undone)
 {
 	char	   *here = get_database_name(MyDatabaseId);
 
+	guard_refuse_reporting_copy(psprintf("use %s", function));
 	if (!reconciler_registered())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -94,6 +105,69 @@ guard_require_reconciler(const char *function, const char *undone)
 				 errdetail("The reconciler serves one database only; here %s. Nothing was changed.", undone),
 				 errhint("Call it in database \"%s\", or set qiwi.database = %s in postgresql.conf (or with ALTER SYSTEM) and reload the configuration (SELECT pg_reload_conf()).",
 						 qiwi_database, quote_literal_cstr(here))));
+}
+
+/* ---------- a reporting copy ---------- */
+
+/*
+ * Does a subscription of this database write into a table of qiwi_kassa
+ * (a reporting copy)?  Then *subscription (if not NULL) is its name.  Read
+ * from pg_subscription_rel, which has rows only in a subscriber's
+ * databases, once per transaction (one must be open).
+ */
+bool
+guard_reporting_copy(char **subscription)
+{
+	static LocalTransactionId looked_in = InvalidLocalTransactionId;
+	static Oid	copied_by = InvalidOid;
+	Oid			extension;
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	if (looked_in != MyProc->lxid)
+	{
+		copied_by = InvalidOid;
+		extension = get_extension_oid("qiwi_kassa", true);
+		rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+		scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+		while (OidIsValid(extension) && HeapTupleIsValid(tuple = systable_getnext(scan)))
+		{
+			Form_pg_subscription_rel sr = (Form_pg_subscription_rel) GETSTRUCT(tuple);
+
+			if (getExtensionOfObject(RelationRelationId, sr->srrelid) == extension)
+			{
+				copied_by = sr->srsubid;
+				break;
+			}
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+		looked_in = MyProc->lxid;
+	}
+	if (OidIsValid(copied_by) && subscription != NULL)
+		*subscription = get_subscription_name(copied_by, true);
+	return OidIsValid(copied_by);
+}
+
+/*
+ * Refuse, before anything is sent or recorded, to do (what: "create a
+ * bill") in a reporting copy.
+ */
+void
+guard_refuse_reporting_copy(const char *what)
+{
+	char	   *subscription = NULL;
+
+	if (!guard_reporting_copy(&subscription))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot %s in a reporting copy of qiwi_kassa", what),
+			 errdetail("Database \"%s\" subscribes to the tables of qiwi_kassa (subscription \"%s\"): only the primary writes them. Nothing was sent to QIWI or recorded.",
+					   get_database_name(MyDatabaseId), subscription ? subscription : "?"),
+			 errhint("Call it on the primary, the publisher of subscription \"%s\".",
+					 subscription ? subscription : "?")));
 }
 
 /* ---------- qiwi.drop_ledger ---------- */

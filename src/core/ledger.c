@@ -380,6 +380,7 @@ ledger_require_writable(const char *what, const char *tables)
 				 errmsg("cannot %s on a hot standby", what),
 				 errdetail("QIWI's answer could not be recorded in %s. Nothing was sent to QIWI.", tables),
 				 errhint("Call it on the primary server.")));
+	guard_refuse_reporting_copy(what);
 	if (XactReadOnly)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -390,17 +391,27 @@ ledger_require_writable(const char *what, const char *tables)
 
 /*
  * Can a reading call record what it learnt in tables?  If not (a read-only
- * transaction, a hot standby), it still answers, with a warning.
+ * transaction, a hot standby, a reporting copy), it still answers, with a
+ * warning.
  */
 bool
 ledger_can_record(const char *what, const char *tables)
 {
-	if (!XactReadOnly)
+	char	   *subscription = NULL;
+
+	if (XactReadOnly)
+		ereport(WARNING,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s was not recorded: the transaction is read-only", what),
+				 RecoveryInProgress() ? errdetail("This server is a hot standby.") :
+				 errdetail("The answer is returned but %s are unchanged.", tables)));
+	else if (guard_reporting_copy(&subscription))
+		ereport(WARNING,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s was not recorded: this database is a reporting copy of qiwi_kassa", what),
+				 errdetail("It subscribes to the tables of qiwi_kassa (subscription \"%s\"): only the primary writes them. The answer is returned but %s are unchanged.",
+						   subscription ? subscription : "?", tables)));
+	else
 		return true;
-	ereport(WARNING,
-			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-			 errmsg("%s was not recorded: the transaction is read-only", what),
-			 RecoveryInProgress() ? errdetail("This server is a hot standby.") :
-			 errdetail("The answer is returned but %s are unchanged.", tables)));
 	return false;
 }

@@ -268,6 +268,8 @@ extension_state(void)
 
 	StartTransactionCommand();
 	state = ledger_extension_state();
+	if (state == EXTENSION_READY && guard_reporting_copy(NULL))
+		state = EXTENSION_REPORTING_COPY;
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller_context);
 	return state;
@@ -628,16 +630,25 @@ qiwi_reconciler_main(Datum main_arg)
 			proc_exit(0);
 
 		state = extension_state();
+		if (state == EXTENSION_REPORTING_COPY)	/* said at each look: it looked */
+			reconciler_publish_error("this database is a reporting copy (it subscribes to the tables of qiwi_kassa): no worker acts here");
 		if (state != EXTENSION_READY)
 		{
 			if (state != said_about)
 				ereport(LOG,
 						(errmsg(state == EXTENSION_NOT_INSTALLED ?
 								"qiwi_kassa reconciler is waiting for CREATE EXTENSION qiwi_kassa in database \"%s\"" :
-								"qiwi_kassa reconciler is waiting for ALTER EXTENSION qiwi_kassa UPDATE in database \"%s\"",
+								state == EXTENSION_OLD_VERSION ?
+								"qiwi_kassa reconciler is waiting for ALTER EXTENSION qiwi_kassa UPDATE in database \"%s\"" :
+								"qiwi_kassa reconciler does nothing in database \"%s\": it is a reporting copy, subscribing to the tables of qiwi_kassa",
 								shared->database)));
 			said_about = state;
 			continue;
+		}
+		if (said_about == EXTENSION_REPORTING_COPY)
+		{
+			round_errors = 0;	/* a copy no more: its error goes */
+			publish_round_errors(0, 0);
 		}
 		said_about = EXTENSION_READY;
 

@@ -350,6 +350,7 @@ qiwi_wallet_webhook_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("txn_type must be IN, OUT or BOTH")));
+	guard_refuse_reporting_copy("register a wallet's webhook");
 	hook_call(merchant, HTTP_PUT, psprintf("?hookType=1&param=%s&txnType=%d", http_escape_path_segment(url), code),
 			  "register the webhook", false, &hook);
 	return hook_row(fcinfo, &hook);
@@ -373,6 +374,7 @@ qiwi_wallet_webhook_delete(PG_FUNCTION_ARGS)
 	const Merchant *merchant = arg_merchant(fcinfo, 0);
 	WalletHook	hook;
 
+	guard_refuse_reporting_copy("delete a wallet's webhook");
 	if (!active_hook(merchant, &hook))
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(hook_call(merchant, HTTP_DELETE, psprintf("/%s", http_escape_path_segment(hook.hook_id)),
@@ -399,6 +401,8 @@ qiwi_wallet_webhook_fetch_key(PG_FUNCTION_ARGS)
 	WalletHook	hook;
 	char	   *path;
 
+	if (rotate)
+		guard_refuse_reporting_copy("rotate a wallet's webhook key");
 	if (!active_hook(merchant, &hook))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
