@@ -2,7 +2,8 @@
 """Self-check of the sandbox's Bill Payments API (test/qiwi_sandbox.py)
 against QIWI's documents and HTTP: a bill is final 45 days after its
 creation, the Bearer scheme is case-insensitive, a request without Accept
-is answered.
+is answered; /sandbox/writes counts the requests that may change something
+by what they name.
 
 It starts no sandbox: --url names a running one (http://127.0.0.1:PORT),
 --secret its key.  Its bills have fresh ids, so it does not disturb other
@@ -59,13 +60,29 @@ def check_headers(c, secret):
         c.ok(status == 401, "another scheme, no space, another key or no scheme is HTTP 401", str(status))
 
 
+def check_writes(c, secret):
+    bill_id, _, _, _ = new_bill(c, secret, 1)
+    c.http("PUT", BILLS + bill_id, {"amount": {"currency": "RUB", "value": "1.00"}}, key=secret)
+    c.http("GET", BILLS + bill_id, key=secret)
+    c.http("POST", BILLS + bill_id + "/reject", key=secret)
+    _, writes, _ = c.http("GET", "/sandbox/writes")
+    c.ok(writes.get("PUT " + BILLS + bill_id) == 2 and writes.get("POST " + BILLS + bill_id + "/reject") == 1
+         and "GET " + BILLS + bill_id not in writes,
+         "/sandbox/writes counts each request but a GET by its method and path", str(writes))
+    client_id = str(uuid.uuid4().int)[:18]
+    status, _, _ = c.http("POST", "/sinap/api/v2/terms/99/payments", {"id": client_id}, key="no-such-token")
+    _, writes, _ = c.http("GET", "/sandbox/writes")
+    c.ok(status == 401 and writes.get(f"POST /sinap/api/v2/terms/99/payments id={client_id}") == 1,
+         "a Wallet transfer's is counted by its client id, even one refused", f"{status} {writes}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the running sandbox, e.g. http://127.0.0.1:8080")
     parser.add_argument("--secret", required=True, help="its Bill Payments key (--secret of the sandbox)")
     args = parser.parse_args()
     c = Check(args.url)
-    for name, run in [("lifetime", check_lifetime), ("headers", check_headers)]:
+    for name, run in [("lifetime", check_lifetime), ("headers", check_headers), ("writes", check_writes)]:
         try:
             run(c, args.secret)
         except Exception as e:	# a broken answer fails its group, not the whole run

@@ -36,6 +36,10 @@ Control (no auth; loopback only; used by tests):
          does; N extra copies after a 200; a failed delivery is retried
          every M ms (default 200), 50 times at most
   GET  /sandbox/stats    {"requests", "connections", "bills", "refunds", "held"}
+  GET  /sandbox/writes   {"METHOD /path": N}: every API request but a GET, of
+                         every API, counted when it arrives (held, dropped or
+                         answered); a Wallet transfer's key ends " id=<its
+                         client id>": how many times each id was sent
   POST /sandbox/reset    forget bills, refunds, faults, latency and stats
                          (releasing the requests held),
                          and the Payin and Wallet state (see below)
@@ -111,6 +115,7 @@ the next cursor out, null on the last page; 404 for an empty list, §9):
 """
 
 import argparse
+import collections
 import hashlib
 import heapq
 import hmac
@@ -294,6 +299,7 @@ class Sandbox:
         self.latency_ms = 0
         self.requests = 0
         self.connections = 0
+        self.writes = collections.Counter()
 
     def hold(self):
         """Keep a request (a "hold" fault's) waiting until release(), MAX_HOLD_S at most."""
@@ -310,6 +316,18 @@ class Sandbox:
         for event in getattr(self, "held", []):
             event.set()
         self.held = []
+
+    def count_write(self, method, path, body):
+        """Count a request that may change something at QIWI by what it names:
+        its method and path, and a Wallet transfer's client id (in its body)."""
+        key = f"{method} {path}"
+        if path.startswith("/sinap/"):
+            try:
+                key += f" id={json.loads(body).get('id')}"
+            except (ValueError, AttributeError):
+                pass
+        with self.lock:
+            self.writes[key] += 1
 
     def take_fault(self, api, keys):
         """The first fault left for this API whose "bill", "site", "payment", "prv" and
@@ -1681,6 +1699,8 @@ def make_handler(sandbox):
         def dispatch(self, method):
             path = urlsplit(self.path).path
             body = self.read_body()
+            if method != "GET" and not path.startswith(("/sandbox/", "/wire/")):
+                sandbox.count_write(method, path, body)
             if sandbox.wallet.owns(path):	# the Wallet API and /sandbox/wallet/
                 fault = None if path.startswith("/sandbox/") else \
                     sandbox.take_fault("wallet", {"service": path.split("/")[1]})
@@ -1721,6 +1741,8 @@ def make_handler(sandbox):
                         "requests": sandbox.requests, "connections": sandbox.connections,
                         "bills": len(sandbox.bills), "refunds": len(sandbox.refunds),
                         "held": len(sandbox.held)})
+                if parts == ["writes"] and method == "GET":
+                    return self.send_json(200, dict(sandbox.writes))
                 if parts == ["reset"] and method == "POST":
                     sandbox.reset()
                     sandbox.payin.reset()

@@ -69,7 +69,7 @@ due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
 	bill->create.merchant = due->merchant_names[i];
 	bill->create.amount = DatumGetNumericCopy(ledger_due_value(due, i, 1, &isnull));
 	bill->create.currency = TextDatumGetCString(ledger_due_value(due, i, 2, &isnull));
-	if (bill->creating)
+	if (bill->creating && !due->sweeping)
 	{
 		read_creation(due, i, &bill->create);
 		bill_create_operation(due->merchants[i], &bill->create, false, &bill->answer, op);
@@ -83,13 +83,17 @@ due_bill_operation(LedgerDue *due, int i, QiwiOperation *op)
  * creation, else as the ledger records any failure (a refused key stops
  * the merchant).  A lost or malformed answer to a create is no refusal: the
  * PUT is idempotent, and QIWI may well have the bill, so it is sent again.
+ * The sweep's ask that QIWI does not know the bill is no failure: the next
+ * round creates it.
  */
 static void
 record_failure(LedgerDue *due, int i, const QiwiError *error, bool *failed, bool *key_refused)
 {
 	const DueBill *bill = due->answers[i];
 
-	if (bill->creating && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
+	if (bill->creating && due->sweeping && error->sqlstate == ERRCODE_QIWI_NOT_FOUND)
+		ledger_add_check(due, i, false, NULL);
+	else if (bill->creating && !due->sweeping && error->sqlstate == ERRCODE_QIWI_INVALID_REQUEST)
 	{
 		*failed = true;
 		store_create_failed(due->merchant_names[i], due->ids[i], error->message);

@@ -185,6 +185,7 @@ const LedgerKind bill_kind = {
 	.events = {"qiwi_bill_events", "bill_id", NULL, "qiwi_bill_status", "bill_id"},
 	.statements = bill_statements,
 	.nstatements = lengthof(bill_statements),
+	.unknown_outcome = "t.status = 'CREATING'",
 };
 
 /* Record a status change of a bill in qiwi_bill_events and announce it at commit */
