@@ -19,8 +19,8 @@
  * item of a kind with unknown_outcome rows (a transfer 'sending', or
  * 'queued' whose move to 'sending' a promoted asynchronous standby never
  * got; a Payin capture or refund 'sending') is asked about once, by its
- * id, sending nothing, before any round
- * can send something new; a log line says how many.
+ * id, sending nothing, before any round can send something new; a log line
+ * says how many.
  */
 #include "core/ledger_internal.h"
 #include "core/reconciler_internal.h"

@@ -12,11 +12,10 @@
 
 /*
  * Why a merchant cannot be asked about its invoices, captures and refunds,
- * or NULL.  The kind
- * requires no option of the reconciler: the default merchant never has a
- * Payin key, and a kind that required one would have the reconciler report
- * that the default merchant lacks it whenever no server exists, Payin used
- * or not.
+ * or NULL.  The kinds require no option of the reconciler: the default
+ * merchant never has a Payin key, and a kind that required one would have
+ * the reconciler report that the default merchant lacks it whenever no
+ * server exists, Payin used or not.
  */
 char *
 payin_merchant_problem(const Merchant *merchant)
