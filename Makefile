@@ -9,7 +9,7 @@ OBJS = src/core/module.o src/core/transport.o src/core/exchange.o src/core/guard
 	src/bill/bill_wire.o src/bill/bill_sql.o src/bill/bill_store.o \
 	src/bill/bill_notification.o src/bill/bill_reconcile.o \
 	src/payin/payin_wire.o src/payin/payin_parse.o src/payin/payin_sql.o src/payin/payin_args.o src/payin/payin_store.o \
-	src/payin/payin_notification.o src/payin/payin_reconcile.o \
+	src/payin/payin_notification.o src/payin/payin_reconcile.o src/payin/payin_intent.o \
 	src/pull/pull_wire.o src/pull/pull_sql.o src/pull/pull_store.o src/pull/pull_notification.o src/pull/pull_reconcile.o \
 	src/wallet/wallet_wire.o src/wallet/wallet_history.o src/wallet/wallet_transfer.o src/wallet/wallet_webhook.o \
 	src/wallet/wallet_sync.o

@@ -1273,3 +1273,50 @@ COMMENT ON COLUMN qiwi_reconciler_status.database IS $$This database (each datab
 COMMENT ON VIEW qiwi_reconciler_status IS $$This database's reconciler: is it running (pid, database) or waiting for its turn (state), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error; every database's: qiwi_reconcilers()$$;
 COMMENT ON FUNCTION qiwi_reconciler_state() IS $$This database's reconciler's state (read it through the view qiwi_reconciler_status)$$;
 COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$This database's reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
+
+-- Payin captures and refunds record their intent ('sending') with a commit
+-- of its own before their PUT; the reconciler settles those whose outcome
+-- is not known by asking QIWI for them by their id (docs/operations.md).
+ALTER TABLE qiwi_payin_captures ALTER COLUMN amount DROP NOT NULL, ALTER COLUMN currency DROP NOT NULL,
+	ALTER COLUMN checked_at DROP NOT NULL,
+	DROP CONSTRAINT qiwi_payin_captures_status_check,
+	ADD CONSTRAINT qiwi_payin_captures_status_check CHECK (status IN ('sending', 'COMPLETED', 'DECLINED')),
+	ADD COLUMN next_check_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	ADD COLUMN check_count integer NOT NULL DEFAULT 0,
+	ADD COLUMN failures integer NOT NULL DEFAULT 0,
+	ADD COLUMN last_error text,
+	ADD COLUMN capture_key text NOT NULL GENERATED ALWAYS AS (payment_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) capture_id) STORED,
+	ADD CONSTRAINT qiwi_payin_captures_answered CHECK (status OPERATOR(pg_catalog.=) 'sending' OR amount IS NOT NULL AND currency IS NOT NULL);
+CREATE UNIQUE INDEX qiwi_payin_captures_key ON qiwi_payin_captures (merchant, capture_key);
+CREATE INDEX qiwi_payin_captures_due ON qiwi_payin_captures (next_check_at) WHERE status = 'sending';
+ALTER TABLE qiwi_payin_refunds ALTER COLUMN checked_at DROP NOT NULL,
+	DROP CONSTRAINT qiwi_payin_refunds_status_check,
+	ADD CONSTRAINT qiwi_payin_refunds_status_check CHECK (status IN ('sending', 'COMPLETED', 'DECLINED')),
+	ADD COLUMN next_check_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	ADD COLUMN check_count integer NOT NULL DEFAULT 0,
+	ADD COLUMN failures integer NOT NULL DEFAULT 0,
+	ADD COLUMN last_error text,
+	ADD COLUMN refund_key text NOT NULL GENERATED ALWAYS AS (payment_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) refund_id) STORED;
+CREATE UNIQUE INDEX qiwi_payin_refunds_key ON qiwi_payin_refunds (merchant, refund_key);
+CREATE INDEX qiwi_payin_refunds_due ON qiwi_payin_refunds (next_check_at) WHERE status = 'sending';
+COMMENT ON TABLE qiwi_payin_captures IS $$Every Payin capture made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
+COMMENT ON COLUMN qiwi_payin_captures.amount IS $$Money taken; NULL while sending (QIWI's answer says how much)$$;
+COMMENT ON COLUMN qiwi_payin_captures.currency IS $$ISO 4217 code of amount; NULL while sending$$;
+COMMENT ON COLUMN qiwi_payin_captures.status IS $$sending (its intent, committed before the PUT: outcome not known yet; the reconciler asks QIWI for it by its id, never sends it again), COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_captures.checked_at IS $$When QIWI last told us about it; NULL while sending, before any answer$$;
+COMMENT ON COLUMN qiwi_payin_captures.next_check_at IS $$When the reconciler asks QIWI about this capture next, while it is sending (backs off after each answer that leaves it so, or failure)$$;
+COMMENT ON COLUMN qiwi_payin_captures.check_count IS $$The reconciler's checks of it while sending that QIWI answered$$;
+COMMENT ON COLUMN qiwi_payin_captures.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
+COMMENT ON COLUMN qiwi_payin_captures.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
+COMMENT ON COLUMN qiwi_payin_captures.capture_key IS $$payment_id/capture_id: the capture's key for the reconciler$$;
+COMMENT ON TABLE qiwi_payin_refunds IS $$Every Payin refund or reversal made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
+COMMENT ON COLUMN qiwi_payin_refunds.amount IS $$Money returned or released$$;
+COMMENT ON COLUMN qiwi_payin_refunds.currency IS $$ISO 4217 code of amount$$;
+COMMENT ON COLUMN qiwi_payin_refunds.status IS $$sending (its intent, committed before the PUT: outcome not known yet, its amount counted as spent by later refunds; the reconciler asks QIWI for it by its id, never sends it again), COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_refunds.checked_at IS $$When QIWI last told us about it; NULL while sending, before any answer$$;
+COMMENT ON COLUMN qiwi_payin_refunds.next_check_at IS $$When the reconciler asks QIWI about this refund next, while it is sending (backs off after each answer that leaves it so, or failure)$$;
+COMMENT ON COLUMN qiwi_payin_refunds.check_count IS $$The reconciler's checks of it while sending that QIWI answered$$;
+COMMENT ON COLUMN qiwi_payin_refunds.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
+COMMENT ON COLUMN qiwi_payin_refunds.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
+COMMENT ON COLUMN qiwi_payin_refunds.refund_key IS $$payment_id/refund_id: the refund's key for the reconciler$$;
+COMMENT ON COLUMN qiwi_payin_events.new_status IS $$Status after; REFUSED for a capture's or refund's intent that QIWI refused (its row is withdrawn: nothing moved)$$;

@@ -182,7 +182,7 @@ const LedgerKind bill_kind = {
 		" THEN clock_timestamp() + make_interval(secs => $5)",
 	"t.expires_at + interval '1 second'"},
 	.answer = {bill_params, BILL_NARGS + 3, BILL_NARGS + 2, 0, true},
-	.events = {"qiwi_bill_events", "bill_id", NULL, "qiwi_bill_status", "bill_id"},
+	.events = {"qiwi_bill_events", "bill_id", NULL, "qiwi_bill_status", "bill_id", NULL},
 	.statements = bill_statements,
 	.nstatements = lengthof(bill_statements),
 	.unknown_outcome = "t.status = 'CREATING'",

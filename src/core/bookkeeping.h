@@ -267,6 +267,7 @@ typedef struct LedgerEvents
 	const char *object_column;	/* NULL: no object column */
 	const char *channel;
 	const char *payload_id_key;
+	const char *object;			/* what the kind's own writes name, with object_column */
 } LedgerEvents;
 
 typedef struct LedgerKind

@@ -18,8 +18,9 @@
  * After a start (a crash, a promotion), the reconciler sweeps first: every
  * item of a kind with unknown_outcome rows (a transfer 'sending', or
  * 'queued' whose move to 'sending' a promoted asynchronous standby never
- * got) is asked about once, by its id, sending nothing, before any round
- * can send something new; a log line says how many.
+ * got; a Payin capture or refund 'sending') is asked about once, by its
+ * id, sending nothing, before any round can send something new; a log line
+ * says how many.
  */
 #include "core/ledger_internal.h"
 #include "core/reconciler_internal.h"
@@ -207,7 +208,7 @@ require_fresh_snapshots(const char *what)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("cannot %s in a REPEATABLE READ or SERIALIZABLE transaction", what),
 				 errdetail("Its intent is committed apart before it is sent, and this transaction's snapshot could not see it. Nothing was recorded or sent to QIWI."),
-				 errhint("Call it in a READ COMMITTED transaction, or use the function's _after_commit form.")));
+				 errhint("Call it in a READ COMMITTED transaction, or use the function's _after_commit form where it has one.")));
 }
 
 /*

@@ -353,8 +353,9 @@ ledger_write_values(const LedgerKind *kind, int plan, Datum *values, const char 
 	ledger_begin_kind(&ctx, kind);
 	wrote = ledger_run_plan(kind, plan, values, nulls, expected) > 0;
 	if (wrote)
-		ledger_event(kind, merchant, NULL, id, expected == SPI_OK_UPDATE_RETURNING ||
-					 expected == SPI_OK_INSERT_RETURNING ? ledger_row_text(&ctx, 1) : NULL, status, source);
+		ledger_event(kind, merchant, kind->events.object, id, expected == SPI_OK_UPDATE_RETURNING ||
+					 expected == SPI_OK_INSERT_RETURNING || expected == SPI_OK_DELETE_RETURNING ?
+					 ledger_row_text(&ctx, 1) : NULL, status, source);
 	ledger_end(&ctx);
 	return wrote;
 }

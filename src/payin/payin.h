@@ -10,10 +10,11 @@
  * payin_wire.c   URLs, bodies, answers, one operation per API call, options
  * payin_sql.c    the SQL functions
  * payin_args.c   the closed sets of create_invoice's arguments
- * payin_store.c  qiwi_payin_invoices, _payments, _captures, _refunds, _tokens,
- *                _card_checks, _events
+ * payin_store.c  qiwi_payin_invoices, _payments, _tokens, _card_checks, _events
  * payin_notification.c  the signatures of notifications
  * payin_reconcile.c  invoices as a kind of thing the reconciler keeps current
+ * payin_intent.c  captures and refunds: intents committed before they are
+ *                sent, answers recorded over them, the unknown ones asked for
  */
 #ifndef QIWI_PAYIN_H
 #define QIWI_PAYIN_H
@@ -212,7 +213,8 @@ extern List *payin_payment_methods_argument(FunctionCallInfo fcinfo, int argno);
 typedef struct PayinHeadroom
 {
 	Numeric		left;			/* held or captured, minus the refunds recorded
-								 * or QIWI reported (other ids than this one) */
+								 * ('sending' too) or QIWI reported (other ids
+								 * than this one) */
 	Numeric		left_here;		/* the same, counting only qiwi_payin_refunds */
 	Numeric		refunded;		/* base minus left */
 	Numeric		base;			/* what they are subtracted from */
@@ -223,8 +225,6 @@ typedef struct PayinHeadroom
 
 extern void payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_recorded);
 extern void payin_store_payment(PayinPayment *payment, const char *source);
-extern void payin_store_capture(const PayinOperationResult *capture, const char *source);
-extern void payin_store_refund(const PayinOperationResult *refund, const char *source);
 extern bool payin_store_token(const PayinToken *token, const char *source);
 extern bool payin_store_token_deleted(const char *merchant, const char *account, const char *token,
 									  bool confirmed);
@@ -248,6 +248,18 @@ extern void payin_init(void);
 
 /* ---------- payin_reconcile.c ---------- */
 
+extern char *payin_merchant_problem(const Merchant *merchant);
 extern void payin_reconcile_init(void);
+
+/* ---------- payin_intent.c ---------- */
+
+extern const LedgerKind payin_capture_kind;
+extern const LedgerKind payin_refund_kind;
+extern char *payin_operation_key(const char *payment_id, const char *id);
+extern void payin_store_capture(const PayinOperationResult *capture, const char *source);
+extern void payin_store_refund(const PayinOperationResult *refund, const char *source);
+extern bool payin_store_intent(const PayinOperationResult *intent, bool refund, const char *what);
+extern void payin_store_withdraw(const PayinOperationResult *intent, bool refund, const char *what);
+extern void payin_intent_init(void);
 
 #endif							/* QIWI_PAYIN_H */

@@ -11,14 +11,14 @@
 #include "payin/payin.h"
 
 /*
- * Why a merchant cannot be asked about its invoices, or NULL.  The kind
- * requires no option of the reconciler: the default merchant never has a
- * Payin key, and a kind that required one would have the reconciler report
- * that the default merchant lacks it whenever no server exists, Payin used
- * or not.
+ * Why a merchant cannot be asked about its invoices, captures and refunds,
+ * or NULL.  The kinds require no option of the reconciler: the default
+ * merchant never has a Payin key, and a kind that required one would have
+ * the reconciler report that the default merchant lacks it whenever no
+ * server exists, Payin used or not.
  */
-static char *
-merchant_problem(const Merchant *merchant)
+char *
+payin_merchant_problem(const Merchant *merchant)
 {
 	if (merchant_value(merchant, payin_option_site_id) == NULL ||
 		merchant_value(merchant, payin_option_api_key) == NULL)
@@ -57,7 +57,7 @@ static const ReconcileKind payin_kind = {
 	.required_options = NULL,
 	.nrequired = 0,
 	.ledger = &payin_invoice_kind,
-	.merchant_problem = merchant_problem,
+	.merchant_problem = payin_merchant_problem,
 	.operation = due_invoice_operation,
 	.record = record_invoice_answer,
 };

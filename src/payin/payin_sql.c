@@ -5,8 +5,10 @@
  * Each function checks every argument before anything is sent, names the
  * argument in its error, hands the call's operation (payin_wire.c) to the
  * exchange, records the answer (payin_store.c) and returns it.  A capture
- * or refund can rebuild itself, so that the exchange asks for it by its id
- * before it is ever sent again and money moves once.  A payment token
+ * or refund commits its intent before it is sent (payin_intent.c); one
+ * recorded already, or an intent, is asked for by its id and sent only if
+ * QIWI does not know it; within a call too, the exchange asks for it by its
+ * id before it is ever sent again, so money moves once.  A payment token
  * deleted already is no error: deleting it is what the caller wanted.
  */
 #include "core/core.h"
@@ -110,7 +112,7 @@ static HeapTuple
 operation_tuple(TupleDesc tupdesc, const PayinOperationResult *r)
 {
 	ResultColumn columns[OPERATION_COLUMNS] = {
-		result_text(r->payment_id), result_text(r->id), result_datum(NumericGetDatum(r->amount)),
+		result_text(r->payment_id), result_text(r->id), {NumericGetDatum(r->amount), r->amount == NULL},
 		result_text(r->currency), result_text(r->status), result_pointer(r->flags),
 		result_text(r->comment), result_timestamp(r->created_at, r->has_created_at),
 		result_timestamp(r->status_changed_at, r->has_status_changed_at)
@@ -188,6 +190,99 @@ money_call_ids(FunctionCallInfo fcinfo, const char *argname, MoneyCall *call)
 	call->payment_id = arg_required_id(fcinfo, 0, "payment_id", &payin_limits);
 	call->id = arg_required_id(fcinfo, 1, argname, &payin_limits);
 	call->is_refund = strcmp(argname, "refund_id") == 0;
+}
+
+/* The intent of a MoneyCall: its ids, a refund's money, a capture's comment; 'sending' */
+static PayinOperationResult *
+money_intent(const MoneyCall *call)
+{
+	PayinOperationResult *intent = palloc0(sizeof(PayinOperationResult));
+
+	intent->merchant = call->merchant->name;
+	intent->payment_id = (char *) call->payment_id;
+	intent->id = (char *) call->id;
+	intent->amount = call->amount;
+	intent->currency = (char *) call->currency;
+	intent->comment = (char *) call->comment;
+	intent->status = "sending";
+	return intent;
+}
+
+/*
+ * A capture or refund recorded here under its id already (an intent whose
+ * outcome is not known, or one QIWI answered): its row locked (a call
+ * sending it is waited for), then asked for by its id, never sent
+ * blindly.  True if QIWI has it (call->result); false if nothing is
+ * recorded (*recorded false), or only an intent QIWI does not have (the
+ * caller may send it).  A record QIWI does not have, or a refund id of
+ * other money, is refused.
+ */
+static bool
+money_recorded(MoneyCall *call, bool *recorded)
+{
+	char	   *status;
+	Numeric		amount;
+	char	   *currency;
+	QiwiOperation op;
+
+	*recorded = ledger_lock_item(call->is_refund ? &payin_refund_kind : &payin_capture_kind, call->merchant->name,
+								 payin_operation_key(call->payment_id, call->id), &status, &amount, &currency);
+	if (!*recorded)
+		return false;
+	if (call->is_refund && !qiwi_same_money(amount, currency, call->amount, call->currency))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("refund \"%s\" of Payin payment \"%s\" is recorded for %s %s, not %s %s", call->id,
+						call->payment_id, qiwi_format_amount(amount), currency, qiwi_format_amount(call->amount),
+						call->currency),
+				 errdetail("A refund id names one refund. Nothing was sent to QIWI.")));
+	money_operation(call, false, &op);
+	if (qiwi_made_already(&op))
+		return true;
+	if (strcmp(status, "sending") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QIWI_NOT_FOUND),
+				 errmsg("%s \"%s\" of Payin payment \"%s\" is recorded here as %s, but QIWI does not have it",
+						call->is_refund ? "refund" : "capture", call->id, call->payment_id, status),
+				 errdetail("Nothing was sent to QIWI.")));
+	return false;
+}
+
+/* A capture or refund QIWI refused: its intent withdrawn (intent_send's refused) */
+static void
+withdraw_money(void *arg, const QiwiError *error)
+{
+	MoneyCall  *call = (MoneyCall *) arg;
+
+	payin_store_withdraw(money_intent(call), call->is_refund,
+						 psprintf("withdraw %s \"%s\"", call->is_refund ? "refund" : "capture", call->id));
+}
+
+/*
+ * Send a capture or refund, its intent committed first unless recorded (an
+ * intent QIWI does not have); true with call->result if QIWI answered,
+ * false with call->result the intent ('sending') if the outcome is unknown
+ */
+static bool
+money_send(MoneyCall *call, bool recorded)
+{
+	PayinOperationResult *intent = money_intent(call);
+	QiwiOperation op;
+
+	money_operation(call, false, &op);
+	if (!recorded && !payin_store_intent(intent, call->is_refund, op.context))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not %s: it was recorded meanwhile", op.context),
+				 errdetail("Nothing was sent to QIWI."),
+				 errhint("Call it again: it is then asked for by its id.")));
+	if (intent_send(call->is_refund ? &payin_refund_kind : &payin_capture_kind, call->merchant->name,
+					payin_operation_key(call->payment_id, call->id), "sending", &op, NULL, 0,
+					"It stays 'sending': the reconciler asks QIWI for it by its id, and a new call with its id asks first.",
+					withdraw_money, call))
+		return true;
+	call->result = *intent;
+	return false;
 }
 
 /*
@@ -348,21 +443,25 @@ qiwi_payin_payment(PG_FUNCTION_ARGS)
 													&payment)));
 }
 
-/* qiwi_payin_capture(payment_id, capture_id, comment, merchant): take held money */
+/*
+ * qiwi_payin_capture(payment_id, capture_id, comment, merchant): take held
+ * money; its intent committed before it is sent, QIWI's answer recorded in
+ * the caller's transaction
+ */
 Datum
 qiwi_payin_capture(PG_FUNCTION_ARGS)
 {
 	MoneyCall	call;
-	QiwiOperation op;
+	bool		recorded;
 
 	money_call_ids(fcinfo, "capture_id", &call);
 	call.comment = arg_optional_limited_text(fcinfo, 2, "comment", PAYIN_MAX_FIELD_LENGTH);
 	call.merchant = arg_merchant(fcinfo, 3);
 	ledger_require_writable("capture a Payin payment", PAYIN_TABLES);
+	if (money_recorded(&call, &recorded))
+		PG_RETURN_DATUM(money_row(fcinfo, &call, true));
 	payin_store_lock_payment(call.merchant->name, call.payment_id);
-	money_operation(&call, false, &op);
-	qiwi_call(&op);
-	PG_RETURN_DATUM(money_row(fcinfo, &call, true));
+	PG_RETURN_DATUM(money_row(fcinfo, &call, money_send(&call, recorded)));
 }
 
 /* qiwi_payin_capture_status(payment_id, capture_id, merchant) */
@@ -409,12 +508,16 @@ refuse_refund(const MoneyCall *call, const PayinHeadroom *headroom, const char *
 
 /*
  * qiwi_payin_refund(payment_id, refund_id, amount, currency, merchant):
- * return captured money, or release held money (a reversal).  Another
- * currency than the payment's is refused before anything is sent, and so
- * is more than is left as the tables count it.  More than is left as QIWI
- * counted it for the payment is refused too, unless QIWI made this very
- * refund already (its answer lost): that one is asked for by its id and
- * recorded, not sent again.
+ * return captured money, or release held money (a reversal).  A refund
+ * recorded under this id already (an intent whose outcome is not known
+ * too) is asked for by its id first, its row locked before its payment's.
+ * Another currency than the payment's is refused before anything is sent,
+ * and so is more than is left as the tables count it (refunds 'sending'
+ * counted as made).  More than is left as QIWI counted it for the payment
+ * is refused too, unless QIWI made this very refund already (its answer
+ * lost): that one is asked for by its id and recorded, not sent again.
+ * Its intent is committed before it is sent, QIWI's answer recorded in the
+ * caller's transaction.
  */
 Datum
 qiwi_payin_refund(PG_FUNCTION_ARGS)
@@ -422,12 +525,15 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 	MoneyCall	call;
 	PayinHeadroom headroom;
 	QiwiOperation op;
+	bool		recorded;
 
 	money_call_ids(fcinfo, "refund_id", &call);
 	call.amount = arg_required_amount(fcinfo, 2, "amount", &payin_limits);
 	call.currency = arg_required_currency(fcinfo, 3, "currency", &payin_limits);
 	call.merchant = arg_merchant(fcinfo, 4);
 	ledger_require_writable("refund a Payin payment", PAYIN_TABLES);
+	if (money_recorded(&call, &recorded))
+		PG_RETURN_DATUM(money_row(fcinfo, &call, true));
 	refund_headroom(&call, &headroom);
 	if (strcmp(headroom.status, "COMPLETED") != 0)
 		refuse_refund(&call, &headroom, "Nothing was sent to QIWI.");
@@ -435,15 +541,16 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 							   headroom.currency, call.id, call.amount, call.currency);
 	if (!qiwi_money_within(call.amount, call.currency, headroom.left_here, headroom.currency))
 		refuse_refund(&call, &headroom, "Nothing was sent to QIWI.");
-
-	money_operation(&call, false, &op);
-	if (qiwi_money_within(call.amount, call.currency, headroom.left, headroom.currency))
-		qiwi_call(&op);
-	else if (!qiwi_made_already(&op))
-		refuse_refund(&call, &headroom,
-					  psprintf("QIWI counted the refunds in its answer for the payment, and has no refund \"%s\" of it; none was sent.",
-							   call.id));
-	PG_RETURN_DATUM(money_row(fcinfo, &call, true));
+	if (!qiwi_money_within(call.amount, call.currency, headroom.left, headroom.currency))
+	{
+		money_operation(&call, false, &op);
+		if (recorded || !qiwi_made_already(&op))
+			refuse_refund(&call, &headroom,
+						  psprintf("QIWI counted the refunds in its answer for the payment, and has no refund \"%s\" of it; none was sent.",
+								   call.id));
+		PG_RETURN_DATUM(money_row(fcinfo, &call, true));
+	}
+	PG_RETURN_DATUM(money_row(fcinfo, &call, money_send(&call, recorded)));
 }
 
 /* qiwi_payin_refund_status(payment_id, refund_id, merchant) */
@@ -569,4 +676,5 @@ payin_init(void)
 	payin_define_merchant_options();
 	payin_reconcile_init();
 	payin_store_register_tables();
+	payin_intent_init();
 }

@@ -1,21 +1,20 @@
 /*
  * payin_store.c
- *		Bookkeeping of Payin invoices, payments, captures, refunds, payment
- *		tokens and card checks in the extension's tables, through the ledger
- *		(as the extension's owner).
+ *		Bookkeeping of Payin invoices, payments, payment tokens and card
+ *		checks in the extension's tables, through the ledger (as the
+ *		extension's owner); what is left to refund of a payment.
  *
  * An invoice or a payment only moves forward (LedgerTable): out of CREATED
  * or WAITING, never back, never from one final status to another.  An
  * invoice or payment that QIWI reports for other money than the shop's
  * invoice becomes MISMATCH, never PAID or COMPLETED.  Captures and refunds
- * are recorded once and then only confirmed; what a payment captured and
- * refunded only grows.  Tokens are recorded once; a token is deleted once,
- * and its row stays.  A card check moves forward out of INIT or
- * WAITING_3DS (the form waits), never back to INIT, never from a final
- * status.  Each status change is a row of qiwi_payin_events and a NOTIFY
- * qiwi_payin_status.  An answer the reconciler gets that repeats an
- * invoice's row writes nothing to it: its check is written with its
- * chunk's, in one statement.
+ * are payin_intent.c's; what a payment captured and refunded only grows.
+ * Tokens are recorded once; a token is deleted once, and its row stays.  A
+ * card check moves forward out of INIT or WAITING_3DS (the form waits),
+ * never back to INIT, never from a final status.  Each status change is a
+ * row of qiwi_payin_events and a NOTIFY qiwi_payin_status.  An answer the
+ * reconciler gets that repeats an invoice's row writes nothing to it: its
+ * check is written with its chunk's, in one statement.
  */
 #include "core/core.h"
 #include "payin/payin.h"
@@ -51,7 +50,7 @@ enum
 {
 	P_INVOICE_INSERT, P_INVOICE_UPDATE, P_INVOICE_MISMATCH,
 	P_PAYMENT_LOCK, P_PAYMENT_INSERT, P_PAYMENT_UPDATE, P_PAYMENT_MISMATCH,
-	P_CAPTURE_UPSERT, P_REFUND_UPSERT, P_HEADROOM, P_INVOICE_NOTIFIED, P_TOKEN_INSERT,
+	P_HEADROOM, P_INVOICE_NOTIFIED, P_TOKEN_INSERT,
 	P_TOKEN_LOCK, P_TOKEN_DELETE, P_CARD_CHECK_INSERT, P_PAYMENT_MONEY, P_CARD_CHECK_LOCK,
 	P_CARD_CHECK_UPDATE
 };
@@ -118,22 +117,6 @@ static const LedgerParam card_check_params[CARD_CHECK_NARGS] = {
 	LEDGER_TIME_ARG(PayinCardCheck, operation_date),
 	LEDGER_ARG(JSONBOID, LEDGER_V_VARLENA, PayinCardCheck, card_info),
 	LEDGER_SET(TEXTOID),
-};
-
-/* A capture or refund write: $1..$11 from the answer */
-#define OPERATION_NARGS 11
-static const LedgerParam operation_params[OPERATION_NARGS] = {
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, merchant),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, payment_id),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, id),
-	LEDGER_ARG(NUMERICOID, LEDGER_V_NUMERIC, PayinOperationResult, amount),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, currency),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, status),
-	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinOperationResult, comment),
-	LEDGER_ARG(BOOLOID, LEDGER_V_BOOL, PayinOperationResult, reversal),
-	LEDGER_ARG(TEXTARRAYOID, LEDGER_V_VARLENA, PayinOperationResult, flags),
-	LEDGER_TIME_ARG(PayinOperationResult, created_at),
-	LEDGER_TIME_ARG(PayinOperationResult, status_changed_at),
 };
 
 static const LedgerParam two_text[3] = {LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID), LEDGER_SET(TEXTOID)};
@@ -210,40 +193,14 @@ static const LedgerStatement payin_statements[] = {
 		" refunded_amount = greatest(p.refunded_amount, $8), checked_at = clock_timestamp()"
 		" WHERE p.status IN %2$s OR p.status = 'MISMATCH'",
 	PAYMENT_NARGS, payment_params, &payment_table},
-	/* a capture or refund is final when recorded: a repeat only confirms it */
-	[P_CAPTURE_UPSERT] = {"WITH c AS (INSERT INTO %1$s.qiwi_payin_captures AS c (merchant, payment_id, capture_id,"
-		"  amount, currency, status, comment, created_at, status_changed_at, checked_at)"
-		"  VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $11, clock_timestamp())"
-		"  ON CONFLICT (merchant, payment_id, capture_id) DO UPDATE SET checked_at = clock_timestamp()"
-		"  RETURNING (xmax = 0) AS inserted, status, amount),"
-		" p AS (UPDATE %1$s.qiwi_payin_payments p SET captured_amount = greatest(p.captured_amount, c.amount)"
-		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
-		" SELECT inserted, status FROM c", OPERATION_NARGS, operation_params, NULL},
-	/*
-	 * A refund also writes its payment's row: what the payment refunded
-	 * grows to the refunds recorded (reversals too, as QIWI counts them).
-	 * A refund waiting for that row's lock then sees the write: with a
-	 * fresh snapshot it counts this refund, in REPEATABLE READ or
-	 * SERIALIZABLE it fails with a serialization failure.
-	 */
-	[P_REFUND_UPSERT] = {"WITH r AS (INSERT INTO %1$s.qiwi_payin_refunds AS r (merchant, payment_id, refund_id, amount,"
-		"  currency, status, comment, reversal, flags, created_at, status_changed_at, checked_at)"
-		"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())"
-		"  ON CONFLICT (merchant, payment_id, refund_id) DO UPDATE SET checked_at = clock_timestamp()"
-		"  RETURNING (xmax = 0) AS inserted, status, amount),"
-		" p AS (UPDATE %1$s.qiwi_payin_payments p SET refunded_amount = greatest(p.refunded_amount,"
-		"   coalesce((SELECT sum(o.amount) FROM %1$s.qiwi_payin_refunds o WHERE o.merchant = $1"
-		"    AND o.payment_id = $2 AND o.refund_id <> $3 AND o.status = 'COMPLETED'), 0)"
-		"   + CASE WHEN r.status = 'COMPLETED' THEN r.amount ELSE 0 END)"
-		"  FROM r WHERE p.merchant = $1 AND p.payment_id = $2 RETURNING 1)"
-		" SELECT inserted, status FROM r", OPERATION_NARGS, operation_params, NULL},
 	/*
 	 * What is left to refund, read after the payment's row is locked (by
 	 * P_PAYMENT_MONEY, in a statement of its own, so that this one's
 	 * snapshot counts a refund committed while we waited): before the
 	 * capture of a two-step payment the hold, less the reversals; after it
 	 * (or for a one-step payment) what was captured, less the refunds that
-	 * were not reversals (left_here).  And never more than QIWI's amount
+	 * were not reversals (left_here), those sent whose outcome is not known
+	 * ('sending') counted as made.  And never more than QIWI's amount
 	 * less what QIWI said the payment refunded or released (a capture
 	 * takes all that is still held, so this is what is left either way),
 	 * the refund refund_id, if recorded, not counted.
@@ -256,7 +213,7 @@ static const LedgerStatement payin_statements[] = {
 		"   ELSE p.amount END AS base,"
 		"  coalesce((SELECT sum(r.amount) FROM %1$s.qiwi_payin_refunds r"
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id <> $3"
-		"   AND r.status = 'COMPLETED' AND NOT (c.captured AND r.reversal)), 0) AS refunded,"
+		"   AND r.status IN ('COMPLETED', 'sending') AND NOT (c.captured AND r.reversal)), 0) AS refunded,"
 		"  p.refunded_amount - coalesce((SELECT r.amount FROM %1$s.qiwi_payin_refunds r"
 		"   WHERE r.merchant = p.merchant AND r.payment_id = p.payment_id AND r.refund_id = $3"
 		"   AND r.status = 'COMPLETED'), 0) AS reported) m,"
@@ -319,7 +276,7 @@ const LedgerKind payin_invoice_kind = {
 		" WHERE h.merchant = t.merchant AND h.bill_id = t.bill_id) END AS deadline) d"
 	" WHERE d.deadline > clock_timestamp())"},
 	.answer = {invoice_params, INVOICE_NARGS, 0, 1, false},
-	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id"},
+	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id", NULL},
 	.statements = payin_statements,
 	.nstatements = lengthof(payin_statements),
 };
@@ -521,55 +478,6 @@ payin_store_payment(PayinPayment *payment, const char *source)
 	else
 		run(P_PAYMENT_UPDATE, values, nulls, SPI_OK_UPDATE);
 	ledger_end(&ctx);
-}
-
-/*
- * Record a capture or refund (what: "capture", "refund") QIWI answered
- * with its statement; an event when it is new here
- */
-static void
-store_operation(const PayinOperationResult *operation, int plan, const char *what,
-				const char *source)
-{
-	Datum		values[OPERATION_NARGS];
-	char		nulls[OPERATION_NARGS + 1];
-	OwnerContext ctx;
-
-	ledger_fill(operation_params, OPERATION_NARGS, operation, values, nulls);
-	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	/* other money than the payment's would be counted as captured or returned */
-	if (run(P_PAYMENT_MONEY, values, NULL, SPI_OK_SELECT) > 0)
-	{
-		Numeric		amount = ledger_row_numeric(&ctx, 1);
-		char	   *currency = ledger_row_text(&ctx, 2);
-
-		if (!qiwi_money_within(operation->amount, operation->currency, amount, currency))
-			ereport(ERROR,
-					(errcode(ERRCODE_QIWI_MALFORMED),
-					 errmsg("QIWI reports %s \"%s\" of Payin payment \"%s\" for %s %s, but the payment is for %s %s",
-							what, operation->id, operation->payment_id,
-							qiwi_format_amount(operation->amount), operation->currency,
-							qiwi_format_amount(amount), currency),
-					 errdetail("A capture or refund of more than its payment, or in another currency, is not recorded.")));
-	}
-	run(plan, values, nulls, SPI_OK_SELECT);
-	if (ledger_row_bool(1))
-		record_event(operation->merchant, what, operation->id, NULL, operation->status, source);
-	ledger_end(&ctx);
-}
-
-/* Record a capture; its payment's captured amount grows (store_operation) */
-void
-payin_store_capture(const PayinOperationResult *capture, const char *source)
-{
-	store_operation(capture, P_CAPTURE_UPSERT, "capture", source);
-}
-
-/* Record a refund or reversal; its payment's refunded amount grows (store_operation) */
-void
-payin_store_refund(const PayinOperationResult *refund, const char *source)
-{
-	store_operation(refund, P_REFUND_UPSERT, "refund", source);
 }
 
 /*

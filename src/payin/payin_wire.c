@@ -361,7 +361,7 @@ payment_operation(const Merchant *merchant, const char *payment_id, OperationAsk
 	payin_operation(op, merchant, send ? HTTP_PUT : HTTP_GET, payin_url(merchant, 4, segments), body,
 					psprintf("%s%s \"%s\" of Payin payment \"%s\"", send ? "" : "get ",
 							 asked->what, asked->id, payment_id),
-					send ? psprintf("QIWI may have made the %s. Ask for it by its id (qiwi_payin_%s_status) before calling again: a new call sends it first and asks only after a failure.",
+					send ? psprintf("QIWI may have made the %s. Its intent stays recorded: the reconciler asks QIWI for it by its id (as qiwi_payin_%s_status does), and a new call with the same id asks before it sends.",
 									asked->what, asked->what) : QIWI_READ_RETRY_HINT, !send);
 	result->payment_id = (char *) payment_id;
 	op->read = read_operation_answer;

@@ -107,7 +107,7 @@ const LedgerKind pull_bill_kind = {
 	.id_column = "bill_id",
 	.followed = {NULL, true, "t.amount, t.currency", "", "WHEN false THEN NULL", "NULL::timestamptz"},
 	.answer = {bill_params, BILL_NARGS, 0, 1, false},
-	.events = {"qiwi_pull_events", "object_id", "object", "qiwi_pull_status", "id"},
+	.events = {"qiwi_pull_events", "object_id", "object", "qiwi_pull_status", "id", NULL},
 	.statements = pull_statements,
 	.nstatements = lengthof(pull_statements),
 };
@@ -123,7 +123,7 @@ const LedgerKind pull_refund_kind = {
 	.id_column = "refund_key",
 	.followed = {NULL, true, "t.bill_id, t.refund_id, t.currency", "", "WHEN false THEN NULL",
 	"NULL::timestamptz"},
-	.events = {"qiwi_pull_events", "object_id", "object", "qiwi_pull_status", "id"},
+	.events = {"qiwi_pull_events", "object_id", "object", "qiwi_pull_status", "id", NULL},
 };
 
 /* Run one of the Pull statements */

@@ -99,7 +99,7 @@ static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 		" AND p.client_txn_id::pg_catalog.numeric < t.client_txn_id::pg_catalog.numeric))",
 		true, "t.to_wallet, t.amount, t.comment, t.created_at, t.checked_at", "",
 	"WHEN t.status = 'queued' AND NOT u.failed THEN pg_catalog.clock_timestamp()", "NULL::timestamptz"},
-	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id"},
+	{0}, {"qiwi_wallet_transfer_events", "client_txn_id", NULL, "qiwi_wallet_transfer_status", "client_txn_id", NULL},
 transfer_statements, lengthof(transfer_statements), "t.status IN ('queued', 'sending')"};
 
 /* Give a transfer its client id: the one given, checked, or a new one */

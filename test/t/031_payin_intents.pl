@@ -1,0 +1,173 @@
+# Payin captures and refunds commit their intent ('sending') before their
+# PUT, and one whose outcome is not known is asked for by its id, never sent
+# again blindly.  A refund's and a capture's PUT held at the sandbox: a
+# second session reads the committed intent; the caller rolls back, and the
+# reconciler settles the intent from QIWI's answer, with exactly one PUT.
+# A refund whose answer is lost stays 'sending'; calling it again with its id
+# asks QIWI (GET) and sends no second PUT.  A refund QIWI never got stays
+# 'sending' after the reconciler's look (QIWI does not have it), counts
+# against the payment's headroom, and a new call with its id sends it then.
+# The reconciler's sweep at its start settles a 'sending' refund QIWI has,
+# sending nothing.
+use strict;
+use warnings;
+
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use QiwiTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $node = qiwi_node('payin_intents', q{
+qiwi.database = 'postgres'
+qiwi.reconcile_interval = '1s'
+qiwi.reconcile_max_interval = '2s'
+qiwi.timeout = 60000
+});
+sandbox('/sandbox/payin/sites', '{"siteId": "intent", "apiKey": "intent-key", "notificationKey": "intent-n"}');
+$node->safe_psql('postgres', qq{
+CREATE EXTENSION qiwi_kassa;
+CREATE SERVER pi FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'intent', payin_api_url '$sandbox_url');
+CREATE USER MAPPING FOR PUBLIC SERVER pi OPTIONS (payin_api_key 'intent-key');
+});
+
+# A query's single value; a test that a query comes to return t
+sub sql { return query_value($node, @_); }
+sub wait_for { wait_true($node, @_); }
+
+# The sandbox's counters: held requests (''), or Payin's ('payin/')
+sub stats
+{
+	my ($which) = @_;
+	return decode_json(HTTP::Tiny->new->get("$sandbox_url/sandbox/${which}stats")->{content});
+}
+sub puts { return stats('payin/')->{byMethod}{PUT} // 0; }
+
+# A 10.00 payment of a new invoice, paid and recorded: one step, or held (manual)
+sub payment
+{
+	my ($bill, $capture) = @_;
+	sql("SELECT qiwi_payin_create_invoice('$bill', 10.00, capture => '$capture', merchant => 'pi')");
+	my $paid = decode_json(sandbox("/sandbox/payin/sites/intent/bills/$bill/pay",
+			'{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}'));
+	my $p = $paid->{paymentId};
+	is(sql("SELECT status FROM qiwi_payin_payment('$p', merchant => 'pi')"), 'COMPLETED', "payment of $bill is recorded");
+	return $p;
+}
+
+# The events of a capture or refund: old>new:source, in order
+sub events_of
+{
+	my ($object, $id) = @_;
+	return sql(qq{SELECT string_agg(coalesce(old_status, '') || '>' || new_status || ':' || source, ',' ORDER BY id)
+		FROM qiwi_payin_events WHERE object = '$object' AND object_id = '$id'});
+}
+
+# Run statements in a psql of its own, its PUT held at the sandbox (a fault
+# for payment $p); the session, once the PUT is held
+sub start_held
+{
+	my ($p, $statements) = @_;
+	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $p, hold => JSON::PP::true, times => 1 }));
+	my %s = (out => '', err => '');
+	$s{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c', $statements ],
+		'>', \$s{out}, '2>', \$s{err});
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	usleep(50_000) while stats('')->{held} != 1 && time < $deadline;
+	is(stats('')->{held}, 1, "the PUT for $p is at the sandbox, held unanswered");
+	return \%s;
+}
+
+# ---------- a refund's intent, its caller rolled back ----------
+my $a = payment('intent-a', 'auto');
+my ($puts, $refunds) = (puts(), stats('payin/')->{refunds});
+my $s = start_held($a, qq{BEGIN; SELECT status FROM qiwi_payin_refund('$a', 'a-1', 3.00, 'RUB', merchant => 'pi'); ROLLBACK});
+is(sql("SELECT status || ' ' || amount FROM qiwi_payin_refunds WHERE refund_id = 'a-1'"), 'sending 3.00',
+	'another session reads the refund\'s intent, committed before the PUT was answered');
+sandbox('/sandbox/release');
+$s->{h}->finish;
+like($s->{out}, qr/^COMPLETED$/m, 'the call got QIWI\'s answer, then its transaction rolled back');
+wait_for("SELECT status = 'COMPLETED' FROM qiwi_payin_refunds WHERE refund_id = 'a-1'",
+	'the reconciler settles the committed intent from QIWI\'s answer');
+is(puts() - $puts, 1, 'the sandbox saw exactly one PUT');
+is(sql("SELECT refunded_amount FROM qiwi_payin_payments WHERE payment_id = '$a'"), '3.00',
+	'the payment counts the refund');
+is(events_of('refund', 'a-1'), '>sending:call,sending>COMPLETED:reconciler',
+	'the intent from the call, COMPLETED from the reconciler (the call\'s own record rolled back)');
+
+# ---------- a capture's intent, its caller rolled back ----------
+my $b = payment('intent-b', 'manual');
+$puts = puts();
+$s = start_held($b, qq{BEGIN; SELECT status FROM qiwi_payin_capture('$b', 'b-1', merchant => 'pi'); ROLLBACK});
+is(sql("SELECT status || ' ' || (amount IS NULL) FROM qiwi_payin_captures WHERE capture_id = 'b-1'"), 'sending true',
+	'another session reads the capture\'s intent (its amount not known yet)');
+sandbox('/sandbox/release');
+$s->{h}->finish;
+like($s->{out}, qr/^COMPLETED$/m, 'the capture was made, then its transaction rolled back');
+wait_for("SELECT status = 'COMPLETED' AND amount = 10.00 FROM qiwi_payin_captures WHERE capture_id = 'b-1'",
+	'the reconciler settles the capture from QIWI\'s answer');
+is(puts() - $puts, 1, 'the sandbox saw exactly one capture PUT');
+is(sql("SELECT captured_amount FROM qiwi_payin_payments WHERE payment_id = '$b'"), '10.00',
+	'the payment counts the capture');
+
+# ---------- a lost answer: the repeated call asks, sends no second PUT ----------
+my $c = payment('intent-c', 'auto');
+$puts = puts();
+# every request about the payment takes effect and loses its answer: the PUT and the call's asks
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $c, drop => 'after', times => 50 }));
+my ($out, $err) = ('', '');
+$node->psql('postgres', "SELECT status FROM qiwi_payin_refund('$c', 'c-1', 4.00, 'RUB', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+like($err, qr/WARNING:.*It stays 'sending'/s, 'the call warns that the outcome is not known');
+is($out, 'sending', 'and returns the refund as sending');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+is(sql("SELECT (qiwi_payin_refund('$c', 'c-1', 4.00, 'RUB', merchant => 'pi')).status"), 'COMPLETED',
+	'the repeated call with its id gets the refund QIWI made');
+is(puts() - $puts, 1, 'the sandbox saw exactly one PUT for it');
+is(sql("SELECT status || ' ' || amount FROM qiwi_payin_refunds WHERE refund_id = 'c-1'"), 'COMPLETED 4.00',
+	'the refund is recorded once');
+
+# ---------- a PUT QIWI never got: counted as in flight, sent by a new call ----------
+my $d = payment('intent-d', 'auto');
+$puts = puts();
+$refunds = stats('payin/')->{refunds};
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $d, drop => 'before', times => 50 }));
+$node->psql('postgres', "SELECT status FROM qiwi_payin_refund('$d', 'd-1', 3.00, 'RUB', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+is($out, 'sending', 'a refund whose requests never arrive stays sending');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+wait_for("SELECT last_error LIKE 'QIWI does not have this refund%' FROM qiwi_payin_refunds WHERE refund_id = 'd-1'",
+	'the reconciler asked QIWI for it by its id: QIWI does not have it, it stays sending');
+is(sql("SELECT status FROM qiwi_payin_refunds WHERE refund_id = 'd-1'"), 'sending', 'and did not send it');
+$node->psql('postgres', "SELECT qiwi_payin_refund('$d', 'd-2', 8.00, 'RUB', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+like($err, qr/other refunds returned 3\.00; 7\.00 is left, this call asks for 8\.00\. Nothing was sent to QIWI\./,
+	'another refund\'s headroom counts the one in flight');
+is(sql("SELECT (qiwi_payin_refund('$d', 'd-1', 3.00, 'RUB', merchant => 'pi')).status"), 'COMPLETED',
+	'a new call with its id, QIWI not having it, sends it');
+is(puts() - $puts, 1, 'one PUT arrived in all');
+is((stats('payin/')->{refunds}) - $refunds, 1, 'QIWI made one refund');
+is(events_of('refund', 'd-1'), '>sending:call,sending>COMPLETED:call', 'its events');
+
+# ---------- the sweep at the reconciler's start ----------
+# A refund QIWI made, whose answer this database lost (as a promoted
+# asynchronous standby that had only its intent would), due in no round:
+# the restarted reconciler's sweep asks QIWI for it by its id before
+# anything else, and sends nothing.
+sql(q{UPDATE qiwi_payin_refunds SET status = 'sending', next_check_at = 'infinity' WHERE refund_id = 'a-1'});
+$puts = puts();
+my $log_offset = -s $node->logfile;
+my $pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
+sql(qq{SELECT pg_terminate_backend($pid)});
+wait_for(qq{SELECT running AND pid <> $pid FROM qiwi_reconciler_status}, 'the killed reconciler is back');
+wait_for(q{SELECT status = 'COMPLETED' FROM qiwi_payin_refunds WHERE refund_id = 'a-1'},
+	'its sweep settled the refund from QIWI\'s answer');
+like(substr(slurp_file($node->logfile), $log_offset),
+	qr/swept [1-9]\d* items? sent with an outcome not known before sending anything new: [1-9]\d* changed/,
+	'the sweep ran first and said how many it swept');
+is(puts(), $puts, 'nothing was sent again');
+
+done_testing();
