@@ -5,9 +5,8 @@
 # Pull refund are in flight, an after-commit Wallet transfer is queued.  QIWI then carries
 # out what it got; the standby is promoted, and its reconciler asks before
 # it sends: QIWI saw every id exactly once, every intent ends resolved, and
-# the tables agree with QIWI's books.  A Payin capture or refund records no
-# intent (a TODO here): the status calls the README prescribes after a
-# failover record them.  (b) An asynchronous standby that did
+# the tables agree with QIWI's books (the Payin capture and refund in
+# flight included, settled by the reconciler).  (b) An asynchronous standby that did
 # not receive a committed, sent transfer is promoted: the transfer is not
 # sent again, the wallet's history shows it in
 # qiwi_wallet_transfers_unrecorded, and the new primary's client ids pass
@@ -210,21 +209,16 @@ ok($standby->poll_query_until('postgres', q{SELECT count(*) = 4 FROM qiwi_bills 
 	'the bills of the round in flight are WAITING on the new primary');
 ok($standby->poll_query_until('postgres', q{SELECT count(*) = 2 FROM qiwi_wallet_transfers WHERE status = 'SUCCESS'}),
 	'the queued and the synchronous transfer are SUCCESS');
-{
-	# a Payin capture or refund records no intent before it is sent
-	# (docs/operations.md, "Intents"): the new primary does not know them
-	local $TODO = 'Payin captures and refunds record no intent before they are sent';
-	is($standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1'})
-		. ',' . $standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1'}),
-		'1,1', 'the capture and the refund in flight are known to the new primary');
-}
-# what the documents say to do after a failover: ask by their ids
-is($standby->safe_psql('postgres', qq{SELECT status FROM qiwi_payin_capture_status('$payment{'fo-held'}', 'fo-cap-1', 'pa')})
-	. ',' . $standby->safe_psql('postgres', qq{SELECT status FROM qiwi_payin_refund_status('$payment{'fo-paid'}', 'fo-ref-1', 'pa')}),
-	'COMPLETED,COMPLETED', 'asked by their ids, the capture and the refund are COMPLETED at QIWI');
-is($standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1' AND status = 'COMPLETED'})
-	. ',' . $standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1' AND status = 'COMPLETED'}),
-	'1,1', 'and recorded');
+# a Payin capture and refund commit their intent ('sending') before the PUT,
+# at the synchronous standby: the new primary knows both, and its
+# reconciler settles them by asking QIWI for them by their ids
+is($standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1'})
+	. ',' . $standby->safe_psql('postgres', q{SELECT count(*) FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1'}),
+	'1,1', 'the capture and the refund in flight are known to the new primary');
+ok($standby->poll_query_until('postgres', q{SELECT
+	(SELECT status FROM qiwi_payin_captures WHERE capture_id = 'fo-cap-1') = 'COMPLETED'
+	AND (SELECT status FROM qiwi_payin_refunds WHERE refund_id = 'fo-ref-1') = 'COMPLETED'}),
+	'the new primary\'s reconciler records both as QIWI has them, COMPLETED');
 is($standby->safe_psql('postgres', q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id)
 	FROM qiwi_bills WHERE status IN ('CREATING', 'CREATE_FAILED')}), '', 'no bill is left creating');
 is($standby->safe_psql('postgres', q{SELECT string_agg(comment || ':' || status, ',' ORDER BY comment)
