@@ -59,6 +59,19 @@ AS 'MODULE_PATHNAME', 'qiwi_reconcile_now'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_reconcile_now() FROM PUBLIC;
 
+-- The due watermark: qiwi_reconcile_now() raises it, and every followed
+-- item scheduled before it (its scheduled_at) is due, so that making all
+-- items due writes none of them
+CREATE TABLE qiwi_reconcile_watermark (
+	due_before timestamptz NOT NULL DEFAULT '-infinity',
+	single boolean NOT NULL DEFAULT true CHECK (single),
+	CONSTRAINT qiwi_reconcile_watermark_pkey PRIMARY KEY (single)
+);
+INSERT INTO qiwi_reconcile_watermark DEFAULT VALUES;
+COMMENT ON TABLE qiwi_reconcile_watermark IS $$One row: the due watermark that qiwi_reconcile_now() raises; every item the reconciler follows whose scheduled_at is before it is due, whatever its next_check_at. Written by the extension only$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.due_before IS $$When qiwi_reconcile_now() last made every followed item due (-infinity: never)$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.single IS $$Always true: the table has one row$$;
+
 COMMENT ON FUNCTION qiwi_reconciler_state() IS $$The reconciler's state for this server (read it through the view qiwi_reconciler_status)$$;
 COMMENT ON VIEW qiwi_reconciler_status IS $$Is the reconciler running (pid, database), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error$$;
 COMMENT ON COLUMN qiwi_reconciler_status.running IS $$A reconciler process is running$$;
@@ -77,4 +90,4 @@ COMMENT ON COLUMN qiwi_reconciler_status.last_error_at IS $$When last_error happ
 COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error IS $$The reconciler's latest error, kept after clean rounds (the history of last_error)$$;
 COMMENT ON COLUMN qiwi_reconciler_status.last_seen_error_at IS $$When last_seen_error happened$$;
 COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$The reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
-COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held), leaving rows another transaction holds, and wake the reconciler when this transaction commits; returns how many of all kinds. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held; Pull bills and refunds; Wallet transfers not final) by raising the due watermark, which writes none of them, and wake the reconciler when this transaction commits; returns how many items of all kinds it follows. Not PUBLIC$$;

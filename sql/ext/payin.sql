@@ -87,6 +87,7 @@ CREATE TABLE qiwi_payin_invoices (
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
 	notified_at timestamptz,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id),
 	-- a card check (capture 'check') moves no money: QIWI answers it for 0.00
 	CONSTRAINT qiwi_payin_invoices_capture_check CHECK (capture IN ('auto', 'manual', 'check')),
@@ -446,6 +447,7 @@ COMMENT ON COLUMN qiwi_payin_invoices.qiwi_currency IS $$For MISMATCH: the curre
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_status IS $$For MISMATCH: what QIWI said of that other money$$;
 COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED, one of its payments holds money or a notification about it is unconfirmed (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
 COMMENT ON COLUMN qiwi_payin_invoices.check_count IS $$Reconciler checks answered so far$$;
+COMMENT ON COLUMN qiwi_payin_invoices.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_payin_invoices.failures IS $$Failed reconciler checks in a row (network, timeout, 429, 5xx, malformed answer, 404); 0 after an answer$$;
 COMMENT ON COLUMN qiwi_payin_invoices.notified_at IS $$When a verified PAYMENT, CAPTURE or REFUND notification about this invoice arrived that QIWI's answer has not confirmed yet (notified, unconfirmed: the invoice is due for a check at once); NULL once QIWI answered. Such a notification never changes the money recorded: QIWI signs only its id, date and amount$$;
 COMMENT ON COLUMN qiwi_payin_invoices.last_error IS $$Why the last reconciler check failed (keys replaced by ********)$$;
