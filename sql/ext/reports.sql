@@ -89,13 +89,13 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                     FILTER (WHERE q.failures > 0))[1] AS bill_error
           -- due: by its schedule, or made due by qiwi_reconcile_now (the
           -- watermark, as the reconciler's claims read it)
-          FROM (SELECT o.next_check_at, o.failures, o.last_error, least(o.next_check_at, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END) AS due_at
+          FROM (SELECT o.next_check_at, o.failures, o.last_error, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END AS due_at
                   FROM qiwi_bills o LEFT JOIN qiwi_reconcile_watermark w ON true
                  WHERE o.status IN ('WAITING', 'CREATING')) q) b,
        -- the invoices the reconciler follows (payin_store.c's PAYIN_FOLLOWED)
        (SELECT count(*) AS payin_open_invoices,
-               count(*) FILTER (WHERE least(i.next_check_at, CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END) OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
-               min(least(i.next_check_at, CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END)) FILTER (WHERE least(i.next_check_at, CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END) OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
+               min(CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END) FILTER (WHERE CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
                count(*) FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0) AS payin_failing_invoices,
                coalesce(max(i.failures), 0) AS payin_max_failures,
                (array_agg(i.last_error ORDER BY i.failures DESC, i.next_check_at)
@@ -109,8 +109,8 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                                    AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p,
        -- the Pull bills and refunds the reconciler follows: waiting, processing
        (SELECT count(*) AS pull_open_items,
-               count(*) FILTER (WHERE least(o.next_check_at, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END) OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
-               min(least(o.next_check_at, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END)) FILTER (WHERE least(o.next_check_at, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN w.due_before END) OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
+               min(CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END) FILTER (WHERE CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
                count(*) FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0) AS pull_failing_items,
                coalesce(max(o.failures), 0) AS pull_max_failures,
                (array_agg(o.last_error ORDER BY o.failures DESC, o.next_check_at)
