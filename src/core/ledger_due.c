@@ -10,11 +10,13 @@
 
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -32,10 +34,17 @@ text_array(int n, const char *const *strings)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* Write the checks added since the last flush, in one statement ($1..$8 of LEDGER_PLAN_CHECKS) */
+/*
+ * Write the checks added since the last flush, in one statement ($1..$8
+ * of LEDGER_PLAN_CHECKS).  A transaction that writes nothing else (answers
+ * that repeated their rows) commits without waiting for the disk: a check
+ * a crash loses is only asked again, and the next durable commit makes it
+ * durable.
+ */
 void
 ledger_flush_checks(LedgerDue *due)
 {
+	bool		only_checks = !TransactionIdIsValid(GetTopTransactionIdIfAny());
 	int			n = due->nchecks;
 	Datum		values[8];
 	Datum	   *failed;
@@ -70,6 +79,9 @@ ledger_flush_checks(LedgerDue *due)
 	ledger_run_own(due->kind, LEDGER_PLAN_CHECKS, values, NULL, SPI_OK_UPDATE);
 	ledger_end(&ctx);
 	due->nchecks = 0;
+	if (only_checks)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /* Add a check of due item i to the chunk's: answered, or failed with error */
