@@ -215,6 +215,18 @@ ledger_sweep_again(void)
 		sweeps[i].swept = DT_NOBEGIN;
 }
 
+/*
+ * No JIT for the statements over every followed row (inside
+ * ledger_begin_kind, to its end): compiling them took longer than running
+ * them (0.7 s against 0.1 s for 100,000 Payin invoices), every round
+ */
+static void
+ledger_without_jit(void)
+{
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+							 false);
+}
+
 /* The due watermark: rows scheduled before it are due (-infinity: none) */
 static TimestampTz
 read_watermark(const LedgerKind *kind)
@@ -284,6 +296,7 @@ ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
 	due->kind = kind;
 	due->claimed_at = GetCurrentTimestamp();
 	ledger_begin_kind(&ctx, kind);
+	ledger_without_jit();
 	due->watermark = read_watermark(kind);
 	values[0] = Int32GetDatum(limit);
 	values[1] = skip;
@@ -339,6 +352,7 @@ ledger_make_all_due(const LedgerKind *kind)
 	int64		n;
 
 	ledger_begin_kind(&ctx, kind);
+	ledger_without_jit();
 	ledger_run_own(kind, LEDGER_PLAN_RAISE_WATERMARK, NULL, NULL, SPI_OK_UPDATE);
 	ledger_run_own(kind, LEDGER_PLAN_COUNT_FOLLOWED, NULL, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
