@@ -4,8 +4,9 @@
  *		program with one libcurl multi handle and CONCURRENCY kept-alive easy
  *		handles, each with the reconciler's options, and nothing else.
  *
- *		multi URL_PREFIX COUNT CONCURRENCY CA_FILE BEARER
- *		requests URL_PREFIX1 .. URL_PREFIXCOUNT, prints "seconds|failed"
+ *		multi URL_PREFIX COUNT CONCURRENCY CA_FILE BEARER [URL_SUFFIX]
+ *		requests URL_PREFIX1URL_SUFFIX .. URL_PREFIXCOUNTURL_SUFFIX, prints
+ *		"seconds|failed"
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,10 +67,11 @@ main(int argc, char **argv)
 	long		done = 0;
 	long		failed = 0;
 	double		start;
+	const char *suffix = argc == 7 ? argv[6] : "";
 
-	if (argc != 6)
+	if (argc != 6 && argc != 7)
 	{
-		fprintf(stderr, "usage: %s URL_PREFIX COUNT CONCURRENCY CA_FILE BEARER\n", argv[0]);
+		fprintf(stderr, "usage: %s URL_PREFIX COUNT CONCURRENCY CA_FILE BEARER [URL_SUFFIX]\n", argv[0]);
 		return 2;
 	}
 	count = atol(argv[2]);
@@ -102,7 +104,7 @@ main(int argc, char **argv)
 	start = now_seconds();
 	for (long i = 0; i < concurrency && next <= count; i++, next++)
 	{
-		snprintf(slots[i].url, sizeof(slots[i].url), "%s%ld", argv[1], next);
+		snprintf(slots[i].url, sizeof(slots[i].url), "%s%ld%s", argv[1], next, suffix);
 		curl_easy_setopt(slots[i].easy, CURLOPT_URL, slots[i].url);
 		curl_multi_add_handle(multi, slots[i].easy);
 	}
@@ -129,7 +131,7 @@ main(int argc, char **argv)
 			s->len = 0;
 			if (next <= count)
 			{
-				snprintf(s->url, sizeof(s->url), "%s%ld", argv[1], next++);
+				snprintf(s->url, sizeof(s->url), "%s%ld%s", argv[1], next++, suffix);
 				curl_easy_setopt(s->easy, CURLOPT_URL, s->url);
 				curl_multi_add_handle(multi, s->easy);
 			}

@@ -306,6 +306,10 @@ http {
 		location ~ ^/partner/bill/v1/bills/busy-[^/]+\$ {
 			return 503 '<html><body>Service Unavailable</body></html>';
 		}
+		location ~ ^/partner/payin/v1/sites/bench-nginx/bills/([^/]+)/details\$ {
+			default_type application/json;
+			return 200 '{"billId":"\$1","invoiceUid":"u-\$1","amount":{"currency":"RUB","value":"1.00"},"expirationDateTime":"2026-12-22T10:00:00+03:00","status":{"value":"CREATED","changedDateTime":"2026-11-22T10:00:00+03:00"},"comment":null,"flags":["SALE"],"payUrl":"https://oplata.qiwi.com/form?invoiceUid=u-\$1","payments":[]}';
+		}
 		location ~ ^/partner/bill/v1/bills/([^/]+)\$ {
 			default_type application/json;
 			return 200 '{"siteId":"270305","billId":"\$1","amount":{"currency":"RUB","value":"1.00"},"status":{"value":"WAITING","changedDateTime":"2026-11-22T10:00:00.000+03:00"},"comment":null,"creationDateTime":"2026-11-22T10:00:00.000+03:00","expirationDateTime":"2026-12-22T10:00:00.000+03:00","payUrl":"https://oplata.qiwi.com/form/?invoice_uid=0b1c"}';
@@ -519,17 +523,18 @@ SELECT pg_reload_conf();
 SQL
 	sleep 1.5	# the reload reaches the worker; the stats are flushed
 	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d "{\"ms\": $LATENCY_MS}" >/dev/null
-	local rounds_before writes_before made_due
+	local rounds_before writes_before
 	rounds_before=$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")
 	writes_before=$(bench_sql -c "SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table'")
-	made_due=$(bench_sql -c "SELECT qiwi_reconcile_now()")
+	# it writes no item (the due watermark): every write counted is the round's
+	bench_sql -c "SELECT qiwi_reconcile_now()" >/dev/null
 	while [ "$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")" -le "$rounds_before" ]; do
 		sleep 0.1
 	done
 	sleep 0.5	# the worker's stats reach pg_stat_user_tables
 	bench_sql -c "SELECT round(extract(epoch FROM last_round_duration)::numeric, 2) || '|' ||
 		round(((SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table')
-		       - $writes_before - $made_due)::numeric / last_round_checked, 2) || '|' ||
+		       - $writes_before)::numeric / last_round_checked, 2) || '|' ||
 		(SELECT count(*) FROM $events WHERE source = 'reconciler')
 		FROM qiwi_reconciler_status WHERE last_round_checked = $n"
 }
@@ -690,6 +695,8 @@ SELECT last_round_checked || '|' || extract(epoch FROM last_round_duration) || '
 SQL
 }
 gcc -O2 -o "$QIWI_WORK/multi" "$QIWI_SRC/bench/multi.c" -lcurl
+# an untimed round first: it also takes what a sync left to read
+ceiling_round >/dev/null
 say "reconciler: $RUNS rounds, alternating with a C curl-multi client making the same $CEILING requests"
 for _ in $(seq 1 $RUNS); do
 	IFS="|" read -r MULTI_S MULTI_FAILED <<<"$("$QIWI_WORK/multi" "$NGINX_URL/partner/bill/v1/bills/c" $CEILING 64 "$TLS_DIR/ca.pem" bench-key)"
@@ -732,6 +739,44 @@ RGROWTH=$(( RRSS1 - RRSS0 ))
 QGROWTH=$(( QRSS1 - QRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "requester RssAnon growth, same rounds" "$QGROWTH kB" "$QRSS0 kB" "" "< 1024 kB" "$([ $QGROWTH -lt 1024 ] && echo met || echo MISSED)")")
+
+# ---- 4d. the same ceiling with Payin invoices ----
+# CEILING CREATED invoices of a merchant whose Payin URL is nginx, which
+# answers every invoice's details as CREATED with no payment; a first round
+# writes those details into each invoice, the timed ones find them
+# unchanged (one write per checked invoice, as for bills)
+say "reconciler: $CEILING CREATED Payin invoices against nginx at concurrency 64"
+bench_sql >/dev/null <<SQL
+ALTER SYSTEM SET qiwi.reconcile_batch_size = 100000;
+SELECT pg_reload_conf();
+CREATE SERVER bench_payin_nginx FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'bench-nginx', payin_api_url '$NGINX_URL');
+CREATE USER MAPPING FOR PUBLIC SERVER bench_payin_nginx OPTIONS (payin_api_key 'bench-key');
+TRUNCATE qiwi_bills, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events;
+INSERT INTO qiwi_payin_invoices (merchant, bill_id, amount, currency, status, capture, checked_at, next_check_at)
+SELECT 'bench_payin_nginx', 'p' || i, 1.00, 'RUB', 'CREATED', 'auto', now(), 'infinity' FROM generate_series(1, $CEILING) i;
+VACUUM ANALYZE qiwi_payin_invoices;
+SQL
+sleep 1.5
+ceiling_round >/dev/null
+say "reconciler: $RUNS Payin rounds, alternating with the C curl-multi client making the same $CEILING requests"
+for _ in $(seq 1 $RUNS); do
+	IFS="|" read -r MULTI_S MULTI_FAILED <<<"$("$QIWI_WORK/multi" "$NGINX_URL/partner/payin/v1/sites/bench-nginx/bills/p" $CEILING 64 "$TLS_DIR/ca.pem" bench-key /details)"
+	best payin_multi "$MULTI_S"
+	IFS="|" read -r CHECKED ROUND_S FAILED WHOLE_S <<<"$(ceiling_round)"
+	[ "$CHECKED" -eq $CEILING ] || { echo "the round checked $CHECKED of $CEILING Payin invoices" >&2; exit 1; }
+	best payin_round "$ROUND_S"
+	best payin_whole "$WHOLE_S"
+	PAYIN_FAILED=$(( ${PAYIN_FAILED:-0} > FAILED ? ${PAYIN_FAILED:-0} : FAILED ))
+	PAYIN_MULTI_FAILED=$(( ${PAYIN_MULTI_FAILED:-0} > MULTI_FAILED ? ${PAYIN_MULTI_FAILED:-0} : MULTI_FAILED ))
+done
+RATE=$(awk -v n="$CEILING" -v s="${BEST[payin_whole]}" 'BEGIN { printf "%.0f", n / s }')
+MULTI_RATE=$(awk -v n="$CEILING" -v s="${BEST[payin_multi]}" 'BEGIN { printf "%.0f", n / s }')
+PCT=$(awk -v r="$RATE" -v m="$MULTI_RATE" 'BEGIN { printf "%.0f", 100 * r / m }')
+RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "reconcile $CEILING Payin invoices vs nginx, c64" "$RATE/s" "$MULTI_RATE/s" "$PCT" ">= 80%" "$(awk -v p="$PCT" 'BEGIN { print (p >= 80) ? "met" : "MISSED" }')")")
+RESULTS+=("$(printf '%-44s %12s' "  the round alone (last_round_duration)" "$(awk -v n="$CEILING" -v s="${BEST[payin_round]}" 'BEGIN { printf "%.0f", n / s }')/s")")
+RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  failed requests (worst round)" "$PAYIN_FAILED" "$PAYIN_MULTI_FAILED" "" "0" "$([ "$PAYIN_FAILED" -eq 0 ] && echo met || echo MISSED)")")
+bench_sql -c "TRUNCATE qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events" \
+	-c "SET client_min_messages = warning" -c "DROP SERVER bench_payin_nginx CASCADE" >/dev/null
 
 # ---- 4c. streaming a wallet's history: backend memory flat ----
 WALLET_ITEMS=100000

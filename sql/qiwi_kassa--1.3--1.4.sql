@@ -10,6 +10,29 @@ ALTER TABLE qiwi_payin_invoices ADD COLUMN notified_at timestamptz;
 COMMENT ON COLUMN qiwi_payin_invoices.notified_at IS $$When a verified PAYMENT, CAPTURE or REFUND notification about this invoice arrived that QIWI's answer has not confirmed yet (notified, unconfirmed: the invoice is due for a check at once); NULL once QIWI answered. Such a notification never changes the money recorded: QIWI signs only its id, date and amount$$;
 COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED, one of its payments holds money or a notification about it is unconfirmed (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
 
+-- The due watermark: qiwi_reconcile_now() raises it, and every followed
+-- item scheduled before it (its scheduled_at) is due, so that making all
+-- items due writes none of them
+CREATE TABLE qiwi_reconcile_watermark (
+	due_before timestamptz NOT NULL DEFAULT '-infinity',
+	single boolean NOT NULL DEFAULT true CHECK (single),
+	CONSTRAINT qiwi_reconcile_watermark_pkey PRIMARY KEY (single)
+);
+INSERT INTO qiwi_reconcile_watermark DEFAULT VALUES;
+COMMENT ON TABLE qiwi_reconcile_watermark IS $$One row: the due watermark that qiwi_reconcile_now() raises; every item the reconciler follows whose scheduled_at is before it is due, whatever its next_check_at. Written by the extension only$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.due_before IS $$When qiwi_reconcile_now() last made every followed item due (-infinity: never)$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.single IS $$Always true: the table has one row$$;
+
+-- the followed rows' schedule time, which the watermark is compared with
+-- (NULL in the rows of 1.3: before any watermark; no table rewrite)
+ALTER TABLE qiwi_bills ADD COLUMN scheduled_at timestamptz;
+ALTER TABLE qiwi_bills ALTER COLUMN scheduled_at SET DEFAULT clock_timestamp();
+COMMENT ON COLUMN qiwi_bills.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
+ALTER TABLE qiwi_payin_invoices ADD COLUMN scheduled_at timestamptz;
+ALTER TABLE qiwi_payin_invoices ALTER COLUMN scheduled_at SET DEFAULT clock_timestamp();
+COMMENT ON COLUMN qiwi_payin_invoices.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
+COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held; Payin captures and refunds sending; Pull bills and refunds; Wallet transfers not final) by raising the due watermark, which writes none of them, and wake the reconciler when this transaction commits; returns how many items of all kinds it follows. Not PUBLIC$$;
+
 -- The Pull REST API 2.1 (new in 1.4, as sql/ext/pull.sql): bills and refunds of a QIWI
 -- Wallet project, with Basic authorization and form bodies.
 
@@ -53,6 +76,7 @@ CREATE TABLE qiwi_pull_bills (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_pull_bills_pkey PRIMARY KEY (merchant, bill_id)
 );
 CREATE INDEX qiwi_pull_bills_due ON qiwi_pull_bills (next_check_at) WHERE status = 'waiting';
@@ -72,6 +96,7 @@ CREATE TABLE qiwi_pull_refunds (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	refund_key text NOT NULL GENERATED ALWAYS AS (bill_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) refund_id) STORED,
 	CONSTRAINT qiwi_pull_refunds_pkey PRIMARY KEY (merchant, bill_id, refund_id)
 );
@@ -171,6 +196,7 @@ COMMENT ON COLUMN qiwi_pull_bills.first_seen_at IS $$When the row was written fi
 COMMENT ON COLUMN qiwi_pull_bills.checked_at IS $$When QIWI last told us about it$$;
 COMMENT ON COLUMN qiwi_pull_bills.next_check_at IS $$When the reconciler asks QIWI next, while waiting$$;
 COMMENT ON COLUMN qiwi_pull_bills.check_count IS $$The reconciler's answers so far$$;
+COMMENT ON COLUMN qiwi_pull_bills.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_pull_bills.failures IS $$The reconciler's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_pull_bills.last_error IS $$Why the reconciler's last check failed$$;
 COMMENT ON TABLE qiwi_pull_refunds IS $$Every refund of a Pull bill the shop made or asked about, forward only (processing, then success or fail)$$;
@@ -186,6 +212,7 @@ COMMENT ON COLUMN qiwi_pull_refunds.first_seen_at IS $$When the row was written 
 COMMENT ON COLUMN qiwi_pull_refunds.checked_at IS $$When QIWI last told us about it$$;
 COMMENT ON COLUMN qiwi_pull_refunds.next_check_at IS $$When the reconciler asks QIWI next, while processing$$;
 COMMENT ON COLUMN qiwi_pull_refunds.check_count IS $$The reconciler's answers so far$$;
+COMMENT ON COLUMN qiwi_pull_refunds.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_pull_refunds.failures IS $$The reconciler's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_pull_refunds.last_error IS $$Why the reconciler's last check failed$$;
 COMMENT ON COLUMN qiwi_pull_refunds.refund_key IS $$bill_id/refund_id: the refund's key for the reconciler and in qiwi_pull_events$$;
@@ -423,6 +450,7 @@ CREATE TABLE qiwi_wallet_transfers (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_wallet_transfers_pkey PRIMARY KEY (merchant, client_txn_id)
 );
 CREATE INDEX qiwi_wallet_transfers_ids ON qiwi_wallet_transfers (merchant, (client_txn_id::numeric));
@@ -488,6 +516,7 @@ COMMENT ON COLUMN qiwi_wallet_transfers.status_changed_at IS $$When status last 
 COMMENT ON COLUMN qiwi_wallet_transfers.checked_at IS $$When the worker last asked QIWI about it$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.next_check_at IS $$When the worker sends or looks in the history next, while not final$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.check_count IS $$The worker's answered checks$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.failures IS $$The worker's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.last_error IS $$Why the last send or check failed, or the refusal$$;
 COMMENT ON TABLE qiwi_wallet_transfer_events IS $$Every status change of a transfer recorded; each is also announced with NOTIFY qiwi_wallet_transfer_status$$;
@@ -771,23 +800,26 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
        ws.wallet_merchants, ws.wallet_lag, ws.wallet_blocked, ws.wallet_failing, ws.wallet_error
   FROM qiwi_reconciler_status s,
        (SELECT count(*) AS open_bills,
-               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
-               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
+               count(*) FILTER (WHERE q.due_at <= now()) AS due_bills,
+               min(q.due_at) FILTER (WHERE q.due_at <= now()) AS oldest_due_at,
                count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
                coalesce(max(q.failures), 0) AS max_failures,
                (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
                     FILTER (WHERE q.failures > 0))[1] AS bill_error
-          FROM qiwi_bills q
-         WHERE q.status IN ('WAITING', 'CREATING')) b,
+          -- due: by its schedule, or made due by qiwi_reconcile_now (the
+          -- watermark, as the reconciler's claims read it)
+          FROM (SELECT o.next_check_at, o.failures, o.last_error, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END AS due_at
+                  FROM qiwi_bills o LEFT JOIN qiwi_reconcile_watermark w ON true
+                 WHERE o.status IN ('WAITING', 'CREATING')) q) b,
        -- the invoices the reconciler follows (payin_store.c's PAYIN_FOLLOWED)
        (SELECT count(*) AS payin_open_invoices,
-               count(*) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
-               min(i.next_check_at) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
+               min(CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END) FILTER (WHERE CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
                count(*) FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0) AS payin_failing_invoices,
                coalesce(max(i.failures), 0) AS payin_max_failures,
                (array_agg(i.last_error ORDER BY i.failures DESC, i.next_check_at)
                     FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0))[1] AS payin_invoice_error
-          FROM qiwi_payin_invoices i
+          FROM qiwi_payin_invoices i LEFT JOIN qiwi_reconcile_watermark w ON true
          WHERE i.status OPERATOR(pg_catalog.=) 'CREATED'::text
             OR (i.status OPERATOR(pg_catalog.=) 'PAID'::text
                 AND (i.notified_at IS NOT NULL
@@ -796,17 +828,18 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                                    AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p,
        -- the Pull bills and refunds the reconciler follows: waiting, processing
        (SELECT count(*) AS pull_open_items,
-               count(*) FILTER (WHERE o.next_check_at OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
-               min(o.next_check_at) FILTER (WHERE o.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
+               min(CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END) FILTER (WHERE CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
                count(*) FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0) AS pull_failing_items,
                coalesce(max(o.failures), 0) AS pull_max_failures,
                (array_agg(o.last_error ORDER BY o.failures DESC, o.next_check_at)
                     FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0))[1] AS pull_error
-          FROM (SELECT b.next_check_at, b.failures, b.last_error FROM qiwi_pull_bills b
+          FROM (SELECT b.next_check_at, b.scheduled_at, b.failures, b.last_error FROM qiwi_pull_bills b
                  WHERE b.status OPERATOR(pg_catalog.=) 'waiting'::text
                 UNION ALL
-                SELECT r.next_check_at, r.failures, r.last_error FROM qiwi_pull_refunds r
-                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl,
+                SELECT r.next_check_at, r.scheduled_at, r.failures, r.last_error FROM qiwi_pull_refunds r
+                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o
+               LEFT JOIN qiwi_reconcile_watermark w ON true) pl,
        -- the merchants whose wallet history the worker keeps (wallet_sync.c)
        (SELECT count(*) AS wallet_merchants,
                coalesce(now() OPERATOR(pg_catalog.-) min(y.synced_until), interval '0') AS wallet_lag,
@@ -824,7 +857,7 @@ COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$
 COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
 COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
 COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments, paid Pull bills and wallet payments IN_SUCCESS, less refunds and what the wallet paid out (OUT_SUCCESS, QIWI_CARD_SUCCESS: negative); 0 for held, awaited, declined, released, failed or MISMATCH money$$;
-COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*), for Pull bills and refunds (pull_*) and for the wallet histories it keeps (wallet_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds, qiwi_wallet_sync and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*), for Pull bills and refunds (pull_*) and for the wallet histories it keeps (wallet_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds, qiwi_reconcile_watermark, qiwi_wallet_sync and qiwi_reconciler_status with the caller's rights$$;
 COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
 COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
@@ -835,22 +868,22 @@ COMMENT ON COLUMN qiwi_reconciler_health.last_round_changed IS $$Items (bills, P
 COMMENT ON COLUMN qiwi_reconciler_health.last_round_failed IS $$Checks (of bills and Payin invoices) that failed in the last round$$;
 COMMENT ON COLUMN qiwi_reconciler_health.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's bills and Payin invoices wait for its options to change (last_error names it); other merchants go on$$;
 COMMENT ON COLUMN qiwi_reconciler_health.open_bills IS $$WAITING and CREATING bills$$;
-COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest next_check_at among the due bills; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills due: next_check_at has passed, or qiwi_reconcile_now() made them due since their last check (scheduled_at before the watermark)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest due time among the due bills (next_check_at, or when qiwi_reconcile_now() made it due if earlier); 0 when none is due$$;
 COMMENT ON COLUMN qiwi_reconciler_health.failing_bills IS $$Open bills whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.max_failures IS $$Most failed checks in a row of one open bill$$;
 COMMENT ON COLUMN qiwi_reconciler_health.bill_error IS $$last_error of the open bill with the most failures in a row$$;
 COMMENT ON COLUMN qiwi_reconciler_health.last_error IS $$The reconciler's own last error (no worker slot, 401, ...)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.last_error_at IS $$When last_error happened$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_open_invoices IS $$Payin invoices the reconciler follows: CREATED, or PAID with money held (in qiwi_payin_holds)$$;
-COMMENT ON COLUMN qiwi_reconciler_health.payin_due_invoices IS $$Followed Payin invoices whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.payin_lag IS $$now() - the oldest next_check_at among the due Payin invoices; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_due_invoices IS $$Followed Payin invoices due: next_check_at has passed, or qiwi_reconcile_now() made them due since their last check$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_lag IS $$now() - the oldest due time among the due Payin invoices (as lag); 0 when none is due$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_failing_invoices IS $$Followed Payin invoices whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_max_failures IS $$Most failed checks in a row of one followed Payin invoice$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_invoice_error IS $$last_error of the followed Payin invoice with the most failures in a row$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_open_items IS $$Pull bills waiting and Pull refunds processing: what the reconciler follows$$;
-COMMENT ON COLUMN qiwi_reconciler_health.pull_due_items IS $$Followed Pull bills and refunds whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest next_check_at among the due Pull items; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_due_items IS $$Followed Pull bills and refunds due: next_check_at has passed, or qiwi_reconcile_now() made them due since their last check$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest due time among the due Pull items (as lag); 0 when none is due$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_failing_items IS $$Followed Pull bills and refunds whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_max_failures IS $$Most failed checks in a row of one followed Pull item$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_error IS $$last_error of the followed Pull item with the most failures in a row$$;
@@ -898,6 +931,7 @@ SELECT d.duty, d.object_type, d.name,
 	('read', 'TABLE', 'qiwi_wallet_tokens', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
+	('read', 'TABLE', 'qiwi_reconcile_watermark', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_money_by_status', 'SELECT', NULL),
 	('read', 'TABLE', 'qiwi_open_bills', 'SELECT', NULL),
@@ -947,6 +981,7 @@ SELECT d.duty, d.object_type, d.name,
 	('monitor', 'TABLE', 'qiwi_reconciler_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_reconciler_health', 'SELECT', NULL),
 	('monitor', 'FUNCTION', 'qiwi_reconcilers', 'EXECUTE', NULL),
+	('monitor', 'TABLE', 'qiwi_reconcile_watermark', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_money_per_day', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_money_by_status', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_open_bills', 'SELECT', NULL),
@@ -955,12 +990,12 @@ SELECT d.duty, d.object_type, d.name,
 	('monitor', 'TABLE', 'qiwi_wallet_sync', 'SELECT', NULL),
 	('monitor', 'TABLE', 'qiwi_bills', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'amount', 'currency', 'status', 'status_changed_at', 'created_at',
-	       'expires_at', 'first_seen_at', 'next_check_at', 'failures', 'last_error']),
+	       'expires_at', 'first_seen_at', 'next_check_at', 'failures', 'last_error', 'scheduled_at']),
 	('monitor', 'TABLE', 'qiwi_refunds', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'amount', 'currency', 'created_at', 'first_seen_at']),
 	('monitor', 'TABLE', 'qiwi_payin_invoices', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'amount', 'currency', 'status', 'created_at', 'expires_at',
-	       'first_seen_at', 'next_check_at', 'failures', 'last_error', 'notified_at']),
+	       'first_seen_at', 'next_check_at', 'failures', 'last_error', 'notified_at', 'scheduled_at']),
 	('monitor', 'TABLE', 'qiwi_payin_payments', 'SELECT',
 	 ARRAY['merchant', 'payment_id', 'bill_id', 'amount', 'currency', 'status', 'captured_amount',
 	       'refunded_amount', 'status_changed_at', 'capture_deadline']),
@@ -968,10 +1003,10 @@ SELECT d.duty, d.object_type, d.name,
 	 ARRAY['merchant', 'payment_id', 'amount', 'currency', 'status', 'reversal']),
 	('monitor', 'TABLE', 'qiwi_pull_bills', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'amount', 'currency', 'status', 'status_changed_at', 'first_seen_at',
-	       'next_check_at', 'failures', 'last_error']),
+	       'next_check_at', 'failures', 'last_error', 'scheduled_at']),
 	('monitor', 'TABLE', 'qiwi_pull_refunds', 'SELECT',
 	 ARRAY['merchant', 'bill_id', 'refund_id', 'amount', 'currency', 'status', 'first_seen_at',
-	       'next_check_at', 'failures', 'last_error']),
+	       'next_check_at', 'failures', 'last_error', 'scheduled_at']),
 	('monitor', 'TABLE', 'qiwi_wallet_payments', 'SELECT',
 	 ARRAY['merchant', 'txn_id', 'type', 'date', 'status', 'amount', 'currency']),
 	('monitor', 'TABLE', 'qiwi_notifications', 'SELECT', ARRAY['received_at', 'verified']),
@@ -1289,6 +1324,8 @@ ALTER TABLE qiwi_payin_captures ALTER COLUMN amount DROP NOT NULL, ALTER COLUMN 
 	ADD CONSTRAINT qiwi_payin_captures_answered CHECK (status OPERATOR(pg_catalog.=) 'sending' OR amount IS NOT NULL AND currency IS NOT NULL);
 CREATE UNIQUE INDEX qiwi_payin_captures_key ON qiwi_payin_captures (merchant, capture_key);
 CREATE INDEX qiwi_payin_captures_due ON qiwi_payin_captures (next_check_at) WHERE status = 'sending';
+ALTER TABLE qiwi_payin_captures ADD COLUMN scheduled_at timestamptz;
+ALTER TABLE qiwi_payin_captures ALTER COLUMN scheduled_at SET DEFAULT clock_timestamp();
 ALTER TABLE qiwi_payin_refunds ALTER COLUMN checked_at DROP NOT NULL,
 	DROP CONSTRAINT qiwi_payin_refunds_status_check,
 	ADD CONSTRAINT qiwi_payin_refunds_status_check CHECK (status IN ('sending', 'COMPLETED', 'DECLINED')),
@@ -1299,6 +1336,8 @@ ALTER TABLE qiwi_payin_refunds ALTER COLUMN checked_at DROP NOT NULL,
 	ADD COLUMN refund_key text NOT NULL GENERATED ALWAYS AS (payment_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) refund_id) STORED;
 CREATE UNIQUE INDEX qiwi_payin_refunds_key ON qiwi_payin_refunds (merchant, refund_key);
 CREATE INDEX qiwi_payin_refunds_due ON qiwi_payin_refunds (next_check_at) WHERE status = 'sending';
+ALTER TABLE qiwi_payin_refunds ADD COLUMN scheduled_at timestamptz;
+ALTER TABLE qiwi_payin_refunds ALTER COLUMN scheduled_at SET DEFAULT clock_timestamp();
 COMMENT ON TABLE qiwi_payin_captures IS $$Every Payin capture made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
 COMMENT ON COLUMN qiwi_payin_captures.amount IS $$Money taken; NULL while sending (QIWI's answer says how much)$$;
 COMMENT ON COLUMN qiwi_payin_captures.currency IS $$ISO 4217 code of amount; NULL while sending$$;
@@ -1309,6 +1348,7 @@ COMMENT ON COLUMN qiwi_payin_captures.check_count IS $$The reconciler's checks o
 COMMENT ON COLUMN qiwi_payin_captures.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
 COMMENT ON COLUMN qiwi_payin_captures.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
 COMMENT ON COLUMN qiwi_payin_captures.capture_key IS $$payment_id/capture_id: the capture's key for the reconciler$$;
+COMMENT ON COLUMN qiwi_payin_captures.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON TABLE qiwi_payin_refunds IS $$Every Payin refund or reversal made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
 COMMENT ON COLUMN qiwi_payin_refunds.amount IS $$Money returned or released$$;
 COMMENT ON COLUMN qiwi_payin_refunds.currency IS $$ISO 4217 code of amount$$;
@@ -1319,4 +1359,5 @@ COMMENT ON COLUMN qiwi_payin_refunds.check_count IS $$The reconciler's checks of
 COMMENT ON COLUMN qiwi_payin_refunds.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
 COMMENT ON COLUMN qiwi_payin_refunds.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
 COMMENT ON COLUMN qiwi_payin_refunds.refund_key IS $$payment_id/refund_id: the refund's key for the reconciler$$;
+COMMENT ON COLUMN qiwi_payin_refunds.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_payin_events.new_status IS $$Status after; REFUSED for a capture's or refund's intent that QIWI refused (its row is withdrawn: nothing moved)$$;

@@ -57,6 +57,8 @@ CREATE TABLE qiwi_bills (
 	CONSTRAINT qiwi_bills_status_check CHECK (status IN ('WAITING', 'PAID', 'REJECTED', 'EXPIRED', 'CREATING', 'CREATE_FAILED', 'MISMATCH')),
 	-- whose bill: "default" (the qiwi.* settings) or a server of the wrapper qiwi
 	merchant text NOT NULL DEFAULT 'default',
+	-- when the reconciler last set next_check_at (see qiwi_reconcile_watermark)
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_bills_pkey PRIMARY KEY (merchant, bill_id)
 );
 COMMENT ON TABLE qiwi_bills IS 'Latest known state of QIWI bills; maintained by qiwi_kassa';
@@ -403,6 +405,7 @@ COMMENT ON COLUMN qiwi_bills.first_seen_at IS $$When this database first recorde
 COMMENT ON COLUMN qiwi_bills.checked_at IS $$When QIWI last told us about the bill (a call, the reconciler or a verified notification) or about a refund of it$$;
 COMMENT ON COLUMN qiwi_bills.next_check_at IS $$When the reconciler asks QIWI about this WAITING or CREATING bill next (backs off after each WAITING answer or failure; due as soon as expires_at passes)$$;
 COMMENT ON COLUMN qiwi_bills.check_count IS $$WAITING answers the reconciler got so far (sets its back-off)$$;
+COMMENT ON COLUMN qiwi_bills.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_bills.failures IS $$Failed checks in a row (network, timeout, 429, 5xx, malformed answer); 0 after an answer$$;
 COMMENT ON COLUMN qiwi_bills.last_error IS $$Why the last check failed, or why QIWI refused to create a CREATE_FAILED bill (keys replaced by ********)$$;
 COMMENT ON COLUMN qiwi_bills.qiwi_amount IS $$For MISMATCH: the amount QIWI reported (not the shop's); NULL otherwise$$;

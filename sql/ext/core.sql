@@ -80,6 +80,19 @@ AS 'MODULE_PATHNAME', 'qiwi_reconcile_now'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION qiwi_reconcile_now() FROM PUBLIC;
 
+-- The due watermark: qiwi_reconcile_now() raises it, and every followed
+-- item scheduled before it (its scheduled_at) is due, so that making all
+-- items due writes none of them
+CREATE TABLE qiwi_reconcile_watermark (
+	due_before timestamptz NOT NULL DEFAULT '-infinity',
+	single boolean NOT NULL DEFAULT true CHECK (single),
+	CONSTRAINT qiwi_reconcile_watermark_pkey PRIMARY KEY (single)
+);
+INSERT INTO qiwi_reconcile_watermark DEFAULT VALUES;
+COMMENT ON TABLE qiwi_reconcile_watermark IS $$One row: the due watermark that qiwi_reconcile_now() raises; every item the reconciler follows whose scheduled_at is before it is due, whatever its next_check_at. Written by the extension only$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.due_before IS $$When qiwi_reconcile_now() last made every followed item due (-infinity: never)$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.single IS $$Always true: the table has one row$$;
+
 COMMENT ON FUNCTION qiwi_reconciler_state() IS $$This database's reconciler's state (read it through the view qiwi_reconciler_status)$$;
 COMMENT ON VIEW qiwi_reconciler_status IS $$This database's reconciler: is it running (pid, database) or waiting for its turn (state), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error; every database's: qiwi_reconcilers()$$;
 COMMENT ON COLUMN qiwi_reconciler_status.running IS $$A reconciler process is running$$;
@@ -101,4 +114,4 @@ COMMENT ON COLUMN qiwi_reconciler_status.waiting_since IS $$While waiting for a 
 COMMENT ON COLUMN qiwi_reconciler_status.state IS $$running, starting, waiting for a slot (more databases than qiwi.max_reconcilers: they take turns), stopped, or not served (qiwi.database filters this database out, or the launcher has not come to it yet)$$;
 COMMENT ON FUNCTION qiwi_reconcilers() IS $$Every database's reconciler, from any database: one row per database where a reconciler found the extension, as the launcher knows them: its state (running, starting, waiting for a slot while qiwi.max_reconcilers run and the databases take turns, stopped), since when it waits, its process, rounds and last round, and its last error. Not PUBLIC (the duty monitor has it)$$;
 COMMENT ON FUNCTION qiwi_reconciler_seen_error() IS $$This database's reconciler's latest error and its time, kept after clean rounds (read it through the view qiwi_reconciler_status)$$;
-COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held), leaving rows another transaction holds, and wake the reconciler when this transaction commits; returns how many of all kinds. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_reconcile_now() IS $$Make every item the reconciler follows due now (WAITING and CREATING bills; CREATED Payin invoices and PAID ones with money held; Payin captures and refunds sending; Pull bills and refunds; Wallet transfers not final) by raising the due watermark, which writes none of them, and wake the reconciler when this transaction commits; returns how many items of all kinds it follows. Not PUBLIC$$;

@@ -87,6 +87,7 @@ CREATE TABLE qiwi_payin_invoices (
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
 	notified_at timestamptz,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_payin_invoices_pkey PRIMARY KEY (merchant, bill_id),
 	-- a card check (capture 'check') moves no money: QIWI answers it for 0.00
 	CONSTRAINT qiwi_payin_invoices_capture_check CHECK (capture IN ('auto', 'manual', 'check')),
@@ -138,6 +139,7 @@ CREATE TABLE qiwi_payin_captures (
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
 	capture_key text NOT NULL GENERATED ALWAYS AS (payment_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) capture_id) STORED,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_payin_captures_pkey PRIMARY KEY (merchant, payment_id, capture_id),
 	CONSTRAINT qiwi_payin_captures_answered CHECK (status OPERATOR(pg_catalog.=) 'sending' OR amount IS NOT NULL AND currency IS NOT NULL)
 );
@@ -163,6 +165,7 @@ CREATE TABLE qiwi_payin_refunds (
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
 	refund_key text NOT NULL GENERATED ALWAYS AS (payment_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) refund_id) STORED,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_payin_refunds_pkey PRIMARY KEY (merchant, payment_id, refund_id)
 );
 CREATE UNIQUE INDEX qiwi_payin_refunds_key ON qiwi_payin_refunds (merchant, refund_key);
@@ -461,6 +464,7 @@ COMMENT ON COLUMN qiwi_payin_invoices.qiwi_currency IS $$For MISMATCH: the curre
 COMMENT ON COLUMN qiwi_payin_invoices.qiwi_status IS $$For MISMATCH: what QIWI said of that other money$$;
 COMMENT ON COLUMN qiwi_payin_invoices.next_check_at IS $$When the reconciler asks QIWI about this invoice next, while it is CREATED, one of its payments holds money or a notification about it is unconfirmed (backs off after each unchanged answer or failure; due as soon as expires_at or a capture deadline passes)$$;
 COMMENT ON COLUMN qiwi_payin_invoices.check_count IS $$Reconciler checks answered so far$$;
+COMMENT ON COLUMN qiwi_payin_invoices.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_payin_invoices.failures IS $$Failed reconciler checks in a row (network, timeout, 429, 5xx, malformed answer, 404); 0 after an answer$$;
 COMMENT ON COLUMN qiwi_payin_invoices.notified_at IS $$When a verified PAYMENT, CAPTURE or REFUND notification about this invoice arrived that QIWI's answer has not confirmed yet (notified, unconfirmed: the invoice is due for a check at once); NULL once QIWI answered. Such a notification never changes the money recorded: QIWI signs only its id, date and amount$$;
 COMMENT ON COLUMN qiwi_payin_invoices.last_error IS $$Why the last reconciler check failed (keys replaced by ********)$$;
@@ -503,6 +507,7 @@ COMMENT ON COLUMN qiwi_payin_captures.check_count IS $$The reconciler's checks o
 COMMENT ON COLUMN qiwi_payin_captures.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
 COMMENT ON COLUMN qiwi_payin_captures.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
 COMMENT ON COLUMN qiwi_payin_captures.capture_key IS $$payment_id/capture_id: the capture's key for the reconciler$$;
+COMMENT ON COLUMN qiwi_payin_captures.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 
 COMMENT ON TABLE qiwi_payin_refunds IS $$Every Payin refund or reversal made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
 COMMENT ON COLUMN qiwi_payin_refunds.merchant IS $$Whose refund$$;
@@ -523,6 +528,7 @@ COMMENT ON COLUMN qiwi_payin_refunds.check_count IS $$The reconciler's checks of
 COMMENT ON COLUMN qiwi_payin_refunds.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
 COMMENT ON COLUMN qiwi_payin_refunds.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
 COMMENT ON COLUMN qiwi_payin_refunds.refund_key IS $$payment_id/refund_id: the refund's key for the reconciler$$;
+COMMENT ON COLUMN qiwi_payin_refunds.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 
 COMMENT ON TABLE qiwi_payin_events IS $$Every status change of a Payin invoice, payment or payment token and every capture, refund and card check recorded; each is also announced with NOTIFY qiwi_payin_status$$;
 COMMENT ON COLUMN qiwi_payin_events.id IS $$Order of the changes$$;

@@ -41,6 +41,7 @@ CREATE TABLE qiwi_pull_bills (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_pull_bills_pkey PRIMARY KEY (merchant, bill_id)
 );
 CREATE INDEX qiwi_pull_bills_due ON qiwi_pull_bills (next_check_at) WHERE status = 'waiting';
@@ -60,6 +61,7 @@ CREATE TABLE qiwi_pull_refunds (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	refund_key text NOT NULL GENERATED ALWAYS AS (bill_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) refund_id) STORED,
 	CONSTRAINT qiwi_pull_refunds_pkey PRIMARY KEY (merchant, bill_id, refund_id)
 );
@@ -159,6 +161,7 @@ COMMENT ON COLUMN qiwi_pull_bills.first_seen_at IS $$When the row was written fi
 COMMENT ON COLUMN qiwi_pull_bills.checked_at IS $$When QIWI last told us about it$$;
 COMMENT ON COLUMN qiwi_pull_bills.next_check_at IS $$When the reconciler asks QIWI next, while waiting$$;
 COMMENT ON COLUMN qiwi_pull_bills.check_count IS $$The reconciler's answers so far$$;
+COMMENT ON COLUMN qiwi_pull_bills.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_pull_bills.failures IS $$The reconciler's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_pull_bills.last_error IS $$Why the reconciler's last check failed$$;
 COMMENT ON TABLE qiwi_pull_refunds IS $$Every refund of a Pull bill the shop made or asked about, forward only (processing, then success or fail)$$;
@@ -174,6 +177,7 @@ COMMENT ON COLUMN qiwi_pull_refunds.first_seen_at IS $$When the row was written 
 COMMENT ON COLUMN qiwi_pull_refunds.checked_at IS $$When QIWI last told us about it$$;
 COMMENT ON COLUMN qiwi_pull_refunds.next_check_at IS $$When the reconciler asks QIWI next, while processing$$;
 COMMENT ON COLUMN qiwi_pull_refunds.check_count IS $$The reconciler's answers so far$$;
+COMMENT ON COLUMN qiwi_pull_refunds.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_pull_refunds.failures IS $$The reconciler's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_pull_refunds.last_error IS $$Why the reconciler's last check failed$$;
 COMMENT ON COLUMN qiwi_pull_refunds.refund_key IS $$bill_id/refund_id: the refund's key for the reconciler and in qiwi_pull_events$$;

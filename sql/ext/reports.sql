@@ -81,23 +81,26 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
        ws.wallet_merchants, ws.wallet_lag, ws.wallet_blocked, ws.wallet_failing, ws.wallet_error
   FROM qiwi_reconciler_status s,
        (SELECT count(*) AS open_bills,
-               count(*) FILTER (WHERE q.next_check_at <= now()) AS due_bills,
-               min(q.next_check_at) FILTER (WHERE q.next_check_at <= now()) AS oldest_due_at,
+               count(*) FILTER (WHERE q.due_at <= now()) AS due_bills,
+               min(q.due_at) FILTER (WHERE q.due_at <= now()) AS oldest_due_at,
                count(*) FILTER (WHERE q.failures > 0) AS failing_bills,
                coalesce(max(q.failures), 0) AS max_failures,
                (array_agg(q.last_error ORDER BY q.failures DESC, q.next_check_at)
                     FILTER (WHERE q.failures > 0))[1] AS bill_error
-          FROM qiwi_bills q
-         WHERE q.status IN ('WAITING', 'CREATING')) b,
+          -- due: by its schedule, or made due by qiwi_reconcile_now (the
+          -- watermark, as the reconciler's claims read it)
+          FROM (SELECT o.next_check_at, o.failures, o.last_error, CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END AS due_at
+                  FROM qiwi_bills o LEFT JOIN qiwi_reconcile_watermark w ON true
+                 WHERE o.status IN ('WAITING', 'CREATING')) q) b,
        -- the invoices the reconciler follows (payin_store.c's PAYIN_FOLLOWED)
        (SELECT count(*) AS payin_open_invoices,
-               count(*) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
-               min(i.next_check_at) FILTER (WHERE i.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END OPERATOR(pg_catalog.<=) now()) AS payin_due_invoices,
+               min(CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END) FILTER (WHERE CASE WHEN coalesce(i.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(i.next_check_at, w.due_before, now()) ELSE i.next_check_at END OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
                count(*) FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0) AS payin_failing_invoices,
                coalesce(max(i.failures), 0) AS payin_max_failures,
                (array_agg(i.last_error ORDER BY i.failures DESC, i.next_check_at)
                     FILTER (WHERE i.failures OPERATOR(pg_catalog.>) 0))[1] AS payin_invoice_error
-          FROM qiwi_payin_invoices i
+          FROM qiwi_payin_invoices i LEFT JOIN qiwi_reconcile_watermark w ON true
          WHERE i.status OPERATOR(pg_catalog.=) 'CREATED'::text
             OR (i.status OPERATOR(pg_catalog.=) 'PAID'::text
                 AND (i.notified_at IS NOT NULL
@@ -106,17 +109,18 @@ SELECT s.running, s.pid, s.rounds, s.last_round_start, s.last_round_duration,
                                    AND h.bill_id OPERATOR(pg_catalog.=) i.bill_id)))) p,
        -- the Pull bills and refunds the reconciler follows: waiting, processing
        (SELECT count(*) AS pull_open_items,
-               count(*) FILTER (WHERE o.next_check_at OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
-               min(o.next_check_at) FILTER (WHERE o.next_check_at OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
+               count(*) FILTER (WHERE CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END OPERATOR(pg_catalog.<=) now()) AS pull_due_items,
+               min(CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END) FILTER (WHERE CASE WHEN coalesce(o.scheduled_at, '-infinity'::timestamptz) OPERATOR(pg_catalog.<) w.due_before THEN least(o.next_check_at, w.due_before, now()) ELSE o.next_check_at END OPERATOR(pg_catalog.<=) now()) AS oldest_due_at,
                count(*) FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0) AS pull_failing_items,
                coalesce(max(o.failures), 0) AS pull_max_failures,
                (array_agg(o.last_error ORDER BY o.failures DESC, o.next_check_at)
                     FILTER (WHERE o.failures OPERATOR(pg_catalog.>) 0))[1] AS pull_error
-          FROM (SELECT b.next_check_at, b.failures, b.last_error FROM qiwi_pull_bills b
+          FROM (SELECT b.next_check_at, b.scheduled_at, b.failures, b.last_error FROM qiwi_pull_bills b
                  WHERE b.status OPERATOR(pg_catalog.=) 'waiting'::text
                 UNION ALL
-                SELECT r.next_check_at, r.failures, r.last_error FROM qiwi_pull_refunds r
-                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o) pl,
+                SELECT r.next_check_at, r.scheduled_at, r.failures, r.last_error FROM qiwi_pull_refunds r
+                 WHERE r.status OPERATOR(pg_catalog.=) 'processing'::text) o
+               LEFT JOIN qiwi_reconcile_watermark w ON true) pl,
        -- the merchants whose wallet history the worker keeps (wallet_sync.c)
        (SELECT count(*) AS wallet_merchants,
                coalesce(now() OPERATOR(pg_catalog.-) min(y.synced_until), interval '0') AS wallet_lag,
@@ -134,7 +138,7 @@ COMMENT ON COLUMN qiwi_money_by_status.currency IS $$ISO 4217 code of the sums$$
 COMMENT ON COLUMN qiwi_money_by_status.items IS $$How many bills, invoices, payments or refunds$$;
 COMMENT ON COLUMN qiwi_money_by_status.amount IS $$Their amounts (a captured payment's captured amount)$$;
 COMMENT ON COLUMN qiwi_money_by_status.received IS $$What the shop received: PAID bills, captured payments, paid Pull bills and wallet payments IN_SUCCESS, less refunds and what the wallet paid out (OUT_SUCCESS, QIWI_CARD_SUCCESS: negative); 0 for held, awaited, declined, released, failed or MISMATCH money$$;
-COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*), for Pull bills and refunds (pull_*) and for the wallet histories it keeps (wallet_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds, qiwi_wallet_sync and qiwi_reconciler_status with the caller's rights$$;
+COMMENT ON VIEW qiwi_reconciler_health IS $$One row: qiwi_reconciler_status plus how far behind the reconciler is and which items' checks fail, for bills (open_bills ... bill_error), for Payin invoices (payin_*), for Pull bills and refunds (pull_*) and for the wallet histories it keeps (wallet_*). Reads qiwi_bills, qiwi_payin_invoices, qiwi_payin_holds, qiwi_pull_bills, qiwi_pull_refunds, qiwi_reconcile_watermark, qiwi_wallet_sync and qiwi_reconciler_status with the caller's rights$$;
 COMMENT ON COLUMN qiwi_reconciler_health.running IS $$A reconciler process is running$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pid IS $$Its process id$$;
 COMMENT ON COLUMN qiwi_reconciler_health.rounds IS $$Rounds completed since the server started (a counter)$$;
@@ -145,22 +149,22 @@ COMMENT ON COLUMN qiwi_reconciler_health.last_round_changed IS $$Items (bills, P
 COMMENT ON COLUMN qiwi_reconciler_health.last_round_failed IS $$Checks (of bills and Payin invoices) that failed in the last round$$;
 COMMENT ON COLUMN qiwi_reconciler_health.stopped_by_auth IS $$QIWI answered 401 for a merchant's key: that merchant's bills and Payin invoices wait for its options to change (last_error names it); other merchants go on$$;
 COMMENT ON COLUMN qiwi_reconciler_health.open_bills IS $$WAITING and CREATING bills$$;
-COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest next_check_at among the due bills; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.due_bills IS $$Open bills due: next_check_at has passed, or qiwi_reconcile_now() made them due since their last check (scheduled_at before the watermark)$$;
+COMMENT ON COLUMN qiwi_reconciler_health.lag IS $$now() - the oldest due time among the due bills (next_check_at, or when qiwi_reconcile_now() made it due if earlier); 0 when none is due$$;
 COMMENT ON COLUMN qiwi_reconciler_health.failing_bills IS $$Open bills whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.max_failures IS $$Most failed checks in a row of one open bill$$;
 COMMENT ON COLUMN qiwi_reconciler_health.bill_error IS $$last_error of the open bill with the most failures in a row$$;
 COMMENT ON COLUMN qiwi_reconciler_health.last_error IS $$The reconciler's own last error (no worker slot, 401, ...)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.last_error_at IS $$When last_error happened$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_open_invoices IS $$Payin invoices the reconciler follows: CREATED, or PAID with money held (in qiwi_payin_holds)$$;
-COMMENT ON COLUMN qiwi_reconciler_health.payin_due_invoices IS $$Followed Payin invoices whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.payin_lag IS $$now() - the oldest next_check_at among the due Payin invoices; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_due_invoices IS $$Followed Payin invoices due: next_check_at has passed, or qiwi_reconcile_now() made them due since their last check$$;
+COMMENT ON COLUMN qiwi_reconciler_health.payin_lag IS $$now() - the oldest due time among the due Payin invoices (as lag); 0 when none is due$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_failing_invoices IS $$Followed Payin invoices whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_max_failures IS $$Most failed checks in a row of one followed Payin invoice$$;
 COMMENT ON COLUMN qiwi_reconciler_health.payin_invoice_error IS $$last_error of the followed Payin invoice with the most failures in a row$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_open_items IS $$Pull bills waiting and Pull refunds processing: what the reconciler follows$$;
-COMMENT ON COLUMN qiwi_reconciler_health.pull_due_items IS $$Followed Pull bills and refunds whose next_check_at has passed$$;
-COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest next_check_at among the due Pull items; 0 when none is due$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_due_items IS $$Followed Pull bills and refunds due: next_check_at has passed, or qiwi_reconcile_now() made them due since their last check$$;
+COMMENT ON COLUMN qiwi_reconciler_health.pull_lag IS $$now() - the oldest due time among the due Pull items (as lag); 0 when none is due$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_failing_items IS $$Followed Pull bills and refunds whose last check failed (failures > 0)$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_max_failures IS $$Most failed checks in a row of one followed Pull item$$;
 COMMENT ON COLUMN qiwi_reconciler_health.pull_error IS $$last_error of the followed Pull item with the most failures in a row$$;

@@ -156,6 +156,7 @@ CREATE TABLE qiwi_wallet_transfers (
 	check_count integer NOT NULL DEFAULT 0,
 	failures integer NOT NULL DEFAULT 0,
 	last_error text,
+	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_wallet_transfers_pkey PRIMARY KEY (merchant, client_txn_id)
 );
 CREATE INDEX qiwi_wallet_transfers_ids ON qiwi_wallet_transfers (merchant, (client_txn_id::numeric));
@@ -221,6 +222,7 @@ COMMENT ON COLUMN qiwi_wallet_transfers.status_changed_at IS $$When status last 
 COMMENT ON COLUMN qiwi_wallet_transfers.checked_at IS $$When the worker last asked QIWI about it$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.next_check_at IS $$When the worker sends or looks in the history next, while not final$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.check_count IS $$The worker's answered checks$$;
+COMMENT ON COLUMN qiwi_wallet_transfers.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.failures IS $$The worker's failed checks in a row$$;
 COMMENT ON COLUMN qiwi_wallet_transfers.last_error IS $$Why the last send or check failed, or the refusal$$;
 COMMENT ON TABLE qiwi_wallet_transfer_events IS $$Every status change of a transfer recorded; each is also announced with NOTIFY qiwi_wallet_transfer_status$$;

@@ -233,9 +233,10 @@ typedef struct LedgerStatement
  * for the unchanged-row probe; where its events go; and the API's own
  * statements.  SQL fragments name the row t, a check u (u.failed), the
  * schema %1$s.  The ledger's own statements take one parameter order:
- * a claim ($1 limit, $2 merchants to skip), a chunk of checks ($1
- * merchants, $2 ids, $3 failed, $4 errors, $5 base and $6 longest
- * interval in seconds, $7 when the chunk was claimed), an event ($1
+ * a claim ($1 limit, $2 merchants to skip, $3 its time, $4 the due
+ * watermark), a chunk of checks ($1 merchants, $2 ids, $3 failed, $4
+ * errors, $5 base and $6 longest interval in seconds, $7 when the chunk
+ * was claimed, $8 the due watermark), an event ($1
  * merchant, $2 object, $3 id, $4 old status, $5 new status, $6 source).
  */
 /* The rows of a kind the reconciler follows, what a claim returns, how a check makes them due */
@@ -301,6 +302,7 @@ typedef struct LedgerDue
 	void	  **answers;		/* the API's, one per item */
 	bool		sweeping;		/* claimed by the sweep: ask QIWI, send nothing */
 	TimestampTz claimed_at;
+	TimestampTz watermark;		/* the due watermark the claim compared with */
 	int			nchecks;
 	const char **check_merchants;
 	const char **check_ids;
@@ -354,6 +356,7 @@ extern bool ledger_answer_taken(LedgerDue *due, int i, QiwiOperation *op, const 
 								bool *failed, bool *key_refused);
 extern void ledger_flush_checks(LedgerDue *due);
 extern int64 ledger_make_all_due(const LedgerKind *kind);
+extern void ledger_sweep_again(void);
 extern void ledger_defer_checked_at(const LedgerKind *kind, const char *merchant, const char *id);
 extern bool ledger_row_unchanged(const LedgerKind *kind, Datum *values, const char *nulls);
 extern void ledger_report_mismatch(int elevel, const char *what, const char *id, Numeric amount,

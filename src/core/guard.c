@@ -281,7 +281,8 @@ count_cmp(const void *a, const void *b)
 
 /*
  * Count the rows of every table of the extension (its member tables, as
- * pg_depend records them: a table a later version adds is counted too);
+ * pg_depend records them: a table a later version adds is counted too;
+ * not the due watermark);
  * how many tables, *counts sorted by name.
  */
 static int
@@ -308,7 +309,9 @@ count_ledger(Oid extension, LedgerCount **counts)
 		if (dep->classid != RelationRelationId || dep->deptype != DEPENDENCY_EXTENSION)
 			continue;
 		kind = get_rel_relkind(dep->objid);
-		if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE)
+		/* the due watermark's one row is the reconciler's state, no ledger */
+		if ((kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE) &&
+			strcmp(get_rel_name(dep->objid), "qiwi_reconcile_watermark") != 0)
 			tables = lappend_oid(tables, dep->objid);
 	}
 	systable_endscan(scan);

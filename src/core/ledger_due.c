@@ -1,19 +1,22 @@
 /*
  * ledger_due.c
  *		The reconciler's bookkeeping of any kind of item: claiming due
- *		items, recording a chunk of checks in one statement, making every
- *		followed item due; and the checked_at of items an answer repeated,
+ *		items (by their schedule, or by the due watermark that makes every
+ *		followed item due at once), recording a chunk of checks in one
+ *		statement; and the checked_at of items an answer repeated,
  *		written once per transaction at pre-commit.
  */
 #include "core/core.h"
 
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -31,12 +34,19 @@ text_array(int n, const char *const *strings)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* Write the checks added since the last flush, in one statement ($1..$7 of LEDGER_PLAN_CHECKS) */
+/*
+ * Write the checks added since the last flush, in one statement ($1..$8
+ * of LEDGER_PLAN_CHECKS).  A transaction that writes nothing else (answers
+ * that repeated their rows) commits without waiting for the disk: a check
+ * a crash loses is only asked again, and the next durable commit makes it
+ * durable.
+ */
 void
 ledger_flush_checks(LedgerDue *due)
 {
+	bool		only_checks = !TransactionIdIsValid(GetTopTransactionIdIfAny());
 	int			n = due->nchecks;
-	Datum		values[7];
+	Datum		values[8];
 	Datum	   *failed;
 	Datum	   *errors;
 	bool	   *error_nulls;
@@ -64,10 +74,14 @@ ledger_flush_checks(LedgerDue *due)
 	values[4] = Float8GetDatum((double) qiwi_reconcile_interval_s);
 	values[5] = Float8GetDatum((double) qiwi_reconcile_max_interval_s);
 	values[6] = TimestampTzGetDatum(due->claimed_at);
+	values[7] = TimestampTzGetDatum(due->watermark);
 	ledger_begin_kind(&ctx, due->kind);
 	ledger_run_own(due->kind, LEDGER_PLAN_CHECKS, values, NULL, SPI_OK_UPDATE);
 	ledger_end(&ctx);
 	due->nchecks = 0;
+	if (only_checks)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /* Add a check of due item i to the chunk's: answered, or failed with error */
@@ -121,63 +135,118 @@ ledger_answer_taken(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse
 	return false;
 }
 
-/* Read the claimed rows out of SPI into due, in the caller's context */
+/* Append the rows SPI returned (n) to the claimed ones, flattened, in the caller's context */
 static void
-read_claimed(LedgerDue *due, int n, OwnerContext *ctx)
+take_claimed(LedgerDue *due, int *claimed, int n, OwnerContext *ctx)
 {
 	MemoryContext spi_context = MemoryContextSwitchTo(ctx->caller_context);
+
+	if (due->desc == NULL)
+		due->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+	if (n > 0)
+		due->rows = due->rows == NULL ? palloc(sizeof(HeapTuple) * n) :
+			repalloc(due->rows, sizeof(HeapTuple) * (*claimed + n));
+	/* the operations read them with no transaction open: no TOAST pointers */
+	for (int i = 0; i < n; i++)
+		due->rows[(*claimed)++] = toast_flatten_tuple(SPI_tuptable->vals[i], due->desc);
+	MemoryContextSwitchTo(spi_context);
+}
+
+/* Read the n claimed rows' merchant, id and status; make room for their checks */
+static void
+read_claimed(LedgerDue *due, int n)
+{
 	int			size = Max(n, 1);
 	bool		isnull;
 
+	if (due->rows == NULL)
+		due->rows = palloc(sizeof(HeapTuple) * size);
 	due->merchant_names = palloc(sizeof(char *) * size);
 	due->ids = palloc(sizeof(char *) * size);
 	due->statuses = palloc(sizeof(char *) * size);
 	due->merchants = palloc(sizeof(Merchant *) * size);
-	due->rows = palloc(sizeof(HeapTuple) * size);
 	due->answers = palloc0(sizeof(void *) * size);
 	due->check_merchants = palloc(sizeof(char *) * size);
 	due->check_ids = palloc(sizeof(char *) * size);
 	due->check_failed = palloc(sizeof(bool) * size);
 	due->check_errors = palloc(sizeof(char *) * size);
-	due->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 	for (int i = 0; i < n; i++)
 	{
-		/* the operations read them with no transaction open: no TOAST pointers */
-		due->rows[i] = toast_flatten_tuple(SPI_tuptable->vals[i], due->desc);
 		due->merchant_names[i] = TextDatumGetCString(heap_getattr(due->rows[i], 1, due->desc, &isnull));
 		due->ids[i] = TextDatumGetCString(heap_getattr(due->rows[i], 2, due->desc, &isnull));
 		due->statuses[i] = TextDatumGetCString(heap_getattr(due->rows[i], 3, due->desc, &isnull));
 	}
-	MemoryContextSwitchTo(spi_context);
 }
 
 /*
- * Claim up to limit due items of a kind, of the merchants not in skip, in
- * a transaction; with sweeping, its items sent with an outcome not known
- * instead, due or not (the sweep, intent.c).  An item whose merchant no
- * longer exists, or cannot be asked (merchant_problem, if given, says
- * why), is a failed check, with the reason; the others are returned, with
- * their merchants.
+ * The watermark each kind's claims have swept up to, in this process: a
+ * claim by the watermark that finds nothing left ends its sweep, so that
+ * the rounds after it do not scan the followed rows again until
+ * qiwi_reconcile_now() raises it (or ledger_sweep_again)
  */
-LedgerDue *
-ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
-				 char *(*merchant_problem) (const Merchant *merchant), bool sweeping)
+typedef struct KindSweep
 {
-	Datum		values[2] = {Int32GetDatum(limit), skip};
-	LedgerDue  *due = palloc0(sizeof(LedgerDue));
-	OwnerContext ctx;
-	int			claimed;
+	const LedgerKind *kind;
+	TimestampTz swept;
+} KindSweep;
 
-	due->kind = kind;
-	due->claimed_at = GetCurrentTimestamp();
-	due->sweeping = sweeping;
-	ledger_begin_kind(&ctx, kind);
-	/* rows another writer holds right now are skipped, not waited for */
-	claimed = (int) ledger_run_own(kind, sweeping ? LEDGER_PLAN_SWEEP : LEDGER_PLAN_CLAIM, values, NULL,
-								   SPI_OK_SELECT);
-	read_claimed(due, claimed, &ctx);
-	ledger_end(&ctx);
-	for (int i = 0; i < claimed; i++)
+static KindSweep sweeps[16];
+static int	nsweeps = 0;
+
+/* The sweep of a kind (a new one: nothing swept) */
+static KindSweep *
+sweep_of(const LedgerKind *kind)
+{
+	for (int i = 0; i < nsweeps; i++)
+		if (sweeps[i].kind == kind)
+			return &sweeps[i];
+	if (nsweeps == lengthof(sweeps))
+		elog(ERROR, "too many ledger kinds");
+	sweeps[nsweeps].kind = kind;
+	sweeps[nsweeps].swept = DT_NOBEGIN;
+	return &sweeps[nsweeps++];
+}
+
+/* Sweep every kind again at the next claim (a merchant skipped while it swept resumes) */
+void
+ledger_sweep_again(void)
+{
+	for (int i = 0; i < nsweeps; i++)
+		sweeps[i].swept = DT_NOBEGIN;
+}
+
+/*
+ * No JIT for the statements over every followed row (inside
+ * ledger_begin_kind, to its end): compiling them took longer than running
+ * them (0.7 s against 0.1 s for 100,000 Payin invoices), every round
+ */
+static void
+ledger_without_jit(void)
+{
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+							 false);
+}
+
+/* The due watermark: rows scheduled before it are due (-infinity: none) */
+static TimestampTz
+read_watermark(const LedgerKind *kind)
+{
+	bool		isnull = true;
+	Datum		d = (Datum) 0;
+
+	if (ledger_run_own(kind, LEDGER_PLAN_WATERMARK, NULL, NULL, SPI_OK_SELECT) > 0)
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+}
+
+/*
+ * Keep the n claimed items whose merchants can be asked, with their
+ * merchants; the others are failed checks, with the reason
+ */
+static void
+sort_out_merchants(LedgerDue *due, int n, char *(*merchant_problem) (const Merchant *merchant))
+{
+	for (int i = 0; i < n; i++)
 	{
 		const char *name = due->merchant_names[i];
 		const Merchant *merchant = NULL;
@@ -205,6 +274,53 @@ ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
 		due->rows[due->n] = due->rows[i];
 		due->merchants[due->n++] = merchant;
 	}
+}
+
+/*
+ * Claim up to limit due items of a kind, of the merchants not in skip, in
+ * a transaction: those due by their schedule, most overdue first, then
+ * those the watermark makes due; with sweeping, its items sent with an
+ * outcome not known instead, due or not (the sweep at the reconciler's
+ * start, intent.c).  An item whose merchant no longer exists, or cannot be
+ * asked (merchant_problem, if given, says why), is a failed check, with
+ * the reason; the others are returned, with their merchants.
+ */
+LedgerDue *
+ledger_claim_due(const LedgerKind *kind, int limit, Datum skip,
+				 char *(*merchant_problem) (const Merchant *merchant), bool sweeping)
+{
+	Datum		values[4];
+	LedgerDue  *due = palloc0(sizeof(LedgerDue));
+	KindSweep  *sweep = sweep_of(kind);
+	OwnerContext ctx;
+	int			claimed = 0;
+
+	due->kind = kind;
+	due->claimed_at = GetCurrentTimestamp();
+	due->sweeping = sweeping;
+	ledger_begin_kind(&ctx, kind);
+	ledger_without_jit();
+	due->watermark = read_watermark(kind);
+	values[0] = Int32GetDatum(limit);
+	values[1] = skip;
+	values[2] = TimestampTzGetDatum(due->claimed_at);
+	values[3] = TimestampTzGetDatum(due->watermark);
+	/* rows another writer holds right now are skipped, not waited for */
+	take_claimed(due, &claimed, (int) ledger_run_own(kind, sweeping ? LEDGER_PLAN_SWEEP : LEDGER_PLAN_CLAIM,
+													 values, NULL, SPI_OK_SELECT), &ctx);
+	if (!sweeping && claimed < limit && due->watermark > sweep->swept)
+	{
+		int			before = claimed;
+
+		values[0] = Int32GetDatum(limit - claimed);
+		take_claimed(due, &claimed, (int) ledger_run_own(kind, LEDGER_PLAN_CLAIM_SWEPT, values, NULL,
+														 SPI_OK_SELECT), &ctx);
+		if (claimed == before)
+			sweep->swept = due->watermark;
+	}
+	ledger_end(&ctx);
+	read_claimed(due, claimed);
+	sort_out_merchants(due, claimed, merchant_problem);
 	ledger_flush_checks(due);
 	return due;
 }
@@ -226,17 +342,25 @@ ledger_due_text(const LedgerDue *due, int i, int column)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* Make every item of a kind the reconciler follows due now; how many */
+/*
+ * Make every item of a kind the reconciler follows due now, by raising the
+ * due watermark (no row is written: its claims compare rows with it); how
+ * many it follows
+ */
 int64
 ledger_make_all_due(const LedgerKind *kind)
 {
 	OwnerContext ctx;
-	uint64		n;
+	bool		isnull;
+	int64		n;
 
 	ledger_begin_kind(&ctx, kind);
-	n = ledger_run_own(kind, LEDGER_PLAN_MAKE_DUE, NULL, NULL, SPI_OK_UPDATE);
+	ledger_without_jit();
+	ledger_run_own(kind, LEDGER_PLAN_RAISE_WATERMARK, NULL, NULL, SPI_OK_UPDATE);
+	ledger_run_own(kind, LEDGER_PLAN_COUNT_FOLLOWED, NULL, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	ledger_end(&ctx);
-	return (int64) n;
+	return n;
 }
 
 /*

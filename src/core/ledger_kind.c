@@ -3,7 +3,7 @@
  *		The statements of each kind of item an API registers (LedgerKind):
  *		one plan table per kind, the API's statements first and then the
  *		ledger's own, which the ledger builds from the kind's description
- *		(claiming due items, a chunk of checks, making items due, an event,
+ *		(claiming due items, a chunk of checks, the due watermark, an event,
  *		a deferred checked_at).  Plans are kept per backend and rebuilt
  *		when the extension's schema changes.
  */
@@ -126,43 +126,67 @@ followed(const LedgerKind *kind, const char *nsp)
 }
 
 /*
- * Claim due rows, most overdue first, skipping rows another writer holds:
- * merchant, id, status and the kind's due columns.  A chunk of checks in
- * one statement over arrays, planned for each run: each is due again after
- * base * 2^checks (2^failures after a failure), capped, at the latest just
- * after the kind's deadline, or at once as the kind says.
+ * A row's failures before a check: none if it was scheduled before the
+ * watermark ($8), as qiwi_reconcile_now() makes every followed item due
+ * afresh (a row of 1.3 has no scheduled_at: before any watermark)
+ */
+#define FAILURES_BEFORE \
+	"(CASE WHEN coalesce(t.scheduled_at, '-infinity') < $8 THEN 0 ELSE t.failures END)"
+
+/*
+ * Claim due rows, skipping rows another writer holds: merchant, id,
+ * status and the kind's due columns.  Due by its schedule (next_check_at
+ * passed $3, most overdue first), or else by the watermark $4 that
+ * qiwi_reconcile_now() raises (scheduled before it): nothing is written to
+ * make a row due.  A chunk of checks in one statement over arrays, planned
+ * for each run: each is due again after base * 2^checks (2^failures after
+ * a failure), capped, at the latest just after the kind's deadline, or at
+ * once as the kind says; scheduled_at says when.
  */
 static void
 prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
 {
-	Oid			claim_types[2] = {INT4OID, TEXTARRAYOID};
-	Oid			check_types[7] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID,
-	FLOAT8OID, FLOAT8OID, TIMESTAMPTZOID};
+	Oid			claim_types[4] = {INT4OID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			check_types[8] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID,
+	FLOAT8OID, FLOAT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	const char *table = kind->table->name;
 	const char *id = kind->id_column;
 	const char *cond = followed(kind, nsp);
+	const char *columns = psprintf("SELECT t.merchant, t.%3$s, t.%4$s%5$s%6$s FROM %1$s.%2$s t WHERE %7$s",
+								   nsp, table, id, kind->table->status_column,
+								   kind->followed.due_columns ? ", " : "",
+								   kind->followed.due_columns ? kind->followed.due_columns : "", cond);
 
 	plans[LEDGER_PLAN_CLAIM] = ledger_prepare(psprintf(
-		"SELECT t.merchant, t.%3$s, t.%4$s%5$s%6$s FROM %1$s.%2$s t"
-		" WHERE %7$s AND t.next_check_at <= clock_timestamp() AND t.merchant <> ALL ($2)"
-		" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
-		nsp, table, id, kind->table->status_column, kind->followed.due_columns ? ", " : "",
-		kind->followed.due_columns ? kind->followed.due_columns : "", cond), 2, claim_types);
+		"%s AND t.next_check_at <= $3 AND t.merchant <> ALL ($2)"
+		" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED", columns), 3, claim_types);
+	plans[LEDGER_PLAN_CLAIM_SWEPT] = ledger_prepare(psprintf(
+		"%s AND coalesce(t.scheduled_at, '-infinity') < $4 AND t.next_check_at > $3"
+		" AND t.merchant <> ALL ($2) LIMIT $1 FOR UPDATE OF t SKIP LOCKED", columns), 4, claim_types);
 	plans[LEDGER_PLAN_CHECKS] = ledger_prepare_for_arrays(psprintf(
 		"UPDATE %1$s.%2$s t SET"
 		" checked_at = CASE WHEN u.failed THEN t.checked_at ELSE clock_timestamp() END,"
 		" check_count = t.check_count + CASE WHEN u.failed THEN 0 ELSE 1 END,"
-		" failures = CASE WHEN u.failed THEN t.failures + 1 ELSE 0 END,"
+		" failures = CASE WHEN u.failed THEN " FAILURES_BEFORE " + 1 ELSE 0 END,"
 		" last_error = u.error%4$s,"
+		" scheduled_at = clock_timestamp(),"
 		" next_check_at = CASE %5$s ELSE"
 		" least(clock_timestamp() + make_interval(secs => least($6,"
-		"   $5 * power(2, least(CASE WHEN u.failed THEN t.failures + 1 ELSE t.check_count + 1 END, 30)))),"
+		"   $5 * power(2, least(CASE WHEN u.failed THEN " FAILURES_BEFORE " + 1 ELSE t.check_count + 1 END, 30)))),"
 		"  coalesce(%6$s, 'infinity')) END"
 		" FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(merchant, id, failed, error)"
 		" WHERE t.merchant = u.merchant AND t.%3$s = u.id%7$s%8$s",
 		nsp, table, id, kind->followed.check_set, kind->followed.check_at_once,
 		psprintf(kind->followed.check_deadline, nsp), kind->followed.checks_only_rows ? " AND " : "",
-		kind->followed.checks_only_rows ? cond : ""), 7, check_types);
+		kind->followed.checks_only_rows ? cond : ""), 8, check_types);
+	/* the followed rows, which a watermark raised now makes due */
+	plans[LEDGER_PLAN_COUNT_FOLLOWED] = ledger_prepare(psprintf(
+		"SELECT count(*) FROM %1$s.%2$s t WHERE %3$s", nsp, table, cond), 0, NULL);
+	plans[LEDGER_PLAN_WATERMARK] = ledger_prepare(psprintf(
+		"SELECT due_before FROM %1$s.qiwi_reconcile_watermark", nsp), 0, NULL);
+	plans[LEDGER_PLAN_RAISE_WATERMARK] = ledger_prepare(psprintf(
+		"UPDATE %1$s.qiwi_reconcile_watermark SET due_before = greatest(due_before, clock_timestamp())",
+		nsp), 0, NULL);
 	/* the sweep's claim (intent.c): every row sent with an outcome not known, due or not */
 	if (kind->unknown_outcome != NULL)
 		plans[LEDGER_PLAN_SWEEP] = ledger_prepare(psprintf(
@@ -170,17 +194,6 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 			" ORDER BY t.next_check_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
 			nsp, table, id, kind->table->status_column, kind->followed.due_columns ? ", " : "",
 			kind->followed.due_columns ? kind->followed.due_columns : "", kind->unknown_outcome), 2, claim_types);
-	/*
-	 * Rows another transaction holds are left to it: the reconciler is
-	 * recording them right now (and waiting for them here, while it holds
-	 * others in another order, would deadlock), or a call is changing them.
-	 */
-	plans[LEDGER_PLAN_MAKE_DUE] = ledger_prepare(psprintf(
-		"UPDATE %1$s.%2$s u SET next_check_at = clock_timestamp(), failures = 0"
-		" FROM (SELECT t.merchant, t.%3$s FROM %1$s.%2$s t WHERE %4$s"
-		"  FOR UPDATE OF t SKIP LOCKED) due"
-		" WHERE u.merchant = due.merchant AND u.%3$s = due.%3$s", nsp, table, id, cond),
-		0, NULL);
 }
 
 /*
@@ -257,8 +270,7 @@ kind_plan(KindPlans *kp, int plan)
 		kp->plans[plan] = ledger_prepare(psprintf(st->sql, nsp, status_list(table->open_statuses)),
 										 st->nargs, types);
 	}
-	else if (own == LEDGER_PLAN_CLAIM || own == LEDGER_PLAN_CHECKS || own == LEDGER_PLAN_MAKE_DUE ||
-			 own == LEDGER_PLAN_SWEEP)
+	else if (own < LEDGER_PLAN_EVENT || own == LEDGER_PLAN_SWEEP)
 		prepare_reconciler_plans(kp->plans + kind->nstatements, kind, nsp);
 	else
 		prepare_record_plans(kp->plans + kind->nstatements, kind, nsp);

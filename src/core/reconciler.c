@@ -192,6 +192,8 @@ merchants_to_skip(const ReconcileKind *kind)
 			ereport(LOG,
 					(errmsg("qiwi_kassa reconciler resumes merchant \"%s\": its options changed",
 							refused[i].name)));
+			/* its items a qiwi_reconcile_now() made due were left to it */
+			ledger_sweep_again();
 			continue;
 		}
 		refused[kept++] = refused[i];
@@ -493,8 +495,8 @@ qiwi_reconciler_main(Datum main_arg)
 /* ---------- for the SQL functions ---------- */
 
 /*
- * qiwi_reconcile_now(): make every kind's followed items due now (each
- * kind's own statement), wake the reconciler at commit; how many
+ * qiwi_reconcile_now(): make every kind's followed items due now (the due
+ * watermark, which writes no item), wake the reconciler at commit; how many
  */
 Datum
 qiwi_reconcile_now(PG_FUNCTION_ARGS)

@@ -3,8 +3,8 @@
 # the tables with no SQL call, with events from the reconciler; no
 # transaction is open while it asks; a failed check backs off; a Payin key
 # QIWI refuses stops only its merchant, until its mapping changes.
-# qiwi_reconcile_now() makes the followed invoices due (not final ones, not
-# rows another transaction holds); qiwi_reconciler_status counts their
+# qiwi_reconcile_now() makes the followed invoices due (not final ones),
+# writing none of them; qiwi_reconciler_status counts their
 # checks; qiwi_reconciler_health shows their lag and failures.  An answer
 # that repeats an invoice's row is not written but with its check, and a
 # chunk's checks (a failed one among them) are recorded together.
@@ -181,13 +181,14 @@ pay('rec-a', 'now-paid');
 sandbox('/sandbox/payin/sites/rec-b/bills/now-expired/expire');
 my $t0 = [gettimeofday];
 # (the round that checks them starts after the transaction's start)
-my ($since, $made_due, $which) = split /\n/, sql(q{BEGIN;
+my ($since, $due_before, $made_due, $due_after) = split /\n/, sql(q{BEGIN;
 	SELECT now();
+	SELECT payin_due_invoices FROM qiwi_reconciler_health;
 	SELECT qiwi_reconcile_now();
-	SELECT string_agg(bill_id, ',' ORDER BY bill_id) FROM qiwi_payin_invoices WHERE next_check_at BETWEEN now() AND clock_timestamp();
+	SELECT payin_due_invoices FROM qiwi_reconciler_health;
 	COMMIT});
 is($made_due, '4', 'qiwi_reconcile_now counts the Payin invoices it made due');
-is($which, 'now-expired,now-held,now-paid,waiting', 'the CREATED ones and the one holding money, not the final ones');
+is("$due_before/$due_after", '0/4', 'qiwi_reconciler_health counts them due at once');
 wait_for(q{SELECT string_agg(bill_id || ':' || status, ',' ORDER BY bill_id) = 'now-expired:EXPIRED,now-held:PAID,now-paid:PAID'
 	       FROM qiwi_payin_invoices WHERE bill_id LIKE 'now-%'},
 	'the reconciler then reaches PAID and EXPIRED');
@@ -195,6 +196,8 @@ cmp_ok(tv_interval($t0), '<', 15, 'within seconds, not the hour they were schedu
 wait_round_after($node, $since, 'the round is published');
 is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_round_failed FROM qiwi_reconciler_status}),
 	'4/2/0', 'qiwi_reconciler_status counts the Payin invoices checked and changed in the round');
+is(sql(qq{SELECT string_agg(bill_id, ',' ORDER BY bill_id) FROM qiwi_payin_invoices WHERE scheduled_at > '$since'}),
+	'now-expired,now-held,now-paid,waiting', 'the CREATED ones and the one holding money were checked, not the final ones');
 
 # a row another transaction holds is left to it, not waited for
 # (the other session holds the row until the test has a row in
@@ -213,7 +216,7 @@ my $skipped = sql(q{BEGIN;
 	SELECT qiwi_reconcile_now();
 	ROLLBACK});
 cmp_ok(tv_interval($t0), '<', 3, 'qiwi_reconcile_now does not wait for it');
-is($skipped, '1', 'and makes only the other followed invoice due (the one holding money)');
+is($skipped, '2', 'and counts both followed invoices due: it writes neither, the reconciler claims the held one once it is free');
 sql(q{INSERT INTO public.lock_released DEFAULT VALUES});
 $locker->finish;
 is($lock_err, '', 'the other session held it until told, then committed');
@@ -283,7 +286,7 @@ is(sql(q{SELECT last_round_checked || '/' || last_round_changed || '/' || last_r
 	'6/1/1', 'six checked, one changed, one failed');
 is(sql(q{SELECT string_agg(bill_id || ':' || changed, ' ' ORDER BY bill_id) FROM invoice_writes
 	     WHERE bill_id IN ('same-a', 'same-b')}),
-	'same-a:check_count,checked_at,next_check_at same-b:check_count,checked_at,next_check_at',
+	'same-a:check_count,checked_at,next_check_at,scheduled_at same-b:check_count,checked_at,next_check_at,scheduled_at',
 	'an unchanged answer: one write per invoice, its check alone');
 is(sql(q{SELECT string_agg(bill_id || ':' || n, ',' ORDER BY bill_id)
 	     FROM (SELECT bill_id, count(*) AS n FROM invoice_writes GROUP BY bill_id) w}),
