@@ -697,23 +697,31 @@ SQL
 gcc -O2 -o "$QIWI_WORK/multi" "$QIWI_SRC/bench/multi.c" -lcurl
 # an untimed round first: it also takes what a sync left to read
 ceiling_round >/dev/null
-say "reconciler: $RUNS rounds, alternating with a C curl-multi client making the same $CEILING requests"
-for _ in $(seq 1 $RUNS); do
-	IFS="|" read -r MULTI_S MULTI_FAILED <<<"$("$QIWI_WORK/multi" "$NGINX_URL/partner/bill/v1/bills/c" $CEILING 64 "$TLS_DIR/ca.pem" bench-key)"
-	best multi "$MULTI_S"
-	IFS="|" read -r CHECKED ROUND_S FAILED WHOLE_S <<<"$(ceiling_round)"
-	[ "$CHECKED" -eq $CEILING ] || { echo "the round checked $CHECKED of $CEILING bills" >&2; exit 1; }
-	best round "$ROUND_S"
-	best whole "$WHOLE_S"
-	WORST_FAILED=$(( ${WORST_FAILED:-0} > FAILED ? ${WORST_FAILED:-0} : FAILED ))
-	WORST_MULTI_FAILED=$(( ${WORST_MULTI_FAILED:-0} > MULTI_FAILED ? ${WORST_MULTI_FAILED:-0} : MULTI_FAILED ))
-done
-RATE=$(awk -v n="$CEILING" -v s="${BEST[whole]}" 'BEGIN { printf "%.0f", n / s }')
-MULTI_RATE=$(awk -v n="$CEILING" -v s="${BEST[multi]}" 'BEGIN { printf "%.0f", n / s }')
-PCT=$(awk -v r="$RATE" -v m="$MULTI_RATE" 'BEGIN { printf "%.0f", 100 * r / m }')
-RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "reconcile $CEILING bills vs nginx, concurrency 64" "$RATE/s" "$MULTI_RATE/s" "$PCT" ">= 80%" "$(awk -v p="$PCT" 'BEGIN { print (p >= 80) ? "met" : "MISSED" }')")")
-RESULTS+=("$(printf '%-44s %12s' "  the round alone (last_round_duration)" "$(awk -v n="$CEILING" -v s="${BEST[round]}" 'BEGIN { printf "%.0f", n / s }')/s")")
-RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  failed requests (worst round)" "$WORST_FAILED" "$WORST_MULTI_FAILED" "" "0" "$([ "$WORST_FAILED" -eq 0 ] && echo met || echo MISSED)")")
+# ceiling_runs KEY WHAT LABEL URL [SUFFIX]: RUNS whole rounds over the
+# CEILING items (WHAT), alternating with the C curl-multi client making the
+# same requests (URL + i + SUFFIX); adds the rows: rate, round alone, failures
+ceiling_runs() {
+	local key=$1 what=$2 label=$3 url=$4 suffix=${5:-}
+	local multi_s multi_failed checked round_s failed whole_s worst=0 worst_multi=0 rate multi_rate pct
+	say "reconciler: $RUNS rounds over $what, alternating with a C curl-multi client making the same $CEILING requests"
+	for _ in $(seq 1 $RUNS); do
+		IFS="|" read -r multi_s multi_failed <<<"$("$QIWI_WORK/multi" "$url" $CEILING 64 "$TLS_DIR/ca.pem" bench-key $suffix)"
+		best "${key}_multi" "$multi_s"
+		IFS="|" read -r checked round_s failed whole_s <<<"$(ceiling_round)"
+		[ "$checked" -eq $CEILING ] || { echo "the round checked $checked of $CEILING $what" >&2; exit 1; }
+		best "${key}_round" "$round_s"
+		best "${key}_whole" "$whole_s"
+		worst=$(( worst > failed ? worst : failed ))
+		worst_multi=$(( worst_multi > multi_failed ? worst_multi : multi_failed ))
+	done
+	rate=$(awk -v n="$CEILING" -v s="${BEST[${key}_whole]}" 'BEGIN { printf "%.0f", n / s }')
+	multi_rate=$(awk -v n="$CEILING" -v s="${BEST[${key}_multi]}" 'BEGIN { printf "%.0f", n / s }')
+	pct=$(awk -v r="$rate" -v m="$multi_rate" 'BEGIN { printf "%.0f", 100 * r / m }')
+	RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "$label" "$rate/s" "$multi_rate/s" "$pct" ">= 80%" "$(awk -v p="$pct" 'BEGIN { print (p >= 80) ? "met" : "MISSED" }')")")
+	RESULTS+=("$(printf '%-44s %12s' "  the round alone (last_round_duration)" "$(awk -v n="$CEILING" -v s="${BEST[${key}_round]}" 'BEGIN { printf "%.0f", n / s }')/s")")
+	RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  failed requests (worst round)" "$worst" "$worst_multi" "" "0" "$([ "$worst" -eq 0 ] && echo met || echo MISSED)")")
+}
+ceiling_runs bills "bills" "reconcile $CEILING bills vs nginx, concurrency 64" "$NGINX_URL/partner/bill/v1/bills/c"
 
 # ---- 4b. the reconciler's memory across rounds ----
 ROUNDS=10
@@ -758,23 +766,8 @@ VACUUM ANALYZE qiwi_payin_invoices;
 SQL
 sleep 1.5
 ceiling_round >/dev/null
-say "reconciler: $RUNS Payin rounds, alternating with the C curl-multi client making the same $CEILING requests"
-for _ in $(seq 1 $RUNS); do
-	IFS="|" read -r MULTI_S MULTI_FAILED <<<"$("$QIWI_WORK/multi" "$NGINX_URL/partner/payin/v1/sites/bench-nginx/bills/p" $CEILING 64 "$TLS_DIR/ca.pem" bench-key /details)"
-	best payin_multi "$MULTI_S"
-	IFS="|" read -r CHECKED ROUND_S FAILED WHOLE_S <<<"$(ceiling_round)"
-	[ "$CHECKED" -eq $CEILING ] || { echo "the round checked $CHECKED of $CEILING Payin invoices" >&2; exit 1; }
-	best payin_round "$ROUND_S"
-	best payin_whole "$WHOLE_S"
-	PAYIN_FAILED=$(( ${PAYIN_FAILED:-0} > FAILED ? ${PAYIN_FAILED:-0} : FAILED ))
-	PAYIN_MULTI_FAILED=$(( ${PAYIN_MULTI_FAILED:-0} > MULTI_FAILED ? ${PAYIN_MULTI_FAILED:-0} : MULTI_FAILED ))
-done
-RATE=$(awk -v n="$CEILING" -v s="${BEST[payin_whole]}" 'BEGIN { printf "%.0f", n / s }')
-MULTI_RATE=$(awk -v n="$CEILING" -v s="${BEST[payin_multi]}" 'BEGIN { printf "%.0f", n / s }')
-PCT=$(awk -v r="$RATE" -v m="$MULTI_RATE" 'BEGIN { printf "%.0f", 100 * r / m }')
-RESULTS+=("$(printf '%-44s %12s %12s %8s%% %8s %7s' "reconcile $CEILING Payin invoices vs nginx, c64" "$RATE/s" "$MULTI_RATE/s" "$PCT" ">= 80%" "$(awk -v p="$PCT" 'BEGIN { print (p >= 80) ? "met" : "MISSED" }')")")
-RESULTS+=("$(printf '%-44s %12s' "  the round alone (last_round_duration)" "$(awk -v n="$CEILING" -v s="${BEST[payin_round]}" 'BEGIN { printf "%.0f", n / s }')/s")")
-RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  failed requests (worst round)" "$PAYIN_FAILED" "$PAYIN_MULTI_FAILED" "" "0" "$([ "$PAYIN_FAILED" -eq 0 ] && echo met || echo MISSED)")")
+ceiling_runs payin "Payin invoices" "reconcile $CEILING Payin invoices vs nginx, c64" \
+	"$NGINX_URL/partner/payin/v1/sites/bench-nginx/bills/p" /details
 bench_sql -c "TRUNCATE qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events" \
 	-c "SET client_min_messages = warning" -c "DROP SERVER bench_payin_nginx CASCADE" >/dev/null
 
