@@ -1,14 +1,11 @@
 /*
  * wallet.h
- *		The QIWI Wallet API (seed 003, qiwi-api.md §4 with its corrections in
- *		§8 and §9): a wallet's balances, its payment history in pages,
- *		wallet-to-wallet transfers (provider 99) and webhooks, at
- *		https://edge.qiwi.com with the wallet's Bearer token.  Every request
- *		to a wallet passes the core's rate limiter keyed by the wallet number.
+ *		The QIWI Wallet API (seed 003, qiwi-api.md §4, §8, §9) at
+ *		https://edge.qiwi.com with the wallet's Bearer token, every request
+ *		through the core's rate limiter keyed by the wallet number.
  *
  * wallet_wire.c     options, the wire, errors, the rate limit, answers
- * wallet_history.c  the history in pages and windows, a transaction, totals,
- *                   balances
+ * wallet_history.c  the history in pages and windows, a transaction, totals, balances
  * wallet_transfer.c transfers: recorded before sending, never doubled
  * wallet_webhook.c  webhooks: registration, the key, verification, the trigger
  * wallet_sync.c     qiwi_wallet_payments, kept by the worker
@@ -94,7 +91,6 @@ extern void wallet_webhook_init(void);
 extern void wallet_sync_init(void);
 
 /* ---------- start-up (each file's own) ---------- */
-
 extern void wallet_init(void);
 extern void wallet_transfer_init(void);
 

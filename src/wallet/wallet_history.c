@@ -1,12 +1,10 @@
 /*
  * wallet_history.c
- *		What reads a wallet (qiwi-api.md §4, §8, §9): the history, a
- *		transaction, totals, balances.  The history goes newest first, 50
- *		items a page, in windows of at most 90 days (startDate and endDate,
- *		both in UTC, to the second), each a second before the next: an item
- *		comes once.  Later pages repeat the window with the cursor as QIWI
- *		answered it; an item before the window's start ends the window (the
- *		cursor-only continuation's rule); an empty window (404) is skipped.
+ *		What reads a wallet (qiwi-api.md §4, §8, §9): the history (newest
+ *		first, 50 a page, in windows of at most 90 days, dates in UTC; later
+ *		pages repeat the window with the cursor as answered; an item before
+ *		the window ends it; a 404 is an empty window), a transaction, totals,
+ *		balances.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"

@@ -1,14 +1,10 @@
 /*
  * wallet_sync.c
- *		qiwi_wallet_payments kept by the worker: in its rounds, each merchant
- *		with a wallet number and a token has its history read newest first,
- *		from where the last whole read ended less an overlap (or from its
- *		oldest WAITING payment, if older) to the time the read began, each
- *		payment upserted forward only.  A merchant's progress is its row of
- *		qiwi_wallet_sync (qiwi_wallet_sync_status shows it); a read longer
- *		than a round's share goes on in the next round from the oldest
- *		payment read.  A 423 stops the merchant's sync until the block ends,
- *		a refused token until its options change (the core's rule); a token
+ *		qiwi_wallet_payments kept by the worker: each merchant's history read
+ *		newest first, from the last whole read's end less an overlap (or its
+ *		oldest WAITING payment) to the read's start, upserted forward only;
+ *		progress in qiwi_wallet_sync, a long read resumed next round.  A 423
+ *		or a refused token stops the merchant (the core's rules); a token
  *		near its expiry is said in the log once a day.
  */
 #include "core/core.h"

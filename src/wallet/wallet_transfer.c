@@ -1,16 +1,10 @@
 /*
  * wallet_transfer.c
- *		Transfers from the merchant's wallet to another (provider 99), never
- *		doubled: recorded through the ledger before they are sent, a lost answer
- *		looked for in the history by the client id (trmTxnId) before any resend.
- *		qiwi_wallet_transfer commits its intent ('sending') in a worker of its
- *		own before its POST (intent.c), then records QIWI's answer in the
- *		caller's transaction: a caller that rolls back after QIWI took it
- *		leaves the committed 'sending' row, which the reconciler settles from
- *		the history.  The worker commits a queued one's move to 'sending'
- *		before its POST; a 'sending' one is only ever looked for, and UNSENT
- *		only past a grace (QIWI may list it late).  Both commits wait for a
- *		synchronous standby, if one is configured.
+ *		Transfers from the merchant's wallet (provider 99), never doubled: the
+ *		intent ('sending') committed before the POST (intent.c for a call, a
+ *		commit step for the worker's queued ones), a lost answer looked for in
+ *		the history by the client id (trmTxnId), never sent again; UNSENT only
+ *		past a grace (QIWI may list it late).
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
@@ -89,9 +83,7 @@ static const LedgerStatement transfer_statements[] = {
 /*
  * Transfers as a ledger kind, followed until final; of a merchant's queued
  * ones only the lowest id (QIWI takes ids increasing), sent at once.  The
- * reconciler's sweep at its start looks for the 'sending' ones, and for the
- * queued ones (a promoted asynchronous standby may have missed their move to
- * 'sending'), in the history before it sends anything new.
+ * sweep looks for queued ones too: their move to 'sending' may be lost.
  */
 static const LedgerKind transfer_kind = {&transfer_table, "client_txn_id",
 	{"(t.status IN ('sending', 'sent') OR t.status = 'queued' AND NOT EXISTS (SELECT FROM %1$s.qiwi_wallet_transfers p"
@@ -108,16 +100,6 @@ take_client_id(WalletTransfer *t)
 {
 	t->client_txn_id = ledger_increasing_id(&transfer_kind, t->merchant_name, t->client_txn_id, "client_txn_id",
 											"QIWI takes a wallet's transfer ids once each, in increasing order. Nothing was sent to QIWI.");
-}
-
-/* Record a queued transfer with a client id, in the caller's transaction */
-static void
-store_queued(WalletTransfer *t)
-{
-	t->status = "queued";
-	take_client_id(t);
-	ledger_write_change(&transfer_kind, T_INSERT, params, NPARAMS, t, SPI_OK_INSERT, t->merchant_name,
-						t->client_txn_id, t->status, LEDGER_BY_CALL);
 }
 
 /* Move a transfer forward to status, with why (or NULL); true if it moved */
@@ -344,7 +326,10 @@ qiwi_wallet_transfer_after_commit(PG_FUNCTION_ARGS)
 	transfer_arguments(fcinfo, &t);
 	ledger_require_writable("queue a transfer from a wallet", "qiwi_wallet_transfers");
 	guard_require_reconciler("qiwi_wallet_transfer_after_commit", "the transfer would stay queued, never sent");
-	store_queued(&t);
+	take_client_id(&t);
+	t.status = "queued";
+	ledger_write_change(&transfer_kind, T_INSERT, params, NPARAMS, &t, SPI_OK_INSERT, t.merchant_name,
+						t.client_txn_id, t.status, LEDGER_BY_CALL);
 	reconciler_wake_at_commit();
 	PG_RETURN_DATUM(transfer_datum(fcinfo, &t));
 }
@@ -392,12 +377,11 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 
 /*
  * Record QIWI's answer about due transfer i, in a transaction; true if it
- * moved.  A queued one the sweep found in the history is recorded from it,
- * with a WARNING (its move to 'sending' was lost).  A 'sending' one the
- * history has not is UNSENT only at the second look past the grace; a send QIWI refused is REFUSED, and so is a
- * "technical error" (QWPRC-300) once QIWI accepted a greater id of the
- * merchant's: QIWI takes ids increasing, so no resend could succeed; a send
- * that made no connection is queued again.
+ * moved.  A queued one the sweep found is recorded with a WARNING.  A
+ * 'sending' one the history has not is UNSENT only at the second look past
+ * the grace; a refused send is REFUSED, and so is a "technical error"
+ * (QWPRC-300) once QIWI accepted a greater id of the merchant's (ids go
+ * increasing); a send that made no connection is queued again.
  */
 static bool
 record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed, bool *key_refused)

@@ -1,14 +1,10 @@
 /*
  * wallet_webhook.c
- *		Wallet webhooks (qiwi-api.md §4, §8, §9): a JSON body whose hash is
- *		the hex HMAC-SHA256, keyed with the base64-decoded hook key, of the
- *		values payment.signFields names joined by '|'; verified here and by
- *		the core's trigger shell, which records payments forward only.  The
- *		hook's registration at QIWI and its key.
- *
- * The amount rule: a JSON number is signed as JSON clients print it, with
- * no trailing zeros (1.00 as "1", 1.50 as "1.5"); a string as written.
- * jsonb keeps 1.00 as written: the core's signed paths drop the zeros.
+ *		Wallet webhooks (qiwi-api.md §4, §8, §9): hash is the hex HMAC-SHA256,
+ *		keyed with the base64-decoded hook key, of the values signFields names
+ *		joined by '|', verified here and by the core's trigger shell; the
+ *		hook's registration and key.  A JSON number is signed with no trailing
+ *		zeros (1.00 as "1", 1.50 as "1.5"), as JSON clients print it.
  */
 #include "core/core.h"
 #include "wallet/wallet.h"

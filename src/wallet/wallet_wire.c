@@ -1,11 +1,8 @@
 /*
  * wallet_wire.c
- *		The Wallet API on the wire (seed 003, qiwi-api.md §4, §8, §9): the
- *		merchant's options, Bearer authorization with the wallet's token, JSON
- *		bodies, the errors of QIWI's edge and of its payments service, the
- *		rate limit every request to a wallet passes, and the reader of a
- *		history item.  Nothing here raises on a bad answer: a reader returns
- *		false with *problem, for the caller.
+ *		The Wallet API on the wire: options, Bearer authorization, JSON bodies,
+ *		the errors of QIWI's edge and payments service, the rate limit, the
+ *		reader of a history item (false with *problem on a bad one, no raise).
  */
 #include "core/core.h"
 #include "wallet/wallet.h"
