@@ -202,7 +202,8 @@ BEGIN
 	                               'qiwi_payin_refunds', 'qiwi_payin_events',
 	                               'qiwi_pull_bills', 'qiwi_pull_refunds', 'qiwi_pull_events',
 	                               'qiwi_wallet_payments', 'qiwi_wallet_transfers',
-	                               'qiwi_wallet_transfer_events', 'qiwi_wallet_sync']) WITH ORDINALITY AS t(tab, ord)
+	                               'qiwi_wallet_transfer_events', 'qiwi_wallet_sync',
+	                               'qiwi_reconcile_watermark']) WITH ORDINALITY AS t(tab, ord)
 	 WHERE e.extname OPERATOR(pg_catalog.=) 'qiwi_kassa'
 	 GROUP BY s.nspname;
 	EXECUTE statement;
@@ -210,4 +211,4 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION qiwi_create_publication(text) FROM PUBLIC;
-COMMENT ON FUNCTION qiwi_create_publication(text) IS $$Create the publication (named name) of every table the reports read, for a reporting copy that subscribes to it with logical replication: qiwi_bills, qiwi_refunds, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_captures, qiwi_payin_refunds, qiwi_payin_events, qiwi_pull_bills, qiwi_pull_refunds, qiwi_pull_events, qiwi_wallet_payments, qiwi_wallet_transfers, qiwi_wallet_transfer_events, qiwi_wallet_sync (not the notification tables, tokens and card checks); returns the statement it ran. Runs with the caller's rights: the tables' owner or a superuser. Not PUBLIC$$;
+COMMENT ON FUNCTION qiwi_create_publication(text) IS $$Create the publication (named name) of every table the reports read, for a reporting copy that subscribes to it with logical replication: qiwi_bills, qiwi_refunds, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_captures, qiwi_payin_refunds, qiwi_payin_events, qiwi_pull_bills, qiwi_pull_refunds, qiwi_pull_events, qiwi_wallet_payments, qiwi_wallet_transfers, qiwi_wallet_transfer_events, qiwi_wallet_sync, qiwi_reconcile_watermark (which the health view reads; not the notification tables, tokens and card checks); returns the statement it ran. Runs with the caller's rights: the tables' owner or a superuser. Not PUBLIC$$;

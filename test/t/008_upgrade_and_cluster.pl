@@ -87,9 +87,9 @@ my $payin_data_query = q{
 SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
 	SELECT (to_jsonb(t) - 'notified_at' - 'scheduled_at')::text FROM qiwi_payin_invoices t
 	UNION ALL SELECT t::text FROM qiwi_payin_payments t
-	UNION ALL SELECT (to_jsonb(t) - '{next_check_at,check_count,failures,last_error,capture_key}'::text[])::text
+	UNION ALL SELECT (to_jsonb(t) - '{next_check_at,check_count,failures,last_error,capture_key,scheduled_at}'::text[])::text
 	            FROM qiwi_payin_captures t
-	UNION ALL SELECT (to_jsonb(t) - '{next_check_at,check_count,failures,last_error,refund_key}'::text[])::text
+	UNION ALL SELECT (to_jsonb(t) - '{next_check_at,check_count,failures,last_error,refund_key,scheduled_at}'::text[])::text
 	            FROM qiwi_payin_refunds t
 	UNION ALL SELECT t::text FROM qiwi_payin_events t
 	UNION ALL SELECT (t.merchant, t.account, t.token, t.card, t.expires_at, t.bound_at, t.first_seen_at)::text
