@@ -88,10 +88,9 @@ CREATE TABLE qiwi_reconcile_watermark (
 	single boolean NOT NULL DEFAULT true CHECK (single),
 	CONSTRAINT qiwi_reconcile_watermark_pkey PRIMARY KEY (single)
 );
-INSERT INTO qiwi_reconcile_watermark DEFAULT VALUES;
-COMMENT ON TABLE qiwi_reconcile_watermark IS $$One row: the due watermark that qiwi_reconcile_now() raises; every item the reconciler follows whose scheduled_at is before it is due, whatever its next_check_at. Written by the extension only$$;
-COMMENT ON COLUMN qiwi_reconcile_watermark.due_before IS $$When qiwi_reconcile_now() last made every followed item due (-infinity: never)$$;
-COMMENT ON COLUMN qiwi_reconcile_watermark.single IS $$Always true: the table has one row$$;
+COMMENT ON TABLE qiwi_reconcile_watermark IS $$At most one row (none before the first qiwi_reconcile_now(), so that a reporting copy takes the primary's): the due watermark that qiwi_reconcile_now() raises; every item the reconciler follows whose scheduled_at is before it is due, whatever its next_check_at. Written by the extension only$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.due_before IS $$When qiwi_reconcile_now() last made every followed item due$$;
+COMMENT ON COLUMN qiwi_reconcile_watermark.single IS $$Always true: the table has one row at most$$;
 
 COMMENT ON FUNCTION qiwi_reconciler_state() IS $$This database's reconciler's state (read it through the view qiwi_reconciler_status)$$;
 COMMENT ON VIEW qiwi_reconciler_status IS $$This database's reconciler: is it running (pid, database) or waiting for its turn (state), its rounds, the last round's start, duration and items (bills, Payin invoices) checked, changed and failed, a 401 stop, and its last error; every database's: qiwi_reconcilers()$$;

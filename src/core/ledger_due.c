@@ -356,7 +356,7 @@ ledger_make_all_due(const LedgerKind *kind)
 
 	ledger_begin_kind(&ctx, kind);
 	ledger_without_jit();
-	ledger_run_own(kind, LEDGER_PLAN_RAISE_WATERMARK, NULL, NULL, SPI_OK_UPDATE);
+	ledger_run_own(kind, LEDGER_PLAN_RAISE_WATERMARK, NULL, NULL, SPI_OK_INSERT);
 	ledger_run_own(kind, LEDGER_PLAN_COUNT_FOLLOWED, NULL, NULL, SPI_OK_SELECT);
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	ledger_end(&ctx);

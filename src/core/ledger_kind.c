@@ -185,7 +185,8 @@ prepare_reconciler_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *
 	plans[LEDGER_PLAN_WATERMARK] = ledger_prepare(psprintf(
 		"SELECT due_before FROM %1$s.qiwi_reconcile_watermark", nsp), 0, NULL);
 	plans[LEDGER_PLAN_RAISE_WATERMARK] = ledger_prepare(psprintf(
-		"UPDATE %1$s.qiwi_reconcile_watermark SET due_before = greatest(due_before, clock_timestamp())",
+		"INSERT INTO %1$s.qiwi_reconcile_watermark AS w (due_before) VALUES (clock_timestamp())"
+		" ON CONFLICT (single) DO UPDATE SET due_before = greatest(w.due_before, excluded.due_before)",
 		nsp), 0, NULL);
 	/* the sweep's claim (intent.c): every row sent with an outcome not known, due or not */
 	if (kind->unknown_outcome != NULL)
