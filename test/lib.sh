@@ -145,7 +145,8 @@ make_workdir() {
 cleanup() {
 	local pidfile pid
 	trap '' INT TERM
-	[ -d "${QIWI_WORK:-}" ] || return 0
+	# (the processes are stopped even if the directory went meanwhile)
+	[ -n "${QIWI_WORK:-}" ] || return 0
 	for pid in "${QIWI_LANES[@]}"; do
 		kill -TERM -- "-$pid" 2>/dev/null || true
 	done
