@@ -53,28 +53,35 @@ sub payin_puts { return writes("PUT /partner/payin/v1/sites/fo-site/payments/$_[
 # Requests a "hold" fault keeps at the sandbox
 sub held { return sandbox_get('/sandbox/stats')->{held}; }
 
-# Wait until the sandbox holds n requests
+# Wait until the sandbox holds n requests (at most $timeout)
 sub wait_held
 {
 	my ($n, $what) = @_;
-	my $deadline = time + $timeout;
-	sleep 0.05 while held() < $n && time < $deadline;
+	poll_until(sub { held() >= $n });
 	is(held(), $n, $what);
 }
 
 # A wallet's balance at the sandbox
 sub balance { return sandbox_get("/sandbox/wallet/wallets/$_[0]")->{balance}; }
 
+# Poll a Perl condition until it holds or $timeout passes; whether it held
+sub poll_until
+{
+	my ($cond) = @_;
+	my $deadline = time + $timeout;
+	until ($cond->())
+	{
+		return 0 if time > $deadline;
+		sleep 0.1;
+	}
+	return 1;
+}
+
 # A test that a Perl condition comes to hold
 sub wait_until
 {
 	my ($cond, $what) = @_;
-	my $deadline = time + $timeout;
-	until ($cond->())
-	{
-		last if time > $deadline;
-		sleep 0.1;
-	}
+	poll_until($cond);
 	ok($cond->(), $what);
 }
 
