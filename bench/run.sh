@@ -6,21 +6,28 @@
 #   bash bench/run.sh --signatures  # only the signature benchmarks (with --quick: on small data)
 #   bash bench/run.sh --calls       # only the per-call benchmark
 #   bash bench/run.sh --reconciler  # only the reconciler's benchmarks (with --quick: on small data)
+#   bash bench/run.sh --ceiling     # only the reconciler's rounds of 100,000 items against nginx
 # With QIWI_PGROOT=DIR it installs into a private copy of PostgreSQL under
 # DIR (made on first use) instead of the system's (test/lib.sh).
 source "$(dirname "$0")/../test/lib.sh"
+# a step that fails stops the run (set -e) and says which it was: curl -s
+# and commands whose output is discarded would otherwise stop it silently
+set -E
+trap 'echo "bench/run.sh: line $LINENO: exit $?: $BASH_COMMAND" >&2' ERR
 
 QUICK=0
 ONLY_SIGNATURES=0
 ONLY_CALLS=0
 ONLY_RECONCILER=0
+ONLY_CEILING=0
 for arg in "$@"; do
 	case "$arg" in
 		--quick) QUICK=1 ;;
 		--signatures) ONLY_SIGNATURES=1 ;;
 		--calls) ONLY_CALLS=1 ;;
 		--reconciler) ONLY_RECONCILER=1 ;;
-		*) echo "usage: bash bench/run.sh [--quick] [--signatures | --calls | --reconciler]" >&2; exit 2 ;;
+		--ceiling) ONLY_RECONCILER=1; ONLY_CEILING=1 ;;
+		*) echo "usage: bash bench/run.sh [--quick] [--signatures | --calls | --reconciler | --ceiling]" >&2; exit 2 ;;
 	esac
 done
 QIWI_PACKAGES+=(nginx-light postgresql-plpython3-$PG_MAJOR iproute2)
@@ -515,14 +522,14 @@ sleep 2
 # table of their status events)
 reconcile_run() {
 	local n=$1 c=$2 table=$3 events=$4 setup=$5
-	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+	curl -sS -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
 	bench_sql <<SQL >/dev/null
 $setup
 ALTER SYSTEM SET qiwi.reconcile_concurrency = $c;
 SELECT pg_reload_conf();
 SQL
 	sleep 1.5	# the reload reaches the worker; the stats are flushed
-	curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d "{\"ms\": $LATENCY_MS}" >/dev/null
+	curl -sS -X POST "$SANDBOX_URL/sandbox/latency" -d "{\"ms\": $LATENCY_MS}" >/dev/null
 	local rounds_before writes_before
 	rounds_before=$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")
 	writes_before=$(bench_sql -c "SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table'")
@@ -559,6 +566,7 @@ report_bills() {
 SELECT count(qiwi_create_bill('bench-' || i, 1, expires_at => now() + interval '1 day')) FROM generate_series(1, $1) i;" \
 		qiwi_bills qiwi_bill_events
 }
+if [ $ONLY_CEILING -eq 0 ]; then	# the 50 ms rows, the Payin invoices' and the wallet sync
 if [ $QUICK -eq 1 ]; then
 	report_bills 100 16
 else
@@ -576,8 +584,8 @@ fi
 PAYIN_INVOICES=10000
 [ $QUICK -eq 1 ] && PAYIN_INVOICES=100
 say "reconciler: creating $PAYIN_INVOICES Payin invoices at the sandbox"
-curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
-curl -s -X POST "$SANDBOX_URL/sandbox/payin/sites" \
+curl -sS -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+curl -sS -X POST "$SANDBOX_URL/sandbox/payin/sites" \
 	-d '{"siteId": "bench-site", "apiKey": "bench-payin-key", "notificationKey": "bench-notification-key"}' >/dev/null
 bench_sql >/dev/null <<SQL
 CREATE SERVER bench_payin FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'bench-site', payin_api_url '$SANDBOX_URL');
@@ -617,10 +625,10 @@ WALLET_ITEMS=100000
 WALLET_RATE=95
 WALLET_WINDOW_MS=2100
 say "reconciler: the sync of a $WALLET_ITEMS-payment wallet history against the rate limit"
-curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
-curl -s -X POST "$SANDBOX_URL/sandbox/wallet/limits" -d '{"requests": 100, "windowSeconds": 2}' >/dev/null
-curl -s -X POST "$SANDBOX_URL/sandbox/wallet/wallets" -d '{"number": "79000000900", "token": "bench-wallet-token"}' >/dev/null
-curl -s -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000900/payments" \
+curl -sS -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+curl -sS -X POST "$SANDBOX_URL/sandbox/wallet/limits" -d '{"requests": 100, "windowSeconds": 2}' >/dev/null
+curl -sS -X POST "$SANDBOX_URL/sandbox/wallet/wallets" -d '{"number": "79000000900", "token": "bench-wallet-token"}' >/dev/null
+curl -sS -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000900/payments" \
 	-d "{\"count\": $WALLET_ITEMS, \"days\": 80}" >/dev/null
 bench_sql >/dev/null <<SQL
 ALTER SYSTEM SET qiwi.wallet_rate_requests = $WALLET_RATE;
@@ -659,6 +667,7 @@ WALLET_BLOCKS=$(( WALLET_BLOCKED1 - WALLET_BLOCKED0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "  history requests; 423s from the sandbox" "$(( WALLET_REQ1 - WALLET_REQ0 ))" "$WALLET_BLOCKS" "" "0 423s" "$([ $WALLET_BLOCKS -eq 0 ] && echo met || echo MISSED)")")
 # the rows below count the bills a round checks: no wallet is read beside them
 bench_sql -c "SET client_min_messages = warning" -c "DROP SERVER bench_wallet CASCADE" >/dev/null
+fi
 
 # ---- 3b. the raw ceiling: many bills against nginx at concurrency 64 ----
 CEILING=100000
@@ -703,6 +712,10 @@ ceiling_round >/dev/null
 ceiling_runs() {
 	local key=$1 what=$2 label=$3 url=$4 suffix=${5:-}
 	local multi_s multi_failed checked round_s failed whole_s worst=0 worst_multi=0 rate multi_rate pct
+	# from a checkpoint, as the timed sections above: the sections before
+	# left enough WAL that one would start within these rounds (with
+	# checkpoint_completion_target 0.9 it spread over a minute of them)
+	bench_sql -c "CHECKPOINT"
 	say "reconciler: $RUNS rounds over $what, alternating with a C curl-multi client making the same $CEILING requests"
 	for _ in $(seq 1 $RUNS); do
 		IFS="|" read -r multi_s multi_failed <<<"$("$QIWI_WORK/multi" "$url" $CEILING 64 "$TLS_DIR/ca.pem" bench-key $suffix)"
@@ -724,6 +737,7 @@ ceiling_runs() {
 ceiling_runs bills "bills" "reconcile $CEILING bills vs nginx, concurrency 64" "$NGINX_URL/partner/bill/v1/bills/c"
 
 # ---- 4b. the reconciler's memory across rounds ----
+if [ $ONLY_CEILING -eq 0 ]; then
 ROUNDS=10
 ROUND_BILLS=10000
 [ $QUICK -eq 1 ] && ROUNDS=3 && ROUND_BILLS=500
@@ -747,6 +761,7 @@ RGROWTH=$(( RRSS1 - RRSS0 ))
 QGROWTH=$(( QRSS1 - QRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "reconciler RssAnon growth, $ROUNDS rounds" "$RGROWTH kB" "$RRSS0 kB" "" "< 1024 kB" "$([ $RGROWTH -lt 1024 ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "requester RssAnon growth, same rounds" "$QGROWTH kB" "$QRSS0 kB" "" "< 1024 kB" "$([ $QGROWTH -lt 1024 ] && echo met || echo MISSED)")")
+fi
 
 # ---- 4d. the same ceiling with Payin invoices ----
 # CEILING CREATED invoices of a merchant whose Payin URL is nginx, which
@@ -772,6 +787,7 @@ bench_sql -c "TRUNCATE qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_even
 	-c "SET client_min_messages = warning" -c "DROP SERVER bench_payin_nginx CASCADE" >/dev/null
 
 # ---- 4c. streaming a wallet's history: backend memory flat ----
+if [ $ONLY_CEILING -eq 0 ]; then
 WALLET_ITEMS=100000
 [ $QUICK -eq 1 ] && WALLET_ITEMS=2000
 say "memory: streaming $WALLET_ITEMS wallet history items ($(( WALLET_ITEMS / 50 )) pages) in one backend"
@@ -782,7 +798,7 @@ curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/wallets/79000000005/payments" -H '
 # the sandbox's limit raised and no latency, the limiter's at its widest: the stream is not held up
 curl -sf -X POST "$SANDBOX_URL/sandbox/wallet/limits" -H 'Content-Type: application/json' \
 	--data-binary '{"requests": 1000000, "windowSeconds": 1}' >/dev/null
-curl -s -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
+curl -sS -X POST "$SANDBOX_URL/sandbox/latency" -d '{"ms": 0}' >/dev/null
 WALLET=$(bench_sql <<SQL | grep '|'
 ALTER SYSTEM SET qiwi.wallet_rate_requests = 128;
 ALTER SYSTEM SET qiwi.wallet_rate_window = '1s';
@@ -803,5 +819,6 @@ IFS='|' read -r WRSS0 WRSS1 WITEMS WSECONDS <<<"$WALLET"
 WGROWTH=$(( WRSS1 - WRSS0 ))
 RESULTS+=("$(printf '%-44s %12s %12s %9s %11s %7s' "wallet history RssAnon growth, $WITEMS items" "$WGROWTH kB" "$WRSS0 kB" "" "< 1024 kB" "$([ $WGROWTH -lt 1024 ] && [ "$WITEMS" -eq $WALLET_ITEMS ] && echo met || echo MISSED)")")
 RESULTS+=("$(printf '%-44s %12s' "  streamed in" "$WSECONDS s")")
+fi
 
 print_results

@@ -320,23 +320,69 @@ paid_with_its_money(const PayinInvoice *invoice, bool *other_money)
 }
 
 /*
+ * Write an answer that differs from the invoice's row (or has none) under
+ * the row's lock, forward only; other money than the shop's makes the
+ * invoice MISMATCH.  values, nulls: the answer's parameters.
+ */
+static void
+record_invoice_row(PayinInvoice *invoice, const char *source, Datum *values, char *nulls)
+{
+	OwnerContext ctx;
+	char	   *old_status;
+	Numeric		shop_amount;
+	char	   *shop_currency;
+
+	ledger_begin_kind(&ctx, &payin_invoice_kind);
+	if (!ledger_lock_or_insert(&payin_invoice_kind, LEDGER_ROW_LOCK, values, NULL,
+							   P_INVOICE_INSERT, values, nulls))
+	{
+		record_event(invoice->merchant, "invoice", invoice->bill_id, NULL, invoice->status, source);
+		ledger_end(&ctx);
+		return;
+	}
+	old_status = ledger_row_text(&ctx, 1);
+	shop_amount = ledger_row_numeric(&ctx, 2);
+	shop_currency = ledger_row_text(&ctx, 3);
+	if (!qiwi_same_money(shop_amount, shop_currency, invoice->amount, invoice->currency))
+	{
+		if (run(P_INVOICE_MISMATCH, values, nulls, SPI_OK_UPDATE) == 0)
+			invoice->status = old_status;	/* final already: it stays, and is returned */
+		else
+		{
+			if (strcmp(old_status, "MISMATCH") != 0)
+			{
+				record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
+				ledger_report_mismatch(WARNING, "invoice", invoice->bill_id, invoice->amount,
+									   invoice->currency, invoice->status, "invoice", shop_amount,
+									   shop_currency, PAYIN_MISMATCH_KEPT);
+			}
+			invoice->status = "MISMATCH";
+		}
+		invoice->amount = shop_amount;
+		invoice->currency = shop_currency;
+	}
+	else if (run(P_INVOICE_UPDATE, values, nulls, SPI_OK_UPDATE) > 0 &&
+			 strcmp(old_status, invoice->status) != 0)
+		record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, invoice->status, source);
+	else if (strcmp(old_status, invoice->status) != 0)
+		invoice->status = old_status;	/* final already, or MISMATCH: it stays */
+	ledger_end(&ctx);
+}
+
+/*
  * Record what QIWI said about an invoice (and the payments it came with),
  * forward only.  Other money than the shop's makes it MISMATCH, and so
  * does the invoice returned to the caller, now and later.  With
  * check_recorded (the reconciler, which writes checked_at with the check)
- * an answer that repeats the invoice's row writes nothing to it.
+ * an answer that repeats the invoice's row writes nothing to it, and does
+ * not even become the owner to find that out.
  */
 void
 payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_recorded)
 {
 	Datum		values[INVOICE_NARGS];
 	char		nulls[INVOICE_NARGS + 1];
-	OwnerContext ctx;
-	char	   *old_status = NULL;
-	Numeric		shop_amount = NULL;
-	char	   *shop_currency = NULL;
 	bool		paid_other_money = false;
-	bool		unchanged;
 	ListCell   *lc;
 
 	ledger_fill(invoice_params, INVOICE_NARGS, invoice, values, nulls);
@@ -360,46 +406,8 @@ payin_store_invoice(PayinInvoice *invoice, const char *source, bool check_record
 	}
 
 	/* the reconciler's usual answer: nothing to write (its check writes checked_at) */
-	unchanged = check_recorded && ledger_row_unchanged(&payin_invoice_kind, values, nulls);
-	ledger_begin_kind(&ctx, &payin_invoice_kind);
-	if (!unchanged && ledger_lock_or_insert(&payin_invoice_kind, LEDGER_ROW_LOCK, values, NULL,
-											P_INVOICE_INSERT, values, nulls))
-	{
-		old_status = ledger_row_text(&ctx, 1);
-		shop_amount = ledger_row_numeric(&ctx, 2);
-		shop_currency = ledger_row_text(&ctx, 3);
-	}
-	else if (!unchanged)
-		record_event(invoice->merchant, "invoice", invoice->bill_id, NULL, invoice->status, source);
-	/* unchanged: old_status stays NULL, and nothing below is written */
-	if (old_status != NULL &&
-		!qiwi_same_money(shop_amount, shop_currency, invoice->amount, invoice->currency))
-	{
-		if (run(P_INVOICE_MISMATCH, values, nulls, SPI_OK_UPDATE) == 0)
-			invoice->status = old_status;	/* final already: it stays, and is returned */
-		else
-		{
-			if (strcmp(old_status, "MISMATCH") != 0)
-			{
-				record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, "MISMATCH", source);
-				ledger_report_mismatch(WARNING, "invoice", invoice->bill_id, invoice->amount,
-									   invoice->currency, invoice->status, "invoice", shop_amount,
-									   shop_currency, PAYIN_MISMATCH_KEPT);
-			}
-			invoice->status = "MISMATCH";
-		}
-		invoice->amount = shop_amount;
-		invoice->currency = shop_currency;
-	}
-	else if (old_status != NULL)
-	{
-		if (run(P_INVOICE_UPDATE, values, nulls, SPI_OK_UPDATE) > 0 &&
-			strcmp(old_status, invoice->status) != 0)
-			record_event(invoice->merchant, "invoice", invoice->bill_id, old_status, invoice->status, source);
-		else if (strcmp(old_status, invoice->status) != 0)
-			invoice->status = old_status;	/* final already, or MISMATCH: it stays */
-	}
-	ledger_end(&ctx);
+	if (!check_recorded || !ledger_row_unchanged(&payin_invoice_kind, values, nulls))
+		record_invoice_row(invoice, source, values, nulls);
 
 	foreach(lc, invoice->payments)
 	{
