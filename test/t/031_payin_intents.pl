@@ -249,6 +249,23 @@ is(sql("SELECT status || ' ' || amount FROM qiwi_payin_captures WHERE capture_id
 is(events_of('capture', 'g-1'), '>sending:call,sending>UNSENT:reconciler,UNSENT>sending:call,sending>COMPLETED:call',
 	'its events');
 
+# a refund QIWI never got, UNSENT, sent again by a new call with its id: once
+my $f = payment('intent-f', 'auto');
+$refunds = stats('payin/')->{refunds};
+is(never_arrives($f, "qiwi_payin_refund('$f', 'f-1', 4.00, 'RUB', merchant => 'pi')"), 'sending',
+	'another refund whose requests never arrive stays sending');
+wait_for("SELECT status = 'UNSENT' FROM qiwi_payin_refunds WHERE refund_id = 'f-1'", 'it becomes UNSENT');
+my $f_puts = writes_of("payments/$f/refunds/f-1");
+is(sql("SELECT (qiwi_payin_refund('$f', 'f-1', 4.00, 'RUB', merchant => 'pi')).status"), 'COMPLETED',
+	'a new call with its id sends it');
+is((writes_of("payments/$f/refunds/f-1") - $f_puts) . ' ' . (stats('payin/')->{refunds} - $refunds), '1 1',
+	'one more PUT: QIWI made one refund');
+is(sql("SELECT count(*) || ' ' || min(status) FROM qiwi_payin_refunds WHERE refund_id = 'f-1'") . ' '
+	. sql("SELECT refunded_amount FROM qiwi_payin_payments WHERE payment_id = '$f'"), '1 COMPLETED 4.00',
+	'recorded over its row; the payment counts it');
+is(events_of('refund', 'f-1'), '>sending:call,sending>UNSENT:reconciler,UNSENT>sending:call,sending>COMPLETED:call',
+	'its events');
+
 # a refund QIWI got, whose every look past the grace fails: never UNSENT
 my $h = payment('intent-h', 'auto');
 $puts = puts();
