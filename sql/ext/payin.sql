@@ -128,7 +128,7 @@ CREATE TABLE qiwi_payin_captures (
 	capture_id text NOT NULL,
 	amount numeric CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
 	currency text,
-	status text NOT NULL CHECK (status IN ('sending', 'COMPLETED', 'DECLINED')),
+	status text NOT NULL CHECK (status IN ('sending', 'COMPLETED', 'DECLINED', 'UNSENT')),
 	comment text,
 	created_at timestamptz,
 	status_changed_at timestamptz,
@@ -141,7 +141,7 @@ CREATE TABLE qiwi_payin_captures (
 	capture_key text NOT NULL GENERATED ALWAYS AS (payment_id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) capture_id) STORED,
 	scheduled_at timestamptz DEFAULT clock_timestamp(),
 	CONSTRAINT qiwi_payin_captures_pkey PRIMARY KEY (merchant, payment_id, capture_id),
-	CONSTRAINT qiwi_payin_captures_answered CHECK (status OPERATOR(pg_catalog.=) 'sending' OR amount IS NOT NULL AND currency IS NOT NULL)
+	CONSTRAINT qiwi_payin_captures_answered CHECK (status IN ('sending', 'UNSENT') OR amount IS NOT NULL AND currency IS NOT NULL)
 );
 CREATE UNIQUE INDEX qiwi_payin_captures_key ON qiwi_payin_captures (merchant, capture_key);
 CREATE INDEX qiwi_payin_captures_due ON qiwi_payin_captures (next_check_at) WHERE status = 'sending';
@@ -152,7 +152,7 @@ CREATE TABLE qiwi_payin_refunds (
 	refund_id text NOT NULL,
 	amount numeric NOT NULL CHECK (amount OPERATOR(pg_catalog.>) 0::numeric AND amount OPERATOR(pg_catalog.=) pg_catalog.round(amount, 2)),
 	currency text NOT NULL,
-	status text NOT NULL CHECK (status IN ('sending', 'COMPLETED', 'DECLINED')),
+	status text NOT NULL CHECK (status IN ('sending', 'COMPLETED', 'DECLINED', 'UNSENT')),
 	reversal boolean NOT NULL,
 	flags text[],
 	comment text,
@@ -490,43 +490,43 @@ COMMENT ON COLUMN qiwi_payin_payments.first_seen_at IS $$When this database firs
 COMMENT ON COLUMN qiwi_payin_payments.checked_at IS $$When QIWI last told us about it$$;
 COMMENT ON COLUMN qiwi_payin_payments.qiwi_status IS $$For MISMATCH: the status QIWI reported for the other money$$;
 
-COMMENT ON TABLE qiwi_payin_captures IS $$Every Payin capture made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
+COMMENT ON TABLE qiwi_payin_captures IS $$Every Payin capture made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so), one QIWI never got is UNSENT$$;
 COMMENT ON COLUMN qiwi_payin_captures.merchant IS $$Whose capture$$;
 COMMENT ON COLUMN qiwi_payin_captures.payment_id IS $$The captured payment$$;
 COMMENT ON COLUMN qiwi_payin_captures.capture_id IS $$The shop's capture id$$;
-COMMENT ON COLUMN qiwi_payin_captures.amount IS $$Money taken; NULL while sending (QIWI's answer says how much)$$;
-COMMENT ON COLUMN qiwi_payin_captures.currency IS $$ISO 4217 code of amount; NULL while sending$$;
-COMMENT ON COLUMN qiwi_payin_captures.status IS $$sending (its intent, committed before the PUT: outcome not known yet; the reconciler asks QIWI for it by its id, never sends it again), COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_captures.amount IS $$Money taken; NULL while sending or UNSENT (QIWI's answer says how much)$$;
+COMMENT ON COLUMN qiwi_payin_captures.currency IS $$ISO 4217 code of amount; NULL while sending or UNSENT$$;
+COMMENT ON COLUMN qiwi_payin_captures.status IS $$sending (its intent, committed before the PUT: outcome not known yet; the reconciler asks QIWI for it by its id, never sends it again), COMPLETED or DECLINED; UNSENT: QIWI never got it (it did not have it at a second look past qiwi.wallet_transfer_unknown_after after its intent, see last_error): nothing moved, and a new call with its id sends it, its intent committed again$$;
 COMMENT ON COLUMN qiwi_payin_captures.comment IS $$The capture's comment$$;
 COMMENT ON COLUMN qiwi_payin_captures.created_at IS $$When QIWI made it$$;
-COMMENT ON COLUMN qiwi_payin_captures.status_changed_at IS $$When its status was set$$;
+COMMENT ON COLUMN qiwi_payin_captures.status_changed_at IS $$When its status was set: QIWI's time, once it answered; while sending, when its intent was committed (UNSENT's grace counts from it); when it became UNSENT$$;
 COMMENT ON COLUMN qiwi_payin_captures.first_seen_at IS $$When this database first recorded it$$;
 COMMENT ON COLUMN qiwi_payin_captures.checked_at IS $$When QIWI last told us about it; NULL while sending, before any answer$$;
 COMMENT ON COLUMN qiwi_payin_captures.next_check_at IS $$When the reconciler asks QIWI about this capture next, while it is sending (backs off after each answer that leaves it so, or failure)$$;
 COMMENT ON COLUMN qiwi_payin_captures.check_count IS $$The reconciler's checks of it while sending that QIWI answered$$;
 COMMENT ON COLUMN qiwi_payin_captures.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
-COMMENT ON COLUMN qiwi_payin_captures.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
+COMMENT ON COLUMN qiwi_payin_captures.last_error IS $$Why its last check failed, that QIWI does not have it, or why it is UNSENT; NULL once answered$$;
 COMMENT ON COLUMN qiwi_payin_captures.capture_key IS $$payment_id/capture_id: the capture's key for the reconciler$$;
 COMMENT ON COLUMN qiwi_payin_captures.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 
-COMMENT ON TABLE qiwi_payin_refunds IS $$Every Payin refund or reversal made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so)$$;
+COMMENT ON TABLE qiwi_payin_refunds IS $$Every Payin refund or reversal made or asked about from this database: its intent (sending) committed before it is sent, then recorded once from QIWI's answer and only confirmed; an intent QIWI refused is withdrawn (its events say so), one QIWI never got is UNSENT$$;
 COMMENT ON COLUMN qiwi_payin_refunds.merchant IS $$Whose refund$$;
 COMMENT ON COLUMN qiwi_payin_refunds.payment_id IS $$The refunded payment$$;
 COMMENT ON COLUMN qiwi_payin_refunds.refund_id IS $$The shop's refund id$$;
 COMMENT ON COLUMN qiwi_payin_refunds.amount IS $$Money returned or released$$;
 COMMENT ON COLUMN qiwi_payin_refunds.currency IS $$ISO 4217 code of amount$$;
-COMMENT ON COLUMN qiwi_payin_refunds.status IS $$sending (its intent, committed before the PUT: outcome not known yet, its amount counted as spent by later refunds; the reconciler asks QIWI for it by its id, never sends it again), COMPLETED or DECLINED$$;
+COMMENT ON COLUMN qiwi_payin_refunds.status IS $$sending (its intent, committed before the PUT: outcome not known yet, its amount counted as spent by later refunds; the reconciler asks QIWI for it by its id, never sends it again), COMPLETED or DECLINED; UNSENT: QIWI never got it (it did not have it at a second look past qiwi.wallet_transfer_unknown_after after its intent, see last_error): nothing moved, it no longer counts against the payment's refunds, and a new call with its id sends it, its intent committed again$$;
 COMMENT ON COLUMN qiwi_payin_refunds.reversal IS $$It released held money before a capture (QIWI's flag REVERSAL): no money had moved$$;
 COMMENT ON COLUMN qiwi_payin_refunds.flags IS $$QIWI's flags$$;
 COMMENT ON COLUMN qiwi_payin_refunds.comment IS $$The refund's comment$$;
 COMMENT ON COLUMN qiwi_payin_refunds.created_at IS $$When QIWI made it$$;
-COMMENT ON COLUMN qiwi_payin_refunds.status_changed_at IS $$When its status was set$$;
+COMMENT ON COLUMN qiwi_payin_refunds.status_changed_at IS $$When its status was set: QIWI's time, once it answered; while sending, when its intent was committed (UNSENT's grace counts from it); when it became UNSENT$$;
 COMMENT ON COLUMN qiwi_payin_refunds.first_seen_at IS $$When this database first recorded it$$;
 COMMENT ON COLUMN qiwi_payin_refunds.checked_at IS $$When QIWI last told us about it; NULL while sending, before any answer$$;
 COMMENT ON COLUMN qiwi_payin_refunds.next_check_at IS $$When the reconciler asks QIWI about this refund next, while it is sending (backs off after each answer that leaves it so, or failure)$$;
 COMMENT ON COLUMN qiwi_payin_refunds.check_count IS $$The reconciler's checks of it while sending that QIWI answered$$;
 COMMENT ON COLUMN qiwi_payin_refunds.failures IS $$The reconciler's failed checks in a row (0 after an answer)$$;
-COMMENT ON COLUMN qiwi_payin_refunds.last_error IS $$Why its last check failed, or that QIWI does not have it; NULL once answered$$;
+COMMENT ON COLUMN qiwi_payin_refunds.last_error IS $$Why its last check failed, that QIWI does not have it, or why it is UNSENT; NULL once answered$$;
 COMMENT ON COLUMN qiwi_payin_refunds.refund_key IS $$payment_id/refund_id: the refund's key for the reconciler$$;
 COMMENT ON COLUMN qiwi_payin_refunds.scheduled_at IS $$When the reconciler last set next_check_at (a check, or the row's creation; NULL: before 1.4): a qiwi_reconcile_now() after it makes the row due (qiwi_reconcile_watermark), without writing it$$;
 

@@ -345,8 +345,7 @@ extern LedgerDue *ledger_claim_due(const LedgerKind *kind, int limit, Datum skip
 								   bool sweeping);
 extern Datum ledger_due_value(const LedgerDue *due, int i, int column, bool *isnull);
 extern char *ledger_due_text(const LedgerDue *due, int i, int column);
-extern bool ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column,
-								  int grace_s);
+extern bool ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int checked_column);
 extern char *ledger_id_overtaken(const LedgerKind *kind, const char *merchant, const char *id,
 								 const char *accepted);
 extern void ledger_add_check(LedgerDue *due, int i, bool failed, const char *error);
@@ -383,6 +382,7 @@ extern int	qiwi_reconcile_interval_s;
 extern int	qiwi_reconcile_max_interval_s;
 extern int	qiwi_reconcile_concurrency;
 extern int	qiwi_reconcile_batch_size;
+extern int	qiwi_unknown_after_s;
 
 /*
  * A kind of thing to reconcile, registered by an API: the merchant options

@@ -201,6 +201,7 @@ extern void payin_delete_token_operation(const Merchant *merchant, const char *a
 										 const char *token, bool *deleted, QiwiOperation *op);
 extern void payin_card_check_operation(const Merchant *merchant, const char *request_uid,
 									   PayinCardCheck *check, QiwiOperation *op);
+extern bool payin_not_found(const QiwiError *error);
 
 /* ---------- payin_args.c ---------- */
 
@@ -213,8 +214,8 @@ extern List *payin_payment_methods_argument(FunctionCallInfo fcinfo, int argno);
 typedef struct PayinHeadroom
 {
 	Numeric		left;			/* held or captured, minus the refunds recorded
-								 * ('sending' too) or QIWI reported (other ids
-								 * than this one) */
+								 * ('sending' too, not UNSENT) or QIWI reported
+								 * (other ids than this one) */
 	Numeric		left_here;		/* the same, counting only qiwi_payin_refunds */
 	Numeric		refunded;		/* base minus left */
 	Numeric		base;			/* what they are subtracted from */
@@ -258,7 +259,10 @@ extern const LedgerKind payin_refund_kind;
 extern char *payin_operation_key(const char *payment_id, const char *id);
 extern void payin_store_capture(const PayinOperationResult *capture, const char *source);
 extern void payin_store_refund(const PayinOperationResult *refund, const char *source);
-extern bool payin_store_intent(const PayinOperationResult *intent, bool refund, const char *what);
+extern bool payin_store_lock_id(const PayinOperationResult *intent, bool refund, char **status,
+								Numeric *amount, char **currency);
+extern bool payin_store_intent(const PayinOperationResult *intent, bool refund, bool again,
+							   const char *what);
 extern void payin_store_withdraw(const PayinOperationResult *intent, bool refund, const char *what);
 extern void payin_intent_init(void);
 

@@ -8,10 +8,15 @@
  *		'sending': its amount counts against the payment's refunds, a new
  *		call with its id asks QIWI for it before anything is sent, and the
  *		reconciler (its sweep at its start, then its rounds) asks QIWI for it
- *		by its id, never sending it.  An intent QIWI refused is withdrawn.
+ *		by its id, never sending it.  One QIWI still does not have at a
+ *		second look past the core's grace (qiwi.wallet_transfer_unknown_after,
+ *		from the intent's commit) is UNSENT: QIWI never got it, it counts no
+ *		more.  A new call with its id sends a 'sending' or UNSENT one again
+ *		(QIWI not having it), its intent committed again first, which starts
+ *		the grace afresh.  An intent QIWI refused is withdrawn.
  *
  * A capture or refund recorded from QIWI is final: a repeat only confirms
- * it.  A refund also writes its payment's row: what the payment refunded
+ * it.  QIWI's answer is recorded over an UNSENT one too: QIWI's word wins.  A refund also writes its payment's row: what the payment refunded
  * grows to the refunds recorded (reversals too, as QIWI counts them).
  */
 #include "core/core.h"
@@ -19,6 +24,7 @@
 
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
+#include "utils/timestamp.h"
 
 static const char *const sending_statuses[] = {"sending", NULL};
 static const LedgerTable capture_table = {"qiwi_payin_captures", "status", sending_statuses, sending_statuses};
@@ -27,7 +33,7 @@ static const LedgerTable refund_table = {"qiwi_payin_refunds", "status", sending
 /* The statements of each kind, in this order */
 enum
 {
-	M_UPSERT, M_INTENT, M_WITHDRAW, M_PAYMENT_MONEY
+	M_UPSERT, M_INTENT, M_RESEND, M_WITHDRAW, M_PAYMENT_MONEY, M_ID_LOCK, M_READ, M_UNSENT
 };
 
 /* A capture or refund write: $1..$11 from the answer (or the intent) */
@@ -46,8 +52,63 @@ static const LedgerParam operation_params[OPERATION_NARGS] = {
 	LEDGER_TIME_ARG(PayinOperationResult, status_changed_at),
 };
 
-/* A column an answer fills over an intent ('sending'), and leaves as recorded otherwise */
-#define ANSWERED(t, column) " " column " = CASE WHEN " t ".status = 'sending' THEN excluded." column " ELSE " t "." column " END,"
+/* An intent's row ('sending', or UNSENT), which an answer fills */
+#define INTENT(t) t ".status IN ('sending', 'UNSENT')"
+
+/* A column an answer fills over an intent, and leaves as recorded otherwise */
+#define ANSWERED(t, column) " " column " = CASE WHEN " INTENT(t) " THEN excluded." column " ELSE " t "." column " END,"
+
+/*
+ * An intent given up as never made (UNSENT), if its row is still as the
+ * reconciler claimed it: its key, why, its intent's time and the last look
+ */
+typedef struct PayinUnsent
+{
+	const char *merchant;
+	const char *payment_id;
+	const char *id;
+	char	   *why;
+	TimestampTz intent_at;
+	TimestampTz checked_at;
+} PayinUnsent;
+
+#define UNSENT_NARGS 6
+static const LedgerParam unsent_params[UNSENT_NARGS] = {
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinUnsent, merchant),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinUnsent, payment_id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinUnsent, id),
+	LEDGER_ARG(TEXTOID, LEDGER_V_TEXT, PayinUnsent, why),
+	LEDGER_ARG(TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, PayinUnsent, intent_at),
+	LEDGER_ARG(TIMESTAMPTZOID, LEDGER_V_TIMESTAMP, PayinUnsent, checked_at),
+};
+
+/*
+ * The statements about an intent of table (its id column id) that are the
+ * same for both kinds, in enum order from M_RESEND (set: more of a new
+ * intent's SET, after the status).  A new intent ('sending', again) is
+ * timed by status_changed_at, and looked at afresh.  The calls of one id
+ * take turns by a lock of the id to their transactions' ends: not its
+ * row's, which the intent's worker writes.  UNSENT only from the row as
+ * the reconciler claimed it: a call that sent it again committed a new
+ * intent first.
+ */
+#define INTENT_STATEMENTS(table, id, set) \
+	[M_RESEND] = {"UPDATE %1$s." table " t SET status = 'sending'" set ", status_changed_at = clock_timestamp(),"	\
+		" checked_at = NULL, check_count = 0, failures = 0, last_error = NULL, next_check_at = clock_timestamp(),"	\
+		" scheduled_at = clock_timestamp() FROM (SELECT status FROM %1$s." table " WHERE merchant = $1"			\
+		" AND payment_id = $2 AND " id " = $3 FOR UPDATE) o WHERE t.merchant = $1 AND t.payment_id = $2"			\
+		" AND t." id " = $3 AND " INTENT("o") " RETURNING o.status", OPERATION_NARGS, operation_params, NULL},	\
+	[M_WITHDRAW] = {"DELETE FROM %1$s." table " WHERE merchant = $1 AND payment_id = $2 AND " id " = $3"			\
+		" AND status = 'sending' RETURNING status", OPERATION_NARGS, operation_params, NULL},						\
+	[M_PAYMENT_MONEY] = {PAYMENT_MONEY, OPERATION_NARGS, operation_params, NULL},									\
+	[M_ID_LOCK] = {"SELECT pg_advisory_xact_lock(hashtext('" table "'), hashtext($1 || '/' || $2 || '/' || $3))",	\
+		OPERATION_NARGS, operation_params, NULL},																	\
+	[M_READ] = {"SELECT status, amount, currency FROM %1$s." table " WHERE merchant = $1 AND payment_id = $2"		\
+		" AND " id " = $3", OPERATION_NARGS, operation_params, NULL},													\
+	[M_UNSENT] = {"UPDATE %1$s." table " SET status = 'UNSENT', status_changed_at = clock_timestamp(),"			\
+		" checked_at = clock_timestamp(), last_error = $4 WHERE merchant = $1 AND payment_id = $2 AND " id " = $3"	\
+		" AND status = 'sending' AND coalesce(status_changed_at, first_seen_at) = $5 AND checked_at = $6"			\
+		" RETURNING 'sending'::text", UNSENT_NARGS, unsent_params, NULL}
 
 /* What the payment's row says of its money, locked (a write that counts money waits for it) */
 #define PAYMENT_MONEY "SELECT amount, currency FROM %1$s.qiwi_payin_payments WHERE merchant = $1 AND payment_id = $2" \
@@ -67,17 +128,16 @@ static const LedgerStatement capture_statements[] = {
 		"  ON CONFLICT (merchant, payment_id, capture_id) DO UPDATE SET checked_at = clock_timestamp(),"
 		ANSWERED("c", "amount") ANSWERED("c", "currency") ANSWERED("c", "created_at") ANSWERED("c", "status_changed_at")
 		"  comment = coalesce(c.comment, excluded.comment), last_error = NULL,"
-		"  status = CASE WHEN c.status = 'sending' THEN excluded.status ELSE c.status END"
+		"  status = CASE WHEN " INTENT("c") " THEN excluded.status ELSE c.status END"
 		"  RETURNING status, amount),"
 		" p AS (UPDATE %1$s.qiwi_payin_payments p SET captured_amount = greatest(p.captured_amount, c.amount)"
 		"  FROM c WHERE p.merchant = $1 AND p.payment_id = $2 AND c.status = 'COMPLETED' RETURNING 1)"
 		" SELECT was.status IS DISTINCT FROM c.status, c.status, was.status FROM c LEFT JOIN was ON true",
 	OPERATION_NARGS, operation_params, NULL},
-	[M_INTENT] = {"INSERT INTO %1$s.qiwi_payin_captures (merchant, payment_id, capture_id, status, comment)"
-		" VALUES ($1, $2, $3, 'sending', $7) ON CONFLICT DO NOTHING", OPERATION_NARGS, operation_params, NULL},
-	[M_WITHDRAW] = {"DELETE FROM %1$s.qiwi_payin_captures WHERE merchant = $1 AND payment_id = $2 AND capture_id = $3"
-		" AND status = 'sending' RETURNING status", OPERATION_NARGS, operation_params, NULL},
-	[M_PAYMENT_MONEY] = {PAYMENT_MONEY, OPERATION_NARGS, operation_params, NULL},
+	[M_INTENT] = {"INSERT INTO %1$s.qiwi_payin_captures (merchant, payment_id, capture_id, status, comment,"
+		" status_changed_at) VALUES ($1, $2, $3, 'sending', $7, clock_timestamp()) ON CONFLICT DO NOTHING",
+	OPERATION_NARGS, operation_params, NULL},
+	INTENT_STATEMENTS("qiwi_payin_captures", "capture_id", ", comment = $7"),
 };
 
 /*
@@ -94,7 +154,7 @@ static const LedgerStatement refund_statements[] = {
 		"  ON CONFLICT (merchant, payment_id, refund_id) DO UPDATE SET checked_at = clock_timestamp(),"
 		ANSWERED("r", "amount") ANSWERED("r", "currency") ANSWERED("r", "comment") ANSWERED("r", "reversal")
 		ANSWERED("r", "flags") ANSWERED("r", "created_at") ANSWERED("r", "status_changed_at")
-		"  last_error = NULL, status = CASE WHEN r.status = 'sending' THEN excluded.status ELSE r.status END"
+		"  last_error = NULL, status = CASE WHEN " INTENT("r") " THEN excluded.status ELSE r.status END"
 		"  RETURNING status, amount),"
 		" p AS (UPDATE %1$s.qiwi_payin_payments p SET refunded_amount = greatest(p.refunded_amount,"
 		"   coalesce((SELECT sum(o.amount) FROM %1$s.qiwi_payin_refunds o WHERE o.merchant = $1"
@@ -105,23 +165,25 @@ static const LedgerStatement refund_statements[] = {
 	OPERATION_NARGS, operation_params, NULL},
 	/* not a reversal until QIWI says so; it does not write the payment's row, which its caller holds */
 	[M_INTENT] = {"INSERT INTO %1$s.qiwi_payin_refunds (merchant, payment_id, refund_id, amount, currency, status,"
-		" reversal) VALUES ($1, $2, $3, $4, $5, 'sending', false) ON CONFLICT DO NOTHING",
-	OPERATION_NARGS, operation_params, NULL},
-	[M_WITHDRAW] = {"DELETE FROM %1$s.qiwi_payin_refunds WHERE merchant = $1 AND payment_id = $2 AND refund_id = $3"
-		" AND status = 'sending' RETURNING status", OPERATION_NARGS, operation_params, NULL},
-	[M_PAYMENT_MONEY] = {PAYMENT_MONEY, OPERATION_NARGS, operation_params, NULL},
+		" reversal, status_changed_at) VALUES ($1, $2, $3, $4, $5, 'sending', false, clock_timestamp())"
+		" ON CONFLICT DO NOTHING", OPERATION_NARGS, operation_params, NULL},
+	INTENT_STATEMENTS("qiwi_payin_refunds", "refund_id", ""),
 };
 
 /*
  * Captures and refunds as ledger kinds, keyed by payment_id/id: followed
- * while 'sending' (a claim returns the payment, the id, and the money
- * asked), each swept at the reconciler's start.  Their events go to
- * qiwi_payin_events, as the other Payin objects'.
+ * while 'sending' (a claim returns the payment, the id, what was asked,
+ * then the intent's time and the last look: INTENT_AT), each swept at the
+ * reconciler's start.  Their events go to qiwi_payin_events, as the other
+ * Payin objects'.
  */
+#define INTENT_AT "coalesce(t.status_changed_at, t.first_seen_at), t.checked_at"
+
 const LedgerKind payin_capture_kind = {
 	.table = &capture_table,
 	.id_column = "capture_key",
-	.followed = {NULL, true, "t.payment_id, t.capture_id, t.comment", "", "WHEN false THEN NULL", "NULL::timestamptz"},
+	.followed = {NULL, true, "t.payment_id, t.capture_id, t.comment, " INTENT_AT, "", "WHEN false THEN NULL",
+	"NULL::timestamptz"},
 	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id", "capture"},
 	.statements = capture_statements,
 	.nstatements = lengthof(capture_statements),
@@ -131,8 +193,8 @@ const LedgerKind payin_capture_kind = {
 const LedgerKind payin_refund_kind = {
 	.table = &refund_table,
 	.id_column = "refund_key",
-	.followed = {NULL, true, "t.payment_id, t.refund_id, t.amount, t.currency", "", "WHEN false THEN NULL",
-	"NULL::timestamptz"},
+	.followed = {NULL, true, "t.payment_id, t.refund_id, t.amount, t.currency, " INTENT_AT, "",
+	"WHEN false THEN NULL", "NULL::timestamptz"},
 	.events = {"qiwi_payin_events", "object_id", "object", "qiwi_payin_status", "id", "refund"},
 	.statements = refund_statements,
 	.nstatements = lengthof(refund_statements),
@@ -205,16 +267,50 @@ payin_store_refund(const PayinOperationResult *refund, const char *source)
 }
 
 /*
- * Commit the intent of a capture or refund (merchant, payment, id, and a
- * refund's money; status 'sending') before it is sent, durably, apart from
- * the caller's transaction (intent_commit); what: for messages.  False if
- * a row of that id was recorded meanwhile.
+ * Lock a capture's or refund's id (merchant, payment, id of intent) to the
+ * end of the caller's transaction, so that the calls of one id take turns
+ * (a call that sends it is waited for), then read its row: false if there
+ * is none, else its status and money
  */
 bool
-payin_store_intent(const PayinOperationResult *intent, bool refund, const char *what)
+payin_store_lock_id(const PayinOperationResult *intent, bool refund, char **status, Numeric *amount,
+					char **currency)
 {
-	return intent_commit(kind_of(refund), M_INTENT, operation_params, OPERATION_NARGS, intent, SPI_OK_INSERT,
-						 intent->merchant, intent->id, "sending", LEDGER_BY_CALL, what);
+	const LedgerKind *kind = kind_of(refund);
+	Datum		values[OPERATION_NARGS];
+	char		nulls[OPERATION_NARGS + 1];
+	OwnerContext ctx;
+	bool		known;
+
+	ledger_fill(operation_params, OPERATION_NARGS, intent, values, nulls);
+	ledger_begin_kind(&ctx, kind);
+	ledger_run_plan(kind, M_ID_LOCK, values, nulls, SPI_OK_SELECT);
+	/* a statement of its own: its snapshot sees what the call we waited for committed */
+	known = ledger_run_plan(kind, M_READ, values, nulls, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		*status = ledger_row_text(&ctx, 1);
+		*amount = ledger_row_numeric(&ctx, 2);
+		*currency = ledger_row_text(&ctx, 3);
+	}
+	ledger_end(&ctx);
+	return known;
+}
+
+/*
+ * Commit the intent of a capture or refund (merchant, payment, id, and a
+ * refund's money; status 'sending') before it is sent, durably, apart from
+ * the caller's transaction (intent_commit); again: over its row, 'sending'
+ * or UNSENT, QIWI not having it (the grace starts afresh); what: for
+ * messages.  False if a row of that id was recorded meanwhile (again: if
+ * it is no longer 'sending' or UNSENT).
+ */
+bool
+payin_store_intent(const PayinOperationResult *intent, bool refund, bool again, const char *what)
+{
+	return intent_commit(kind_of(refund), again ? M_RESEND : M_INTENT, operation_params, OPERATION_NARGS, intent,
+						 again ? SPI_OK_UPDATE_RETURNING : SPI_OK_INSERT, intent->merchant, intent->id, "sending",
+						 LEDGER_BY_CALL, what);
 }
 
 /* Withdraw the intent of a capture or refund QIWI refused (nothing moved), committed as it was */
@@ -249,28 +345,60 @@ due_refund_operation(LedgerDue *due, int i, QiwiOperation *op)
 }
 
 /*
+ * Give up due capture or refund i (what: "capture", "refund"), which QIWI
+ * does not have, as never made: UNSENT if this look is the second past the
+ * grace since its intent (ledger_due_past_grace; the due columns after
+ * what it asked: INTENT_AT), and its row is still as claimed; true if so
+ */
+static bool
+give_up(LedgerDue *due, int i, const char *what)
+{
+	bool		refund = due->kind == &payin_refund_kind;
+	int			intent_at = refund ? 5 : 4;
+	PayinUnsent unsent;
+	bool		isnull;
+
+	unsent.intent_at = DatumGetTimestampTz(ledger_due_value(due, i, intent_at, &isnull));
+	if (!ledger_due_past_grace(due, i, unsent.intent_at, intent_at + 1))
+		return false;
+	unsent.checked_at = DatumGetTimestampTz(ledger_due_value(due, i, intent_at + 1, &isnull));
+	unsent.merchant = due->merchant_names[i];
+	unsent.payment_id = ledger_due_text(due, i, 1);
+	unsent.id = ledger_due_text(due, i, 2);
+	unsent.why = psprintf("QIWI does not have this %s (payin.resource.not.found) at two looks %d s or more after its intent was committed: it never got it, nothing moved; calling qiwi_payin_%s again with its id sends it",
+						  what, qiwi_unknown_after_s, what);
+	return ledger_write_change(due->kind, M_UNSENT, unsent_params, UNSENT_NARGS, &unsent, SPI_OK_UPDATE_RETURNING,
+							   unsent.merchant, unsent.id, "UNSENT", LEDGER_BY_RECONCILER);
+}
+
+/*
  * Record QIWI's answer about due capture or refund i, in a transaction;
- * true if it is settled.  One QIWI does not have stays 'sending' (its
- * caller may not have sent it yet, or never did), with last_error saying
- * so: a new call with its id sends it then, asking first.
+ * true if it changed.  One QIWI does not have (its documented 404
+ * payin.resource.not.found) stays 'sending' (its caller may not have sent
+ * it yet, or never did), with last_error saying so, until the second such
+ * look past the grace makes it UNSENT.  Any other failure (another 404, a
+ * 5xx, no answer, a malformed one) is a failed check: it is no look.
  */
 static bool
 record_operation(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *resp, bool *failed,
 				 bool *key_refused)
 {
 	bool		refund = due->kind == &payin_refund_kind;
+	const char *what = refund ? "refund" : "capture";
 	QiwiError	error;
 
 	*failed = false;
 	if (!qiwi_exchange_answer(op, resp, &error))
 	{
-		if (error.sqlstate != ERRCODE_QIWI_NOT_FOUND)
+		if (!payin_not_found(&error))
+		{
 			ledger_add_failure(due, i, &error, failed, key_refused);
-		else
-			ledger_add_check(due, i, false,
-							 psprintf("QIWI does not have this %s: it stays 'sending'; calling qiwi_payin_%s again with its id sends it, asking first",
-									  refund ? "refund" : "capture", refund ? "refund" : "capture"));
-		return false;
+			return false;
+		}
+		ledger_add_check(due, i, false,
+						 psprintf("QIWI does not have this %s: it stays 'sending', UNSENT at a second such look %d s after its intent; calling qiwi_payin_%s again with its id sends it, asking first",
+								  what, qiwi_unknown_after_s, what));
+		return give_up(due, i, what);
 	}
 	store_operation(due->answers[i], refund, LEDGER_BY_RECONCILER);
 	ledger_add_check(due, i, false, NULL);

@@ -210,12 +210,13 @@ money_intent(const MoneyCall *call)
 
 /*
  * A capture or refund recorded here under its id already (an intent whose
- * outcome is not known, or one QIWI answered): its row locked (a call
- * sending it is waited for), then asked for by its id, never sent
- * blindly.  True if QIWI has it (call->result); false if nothing is
- * recorded (*recorded false), or only an intent QIWI does not have (the
- * caller may send it).  A record QIWI does not have, or a refund id of
- * other money, is refused.
+ * outcome is not known, one given up as UNSENT, or one QIWI answered): its
+ * id locked (a call sending it is waited for), then asked for by its id,
+ * never sent blindly.  True if QIWI has it (call->result); false if
+ * nothing is recorded (*recorded false), or only an intent, 'sending' or
+ * UNSENT, QIWI does not have (the caller may send it, committing its
+ * intent again).  A record QIWI does not have, or a refund id of other
+ * money, is refused.
  */
 static bool
 money_recorded(MoneyCall *call, bool *recorded)
@@ -225,8 +226,7 @@ money_recorded(MoneyCall *call, bool *recorded)
 	char	   *currency;
 	QiwiOperation op;
 
-	*recorded = ledger_lock_item(call->is_refund ? &payin_refund_kind : &payin_capture_kind, call->merchant->name,
-								 payin_operation_key(call->payment_id, call->id), &status, &amount, &currency);
+	*recorded = payin_store_lock_id(money_intent(call), call->is_refund, &status, &amount, &currency);
 	if (!*recorded)
 		return false;
 	if (call->is_refund && !qiwi_same_money(amount, currency, call->amount, call->currency))
@@ -239,7 +239,7 @@ money_recorded(MoneyCall *call, bool *recorded)
 	money_operation(call, false, &op);
 	if (qiwi_made_already(&op))
 		return true;
-	if (strcmp(status, "sending") != 0)
+	if (strcmp(status, "sending") != 0 && strcmp(status, "UNSENT") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_QIWI_NOT_FOUND),
 				 errmsg("%s \"%s\" of Payin payment \"%s\" is recorded here as %s, but QIWI does not have it",
@@ -259,9 +259,10 @@ withdraw_money(void *arg, const QiwiError *error)
 }
 
 /*
- * Send a capture or refund, its intent committed first unless recorded (an
- * intent QIWI does not have); true with call->result if QIWI answered,
- * false with call->result the intent ('sending') if the outcome is unknown
+ * Send a capture or refund, its intent committed first: a new row, or over
+ * the recorded one (an intent QIWI does not have, 'sending' or UNSENT);
+ * true with call->result if QIWI answered, false with call->result the
+ * intent ('sending') if the outcome is unknown
  */
 static bool
 money_send(MoneyCall *call, bool recorded)
@@ -270,7 +271,7 @@ money_send(MoneyCall *call, bool recorded)
 	QiwiOperation op;
 
 	money_operation(call, false, &op);
-	if (!recorded && !payin_store_intent(intent, call->is_refund, op.context))
+	if (!payin_store_intent(intent, call->is_refund, recorded, op.context))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not %s: it was recorded meanwhile", op.context),
@@ -509,8 +510,9 @@ refuse_refund(const MoneyCall *call, const PayinHeadroom *headroom, const char *
 /*
  * qiwi_payin_refund(payment_id, refund_id, amount, currency, merchant):
  * return captured money, or release held money (a reversal).  A refund
- * recorded under this id already (an intent whose outcome is not known
- * too) is asked for by its id first, its row locked before its payment's.
+ * recorded under this id already (an intent whose outcome is not known,
+ * or UNSENT, too) is asked for by its id first, its id locked before its
+ * payment's row.
  * Another currency than the payment's is refused before anything is sent,
  * and so is more than is left as the tables count it (refunds 'sending'
  * counted as made).  More than is left as QIWI counted it for the payment
@@ -584,14 +586,6 @@ qiwi_payin_refunds(PG_FUNCTION_ARGS)
 		tuplestore_puttuple(rsinfo->setResult, operation_tuple(rsinfo->setDesc, refund));
 	}
 	return (Datum) 0;
-}
-
-/* Is this QIWI's 404 payin.resource.not.found? */
-static bool
-payin_not_found(const QiwiError *error)
-{
-	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND && error->error_code != NULL &&
-		strcmp(error->error_code, "payin.resource.not.found") == 0;
 }
 
 /*

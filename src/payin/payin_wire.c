@@ -525,6 +525,14 @@ check_capture_hours(const char *value, char **why)
 	return false;
 }
 
+/* Is this QIWI's 404 payin.resource.not.found, its answer for what it does not have? */
+bool
+payin_not_found(const QiwiError *error)
+{
+	return error->sqlstate == ERRCODE_QIWI_NOT_FOUND && error->error_code != NULL &&
+		strcmp(error->error_code, "payin.resource.not.found") == 0;
+}
+
 /* How long a merchant's holds last before QIWI captures or releases them */
 int
 payin_capture_hours(const Merchant *merchant)

@@ -12,7 +12,6 @@
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -23,9 +22,6 @@
 
 PG_FUNCTION_INFO_V1(qiwi_wallet_transfer);
 PG_FUNCTION_INFO_V1(qiwi_wallet_transfer_after_commit);
-
-/* qiwi.wallet_transfer_unknown_after: how long a 'sending' transfer absent from the history stays so */
-static int	unknown_after_s = SECS_PER_HOUR;
 
 /* A transfer: what was asked, and what QIWI said of it */
 typedef struct WalletTransfer
@@ -370,7 +366,7 @@ due_transfer_operation(LedgerDue *due, int i, QiwiOperation *op)
 	t->amount = DatumGetNumericCopy(ledger_due_value(due, i, 2, &isnull));
 	t->comment = ledger_due_text(due, i, 3);
 	t->created_at = DatumGetTimestampTz(ledger_due_value(due, i, 4, &isnull));
-	t->unsent_if_absent = ledger_due_past_grace(due, i, t->created_at, 5, unknown_after_s);
+	t->unsent_if_absent = ledger_due_past_grace(due, i, t->created_at, 5);
 	transfer_operation(t, due->sweeping || strcmp(due->statuses[i], "queued") != 0 ||
 					   !ledger_commit_step(move_to_sending, t), op);
 }
@@ -407,7 +403,7 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 		/* a queued one the sweep found absent is sent by the next round */
 		ledger_add_check(due, i, false, NULL);
 		return t->unsent_if_absent && strcmp(due->statuses[i], "sending") == 0 &&
-			store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message, unknown_after_s),
+			store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message, qiwi_unknown_after_s),
 						  LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.error_code != NULL && strcmp(error.error_code, "QWPRC-300") == 0)
@@ -426,14 +422,10 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 static const ReconcileKind transfer_reconcile_kind = {"Wallet transfers", NULL, 0, &transfer_kind,
 merchant_problem, due_transfer_operation, record_transfer};
 
-/* Define the setting; register transfers with the ledger and the worker (from _PG_init) */
+/* Register transfers with the ledger and the worker (from _PG_init) */
 void
 wallet_transfer_init(void)
 {
-	DefineCustomIntVariable("qiwi.wallet_transfer_unknown_after",
-							"How long a Wallet transfer whose send's outcome is unknown stays 'sending' while the history has it not.",
-							"Past it, the second look that finds it absent makes it UNSENT: QIWI may list a transfer late.",
-							&unknown_after_s, SECS_PER_HOUR, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	ledger_add_kind(&transfer_kind);
 	reconciler_add_kind(&transfer_reconcile_kind);
 }

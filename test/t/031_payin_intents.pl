@@ -5,9 +5,16 @@
 # reconciler settles the intent from QIWI's answer, with exactly one PUT.
 # A refund whose answer is lost stays 'sending'; calling it again with its id
 # asks QIWI (GET) and sends no second PUT.  A refund QIWI never got stays
-# 'sending' after the reconciler's look (QIWI does not have it), counts
-# against the payment's headroom, and a new call with its id sends it then.
-# The reconciler's sweep at its start settles a 'sending' refund QIWI has,
+# 'sending' after the reconciler's looks within the grace
+# (qiwi.wallet_transfer_unknown_after: QIWI does not have it), counts
+# against the payment's headroom, and a new call with its id sends it then,
+# its intent committed again.  Past the grace (set to 3 s), the second look
+# that finds a refund or capture QIWI never got makes it UNSENT: it counts
+# no more, and a new call with its id sends it once, its intent committed
+# again before the PUT.  One QIWI got, whose looks past the grace fail (an
+# answer cut short, 503, a malformed answer, a 404 that is not QIWI's "not
+# found"), is never UNSENT: it is settled from QIWI's answer.  The
+# reconciler's sweep at its start settles a 'sending' refund QIWI has,
 # sending nothing.
 use strict;
 use warnings;
@@ -37,6 +44,34 @@ CREATE USER MAPPING FOR PUBLIC SERVER pi OPTIONS (payin_api_key 'intent-key');
 # A query's single value; a test that a query comes to return t
 sub sql { return query_value($node, @_); }
 sub wait_for { wait_true($node, @_); }
+
+# How many times the sandbox got a PUT of this path (under the site), held, dropped or answered
+sub writes_of
+{
+	my ($path) = @_;
+	return decode_json(HTTP::Tiny->new->get("$sandbox_url/sandbox/writes")->{content})
+		->{"PUT /partner/payin/v1/sites/intent/$path"} // 0;
+}
+
+# Wait until the sandbox holds n requests
+sub wait_held
+{
+	my ($n, $what) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	usleep(50_000) while stats('')->{held} != $n && time < $deadline;
+	is(stats('')->{held}, $n, $what);
+}
+
+# A call whose requests never arrive (dropped before QIWI reads them): it returns the row sending
+sub never_arrives
+{
+	my ($p, $call) = @_;
+	my ($out, $err) = ('', '');
+	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $p, drop => 'before', times => 50 }));
+	$node->psql('postgres', "SELECT status FROM $call", stdout => \$out, stderr => \$err);
+	HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+	return $out;
+}
 
 # The sandbox's counters: held requests (''), or Payin's ('payin/')
 sub stats
@@ -75,9 +110,7 @@ sub start_held
 	my %s = (out => '', err => '');
 	$s{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c', $statements ],
 		'>', \$s{out}, '2>', \$s{err});
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	usleep(50_000) while stats('')->{held} != 1 && time < $deadline;
-	is(stats('')->{held}, 1, "the PUT for $p is at the sandbox, held unanswered");
+	wait_held(1, "the PUT for $p is at the sandbox, held unanswered");
 	return \%s;
 }
 
@@ -141,7 +174,11 @@ is($out, 'sending', 'a refund whose requests never arrive stays sending');
 HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
 wait_for("SELECT last_error LIKE 'QIWI does not have this refund%' FROM qiwi_payin_refunds WHERE refund_id = 'd-1'",
 	'the reconciler asked QIWI for it by its id: QIWI does not have it, it stays sending');
-is(sql("SELECT status FROM qiwi_payin_refunds WHERE refund_id = 'd-1'"), 'sending', 'and did not send it');
+wait_for("SELECT check_count >= 2 FROM qiwi_payin_refunds WHERE refund_id = 'd-1'",
+	'the reconciler looked again, QIWI still not having it');
+is(sql("SELECT status FROM qiwi_payin_refunds WHERE refund_id = 'd-1'"), 'sending',
+	'two looks within qiwi.wallet_transfer_unknown_after (an hour) leave it sending');
+is(puts() - $puts, 0, 'and did not send it');
 $node->psql('postgres', "SELECT qiwi_payin_refund('$d', 'd-2', 8.00, 'RUB', merchant => 'pi')",
 	stdout => \$out, stderr => \$err);
 like($err, qr/other refunds returned 3\.00; 7\.00 is left, this call asks for 8\.00\. Nothing was sent to QIWI\./,
@@ -150,7 +187,107 @@ is(sql("SELECT (qiwi_payin_refund('$d', 'd-1', 3.00, 'RUB', merchant => 'pi')).s
 	'a new call with its id, QIWI not having it, sends it');
 is(puts() - $puts, 1, 'one PUT arrived in all');
 is((stats('payin/')->{refunds}) - $refunds, 1, 'QIWI made one refund');
-is(events_of('refund', 'd-1'), '>sending:call,sending>COMPLETED:call', 'its events');
+is(events_of('refund', 'd-1'), '>sending:call,sending>sending:call,sending>COMPLETED:call',
+	'its events: its intent committed again before the new PUT');
+
+# ---------- past the grace: UNSENT ----------
+$node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.wallet_transfer_unknown_after = '3s'; SELECT pg_reload_conf()});
+
+# a refund QIWI never got: UNSENT at the second look past the grace, which frees its money
+my $e = payment('intent-e', 'auto');
+$refunds = stats('payin/')->{refunds};
+is(never_arrives($e, "qiwi_payin_refund('$e', 'e-1', 3.00, 'RUB', merchant => 'pi')"), 'sending',
+	'a refund whose requests never arrive stays sending');
+wait_for("SELECT status = 'UNSENT' FROM qiwi_payin_refunds WHERE refund_id = 'e-1'",
+	'past the grace, QIWI still not having it, the refund is UNSENT');
+like(sql("SELECT last_error FROM qiwi_payin_refunds WHERE refund_id = 'e-1'"),
+	qr/^QIWI does not have this refund \(payin\.resource\.not\.found\) at two looks 3 s or more after its intent was committed: it never got it, nothing moved/,
+	'last_error says why');
+is(events_of('refund', 'e-1'), '>sending:call,sending>UNSENT:reconciler', 'its events');
+is(sql(q{SELECT max(changed_at) - min(changed_at) >= interval '3s' FROM qiwi_payin_events
+	WHERE object = 'refund' AND object_id = 'e-1'}), 't', 'not before the grace');
+is(stats('payin/')->{refunds} - $refunds, 0, 'QIWI made no refund');
+is(sql("SELECT (qiwi_payin_refund('$e', 'e-2', 8.00, 'RUB', merchant => 'pi')).status"), 'COMPLETED',
+	'another refund may take its money: 8.00 of 10.00, where 7.00 was left while it was sending');
+$node->psql('postgres', "SELECT qiwi_payin_refund('$e', 'e-1', 3.00, 'RUB', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+like($err, qr/other refunds returned 8\.00; 2\.00 is left, this call asks for 3\.00\. Nothing was sent to QIWI\./,
+	'sent again with its id, it counts against what is left like a new refund');
+is(sql("SELECT status FROM qiwi_payin_refunds WHERE refund_id = 'e-1'") . ' ' . writes_of("payments/$e/refunds/e-1"),
+	'UNSENT 1', 'and stays UNSENT, not sent');
+
+# a capture QIWI never got: UNSENT; a new call with its id commits its intent again, then sends it once
+my $g = payment('intent-g', 'manual');
+my $captures = stats('payin/')->{captures};
+is(never_arrives($g, "qiwi_payin_capture('$g', 'g-1', merchant => 'pi')"), 'sending',
+	'a capture whose requests never arrive stays sending');
+wait_for("SELECT status = 'UNSENT' FROM qiwi_payin_captures WHERE capture_id = 'g-1'",
+	'past the grace, QIWI still not having it, the capture is UNSENT');
+is(events_of('capture', 'g-1'), '>sending:call,sending>UNSENT:reconciler', 'its events');
+is(writes_of("payments/$g/captures/g-1"), 1, 'the sandbox saw the one PUT it dropped');
+# the call's ask (GET), then its PUT, each held
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $g, hold => JSON::PP::true, times => 2 }));
+$s = { out => '', err => '' };
+$s->{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+	"SELECT status FROM qiwi_payin_capture('$g', 'g-1', merchant => 'pi')" ], '>', \$s->{out}, '2>', \$s->{err});
+wait_held(1, 'a new call with its id asks QIWI first');
+is(sql("SELECT status FROM qiwi_payin_captures WHERE capture_id = 'g-1'"), 'UNSENT', 'nothing committed yet');
+sandbox('/sandbox/release');
+wait_held(1, 'QIWI does not have it: the call sends its PUT, held');
+is(sql("SELECT status || ' ' || (checked_at IS NULL) || ' ' || check_count || ' ' || (last_error IS NULL) || ' ' || count(*) OVER ()
+	FROM qiwi_payin_captures WHERE capture_id = 'g-1'"), 'sending true 0 true 1',
+	'another session reads its intent, committed again over its row before the PUT, looked at afresh');
+is(events_of('capture', 'g-1'), '>sending:call,sending>UNSENT:reconciler,UNSENT>sending:call', 'an event says so');
+sandbox('/sandbox/release');
+$s->{h}->finish;
+like($s->{out}, qr/^COMPLETED$/m, 'the call gets QIWI\'s answer');
+is(writes_of("payments/$g/captures/g-1") . ' ' . (stats('payin/')->{captures} - $captures), '2 1',
+	'the sandbox got one more PUT: QIWI made one capture');
+is(sql("SELECT status || ' ' || amount FROM qiwi_payin_captures WHERE capture_id = 'g-1'") . ' '
+	. sql("SELECT captured_amount FROM qiwi_payin_payments WHERE payment_id = '$g'"), 'COMPLETED 10.00 10.00',
+	'recorded over its row, and the payment counts it');
+is(events_of('capture', 'g-1'), '>sending:call,sending>UNSENT:reconciler,UNSENT>sending:call,sending>COMPLETED:call',
+	'its events');
+
+# a refund QIWI never got, UNSENT, sent again by a new call with its id: once
+my $f = payment('intent-f', 'auto');
+$refunds = stats('payin/')->{refunds};
+is(never_arrives($f, "qiwi_payin_refund('$f', 'f-1', 4.00, 'RUB', merchant => 'pi')"), 'sending',
+	'another refund whose requests never arrive stays sending');
+wait_for("SELECT status = 'UNSENT' FROM qiwi_payin_refunds WHERE refund_id = 'f-1'", 'it becomes UNSENT');
+my $f_puts = writes_of("payments/$f/refunds/f-1");
+is(sql("SELECT (qiwi_payin_refund('$f', 'f-1', 4.00, 'RUB', merchant => 'pi')).status"), 'COMPLETED',
+	'a new call with its id sends it');
+is((writes_of("payments/$f/refunds/f-1") - $f_puts) . ' ' . (stats('payin/')->{refunds} - $refunds), '1 1',
+	'one more PUT: QIWI made one refund');
+is(sql("SELECT count(*) || ' ' || min(status) FROM qiwi_payin_refunds WHERE refund_id = 'f-1'") . ' '
+	. sql("SELECT refunded_amount FROM qiwi_payin_payments WHERE payment_id = '$f'"), '1 COMPLETED 4.00',
+	'recorded over its row; the payment counts it');
+is(events_of('refund', 'f-1'), '>sending:call,sending>UNSENT:reconciler,UNSENT>sending:call,sending>COMPLETED:call',
+	'its events');
+
+# a refund QIWI got, whose every look past the grace fails: never UNSENT
+my $h = payment('intent-h', 'auto');
+$puts = puts();
+$s = start_held($h, qq{BEGIN; SELECT status FROM qiwi_payin_refund('$h', 'h-1', 2.00, 'RUB', merchant => 'pi'); ROLLBACK});
+# (an answer cut short: a connection closed before any answer is tried again by libcurl)
+for my $fault ({ drop => 'mid-answer' }, { status => 503 }, { status => 200, body => '{"refundId": "h-1"}' },
+	{ status => 404, body => '<html>Not Found</html>' })
+{
+	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $h, times => 2, %$fault }));
+}
+sandbox('/sandbox/release');
+$s->{h}->finish;
+like($s->{out}, qr/^COMPLETED$/m, 'QIWI made the refund, then the call\'s transaction rolled back');
+wait_for("SELECT status = 'COMPLETED' FROM qiwi_payin_refunds WHERE refund_id = 'h-1'",
+	'the reconciler settles it from QIWI\'s answer once one arrives');
+is(sql("SELECT failures FROM qiwi_payin_refunds WHERE refund_id = 'h-1'"), '8',
+	'after eight looks that failed, two of each: an answer cut short, 503, a malformed answer, a 404 that is not QIWI\'s "not found"');
+is(sql(q{SELECT max(changed_at) - min(changed_at) >= interval '3s' FROM qiwi_payin_events
+	WHERE object = 'refund' AND object_id = 'h-1'}), 't', 'they went on past the grace');
+is(events_of('refund', 'h-1'), '>sending:call,sending>COMPLETED:reconciler', 'it was never UNSENT');
+is(puts() - $puts, 1, 'one PUT in all');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.wallet_transfer_unknown_after; SELECT pg_reload_conf()});
 
 # ---------- the sweep at the reconciler's start ----------
 # A refund QIWI made, whose answer this database lost (as a promoted
