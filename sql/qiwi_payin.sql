@@ -99,8 +99,9 @@ SELECT payment_id = :'p2' AS is_p2, held, currency, capture_deadline - authorise
   FROM qiwi_payin_holds;
 SELECT api, status, currency, items, amount, received FROM qiwi_money_by_status
  WHERE merchant = 'pay_a' ORDER BY api, status;
--- a capture whose answer is lost is asked for by its id, not sent twice
-SELECT sandbox('POST', '/sandbox/faults', format('{"api": "payin", "times": 1, "drop": "after", "payment": "%s"}', :'p2'))
+-- a capture whose answer is lost is asked for by its id, not sent twice:
+-- asked for first (GET, 404), sent (PUT, its answer lost), asked for again
+SELECT sandbox('POST', '/sandbox/faults', format('{"api": "payin", "times": 1, "drop": "after", "method": "PUT", "payment": "%s"}', :'p2'))
   IS NOT NULL AS fault_set;
 SELECT payin_requests() AS before \gset
 SELECT capture_id, amount, status, comment FROM qiwi_payin_capture(:'p2', 'c-1', 'shipped', merchant => 'pay_a');
@@ -119,11 +120,12 @@ SELECT status FROM qiwi_payin_create_invoice('inv-3', 4, capture => 'manual', me
 SELECT payin_pay('site-a', 'inv-3')->>'paymentId' AS p3 \gset
 SELECT status, captured_amount FROM qiwi_payin_payment(:'p3', merchant => 'pay_a');
 -- an empty 500 on the refund: asked for (unknown), sent again, done once
-SELECT sandbox('POST', '/sandbox/faults', format('{"api": "payin", "times": 1, "status": 500, "body": "", "payment": "%s"}', :'p3'))
+SELECT sandbox('POST', '/sandbox/faults', format('{"api": "payin", "times": 1, "status": 500, "body": "", "method": "PUT", "payment": "%s"}', :'p3'))
   IS NOT NULL AS fault_set;
 SELECT payin_requests() AS before \gset
 SELECT refund_id, amount, status, flags FROM qiwi_payin_refund(:'p3', 'rel-1', 1.5, merchant => 'pay_a');
--- the 500 (answered by the fault, not counted), the GET (404), the PUT again
+-- the GET that asks first (404), the 500 (answered by the fault, not
+-- counted), the GET (404), the PUT again
 SELECT payin_requests() - :before AS requests_counted, (sandbox('GET', '/sandbox/payin/stats')->>'refunds')::int AS refunds;
 SELECT held FROM qiwi_payin_holds WHERE payment_id = :'p3';
 SELECT try(format($$SELECT qiwi_payin_refund(%L, 'rel-2', 2.51, merchant => 'pay_a')$$, :'p3'));

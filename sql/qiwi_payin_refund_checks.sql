@@ -26,7 +26,8 @@ SELECT sandbox('POST', '/sandbox/payin/sites/site-rc/bills/rc-1/pay',
                '{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}')->>'paymentId' AS p \gset
 SELECT count(*) AS recorded FROM qiwi_payin_payments WHERE merchant = 'pay_rc' AND payment_id = :'p';
 
--- a refund of it is asked for first (GET), then sent (PUT); the
+-- a refund of it: its payment is asked for (GET), then the refund by its
+-- id (GET: QIWI has none), then it is sent (PUT); the
 -- transaction rolls back: QIWI made the refund, the tables forgot the
 -- payment, but the refund's intent, committed before the PUT, stays
 SELECT rc_methods() AS before \gset
@@ -75,3 +76,31 @@ SELECT (sandbox('GET', '/sandbox/payin/stats')->>'refunds')::int AS refunds_at_q
 SELECT rc_methods() AS before \gset
 SELECT try($$SELECT qiwi_payin_refund('no-such-payment', 'rc-r1', 1, merchant => 'pay_rc')$$);
 SELECT rc_sent(:'before') AS sent;
+
+-- A capture and a refund whose rows a failover lost (an asynchronous
+-- standby promoted before it got them), asked again under their ids: each
+-- is asked for first (GET) and recorded from QIWI's answer, never sent
+-- again (no PUT); QIWI made one of each
+SELECT status FROM qiwi_payin_create_invoice('rc-2', 5, capture => 'manual', merchant => 'pay_rc');
+SELECT sandbox('POST', '/sandbox/payin/sites/site-rc/bills/rc-2/pay',
+               '{"pan": "4256000000000003", "expiry": "12/30", "cvv": "123"}')->>'paymentId' AS p2 \gset
+SELECT rc_methods() AS before \gset
+SELECT capture_id, amount, status FROM qiwi_payin_capture(:'p2', 'rc-c1', merchant => 'pay_rc');
+SELECT refund_id, amount, status FROM qiwi_payin_refund(:'p2', 'rc-r4', 1, merchant => 'pay_rc');
+SELECT rc_sent(:'before') AS sent;
+DELETE FROM qiwi_payin_captures WHERE merchant = 'pay_rc' AND payment_id = :'p2';
+DELETE FROM qiwi_payin_refunds WHERE merchant = 'pay_rc' AND payment_id = :'p2';
+SELECT rc_methods() AS before \gset
+SELECT capture_id, amount, status FROM qiwi_payin_capture(:'p2', 'rc-c1', merchant => 'pay_rc');
+SELECT refund_id, amount, status FROM qiwi_payin_refund(:'p2', 'rc-r4', 1, merchant => 'pay_rc');
+SELECT rc_sent(:'before') AS sent;
+SELECT (SELECT count(*) FROM qiwi_payin_captures WHERE merchant = 'pay_rc' AND payment_id = :'p2') AS captures,
+       (SELECT string_agg(refund_id || ' ' || amount || ' ' || status, ', ') FROM qiwi_payin_refunds
+         WHERE merchant = 'pay_rc' AND payment_id = :'p2') AS refunds;
+-- asked again for other money: QIWI's refund of that id is for 1.00, so
+-- the call is refused, nothing sent
+DELETE FROM qiwi_payin_refunds WHERE merchant = 'pay_rc' AND payment_id = :'p2';
+SELECT rc_methods() AS before \gset
+SELECT replace(try(format($$SELECT qiwi_payin_refund(%L, 'rc-r4', 2, merchant => 'pay_rc')$$, :'p2')), :'p2', 'P2') AS try;
+SELECT rc_sent(:'before') AS sent;
+SELECT (sandbox('GET', '/sandbox/payin/stats')->>'refunds')::int AS refunds_at_qiwi;

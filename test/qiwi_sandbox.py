@@ -94,7 +94,8 @@ Payin control (no auth), under /sandbox/payin:
        GET limits: the limit and each site's count today
   POST reset           forget the Payin state (sites back to the default one;
                        the clock back to the wall clock; no daily limit)
-  POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment")
+  POST /sandbox/faults with "api": "payin" (and "site", "bill", "payment",
+       "method": the fault only for requests of that method)
 
 QIWI Wallet Pull REST API 2.1, under /api/v2/prv/{prv_id}, and its control
 under /sandbox/pull: see test/pull_sandbox.py.
@@ -330,12 +331,13 @@ class Sandbox:
             self.writes[key] += 1
 
     def take_fault(self, api, keys):
-        """The first fault left for this API whose "bill", "site", "payment", "prv" and
-        "service" (a Wallet path's first segment: "sinap", "payment-history") match."""
+        """The first fault left for this API whose "bill", "site", "payment", "prv",
+        "service" (a Wallet path's first segment: "sinap", "payment-history") and
+        "method" (Payin) match."""
         with self.lock:
             for fault in self.faults:
                 if fault["times"] > 0 and fault.get("api", "bill") == api and \
-                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment", "prv", "service") if k in fault):
+                        all(fault[k] == keys.get(k) for k in ("bill", "site", "payment", "prv", "service", "method") if k in fault):
                     fault["times"] -= 1
                     return fault
         return None
@@ -1821,7 +1823,7 @@ def make_handler(sandbox):
         def payin_api(self, method, rest, body):
             segments = [unquote(s) for s in rest.split("/")]
             site_id, segments = segments[0], segments[1:]
-            keys = {"site": site_id}
+            keys = {"site": site_id, "method": method}
             if len(segments) >= 2 and segments[0] in ("bills", "payments"):
                 keys["bill" if segments[0] == "bills" else "payment"] = segments[1]
             with sandbox.lock:

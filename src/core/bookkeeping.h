@@ -382,7 +382,7 @@ extern int	qiwi_reconcile_interval_s;
 extern int	qiwi_reconcile_max_interval_s;
 extern int	qiwi_reconcile_concurrency;
 extern int	qiwi_reconcile_batch_size;
-extern int	qiwi_unknown_after_s;
+extern int	qiwi_unsent_after_s;
 
 /*
  * A kind of thing to reconcile, registered by an API: the merchant options

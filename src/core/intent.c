@@ -21,7 +21,7 @@
  * got; a Payin capture or refund 'sending') is asked about once, by its
  * id, sending nothing, before any round can send something new; a log line
  * says how many.  One QIWI still does not have at a second look once
- * qiwi.wallet_transfer_unknown_after has passed since its intent
+ * qiwi.unsent_after has passed since its intent
  * (ledger_due_past_grace) is given up by its API as never sent (UNSENT).
  */
 #include "core/ledger_internal.h"

@@ -415,7 +415,7 @@ ledger_id_overtaken(const LedgerKind *kind, const char *merchant, const char *id
 
 /*
  * Is due item i, sent with an outcome not known, to be given up as never
- * made?  Only once qiwi.wallet_transfer_unknown_after has passed since
+ * made?  Only once qiwi.unsent_after has passed since
  * created, its intent (QIWI may record it late), and a look after that
  * (the row's checked_at, due column checked_column) found it absent too:
  * this look is the second.
@@ -425,7 +425,7 @@ ledger_due_past_grace(const LedgerDue *due, int i, TimestampTz created, int chec
 {
 	bool		never;
 	Datum		checked_at = ledger_due_value(due, i, checked_column, &never);
-	TimestampTz grace_end = created + (int64) qiwi_unknown_after_s * USECS_PER_SEC;
+	TimestampTz grace_end = created + (int64) qiwi_unsent_after_s * USECS_PER_SEC;
 
 	return !never && DatumGetTimestampTz(checked_at) >= grace_end && GetCurrentTimestamp() >= grace_end;
 }

@@ -48,7 +48,7 @@ int			qiwi_reconcile_interval_s = 10;
 int			qiwi_reconcile_max_interval_s = 3600;
 int			qiwi_reconcile_concurrency = 16;
 int			qiwi_reconcile_batch_size = 1000;
-int			qiwi_unknown_after_s = SECS_PER_HOUR;
+int			qiwi_unsent_after_s = SECS_PER_HOUR;
 int			qiwi_max_reconcilers = 2;
 static int	qiwi_max_databases = 256;
 
@@ -142,11 +142,10 @@ reconciler_init(void)
 							"Most items of each kind one reconciler round checks.",
 							NULL,
 							&qiwi_reconcile_batch_size, 1000, 1, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	/* its name is Wallet's, which had it first: Payin's captures and refunds follow it too */
-	DefineCustomIntVariable("qiwi.wallet_transfer_unknown_after",
+	DefineCustomIntVariable("qiwi.unsent_after",
 							"How long an intent whose send's outcome is unknown (a Wallet transfer, a Payin capture or refund) stays 'sending' while QIWI does not have it.",
 							"Past it, the second look that finds it absent makes it UNSENT: QIWI may record it late.",
-							&qiwi_unknown_after_s, SECS_PER_HOUR, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+							&qiwi_unsent_after_s, SECS_PER_HOUR, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	if (IsBinaryUpgrade)
 		return;

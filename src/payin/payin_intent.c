@@ -9,7 +9,7 @@
  *		call with its id asks QIWI for it before anything is sent, and the
  *		reconciler (its sweep at its start, then its rounds) asks QIWI for it
  *		by its id, never sending it.  One QIWI still does not have at a
- *		second look past the core's grace (qiwi.wallet_transfer_unknown_after,
+ *		second look past the core's grace (qiwi.unsent_after,
  *		from the intent's commit) is UNSENT: QIWI never got it, it counts no
  *		more.  A new call with its id sends a 'sending' or UNSENT one again
  *		(QIWI not having it), its intent committed again first, which starts
@@ -366,7 +366,7 @@ give_up(LedgerDue *due, int i, const char *what)
 	unsent.payment_id = ledger_due_text(due, i, 1);
 	unsent.id = ledger_due_text(due, i, 2);
 	unsent.why = psprintf("QIWI does not have this %s (payin.resource.not.found) at two looks %d s or more after its intent was committed: it never got it, nothing moved; calling qiwi_payin_%s again with its id sends it",
-						  what, qiwi_unknown_after_s, what);
+						  what, qiwi_unsent_after_s, what);
 	return ledger_write_change(due->kind, M_UNSENT, unsent_params, UNSENT_NARGS, &unsent, SPI_OK_UPDATE_RETURNING,
 							   unsent.merchant, unsent.id, "UNSENT", LEDGER_BY_RECONCILER);
 }
@@ -397,7 +397,7 @@ record_operation(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *r
 		}
 		ledger_add_check(due, i, false,
 						 psprintf("QIWI does not have this %s: it stays 'sending', UNSENT at a second such look %d s after its intent; calling qiwi_payin_%s again with its id sends it, asking first",
-								  what, qiwi_unknown_after_s, what));
+								  what, qiwi_unsent_after_s, what));
 		return give_up(due, i, what);
 	}
 	store_operation(due->answers[i], refund, LEDGER_BY_RECONCILER);

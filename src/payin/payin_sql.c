@@ -248,6 +248,22 @@ money_recorded(MoneyCall *call, bool *recorded)
 	return false;
 }
 
+/*
+ * Has QIWI made a capture or refund of no row here already?  A primary that
+ * failed over to an asynchronous standby may have sent it, its row lost
+ * with it; QIWI does not document a repeated id, so it is asked for by its
+ * id before it is sent.  True with call->result if QIWI has it (a refund
+ * QIWI has for other money than asked is refused by the answer's reading).
+ */
+static bool
+money_made_elsewhere(MoneyCall *call)
+{
+	QiwiOperation op;
+
+	money_operation(call, false, &op);
+	return qiwi_made_already(&op);
+}
+
 /* A capture or refund QIWI refused: its intent withdrawn (intent_send's refused) */
 static void
 withdraw_money(void *arg, const QiwiError *error)
@@ -462,6 +478,8 @@ qiwi_payin_capture(PG_FUNCTION_ARGS)
 	if (money_recorded(&call, &recorded))
 		PG_RETURN_DATUM(money_row(fcinfo, &call, true));
 	payin_store_lock_payment(call.merchant->name, call.payment_id);
+	if (!recorded && money_made_elsewhere(&call))
+		PG_RETURN_DATUM(money_row(fcinfo, &call, true));
 	PG_RETURN_DATUM(money_row(fcinfo, &call, money_send(&call, recorded)));
 }
 
@@ -526,7 +544,6 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 {
 	MoneyCall	call;
 	PayinHeadroom headroom;
-	QiwiOperation op;
 	bool		recorded;
 
 	money_call_ids(fcinfo, "refund_id", &call);
@@ -543,15 +560,12 @@ qiwi_payin_refund(PG_FUNCTION_ARGS)
 							   headroom.currency, call.id, call.amount, call.currency);
 	if (!qiwi_money_within(call.amount, call.currency, headroom.left_here, headroom.currency))
 		refuse_refund(&call, &headroom, "Nothing was sent to QIWI.");
-	if (!qiwi_money_within(call.amount, call.currency, headroom.left, headroom.currency))
-	{
-		money_operation(&call, false, &op);
-		if (recorded || !qiwi_made_already(&op))
-			refuse_refund(&call, &headroom,
-						  psprintf("QIWI counted the refunds in its answer for the payment, and has no refund \"%s\" of it; none was sent.",
-								   call.id));
+	if (!recorded && money_made_elsewhere(&call))
 		PG_RETURN_DATUM(money_row(fcinfo, &call, true));
-	}
+	if (!qiwi_money_within(call.amount, call.currency, headroom.left, headroom.currency))
+		refuse_refund(&call, &headroom,
+					  psprintf("QIWI counted the refunds in its answer for the payment, and has no refund \"%s\" of it; none was sent.",
+							   call.id));
 	PG_RETURN_DATUM(money_row(fcinfo, &call, money_send(&call, recorded)));
 }
 

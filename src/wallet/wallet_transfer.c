@@ -403,7 +403,7 @@ record_transfer(LedgerDue *due, int i, QiwiOperation *op, const HttpResponse *re
 		/* a queued one the sweep found absent is sent by the next round */
 		ledger_add_check(due, i, false, NULL);
 		return t->unsent_if_absent && strcmp(due->statuses[i], "sending") == 0 &&
-			store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message, qiwi_unknown_after_s),
+			store_advance(t, "UNSENT", psprintf("%s, %d s after it was recorded", error.message, qiwi_unsent_after_s),
 						  LEDGER_BY_RECONCILER);
 	}
 	if (!t->asking && error.error_code != NULL && strcmp(error.error_code, "QWPRC-300") == 0)

@@ -8,7 +8,7 @@
 # recording it, it finds the transfer in the history and sends nothing
 # again; a 'sending' transfer the history lists late stays 'sending' until
 # it is listed, one QIWI never got is UNSENT only past
-# qiwi.wallet_transfer_unknown_after; queued transfers go in client-id
+# qiwi.unsent_after; queued transfers go in client-id
 # order, and one QIWI refuses as not increasing is REFUSED.  A call's intent
 # is committed before its POST (read from a second session while the POST is
 # held); its caller rolled back, the worker settles it from the history; the
@@ -150,7 +150,7 @@ sql(q{SELECT qiwi_wallet_transfer_after_commit('79220000002', 6.00, 'late', merc
 wait_for(q{SELECT status = 'sending' AND check_count >= 2 FROM qiwi_wallet_transfers WHERE comment = 'late'},
 	'a transfer the history does not list yet is looked for again and again');
 is(sql(q{SELECT status FROM qiwi_wallet_transfers WHERE comment = 'late'}), 'sending',
-	'and stays sending within qiwi.wallet_transfer_unknown_after (an hour)');
+	'and stays sending within qiwi.unsent_after (an hour)');
 sandbox('/sandbox/wallet/clock', '{"seconds": 3601}');
 wait_for(q{SELECT status = 'SUCCESS' FROM qiwi_wallet_transfers WHERE comment = 'late'},
 	'once QIWI lists it, it is SUCCESS, never UNSENT');
@@ -158,7 +158,7 @@ is(events_of('late'), '->queued:call,queued>sending:reconciler,sending>SUCCESS:r
 sandbox('/sandbox/wallet/limits', '{"listSeconds": 0}');
 
 # ---------- never got by QIWI: UNSENT past the grace ----------
-$node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.wallet_transfer_unknown_after = '3s'; SELECT pg_reload_conf()});
+$node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.unsent_after = '3s'; SELECT pg_reload_conf()});
 $sent = transfers_sent();
 $balance = balance_a();
 sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "drop": "before", "times": 1}');
@@ -170,7 +170,7 @@ is(sql(q{SELECT check_count >= 1 AND status_changed_at >= created_at + interval 
 	FROM qiwi_wallet_transfers WHERE comment = 'never'}), 't',
 	'only past the grace, after a look that found it absent, with the reason');
 is(transfers_sent() . ' ' . balance_a(), "$sent $balance", 'nothing was sent again, nothing moved');
-$node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.wallet_transfer_unknown_after; SELECT pg_reload_conf()});
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.unsent_after; SELECT pg_reload_conf()});
 
 # ---------- queued transfers in client-id order; one overtaken is REFUSED ----------
 sql(q{BEGIN;

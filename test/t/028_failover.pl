@@ -187,10 +187,11 @@ sub call_in_flight
 sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "hold": true}');
 call_in_flight(q{SELECT qiwi_wallet_transfer('79280000009', 20.00, 'fo-sync', merchant => 'wb')}, 5,
 	'a synchronous Wallet transfer is in flight');
-sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment{'fo-held'}", "hold": true}});
+# (their PUTs held: each call asks QIWI for its id by a GET first)
+sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment{'fo-held'}", "method": "PUT", "hold": true}});
 call_in_flight(qq{SELECT qiwi_payin_capture('$payment{'fo-held'}', 'fo-cap-1', merchant => 'pa')}, 6,
 	'a Payin capture is in flight');
-sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment{'fo-paid'}", "hold": true}});
+sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment{'fo-paid'}", "method": "PUT", "hold": true}});
 call_in_flight(qq{SELECT qiwi_payin_refund('$payment{'fo-paid'}', 'fo-ref-1', 4.00, merchant => 'pa')}, 7,
 	'a Payin refund is in flight');
 sandbox('/sandbox/faults', '{"api": "pull", "prv": "4828", "bill": "fo-pb", "hold": true}');

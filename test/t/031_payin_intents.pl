@@ -6,7 +6,7 @@
 # A refund whose answer is lost stays 'sending'; calling it again with its id
 # asks QIWI (GET) and sends no second PUT.  A refund QIWI never got stays
 # 'sending' after the reconciler's looks within the grace
-# (qiwi.wallet_transfer_unknown_after: QIWI does not have it), counts
+# (qiwi.unsent_after: QIWI does not have it), counts
 # against the payment's headroom, and a new call with its id sends it then,
 # its intent committed again.  Past the grace (set to 3 s), the second look
 # that finds a refund or capture QIWI never got makes it UNSENT: it counts
@@ -62,11 +62,24 @@ sub wait_held
 	is(stats('')->{held}, $n, $what);
 }
 
-# A call whose requests never arrive (dropped before QIWI reads them): it returns the row sending
+# The next ask about payment $p (a GET) is answered as QIWI answers for a
+# capture or refund it does not have (a call asks so before its PUT)
+sub ask_not_found
+{
+	my ($p) = @_;
+	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $p, method => 'GET', times => 1, status => 404,
+		body => encode_json({ serviceName => 'payin-core', errorCode => 'payin.resource.not.found',
+			description => 'Resource not found', userMessage => 'Resource not found',
+			dateTime => '2026-12-06T10:00:00+03:00', traceId => 'ask-first' }) }));
+}
+
+# A call whose requests after its first ask never arrive (dropped before
+# QIWI reads them): it returns the row sending
 sub never_arrives
 {
 	my ($p, $call) = @_;
 	my ($out, $err) = ('', '');
+	ask_not_found($p);
 	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $p, drop => 'before', times => 50 }));
 	$node->psql('postgres', "SELECT status FROM $call", stdout => \$out, stderr => \$err);
 	HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
@@ -102,11 +115,11 @@ sub events_of
 }
 
 # Run statements in a psql of its own, its PUT held at the sandbox (a fault
-# for payment $p); the session, once the PUT is held
+# for payment $p's PUTs); the session, once the PUT is held
 sub start_held
 {
 	my ($p, $statements) = @_;
-	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $p, hold => JSON::PP::true, times => 1 }));
+	sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $p, method => 'PUT', hold => JSON::PP::true, times => 1 }));
 	my %s = (out => '', err => '');
 	$s{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c', $statements ],
 		'>', \$s{out}, '2>', \$s{err});
@@ -149,7 +162,10 @@ is(sql("SELECT captured_amount FROM qiwi_payin_payments WHERE payment_id = '$b'"
 # ---------- a lost answer: the repeated call asks, sends no second PUT ----------
 my $c = payment('intent-c', 'auto');
 $puts = puts();
-# every request about the payment takes effect and loses its answer: the PUT and the call's asks
+# the call's ask first (a GET) is answered as QIWI does for a refund it
+# does not have; then every request about the payment takes effect and
+# loses its answer: the PUT and the call's asks after it
+ask_not_found($c);
 sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $c, drop => 'after', times => 50 }));
 my ($out, $err) = ('', '');
 $node->psql('postgres', "SELECT status FROM qiwi_payin_refund('$c', 'c-1', 4.00, 'RUB', merchant => 'pi')",
@@ -167,6 +183,7 @@ is(sql("SELECT status || ' ' || amount FROM qiwi_payin_refunds WHERE refund_id =
 my $d = payment('intent-d', 'auto');
 $puts = puts();
 $refunds = stats('payin/')->{refunds};
+ask_not_found($d);
 sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $d, drop => 'before', times => 50 }));
 $node->psql('postgres', "SELECT status FROM qiwi_payin_refund('$d', 'd-1', 3.00, 'RUB', merchant => 'pi')",
 	stdout => \$out, stderr => \$err);
@@ -177,7 +194,7 @@ wait_for("SELECT last_error LIKE 'QIWI does not have this refund%' FROM qiwi_pay
 wait_for("SELECT check_count >= 2 FROM qiwi_payin_refunds WHERE refund_id = 'd-1'",
 	'the reconciler looked again, QIWI still not having it');
 is(sql("SELECT status FROM qiwi_payin_refunds WHERE refund_id = 'd-1'"), 'sending',
-	'two looks within qiwi.wallet_transfer_unknown_after (an hour) leave it sending');
+	'two looks within qiwi.unsent_after (an hour) leave it sending');
 is(puts() - $puts, 0, 'and did not send it');
 $node->psql('postgres', "SELECT qiwi_payin_refund('$d', 'd-2', 8.00, 'RUB', merchant => 'pi')",
 	stdout => \$out, stderr => \$err);
@@ -191,7 +208,7 @@ is(events_of('refund', 'd-1'), '>sending:call,sending>sending:call,sending>COMPL
 	'its events: its intent committed again before the new PUT');
 
 # ---------- past the grace: UNSENT ----------
-$node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.wallet_transfer_unknown_after = '3s'; SELECT pg_reload_conf()});
+$node->safe_psql('postgres', q{ALTER SYSTEM SET qiwi.unsent_after = '3s'; SELECT pg_reload_conf()});
 
 # a refund QIWI never got: UNSENT at the second look past the grace, which frees its money
 my $e = payment('intent-e', 'auto');
@@ -287,7 +304,7 @@ is(sql(q{SELECT max(changed_at) - min(changed_at) >= interval '3s' FROM qiwi_pay
 	WHERE object = 'refund' AND object_id = 'h-1'}), 't', 'they went on past the grace');
 is(events_of('refund', 'h-1'), '>sending:call,sending>COMPLETED:reconciler', 'it was never UNSENT');
 is(puts() - $puts, 1, 'one PUT in all');
-$node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.wallet_transfer_unknown_after; SELECT pg_reload_conf()});
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.unsent_after; SELECT pg_reload_conf()});
 
 # ---------- the sweep at the reconciler's start ----------
 # A refund QIWI made, whose answer this database lost (as a promoted
