@@ -13,6 +13,7 @@ use warnings;
 
 use HTTP::Tiny;
 use IPC::Run;
+use IPC::SysV qw(IPC_RMID);
 use JSON::PP;
 use POSIX ();
 use QiwiTest;
@@ -339,6 +340,13 @@ my ($postmaster) = split /\n/, slurp_file($node1->data_dir . '/postmaster.pid');
 kill 'KILL', -$keeper{node1};
 ok(poll_until(sub { keeper_gone('node1') && !grep { running($_) } $postmaster, @node1_pids }),
 	'node1 crashed: its keeper and every Postgres process are gone');
+# the keeper's log semaphore (SysV) outlives it: its pid file names it (the
+# fifth line), and pg_autoctl 2.0 removes a stale pid file before it reads
+# the semaphore from it
+my $pidfile = "$ENV{XDG_RUNTIME_DIR}/pg_autoctl" . $node1->data_dir . '/pg_autoctl.pid';
+my $semid = (split /\n/, slurp_file($pidfile))[4];
+ok($semid =~ /^\d+$/ && semctl($semid, 0, IPC_RMID, 0), 'the crashed keeper\'s semaphore is removed')
+  or diag("$pidfile: " . slurp_file($pidfile));
 $_->kill_kill foreach @calls;
 
 # QIWI carries out what it got, though nobody hears the answers
