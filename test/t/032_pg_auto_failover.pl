@@ -263,9 +263,8 @@ qiwi.wallet_sync_interval = '1h'
 qiwi.timeout = '10min'
 qiwi.call_deadline = '10min'
 });
-my @node1_args = ('--pgdata', $node1->data_dir, '--pgport', $node1->port, '--name', 'node1',
-	'--monitor', $monitor_uri, @autoctl_common);
-start_keeper('node1', 'create', 'postgres', @node1_args, '--run');
+start_keeper('node1', 'create', 'postgres', '--pgdata', $node1->data_dir, '--pgport', $node1->port,
+	'--name', 'node1', '--monitor', $monitor_uri, @autoctl_common, '--run');
 wait_states('node1:single/single', 'node1 is registered, alone');
 
 # node2: pg_autoctl clones it from node1 with pg_basebackup
@@ -286,8 +285,10 @@ qiwi.wallet_sync_interval = '1s'
 };
 $node2->append_conf('postgresql.conf', $fast_rounds);
 $node2->safe_psql('postgres', 'SELECT pg_reload_conf()');
-is($node2->safe_psql('postgres', q{SELECT pg_is_in_recovery() || ':' || current_setting('qiwi.database')}),
-	'true:postgres', 'node2 is a hot standby with qiwi_kassa loaded');
+# (pg_autoctl's postgresql-auto-failover.conf, included at the top of
+# postgresql.conf, preloads pg_stat_statements: the line below it wins)
+is($node2->safe_psql('postgres', q{SELECT pg_is_in_recovery() || ':' || current_setting('shared_preload_libraries')}),
+	'true:qiwi_kassa', 'node2 is a hot standby with qiwi_kassa preloaded');
 
 # the extension, created on the primary, and what the calls need
 $node1->safe_psql('postgres', qq{
