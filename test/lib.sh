@@ -55,6 +55,10 @@ build_and_install() {
 			cp -a "/usr/share/postgresql/$PG_MAJOR" "$QIWI_PGROOT/usr/share/postgresql/"
 			chmod 755 "$QIWI_PGROOT"
 		fi
+		# and what packages added to PostgreSQL since (pg_auto_failover's
+		# monitor extension); nothing already there is replaced
+		cp -an "/usr/lib/postgresql/$PG_MAJOR/." "$QIWI_PGROOT/usr/lib/postgresql/$PG_MAJOR/"
+		cp -an "/usr/share/postgresql/$PG_MAJOR/." "$QIWI_PGROOT/usr/share/postgresql/$PG_MAJOR/"
 		# PostgreSQL finds its libraries and extensions relative to its binaries
 		PG_BIN=$QIWI_PGROOT/usr/lib/postgresql/$PG_MAJOR/bin
 		destdir=$QIWI_PGROOT

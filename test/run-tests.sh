@@ -16,6 +16,8 @@
 # QIWI_PGROOT=DIR tests in a private copy of PostgreSQL (test/lib.sh).
 source "$(dirname "$0")/lib.sh"
 
+# tap/032 runs the nodes under pg_auto_failover
+QIWI_PACKAGES+=(postgresql-$PG_MAJOR-auto-failover pg-auto-failover-cli)
 install_packages
 build_and_install
 build_and_install_test_module
