@@ -329,7 +329,7 @@ sub call_in_flight
 sandbox('/sandbox/faults', '{"api": "wallet", "service": "sinap", "hold": true}');
 call_in_flight(q{SELECT qiwi_wallet_transfer('79280000019', 20.00, 'af-sync', merchant => 'wa')}, 1,
 	'a Wallet transfer is in flight');
-sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment", "hold": true}});
+sandbox('/sandbox/faults', qq{{"api": "payin", "payment": "$payment", "method": "PUT", "hold": true}});
 call_in_flight(qq{SELECT qiwi_payin_capture('$payment', 'af-cap-1', merchant => 'pa')}, 2,
 	'a Payin capture is in flight');
 
