@@ -7,12 +7,16 @@ use warnings;
 
 use Exporter 'import';
 use HTTP::Tiny;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
 
 our @EXPORT = qw($sandbox_url $sandbox_secret sandbox sandbox_requests payin_requests pull_requests qiwi_node query_value
 				 wait_true server_now wait_round_after wait_in_sql);
+# asked for by name: several tests have their own of these
+our @EXPORT_OK = qw(sandbox_get writes held poll_until wait_held);
 
 our $sandbox_url = $ENV{QIWI_SANDBOX_URL} or die "QIWI_SANDBOX_URL is not set";
 our $sandbox_secret = $ENV{QIWI_SANDBOX_SECRET} or die "QIWI_SANDBOX_SECRET is not set";
@@ -32,6 +36,44 @@ sub sandbox_requests
 {
 	my $stats = $http->get("$sandbox_url/sandbox/stats")->{content};
 	return $stats =~ /"requests":(\d+)/ ? $1 : die "no stats from the sandbox";
+}
+
+# A GET of the sandbox (control, or an API with its key), decoded; undef if it failed
+sub sandbox_get
+{
+	my ($path, $key) = @_;
+	my $r = $http->get("$sandbox_url$path",
+		{ headers => { Accept => 'application/json', $key ? (Authorization => "Bearer $key") : () } });
+	return $r->{success} ? decode_json($r->{content}) : undef;
+}
+
+# How many times QIWI got a request that may change something, by the key
+# of /sandbox/writes: "PUT /partner/bill/v1/bills/x", "POST /sinap/... id=N"
+sub writes { return sandbox_get('/sandbox/writes')->{ $_[0] } // 0; }
+
+# Requests a "hold" fault keeps at the sandbox
+sub held { return sandbox_get('/sandbox/stats')->{held}; }
+
+# Poll a Perl condition every 0.1 s until it holds or the tests' timeout
+# passes; whether it held
+sub poll_until
+{
+	my ($cond) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	until ($cond->())
+	{
+		return 0 if time > $deadline;
+		Time::HiRes::sleep(0.1);
+	}
+	return 1;
+}
+
+# A test that the sandbox comes to hold n requests
+sub wait_held
+{
+	my ($n, $what) = @_;
+	poll_until(sub { held() >= $n });
+	is(held(), $n, $what);
 }
 
 # Payin API requests the sandbox has served so far

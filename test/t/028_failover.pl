@@ -15,17 +15,12 @@
 use strict;
 use warnings;
 
-use HTTP::Tiny;
 use IPC::Run;
 use JSON::PP;
-use QiwiTest;
+use QiwiTest qw(:DEFAULT sandbox_get writes held poll_until wait_held);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(sleep);
-
-my $http = HTTP::Tiny->new;
-my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
 sandbox('/sandbox/reset');
 sandbox('/sandbox/wallet/wallets', '{"number": "79280000001", "token": "fo-token-1", "balance": "1000.00"}');
@@ -34,48 +29,13 @@ sandbox('/sandbox/wallet/wallets', '{"number": "79280000009", "token": "fo-token
 sandbox('/sandbox/payin/sites', '{"siteId": "fo-site", "apiKey": "fo-payin-key", "notificationKey": "fo-n"}');
 sandbox('/sandbox/pull/projects', '{"prv_id": "4828", "api_id": "8828", "api_password": "fo-pull-pass"}');
 
-# A GET of the sandbox (control, or an API with its key), decoded
-sub sandbox_get
-{
-	my ($path, $key) = @_;
-	my $r = $http->get("$sandbox_url$path",
-		{ headers => { Accept => 'application/json', $key ? (Authorization => "Bearer $key") : () } });
-	return $r->{success} ? decode_json($r->{content}) : undef;
-}
-
-# How many times QIWI got a request that may change something, by the key
-# of /sandbox/writes: "PUT /partner/bill/v1/bills/x", "POST /sinap/... id=N"
-sub writes { return sandbox_get('/sandbox/writes')->{ $_[0] } // 0; }
+# How many times QIWI got a request that may change something (writes, QiwiTest)
 sub bill_puts { return writes("PUT /partner/bill/v1/bills/$_[0]"); }
 sub transfer_posts { return writes("POST /sinap/api/v2/terms/99/payments id=$_[0]"); }
 sub payin_puts { return writes("PUT /partner/payin/v1/sites/fo-site/payments/$_[0]"); }
 
-# Requests a "hold" fault keeps at the sandbox
-sub held { return sandbox_get('/sandbox/stats')->{held}; }
-
-# Wait until the sandbox holds n requests (at most $timeout)
-sub wait_held
-{
-	my ($n, $what) = @_;
-	poll_until(sub { held() >= $n });
-	is(held(), $n, $what);
-}
-
 # A wallet's balance at the sandbox
 sub balance { return sandbox_get("/sandbox/wallet/wallets/$_[0]")->{balance}; }
-
-# Poll a Perl condition until it holds or $timeout passes; whether it held
-sub poll_until
-{
-	my ($cond) = @_;
-	my $deadline = time + $timeout;
-	until ($cond->())
-	{
-		return 0 if time > $deadline;
-		sleep 0.1;
-	}
-	return 1;
-}
 
 # A test that a Perl condition comes to hold
 sub wait_until

@@ -11,18 +11,15 @@
 use strict;
 use warnings;
 
-use HTTP::Tiny;
 use IPC::Run;
 use IPC::SysV qw(IPC_RMID);
 use JSON::PP;
 use POSIX ();
-use QiwiTest;
+use QiwiTest qw(:DEFAULT sandbox_get writes held poll_until wait_held);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(sleep);
 
-my $http = HTTP::Tiny->new;
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 my $base = PostgreSQL::Test::Utils::tempdir;
 
@@ -42,42 +39,10 @@ sandbox('/sandbox/wallet/wallets', '{"number": "79280000011", "token": "af-token
 sandbox('/sandbox/wallet/wallets', '{"number": "79280000019", "token": "af-token-9"}');
 sandbox('/sandbox/payin/sites', '{"siteId": "af-site", "apiKey": "af-payin-key", "notificationKey": "af-n"}');
 
-# A GET of the sandbox (control, or an API with its key), decoded
-sub sandbox_get
-{
-	my ($path, $key) = @_;
-	my $r = $http->get("$sandbox_url$path",
-		{ headers => { Accept => 'application/json', $key ? (Authorization => "Bearer $key") : () } });
-	return $r->{success} ? decode_json($r->{content}) : undef;
-}
-
-# How many times QIWI got a request that may change something (/sandbox/writes)
-sub writes { return sandbox_get('/sandbox/writes')->{ $_[0] } // 0; }
+# How many times QIWI got a request that may change something (writes, QiwiTest)
 sub bill_puts { return writes("PUT /partner/bill/v1/bills/$_[0]"); }
 sub transfer_posts { return writes("POST /sinap/api/v2/terms/99/payments id=$_[0]"); }
 sub payin_puts { return writes("PUT /partner/payin/v1/sites/af-site/payments/$_[0]"); }
-sub held { return sandbox_get('/sandbox/stats')->{held}; }
-
-# Poll a Perl condition until it holds or $timeout passes; whether it held
-sub poll_until
-{
-	my ($cond) = @_;
-	my $deadline = time + $timeout;
-	until ($cond->())
-	{
-		return 0 if time > $deadline;
-		sleep 0.1;
-	}
-	return 1;
-}
-
-# Wait until the sandbox holds n requests
-sub wait_held
-{
-	my ($n, $what) = @_;
-	poll_until(sub { held() >= $n });
-	is(held(), $n, $what);
-}
 
 # Wait until a standby has replayed what its primary has written (the
 # standbys' application names are pg_auto_failover's)
