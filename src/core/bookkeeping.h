@@ -371,6 +371,8 @@ extern void ledger_fill(const LedgerParam *params, int n, const void *answer, Da
 extern bool intent_commit(const LedgerKind *kind, int plan, const LedgerParam *params, int n,
 						  const void *answer, int expected, const char *merchant, const char *id,
 						  const char *status, const char *source, const char *what);
+extern bool intent_find(const LedgerKind *kind, const char *merchant, const char *id, char **status,
+						Numeric *amount, char **currency);
 extern bool intent_send(const LedgerKind *kind, const char *merchant, const char *id,
 						const char *intent_status, QiwiOperation *op, const char *const (*hints)[2],
 						int nhints, const char *kept,

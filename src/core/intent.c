@@ -13,7 +13,10 @@
  *		records the answer in its own transaction; if that rolls back, the
  *		committed intent stays for the reconciler, which asks QIWI and never
  *		sends it again.  With no free worker slot the call is refused before
- *		anything is recorded or sent.
+ *		anything is recorded or sent.  A call whose item may be the intent
+ *		of another call (a Payin capture or refund repeated with its id)
+ *		first becomes the item's one sender, to its transaction's end, before
+ *		it looks at the row or commits an intent of its own (intent_find).
  *
  * After a start (a crash, a promotion), the reconciler sweeps first: every
  * item of a kind with unknown_outcome rows (a transfer 'sending', or
@@ -26,6 +29,7 @@
 #include "core/reconciler_internal.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -35,6 +39,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -43,6 +48,7 @@
 #include "utils/snapmgr.h"
 
 PGDLLEXPORT void qiwi_intent_main(Datum main_arg);
+static void rethrow_rolled_back(MemoryContext caller, ResourceOwner owner) pg_attribute_noreturn();
 
 #define INTENT_TEXT_LEN 1024
 
@@ -329,9 +335,68 @@ qiwi_intent_main(Datum main_arg)
 	proc_exit(0);
 }
 
+/* In a PG_CATCH of a subtransaction begun in caller with owner: roll it back, raise its error */
+static void
+rethrow_rolled_back(MemoryContext caller, ResourceOwner owner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(caller);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+	ReThrowError(edata);
+}
+
+/*
+ * Before a SQL call decides whether to send item id (whose intent another
+ * call may have committed, about to send it): make the call the item's one
+ * sender to the end of its transaction (a second call with its id waits
+ * here until the first commits or rolls back, then finds what it did), and
+ * read the item's row without keeping its lock, which a worker withdrawing
+ * the intent of a send QIWI refused (intent_send's refused) would wait for.
+ * False if it is unknown, else its status, amount and currency.
+ */
+bool
+intent_find(const LedgerKind *kind, const char *merchant, const char *id, char **status, Numeric *amount,
+			char **currency)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		key[2] = {CStringGetTextDatum(kind->table->name), CStringGetTextDatum(psprintf("%s/%s", merchant, id))};
+	OwnerContext ctx;
+	volatile bool known = false;
+
+	ledger_begin_kind(&ctx, kind);
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), pg_catalog.hashtext($2))",
+							  2, types, key, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not take the sender's lock of %s \"%s\"", kind->table->name, id);
+	ledger_end(&ctx);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		known = ledger_lock_item(kind, merchant, id, status, amount, currency);
+	}
+	PG_CATCH();
+	{
+		rethrow_rolled_back(caller, owner);
+	}
+	PG_END_TRY();
+	/* the row's lock goes with the subtransaction; what was read is in caller */
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+	return known;
+}
+
 /*
  * Send op, the operation of an item whose intent the caller committed
- * (intent_commit) in status intent_status, from a SQL call: the item's row
+ * (intent_commit), or found committed (intent_find), in status
+ * intent_status, from a SQL call in READ COMMITTED: the item's row
  * locked first, in a subtransaction, so that the reconciler leaves it to
  * the call.  True if QIWI answered (the caller records the answer in its
  * own transaction, which keeps the lock to its end: a reconciler's check
@@ -354,6 +419,8 @@ intent_send(const LedgerKind *kind, const char *merchant, const char *id, const 
 	Numeric		amount;
 	char	   *currency;
 
+	/* a repeat of an intent committed before too: QIWI's refusal would be withdrawn apart */
+	require_fresh_snapshots(op->context);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
@@ -368,15 +435,7 @@ intent_send(const LedgerKind *kind, const char *merchant, const char *id, const 
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-		ReThrowError(edata);
+		rethrow_rolled_back(caller, owner);
 	}
 	PG_END_TRY();
 	if (answered || error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)

@@ -210,11 +210,11 @@ money_intent(const MoneyCall *call)
 
 /*
  * A capture or refund recorded here under its id already (an intent whose
- * outcome is not known, or one QIWI answered): its row locked (a call
- * sending it is waited for), then asked for by its id, never sent
- * blindly.  True if QIWI has it (call->result); false if nothing is
- * recorded (*recorded false), or only an intent QIWI does not have (the
- * caller may send it).  A record QIWI does not have, or a refund id of
+ * outcome is not known, or one QIWI answered): read once this call is its
+ * one sender (a call sending it is waited for: intent_find), then asked
+ * for by its id, never sent blindly.  True if QIWI has it (call->result);
+ * false if nothing is recorded (*recorded false), or only an intent QIWI
+ * does not have (the caller may send it).  A record QIWI does not have, or a refund id of
  * other money, is refused.
  */
 static bool
@@ -225,8 +225,8 @@ money_recorded(MoneyCall *call, bool *recorded)
 	char	   *currency;
 	QiwiOperation op;
 
-	*recorded = ledger_lock_item(call->is_refund ? &payin_refund_kind : &payin_capture_kind, call->merchant->name,
-								 payin_operation_key(call->payment_id, call->id), &status, &amount, &currency);
+	*recorded = intent_find(call->is_refund ? &payin_refund_kind : &payin_capture_kind, call->merchant->name,
+							payin_operation_key(call->payment_id, call->id), &status, &amount, &currency);
 	if (!*recorded)
 		return false;
 	if (call->is_refund && !qiwi_same_money(amount, currency, call->amount, call->currency))
@@ -510,12 +510,13 @@ refuse_refund(const MoneyCall *call, const PayinHeadroom *headroom, const char *
  * qiwi_payin_refund(payment_id, refund_id, amount, currency, merchant):
  * return captured money, or release held money (a reversal).  A refund
  * recorded under this id already (an intent whose outcome is not known
- * too) is asked for by its id first, its row locked before its payment's.
- * Another currency than the payment's is refused before anything is sent,
- * and so is more than is left as the tables count it (refunds 'sending'
- * counted as made).  More than is left as QIWI counted it for the payment
- * is refused too, unless QIWI made this very refund already (its answer
- * lost): that one is asked for by its id and recorded, not sent again.
+ * too) is asked for by its id first, its sender's lock taken before its
+ * payment's.  Another currency than the payment's is refused before
+ * anything is sent, and so is more than is left as the tables count it
+ * (refunds 'sending' counted as made).  More than is left as QIWI counted
+ * it for the payment is refused too, unless QIWI made this very refund
+ * already (its answer lost): that one is asked for by its id and recorded,
+ * not sent again.
  * Its intent is committed before it is sent, QIWI's answer recorded in the
  * caller's transaction.
  */

@@ -7,8 +7,11 @@
 # asks QIWI (GET) and sends no second PUT.  A refund QIWI never got stays
 # 'sending' after the reconciler's look (QIWI does not have it), counts
 # against the payment's headroom, and a new call with its id sends it then.
-# The reconciler's sweep at its start settles a 'sending' refund QIWI has,
-# sending nothing.
+# A repeat with its id that QIWI refuses withdraws the intent (in REPEATABLE
+# READ, which could not see that, it is refused before sending); a repeat
+# while the first call is between its intent and its PUT waits for it and
+# sends nothing.  The reconciler's sweep at its start settles a 'sending'
+# refund QIWI has, sending nothing.
 use strict;
 use warnings;
 
@@ -151,6 +154,85 @@ is(sql("SELECT (qiwi_payin_refund('$d', 'd-1', 3.00, 'RUB', merchant => 'pi')).s
 is(puts() - $puts, 1, 'one PUT arrived in all');
 is((stats('payin/')->{refunds}) - $refunds, 1, 'QIWI made one refund');
 is(events_of('refund', 'd-1'), '>sending:call,sending>COMPLETED:call', 'its events');
+
+# ---------- a repeat QIWI refuses: its intent is withdrawn ----------
+# A capture QIWI never got stays 'sending'; the payment is captured under
+# another id meanwhile; the repeat with the first id asks QIWI (which does
+# not have it) and sends it: QIWI refuses, and the intent is withdrawn
+# (its worker does not wait for a lock the repeat holds on the row).
+my $f = payment('intent-f', 'manual');
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $f, drop => 'before', times => 50 }));
+$node->psql('postgres', "SELECT status FROM qiwi_payin_capture('$f', 'f-1', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+is($out, 'sending', 'a capture whose requests never arrive stays sending');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+is(sql("SELECT (qiwi_payin_capture('$f', 'f-2', merchant => 'pi')).status"), 'COMPLETED',
+	'the payment is captured under another id');
+$node->psql('postgres', "SET qiwi.timeout = 5000; SELECT qiwi_payin_capture('$f', 'f-1', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+like($err, qr/ERROR:  could not capture .*Successful capture already done for this payment/,
+	'the repeat fails with QIWI\'s refusal');
+is(sql("SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'f-1'"), '0', 'and its intent is withdrawn');
+is(events_of('capture', 'f-1'), '>sending:call,sending>REFUSED:call', 'its events');
+# a repeat in REPEATABLE READ, whose snapshot could not see a withdrawal
+# committed apart, is refused before anything is sent
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $f, drop => 'before', times => 50 }));
+$node->psql('postgres', "SELECT status FROM qiwi_payin_capture('$f', 'f-3', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+is($out, 'sending', 'another capture whose requests never arrive stays sending');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+# (due in no round: no check of the reconciler's writes its row meanwhile)
+sql(q{UPDATE qiwi_payin_captures SET next_check_at = 'infinity' WHERE capture_id = 'f-3'});
+$puts = puts();
+$node->psql('postgres', "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT qiwi_payin_capture('$f', 'f-3', merchant => 'pi'); COMMIT",
+	stdout => \$out, stderr => \$err);
+like($err, qr/cannot capture "f-3" of Payin payment "[^"]+" in a REPEATABLE READ or SERIALIZABLE transaction/,
+	'its repeat in REPEATABLE READ is refused');
+is(puts() - $puts, 0, 'before anything is sent');
+is(sql("SELECT status FROM qiwi_payin_captures WHERE capture_id = 'f-3'"), 'sending', 'its intent stays');
+sql(q{DELETE FROM qiwi_payin_captures WHERE capture_id = 'f-3'});
+
+# ---------- a repeat while the first call is between its intent and its PUT ----------
+# The first call's intent is committed (its worker waited for another
+# session's row meanwhile) and the call is stopped before it locks the row
+# to send it; a
+# repeat with its id, rolled back, sends no PUT of its own: it waits for
+# the first call to end, then finds its capture.  The payment is not
+# recorded here, so no lock of its row orders the two calls.
+my $g = payment('intent-g', 'manual');
+wait_for(q{SELECT status <> 'CREATED' FROM qiwi_payin_invoices WHERE bill_id = 'intent-g'},
+	'the reconciler settled the invoice (it records its payment no more)');
+sql("DELETE FROM qiwi_payin_payments WHERE payment_id = '$g'");
+$puts = puts();
+my $holder = $node->background_psql('postgres');
+# a row of its id inserted and not committed: the intent's INSERT waits for it
+$holder->query_safe(qq{BEGIN; INSERT INTO qiwi_payin_captures (merchant, payment_id, capture_id, status)
+	VALUES ('pi', '$g', 'g-1', 'sending')});
+my %first = (out => '', err => '');
+$first{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+		"SELECT status FROM qiwi_payin_capture('$g', 'g-1', merchant => 'pi')" ], '>', \$first{out}, '2>', \$first{err});
+wait_for(q{SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa intent' AND wait_event_type = 'Lock')},
+	'the first call\'s intent worker waits for that row');
+my $first_pid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'
+	AND query LIKE 'SELECT status FROM qiwi_payin_capture(%''g-1''%'});
+ok(kill('STOP', $first_pid), 'the first call is stopped');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+wait_for(q{SELECT EXISTS (SELECT FROM qiwi_payin_captures WHERE capture_id = 'g-1' AND status = 'sending')},
+	'the first call\'s intent is committed');
+my %second = (out => '', err => '');
+$second{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+		"BEGIN; SELECT status FROM qiwi_payin_capture('$g', 'g-1', merchant => 'pi'); ROLLBACK" ],
+	'>', \$second{out}, '2>', \$second{err});
+my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+usleep(50_000) until time > $deadline || puts() > $puts || sql(q{SELECT EXISTS (SELECT FROM pg_stat_activity
+	WHERE wait_event = 'advisory' AND query LIKE '%ROLLBACK%' AND pid <> pg_backend_pid())}) eq 't';
+ok(kill('CONT', $first_pid), 'the first call goes on');
+$first{h}->finish;
+$second{h}->finish;
+like($first{out}, qr/^COMPLETED$/m, 'the first call made the capture');
+like($second{out}, qr/^COMPLETED$/m, 'the repeat got it');
+is(puts() - $puts, 1, 'one capture PUT in all');
 
 # ---------- the sweep at the reconciler's start ----------
 # A refund QIWI made, whose answer this database lost (as a promoted
