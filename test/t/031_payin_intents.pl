@@ -10,8 +10,10 @@
 # A repeat with its id that QIWI refuses withdraws the intent (in REPEATABLE
 # READ, which could not see that, it is refused before sending); a repeat
 # while the first call is between its intent and its PUT waits for it and
-# sends nothing.  The reconciler's sweep at its start settles a 'sending'
-# refund QIWI has, sending nothing.
+# sends nothing.  An answer about an intent that the tables refuse (more
+# than its payment) fails its check and the reconciler goes on.  The
+# reconciler's sweep at its start settles a 'sending' refund QIWI has,
+# sending nothing.
 use strict;
 use warnings;
 
@@ -233,6 +235,24 @@ $second{h}->finish;
 like($first{out}, qr/^COMPLETED$/m, 'the first call made the capture');
 like($second{out}, qr/^COMPLETED$/m, 'the repeat got it');
 is(puts() - $puts, 1, 'one capture PUT in all');
+
+# ---------- an answer the tables refuse fails its item's check, not the reconciler ----------
+# QIWI answers the GET of a capture in flight with more money than its
+# payment holds: the capture is not recorded, its check fails saying why,
+# and the reconciler goes on.
+my $h = payment('intent-h', 'manual');
+sql(qq{INSERT INTO qiwi_payin_captures (merchant, payment_id, capture_id, status) VALUES ('pi', '$h', 'h-1', 'sending')});
+my $reconciler = sql(q{SELECT pid FROM qiwi_reconciler_status});
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $h, status => 200, times => 1000,
+	body => encode_json({ captureId => 'h-1', paymentId => $h, createdDateTime => '2023-02-17T14:50:44+03:00',
+		amount => { currency => 'RUB', value => '50.00' },
+		status => { value => 'COMPLETED', changedDateTime => '2023-02-17T14:50:44+03:00' } }) }));
+wait_for(q{SELECT last_error LIKE '%but the payment is for 10.00 RUB%' FROM qiwi_payin_captures WHERE capture_id = 'h-1'},
+	'the capture\'s check failed, saying why');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+is(sql(q{SELECT status FROM qiwi_payin_captures WHERE capture_id = 'h-1'}), 'sending', 'the capture is not recorded');
+is(sql(q{SELECT pid FROM qiwi_reconciler_status}), $reconciler, 'the reconciler goes on');
+sql(q{DELETE FROM qiwi_payin_captures WHERE capture_id = 'h-1'});
 
 # ---------- the sweep at the reconciler's start ----------
 # A refund QIWI made, whose answer this database lost (as a promoted
