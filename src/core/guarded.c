@@ -2,8 +2,8 @@
  * guarded.c
  *		Work run in a subtransaction whose errors of some kinds are a
  *		problem to report, not an error: an answer's reader (a hostile
- *		value PostgreSQL's input routines refuse) and a notification's apply
- *		step.  An error of the moment (a cancel, a deadlock, a lock timeout)
+ *		value PostgreSQL's input routines refuse), a notification's apply
+ *		step, and the reconciler's recording of its answers.  An error of the moment (a cancel, a deadlock, a lock timeout)
  *		always goes on up, so that the work is done again.
  */
 #include "core/core.h"

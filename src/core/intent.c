@@ -13,7 +13,11 @@
  *		records the answer in its own transaction; if that rolls back, the
  *		committed intent stays for the reconciler, which asks QIWI and never
  *		sends it again.  With no free worker slot the call is refused before
- *		anything is recorded or sent.
+ *		anything is recorded or sent.  A call whose item may be the intent
+ *		of another call (a Payin capture or refund repeated with its id)
+ *		first becomes the item's one sender, to its transaction's end, before
+ *		it looks at the row or commits an intent of its own (its API's lock
+ *		of the id: payin_store_lock_id).
  *
  * After a start (a crash, a promotion), the reconciler sweeps first: every
  * item of a kind with unknown_outcome rows (a transfer 'sending', or
@@ -45,6 +49,7 @@
 #include "utils/snapmgr.h"
 
 PGDLLEXPORT void qiwi_intent_main(Datum main_arg);
+static void rethrow_rolled_back(MemoryContext caller, ResourceOwner owner) pg_attribute_noreturn();
 
 #define INTENT_TEXT_LEN 1024
 
@@ -331,9 +336,25 @@ qiwi_intent_main(Datum main_arg)
 	proc_exit(0);
 }
 
+/* In a PG_CATCH of a subtransaction begun in caller with owner: roll it back, raise its error */
+static void
+rethrow_rolled_back(MemoryContext caller, ResourceOwner owner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(caller);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+	ReThrowError(edata);
+}
+
 /*
  * Send op, the operation of an item whose intent the caller committed
- * (intent_commit) in status intent_status, from a SQL call: the item's row
+ * (intent_commit), or found committed by an earlier call, in status
+ * intent_status, from a SQL call in READ COMMITTED: the item's row
  * locked first, in a subtransaction, so that the reconciler leaves it to
  * the call.  True if QIWI answered (the caller records the answer in its
  * own transaction, which keeps the lock to its end: a reconciler's check
@@ -356,6 +377,8 @@ intent_send(const LedgerKind *kind, const char *merchant, const char *id, const 
 	Numeric		amount;
 	char	   *currency;
 
+	/* a repeat of an intent committed before too: QIWI's refusal would be withdrawn apart */
+	require_fresh_snapshots(op->context);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
@@ -370,15 +393,7 @@ intent_send(const LedgerKind *kind, const char *merchant, const char *id, const 
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-		ReThrowError(edata);
+		rethrow_rolled_back(caller, owner);
 	}
 	PG_END_TRY();
 	if (answered || error.retry_safe || error.sqlstate == ERRCODE_QIWI_MALFORMED)

@@ -13,7 +13,8 @@
  * while it waits (up to qiwi.reconcile_concurrency requests at once,
  * through the same operations as the SQL functions, sent by a second
  * process, the requester), and records the answers a chunk at a time in
- * short transactions while the next requests are in flight.  It leaves as
+ * short transactions while the next requests are in flight (an answer the
+ * tables refuse fails its item's check, not the reconciler).  It leaves as
  * soon as someone waits to drop or alter its database, so DROP DATABASE is
  * never blocked; it holds no lock between its short transactions, so DROP
  * EXTENSION is not either.  When the launcher has more databases to serve
@@ -228,16 +229,22 @@ typedef struct RoundWork
 	ReconcileCounts *counts;
 } RoundWork;
 
-/* Record the finished answers not yet recorded, in one short transaction */
-static void
-record_answers(RoundWork *w)
+/* Answers w->unrecorded[from..to) to record (a GuardedFn's argument) */
+typedef struct RecordRange
 {
-	if (w->nunrecorded == 0)
-		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	for (int k = 0; k < w->nunrecorded; k++)
+	RoundWork  *w;
+	int			from;
+	int			to;
+} RecordRange;
+
+/* Record a range of answers (a GuardedFn), counted; a merchant whose key QIWI refused is stopped */
+static bool
+record_range(void *arg, char **problem)
+{
+	RecordRange *r = (RecordRange *) arg;
+	RoundWork  *w = r->w;
+
+	for (int k = r->from; k < r->to; k++)
 	{
 		int			i = w->unrecorded[k];
 		bool		failed = false;
@@ -252,10 +259,69 @@ record_answers(RoundWork *w)
 			w->counts->failed++;
 		if (key_refused)
 			reconciler_refuse_merchant(w->ops[i].merchant, w->responses[i].status);
-		/* the answer is recorded: its body is not needed any more */
-		if (w->responses[i].body != NULL)
-			pfree(w->responses[i].body);
-		w->responses[i].body = NULL;
+	}
+	return true;
+}
+
+/*
+ * Record the answers of a chunk again one at a time, after the chunk's
+ * recording failed: the answer whose recording fails again (one the tables
+ * refuse: a capture of more than its payment, a status they do not know)
+ * fails its item's check, with the error, and the others are recorded
+ */
+static void
+record_one_by_one(RoundWork *w)
+{
+	for (int k = 0; k < w->nunrecorded; k++)
+	{
+		RecordRange one = {w, k, k + 1};
+		int			nchecks = w->due->nchecks;
+		char	   *problem = NULL;
+
+		if (qiwi_guarded(record_range, &one, GUARD_ALL_BUT_CANCEL, &problem))
+			continue;
+		w->due->nchecks = nchecks;
+		w->counts->failed++;
+		ledger_add_check(w->due, w->unrecorded[k], true, problem);
+		ereport(LOG,
+				(errmsg("qiwi_kassa reconciler could not record QIWI's answer about %s \"%s\": %s",
+						w->kind->what, w->due->ids[w->unrecorded[k]], qiwi_redact_secrets(problem))));
+	}
+}
+
+/*
+ * Record the finished answers not yet recorded, in one short transaction;
+ * an answer that cannot be recorded fails its item's check, not the
+ * reconciler (record_one_by_one).  An error of the moment (a cancel, a
+ * deadlock) goes on up.
+ */
+static void
+record_answers(RoundWork *w)
+{
+	RecordRange chunk = {w, 0, w->nunrecorded};
+	ReconcileCounts counted = *w->counts;
+	int			nchecks = w->due->nchecks;
+	char	   *problem = NULL;
+
+	if (w->nunrecorded == 0)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!qiwi_guarded(record_range, &chunk, GUARD_ALL_BUT_CANCEL, &problem))
+	{
+		*w->counts = counted;
+		w->due->nchecks = nchecks;
+		record_one_by_one(w);
+	}
+	/* the answers are recorded: their bodies are not needed any more */
+	for (int k = 0; k < w->nunrecorded; k++)
+	{
+		HttpResponse *resp = &w->responses[w->unrecorded[k]];
+
+		if (resp->body != NULL)
+			pfree(resp->body);
+		resp->body = NULL;
 	}
 	ledger_flush_checks(w->due);
 	PopActiveSnapshot();

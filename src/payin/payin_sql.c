@@ -530,12 +530,11 @@ refuse_refund(const MoneyCall *call, const PayinHeadroom *headroom, const char *
  * return captured money, or release held money (a reversal).  A refund
  * recorded under this id already (an intent whose outcome is not known,
  * or UNSENT, too) is asked for by its id first, its id locked before its
- * payment's row.
- * Another currency than the payment's is refused before anything is sent,
- * and so is more than is left as the tables count it (refunds 'sending'
- * counted as made).  More than is left as QIWI counted it for the payment
- * is refused too, unless QIWI made this very refund already (its answer
- * lost): that one is asked for by its id and recorded, not sent again.
+ * payment's row.  Another currency than the payment's is refused before
+ * anything is sent, and so is more than is left as the tables count it
+ * (refunds 'sending' counted as made).  A refund of an id with no row is
+ * then asked for by its id too (a failover may have lost its row), and
+ * more than is left as QIWI counted it for the payment is refused.
  * Its intent is committed before it is sent, QIWI's answer recorded in the
  * caller's transaction.
  */

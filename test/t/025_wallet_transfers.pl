@@ -13,12 +13,14 @@
 # is committed before its POST (read from a second session while the POST is
 # held); its caller rolled back, the worker settles it from the history; the
 # reconciler's sweep at its start finds a queued transfer QIWI has and sends
-# nothing; with no free worker slot a call is refused before sending.
+# nothing; a status the table does not know fails the transfer's check, not
+# the reconciler; with no free worker slot a call is refused before sending.
 use strict;
 use warnings;
 
 use HTTP::Tiny;
 use IPC::Run;
+use JSON::PP;
 use Time::HiRes qw(usleep);
 use QiwiTest;
 use PostgreSQL::Test::Cluster;
@@ -239,6 +241,26 @@ like($log, qr/WARNING: +Wallet transfer \d+ of merchant "wa" is queued here but 
 is(transfers_sent(), $sent, 'nothing was sent again');
 is(events_of('rolled back call'), '->sending:call,sending>SUCCESS:reconciler,queued>SUCCESS:reconciler',
 	'SUCCESS again, from the history');
+
+# ---------- a status the table does not know fails the check, not the worker ----------
+# The history lists a transfer in flight with a status QIWI does not
+# document: it is not recorded, its check fails saying why, and the
+# reconciler goes on.
+my $odd = sql(q{SELECT (max(client_txn_id::numeric) + 1)::text FROM qiwi_wallet_transfers});
+sql(qq{INSERT INTO qiwi_wallet_transfers (merchant, client_txn_id, status, to_wallet, amount, comment)
+	VALUES ('wa', '$odd', 'sending', '79220000002', 3.00, 'odd status')});
+$pid = sql(q{SELECT pid FROM qiwi_reconciler_status});
+my $item = qq{{"txnId": 987654321, "personId": 79220000001, "date": "2023-02-17T14:50:44+03:00", "errorCode": 0,
+	"error": null, "status": "PROCESSING", "type": "OUT", "trmTxnId": "$odd", "account": "+79220000002",
+	"sum": {"amount": 3, "currency": 643}, "provider": {"id": 99}, "comment": "odd status"}};
+sandbox('/sandbox/faults', encode_json({ api => 'wallet', service => 'payment-history', status => 200, times => 1000,
+	body => qq{{"data": [$item], "nextTxnId": null, "nextTxnDate": null}} }));
+wait_for(q{SELECT last_error LIKE '%check constraint%' FROM qiwi_wallet_transfers WHERE comment = 'odd status'},
+	'the transfer\'s check failed, saying why');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+is(sql(q{SELECT status FROM qiwi_wallet_transfers WHERE comment = 'odd status'}), 'sending', 'it is not recorded');
+is(sql(q{SELECT pid FROM qiwi_reconciler_status}), $pid, 'the reconciler goes on');
+sql(q{DELETE FROM qiwi_wallet_transfers WHERE comment = 'odd status'});
 
 # ---------- no free worker slot: refused before anything is sent ----------
 $node->append_conf('postgresql.conf', 'max_worker_processes = 0');

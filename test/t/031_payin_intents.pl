@@ -13,7 +13,12 @@
 # no more, and a new call with its id sends it once, its intent committed
 # again before the PUT.  One QIWI got, whose looks past the grace fail (an
 # answer cut short, 503, a malformed answer, a 404 that is not QIWI's "not
-# found"), is never UNSENT: it is settled from QIWI's answer.  The
+# found"), is never UNSENT: it is settled from QIWI's answer.  A repeat
+# with its id that QIWI refuses withdraws the intent (in REPEATABLE READ,
+# which could not see that, it is refused before sending); a repeat while
+# the first call is between its intent and its PUT waits for it and sends
+# nothing.  An answer about an intent that the tables refuse (more than its
+# payment) fails its check and the reconciler goes on.  The
 # reconciler's sweep at its start settles a 'sending' refund QIWI has,
 # sending nothing.
 use strict;
@@ -305,6 +310,106 @@ is(sql(q{SELECT max(changed_at) - min(changed_at) >= interval '3s' FROM qiwi_pay
 is(events_of('refund', 'h-1'), '>sending:call,sending>COMPLETED:reconciler', 'it was never UNSENT');
 is(puts() - $puts, 1, 'one PUT in all');
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET qiwi.unsent_after; SELECT pg_reload_conf()});
+
+# ---------- a repeat QIWI refuses: its intent is withdrawn ----------
+# A capture QIWI never got stays 'sending'; the payment is captured under
+# another id meanwhile; the repeat with the first id asks QIWI (which does
+# not have it) and sends it: QIWI refuses, and the intent is withdrawn
+# (its worker does not wait for a lock the repeat holds on the row).
+my $k = payment('intent-k', 'manual');
+ask_not_found($k);
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $k, drop => 'before', times => 50 }));
+$node->psql('postgres', "SELECT status FROM qiwi_payin_capture('$k', 'k-1', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+is($out, 'sending', 'a capture whose requests never arrive stays sending');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+is(sql("SELECT (qiwi_payin_capture('$k', 'k-2', merchant => 'pi')).status"), 'COMPLETED',
+	'the payment is captured under another id');
+$node->psql('postgres', "SET qiwi.timeout = 5000; SELECT qiwi_payin_capture('$k', 'k-1', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+like($err, qr/ERROR:  could not capture .*Successful capture already done for this payment/,
+	'the repeat fails with QIWI\'s refusal');
+is(sql("SELECT count(*) FROM qiwi_payin_captures WHERE capture_id = 'k-1'"), '0', 'and its intent is withdrawn');
+is(events_of('capture', 'k-1'), '>sending:call,sending>sending:call,sending>REFUSED:call',
+	'its events: the repeat committed its intent again, then QIWI refused it');
+# a repeat in REPEATABLE READ, whose snapshot could not see a withdrawal
+# committed apart, is refused before anything is sent
+ask_not_found($k);
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $k, drop => 'before', times => 50 }));
+$node->psql('postgres', "SELECT status FROM qiwi_payin_capture('$k', 'k-3', merchant => 'pi')",
+	stdout => \$out, stderr => \$err);
+is($out, 'sending', 'another capture whose requests never arrive stays sending');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+# (due in no round: no check of the reconciler's writes its row meanwhile)
+sql(q{UPDATE qiwi_payin_captures SET next_check_at = 'infinity' WHERE capture_id = 'k-3'});
+$puts = puts();
+$node->psql('postgres', "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT qiwi_payin_capture('$k', 'k-3', merchant => 'pi'); COMMIT",
+	stdout => \$out, stderr => \$err);
+like($err, qr/cannot capture "k-3" of Payin payment "[^"]+" in a REPEATABLE READ or SERIALIZABLE transaction/,
+	'its repeat in REPEATABLE READ is refused');
+is(puts() - $puts, 0, 'before anything is sent');
+is(sql("SELECT status FROM qiwi_payin_captures WHERE capture_id = 'k-3'"), 'sending', 'its intent stays');
+sql(q{DELETE FROM qiwi_payin_captures WHERE capture_id = 'k-3'});
+
+# ---------- a repeat while the first call is between its intent and its PUT ----------
+# The first call's intent is committed (its worker waited for another
+# session's row meanwhile) and the call is stopped before it locks the row
+# to send it; a
+# repeat with its id, rolled back, sends no PUT of its own: it waits for
+# the first call to end, then finds its capture.  The payment is not
+# recorded here, so no lock of its row orders the two calls.
+my $m = payment('intent-m', 'manual');
+wait_for(q{SELECT status <> 'CREATED' FROM qiwi_payin_invoices WHERE bill_id = 'intent-m'},
+	'the reconciler settled the invoice (it records its payment no more)');
+sql("DELETE FROM qiwi_payin_payments WHERE payment_id = '$m'");
+$puts = puts();
+my $holder = $node->background_psql('postgres');
+# a row of its id inserted and not committed: the intent's INSERT waits for it
+$holder->query_safe(qq{BEGIN; INSERT INTO qiwi_payin_captures (merchant, payment_id, capture_id, status)
+	VALUES ('pi', '$m', 'm-1', 'sending')});
+my %first = (out => '', err => '');
+$first{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+		"SELECT status FROM qiwi_payin_capture('$m', 'm-1', merchant => 'pi')" ], '>', \$first{out}, '2>', \$first{err});
+wait_for(q{SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'qiwi_kassa intent' AND wait_event_type = 'Lock')},
+	'the first call\'s intent worker waits for that row');
+my $first_pid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'
+	AND query LIKE 'SELECT status FROM qiwi_payin_capture(%''m-1''%'});
+ok(kill('STOP', $first_pid), 'the first call is stopped');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+wait_for(q{SELECT EXISTS (SELECT FROM qiwi_payin_captures WHERE capture_id = 'm-1' AND status = 'sending')},
+	'the first call\'s intent is committed');
+my %second = (out => '', err => '');
+$second{h} = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+		"BEGIN; SELECT status FROM qiwi_payin_capture('$m', 'm-1', merchant => 'pi'); ROLLBACK" ],
+	'>', \$second{out}, '2>', \$second{err});
+my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+usleep(50_000) until time > $deadline || puts() > $puts || sql(q{SELECT EXISTS (SELECT FROM pg_stat_activity
+	WHERE wait_event = 'advisory' AND query LIKE '%ROLLBACK%' AND pid <> pg_backend_pid())}) eq 't';
+ok(kill('CONT', $first_pid), 'the first call goes on');
+$first{h}->finish;
+$second{h}->finish;
+like($first{out}, qr/^COMPLETED$/m, 'the first call made the capture');
+like($second{out}, qr/^COMPLETED$/m, 'the repeat got it');
+is(puts() - $puts, 1, 'one capture PUT in all');
+
+# ---------- an answer the tables refuse fails its item's check, not the reconciler ----------
+# QIWI answers the GET of a capture in flight with more money than its
+# payment holds: the capture is not recorded, its check fails saying why,
+# and the reconciler goes on.
+my $n = payment('intent-n', 'manual');
+sql(qq{INSERT INTO qiwi_payin_captures (merchant, payment_id, capture_id, status) VALUES ('pi', '$n', 'n-1', 'sending')});
+my $reconciler = sql(q{SELECT pid FROM qiwi_reconciler_status});
+sandbox('/sandbox/faults', encode_json({ api => 'payin', payment => $n, status => 200, times => 1000,
+	body => encode_json({ captureId => 'n-1', paymentId => $n, createdDateTime => '2023-02-17T14:50:44+03:00',
+		amount => { currency => 'RUB', value => '50.00' },
+		status => { value => 'COMPLETED', changedDateTime => '2023-02-17T14:50:44+03:00' } }) }));
+wait_for(q{SELECT last_error LIKE '%but the payment is for 10.00 RUB%' FROM qiwi_payin_captures WHERE capture_id = 'n-1'},
+	'the capture\'s check failed, saying why');
+HTTP::Tiny->new->delete("$sandbox_url/sandbox/faults");
+is(sql(q{SELECT status FROM qiwi_payin_captures WHERE capture_id = 'n-1'}), 'sending', 'the capture is not recorded');
+is(sql(q{SELECT pid FROM qiwi_reconciler_status}), $reconciler, 'the reconciler goes on');
+sql(q{DELETE FROM qiwi_payin_captures WHERE capture_id = 'n-1'});
 
 # ---------- the sweep at the reconciler's start ----------
 # A refund QIWI made, whose answer this database lost (as a promoted
