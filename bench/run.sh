@@ -530,20 +530,23 @@ SELECT pg_reload_conf();
 SQL
 	sleep 1.5	# the reload reaches the worker; the stats are flushed
 	curl -sS -X POST "$SANDBOX_URL/sandbox/latency" -d "{\"ms\": $LATENCY_MS}" >/dev/null
-	local rounds_before writes_before
-	rounds_before=$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")
+	local t0 writes_before checked
 	writes_before=$(bench_sql -c "SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table'")
+	t0=$(bench_sql -c "SELECT clock_timestamp()")
 	# it writes no item (the due watermark): every write counted is the round's
 	bench_sql -c "SELECT qiwi_reconcile_now()" >/dev/null
-	while [ "$(bench_sql -c "SELECT rounds FROM qiwi_reconciler_status")" -le "$rounds_before" ]; do
+	# the round it woke: one begun after it (a round publishes at its end)
+	until [ "$(bench_sql -c "SELECT coalesce(last_round_start >= '$t0', false) FROM qiwi_reconciler_status")" = t ]; do
 		sleep 0.1
 	done
+	checked=$(bench_sql -c "SELECT last_round_checked FROM qiwi_reconciler_status")
+	[ "$checked" -eq "$n" ] || { echo "bench/run.sh: the round checked $checked items, not the $n of $table" >&2; return 1; }
 	sleep 0.5	# the worker's stats reach pg_stat_user_tables
 	bench_sql -c "SELECT round(extract(epoch FROM last_round_duration)::numeric, 2) || '|' ||
 		round(((SELECT n_tup_upd + n_tup_ins FROM pg_stat_user_tables WHERE relname = '$table')
 		       - $writes_before)::numeric / last_round_checked, 2) || '|' ||
 		(SELECT count(*) FROM $events WHERE source = 'reconciler')
-		FROM qiwi_reconciler_status WHERE last_round_checked = $n"
+		FROM qiwi_reconciler_status"
 }
 
 # report_reconcile N C WHAT SETUP TABLE EVENTS: items per second in a round
@@ -591,15 +594,22 @@ bench_sql >/dev/null <<SQL
 CREATE SERVER bench_payin FOREIGN DATA WRAPPER qiwi OPTIONS (payin_site_id 'bench-site', payin_api_url '$SANDBOX_URL');
 CREATE USER MAPPING FOR PUBLIC SERVER bench_payin OPTIONS (payin_api_key 'bench-payin-key');
 TRUNCATE qiwi_bills, qiwi_bill_events;
+-- due only when qiwi_reconcile_now makes them so, from their commit on: a
+-- round over them begun then would still be running, and take some of the
+-- first timed round's (a run stopped so, at its first Payin row)
+BEGIN;
 SELECT count(qiwi_payin_create_invoice('bench-' || i, 1.00, merchant => 'bench_payin')) FROM generate_series(1, $PAYIN_INVOICES) i;
--- due only when qiwi_reconcile_now makes them so (a reload wakes the worker)
+UPDATE qiwi_payin_invoices SET next_check_at = 'infinity';
 CREATE TABLE bench_payin_invoices AS SELECT * FROM qiwi_payin_invoices;
-UPDATE bench_payin_invoices SET next_check_at = 'infinity';
+COMMIT;
 SQL
 # report_invoices N C: N CREATED Payin invoices at concurrency C
 report_invoices() {
 	report_reconcile "$1" "$2" "Payin invoices" "TRUNCATE qiwi_bills, qiwi_bill_events, qiwi_payin_invoices, qiwi_payin_payments, qiwi_payin_events;
-INSERT INTO qiwi_payin_invoices SELECT * FROM bench_payin_invoices ORDER BY bill_id LIMIT $1;" \
+INSERT INTO qiwi_payin_invoices SELECT * FROM bench_payin_invoices ORDER BY bill_id LIMIT $1;
+-- scheduled now, as a new row is: an earlier qiwi_reconcile_now() would
+-- make them due already, and the reload below would start a round early
+UPDATE qiwi_payin_invoices SET scheduled_at = now();" \
 		qiwi_payin_invoices qiwi_payin_events
 }
 if [ $QUICK -eq 1 ]; then
