@@ -317,6 +317,8 @@ extern void ledger_add_kind(const LedgerKind *kind);
 extern void ledger_begin_kind(OwnerContext *ctx, const LedgerKind *kind);
 extern uint64 ledger_run_plan(const LedgerKind *kind, int plan, Datum *values,
 							  const char *nulls, int expected);
+extern bool ledger_lock_id(const LedgerKind *kind, const char *merchant, const char *id, char **status,
+						   Numeric *amount, char **currency);
 extern bool ledger_lock_item(const LedgerKind *kind, const char *merchant, const char *id,
 							 char **status, Numeric *amount, char **currency);
 extern bool ledger_lock_or_insert(const LedgerKind *kind, int lock_plan, Datum *lock_values,

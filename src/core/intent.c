@@ -16,8 +16,7 @@
  *		anything is recorded or sent.  A call whose item may be the intent
  *		of another call (a Payin capture or refund repeated with its id)
  *		first becomes the item's one sender, to its transaction's end, before
- *		it looks at the row or commits an intent of its own (its API's lock
- *		of the id: payin_store_lock_id).
+ *		it looks at the row or commits an intent of its own (ledger_lock_id).
  *
  * After a start (a crash, a promotion), the reconciler sweeps first: every
  * item of a kind with unknown_outcome rows (a transfer 'sending', or

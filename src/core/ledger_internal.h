@@ -23,12 +23,15 @@ enum
 	LEDGER_PLAN_CHECKED_ONE,
 	LEDGER_PLAN_CHECKED_MANY,
 	LEDGER_PLAN_LOCK,
+	LEDGER_PLAN_ID_LOCK,
+	LEDGER_PLAN_READ,
 	LEDGER_PLAN_SWEEP,			/* NULL for a kind without unknown_outcome */
 	LEDGER_NPLANS
 };
 
 extern int	ledger_nkinds(void);
 extern const LedgerKind *ledger_kind_at(int i);
+extern TimestampTz *ledger_kind_swept(const LedgerKind *kind);
 extern uint64 ledger_run_own(const LedgerKind *kind, int plan, Datum *values, const char *nulls,
 							 int expected);
 

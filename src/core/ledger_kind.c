@@ -26,12 +26,17 @@
 static const LedgerTable *ledger_tables[MAX_LEDGER_TABLES];
 static int	nledger_tables = 0;
 
-/* The kinds the APIs registered, with their plans and the schema they were prepared in */
+/*
+ * The kinds the APIs registered, with their plans and the schema they were
+ * prepared in, and the watermark this process's claims of the kind have
+ * swept up to (ledger_due.c)
+ */
 typedef struct KindPlans
 {
 	const LedgerKind *kind;
 	Oid			schema;
 	SPIPlanPtr *plans;			/* the API's statements, then LEDGER_PLAN_* */
+	TimestampTz swept;
 } KindPlans;
 
 static KindPlans kinds[MAX_LEDGER_TABLES];
@@ -65,6 +70,7 @@ ledger_add_kind(const LedgerKind *kind)
 	ledger_add_table(kind->table);
 	kinds[nkinds].kind = kind;
 	kinds[nkinds].schema = InvalidOid;
+	kinds[nkinds].swept = DT_NOBEGIN;
 	kinds[nkinds].plans = MemoryContextAllocZero(TopMemoryContext, sizeof(SPIPlanPtr) *
 												 (kind->nstatements + LEDGER_NPLANS));
 	nkinds++;
@@ -93,6 +99,21 @@ plans_of(const LedgerKind *kind)
 			return &kinds[i];
 	elog(ERROR, "ledger kind of table %s is not registered", kind->table->name);
 	return NULL;
+}
+
+/* The watermark this process's claims of a kind have swept up to, to read and set */
+TimestampTz *
+ledger_kind_swept(const LedgerKind *kind)
+{
+	return &plans_of(kind)->swept;
+}
+
+/* Sweep every kind again at the next claim (a merchant skipped while it swept resumes) */
+void
+ledger_sweep_again(void)
+{
+	for (int i = 0; i < nkinds; i++)
+		kinds[i].swept = DT_NOBEGIN;
 }
 
 /* SQL for a list of statuses: ('A', 'B') */
@@ -229,6 +250,12 @@ prepare_record_plans(SPIPlanPtr *plans, const LedgerKind *kind, const char *nsp)
 		kind->id_column), 3, checked_types);
 	plans[LEDGER_PLAN_LOCK] = ledger_prepare(psprintf(
 		"SELECT %3$s, amount, currency FROM %1$s.%2$s WHERE merchant = $1 AND %4$s = $2 FOR UPDATE",
+		nsp, kind->table->name, kind->table->status_column, kind->id_column), 2, checked_one_types);
+	plans[LEDGER_PLAN_ID_LOCK] = ledger_prepare(psprintf(
+		"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(%1$s), pg_catalog.hashtext($1 || '/' || $2))",
+		quote_literal_cstr(kind->table->name)), 2, checked_one_types);
+	plans[LEDGER_PLAN_READ] = ledger_prepare(psprintf(
+		"SELECT %3$s, amount, currency FROM %1$s.%2$s WHERE merchant = $1 AND %4$s = $2",
 		nsp, kind->table->name, kind->table->status_column, kind->id_column), 2, checked_one_types);
 }
 
@@ -493,6 +520,36 @@ ledger_lock_item(const LedgerKind *kind, const char *merchant, const char *id, c
 
 	ledger_begin_kind(&ctx, kind);
 	known = ledger_run_plan(kind, LEDGER_ROW_LOCK, values, NULL, SPI_OK_SELECT) > 0;
+	if (known)
+	{
+		*status = ledger_row_text(&ctx, 1);
+		*amount = ledger_row_numeric(&ctx, 2);
+		*currency = ledger_row_text(&ctx, 3);
+	}
+	ledger_end(&ctx);
+	return known;
+}
+
+/*
+ * Become the one writer of an item's id to the end of the transaction (a
+ * second caller waits here until the first commits or rolls back, then
+ * reads what it did), then read its row without locking it: a worker that
+ * commits or withdraws the item's intent apart (intent.c) must not wait
+ * for the caller.  False if it is unknown, else its status, amount and
+ * currency.
+ */
+bool
+ledger_lock_id(const LedgerKind *kind, const char *merchant, const char *id, char **status,
+			   Numeric *amount, char **currency)
+{
+	Datum		values[2] = {CStringGetTextDatum(merchant), CStringGetTextDatum(id)};
+	OwnerContext ctx;
+	bool		known;
+
+	ledger_begin_kind(&ctx, kind);
+	ledger_run_own(kind, LEDGER_PLAN_ID_LOCK, values, NULL, SPI_OK_SELECT);
+	/* a statement of its own: its snapshot sees what the caller waited for committed */
+	known = ledger_run_own(kind, LEDGER_PLAN_READ, values, NULL, SPI_OK_SELECT) > 0;
 	if (known)
 	{
 		*status = ledger_row_text(&ctx, 1);

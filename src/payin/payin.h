@@ -259,8 +259,6 @@ extern const LedgerKind payin_refund_kind;
 extern char *payin_operation_key(const char *payment_id, const char *id);
 extern void payin_store_capture(const PayinOperationResult *capture, const char *source);
 extern void payin_store_refund(const PayinOperationResult *refund, const char *source);
-extern bool payin_store_lock_id(const PayinOperationResult *intent, bool refund, char **status,
-								Numeric *amount, char **currency);
 extern bool payin_store_intent(const PayinOperationResult *intent, bool refund, bool again,
 							   const char *what);
 extern void payin_store_withdraw(const PayinOperationResult *intent, bool refund, const char *what);

@@ -33,7 +33,7 @@ static const LedgerTable refund_table = {"qiwi_payin_refunds", "status", sending
 /* The statements of each kind, in this order */
 enum
 {
-	M_UPSERT, M_INTENT, M_RESEND, M_WITHDRAW, M_PAYMENT_MONEY, M_ID_LOCK, M_READ, M_UNSENT
+	M_UPSERT, M_INTENT, M_RESEND, M_WITHDRAW, M_PAYMENT_MONEY, M_UNSENT
 };
 
 /* A capture or refund write: $1..$11 from the answer (or the intent) */
@@ -86,9 +86,8 @@ static const LedgerParam unsent_params[UNSENT_NARGS] = {
  * The statements about an intent of table (its id column id) that are the
  * same for both kinds, in enum order from M_RESEND (set: more of a new
  * intent's SET, after the status).  A new intent ('sending', again) is
- * timed by status_changed_at, and looked at afresh.  The calls of one id
- * take turns by a lock of the id to their transactions' ends: not its
- * row's, which the intent's worker writes.  UNSENT only from the row as
+ * timed by status_changed_at, and looked at afresh (the calls of one id
+ * take turns: ledger_lock_id).  UNSENT only from the row as
  * the reconciler claimed it: a call that sent it again committed a new
  * intent first.
  */
@@ -101,10 +100,6 @@ static const LedgerParam unsent_params[UNSENT_NARGS] = {
 	[M_WITHDRAW] = {"DELETE FROM %1$s." table " WHERE merchant = $1 AND payment_id = $2 AND " id " = $3"			\
 		" AND status = 'sending' RETURNING status", OPERATION_NARGS, operation_params, NULL},						\
 	[M_PAYMENT_MONEY] = {PAYMENT_MONEY, OPERATION_NARGS, operation_params, NULL},									\
-	[M_ID_LOCK] = {"SELECT pg_advisory_xact_lock(hashtext('" table "'), hashtext($1 || '/' || $2 || '/' || $3))",	\
-		OPERATION_NARGS, operation_params, NULL},																	\
-	[M_READ] = {"SELECT status, amount, currency FROM %1$s." table " WHERE merchant = $1 AND payment_id = $2"		\
-		" AND " id " = $3", OPERATION_NARGS, operation_params, NULL},													\
 	[M_UNSENT] = {"UPDATE %1$s." table " SET status = 'UNSENT', status_changed_at = clock_timestamp(),"			\
 		" checked_at = clock_timestamp(), last_error = $4 WHERE merchant = $1 AND payment_id = $2 AND " id " = $3"	\
 		" AND status = 'sending' AND coalesce(status_changed_at, first_seen_at) = $5 AND checked_at = $6"			\
@@ -264,37 +259,6 @@ void
 payin_store_refund(const PayinOperationResult *refund, const char *source)
 {
 	store_operation(refund, true, source);
-}
-
-/*
- * Lock a capture's or refund's id (merchant, payment, id of intent) to the
- * end of the caller's transaction, so that the calls of one id take turns
- * (a call that sends it is waited for), then read its row: false if there
- * is none, else its status and money
- */
-bool
-payin_store_lock_id(const PayinOperationResult *intent, bool refund, char **status, Numeric *amount,
-					char **currency)
-{
-	const LedgerKind *kind = kind_of(refund);
-	Datum		values[OPERATION_NARGS];
-	char		nulls[OPERATION_NARGS + 1];
-	OwnerContext ctx;
-	bool		known;
-
-	ledger_fill(operation_params, OPERATION_NARGS, intent, values, nulls);
-	ledger_begin_kind(&ctx, kind);
-	ledger_run_plan(kind, M_ID_LOCK, values, nulls, SPI_OK_SELECT);
-	/* a statement of its own: its snapshot sees what the call we waited for committed */
-	known = ledger_run_plan(kind, M_READ, values, nulls, SPI_OK_SELECT) > 0;
-	if (known)
-	{
-		*status = ledger_row_text(&ctx, 1);
-		*amount = ledger_row_numeric(&ctx, 2);
-		*currency = ledger_row_text(&ctx, 3);
-	}
-	ledger_end(&ctx);
-	return known;
 }
 
 /*

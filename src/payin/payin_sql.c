@@ -226,7 +226,8 @@ money_recorded(MoneyCall *call, bool *recorded)
 	char	   *currency;
 	QiwiOperation op;
 
-	*recorded = payin_store_lock_id(money_intent(call), call->is_refund, &status, &amount, &currency);
+	*recorded = ledger_lock_id(call->is_refund ? &payin_refund_kind : &payin_capture_kind, call->merchant->name,
+							   payin_operation_key(call->payment_id, call->id), &status, &amount, &currency);
 	if (!*recorded)
 		return false;
 	if (call->is_refund && !qiwi_same_money(amount, currency, call->amount, call->currency))
